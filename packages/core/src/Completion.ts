@@ -1,0 +1,144 @@
+/**
+ * What a completion returns: the text, why it stopped, token usage as the provider
+ * reported it, timings, and the provider's parsed rate-limit headers.
+ * @since 0.1.0
+ */
+import { Effect, Schema, Stream } from "effect"
+import { RateLimitInfo } from "./RateLimitHeaders.js"
+
+/** Why generation stopped. @category models @since 0.1.0 */
+export const FinishReason = Schema.Literals(["stop", "length", "content_filter", "tool_calls", "error", "unknown"])
+/** @category models @since 0.1.0 */
+export type FinishReason = typeof FinishReason.Type
+
+/** Token counts as the provider reported them (or the local tokenizer counted them). @category models @since 0.1.0 */
+export const Usage = Schema.Struct({
+  inputTokens: Schema.Number,
+  outputTokens: Schema.Number,
+  /** Input tokens served from the provider's prompt cache (OpenAI cached, Anthropic cache read). */
+  cachedInputTokens: Schema.optionalKey(Schema.Number),
+  /** Input tokens written to the provider's prompt cache (Anthropic cache creation). */
+  cacheWriteInputTokens: Schema.optionalKey(Schema.Number),
+  /** True when the counts are an estimate rather than provider-reported. */
+  estimated: Schema.optionalKey(Schema.Boolean)
+})
+/** @category models @since 0.1.0 */
+export type Usage = typeof Usage.Type
+
+/** Wall-clock instants in epoch milliseconds, read through Effect's `Clock`. @category models @since 0.1.0 */
+export const Timing = Schema.Struct({
+  start: Schema.Number,
+  /** When the first output token (or the whole body, when not streaming) arrived. */
+  firstToken: Schema.optionalKey(Schema.Number),
+  end: Schema.Number
+})
+/** @category models @since 0.1.0 */
+export type Timing = typeof Timing.Type
+
+/**
+ * A finished completion.
+ * @category models @since 0.1.0
+ */
+export class Completion extends Schema.Class<Completion>("@hasten/core/Completion")({
+  text: Schema.String,
+  finishReason: FinishReason,
+  usage: Usage,
+  model: Schema.String,
+  provider: Schema.String,
+  timing: Timing,
+  /** Parsed provider rate-limit headers from the response that produced this completion. */
+  rateLimit: Schema.optionalKey(RateLimitInfo),
+  /** Set by the cache middleware: true when served from the cache. */
+  cached: Schema.optionalKey(Schema.Boolean),
+  /** Free-form facts middleware attaches (retries, speculative statistics, batch size). */
+  metadata: Schema.optionalKey(Schema.Record(Schema.String, Schema.Unknown))
+}) {}
+
+/**
+ * One piece of a streamed completion. `text` is the delta; the last chunk carries
+ * `finishReason` and `usage`.
+ * @category models @since 0.1.0
+ */
+export class CompletionChunk extends Schema.Class<CompletionChunk>("@hasten/core/CompletionChunk")({
+  text: Schema.String,
+  /** Output tokens in this chunk, when the backend knows (local models: exact). */
+  tokens: Schema.optionalKey(Schema.Number),
+  finishReason: Schema.optionalKey(FinishReason),
+  usage: Schema.optionalKey(Usage),
+  model: Schema.optionalKey(Schema.String),
+  rateLimit: Schema.optionalKey(RateLimitInfo),
+  cached: Schema.optionalKey(Schema.Boolean),
+  metadata: Schema.optionalKey(Schema.Record(Schema.String, Schema.Unknown))
+}) {}
+
+/** Zero usage. @category constructors @since 0.1.0 */
+export const emptyUsage: Usage = { inputTokens: 0, outputTokens: 0 }
+
+/**
+ * Folds a stream of chunks into one `Completion`: text concatenated once at the end
+ * (no quadratic string building), usage and finish reason from the last chunks that
+ * carry them, `firstToken` when the first non-empty chunk arrived.
+ * @category constructors @since 0.1.0
+ */
+export const fromStream = <E, R>(
+  stream: Stream.Stream<CompletionChunk, E, R>,
+  info: { readonly model: string; readonly provider: string }
+): Effect.Effect<Completion, E, R> =>
+  Effect.gen(function*() {
+    const start = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+    const parts: Array<string> = []
+    let firstToken: number | undefined
+    let finishReason: FinishReason = "unknown"
+    let usage: Usage | undefined
+    let model = info.model
+    let rateLimit: RateLimitInfo | undefined
+    let cached: boolean | undefined
+    let metadata: Record<string, unknown> | undefined
+    let outputTokens = 0
+    yield* Stream.runForEach(stream, (chunk) =>
+      Effect.clockWith((clock) =>
+        Effect.sync(() => {
+          if (chunk.text.length > 0) {
+            if (firstToken === undefined) firstToken = clock.currentTimeMillisUnsafe()
+            parts.push(chunk.text)
+          }
+          if (chunk.tokens !== undefined) outputTokens += chunk.tokens
+          if (chunk.finishReason !== undefined) finishReason = chunk.finishReason
+          if (chunk.usage !== undefined) usage = chunk.usage
+          if (chunk.model !== undefined) model = chunk.model
+          if (chunk.rateLimit !== undefined) rateLimit = chunk.rateLimit
+          if (chunk.cached !== undefined) cached = chunk.cached
+          if (chunk.metadata !== undefined) metadata = { ...metadata, ...chunk.metadata }
+        })
+      ))
+    const end = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+    return new Completion({
+      text: parts.join(""),
+      finishReason,
+      usage: usage ?? { inputTokens: 0, outputTokens, estimated: true },
+      model,
+      provider: info.provider,
+      timing: firstToken === undefined ? { start, end } : { start, firstToken, end },
+      ...(rateLimit !== undefined ? { rateLimit } : {}),
+      ...(cached !== undefined ? { cached } : {}),
+      ...(metadata !== undefined ? { metadata } : {})
+    })
+  })
+
+/**
+ * Turns a finished completion into a one-chunk stream (for backends that cannot stream,
+ * and for cache replay of non-streamed entries).
+ * @category constructors @since 0.1.0
+ */
+export const toChunks = (completion: Completion): ReadonlyArray<CompletionChunk> => [
+  new CompletionChunk({
+    text: completion.text,
+    tokens: completion.usage.outputTokens,
+    finishReason: completion.finishReason,
+    usage: completion.usage,
+    model: completion.model,
+    ...(completion.rateLimit !== undefined ? { rateLimit: completion.rateLimit } : {}),
+    ...(completion.cached !== undefined ? { cached: completion.cached } : {}),
+    ...(completion.metadata !== undefined ? { metadata: completion.metadata } : {})
+  })
+]

@@ -1,0 +1,135 @@
+/**
+ * The request every Hasten `Llm` takes. Every field that can change the output is
+ * explicit, so a cache key and a token estimate can be computed from the request alone.
+ * @since 0.1.0
+ */
+import { Effect, Schema } from "effect"
+
+/** The role of a chat message. @category models @since 0.1.0 */
+export const Role = Schema.Literals(["system", "user", "assistant"])
+/** @category models @since 0.1.0 */
+export type Role = typeof Role.Type
+
+/** One chat message. @category models @since 0.1.0 */
+export const Message = Schema.Struct({
+  role: Role,
+  content: Schema.String
+})
+/** @category models @since 0.1.0 */
+export type Message = typeof Message.Type
+
+/**
+ * How the output must be shaped: free text, or JSON matching a JSON Schema
+ * (OpenAI `response_format`, node-llama-cpp grammars).
+ * @category models @since 0.1.0
+ */
+export const ResponseFormat = Schema.Union([
+  Schema.Struct({ type: Schema.Literal("text") }),
+  Schema.Struct({
+    type: Schema.Literal("json"),
+    /** A JSON Schema object; omitted means "any JSON object". */
+    schema: Schema.optionalKey(Schema.Record(Schema.String, Schema.Unknown)),
+    name: Schema.optionalKey(Schema.String)
+  })
+])
+/** @category models @since 0.1.0 */
+export type ResponseFormat = typeof ResponseFormat.Type
+
+const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+
+/**
+ * A completion request. `messages` is the chat; `prompt` is a raw prompt sent without a
+ * chat template (text completion). Exactly one of them must be non-empty.
+ *
+ * An omitted `temperature` means "the provider's default", which is not 0: cache keys
+ * and policies treat the two differently.
+ * @category models @since 0.1.0
+ */
+export class CompletionRequest extends Schema.Class<CompletionRequest>("@hasten/core/CompletionRequest")({
+  /** The model id as the provider names it (`gpt-4o-mini`, `stories260K`). */
+  model: Schema.String,
+  /** The chat messages, oldest first. */
+  messages: Schema.Array(Message),
+  /** A raw prompt (text completion, no chat template). */
+  prompt: Schema.optionalKey(Schema.String),
+  /** Upper bound on generated tokens. */
+  maxTokens: Schema.optionalKey(NonNegativeInt),
+  /** Sampling temperature; omitted is the provider default (not 0). */
+  temperature: Schema.optionalKey(Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))),
+  /** Nucleus sampling mass. */
+  topP: Schema.optionalKey(Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))),
+  /** Top-k sampling (local models, Anthropic). */
+  topK: Schema.optionalKey(NonNegativeInt),
+  /** Sampling seed, passed to providers that accept one. */
+  seed: Schema.optionalKey(Schema.Int),
+  /** Stop sequences. */
+  stop: Schema.optionalKey(Schema.Array(Schema.String)),
+  /** A LoRA adapter id (local models only). */
+  adapter: Schema.optionalKey(Schema.String),
+  /** Free text, or JSON matching a schema. */
+  responseFormat: Schema.optionalKey(ResponseFormat),
+  /** Repeat penalty (llama.cpp style, 1 = off). */
+  repeatPenalty: Schema.optionalKey(Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))),
+  /** Frequency penalty (OpenAI style, 0 = off). */
+  frequencyPenalty: Schema.optionalKey(Schema.Finite),
+  /** Presence penalty (OpenAI style, 0 = off). */
+  presencePenalty: Schema.optionalKey(Schema.Finite),
+  /** How many of the last tokens the penalties look at (local models). */
+  penaltyWindow: Schema.optionalKey(NonNegativeInt),
+  /** Provider-specific options, passed through verbatim (they are part of the cache key). */
+  providerOptions: Schema.optionalKey(Schema.Record(Schema.String, Schema.Unknown)),
+  /**
+   * Trial index: identical requests with distinct trials are distinct cache entries
+   * (an evaluator's repeated trials). Providers ignore it.
+   */
+  trial: Schema.optionalKey(NonNegativeInt)
+}) {}
+
+/** The plain-object form a caller may pass to {@link make}. @category models @since 0.1.0 */
+export type CompletionRequestInput = typeof CompletionRequest.Encoded
+
+/** A request whose fields failed validation. @category errors @since 0.1.0 */
+export class InvalidCompletionRequest extends Schema.TaggedError<InvalidCompletionRequest>()(
+  "InvalidCompletionRequest",
+  { message: Schema.String }
+) {}
+
+const decode = Schema.decodeUnknownEffect(CompletionRequest)
+
+/**
+ * Validates a plain object into a `CompletionRequest`, failing with a message that
+ * names the offending field.
+ * @category constructors @since 0.1.0
+ */
+export const make = (input: CompletionRequestInput): Effect.Effect<CompletionRequest, InvalidCompletionRequest> =>
+  decode(input).pipe(
+    Effect.mapError((error) => new InvalidCompletionRequest({ message: String(error.message ?? error) })),
+    Effect.flatMap((request) =>
+      request.messages.length === 0 && (request.prompt === undefined || request.prompt.length === 0)
+        ? Effect.fail(new InvalidCompletionRequest({ message: "a request needs messages or a prompt" }))
+        : Effect.succeed(request)
+    )
+  )
+
+/**
+ * Builds a request without an effect, throwing on invalid input. For scripts and tests.
+ * @category constructors @since 0.1.0
+ */
+export const makeUnsafe = (input: CompletionRequestInput): CompletionRequest => Effect.runSync(make(input))
+
+/**
+ * A chat request with one user message: the common case.
+ * @category constructors @since 0.1.0
+ */
+export const user = (model: string, content: string, options?: Omit<CompletionRequestInput, "model" | "messages">): CompletionRequest =>
+  makeUnsafe({ ...options, model, messages: [{ role: "user", content }] })
+
+/**
+ * The request's prompt as one string: the raw prompt, or the messages joined as
+ * `role: content` lines. Used for token estimates and by backends without chat templates.
+ * @category utils @since 0.1.0
+ */
+export const promptText = (request: CompletionRequest): string =>
+  request.prompt !== undefined && request.prompt.length > 0
+    ? request.prompt
+    : request.messages.map((message) => `${message.role}: ${message.content}`).join("\n")

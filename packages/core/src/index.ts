@@ -1,0 +1,23 @@
+/**
+ * `@hasten/core`: the contract every Hasten package shares.
+ * @since 0.1.0
+ */
+
+/** Requests: messages, sampling controls, response format. @since 0.1.0 */
+export * as CompletionRequest from "./CompletionRequest.js"
+/** Completions, stream chunks, usage and timings. @since 0.1.0 */
+export * as Completion from "./Completion.js"
+/** The `LlmError` family with its retry classification. @since 0.1.0 */
+export * as LlmError from "./LlmError.js"
+/** The `Llm` service. @since 0.1.0 */
+export * as Llm from "./Llm.js"
+/** The `Embedder` service. @since 0.1.0 */
+export * as Embedder from "./Embedder.js"
+/** The `TokenModel` service (token-level local models). @since 0.1.0 */
+export * as TokenModel from "./TokenModel.js"
+/** Parsers for providers' rate-limit headers. @since 0.1.0 */
+export * as RateLimitHeaders from "./RateLimitHeaders.js"
+/** The canonical request key. @since 0.1.0 */
+export * as RequestKey from "./RequestKey.js"
+/** `Llm` as an `effect/ai` `LanguageModel`. @since 0.1.0 */
+export * as AiLanguageModel from "./AiLanguageModel.js"

@@ -1,0 +1,68 @@
+import { assert, describe, it } from "@effect/vitest"
+import { CompletionRequest, RequestKey } from "@hasten/core"
+
+const base: CompletionRequest.CompletionRequestInput = {
+  model: "gpt-4o-mini",
+  messages: [{ role: "user", content: "What is 2+2?" }],
+  temperature: 0
+}
+const key = (input: CompletionRequest.CompletionRequestInput, provider = "openai") =>
+  RequestKey.make(CompletionRequest.makeUnsafe(input), { provider })
+
+describe("RequestKey", () => {
+  it("is stable whatever the key order of nested objects", () => {
+    const a = key({ ...base, providerOptions: { a: 1, b: { c: 2, d: 3 } } })
+    const b = key({ ...base, providerOptions: { b: { d: 3, c: 2 }, a: 1 } })
+    assert.strictEqual(a, b)
+    assert.match(a, /^[0-9a-f]{64}$/)
+  })
+
+  it("distinguishes an omitted temperature from temperature 0", () => {
+    const { temperature: _, ...withoutTemperature } = base
+    assert.notStrictEqual(key(withoutTemperature), key(base))
+  })
+
+  it("changes with every output-affecting field", () => {
+    const variants: Array<CompletionRequest.CompletionRequestInput> = [
+      { ...base, model: "gpt-4o" },
+      { ...base, messages: [{ role: "user", content: "What is 2+3?" }] },
+      { ...base, messages: [{ role: "system", content: "What is 2+2?" }] },
+      { ...base, prompt: "raw" },
+      { ...base, maxTokens: 10 },
+      { ...base, temperature: 0.5 },
+      { ...base, topP: 0.9 },
+      { ...base, topK: 5 },
+      { ...base, seed: 1 },
+      { ...base, stop: ["\n"] },
+      { ...base, adapter: "lora-a" },
+      { ...base, responseFormat: { type: "json" } },
+      { ...base, repeatPenalty: 1.1 },
+      { ...base, frequencyPenalty: 0.5 },
+      { ...base, presencePenalty: 0.5 },
+      { ...base, penaltyWindow: 64 },
+      { ...base, providerOptions: { user: "x" } },
+      { ...base, trial: 1 }
+    ]
+    const keys = new Set([key(base), ...variants.map((variant) => key(variant))])
+    assert.strictEqual(keys.size, variants.length + 1)
+  })
+
+  it("separates providers, namespaces and versions", () => {
+    const request = CompletionRequest.makeUnsafe(base)
+    const keys = new Set([
+      RequestKey.make(request, { provider: "openai" }),
+      RequestKey.make(request, { provider: "anthropic" }),
+      RequestKey.make(request, { provider: "openai", namespace: "exp-2" }),
+      RequestKey.make(request, { provider: "openai", version: 2 })
+    ])
+    assert.strictEqual(keys.size, 4)
+  })
+
+  it("calls only temperature 0 or seeded requests deterministic", () => {
+    const { temperature: _, ...rest } = base
+    assert.isTrue(RequestKey.isDeterministic(CompletionRequest.makeUnsafe(base)))
+    assert.isTrue(RequestKey.isDeterministic(CompletionRequest.makeUnsafe({ ...rest, seed: 3 })))
+    assert.isFalse(RequestKey.isDeterministic(CompletionRequest.makeUnsafe(rest)))
+    assert.isFalse(RequestKey.isDeterministic(CompletionRequest.makeUnsafe({ ...base, temperature: 0.7 })))
+  })
+})
