@@ -1,0 +1,83 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Completion, CompletionRequest, Llm } from "@hasten/core"
+import { Effect, Exit, Fiber, Layer, Stream } from "effect"
+import { TestClock } from "effect/testing"
+
+const chunk = (text: string, extra: Partial<Completion.CompletionChunk> = {}) => new Completion.CompletionChunk({ text, ...extra })
+
+describe("Completion.fromStream", () => {
+  it.effect("joins deltas, takes usage and finish reason from the last chunk, times the first token", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(1_000)
+      const stream = Stream.fromEffect(Effect.as(Effect.sleep("100 millis"), chunk("Hel"))).pipe(
+        Stream.concat(Stream.fromEffect(Effect.as(Effect.sleep("50 millis"), chunk("lo")))),
+        Stream.concat(Stream.make(chunk("", { finishReason: "stop", usage: { inputTokens: 3, outputTokens: 2 } })))
+      )
+      const fiber = yield* Effect.forkChild(Completion.fromStream(stream, { model: "m", provider: "p" }))
+      yield* TestClock.adjust("1 second")
+      const completion = yield* Fiber.join(fiber)
+      assert.strictEqual(completion.text, "Hello")
+      assert.strictEqual(completion.finishReason, "stop")
+      assert.deepStrictEqual(completion.usage, { inputTokens: 3, outputTokens: 2 })
+      assert.deepStrictEqual(completion.timing, { start: 1_000, firstToken: 1_100, end: 1_150 })
+    }))
+
+  it.effect("counts chunk tokens as an estimate when no usage arrives, and fails with the stream's error", () =>
+    Effect.gen(function*() {
+      const completion = yield* Completion.fromStream(Stream.make(chunk("a", { tokens: 1 }), chunk("b", { tokens: 2 })), { model: "m", provider: "p" })
+      assert.deepStrictEqual(completion.usage, { inputTokens: 0, outputTokens: 3, estimated: true })
+      assert.strictEqual(completion.finishReason, "unknown")
+      const exit = yield* Effect.exit(Completion.fromStream(Stream.fail("boom"), { model: "m", provider: "p" }))
+      assert.deepStrictEqual(exit, Exit.fail("boom"))
+    }))
+})
+
+describe("Llm", () => {
+  const request = CompletionRequest.user("echo-model", "hello world", { temperature: 0 })
+
+  it.effect("layerEcho completes and streams the same text", () =>
+    Effect.gen(function*() {
+      const completion = yield* Llm.complete(request)
+      assert.strictEqual(completion.text, "echo: hello world")
+      assert.deepStrictEqual(completion.usage, { inputTokens: 2, outputTokens: 3 })
+      const chunks = yield* Stream.runCollect(Llm.stream(request))
+      assert.strictEqual(chunks.map((c) => c.text).join(""), completion.text)
+      assert.strictEqual(chunks.at(-1)!.finishReason, "stop")
+    }).pipe(Effect.provide(Llm.Llm.layerEcho)))
+
+  it.effect("middleware wraps the Llm below it", () =>
+    Effect.gen(function*() {
+      const completion = yield* Llm.complete(request)
+      assert.strictEqual(completion.text, "ECHO: HELLO WORLD")
+    }).pipe(Effect.provide(
+      Llm.middleware((inner) =>
+        Effect.succeed(Llm.fromComplete(inner.name, (r) =>
+          Effect.map(inner.complete(r), (c) => new Completion.Completion({ ...c, text: c.text.toUpperCase() }))))
+      ).pipe(Layer.provide(Llm.Llm.layerEcho))
+    )))
+})
+
+describe("CompletionRequest", () => {
+  it.effect("rejects a request without messages or prompt, naming the problem", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(CompletionRequest.make({ model: "m", messages: [] }))
+      assert.strictEqual(error._tag, "InvalidCompletionRequest")
+      assert.match(error.message, /messages or a prompt/)
+    }))
+
+  it.effect("rejects out-of-range sampling fields, naming the field", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(CompletionRequest.make({ model: "m", messages: [{ role: "user", content: "x" }], topP: 2 }))
+      assert.match(error.message, /topP/)
+      const negative = yield* Effect.flip(CompletionRequest.make({ model: "m", messages: [{ role: "user", content: "x" }], maxTokens: -1 }))
+      assert.match(negative.message, /maxTokens/)
+    }))
+
+  it("renders prompt text from messages or the raw prompt", () => {
+    assert.strictEqual(CompletionRequest.promptText(CompletionRequest.makeUnsafe({ model: "m", messages: [], prompt: "raw" })), "raw")
+    assert.strictEqual(
+      CompletionRequest.promptText(CompletionRequest.makeUnsafe({ model: "m", messages: [{ role: "system", content: "s" }, { role: "user", content: "u" }] })),
+      "system: s\nuser: u"
+    )
+  })
+})
