@@ -1,0 +1,402 @@
+/**
+ * Datasets: JSONL and CSV files validated row by row with a `Schema`, and built-in
+ * loaders for GSM8K, TruthfulQA (multiple choice) and generic question/answer pairs.
+ * A bad row is reported with its line number and either skipped (and listed in the
+ * load report) or fatal, never dropped silently.
+ * @since 0.1.0
+ */
+import { Effect, Schema } from "effect"
+import { existsSync, readFileSync, statSync } from "node:fs"
+import * as Path from "node:path"
+import * as Csv from "./internal/csv.js"
+
+/**
+ * One evaluation item. `answer` is the reference the scorers compare against (GSM8K: the
+ * final number; multiple choice: the correct option's text).
+ * @category models @since 0.1.0
+ */
+export interface Item {
+  /** Stable id: `<dataset>:<row index>`. */
+  readonly id: string
+  /** 0-based position of the row in its source. */
+  readonly index: number
+  readonly question: string
+  readonly answer: string
+  /** Multiple-choice options, in presentation order. */
+  readonly choices?: ReadonlyArray<string>
+  /** Index of the correct option in `choices`. */
+  readonly correct?: number
+  /** A longer reference (worked solution, best answer) a judge may use as its rubric. */
+  readonly reference?: string
+}
+
+/** A row that failed validation. @category models @since 0.1.0 */
+export interface InvalidRow {
+  readonly line: number
+  readonly message: string
+}
+
+/** What loading saw: rows read, items kept, rows skipped with their reasons. @category models @since 0.1.0 */
+export interface LoadReport {
+  readonly source: string
+  readonly rows: number
+  readonly loaded: number
+  readonly skipped: ReadonlyArray<InvalidRow>
+}
+
+/** A loaded dataset. @category models @since 0.1.0 */
+export interface Dataset {
+  readonly name: string
+  readonly items: ReadonlyArray<Item>
+  readonly report: LoadReport
+}
+
+/** A dataset that could not be read, or (with `onInvalid: "fail"`) a bad row. @category errors @since 0.1.0 */
+export class DatasetError extends Schema.TaggedError<DatasetError>()("DatasetError", {
+  source: Schema.String,
+  line: Schema.optionalKey(Schema.Number),
+  description: Schema.String
+}) {
+  override get message(): string {
+    return this.line === undefined ? `${this.source}: ${this.description}` : `${this.source}:${this.line}: ${this.description}`
+  }
+}
+
+/** How to treat a row that fails validation: skip it (listed in the report) or fail the load. @category models @since 0.1.0 */
+export type OnInvalid = "skip" | "fail"
+
+/** Options shared by every loader. @category models @since 0.1.0 */
+export interface LoadOptions {
+  /** Default `"skip"`: bad rows are listed in `report.skipped`. */
+  readonly onInvalid?: OnInvalid
+  /** The dataset name used in item ids; defaults to the file name without extension. */
+  readonly name?: string
+}
+
+const readText = (path: string): Effect.Effect<string, DatasetError> =>
+  Effect.try({
+    try: () => {
+      if (!existsSync(path)) throw new Error("file not found")
+      if (statSync(path).isDirectory()) throw new Error("is a directory, expected a file")
+      return readFileSync(path, "utf8")
+    },
+    catch: (error) => new DatasetError({ source: path, description: error instanceof Error ? error.message : String(error) })
+  })
+
+const schemaMessage = (error: unknown): string => {
+  const message = error instanceof Error ? error.message : String(error)
+  return message.replace(/\s+/g, " ").trim()
+}
+
+interface RawRow {
+  readonly line: number
+  readonly value: unknown
+}
+
+const collect = <S extends Schema.Codec<any, any, never, never>>(
+  source: string,
+  rows: ReadonlyArray<RawRow>,
+  problems: ReadonlyArray<InvalidRow>,
+  schema: S,
+  toItem: (row: S["Type"], index: number) => Omit<Item, "id" | "index">,
+  options: LoadOptions | undefined,
+  name: string
+): Effect.Effect<Dataset, DatasetError> =>
+  Effect.gen(function*() {
+    const decode = Schema.decodeUnknownExit(schema)
+    const skipped: Array<InvalidRow> = [...problems]
+    const items: Array<Item> = []
+    const fail = options?.onInvalid === "fail"
+    if (fail && problems.length > 0) {
+      return yield* new DatasetError({ source, line: problems[0]!.line, description: problems[0]!.message })
+    }
+    // An item's index is its record's position in the source, counting bad records too,
+    // so ids stay stable when a bad record is fixed.
+    const ordinal = new Map<RawRow, number>()
+    const problemLines = problems.map((problem) => problem.line).sort((a, b) => a - b)
+    let problemIndex = 0
+    rows.forEach((row, position) => {
+      while (problemIndex < problemLines.length && problemLines[problemIndex]! < row.line) problemIndex++
+      ordinal.set(row, position + problemIndex)
+    })
+    rows.forEach((row) => {
+      const index = ordinal.get(row)!
+      const exit = decode(row.value)
+      if (exit._tag === "Success") {
+        items.push({ id: `${name}:${index}`, index, ...toItem(exit.value, index) })
+      } else {
+        const error = exit.cause.reasons.find((reason) => reason._tag === "Fail")
+        skipped.push({ line: row.line, message: schemaMessage(error?._tag === "Fail" ? error.error : exit.cause) })
+      }
+    })
+    skipped.sort((a, b) => a.line - b.line)
+    if (fail && skipped.length > 0) {
+      return yield* new DatasetError({ source, line: skipped[0]!.line, description: skipped[0]!.message })
+    }
+    return {
+      name,
+      items,
+      report: { source, rows: rows.length + problems.length, loaded: items.length, skipped }
+    }
+  })
+
+const baseName = (path: string): string => Path.basename(path).replace(/\.[^.]+$/, "")
+
+/**
+ * Parses JSON Lines text: one JSON value per line, blank lines ignored. Unparseable lines
+ * become `InvalidRow`s with their line numbers.
+ * @category parsing @since 0.1.0
+ */
+export const parseJsonl = (text: string): { readonly rows: Array<RawRow>; readonly problems: Array<InvalidRow> } => {
+  const rows: Array<RawRow> = []
+  const problems: Array<InvalidRow> = []
+  const lines = (text.charCodeAt(0) === 0xfeff ? text.slice(1) : text).split(/\r?\n/)
+  lines.forEach((content, index) => {
+    if (content.trim().length === 0) return
+    try {
+      rows.push({ line: index + 1, value: JSON.parse(content) })
+    } catch (error) {
+      problems.push({ line: index + 1, message: `invalid JSON: ${error instanceof Error ? error.message : String(error)}` })
+    }
+  })
+  return { rows, problems }
+}
+
+/**
+ * Parses CSV text (RFC 4180, header row first) into objects keyed by the header.
+ * Rows whose field count differs from the header's are problems.
+ * @category parsing @since 0.1.0
+ */
+export const parseCsv = (text: string): { readonly rows: Array<RawRow>; readonly problems: Array<InvalidRow> } => {
+  const parsed = Csv.parse(text)
+  const [header, ...records] = parsed.records
+  const problems: Array<InvalidRow> = [...parsed.problems]
+  const rows: Array<RawRow> = []
+  if (header === undefined) return { rows, problems }
+  for (const record of records) {
+    if (record.fields.length !== header.fields.length) {
+      problems.push({ line: record.line, message: `expected ${header.fields.length} fields, found ${record.fields.length}` })
+      continue
+    }
+    const value: Record<string, string> = {}
+    header.fields.forEach((key, column) => {
+      value[key] = record.fields[column]!
+    })
+    rows.push({ line: record.line, value })
+  }
+  return { rows, problems }
+}
+
+/**
+ * Loads a JSONL file, validating each line with `schema` and mapping it to an `Item`.
+ * @category loaders @since 0.1.0
+ */
+export const jsonl = <S extends Schema.Codec<any, any, never, never>>(
+  path: string,
+  schema: S,
+  toItem: (row: S["Type"], index: number) => Omit<Item, "id" | "index">,
+  options?: LoadOptions
+): Effect.Effect<Dataset, DatasetError> =>
+  Effect.flatMap(readText(path), (text) => {
+    const { problems, rows } = parseJsonl(text)
+    return collect(path, rows, problems, schema, toItem, options, options?.name ?? baseName(path))
+  })
+
+/**
+ * Loads a CSV file with a header row, validating each record with `schema`.
+ * @category loaders @since 0.1.0
+ */
+export const csv = <S extends Schema.Codec<any, any, never, never>>(
+  path: string,
+  schema: S,
+  toItem: (row: S["Type"], index: number) => Omit<Item, "id" | "index">,
+  options?: LoadOptions
+): Effect.Effect<Dataset, DatasetError> =>
+  Effect.flatMap(readText(path), (text) => {
+    const { problems, rows } = parseCsv(text)
+    return collect(path, rows, problems, schema, toItem, options, options?.name ?? baseName(path))
+  })
+
+const NonEmpty = Schema.String.check(Schema.isNonEmpty())
+
+/** A GSM8K row: `question` and a worked `answer` ending in `#### n`. @category schemas @since 0.1.0 */
+export const Gsm8kRow = Schema.Struct({
+  question: NonEmpty,
+  answer: NonEmpty.check(Schema.makeFilter((answer: string) =>
+    /####\s*-?[\d,.$]+\s*$/.test(answer) ? undefined : "answer must end with `#### <number>`"
+  ))
+})
+
+/** The number after `####` in a GSM8K reference solution, commas removed. @category parsing @since 0.1.0 */
+export const gsm8kTarget = (answer: string): string => {
+  const match = /####\s*(-?[\d,.$]+)\s*$/.exec(answer)
+  return (match?.[1] ?? "").replace(/[,$]/g, "").replace(/\.$/, "")
+}
+
+/**
+ * GSM8K (`{"question", "answer"}` JSONL). `answer` becomes the final number, `reference`
+ * the worked solution with calculator annotations (`<<…>>`) removed.
+ * @category loaders @since 0.1.0
+ */
+export const gsm8k = (path: string, options?: LoadOptions): Effect.Effect<Dataset, DatasetError> =>
+  jsonl(path, Gsm8kRow, (row) => ({
+    question: row.question,
+    answer: gsm8kTarget(row.answer),
+    reference: row.answer.replace(/<<[^>]*>>/g, "")
+  }), { ...options, name: options?.name ?? "gsm8k" })
+
+/** A TruthfulQA `mc_task.json` entry. @category schemas @since 0.1.0 */
+export const TruthfulQaMcRow = Schema.Struct({
+  question: NonEmpty,
+  mc1_targets: Schema.Record(Schema.String, Schema.Number)
+})
+
+const mcItem = (question: string, targets: Record<string, number>): Omit<Item, "id" | "index"> => {
+  const choices = Object.keys(targets)
+  const correct = choices.findIndex((choice) => targets[choice] === 1)
+  return { question, answer: choices[correct] ?? "", choices, correct }
+}
+
+/**
+ * TruthfulQA multiple choice from `mc_task.json` (a JSON array): `mc1_targets` gives the
+ * options, exactly one marked 1. Entries without exactly one correct option are invalid.
+ * @category loaders @since 0.1.0
+ */
+export const truthfulQaMc = (path: string, options?: LoadOptions): Effect.Effect<Dataset, DatasetError> =>
+  Effect.gen(function*() {
+    const text = yield* readText(path)
+    const parsed = yield* Effect.try({
+      try: () => JSON.parse(text) as unknown,
+      catch: (error) => new DatasetError({ source: path, description: `invalid JSON: ${schemaMessage(error)}` })
+    })
+    if (!Array.isArray(parsed)) return yield* new DatasetError({ source: path, description: "expected a JSON array of questions" })
+    // Line numbers: the line on which each top-level element starts.
+    const starts = topLevelElementLines(text)
+    const rows = parsed.map((value, index) => ({ line: starts[index] ?? 1, value }))
+    const schema = TruthfulQaMcRow.check(Schema.makeFilter((row: typeof TruthfulQaMcRow.Type) =>
+      Object.values(row.mc1_targets).filter((value) => value === 1).length === 1 ? undefined : "mc1_targets must mark exactly one option 1"
+    ))
+    return yield* collect(path, rows, [], schema, (row) => mcItem(row.question, row.mc1_targets), options, options?.name ?? "truthfulqa-mc")
+  })
+
+const topLevelElementLines = (text: string): Array<number> => {
+  const lines: Array<number> = []
+  let depth = 0
+  let line = 1
+  let inString = false
+  let expectElement = false
+  for (let i = 0; i < text.length; i++) {
+    const char = text[i]!
+    if (char === "\n") line++
+    if (inString) {
+      if (char === "\\") i++
+      else if (char === "\"") inString = false
+      continue
+    }
+    if (/\s/.test(char)) continue
+    if (depth === 1 && expectElement && char !== "]") {
+      lines.push(line)
+      expectElement = false
+    }
+    if (char === "\"") inString = true
+    else if (char === "{" || char === "[") {
+      depth++
+      if (depth === 1) expectElement = true
+    } else if (char === "}" || char === "]") depth--
+    else if (char === "," && depth === 1) expectElement = true
+  }
+  return lines
+}
+
+/** A TruthfulQA CSV row. @category schemas @since 0.1.0 */
+export const TruthfulQaCsvRow = Schema.Struct({
+  Question: NonEmpty,
+  "Best Answer": NonEmpty,
+  "Correct Answers": Schema.String,
+  "Incorrect Answers": NonEmpty
+})
+
+/**
+ * TruthfulQA from `TruthfulQA.csv`: the options are the best answer followed by the
+ * incorrect answers (`;`-separated), the best answer correct.
+ * @category loaders @since 0.1.0
+ */
+export const truthfulQaCsv = (path: string, options?: LoadOptions): Effect.Effect<Dataset, DatasetError> =>
+  csv(path, TruthfulQaCsvRow, (row) => {
+    const incorrect = row["Incorrect Answers"].split(";").map((answer) => answer.trim()).filter((answer) => answer.length > 0)
+    return {
+      question: row.Question,
+      answer: row["Best Answer"],
+      choices: [row["Best Answer"], ...incorrect],
+      correct: 0,
+      reference: `Best answer: ${row["Best Answer"]}\nCorrect answers: ${row["Correct Answers"]}\nIncorrect answers: ${row["Incorrect Answers"]}`
+    }
+  }, { ...options, name: options?.name ?? "truthfulqa" })
+
+/** A generic question/answer row. @category schemas @since 0.1.0 */
+export const QaRow = Schema.Struct({ question: NonEmpty, answer: Schema.String })
+
+/**
+ * Generic question/answer pairs from `.jsonl` or `.csv` (chosen by extension), with
+ * `question` and `answer` fields.
+ * @category loaders @since 0.1.0
+ */
+export const qa = (path: string, options?: LoadOptions): Effect.Effect<Dataset, DatasetError> =>
+  (path.endsWith(".csv") ? csv : jsonl)(path, QaRow, (row) => ({ question: row.question, answer: row.answer, reference: row.answer }), options)
+
+/**
+ * Finds the shared data folder: `HASTEN_DATA_DIR` when set, else the first `shared/data`
+ * found walking up from `from` (default: the working directory).
+ * @category loaders @since 0.1.0
+ */
+export const locateDataDir = (from: string = process.cwd()): Effect.Effect<string, DatasetError> =>
+  Effect.suspend(() => {
+    const fromEnv = process.env.HASTEN_DATA_DIR
+    if (fromEnv !== undefined && fromEnv.length > 0) {
+      return existsSync(fromEnv)
+        ? Effect.succeed(Path.resolve(fromEnv))
+        : Effect.fail(new DatasetError({ source: fromEnv, description: "HASTEN_DATA_DIR does not exist" }))
+    }
+    let dir = Path.resolve(from)
+    while (true) {
+      const candidate = Path.join(dir, "shared", "data")
+      if (existsSync(candidate)) return Effect.succeed(candidate)
+      const parent = Path.dirname(dir)
+      if (parent === dir) {
+        return Effect.fail(new DatasetError({ source: from, description: "no shared/data folder found walking up from here; set HASTEN_DATA_DIR" }))
+      }
+      dir = parent
+    }
+  })
+
+/** The built-in dataset names `load` understands. @category models @since 0.1.0 */
+export const builtins = ["gsm8k", "gsm8k-train", "truthfulqa-mc", "truthfulqa"] as const
+
+/**
+ * Loads a dataset by built-in name (`gsm8k`, `gsm8k-train`, `truthfulqa-mc`, `truthfulqa`)
+ * from the shared data folder, or by file path (`.jsonl`/`.csv` question/answer pairs,
+ * or a GSM8K-shaped file when its name contains `gsm8k`).
+ * @category loaders @since 0.1.0
+ */
+export const load = (spec: string, options?: LoadOptions): Effect.Effect<Dataset, DatasetError> =>
+  Effect.gen(function*() {
+    switch (spec) {
+      case "gsm8k":
+        return yield* gsm8k(Path.join(yield* locateDataDir(), "gsm8k", "test.jsonl"), options)
+      case "gsm8k-train":
+        return yield* gsm8k(Path.join(yield* locateDataDir(), "gsm8k", "train.jsonl"), { ...options, name: options?.name ?? "gsm8k-train" })
+      case "truthfulqa-mc":
+        return yield* truthfulQaMc(Path.join(yield* locateDataDir(), "truthfulqa", "mc_task.json"), options)
+      case "truthfulqa":
+        return yield* truthfulQaCsv(Path.join(yield* locateDataDir(), "truthfulqa", "TruthfulQA.csv"), options)
+    }
+    if (!/\.(jsonl|csv|json)$/.test(spec)) {
+      return yield* new DatasetError({
+        source: spec,
+        description: `unknown dataset; use one of ${builtins.join(", ")} or a .jsonl/.csv file path`
+      })
+    }
+    if (spec.endsWith(".json")) return yield* truthfulQaMc(spec, options)
+    if (/gsm8k/i.test(Path.basename(spec))) return yield* gsm8k(spec, options)
+    return yield* qa(spec, options)
+  })
