@@ -1,2 +1,11 @@
-/** Placeholder until this module lands. @since 0.1.0 */
-export {}
+/**
+ * `@hasten/batcher`: automatic batching for Hasten stacks.
+ * @since 0.1.0
+ */
+
+/** The batching `Llm` and `Embedder` middleware. @since 0.1.0 */
+export * as Batcher from "./Batcher.js"
+/** Dynamic batch sizing. @since 0.1.0 */
+export * as Adaptive from "./Adaptive.js"
+/** The OpenAI Batch API as a job runner and a batch backend. @since 0.1.0 */
+export * as OpenAiBatch from "./OpenAiBatch.js"
