@@ -3,5 +3,9 @@
  * @since 0.1.0
  */
 
+/** One loopback server speaking the OpenAI, Anthropic and Replicate APIs. @since 0.1.0 */
+export * as Simulator from "./Simulator.js"
+/** Scripted `Llm` and hashing `Embedder` layers for unit tests. @since 0.1.0 */
+export * as Fakes from "./Fakes.js"
 /** A real `redis-server` on a free loopback port. @since 0.1.0 */
 export * as RedisServer from "./RedisServer.js"
