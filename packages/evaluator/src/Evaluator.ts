@@ -1,2 +1,393 @@
-/** Placeholder until this module lands. @since 0.1.0 */
-export {}
+/**
+ * The runner: evaluates one or more candidate `Llm`s on the same seeded selection of a
+ * dataset, at temperature 0 with the run's seed, with per-item error isolation, repeated
+ * trials, an optional self-correction loop, an optional LLM judge called in parallel
+ * with bounded concurrency, and a JSONL checkpoint that lets a killed run resume.
+ * @since 0.1.0
+ */
+import { Cause, Clock, Context, Effect, Exit, Layer, Schema, Semaphore } from "effect"
+import type * as Scope from "effect/Scope"
+import { CompletionRequest, Llm, RequestKey } from "@hasten/core"
+import { createHash } from "node:crypto"
+import { appendFileSync, existsSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs"
+import * as Path from "node:path"
+import type { Dataset, Item } from "./Dataset.js"
+import type { Progress } from "./Progress.js"
+import * as Report from "./Report.js"
+import * as Sampling from "./Sampling.js"
+import { Judge, type Score, type Scorer } from "./Scorer.js"
+
+/**
+ * A candidate: a model (and LoRA adapter) served by an `Llm` layer. Candidates whose
+ * `llm` is the same layer value share one instance (one model load).
+ * @category models @since 0.1.0
+ */
+export interface Candidate {
+  /** The label in reports, e.g. `local:stories260K.gguf`. Unique within a run. */
+  readonly name: string
+  /** The model id sent in each request. */
+  readonly model: string
+  readonly adapter?: string
+  readonly llm: Layer.Layer<Llm.Llm, unknown>
+}
+
+/** The judge: an `Llm` layer, a model id and how many judge calls may run at once. @category models @since 0.1.0 */
+export interface JudgeSpec {
+  readonly name: string
+  readonly model: string
+  readonly llm: Layer.Layer<Llm.Llm, unknown>
+  /** Concurrent judge calls. Default 8. */
+  readonly concurrency?: number
+}
+
+/** Options of {@link run}. @category models @since 0.1.0 */
+export interface Options {
+  readonly dataset: Dataset
+  readonly scorer: Scorer
+  readonly candidates: ReadonlyArray<Candidate>
+  readonly judge?: JudgeSpec
+  /** How many questions to select; all when omitted. */
+  readonly questions?: number
+  /** Selection, generation, judge and bootstrap seed. Default 42. */
+  readonly seed?: number
+  /** Trials per item, each with a distinct `trial` index (distinct cache keys). Default 1. */
+  readonly trials?: number
+  /** Self-correction: revision turns after the first answer. Default 0 (off). */
+  readonly selfCorrect?: number
+  /** Concurrent candidate generations. Default 4. */
+  readonly concurrency?: number
+  /** Generation budget per answer. Default 256. */
+  readonly maxTokens?: number
+  /** A JSONL checkpoint file: finished items are appended; a re-run skips them. */
+  readonly checkpoint?: string
+  readonly progress?: Progress
+}
+
+/** A candidate or judge that could not start, or a checkpoint from a different run. @category errors @since 0.1.0 */
+export class EvaluatorError extends Schema.TaggedError<EvaluatorError>()("EvaluatorError", {
+  description: Schema.String
+}) {
+  override get message(): string {
+    return this.description
+  }
+}
+
+/** One answer of a self-correction run. @category models @since 0.1.0 */
+export interface Turn {
+  readonly turn: number
+  readonly output: string
+  readonly score: number
+  readonly correct: boolean
+  readonly extracted: string | null
+  readonly details?: Record<string, unknown>
+}
+
+/** Why an item failed. @category models @since 0.1.0 */
+export interface ItemError {
+  readonly stage: "generate" | "score"
+  readonly tag: string
+  readonly message: string
+  readonly turn: number
+}
+
+/**
+ * The outcome of one (candidate, item, trial). `status: "error"` items are counted
+ * separately and never scored.
+ * @category models @since 0.1.0
+ */
+export interface ItemRecord {
+  readonly candidate: string
+  readonly itemId: string
+  readonly index: number
+  readonly trial: number
+  readonly status: "ok" | "error"
+  /** The final answer (the last turn's in self-correction). */
+  readonly output?: string
+  readonly score?: number
+  readonly correct?: boolean
+  readonly extracted?: string | null
+  readonly details?: Record<string, unknown>
+  /** Self-correction turns, turn 0 first. */
+  readonly turns?: ReadonlyArray<Turn>
+  readonly error?: ItemError
+  readonly usage: { readonly inputTokens: number; readonly outputTokens: number; readonly calls: number }
+}
+
+/** Run-dependent facts about one record, kept out of the reproducible report. @category models @since 0.1.0 */
+export interface ItemTiming {
+  readonly millis: number
+  /** Calls answered by a cache (`Completion.cached`). */
+  readonly cachedCalls: number
+  readonly calls: number
+  /** True when the record came from the checkpoint. */
+  readonly resumed: boolean
+}
+
+/** What {@link run} returns: the report and its timing section. @category models @since 0.1.0 */
+export interface RunResult {
+  readonly report: Report.Report
+  readonly timing: Report.Timing
+}
+
+const recordKey = (candidate: string, itemId: string, trial: number): string => `${candidate}\u0000${itemId}\u0000${trial}`
+
+interface CheckpointLine {
+  readonly type: "item"
+  readonly record: ItemRecord
+  readonly timing: ItemTiming
+}
+
+const readCheckpoint = (path: string, configHash: string) =>
+  Effect.gen(function*() {
+    const records = new Map<string, { record: ItemRecord; timing: ItemTiming }>()
+    if (!existsSync(path)) return { records, torn: 0 }
+    const text = readFileSync(path, "utf8")
+    if (text.length > 0 && !text.endsWith("\n")) {
+      // The run was killed mid-write: drop the torn tail so new lines start on their own line.
+      truncateSync(path, Buffer.byteLength(text.slice(0, text.lastIndexOf("\n") + 1)))
+    }
+    const lines = text.split("\n")
+    let torn = 0
+    let header: unknown
+    for (const line of lines) {
+      if (line.trim().length === 0) continue
+      let value: any
+      try {
+        value = JSON.parse(line)
+      } catch {
+        torn++ // a line cut off when the run was killed: that item runs again
+        continue
+      }
+      if (value?.type === "header") header = value
+      else if (value?.type === "item") {
+        const entry = value as CheckpointLine
+        records.set(recordKey(entry.record.candidate, entry.record.itemId, entry.record.trial), { record: entry.record, timing: entry.timing })
+      }
+    }
+    if (header === undefined && records.size > 0) {
+      return yield* new EvaluatorError({ description: `checkpoint ${path} has no header line; delete it to start over` })
+    }
+    if (header !== undefined && (header as { config?: string }).config !== configHash) {
+      return yield* new EvaluatorError({
+        description: `checkpoint ${path} belongs to a different run (dataset, selection, candidates, judge or options changed); delete it or choose another --out`
+      })
+    }
+    return { records, torn }
+  })
+
+const errorOf = (cause: Cause.Cause<unknown>, stage: ItemError["stage"], turn: number): ItemError => {
+  const failure = cause.reasons.find((reason) => reason._tag === "Fail")
+  const error: unknown = failure?._tag === "Fail" ? failure.error : cause.reasons.find((reason) => reason._tag === "Die")?.defect
+  if (failure === undefined && error === undefined) return { stage, tag: "Interrupted", message: "interrupted", turn }
+  const tagged = error as { _tag?: unknown; message?: unknown; reason?: { _tag?: unknown } }
+  const tag = typeof tagged?._tag === "string"
+    ? (tagged._tag === "LlmError" && typeof tagged.reason?._tag === "string" ? `LlmError.${tagged.reason._tag}` : tagged._tag)
+    : failure === undefined ? "Defect" : "Error"
+  const message = typeof tagged?.message === "string" ? tagged.message : String(error)
+  return { stage, tag, message, turn }
+}
+
+const build = <A>(layer: Layer.Layer<A, unknown>, memoMap: Layer.MemoMap, scope: Scope.Scope, what: string) =>
+  Layer.buildWithMemoMap(layer, memoMap, scope).pipe(
+    Effect.mapError((error) =>
+      new EvaluatorError({ description: `${what} failed to start: ${error instanceof Error ? error.message : String(error)}` })
+    )
+  )
+
+/** The configuration fingerprint a checkpoint is tied to. @category utils @since 0.1.0 */
+export const configHash = (config: Report.RunConfig): string =>
+  createHash("sha256").update(RequestKey.canonicalJson(config)).digest("hex")
+
+/**
+ * Runs an evaluation. Each candidate (and the judge) layer is built once for the run and
+ * released at the end. Failed items are recorded as errors; the run itself fails only
+ * when a candidate or the judge cannot start, or the checkpoint belongs to another run.
+ * @category runners @since 0.1.0
+ */
+export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
+  const seed = options.seed ?? Sampling.defaultSeed
+  const trials = options.trials ?? 1
+  const selfCorrect = options.selfCorrect ?? 0
+  const maxTokens = options.maxTokens ?? 256
+  const scorer = options.scorer
+  if (options.candidates.length === 0) return yield* new EvaluatorError({ description: "no candidates given" })
+  const names = new Set(options.candidates.map((candidate) => candidate.name))
+  if (names.size !== options.candidates.length) return yield* new EvaluatorError({ description: "candidate names must be unique" })
+  if (scorer.usesJudge && options.judge === undefined) {
+    return yield* new EvaluatorError({ description: `scorer "${scorer.name}" needs a judge (--judge)` })
+  }
+  if (!Number.isInteger(trials) || trials < 1) return yield* new EvaluatorError({ description: `trials must be a positive integer, got ${trials}` })
+  if (!Number.isInteger(selfCorrect) || selfCorrect < 0) {
+    return yield* new EvaluatorError({ description: `selfCorrect must be a non-negative integer, got ${selfCorrect}` })
+  }
+  if (options.dataset.items.length === 0) return yield* new EvaluatorError({ description: `dataset ${options.dataset.name} has no valid items` })
+
+  const selection = Sampling.select(options.dataset.items.length, options.questions, seed)
+  const items = selection.map((index) => options.dataset.items[index]!)
+  const config: Report.RunConfig = {
+    dataset: {
+      name: options.dataset.name,
+      rows: options.dataset.report.rows,
+      loaded: options.dataset.report.loaded,
+      skipped: options.dataset.report.skipped
+    },
+    scorer: scorer.name,
+    seed,
+    questions: items.length,
+    trials,
+    selfCorrect,
+    maxTokens,
+    selection: items.map((item) => item.id),
+    candidates: options.candidates.map((candidate) => ({
+      name: candidate.name,
+      model: candidate.model,
+      ...(candidate.adapter !== undefined ? { adapter: candidate.adapter } : {})
+    })),
+    judge: options.judge === undefined ? null : { name: options.judge.name, model: options.judge.model }
+  }
+  const hash = configHash(config)
+
+  const startedAt = yield* Clock.currentTimeMillis
+  const memoMap = yield* Layer.makeMemoMap
+  const scope = yield* Effect.scope
+  const llms = new Map<string, Llm.LlmService>()
+  for (const candidate of options.candidates) {
+    const context = yield* build(candidate.llm, memoMap, scope, `candidate ${candidate.name}`)
+    llms.set(candidate.name, Context.get(context, Llm.Llm))
+  }
+  let judgeContext = Context.empty() as Context.Context<Judge>
+  if (options.judge !== undefined) {
+    const context = yield* build(options.judge.llm, memoMap, scope, `judge ${options.judge.name}`)
+    const semaphore = yield* Semaphore.make(options.judge.concurrency ?? 8)
+    judgeContext = Context.make(Judge, {
+      llm: Context.get(context, Llm.Llm),
+      model: options.judge.model,
+      withPermit: semaphore.withPermit,
+      seed
+    })
+  }
+
+  const done = new Map<string, { record: ItemRecord; timing: ItemTiming }>()
+  if (options.checkpoint !== undefined) {
+    const previous = yield* readCheckpoint(options.checkpoint, hash)
+    for (const [key, entry] of previous.records) done.set(key, { record: entry.record, timing: { ...entry.timing, resumed: true } })
+    if (!existsSync(options.checkpoint)) {
+      mkdirSync(Path.dirname(options.checkpoint), { recursive: true })
+      writeFileSync(options.checkpoint, JSON.stringify({ type: "header", config: hash }) + "\n")
+    }
+  }
+
+  interface Task {
+    readonly candidate: Candidate
+    readonly item: Item
+    readonly trial: number
+  }
+  const tasks: Array<Task> = []
+  for (const candidate of options.candidates) {
+    for (const item of items) {
+      for (let trial = 0; trial < trials; trial++) tasks.push({ candidate, item, trial })
+    }
+  }
+  const pending = tasks.filter((task) => !done.has(recordKey(task.candidate.name, task.item.id, task.trial)))
+  const resumedErrors = [...done.values()].filter((entry) => entry.record.status === "error").length
+  options.progress?.start({ total: tasks.length, done: tasks.length - pending.length, errors: resumedErrors })
+
+  const generation = yield* Semaphore.make(options.concurrency ?? 4)
+
+  const evaluate = (task: Task) =>
+    Effect.gen(function*() {
+      const llm = llms.get(task.candidate.name)!
+      const start = yield* Clock.currentTimeMillis
+      const prompt = scorer.prompt(task.item)
+      const messages: Array<CompletionRequest.Message> = [...prompt]
+      const turns: Array<Turn> = []
+      let usage = { inputTokens: 0, outputTokens: 0, calls: 0 }
+      let cachedCalls = 0
+      let previous: Score | undefined
+      let failure: ItemError | undefined
+      for (let turn = 0; turn <= selfCorrect; turn++) {
+        if (turn > 0) messages.push({ role: "user", content: previous?.feedback ?? "Check your answer and answer again." })
+        const request = CompletionRequest.makeUnsafe({
+          model: task.candidate.model,
+          messages: [...messages],
+          temperature: 0,
+          seed,
+          maxTokens,
+          trial: task.trial,
+          ...(task.candidate.adapter !== undefined ? { adapter: task.candidate.adapter } : {})
+        })
+        const completion = yield* Effect.exit(generation.withPermit(llm.complete(request)))
+        if (Exit.isFailure(completion)) {
+          failure = errorOf(completion.cause, "generate", turn)
+          break
+        }
+        const value = completion.value
+        usage = {
+          inputTokens: usage.inputTokens + value.usage.inputTokens,
+          outputTokens: usage.outputTokens + value.usage.outputTokens,
+          calls: usage.calls + 1
+        }
+        if (value.cached === true) cachedCalls++
+        const scored = yield* Effect.exit(
+          scorer.score({ item: task.item, output: value.text, trial: task.trial, turn }).pipe(Effect.provideContext(judgeContext))
+        )
+        if (Exit.isFailure(scored)) {
+          failure = errorOf(scored.cause, "score", turn)
+          break
+        }
+        previous = scored.value
+        turns.push({
+          turn,
+          output: value.text,
+          score: scored.value.score,
+          correct: scored.value.correct,
+          extracted: scored.value.extracted,
+          ...(scored.value.details !== undefined ? { details: scored.value.details } : {})
+        })
+        messages.push({ role: "assistant", content: value.text })
+      }
+      const end = yield* Clock.currentTimeMillis
+      const last = turns.at(-1)
+      const base = { candidate: task.candidate.name, itemId: task.item.id, index: task.item.index, trial: task.trial }
+      const record: ItemRecord = failure !== undefined
+        ? { ...base, status: "error", error: failure, ...(selfCorrect > 0 ? { turns } : {}), usage }
+        : {
+          ...base,
+          status: "ok",
+          output: last!.output,
+          score: last!.score,
+          correct: last!.correct,
+          extracted: last!.extracted,
+          ...(last!.details !== undefined ? { details: last!.details } : {}),
+          ...(selfCorrect > 0 ? { turns } : {}),
+          usage
+        }
+      const timing: ItemTiming = { millis: end - start, cachedCalls, calls: usage.calls, resumed: false }
+      return { record, timing }
+    })
+
+  yield* Effect.forEach(pending, (task) =>
+    evaluate(task).pipe(
+      Effect.tap((entry) =>
+        Effect.sync(() => {
+          done.set(recordKey(task.candidate.name, task.item.id, task.trial), entry)
+          if (options.checkpoint !== undefined) {
+            appendFileSync(options.checkpoint, JSON.stringify({ type: "item", record: entry.record, timing: entry.timing }) + "\n")
+          }
+          options.progress?.advance({ error: entry.record.status === "error" })
+        })
+      )
+    ), { concurrency: (options.concurrency ?? 4) + (options.judge?.concurrency ?? 8), discard: true })
+  options.progress?.finish()
+
+  const finishedAt = yield* Clock.currentTimeMillis
+  const ordered = tasks.map((task) => done.get(recordKey(task.candidate.name, task.item.id, task.trial))!)
+  return {
+    report: Report.build(config, ordered.map((entry) => entry.record)),
+    timing: Report.timing({
+      startedAt,
+      finishedAt,
+      entries: ordered.map((entry) => ({ record: entry.record, timing: entry.timing }))
+    })
+  } satisfies RunResult
+}, Effect.scoped)

@@ -11,3 +11,9 @@ export * as Sampling from "./Sampling.js"
 export * as Scorer from "./Scorer.js"
 /** Mean, standard error, bootstrap interval, agreement. @since 0.1.0 */
 export * as Stats from "./Stats.js"
+/** The runner: candidates, judge, trials, self-correction, checkpoints. @since 0.1.0 */
+export * as Evaluator from "./Evaluator.js"
+/** JSON and Markdown reports, comparisons. @since 0.1.0 */
+export * as Report from "./Report.js"
+/** Progress bar on a TTY, plain lines in CI. @since 0.1.0 */
+export * as Progress from "./Progress.js"

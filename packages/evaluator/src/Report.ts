@@ -1,0 +1,284 @@
+/**
+ * Reports: a complete JSON report that is byte-identical for the same inputs and seed
+ * (everything run-dependent lives in a separate `timing` section), a Markdown summary,
+ * and a side-by-side comparison of candidates or runs.
+ * @since 0.1.0
+ */
+import type { InvalidRow } from "./Dataset.js"
+import type { ItemRecord, ItemTiming } from "./Evaluator.js"
+import * as Stats from "./Stats.js"
+
+/** The run's inputs, recorded in the report (and fingerprinted for checkpoints). @category models @since 0.1.0 */
+export interface RunConfig {
+  readonly dataset: { readonly name: string; readonly rows: number; readonly loaded: number; readonly skipped: ReadonlyArray<InvalidRow> }
+  readonly scorer: string
+  readonly seed: number
+  readonly questions: number
+  readonly trials: number
+  readonly selfCorrect: number
+  readonly maxTokens: number
+  /** Selected item ids, in selection order. */
+  readonly selection: ReadonlyArray<string>
+  readonly candidates: ReadonlyArray<{ readonly name: string; readonly model: string; readonly adapter?: string }>
+  readonly judge: { readonly name: string; readonly model: string } | null
+}
+
+/** Accuracy and fixes/breaks of one self-correction turn. @category models @since 0.1.0 */
+export interface TurnSummary {
+  readonly turn: number
+  /** Items (trials) with an answer at this turn. */
+  readonly answered: number
+  readonly accuracy: number
+  /** Wrong at the previous turn, right at this one. */
+  readonly fixed: number
+  /** Right at the previous turn, wrong at this one. */
+  readonly broken: number
+}
+
+/** One candidate's numbers. @category models @since 0.1.0 */
+export interface Summary {
+  /** Planned (item, trial) pairs. */
+  readonly total: number
+  readonly scored: number
+  readonly errors: number
+  readonly errorsByTag: Record<string, number>
+  /** Fraction of scored trials judged correct. */
+  readonly accuracy: number
+  /** Mean of per-item mean scores. */
+  readonly mean: number
+  readonly standardError: number
+  /** 95% percentile bootstrap interval of the mean (seeded). */
+  readonly ci95: readonly [number, number]
+  /** GSM8K: accuracy under the strict and flexible filters. */
+  readonly filters?: { readonly strict: number; readonly flexible: number }
+  /** With trials ≥ 2: how often trials of an item agree on correctness (pairwise). */
+  readonly trialAgreement?: number
+  /** With a judge and trials ≥ 2: how often the judge's scores of an item agree across trials. */
+  readonly judgeAgreement?: number
+  readonly usage: { readonly inputTokens: number; readonly outputTokens: number; readonly calls: number }
+  readonly selfCorrection?: ReadonlyArray<TurnSummary>
+}
+
+/** One candidate's section of the report. @category models @since 0.1.0 */
+export interface CandidateResult {
+  readonly candidate: string
+  readonly summary: Summary
+  readonly items: ReadonlyArray<ItemRecord>
+}
+
+/** The reproducible report. @category models @since 0.1.0 */
+export interface Report {
+  readonly format: "hasten-evaluator/1"
+  readonly config: RunConfig
+  readonly results: ReadonlyArray<CandidateResult>
+}
+
+/** Run-dependent facts: wall time, per-item latency, cache hits, resumed items. @category models @since 0.1.0 */
+export interface Timing {
+  readonly startedAt: string
+  readonly wallMillis: number
+  readonly calls: number
+  readonly cachedCalls: number
+  /** Calls that reached the candidate or judge backends (`calls - cachedCalls`), candidates only. */
+  readonly upstreamCalls: number
+  readonly resumedItems: number
+  readonly items: ReadonlyArray<{ readonly candidate: string; readonly itemId: string; readonly trial: number } & ItemTiming>
+}
+
+const r = Stats.round
+
+const summarize = (config: RunConfig, records: ReadonlyArray<ItemRecord>): Summary => {
+  const scored = records.filter((record) => record.status === "ok")
+  const errors = records.filter((record) => record.status === "error")
+  const errorsByTag: Record<string, number> = {}
+  for (const record of errors) errorsByTag[record.error!.tag] = (errorsByTag[record.error!.tag] ?? 0) + 1
+  const byItem = new Map<string, Array<ItemRecord>>()
+  for (const record of scored) {
+    const group = byItem.get(record.itemId) ?? []
+    group.push(record)
+    byItem.set(record.itemId, group)
+  }
+  const itemIds = config.selection.filter((id) => byItem.has(id))
+  const itemMeans = itemIds.map((id) => Stats.mean(byItem.get(id)!.map((record) => record.score!)))
+  const interval = Stats.bootstrapInterval(itemMeans, { seed: config.seed })
+  const filters = scored.length > 0 && scored.every((record) => typeof record.details?.strict === "boolean")
+    ? {
+      strict: r(scored.filter((record) => record.details!.strict === true).length / scored.length),
+      flexible: r(scored.filter((record) => record.details!.flexible === true).length / scored.length)
+    }
+    : undefined
+  const groups = itemIds.map((id) => byItem.get(id)!)
+  const trialAgreement = config.trials >= 2 ? Stats.pairwiseAgreement(groups.map((group) => group.map((record) => (record.correct ? 1 : 0)))) : undefined
+  const judgeAgreement = config.trials >= 2 && config.judge !== null && config.scorer === "judge"
+    ? Stats.pairwiseAgreement(groups.map((group) => group.map((record) => record.score!)))
+    : undefined
+  const usage = records.reduce(
+    (total, record) => ({
+      inputTokens: total.inputTokens + record.usage.inputTokens,
+      outputTokens: total.outputTokens + record.usage.outputTokens,
+      calls: total.calls + record.usage.calls
+    }),
+    { inputTokens: 0, outputTokens: 0, calls: 0 }
+  )
+  return {
+    total: records.length,
+    scored: scored.length,
+    errors: errors.length,
+    errorsByTag: Object.fromEntries(Object.entries(errorsByTag).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
+    accuracy: r(scored.length === 0 ? 0 : scored.filter((record) => record.correct).length / scored.length),
+    mean: r(Stats.mean(itemMeans)),
+    standardError: r(Stats.standardError(itemMeans)),
+    ci95: [r(interval[0]), r(interval[1])],
+    ...(filters !== undefined ? { filters } : {}),
+    ...(trialAgreement !== undefined ? { trialAgreement: r(trialAgreement) } : {}),
+    ...(judgeAgreement !== undefined ? { judgeAgreement: r(judgeAgreement) } : {}),
+    usage,
+    ...(config.selfCorrect > 0 ? { selfCorrection: selfCorrection(config.selfCorrect, scored) } : {})
+  }
+}
+
+/**
+ * Per-turn accounting of a self-correction run over the scored items: accuracy at each
+ * turn, and how many answers each turn fixed (wrong → right) or broke (right → wrong).
+ * @category summaries @since 0.1.0
+ */
+export const selfCorrection = (turns: number, records: ReadonlyArray<ItemRecord>): Array<TurnSummary> => {
+  const summaries: Array<TurnSummary> = []
+  for (let turn = 0; turn <= turns; turn++) {
+    let answered = 0
+    let correct = 0
+    let fixed = 0
+    let broken = 0
+    for (const record of records) {
+      const current = record.turns?.[turn]
+      if (current === undefined) continue
+      answered++
+      if (current.correct) correct++
+      const before = turn > 0 ? record.turns![turn - 1] : undefined
+      if (before !== undefined && !before.correct && current.correct) fixed++
+      if (before !== undefined && before.correct && !current.correct) broken++
+    }
+    summaries.push({ turn, answered, accuracy: r(answered === 0 ? 0 : correct / answered), fixed, broken })
+  }
+  return summaries
+}
+
+/** Builds the report from the config and the records in task order. @category constructors @since 0.1.0 */
+export const build = (config: RunConfig, records: ReadonlyArray<ItemRecord>): Report => ({
+  format: "hasten-evaluator/1",
+  config,
+  results: config.candidates.map((candidate) => {
+    const own = records.filter((record) => record.candidate === candidate.name)
+    return { candidate: candidate.name, summary: summarize(config, own), items: own }
+  })
+})
+
+/** Builds the timing section. @category constructors @since 0.1.0 */
+export const timing = (options: {
+  readonly startedAt: number
+  readonly finishedAt: number
+  readonly entries: ReadonlyArray<{ readonly record: ItemRecord; readonly timing: ItemTiming }>
+}): Timing => {
+  const fresh = options.entries.filter((entry) => !entry.timing.resumed)
+  const calls = fresh.reduce((sum, entry) => sum + entry.timing.calls, 0)
+  const cachedCalls = fresh.reduce((sum, entry) => sum + entry.timing.cachedCalls, 0)
+  return {
+    startedAt: new Date(options.startedAt).toISOString(),
+    wallMillis: options.finishedAt - options.startedAt,
+    calls,
+    cachedCalls,
+    upstreamCalls: calls - cachedCalls,
+    resumedItems: options.entries.length - fresh.length,
+    items: options.entries.map((entry) => ({
+      candidate: entry.record.candidate,
+      itemId: entry.record.itemId,
+      trial: entry.record.trial,
+      ...entry.timing
+    }))
+  }
+}
+
+/**
+ * The JSON report: `{ "report": …, "timing": … }`. `report` is byte-identical for the
+ * same inputs and seed; compare `JSON.stringify(JSON.parse(text).report)` across runs.
+ * @category rendering @since 0.1.0
+ */
+export const toJson = (result: { readonly report: Report; readonly timing: Timing }): string =>
+  `{\n"report": ${JSON.stringify(result.report, null, 2)},\n"timing": ${JSON.stringify(result.timing, null, 2)}\n}\n`
+
+/** Just the reproducible part, as written to `report.json`'s `report` key. @category rendering @since 0.1.0 */
+export const reportJson = (report: Report): string => JSON.stringify(report, null, 2)
+
+const percent = (value: number): string => `${(value * 100).toFixed(1)}%`
+
+/** A Markdown summary: a table per candidate, self-correction turns, error counts. @category rendering @since 0.1.0 */
+export const toMarkdown = (report: Report, timingSection?: Timing): string => {
+  const config = report.config
+  const lines: Array<string> = []
+  lines.push(`# Evaluation: ${config.dataset.name}`, "")
+  lines.push(
+    `Scorer \`${config.scorer}\`, ${config.questions} questions (seed ${config.seed}), ${config.trials} trial(s)` +
+      (config.selfCorrect > 0 ? `, ${config.selfCorrect} self-correction turn(s)` : "") +
+      (config.judge !== null ? `, judge \`${config.judge.name}\`` : "") + "."
+  )
+  if (config.dataset.skipped.length > 0) {
+    lines.push("", `Dataset: ${config.dataset.skipped.length} invalid row(s) skipped (first at line ${config.dataset.skipped[0]!.line}: ${config.dataset.skipped[0]!.message}).`)
+  }
+  lines.push("", "| candidate | accuracy | mean ± s.e. | 95% CI | scored | errors |", "| --- | ---: | ---: | ---: | ---: | ---: |")
+  for (const result of report.results) {
+    const s = result.summary
+    lines.push(`| ${result.candidate} | ${percent(s.accuracy)} | ${s.mean.toFixed(3)} ± ${s.standardError.toFixed(3)} | [${s.ci95[0].toFixed(3)}, ${s.ci95[1].toFixed(3)}] | ${s.scored}/${s.total} | ${s.errors} |`)
+  }
+  for (const result of report.results) {
+    const s = result.summary
+    const extras: Array<string> = []
+    if (s.filters !== undefined) extras.push(`GSM8K strict ${percent(s.filters.strict)}, flexible ${percent(s.filters.flexible)}`)
+    if (s.trialAgreement !== undefined) extras.push(`trial agreement ${percent(s.trialAgreement)}`)
+    if (s.judgeAgreement !== undefined) extras.push(`judge agreement ${percent(s.judgeAgreement)}`)
+    if (s.errors > 0) extras.push(`errors: ${Object.entries(s.errorsByTag).map(([tag, count]) => `${tag} ×${count}`).join(", ")}`)
+    if (extras.length > 0) lines.push("", `**${result.candidate}**: ${extras.join("; ")}.`)
+    if (s.selfCorrection !== undefined) {
+      lines.push("", `Self-correction (${result.candidate}):`, "", "| turn | accuracy | fixed | broken | answered |", "| ---: | ---: | ---: | ---: | ---: |")
+      for (const turn of s.selfCorrection) lines.push(`| ${turn.turn} | ${percent(turn.accuracy)} | ${turn.fixed} | ${turn.broken} | ${turn.answered} |`)
+    }
+  }
+  if (timingSection !== undefined) {
+    lines.push("", `Wall time ${(timingSection.wallMillis / 1000).toFixed(2)} s; ${timingSection.calls} candidate calls, ${timingSection.cachedCalls} from cache; ${timingSection.resumedItems} item(s) resumed from the checkpoint.`)
+  }
+  return lines.join("\n") + "\n"
+}
+
+/**
+ * A side-by-side Markdown comparison of candidates across one or more labelled reports,
+ * with paired outcomes (both right, only one right, neither) against the first entry.
+ * @category rendering @since 0.1.0
+ */
+export const compare = (runs: ReadonlyArray<{ readonly label: string; readonly report: Report }>): string => {
+  const rows = runs.flatMap((run) => run.report.results.map((result) => ({ label: run.label, result })))
+  const lines: Array<string> = ["# Comparison", "", "| run | candidate | accuracy | mean ± s.e. | 95% CI | errors | Δ accuracy |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+  const base = rows[0]
+  for (const row of rows) {
+    const s = row.result.summary
+    const delta = base === undefined ? 0 : s.accuracy - base.result.summary.accuracy
+    lines.push(`| ${row.label} | ${row.result.candidate} | ${percent(s.accuracy)} | ${s.mean.toFixed(3)} ± ${s.standardError.toFixed(3)} | [${s.ci95[0].toFixed(3)}, ${s.ci95[1].toFixed(3)}] | ${s.errors} | ${row === base ? "—" : `${delta >= 0 ? "+" : ""}${(delta * 100).toFixed(1)} pt`} |`)
+  }
+  if (base !== undefined && rows.length > 1) {
+    lines.push("", `Paired outcomes against ${base.label} / ${base.result.candidate} (items scored in both):`, "", "| run | candidate | both right | only base | only this | neither |", "| --- | --- | ---: | ---: | ---: | ---: |")
+    const key = (record: ItemRecord) => `${record.itemId}#${record.trial}`
+    const baseline = new Map(base.result.items.filter((record) => record.status === "ok").map((record) => [key(record), record.correct === true]))
+    for (const row of rows.slice(1)) {
+      let both = 0, onlyBase = 0, onlyThis = 0, neither = 0
+      for (const record of row.result.items) {
+        if (record.status !== "ok") continue
+        const other = baseline.get(key(record))
+        if (other === undefined) continue
+        if (other && record.correct) both++
+        else if (other) onlyBase++
+        else if (record.correct) onlyThis++
+        else neither++
+      }
+      lines.push(`| ${row.label} | ${row.result.candidate} | ${both} | ${onlyBase} | ${onlyThis} | ${neither} |`)
+    }
+  }
+  return lines.join("\n") + "\n"
+}

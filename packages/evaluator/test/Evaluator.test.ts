@@ -1,0 +1,224 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Llm, LlmError } from "@hasten/core"
+import type { Dataset } from "@hasten/evaluator"
+import { Evaluator, Report, Scorer } from "@hasten/evaluator"
+import { Deferred, Effect, Fiber, Layer } from "effect"
+import { appendFileSync, mkdtempSync, readFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import * as Path from "node:path"
+import { calls, questionOf, scripted } from "./fakes.js"
+
+// Ten arithmetic questions "What is i + i?" with answer 2i.
+const dataset: Dataset.Dataset = {
+  name: "toy",
+  items: Array.from({ length: 10 }, (_, index) => ({
+    id: `toy:${index}`,
+    index,
+    question: `What is ${index} + ${index}?`,
+    answer: String(index * 2)
+  })),
+  report: { source: "memory", rows: 10, loaded: 10, skipped: [] }
+}
+
+const indexOf = (text: string): number => Number(/What is (\d+) \+/.exec(text)?.[1] ?? -1)
+const questionIndex = (request: Parameters<Parameters<typeof scripted>[1]>[0]) => indexOf(questionOf(request))
+
+/** Answers correctly for even question numbers, wrongly for odd ones. */
+const halfRight = (record = calls()) =>
+  scripted("fake", (request) => {
+    const i = questionIndex(request)
+    return i % 2 === 0 ? `Reasoning...\n#### ${i * 2}` : `#### ${i * 2 + 1}`
+  }, record)
+
+const candidate = (llm: Layer.Layer<any>, name = "fake:model"): Evaluator.Candidate => ({ name, model: "model", llm })
+
+const tempDir = () => mkdtempSync(Path.join(tmpdir(), "hasten-eval-"))
+
+describe("Evaluator.run", () => {
+  it.effect("scores the seeded selection at temperature 0 with the seed", () =>
+    Effect.gen(function*() {
+      const record = calls()
+      const result = yield* Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [candidate(halfRight(record))], questions: 6, seed: 42 })
+      const summary = result.report.results[0]!.summary
+      assert.strictEqual(summary.total, 6)
+      assert.strictEqual(summary.scored, 6)
+      assert.strictEqual(record.requests.length, 6)
+      assert.isTrue(record.requests.every((request) => request.temperature === 0 && request.seed === 42 && request.trial === 0))
+      const evens = result.report.config.selection.filter((id) => Number(id.split(":")[1]) % 2 === 0).length
+      assert.strictEqual(summary.accuracy, Number((evens / 6).toFixed(6)))
+      assert.deepStrictEqual(result.report.results[0]!.items.map((item) => item.itemId), result.report.config.selection)
+    }))
+
+  it.effect("isolates failures: an upstream error and a malformed judge verdict are errors, not zeros", () =>
+    Effect.gen(function*() {
+      const generator = scripted("fake", (request) => {
+        const i = questionIndex(request)
+        return i === 3 ? new LlmError.ServerError({ status: 500, description: "boom" }) : `answer ${i * 2}`
+      })
+      const judge = scripted("judge", (request) => {
+        const text = questionOf({ ...request, messages: request.messages.filter((message) => message.role === "user") })
+        const i = indexOf(text)
+        if (i === 5) return "I think it's fine."
+        if (i === 7) return "```json\n{\"score\": 1}\n```"
+        return `{"score": ${i % 2 === 0 ? 1 : 0}, "reason": "checked"}`
+      })
+      const result = yield* Evaluator.run({
+        dataset,
+        scorer: Scorer.judge(),
+        candidates: [candidate(generator)],
+        judge: { name: "judge", model: "judge-model", llm: judge },
+        seed: 1
+      })
+      const summary = result.report.results[0]!.summary
+      assert.strictEqual(summary.total, 10)
+      assert.strictEqual(summary.errors, 3)
+      assert.strictEqual(summary.scored, 7)
+      assert.deepStrictEqual(summary.errorsByTag, { "JudgeParseError": 2, "LlmError.ServerError": 1 })
+      const items = result.report.results[0]!.items
+      const failed = items.find((item) => item.itemId === "toy:3")!
+      assert.strictEqual(failed.status, "error")
+      assert.strictEqual(failed.score, undefined)
+      assert.deepStrictEqual([failed.error!.stage, failed.error!.tag], ["generate", "LlmError.ServerError"])
+      const malformed = items.find((item) => item.itemId === "toy:7")!
+      assert.deepStrictEqual([malformed.error!.stage, malformed.error!.message], ["score", "judge output not usable: missing field \"reason\""])
+      // 5 of the 7 scored items are even (0, 2, 4, 6, 8): errors are excluded from the denominator.
+      assert.strictEqual(summary.accuracy, Number((5 / 7).toFixed(6)))
+      assert.match(Report.toMarkdown(result.report), /JudgeParseError ×2/)
+    }))
+
+  it.effect("calls judges in parallel, never above the bound", () =>
+    Effect.gen(function*() {
+      const judgeCalls = calls()
+      const judge = scripted("judge", () => "{\"score\": 1, \"reason\": \"ok\"}", judgeCalls)
+      yield* Evaluator.run({
+        dataset,
+        scorer: Scorer.judge(),
+        candidates: [candidate(halfRight())],
+        judge: { name: "judge", model: "judge-model", llm: judge, concurrency: 3 },
+        concurrency: 10
+      })
+      assert.strictEqual(judgeCalls.requests.length, 10)
+      assert.strictEqual(judgeCalls.peak, 3)
+    }))
+
+  it.effect("trials: distinct trial indices, mean, agreement", () =>
+    Effect.gen(function*() {
+      const record = calls()
+      // Trial 2 flips question 0's answer: agreement on that item is 1/3 of pairs.
+      const llm = scripted("fake", (request) => {
+        const i = questionIndex(request)
+        return request.trial === 2 && i === 0 ? "#### 99" : `#### ${i * 2}`
+      }, record)
+      const result = yield* Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [candidate(llm)], questions: 4, trials: 3 })
+      assert.deepStrictEqual([...new Set(record.requests.map((request) => request.trial))].sort(), [0, 1, 2])
+      const summary = result.report.results[0]!.summary
+      assert.strictEqual(summary.total, 12)
+      const hasZero = result.report.config.selection.includes("toy:0")
+      assert.strictEqual(summary.trialAgreement, hasZero ? Number(((3 + 1 / 3) / 4).toFixed(6)) : 1)
+    }))
+
+  it.effect("the same inputs and seed give a byte-identical report; timing is separate", () =>
+    Effect.gen(function*() {
+      const options = { dataset, scorer: Scorer.gsm8k(), candidates: [candidate(halfRight()), candidate(halfRight(), "fake:other")], questions: 8, trials: 2, seed: 7 }
+      const first = yield* Evaluator.run(options)
+      const second = yield* Evaluator.run({ ...options, concurrency: 1 })
+      assert.strictEqual(Report.reportJson(first.report), Report.reportJson(second.report))
+      const parsed = JSON.parse(Report.toJson(first))
+      assert.deepStrictEqual(Object.keys(parsed), ["report", "timing"])
+      assert.strictEqual(JSON.stringify(parsed.report, null, 2), Report.reportJson(first.report))
+      const third = yield* Evaluator.run({ ...options, seed: 8 })
+      assert.notStrictEqual(Report.reportJson(first.report), Report.reportJson(third.report))
+    }))
+
+  it.effect("self-correction: accuracy per turn and fixed/broken counts", () =>
+    Effect.gen(function*() {
+      // Answer per (question, turn): q0 wrong→right→right, q1 right→wrong→right, q2 right always, q3 wrong always.
+      const plan: Record<number, ReadonlyArray<boolean>> = { 0: [false, true, true], 1: [true, false, true], 2: [true, true, true], 3: [false, false, false] }
+      const record = calls()
+      const llm = scripted("fake", (request) => {
+        const i = questionIndex(request)
+        const turn = request.messages.filter((message) => message.role === "assistant").length
+        return plan[i]![turn] ? `#### ${i * 2}` : `#### ${i * 2 + 1}`
+      }, record)
+      const small: Dataset.Dataset = { ...dataset, items: dataset.items.slice(0, 4) }
+      const result = yield* Evaluator.run({ dataset: small, scorer: Scorer.gsm8k(), candidates: [candidate(llm)], selfCorrect: 2 })
+      const turns = result.report.results[0]!.summary.selfCorrection!
+      assert.deepStrictEqual(turns.map((turn) => [turn.turn, turn.accuracy, turn.fixed, turn.broken]), [
+        [0, 0.5, 0, 0],
+        [1, 0.5, 1, 1],
+        [2, 0.75, 1, 0]
+      ])
+      assert.strictEqual(record.requests.length, 12)
+      const revision = record.requests.find((request) => request.messages.length === 3)!
+      assert.match(revision.messages[2]!.content, /#### <number>/)
+      assert.strictEqual(result.report.results[0]!.summary.accuracy, 0.75)
+    }))
+
+  it.effect("resumes a killed run from its checkpoint without re-running or duplicating items", () =>
+    Effect.gen(function*() {
+      const checkpoint = Path.join(tempDir(), "run", "checkpoint.jsonl")
+      const firstCalls = calls()
+      const reached = yield* Deferred.make<void>()
+      // The first run hangs on its 5th call, as if the process were killed mid-request.
+      const hanging = scripted("fake", (request) => {
+        if (firstCalls.requests.length >= 5) return Deferred.succeed(reached, undefined).pipe(Effect.andThen(Effect.never))
+        return `#### ${questionIndex(request) * 2}`
+      }, firstCalls)
+      const options = { dataset, scorer: Scorer.gsm8k(), questions: 8, checkpoint, concurrency: 1 }
+      const fiber = yield* Effect.forkChild(Evaluator.run({ ...options, candidates: [candidate(hanging)] }))
+      yield* Deferred.await(reached)
+      yield* Fiber.interrupt(fiber)
+      const finished = readFileSync(checkpoint, "utf8").trim().split("\n").length - 1
+      assert.strictEqual(finished, 4)
+      appendFileSync(checkpoint, "{\"type\":\"item\",\"record\":{\"candi") // a torn last line
+
+      const secondCalls = calls()
+      const resumed = yield* Evaluator.run({ ...options, candidates: [candidate(halfRight(secondCalls))] })
+      assert.strictEqual(secondCalls.requests.length, 4)
+      assert.strictEqual(resumed.timing.resumedItems, 4)
+      const ids = resumed.report.results[0]!.items.map((item) => item.itemId)
+      assert.deepStrictEqual(ids, resumed.report.config.selection)
+
+      // A third run finds everything done and calls nothing.
+      const thirdCalls = calls()
+      const again = yield* Evaluator.run({ ...options, candidates: [candidate(halfRight(thirdCalls))] })
+      assert.strictEqual(thirdCalls.requests.length, 0)
+      assert.strictEqual(Report.reportJson(again.report), Report.reportJson(resumed.report))
+    }))
+
+  it.effect("refuses a checkpoint written by a different run", () =>
+    Effect.gen(function*() {
+      const checkpoint = Path.join(tempDir(), "checkpoint.jsonl")
+      yield* Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [candidate(halfRight())], questions: 3, checkpoint })
+      const error = yield* Effect.flip(Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [candidate(halfRight())], questions: 4, checkpoint }))
+      assert.match(error.message, /different run/)
+    }))
+
+  it.effect("a candidate that cannot start is a clear EvaluatorError", () =>
+    Effect.gen(function*() {
+      const broken = Layer.effect(Llm.Llm, Effect.fail(new Error("model file not found: nope.gguf")))
+      const error = yield* Effect.flip(Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [{ name: "local:nope.gguf", model: "nope", llm: broken }] }))
+      assert.strictEqual(error._tag, "EvaluatorError")
+      assert.strictEqual(error.message, "candidate local:nope.gguf failed to start: model file not found: nope.gguf")
+      const noJudge = yield* Effect.flip(Evaluator.run({ dataset, scorer: Scorer.judge(), candidates: [candidate(halfRight())] }))
+      assert.match(noJudge.message, /needs a judge/)
+    }))
+
+  it.effect("candidates sharing one layer build it once", () =>
+    Effect.gen(function*() {
+      let builds = 0
+      const shared = Layer.unwrap(Effect.sync(() => {
+        builds++
+        return halfRight()
+      }))
+      const result = yield* Evaluator.run({
+        dataset,
+        scorer: Scorer.gsm8k(),
+        questions: 2,
+        candidates: [{ name: "a", model: "m", llm: shared }, { name: "b", model: "m", adapter: "lora-1", llm: shared }]
+      })
+      assert.strictEqual(builds, 1)
+      assert.strictEqual(result.report.results.length, 2)
+      assert.deepStrictEqual(result.report.config.candidates[1], { name: "b", model: "m", adapter: "lora-1" })
+    }))
+})
