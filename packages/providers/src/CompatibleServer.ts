@@ -1,0 +1,434 @@
+/**
+ * A local OpenAI-compatible HTTP server (node:http) over any Hasten `Llm` and `Embedder`:
+ * `/v1/chat/completions` (JSON and SSE with `include_usage`), `/v1/completions`,
+ * `/v1/embeddings`, `/v1/models`, with OpenAI-shaped errors. Any OpenAI SDK or tool can
+ * talk to a local model through it.
+ * @since 0.1.0
+ */
+import { Completion, CompletionRequest, Embedder, Llm, LlmError } from "@hasten/core"
+import { Cause, Context, Effect, Exit, Layer, Option, Stream } from "effect"
+import * as Crypto from "node:crypto"
+import * as Http from "node:http"
+import type { AddressInfo } from "node:net"
+import { LocalModel } from "./LocalProvider.js"
+
+/** Server settings. @category models @since 0.1.0 */
+export interface Options {
+  /** TCP port; 0 picks a free one. Default 8080. */
+  readonly port?: number | undefined
+  /** Interface to bind. Default 127.0.0.1. */
+  readonly host?: string | undefined
+  /**
+   * Model ids the server answers for; others get 404 `model_not_found`. Default: the
+   * `LocalModel` id when a local model is provided, otherwise any model is accepted.
+   */
+  readonly models?: ReadonlyArray<string> | undefined
+  /** Largest accepted request body. Default 4 MiB. */
+  readonly maxBodyBytes?: number | undefined
+}
+
+/** A running server. @category models @since 0.1.0 */
+export interface ServerService {
+  /** `http://host:port` */
+  readonly url: string
+  /** `${url}/v1`, the `baseURL` for OpenAI SDKs. */
+  readonly baseUrl: string
+  readonly port: number
+  readonly host: string
+  /** Requests answered so far. */
+  readonly requests: () => number
+}
+
+/**
+ * The running OpenAI-compatible server.
+ * @category services @since 0.1.0
+ */
+export class Server extends Context.Service<Server, ServerService>()("@hasten/providers/Server") {}
+
+/** An HTTP error in OpenAI's shape: `{ error: { message, type, param, code } }`. @category errors @since 0.1.0 */
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly type: string,
+    readonly code: string | null = null,
+    readonly param: string | null = null
+  ) {
+    super(message)
+  }
+  body(): string {
+    return JSON.stringify({ error: { message: this.message, type: this.type, param: this.param, code: this.code } })
+  }
+}
+
+const badRequest = (message: string, param: string | null = null) => new HttpError(400, message, "invalid_request_error", null, param)
+
+/** Maps an `LlmError` to the status and body an OpenAI server would send. @category errors @since 0.1.0 */
+export const fromLlmError = (error: LlmError.LlmError): HttpError => {
+  const reason = error.reason
+  const message = reason.description
+  switch (reason._tag) {
+    case "ContextLengthExceeded":
+      return new HttpError(400, message, "invalid_request_error", "context_length_exceeded", "messages")
+    case "InvalidRequest":
+      return new HttpError(reason.status ?? 400, message, "invalid_request_error", null)
+    case "RateLimited":
+      return new HttpError(429, message, reason.scope === "quota" ? "insufficient_quota" : "rate_limit_exceeded", reason.scope === "quota" ? "insufficient_quota" : "rate_limit_exceeded")
+    case "Overloaded":
+      return new HttpError(503, message, "server_error", "overloaded")
+    case "Timeout":
+      return new HttpError(504, message, "server_error", "timeout")
+    case "Unauthorized":
+      return new HttpError(401, message, "authentication_error", null)
+    default:
+      return new HttpError(500, `${reason._tag}: ${message}`, "server_error", null)
+  }
+}
+
+type Json = Record<string, unknown>
+
+const isRecord = (value: unknown): value is Json => typeof value === "object" && value !== null && !Array.isArray(value)
+
+const optionalNumber = (body: Json, field: string): number | undefined => {
+  const value = body[field]
+  if (value === undefined || value === null) return undefined
+  if (typeof value !== "number" || !Number.isFinite(value)) throw badRequest(`'${field}' must be a number`, field)
+  return value
+}
+
+const stopOf = (body: Json): Array<string> | undefined => {
+  const stop = body.stop
+  if (stop === undefined || stop === null) return undefined
+  if (typeof stop === "string") return [stop]
+  if (Array.isArray(stop) && stop.every((item) => typeof item === "string")) return stop as Array<string>
+  throw badRequest("'stop' must be a string or an array of strings", "stop")
+}
+
+const contentOf = (content: unknown, index: number): string => {
+  if (typeof content === "string") return content
+  if (content === null || content === undefined) return ""
+  if (Array.isArray(content)) {
+    return content.map((part) => {
+      if (isRecord(part) && part.type === "text" && typeof part.text === "string") return part.text
+      throw badRequest(`messages[${index}].content: only text parts are supported`, `messages[${index}].content`)
+    }).join("")
+  }
+  throw badRequest(`messages[${index}].content must be a string or an array of text parts`, `messages[${index}].content`)
+}
+
+const samplingOf = (body: Json): Partial<CompletionRequest.CompletionRequestInput> => {
+  const maxTokens = optionalNumber(body, "max_completion_tokens") ?? optionalNumber(body, "max_tokens")
+  const fields: Record<string, unknown> = {
+    maxTokens,
+    temperature: optionalNumber(body, "temperature"),
+    topP: optionalNumber(body, "top_p"),
+    topK: optionalNumber(body, "top_k"),
+    seed: optionalNumber(body, "seed"),
+    stop: stopOf(body),
+    frequencyPenalty: optionalNumber(body, "frequency_penalty"),
+    presencePenalty: optionalNumber(body, "presence_penalty"),
+    repeatPenalty: optionalNumber(body, "repeat_penalty"),
+    penaltyWindow: optionalNumber(body, "repeat_last_n") ?? optionalNumber(body, "penalty_window")
+  }
+  const format = body.response_format
+  if (isRecord(format)) {
+    if (format.type === "json_object") fields.responseFormat = { type: "json" }
+    else if (format.type === "json_schema") {
+      const schema = isRecord(format.json_schema) ? format.json_schema : undefined
+      if (schema === undefined || !isRecord(schema.schema)) throw badRequest("'response_format.json_schema.schema' must be an object", "response_format")
+      fields.responseFormat = { type: "json", schema: schema.schema, ...(typeof schema.name === "string" ? { name: schema.name } : {}) }
+    } else if (format.type !== "text") throw badRequest(`unsupported response_format type ${String(format.type)}`, "response_format")
+  } else if (format !== undefined && format !== null) throw badRequest("'response_format' must be an object", "response_format")
+  const n = optionalNumber(body, "n")
+  if (n !== undefined && n !== 1) throw badRequest("only n=1 is supported", "n")
+  return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined)) as Partial<CompletionRequest.CompletionRequestInput>
+}
+
+const finishReasonOf = (reason: Completion.FinishReason | undefined): string =>
+  reason === "length" ? "length" : reason === "content_filter" ? "content_filter" : reason === "tool_calls" ? "tool_calls" : "stop"
+
+const readBody = (request: Http.IncomingMessage, limit: number): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const parts: Array<Buffer> = []
+    let size = 0
+    request.on("data", (chunk: Buffer) => {
+      size += chunk.length
+      if (size > limit) {
+        reject(new HttpError(413, `request body larger than ${limit} bytes`, "invalid_request_error"))
+        request.destroy()
+        return
+      }
+      parts.push(chunk)
+    })
+    request.on("end", () => resolve(Buffer.concat(parts).toString("utf8")))
+    request.on("error", reject)
+  })
+
+const toBase64 = (vector: ReadonlyArray<number>): string => Buffer.from(new Float32Array(vector).buffer).toString("base64")
+
+/**
+ * Starts the server in the current scope over the `Llm` (and `Embedder`, when provided).
+ * @category constructors @since 0.1.0
+ */
+export const make = Effect.fnUntraced(function*(options: Options = {}) {
+  const services = yield* Effect.context<Llm.Llm>()
+  const llm = yield* Llm.Llm
+  const embedder = Option.getOrUndefined(yield* Effect.serviceOption(Embedder.Embedder))
+  const local = Option.getOrUndefined(yield* Effect.serviceOption(LocalModel))
+  const models: ReadonlyArray<string> | undefined = options.models ?? (local !== undefined ? [local.id] : undefined)
+  const maxBodyBytes = options.maxBodyBytes ?? 4 * 1024 * 1024
+  const clock = yield* Effect.clockWith(Effect.succeed)
+  let requests = 0
+
+  const checkModel = (body: Json): string => {
+    const model = body.model
+    if (typeof model !== "string" || model.length === 0) throw badRequest("'model' is required and must be a string", "model")
+    if (models !== undefined && !models.includes(model) && !models.includes(model.replace(/\.gguf$/i, ""))) {
+      throw new HttpError(404, `The model '${model}' does not exist`, "invalid_request_error", "model_not_found", "model")
+    }
+    return model
+  }
+
+  const toRequest = (input: CompletionRequest.CompletionRequestInput): Effect.Effect<CompletionRequest.CompletionRequest, HttpError> =>
+    CompletionRequest.make(input).pipe(Effect.mapError((error) => badRequest(error.message)))
+
+  const run = <A>(effect: Effect.Effect<A, HttpError | LlmError.LlmError, Llm.Llm>, response: Http.ServerResponse) =>
+    new Promise<A>((resolve, reject) => {
+      const fiber = Effect.runForkWith(services)(effect)
+      const onClose = () => {
+        if (!response.writableFinished) fiber.interruptUnsafe()
+      }
+      response.on("close", onClose)
+      fiber.addObserver((exit) => {
+        response.off("close", onClose)
+        if (Exit.isSuccess(exit)) resolve(exit.value)
+        else {
+          const error = Cause.findErrorOption(exit.cause)
+          reject(Option.isSome(error) ? error.value : new Error(Cause.pretty(exit.cause)))
+        }
+      })
+    })
+
+  const sendJson = (response: Http.ServerResponse, status: number, body: unknown) => {
+    const text = JSON.stringify(body)
+    response.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) })
+    response.end(text)
+  }
+
+  const usageOf = (usage: Completion.Usage) => ({
+    prompt_tokens: usage.inputTokens,
+    completion_tokens: usage.outputTokens,
+    total_tokens: usage.inputTokens + usage.outputTokens
+  })
+
+  /** Streams SSE events; an error before the first event is answered as JSON with its status. */
+  const streamSse = (
+    response: Http.ServerResponse,
+    request: CompletionRequest.CompletionRequest,
+    events: {
+      readonly first?: () => Json
+      readonly delta: (chunk: Completion.CompletionChunk) => Json | undefined
+      readonly last: (finishReason: Completion.FinishReason | undefined) => Json
+      readonly usage: ((usage: Completion.Usage) => Json) | undefined
+    }
+  ) => {
+    let started = false
+    let finishReason: Completion.FinishReason | undefined
+    let usage: Completion.Usage | undefined
+    const write = (event: Json | string) => {
+      if (!started) {
+        response.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" })
+        started = true
+        if (events.first !== undefined) response.write(`data: ${JSON.stringify(events.first())}\n\n`)
+      }
+      response.write(`data: ${typeof event === "string" ? event : JSON.stringify(event)}\n\n`)
+    }
+    return run(
+      Stream.runForEach(llm.stream(request), (chunk) =>
+        Effect.sync(() => {
+          if (chunk.finishReason !== undefined) finishReason = chunk.finishReason
+          if (chunk.usage !== undefined) usage = chunk.usage
+          const event = events.delta(chunk)
+          if (event !== undefined) write(event)
+        })),
+      response
+    ).then(() => {
+      write(events.last(finishReason))
+      if (events.usage !== undefined) write(events.usage(usage ?? Completion.emptyUsage))
+      write("[DONE]")
+      response.end()
+    }, (error: unknown) => {
+      if (!started) throw error
+      const httpError = error instanceof LlmError.LlmError ? fromLlmError(error) : new HttpError(500, String(error), "server_error")
+      response.write(`data: ${httpError.body()}\n\n`)
+      response.end()
+    })
+  }
+
+  const chatCompletions = async (body: Json, response: Http.ServerResponse) => {
+    const model = checkModel(body)
+    if (!Array.isArray(body.messages) || body.messages.length === 0) throw badRequest("'messages' must be a non-empty array", "messages")
+    const messages = body.messages.map((message: unknown, index) => {
+      if (!isRecord(message)) throw badRequest(`messages[${index}] must be an object`, `messages[${index}]`)
+      const role = message.role === "developer" ? "system" : message.role
+      if (role !== "system" && role !== "user" && role !== "assistant") {
+        throw badRequest(`messages[${index}].role must be system, user or assistant`, `messages[${index}].role`)
+      }
+      return { role, content: contentOf(message.content, index) } as const
+    })
+    const request = await run(toRequest({ model, messages, ...samplingOf(body) }), response)
+    const id = `chatcmpl-${Crypto.randomUUID()}`
+    const created = Math.floor(clock.currentTimeMillisUnsafe() / 1000)
+    if (body.stream === true) {
+      const includeUsage = isRecord(body.stream_options) && body.stream_options.include_usage === true
+      const frame = (choices: Array<unknown>, extra: Json = {}) => ({ id, object: "chat.completion.chunk", created, model, choices, ...extra })
+      return streamSse(response, request, {
+        first: () => frame([{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }]),
+        delta: (chunk) => chunk.text.length > 0 ? frame([{ index: 0, delta: { content: chunk.text }, logprobs: null, finish_reason: null }]) : undefined,
+        last: (reason) => frame([{ index: 0, delta: {}, logprobs: null, finish_reason: finishReasonOf(reason) }]),
+        usage: includeUsage ? (usage) => frame([], { usage: usageOf(usage) }) : undefined
+      })
+    }
+    const completion = await run(llm.complete(request), response)
+    sendJson(response, 200, {
+      id,
+      object: "chat.completion",
+      created,
+      model,
+      choices: [{
+        index: 0,
+        message: { role: "assistant", content: completion.text, refusal: null },
+        logprobs: null,
+        finish_reason: finishReasonOf(completion.finishReason)
+      }],
+      usage: usageOf(completion.usage)
+    })
+  }
+
+  const completions = async (body: Json, response: Http.ServerResponse) => {
+    const model = checkModel(body)
+    let prompt = body.prompt
+    if (Array.isArray(prompt) && prompt.length === 1 && typeof prompt[0] === "string") prompt = prompt[0]
+    if (typeof prompt !== "string" || prompt.length === 0) throw badRequest("'prompt' must be a non-empty string (one prompt per request)", "prompt")
+    const sampling = samplingOf(body)
+    const request = await run(toRequest({ model, messages: [], prompt, maxTokens: 16, ...sampling }), response)
+    const id = `cmpl-${Crypto.randomUUID()}`
+    const created = Math.floor(clock.currentTimeMillisUnsafe() / 1000)
+    if (body.stream === true) {
+      const includeUsage = isRecord(body.stream_options) && body.stream_options.include_usage === true
+      const frame = (choices: Array<unknown>, extra: Json = {}) => ({ id, object: "text_completion", created, model, choices, ...extra })
+      return streamSse(response, request, {
+        delta: (chunk) => chunk.text.length > 0 ? frame([{ index: 0, text: chunk.text, logprobs: null, finish_reason: null }]) : undefined,
+        last: (reason) => frame([{ index: 0, text: "", logprobs: null, finish_reason: finishReasonOf(reason) }]),
+        usage: includeUsage ? (usage) => frame([], { usage: usageOf(usage) }) : undefined
+      })
+    }
+    const completion = await run(llm.complete(request), response)
+    sendJson(response, 200, {
+      id,
+      object: "text_completion",
+      created,
+      model,
+      choices: [{ index: 0, text: completion.text, logprobs: null, finish_reason: finishReasonOf(completion.finishReason) }],
+      usage: usageOf(completion.usage)
+    })
+  }
+
+  const embeddings = async (body: Json, response: Http.ServerResponse) => {
+    if (embedder === undefined) throw new HttpError(404, "this server has no embedding model", "invalid_request_error", "model_not_found")
+    const model = checkModel(body)
+    const input = typeof body.input === "string" ? [body.input] : body.input
+    if (!Array.isArray(input) || input.length === 0 || !input.every((item) => typeof item === "string")) {
+      throw badRequest("'input' must be a string or a non-empty array of strings", "input")
+    }
+    const format = body.encoding_format ?? "float"
+    if (format !== "float" && format !== "base64") throw badRequest("'encoding_format' must be float or base64", "encoding_format")
+    const dimensions = optionalNumber(body, "dimensions")
+    const result = await run(embedder.embed(input as Array<string>, dimensions !== undefined ? { dimensions } : {}), response)
+    sendJson(response, 200, {
+      object: "list",
+      data: result.vectors.map((vector, index) => ({
+        object: "embedding",
+        index,
+        embedding: format === "base64" ? toBase64(vector) : vector
+      })),
+      model,
+      usage: { prompt_tokens: result.usage.inputTokens, total_tokens: result.usage.inputTokens }
+    })
+  }
+
+  const modelObject = (id: string) => ({ id, object: "model", created: 0, owned_by: "hasten" })
+
+  const handle = async (request: Http.IncomingMessage, response: Http.ServerResponse) => {
+    const url = new URL(request.url ?? "/", "http://localhost")
+    const path = url.pathname.replace(/\/+$/, "")
+    if (request.method === "GET" && path === "/v1/models") {
+      return sendJson(response, 200, { object: "list", data: (models ?? []).map(modelObject) })
+    }
+    if (request.method === "GET" && path.startsWith("/v1/models/")) {
+      const id = decodeURIComponent(path.slice("/v1/models/".length))
+      if (models !== undefined && !models.includes(id)) {
+        throw new HttpError(404, `The model '${id}' does not exist`, "invalid_request_error", "model_not_found", "model")
+      }
+      return sendJson(response, 200, modelObject(id))
+    }
+    const route = path === "/v1/chat/completions" ? chatCompletions : path === "/v1/completions" ? completions : path === "/v1/embeddings" ? embeddings : undefined
+    if (route === undefined) throw new HttpError(404, `unknown route ${request.method} ${path}`, "invalid_request_error", "not_found")
+    if (request.method !== "POST") throw new HttpError(405, `${request.method} is not allowed on ${path}`, "invalid_request_error")
+    const text = await readBody(request, maxBodyBytes)
+    let body: unknown
+    try {
+      body = JSON.parse(text)
+    } catch {
+      throw badRequest("the request body is not valid JSON")
+    }
+    if (!isRecord(body)) throw badRequest("the request body must be a JSON object")
+    await route(body, response)
+  }
+
+  const server = Http.createServer((request, response) => {
+    requests++
+    handle(request, response).catch((error: unknown) => {
+      const httpError = error instanceof HttpError
+        ? error
+        : error instanceof LlmError.LlmError
+        ? fromLlmError(error)
+        : new HttpError(500, error instanceof Error ? error.message : String(error), "server_error")
+      if (response.headersSent) {
+        response.end()
+        return
+      }
+      const text = httpError.body()
+      response.writeHead(httpError.status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) })
+      response.end(text)
+    })
+  })
+
+  const host = options.host ?? "127.0.0.1"
+  const address = yield* Effect.acquireRelease(
+    Effect.callback<AddressInfo, LlmError.LlmError>((resume) => {
+      const onError = (error: Error) =>
+        resume(Effect.fail(LlmError.make("local", new LlmError.Transport({ description: `cannot listen on ${host}:${options.port ?? 8080}: ${error.message}` }))))
+      server.once("error", onError)
+      server.listen(options.port ?? 8080, host, () => {
+        server.off("error", onError)
+        resume(Effect.succeed(server.address() as AddressInfo))
+      })
+    }),
+    () =>
+      Effect.callback<void>((resume) => {
+        server.close(() => resume(Effect.void))
+        server.closeAllConnections()
+      })
+  )
+  const urlHost = address.family === "IPv6" ? `[${address.address}]` : address.address
+  const url = `http://${urlHost}:${address.port}`
+  return Server.of({ url, baseUrl: `${url}/v1`, port: address.port, host: address.address, requests: () => requests })
+})
+
+/**
+ * The server as a scoped layer over the `Llm` (and the `Embedder` / `LocalModel` when
+ * present): listening once built, closed with the scope.
+ * @category layers @since 0.1.0
+ */
+export const layer = (options: Options = {}): Layer.Layer<Server, LlmError.LlmError, Llm.Llm> => Layer.effect(Server, make(options))
