@@ -1,0 +1,99 @@
+import { afterEach, assert, describe, it } from "@effect/vitest"
+import { Simulator } from "@hasten/testkit"
+import Replicate from "replicate"
+
+const running: Array<Simulator.Instance> = []
+const start = async (options: Simulator.Options = {}) => {
+  const sim = await Simulator.start(options)
+  running.push(sim)
+  return sim
+}
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((sim) => sim.close()))
+})
+
+const client = (sim: Simulator.Instance, auth = "r8_test") => new Replicate({ baseUrl: sim.replicateBaseUrl, auth })
+
+interface Prediction {
+  readonly id: string
+  readonly status: string
+  readonly output: Array<string> | null
+  readonly metrics?: { input_token_count?: number; output_token_count?: number; predict_time?: number }
+  readonly urls: { stream?: string }
+}
+
+describe("Replicate simulator through the official SDK", () => {
+  it("replicate.run returns the output tokens for the model and version forms", async () => {
+    const sim = await start({ responder: (request) => `You said: ${request.prompt}` })
+    const replicate = client(sim)
+    const byModel = await replicate.run("meta/meta-llama-3-8b-instruct", { input: { prompt: "hello world", max_tokens: 50 } }) as Array<string>
+    assert.isArray(byModel)
+    assert.strictEqual(byModel.join(""), "You said: hello world")
+    assert.deepStrictEqual(byModel, Simulator.tokenize("You said: hello world"))
+    const byVersion = await replicate.run("meta/llama:0123456789abcdef", { input: { prompt: "again" } }) as Array<string>
+    assert.strictEqual(byVersion.join(""), "You said: again")
+    const routes = sim.counters().requestsByRoute
+    assert.strictEqual(routes["POST /v1/models/:owner/:name/predictions"], 1)
+    assert.strictEqual(routes["POST /v1/predictions"], 1)
+  })
+
+  it("Prefer: wait holds the response until the prediction is done; metrics count tokens", async () => {
+    const sim = await start({ latency: { ttftMs: 5, perTokenMs: 1 } })
+    const replicate = client(sim)
+    const done = await replicate.predictions.create({ model: "meta/llama", input: { prompt: "tell me" }, wait: true }) as Prediction
+    assert.strictEqual(done.status, "succeeded")
+    assert.isAbove(done.output!.length, 3)
+    assert.strictEqual(done.metrics?.output_token_count, done.output!.length)
+    assert.strictEqual(done.metrics?.input_token_count, Simulator.countTokens("tell me"))
+    assert.isNumber(done.metrics?.predict_time)
+    const pending = await replicate.predictions.create({ model: "meta/llama", input: { prompt: "tell me" } }) as Prediction
+    assert.strictEqual(pending.status, "starting")
+    const finished = await replicate.wait(pending as never, { interval: 5 }) as Prediction
+    assert.deepStrictEqual(finished.output, done.output)
+  })
+
+  it("replicate.stream yields output events then done", async () => {
+    const sim = await start({ latency: { perTokenMs: 1 } })
+    const replicate = client(sim)
+    const reference = await replicate.run("meta/llama", { input: { prompt: "stream this" } }) as Array<string>
+    const events: Array<{ event: string; data: string }> = []
+    for await (const event of replicate.stream("meta/llama", { input: { prompt: "stream this" } })) {
+      events.push({ event: event.event, data: event.data })
+    }
+    const outputs = events.filter((event) => event.event === "output").map((event) => event.data)
+    assert.deepStrictEqual(outputs, reference)
+    assert.strictEqual(events.at(-1)?.event, "done")
+  })
+
+  it("a cancelled prediction stops generating and is counted", async () => {
+    const sim = await start({ latency: { perTokenMs: 20 }, responder: () => "word ".repeat(200) })
+    const replicate = client(sim)
+    const created = await replicate.predictions.create({ model: "meta/llama", input: { prompt: "long" } }) as Prediction
+    await new Promise((resolve) => setTimeout(resolve, 60))
+    const cancelled = await replicate.predictions.cancel(created.id) as Prediction
+    assert.strictEqual(cancelled.status, "canceled")
+    const produced = cancelled.output?.length ?? 0
+    assert.isBelow(produced, 200)
+    await new Promise((resolve) => setTimeout(resolve, 60))
+    const later = await replicate.predictions.get(created.id) as Prediction
+    assert.strictEqual(later.status, "canceled")
+    assert.strictEqual(later.output?.length ?? 0, produced)
+    assert.strictEqual(sim.counters().cancellations, 1)
+    assert.strictEqual(sim.counters().inFlight, 0)
+  })
+
+  it("rejects bad input with a 422 problem body and a missing token with 401", async () => {
+    const sim = await start()
+    const error = await client(sim).predictions.create({ model: "meta/llama", input: { prompt: "x", max_tokens: "lots" } }).catch((error: unknown) => error) as Error & { response: Response }
+    assert.strictEqual(error.name, "ApiError")
+    assert.strictEqual(error.response.status, 422)
+    assert.match(error.message, /max_tokens/)
+    const missing = await fetch(`${sim.replicateBaseUrl}/predictions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ version: "abc", input: {} }) })
+    assert.strictEqual(missing.status, 401)
+    const body = await missing.json() as { title: string; status: number }
+    assert.strictEqual(body.status, 401)
+    const notFound = await fetch(`${sim.replicateBaseUrl}/predictions/nope`, { headers: { authorization: "Bearer r8" } })
+    assert.strictEqual(notFound.status, 404)
+    assert.strictEqual((await notFound.json() as { status: number }).status, 404)
+  })
+})
