@@ -165,17 +165,20 @@ const singleFlight = <A>(
         const created: Flight<A> = { deferred: Deferred.makeUnsafe(), fiber: undefined, waiters: 0 }
         flight = created
         flights.set(key, created)
+        const leave = Effect.sync(() => {
+          if (flights.get(key) === created) flights.delete(key)
+        })
         created.fiber = yield* Effect.forkIn(
           Effect.exit(run).pipe(
+            // Write first, then leave the map, then answer: a caller that sees the answer
+            // finds it in the store, and nobody joins a finished flight.
             Effect.flatMap((exit) =>
-              Effect.andThen(
-                Deferred.done(created.deferred, exit),
-                Exit.isSuccess(exit) ? after(exit.value) : Effect.void
+              (Exit.isSuccess(exit) ? after(exit.value) : Effect.void).pipe(
+                Effect.andThen(leave),
+                Effect.andThen(Deferred.done(created.deferred, exit))
               )
             ),
-            Effect.ensuring(Effect.sync(() => {
-              if (flights.get(key) === created) flights.delete(key)
-            }))
+            Effect.ensuring(leave)
           ),
           scope
         )
@@ -406,12 +409,16 @@ export const make = Effect.fnUntraced(function*(inner: Llm.LlmService, store: Ca
                 notify(created)
               })).pipe(
                 Effect.exit,
-                Effect.flatMap((exit) => {
-                  created.exit = exit
-                  notify(created)
+                Effect.flatMap((exit) =>
                   // Stored only after the terminal event; failures and interruptions never are.
-                  return Exit.isSuccess(exit) ? write(key, { _tag: "stream", chunks: created.chunks }) : Effect.void
-                }),
+                  (Exit.isSuccess(exit) ? write(key, { _tag: "stream", chunks: created.chunks }) : Effect.void).pipe(
+                    Effect.andThen(Effect.sync(() => {
+                      if (streams.get(key) === created) streams.delete(key)
+                      created.exit = exit
+                      notify(created)
+                    }))
+                  )
+                ),
                 Effect.onInterrupt(() =>
                   Effect.sync(() => {
                     if (created.exit === undefined) {
