@@ -36,6 +36,7 @@ import type {
   StageEvent
 } from "./internal/events.js"
 import { EventWriter, parseEvents } from "./internal/events.js"
+export { parseEvents }
 import { renderReport } from "./internal/report.js"
 import type { CallStats, Distribution, StageStats, Summary } from "./internal/stats.js"
 import { Aggregator, quantile, summarize } from "./internal/stats.js"

@@ -58,10 +58,10 @@ const script = String.raw`
   function axes(svg, maxY, xLabel, yLabel, ticksX) {
     el("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, stroke: "#888" }, svg);
     el("line", { x1: L, y1: T, x2: L, y2: H - B, stroke: "#888" }, svg);
-    for (var i = 0; i <= 4; i++) {
-      var y = H - B - (H - B - T) * i / 4;
+    for (var i = 0; i <= 5; i++) {
+      var y = H - B - (H - B - T) * i / 5;
       el("line", { x1: L - 4, y1: y, x2: W - R, y2: y, stroke: "#eee" }, svg);
-      el("text", { x: L - 6, y: y + 4, "text-anchor": "end", "font-size": 10 }, svg, label(maxY * i / 4));
+      el("text", { x: L - 6, y: y + 4, "text-anchor": "end", "font-size": 10 }, svg, label(maxY * i / 5));
     }
     (ticksX || []).forEach(function (tick) { el("text", { x: tick[0], y: H - B + 14, "text-anchor": "middle", "font-size": 10 }, svg, tick[1]); });
     el("text", { x: (L + W - R) / 2, y: H - 6, "text-anchor": "middle", "font-size": 11 }, svg, xLabel);

@@ -1,0 +1,105 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Llm } from "@hasten/core"
+import { Effect, Layer, Stream } from "effect"
+import { spawnSync } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import { PerfLogger } from "../src/index.js"
+import * as Scripted from "./fixtures/ScriptedLlm.js"
+
+const tmp = () => Fs.mkdtempSync(Path.join(Os.tmpdir(), "perf-logger-"))
+const child = fileURLToPath(new URL("./fixtures/crash-child.mjs", import.meta.url))
+const packageRoot = fileURLToPath(new URL("..", import.meta.url))
+
+const lines = (path: string) => Fs.readFileSync(path, "utf8").split("\n").filter((line) => line.length > 0)
+
+const crash = (dir: string, runId: string, calls: number, death: "kill" | "exit" | "throw", flush = "event") => {
+  const result = spawnSync(process.execPath, ["--conditions=@hasten/source", child, dir, runId, String(calls), death, flush], {
+    cwd: packageRoot,
+    encoding: "utf8",
+    timeout: 60_000
+  })
+  return result
+}
+
+describe("run files", () => {
+  it.effect("writes events.jsonl as the run goes, then summary.json and report.html when the scope closes", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      const layer = PerfLogger.layerLlm.pipe(
+        Layer.provideMerge(Scripted.layer),
+        Layer.provideMerge(PerfLogger.layer({ dir, runId: "run-1", console: false, summaryInterval: false }))
+      )
+      const events = Path.join(dir, "run-1", "events.jsonl")
+      const live = yield* Effect.gen(function*() {
+        yield* Llm.complete(Scripted.request({ outputTokens: 4 }))
+        // the call is on disk before the run ends
+        assert.strictEqual(lines(events).filter((line) => line.includes('"type":"call"')).length, 1)
+        yield* PerfLogger.stage("s", Llm.stream(Scripted.request({ chunks: [{ afterMs: 0, text: "a" }, { afterMs: 0, text: "b" }] })).pipe(Stream.runDrain))
+        assert.isFalse(Fs.existsSync(Path.join(dir, "run-1", "summary.json")))
+        return yield* PerfLogger.summary
+      }).pipe(Effect.provide(layer))
+      const written = lines(events).map((line) => JSON.parse(line))
+      assert.deepStrictEqual(written.map((event) => event.type), ["run_start", "memory", "call", "call", "stage", "memory", "run_end"])
+      const summary = JSON.parse(Fs.readFileSync(Path.join(dir, "run-1", "summary.json"), "utf8"))
+      assert.strictEqual(summary.runId, "run-1")
+      assert.isTrue(summary.complete)
+      assert.strictEqual(summary.overall.calls, 2)
+      assert.strictEqual(summary.byStage.s.calls, 1)
+      assert.deepStrictEqual(summary.overall.tokens, live.overall.tokens)
+      // the same numbers come back from the event log alone
+      const reread = PerfLogger.readRun(Path.join(dir, "run-1")).summary
+      assert.deepStrictEqual(reread.overall, summary.overall)
+      assert.include(Fs.readFileSync(Path.join(dir, "run-1", "report.html"), "utf8"), "id=\"perf-data\"")
+    }))
+
+  it("rejects a run id that would escape the log folder", () => {
+    assert.throws(
+      () => Effect.runSync(Effect.scoped(PerfLogger.make({ dir: tmp(), runId: "../evil", console: false }))),
+      /runId "..\/evil" must be a plain folder name/
+    )
+  })
+
+  it("parses a log with a torn last line and names a malformed line elsewhere", () => {
+    const good = JSON.stringify({ type: "run_end", t: 1 })
+    assert.strictEqual(PerfLogger.parseEvents(`${good}\n${good}\n{"type":"ca`).length, 2)
+    assert.throws(() => PerfLogger.parseEvents(`${good}\n{"type":"ca\n${good}\n`, "x.jsonl"), /x\.jsonl:2: not a JSON event/)
+  })
+})
+
+describe("crash safety of events.jsonl", () => {
+  for (const death of ["kill", "exit", "throw"] as const) {
+    it(`a process that dies by ${death} leaves every recorded call on disk, line by line parseable`, () => {
+      const dir = tmp()
+      const result = crash(dir, "crashed", 40, death)
+      assert.notStrictEqual(result.status, 0, result.stderr)
+      const runDir = Path.join(dir, "crashed")
+      const events = lines(Path.join(runDir, "events.jsonl")).map((line) => JSON.parse(line))
+      assert.strictEqual(events.filter((event) => event.type === "call").length, 40)
+      assert.isFalse(events.some((event) => event.type === "run_end"))
+      assert.isFalse(Fs.existsSync(Path.join(runDir, "summary.json")))
+      // hasten-perf report recovers the summary and report of the crashed run
+      const summary = PerfLogger.writeReport(runDir)
+      assert.strictEqual(summary.overall.calls, 40)
+      assert.isFalse(summary.complete)
+      assert.isTrue(Fs.existsSync(Path.join(runDir, "report.html")))
+    })
+  }
+
+  it("buffered mode flushes on process.exit", () => {
+    const dir = tmp()
+    crash(dir, "buffered", 40, "exit", "buffered")
+    const events = lines(Path.join(dir, "buffered", "events.jsonl")).map((line) => JSON.parse(line))
+    assert.strictEqual(events.filter((event) => event.type === "call").length, 40)
+  })
+
+  it("buffered mode can lose the pending events on SIGKILL (the documented trade-off)", () => {
+    const dir = tmp()
+    crash(dir, "buffered-kill", 40, "kill", "buffered")
+    const path = Path.join(dir, "buffered-kill", "events.jsonl")
+    const calls = lines(path).map((line) => JSON.parse(line)).filter((event) => event.type === "call")
+    assert.isBelow(calls.length, 40)
+  })
+})
