@@ -99,4 +99,85 @@ describe("OpenAI simulator through the official SDK", () => {
     assert.strictEqual(models.response.headers.get("x-ratelimit-remaining-requests"), "0")
     assert.strictEqual(sim.counters().http429.requests, 1)
   })
+
+  it("embeds strings and arrays deterministically, as floats or base64 (the SDK's default)", async () => {
+    const sim = await start({ embeddingDimensions: 12 })
+    const openai = client(sim)
+    const single = await openai.embeddings.create({ model: "text-embedding-3-small", input: "a cat" })
+    assert.strictEqual(single.data.length, 1)
+    assert.strictEqual(single.data[0]!.embedding.length, 12)
+    const batch = await openai.embeddings.create({ model: "text-embedding-3-small", input: ["a cat", "a dog"], encoding_format: "float" })
+    assert.deepStrictEqual(batch.data.map((item) => item.index), [0, 1])
+    // base64 float32 decoding loses precision; compare approximately.
+    single.data[0]!.embedding.forEach((value, i) => assert.approximately(value, batch.data[0]!.embedding[i]!, 1e-6))
+    assert.notDeepEqual(batch.data[0]!.embedding, batch.data[1]!.embedding)
+    const norm = Math.hypot(...batch.data[1]!.embedding)
+    assert.approximately(norm, 1, 1e-9)
+    assert.strictEqual(batch.usage.prompt_tokens, Simulator.countTokens("a cat") + Simulator.countTokens("a dog"))
+    const sized = await openai.embeddings.create({ model: "text-embedding-3-small", input: "a cat", dimensions: 4, encoding_format: "float" })
+    assert.strictEqual(sized.data[0]!.embedding.length, 4)
+  })
+
+  it("serves text completions (JSON and stream) and lists models", async () => {
+    const sim = await start()
+    const openai = client(sim)
+    const completion = await openai.completions.create({ model: "gpt-3.5-turbo-instruct", prompt: "Once upon a time", max_tokens: 5 })
+    assert.strictEqual(completion.object, "text_completion")
+    assert.strictEqual(completion.usage?.completion_tokens, 5)
+    assert.strictEqual(completion.choices[0]!.finish_reason, "length")
+    const stream = await openai.completions.create({ model: "gpt-3.5-turbo-instruct", prompt: "Once upon a time", max_tokens: 5, stream: true })
+    const parts: Array<string> = []
+    for await (const chunk of stream) parts.push(chunk.choices[0]?.text ?? "")
+    assert.strictEqual(parts.join(""), completion.choices[0]!.text)
+    const models = await openai.models.list()
+    assert.include(models.data.map((model) => model.id), "gpt-4o-mini")
+  })
+
+  it("answers malformed requests with OpenAI's 400 error body naming the parameter, never crashing", async () => {
+    const sim = await start()
+    const openai = client(sim)
+    const cases: Array<[Record<string, unknown>, string | null]> = [
+      [{ messages: [{ role: "user", content: "x" }] }, "model"],
+      [{ model: "gpt-4o-mini" }, "messages"],
+      [{ model: "gpt-4o-mini", messages: [] }, "messages"],
+      [{ model: "gpt-4o-mini", messages: "hello" }, "messages"],
+      [{ model: "gpt-4o-mini", messages: [{ role: "wizard", content: "x" }] }, "messages[0].role"],
+      [{ model: "gpt-4o-mini", messages: [{ role: "user", content: 42 }] }, "messages[0].content"],
+      [{ model: "gpt-4o-mini", messages: [{ role: "user", content: "x" }], max_tokens: "ten" }, "max_tokens"],
+      [{ model: "gpt-4o-mini", messages: [{ role: "user", content: "x" }], temperature: 9 }, "temperature"],
+      [{ model: 7, messages: [{ role: "user", content: "x" }] }, "model"]
+    ]
+    for (const [body, param] of cases) {
+      const error = await openai.chat.completions.create(body as never).catch((error: unknown) => error)
+      assert.instanceOf(error, OpenAI.BadRequestError, JSON.stringify(body))
+      const badRequest = error as InstanceType<typeof OpenAI.BadRequestError>
+      assert.strictEqual(badRequest.type, "invalid_request_error")
+      assert.strictEqual(badRequest.param, param, JSON.stringify(body))
+    }
+    const embedding = await openai.embeddings.create({ model: "text-embedding-3-small", input: [] as Array<string> }).catch((error: unknown) => error)
+    assert.strictEqual((embedding as InstanceType<typeof OpenAI.BadRequestError>).param, "input")
+    const raw = await fetch(`${sim.openaiBaseUrl}/chat/completions`, { method: "POST", headers: { authorization: "Bearer k", "content-type": "application/json" }, body: "{\"model\": " })
+    assert.strictEqual(raw.status, 400)
+    const rawBody = await raw.json() as { error: { type: string; message: string; param: unknown; code: unknown } }
+    assert.strictEqual(rawBody.error.type, "invalid_request_error")
+    assert.match(rawBody.error.message, /JSON/)
+    const notFound = await openai.post("/nope", { body: {} }).catch((error: unknown) => error)
+    assert.instanceOf(notFound, OpenAI.NotFoundError)
+    assert.match((notFound as Error).message, /Invalid URL \(POST \/v1\/nope\)/)
+    const unauthorized = await fetch(`${sim.openaiBaseUrl}/chat/completions`, { method: "POST", body: "{}" })
+    assert.strictEqual(unauthorized.status, 401)
+    assert.match((await unauthorized.json() as { error: { message: string } }).error.message, /didn't provide an API key/)
+    // the server is still healthy
+    const ok = await openai.chat.completions.create(chat("still alive?"))
+    assert.isString(ok.choices[0]!.message.content)
+  })
+
+  it("accepts only the configured API keys when apiKeys is set", async () => {
+    const sim = await start({ apiKeys: ["sk-good"] })
+    const error = await client(sim, "sk-bad").chat.completions.create(chat("x")).catch((error: unknown) => error)
+    assert.instanceOf(error, OpenAI.AuthenticationError)
+    assert.strictEqual((error as InstanceType<typeof OpenAI.AuthenticationError>).code, "invalid_api_key")
+    const ok = await client(sim, "sk-good").chat.completions.create(chat("x"))
+    assert.strictEqual(ok.object, "chat.completion")
+  })
 })
