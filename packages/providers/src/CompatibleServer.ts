@@ -10,6 +10,8 @@ import { Cause, Context, Effect, Exit, Layer, Option, Stream } from "effect"
 import * as Crypto from "node:crypto"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
+import { parseArgs } from "node:util"
+import * as LocalProvider from "./LocalProvider.js"
 import { LocalModel } from "./LocalProvider.js"
 
 /** Server settings. @category models @since 0.1.0 */
@@ -432,3 +434,96 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
  * @category layers @since 0.1.0
  */
 export const layer = (options: Options = {}): Layer.Layer<Server, LlmError.LlmError, Llm.Llm> => Layer.effect(Server, make(options))
+
+/** Options of the `hasten-serve` command line. @category models @since 0.1.0 */
+export interface CliOptions {
+  readonly model: string | undefined
+  readonly port: number
+  readonly host: string
+  readonly sequences: number
+  readonly threads: number
+  readonly contextSize: number | undefined
+  readonly gpu: boolean
+  readonly id: string | undefined
+}
+
+/** Usage text of `hasten-serve`. @category constructors @since 0.1.0 */
+export const usage = `hasten-serve: an OpenAI-compatible server over a local GGUF model
+
+  hasten-serve --model stories260K.gguf [--port 8080] [--host 127.0.0.1] [--sequences 4]
+               [--threads 1] [--context-size 2048] [--gpu] [--id my-model]
+
+  --model          a .gguf path, a name in shared/models or HASTEN_MODELS_DIR, or an hf: URI
+                   (default: env HASTEN_MODEL)
+  --sequences      parallel requests served without queueing (default 1)
+  --port 0         picks a free port; the first stdout line is {"url": ...} once listening`
+
+const integer = (name: string, value: string | undefined, fallback: number, minimum: number): number => {
+  if (value === undefined) return fallback
+  const parsed = Number(value)
+  if (!Number.isInteger(parsed) || parsed < minimum) throw new Error(`--${name} must be an integer >= ${minimum}, got "${value}"`)
+  return parsed
+}
+
+/**
+ * Parses `hasten-serve` arguments; throws an `Error` naming the bad flag.
+ * @category constructors @since 0.1.0
+ */
+export const parseCli = (argv: ReadonlyArray<string>): CliOptions => {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      model: { type: "string", short: "m" },
+      port: { type: "string", short: "p" },
+      host: { type: "string" },
+      sequences: { type: "string", short: "s" },
+      threads: { type: "string", short: "t" },
+      "context-size": { type: "string", short: "c" },
+      gpu: { type: "boolean" },
+      id: { type: "string" },
+      help: { type: "boolean", short: "h" }
+    },
+    strict: true,
+    allowPositionals: false
+  })
+  if (values.help === true) throw new Error(usage)
+  return {
+    model: values.model,
+    port: integer("port", values.port, 8080, 0),
+    host: values.host ?? "127.0.0.1",
+    sequences: integer("sequences", values.sequences, 1, 1),
+    threads: integer("threads", values.threads, 1, 0),
+    contextSize: values["context-size"] !== undefined ? integer("context-size", values["context-size"], 0, 16) : undefined,
+    gpu: values.gpu === true,
+    id: values.id
+  }
+}
+
+/**
+ * Runs the server over `Local.layer` until interrupted, calling `onListening` with the
+ * server's address once it accepts connections.
+ * @category constructors @since 0.1.0
+ */
+export const serve = (
+  options: CliOptions,
+  onListening: (info: { readonly url: string; readonly baseUrl: string; readonly model: string; readonly sequences: number }) => void
+): Effect.Effect<never, LlmError.LlmError> =>
+  Effect.gen(function*() {
+    const server = yield* Server
+    const local = yield* LocalModel
+    onListening({ url: server.url, baseUrl: server.baseUrl, model: local.id, sequences: options.sequences })
+    return yield* Effect.never
+  }).pipe(
+    Effect.provide(
+      layer({ port: options.port, host: options.host }).pipe(
+        Layer.provideMerge(LocalProvider.layer({
+          model: options.model,
+          sequences: options.sequences,
+          threads: options.threads,
+          gpu: options.gpu,
+          ...(options.contextSize !== undefined ? { contextSize: options.contextSize } : {}),
+          ...(options.id !== undefined ? { id: options.id } : {})
+        }))
+      )
+    )
+  )

@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+/**
+ * `hasten-serve`: an OpenAI-compatible HTTP server over a local GGUF model.
+ * `hasten-serve --model stories260K.gguf --port 8080 --sequences 4`
+ * @since 0.1.0
+ */
+import { Cause, Effect, Exit } from "effect"
+import * as Server from "./CompatibleServer.js"
+
+let options: Server.CliOptions
+try {
+  options = Server.parseCli(process.argv.slice(2))
+} catch (error) {
+  process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`)
+  process.exit(process.argv.includes("--help") || process.argv.includes("-h") ? 0 : 2)
+}
+
+const fiber = Effect.runFork(Server.serve(options, (info) => {
+  process.stdout.write(`${JSON.stringify(info)}\n`)
+}))
+const stop = () => fiber.interruptUnsafe()
+process.once("SIGINT", stop)
+process.once("SIGTERM", stop)
+fiber.addObserver((exit) => {
+  if (Exit.isFailure(exit) && !Cause.hasInterruptsOnly(exit.cause)) {
+    process.stderr.write(`hasten-serve: ${Cause.pretty(exit.cause)}\n`)
+    process.exit(1)
+  }
+  process.exit(0)
+})
