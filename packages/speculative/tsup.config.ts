@@ -1,7 +1,7 @@
 import { defineConfig } from "tsup"
 
 export default defineConfig({
-  entry: ["src/index.ts","src/Speculative.ts"],
+  entry: ["src/index.ts", "src/Speculative.ts", "src/Drafter.ts", "src/Sampling.ts", "src/SpeculativeError.ts"],
   format: ["esm"],
   dts: true,
   clean: true,

@@ -1,2 +1,401 @@
-/** Placeholder until this module lands. @since 0.1.0 */
-export {}
+/**
+ * Exact speculative decoding over a `TokenModel`, exposed as an `Llm`: a drafter proposes
+ * γ tokens, the target verifies them all in ONE evaluation, rejected positions are rolled
+ * back (KV reuse), and the output is distributed exactly as the target alone would sample
+ * it (token-for-token identical in greedy mode).
+ * @since 0.1.0
+ */
+import { Completion, CompletionRequest, Llm, LlmError, TokenModel } from "@hasten/core"
+import { Context, Effect, Layer, Metric, Ref, Semaphore } from "effect"
+import type * as Scope from "effect/Scope"
+import type { Drafter, DraftSession, ExtendedSequence } from "./Drafter.js"
+import { commonPrefix } from "./Drafter.js"
+import { AdaptiveGamma } from "./internal/adaptive.js"
+import * as Sampling from "./Sampling.js"
+import { InvalidOptions, SpeculativeError } from "./SpeculativeError.js"
+
+/** Options of {@link layer}. @category models @since 0.1.0 */
+export interface Options<E = never, R = never> {
+  /** Who proposes tokens: `Drafter.model(…)`, `Drafter.promptLookup()`, `Drafter.ngramCache()`. */
+  readonly drafter: Drafter<E, R>
+  /** Draft length per step: a fixed γ (0 = plain decoding) or `"adaptive"` (default). */
+  readonly gamma?: number | "adaptive" | undefined
+  /** Upper bound for adaptive γ (default 12). */
+  readonly maxGamma?: number | undefined
+  /** Adaptive: after this many plain steps in a row, probe speculation again (default 16). */
+  readonly probeInterval?: number | undefined
+  /** `maxTokens` when the request has none (default 256). */
+  readonly maxTokens?: number | undefined
+  /** Temperature when the request has none (default 0.8; 0 is greedy). */
+  readonly temperature?: number | undefined
+  /** Seed when the request has none (default 0): sampling is reproducible. */
+  readonly seed?: number | undefined
+  /** The `Llm` name (default `"speculative"`). */
+  readonly name?: string | undefined
+  /** Replaces the acceptance rule; only to show that tests catch a wrong one. @internal */
+  readonly acceptanceRule?: Sampling.AcceptanceRule | undefined
+}
+
+/**
+ * Per-request statistics, attached as `Completion.metadata.speculative`.
+ * @category models @since 0.1.0
+ */
+export interface RequestStats {
+  readonly drafter: string
+  /** acceptedTokens / draftTokens. */
+  readonly acceptanceRate: number
+  /** Mean number of drafts accepted per verification step that had drafts. */
+  readonly meanAcceptedLength: number
+  /** perPosition[i]: acceptance rate of the i-th draft of a step, given the ones before it were accepted. */
+  readonly perPosition: ReadonlyArray<number>
+  /** Target evaluations (forward passes) while decoding, prefill excluded. */
+  readonly targetEvaluations: number
+  /** Output tokens per target evaluation (1 for plain decoding). */
+  readonly tokensPerEvaluation: number
+  readonly draftTokens: number
+  readonly acceptedTokens: number
+  /** Steps that verified drafts / plain steps (γ = 0 or nothing drafted). */
+  readonly speculativeSteps: number
+  readonly plainSteps: number
+  /** Speculative steps where every draft was accepted, so the target added a bonus token. */
+  readonly bonusSteps: number
+  /** Speculative steps that rejected a draft and resampled from the residual. */
+  readonly rejectionSteps: number
+  /** Mean γ requested from the drafter over speculative steps. */
+  readonly meanGamma: number
+}
+
+/** Totals over every request a layer served. @category models @since 0.1.0 */
+export interface RunStats extends Omit<RequestStats, "drafter"> {
+  readonly drafter: string
+  readonly requests: number
+  readonly outputTokens: number
+}
+
+/**
+ * Per-run totals of a speculative layer, readable by perf-logger or a benchmark.
+ * @category services @since 0.1.0
+ */
+export class SpeculativeStats extends Context.Service<SpeculativeStats, {
+  readonly get: Effect.Effect<RunStats>
+  readonly reset: Effect.Effect<void>
+}>()("@hasten/speculative/SpeculativeStats") {}
+
+const draftTokensTotal = Metric.counter("hasten_speculative_draft_tokens_total", {
+  description: "Tokens proposed by the drafter",
+  incremental: true
+})
+const acceptedTokensTotal = Metric.counter("hasten_speculative_accepted_tokens_total", {
+  description: "Drafted tokens the target accepted",
+  incremental: true
+})
+const targetEvaluationsTotal = Metric.counter("hasten_speculative_target_evaluations_total", {
+  description: "Target forward passes while decoding",
+  incremental: true
+})
+
+interface Tally {
+  targetEvaluations: number
+  draftTokens: number
+  acceptedTokens: number
+  speculativeSteps: number
+  plainSteps: number
+  bonusSteps: number
+  rejectionSteps: number
+  gammaSum: number
+  drafted: Array<number>
+  acceptedAt: Array<number>
+  outputTokens: number
+  requests: number
+}
+
+const emptyTally = (): Tally => ({
+  targetEvaluations: 0,
+  draftTokens: 0,
+  acceptedTokens: 0,
+  speculativeSteps: 0,
+  plainSteps: 0,
+  bonusSteps: 0,
+  rejectionSteps: 0,
+  gammaSum: 0,
+  drafted: [],
+  acceptedAt: [],
+  outputTokens: 0,
+  requests: 0
+})
+
+const addTally = (into: Tally, from: Tally): Tally => {
+  const drafted = into.drafted.slice()
+  const acceptedAt = into.acceptedAt.slice()
+  from.drafted.forEach((count, i) => (drafted[i] = (drafted[i] ?? 0) + count))
+  from.acceptedAt.forEach((count, i) => (acceptedAt[i] = (acceptedAt[i] ?? 0) + count))
+  return {
+    targetEvaluations: into.targetEvaluations + from.targetEvaluations,
+    draftTokens: into.draftTokens + from.draftTokens,
+    acceptedTokens: into.acceptedTokens + from.acceptedTokens,
+    speculativeSteps: into.speculativeSteps + from.speculativeSteps,
+    plainSteps: into.plainSteps + from.plainSteps,
+    bonusSteps: into.bonusSteps + from.bonusSteps,
+    rejectionSteps: into.rejectionSteps + from.rejectionSteps,
+    gammaSum: into.gammaSum + from.gammaSum,
+    drafted,
+    acceptedAt,
+    outputTokens: into.outputTokens + from.outputTokens,
+    requests: into.requests + from.requests
+  }
+}
+
+const summarize = (drafter: string, tally: Tally): RequestStats => ({
+  drafter,
+  acceptanceRate: tally.draftTokens === 0 ? 0 : tally.acceptedTokens / tally.draftTokens,
+  meanAcceptedLength: tally.speculativeSteps === 0 ? 0 : tally.acceptedTokens / tally.speculativeSteps,
+  perPosition: tally.drafted.map((count, i) => (count === 0 ? 0 : (tally.acceptedAt[i] ?? 0) / count)),
+  targetEvaluations: tally.targetEvaluations,
+  tokensPerEvaluation: tally.targetEvaluations === 0 ? 0 : tally.outputTokens / tally.targetEvaluations,
+  draftTokens: tally.draftTokens,
+  acceptedTokens: tally.acceptedTokens,
+  speculativeSteps: tally.speculativeSteps,
+  plainSteps: tally.plainSteps,
+  bonusSteps: tally.bonusSteps,
+  rejectionSteps: tally.rejectionSteps,
+  meanGamma: tally.speculativeSteps === 0 ? 0 : tally.gammaSum / tally.speculativeSteps
+})
+
+const invalid = (description: string) => new SpeculativeError({ reason: new InvalidOptions({ description }) })
+
+const validate = (options: Options<any, any>): Effect.Effect<void, SpeculativeError> => {
+  const { gamma, maxGamma, probeInterval, maxTokens, temperature } = options
+  if (gamma !== undefined && gamma !== "adaptive" && !(Number.isInteger(gamma) && gamma >= 0 && gamma <= 64)) {
+    return Effect.fail(invalid(`gamma must be "adaptive" or an integer in 0..64, got ${gamma}`))
+  }
+  if (maxGamma !== undefined && !(Number.isInteger(maxGamma) && maxGamma >= 1 && maxGamma <= 64)) {
+    return Effect.fail(invalid(`maxGamma must be an integer in 1..64, got ${maxGamma}`))
+  }
+  if (probeInterval !== undefined && !(Number.isInteger(probeInterval) && probeInterval >= 1)) {
+    return Effect.fail(invalid(`probeInterval must be a positive integer, got ${probeInterval}`))
+  }
+  if (maxTokens !== undefined && !(Number.isInteger(maxTokens) && maxTokens >= 0)) {
+    return Effect.fail(invalid(`maxTokens must be a non-negative integer, got ${maxTokens}`))
+  }
+  if (temperature !== undefined && !(temperature >= 0)) {
+    return Effect.fail(invalid(`temperature must be >= 0, got ${temperature}`))
+  }
+  return Effect.void
+}
+
+/**
+ * Builds the speculative `Llm` and its run statistics over the `TokenModel` in context.
+ * One target sequence is kept for the layer's lifetime, so calls that share a prompt
+ * prefix reuse its KV state; requests are served one at a time.
+ * @category constructors @since 0.1.0
+ */
+export const make = <E = never, R = never>(
+  options: Options<E, R>
+): Effect.Effect<
+  { readonly llm: Llm.LlmService; readonly stats: SpeculativeStats["Service"] },
+  E | SpeculativeError | LlmError.LlmError,
+  TokenModel.TokenModel | R | Scope.Scope
+> =>
+  Effect.gen(function*() {
+    yield* validate(options)
+    const target = yield* TokenModel.TokenModel
+    const session: DraftSession = yield* options.drafter.make(target)
+    const sequence: ExtendedSequence = yield* target.sequence()
+    const semaphore = yield* Semaphore.make(1)
+    const name = options.name ?? "speculative"
+    const drafterName = options.drafter.name
+    const fixedGamma = options.gamma === undefined || options.gamma === "adaptive" ? undefined : options.gamma
+    const maxGamma = fixedGamma ?? options.maxGamma ?? 12
+    const controller = new AdaptiveGamma({
+      maxGamma: Math.max(1, maxGamma),
+      probeInterval: options.probeInterval ?? 16,
+      kind: options.drafter.kind
+    })
+    const totals = yield* Ref.make(emptyTally())
+    const endTokens = new Set(target.endTokens)
+
+    const decode = Effect.fnUntraced(function*(request: CompletionRequest.CompletionRequest) {
+      const clock = yield* Effect.clockWith(Effect.succeed)
+      const now = () => Number(clock.currentTimeNanosUnsafe())
+      const start = clock.currentTimeMillisUnsafe()
+      const maxTokens = request.maxTokens ?? options.maxTokens ?? 256
+      const sampling: Sampling.SamplingOptions = {
+        temperature: request.temperature ?? options.temperature ?? 0.8,
+        topK: request.topK,
+        topP: request.topP
+      }
+      const greedy = Sampling.isGreedy(sampling)
+      const random = Sampling.prng(((request.seed ?? options.seed ?? 0) ^ Math.imul(request.trial ?? 0, 0x9e3779b1)) >>> 0)
+      const text = CompletionRequest.promptText(request)
+      let prompt = yield* target.tokenize(text, { addBos: target.bos !== undefined })
+      if (prompt.length === 0 && target.bos !== undefined) prompt = [target.bos]
+      if (prompt.length === 0) {
+        return yield* LlmError.make(name, new LlmError.InvalidRequest({ description: `empty prompt and ${target.name} has no BOS token to start from` }))
+      }
+      const stops = (request.stop ?? []).filter((stop) => stop.length > 0)
+      const tally = emptyTally()
+      tally.requests = 1
+      const output: Array<number> = []
+      const context: Array<number> = prompt.slice()
+      let finishReason: Completion.FinishReason = "length"
+      let firstToken: number | undefined
+      let cut: number | undefined
+
+      if (maxTokens > 0) {
+        // Prefill: reuse the KV state of the longest common prefix, evaluate the rest but the last token.
+        const current = sequence.tokens()
+        const keep = Math.min(commonPrefix(current, prompt), prompt.length - 1)
+        if (current.length > keep) yield* sequence.truncate(keep)
+        const fill = prompt.slice(keep, -1)
+        if (fill.length > 0) {
+          if (sequence.prefill !== undefined) yield* sequence.prefill(fill)
+          else if (greedy && sequence.appendGreedy !== undefined) yield* sequence.appendGreedy(fill)
+          else yield* sequence.append(fill)
+        }
+        yield* session.begin(prompt)
+        controller.reset()
+        let pending = prompt[prompt.length - 1]!
+        let done = false
+        while (!done) {
+          const remaining = maxTokens - output.length
+          const gamma = fixedGamma !== undefined ? Math.min(fixedGamma, remaining - 1) : controller.choose(remaining - 1)
+          const t0 = now()
+          const draft = gamma > 0
+            ? yield* session.draft({ context, promptLength: prompt.length, maximum: gamma, sampling, random })
+            : { tokens: [] as ReadonlyArray<number>, proposals: undefined }
+          const drafts = draft.tokens.length > gamma ? draft.tokens.slice(0, gamma) : draft.tokens
+          const t1 = now()
+          const base = sequence.tokens().length
+          const evaluated = [pending, ...drafts]
+          let accepted: number
+          let next: number
+          if (greedy && sequence.appendGreedy !== undefined) {
+            const argmaxes = yield* sequence.appendGreedy(evaluated)
+            accepted = 0
+            while (accepted < drafts.length && argmaxes[accepted] === drafts[accepted]) accepted++
+            next = argmaxes[accepted]!
+          } else {
+            const distributions = yield* sequence.append(evaluated)
+            const verdict = Sampling.verify({
+              targets: greedy ? distributions : distributions.map((p) => Sampling.transform(p, sampling)),
+              drafts,
+              proposals: draft.proposals,
+              greedy,
+              random,
+              rule: options.acceptanceRule
+            })
+            accepted = verdict.accepted
+            next = verdict.next
+          }
+          const t2 = now()
+          if (accepted < drafts.length) yield* sequence.truncate(base + 1 + accepted)
+          tally.targetEvaluations++
+          if (drafts.length > 0) {
+            tally.speculativeSteps++
+            tally.gammaSum += gamma
+            tally.draftTokens += drafts.length
+            tally.acceptedTokens += accepted
+            if (accepted === drafts.length) tally.bonusSteps++
+            else tally.rejectionSteps++
+            for (let i = 0; i < drafts.length && i <= accepted; i++) {
+              tally.drafted[i] = (tally.drafted[i] ?? 0) + 1
+              if (i < accepted) tally.acceptedAt[i] = (tally.acceptedAt[i] ?? 0) + 1
+            }
+          } else {
+            tally.plainSteps++
+          }
+          if (fixedGamma === undefined) {
+            controller.record({ requested: gamma, proposed: drafts.length, accepted, draftNanos: t1 - t0, verifyNanos: t2 - t1 })
+          }
+          const emitted = drafts.slice(0, accepted)
+          emitted.push(next)
+          for (const token of emitted) {
+            if (endTokens.has(token)) {
+              finishReason = "stop"
+              done = true
+              break
+            }
+            output.push(token)
+            context.push(token)
+            if (firstToken === undefined) firstToken = clock.currentTimeMillisUnsafe()
+            if (stops.length > 0) {
+              const sofar = yield* target.detokenize(output)
+              for (const stop of stops) {
+                const index = sofar.indexOf(stop)
+                if (index >= 0 && (cut === undefined || index < cut)) cut = index
+              }
+              if (cut !== undefined) {
+                finishReason = "stop"
+                done = true
+                break
+              }
+            }
+            if (output.length >= maxTokens) {
+              done = true
+              break
+            }
+          }
+          pending = next
+        }
+        yield* session.end(context, prompt.length)
+      }
+      tally.outputTokens = output.length
+      const decoded = yield* target.detokenize(output)
+      const stats = summarize(drafterName, tally)
+      yield* Ref.update(totals, (run) => addTally(run, tally))
+      yield* Metric.update(draftTokensTotal, tally.draftTokens)
+      yield* Metric.update(acceptedTokensTotal, tally.acceptedTokens)
+      yield* Metric.update(targetEvaluationsTotal, tally.targetEvaluations)
+      const end = clock.currentTimeMillisUnsafe()
+      return new Completion.Completion({
+        text: cut === undefined ? decoded : decoded.slice(0, cut),
+        finishReason,
+        usage: { inputTokens: prompt.length, outputTokens: output.length },
+        model: request.model,
+        provider: name,
+        timing: firstToken === undefined ? { start, end } : { start, firstToken, end },
+        metadata: { speculative: stats, tokens: output.slice() }
+      })
+    })
+
+    const complete = (request: CompletionRequest.CompletionRequest) =>
+      semaphore.withPermit(decode(request)).pipe(Effect.withSpan("Speculative.complete"))
+
+    const llm = Llm.fromComplete(name, complete)
+    const stats: SpeculativeStats["Service"] = {
+      get: Effect.map(Ref.get(totals), (tally) => ({
+        ...summarize(drafterName, tally),
+        requests: tally.requests,
+        outputTokens: tally.outputTokens
+      })),
+      reset: Ref.set(totals, emptyTally())
+    }
+    return { llm, stats }
+  })
+
+/**
+ * The speculative `Llm` (and its `SpeculativeStats`) over the `TokenModel` below it.
+ * Fails with `SpeculativeError` when the drafter cannot pair with the target (different
+ * vocabulary) or an option is out of range.
+ * @category layers @since 0.1.0
+ */
+export const layer = <E = never, R = never>(
+  options: Options<E, R>
+): Layer.Layer<Llm.Llm | SpeculativeStats, E | SpeculativeError | LlmError.LlmError, TokenModel.TokenModel | Exclude<R, Scope.Scope>> =>
+  Layer.effectContext(
+    Effect.map(make(options), ({ llm, stats }) => Context.make(Llm.Llm, llm).pipe(Context.add(SpeculativeStats, stats)))
+  )
+
+/**
+ * Plain decoding through the same machinery (γ = 0): the baseline a speculative layer is
+ * compared with, token-for-token.
+ * @category layers @since 0.1.0
+ */
+export const layerPlain = (options?: Omit<Options, "drafter" | "gamma">) =>
+  layer({ ...options, drafter: { name: "none", kind: "lookup", make: () => Effect.succeed(noDraft) }, gamma: 0 })
+
+const noDraft: DraftSession = {
+  begin: () => Effect.void,
+  draft: () => Effect.succeed({ tokens: [] }),
+  end: () => Effect.void
+}

@@ -1,0 +1,368 @@
+import { assert, describe, it } from "@effect/vitest"
+import { CompletionRequest, Llm, TokenModel } from "@hasten/core"
+import { Cause, Effect, Exit, Layer } from "effect"
+import * as NodeFs from "node:fs"
+import * as NodeOs from "node:os"
+import * as NodePath from "node:path"
+import * as Drafter from "../src/Drafter.js"
+import * as Sampling from "../src/Sampling.js"
+import * as Speculative from "../src/Speculative.js"
+import * as Synthetic from "./support/Synthetic.js"
+
+// A cyclic, peaked chain over "abcd" (greedy: a→b→c→d→a) with an end token "$".
+const peaked = (strength: number) =>
+  Synthetic.chain([0, 1, 2, 3, 4].map((from) => [0, 1, 2, 3, 4].map((to) => (from === 4 ? 0.25 * Number(to < 4) : to === (from + 1) % 4 ? strength : to === 4 ? 0 : (1 - strength) / 3))))
+
+const cyclic = (extensions = false) =>
+  Synthetic.make({ alphabet: "abcd$", endTokens: [4], next: peaked(0.7), extensions })
+
+const request = (prompt: string, options?: Partial<CompletionRequest.CompletionRequestInput>) =>
+  CompletionRequest.makeUnsafe({ model: "synthetic", messages: [], prompt, temperature: 0, ...options })
+
+const provide = <E, R>(model: TokenModel.TokenModelService, speculative: Layer.Layer<Llm.Llm | Speculative.SpeculativeStats, E, R>) =>
+  Effect.provide(speculative.pipe(Layer.provide(Layer.succeed(TokenModel.TokenModel, model))))
+
+const tokensOf = (completion: { readonly metadata?: Record<string, unknown> | undefined }) => completion.metadata!["tokens"] as ReadonlyArray<number>
+const statsOf = (completion: { readonly metadata?: Record<string, unknown> | undefined }) => completion.metadata!["speculative"] as Speculative.RequestStats
+
+/** Plain greedy decoding straight on the model, no speculative machinery. */
+const greedyReference = (model: TokenModel.TokenModelService, prompt: ReadonlyArray<number>, maxTokens: number) =>
+  Effect.scoped(Effect.gen(function*() {
+    const sequence = yield* model.sequence()
+    let distributions = yield* sequence.append(prompt)
+    const out: Array<number> = []
+    while (out.length < maxTokens) {
+      const token = TokenModel.argmax(distributions[distributions.length - 1]!)
+      if (model.endTokens.includes(token)) break
+      out.push(token)
+      distributions = yield* sequence.append([token])
+    }
+    return out
+  }))
+
+describe("greedy equality (synthetic)", () => {
+  // A context-dependent target: the next token depends on the last two tokens, so drafts are sometimes wrong.
+  const target = (extensions: boolean) =>
+    Synthetic.make({
+      alphabet: "abcdefgh",
+      extensions,
+      next: (context) => {
+        const a = context[context.length - 1] ?? 0
+        const b = context[context.length - 2] ?? 0
+        const weights = Array.from({ length: 8 }, (_, token) => 1 + ((token * 7 + a * 3 + b * 5) % 11) + (token === (a + 1) % 8 ? 6 : 0))
+        const total = weights.reduce((x, y) => x + y, 0)
+        return weights.map((weight) => weight / total)
+      }
+    })
+  const draftModel = Synthetic.make({
+    alphabet: "abcdefgh",
+    name: "draft",
+    next: (context) => Array.from({ length: 8 }, (_, token) => (token === ((context[context.length - 1]! + 1) % 8) ? 0.65 : 0.05))
+  })
+  const drafters: ReadonlyArray<readonly [string, () => Drafter.Drafter]> = [
+    ["model", () => Drafter.model(draftModel)],
+    ["prompt-lookup", () => Drafter.promptLookup({ minNgram: 1 })],
+    ["ngram-cache", () => Drafter.ngramCache({ minNgram: 1, maxNgram: 3 })]
+  ]
+  for (const [name, drafter] of drafters) {
+    for (const gamma of [1, 3, 6, "adaptive"] as const) {
+      for (const extensions of [false, true]) {
+        it.effect(`${name}, γ=${gamma}, ${extensions ? "appendGreedy" : "full distributions"}: identical to plain greedy`, () => {
+          const model = target(extensions)
+          return Effect.gen(function*() {
+            const llm = yield* Llm.Llm
+            let drafted = 0
+            for (const prompt of ["abc", "hgfabcabc", "ddddd", "abcabcabcabc"]) {
+              const completion = yield* llm.complete(request(prompt, { maxTokens: 40 }))
+              const expected = yield* greedyReference(model, yield* model.tokenize(prompt), 40)
+              assert.deepStrictEqual(tokensOf(completion), expected, prompt)
+              assert.strictEqual(completion.text, yield* model.detokenize(expected))
+              drafted += statsOf(completion).draftTokens
+            }
+            assert.isAbove(drafted, 0, "the drafter proposed tokens")
+          }).pipe(provide(model, Speculative.layer({ drafter: drafter(), gamma })))
+        })
+      }
+    }
+  }
+})
+
+// --- distribution exactness -------------------------------------------------------------
+
+const P = [[0.1, 0.4, 0.3, 0.2], [0.3, 0.1, 0.2, 0.4], [0.25, 0.25, 0.4, 0.1], [0.5, 0.2, 0.2, 0.1]]
+const Q = [[0.4, 0.2, 0.2, 0.2], [0.1, 0.5, 0.2, 0.2], [0.1, 0.3, 0.3, 0.3], [0.25, 0.25, 0.25, 0.25]]
+const targetChain = () => Synthetic.make({ alphabet: "abcd", next: Synthetic.chain(P) })
+const draftChain = () => Synthetic.make({ alphabet: "abcd", name: "draft", next: Synthetic.chain(Q) })
+
+/** Chi-square critical value at significance 0.001 (Wilson–Hilferty). */
+const critical = (df: number) => df * (1 - 2 / (9 * df) + 3.09 * Math.sqrt(2 / (9 * df))) ** 3
+
+/** Samples `n` three-token continuations of `prompt` and returns the chi-square statistic against the target chain. */
+const chiSquare = (options: {
+  readonly drafter: Drafter.Drafter
+  readonly prompt: string
+  readonly samples: number
+  readonly sampling: Sampling.SamplingOptions
+  readonly rule?: Sampling.AcceptanceRule
+  readonly gamma?: number
+}) =>
+  Effect.gen(function*() {
+    const llm = yield* Llm.Llm
+    const counts = new Map<string, number>()
+    let rejections = 0
+    let bonuses = 0
+    for (let seed = 0; seed < options.samples; seed++) {
+      const completion = yield* llm.complete(request(options.prompt, {
+        maxTokens: 3,
+        seed,
+        temperature: options.sampling.temperature,
+        ...(options.sampling.topK !== undefined ? { topK: options.sampling.topK } : {}),
+        ...(options.sampling.topP !== undefined ? { topP: options.sampling.topP } : {})
+      }))
+      counts.set(completion.text, (counts.get(completion.text) ?? 0) + 1)
+      rejections += statsOf(completion).rejectionSteps
+      bonuses += statsOf(completion).bonusSteps
+    }
+    const rows = P.map((row) => Sampling.transform(Float32Array.from(row), options.sampling))
+    const last = "abcd".indexOf(options.prompt[options.prompt.length - 1]!)
+    let statistic = 0
+    let cells = 0
+    for (let x = 0; x < 4; x++) for (let y = 0; y < 4; y++) for (let z = 0; z < 4; z++) {
+      const probability = rows[last]![x]! * rows[x]![y]! * rows[y]![z]!
+      const observed = counts.get("abcd"[x]! + "abcd"[y]! + "abcd"[z]!) ?? 0
+      if (probability === 0) {
+        if (observed > 0) statistic = Infinity
+        continue
+      }
+      const expected = probability * options.samples
+      statistic += (observed - expected) ** 2 / expected
+      cells++
+    }
+    return { statistic, df: cells - 1, rejections, bonuses }
+  }).pipe(provide(targetChain(), Speculative.layer({ drafter: options.drafter, gamma: options.gamma ?? 2, acceptanceRule: options.rule })))
+
+describe("distribution exactness (synthetic p and q)", () => {
+  const samples = 12_000
+
+  it.effect("draft model, temperature 1: outputs follow the target chain; rejection and bonus paths both taken", () =>
+    Effect.gen(function*() {
+      const result = yield* chiSquare({ drafter: Drafter.model(draftChain()), prompt: "a", samples, sampling: { temperature: 1 } })
+      assert.isBelow(result.statistic, critical(result.df))
+      assert.isAbove(result.rejections, samples / 10)
+      assert.isAbove(result.bonuses, samples / 10)
+    }))
+
+  it.effect("temperature, top-k and top-p are applied identically to p and q", () =>
+    Effect.gen(function*() {
+      const sampling = { temperature: 0.7, topK: 3, topP: 0.9 }
+      const result = yield* chiSquare({ drafter: Drafter.model(draftChain()), prompt: "b", samples, sampling })
+      assert.isBelow(result.statistic, critical(result.df))
+      assert.isAbove(result.rejections, 0)
+    }))
+
+  it.effect("deterministic drafters (prompt lookup, one-hot q) are exact too", () =>
+    Effect.gen(function*() {
+      const result = yield* chiSquare({ drafter: Drafter.promptLookup({ minNgram: 1 }), prompt: "abcdbacab", samples, sampling: { temperature: 1 }, gamma: 3 })
+      assert.isBelow(result.statistic, critical(result.df))
+      assert.isAbove(result.rejections, samples / 10)
+      assert.isAbove(result.bonuses, samples / 20)
+    }))
+
+  it.effect("detects a wrong acceptance rule: accepting with p(x) instead of min(1, p(x)/q(x))", () =>
+    Effect.gen(function*() {
+      const wrong: Sampling.AcceptanceRule = { accept: (p, _q, token) => p[token]!, residual: Sampling.exact.residual }
+      const result = yield* chiSquare({ drafter: Drafter.model(draftChain()), prompt: "a", samples, sampling: { temperature: 1 }, rule: wrong })
+      assert.isAbove(result.statistic, critical(result.df) * 2)
+    }))
+
+  it.effect("detects a wrong residual: resampling from p instead of norm(max(0, p − q))", () =>
+    Effect.gen(function*() {
+      const wrong: Sampling.AcceptanceRule = { accept: Sampling.exact.accept, residual: (p) => p }
+      const result = yield* chiSquare({ drafter: Drafter.model(draftChain()), prompt: "a", samples, sampling: { temperature: 1 }, rule: wrong })
+      assert.isAbove(result.statistic, critical(result.df) * 2)
+    }))
+
+  it.effect("the same seed gives the same sampled output", () =>
+    Effect.gen(function*() {
+      const llm = yield* Llm.Llm
+      const first = yield* llm.complete(request("a", { maxTokens: 20, seed: 7, temperature: 1 }))
+      const second = yield* llm.complete(request("a", { maxTokens: 20, seed: 7, temperature: 1 }))
+      const other = yield* llm.complete(request("a", { maxTokens: 20, seed: 8, temperature: 1 }))
+      assert.strictEqual(first.text, second.text)
+      assert.notStrictEqual(first.text, other.text)
+    }).pipe(provide(targetChain(), Speculative.layer({ drafter: Drafter.model(draftChain()), gamma: 3 }))))
+})
+
+// --- edges ------------------------------------------------------------------------------
+
+describe("edges", () => {
+  it.effect("a draft model with another vocabulary fails the layer with VocabularyMismatch", () =>
+    Effect.gen(function*() {
+      const other = Synthetic.make({ alphabet: "wxyz", name: "other", next: Synthetic.chain(Q) })
+      const exit = yield* Effect.exit(Effect.scoped(Layer.build(
+        Speculative.layer({ drafter: Drafter.model(other) }).pipe(Layer.provide(Layer.succeed(TokenModel.TokenModel, targetChain())))
+      )))
+      assert.isTrue(Exit.isFailure(exit))
+      const error = Cause.squash((exit as Exit.Failure<unknown, unknown>).cause) as { _tag: string; reason: { _tag: string; description: string } }
+      assert.strictEqual(error._tag, "SpeculativeError")
+      assert.strictEqual(error.reason._tag, "VocabularyMismatch")
+      assert.include(error.reason.description, "other")
+    }))
+
+  it.effect("bad options fail the layer with InvalidOptions", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(Effect.scoped(Layer.build(
+        Speculative.layer({ drafter: Drafter.promptLookup(), gamma: -1 }).pipe(Layer.provide(Layer.succeed(TokenModel.TokenModel, targetChain())))
+      )))
+      const error = Cause.squash((exit as Exit.Failure<unknown, unknown>).cause) as { reason: { _tag: string } }
+      assert.strictEqual(error.reason._tag, "InvalidOptions")
+    }))
+
+  it.effect("maxTokens 0 evaluates nothing; maxTokens 1 gives the greedy first token", () =>
+    Effect.gen(function*() {
+      const model = cyclic()
+      const run = Effect.gen(function*() {
+        const llm = yield* Llm.Llm
+        const zero = yield* llm.complete(request("abcdabcd", { maxTokens: 0 }))
+        assert.strictEqual(zero.text, "")
+        assert.strictEqual(zero.finishReason, "length")
+        assert.strictEqual(model.counters.evaluatedTokens, 0)
+        const one = yield* llm.complete(request("abcdabcd", { maxTokens: 1 }))
+        assert.strictEqual(one.text, "a")
+        assert.strictEqual(one.usage.outputTokens, 1)
+        assert.strictEqual(statsOf(one).targetEvaluations, 1)
+      })
+      yield* run.pipe(provide(model, Speculative.layer({ drafter: Drafter.promptLookup(), gamma: 4 })))
+    }))
+
+  it.effect("an empty prompt starts from BOS; without BOS it is an InvalidRequest", () =>
+    Effect.gen(function*() {
+      const withBos = Synthetic.make({ alphabet: "abcd^", bos: 4, next: (context) => context.length === 1 ? [0, 0, 1, 0, 0] : peaked(0.9)(context).slice(0, 5) })
+      const text = yield* Effect.service(Llm.Llm).pipe(
+        Effect.flatMap((llm) => llm.complete(new CompletionRequest.CompletionRequest({ model: "m", messages: [], prompt: "", temperature: 0, maxTokens: 3 }))),
+        provide(withBos, Speculative.layer({ drafter: Drafter.promptLookup(), gamma: 2 }))
+      )
+      assert.strictEqual(text.text, "cda")
+      const exit = yield* Effect.exit(
+        Effect.flatMap(Effect.service(Llm.Llm), (llm) => llm.complete(new CompletionRequest.CompletionRequest({ model: "m", messages: [], prompt: "", maxTokens: 3 }))).pipe(
+          provide(cyclic(), Speculative.layer({ drafter: Drafter.promptLookup() }))
+        )
+      )
+      const error = Cause.squash((exit as Exit.Failure<unknown, unknown>).cause) as { _tag: string; reason: { _tag: string } }
+      assert.strictEqual(error._tag, "LlmError")
+      assert.strictEqual(error.reason._tag, "InvalidRequest")
+    }))
+
+  it.effect("a stop sequence inside an accepted draft cuts the output there", () =>
+    Effect.gen(function*() {
+      const llm = yield* Llm.Llm
+      const completion = yield* llm.complete(request("abcdabcd", { maxTokens: 20, stop: ["bc"] }))
+      assert.strictEqual(completion.text, "a")
+      assert.strictEqual(completion.finishReason, "stop")
+      const stats = statsOf(completion)
+      assert.strictEqual(stats.targetEvaluations, 1, "one verification produced the stop")
+      assert.isAtLeast(stats.acceptedTokens, 3, "the stop lay inside accepted drafts")
+      const plain = yield* llm.complete(request("abcdabcd", { maxTokens: 6 }))
+      assert.strictEqual(plain.text, "abcdab")
+    }).pipe(provide(cyclic(), Speculative.layer({ drafter: Drafter.promptLookup(), gamma: 4 }))))
+
+  it.effect("an end token inside an accepted draft ends the output before it", () =>
+    Effect.gen(function*() {
+      // a→b→c→$ greedy, so "abc$" in the prompt lets prompt lookup draft the end token.
+      const model = Synthetic.make({ alphabet: "abc$", endTokens: [3], next: Synthetic.chain([[0.1, 0.7, 0.1, 0.1], [0.1, 0.1, 0.7, 0.1], [0.1, 0.1, 0.1, 0.7], [0.7, 0.1, 0.1, 0.1]]) })
+      const completion = yield* Effect.flatMap(Effect.service(Llm.Llm), (llm) => llm.complete(request("abc$a", { maxTokens: 20 }))).pipe(
+        provide(model, Speculative.layer({ drafter: Drafter.promptLookup({ minNgram: 1 }), gamma: 4 }))
+      )
+      assert.strictEqual(completion.text, "bc")
+      assert.strictEqual(completion.finishReason, "stop")
+      assert.strictEqual(statsOf(completion).targetEvaluations, 1)
+    }))
+
+  it.effect("rejected positions are rolled back, not re-evaluated; a shared prefix is reused across calls", () =>
+    Effect.gen(function*() {
+      const model = Synthetic.make({ alphabet: "abcdefgh", next: (context) => Array.from({ length: 8 }, (_, t) => (t === (context[context.length - 1]! * 3 + 1) % 8 ? 0.8 : 0.2 / 7)) })
+      const wrongDraft = Synthetic.make({ alphabet: "abcdefgh", name: "wrong", next: (context) => Array.from({ length: 8 }, (_, t) => (t === (context[context.length - 1]! + 1) % 8 ? 0.8 : 0.2 / 7)) })
+      yield* Effect.gen(function*() {
+        const llm = yield* Llm.Llm
+        const completion = yield* llm.complete(request("abc", { maxTokens: 12 }))
+        const stats = statsOf(completion)
+        assert.isAbove(model.counters.truncateCalls, 0)
+        // prefill (prompt minus its last token) + one [pending, …drafts] append per step, nothing else
+        assert.strictEqual(model.counters.evaluatedTokens, 2 + stats.targetEvaluations + stats.draftTokens)
+        const before = model.counters.evaluatedTokens
+        const again = yield* llm.complete(request("abc", { maxTokens: 12 }))
+        assert.strictEqual(again.text, completion.text)
+        assert.strictEqual(model.counters.evaluatedTokens - before, statsOf(again).targetEvaluations + statsOf(again).draftTokens, "no prefill: the prompt's KV state was reused")
+        assert.strictEqual(model.counters.sequences, 1)
+      }).pipe(provide(model, Speculative.layer({ drafter: Drafter.model(wrongDraft), gamma: 3 })))
+    }))
+})
+
+describe("adaptive γ", () => {
+  it.effect("turns speculation off when drafts are always wrong, and probes back", () =>
+    Effect.gen(function*() {
+      const model = Synthetic.make({ alphabet: "abcdefgh", next: (context) => Array.from({ length: 8 }, (_, t) => (t === (context[context.length - 1]! * 3 + 1) % 8 ? 0.8 : 0.2 / 7)) })
+      const wrongDraft = Synthetic.make({ alphabet: "abcdefgh", name: "wrong", next: (context) => Array.from({ length: 8 }, (_, t) => (t === (context[context.length - 1]! + 1) % 8 ? 0.8 : 0.2 / 7)) })
+      const stats = yield* Effect.gen(function*() {
+        const llm = yield* Llm.Llm
+        const completion = yield* llm.complete(request("abc", { maxTokens: 200 }))
+        return statsOf(completion)
+      }).pipe(provide(model, Speculative.layer({ drafter: Drafter.model(wrongDraft), gamma: "adaptive", probeInterval: 16 })))
+      assert.isAbove(stats.plainSteps, 150)
+      assert.isAbove(stats.speculativeSteps, 5, "probes")
+      assert.isBelow(stats.speculativeSteps, 20)
+    }))
+
+  it.effect("drafts long when drafts are always right", () =>
+    Effect.gen(function*() {
+      const stats = yield* Effect.gen(function*() {
+        const llm = yield* Llm.Llm
+        return statsOf(yield* llm.complete(request("abcdabcdabcd", { maxTokens: 100 })))
+      }).pipe(provide(cyclic(), Speculative.layer({ drafter: Drafter.promptLookup(), gamma: "adaptive", maxGamma: 8 })))
+      assert.isAbove(stats.meanGamma, 4)
+      assert.isAbove(stats.acceptanceRate, 0.95)
+      assert.isBelow(stats.targetEvaluations, 25)
+    }))
+})
+
+describe("n-gram cache", () => {
+  it.effect("learns from earlier outputs in the run and persists to JSON", () =>
+    Effect.gen(function*() {
+      const model = Synthetic.make({
+        alphabet: "abcdefgh",
+        // a greedy path that depends on the position only: it does not repeat within one output
+        next: (context) => {
+          const peak = (Math.imul(context.length, 2654435761) >>> 13) % 8
+          return Array.from({ length: 8 }, (_, t) => (t === peak ? 0.7 : 0.3 / 7))
+        }
+      })
+      const cache = new Drafter.NgramCache({ minNgram: 3, maxNgram: 4 })
+      const path = NodePath.join(NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "ngram-")), "cache.json")
+      const [firstCompletion, secondCompletion] = yield* Effect.gen(function*() {
+        const llm = yield* Llm.Llm
+        const first = yield* llm.complete(request("ab", { maxTokens: 30 }))
+        const second = yield* llm.complete(request("ab", { maxTokens: 30 }))
+        return [first, second] as const
+      }).pipe(provide(model, Speculative.layer({ drafter: Drafter.ngramCache({ cache, minNgram: 3, maxNgram: 4, path }), gamma: 4 })))
+      const first = statsOf(firstCompletion)
+      const second = statsOf(secondCompletion)
+      assert.isBelow(first.acceptedTokens, 8)
+      assert.isAbove(second.acceptedTokens, 18, JSON.stringify([first, second]))
+      assert.isBelow(second.targetEvaluations, first.targetEvaluations / 2)
+      const loaded = yield* Drafter.NgramCache.load(path)
+      const prefix = [...(yield* model.tokenize("ab")), ...tokensOf(firstCompletion).slice(0, 3)]
+      assert.strictEqual(loaded.size, cache.size)
+      assert.deepStrictEqual(loaded.predict(prefix, 10), cache.predict(prefix, 10))
+      assert.isAbove(loaded.predict(prefix, 10).length, 5)
+      const mismatch = yield* Effect.exit(Effect.scoped(Layer.build(
+        Speculative.layer({ drafter: Drafter.ngramCache({ path }) }).pipe(Layer.provide(Layer.succeed(TokenModel.TokenModel, targetChain())))
+      )))
+      const error = Cause.squash((mismatch as Exit.Failure<unknown, unknown>).cause) as { reason: { _tag: string } }
+      assert.strictEqual(error.reason._tag, "VocabularyMismatch")
+    }))
+
+  it("prompt lookup copies what followed the longest recent match", () => {
+    assert.deepStrictEqual(Drafter.lookup([1, 2, 3, 4, 9, 1, 2, 3, 5, 6, 1, 2, 3], 2, 1, 3), [5, 6])
+    assert.deepStrictEqual(Drafter.lookup([1, 2, 3], 2, 2, 3), [])
+  })
+})
