@@ -17,3 +17,5 @@ export * as Evaluator from "./Evaluator.js"
 export * as Report from "./Report.js"
 /** Progress bar on a TTY, plain lines in CI. @since 0.1.0 */
 export * as Progress from "./Progress.js"
+/** Default middleware stacks (cache, perf-logger, rate limit). @since 0.1.0 */
+export * as Stack from "./Stack.js"

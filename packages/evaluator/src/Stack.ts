@@ -1,0 +1,45 @@
+/**
+ * Wraps a provider `Llm` layer in the evaluator's default middleware: the response cache
+ * outermost (a warm re-run never reaches the network), then perf-logger (measures what
+ * goes upstream), then rate limiting, then the provider. Build the shared parts (cache
+ * store, recorder) once per run and pass them to every candidate and the judge, so the
+ * runner's layer memoization opens one store and one recorder.
+ * @since 0.1.0
+ */
+import { Cache, CacheStore } from "@hasten/cache"
+import type { Llm } from "@hasten/core"
+import { PerfLogger } from "@hasten/perf-logger"
+import { Layer } from "effect"
+
+/** The middleware of a stack; each part is optional. @category models @since 0.1.0 */
+export interface Middleware {
+  /** A cache store shared by every stack of the run (see {@link cacheStore}); omitted means no cache. */
+  readonly cache?: Layer.Layer<CacheStore.CacheStore, unknown>
+  /** Cache settings (namespace, TTL). */
+  readonly cacheSettings?: Cache.Settings
+  /** A perf-logger recorder shared by every stack of the run; omitted means no measurements. */
+  readonly perf?: Layer.Layer<PerfLogger.PerfLogger, unknown>
+  /** Rate-limit middleware (e.g. `RateLimit.layer(options)`), placed just above the provider. */
+  readonly rateLimit?: Layer.Layer<Llm.Llm, unknown, Llm.Llm>
+}
+
+/**
+ * The cache store of a run: SQLite at `path` (default `.hasten/cache.db`) or in memory.
+ * @category constructors @since 0.1.0
+ */
+export const cacheStore = (options?: { readonly store?: "sqlite" | "memory"; readonly path?: string }): Layer.Layer<CacheStore.CacheStore, unknown> =>
+  Cache.layerStore({ store: options?.store ?? "sqlite", path: options?.path ?? ".hasten/cache.db" })
+
+/**
+ * Wraps `provider` in the given middleware: cache → perf-logger → rate limit → provider.
+ * @category constructors @since 0.1.0
+ */
+export const wrap = (provider: Layer.Layer<Llm.Llm, unknown>, middleware: Middleware = {}): Layer.Layer<Llm.Llm, unknown> => {
+  let llm: Layer.Layer<Llm.Llm, unknown> = provider
+  if (middleware.rateLimit !== undefined) llm = middleware.rateLimit.pipe(Layer.provide(llm))
+  if (middleware.perf !== undefined) llm = PerfLogger.layerLlm.pipe(Layer.provide(llm), Layer.provide(middleware.perf))
+  if (middleware.cache !== undefined) {
+    llm = Cache.layerFromStore(middleware.cacheSettings).pipe(Layer.provide(llm), Layer.provide(middleware.cache))
+  }
+  return llm
+}
