@@ -1,0 +1,346 @@
+/**
+ * OpenAI, and every OpenAI-compatible server (vLLM, llama.cpp server, Ollama, Groq,
+ * Together, Cerebras) by `baseURL`, as an `Llm` and an `Embedder`, through the official
+ * `openai` SDK. SDK retries are off: Hasten has exactly one retry layer (`rate-limit`).
+ * @since 0.1.0
+ */
+import { Context, Effect, Layer, Redacted, Stream } from "effect"
+import type * as Scope from "effect/Scope"
+import { Completion, CompletionRequest, Embedder, Llm, LlmError, RateLimitHeaders } from "@hasten/core"
+import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "openai"
+import type {
+  ChatCompletion,
+  ChatCompletionChunk,
+  ChatCompletionCreateParamsNonStreaming,
+  ChatCompletionMessageParam
+} from "openai/resources/chat/completions"
+import type { Completion as TextCompletion, CompletionCreateParamsNonStreaming } from "openai/resources/completions"
+import type { ProviderConfigError } from "./internal/remote.js"
+import * as Remote from "./internal/remote.js"
+
+/** The provider name used in `Llm.name`, errors and cache keys. @category models @since 0.1.0 */
+export const providerName = "openai"
+
+/** Options for {@link layer} and {@link make}. @category models @since 0.1.0 */
+export interface Options {
+  /** Default model when a request's `model` is empty. */
+  readonly model?: string | undefined
+  /** Default embedding model (`text-embedding-3-small`). */
+  readonly embeddingModel?: string | undefined
+  /** The API key. Required by api.openai.com; OpenAI-compatible servers may not need one. */
+  readonly apiKey?: Redacted.Redacted<string> | undefined
+  /** Base URL of the API (`https://api.openai.com/v1` by default), e.g. `http://localhost:8000/v1` for vLLM. */
+  readonly baseURL?: string | undefined
+  /** Per-request timeout in milliseconds (SDK default: 10 minutes). */
+  readonly timeout?: number | undefined
+  /**
+   * Which field carries `maxTokens`: `max_completion_tokens` (OpenAI's current name, the
+   * default for api.openai.com) or `max_tokens` (the default when `baseURL` is set, which
+   * every OpenAI-compatible server understands).
+   */
+  readonly maxTokensField?: "max_tokens" | "max_completion_tokens" | undefined
+  /** The `Llm.name` (default `openai`); give OpenAI-compatible servers their own name. */
+  readonly name?: string | undefined
+  /** Extra headers on every request (organization, project, gateway headers). */
+  readonly headers?: Readonly<Record<string, string>> | undefined
+  /** A custom `fetch` (proxies, tests). */
+  readonly fetch?: typeof globalThis.fetch | undefined
+}
+
+/** The chat-completions body a request maps to (exported for tests and debugging). @category utils @since 0.1.0 */
+export const toChatBody = (
+  request: CompletionRequest.CompletionRequest,
+  options: Pick<Options, "model" | "maxTokensField" | "baseURL"> = {}
+): ChatCompletionCreateParamsNonStreaming => {
+  const maxTokensField = options.maxTokensField ?? (options.baseURL === undefined ? "max_completion_tokens" : "max_tokens")
+  const messages: Array<ChatCompletionMessageParam> = request.messages.map((message) => ({
+    role: message.role,
+    content: message.content
+  }))
+  if (messages.length === 0 && request.prompt !== undefined) messages.push({ role: "user", content: request.prompt })
+  return {
+    model: modelOf(request, options.model),
+    messages,
+    ...(request.maxTokens !== undefined ? { [maxTokensField]: request.maxTokens } : {}),
+    ...samplingFields(request),
+    ...(request.responseFormat?.type === "json"
+      ? {
+        response_format: request.responseFormat.schema !== undefined
+          ? {
+            type: "json_schema" as const,
+            json_schema: {
+              name: request.responseFormat.name ?? "response",
+              schema: request.responseFormat.schema,
+              strict: true
+            }
+          }
+          : { type: "json_object" as const }
+      }
+      : {}),
+    ...request.providerOptions
+  } as ChatCompletionCreateParamsNonStreaming
+}
+
+/** The legacy text-completions body for a raw `prompt` request. @category utils @since 0.1.0 */
+export const toCompletionBody = (
+  request: CompletionRequest.CompletionRequest,
+  options: Pick<Options, "model"> = {}
+): CompletionCreateParamsNonStreaming =>
+  ({
+    model: modelOf(request, options.model),
+    prompt: request.prompt ?? "",
+    ...(request.maxTokens !== undefined ? { max_tokens: request.maxTokens } : {}),
+    ...samplingFields(request),
+    ...request.providerOptions
+  }) as CompletionCreateParamsNonStreaming
+
+const samplingFields = (request: CompletionRequest.CompletionRequest) => ({
+  ...(request.temperature !== undefined ? { temperature: request.temperature } : {}),
+  ...(request.topP !== undefined ? { top_p: request.topP } : {}),
+  ...(request.seed !== undefined ? { seed: request.seed } : {}),
+  ...(request.stop !== undefined && request.stop.length > 0 ? { stop: [...request.stop] } : {}),
+  ...(request.frequencyPenalty !== undefined ? { frequency_penalty: request.frequencyPenalty } : {}),
+  ...(request.presencePenalty !== undefined ? { presence_penalty: request.presencePenalty } : {})
+})
+
+const modelOf = (request: CompletionRequest.CompletionRequest, fallback: string | undefined): string =>
+  request.model.length > 0 ? request.model : fallback ?? ""
+
+const isRawPrompt = (request: CompletionRequest.CompletionRequest): boolean =>
+  request.messages.length === 0 && request.prompt !== undefined && request.prompt.length > 0
+
+/** Maps an OpenAI finish reason onto core's. @category utils @since 0.1.0 */
+export const finishReason = (reason: string | null | undefined): Completion.FinishReason => {
+  switch (reason) {
+    case "stop":
+      return "stop"
+    case "length":
+      return "length"
+    case "content_filter":
+      return "content_filter"
+    case "tool_calls":
+    case "function_call":
+      return "tool_calls"
+    default:
+      return "unknown"
+  }
+}
+
+const toUsage = (usage: ChatCompletion["usage"] | null | undefined): Completion.Usage | undefined => {
+  if (usage === undefined || usage === null) return undefined
+  const cached = usage.prompt_tokens_details?.cached_tokens
+  return {
+    inputTokens: usage.prompt_tokens,
+    outputTokens: usage.completion_tokens,
+    ...(cached !== undefined && cached !== null && cached > 0 ? { cachedInputTokens: cached } : {})
+  }
+}
+
+/**
+ * Maps anything the `openai` SDK throws onto `LlmError`: HTTP statuses through core's
+ * classification (with retry-after and the rate-limit scope from the headers),
+ * `APIConnectionTimeoutError` to `Timeout`, other connection failures to `Transport`.
+ * Secrets in messages are replaced with `[redacted]`.
+ * @category errors @since 0.1.0
+ */
+export const mapError = (
+  error: unknown,
+  options: { readonly provider?: string; readonly secrets?: ReadonlyArray<string>; readonly now?: number } = {}
+): LlmError.LlmError => {
+  const provider = options.provider ?? providerName
+  const secrets = options.secrets ?? []
+  if (error instanceof APIConnectionTimeoutError) {
+    return LlmError.make(provider, new LlmError.Timeout({ description: Remote.scrub(error.message, secrets) }))
+  }
+  if (error instanceof APIUserAbortError) {
+    return LlmError.make(provider, new LlmError.Transport({ description: "request aborted" }))
+  }
+  if (error instanceof APIConnectionError) {
+    return LlmError.make(provider, new LlmError.Transport({ description: Remote.describeConnectionError(error, secrets) }))
+  }
+  if (error instanceof APIError && typeof error.status === "number") {
+    const body = error.error as { message?: unknown } | undefined
+    const message = typeof body?.message === "string" ? body.message : error.message
+    return Remote.fromHttpError(provider, {
+      status: error.status,
+      message,
+      headers: error.headers,
+      code: error.code,
+      type: error.type
+    }, secrets, options.now ?? Date.now())
+  }
+  if (error instanceof Error && /terminated|ECONNRESET|socket|other side closed/i.test(describe(error))) {
+    // a connection reset in the middle of a streamed body surfaces from undici as a plain TypeError
+    return LlmError.make(provider, new LlmError.Transport({ description: Remote.describeConnectionError(error, secrets) }))
+  }
+  return Remote.unexpected(provider, error, secrets)
+}
+
+const describe = (error: Error): string => `${error.message} ${error.cause instanceof Error ? error.cause.message : ""}`
+
+/**
+ * Builds the `Llm` and `Embedder` services over an `openai` client.
+ * @category constructors @since 0.1.0
+ */
+export const make = (options: Options = {}): { readonly llm: Llm.LlmService; readonly embedder: Embedder.EmbedderService } => {
+  const name = options.name ?? providerName
+  const secrets = Remote.secretsOf(options.apiKey)
+  const client = new OpenAI({
+    // OpenAI-compatible servers often take any key; the SDK insists on one
+    apiKey: options.apiKey !== undefined ? Redacted.value(options.apiKey) : "not-needed",
+    ...(options.baseURL !== undefined ? { baseURL: options.baseURL } : { baseURL: "https://api.openai.com/v1" }),
+    ...(options.timeout !== undefined ? { timeout: options.timeout } : {}),
+    ...(options.headers !== undefined ? { defaultHeaders: options.headers } : {}),
+    ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
+    maxRetries: 0
+  })
+
+  const catchError = (error: unknown) => mapError(error, { provider: name, secrets, now: Date.now() })
+
+  const complete = Effect.fn("OpenAi.complete")(function*(request: CompletionRequest.CompletionRequest) {
+    const start = yield* Remote.now
+    if (isRawPrompt(request)) {
+      const { data, response } = yield* Effect.tryPromise({
+        try: (signal) => client.completions.create(toCompletionBody(request, options), { signal }).withResponse(),
+        catch: catchError
+      })
+      const end = yield* Remote.now
+      return buildCompletion(name, request, data, response, start, end, data.choices[0]?.text ?? "")
+    }
+    const { data, response } = yield* Effect.tryPromise({
+      try: (signal) => client.chat.completions.create(toChatBody(request, options), { signal }).withResponse(),
+      catch: catchError
+    })
+    const end = yield* Remote.now
+    return buildCompletion(name, request, data, response, start, end, data.choices[0]?.message?.content ?? "")
+  })
+
+  const stream = (request: CompletionRequest.CompletionRequest): Stream.Stream<Completion.CompletionChunk, LlmError.LlmError> =>
+    Stream.unwrap(Effect.gen(function*() {
+      const controller = yield* abortOnRelease
+      const { data, response } = yield* Effect.tryPromise({
+        try: (): Promise<{ data: AsyncIterable<ChatCompletionChunk | TextCompletion>; response: Response }> =>
+          isRawPrompt(request)
+            ? client.completions.create(
+              { ...toCompletionBody(request, options), stream: true, stream_options: { include_usage: true } },
+              { signal: controller.signal }
+            ).withResponse()
+            : client.chat.completions.create(
+              { ...toChatBody(request, options), stream: true, stream_options: { include_usage: true } },
+              { signal: controller.signal }
+            ).withResponse(),
+        catch: catchError
+      })
+      const rateLimit = RateLimitHeaders.parse(response.headers, yield* Remote.now)
+      let first = true
+      return Stream.fromAsyncIterable(data, catchError).pipe(
+        Stream.map((chunk) => {
+          const out = toChunk(chunk, first ? rateLimit : undefined)
+          first = false
+          return out
+        })
+      )
+    }))
+
+  const embed = Effect.fn("OpenAi.embed")(function*(texts: ReadonlyArray<string>, embedOptions?: Embedder.EmbedOptions) {
+    const model = embedOptions?.model ?? options.embeddingModel ?? "text-embedding-3-small"
+    if (texts.length === 0) return { vectors: [], model, usage: { inputTokens: 0 } }
+    const data = yield* Effect.tryPromise({
+      try: (signal) =>
+        client.embeddings.create({
+          model,
+          input: [...texts],
+          encoding_format: "float",
+          ...(embedOptions?.dimensions !== undefined ? { dimensions: embedOptions.dimensions } : {})
+        }, { signal }),
+      catch: catchError
+    })
+    const vectors: Array<ReadonlyArray<number>> = new Array(texts.length)
+    for (const item of data.data) vectors[item.index] = item.embedding
+    if (vectors.some((vector) => vector === undefined) || data.data.length !== texts.length) {
+      return yield* LlmError.make(name, new LlmError.BadResponse({
+        description: `expected ${texts.length} embeddings, got ${data.data.length}`
+      }))
+    }
+    return { vectors, model: data.model, usage: { inputTokens: data.usage?.prompt_tokens ?? 0 } }
+  })
+
+  return {
+    llm: { name, complete, stream },
+    embedder: { name, model: options.embeddingModel ?? "text-embedding-3-small", embed }
+  }
+}
+
+/** An `AbortController` aborted when the surrounding scope closes (stream end or interruption). @internal */
+const abortOnRelease: Effect.Effect<AbortController, never, Scope.Scope> = Effect.acquireRelease(
+  Effect.sync(() => new AbortController()),
+  (controller) => Effect.sync(() => controller.abort())
+)
+
+const toChunk = (
+  chunk: ChatCompletionChunk | TextCompletion,
+  rateLimit: RateLimitHeaders.RateLimitInfo | undefined
+): Completion.CompletionChunk => {
+  const choice = chunk.choices[0] as { delta?: { content?: string | null }; text?: string; finish_reason?: string | null } | undefined
+  const text = choice?.delta?.content ?? choice?.text ?? ""
+  const usage = toUsage(chunk.usage)
+  return new Completion.CompletionChunk({
+    text,
+    model: chunk.model,
+    ...(choice?.finish_reason ? { finishReason: finishReason(choice.finish_reason) } : {}),
+    ...(usage !== undefined ? { usage } : {}),
+    ...(rateLimit !== undefined ? { rateLimit } : {})
+  })
+}
+
+const buildCompletion = (
+  name: string,
+  request: CompletionRequest.CompletionRequest,
+  data: ChatCompletion | TextCompletion,
+  response: Response,
+  start: number,
+  end: number,
+  text: string
+): Completion.Completion => {
+  const rateLimit = RateLimitHeaders.parse(response.headers, end)
+  return new Completion.Completion({
+    text,
+    finishReason: finishReason(data.choices[0]?.finish_reason),
+    usage: toUsage(data.usage) ?? { inputTokens: 0, outputTokens: 0, estimated: true },
+    model: data.model || request.model,
+    provider: name,
+    timing: { start, firstToken: end, end },
+    ...(rateLimit !== undefined ? { rateLimit } : {})
+  })
+}
+
+/**
+ * `Llm` and `Embedder` backed by OpenAI or an OpenAI-compatible server.
+ * @category layers @since 0.1.0
+ */
+export const layer = (options: Options = {}): Layer.Layer<Llm.Llm | Embedder.Embedder> =>
+  Layer.syncContext(() => {
+    const { embedder, llm } = make(options)
+    return Context.make(Llm.Llm, llm).pipe(Context.add(Embedder.Embedder, embedder))
+  })
+
+/**
+ * Like {@link layer}, reading `OPENAI_API_KEY` (required, as `Redacted`) and
+ * `OPENAI_BASE_URL` (optional) from `effect` Config. Explicit options win; a missing key
+ * fails at layer construction with a message naming the variable.
+ * @category layers @since 0.1.0
+ */
+export const layerConfig = (options: Options = {}): Layer.Layer<Llm.Llm | Embedder.Embedder, ProviderConfigError> =>
+  Layer.unwrap(Effect.gen(function*() {
+    const apiKey = yield* Remote.requiredKey(
+      options.name ?? providerName,
+      "OPENAI_API_KEY",
+      options.apiKey,
+      "set it to your OpenAI API key, or pass `apiKey` to OpenAi.layer"
+    )
+    const baseURL = yield* Remote.optionalString("OPENAI_BASE_URL", options.baseURL)
+    return layer({ ...options, apiKey, ...(baseURL !== undefined ? { baseURL } : {}) })
+  }))
+
+/** The error a `layerConfig` fails with when the environment lacks a key. @category errors @since 0.1.0 */
+export { ProviderConfigError } from "./internal/remote.js"
