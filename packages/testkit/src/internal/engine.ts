@@ -148,6 +148,9 @@ export interface SimulatorEvent {
   readonly inputTokens: number
   /** Tokens charged against the TPM bucket (0 when not admitted). */
   readonly reservedTokens: number
+  /** For admitted calls: the modelled time to first token and per-token time (jitter applied). */
+  readonly ttftMs?: number
+  readonly perTokenMs?: number
 }
 
 /** Why a call is refused. */
@@ -398,6 +401,7 @@ export class Engine {
     readonly route: string
     readonly inputTokens: number
     readonly reservedTokens: number
+    readonly index?: number
   }): Admission | { readonly kind: "quota" | "concurrency" | "requests" | "tokens"; readonly message: string; readonly state: LimitState } {
     const at = now()
     const limits = this.options.limits
@@ -458,7 +462,17 @@ export class Engine {
     this.counters.inFlight += 1
     this.counters.inputTokens += options.inputTokens
     if (this.counters.inFlight > this.counters.peakConcurrency) this.counters.peakConcurrency = this.counters.inFlight
-    this.record({ t: at, key: options.key, route: options.route, status: 200, inputTokens: options.inputTokens, reservedTokens: options.reservedTokens })
+    const latency = this.latency(options.index ?? 0)
+    this.record({
+      t: at,
+      key: options.key,
+      route: options.route,
+      status: 200,
+      inputTokens: options.inputTokens,
+      reservedTokens: options.reservedTokens,
+      ttftMs: latency.ttftMs,
+      perTokenMs: latency.perTokenMs
+    })
     let released = false
     return {
       state: this.state(options.key, at),
