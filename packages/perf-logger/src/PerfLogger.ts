@@ -210,7 +210,13 @@ const makeRecorder = (
           recordUnsafe({ type: "items", stage, n, t: round3(nowMs(clock)) })
         }),
       summary,
-      sampleMemory: Effect.sync(() => recordUnsafe(memoryEvent(round3(nowMs(clock))))),
+      sampleMemory: Effect.contextWith((context: Context.Context<never>) => {
+        const event = memoryEvent(round3(nowMs(clock)))
+        recordUnsafe(event)
+        memoryRss.updateUnsafe(event.rss, context)
+        memoryHeapUsed.updateUnsafe(event.heapUsed, context)
+        return Effect.void
+      }),
       flush: Effect.suspend(() =>
         safely("flush", () => {
           writer?.flush()
