@@ -1,0 +1,81 @@
+/**
+ * Greedy equality on the real fixture models: speculative output is token-for-token the
+ * output of plain greedy decoding with node-llama-cpp, for every drafter and several γ,
+ * through the fast adapter (test/support/Llama.ts) and through `Local.layer`'s TokenModel.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { CompletionRequest, Llm, TokenModel } from "@hasten/core"
+import { Local } from "@hasten/providers/local"
+import { Effect, Layer } from "effect"
+import * as NodePath from "node:path"
+import type { LlamaModel } from "node-llama-cpp"
+import { afterAll, beforeAll } from "vitest"
+import * as Drafter from "../src/Drafter.js"
+import * as Speculative from "../src/Speculative.js"
+import * as Llama from "./support/Llama.js"
+
+const prompts = [
+  "Once upon a time",
+  "Tom had a red ball. Tom had a red ball. Tom had a",
+  "Lily saw a big dog. The dog was happy. Lily saw a big dog. The"
+]
+const maxTokens = 48
+
+const request = (prompt: string) => CompletionRequest.makeUnsafe({ model: "m", messages: [], prompt, temperature: 0, maxTokens })
+
+for (const file of ["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"]) {
+  describe(file, () => {
+    let model: LlamaModel
+    let target: TokenModel.TokenModelService
+    let draft: TokenModel.TokenModelService
+    const expected = new Map<string, ReadonlyArray<number>>()
+    beforeAll(async () => {
+      model = await Llama.loadModel(file)
+      target = Llama.tokenModel(model, { name: file })
+      // self-draft: the same file loaded a second time
+      draft = Llama.tokenModel(await Llama.loadModel(file), { name: `${file} (draft)` })
+      for (const prompt of prompts) {
+        const tokens = await Effect.runPromise(target.tokenize(prompt, { addBos: true }))
+        expected.set(prompt, await Llama.greedyReference(model, tokens, maxTokens))
+      }
+    })
+    afterAll(async () => {
+      await model?.dispose()
+    })
+
+    const drafters = (): ReadonlyArray<readonly [string, Drafter.Drafter]> => [
+      ["prompt-lookup", Drafter.promptLookup()],
+      ["ngram-cache", Drafter.ngramCache()],
+      ["self-draft model", Drafter.model(draft)]
+    ]
+
+    const check = (name: string, gamma: number | "adaptive", tokenModel: () => Layer.Layer<TokenModel.TokenModel, any>, drafter: () => Drafter.Drafter) =>
+      it.effect(`${name}, γ=${gamma}: identical to plain greedy`, () =>
+        Effect.gen(function*() {
+          const llm = yield* Llm.Llm
+          let accepted = 0
+          for (const prompt of prompts) {
+            const completion = yield* llm.complete(request(prompt))
+            assert.deepStrictEqual(completion.metadata!["tokens"], expected.get(prompt), prompt)
+            accepted += (completion.metadata!["speculative"] as Speculative.RequestStats).acceptedTokens
+          }
+          if (gamma !== "adaptive") assert.isAbove(accepted, 0, "some drafts were accepted")
+        }).pipe(Effect.provide(Speculative.layer({ drafter: drafter(), gamma }).pipe(Layer.provide(tokenModel())))), 60_000)
+
+    for (const index of [0, 1, 2]) {
+      for (const gamma of [2, 5, "adaptive"] as const) {
+        check(`fast adapter, ${["prompt-lookup", "ngram-cache", "self-draft model"][index]}`, gamma, () => Layer.succeed(TokenModel.TokenModel, target), () => drafters()[index]![1])
+      }
+    }
+    for (const index of [0, 1]) {
+      check(
+        `Local.layer TokenModel, ${["prompt-lookup", "ngram-cache"][index]}`,
+        4,
+        () => Layer.effect(TokenModel.TokenModel, Effect.service(TokenModel.TokenModel)).pipe(
+          Layer.provide(Local.layer({ model: NodePath.join(Llama.modelsDir(), file), contextSize: 512 }))
+        ),
+        () => drafters()[index]![1]
+      )
+    }
+  })
+}

@@ -1,0 +1,119 @@
+/**
+ * A test-only `TokenModel` over node-llama-cpp that also offers the optional
+ * `SequenceExtensions` (`appendGreedy`, `prefill`): the fast greedy path the
+ * benchmark measures. The contract path is tested through `Local.layer` as well.
+ */
+import { LlmError, TokenModel } from "@hasten/core"
+import { Effect } from "effect"
+import * as NodeCrypto from "node:crypto"
+import * as NodeFs from "node:fs"
+import * as NodePath from "node:path"
+import { getLlama, type Llama, LlamaLogLevel, type LlamaModel, type Token } from "node-llama-cpp"
+import type { SequenceExtensions } from "../../src/Drafter.js"
+
+/** shared/models: env HASTEN_MODELS_DIR, else the first `shared/models` walking up from the cwd. */
+export const modelsDir = (): string => {
+  const fromEnv = process.env["HASTEN_MODELS_DIR"]
+  if (fromEnv !== undefined && fromEnv.length > 0) return fromEnv
+  let dir = process.cwd()
+  for (;;) {
+    for (const candidate of [NodePath.join(dir, "shared", "models"), NodePath.join(dir, "..", "shared", "models")]) {
+      if (NodeFs.existsSync(NodePath.join(candidate, "stories260K.gguf"))) return candidate
+    }
+    const parent = NodePath.dirname(dir)
+    if (parent === dir) throw new Error("shared/models not found; set HASTEN_MODELS_DIR")
+    dir = parent
+  }
+}
+
+let llama: Promise<Llama> | undefined
+export const loadModel = async (file: string): Promise<LlamaModel> => {
+  llama ??= getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error })
+  return (await llama).loadModel({ modelPath: NodePath.join(modelsDir(), file) })
+}
+
+const failure = (name: string, what: string) => (cause: unknown) =>
+  LlmError.make(name, new LlmError.BadResponse({ description: `${what}: ${String(cause)}` }))
+
+export const tokenModel = (model: LlamaModel, options: { readonly name: string; readonly contextSize?: number }): TokenModel.TokenModelService => {
+  const name = options.name
+  const vocabulary = (model.fileInfo.metadata as any).tokenizer.ggml.tokens as ReadonlyArray<string>
+  const vocabularySize = vocabulary.length
+  const bos = model.tokens.bos ?? undefined
+  return {
+    name,
+    vocabularySize,
+    vocabularyId: NodeCrypto.createHash("sha256").update(vocabulary.join("\u0000")).digest("hex").slice(0, 16),
+    bos,
+    endTokens: [model.tokens.eos, model.tokens.eot].filter((token): token is Token => token !== null),
+    tokenize: (text, tokenizeOptions) =>
+      Effect.sync(() => {
+        const tokens = model.tokenize(text, false) as Array<number>
+        return tokenizeOptions?.addBos === true && bos !== undefined ? [bos, ...tokens] : tokens
+      }),
+    detokenize: (tokens) => Effect.sync(() => model.detokenize(tokens as Array<Token>)),
+    sequence: () =>
+      Effect.gen(function*() {
+        const context = yield* Effect.acquireRelease(
+          Effect.tryPromise({
+            try: () => model.createContext({ contextSize: options.contextSize ?? 512, threads: 1, sequences: 1, flashAttention: false }),
+            catch: failure(name, "createContext")
+          }),
+          (context) => Effect.promise(() => context.dispose())
+        )
+        const sequence = context.getSequence()
+        const tokens: Array<number> = []
+        const evaluate = <A>(newTokens: ReadonlyArray<number>, generateNext: object, read: (output: any) => A) =>
+          Effect.tryPromise({
+            try: () => sequence.controlledEvaluate(newTokens.map((token) => [token as Token, { generateNext }])),
+            catch: failure(name, "evaluate")
+          }).pipe(Effect.map((results) => {
+            tokens.push(...newTokens)
+            return newTokens.map((_, i) => read(results[i]!.next))
+          }))
+        const result: TokenModel.TokenSequence & SequenceExtensions = {
+          tokens: () => tokens,
+          append: (newTokens) =>
+            evaluate(newTokens, { logits: true }, (next) => {
+              const out = new Float32Array(vocabularySize)
+              let max = -Infinity
+              for (const value of next.logits.values()) if (value > max) max = value
+              let sum = 0
+              for (const [token, value] of next.logits) sum += out[token] = Math.exp(value - max)
+              for (let i = 0; i < vocabularySize; i++) out[i] = out[i]! / sum
+              return out
+            }),
+          appendGreedy: (newTokens) => evaluate(newTokens, { token: true }, (next) => next.token as number),
+          prefill: (newTokens) =>
+            Effect.tryPromise({
+              try: () => sequence.evaluateWithoutGeneratingNewTokens(newTokens as Array<Token>),
+              catch: failure(name, "prefill")
+            }).pipe(Effect.map(() => void tokens.push(...newTokens))),
+          truncate: (length) =>
+            length >= tokens.length ? Effect.void : Effect.tryPromise({
+              try: () => sequence.eraseContextTokenRanges([{ start: length, end: sequence.nextTokenIndex }]),
+              catch: failure(name, "truncate")
+            }).pipe(Effect.map(() => void (tokens.length = length)))
+        }
+        return result
+      })
+  }
+}
+
+/** Plain greedy decoding with node-llama-cpp alone (the reference): prompt tokens → output tokens. */
+export const greedyReference = async (model: LlamaModel, prompt: ReadonlyArray<number>, maxTokens: number): Promise<Array<number>> => {
+  const context = await model.createContext({ contextSize: 512, threads: 1, sequences: 1, flashAttention: false })
+  try {
+    const out: Array<number> = []
+    const ends = new Set([model.tokens.eos, model.tokens.eot].filter((token) => token !== null))
+    if (maxTokens === 0) return out
+    for await (const token of context.getSequence().evaluate(prompt as Array<Token>, { temperature: 0 })) {
+      if (ends.has(token)) break
+      out.push(token)
+      if (out.length >= maxTokens) break
+    }
+    return out
+  } finally {
+    await context.dispose()
+  }
+}
