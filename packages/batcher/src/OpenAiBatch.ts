@@ -1,1 +1,249 @@
-export {}
+/**
+ * The OpenAI Batch API for offline jobs: JSONL upload, create, poll with backoff,
+ * download output and error files, map results back by `custom_id`, and resubmit only
+ * the items that failed transiently or expired. Usable alone (`runJob`) or as a batch
+ * backend for `Batcher.layer` (`backend`). Takes an `OpenAI` client from the official SDK
+ * (any object with the same `files`/`batches` methods), so this package does not import
+ * the SDK itself.
+ * @since 0.1.0
+ */
+import { Completion, type CompletionRequest, LlmError } from "@hasten/core"
+import { Duration, Effect, Exit } from "effect"
+import type { NonEmptyReadonlyArray } from "effect/Array"
+import type { BatchBackend } from "./Batcher.js"
+
+/** The batch object as the API returns it (fields used here). @category models @since 0.1.0 */
+export interface BatchObject {
+  readonly id: string
+  readonly status: "validating" | "failed" | "in_progress" | "finalizing" | "completed" | "expired" | "cancelling" | "cancelled" | string
+  readonly output_file_id?: string | null
+  readonly error_file_id?: string | null
+  readonly errors?: { readonly data?: ReadonlyArray<{ readonly code?: string | null; readonly message?: string | null; readonly line?: number | null }> } | null
+}
+
+/** The slice of the official `OpenAI` client this module uses. @category models @since 0.1.0 */
+export interface BatchClient {
+  readonly files: {
+    create(body: { file: File; purpose: "batch" }, options?: { signal?: AbortSignal }): Promise<{ readonly id: string }>
+    content(fileId: string, options?: { signal?: AbortSignal }): Promise<{ text(): Promise<string> }>
+  }
+  readonly batches: {
+    create(body: { input_file_id: string; endpoint: "/v1/chat/completions" | "/v1/embeddings" | "/v1/completions"; completion_window: "24h"; metadata?: Record<string, string> }, options?: { signal?: AbortSignal }): Promise<BatchObject>
+    retrieve(batchId: string, options?: { signal?: AbortSignal }): Promise<BatchObject>
+    cancel(batchId: string, options?: { signal?: AbortSignal }): Promise<BatchObject>
+  }
+}
+
+/** One line of a job. @category models @since 0.1.0 */
+export interface JobItem {
+  readonly customId: string
+  /** The request body for `endpoint` (e.g. a chat completion body). */
+  readonly body: Record<string, unknown>
+}
+
+/** One result, by `customId`. @category models @since 0.1.0 */
+export type JobResult =
+  | { readonly customId: string; readonly ok: true; readonly status: number; readonly body: Record<string, unknown> }
+  | { readonly customId: string; readonly ok: false; readonly status?: number; readonly code: string; readonly message: string }
+
+/** Options for {@link runJob}. @category configuration @since 0.1.0 */
+export interface JobOptions {
+  readonly endpoint?: "/v1/chat/completions" | "/v1/embeddings" | "/v1/completions"
+  /** First poll delay (default 1 s); doubles each poll up to `maxPollInterval`. */
+  readonly pollInterval?: Duration.Input
+  /** Cap on the poll delay (default 60 s). */
+  readonly maxPollInterval?: Duration.Input
+  /** How many times items that failed transiently or expired are resubmitted (default 2). */
+  readonly maxResubmits?: number
+  readonly metadata?: Record<string, string>
+}
+
+const provider = "openai-batch"
+
+const failure = (description: string, error?: unknown): LlmError.LlmError => {
+  const status = typeof error === "object" && error !== null && "status" in error ? Number((error as { status: unknown }).status) : undefined
+  const message = error instanceof Error ? `${description}: ${error.message}` : description
+  return LlmError.make(provider, status !== undefined && Number.isFinite(status)
+    ? LlmError.fromHttpStatus({ status, message })
+    : new LlmError.Transport({ description: message }))
+}
+
+const call = <A>(description: string, run: (signal: AbortSignal) => Promise<A>) =>
+  Effect.tryPromise({ try: run, catch: (error) => failure(description, error) })
+
+/** Whether a failed item is worth resubmitting (expired, rate-limited, 5xx). @category predicates @since 0.1.0 */
+export const isTransient = (result: Extract<JobResult, { ok: false }>): boolean =>
+  result.code === "batch_expired" || result.code === "batch_cancelled" || result.status === 429 ||
+  (result.status !== undefined && result.status >= 500) || result.code === "rate_limit_exceeded" || result.code === "server_error"
+
+/**
+ * Parses a Batch API output or error file (JSONL) into results. Lines that are not
+ * valid JSON fail with the line number.
+ * @category parsers @since 0.1.0
+ */
+export const parseResults = (jsonl: string): Effect.Effect<Array<JobResult>, LlmError.LlmError> =>
+  Effect.suspend(() => {
+    const results: Array<JobResult> = []
+    const lines = jsonl.split("\n")
+    for (let index = 0; index < lines.length; index++) {
+      const line = lines[index]!.trim()
+      if (line.length === 0) continue
+      let row: {
+        custom_id?: string
+        response?: { status_code?: number; body?: Record<string, unknown> } | null
+        error?: { code?: string | null; message?: string | null } | null
+      }
+      try {
+        row = JSON.parse(line)
+      } catch {
+        return Effect.fail(LlmError.make(provider, new LlmError.BadResponse({ description: `result file line ${index + 1} is not JSON` })))
+      }
+      const customId = row.custom_id
+      if (typeof customId !== "string") {
+        return Effect.fail(LlmError.make(provider, new LlmError.BadResponse({ description: `result file line ${index + 1} has no custom_id` })))
+      }
+      const status = row.response?.status_code
+      if (row.error == null && status !== undefined && status >= 200 && status < 300 && row.response?.body !== undefined) {
+        results.push({ customId, ok: true, status, body: row.response.body })
+      } else {
+        const bodyError = (row.response?.body as { error?: { code?: string; message?: string } } | undefined)?.error
+        results.push({
+          customId,
+          ok: false,
+          ...(status !== undefined ? { status } : {}),
+          code: row.error?.code ?? bodyError?.code ?? "unknown",
+          message: row.error?.message ?? bodyError?.message ?? "no message"
+        })
+      }
+    }
+    return Effect.succeed(results)
+  })
+
+const terminal = new Set(["completed", "failed", "expired", "cancelled"])
+
+/** Submits one JSONL file, polls it to a terminal state and returns its results. */
+const submitOnce = (client: BatchClient, items: ReadonlyArray<JobItem>, options: JobOptions) =>
+  Effect.gen(function*() {
+    const endpoint = options.endpoint ?? "/v1/chat/completions"
+    const jsonl = items.map((item) => JSON.stringify({ custom_id: item.customId, method: "POST", url: endpoint, body: item.body })).join("\n") + "\n"
+    const file = yield* call("uploading the batch file", (signal) =>
+      client.files.create({ file: new File([jsonl], "hasten-batch.jsonl", { type: "application/jsonl" }), purpose: "batch" }, { signal }))
+    let batch = yield* call("creating the batch", (signal) =>
+      client.batches.create({ input_file_id: file.id, endpoint, completion_window: "24h", ...(options.metadata ? { metadata: options.metadata } : {}) }, { signal }))
+    yield* Effect.annotateCurrentSpan({ "openai.batch.id": batch.id, "openai.batch.items": items.length })
+    let delay = Duration.toMillis(Duration.fromInputUnsafe(options.pollInterval ?? "1 second"))
+    const maxDelay = Duration.toMillis(Duration.fromInputUnsafe(options.maxPollInterval ?? "60 seconds"))
+    const cancelOnInterrupt = Effect.onInterrupt(() =>
+      Effect.ignore(call("cancelling the batch", (signal) => client.batches.cancel(batch.id, { signal }))))
+    while (!terminal.has(batch.status)) {
+      yield* Effect.sleep(Duration.millis(delay)).pipe(cancelOnInterrupt)
+      delay = Math.min(maxDelay, delay * 2)
+      const id = batch.id
+      batch = yield* call("polling the batch", (signal) => client.batches.retrieve(id, { signal })).pipe(cancelOnInterrupt)
+    }
+    if (batch.status === "failed") {
+      const reasons = (batch.errors?.data ?? []).map((error) => `${error.code ?? "error"}${error.line != null ? ` (line ${error.line})` : ""}: ${error.message ?? ""}`)
+      return yield* Effect.fail(LlmError.make(provider, new LlmError.InvalidRequest({ description: `batch ${batch.id} failed validation: ${reasons.join("; ") || "no reason given"}` })))
+    }
+    const download = (fileId: string | null | undefined) =>
+      fileId == null ? Effect.succeed([] as Array<JobResult>) : call("downloading a result file", (signal) => client.files.content(fileId, { signal }).then((response) => response.text())).pipe(Effect.flatMap(parseResults))
+    const output = yield* download(batch.output_file_id)
+    const errors = yield* download(batch.error_file_id)
+    const byId = new Map<string, JobResult>()
+    for (const result of [...errors, ...output]) byId.set(result.customId, result)
+    // Items the batch never reached (expired or cancelled before them) are transient failures.
+    return items.map((item): JobResult =>
+      byId.get(item.customId) ?? { customId: item.customId, ok: false, code: `batch_${batch.status}`, message: `batch ${batch.id} ended ${batch.status} before this item ran` })
+  })
+
+/**
+ * Runs a job to completion: submit, poll with exponential backoff, collect results,
+ * and resubmit only transient failures (expired, 429, 5xx) up to `maxResubmits` times.
+ * Results come back in input order. Interrupting the effect cancels the batch.
+ * @category constructors @since 0.1.0
+ */
+export const runJob = Effect.fn("OpenAiBatch.runJob")(function*(client: BatchClient, items: ReadonlyArray<JobItem>, options: JobOptions = {}) {
+  const ids = new Set<string>()
+  for (const item of items) {
+    if (ids.has(item.customId)) return yield* Effect.fail(LlmError.make(provider, new LlmError.InvalidRequest({ description: `duplicate custom_id ${item.customId}` })))
+    ids.add(item.customId)
+  }
+  const final = new Map<string, JobResult>()
+  let pending = items
+  const maxResubmits = options.maxResubmits ?? 2
+  for (let round = 0; round <= maxResubmits && pending.length > 0; round++) {
+    const results = yield* submitOnce(client, pending, options)
+    const retry: Array<JobItem> = []
+    results.forEach((result, index) => {
+      final.set(result.customId, result)
+      if (!result.ok && isTransient(result)) retry.push(pending[index]!)
+    })
+    yield* Effect.annotateCurrentSpan({ [`openai.batch.round${round}.retry`]: retry.length })
+    pending = retry
+  }
+  return items.map((item) => final.get(item.customId)!)
+})
+
+/** The chat-completions body for a request (what the OpenAI provider would send). @category constructors @since 0.1.0 */
+export const chatBody = (request: CompletionRequest.CompletionRequest): Record<string, unknown> => ({
+  model: request.model,
+  messages: request.prompt !== undefined && request.messages.length === 0 ? [{ role: "user", content: request.prompt }] : request.messages,
+  ...(request.maxTokens !== undefined ? { max_tokens: request.maxTokens } : {}),
+  ...(request.temperature !== undefined ? { temperature: request.temperature } : {}),
+  ...(request.topP !== undefined ? { top_p: request.topP } : {}),
+  ...(request.seed !== undefined ? { seed: request.seed } : {}),
+  ...(request.stop !== undefined ? { stop: request.stop } : {}),
+  ...(request.frequencyPenalty !== undefined ? { frequency_penalty: request.frequencyPenalty } : {}),
+  ...(request.presencePenalty !== undefined ? { presence_penalty: request.presencePenalty } : {}),
+  ...(request.responseFormat?.type === "json"
+    ? {
+      response_format: request.responseFormat.schema !== undefined
+        ? { type: "json_schema", json_schema: { name: request.responseFormat.name ?? "response", schema: request.responseFormat.schema } }
+        : { type: "json_object" }
+    }
+    : {}),
+  ...request.providerOptions
+})
+
+const finishReasons: Record<string, Completion.FinishReason> = { stop: "stop", length: "length", content_filter: "content_filter", tool_calls: "tool_calls" }
+
+const toCompletion = (request: CompletionRequest.CompletionRequest, body: Record<string, unknown>, now: number): Completion.Completion => {
+  const choice = (body.choices as Array<{ message?: { content?: string | null }; finish_reason?: string }> | undefined)?.[0]
+  const usage = body.usage as { prompt_tokens?: number; completion_tokens?: number; prompt_tokens_details?: { cached_tokens?: number } } | undefined
+  return new Completion.Completion({
+    text: choice?.message?.content ?? "",
+    finishReason: finishReasons[choice?.finish_reason ?? ""] ?? "unknown",
+    usage: {
+      inputTokens: usage?.prompt_tokens ?? 0,
+      outputTokens: usage?.completion_tokens ?? 0,
+      ...(usage?.prompt_tokens_details?.cached_tokens !== undefined ? { cachedInputTokens: usage.prompt_tokens_details.cached_tokens } : {})
+    },
+    model: typeof body.model === "string" ? body.model : request.model,
+    provider,
+    timing: { start: now, end: now }
+  })
+}
+
+/**
+ * A batch backend that sends every batch as one Batch API job (half price, hours of
+ * latency: for offline pipelines). Each caller gets its own item's result or error.
+ * @category constructors @since 0.1.0
+ */
+export const backend = (client: BatchClient, options: JobOptions = {}): BatchBackend => ({
+  name: provider,
+  run: (requests: NonEmptyReadonlyArray<CompletionRequest.CompletionRequest>) =>
+    Effect.gen(function*() {
+      const items = requests.map((request, index) => ({ customId: `item-${index}`, body: chatBody(request) }))
+      const exit = yield* Effect.exit(runJob(client, items, { ...options, endpoint: "/v1/chat/completions" }))
+      if (Exit.isFailure(exit)) return requests.map(() => exit as Exit.Exit<never, LlmError.LlmError>)
+      const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+      return exit.value.map((result, index): Exit.Exit<Completion.Completion, LlmError.LlmError> =>
+        result.ok
+          ? Exit.succeed(toCompletion(requests[index]!, result.body, now))
+          : Exit.fail(LlmError.make(provider, result.status !== undefined
+            ? LlmError.fromHttpStatus({ status: result.status, message: result.message, code: result.code })
+            : result.code === "batch_expired"
+            ? new LlmError.Timeout({ description: result.message })
+            : new LlmError.ServerError({ status: 500, description: `${result.code}: ${result.message}` }))))
+    })
+})

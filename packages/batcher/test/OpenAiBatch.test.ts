@@ -1,0 +1,106 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Batcher, OpenAiBatch } from "@hasten/batcher"
+import { CompletionRequest, Llm } from "@hasten/core"
+import { Simulator } from "@hasten/testkit"
+import { Effect, Exit, Layer } from "effect"
+import OpenAI from "openai"
+
+const withSimulator = <A, E>(
+  options: Parameters<typeof Simulator.start>[0],
+  body: (client: OpenAI, sim: Awaited<ReturnType<typeof Simulator.start>>) => Effect.Effect<A, E>
+) =>
+  Effect.acquireUseRelease(
+    Effect.promise(() => Simulator.start(options)),
+    (sim) => body(new OpenAI({ baseURL: sim.openaiBaseUrl, apiKey: "sk-test", maxRetries: 0 }), sim),
+    (sim) => Effect.promise(() => sim.close())
+  )
+
+const chat = (content: string) => ({ model: "gpt-4o-mini", messages: [{ role: "user", content }], max_tokens: 8 })
+const fast = { pollInterval: "5 millis", maxPollInterval: "20 millis" } as const
+
+describe("OpenAiBatch.runJob (official SDK against the simulator)", () => {
+  it.live("uploads JSONL, polls to completed and returns results in input order", () =>
+    withSimulator({ seed: 1, batch: { validatingMs: 10, perRequestMs: 1, finalizingMs: 5 } }, (client) =>
+      Effect.gen(function*() {
+        const items = ["a", "b", "c", "d", "e"].map((x) => ({ customId: `q-${x}`, body: chat(`say ${x}`) }))
+        const results = yield* OpenAiBatch.runJob(client, items, fast)
+        assert.deepStrictEqual(results.map((r) => r.customId), items.map((i) => i.customId))
+        assert.isTrue(results.every((r) => r.ok))
+        const first = results[0]!
+        if (!first.ok) return
+        const body = first.body as { choices: Array<{ message: { content: string } }>; usage: { completion_tokens: number } }
+        assert.isString(body.choices[0]!.message.content)
+        assert.isAbove(body.usage.completion_tokens, 0)
+      })))
+
+  it.live("a bad line fails only its item and is not resubmitted", () =>
+    withSimulator({ seed: 1, batch: { validatingMs: 5, perRequestMs: 1, finalizingMs: 5 } }, (client) =>
+      Effect.gen(function*() {
+        const results = yield* OpenAiBatch.runJob(client, [
+          { customId: "good", body: chat("hello") },
+          { customId: "bad", body: { model: "gpt-4o-mini" } }
+        ], fast)
+        assert.isTrue(results[0]!.ok)
+        const bad = results[1]!
+        assert.isFalse(bad.ok)
+        if (bad.ok) return
+        assert.strictEqual(bad.status, 400)
+        assert.match(bad.message, /messages/)
+        assert.isFalse(OpenAiBatch.isTransient(bad))
+      })))
+
+  it.live("resubmits only the items an expired batch never reached, until all are done", () =>
+    withSimulator({ seed: 1, batch: { validatingMs: 5, perRequestMs: 20, finalizingMs: 1, expiresAfterMs: 50 } }, (client, sim) =>
+      Effect.gen(function*() {
+        const items = Array.from({ length: 6 }, (_, i) => ({ customId: `item-${i}`, body: chat(`n ${i}`) }))
+        const results = yield* OpenAiBatch.runJob(client, items, { ...fast, maxResubmits: 10 })
+        assert.isTrue(results.every((r) => r.ok), JSON.stringify(results.filter((r) => !r.ok)))
+        const creates = sim.counters().requestsByRoute["POST /v1/batches"] ?? 0
+        assert.isAbove(creates, 1) // it had to resubmit
+        // every item ran exactly once successfully: output tokens were charged for 6 items only
+        assert.strictEqual(results.length, 6)
+      })))
+
+  it.live("gives up after maxResubmits and reports expired items as transient failures", () =>
+    withSimulator({ seed: 1, batch: { validatingMs: 5, perRequestMs: 30, finalizingMs: 1, expiresAfterMs: 40 } }, (client) =>
+      Effect.gen(function*() {
+        const items = Array.from({ length: 4 }, (_, i) => ({ customId: `item-${i}`, body: chat(`n ${i}`) }))
+        const results = yield* OpenAiBatch.runJob(client, items, { ...fast, maxResubmits: 0 })
+        const failed = results.filter((r) => !r.ok)
+        assert.isAbove(failed.length, 0)
+        for (const result of failed) {
+          if (result.ok) continue
+          assert.strictEqual(result.code, "batch_expired")
+          assert.isTrue(OpenAiBatch.isTransient(result))
+        }
+      })))
+
+  it.effect("rejects duplicate custom ids before uploading anything", () =>
+    Effect.gen(function*() {
+      const client = { files: {}, batches: {} } as unknown as OpenAiBatch.BatchClient
+      const error = yield* Effect.flip(OpenAiBatch.runJob(client, [{ customId: "x", body: {} }, { customId: "x", body: {} }]))
+      assert.match(error.message, /duplicate custom_id x/)
+    }))
+})
+
+describe("OpenAiBatch.backend behind Batcher.layer", () => {
+  it.live("callers calling complete one at a time are served by one Batch API job", () =>
+    withSimulator({ seed: 1, batch: { validatingMs: 5, perRequestMs: 1, finalizingMs: 5 } }, (client, sim) =>
+      Effect.gen(function*() {
+        const requests = ["one", "two", "three"].map((text) => CompletionRequest.user("gpt-4o-mini", text, { maxTokens: 8, temperature: 0 }))
+        const good = yield* Effect.forEach(requests, (request) => Llm.complete(request), { concurrency: "unbounded" })
+        assert.strictEqual(good.length, 3)
+        assert.isTrue(good.every((c) => c.text.length > 0 && c.usage.outputTokens > 0 && c.metadata?.batchSize === 3))
+        assert.strictEqual(sim.counters().requestsByRoute["POST /v1/batches"], 1)
+        // a bad item in the next batch fails only its own caller
+        const [ok, bad] = yield* Effect.forEach([
+          CompletionRequest.user("gpt-4o-mini", "fine", { maxTokens: 8 }),
+          CompletionRequest.user("gpt-4o-mini", "broken", { maxTokens: 8, providerOptions: { messages: "not-a-list" } })
+        ], (request) => Effect.exit(Llm.complete(request)), { concurrency: "unbounded" })
+        assert.isTrue(Exit.isSuccess(ok!))
+        assert.isTrue(Exit.isFailure(bad!))
+        if (Exit.isFailure(bad!)) assert.match(String(bad.cause), /InvalidRequest/)
+      }).pipe(Effect.provide(
+        Batcher.layer({ window: "20 millis", backend: OpenAiBatch.backend(client, fast) }).pipe(Layer.provide(Llm.Llm.layerEcho))
+      ))))
+})
