@@ -1,2 +1,165 @@
-/** Placeholder until this module lands. @since 0.1.0 */
-export {}
+#!/usr/bin/env node
+/**
+ * `hasten-simulator`: runs a {@link Simulator} in its own process, for benchmarks that
+ * must not share an event loop with the code they measure. Prints one JSON line
+ * `{"url": …}` on stdout once listening; counters at `GET /_hasten/counters`, the event
+ * log at `GET /_hasten/events`, `POST /_hasten/reset` clears both. Stops on SIGINT/SIGTERM.
+ * @since 0.1.0
+ */
+import { realpathSync } from "node:fs"
+import { fileURLToPath } from "node:url"
+import { parseArgs } from "node:util"
+import * as Simulator from "./Simulator.js"
+
+const usage = `Usage: hasten-simulator [options]
+  --port <n>                 port to listen on (default 0: a free port)
+  --host <addr>              address to bind (default 127.0.0.1)
+  --seed <n>                 seed for jitter, faults and default content (default 0)
+  --rpm <n>                  requests per window per API key
+  --tpm <n>                  tokens per window per API key (prompt + max_tokens)
+  --window-ms <n>            rate-limit window in ms (default 60000)
+  --max-concurrency <n>      calls in flight per API key
+  --quota-exhausted          every key's quota is exhausted (429 insufficient_quota)
+  --quota-tokens <n>         lifetime tokens per key before its quota is exhausted
+  --default-max-tokens <n>   output tokens reserved when a request sets none (default 64)
+  --ttft-ms <n>              time to first token in ms
+  --per-token-ms <n>         time per output token in ms
+  --jitter <x>               relative latency jitter in [0, 1]
+  --fault-rate <x>           probability in [0, 1] that a model call fails
+  --fault-kinds <list>       comma-separated of 500,503,reset,hang (default all)
+  --api-keys <list>          comma-separated keys to accept (default: any non-empty key)
+  --embedding-dimensions <n> embedding length when a request sets none (default 16)
+  --batch-validating-ms <n>, --batch-per-request-ms <n>, --batch-finalizing-ms <n>, --batch-expires-after-ms <n>
+  --help                     print this help`
+
+const numberFlags = [
+  "port", "seed", "rpm", "tpm", "window-ms", "max-concurrency", "quota-tokens", "default-max-tokens", "ttft-ms",
+  "per-token-ms", "jitter", "fault-rate", "embedding-dimensions", "batch-validating-ms", "batch-per-request-ms",
+  "batch-finalizing-ms", "batch-expires-after-ms"
+] as const
+
+/** A flag that is missing its value, not a number, or unknown. @category errors @since 0.1.0 */
+export class CliError extends Error {
+  override readonly name = "CliError"
+}
+
+/**
+ * Parses command-line flags into simulator options, throwing a {@link CliError} that
+ * names the bad flag. Returns `undefined` for `--help`.
+ * @category constructors @since 0.1.0
+ */
+export const parseFlags = (argv: ReadonlyArray<string>): Simulator.Options | undefined => {
+  let values: Record<string, string | boolean | undefined>
+  try {
+    values = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        ...Object.fromEntries(numberFlags.map((name) => [name, { type: "string" as const }])),
+        host: { type: "string" },
+        "fault-kinds": { type: "string" },
+        "api-keys": { type: "string" },
+        "quota-exhausted": { type: "boolean" },
+        help: { type: "boolean" }
+      }
+    }).values as Record<string, string | boolean | undefined>
+  } catch (error) {
+    throw new CliError(`${(error as Error).message}\n${usage}`)
+  }
+  if (values.help === true) return undefined
+  const numbers: Partial<Record<(typeof numberFlags)[number], number>> = {}
+  for (const name of numberFlags) {
+    const raw = values[name]
+    if (raw === undefined) continue
+    const value = Number(raw)
+    if (typeof raw !== "string" || raw.trim() === "" || !Number.isFinite(value) || value < 0) {
+      throw new CliError(`--${name} must be a non-negative number, got ${JSON.stringify(raw)}`)
+    }
+    numbers[name] = value
+  }
+  for (const name of ["jitter", "fault-rate"] as const) {
+    if ((numbers[name] ?? 0) > 1) throw new CliError(`--${name} must be between 0 and 1, got ${numbers[name]}`)
+  }
+  const kinds = typeof values["fault-kinds"] === "string" ? values["fault-kinds"].split(",").map((kind) => kind.trim()).filter((kind) => kind.length > 0) : undefined
+  for (const kind of kinds ?? []) {
+    if (!["500", "503", "reset", "hang"].includes(kind)) throw new CliError(`--fault-kinds: unknown kind ${JSON.stringify(kind)} (expected 500, 503, reset, hang)`)
+  }
+  const defined = <T extends Record<string, unknown>>(record: T): T =>
+    Object.fromEntries(Object.entries(record).filter(([, value]) => value !== undefined)) as T
+  const limits = defined({
+    rpm: numbers.rpm,
+    tpm: numbers.tpm,
+    windowMs: numbers["window-ms"],
+    maxConcurrency: numbers["max-concurrency"],
+    quotaExhausted: values["quota-exhausted"] === true ? true : undefined,
+    quotaTokens: numbers["quota-tokens"],
+    defaultMaxTokens: numbers["default-max-tokens"]
+  })
+  const latency = defined({ ttftMs: numbers["ttft-ms"], perTokenMs: numbers["per-token-ms"], jitter: numbers.jitter })
+  const batch = defined({
+    validatingMs: numbers["batch-validating-ms"],
+    perRequestMs: numbers["batch-per-request-ms"],
+    finalizingMs: numbers["batch-finalizing-ms"],
+    expiresAfterMs: numbers["batch-expires-after-ms"]
+  })
+  return defined({
+    port: numbers.port,
+    host: typeof values.host === "string" ? values.host : undefined,
+    seed: numbers.seed,
+    limits: Object.keys(limits).length > 0 ? limits : undefined,
+    latency: Object.keys(latency).length > 0 ? latency : undefined,
+    faults: numbers["fault-rate"] !== undefined
+      ? { rate: numbers["fault-rate"], ...(kinds !== undefined ? { kinds: kinds as Array<Simulator.FaultKind> } : {}) }
+      : undefined,
+    apiKeys: typeof values["api-keys"] === "string" ? values["api-keys"].split(",").map((key) => key.trim()).filter((key) => key.length > 0) : undefined,
+    embeddingDimensions: numbers["embedding-dimensions"],
+    batch: Object.keys(batch).length > 0 ? batch : undefined
+  }) as Simulator.Options
+}
+
+/**
+ * Starts a simulator from flags and prints `{"url", "port", "openaiBaseUrl", "anthropicBaseUrl", "replicateBaseUrl"}`
+ * as one JSON line. Resolves with the running instance.
+ * @category constructors @since 0.1.0
+ */
+export const main = async (argv: ReadonlyArray<string>, write: (line: string) => void = (line) => process.stdout.write(line)): Promise<Simulator.Instance | undefined> => {
+  const options = parseFlags(argv)
+  if (options === undefined) {
+    write(`${usage}\n`)
+    return undefined
+  }
+  const sim = await Simulator.start(options)
+  write(`${JSON.stringify({
+    url: sim.url,
+    port: sim.port,
+    openaiBaseUrl: sim.openaiBaseUrl,
+    anthropicBaseUrl: sim.anthropicBaseUrl,
+    replicateBaseUrl: sim.replicateBaseUrl
+  })}\n`)
+  return sim
+}
+
+const isEntryPoint = (): boolean => {
+  const entry = process.argv[1]
+  if (entry === undefined) return false
+  try {
+    return realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url))
+  } catch {
+    return false
+  }
+}
+
+if (isEntryPoint()) {
+  main(process.argv.slice(2)).then((sim) => {
+    if (sim === undefined) return
+    const stop = () => {
+      void sim.close().then(() => process.exit(0))
+    }
+    process.once("SIGINT", stop)
+    process.once("SIGTERM", stop)
+  }, (error: unknown) => {
+    process.stderr.write(`hasten-simulator: ${error instanceof Error ? error.message : String(error)}\n`)
+    process.exit(2)
+  })
+}
