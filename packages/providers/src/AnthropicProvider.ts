@@ -36,12 +36,17 @@ export interface Options {
   readonly headers?: Readonly<Record<string, string>> | undefined
   /** A custom `fetch`. */
   readonly fetch?: typeof globalThis.fetch | undefined
+  /**
+   * Marks the system prompt as a prompt-cache breakpoint (`cache_control: ephemeral`), so
+   * repeated calls with the same system prompt read it from Anthropic's cache.
+   */
+  readonly promptCaching?: boolean | undefined
 }
 
 /** The Messages API body a request maps to (exported for tests and debugging). @category utils @since 0.1.0 */
 export const toBody = (
   request: CompletionRequest.CompletionRequest,
-  options: Pick<Options, "model" | "defaultMaxTokens"> = {}
+  options: Pick<Options, "model" | "defaultMaxTokens" | "promptCaching"> = {}
 ): MessageCreateParamsNonStreaming => {
   const system: Array<string> = []
   const messages: Array<MessageParam> = []
@@ -54,7 +59,13 @@ export const toBody = (
     model: request.model.length > 0 ? request.model : options.model ?? "",
     max_tokens: request.maxTokens ?? options.defaultMaxTokens ?? 1024,
     messages,
-    ...(system.length > 0 ? { system: system.join("\n\n") } : {}),
+    ...(system.length > 0
+      ? {
+        system: options.promptCaching === true
+          ? [{ type: "text" as const, text: system.join("\n\n"), cache_control: { type: "ephemeral" as const } }]
+          : system.join("\n\n")
+      }
+      : {}),
     ...(request.temperature !== undefined ? { temperature: request.temperature } : {}),
     ...(request.topP !== undefined ? { top_p: request.topP } : {}),
     ...(request.topK !== undefined ? { top_k: request.topK } : {}),
