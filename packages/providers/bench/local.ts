@@ -1,0 +1,177 @@
+/**
+ * Benchmarks of the local provider (node-llama-cpp, stories260K on CPU, threads 1):
+ *   (a) model reload per call vs ModelPool (20 prompts)
+ *   (b) local OpenAI-compatible server vs direct provider: overhead per request
+ *   (d) repeat/frequency/presence penalties on vs off: tokens/s (goal: within 5%)
+ *   (e) the local server with 1 vs 4 concurrent clients (4 sequences)
+ * Run from packages/providers after `tsup`: `node bench/local.ts [--quick]`.
+ * Prints a table, then ONE JSON line, last.
+ */
+import { CompletionRequest, Llm } from "@hasten/core"
+import { Effect, Layer, ManagedRuntime } from "effect"
+import { LlamaCompletion } from "node-llama-cpp"
+import OpenAI from "openai"
+import { Local, ModelPool } from "@hasten/providers/local"
+import { Server } from "@hasten/providers/server"
+
+const quick = process.argv.includes("--quick")
+const modelName = "stories260K.gguf"
+const prompts = [
+  "Once upon a time",
+  "The little dog",
+  "Lily and Ben went to the park",
+  "One day, a big bird",
+  "Tom had a red ball",
+  "The sun was shining",
+  "There was a small cat",
+  "Mom said",
+  "The boy wanted to play",
+  "In the forest",
+  "A girl named Sue",
+  "The old tree",
+  "Sam found a box",
+  "The happy frog",
+  "It was a rainy day",
+  "The car was fast",
+  "Anna liked flowers",
+  "The fish swam",
+  "Max saw a bug",
+  "The princess smiled"
+]
+
+const now = (): number => performance.now()
+const median = (values: ReadonlyArray<number>): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
+const round = (value: number, digits = 2): number => Number(value.toFixed(digits))
+
+const request = (prompt: string, maxTokens: number, extra: Partial<CompletionRequest.CompletionRequestInput> = {}) =>
+  CompletionRequest.makeUnsafe({ model: "stories260K", messages: [], prompt, temperature: 0, maxTokens, ...extra })
+
+const modelPath = await Effect.runPromise(Local.resolveModelPath(modelName))
+const rows: Array<[string, string, string, string]> = []
+const result: Record<string, unknown> = { bench: "providers-local", quick, model: modelName }
+
+// (a) reload per call vs pool ---------------------------------------------------------
+{
+  const count = quick ? 10 : 20
+  const maxTokens = 32
+  // both sides use the same process-wide llama.cpp binding, loaded before timing
+  const llama = await Effect.runPromise(ModelPool.getLlama(false))
+  const baselineStart = now()
+  for (const prompt of prompts.slice(0, count)) {
+    const model = await llama.loadModel({ modelPath })
+    const context = await model.createContext({ contextSize: 256, threads: 1 })
+    const completion = new LlamaCompletion({ contextSequence: context.getSequence() })
+    await completion.generateCompletion(prompt, { temperature: 0, maxTokens, repeatPenalty: false })
+    completion.dispose()
+    await context.dispose()
+    await model.dispose()
+  }
+  const baselineMs = now() - baselineStart
+  const runtime = ManagedRuntime.make(Local.layer({ model: modelPath, contextSize: 256 }))
+  const pooledStart = now()
+  await runtime.runPromise(Effect.forEach(prompts.slice(0, count), (prompt) => Llm.complete(request(prompt, maxTokens)), { discard: true }))
+  const pooledMs = now() - pooledStart
+  await runtime.dispose()
+  const speedup = baselineMs / pooledMs
+  rows.push([`(a) ${count} prompts x ${maxTokens} tokens`, `reload per call ${round(baselineMs, 0)} ms`, `ModelPool ${round(pooledMs, 0)} ms (load included)`, `${round(speedup, 1)}x faster`])
+  result.a = { prompts: count, reloadMs: round(baselineMs, 1), poolMs: round(pooledMs, 1), speedup: round(speedup, 2) }
+}
+
+// one runtime for (b), (d), (e): a 4-sequence model behind a server ----------------------
+const runtime = ManagedRuntime.make(
+  Server.layer({ port: 0 }).pipe(Layer.provideMerge(Local.layer({ model: modelPath, contextSize: 512, sequences: 4 })))
+)
+const server = await runtime.runPromise(Effect.service(Server.Server))
+const openai = new OpenAI({ baseURL: server.baseUrl, apiKey: "local", maxRetries: 0 })
+
+// (b) server vs direct overhead --------------------------------------------------------
+{
+  const count = quick ? 20 : 60
+  const maxTokens = 16
+  const direct: Array<number> = []
+  const viaServer: Array<number> = []
+  // warm up both paths
+  await runtime.runPromise(Llm.complete(request("Once upon a time", maxTokens)))
+  await openai.completions.create({ model: "stories260K", prompt: "Once upon a time", temperature: 0, max_tokens: maxTokens })
+  for (let i = 0; i < count; i++) {
+    const prompt = prompts[i % prompts.length]!
+    let start = now()
+    await runtime.runPromise(Llm.complete(request(prompt, maxTokens)))
+    direct.push(now() - start)
+    start = now()
+    await openai.completions.create({ model: "stories260K", prompt, temperature: 0, max_tokens: maxTokens })
+    viaServer.push(now() - start)
+  }
+  const overhead = median(viaServer) - median(direct)
+  const ratio = median(viaServer) / median(direct)
+  rows.push([`(b) ${count} requests x ${maxTokens} tokens`, `direct ${round(median(direct))} ms/req`, `server (openai SDK) ${round(median(viaServer))} ms/req`, `+${round(overhead)} ms (${round(ratio)}x)`])
+  result.b = { requests: count, directMedianMs: round(median(direct), 3), serverMedianMs: round(median(viaServer), 3), overheadMs: round(overhead, 3), ratio: round(ratio, 3) }
+}
+
+// (d) penalties on vs off ----------------------------------------------------------------
+{
+  const rounds = quick ? 4 : 10
+  const maxTokens = 400
+  const penalties = { repeatPenalty: 1.1, frequencyPenalty: 0.1, presencePenalty: 0.1, penaltyWindow: 64 }
+  const rate = async (extra: Partial<CompletionRequest.CompletionRequestInput>) => {
+    const start = now()
+    const completion = await runtime.runPromise(Llm.complete(request("Once upon a time", maxTokens, extra)))
+    return { tokens: completion.usage.outputTokens, ms: now() - start }
+  }
+  await rate({})
+  await rate(penalties)
+  const off = { tokens: 0, ms: 0 }
+  const on = { tokens: 0, ms: 0 }
+  for (let i = 0; i < rounds; i++) {
+    // alternate the order so drift on a shared machine hits both sides
+    const [first, second] = i % 2 === 0 ? [off, on] : [on, off]
+    const a = await rate(first === off ? {} : penalties)
+    first.tokens += a.tokens
+    first.ms += a.ms
+    const b = await rate(second === off ? {} : penalties)
+    second.tokens += b.tokens
+    second.ms += b.ms
+  }
+  const offRate = (off.tokens / off.ms) * 1000
+  const onRate = (on.tokens / on.ms) * 1000
+  const ratio = onRate / offRate
+  rows.push([`(d) ${rounds} x ${maxTokens} tokens`, `penalties off ${round(offRate, 0)} tok/s`, `penalties on ${round(onRate, 0)} tok/s`, `${round(ratio * 100, 1)}% (goal >= 95%)`])
+  result.d = { offTokensPerSecond: round(offRate, 1), onTokensPerSecond: round(onRate, 1), ratio: round(ratio, 3), withinFivePercent: ratio >= 0.95 }
+}
+
+// (e) 1 vs 4 concurrent clients ------------------------------------------------------
+{
+  const total = quick ? 16 : 32
+  const maxTokens = 64
+  const run = async (clients: number) => {
+    let next = 0
+    let tokens = 0
+    const start = now()
+    await Promise.all(Array.from({ length: clients }, async () => {
+      while (next < total) {
+        const prompt = prompts[next++ % prompts.length]!
+        const response = await openai.completions.create({ model: "stories260K", prompt, temperature: 0, max_tokens: maxTokens })
+        tokens += response.usage?.completion_tokens ?? 0
+      }
+    }))
+    return (tokens / (now() - start)) * 1000
+  }
+  await run(4)
+  const one = await run(1)
+  const four = await run(4)
+  rows.push([`(e) ${total} requests x ${maxTokens} tokens`, `1 client ${round(one, 0)} tok/s`, `4 clients ${round(four, 0)} tok/s`, `${round(four / one)}x`])
+  result.e = { requests: total, oneClientTokensPerSecond: round(one, 1), fourClientsTokensPerSecond: round(four, 1), speedup: round(four / one, 3) }
+}
+
+await runtime.dispose()
+
+const widths = [0, 1, 2, 3].map((column) => Math.max(...rows.map((row) => row[column]!.length), 10))
+const line = (cells: ReadonlyArray<string>) => cells.map((cell, column) => cell.padEnd(widths[column]!)).join(" | ")
+console.log(line(["benchmark", "baseline", "hasten", "result"]))
+console.log(widths.map((width) => "-".repeat(width)).join("-|-"))
+for (const row of rows) console.log(line(row))
+console.log(JSON.stringify(result))
