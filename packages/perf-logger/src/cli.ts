@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+/**
+ * `hasten-perf`: compare two runs, or regenerate a run's report.
+ *
+ *     hasten-perf compare <runA> <runB>   ratio table (B / A) of two runs' summary.json
+ *     hasten-perf report <run>            rewrite summary.json and report.html from events.jsonl
+ *     hasten-perf summary <run>           print the summary table of a run
+ *
+ * A run is a run folder, its `summary.json`, or a run id under `./performance_logs`.
+ * @since 0.1.0
+ */
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { pathToFileURL } from "node:url"
+import * as PerfLogger from "./PerfLogger.js"
+
+const usage = `usage:
+  hasten-perf compare <runA> <runB>   ratio table (B / A) of two runs
+  hasten-perf report <run>            regenerate summary.json and report.html from events.jsonl
+  hasten-perf summary <run>           print a run's summary table
+a run is a run folder, a summary.json file, or a run id under ./performance_logs`
+
+const resolveRun = (run: string, cwd: string): string => {
+  const direct = Path.resolve(cwd, run)
+  if (Fs.existsSync(direct)) return direct
+  const underLogs = Path.resolve(cwd, "performance_logs", run)
+  if (Fs.existsSync(underLogs)) return underLogs
+  throw new PerfLogger.InvalidOptions(`hasten-perf: no run at ${direct} or ${underLogs}`)
+}
+
+const loadSummary = (run: string, cwd: string): PerfLogger.Summary => {
+  const path = resolveRun(run, cwd)
+  const isDirectory = Fs.statSync(path).isDirectory()
+  if (isDirectory && !Fs.existsSync(Path.join(path, "summary.json")) && Fs.existsSync(Path.join(path, "events.jsonl"))) {
+    return PerfLogger.readRun(path).summary
+  }
+  return PerfLogger.readSummary(path)
+}
+
+/**
+ * Runs the CLI on `argv` (without `node` and the script) and returns the exit code and
+ * what it printed.
+ * @category cli @since 0.1.0
+ */
+export const main = (argv: ReadonlyArray<string>, cwd = process.cwd()): { readonly code: number; readonly output: string } => {
+  const [command, ...rest] = argv
+  try {
+    switch (command) {
+      case "compare": {
+        if (rest.length !== 2) return { code: 2, output: usage }
+        const a = loadSummary(rest[0]!, cwd)
+        const b = loadSummary(rest[1]!, cwd)
+        return { code: 0, output: PerfLogger.renderCompare(a, b) }
+      }
+      case "report": {
+        if (rest.length !== 1) return { code: 2, output: usage }
+        const runDir = resolveRun(rest[0]!, cwd)
+        const summary = PerfLogger.writeReport(runDir)
+        return {
+          code: 0,
+          output: `${PerfLogger.renderSummary(summary)}\nwrote ${Path.join(runDir, "summary.json")} and ${Path.join(runDir, "report.html")}`
+        }
+      }
+      case "summary": {
+        if (rest.length !== 1) return { code: 2, output: usage }
+        return { code: 0, output: PerfLogger.renderSummary(loadSummary(rest[0]!, cwd)) }
+      }
+      case "help":
+      case "--help":
+      case "-h":
+        return { code: 0, output: usage }
+      default:
+        return { code: 2, output: command === undefined ? usage : `hasten-perf: unknown command ${command}\n${usage}` }
+    }
+  } catch (error) {
+    return { code: 1, output: error instanceof Error ? error.message : String(error) }
+  }
+}
+
+const entry = process.argv[1]
+if (entry !== undefined && import.meta.url === pathToFileURL(Fs.realpathSync(entry)).href) {
+  const { code, output } = main(process.argv.slice(2))
+  ;(code === 0 ? process.stdout : process.stderr).write(output + "\n")
+  process.exitCode = code
+}
