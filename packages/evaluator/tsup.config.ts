@@ -1,10 +1,24 @@
 import { defineConfig } from "tsup"
 
 export default defineConfig({
-  entry: ["src/index.ts","src/Evaluator.ts","src/cli.ts"],
+  entry: [
+    "src/index.ts",
+    "src/Dataset.ts",
+    "src/Evaluator.ts",
+    "src/Sampling.ts",
+    "src/Scorer.ts",
+    "src/Stats.ts",
+    "src/Report.ts",
+    "src/Progress.ts",
+    "src/Stack.ts",
+    "src/Command.ts",
+    "src/cli.ts"
+  ],
   format: ["esm"],
   dts: true,
   clean: true,
   sourcemap: true,
-  target: "node24"
+  target: "node24",
+  // Providers and SDKs are loaded on demand by the CLI; never bundle them.
+  external: [/^@hasten\//, /^effect/, "node-llama-cpp", "openai", "@anthropic-ai/sdk", "replicate"]
 })

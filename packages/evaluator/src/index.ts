@@ -19,3 +19,5 @@ export * as Report from "./Report.js"
 export * as Progress from "./Progress.js"
 /** Default middleware stacks (cache, perf-logger, rate limit). @since 0.1.0 */
 export * as Stack from "./Stack.js"
+/** The `hasten-eval` command (argument parsing, provider specs, report files). @since 0.1.0 */
+export * as Command from "./Command.js"

@@ -1,0 +1,366 @@
+/**
+ * The `hasten-eval` command: parses arguments, builds candidate and judge stacks
+ * (provider → rate limit → perf-logger → cache), runs the evaluation and writes
+ * `report.json`, `report.md` and perf-logger's `report.html` into the output folder.
+ * Bad arguments, missing files and models end with a one-line message, not a stack trace.
+ * @since 0.1.0
+ */
+import { Llm } from "@hasten/core"
+import { PerfLogger } from "@hasten/perf-logger"
+import { Cause, Effect, Exit, Fiber, Layer, Schema } from "effect"
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import * as Path from "node:path"
+import { parseArgs } from "node:util"
+import * as Dataset from "./Dataset.js"
+import * as Evaluator from "./Evaluator.js"
+import * as Progress from "./Progress.js"
+import * as Report from "./Report.js"
+import * as Sampling from "./Sampling.js"
+import * as Scorer from "./Scorer.js"
+import * as Stack from "./Stack.js"
+
+/** Wrong command-line usage. @category errors @since 0.1.0 */
+export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", {
+  description: Schema.String
+}) {
+  override get message(): string {
+    return this.description
+  }
+}
+
+/** The usage text. @category configuration @since 0.1.0 */
+export const usage = `Usage: hasten-eval --dataset <name|file> --candidate <spec> [--candidate <spec> ...] [options]
+
+  --dataset <d>           gsm8k | gsm8k-train | truthfulqa-mc | truthfulqa | path to .jsonl/.csv/.json
+  --candidate <spec>      local:<model.gguf>[@<lora.gguf>] | openai:<model> | anthropic:<model> | replicate:<owner/model> | echo:<name>
+  --judge <spec>          the LLM judge (same spec forms); required by --scorer judge
+  --scorer <s>            gsm8k | gsm8k-strict | multiple-choice | exact-match | judge (default: by dataset)
+  --rubric <text>         the judge's rubric
+  --questions <n>         questions to sample (default: all)
+  --seed <n>              selection, generation and bootstrap seed (default 42)
+  --trials <n>            trials per question (default 1)
+  --self-correct <k>      revision turns after the first answer (default 0)
+  --concurrency <n>       concurrent candidate calls (default 4)
+  --judge-concurrency <n> concurrent judge calls (default 8)
+  --max-tokens <n>        generation budget per answer (default 256)
+  --out <dir>             output folder (default .hasten/eval/<dataset>-seed<seed>)
+  --cache <path>          SQLite response cache (default .hasten/cache.db)
+  --no-cache              do not read or write the response cache
+  --no-perf               do not record perf-logger measurements
+  --fresh                 ignore (delete) the checkpoint in --out and start over
+  --on-invalid <mode>     skip | fail: what to do with invalid dataset rows (default skip)
+  --threads <n>           CPU threads of local models (default 1)
+  --compare <a.json> <b.json> ...   print a side-by-side comparison of report files and exit
+  --help
+
+Environment: OPENAI_API_KEY, OPENAI_BASE_URL, ANTHROPIC_API_KEY, REPLICATE_API_TOKEN,
+HASTEN_DATA_DIR, HASTEN_MODELS_DIR, CI (plain progress lines).`
+
+/** Parsed command-line options. @category models @since 0.1.0 */
+export interface Args {
+  readonly dataset: string
+  readonly candidates: ReadonlyArray<string>
+  readonly judge: string | undefined
+  readonly scorer: string | undefined
+  readonly rubric: string | undefined
+  readonly questions: number | undefined
+  readonly seed: number
+  readonly trials: number
+  readonly selfCorrect: number
+  readonly concurrency: number
+  readonly judgeConcurrency: number
+  readonly maxTokens: number
+  readonly out: string | undefined
+  readonly cache: string | false
+  readonly perf: boolean
+  readonly fresh: boolean
+  readonly onInvalid: Dataset.OnInvalid
+  readonly threads: number
+}
+
+const integer = (name: string, value: string | undefined, fallback: number, minimum: number): Effect.Effect<number, UsageError> => {
+  if (value === undefined) return Effect.succeed(fallback)
+  const parsed = Number(value)
+  return Number.isInteger(parsed) && parsed >= minimum
+    ? Effect.succeed(parsed)
+    : Effect.fail(new UsageError({ description: `--${name} must be an integer ≥ ${minimum}, got "${value}"` }))
+}
+
+/**
+ * Parses `hasten-eval` arguments (without the node and script paths).
+ * @category parsing @since 0.1.0
+ */
+export const parse = (argv: ReadonlyArray<string>): Effect.Effect<Args | { readonly help: true } | { readonly compare: ReadonlyArray<string> }, UsageError> =>
+  Effect.gen(function*() {
+    const parsed = yield* Effect.try({
+      try: () =>
+        parseArgs({
+          args: [...argv],
+          allowPositionals: true,
+          strict: true,
+          options: {
+            dataset: { type: "string" },
+            candidate: { type: "string", multiple: true },
+            judge: { type: "string" },
+            scorer: { type: "string" },
+            rubric: { type: "string" },
+            questions: { type: "string" },
+            seed: { type: "string" },
+            trials: { type: "string" },
+            "self-correct": { type: "string" },
+            concurrency: { type: "string" },
+            "judge-concurrency": { type: "string" },
+            "max-tokens": { type: "string" },
+            out: { type: "string" },
+            cache: { type: "string" },
+            "no-cache": { type: "boolean" },
+            "no-perf": { type: "boolean" },
+            fresh: { type: "boolean" },
+            "on-invalid": { type: "string" },
+            threads: { type: "string" },
+            compare: { type: "boolean" },
+            help: { type: "boolean", short: "h" }
+          }
+        }),
+      catch: (error) => new UsageError({ description: `${error instanceof Error ? error.message : String(error)}\n\n${usage}` })
+    })
+    const values = parsed.values
+    if (values.help === true) return { help: true } as const
+    if (values.compare === true) {
+      if (parsed.positionals.length < 1) return yield* new UsageError({ description: "--compare needs one or more report.json files" })
+      return { compare: parsed.positionals } as const
+    }
+    if (parsed.positionals.length > 0) return yield* new UsageError({ description: `unexpected argument "${parsed.positionals[0]}"\n\n${usage}` })
+    if (values.dataset === undefined) return yield* new UsageError({ description: `--dataset is required\n\n${usage}` })
+    if (values.candidate === undefined || values.candidate.length === 0) return yield* new UsageError({ description: `at least one --candidate is required\n\n${usage}` })
+    const scorers = ["gsm8k", "gsm8k-strict", "multiple-choice", "exact-match", "judge"]
+    if (values.scorer !== undefined && !scorers.includes(values.scorer)) {
+      return yield* new UsageError({ description: `--scorer must be one of ${scorers.join(", ")}, got "${values.scorer}"` })
+    }
+    const onInvalid = values["on-invalid"] ?? "skip"
+    if (onInvalid !== "skip" && onInvalid !== "fail") return yield* new UsageError({ description: `--on-invalid must be skip or fail, got "${onInvalid}"` })
+    for (const spec of [...values.candidate, ...(values.judge !== undefined ? [values.judge] : [])]) yield* parseSpec(spec)
+    return {
+      dataset: values.dataset,
+      candidates: values.candidate,
+      judge: values.judge,
+      scorer: values.scorer,
+      rubric: values.rubric,
+      questions: values.questions === undefined ? undefined : yield* integer("questions", values.questions, 0, 1),
+      seed: yield* integer("seed", values.seed, Sampling.defaultSeed, 0),
+      trials: yield* integer("trials", values.trials, 1, 1),
+      selfCorrect: yield* integer("self-correct", values["self-correct"], 0, 0),
+      concurrency: yield* integer("concurrency", values.concurrency, 4, 1),
+      judgeConcurrency: yield* integer("judge-concurrency", values["judge-concurrency"], 8, 1),
+      maxTokens: yield* integer("max-tokens", values["max-tokens"], 256, 1),
+      out: values.out,
+      cache: values["no-cache"] === true ? false : values.cache ?? ".hasten/cache.db",
+      perf: values["no-perf"] !== true,
+      fresh: values.fresh === true,
+      onInvalid,
+      threads: yield* integer("threads", values.threads, 1, 1)
+    } satisfies Args
+  })
+
+/** A parsed candidate or judge spec. @category models @since 0.1.0 */
+export interface Spec {
+  readonly provider: "local" | "openai" | "anthropic" | "replicate" | "echo"
+  readonly model: string
+  readonly adapter?: string
+}
+
+/**
+ * Parses `provider:model[@adapter]` (the adapter only for `local`).
+ * @category parsing @since 0.1.0
+ */
+export const parseSpec = (spec: string): Effect.Effect<Spec, UsageError> => {
+  const match = /^(local|openai|anthropic|replicate|echo):(.+)$/.exec(spec)
+  if (match === null) {
+    return Effect.fail(new UsageError({ description: `bad model spec "${spec}": expected local:<model.gguf>[@<lora.gguf>], openai:<model>, anthropic:<model>, replicate:<owner/model> or echo:<name>` }))
+  }
+  const provider = match[1] as Spec["provider"]
+  const rest = match[2]!
+  if (provider === "local" && rest.includes("@")) {
+    const [model, adapter] = rest.split("@") as [string, string]
+    if (model.length === 0 || adapter.length === 0) return Effect.fail(new UsageError({ description: `bad model spec "${spec}": expected local:<model>@<adapter>` }))
+    return Effect.succeed({ provider, model, adapter })
+  }
+  return Effect.succeed({ provider, model: rest })
+}
+
+/** The scorer a dataset uses when `--scorer` is not given. @category parsing @since 0.1.0 */
+export const defaultScorer = (dataset: string, hasJudge: boolean): string =>
+  /gsm8k/i.test(dataset) ? "gsm8k" : /truthfulqa|\.json$/i.test(dataset) ? "multiple-choice" : hasJudge ? "judge" : "exact-match"
+
+const scorerOf = (name: string, rubric: string | undefined): Scorer.Scorer => {
+  switch (name) {
+    case "gsm8k":
+      return Scorer.gsm8k()
+    case "gsm8k-strict":
+      return Scorer.gsm8k({ mode: "strict" })
+    case "multiple-choice":
+      return Scorer.multipleChoice
+    case "exact-match":
+      return Scorer.exactMatch
+    default:
+      return Scorer.judge(rubric !== undefined ? { rubric } : undefined)
+  }
+}
+
+/** The model id a provider layer answers to for a spec. @category parsing @since 0.1.0 */
+export const modelId = (spec: Spec): string => spec.provider === "local" ? Path.basename(spec.model).replace(/\.gguf$/i, "") : spec.model
+
+/**
+ * The provider layer for a spec. Providers are loaded on demand from `@hasten/providers`,
+ * so the library itself does not depend on any SDK.
+ * @category constructors @since 0.1.0
+ */
+export const providerLayer = (spec: Spec, options: { readonly threads: number; readonly sequences: number }): Layer.Layer<Llm.Llm, unknown> =>
+  Layer.unwrap(Effect.tryPromise({
+    try: async (): Promise<Layer.Layer<Llm.Llm, unknown>> => {
+      switch (spec.provider) {
+        case "echo":
+          return Llm.Llm.layerEcho
+        case "local": {
+          const { Local } = await import("@hasten/providers/local")
+          return Local.layer({ model: spec.model, threads: options.threads, sequences: options.sequences })
+        }
+        case "openai": {
+          const { OpenAi } = await import("@hasten/providers/openai")
+          return OpenAi.layerConfig({ model: spec.model })
+        }
+        case "anthropic": {
+          const { Anthropic } = await import("@hasten/providers/anthropic")
+          return Anthropic.layerConfig({ model: spec.model })
+        }
+        case "replicate": {
+          const { Replicate } = await import("@hasten/providers/replicate")
+          return Replicate.layerConfig({ model: spec.model })
+        }
+      }
+    },
+    catch: (error) => new UsageError({ description: `cannot load the ${spec.provider} provider (is @hasten/providers installed?): ${error instanceof Error ? error.message : String(error)}` })
+  }))
+
+/** Writes the report files; returns their paths. @category rendering @since 0.1.0 */
+export const writeReports = (out: string, result: Evaluator.RunResult): { readonly json: string; readonly markdown: string } => {
+  mkdirSync(out, { recursive: true })
+  const json = Path.join(out, "report.json")
+  const markdown = Path.join(out, "report.md")
+  writeFileSync(json, Report.toJson(result))
+  writeFileSync(markdown, Report.toMarkdown(result.report, result.timing))
+  return { json, markdown }
+}
+
+/** Runs an evaluation from parsed arguments. @category runners @since 0.1.0 */
+export const evaluate = (args: Args, progress: Progress.Progress = Progress.make()) =>
+  Effect.gen(function*() {
+    const dataset = yield* Dataset.load(args.dataset, { onInvalid: args.onInvalid })
+    const out = args.out ?? Path.join(".hasten", "eval", `${dataset.name}-seed${args.seed}`)
+    mkdirSync(out, { recursive: true })
+    const checkpoint = Path.join(out, "checkpoint.jsonl")
+    if (args.fresh && existsSync(checkpoint)) rmSync(checkpoint)
+    const cache = args.cache === false ? undefined : Stack.cacheStore({ path: args.cache })
+    const perf = args.perf ? PerfLogger.layer({ dir: out, runId: "perf", console: false }) : undefined
+    const middleware: Stack.Middleware = { ...(cache !== undefined ? { cache } : {}), ...(perf !== undefined ? { perf } : {}) }
+    // One provider layer per model (adapters share it), so a local model loads once.
+    const providers = new Map<string, Layer.Layer<Llm.Llm, unknown>>()
+    const stackFor = (spec: Spec, sequences: number) => {
+      const key = `${spec.provider}:${spec.model}`
+      let layer = providers.get(key)
+      if (layer === undefined) {
+        layer = Stack.wrap(providerLayer(spec, { threads: args.threads, sequences }), middleware)
+        providers.set(key, layer)
+      }
+      return layer
+    }
+    const candidates: Array<Evaluator.Candidate> = []
+    for (const text of args.candidates) {
+      const spec = yield* parseSpec(text)
+      candidates.push({ name: text, model: modelId(spec), ...(spec.adapter !== undefined ? { adapter: spec.adapter } : {}), llm: stackFor(spec, 1) })
+    }
+    const judgeSpec = args.judge === undefined ? undefined : yield* parseSpec(args.judge)
+    const scorerName = args.scorer ?? defaultScorer(args.dataset, judgeSpec !== undefined)
+    const result = yield* Evaluator.run({
+      dataset,
+      scorer: scorerOf(scorerName, args.rubric),
+      candidates,
+      ...(judgeSpec !== undefined
+        ? { judge: { name: args.judge!, model: modelId(judgeSpec), llm: stackFor(judgeSpec, 1), concurrency: args.judgeConcurrency } }
+        : {}),
+      ...(args.questions !== undefined ? { questions: args.questions } : {}),
+      seed: args.seed,
+      trials: args.trials,
+      selfCorrect: args.selfCorrect,
+      concurrency: args.concurrency,
+      maxTokens: args.maxTokens,
+      checkpoint,
+      progress
+    })
+    const files = writeReports(out, result)
+    return { result, files, out, perfReport: args.perf ? Path.join(out, "perf", "report.html") : undefined }
+  })
+
+const messageOf = (cause: Cause.Cause<unknown>): string => {
+  const failure = cause.reasons.find((reason) => reason._tag === "Fail")
+  if (failure?._tag === "Fail") {
+    const error = failure.error as { message?: unknown }
+    return typeof error?.message === "string" ? error.message : String(failure.error)
+  }
+  return Cause.pretty(cause)
+}
+
+/**
+ * The command: returns the process exit code (0 ok, 1 run failed, 2 bad usage).
+ * SIGINT interrupts the run cleanly (the checkpoint stays consistent; re-run to resume).
+ * @category runners @since 0.1.0
+ */
+export const main = async (argv: ReadonlyArray<string>, io: { readonly out: (text: string) => void; readonly err: (text: string) => void } = {
+  out: (text) => process.stdout.write(text),
+  err: (text) => process.stderr.write(text)
+}): Promise<number> => {
+  const parsed = await Effect.runPromiseExit(parse(argv))
+  if (Exit.isFailure(parsed)) {
+    io.err(`hasten-eval: ${messageOf(parsed.cause)}\n`)
+    return 2
+  }
+  const args = parsed.value
+  if ("help" in args) {
+    io.out(`${usage}\n`)
+    return 0
+  }
+  if ("compare" in args) {
+    try {
+      const runs = args.compare.map((file) => {
+        if (!existsSync(file)) throw new Error(`${file}: file not found`)
+        const parsedFile = JSON.parse(readFileSync(file, "utf8")) as { report?: Report.Report }
+        if (parsedFile.report?.format !== "hasten-evaluator/1") throw new Error(`${file}: not a hasten-evaluator report`)
+        return { label: Path.basename(Path.dirname(Path.resolve(file))), report: parsedFile.report }
+      })
+      io.out(Report.compare(runs))
+      return 0
+    } catch (error) {
+      io.err(`hasten-eval: ${error instanceof Error ? error.message : String(error)}\n`)
+      return 1
+    }
+  }
+  const fiber = Effect.runFork(evaluate(args))
+  const interrupt = () => {
+    Effect.runFork(Fiber.interrupt(fiber))
+  }
+  process.once("SIGINT", interrupt)
+  const exit = await Effect.runPromise(Fiber.await(fiber))
+  process.removeListener("SIGINT", interrupt)
+  if (Exit.isFailure(exit)) {
+    if (Cause.hasInterruptsOnly(exit.cause)) {
+      io.err("hasten-eval: interrupted; run the same command again to resume from the checkpoint\n")
+      return 130
+    }
+    io.err(`hasten-eval: ${messageOf(exit.cause)}\n`)
+    return 1
+  }
+  const { files, perfReport, result } = exit.value
+  io.out(Report.toMarkdown(result.report, result.timing))
+  io.out(`\nWrote ${files.json}, ${files.markdown}${perfReport !== undefined ? `, ${perfReport}` : ""}\n`)
+  return 0
+}

@@ -1,0 +1,69 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Command } from "@hasten/evaluator"
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import * as Path from "node:path"
+
+const run = async (argv: ReadonlyArray<string>) => {
+  let out = ""
+  let err = ""
+  const code = await Command.main(argv, { out: (text) => (out += text), err: (text) => (err += text) })
+  return { code, out, err }
+}
+
+const dir = mkdtempSync(Path.join(tmpdir(), "hasten-cli-"))
+const dataset = Path.join(dir, "pairs.jsonl")
+writeFileSync(dataset, Array.from({ length: 8 }, (_, i) => JSON.stringify({ question: `q${i}`, answer: i % 2 === 0 ? `echo: Answer briefly.` : "no" })).join("\n") + "\nnot json\n")
+
+describe("hasten-eval", () => {
+  it("rejects bad arguments with a one-line message and exit code 2", async () => {
+    const cases: ReadonlyArray<readonly [ReadonlyArray<string>, RegExp]> = [
+      [["--candidate", "echo:x"], /--dataset is required/],
+      [["--dataset", "gsm8k"], /at least one --candidate/],
+      [["--dataset", "gsm8k", "--candidate", "gpt4"], /bad model spec "gpt4"/],
+      [["--dataset", "gsm8k", "--candidate", "echo:x", "--questions", "abc"], /--questions must be an integer ≥ 1, got "abc"/],
+      [["--dataset", "gsm8k", "--candidate", "echo:x", "--bogus"], /Unknown option '--bogus'/],
+      [["--dataset", "gsm8k", "--candidate", "echo:x", "--scorer", "bleu"], /--scorer must be one of/]
+    ]
+    for (const [argv, pattern] of cases) {
+      const result = await run(argv)
+      assert.strictEqual(result.code, 2, argv.join(" "))
+      assert.match(result.err, pattern)
+      assert.notMatch(result.err, /\n\s+at /) // no stack trace
+    }
+  })
+
+  it("reports a missing dataset file and a missing local model clearly (exit 1)", async () => {
+    const missing = await run(["--dataset", Path.join(dir, "nope.jsonl"), "--candidate", "echo:x", "--out", Path.join(dir, "o1")])
+    assert.strictEqual(missing.code, 1)
+    assert.match(missing.err, /nope\.jsonl: file not found/)
+    const model = await run(["--dataset", dataset, "--candidate", "local:does-not-exist.gguf", "--out", Path.join(dir, "o2"), "--no-cache", "--no-perf"])
+    assert.strictEqual(model.code, 1)
+    assert.match(model.err, /^hasten-eval: candidate local:does-not-exist\.gguf failed to start: .*does-not-exist/)
+    assert.notMatch(model.err, /\n\s+at /)
+  })
+
+  it("runs, writes report.json/report.md/perf report.html, and a re-run resumes to an identical report", async () => {
+    const out = Path.join(dir, "run")
+    const argv = ["--dataset", dataset, "--candidate", "echo:a", "--questions", "6", "--out", out, "--cache", Path.join(dir, "cache.db")]
+    const first = await run(argv)
+    assert.strictEqual(first.code, 0, first.err)
+    assert.match(first.out, /\| echo:a \|/)
+    const report = JSON.parse(readFileSync(Path.join(out, "report.json"), "utf8"))
+    assert.strictEqual(report.report.config.questions, 6)
+    assert.deepStrictEqual(report.report.config.dataset.skipped, [{ line: 9, message: report.report.config.dataset.skipped[0].message }])
+    assert.strictEqual(report.report.results[0].summary.scored, 6)
+    assert.isTrue(existsSync(Path.join(out, "report.md")))
+    assert.isTrue(existsSync(Path.join(out, "perf", "report.html")))
+    const second = await run(argv)
+    assert.strictEqual(second.code, 0, second.err)
+    const again = JSON.parse(readFileSync(Path.join(out, "report.json"), "utf8"))
+    assert.strictEqual(JSON.stringify(again.report), JSON.stringify(report.report))
+    assert.strictEqual(again.timing.resumedItems, 6)
+
+    const compared = await run(["--compare", Path.join(out, "report.json"), Path.join(out, "report.json")])
+    assert.strictEqual(compared.code, 0, compared.err)
+    assert.match(compared.out, /# Comparison/)
+    assert.match(compared.out, /both right/)
+  })
+})
