@@ -1,7 +1,7 @@
 import { defineConfig } from "tsup"
 
 export default defineConfig({
-  entry: ["src/index.ts","src/RateLimit.ts"],
+  entry: ["src/index.ts", "src/RateLimit.ts", "src/Estimator.ts", "src/IoRedis.ts"],
   format: ["esm"],
   dts: true,
   clean: true,

@@ -1,2 +1,885 @@
-/** Placeholder until this module lands. @since 0.1.0 */
-export {}
+/**
+ * Token-aware rate limiting for any Hasten `Llm` (and any effect): per-key budgets for
+ * concurrency, requests per second and per minute, tokens per minute (optionally split
+ * into input and output), one retry layer with decorrelated jitter that honours
+ * `retry-after`, learning from the provider's rate-limit headers, adaptive concurrency
+ * (AIMD) and a circuit breaker on repeated 5xx. Budgets live in a `RateLimiter` store from
+ * `effect/persistence`: in memory by default, in Redis to share them between processes.
+ * @since 0.1.0
+ */
+import { createHash } from "node:crypto"
+import { createWriteStream, mkdirSync } from "node:fs"
+import { dirname } from "node:path"
+import { Completion, Llm, LlmError, type RateLimitHeaders } from "@hasten/core"
+import type { CompletionRequest } from "@hasten/core"
+import {
+  Cause,
+  Clock,
+  Config,
+  Context,
+  Duration,
+  Effect,
+  Exit,
+  Layer,
+  Metric,
+  Option,
+  Random,
+  Redacted,
+  Schedule,
+  Schema,
+  Semaphore,
+  Stream
+} from "effect"
+import { ConfigProvider } from "effect"
+import { CircuitBreaker, RateLimiter } from "effect/persistence"
+import type * as Scope from "effect/Scope"
+import * as Estimator from "./Estimator.js"
+import * as IoRedis from "./IoRedis.js"
+
+// ---------------------------------------------------------------------------
+// options
+// ---------------------------------------------------------------------------
+
+/**
+ * Budgets and retry policy. Every budget applies per key (provider + model + API-key
+ * hash); an omitted optional budget is not enforced.
+ * @category models @since 0.1.0
+ */
+export interface Options {
+  /** Calls in flight per key (`MAX_CONCURRENCY`, default 2); AIMD moves between 1 and this. */
+  readonly maxConcurrency?: number | undefined
+  /** Requests per second (`RPS_LIMIT`, default 2); `Infinity` disables it. */
+  readonly requestsPerSecond?: number | undefined
+  /** Requests per minute (`RPM_LIMIT`), enforced together with the per-second budget. */
+  readonly requestsPerMinute?: number | undefined
+  /** Tokens per minute, input + output (`TPM_LIMIT`, default 120000); `Infinity` disables it. */
+  readonly tokensPerMinute?: number | undefined
+  /** Input tokens per minute (Anthropic-style ITPM). */
+  readonly inputTokensPerMinute?: number | undefined
+  /** Output tokens per minute (Anthropic-style OTPM). */
+  readonly outputTokensPerMinute?: number | undefined
+  /** `token-bucket` (default; continuous refill, as OpenAI and Anthropic document) or `fixed-window`. */
+  readonly algorithm?: "token-bucket" | "fixed-window" | undefined
+  /** `RETRIES_ENABLED` (default true). */
+  readonly retriesEnabled?: boolean | undefined
+  /** `MAX_RETRIES` (default 6): retries after the first attempt. */
+  readonly maxRetries?: number | undefined
+  /** `RETRY_BASE_MS` (default 500): the decorrelated-jitter base. */
+  readonly retryBaseMillis?: number | undefined
+  /** `RETRY_CAP_MS` (default 30000): the longest jittered backoff. */
+  readonly retryCapMillis?: number | undefined
+  /** `RETRY_AFTER_CAP_MS` (default 60000): the longest `retry-after` honoured. */
+  readonly retryAfterCapMillis?: number | undefined
+  /** Counts a request's prompt tokens before it is sent (default `Estimator.openAi`). */
+  readonly estimator?: Estimator.Estimator | undefined
+  /** Output tokens reserved for a request without `maxTokens` (default 256). */
+  readonly defaultMaxTokens?: number | undefined
+  /** The API key the calls use: only its hash enters the budget key. */
+  readonly apiKey?: Redacted.Redacted<string> | string | undefined
+  /** Replaces the provider name in budget keys (share one budget between two `Llm`s). */
+  readonly scope?: string | undefined
+  /** Adaptive concurrency: halve on 429/overload, +1 per window of successes (default true). */
+  readonly adaptiveConcurrency?: boolean | undefined
+  /** Hold a key until reset when the provider's headers say a budget is spent (default true). */
+  readonly learnFromHeaders?: boolean | undefined
+  /** Circuit breaker on consecutive 5xx/overloads (default `{ failures: 5, openMillis: 5000 }`), or `false`. */
+  readonly circuitBreaker?: false | { readonly failures?: number | undefined; readonly openMillis?: number | undefined } | undefined
+  /** Append every wait and backoff event to this file (`true` = `logs/rate_limit.log`). */
+  readonly logFile?: string | boolean | undefined
+  /** Seed for the jitter's randomness (default: the fiber's `Random`, which `Random.withSeed` controls). */
+  readonly seed?: string | number | undefined
+  /** Share budgets between processes through Redis (`RateLimiter.layerStoreRedis`). */
+  readonly redis?: IoRedis.Options | undefined
+  /** Key prefix in Redis (default `hasten:ratelimit:`). */
+  readonly redisPrefix?: string | undefined
+}
+
+/** Options with every default applied and validated. @category models @since 0.1.0 */
+export interface Resolved {
+  readonly maxConcurrency: number
+  readonly requestsPerSecond: number
+  readonly requestsPerMinute: number
+  readonly tokensPerMinute: number
+  readonly inputTokensPerMinute: number
+  readonly outputTokensPerMinute: number
+  readonly algorithm: "token-bucket" | "fixed-window"
+  readonly retriesEnabled: boolean
+  readonly maxRetries: number
+  readonly retryBaseMillis: number
+  readonly retryCapMillis: number
+  readonly retryAfterCapMillis: number
+  readonly defaultMaxTokens: number
+  readonly adaptiveConcurrency: boolean
+  readonly learnFromHeaders: boolean
+  readonly circuitBreaker: false | { readonly failures: number; readonly openMillis: number }
+  readonly logFile: string | undefined
+}
+
+/** Options that fail validation (`layer` dies with it; `layerConfig` reports a `ConfigError`). @category errors @since 0.1.0 */
+export class InvalidOptions extends Schema.TaggedError<InvalidOptions>()("InvalidOptions", {
+  message: Schema.String
+}) {}
+
+/**
+ * Applies defaults and validates: positive budgets, non-negative retry settings.
+ * @category constructors @since 0.1.0
+ */
+export const resolve = (options: Options): Effect.Effect<Resolved, InvalidOptions> =>
+  Effect.suspend(() => {
+    const problems: Array<string> = []
+    const check = (name: string, value: number, rule: "positive" | "nonNegative" | "positiveInt" | "nonNegativeInt") => {
+      const ok = rule === "positive"
+        ? value > 0
+        : rule === "nonNegative"
+        ? value >= 0
+        : rule === "positiveInt"
+        ? Number.isInteger(value) && value >= 1
+        : Number.isInteger(value) && value >= 0
+      if (!ok || Number.isNaN(value)) {
+        const wanted = rule === "positive" ? "> 0" : rule === "nonNegative" ? ">= 0" : rule === "positiveInt" ? "an integer >= 1" : "an integer >= 0"
+        problems.push(`${name} must be ${wanted}, got ${value}`)
+      }
+      return value
+    }
+    const finiteOr = (value: number) => (value === Infinity ? Infinity : value)
+    const breaker = options.circuitBreaker === false ? false as const : {
+      failures: check("circuitBreaker.failures", options.circuitBreaker?.failures ?? 5, "positiveInt"),
+      openMillis: check("circuitBreaker.openMillis", options.circuitBreaker?.openMillis ?? 5000, "positive")
+    }
+    const resolved: Resolved = {
+      maxConcurrency: check("maxConcurrency", options.maxConcurrency ?? 2, "positiveInt"),
+      requestsPerSecond: finiteOr(check("requestsPerSecond", options.requestsPerSecond ?? 2, "positive")),
+      requestsPerMinute: check("requestsPerMinute", options.requestsPerMinute ?? Infinity, "positive"),
+      tokensPerMinute: check("tokensPerMinute", options.tokensPerMinute ?? 120_000, "positive"),
+      inputTokensPerMinute: check("inputTokensPerMinute", options.inputTokensPerMinute ?? Infinity, "positive"),
+      outputTokensPerMinute: check("outputTokensPerMinute", options.outputTokensPerMinute ?? Infinity, "positive"),
+      algorithm: options.algorithm ?? "token-bucket",
+      retriesEnabled: options.retriesEnabled ?? true,
+      maxRetries: check("maxRetries", options.maxRetries ?? 6, "nonNegativeInt"),
+      retryBaseMillis: check("retryBaseMillis", options.retryBaseMillis ?? 500, "nonNegative"),
+      retryCapMillis: check("retryCapMillis", options.retryCapMillis ?? 30_000, "nonNegative"),
+      retryAfterCapMillis: check("retryAfterCapMillis", options.retryAfterCapMillis ?? 60_000, "nonNegative"),
+      defaultMaxTokens: check("defaultMaxTokens", options.defaultMaxTokens ?? 256, "nonNegativeInt"),
+      adaptiveConcurrency: options.adaptiveConcurrency ?? true,
+      learnFromHeaders: options.learnFromHeaders ?? true,
+      circuitBreaker: breaker,
+      logFile: options.logFile === true ? "logs/rate_limit.log" : options.logFile === false ? undefined : options.logFile
+    }
+    if (resolved.retryCapMillis < resolved.retryBaseMillis) {
+      problems.push(`retryCapMillis (${resolved.retryCapMillis}) must be >= retryBaseMillis (${resolved.retryBaseMillis})`)
+    }
+    return problems.length > 0
+      ? Effect.fail(new InvalidOptions({ message: `invalid rate-limit options: ${problems.join("; ")}` }))
+      : Effect.succeed(resolved)
+  })
+
+// ---------------------------------------------------------------------------
+// the retry schedule
+// ---------------------------------------------------------------------------
+
+/**
+ * Decorrelated jitter (`sleep = min(cap, random(base, previous * 3))`, starting from
+ * `previous = base`) as a `Schedule` that never ends; its output is the delay. Draws from
+ * the given `Random`, or the fiber's (so `Random.withSeed` makes it deterministic).
+ * @category schedules @since 0.1.0
+ */
+export const decorrelatedJitter = (options: {
+  readonly base: Duration.Input
+  readonly cap: Duration.Input
+  readonly random?: Random.Random | undefined
+}): Schedule.Schedule<Duration.Duration> =>
+  Schedule.fromStep(Effect.sync(() => {
+    const base = Duration.toMillis(Duration.fromInputUnsafe(options.base))
+    const cap = Duration.toMillis(Duration.fromInputUnsafe(options.cap))
+    let previous = base
+    const draw = options.random === undefined
+      ? Random.next
+      : Effect.sync(() => options.random!.nextDoubleUnsafe())
+    return (_now: number, _input: unknown) =>
+      Effect.map(draw, (unit) => {
+        const upper = Math.max(base, previous * 3)
+        const sleep = Math.min(cap, base + (upper - base) * unit)
+        previous = sleep
+        const delay = Duration.millis(sleep)
+        return [delay, delay] as [Duration.Duration, Duration.Duration]
+      })
+  }))
+
+/** One backoff the retry schedule decided on. @category models @since 0.1.0 */
+export interface Backoff {
+  /** The attempt about to run (2 for the first retry). */
+  readonly attempt: number
+  readonly delay: Duration.Duration
+  readonly error: LlmError.LlmError
+  /** Whether the delay came from the provider's `retry-after` (capped). */
+  readonly fromRetryAfter: boolean
+}
+
+/**
+ * The one retry schedule: retries only retryable `LlmError`s (a transient 429,
+ * overload, timeout, transport failure, 5xx), at most `maxRetries` times, waiting the
+ * provider's `retry-after` capped at `retryAfterCapMillis` when it sent one and a
+ * decorrelated-jitter delay otherwise. `onBackoff` sees each decision before the sleep.
+ * @category schedules @since 0.1.0
+ */
+export const retrySchedule = (
+  policy: {
+    readonly maxRetries: number
+    readonly retryBaseMillis: number
+    readonly retryCapMillis: number
+    readonly retryAfterCapMillis: number
+    readonly random?: Random.Random | undefined
+  },
+  onBackoff: (backoff: Backoff) => Effect.Effect<void> = () => Effect.void
+): Schedule.Schedule<Duration.Duration, unknown> =>
+  Schedule.fromStepWithMetadata(
+    Effect.map(
+      Schedule.toStep(decorrelatedJitter({ base: policy.retryBaseMillis, cap: policy.retryCapMillis, random: policy.random })),
+      (jitter) => (meta: Schedule.InputMetadata<unknown>) => {
+        const error = meta.input
+        if (!LlmError.isLlmError(error) || !error.retryable || meta.attempt > policy.maxRetries) {
+          return Cause.done(Duration.zero)
+        }
+        return Effect.flatMap(jitter(meta.now, error), ([jittered]) => {
+          const retryAfter = error.retryAfter
+          const delay = retryAfter === undefined
+            ? jittered
+            : Duration.min(retryAfter, Duration.millis(policy.retryAfterCapMillis))
+          return Effect.as(
+            onBackoff({ attempt: meta.attempt + 1, delay, error, fromRetryAfter: retryAfter !== undefined }),
+            [delay, delay] as [Duration.Duration, Duration.Duration]
+          )
+        })
+      }
+    )
+  )
+
+// ---------------------------------------------------------------------------
+// metrics
+// ---------------------------------------------------------------------------
+
+/** Pre-call waits (a budget, a header hold or a cooldown delayed a call), by key and reason. @category metrics @since 0.1.0 */
+export const waitsTotal = Metric.counter("hasten_rate_limit_waits_total", {
+  description: "Calls delayed before they were sent", incremental: true
+})
+/** Seconds spent in pre-call waits, by key and reason. @category metrics @since 0.1.0 */
+export const waitSecondsTotal = Metric.counter("hasten_rate_limit_wait_seconds_total", {
+  description: "Seconds calls waited for a budget before they were sent", incremental: true
+})
+/** Retries, by key and error reason. @category metrics @since 0.1.0 */
+export const retriesTotal = Metric.counter("hasten_rate_limit_retries_total", {
+  description: "Retries after retryable errors", incremental: true
+})
+/** HTTP 429 answers, by key and scope (`requests`, `tokens`, `quota`, …). @category metrics @since 0.1.0 */
+export const http429Total = Metric.counter("hasten_rate_limit_http429_total", {
+  description: "Calls answered 429 by the provider", incremental: true
+})
+/** The current adaptive concurrency limit, by key. @category metrics @since 0.1.0 */
+export const concurrencyLimit = Metric.gauge("hasten_rate_limit_concurrency", {
+  description: "Adaptive concurrency limit"
+})
+
+// ---------------------------------------------------------------------------
+// the limiter service
+// ---------------------------------------------------------------------------
+
+/** What a call costs against its key's budgets. @category models @since 0.1.0 */
+export interface Cost {
+  /** The budget key; calls sharing it share every budget. */
+  readonly key: string
+  /** Input tokens reserved before the call (or all tokens for a non-LLM call). Default 0. */
+  readonly inputTokens?: number | undefined
+  /** Output tokens reserved before the call. Default 0. */
+  readonly outputTokens?: number | undefined
+  /** The name errors carry as `provider` (default: the key). */
+  readonly provider?: string | undefined
+}
+
+/** A call for {@link LimiterService.execute}. @category models @since 0.1.0 */
+export interface Call<A, E, R> extends Cost {
+  readonly effect: Effect.Effect<A, E, R>
+  /** What the finished call reports: actual usage (for reconciliation) and rate-limit headers. */
+  readonly observe?: ((value: A) => {
+    readonly usage?: { readonly inputTokens: number; readonly outputTokens: number } | undefined
+    readonly rateLimit?: RateLimitHeaders.RateLimitInfo | undefined
+  }) | undefined
+}
+
+/** How a call went through the limiter. @category models @since 0.1.0 */
+export interface Outcome<A> {
+  readonly value: A
+  /** Attempts made (1 + retries). */
+  readonly attempts: number
+  /** Milliseconds waited before sending, over all attempts (concurrency slot + budgets + holds). */
+  readonly waitMillis: number
+  /** Milliseconds slept in backoff between attempts. */
+  readonly backoffMillis: number
+}
+
+/** The limiter's operations. @category models @since 0.1.0 */
+export interface LimiterService {
+  readonly options: Resolved
+  /** Runs a call under its key's budgets with the retry schedule. */
+  readonly execute: <A, E, R>(call: Call<A, E, R>) => Effect.Effect<Outcome<A>, E | LlmError.LlmError, R>
+  /**
+   * Takes a concurrency slot (held until the scope closes) and waits for the budgets of
+   * one attempt, without retrying; settle it with `succeed` or `fail` (streams use this).
+   */
+  readonly admit: (cost: Cost) => Effect.Effect<Admission, LlmError.LlmError, Scope.Scope>
+  /** The current adaptive concurrency limit of a key. */
+  readonly concurrency: (key: string) => Effect.Effect<number>
+  /** Until when (epoch millis) headers hold a key; 0 when not held. */
+  readonly heldUntil: (key: string) => Effect.Effect<number>
+}
+
+/** An admitted attempt; call exactly one of its settle functions. @category models @since 0.1.0 */
+export interface Admission {
+  readonly waitMillis: number
+  readonly succeed: (observed?: {
+    readonly usage?: { readonly inputTokens: number; readonly outputTokens: number } | undefined
+    readonly rateLimit?: RateLimitHeaders.RateLimitInfo | undefined
+  }) => Effect.Effect<void>
+  readonly fail: (error: unknown) => Effect.Effect<void>
+}
+
+/**
+ * The shared limiter behind the `Llm` middleware and {@link wrap}.
+ * @category services @since 0.1.0
+ */
+export class Limiter extends Context.Service<Limiter, LimiterService>()("@hasten/rate-limit/Limiter") {}
+
+interface KeyState {
+  readonly semaphore: Semaphore.Semaphore
+  /** AIMD concurrency limit: the semaphore's permits. */
+  limit: number
+  /** Successes since the limit last changed (a window of `limit` successes adds one). */
+  successes: number
+  lastDecrease: number
+  holdUntil: number
+}
+
+interface Window {
+  readonly name: "requests_per_second" | "requests_per_minute" | "tokens" | "input_tokens" | "output_tokens"
+  readonly limit: number
+  readonly window: Duration.Duration
+}
+
+const seconds = (millis: number) => (millis / 1000).toFixed(2)
+
+const AIMD_DECREASE_INTERVAL_MILLIS = 1000
+
+/**
+ * Builds the limiter over the `RateLimiter` in context (memory or Redis store).
+ * @category constructors @since 0.1.0
+ */
+export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
+  const options = yield* Effect.orDie(resolve(input))
+  const seed = input.seed
+  const limiter = yield* RateLimiter.RateLimiter
+  const breaker = options.circuitBreaker === false ? undefined : yield* CircuitBreaker.make({
+    tripPolicy: CircuitBreaker.consecutive(options.circuitBreaker.failures),
+    openDuration: Schedule.exponential(Duration.millis(options.circuitBreaker.openMillis)).pipe(
+      Schedule.upTo({ duration: Duration.minutes(1) })
+    )
+  })
+  const random = seed === undefined ? undefined : yield* Random.withSeed(Effect.service(Random.Random), seed)
+  const file = options.logFile === undefined ? undefined : yield* Effect.acquireRelease(
+    Effect.sync(() => {
+      mkdirSync(dirname(options.logFile!), { recursive: true })
+      return createWriteStream(options.logFile!, { flags: "a" })
+    }),
+    (stream) =>
+      Effect.callback<void>((resume) => {
+        stream.end(() => resume(Effect.void))
+      })
+  )
+
+  // Request windows: a fractional per-second rate r becomes max(1, r) per max(1, r)/r seconds.
+  const windows: Array<Window & { readonly unit: "request" | "total" | "input" | "output" }> = []
+  if (Number.isFinite(options.requestsPerSecond)) {
+    const limit = Math.max(1, options.requestsPerSecond)
+    windows.push({ name: "requests_per_second", unit: "request", limit, window: Duration.millis((limit / options.requestsPerSecond) * 1000) })
+  }
+  if (Number.isFinite(options.requestsPerMinute)) {
+    const limit = Math.max(1, options.requestsPerMinute)
+    windows.push({ name: "requests_per_minute", unit: "request", limit, window: Duration.millis((limit / options.requestsPerMinute) * 60_000) })
+  }
+  if (Number.isFinite(options.tokensPerMinute)) {
+    windows.push({ name: "tokens", unit: "total", limit: options.tokensPerMinute, window: Duration.minutes(1) })
+  }
+  if (Number.isFinite(options.inputTokensPerMinute)) {
+    windows.push({ name: "input_tokens", unit: "input", limit: options.inputTokensPerMinute, window: Duration.minutes(1) })
+  }
+  if (Number.isFinite(options.outputTokensPerMinute)) {
+    windows.push({ name: "output_tokens", unit: "output", limit: options.outputTokensPerMinute, window: Duration.minutes(1) })
+  }
+  const requestWindow = windows.find((window) => window.unit === "request")
+  const tokensOf = (unit: "request" | "total" | "input" | "output", input: number, output: number) =>
+    unit === "request" ? 1 : unit === "total" ? input + output : unit === "input" ? input : output
+
+  const states = new Map<string, KeyState>()
+  const stateFor = (key: string): KeyState => {
+    let state = states.get(key)
+    if (state === undefined) {
+      state = {
+        semaphore: Semaphore.makeUnsafe(options.maxConcurrency),
+        limit: options.maxConcurrency,
+        successes: 0,
+        lastDecrease: -Infinity,
+        holdUntil: 0
+      }
+      states.set(key, state)
+    }
+    return state
+  }
+
+  const storeError = (provider: string) => (error: RateLimiter.RateLimiterError) =>
+    LlmError.make(provider, new LlmError.Transport({ description: `rate-limit store: ${error.message}` }))
+
+  const event = (message: string, annotations: Record<string, unknown>) =>
+    Effect.gen(function*() {
+      yield* Effect.logInfo(message).pipe(Effect.annotateLogs(annotations))
+      if (file !== undefined) {
+        const now = yield* Clock.currentTimeMillis
+        const fields = Object.entries(annotations).map(([name, value]) => `${name}=${String(value)}`).join(" ")
+        file.write(`${new Date(now).toISOString()} ${message} ${fields}\n`)
+      }
+    })
+
+  const resize = (key: string, state: KeyState, limit: number) =>
+    Effect.gen(function*() {
+      state.successes = 0
+      if (limit === state.limit) return
+      state.limit = limit
+      yield* state.semaphore.resize(limit)
+      yield* Metric.update(Metric.withAttributes(concurrencyLimit, { key }), limit)
+    })
+
+  const increase = (key: string, state: KeyState) =>
+    Effect.suspend(() => {
+      if (!options.adaptiveConcurrency || state.limit >= options.maxConcurrency) return Effect.void
+      state.successes++
+      return state.successes >= state.limit ? resize(key, state, state.limit + 1) : Effect.void
+    })
+
+  const decrease = (key: string, state: KeyState, reason: string) =>
+    Effect.gen(function*() {
+      if (!options.adaptiveConcurrency) return
+      const now = yield* Clock.currentTimeMillis
+      // One decrease per burst: the calls already in flight answer 429 together.
+      if (now - state.lastDecrease < AIMD_DECREASE_INTERVAL_MILLIS) return
+      state.lastDecrease = now
+      const next = Math.max(1, Math.floor(state.limit / 2))
+      if (next < state.limit) {
+        yield* event(`concurrency=${next}`, { event: "rate_limit.concurrency", key, concurrency: next, reason })
+      }
+      yield* resize(key, state, next)
+    })
+
+  /** Refunds (negative) or charges (positive) token windows; a refund never fills a bucket past its limit. */
+  const adjust = (key: string, provider: string, input: number, output: number) =>
+    Effect.forEach(windows, (window) =>
+      Effect.gen(function*() {
+        if (window.unit === "request") return
+        const tokens = tokensOf(window.unit, input, output)
+        if (tokens === 0) return
+        const windowKey = `${key}:${window.name}`
+        const result = yield* limiter.consume({
+          algorithm: options.algorithm, onExceeded: "delay", key: windowKey, limit: window.limit, window: window.window, tokens
+        })
+        if (tokens < 0 && options.algorithm === "token-bucket" && result.remaining > window.limit) {
+          yield* limiter.consume({
+            algorithm: "token-bucket", onExceeded: "delay", key: windowKey, limit: window.limit, window: window.window,
+            tokens: result.remaining - window.limit
+          })
+        }
+      }).pipe(Effect.mapError(storeError(provider))), { discard: true })
+
+  const learn = (state: KeyState, info: RateLimitHeaders.RateLimitInfo | undefined, key: string) =>
+    Effect.gen(function*() {
+      if (!options.learnFromHeaders || info === undefined) return
+      const holds: Array<[string, number]> = []
+      const spent = (remaining: number | undefined, reset: number | undefined, name: string) => {
+        if (remaining !== undefined && remaining <= 0 && reset !== undefined && reset > 0) holds.push([name, reset])
+      }
+      spent(info.remainingRequests, info.resetRequestsMillis, "requests")
+      spent(info.remainingTokens, info.resetTokensMillis, "tokens")
+      spent(info.remainingInputTokens, info.resetInputTokensMillis, "input_tokens")
+      spent(info.remainingOutputTokens, info.resetOutputTokensMillis, "output_tokens")
+      if (holds.length === 0) return
+      const [name, millis] = holds.reduce((a, b) => (b[1] > a[1] ? b : a))
+      const now = yield* Clock.currentTimeMillis
+      if (now + millis > state.holdUntil) {
+        state.holdUntil = now + millis
+        yield* event(`hold=${seconds(millis)}`, { event: "rate_limit.hold", key, hold_seconds: seconds(millis), budget: name })
+      }
+    })
+
+  const admit = (cost: Cost): Effect.Effect<Admission, LlmError.LlmError, Scope.Scope> =>
+    Effect.gen(function*() {
+      const provider = cost.provider ?? cost.key
+      const key = cost.key
+      const input = cost.inputTokens ?? 0
+      const output = cost.outputTokens ?? 0
+      for (const window of windows) {
+        const tokens = tokensOf(window.unit, input, output)
+        if (window.unit !== "request" && tokens > window.limit) {
+          return yield* LlmError.make(provider, new LlmError.InvalidRequest({
+            description: `request needs ${tokens} ${window.name.replace("_", " ")} (estimated prompt ${input} + maxTokens ${output}) ` +
+              `but the budget for ${key} is ${window.limit} per minute: it can never be admitted; shorten it or lower maxTokens`
+          }))
+        }
+      }
+      const state = stateFor(key)
+      const start = yield* Clock.currentTimeMillis
+      yield* state.semaphore.takeScoped(1)
+      return yield* Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        let wait = 0
+        let reason = "none"
+        const consider = (millis: number, why: string) => {
+          if (millis > wait) {
+            wait = millis
+            reason = why
+          }
+        }
+        consider(state.holdUntil - now, "headers")
+        const adaptive = requestWindow === undefined ? undefined : yield* limiter.adaptiveConsume({
+          key: `${key}:adaptive`, tokens: 1, fallbackLimit: requestWindow.limit, fallbackWindow: requestWindow.window
+        })
+        if (adaptive !== undefined) consider(Duration.toMillis(adaptive.delay), `adaptive_${adaptive.phase}`)
+        for (const window of windows) {
+          const tokens = tokensOf(window.unit, input, output)
+          if (tokens === 0) continue
+          const result = yield* limiter.consume({
+            algorithm: options.algorithm, onExceeded: "delay", key: `${key}:${window.name}`,
+            limit: window.limit, window: window.window, tokens
+          })
+          consider(Duration.toMillis(result.delay), window.name)
+        }
+        if (wait > 0) {
+          yield* event(`pre_wait=${seconds(wait)}`, { event: "rate_limit.pre_wait", key, pre_wait_seconds: seconds(wait), reason })
+          yield* Metric.update(Metric.withAttributes(waitsTotal, { key, reason }), 1)
+          yield* Metric.update(Metric.withAttributes(waitSecondsTotal, { key, reason }), wait / 1000)
+          yield* Effect.sleep(Duration.millis(wait))
+        }
+        const end = yield* Clock.currentTimeMillis
+        let settled = false
+        const once = (effect: Effect.Effect<void>) =>
+          Effect.suspend(() => {
+            if (settled) return Effect.void
+            settled = true
+            return effect
+          })
+        return {
+          waitMillis: end - start,
+          succeed: (observed) =>
+            once(Effect.gen(function*() {
+              const usage = observed?.usage
+              if (usage !== undefined) yield* adjust(key, provider, usage.inputTokens - input, usage.outputTokens - output)
+              yield* learn(state, observed?.rateLimit, key)
+              yield* increase(key, state)
+            }).pipe(Effect.catch(() => Effect.void))),
+          fail: (error) =>
+            once(Effect.gen(function*() {
+              // The provider reported no usage for a failed call: give the reservation back.
+              yield* adjust(key, provider, -input, -output)
+              if (!LlmError.isLlmError(error)) return
+              const reason = error.reason
+              if (reason._tag === "RateLimited") {
+                yield* Metric.update(Metric.withAttributes(http429Total, { key, scope: reason.scope }), 1)
+                if (reason.scope === "quota") return
+                yield* decrease(key, state, `429_${reason.scope}`)
+                if (adaptive !== undefined && reason.retryAfterMillis !== undefined) {
+                  yield* limiter.adaptiveFeedback({
+                    key: `${key}:adaptive`, epoch: adaptive.epoch, tokens: 1, status: 429,
+                    retryAfter: Duration.millis(Math.min(reason.retryAfterMillis, options.retryAfterCapMillis))
+                  })
+                }
+              } else if (reason._tag === "Overloaded") {
+                yield* decrease(key, state, "overloaded")
+              }
+            }).pipe(Effect.catch(() => Effect.void)))
+        } satisfies Admission
+      }).pipe(Effect.mapError(storeError(provider)))
+    })
+
+  const breakerError = (provider: string, key: string) => (error: CircuitBreaker.CircuitBreakerError) => {
+    const reason = error.reason
+    return LlmError.make(provider, new LlmError.Overloaded({
+      description: reason._tag === "CircuitOpen"
+        ? `circuit open for ${key} after repeated server errors; retry in ${seconds(Duration.toMillis(reason.retryAfter))}s`
+        : reason._tag === "CircuitHalfOpen"
+        ? `circuit half-open for ${key}: a probe call is running`
+        : `circuit breaker store: ${reason.message}`,
+      ...(reason._tag === "CircuitOpen" ? { retryAfterMillis: Duration.toMillis(reason.retryAfter) } : {})
+    }))
+  }
+
+  const classify = (exit: Exit.Exit<unknown, unknown>): CircuitBreaker.Outcome => {
+    if (Exit.isSuccess(exit)) return CircuitBreaker.success
+    const error = Cause.findErrorOption(exit.cause)
+    if (Option.isSome(error) && LlmError.isLlmError(error.value)) {
+      const reason = error.value.reason
+      if (reason._tag === "ServerError" || reason._tag === "Overloaded") {
+        return CircuitBreaker.failure(reason._tag === "Overloaded" && reason.retryAfterMillis !== undefined
+          ? { retryAfter: Duration.millis(reason.retryAfterMillis) }
+          : undefined)
+      }
+    }
+    return CircuitBreaker.ignored
+  }
+
+  const execute = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Outcome<A>, E | LlmError.LlmError, R> =>
+    Effect.gen(function*() {
+      const provider = call.provider ?? call.key
+      let attempts = 0
+      let waitMillis = 0
+      let backoffMillis = 0
+      const attempt: Effect.Effect<A, E | LlmError.LlmError, R> = Effect.scoped(Effect.gen(function*() {
+        attempts++
+        const admission = yield* admit(call)
+        waitMillis += admission.waitMillis
+        return yield* call.effect.pipe(
+          Effect.onExit((exit) =>
+            Exit.isSuccess(exit)
+              ? admission.succeed(call.observe?.(exit.value))
+              : admission.fail(Option.getOrUndefined(Cause.findErrorOption(exit.cause)))
+          )
+        )
+      }))
+      const guarded = breaker === undefined
+        ? attempt
+        : breaker.execute(attempt, { key: call.key, classify }).pipe(
+          Effect.mapError((error) =>
+            error instanceof CircuitBreaker.CircuitBreakerError ? breakerError(provider, call.key)(error) : error
+          )
+        )
+      const onBackoff = (backoff: Backoff) =>
+        Effect.gen(function*() {
+          const millis = Duration.toMillis(backoff.delay)
+          backoffMillis += millis
+          yield* event(`backoff=${seconds(millis)} attempt=${backoff.attempt}`, {
+            event: "rate_limit.backoff",
+            key: call.key,
+            backoff_seconds: seconds(millis),
+            attempt: backoff.attempt,
+            reason: backoff.error.reason._tag,
+            retry_after: backoff.fromRetryAfter
+          })
+          yield* Metric.update(Metric.withAttributes(retriesTotal, { key: call.key, reason: backoff.error.reason._tag }), 1)
+        })
+      const retried = options.retriesEnabled
+        ? Effect.retry(guarded, retrySchedule({ ...options, random }, onBackoff))
+        : guarded
+      const value = yield* retried.pipe(
+        Effect.mapError((error) => {
+          if (LlmError.isLlmError(error) && error.reason._tag === "RateLimited" && error.reason.scope === "quota") {
+            return LlmError.make(error.provider, new LlmError.RateLimited({
+              scope: "quota",
+              description: `quota exhausted for ${call.key}: ${error.reason.description} ` +
+                `(not retried: add credits or raise the quota)`
+            }))
+          }
+          return error
+        })
+      )
+      return { value, attempts, waitMillis, backoffMillis }
+    })
+
+  return Limiter.of({
+    options,
+    execute,
+    admit,
+    concurrency: (key) => Effect.sync(() => stateFor(key).limit),
+    heldUntil: (key) => Effect.sync(() => stateFor(key).holdUntil)
+  })
+})
+
+// ---------------------------------------------------------------------------
+// the Llm middleware
+// ---------------------------------------------------------------------------
+
+const apiKeyHash = (apiKey: Redacted.Redacted<string> | string | undefined): string =>
+  apiKey === undefined
+    ? "default"
+    : createHash("sha256").update(typeof apiKey === "string" ? apiKey : Redacted.value(apiKey)).digest("hex").slice(0, 12)
+
+/**
+ * The budget key of a request: `<scope or provider>:<model>:<API-key hash>`.
+ * @category utils @since 0.1.0
+ */
+export const keyOf = (
+  options: Pick<Options, "scope" | "apiKey">,
+  provider: string,
+  request: CompletionRequest.CompletionRequest
+): string => `${options.scope ?? provider}:${request.model}:${apiKeyHash(options.apiKey)}`
+
+/**
+ * Wraps an `Llm` so every call goes through the limiter: cost estimated and reserved,
+ * waits for the budgets, retried by the one retry schedule, reconciled with the actual
+ * usage, and `{ retries, rateLimitWaitMillis, backoffMillis }` attached to `metadata`.
+ * @category constructors @since 0.1.0
+ */
+export const wrapLlm = (inner: Llm.LlmService, limiter: LimiterService, options: Options = {}): Llm.LlmService => {
+  const estimator = options.estimator ?? Estimator.openAi
+  const costOf = (request: CompletionRequest.CompletionRequest) =>
+    Effect.map(estimator(request), (inputTokens): Cost => ({
+      key: keyOf(options, inner.name, request),
+      provider: inner.name,
+      inputTokens,
+      outputTokens: request.maxTokens ?? limiter.options.defaultMaxTokens
+    }))
+
+  const complete = Effect.fn("RateLimit.complete")(function*(request: CompletionRequest.CompletionRequest) {
+    const cost = yield* costOf(request)
+    yield* Effect.annotateCurrentSpan("rateLimit.key", cost.key)
+    const outcome = yield* limiter.execute({
+      ...cost,
+      effect: inner.complete(request),
+      observe: (completion) => ({ usage: completion.usage, rateLimit: completion.rateLimit })
+    })
+    yield* Effect.annotateCurrentSpan("rateLimit.waitMillis", outcome.waitMillis)
+    return new Completion.Completion({
+      ...outcome.value,
+      metadata: {
+        ...outcome.value.metadata,
+        retries: outcome.attempts - 1,
+        rateLimitWaitMillis: outcome.waitMillis,
+        backoffMillis: outcome.backoffMillis
+      }
+    })
+  })
+
+  // A stream is budgeted like a call and holds its concurrency slot until it ends; it is
+  // not retried (chunks already delivered cannot be taken back).
+  const stream = (request: CompletionRequest.CompletionRequest): Stream.Stream<Completion.CompletionChunk, LlmError.LlmError> =>
+    Stream.unwrap(Effect.gen(function*() {
+      const cost = yield* costOf(request)
+      const admission = yield* limiter.admit(cost)
+      let usage: Completion.Usage | undefined
+      let rateLimit: RateLimitHeaders.RateLimitInfo | undefined
+      return inner.stream(request).pipe(
+        Stream.map((chunk) => {
+          if (chunk.usage !== undefined) usage = chunk.usage
+          if (chunk.rateLimit !== undefined) rateLimit = chunk.rateLimit
+          return chunk.finishReason === undefined ? chunk : new Completion.CompletionChunk({
+            ...chunk,
+            metadata: { ...chunk.metadata, retries: 0, rateLimitWaitMillis: admission.waitMillis, backoffMillis: 0 }
+          })
+        }),
+        Stream.onExit((exit) =>
+          Exit.isSuccess(exit)
+            ? admission.succeed({ usage, rateLimit })
+            : admission.fail(Option.getOrUndefined(Cause.findErrorOption(exit.cause)))
+        )
+      )
+    }))
+
+  return { name: inner.name, complete, stream }
+}
+
+const storeLayer = (options: Options): Layer.Layer<RateLimiter.RateLimiterStore> =>
+  options.redis === undefined
+    ? RateLimiter.layerStoreMemory
+    : RateLimiter.layerStoreRedis({ prefix: options.redisPrefix ?? "hasten:ratelimit:" }).pipe(
+      Layer.provide(IoRedis.layer(options.redis))
+    )
+
+/**
+ * The limiter over a `RateLimiterStore` you provide (e.g. `RateLimiter.layerStoreRedis`).
+ * @category layers @since 0.1.0
+ */
+export const layerLimiterWithStore = (options: Options = {}): Layer.Layer<Limiter, never, RateLimiter.RateLimiterStore> =>
+  Layer.effect(Limiter, makeLimiter(options)).pipe(
+    Layer.provide(Layer.merge(RateLimiter.layer, CircuitBreaker.layerStoreMemory()))
+  )
+
+/**
+ * The limiter alone, for {@link wrap} on any effect: memory store, or Redis when
+ * `options.redis` is set.
+ * @category layers @since 0.1.0
+ */
+export const layerLimiter = (options: Options = {}): Layer.Layer<Limiter> =>
+  layerLimiterWithStore(options).pipe(Layer.provide(storeLayer(options)))
+
+/**
+ * The middleware over a `Limiter` already in context (share one limiter between
+ * several `Llm` stacks and `wrap`).
+ * @category layers @since 0.1.0
+ */
+export const layerFromLimiter = (options: Pick<Options, "estimator" | "apiKey" | "scope"> = {}): Layer.Layer<Llm.Llm, never, Llm.Llm | Limiter> =>
+  Llm.middleware((inner) => Effect.map(Effect.service(Limiter), (limiter) => wrapLlm(inner, limiter, options)))
+
+/**
+ * Rate-limit middleware: `Layer<Llm, never, Llm>`. Sits below the cache (hits never
+ * spend budget) and above the perf-logger and the provider.
+ * @category layers @since 0.1.0
+ */
+export const layer = (options: Options = {}): Layer.Layer<Llm.Llm, never, Llm.Llm> =>
+  layerFromLimiter(options).pipe(Layer.provide(layerLimiter(options)))
+
+// ---------------------------------------------------------------------------
+// configuration
+// ---------------------------------------------------------------------------
+
+const number = (name: string, rule: "positive" | "nonNegative" | "positiveInt" | "nonNegativeInt") =>
+  Config.schema(
+    (rule === "positiveInt" || rule === "nonNegativeInt" ? Schema.Int : Schema.Finite).check(
+      rule === "positive" ? Schema.isGreaterThan(0) : rule === "positiveInt" ? Schema.isGreaterThanOrEqualTo(1) : Schema.isGreaterThanOrEqualTo(0)
+    ),
+    name
+  )
+
+const optional = <A>(config: Config.Config<A>) => Config.map(Config.option(config), Option.getOrUndefined)
+
+/**
+ * The environment: `MAX_CONCURRENCY` (2), `RPS_LIMIT` (2.0), `TPM_LIMIT` (120000),
+ * `MAX_RETRIES` (6), `RETRIES_ENABLED` (1), and optionally `RPM_LIMIT`,
+ * `INPUT_TPM_LIMIT`, `OUTPUT_TPM_LIMIT`, `RETRY_BASE_MS` (500), `RETRY_CAP_MS` (30000),
+ * `RETRY_AFTER_CAP_MS` (60000), `RATE_LIMIT_LOG_FILE`, `RATE_LIMIT_REDIS_URL`.
+ * An invalid value fails with a `ConfigError` naming the variable.
+ * @category configuration @since 0.1.0
+ */
+export const config: Config.Config<Options> = Config.all({
+  maxConcurrency: number("MAX_CONCURRENCY", "positiveInt").pipe(Config.withDefault(2)),
+  requestsPerSecond: number("RPS_LIMIT", "positive").pipe(Config.withDefault(2)),
+  requestsPerMinute: optional(number("RPM_LIMIT", "positive")),
+  tokensPerMinute: number("TPM_LIMIT", "positiveInt").pipe(Config.withDefault(120_000)),
+  inputTokensPerMinute: optional(number("INPUT_TPM_LIMIT", "positiveInt")),
+  outputTokensPerMinute: optional(number("OUTPUT_TPM_LIMIT", "positiveInt")),
+  maxRetries: number("MAX_RETRIES", "nonNegativeInt").pipe(Config.withDefault(6)),
+  retriesEnabled: Config.Boolean("RETRIES_ENABLED").pipe(Config.withDefault(true)),
+  retryBaseMillis: number("RETRY_BASE_MS", "nonNegative").pipe(Config.withDefault(500)),
+  retryCapMillis: number("RETRY_CAP_MS", "nonNegative").pipe(Config.withDefault(30_000)),
+  retryAfterCapMillis: number("RETRY_AFTER_CAP_MS", "nonNegative").pipe(Config.withDefault(60_000)),
+  logFile: optional(Config.String("RATE_LIMIT_LOG_FILE")),
+  redisUrl: optional(Config.String("RATE_LIMIT_REDIS_URL"))
+}).pipe(
+  Config.map(({ redisUrl, ...rest }): Options => ({ ...rest, ...(redisUrl !== undefined ? { redis: { url: redisUrl } } : {}) }))
+)
+
+/**
+ * {@link layer} configured from the environment ({@link config}).
+ * @category layers @since 0.1.0
+ */
+export const layerConfig: Layer.Layer<Llm.Llm, Config.ConfigError, Llm.Llm> = Layer.unwrap(
+  Effect.gen(function*() {
+    const options = yield* config
+    yield* Effect.mapError(resolve(options), (error) => new Config.ConfigError(new ConfigProvider.SourceError({ message: error.message })))
+    return layer(options)
+  })
+)
+
+// ---------------------------------------------------------------------------
+// generic use
+// ---------------------------------------------------------------------------
+
+/**
+ * Runs any effect under the budgets of `cost.key` (concurrency, request and token
+ * windows) with the retry schedule (only retryable `LlmError`s are retried).
+ * @category combinators @since 0.1.0
+ */
+export const wrap = <A, E, R>(effect: Effect.Effect<A, E, R>, cost: Cost): Effect.Effect<A, E | LlmError.LlmError, R | Limiter> =>
+  Effect.flatMap(Effect.service(Limiter), (limiter) =>
+    Effect.map(limiter.execute({ ...cost, effect }), (outcome) => outcome.value))

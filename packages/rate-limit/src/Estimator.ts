@@ -1,0 +1,45 @@
+/**
+ * Token estimators: how many prompt tokens a request will be charged before it is
+ * sent. `openAi` counts with `gpt-tokenizer` (o200k, with the chat-format overhead),
+ * `fromTokenModel` uses a local model's own tokenizer, `characters` is a cheap
+ * fallback. The output side of a request's cost is its `maxTokens`.
+ * @since 0.1.0
+ */
+import { CompletionRequest, type LlmError, type TokenModel } from "@hasten/core"
+import { Effect } from "effect"
+import { countTokens, encodeChat } from "gpt-tokenizer"
+
+/**
+ * Counts the input (prompt) tokens a request will be charged.
+ * @category models @since 0.1.0
+ */
+export type Estimator = (request: CompletionRequest.CompletionRequest) => Effect.Effect<number, LlmError.LlmError>
+
+// Special-token text in a prompt (`<|endoftext|>`) is counted as plain text, not rejected.
+const plain = { disallowedSpecial: new Set<string>() }
+
+/**
+ * OpenAI-style count with `gpt-tokenizer` (o200k_base): chat messages are counted
+ * with their per-message framing (as `gpt-4o` frames them), a raw prompt as plain text.
+ * @category constructors @since 0.1.0
+ */
+export const openAi: Estimator = (request) =>
+  Effect.sync(() =>
+    request.prompt !== undefined && request.prompt.length > 0
+      ? countTokens(request.prompt, plain)
+      : encodeChat(request.messages.map((message) => ({ role: message.role, content: message.content })), "gpt-4o", plain).length
+  )
+
+/**
+ * Counts with a local model's tokenizer (the `TokenModel` a GGUF provider offers).
+ * @category constructors @since 0.1.0
+ */
+export const fromTokenModel = (model: TokenModel.TokenModelService): Estimator => (request) =>
+  Effect.map(model.tokenize(CompletionRequest.promptText(request)), (tokens) => tokens.length)
+
+/**
+ * A tokenizer-free estimate: `ceil(characters / charsPerToken)` over the prompt text.
+ * @category constructors @since 0.1.0
+ */
+export const characters = (charsPerToken = 4): Estimator => (request) =>
+  Effect.succeed(Math.ceil(CompletionRequest.promptText(request).length / charsPerToken))
