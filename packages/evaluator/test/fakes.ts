@@ -45,3 +45,18 @@ export const scripted = (
         timing: { start: 0, end: 0 }
       })
     })))
+
+/**
+ * A deterministic judge for simulators: reads the reference's `#### n` and the graded
+ * answer out of the judge prompt and returns a JSON verdict (1 when the answer's last
+ * number equals the reference number).
+ */
+export const judgeResponder = (request: { readonly messages: ReadonlyArray<{ readonly role: string; readonly content: string }> }): string => {
+  const prompt = request.messages.map((message) => message.content).join("\n")
+  const reference = /#### (-?[\d,.]+)/.exec(/Reference answer: ([\s\S]*?)\n\nAnswer to grade:/.exec(prompt)?.[1] ?? "")?.[1]?.replace(/,/g, "")
+  const answer = /Answer to grade: ([\s\S]*?)\n\nReply with JSON/.exec(prompt)?.[1] ?? ""
+  const numbers = answer.match(/-?\d[\d,]*(?:\.\d+)?/g) ?? []
+  const last = numbers.at(-1)?.replace(/,/g, "")
+  const correct = reference !== undefined && last === reference
+  return JSON.stringify({ score: correct ? 1 : 0, reason: correct ? "matches the reference" : `expected ${reference ?? "?"}, got ${last ?? "no number"}` })
+}
