@@ -1,6 +1,7 @@
 import { assert, layer } from "@effect/vitest"
 import { Completion, CompletionRequest, Embedder, Llm, TokenModel } from "@hasten/core"
 import { Effect, Exit, Fiber, Layer, Scope, Stream } from "effect"
+import { GeneralChatWrapper } from "node-llama-cpp"
 import { Local, ModelPool } from "@hasten/providers/local"
 
 const story = ", there was a little girl named Lily."
@@ -120,9 +121,13 @@ layer(Stories, { timeout: "60 seconds" })("Local (stories260K, 2 sequences)", (i
   it.effect("interrupting a stream mid-generation frees its sequence for the next request", () =>
     Effect.gen(function*() {
       const local = yield* Local.LocalModel
+      const before = (yield* local.status).generatedTokens
       const firstChunks = yield* Stream.runCollect(Stream.take(Llm.stream(greedy(200)), 3))
       assert.strictEqual(Array.from(firstChunks).length, 3)
-      assert.strictEqual((yield* local.status).freeSequences, 2)
+      const status = yield* local.status
+      assert.strictEqual(status.freeSequences, 2)
+      // generation was aborted, not run to maxTokens in the background
+      assert.isBelow(status.generatedTokens - before, 100)
       const interrupted = yield* Effect.forkChild(Llm.complete(greedy(200)))
       for (let i = 0; i < 5; i++) yield* Effect.yieldNow
       yield* Fiber.interrupt(interrupted)
@@ -218,5 +223,32 @@ layer(Local.layer({ model: "TinyStories-656K-Q8_0", contextSize: 256 }), { timeo
       assert.isTrue(completion.text.startsWith(", a little girl named Lily"), completion.text)
       const tokens = yield* TokenModel.TokenModel
       assert.strictEqual(tokens.vocabularySize, 2048)
+    }))
+})
+
+layer(
+  Local.layer({ model: "stories260K.gguf", contextSize: 256, chatTemplate: new GeneralChatWrapper() }),
+  { timeout: "60 seconds" }
+)("Local (stories260K with an explicit chat wrapper)", (it) => {
+  it.effect("messages go through the chat wrapper: rendered turns, its stop triggers, exact prompt count", () =>
+    Effect.gen(function*() {
+      const local = yield* Local.LocalModel
+      const chat = CompletionRequest.makeUnsafe({
+        model: "stories260K",
+        messages: [{ role: "system", content: "Tell a story." }, { role: "user", content: "Once upon a time" }],
+        temperature: 0,
+        maxTokens: 24
+      })
+      const counted = yield* local.countPromptTokens(chat)
+      const plain = yield* local.countPromptTokens(CompletionRequest.makeUnsafe({ model: "stories260K", messages: [], prompt: "Tell a story.\nOnce upon a time" }))
+      // the wrapper adds its role headers around the two messages
+      assert.isAbove(counted, plain + 4)
+      const completion = yield* Llm.complete(chat)
+      assert.strictEqual(completion.usage.inputTokens, counted)
+      assert.isAtMost(completion.usage.outputTokens, 24)
+      assert.notInclude(completion.text, "### Human")
+      // a raw prompt bypasses the template
+      const raw = yield* Llm.complete(greedy(12))
+      assert.isTrue(raw.text.startsWith(story))
     }))
 })
