@@ -240,21 +240,24 @@ export const make = (options: Options): ReplicateLlm => {
       const promise = client.predictions.create({
         ...splitModel(model),
         input,
-        ...(wait ? { wait: preferWait } : { stream: true })
+        ...(wait ? { wait: preferWait } : {})
       } as Parameters<typeof client.predictions.create>[0])
-      promise.then(
-        (prediction) => {
+      const settled = promise.then(
+        async (prediction) => {
           if (!signal.aborted) return resume(Effect.succeed(prediction))
           if (prediction.id !== undefined && !terminal(prediction.status)) {
-            const cancelling = client.predictions.cancel(prediction.id).catch(() => undefined)
-            pending.add(cancelling)
-            void cancelling.finally(() => pending.delete(cancelling))
+            await client.predictions.cancel(prediction.id).catch(() => undefined)
           }
         },
         (error: unknown) => {
           if (!signal.aborted) resume(Effect.fail(catchError(error)))
         }
       )
+      signal.addEventListener("abort", () => {
+        // the layer's finalizer waits for this create-then-cancel to finish
+        pending.add(settled)
+        void settled.finally(() => pending.delete(settled))
+      }, { once: true })
     })
 
   const poll = (initial: Prediction) =>
