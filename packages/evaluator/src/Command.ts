@@ -223,7 +223,8 @@ export const providerLayer = (spec: Spec, options: { readonly threads: number; r
           return Llm.Llm.layerEcho
         case "local": {
           const { Local } = await import("@hasten/providers/local")
-          return Local.layer({ model: spec.model, threads: options.threads, sequences: options.sequences })
+          // Load the model on the first cache miss; fail at startup when the file is missing.
+          return Stack.lazy("local", Local.layer({ model: spec.model, threads: options.threads, sequences: options.sequences }), Local.resolveModelPath(spec.model))
         }
         case "openai": {
           const { OpenAi } = await import("@hasten/providers/openai")

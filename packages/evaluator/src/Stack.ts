@@ -7,9 +7,9 @@
  * @since 0.1.0
  */
 import { Cache, CacheStore } from "@hasten/cache"
-import type { Llm } from "@hasten/core"
+import { Llm, LlmError } from "@hasten/core"
 import { PerfLogger } from "@hasten/perf-logger"
-import { Layer } from "effect"
+import { Context, Effect, Layer, Stream } from "effect"
 
 /** The middleware of a stack; each part is optional. @category models @since 0.1.0 */
 export interface Middleware {
@@ -43,3 +43,38 @@ export const wrap = (provider: Layer.Layer<Llm.Llm, unknown>, middleware: Middle
   }
   return llm
 }
+
+/**
+ * Defers building `provider` until the first call: a run answered entirely from the cache
+ * (a warm re-run, a resumed run) never loads the model. `name` must be the provider's
+ * `Llm.name` (`local`, `openai`, …), since cache keys include it before the provider exists.
+ * `check` runs eagerly (e.g. resolve the model path) so bad input still fails at startup.
+ * A build failure fails every call with that error.
+ * @category constructors @since 0.1.0
+ */
+export const lazy = <E>(
+  name: string,
+  provider: Layer.Layer<Llm.Llm, E>,
+  check: Effect.Effect<unknown, unknown> = Effect.void
+): Layer.Layer<Llm.Llm, unknown> =>
+  Layer.effect(
+    Llm.Llm,
+    Effect.gen(function*() {
+      yield* check
+      const scope = yield* Effect.scope
+      const memoMap = yield* Layer.makeMemoMap
+      const inner = yield* Effect.cached(
+        Layer.buildWithMemoMap(provider, memoMap, scope).pipe(
+          Effect.map((context) => Context.get(context, Llm.Llm)),
+          Effect.mapError((error) =>
+            LlmError.make(name, new LlmError.InvalidRequest({ description: `provider failed to start: ${error instanceof Error ? error.message : String(error)}` }))
+          )
+        )
+      )
+      return {
+        name,
+        complete: (request) => Effect.flatMap(inner, (llm) => llm.complete(request)),
+        stream: (request) => Stream.unwrap(Effect.map(inner, (llm) => llm.stream(request)))
+      } satisfies Llm.LlmService
+    })
+  )

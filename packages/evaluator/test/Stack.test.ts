@@ -1,7 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { Dataset } from "@hasten/evaluator"
 import { Evaluator, Report, Scorer, Stack } from "@hasten/evaluator"
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
+import { Llm } from "@hasten/core"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
@@ -43,5 +44,36 @@ describe("Stack (cache middleware)", () => {
       assert.strictEqual(warm.timing.cachedCalls, 12)
       assert.strictEqual(warm.timing.upstreamCalls, 0)
       assert.strictEqual(Report.reportJson(warm.report), Report.reportJson(cold.report))
+    }))
+
+  it.effect("lazy: a run served entirely from the cache never builds the provider", () =>
+    Effect.gen(function*() {
+      const path = Path.join(mkdtempSync(Path.join(tmpdir(), "hasten-lazy-")), "cache.db")
+      let builds = 0
+      const provider = Layer.unwrap(Effect.sync(() => {
+        builds++
+        return scripted("fake", () => "#### 0")
+      }))
+      const options = () => ({
+        dataset,
+        scorer: Scorer.gsm8k(),
+        candidates: [{ name: "fake", model: "m", llm: Stack.wrap(Stack.lazy("fake", provider), { cache: Stack.cacheStore({ path }) }) }]
+      })
+      yield* Evaluator.run(options())
+      assert.strictEqual(builds, 1)
+      const warm = yield* Evaluator.run(options())
+      assert.strictEqual(builds, 1)
+      assert.strictEqual(warm.timing.cachedCalls, 6)
+    }))
+
+  it.effect("lazy: a provider that fails to start turns into item errors naming the cause; check fails eagerly", () =>
+    Effect.gen(function*() {
+      const broken = Layer.effect(Llm.Llm, Effect.fail(new Error("no such model")))
+      const result = yield* Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [{ name: "x", model: "m", llm: Stack.lazy("local", broken) }] })
+      const summary = result.report.results[0]!.summary
+      assert.deepStrictEqual(summary.errorsByTag, { "LlmError.InvalidRequest": 6 })
+      assert.match(result.report.results[0]!.items[0]!.error!.message, /provider failed to start: no such model/)
+      const eager = yield* Effect.flip(Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [{ name: "x", model: "m", llm: Stack.lazy("local", broken, Effect.fail(new Error("model not found: m"))) }] }))
+      assert.match(eager.message, /candidate x failed to start: model not found: m/)
     }))
 })
