@@ -24,13 +24,11 @@ const upload = async (openai: OpenAI, lines: Array<string>) =>
 
 const terminal = new Set(["completed", "failed", "expired", "cancelled"])
 
-/** Polls until the batch is terminal, returning every status seen. */
-const poll = async (openai: OpenAI, id: string): Promise<{ batch: OpenAI.Batch; statuses: Array<string> }> => {
-  const statuses: Array<string> = []
+/** Polls until the batch is terminal. */
+const poll = async (openai: OpenAI, id: string): Promise<{ batch: OpenAI.Batch }> => {
   for (;;) {
     const batch = await openai.batches.retrieve(id)
-    if (statuses.at(-1) !== batch.status) statuses.push(batch.status)
-    if (terminal.has(batch.status)) return { batch, statuses }
+    if (terminal.has(batch.status)) return { batch }
     await new Promise((resolve) => setTimeout(resolve, 5))
   }
 }
@@ -52,10 +50,10 @@ describe("Batch API", () => {
     const created = await openai.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h", metadata: { run: "t1" } })
     assert.strictEqual(created.status, "validating")
     assert.deepStrictEqual(created.metadata, { run: "t1" })
-    const { batch, statuses } = await poll(openai, created.id)
-    assert.strictEqual(statuses[0], "validating")
-    assert.include(statuses, "in_progress")
+    const { batch } = await poll(openai, created.id)
     assert.strictEqual(batch.status, "completed")
+    assert.isNumber(batch.in_progress_at)
+    assert.isNumber(batch.finalizing_at)
     assert.deepStrictEqual(batch.request_counts, { total: 4, completed: 3, failed: 1 })
     assert.isNumber(batch.completed_at)
     const outputs = await jsonl(openai, batch.output_file_id!)
@@ -87,11 +85,16 @@ describe("Batch API", () => {
     assert.deepStrictEqual(errors.map((entry) => entry.error.code), ["batch_expired", "batch_expired", "batch_expired"])
   })
 
-  it("cancels: cancelling then cancelled, counted in counters", async () => {
-    const sim = await start({ batch: { validatingMs: 5, perRequestMs: 1000, finalizingMs: 10 } })
+  it("is in_progress after validating; cancelling then cancelled, counted in counters", async () => {
+    const sim = await start({ batch: { validatingMs: 5, perRequestMs: 5000, finalizingMs: 10 } })
     const openai = client(sim)
     const file = await upload(openai, [good("a", "1"), good("b", "2")])
     const created = await openai.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" })
+    assert.strictEqual(created.status, "validating")
+    let current = created
+    while (current.status === "validating") current = await openai.batches.retrieve(created.id)
+    assert.strictEqual(current.status, "in_progress")
+    assert.deepStrictEqual(current.request_counts, { total: 2, completed: 0, failed: 0 })
     const cancelling = await openai.batches.cancel(created.id)
     assert.strictEqual(cancelling.status, "cancelling")
     const { batch } = await poll(openai, created.id)

@@ -123,10 +123,17 @@ describe("rate limits", () => {
   })
 
   it("rejects calls beyond maxConcurrency with a concurrency 429 and tracks peak concurrency", async () => {
-    const sim = await start({ limits: { maxConcurrency: 2 }, latency: { ttftMs: 150 } })
+    // Admitted calls hold their slot until the gate opens, so the test does not depend on timing.
+    let open: () => void = () => {}
+    const gate = new Promise<void>((resolve) => (open = resolve))
+    const sim = await start({ limits: { maxConcurrency: 2 }, responder: () => gate.then(() => "done") })
     const openai = client(sim)
-    const results = await Promise.all(Array.from({ length: 5 }, (_, i) =>
+    const pending = Promise.all(Array.from({ length: 5 }, (_, i) =>
       openai.chat.completions.create(chat(`c${i}`, 5)).then(() => "ok", (error: unknown) => error)))
+    while (sim.counters().http429.concurrency < 3) await wait(5)
+    assert.strictEqual(sim.counters().inFlight, 2)
+    open()
+    const results = await pending
     const ok = results.filter((result) => result === "ok")
     const rejected = results.filter((result) => result !== "ok") as Array<InstanceType<typeof OpenAI.RateLimitError>>
     assert.strictEqual(ok.length, 2)
