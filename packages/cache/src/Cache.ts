@@ -24,6 +24,7 @@ import {
   Scope,
   Stream
 } from "effect"
+import { LRUCache } from "lru-cache"
 import { Completion, type CompletionRequest, Embedder, Llm, LlmError, RequestKey } from "@hasten/core"
 import { CacheStore, type CacheStoreError, type CacheStoreService, type Entry, tiered } from "./CacheStore.js"
 import * as MemoryStore from "./MemoryStore.js"
@@ -98,6 +99,21 @@ export const corrupt = Metric.counter("hasten_cache_corrupt_total", { descriptio
 /** Store operations that failed. @category metrics @since 0.1.0 */
 export const storeErrors = Metric.counter("hasten_cache_store_errors_total", { description: "Failed store operations", incremental: true })
 
+const counterFor = (name: string, description: string, store: string) =>
+  Metric.counter(name, { description, incremental: true, attributes: { store } })
+
+/** The counters above with the `store` attribute baked in (cheaper per update than `withAttributes`). */
+const metricsFor = (store: string) => ({
+  hits: counterFor("hasten_cache_hits_total", "Cache hits", store),
+  misses: counterFor("hasten_cache_misses_total", "Cache misses", store),
+  skipped: counterFor("hasten_cache_skipped_total", "Requests outside the cache policy", store),
+  bytesRead: counterFor("hasten_cache_read_bytes_total", "Bytes read on hits", store),
+  bytesWritten: counterFor("hasten_cache_written_bytes_total", "Bytes written", store),
+  evictions: counterFor("hasten_cache_evictions_total", "Entries evicted by the size bound", store),
+  corrupt: counterFor("hasten_cache_corrupt_total", "Undecodable entries", store),
+  storeErrors: counterFor("hasten_cache_store_errors_total", "Failed store operations", store)
+})
+
 // ---------------------------------------------------------------------------
 // payloads
 // ---------------------------------------------------------------------------
@@ -123,13 +139,25 @@ export const encodePayload = (payload: Payload): string | undefined => {
   }
 }
 
-/** Decodes JSON text into a payload; `undefined` when it is corrupt. @category utils @since 0.1.0 */
-export const decodePayload = (text: string): Payload | undefined => {
+/**
+ * Decodes JSON text into a payload; `undefined` when it is corrupt. With `markCached`,
+ * the completion (or every chunk) comes out with `cached: true`, in the same decode.
+ * @category utils @since 0.1.0
+ */
+export const decodePayload = (text: string, markCached = false): Payload | undefined => {
   let json: unknown
   try {
     json = JSON.parse(text)
   } catch {
     return undefined
+  }
+  if (markCached && typeof json === "object" && json !== null) {
+    const record = json as { _tag?: unknown; completion?: unknown; chunks?: unknown }
+    if (record._tag === "completion" && typeof record.completion === "object" && record.completion !== null) {
+      ;(record.completion as Record<string, unknown>).cached = true
+    } else if (record._tag === "stream" && Array.isArray(record.chunks)) {
+      for (const chunk of record.chunks) if (typeof chunk === "object" && chunk !== null) chunk.cached = true
+    }
   }
   const exit = decodePayloadExit(json)
   return Exit.isSuccess(exit) ? exit.value : undefined
@@ -243,13 +271,10 @@ interface Decoded {
 const markCompletion = (completion: Completion.Completion): Completion.Completion =>
   new Completion.Completion({ ...completion, cached: true })
 
-const markChunk = (chunk: Completion.CompletionChunk): Completion.CompletionChunk =>
-  new Completion.CompletionChunk({ ...chunk, cached: true })
-
 /** Store access with the configured error policy, one warning per outage, and metrics. */
 const makeGuard = (store: CacheStoreService, onStoreError: OnStoreError) => {
   let degraded = false
-  const storeErrorsForStore = Metric.withAttributes(storeErrors, { store: store.name })
+  const storeErrorsForStore = metricsFor(store.name).storeErrors
   return <A>(operation: Effect.Effect<A, CacheStoreError>, fallback: A): Effect.Effect<A, LlmError.LlmError> =>
     operation.pipe(
       Effect.tap(() => {
@@ -288,18 +313,20 @@ export const make = Effect.fnUntraced(function*(inner: Llm.LlmService, store: Ca
   const version = settings.version ?? 1
   const ttlMillis = settings.ttl === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(settings.ttl))
   const guard = makeGuard(store, settings.onStoreError ?? "bypass")
-  const attributes = { store: store.name }
-  const hitsMetric = Metric.withAttributes(hits, attributes)
-  const missesMetric = Metric.withAttributes(misses, attributes)
-  const skippedMetric = Metric.withAttributes(skipped, attributes)
-  const bytesReadMetric = Metric.withAttributes(bytesRead, attributes)
-  const bytesWrittenMetric = Metric.withAttributes(bytesWritten, attributes)
-  const evictionsMetric = Metric.withAttributes(evictions, attributes)
-  const corruptMetric = Metric.withAttributes(corrupt, attributes)
+  const {
+    bytesRead: bytesReadMetric,
+    bytesWritten: bytesWrittenMetric,
+    corrupt: corruptMetric,
+    evictions: evictionsMetric,
+    hits: hitsMetric,
+    misses: missesMetric,
+    skipped: skippedMetric
+  } = metricsFor(store.name)
   const completions = new Map<string, Flight<Completion.Completion>>()
   const streams = new Map<string, StreamFlight>()
-  // Stores that hand back the same entry object (memory) decode it once.
-  const decodedEntries = new WeakMap<Entry, Decoded>()
+  // Decoded entries by key, reused while the stored text is unchanged: a hit still reads
+  // the store every time, but identical text is validated and decoded only once.
+  const decodedEntries = new LRUCache<string, { readonly value: string; readonly decoded: Decoded }>({ max: 1_000 })
 
   const cacheable = (request: CompletionRequest.CompletionRequest): boolean =>
     policy === "all" || RequestKey.isDeterministic(request)
@@ -308,14 +335,14 @@ export const make = Effect.fnUntraced(function*(inner: Llm.LlmService, store: Ca
     RequestKey.make(request, { provider: inner.name, namespace, version })
 
   const decodeEntry = (entry: Entry): Decoded | undefined => {
-    const memo = decodedEntries.get(entry)
-    if (memo !== undefined) return memo
-    const payload = decodePayload(entry.value)
+    const memo = decodedEntries.get(entry.key)
+    if (memo !== undefined && memo.value === entry.value) return memo.decoded
+    const payload = decodePayload(entry.value, true)
     if (payload === undefined || payload._tag === "embedding") return undefined
     const decoded: Decoded = payload._tag === "completion"
-      ? { completion: markCompletion(payload.completion), bytes: Buffer.byteLength(entry.value) }
-      : { chunks: payload.chunks.map(markChunk), bytes: Buffer.byteLength(entry.value) }
-    decodedEntries.set(entry, decoded)
+      ? { completion: payload.completion, bytes: Buffer.byteLength(entry.value) }
+      : { chunks: payload.chunks, bytes: Buffer.byteLength(entry.value) }
+    decodedEntries.set(entry.key, { value: entry.value, decoded })
     return decoded
   }
 
@@ -494,7 +521,7 @@ export const makeEmbedder = Effect.fnUntraced(function*(inner: Embedder.Embedder
   const version = settings.version ?? 1
   const ttlMillis = settings.ttl === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(settings.ttl))
   const guard = makeGuard(store, settings.onStoreError ?? "bypass")
-  const attributes = { store: store.name }
+  const metrics = metricsFor(store.name)
   const flights = new Map<string, Flight<Embedder.Embeddings>>()
 
   const embed = (texts: ReadonlyArray<string>, options?: Embedder.EmbedOptions): Effect.Effect<Embedder.Embeddings, LlmError.LlmError> =>
@@ -509,14 +536,14 @@ export const makeEmbedder = Effect.fnUntraced(function*(inner: Embedder.Embedder
         const payload = entry === undefined ? undefined : decodePayload(entry.value)
         if (payload?._tag === "embedding") {
           vectors.push(payload.vector)
-          yield* Metric.update(Metric.withAttributes(hits, attributes), 1)
+          yield* Metric.update(metrics.hits, 1)
           continue
         }
         if (entry !== undefined) {
-          yield* Metric.update(Metric.withAttributes(corrupt, attributes), 1)
+          yield* Metric.update(metrics.corrupt, 1)
           yield* Effect.logWarning(`cache store ${store.name}: embedding entry ${key} is corrupt; treating it as a miss`)
         }
-        yield* Metric.update(Metric.withAttributes(misses, attributes), 1)
+        yield* Metric.update(metrics.misses, 1)
         vectors.push(undefined)
         missing.set(key, texts[index]!)
       }
@@ -541,7 +568,7 @@ export const makeEmbedder = Effect.fnUntraced(function*(inner: Embedder.Embedder
                 store.set({ key, namespace, value, createdAt: now, ...(ttlMillis !== undefined ? { expiresAt: now + ttlMillis } : {}) }),
                 0
               ).pipe(
-                Effect.andThen(Metric.update(Metric.withAttributes(bytesWritten, attributes), Buffer.byteLength(value))),
+                Effect.andThen(Metric.update(metrics.bytesWritten, Buffer.byteLength(value))),
                 Effect.catch(() => Effect.void)
               )
             }, { discard: true })
