@@ -6,6 +6,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { Local, ModelPool } from "@hasten/providers/local"
+import { writeLoraAdapter } from "./local-lora-fixture.js"
 
 // waits (event-loop turns, not time) for an asynchronous release to finish
 const settled = <A>(read: Effect.Effect<A>, done: (value: A) => boolean) =>
@@ -173,5 +174,31 @@ describe("ModelPool", () => {
       const ok = yield* llm.complete(request())
       assert.isTrue(ok.text.startsWith(", there was"))
       assert.strictEqual((yield* ModelPool.stats).modelLoads, 1)
+    }).pipe(Effect.provide(Local.layerWithPool({ model: "stories260K", contextSize: 128 }).pipe(Layer.provideMerge(ModelPool.layer())))))
+
+  it.effect("switches LoRA adapters per request on the one loaded base model", () =>
+    Effect.gen(function*() {
+      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "hasten-lora-"))
+      const first = Path.join(dir, "first.gguf")
+      const second = Path.join(dir, "second.gguf")
+      writeLoraAdapter(first, { seed: 1 })
+      writeLoraAdapter(second, { seed: 2 })
+      const llm = yield* Llm.Llm
+      const base = yield* llm.complete(request({ maxTokens: 12 }))
+      assert.isTrue(base.text.startsWith(", there was a little girl named Lily."))
+      const adapted = yield* llm.complete(request({ maxTokens: 12, adapter: first }))
+      const again = yield* llm.complete(request({ maxTokens: 12, adapter: first }))
+      const other = yield* llm.complete(request({ maxTokens: 12, adapter: second }))
+      const baseAfter = yield* llm.complete(request({ maxTokens: 12 }))
+      assert.notStrictEqual(adapted.text, base.text)
+      assert.strictEqual(again.text, adapted.text)
+      assert.notStrictEqual(other.text, adapted.text)
+      assert.strictEqual(baseAfter.text, base.text)
+      const stats = yield* ModelPool.stats
+      assert.strictEqual(stats.modelLoads, 1)
+      assert.strictEqual(stats.adapterLoads, 2)
+      // the base context plus one context per adapter, reused by the repeated request
+      assert.strictEqual(stats.contextLoads, 3)
+      Fs.rmSync(dir, { recursive: true })
     }).pipe(Effect.provide(Local.layerWithPool({ model: "stories260K", contextSize: 128 }).pipe(Layer.provideMerge(ModelPool.layer())))))
 })
