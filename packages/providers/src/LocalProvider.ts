@@ -502,7 +502,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       for (const text of texts) {
         const tokens = model.tokenize(text)
         inputTokens += tokens.length + (prependBos ? 1 : 0)
-        if (inputTokens > 0 && tokens.length + 1 > contextSize) {
+        if (tokens.length + (prependBos ? 1 : 0) > contextSize) {
           return yield* LlmError.make(
             provider,
             new LlmError.ContextLengthExceeded({ description: `an input has ${tokens.length} tokens, more than the context size of ${contextSize}` })
