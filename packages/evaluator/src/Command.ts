@@ -7,7 +7,8 @@
  */
 import { Llm } from "@hasten/core"
 import { PerfLogger } from "@hasten/perf-logger"
-import { Cause, Effect, Exit, Fiber, Layer, Schema } from "effect"
+import { RateLimit } from "@hasten/rate-limit"
+import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Schema } from "effect"
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as Path from "node:path"
 import { parseArgs } from "node:util"
@@ -54,6 +55,7 @@ export const usage = `Usage: hasten-eval --dataset <name|file> --candidate <spec
   --help
 
 Environment: OPENAI_API_KEY, OPENAI_BASE_URL, ANTHROPIC_API_KEY, REPLICATE_API_TOKEN,
+rate limits of remote calls: MAX_CONCURRENCY, RPS_LIMIT, RPM_LIMIT, TPM_LIMIT, MAX_RETRIES, RETRIES_ENABLED;
 HASTEN_DATA_DIR, HASTEN_MODELS_DIR, CI (plain progress lines).`
 
 /** Parsed command-line options. @category models @since 0.1.0 */
@@ -270,7 +272,9 @@ export const evaluate = (args: Args, progress: Progress.Progress = Progress.make
       const key = `${spec.provider}:${spec.model}`
       let layer = providers.get(key)
       if (layer === undefined) {
-        layer = Stack.wrap(providerLayer(spec, { threads: args.threads, sequences }), middleware)
+        // Remote calls go through the rate limiter (MAX_CONCURRENCY, RPS_LIMIT, TPM_LIMIT, MAX_RETRIES…).
+        const remote = spec.provider === "openai" || spec.provider === "anthropic" || spec.provider === "replicate"
+        layer = Stack.wrap(providerLayer(spec, { threads: args.threads, sequences }), remote ? { ...middleware, rateLimit: RateLimit.layerConfig } : middleware)
         providers.set(key, layer)
       }
       return layer
@@ -345,7 +349,8 @@ export const main = async (argv: ReadonlyArray<string>, io: { readonly out: (tex
       return 1
     }
   }
-  const fiber = Effect.runFork(evaluate(args))
+  // Read the environment as of this invocation (the default provider snapshots it once).
+  const fiber = Effect.runFork(evaluate(args).pipe(Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv())))
   const interrupt = () => {
     Effect.runFork(Fiber.interrupt(fiber))
   }

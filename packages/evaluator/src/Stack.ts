@@ -19,7 +19,10 @@ export interface Middleware {
   readonly cacheSettings?: Cache.Settings
   /** A perf-logger recorder shared by every stack of the run; omitted means no measurements. */
   readonly perf?: Layer.Layer<PerfLogger.PerfLogger, unknown>
-  /** Rate-limit middleware (e.g. `RateLimit.layer(options)`), placed just above the provider. */
+  /**
+   * Rate-limit middleware (e.g. `RateLimit.layer(options)`), placed just above the provider.
+   * Each stack gets its own instance (budgets are per provider and model anyway).
+   */
   readonly rateLimit?: Layer.Layer<Llm.Llm, unknown, Llm.Llm>
 }
 
@@ -36,8 +39,10 @@ export const cacheStore = (options?: { readonly store?: "sqlite" | "memory"; rea
  */
 export const wrap = (provider: Layer.Layer<Llm.Llm, unknown>, middleware: Middleware = {}): Layer.Layer<Llm.Llm, unknown> => {
   let llm: Layer.Layer<Llm.Llm, unknown> = provider
-  if (middleware.rateLimit !== undefined) llm = middleware.rateLimit.pipe(Layer.provide(llm))
-  if (middleware.perf !== undefined) llm = PerfLogger.layerLlm.pipe(Layer.provide(llm), Layer.provide(middleware.perf))
+  // Middleware values are shared between stacks, so build them fresh: a memoized
+  // middleware would hand every stack the first stack's wrapped provider.
+  if (middleware.rateLimit !== undefined) llm = Layer.fresh(middleware.rateLimit).pipe(Layer.provide(llm))
+  if (middleware.perf !== undefined) llm = Layer.fresh(PerfLogger.layerLlm).pipe(Layer.provide(llm), Layer.provide(middleware.perf))
   if (middleware.cache !== undefined) {
     llm = Cache.layerFromStore(middleware.cacheSettings).pipe(Layer.provide(llm), Layer.provide(middleware.cache))
   }

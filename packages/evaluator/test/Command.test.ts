@@ -3,6 +3,8 @@ import { Command } from "@hasten/evaluator"
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
+import { Simulator } from "@hasten/testkit"
+import { judgeResponder } from "./fakes.js"
 
 const run = async (argv: ReadonlyArray<string>) => {
   let out = ""
@@ -65,5 +67,31 @@ describe("hasten-eval", () => {
     assert.strictEqual(compared.code, 0, compared.err)
     assert.match(compared.out, /# Comparison/)
     assert.match(compared.out, /both right/)
+  })
+
+  it("judges through the OpenAI provider against the simulator (env config), with trials", async () => {
+    const sim = await Simulator.start({ seed: 2, responder: judgeResponder })
+    const saved = { key: process.env.OPENAI_API_KEY, url: process.env.OPENAI_BASE_URL, rps: process.env.RPS_LIMIT }
+    try {
+      delete process.env.OPENAI_API_KEY
+      const noKey = await run(["--dataset", "gsm8k", "--candidate", "echo:x", "--judge", "openai:gpt-4o-mini", "--questions", "2", "--out", Path.join(dir, "nokey"), "--no-cache", "--no-perf"])
+      assert.strictEqual(noKey.code, 1)
+      assert.match(noKey.err, /judge openai:gpt-4o-mini failed to start: .*OPENAI_API_KEY/)
+      process.env.OPENAI_API_KEY = "sk-test"
+      process.env.OPENAI_BASE_URL = sim.openaiBaseUrl
+      process.env.RPS_LIMIT = "1000"
+      const result = await run(["--dataset", "gsm8k", "--candidate", "echo:x", "--judge", "openai:gpt-4o-mini", "--scorer", "judge", "--questions", "3", "--trials", "2", "--out", Path.join(dir, "judged"), "--no-cache", "--no-perf"])
+      assert.strictEqual(result.code, 0, result.err)
+      const report = JSON.parse(readFileSync(Path.join(dir, "judged", "report.json"), "utf8")).report
+      assert.deepStrictEqual([report.results[0].summary.scored, report.results[0].summary.errors], [6, 0])
+      assert.strictEqual(report.results[0].summary.judgeAgreement, 1)
+      assert.strictEqual(sim.counters().requests, 6)
+    } finally {
+      for (const [name, value] of [["OPENAI_API_KEY", saved.key], ["OPENAI_BASE_URL", saved.url], ["RPS_LIMIT", saved.rps]] as const) {
+        if (value === undefined) delete process.env[name]
+        else process.env[name] = value
+      }
+      await sim.close()
+    }
   })
 })

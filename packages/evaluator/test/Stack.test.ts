@@ -3,6 +3,7 @@ import type { Dataset } from "@hasten/evaluator"
 import { Evaluator, Report, Scorer, Stack } from "@hasten/evaluator"
 import { Effect, Layer } from "effect"
 import { Llm } from "@hasten/core"
+import { PerfLogger } from "@hasten/perf-logger"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
@@ -75,5 +76,20 @@ describe("Stack (cache middleware)", () => {
       assert.match(result.report.results[0]!.items[0]!.error!.message, /provider failed to start: no such model/)
       const eager = yield* Effect.flip(Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [{ name: "x", model: "m", llm: Stack.lazy("local", broken, Effect.fail(new Error("model not found: m"))) }] }))
       assert.match(eager.message, /candidate x failed to start: model not found: m/)
+    }))
+
+  it.effect("stacks sharing a recorder and a rate limiter keep their own providers", () =>
+    Effect.gen(function*() {
+      const perf = PerfLogger.layerMemory()
+      const rateLimit = Layer.effect(Llm.Llm, Effect.service(Llm.Llm)) // a pass-through middleware value shared by both stacks
+      const a = Stack.wrap(scripted("a", () => "#### 1"), { perf, rateLimit })
+      const b = Stack.wrap(scripted("b", () => "#### 2"), { perf, rateLimit })
+      const result = yield* Evaluator.run({
+        dataset,
+        scorer: Scorer.gsm8k(),
+        questions: 1,
+        candidates: [{ name: "a", model: "m", llm: a }, { name: "b", model: "m", llm: b }]
+      })
+      assert.deepStrictEqual(result.report.results.map((candidate) => candidate.items[0]!.output), ["#### 1", "#### 2"])
     }))
 })
