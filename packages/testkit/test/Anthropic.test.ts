@@ -116,4 +116,29 @@ describe("Anthropic simulator through the official SDK", () => {
     assert.strictEqual(unauthorized.status, 401)
     assert.strictEqual((await unauthorized.json() as { error: { type: string } }).error.type, "authentication_error")
   })
+
+  it("reports an exhausted quota the way Anthropic does (400, credit balance too low), every time", async () => {
+    const sim = await start({ limits: { quotaExhausted: true, windowMs: 10 } })
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const error = await client(sim).messages.create(message("hi")).catch((error: unknown) => error)
+      assert.instanceOf(error, Anthropic.BadRequestError)
+      assert.match((error as Error).message, /credit balance is too low/)
+    }
+    assert.strictEqual(sim.counters().http429.quota, 2)
+  })
+
+  it("rejects calls beyond maxConcurrency with rate_limit_error", async () => {
+    let open: () => void = () => {}
+    const gate = new Promise<void>((resolve) => (open = resolve))
+    const sim = await start({ limits: { maxConcurrency: 1 }, responder: () => gate.then(() => "done") })
+    const anthropic = client(sim)
+    const first = anthropic.messages.create(message("one"))
+    while (sim.counters().inFlight < 1) await new Promise((resolve) => setTimeout(resolve, 5))
+    const error = await anthropic.messages.create(message("two")).catch((error: unknown) => error)
+    assert.instanceOf(error, Anthropic.RateLimitError)
+    assert.match((error as Error).message, /Concurrency limit/)
+    open()
+    const answer = await first
+    assert.strictEqual(answer.content[0]?.type === "text" ? answer.content[0].text : "", "done")
+  })
 })

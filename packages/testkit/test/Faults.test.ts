@@ -47,13 +47,16 @@ describe("seeded faults", () => {
     for (const kind of ["ok", "500", "503", "reset"]) assert.include(first, kind)
   })
 
-  it("500 and 503 carry OpenAI's server_error body; 503 says overloaded", async () => {
-    const sim = await start({ faults: { rate: 1, kinds: ["503"] } })
+  it("500 and 503 carry OpenAI's server_error body and rate-limit headers; 503 says overloaded", async () => {
+    const sim = await start({ faults: { rate: 1, kinds: ["503"] }, limits: { rpm: 10 } })
     const error = await client(sim).chat.completions.create(chat("x")).catch((error: unknown) => error) as InstanceType<typeof OpenAI.InternalServerError>
     assert.instanceOf(error, OpenAI.InternalServerError)
     assert.strictEqual(error.status, 503)
     assert.strictEqual(error.type, "server_error")
     assert.match(error.message, /overloaded/)
+    assert.strictEqual(error.headers?.get("x-ratelimit-limit-requests"), "10")
+    // a faulted call charges nothing
+    assert.strictEqual(error.headers?.get("x-ratelimit-remaining-requests"), "10")
   })
 
   it("a hang never answers: the client's timeout fires, and close() still returns", async () => {

@@ -96,4 +96,22 @@ describe("Replicate simulator through the official SDK", () => {
     assert.strictEqual(notFound.status, 404)
     assert.strictEqual((await notFound.json() as { status: number }).status, 404)
   })
+
+  it("throttles with 429 problem bodies; the SDK retries 429s by itself, and every try is counted", async () => {
+    const sim = await start({ limits: { rpm: 1 } })
+    const replicate = client(sim)
+    await replicate.run("meta/llama", { input: { prompt: "one" } })
+    const error = await replicate.run("meta/llama", { input: { prompt: "two" } }).catch((error: unknown) => error) as Error & { response: Response }
+    assert.strictEqual(error.response.status, 429)
+    assert.match(error.message, /Request was throttled/)
+    // replicate 1.4 retries a 429 five times before giving up: six refusals in all.
+    assert.strictEqual(sim.counters().http429.requests, 6)
+  })
+
+  it("answers 402 when the quota is exhausted", async () => {
+    const sim = await start({ limits: { quotaExhausted: ["r8_broke"] } })
+    const error = await client(sim, "r8_broke").run("meta/llama", { input: { prompt: "x" } }).catch((error: unknown) => error) as Error & { response: Response }
+    assert.strictEqual(error.response.status, 402)
+    assert.match(error.message, /insufficient credit/)
+  })
 })

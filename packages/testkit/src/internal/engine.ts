@@ -615,7 +615,8 @@ export const injectFault = (
   engine: Engine,
   vendor: Vendor,
   kind: FaultKind | undefined,
-  response: ServerResponse
+  response: ServerResponse,
+  headers: Record<string, string> = {}
 ): boolean => {
   if (kind === undefined) return false
   switch (kind) {
@@ -628,12 +629,12 @@ export const injectFault = (
       return true
     case "500": {
       const error = vendor.error("server", "The server had an error while processing your request. Sorry about that!")
-      sendJson(engine, response, error.status, error.body, {}, error.contentType)
+      sendJson(engine, response, error.status, error.body, headers, error.contentType)
       return true
     }
     case "503": {
       const error = vendor.error("overloaded", "The server is overloaded or not ready yet.")
-      sendJson(engine, response, error.status, error.body, {}, error.contentType)
+      sendJson(engine, response, error.status, error.body, headers, error.contentType)
       return true
     }
   }
@@ -660,7 +661,7 @@ export const admitCall = (
   const kind = engine.fault(options.index)
   if (kind !== undefined) {
     engine.recordRefusal(options.key, options.route, kind === "500" ? 500 : kind === "503" ? 503 : 0)
-    injectFault(engine, vendor, kind, response)
+    injectFault(engine, vendor, kind, response, vendor.rateHeaders(engine.state(options.key), Date.now()))
     return undefined
   }
   const admission = engine.admit(options)
