@@ -414,3 +414,29 @@ export const ngramCache = (options?: NgramOptions & {
       } satisfies DraftSession
     })
 })
+
+/**
+ * Tries each drafter in order and uses the first that proposes something: for example
+ * the n-gram cache (what the target wrote before) with prompt lookup as the fallback.
+ * @category constructors @since 0.1.0
+ */
+export const combine = <E = never, R = never>(...drafters: ReadonlyArray<Drafter<E, R>>): Drafter<E, R> => ({
+  name: drafters.map((drafter) => drafter.name).join("+"),
+  kind: drafters.some((drafter) => drafter.kind === "model") ? "model" : "lookup",
+  make: (target) =>
+    Effect.gen(function*() {
+      const sessions: Array<DraftSession> = []
+      for (const drafter of drafters) sessions.push(yield* drafter.make(target))
+      return {
+        begin: (prompt) => Effect.forEach(sessions, (session) => session.begin(prompt), { discard: true }),
+        end: (context, promptLength) => Effect.forEach(sessions, (session) => session.end(context, promptLength), { discard: true }),
+        draft: Effect.fnUntraced(function*(request: DraftRequest) {
+          for (const session of sessions) {
+            const draft = yield* session.draft(request)
+            if (draft.tokens.length > 0) return draft
+          }
+          return { tokens: [] }
+        })
+      } satisfies DraftSession
+    })
+})

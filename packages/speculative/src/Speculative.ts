@@ -32,6 +32,12 @@ export interface Options<E = never, R = never> {
   readonly seed?: number | undefined
   /** The `Llm` name (default `"speculative"`). */
   readonly name?: string | undefined
+  /**
+   * What the adaptive controller measures step costs with: `"cpu"` (default) is the CPU time
+   * of this process (all threads), robust when other processes compete for the cores;
+   * `"wall"` is Effect's `Clock`.
+   */
+  readonly costClock?: "cpu" | "wall" | undefined
   /** Replaces the acceptance rule; only to show that tests catch a wrong one. @internal */
   readonly acceptanceRule?: Sampling.AcceptanceRule | undefined
 }
@@ -161,6 +167,11 @@ const summarize = (drafter: string, tally: Tally): RequestStats => ({
   meanGamma: tally.speculativeSteps === 0 ? 0 : tally.gammaSum / tally.speculativeSteps
 })
 
+const cpuNanos = (): number => {
+  const usage = process.cpuUsage()
+  return (usage.user + usage.system) * 1000
+}
+
 const invalid = (description: string) => new SpeculativeError({ reason: new InvalidOptions({ description }) })
 
 const validate = (options: Options<any, any>): Effect.Effect<void, SpeculativeError> => {
@@ -213,10 +224,11 @@ export const make = <E = never, R = never>(
     })
     const totals = yield* Ref.make(emptyTally())
     const endTokens = new Set(target.endTokens)
+    const costClock = options.costClock ?? "cpu"
 
     const decode = Effect.fnUntraced(function*(request: CompletionRequest.CompletionRequest) {
       const clock = yield* Effect.clockWith(Effect.succeed)
-      const now = () => Number(clock.currentTimeNanosUnsafe())
+      const now = costClock === "cpu" ? cpuNanos : () => Number(clock.currentTimeNanosUnsafe())
       const start = clock.currentTimeMillisUnsafe()
       const maxTokens = request.maxTokens ?? options.maxTokens ?? 256
       const sampling: Sampling.SamplingOptions = {

@@ -62,7 +62,8 @@ describe("greedy equality (synthetic)", () => {
   const drafters: ReadonlyArray<readonly [string, () => Drafter.Drafter]> = [
     ["model", () => Drafter.model(draftModel)],
     ["prompt-lookup", () => Drafter.promptLookup({ minNgram: 1 })],
-    ["ngram-cache", () => Drafter.ngramCache({ minNgram: 1, maxNgram: 3 })]
+    ["ngram-cache", () => Drafter.ngramCache({ minNgram: 1, maxNgram: 3 })],
+    ["ngram-cache+prompt-lookup", () => Drafter.combine(Drafter.ngramCache({ minNgram: 2, maxNgram: 3 }), Drafter.promptLookup({ minNgram: 1 }))]
   ]
   for (const [name, drafter] of drafters) {
     for (const gamma of [1, 3, 6, "adaptive"] as const) {
@@ -298,6 +299,7 @@ describe("edges", () => {
     }))
 })
 
+// Under the TestClock the wall cost clock reads 0, so γ follows the acceptance rates and the prior cost model alone.
 describe("adaptive γ", () => {
   it.effect("turns speculation off when drafts are always wrong, and probes back", () =>
     Effect.gen(function*() {
@@ -307,7 +309,7 @@ describe("adaptive γ", () => {
         const llm = yield* Llm.Llm
         const completion = yield* llm.complete(request("abc", { maxTokens: 200 }))
         return statsOf(completion)
-      }).pipe(provide(model, Speculative.layer({ drafter: Drafter.model(wrongDraft), gamma: "adaptive", probeInterval: 16 })))
+      }).pipe(provide(model, Speculative.layer({ drafter: Drafter.model(wrongDraft), gamma: "adaptive", probeInterval: 16, costClock: "wall" })))
       assert.isAbove(stats.plainSteps, 150)
       assert.isAbove(stats.speculativeSteps, 5, "probes")
       assert.isBelow(stats.speculativeSteps, 20)
@@ -318,7 +320,7 @@ describe("adaptive γ", () => {
       const stats = yield* Effect.gen(function*() {
         const llm = yield* Llm.Llm
         return statsOf(yield* llm.complete(request("abcdabcdabcd", { maxTokens: 100 })))
-      }).pipe(provide(cyclic(), Speculative.layer({ drafter: Drafter.promptLookup(), gamma: "adaptive", maxGamma: 8 })))
+      }).pipe(provide(cyclic(), Speculative.layer({ drafter: Drafter.promptLookup(), gamma: "adaptive", maxGamma: 8, costClock: "wall" })))
       assert.isAbove(stats.meanGamma, 4)
       assert.isAbove(stats.acceptanceRate, 0.95)
       assert.isBelow(stats.targetEvaluations, 25)

@@ -1,0 +1,431 @@
+/**
+ * Speculative decoding benchmark: plain greedy decoding, node-llama-cpp's own token
+ * predictors, and Hasten's speculative layer with each drafter, fixed and adaptive γ, side
+ * by side on the fixture models. Two workloads: free story continuation, and a repetitive
+ * structuring workload (short records rewritten into one JSON shape, few-shot).
+ *
+ *   node bench/run.ts [--quick]      (build @hasten/core and @hasten/speculative with tsup first)
+ *
+ * Every configuration runs the same requests, greedy, threads: 1, flash attention off,
+ * reusing the KV state of the prompt prefix shared with the previous request (baselines
+ * too). Configurations are interleaved over rounds; the median round is reported. The last
+ * line is one JSON object.
+ */
+import { CompletionRequest, Llm, LlmError, TokenModel } from "@hasten/core"
+import { Drafter, Speculative } from "@hasten/speculative"
+import { Effect, Layer, ManagedRuntime } from "effect"
+import * as NodeCrypto from "node:crypto"
+import * as NodeFs from "node:fs"
+import * as NodePath from "node:path"
+import {
+  DraftSequenceTokenPredictor,
+  getLlama,
+  InputLookupTokenPredictor,
+  LlamaLogLevel,
+  type LlamaContext,
+  type LlamaContextSequence,
+  type LlamaModel,
+  type Token,
+  type TokenPredictor
+} from "node-llama-cpp"
+
+const quick = process.argv.includes("--quick")
+const modelFiles = ["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"]
+const rounds = quick ? 1 : 3
+const contextSize = 1024
+
+// ---------------------------------------------------------------------------------------
+// fixtures
+// ---------------------------------------------------------------------------------------
+
+const modelsDir = (): string => {
+  const fromEnv = process.env["HASTEN_MODELS_DIR"]
+  if (fromEnv !== undefined && fromEnv.length > 0) return fromEnv
+  let dir = process.cwd()
+  for (;;) {
+    for (const candidate of [NodePath.join(dir, "shared", "models"), NodePath.join(dir, "..", "shared", "models")]) {
+      if (NodeFs.existsSync(NodePath.join(candidate, "stories260K.gguf"))) return candidate
+    }
+    const parent = NodePath.dirname(dir)
+    if (parent === dir) throw new Error("shared/models not found; set HASTEN_MODELS_DIR")
+    dir = parent
+  }
+}
+
+const storyPrompts = [
+  "Once upon a time",
+  "Lily went to the park with her mom.",
+  "Tom had a big red ball. One day,",
+  "The little bird was sad because",
+  "Ben and Mia wanted to build a house.",
+  "There was a small cat named Kitty."
+].slice(0, quick ? 3 : 6)
+
+const names = ["Lily", "Tom", "Ben", "Mia", "Sue", "Max", "Anna", "Sam", "Tim", "Lucy"]
+const pets = ["dog", "cat", "bird", "fish", "frog"]
+const colors = ["red", "blue", "green", "yellow", "pink", "brown"]
+const toys = ["ball", "car", "doll", "kite", "truck", "book", "boat"]
+const record = (i: number) => ({
+  name: names[i % names.length]!,
+  age: 2 + ((i * 7) % 6),
+  pet: pets[(i * 3) % pets.length]!,
+  color: colors[(i * 5) % colors.length]!,
+  toy: toys[(i * 2 + 1) % toys.length]!
+})
+// Tiny story models cannot write JSON (TinyStories-656K's tokenizer even aborts on "{"), so
+// the structuring task is a fixed story template per record, shown three times few-shot.
+const fields = (r: ReturnType<typeof record>) => `Name: ${r.name}. Pet: ${r.pet}. Toy: ${r.toy}.\nStory:`
+const filled = (r: ReturnType<typeof record>) => ` ${r.name} had a ${r.pet}. The ${r.pet} liked to play with the ${r.toy}. ${r.name} was happy.\n`
+const fewShot = [100, 101, 102].map((i) => fields(record(i)) + filled(record(i))).join("")
+const structuringPrompts = Array.from({ length: quick ? 16 : 50 }, (_, i) => fewShot + fields(record(i)))
+
+interface Workload {
+  readonly name: "story" | "structuring"
+  readonly prompts: ReadonlyArray<string>
+  readonly maxTokens: number
+}
+const workloads: ReadonlyArray<Workload> = [
+  { name: "story", prompts: storyPrompts, maxTokens: quick ? 96 : 160 },
+  { name: "structuring", prompts: structuringPrompts, maxTokens: 48 }
+]
+
+// ---------------------------------------------------------------------------------------
+// a TokenModel over node-llama-cpp with the optional fast greedy paths
+// ---------------------------------------------------------------------------------------
+
+const failure = (name: string, what: string) => (cause: unknown) =>
+  LlmError.make(name, new LlmError.BadResponse({ description: `${what}: ${String(cause)}` }))
+
+const vocabularyOf = (model: LlamaModel): ReadonlyArray<string> => (model.fileInfo.metadata as any).tokenizer.ggml.tokens
+
+const tokenModel = (model: LlamaModel, name: string): TokenModel.TokenModelService => {
+  const vocabulary = vocabularyOf(model)
+  const vocabularySize = vocabulary.length
+  const bos = model.tokens.bos ?? undefined
+  return {
+    name,
+    vocabularySize,
+    vocabularyId: NodeCrypto.createHash("sha256").update(vocabulary.join("\u0000")).digest("hex").slice(0, 16),
+    bos,
+    endTokens: [model.tokens.eos, model.tokens.eot].filter((token): token is Token => token !== null),
+    tokenize: (text, options) =>
+      Effect.sync(() => {
+        const tokens = model.tokenize(text, false) as Array<number>
+        return options?.addBos === true && bos !== undefined ? [bos, ...tokens] : tokens
+      }),
+    detokenize: (tokens) => Effect.sync(() => model.detokenize(tokens as Array<Token>)),
+    sequence: () =>
+      Effect.gen(function*() {
+        const context = yield* Effect.acquireRelease(
+          Effect.tryPromise({
+            try: () => model.createContext({ contextSize, threads: 1, sequences: 1, flashAttention: false }),
+            catch: failure(name, "createContext")
+          }),
+          (context) => Effect.promise(() => context.dispose())
+        )
+        const sequence = context.getSequence()
+        const tokens: Array<number> = []
+        const evaluate = <A>(newTokens: ReadonlyArray<number>, generateNext: object, read: (next: any) => A) =>
+          Effect.tryPromise({
+            try: () => sequence.controlledEvaluate(newTokens.map((token) => [token as Token, { generateNext }])),
+            catch: failure(name, "evaluate")
+          }).pipe(Effect.map((results) => {
+            tokens.push(...newTokens)
+            return newTokens.map((_, i) => read(results[i]!.next))
+          }))
+        return {
+          tokens: () => tokens,
+          append: (newTokens: ReadonlyArray<number>) =>
+            evaluate(newTokens, { logits: true }, (next) => {
+              const out = new Float32Array(vocabularySize)
+              let max = -Infinity
+              for (const value of next.logits.values()) if (value > max) max = value
+              let sum = 0
+              for (const [token, value] of next.logits) sum += out[token] = Math.exp(value - max)
+              for (let i = 0; i < vocabularySize; i++) out[i] = out[i]! / sum
+              return out
+            }),
+          appendGreedy: (newTokens: ReadonlyArray<number>) => evaluate(newTokens, { token: true }, (next) => next.token as number),
+          prefill: (newTokens: ReadonlyArray<number>) =>
+            Effect.tryPromise({
+              try: () => sequence.evaluateWithoutGeneratingNewTokens(newTokens as Array<Token>),
+              catch: failure(name, "prefill")
+            }).pipe(Effect.map(() => void tokens.push(...newTokens))),
+          truncate: (length: number) =>
+            length >= tokens.length ? Effect.void : Effect.tryPromise({
+              try: () => sequence.eraseContextTokenRanges([{ start: length, end: sequence.nextTokenIndex }]),
+              catch: failure(name, "truncate")
+            }).pipe(Effect.map(() => void (tokens.length = length)))
+        }
+      })
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// runners
+// ---------------------------------------------------------------------------------------
+
+interface RunResult {
+  /** Wall-clock seconds. */
+  readonly seconds: number
+  /** CPU seconds of this process (all threads): robust when the machine is shared. */
+  readonly cpuSeconds: number
+  readonly outputs: ReadonlyArray<ReadonlyArray<number>>
+  readonly drafted: number
+  readonly accepted: number
+  readonly steps: number
+}
+
+const cpuNow = () => {
+  const usage = process.cpuUsage()
+  return (usage.user + usage.system) / 1e6
+}
+
+const commonPrefix = (left: ReadonlyArray<number>, right: ReadonlyArray<number>) => {
+  let i = 0
+  while (i < left.length && i < right.length && left[i] === right[i]) i++
+  return i
+}
+
+/** node-llama-cpp alone: `sequence.evaluate` greedy, optionally with a token predictor. */
+const runNodeLlamaCpp = async (
+  model: LlamaModel,
+  prompts: ReadonlyArray<ReadonlyArray<number>>,
+  maxTokens: number,
+  predictor: () => Promise<{ predictor: TokenPredictor | undefined; dispose: () => Promise<void> }>
+): Promise<RunResult> => {
+  const { dispose, predictor: tokenPredictor } = await predictor()
+  const context: LlamaContext = await model.createContext({ contextSize, threads: 1, sequences: 1, flashAttention: false })
+  const sequence: LlamaContextSequence = context.getSequence(tokenPredictor !== undefined ? { tokenPredictor } : {})
+  const ends = new Set([model.tokens.eos, model.tokens.eot].filter((token) => token !== null))
+  const outputs: Array<Array<number>> = []
+  const start = performance.now()
+  const cpuStart = cpuNow()
+  for (const prompt of prompts) {
+    // reuse the KV state of the prefix shared with the previous request, as Hasten does
+    const keep = Math.min(commonPrefix(sequence.contextTokens, prompt), prompt.length - 1)
+    if (sequence.nextTokenIndex > keep) await sequence.eraseContextTokenRanges([{ start: keep, end: sequence.nextTokenIndex }])
+    const out: Array<number> = []
+    for await (const token of sequence.evaluate(prompt.slice(keep) as Array<Token>, { temperature: 0 })) {
+      if (ends.has(token)) break
+      out.push(token)
+      if (out.length >= maxTokens) break
+    }
+    outputs.push(out)
+  }
+  const seconds = (performance.now() - start) / 1000
+  const cpuSeconds = cpuNow() - cpuStart
+  const predictions = sequence.tokenPredictions
+  await context.dispose()
+  await dispose()
+  return { seconds, cpuSeconds, outputs, drafted: predictions.validated + predictions.refuted, accepted: predictions.validated, steps: 0 }
+}
+
+/** Hasten's speculative layer over the fast TokenModel. */
+const runHasten = async (
+  target: TokenModel.TokenModelService,
+  drafter: Drafter.Drafter,
+  gamma: number | "adaptive",
+  prompts: ReadonlyArray<string>,
+  maxTokens: number
+): Promise<RunResult> => {
+  const runtime = ManagedRuntime.make(
+    Speculative.layer({ drafter, gamma }).pipe(Layer.provide(Layer.succeed(TokenModel.TokenModel, target)))
+  )
+  const llm = await runtime.runPromise(Effect.service(Llm.Llm))
+  const outputs: Array<ReadonlyArray<number>> = []
+  let drafted = 0
+  let accepted = 0
+  let steps = 0
+  const start = performance.now()
+  const cpuStart = cpuNow()
+  for (const prompt of prompts) {
+    const completion = await runtime.runPromise(
+      llm.complete(CompletionRequest.makeUnsafe({ model: target.name, messages: [], prompt, temperature: 0, maxTokens }))
+    )
+    const stats = completion.metadata!["speculative"] as Speculative.RequestStats
+    outputs.push(completion.metadata!["tokens"] as ReadonlyArray<number>)
+    drafted += stats.draftTokens
+    accepted += stats.acceptedTokens
+    steps += stats.speculativeSteps
+  }
+  const seconds = (performance.now() - start) / 1000
+  const cpuSeconds = cpuNow() - cpuStart
+  await runtime.dispose()
+  return { seconds, cpuSeconds, outputs, drafted, accepted, steps }
+}
+
+// ---------------------------------------------------------------------------------------
+// main
+// ---------------------------------------------------------------------------------------
+
+interface Row {
+  readonly model: string
+  readonly workload: string
+  readonly config: string
+  readonly family: "plain" | "node-llama-cpp" | "hasten"
+  readonly tokens: number
+  /** Output tokens per wall-clock second. */
+  readonly tokPerS: number
+  /** Output tokens per CPU second. */
+  readonly cpuTokPerS: number
+  /** Plain CPU time / this configuration's CPU time. */
+  readonly speedup: number
+  /** The same ratio on wall-clock time (noisy on a shared machine). */
+  readonly wallSpeedup: number
+  readonly acceptance: number | undefined
+  readonly meanAccepted: number | undefined
+  readonly identical: boolean
+}
+
+const median = (values: ReadonlyArray<number>) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]!
+}
+
+const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error })
+const rows: Array<Row> = []
+
+for (const file of quick ? modelFiles.slice(0, 1) : modelFiles) {
+  const path = NodePath.join(modelsDir(), file)
+  const model = await llama.loadModel({ modelPath: path })
+  const draftModel = await llama.loadModel({ modelPath: path }) // self-draft: the same file loaded twice
+  const target = tokenModel(model, file)
+  const draft = tokenModel(draftModel, `${file} (draft)`)
+  for (const workload of workloads) {
+    const promptTokens = workload.prompts.map((prompt) => [model.tokens.bos!, ...(model.tokenize(prompt, false) as Array<number>)])
+    type Config = { readonly name: string; readonly family: Row["family"]; readonly run: () => Promise<RunResult> }
+    const none = async () => ({ predictor: undefined, dispose: async () => {} })
+    const configs: ReadonlyArray<Config> = [
+      { name: "plain (node-llama-cpp evaluate)", family: "plain", run: () => runNodeLlamaCpp(model, promptTokens, workload.maxTokens, none) },
+      {
+        name: "node-llama-cpp InputLookupTokenPredictor",
+        family: "node-llama-cpp",
+        run: () => runNodeLlamaCpp(model, promptTokens, workload.maxTokens, async () => ({ predictor: new InputLookupTokenPredictor(), dispose: async () => {} }))
+      },
+      {
+        name: "node-llama-cpp DraftSequenceTokenPredictor (self-draft)",
+        family: "node-llama-cpp",
+        run: () =>
+          runNodeLlamaCpp(model, promptTokens, workload.maxTokens, async () => {
+            const draftContext = await draftModel.createContext({ contextSize, threads: 1, sequences: 1, flashAttention: false })
+            return { predictor: new DraftSequenceTokenPredictor(draftContext.getSequence()), dispose: () => draftContext.dispose() }
+          })
+      },
+      { name: "hasten plain (γ=0)", family: "hasten", run: () => runHasten(target, Drafter.promptLookup(), 0, workload.prompts, workload.maxTokens) },
+      { name: "hasten prompt-lookup γ=4", family: "hasten", run: () => runHasten(target, Drafter.promptLookup(), 4, workload.prompts, workload.maxTokens) },
+      { name: "hasten prompt-lookup γ=8", family: "hasten", run: () => runHasten(target, Drafter.promptLookup(), 8, workload.prompts, workload.maxTokens) },
+      { name: "hasten prompt-lookup adaptive", family: "hasten", run: () => runHasten(target, Drafter.promptLookup(), "adaptive", workload.prompts, workload.maxTokens) },
+      { name: "hasten ngram-cache γ=4", family: "hasten", run: () => runHasten(target, Drafter.ngramCache(), 4, workload.prompts, workload.maxTokens) },
+      { name: "hasten ngram-cache adaptive", family: "hasten", run: () => runHasten(target, Drafter.ngramCache(), "adaptive", workload.prompts, workload.maxTokens) },
+      {
+        name: "hasten ngram-cache+prompt-lookup γ=4",
+        family: "hasten",
+        run: () => runHasten(target, Drafter.combine(Drafter.ngramCache(), Drafter.promptLookup()), 4, workload.prompts, workload.maxTokens)
+      },
+      {
+        name: "hasten ngram-cache+prompt-lookup adaptive",
+        family: "hasten",
+        run: () => runHasten(target, Drafter.combine(Drafter.ngramCache(), Drafter.promptLookup()), "adaptive", workload.prompts, workload.maxTokens)
+      },
+      { name: "hasten self-draft model γ=4", family: "hasten", run: () => runHasten(target, Drafter.model(draft), 4, workload.prompts, workload.maxTokens) },
+      { name: "hasten self-draft model adaptive", family: "hasten", run: () => runHasten(target, Drafter.model(draft), "adaptive", workload.prompts, workload.maxTokens) }
+    ]
+    // warm-up (page in weights, JIT), not measured
+    await configs[0]!.run()
+    await configs[4]!.run()
+    const results = new Map<string, Array<RunResult>>()
+    for (let round = 0; round < rounds; round++) {
+      const order = round % 2 === 0 ? configs : [...configs].reverse()
+      for (const config of order) {
+        const list = results.get(config.name) ?? []
+        list.push(await config.run())
+        results.set(config.name, list)
+      }
+    }
+    const reference = results.get(configs[0]!.name)![0]!.outputs
+    const plainSeconds = median(results.get(configs[0]!.name)!.map((result) => result.seconds))
+    const plainCpu = median(results.get(configs[0]!.name)!.map((result) => result.cpuSeconds))
+    for (const config of configs) {
+      const list = results.get(config.name)!
+      const seconds = median(list.map((result) => result.seconds))
+      const cpuSeconds = median(list.map((result) => result.cpuSeconds))
+      const first = list[0]!
+      const tokens = first.outputs.reduce((sum, output) => sum + output.length, 0)
+      const identical = list.every((result) => result.outputs.every((output, i) => output.length === reference[i]!.length && output.every((token, j) => token === reference[i]![j])))
+      rows.push({
+        model: file.replace(/\.gguf$/, ""),
+        workload: workload.name,
+        config: config.name,
+        family: config.family,
+        tokens,
+        tokPerS: tokens / seconds,
+        cpuTokPerS: tokens / cpuSeconds,
+        speedup: plainCpu / cpuSeconds,
+        wallSpeedup: plainSeconds / seconds,
+        acceptance: first.drafted > 0 ? first.accepted / first.drafted : config.family === "plain" ? undefined : 0,
+        meanAccepted: config.family === "hasten" ? (first.steps > 0 ? first.accepted / first.steps : 0) : undefined,
+        identical
+      })
+    }
+  }
+  await draftModel.dispose()
+  await model.dispose()
+}
+
+// ---------------------------------------------------------------------------------------
+// report
+// ---------------------------------------------------------------------------------------
+
+const pad = (text: string, width: number) => text.length >= width ? text : text + " ".repeat(width - text.length)
+const fixed = (value: number | undefined, digits: number) => value === undefined ? "-" : value.toFixed(digits)
+console.log(`\nSpeculative decoding, greedy, threads 1, ${rounds} round(s), median (${quick ? "quick" : "full"})\n`)
+console.log("speedup = plain CPU seconds / CPU seconds (all threads of this process); wall = the same on wall-clock time\n")
+console.log([pad("model", 22), pad("workload", 12), pad("configuration", 56), "tokens", "tok/CPU-s", "speedup", " wall ", "accept", "mean acc.", "identical"].join(" | "))
+for (const row of rows) {
+  console.log([
+    pad(row.model, 22),
+    pad(row.workload, 12),
+    pad(row.config, 56),
+    pad(String(row.tokens), 6),
+    pad(row.cpuTokPerS.toFixed(0), 9),
+    pad(row.speedup.toFixed(2) + "x", 7),
+    pad(row.wallSpeedup.toFixed(2) + "x", 6),
+    pad(fixed(row.acceptance, 2), 6),
+    pad(fixed(row.meanAccepted, 2), 9),
+    String(row.identical)
+  ].join(" | "))
+}
+
+const summary = (model: string, workload: string) => {
+  const selected = rows.filter((row) => row.model === model && row.workload === workload)
+  const plain = selected.find((row) => row.family === "plain")!
+  const hasten = selected.filter((row) => row.family === "hasten" && row.identical)
+  const best = hasten.reduce((a, b) => (b.speedup > a.speedup ? b : a))
+  const nodeBest = selected.filter((row) => row.family === "node-llama-cpp").reduce((a, b) => (b.speedup > a.speedup ? b : a))
+  const adaptive = selected.filter((row) => row.family === "hasten" && row.config.endsWith("adaptive"))
+  return {
+    plainTokPerS: Math.round(plain.cpuTokPerS),
+    plainWallTokPerS: Math.round(plain.tokPerS),
+    hastenBestSpeedup: Number(best.speedup.toFixed(3)),
+    hastenBest: best.config,
+    hastenBestWallSpeedup: Number(best.wallSpeedup.toFixed(3)),
+    nodeLlamaCppBestSpeedup: Number(nodeBest.speedup.toFixed(3)),
+    nodeLlamaCppBest: nodeBest.config,
+    hastenAdaptiveMinSpeedup: Number(Math.min(...adaptive.map((row) => row.speedup)).toFixed(3)),
+    acceptanceRate: best.acceptance === undefined ? null : Number(best.acceptance.toFixed(3)),
+    meanAcceptedLength: best.meanAccepted === undefined ? null : Number(best.meanAccepted.toFixed(3)),
+    identical: selected.filter((row) => row.family === "hasten").every((row) => row.identical)
+  }
+}
+const models = [...new Set(rows.map((row) => row.model))]
+const perModel = Object.fromEntries(models.map((model) => [model, { structuring: summary(model, "structuring"), story: summary(model, "story") }]))
+console.log(JSON.stringify({
+  bench: "speculative",
+  quick,
+  clock: "cpu",
+  model: models[0],
+  structuring: perModel[models[0]!]!.structuring,
+  story: perModel[models[0]!]!.story,
+  models: perModel
+}))
