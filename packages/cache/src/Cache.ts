@@ -275,13 +275,13 @@ const markCompletion = (completion: Completion.Completion): Completion.Completio
 const makeGuard = (store: CacheStoreService, onStoreError: OnStoreError) => {
   let degraded = false
   const storeErrorsForStore = metricsFor(store.name).storeErrors
+  const recovered = Effect.suspend(() => {
+    if (!degraded) return Effect.void
+    degraded = false
+    return Effect.logInfo(`cache store ${store.name} is reachable again`)
+  })
   return <A>(operation: Effect.Effect<A, CacheStoreError>, fallback: A): Effect.Effect<A, LlmError.LlmError> =>
-    operation.pipe(
-      Effect.tap(() => {
-        if (!degraded) return Effect.void
-        degraded = false
-        return Effect.logInfo(`cache store ${store.name} is reachable again`)
-      }),
+    (degraded ? Effect.tap(operation, () => recovered) : operation).pipe(
       Effect.catch((error) =>
         Effect.andThen(
           Metric.update(storeErrorsForStore, 1),
@@ -360,9 +360,9 @@ export const make = Effect.fnUntraced(function*(inner: Llm.LlmService, store: Ca
           undefined
         )
       }
-      return Effect.as(
-        Effect.all([Metric.update(hitsMetric, 1), Metric.update(bytesReadMetric, decoded.bytes)], { discard: true }),
-        decoded
+      return Metric.update(hitsMetric, 1).pipe(
+        Effect.andThen(Metric.update(bytesReadMetric, decoded.bytes)),
+        Effect.as(decoded)
       )
     })
 

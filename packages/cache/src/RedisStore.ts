@@ -55,7 +55,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const prefix = options.prefix ?? "hasten:cache:"
   const owned = options.client === undefined
   const client = options.client ?? (yield* Effect.acquireRelease(
-    Effect.sync(() => {
+    Effect.try({ catch: fail("connect"), try: () => {
       const url = options.url === undefined
         ? "redis://127.0.0.1:6379"
         : Redacted.isRedacted(options.url) ? Redacted.value(options.url) : options.url
@@ -70,7 +70,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       // Connection errors surface as failed commands; keep ioredis from printing each one.
       redis.on("error", () => {})
       return redis
-    }),
+    } }),
     (redis) => Effect.sync(() => redis.disconnect())
   ))
   if (owned) {
@@ -195,5 +195,5 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   return store
 })
 
-/** A `CacheStore` layer backed by Redis. @category layers @since 0.1.0 */
-export const layer = (options?: Options): Layer.Layer<CacheStore> => Layer.effect(CacheStore, make(options))
+/** A `CacheStore` layer backed by Redis (fails only on an invalid URL; an unreachable server is not an error). @category layers @since 0.1.0 */
+export const layer = (options?: Options): Layer.Layer<CacheStore, CacheStoreError> => Layer.effect(CacheStore, make(options))
