@@ -58,8 +58,18 @@ export interface Options {
   readonly inputTokensPerMinute?: number | undefined
   /** Output tokens per minute (Anthropic-style OTPM). */
   readonly outputTokensPerMinute?: number | undefined
-  /** `token-bucket` (default; continuous refill, as OpenAI and Anthropic document) or `fixed-window`. */
-  readonly algorithm?: "token-bucket" | "fixed-window" | undefined
+  /**
+   * Fraction of every budget kept in reserve against clock and network jitter (default
+   * 0.01): a limit of 600 per minute is paced at 594.
+   */
+  readonly safetyMargin?: number | undefined
+  /**
+   * How the provider charges tokens: `usage` (default) reconciles the reservation with the
+   * reported usage, refunding or charging the difference; `reserved` keeps the whole
+   * reservation (prompt + maxTokens), as OpenAI documents its TPM limiter and the testkit
+   * simulator enforces it. A failed call's reservation is refunded either way.
+   */
+  readonly tokenAccounting?: "usage" | "reserved" | undefined
   /** `RETRIES_ENABLED` (default true). */
   readonly retriesEnabled?: boolean | undefined
   /** `MAX_RETRIES` (default 6): retries after the first attempt. */
@@ -102,7 +112,8 @@ export interface Resolved {
   readonly tokensPerMinute: number
   readonly inputTokensPerMinute: number
   readonly outputTokensPerMinute: number
-  readonly algorithm: "token-bucket" | "fixed-window"
+  readonly safetyMargin: number
+  readonly tokenAccounting: "usage" | "reserved"
   readonly retriesEnabled: boolean
   readonly maxRetries: number
   readonly retryBaseMillis: number
@@ -153,7 +164,8 @@ export const resolve = (options: Options): Effect.Effect<Resolved, InvalidOption
       tokensPerMinute: check("tokensPerMinute", options.tokensPerMinute ?? 120_000, "positive"),
       inputTokensPerMinute: check("inputTokensPerMinute", options.inputTokensPerMinute ?? Infinity, "positive"),
       outputTokensPerMinute: check("outputTokensPerMinute", options.outputTokensPerMinute ?? Infinity, "positive"),
-      algorithm: options.algorithm ?? "token-bucket",
+      safetyMargin: check("safetyMargin", options.safetyMargin ?? 0.01, "nonNegative"),
+      tokenAccounting: options.tokenAccounting ?? "usage",
       retriesEnabled: options.retriesEnabled ?? true,
       maxRetries: check("maxRetries", options.maxRetries ?? 6, "nonNegativeInt"),
       retryBaseMillis: check("retryBaseMillis", options.retryBaseMillis ?? 500, "nonNegative"),
@@ -165,6 +177,7 @@ export const resolve = (options: Options): Effect.Effect<Resolved, InvalidOption
       circuitBreaker: breaker,
       logFile: options.logFile === true ? "logs/rate_limit.log" : options.logFile === false ? undefined : options.logFile
     }
+    if (resolved.safetyMargin >= 0.5) problems.push(`safetyMargin must be < 0.5, got ${resolved.safetyMargin}`)
     if (resolved.retryCapMillis < resolved.retryBaseMillis) {
       problems.push(`retryCapMillis (${resolved.retryCapMillis}) must be >= retryBaseMillis (${resolved.retryBaseMillis})`)
     }
@@ -360,8 +373,10 @@ interface KeyState {
 
 interface Window {
   readonly name: "requests_per_second" | "requests_per_minute" | "tokens" | "input_tokens" | "output_tokens"
+  readonly unit: "request" | "total" | "input" | "output"
+  /** The budget per `windowMillis`. */
   readonly limit: number
-  readonly window: Duration.Duration
+  readonly windowMillis: number
 }
 
 const seconds = (millis: number) => (millis / 1000).toFixed(2)
@@ -394,28 +409,49 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
       })
   )
 
-  // Request windows: a fractional per-second rate r becomes max(1, r) per max(1, r)/r seconds.
-  const windows: Array<Window & { readonly unit: "request" | "total" | "input" | "output" }> = []
+  // Every budget is "at most `limit` in ANY window of `windowMillis`" (what a provider's
+  // sliding-window log enforces, and stricter than its token bucket). On the RateLimiter's
+  // token bucket that means no burst: a request window refills one request every
+  // window / limit, and a token window holds at most the current call's cost and refills
+  // at (limit - largest cost seen) / window, so the call straddling a window edge still fits.
+  const windows: Array<Window> = []
   if (Number.isFinite(options.requestsPerSecond)) {
-    const limit = Math.max(1, options.requestsPerSecond)
-    windows.push({ name: "requests_per_second", unit: "request", limit, window: Duration.millis((limit / options.requestsPerSecond) * 1000) })
+    windows.push({ name: "requests_per_second", unit: "request", limit: options.requestsPerSecond, windowMillis: 1000 })
   }
   if (Number.isFinite(options.requestsPerMinute)) {
-    const limit = Math.max(1, options.requestsPerMinute)
-    windows.push({ name: "requests_per_minute", unit: "request", limit, window: Duration.millis((limit / options.requestsPerMinute) * 60_000) })
+    windows.push({ name: "requests_per_minute", unit: "request", limit: options.requestsPerMinute, windowMillis: 60_000 })
   }
   if (Number.isFinite(options.tokensPerMinute)) {
-    windows.push({ name: "tokens", unit: "total", limit: options.tokensPerMinute, window: Duration.minutes(1) })
+    windows.push({ name: "tokens", unit: "total", limit: options.tokensPerMinute, windowMillis: 60_000 })
   }
   if (Number.isFinite(options.inputTokensPerMinute)) {
-    windows.push({ name: "input_tokens", unit: "input", limit: options.inputTokensPerMinute, window: Duration.minutes(1) })
+    windows.push({ name: "input_tokens", unit: "input", limit: options.inputTokensPerMinute, windowMillis: 60_000 })
   }
   if (Number.isFinite(options.outputTokensPerMinute)) {
-    windows.push({ name: "output_tokens", unit: "output", limit: options.outputTokensPerMinute, window: Duration.minutes(1) })
+    windows.push({ name: "output_tokens", unit: "output", limit: options.outputTokensPerMinute, windowMillis: 60_000 })
   }
   const requestWindow = windows.find((window) => window.unit === "request")
-  const tokensOf = (unit: "request" | "total" | "input" | "output", input: number, output: number) =>
+  const tokensOf = (unit: Window["unit"], input: number, output: number) =>
     unit === "request" ? 1 : unit === "total" ? input + output : unit === "input" ? input : output
+  const largest = new Map<string, number>()
+  /** The RateLimiter arguments (capacity and the window that gives the pacing rate) for a call. */
+  const bucketOf = (window: Window, windowKey: string, tokens: number, admission: boolean): { readonly limit: number; readonly window: Duration.Duration } => {
+    const budget = window.limit * (1 - options.safetyMargin)
+    if (window.unit === "request") return { limit: 1, window: Duration.millis(window.windowMillis / budget) }
+    const cost = Math.max(1, Math.abs(tokens))
+    const seen = admission ? Math.max(largest.get(windowKey) ?? 0, tokens) : largest.get(windowKey) ?? cost
+    largest.set(windowKey, seen)
+    const perMillis = Math.max(budget - seen, budget * 0.05) / window.windowMillis
+    return { limit: cost, window: Duration.millis(cost / perMillis) }
+  }
+  const consume = (window: Window, key: string, tokens: number, admission: boolean) => {
+    const windowKey = `${key}:${window.name}`
+    const bucket = bucketOf(window, windowKey, tokens, admission)
+    return Effect.map(
+      limiter.consume({ algorithm: "token-bucket", onExceeded: "delay", key: windowKey, tokens, ...bucket }),
+      (result) => ({ ...result, bucket, windowKey })
+    )
+  }
 
   const states = new Map<string, KeyState>()
   const stateFor = (key: string): KeyState => {
@@ -476,36 +512,38 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
       yield* resize(key, state, next)
     })
 
-  /** Refunds (negative) or charges (positive) token windows; a refund never fills a bucket past its limit. */
+  /** Refunds (negative) or charges (positive) token windows; a refund never fills a bucket past one call's worth. */
   const adjust = (key: string, provider: string, input: number, output: number) =>
     Effect.forEach(windows, (window) =>
       Effect.gen(function*() {
         if (window.unit === "request") return
         const tokens = tokensOf(window.unit, input, output)
         if (tokens === 0) return
-        const windowKey = `${key}:${window.name}`
-        const result = yield* limiter.consume({
-          algorithm: options.algorithm, onExceeded: "delay", key: windowKey, limit: window.limit, window: window.window, tokens
-        })
-        if (tokens < 0 && options.algorithm === "token-bucket" && result.remaining > window.limit) {
+        const result = yield* consume(window, key, tokens, false)
+        const cap = largest.get(result.windowKey) ?? result.bucket.limit
+        if (tokens < 0 && result.remaining > cap) {
           yield* limiter.consume({
-            algorithm: "token-bucket", onExceeded: "delay", key: windowKey, limit: window.limit, window: window.window,
-            tokens: result.remaining - window.limit
+            algorithm: "token-bucket", onExceeded: "delay", key: result.windowKey, limit: result.bucket.limit,
+            window: result.bucket.window, tokens: result.remaining - cap
           })
         }
       }).pipe(Effect.mapError(storeError(provider))), { discard: true })
 
-  const learn = (state: KeyState, info: RateLimitHeaders.RateLimitInfo | undefined, key: string) =>
+  // A spent budget holds the key for the time one more call's worth replenishes, as the
+  // provider's continuous refill does (reset / limit per unit; the whole reset when the
+  // provider does not send its limit).
+  const learn = (state: KeyState, info: RateLimitHeaders.RateLimitInfo | undefined, key: string, cost: { readonly input: number; readonly output: number }) =>
     Effect.gen(function*() {
       if (!options.learnFromHeaders || info === undefined) return
       const holds: Array<[string, number]> = []
-      const spent = (remaining: number | undefined, reset: number | undefined, name: string) => {
-        if (remaining !== undefined && remaining <= 0 && reset !== undefined && reset > 0) holds.push([name, reset])
+      const spent = (name: string, remaining: number | undefined, reset: number | undefined, limit: number | undefined, units: number) => {
+        if (remaining === undefined || remaining > 0 || reset === undefined || reset <= 0) return
+        holds.push([name, limit !== undefined && limit > 0 ? Math.min(reset, (reset * Math.max(1, units)) / limit) : reset])
       }
-      spent(info.remainingRequests, info.resetRequestsMillis, "requests")
-      spent(info.remainingTokens, info.resetTokensMillis, "tokens")
-      spent(info.remainingInputTokens, info.resetInputTokensMillis, "input_tokens")
-      spent(info.remainingOutputTokens, info.resetOutputTokensMillis, "output_tokens")
+      spent("requests", info.remainingRequests, info.resetRequestsMillis, info.limitRequests, 1)
+      spent("tokens", info.remainingTokens, info.resetTokensMillis, info.limitTokens, cost.input + cost.output)
+      spent("input_tokens", info.remainingInputTokens, info.resetInputTokensMillis, info.limitInputTokens, cost.input)
+      spent("output_tokens", info.remainingOutputTokens, info.resetOutputTokensMillis, info.limitOutputTokens, cost.output)
       if (holds.length === 0) return
       const [name, millis] = holds.reduce((a, b) => (b[1] > a[1] ? b : a))
       const now = yield* Clock.currentTimeMillis
@@ -545,16 +583,13 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
         }
         consider(state.holdUntil - now, "headers")
         const adaptive = requestWindow === undefined ? undefined : yield* limiter.adaptiveConsume({
-          key: `${key}:adaptive`, tokens: 1, fallbackLimit: requestWindow.limit, fallbackWindow: requestWindow.window
+          key: `${key}:adaptive`, tokens: 1, fallbackLimit: requestWindow.limit, fallbackWindow: Duration.millis(requestWindow.windowMillis)
         })
         if (adaptive !== undefined) consider(Duration.toMillis(adaptive.delay), `adaptive_${adaptive.phase}`)
         for (const window of windows) {
           const tokens = tokensOf(window.unit, input, output)
           if (tokens === 0) continue
-          const result = yield* limiter.consume({
-            algorithm: options.algorithm, onExceeded: "delay", key: `${key}:${window.name}`,
-            limit: window.limit, window: window.window, tokens
-          })
+          const result = yield* consume(window, key, tokens, true)
           consider(Duration.toMillis(result.delay), window.name)
         }
         if (wait > 0) {
@@ -576,8 +611,10 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
           succeed: (observed) =>
             once(Effect.gen(function*() {
               const usage = observed?.usage
-              if (usage !== undefined) yield* adjust(key, provider, usage.inputTokens - input, usage.outputTokens - output)
-              yield* learn(state, observed?.rateLimit, key)
+              if (usage !== undefined && options.tokenAccounting === "usage") {
+                yield* adjust(key, provider, usage.inputTokens - input, usage.outputTokens - output)
+              }
+              yield* learn(state, observed?.rateLimit, key, { input, output })
               yield* increase(key, state)
             }).pipe(Effect.catch(() => Effect.void))),
           fail: (error) =>

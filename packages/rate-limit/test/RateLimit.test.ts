@@ -19,6 +19,7 @@ const base: RateLimit.Options = {
   retriesEnabled: false,
   circuitBreaker: false,
   adaptiveConcurrency: false,
+  safetyMargin: 0,
   estimator: fixed(0)
 }
 
@@ -41,27 +42,40 @@ const many = (n: number, advance: Duration.Input) =>
 describe("windows", () => {
   it.effect("enforces requests per second and per minute at once", () => {
     const fake = makeFake()
-    const options = { ...base, requestsPerSecond: 2, requestsPerMinute: 3 }
+    const other = makeFake([{}], "other")
     return Effect.gen(function*() {
+      // 2/s paces at 500 ms, 100/min at 600 ms: the per-minute budget binds.
       const exits = yield* many(4, "1 minute")
       assert.isTrue(exits.every(Exit.isSuccess))
-      // 2 at once (per-second bucket of 2), the third when the per-second bucket refills
-      // half a second later, the fourth when the per-minute bucket of 3 refills (20 s).
-      assert.deepStrictEqual(fake.starts, [0, 0, 500, 20_000])
-    }).pipe(Effect.provide(stack(options, fake)))
+      assert.deepStrictEqual(fake.starts, [0, 600, 1200, 1800])
+      // 2/s with 200/min (300 ms): the per-second budget binds.
+      yield* many(4, "1 minute").pipe(Effect.provide(stack({ ...base, requestsPerSecond: 2, requestsPerMinute: 200 }, other)))
+      assert.deepStrictEqual(other.starts.map((t) => t - other.starts[0]!), [0, 500, 1000, 1500])
+    }).pipe(Effect.provide(stack({ ...base, requestsPerSecond: 2, requestsPerMinute: 100 }, fake)))
+  })
+
+  it.effect("never lets more than the limit into any sliding window", () => {
+    const fake = makeFake([{ latencyMillis: 50 }])
+    return Effect.gen(function*() {
+      yield* many(40, "5 minutes")
+      // Any 60 s window (t - 60 s, t] holds at most 10 starts.
+      for (const t of fake.starts) {
+        assert.isAtMost(fake.starts.filter((start) => start > t - 60_000 && start <= t).length, 10)
+      }
+      assert.strictEqual(fake.starts.at(-1), 39 * 6000)
+    }).pipe(Effect.provide(stack({ ...base, requestsPerMinute: 10 }, fake)))
   })
 
   it.effect("does not send a delayed call before its window opens", () => {
     const fake = makeFake()
     return Effect.gen(function*() {
       yield* complete()
-      yield* complete()
-      const third = yield* Effect.forkChild(complete())
+      const second = yield* Effect.forkChild(complete())
       yield* TestClock.adjust("499 millis")
-      assert.strictEqual(fake.starts.length, 2)
+      assert.strictEqual(fake.starts.length, 1)
       yield* TestClock.adjust("1 millis")
-      yield* Fiber.join(third)
-      assert.deepStrictEqual(fake.starts, [0, 0, 500])
+      yield* Fiber.join(second)
+      assert.deepStrictEqual(fake.starts, [0, 500])
     }).pipe(Effect.provide(stack({ ...base, requestsPerSecond: 2 }, fake)))
   })
 
@@ -84,33 +98,42 @@ describe("windows", () => {
 })
 
 describe("tokens", () => {
+  // Token windows pace at (limit - largest cost) per minute and hold one call's cost, so
+  // with 1000/min and calls of 500 a token refills every 120 ms.
   it.effect("reserves prompt + maxTokens and refunds the unused part after the call", () => {
-    // cost 100 + 400 = 500 of 1000/min; the call used only 150, so 350 come back.
+    // cost 100 + 400 = 500; the first call used only 150, so 350 come back.
     const fake = makeFake([{ usage: { inputTokens: 100, outputTokens: 50 } }, { usage: { inputTokens: 100, outputTokens: 400 } }])
     return Effect.gen(function*() {
       yield* Llm.complete(request("a", 400))
-      yield* Llm.complete(request("b", 400))
-      const third = yield* Effect.forkChild(Llm.complete(request("c", 400)))
-      yield* TestClock.adjust("1 minute")
-      yield* Fiber.join(third)
-      // 1000 - 500 + 350 - 500 = 350 left (the second used all it reserved); the third
-      // needs 150 more at 60 ms per token.
-      assert.deepStrictEqual(fake.starts, [0, 0, 9000])
+      const second = yield* Effect.forkChild(Llm.complete(request("b", 400)))
+      yield* TestClock.adjust("2 minutes")
+      yield* Fiber.join(second)
+      // 350 of the 500 the second needs are there: it waits 150 tokens x 120 ms (60 s without the refund).
+      assert.deepStrictEqual(fake.starts, [0, 18_000])
     }).pipe(Effect.provide(stack({ ...base, tokensPerMinute: 1000, estimator: fixed(100) }, fake)))
   })
 
+  it.effect("keeps the whole reservation when the provider charges prompt + maxTokens", () => {
+    const fake = makeFake([{ usage: { inputTokens: 100, outputTokens: 50 } }])
+    return Effect.gen(function*() {
+      yield* Llm.complete(request("a", 400))
+      const second = yield* Effect.forkChild(Llm.complete(request("b", 400)))
+      yield* TestClock.adjust("2 minutes")
+      yield* Fiber.join(second)
+      assert.deepStrictEqual(fake.starts, [0, 60_000])
+    }).pipe(Effect.provide(stack({ ...base, tokensPerMinute: 1000, estimator: fixed(100), tokenAccounting: "reserved" }, fake)))
+  })
+
   it.effect("charges usage above the estimate to the next calls", () => {
-    // estimated 100 + 100 = 200, actually used 700: the extra 500 is charged.
+    // estimated 100 + 100 = 200 (a token every 75 ms), actually used 700: 500 more are charged.
     const fake = makeFake([{ usage: { inputTokens: 100, outputTokens: 600 } }])
     return Effect.gen(function*() {
       yield* Llm.complete(request("a", 100))
-      yield* Llm.complete(request("b", 100))
-      const third = yield* Effect.forkChild(Llm.complete(request("c", 100)))
-      yield* TestClock.adjust("1 minute")
-      yield* Fiber.join(third)
-      // 1000 - 200 - 500 = 300 left: the second (200) goes at once and its own extra 500
-      // leaves -400; the third (200) waits for 600 tokens at 60 ms each = 36 s.
-      assert.deepStrictEqual(fake.starts, [0, 0, 36_000])
+      const second = yield* Effect.forkChild(Llm.complete(request("b", 100)))
+      yield* TestClock.adjust("2 minutes")
+      yield* Fiber.join(second)
+      // -500 after the charge, -700 after the second reserves: 700 x 75 ms (15 s without the charge).
+      assert.deepStrictEqual(fake.starts, [0, 52_500])
     }).pipe(Effect.provide(stack({ ...base, tokensPerMinute: 1000, estimator: fixed(100) }, fake)))
   })
 
@@ -119,18 +142,19 @@ describe("tokens", () => {
     return Effect.gen(function*() {
       const failed = yield* Effect.exit(Llm.complete(request("a", 400)))
       assert.isTrue(Exit.isFailure(failed))
-      yield* Llm.complete(request("b", 400))
-      yield* Llm.complete(request("c", 400))
-      assert.deepStrictEqual(fake.starts, [0, 0, 0])
+      const second = yield* Effect.forkChild(Llm.complete(request("b", 400)))
+      yield* TestClock.adjust("2 minutes")
+      yield* Fiber.join(second)
+      assert.deepStrictEqual(fake.starts, [0, 0])
     }).pipe(Effect.provide(stack({ ...base, tokensPerMinute: 1000, estimator: fixed(100) }, fake)))
   })
 
   it.effect("enforces split input and output budgets", () => {
     const fake = makeFake([{ usage: { inputTokens: 300, outputTokens: 10 } }])
     return Effect.gen(function*() {
-      yield* many(3, "1 minute")
-      // input 300 of 600/min: two at once, the third waits 300 tokens at 100 ms each.
-      assert.deepStrictEqual(fake.starts, [0, 0, 30_000])
+      yield* many(3, "3 minutes")
+      // input: calls of 300 against 600/min pace at 300 per minute; output (10 of 1000) never binds.
+      assert.deepStrictEqual(fake.starts, [0, 60_000, 120_000])
     }).pipe(Effect.provide(stack({ ...base, inputTokensPerMinute: 600, outputTokensPerMinute: 1000, estimator: fixed(300) }, fake)))
   })
 
@@ -303,6 +327,18 @@ describe("learning", () => {
     }).pipe(Effect.provide(stack(base, fake)))
   })
 
+  it.effect("holds for one call's worth of the reset when the provider sends its limit", () => {
+    // 0 of 10 requests left, full reset in 6 s: one request frees after 600 ms.
+    const fake = makeFake([{ rateLimit: { remainingRequests: 0, resetRequestsMillis: 6000, limitRequests: 10 } }, {}])
+    return Effect.gen(function*() {
+      yield* complete()
+      const second = yield* Effect.forkChild(complete())
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(second)
+      assert.deepStrictEqual(fake.starts, [0, 600])
+    }).pipe(Effect.provide(stack(base, fake)))
+  })
+
   it.effect("does not hold while budget remains", () => {
     const fake = makeFake([{ rateLimit: { remainingTokens: 10, resetTokensMillis: 7000, remainingRequests: 3, resetRequestsMillis: 100 } }])
     return Effect.gen(function*() {
@@ -446,38 +482,32 @@ describe("keys, streams and wrap", () => {
       const chunks = yield* Stream.runCollect(Llm.stream(request("a", 400)))
       const last = Array.from(chunks).at(-1)!
       assert.strictEqual(last.metadata?.rateLimitWaitMillis, 0)
-      yield* Llm.complete(request("b", 400))
-      const third = yield* Effect.forkChild(Llm.complete(request("c", 400)))
-      yield* TestClock.adjust("1 minute")
-      yield* Fiber.join(third)
-      assert.deepStrictEqual(fake.starts, [0, 0, 9000])
+      const second = yield* Effect.forkChild(Llm.complete(request("b", 400)))
+      yield* TestClock.adjust("2 minutes")
+      yield* Fiber.join(second)
+      assert.deepStrictEqual(fake.starts, [0, 18_000])
     }).pipe(Effect.provide(stack({ ...base, tokensPerMinute: 1000, estimator: fixed(100) }, fake)))
   })
 
   it.effect("wraps any effect with a key's budgets and the retry schedule", () =>
     Effect.gen(function*() {
       const starts: Array<number> = []
-      let calls = 0
       const job = Effect.clockWith((clock) =>
         Effect.suspend(() => {
           starts.push(clock.currentTimeMillisUnsafe())
-          calls++
-          return calls === 1
+          return starts.length === 1
             ? Effect.fail(LlmError.make("db", new LlmError.Transport({ description: "reset" })))
-            : Effect.succeed(calls)
+            : Effect.succeed(starts.length)
         })
       )
-      const first = yield* Effect.forkChild(RateLimit.wrap(job, { key: "db", inputTokens: 10 }))
-      yield* TestClock.adjust("10 seconds")
-      assert.strictEqual(yield* Fiber.join(first), 2)
-      const second = yield* Effect.forkChild(RateLimit.wrap(job, { key: "db", inputTokens: 10 }))
-      yield* TestClock.adjust("10 seconds")
-      assert.strictEqual(yield* Fiber.join(second), 3)
-      assert.strictEqual(starts.length, 3)
+      const fiber = yield* Effect.forkChild(RateLimit.wrap(job, { key: "db", inputTokens: 10 }))
+      yield* TestClock.adjust("2 minutes")
+      assert.strictEqual(yield* Fiber.join(fiber), 2)
+      // Retried after the jitter (100..300 ms), not after the 60 s a token refill takes:
+      // the failed attempt's reservation was refunded.
+      assert.strictEqual(starts.length, 2)
       assert.isAtLeast(starts[1]!, 100)
-      // 10 tokens of 20 per minute: the failed attempt's reservation was refunded, so the
-      // next job goes at once (without the refund it would wait for the refill).
-      assert.strictEqual(starts[2], 10_000)
+      assert.isAtMost(starts[1]!, 300)
     }).pipe(Effect.provide(RateLimit.layerLimiter({
       ...base, tokensPerMinute: 20, retriesEnabled: true, retryBaseMillis: 100, retryCapMillis: 1000
     }))))
