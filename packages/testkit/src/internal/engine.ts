@@ -8,16 +8,16 @@ import type { IncomingMessage, ServerResponse } from "node:http"
 import { hash, mulberry32, unit } from "./random.js"
 import { countTokens, tokenize } from "./tokens.js"
 
-/** Which vendor API a request was addressed to. */
+/** Which vendor API a request was addressed to. @category models @since 0.1.0 */
 export type Api = "openai" | "anthropic" | "replicate"
 
-/** One chat message as the responder sees it (content flattened to text). */
+/** One chat message as the responder sees it (content flattened to text). @category models @since 0.1.0 */
 export interface ResponderMessage {
   readonly role: string
   readonly content: string
 }
 
-/** What a responder is asked to answer, normalised across the three APIs. */
+/** What a responder is asked to answer, normalised across the three APIs. @category models @since 0.1.0 */
 export interface ResponderRequest {
   readonly api: Api
   /** The route, e.g. `POST /v1/chat/completions`. */
@@ -34,13 +34,13 @@ export interface ResponderRequest {
   readonly body: unknown
 }
 
-/** Produces the text of a completion. */
+/** Produces the text of a completion. @category models @since 0.1.0 */
 export type Responder = (request: ResponderRequest) => string | Promise<string>
 
-/** Kinds of injected fault. */
+/** Kinds of injected fault. @category models @since 0.1.0 */
 export type FaultKind = "500" | "503" | "reset" | "hang"
 
-/** Rate limits, applied to every API key separately. */
+/** Rate limits, applied to every API key separately. @category models @since 0.1.0 */
 export interface LimitOptions {
   /** Requests per window. */
   readonly rpm?: number
@@ -58,7 +58,7 @@ export interface LimitOptions {
   readonly defaultMaxTokens?: number
 }
 
-/** Latency model: time to first token plus a time per output token, with seeded jitter. */
+/** Latency model: time to first token plus a time per output token, with seeded jitter. @category models @since 0.1.0 */
 export interface LatencyOptions {
   readonly ttftMs?: number
   readonly perTokenMs?: number
@@ -66,7 +66,7 @@ export interface LatencyOptions {
   readonly jitter?: number
 }
 
-/** Seeded fault injection on model calls. */
+/** Seeded fault injection on model calls. @category models @since 0.1.0 */
 export interface FaultOptions {
   /** Probability in [0, 1] that a model call fails. */
   readonly rate: number
@@ -74,7 +74,7 @@ export interface FaultOptions {
   readonly kinds?: ReadonlyArray<FaultKind>
 }
 
-/** Timing of the simulated Batch API. */
+/** Timing of the simulated Batch API. @category models @since 0.1.0 */
 export interface BatchOptions {
   /** Time spent `validating` (default 20 ms). */
   readonly validatingMs?: number
@@ -86,7 +86,7 @@ export interface BatchOptions {
   readonly expiresAfterMs?: number
 }
 
-/** Options of a simulator. */
+/** Options of a simulator. @category models @since 0.1.0 */
 export interface SimulatorOptions {
   /** Port to listen on (default 0: a free port). */
   readonly port?: number
@@ -106,7 +106,7 @@ export interface SimulatorOptions {
   readonly batch?: BatchOptions
 }
 
-/** Counters a test or benchmark reads. */
+/** Counters a test or benchmark reads. @category models @since 0.1.0 */
 export interface Counters {
   /** Every HTTP request received (all routes). */
   requests: number
@@ -135,7 +135,7 @@ export interface Counters {
   aborted: number
 }
 
-/** One model call as the rate limiter saw it. */
+/** One model call as the rate limiter saw it. @category models @since 0.1.0 */
 export interface SimulatorEvent {
   /** Epoch milliseconds when the call was admitted or rejected. */
   readonly t: number
@@ -196,6 +196,8 @@ interface BucketEntry {
 
 interface Bucket {
   entries: Array<BucketEntry>
+  /** Sum of `entries[].tokens`. */
+  tokens: number
   inFlight: number
   reservedTotal: number
 }
@@ -356,7 +358,7 @@ export class Engine {
   private bucket(key: string): Bucket {
     let bucket = this.buckets.get(key)
     if (bucket === undefined) {
-      bucket = { entries: [], inFlight: 0, reservedTotal: 0 }
+      bucket = { entries: [], tokens: 0, inFlight: 0, reservedTotal: 0 }
       this.buckets.set(key, bucket)
     }
     return bucket
@@ -365,7 +367,10 @@ export class Engine {
   private prune(bucket: Bucket, at: number): void {
     const cutoff = at - this.windowMs
     let drop = 0
-    while (drop < bucket.entries.length && bucket.entries[drop]!.t <= cutoff) drop++
+    while (drop < bucket.entries.length && bucket.entries[drop]!.t <= cutoff) {
+      bucket.tokens -= bucket.entries[drop]!.tokens
+      drop++
+    }
     if (drop > 0) bucket.entries.splice(0, drop)
   }
 
@@ -377,7 +382,7 @@ export class Engine {
     this.prune(bucket, at)
     const last = bucket.entries.at(-1)
     const reset = last === undefined ? 0 : Math.max(0, last.t + this.windowMs - at)
-    const used = bucket.entries.reduce((sum, entry) => sum + entry.tokens, 0)
+    const used = bucket.tokens
     return {
       ...(limits.rpm !== undefined
         ? { limitRequests: limits.rpm, remainingRequests: Math.max(0, limits.rpm - bucket.entries.length), resetRequestsMs: reset }
@@ -433,7 +438,7 @@ export class Engine {
       )
     }
     if (limits?.tpm !== undefined) {
-      const used = bucket.entries.reduce((sum, entry) => sum + entry.tokens, 0)
+      const used = bucket.tokens
       if (used + options.reservedTokens > limits.tpm) {
         let wait = this.windowMs
         if (options.reservedTokens <= limits.tpm) {
@@ -456,6 +461,7 @@ export class Engine {
       }
     }
     bucket.entries.push({ t: at, tokens: options.reservedTokens })
+    bucket.tokens += options.reservedTokens
     bucket.reservedTotal += options.reservedTokens
     bucket.inFlight += 1
     this.counters.admitted += 1
