@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { ConfigProvider, Effect, Exit, Fiber, Layer, Metric, Stream } from "effect"
+import { ConfigProvider, Effect, Exit, Fiber, Layer, Logger, Metric, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { CompletionRequest, Embedder, Llm, RequestKey } from "@hasten/core"
 import { Cache, CacheStore, MemoryStore, SqliteStore } from "@hasten/cache"
@@ -465,6 +465,47 @@ describe("sqlite store", () => {
       assert.isTrue(third.cached)
       assert.strictEqual(fake.completeCalls, 1)
       rmSync(dir, { recursive: true, force: true })
+    }))
+})
+
+describe("store errors", () => {
+  it.effect("bypass: one warning per outage, pass-through meanwhile, caching again after recovery", () =>
+    Effect.gen(function*() {
+      const fake = makeCounting()
+      const inner = MemoryStore.makeUnsafe()
+      let down = false
+      const failing = <A>(effect: Effect.Effect<A, CacheStore.CacheStoreError>): Effect.Effect<A, CacheStore.CacheStoreError> =>
+        Effect.suspend(() =>
+          down ? Effect.fail(new CacheStore.CacheStoreError({ store: "flaky", operation: "get", description: "connection refused" })) : effect
+        )
+      const flaky: CacheStore.CacheStoreService = {
+        ...inner,
+        name: "flaky",
+        get: (key) => failing(inner.get(key)),
+        set: (entry) => failing(inner.set(entry))
+      }
+      const warnings: Array<string> = []
+      const logger = Logger.make((options) => {
+        if (options.logLevel === "Warn") warnings.push(String(options.message))
+      })
+      yield* Effect.gen(function*() {
+        const llm = yield* Llm.Llm
+        yield* llm.complete(deterministic("a"))
+        assert.isTrue((yield* llm.complete(deterministic("a"))).cached)
+        down = true
+        for (let index = 0; index < 3; index++) {
+          const result = yield* llm.complete(deterministic("a"))
+          assert.notStrictEqual(result.cached, true)
+        }
+        assert.strictEqual(warnings.length, 1)
+        assert.include(warnings[0]!, "connection refused")
+        down = false
+        assert.isTrue((yield* llm.complete(deterministic("a"))).cached)
+      }).pipe(
+        Effect.provide(Cache.layerFromStore().pipe(Layer.provide(Layer.succeed(CacheStore.CacheStore, flaky)), Layer.provide(fake.layer))),
+        Effect.provide(Logger.layer([logger]))
+      )
+      assert.strictEqual(fake.completeCalls, 4)
     }))
 })
 
