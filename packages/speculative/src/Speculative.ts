@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import { Completion, CompletionRequest, Llm, LlmError, TokenModel } from "@hasten/core"
-import { Context, Effect, Layer, Metric, Ref, Semaphore } from "effect"
+import { Context, Effect, Layer, Metric, Queue, Ref, Semaphore, Stream } from "effect"
 import type * as Scope from "effect/Scope"
 import type { Drafter, DraftSession, ExtendedSequence } from "./Drafter.js"
 import { commonPrefix } from "./Drafter.js"
@@ -226,7 +226,10 @@ export const make = <E = never, R = never>(
     const endTokens = new Set(target.endTokens)
     const costClock = options.costClock ?? "cpu"
 
-    const decode = Effect.fnUntraced(function*(request: CompletionRequest.CompletionRequest) {
+    const decode = Effect.fnUntraced(function*(
+      request: CompletionRequest.CompletionRequest,
+      onText?: (delta: string) => void
+    ) {
       const clock = yield* Effect.clockWith(Effect.succeed)
       const now = costClock === "cpu" ? cpuNanos : () => Number(clock.currentTimeNanosUnsafe())
       const start = clock.currentTimeMillisUnsafe()
@@ -238,8 +241,8 @@ export const make = <E = never, R = never>(
       }
       const greedy = Sampling.isGreedy(sampling)
       const random = Sampling.prng(((request.seed ?? options.seed ?? 0) ^ Math.imul(request.trial ?? 0, 0x9e3779b1)) >>> 0)
-      const text = CompletionRequest.promptText(request)
-      let prompt = yield* target.tokenize(text, { addBos: target.bos !== undefined })
+      const promptText = CompletionRequest.promptText(request)
+      let prompt = yield* target.tokenize(promptText, { addBos: target.bos !== undefined })
       if (prompt.length === 0 && target.bos !== undefined) prompt = [target.bos]
       if (prompt.length === 0) {
         return yield* LlmError.make(name, new LlmError.InvalidRequest({ description: `empty prompt and ${target.name} has no BOS token to start from` }))
@@ -252,6 +255,9 @@ export const make = <E = never, R = never>(
       let finishReason: Completion.FinishReason = "length"
       let firstToken: number | undefined
       let cut: number | undefined
+      let streamed = 0
+      // Streaming holds back what could still turn out to start a stop sequence, and an incomplete UTF-8 tail.
+      const holdback = stops.reduce((longest, stop) => Math.max(longest, stop.length - 1), 0)
 
       if (maxTokens > 0) {
         // Prefill: reuse the KV state of the longest common prefix, evaluate the rest but the last token.
@@ -348,6 +354,15 @@ export const make = <E = never, R = never>(
             }
           }
           pending = next
+          if (onText !== undefined && !done) {
+            const sofar = yield* target.detokenize(output)
+            let safe = sofar.length - holdback
+            while (safe > streamed && sofar.charCodeAt(safe - 1) === 0xfffd) safe--
+            if (safe > streamed) {
+              onText(sofar.slice(streamed, safe))
+              streamed = safe
+            }
+          }
         }
         yield* session.end(context, prompt.length)
       }
@@ -359,8 +374,10 @@ export const make = <E = never, R = never>(
       yield* Metric.update(acceptedTokensTotal, tally.acceptedTokens)
       yield* Metric.update(targetEvaluationsTotal, tally.targetEvaluations)
       const end = clock.currentTimeMillisUnsafe()
+      const text = cut === undefined ? decoded : decoded.slice(0, cut)
+      if (onText !== undefined && text.length > streamed) onText(text.slice(streamed))
       return new Completion.Completion({
-        text: cut === undefined ? decoded : decoded.slice(0, cut),
+        text,
         finishReason,
         usage: { inputTokens: prompt.length, outputTokens: output.length },
         model: request.model,
@@ -373,7 +390,31 @@ export const make = <E = never, R = never>(
     const complete = (request: CompletionRequest.CompletionRequest) =>
       semaphore.withPermit(decode(request)).pipe(Effect.withSpan("Speculative.complete"))
 
-    const llm = Llm.fromComplete(name, complete)
+    const stream = (request: CompletionRequest.CompletionRequest) =>
+      Stream.callback<Completion.CompletionChunk, LlmError.LlmError>((queue) =>
+        semaphore.withPermit(decode(request, (text) => Queue.offerUnsafe(queue, new Completion.CompletionChunk({ text })))).pipe(
+          Effect.flatMap((completion) =>
+            Effect.sync(() => {
+              Queue.offerUnsafe(
+                queue,
+                new Completion.CompletionChunk({
+                  text: "",
+                  tokens: completion.usage.outputTokens,
+                  finishReason: completion.finishReason,
+                  usage: completion.usage,
+                  model: completion.model,
+                  ...(completion.metadata !== undefined ? { metadata: completion.metadata } : {})
+                })
+              )
+              Queue.endUnsafe(queue)
+            })
+          ),
+          Effect.catch((error) => Queue.fail(queue, error)),
+          Effect.withSpan("Speculative.stream")
+        )
+      )
+
+    const llm: Llm.LlmService = { name, complete, stream }
     const stats: SpeculativeStats["Service"] = {
       get: Effect.map(Ref.get(totals), (tally) => ({
         ...summarize(drafterName, tally),

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { CompletionRequest, Llm, TokenModel } from "@hasten/core"
-import { Cause, Effect, Exit, Layer } from "effect"
+import { Cause, Effect, Exit, Layer, Stream } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
@@ -197,6 +197,21 @@ describe("distribution exactness (synthetic p and q)", () => {
 // --- edges ------------------------------------------------------------------------------
 
 describe("edges", () => {
+  it.effect("stream: chunks concatenate to the completion, a stop sequence is never streamed, the last chunk has the stats", () =>
+    Effect.gen(function*() {
+      const llm = yield* Llm.Llm
+      for (const options of [{ maxTokens: 30 }, { maxTokens: 30, stop: ["dab"] }, { maxTokens: 30, stop: ["cda"] }]) {
+        const completion = yield* llm.complete(request("abcdabcd", options))
+        const chunks = Array.from(yield* Stream.runCollect(llm.stream(request("abcdabcd", options))))
+        assert.isAbove(chunks.length, 2, "streamed in several chunks")
+        assert.strictEqual(chunks.map((chunk) => chunk.text).join(""), completion.text)
+        const last = chunks[chunks.length - 1]!
+        assert.strictEqual(last.finishReason, completion.finishReason)
+        assert.strictEqual(last.usage?.outputTokens, completion.usage.outputTokens)
+        assert.deepStrictEqual((last.metadata!["speculative"] as Speculative.RequestStats).targetEvaluations, statsOf(completion).targetEvaluations)
+      }
+    }).pipe(provide(cyclic(), Speculative.layer({ drafter: Drafter.promptLookup(), gamma: 2 }))))
+
   it.effect("a draft model with another vocabulary fails the layer with VocabularyMismatch", () =>
     Effect.gen(function*() {
       const other = Synthetic.make({ alphabet: "wxyz", name: "other", next: Synthetic.chain(Q) })
