@@ -141,7 +141,7 @@ export interface SimulatorEvent {
   readonly t: number
   readonly key: string
   readonly route: string
-  /** 200 when admitted; the error status otherwise. */
+  /** 200 when admitted; the error status otherwise (0 for an injected reset or hang). */
   readonly status: number
   /** For 429s: which limit. */
   readonly scope?: "requests" | "tokens" | "quota" | "concurrency"
