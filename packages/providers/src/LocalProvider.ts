@@ -410,8 +410,11 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     Effect.scoped(Effect.gen(function*() {
       const context = yield* contextFor(request)
       const prepared = yield* prepare(request, context.context.contextSize)
-      if (request.maxTokens === 0) return { prepared, outputTokens: 0, stopReason: "maxTokens", text: "" }
+      if (request.maxTokens === 0) return { prepared, outputTokens: 0, stopReason: "maxTokens", text: "", queueWaitMillis: 0 }
+      const clock = yield* Effect.clockWith(Effect.succeed)
+      const waitStart = clock.currentTimeMillisUnsafe()
       const slot = yield* ModelPool.acquireSlot(context)
+      const queueWaitMillis = clock.currentTimeMillisUnsafe() - waitStart
       let outputTokens = 0
       let pendingTokens = 0
       const result = yield* Effect.tryPromise({
@@ -438,7 +441,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         catch: ModelPool.failure("generation failed")
       })
       if (pendingTokens > 0) onText("", pendingTokens)
-      return { prepared, outputTokens, stopReason: result.metadata.stopReason, text: result.response }
+      return { prepared, outputTokens, stopReason: result.metadata.stopReason, text: result.response, queueWaitMillis }
     }))
 
   const complete = Effect.fn("Local.complete")(function*(request: CompletionRequest.CompletionRequest) {
@@ -455,7 +458,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       usage: { inputTokens: result.prepared.inputTokens, outputTokens: result.outputTokens },
       model: request.model.length > 0 ? request.model : id,
       provider,
-      timing: firstToken === undefined ? { start, end } : { start, firstToken, end }
+      timing: firstToken === undefined ? { start, end } : { start, firstToken, end },
+      // how long the request waited for a free sequence (perf-logger reads it)
+      metadata: { queueWaitMillis: result.queueWaitMillis }
     })
   })
 
@@ -472,7 +477,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
                 text: "",
                 finishReason: finishReasonOf(result.stopReason),
                 usage: { inputTokens: result.prepared.inputTokens, outputTokens: result.outputTokens },
-                model: request.model.length > 0 ? request.model : id
+                model: request.model.length > 0 ? request.model : id,
+                metadata: { queueWaitMillis: result.queueWaitMillis }
               })
             )
             Queue.endUnsafe(queue)

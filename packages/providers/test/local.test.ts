@@ -1,6 +1,7 @@
 import { assert, layer } from "@effect/vitest"
 import { Completion, CompletionRequest, Embedder, Llm, TokenModel } from "@hasten/core"
 import { Effect, Exit, Fiber, Layer, Scope, Stream } from "effect"
+import { TestClock } from "effect/testing"
 import { GeneralChatWrapper } from "node-llama-cpp"
 import { Local, ModelPool } from "@hasten/providers/local"
 
@@ -112,9 +113,11 @@ layer(Stories, { timeout: "60 seconds" })("Local (stories260K, 2 sequences)", (i
       const waiting = yield* Effect.forkChild(Llm.complete(greedy(12)))
       for (let i = 0; i < 20; i++) yield* Effect.yieldNow
       assert.isUndefined(waiting.pollUnsafe())
+      yield* TestClock.adjust("5 seconds")
       yield* Scope.close(hold, Exit.void)
       const completion = yield* Fiber.join(waiting)
       assert.isTrue(completion.text.startsWith(story))
+      assert.deepStrictEqual(completion.metadata, { queueWaitMillis: 5000 })
       assert.strictEqual((yield* local.status).freeSequences, 2)
     }))
 
