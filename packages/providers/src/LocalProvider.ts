@@ -13,6 +13,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import type { ChatHistoryItem, ChatWrapper, LlamaGrammar, LlamaModel, Token } from "node-llama-cpp"
+import { errorMessage, failure, invalid } from "./internal/localErrors.js"
 import * as ModelPool from "./ModelPool.js"
 
 const provider = "local"
@@ -109,7 +110,7 @@ export const resolveModelPath = (
     const fromEnv = yield* Config.option(Config.String("HASTEN_MODEL")).pipe(Effect.orElseSucceed(() => Option.none<string>()))
     const name = nameOrPath ?? Option.getOrUndefined(fromEnv)
     if (name === undefined || name.trim().length === 0) {
-      return yield* ModelPool.invalid(`no model given (option \`model\` is empty and HASTEN_MODEL is not set). ${howToProvide}`)
+      return yield* invalid(`no model given (option \`model\` is empty and HASTEN_MODEL is not set). ${howToProvide}`)
     }
     const resolved = yield* name.startsWith("hf:") || /^https?:\/\//.test(name)
       ? download(name, options)
@@ -124,16 +125,16 @@ export const resolveModelPath = (
             if (isFile(candidate)) return Effect.succeed(candidate)
           }
         }
-        return Effect.fail(ModelPool.invalid(
+        return Effect.fail(invalid(
           `model not found: "${name}" (looked for ${names.join(" / ")} as a path and in ${
             folders.length > 0 ? folders.join(", ") : "no shared/models folder (none found above the cwd)"
           }). ${howToProvide}`
         ))
       })
     if (options.sha256 !== undefined) {
-      const actual = yield* Effect.tryPromise({ try: () => sha256File(resolved), catch: ModelPool.failure(`could not read ${resolved}`) })
+      const actual = yield* Effect.tryPromise({ try: () => sha256File(resolved), catch: failure(`could not read ${resolved}`) })
       if (actual.toLowerCase() !== options.sha256.toLowerCase()) {
-        return yield* ModelPool.invalid(`sha256 mismatch for ${resolved}: expected ${options.sha256}, got ${actual}`)
+        return yield* invalid(`sha256 mismatch for ${resolved}: expected ${options.sha256}, got ${actual}`)
       }
     }
     return resolved
@@ -152,8 +153,8 @@ const download = (uri: string, options: ResolveOptions): Effect.Effect<string, L
       })
     },
     catch: (cause) =>
-      ModelPool.invalid(
-        `could not resolve ${uri}${options.download === false ? " (downloads disabled)" : ""}: ${ModelPool.errorMessage(cause)}. ${howToProvide}`
+      invalid(
+        `could not resolve ${uri}${options.download === false ? " (downloads disabled)" : ""}: ${errorMessage(cause)}. ${howToProvide}`
       )
   })
 
@@ -266,8 +267,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const gpu = options.gpu ?? false
   const threads = options.threads ?? 1
   const sequences = options.sequences ?? 1
-  if (!Number.isInteger(sequences) || sequences < 1) return yield* ModelPool.invalid(`sequences must be a positive integer, got ${sequences}`)
-  if (!Number.isInteger(threads) || threads < 0) return yield* ModelPool.invalid(`threads must be a non-negative integer, got ${threads}`)
+  if (!Number.isInteger(sequences) || sequences < 1) return yield* invalid(`sequences must be a positive integer, got ${sequences}`)
+  if (!Number.isInteger(threads) || threads < 0) return yield* invalid(`threads must be a non-negative integer, got ${threads}`)
   const loadedModel = yield* pool.model(modelPath, gpu)
   const contextSize = options.contextSize ?? Math.min(2048, loadedModel.trainContextSize || 2048)
   const key: ModelPool.ContextKey = {
@@ -307,7 +308,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       const candidates = [adapter, ...modelFolders(options).map((folder) => Path.join(folder, adapter))]
       const found = candidates.find(isFile)
       if (found === undefined) {
-        return Effect.fail(ModelPool.invalid(`LoRA adapter file not found: "${adapter}" (looked in the cwd and ${modelFolders(options).join(", ") || "no shared/models folder"})`))
+        return Effect.fail(invalid(`LoRA adapter file not found: "${adapter}" (looked in the cwd and ${modelFolders(options).join(", ") || "no shared/models folder"})`))
       }
       return pool.context({ ...key, adapter: Path.resolve(found) })
     })
@@ -331,7 +332,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         }
         return grammar
       },
-      catch: (cause) => ModelPool.invalid(`unsupported JSON schema in responseFormat: ${ModelPool.errorMessage(cause)}`)
+      catch: (cause) => invalid(`unsupported JSON schema in responseFormat: ${errorMessage(cause)}`)
     })
   }
 
@@ -438,7 +439,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           slot.pending = run
           return run
         },
-        catch: ModelPool.failure("generation failed")
+        catch: failure("generation failed")
       })
       if (pendingTokens > 0) onText("", pendingTokens)
       return { prepared, outputTokens, stopReason: result.metadata.stopReason, text: result.response, queueWaitMillis }
@@ -516,7 +517,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         }
         const embedding = yield* Effect.tryPromise({
           try: () => context.getEmbeddingFor(text),
-          catch: ModelPool.failure("embedding failed")
+          catch: failure("embedding failed")
         })
         const vector = Array.from(embedding.vector)
         vectors.push(embedOptions?.dimensions !== undefined ? vector.slice(0, embedOptions.dimensions) : vector)
@@ -531,7 +532,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const checkTokens = (tokens: ReadonlyArray<number>) => {
     for (const token of tokens) {
       if (!Number.isInteger(token) || token < 0 || token >= vocabularySize) {
-        return Effect.fail(ModelPool.invalid(`token ${token} is outside the vocabulary (0..${vocabularySize - 1})`))
+        return Effect.fail(invalid(`token ${token} is outside the vocabulary (0..${vocabularySize - 1})`))
       }
     }
     return Effect.void
@@ -571,12 +572,12 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
             const results = yield* Effect.tryPromise({
               try: () => {
                 const run = sequence.controlledEvaluate(
-                  newTokens.map((token) => [token as Token, { generateNext: { logits: true } }] as const).map(([token, options]) => [token, options])
+                  newTokens.map((token): [Token, { generateNext: { logits: true } }] => [token as Token, { generateNext: { logits: true } }])
                 )
                 slot.pending = run
                 return run
               },
-              catch: ModelPool.failure("evaluation failed")
+              catch: failure("evaluation failed")
             })
             tokens.push(...newTokens)
             const distributions: Array<TokenModel.Distribution> = []
@@ -591,11 +592,11 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           }))
         const truncate = (length: number) =>
           lock.withPermits(1)(Effect.gen(function*() {
-            if (!Number.isInteger(length) || length < 0) return yield* ModelPool.invalid(`truncate length must be a non-negative integer, got ${length}`)
+            if (!Number.isInteger(length) || length < 0) return yield* invalid(`truncate length must be a non-negative integer, got ${length}`)
             if (length >= tokens.length) return
             yield* Effect.tryPromise({
               try: () => sequence.eraseContextTokenRanges([{ start: length, end: sequence.nextTokenIndex }]),
-              catch: ModelPool.failure("truncate failed")
+              catch: failure("truncate failed")
             })
             tokens.length = length
           }))

@@ -8,6 +8,7 @@
 import { LlmError } from "@hasten/core"
 import { Context, Duration, Effect, Layer, Queue, RcMap } from "effect"
 import type * as Scope from "effect/Scope"
+import { failure, invalid } from "./internal/localErrors.js"
 import * as Fs from "node:fs"
 import type {
   Llama,
@@ -16,21 +17,6 @@ import type {
   LlamaEmbeddingContext,
   LlamaModel
 } from "node-llama-cpp"
-
-const provider = "local"
-
-/** Builds a local `LlmError` with an `InvalidRequest` reason. @internal */
-export const invalid = (description: string): LlmError.LlmError =>
-  LlmError.make(provider, new LlmError.InvalidRequest({ description }))
-
-/** Builds a local `LlmError` from an unexpected failure. @internal */
-export const failure = (what: string) => (cause: unknown): LlmError.LlmError =>
-  cause instanceof LlmError.LlmError
-    ? cause
-    : LlmError.make(provider, new LlmError.BadResponse({ description: `${what}: ${errorMessage(cause)}` }))
-
-/** @internal */
-export const errorMessage = (cause: unknown): string => cause instanceof Error ? cause.message : String(cause)
 
 /**
  * What identifies a pooled context: the model file, the LoRA adapter file (if any) and the
