@@ -1,0 +1,292 @@
+/**
+ * The dataset pipeline: filter → structure (JSON schema output) → classify (domain) →
+ * align, every LLM call through Cache → Batcher → PerfLogger → RateLimit → provider.
+ * `run` is what the CLI calls; tests call it in quick mode.
+ */
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { Batcher } from "@hasten/batcher"
+import { Cache } from "@hasten/cache"
+import { type Completion, CompletionRequest, Llm, LlmError } from "@hasten/core"
+import { PerfLogger } from "@hasten/perf-logger"
+import { Anthropic } from "@hasten/providers/anthropic"
+import { Local, ModelPool } from "@hasten/providers/local"
+import { OpenAi } from "@hasten/providers/openai"
+import { Replicate } from "@hasten/providers/replicate"
+import { RateLimit } from "@hasten/rate-limit"
+import { Drafter, Speculative } from "@hasten/speculative"
+import { Data, Duration, Effect, Layer } from "effect"
+
+/** Everything the command line can set. */
+export interface PipelineOptions {
+  readonly dataset: string
+  readonly provider: "local" | "openai" | "anthropic" | "replicate"
+  readonly model: string | undefined
+  readonly batchSize: number
+  readonly batchTimeoutSeconds: number
+  readonly batching: boolean
+  readonly speculative: boolean
+  readonly draftModel: string | undefined
+  readonly cache: boolean
+  readonly cachePath: string
+  readonly seed: number
+  readonly limit: number | undefined
+  readonly quick: boolean
+  readonly out: string
+  readonly logDir: string
+  readonly skipBadLines: boolean
+  readonly log: (line: string) => void
+}
+
+/** A record of the input dataset. */
+export interface InputRecord {
+  readonly id: string
+  readonly instruction: string
+  readonly line: number
+}
+
+/** A clear, user-facing failure (printed without a stack trace). */
+export class PipelineError extends Data.TaggedError("PipelineError")<{ readonly message: string }> {}
+
+export const domains = ["network", "web", "crypto", "identity", "malware", "cloud"] as const
+
+const structureSchema = {
+  type: "object",
+  properties: {
+    risk: { enum: ["low", "medium", "high"] },
+    audience: { enum: ["developer", "operator", "user"] },
+    urgent: { type: "boolean" }
+  },
+  required: ["risk", "audience", "urgent"]
+} as const
+
+const classifySchema = { type: "object", properties: { domain: { enum: domains } }, required: ["domain"] } as const
+
+/** Reads the JSONL dataset; a malformed line is an error naming its line number (or skipped with `skipBadLines`). */
+export const readDataset = (path: string, skipBadLines: boolean, log: (line: string) => void) =>
+  Effect.gen(function*() {
+    const text = yield* Effect.try({
+      try: () => Fs.readFileSync(path, "utf8"),
+      catch: () => new PipelineError({ message: `cannot read the dataset ${path}: no such file (give --dataset a JSONL file with one {"instruction": "..."} per line)` })
+    })
+    const records: Array<InputRecord> = []
+    const lines = text.split("\n")
+    for (let index = 0; index < lines.length; index++) {
+      const raw = lines[index]!.trim()
+      if (raw.length === 0) continue
+      const problem = (() => {
+        try {
+          const value = JSON.parse(raw) as Record<string, unknown>
+          const instruction = value.instruction ?? value.text ?? value.prompt
+          if (typeof instruction !== "string") return `line ${index + 1}: no "instruction" string field`
+          records.push({ id: typeof value.id === "string" ? value.id : `line-${index + 1}`, instruction, line: index + 1 })
+          return undefined
+        } catch (error) {
+          return `line ${index + 1}: not valid JSON (${(error as Error).message})`
+        }
+      })()
+      if (problem !== undefined) {
+        if (!skipBadLines) return yield* new PipelineError({ message: `malformed dataset ${path}, ${problem} (fix the line or pass --skip-bad-lines)` })
+        log(`skipping ${problem}`)
+      }
+    }
+    return records
+  })
+
+/** The filter stage: rule-based, no model call (length bounds, duplicates, must read as an instruction). */
+export const filterRecords = (records: ReadonlyArray<InputRecord>) => {
+  const seen = new Set<string>()
+  const kept: Array<InputRecord> = []
+  const dropped: Record<string, number> = {}
+  const drop = (reason: string) => (dropped[reason] = (dropped[reason] ?? 0) + 1)
+  for (const record of records) {
+    const normalized = record.instruction.toLowerCase().replace(/\s+/g, " ").trim()
+    const words = normalized.split(" ").length
+    if (words < 4) drop("too short")
+    else if (words > 60) drop("too long")
+    else if (seen.has(normalized)) drop("duplicate")
+    else {
+      seen.add(normalized)
+      kept.push(record)
+    }
+  }
+  return { kept, dropped }
+}
+
+const parseJson = (text: string): Record<string, unknown> | undefined => {
+  const start = text.indexOf("{")
+  const end = text.lastIndexOf("}")
+  if (start < 0 || end <= start) return undefined
+  try {
+    return JSON.parse(text.slice(start, end + 1)) as Record<string, unknown>
+  } catch {
+    return undefined
+  }
+}
+
+/** The remote provider layer for the chosen backend (keys from the environment). */
+const remoteLayer = (options: PipelineOptions): Layer.Layer<Llm.Llm, unknown> => {
+  const model = options.model !== undefined ? { model: options.model } : {}
+  switch (options.provider) {
+    case "openai":
+      return OpenAi.layerConfig(model)
+    case "anthropic":
+      return Anthropic.layerConfig(model)
+    default:
+      return Replicate.layerConfig(model)
+  }
+}
+
+const messageOf = (error: unknown): string =>
+  typeof error === "object" && error !== null && "message" in error ? String((error as { message: unknown }).message) : String(error)
+
+const defaultModel = (options: PipelineOptions) =>
+  options.model ?? (options.provider === "openai" ? "gpt-4o-mini" : options.provider === "anthropic" ? "claude-3-5-haiku-latest" : options.provider === "replicate" ? "meta/meta-llama-3-8b-instruct" : "stories260K")
+
+/** Runs the whole pipeline; returns the summary it printed. */
+export const run = (options: PipelineOptions) =>
+  Effect.gen(function*() {
+    const log = options.log
+    const records = yield* readDataset(options.dataset, options.skipBadLines, log)
+    const limited = options.limit !== undefined ? records.slice(0, options.limit) : records
+    const model = defaultModel(options)
+    let modelPath: string | undefined
+    if (options.provider === "local") {
+      modelPath = yield* Local.resolveModelPath(options.model ?? process.env.HASTEN_MODEL ?? "stories260K.gguf").pipe(
+        Effect.mapError((error) => new PipelineError({ message: `model not found: ${error.reason.description}` }))
+      )
+      log(`model: ${Path.basename(modelPath)} from ${Path.dirname(modelPath)} (local, node-llama-cpp, threads 1)`)
+    } else {
+      log(`model: ${model} via ${options.provider}`)
+    }
+    const sequences = options.batching ? Math.min(16, options.batchSize) : 1
+    const local = options.provider === "local"
+    // The local model is loaded once (through the pool) and shared by every stack below.
+    const localLayer = Local.layerWithPool({ model: modelPath, sequences, contextSize: 256, threads: 1, chatTemplate: "none" })
+    const provider: Layer.Layer<Llm.Llm, unknown, ModelPool.ModelPool> = local ? localLayer : remoteLayer(options)
+    const rateLimit = local
+      // a local model has no request or token budget: only bound concurrency to its sequences
+      ? RateLimit.layer({ maxConcurrency: sequences, requestsPerSecond: Infinity, tokensPerMinute: Infinity, adaptiveConcurrency: false })
+      : RateLimit.layerConfig
+    const cache = Cache.layer({ store: "sqlite", path: options.cachePath, enabled: options.cache, namespace: "pipeline" })
+    const batcher = Batcher.layer({
+      enabled: options.batching,
+      maxBatchSize: options.batchSize,
+      window: Duration.millis(options.batchTimeoutSeconds * 1000),
+      concurrency: sequences
+    })
+    const Stack = cache.pipe(
+      Layer.provide(batcher),
+      Layer.provide(PerfLogger.layerLlm),
+      Layer.provide(rateLimit),
+      Layer.provide(provider)
+    )
+    // The structure stage's own stack when speculative decoding is on (local only).
+    const speculativeStack = options.speculative && local
+      ? Cache.layer({ store: "sqlite", path: options.cachePath, enabled: options.cache, namespace: "pipeline-speculative" }).pipe(
+        Layer.provide(PerfLogger.layerLlm),
+        Layer.provide(Speculative.layer({
+          drafter: options.draftModel !== undefined
+            ? Drafter.modelLayer(Local.layerWithPool({ model: options.draftModel, threads: 1, contextSize: 256 }))
+            : Drafter.promptLookup(),
+          gamma: "adaptive",
+          temperature: 0,
+          seed: options.seed
+        })),
+        Layer.provide(localLayer)
+      )
+      : undefined
+    if (options.speculative && !local) log("--enable-speculative needs the local provider: ignored")
+
+    const maxTokens = options.quick ? 24 : 48
+    const concurrency = options.batching ? "unbounded" as const : 1
+    const request = (content: string, extra: Partial<CompletionRequest.CompletionRequestInput> = {}) =>
+      CompletionRequest.makeUnsafe({ model, messages: [{ role: "user", content }], temperature: 0, seed: options.seed, maxTokens, ...extra })
+
+    const program = Effect.gen(function*() {
+      const upstreamOf = (completions: ReadonlyArray<Completion.Completion | undefined>) => completions.filter((c) => c !== undefined && c.cached !== true).length
+      const stats: Array<{ stage: string; items: number; seconds: number; errors: number; cached: number; upstream: number }> = []
+      const errors: Array<string> = []
+      const stage = <A>(name: string, items: ReadonlyArray<A>, call: (item: A) => Effect.Effect<Completion.Completion, LlmError.LlmError, Llm.Llm>, llm?: Llm.LlmService) =>
+        Effect.gen(function*() {
+          const start = performance.now()
+          const results = yield* Effect.forEach(items, (item) =>
+            PerfLogger.stage(name, llm !== undefined ? Effect.provideService(call(item), Llm.Llm, llm) : call(item)).pipe(
+              Effect.map((completion) => completion as Completion.Completion | undefined),
+              Effect.catchTag("LlmError", (error) => Effect.sync(() => {
+                errors.push(`${name}: ${error.message}`)
+                return undefined
+              }))
+            ), { concurrency })
+          const seconds = (performance.now() - start) / 1000
+          const failed = results.filter((r) => r === undefined).length
+          yield* PerfLogger.recordItems(name, items.length - failed)
+          stats.push({ stage: name, items: items.length, seconds, errors: failed, cached: results.filter((r) => r?.cached === true).length, upstream: upstreamOf(results) })
+          if (items.length > 0 && failed === items.length) {
+            return yield* new PipelineError({ message: `every ${name} call failed; the first error: ${errors[errors.length - failed]}` })
+          }
+          return results
+        })
+
+      // 1. filter (rules)
+      const filterStart = performance.now()
+      const { dropped, kept } = filterRecords(limited)
+      stats.push({ stage: "filter", items: limited.length, seconds: (performance.now() - filterStart) / 1000, errors: 0, cached: 0, upstream: 0 })
+      log(`filter: kept ${kept.length} of ${limited.length}${Object.keys(dropped).length > 0 ? ` (dropped: ${Object.entries(dropped).map(([k, v]) => `${v} ${k}`).join(", ")})` : ""}`)
+
+      // 2. structure (JSON schema output; speculative decoding when enabled)
+      const speculativeLlm = speculativeStack !== undefined ? yield* Effect.service(Llm.Llm).pipe(Effect.provide(speculativeStack)) : undefined
+      const structured = yield* stage("structure", kept, (record) =>
+        Llm.complete(request(`Describe this security instruction as JSON {risk, audience, urgent}: ${record.instruction}`,
+          speculativeLlm !== undefined ? { maxTokens: 64 } : { maxTokens: 128, responseFormat: { type: "json", name: "structure", schema: structureSchema as never } })), speculativeLlm)
+      // 3. classify (domain, an enum the grammar enforces)
+      const classified = yield* stage("classify", kept, (record) =>
+        Llm.complete(request(`Which security domain (${domains.join(", ")}) does this belong to? ${record.instruction}`, {
+          maxTokens: 64,
+          responseFormat: { type: "json", name: "domain", schema: classifySchema as never }
+        })))
+      // 4. align (a short response to the instruction)
+      const aligned = yield* stage("align", kept, (record) => Llm.complete(request(`Instruction: ${record.instruction}\nResponse:`)))
+
+      const output = kept.map((record, index) => {
+        const structure = structured[index] !== undefined ? parseJson(structured[index]!.text) : undefined
+        const domain = classified[index] !== undefined ? parseJson(classified[index]!.text)?.domain : undefined
+        return {
+          id: record.id,
+          instruction: record.instruction,
+          structure: structure ?? null,
+          domain: typeof domain === "string" ? domain : null,
+          response: aligned[index]?.text.trim() ?? null
+        }
+      })
+      Fs.mkdirSync(Path.dirname(Path.resolve(options.out)), { recursive: true })
+      Fs.writeFileSync(options.out, output.map((row) => JSON.stringify(row)).join("\n") + "\n")
+      const invalidStructure = output.filter((row) => structured[output.indexOf(row)] !== undefined && row.structure === null).length
+
+      const llmStats = stats.filter((s) => s.stage !== "filter")
+      const calls = llmStats.reduce((sum, s) => sum + s.items - s.errors, 0)
+      const cached = llmStats.reduce((sum, s) => sum + s.cached, 0)
+      const upstream = llmStats.reduce((sum, s) => sum + s.upstream, 0)
+      log("")
+      log("stage       items  errors  cached  seconds   items/s")
+      for (const s of stats) {
+        log(`${s.stage.padEnd(10)} ${String(s.items).padStart(6)} ${String(s.errors).padStart(7)} ${String(s.cached).padStart(7)} ${s.seconds.toFixed(2).padStart(8)} ${(s.items / Math.max(s.seconds, 1e-6)).toFixed(1).padStart(9)}`)
+      }
+      log("")
+      log(`records: ${limited.length} read, ${kept.length} processed, written to ${options.out}`)
+      if (invalidStructure > 0) log(`structure: ${invalidStructure} outputs were not valid JSON (kept as null)`)
+      if (errors.length > 0) log(`errors: ${errors.length} calls failed, e.g. ${errors[0]}`)
+      log(cached === calls && calls > 0
+        ? `cache: all ${calls} calls served from cache (0 upstream calls) — this run re-used an earlier one`
+        : `cache: ${cached} of ${calls} calls served from cache, ${upstream} upstream calls${options.cache ? "" : " (cache off: --no-cache)"}`)
+      const recorder = yield* Effect.service(PerfLogger.PerfLogger)
+      if (recorder.runDir !== undefined) log(`report: ${Path.join(recorder.runDir, "report.html")}`)
+      return { stats, calls, cached, upstream, errors, output, runDir: recorder.runDir }
+    })
+    return yield* program.pipe(
+      Effect.provide(Stack),
+      Effect.provide(PerfLogger.layer({ dir: options.logDir, console: false })),
+      Effect.provide(ModelPool.layer()),
+      Effect.mapError((error) => error instanceof PipelineError ? error : new PipelineError({ message: messageOf(error) }))
+    )
+  })

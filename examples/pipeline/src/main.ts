@@ -1,0 +1,104 @@
+#!/usr/bin/env node
+/**
+ * `hasten-pipeline`: filter → structure → classify → align over a dataset, with
+ * batching, caching, rate limits and metrics. Run with --help for the options.
+ */
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import { parseArgs } from "node:util"
+import { Cause, Effect, Exit } from "effect"
+import { run, type PipelineOptions } from "./Pipeline.js"
+
+const here = Path.dirname(fileURLToPath(import.meta.url))
+const bundledDataset = Path.resolve(here, "..", "data", "records.jsonl")
+
+const usage = `hasten-pipeline — a dataset pipeline (filter → structure → classify → align) on Hasten
+
+Usage: hasten-pipeline [options]
+
+  --dataset <file>        JSONL input, one {"instruction": "..."} per line (default: the bundled 50 records)
+  --provider <name>       local | openai | anthropic | replicate (default: local)
+  --model <id>            model id or, for local, a .gguf name/path/hf: URI (default: stories260K)
+  --batch-size <n>        largest batch (default 32)
+  --batch-timeout <s>     batch window in seconds (default 0.1)
+  --no-batching           one call at a time, no batching
+  --enable-speculative    speculative decoding in the structure stage (local)
+  --draft-model <file>    draft model for speculative decoding (default: prompt lookup)
+  --no-cache              do not read or write the response cache
+  --cache-path <file>     SQLite cache file (default .hasten/cache.db)
+  --seed <n>              sampling seed (default 42)
+  --limit <n>             process only the first n records
+  --quick                 a small, fast run (12 records, short outputs)
+  --out <file>            output JSONL (default .hasten/pipeline-output.jsonl)
+  --log-dir <dir>         performance logs folder (default performance_logs)
+  --skip-bad-lines        skip malformed dataset lines instead of stopping
+  -h, --help              this text
+
+Environment: HASTEN_MODEL, OPENAI_API_KEY, OPENAI_BASE_URL, ANTHROPIC_API_KEY, REPLICATE_API_TOKEN,
+MAX_CONCURRENCY, RPS_LIMIT, TPM_LIMIT, MAX_RETRIES, RETRIES_ENABLED (remote providers).`
+
+const fail = (message: string): never => {
+  console.error(`error: ${message}`)
+  process.exit(1)
+}
+
+const parsed = (() => {
+  try {
+    return parseArgs({
+      options: {
+        dataset: { type: "string" }, provider: { type: "string" }, model: { type: "string" },
+        "batch-size": { type: "string" }, "batch-timeout": { type: "string" }, "no-batching": { type: "boolean" },
+        "enable-speculative": { type: "boolean" }, "draft-model": { type: "string" }, "no-cache": { type: "boolean" },
+        "cache-path": { type: "string" }, seed: { type: "string" }, limit: { type: "string" }, quick: { type: "boolean" },
+        out: { type: "string" }, "log-dir": { type: "string" }, "skip-bad-lines": { type: "boolean" }, help: { type: "boolean", short: "h" }
+      },
+      allowPositionals: false
+    }).values
+  } catch (error) {
+    return fail(`${(error as Error).message}\n\n${usage}`)
+  }
+})()
+
+if (parsed.help) {
+  console.log(usage)
+  process.exit(0)
+}
+
+const number = (name: string, value: string | undefined, fallback: number, check: (n: number) => boolean) => {
+  if (value === undefined) return fallback
+  const n = Number(value)
+  return Number.isFinite(n) && check(n) ? n : fail(`--${name} must be a valid number, got "${value}"`)
+}
+const provider = parsed.provider ?? "local"
+if (!["local", "openai", "anthropic", "replicate"].includes(provider)) fail(`--provider must be local, openai, anthropic or replicate, got "${provider}"`)
+
+const quick = parsed.quick === true
+const options: PipelineOptions = {
+  dataset: parsed.dataset ?? bundledDataset,
+  provider: provider as PipelineOptions["provider"],
+  model: parsed.model,
+  batchSize: number("batch-size", parsed["batch-size"], 32, (n) => Number.isInteger(n) && n >= 1),
+  batchTimeoutSeconds: number("batch-timeout", parsed["batch-timeout"], 0.1, (n) => n >= 0),
+  batching: parsed["no-batching"] !== true,
+  speculative: parsed["enable-speculative"] === true,
+  draftModel: parsed["draft-model"],
+  cache: parsed["no-cache"] !== true,
+  cachePath: parsed["cache-path"] ?? Path.join(".hasten", "cache.db"),
+  seed: number("seed", parsed.seed, 42, Number.isInteger),
+  limit: parsed.limit !== undefined ? number("limit", parsed.limit, 0, (n) => Number.isInteger(n) && n >= 1) : quick ? 12 : undefined,
+  quick,
+  out: parsed.out ?? Path.join(".hasten", "pipeline-output.jsonl"),
+  logDir: parsed["log-dir"] ?? "performance_logs",
+  skipBadLines: parsed["skip-bad-lines"] === true,
+  log: (line) => console.log(line)
+}
+
+console.log(`hasten pipeline: ${Path.relative(process.cwd(), options.dataset) || options.dataset} → filter → structure → classify → align`)
+const started = performance.now()
+Effect.runPromiseExit(run(options)).then((exit) => {
+  if (Exit.isFailure(exit)) {
+    const error = Cause.squash(exit.cause)
+    fail(typeof error === "object" && error !== null && "message" in error ? String((error as { message: unknown }).message) : String(error))
+  }
+  console.log(`done in ${((performance.now() - started) / 1000).toFixed(1)} s`)
+})
