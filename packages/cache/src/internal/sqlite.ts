@@ -76,16 +76,10 @@ export class SqliteDatabase {
   /** The row under `key`, expired or not. */
   get(key: string): Row | undefined {
     const row = this.#get.get(key) as
-      | { key: string; namespace: string; value: string; createdAt: number; expiresAt: number | null }
+      | { key: string; namespace: string; value: string; createdAt: number; expiresAt: number | null | undefined }
       | undefined
-    if (row === undefined) return undefined
-    return {
-      key: row.key,
-      namespace: row.namespace,
-      value: row.value,
-      createdAt: row.createdAt,
-      expiresAt: row.expiresAt ?? undefined
-    }
+    if (row !== undefined && row.expiresAt === null) row.expiresAt = undefined
+    return row as Row | undefined
   }
 
   /** Inserts or replaces a row (an upsert, atomic under concurrent writers). */
