@@ -26,7 +26,7 @@ const usage = `Usage: hasten-simulator [options]
   --per-token-ms <n>         time per output token in ms
   --jitter <x>               relative latency jitter in [0, 1]
   --fault-rate <x>           probability in [0, 1] that a model call fails
-  --fault-kinds <list>       comma-separated of 500,503,reset,hang (default all)
+  --fault-kinds <list>       comma-separated of 500,503,reset,hang,midstream (default the first four)
   --api-keys <list>          comma-separated keys to accept (default: any non-empty key)
   --embedding-dimensions <n> embedding length when a request sets none (default 16)
   --batch-validating-ms <n>, --batch-per-request-ms <n>, --batch-finalizing-ms <n>, --batch-expires-after-ms <n>
@@ -83,7 +83,7 @@ export const parseFlags = (argv: ReadonlyArray<string>): Simulator.Options | und
   }
   const kinds = typeof values["fault-kinds"] === "string" ? values["fault-kinds"].split(",").map((kind) => kind.trim()).filter((kind) => kind.length > 0) : undefined
   for (const kind of kinds ?? []) {
-    if (!["500", "503", "reset", "hang"].includes(kind)) throw new CliError(`--fault-kinds: unknown kind ${JSON.stringify(kind)} (expected 500, 503, reset, hang)`)
+    if (!["500", "503", "reset", "hang", "midstream"].includes(kind)) throw new CliError(`--fault-kinds: unknown kind ${JSON.stringify(kind)} (expected 500, 503, reset, hang, midstream)`)
   }
   const defined = <T extends Record<string, unknown>>(record: T): T =>
     Object.fromEntries(Object.entries(record).filter(([, value]) => value !== undefined)) as T

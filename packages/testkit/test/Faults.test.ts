@@ -66,6 +66,25 @@ describe("seeded faults", () => {
     assert.strictEqual(sim.counters().faultsByKind.hang, 1)
   })
 
+  it("midstream cuts an admitted call after half of its tokens: streams break, JSON calls see a reset", async () => {
+    const sim = await start({ faults: { rate: 1, kinds: ["midstream"] }, responder: () => "a b c d e f g h" })
+    const openai = client(sim)
+    const stream = await openai.chat.completions.create({ ...chat("x"), stream: true })
+    const received: Array<string> = []
+    const failure = await (async () => {
+      for await (const chunk of stream) if (chunk.choices[0]?.delta.content) received.push(chunk.choices[0].delta.content)
+    })().then(() => undefined, (error: unknown) => error)
+    assert.isDefined(failure)
+    assert.deepStrictEqual(received, ["a", " b", " c", " d"])
+    const json = await openai.chat.completions.create(chat("x")).catch((error: unknown) => error)
+    assert.instanceOf(json, OpenAI.APIConnectionError)
+    const counters = sim.counters()
+    assert.strictEqual(counters.faultsByKind.midstream, 2)
+    assert.strictEqual(counters.admitted, 2)
+    assert.strictEqual(counters.aborted, 0)
+    assert.strictEqual(counters.inFlight, 0)
+  })
+
   it("faults apply to model calls only, not to listing models", async () => {
     const sim = await start({ faults: { rate: 1, kinds: ["500"] } })
     const models = await client(sim).models.list()

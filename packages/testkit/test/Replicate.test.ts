@@ -114,4 +114,21 @@ describe("Replicate simulator through the official SDK", () => {
     assert.strictEqual(error.response.status, 402)
     assert.match(error.message, /insufficient credit/)
   })
+
+  it("a midstream fault fails the prediction halfway: run throws, stream errors, get shows the error", async () => {
+    const sim = await start({ faults: { rate: 1, kinds: ["midstream"] }, responder: () => "a b c d e f" })
+    const replicate = client(sim)
+    const run = await replicate.run("meta/llama", { input: { prompt: "x" } }).catch((error: unknown) => error)
+    assert.match(String((run as Error).message), /Prediction failed: .*midstream/)
+    const outputs: Array<string> = []
+    const streamed = await (async () => {
+      for await (const event of replicate.stream("meta/llama", { input: { prompt: "x" } })) if (event.event === "output") outputs.push(event.data)
+    })().then(() => undefined, (error: unknown) => error)
+    assert.instanceOf(streamed, Error)
+    assert.deepStrictEqual(outputs, ["a", " b", " c"])
+    const [latest] = (await replicate.predictions.list()).results as unknown as Array<Prediction & { error: string }>
+    assert.strictEqual(latest!.status, "failed")
+    assert.match(latest!.error, /midstream/)
+    assert.strictEqual(sim.counters().inFlight, 0)
+  })
 })

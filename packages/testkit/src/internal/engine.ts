@@ -37,8 +37,14 @@ export interface ResponderRequest {
 /** Produces the text of a completion. @category models @since 0.1.0 */
 export type Responder = (request: ResponderRequest) => string | Promise<string>
 
-/** Kinds of injected fault. @category models @since 0.1.0 */
-export type FaultKind = "500" | "503" | "reset" | "hang"
+/**
+ * Kinds of injected fault: `500`, `503` (Anthropic: 529), `reset` (connection destroyed
+ * before answering), `hang` (never answers), and — only when listed in `kinds` —
+ * `midstream`: the call is admitted and charged, then a stream is closed after half of
+ * its tokens (a JSON answer's connection is reset; a Replicate prediction fails halfway).
+ * @category models @since 0.1.0
+ */
+export type FaultKind = "500" | "503" | "reset" | "hang" | "midstream"
 
 /** Rate limits, applied to every API key separately. @category models @since 0.1.0 */
 export interface LimitOptions {
@@ -70,7 +76,7 @@ export interface LatencyOptions {
 export interface FaultOptions {
   /** Probability in [0, 1] that a model call fails. */
   readonly rate: number
-  /** Which faults to draw from (default all four). */
+  /** Which faults to draw from (default `500`, `503`, `reset`, `hang`). */
   readonly kinds?: ReadonlyArray<FaultKind>
 }
 
@@ -258,6 +264,8 @@ export const shape = (raw: string, maxTokens: number | undefined, stop: Readonly
 export interface Admission {
   readonly state: LimitState
   readonly release: () => void
+  /** A `midstream` fault: cut the response after half of the tokens. */
+  readonly cut?: boolean
 }
 
 /** The shared state of one simulator. */
@@ -293,7 +301,7 @@ export class Engine {
       inputTokens: 0,
       outputTokens: 0,
       faults: 0,
-      faultsByKind: { "500": 0, "503": 0, reset: 0, hang: 0 },
+      faultsByKind: { "500": 0, "503": 0, reset: 0, hang: 0, midstream: 0 },
       cancellations: 0,
       aborted: 0
     }
@@ -633,6 +641,8 @@ export const injectFault = (
     case "hang":
       // Never answer: the client must time out. `close()` destroys the socket.
       return true
+    case "midstream":
+      return false
     case "500": {
       const error = vendor.error("server", "The server had an error while processing your request. Sorry about that!")
       sendJson(engine, response, error.status, error.body, headers, error.contentType)
@@ -665,16 +675,17 @@ export const admitCall = (
   }
 ): Admission | undefined => {
   const kind = engine.fault(options.index)
-  if (kind !== undefined) {
+  if (kind !== undefined && kind !== "midstream") {
     engine.recordRefusal(options.key, options.route, kind === "500" ? 500 : kind === "503" ? 503 : 0)
     injectFault(engine, vendor, kind, response, vendor.rateHeaders(engine.state(options.key), Date.now()))
     return undefined
   }
-  const admission = engine.admit(options)
+  const admitted = engine.admit(options)
+  const admission = "release" in admitted && kind === "midstream" ? { ...admitted, cut: true } : admitted
   if ("release" in admission) {
     if (options.manualRelease === true) return admission
     response.once("close", () => {
-      if (!response.writableFinished) engine.counters.aborted += 1
+      if (!response.writableFinished && !cutResponses.has(response)) engine.counters.aborted += 1
       admission.release()
     })
     return admission
@@ -767,10 +778,29 @@ export const runCall = async (
 
 /** Waits out the whole generation time of a non-streamed answer; false when the client left meanwhile. */
 export const waitWhole = async (engine: Engine, response: ServerResponse, call: Call): Promise<boolean> => {
-  await engine.sleep(call.latency.ttftMs + call.latency.perTokenMs * Math.max(0, call.generated.tokens.length - 1))
+  const count = call.admission.cut === true ? Math.floor(call.generated.tokens.length / 2) : call.generated.tokens.length
+  await engine.sleep(call.latency.ttftMs + call.latency.perTokenMs * Math.max(0, count - 1))
   if (response.destroyed || engine.closed) return false
+  if (call.admission.cut === true) {
+    engine.counters.outputTokens += count
+    cutConnection(engine, response)
+    return false
+  }
   engine.counters.outputTokens += call.generated.tokens.length
   return true
+}
+
+const cutResponses = new WeakSet<ServerResponse>()
+
+/** Destroys the connection under a response in progress (a `midstream` fault). */
+const cutConnection = (_engine: Engine, response: ServerResponse): void => {
+  // Not the client's doing: `aborted` counts clients that leave.
+  cutResponses.add(response)
+  const socket = response.socket
+  // Before the headers: a reset. Mid-body: flush what was written, then close without finishing.
+  if (socket === null) response.destroy()
+  else if (!response.headersSent) socket.destroy()
+  else socket.end()
 }
 
 /** Emits tokens at the modelled pace; false when the client left before the end. */
@@ -782,9 +812,14 @@ export const paceTokens = async (
 ): Promise<boolean> => {
   await engine.sleep(call.latency.ttftMs)
   const tokens = call.generated.tokens
+  const cutAt = call.admission.cut === true ? Math.floor(tokens.length / 2) : -1
   for (let i = 0; i < tokens.length; i++) {
     if (i > 0) await engine.sleep(call.latency.perTokenMs)
     if (response.destroyed || engine.closed) return false
+    if (i === cutAt) {
+      cutConnection(engine, response)
+      return false
+    }
     write(tokens[i]!, i)
     engine.counters.outputTokens += 1
   }

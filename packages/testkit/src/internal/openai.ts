@@ -399,6 +399,7 @@ const embeddings = async (context: RouteContext): Promise<void> => {
   if (call === undefined) return
   await engine.sleep(call.ttftMs)
   if (response.destroyed || engine.closed) return
+  if (call.cut) return void response.socket?.destroy()
   const dimensions = input.dimensions ?? engine.options.embeddingDimensions ?? 16
   sendJson(engine, response, 200, {
     object: "list",
@@ -422,7 +423,7 @@ const admitEmbedding = (context: RouteContext, inputTokens: number) => {
     index
   })
   if (admission === undefined) return undefined
-  return { state: admission.state, ttftMs: context.engine.latency(index).ttftMs }
+  return { state: admission.state, ttftMs: context.engine.latency(index).ttftMs, cut: admission.cut === true }
 }
 
 const modelIds = ["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-3.5-turbo-instruct", "text-embedding-3-small", "text-embedding-3-large"]

@@ -66,7 +66,8 @@ interface Prediction {
   startedAt?: number
   completedAt?: number
   firstTokenAt?: number
-  readonly listeners: Set<(event: "output" | "done", data: string) => void>
+  error?: string
+  readonly listeners: Set<(event: "output" | "done" | "error", data: string) => void>
   readonly waiters: Set<() => void>
   readonly admission: Admission
 }
@@ -96,7 +97,7 @@ const render = (origin: string, prediction: Prediction) => {
     logs: "",
     output: prediction.output.length === 0 && prediction.status === "starting" ? null : [...prediction.output],
     data_removed: false,
-    error: null,
+    error: prediction.error ?? null,
     status: prediction.status,
     source: "api",
     created_at: iso(prediction.createdAt),
@@ -121,7 +122,7 @@ const render = (origin: string, prediction: Prediction) => {
   }
 }
 
-const emit = (prediction: Prediction, event: "output" | "done", data: string) => {
+const emit = (prediction: Prediction, event: "output" | "done" | "error", data: string) => {
   for (const listener of prediction.listeners) listener(event, data)
 }
 
@@ -130,7 +131,8 @@ const finish = (engine: Engine, prediction: Prediction, status: Status) => {
   prediction.status = status
   prediction.completedAt = Date.now()
   prediction.admission.release()
-  emit(prediction, "done", status === "canceled" ? JSON.stringify({ reason: "canceled" }) : "{}")
+  if (status === "failed") emit(prediction, "error", JSON.stringify({ detail: prediction.error ?? "Prediction failed" }))
+  else emit(prediction, "done", status === "canceled" ? JSON.stringify({ reason: "canceled" }) : "{}")
   for (const waiter of prediction.waiters) waiter()
   prediction.waiters.clear()
   if (status === "canceled") engine.counters.cancellations += 1
@@ -143,9 +145,14 @@ const run = async (engine: Engine, prediction: Prediction, latency: { ttftMs: nu
   prediction.status = "processing"
   prediction.startedAt = Date.now()
   const tokens = prediction.generated.tokens
+  const cutAt = prediction.admission.cut === true ? Math.floor(tokens.length / 2) : -1
   for (let i = 0; i < tokens.length; i++) {
     if (i > 0) await engine.sleep(latency.perTokenMs)
     if (terminal(prediction.status) || engine.closed) return
+    if (i === cutAt) {
+      prediction.error = "CUDA error: an illegal memory access was encountered (simulated midstream fault)"
+      return finish(engine, prediction, "failed")
+    }
     if (prediction.firstTokenAt === undefined) prediction.firstTokenAt = Date.now()
     prediction.output.push(tokens[i]!)
     engine.counters.outputTokens += 1
@@ -303,15 +310,16 @@ const stream = async (context: RouteContext): Promise<void> => {
   const { engine, response } = context
   startSse(engine, response, {})
   let sequence = 0
-  const send = (event: "output" | "done", data: string) => {
+  const send = (event: "output" | "done" | "error", data: string) => {
     writeSse(response as ServerResponse, data, event, `${prediction.createdAt}:${sequence++}`)
-    if (event === "done") {
+    if (event === "done" || event === "error") {
       prediction.listeners.delete(send)
       response.end()
     }
   }
   for (const token of prediction.output) send("output", token)
   if (terminal(prediction.status)) {
+    if (prediction.status === "failed") return send("error", JSON.stringify({ detail: prediction.error ?? "Prediction failed" }))
     return send("done", prediction.status === "canceled" ? JSON.stringify({ reason: "canceled" }) : "{}")
   }
   prediction.listeners.add(send)
