@@ -118,6 +118,10 @@ export const joinOutput = (output: unknown): string =>
     ? output
     : JSON.stringify(output)
 
+/** Replicate does not say why generation stopped: reaching `maxTokens` (by the model's own count) means `length`. */
+const finishReasonOf = (request: CompletionRequest.CompletionRequest, usage: Completion.Usage): Completion.FinishReason =>
+  request.maxTokens !== undefined && usage.estimated !== true && usage.outputTokens >= request.maxTokens ? "length" : "stop"
+
 const terminal = (status: string): boolean => status === "succeeded" || status === "failed" || status === "canceled" || status === "aborted"
 
 /**
@@ -337,7 +341,7 @@ export const make = (options: Options): ReplicateLlm => {
     const usage = yield* usageOf(request, finished, () => text)
     return new Completion.Completion({
       text,
-      finishReason: "stop",
+      finishReason: finishReasonOf(request, usage),
       usage,
       model,
       provider: providerName,
@@ -360,7 +364,7 @@ export const make = (options: Options): ReplicateLlm => {
         const finished = yield* finish(prediction)
         const text = joinOutput(finished.output)
         const usage = yield* usageOf(request, finished, () => text)
-        return Stream.make(new Completion.CompletionChunk({ text, finishReason: "stop", usage, model }))
+        return Stream.make(new Completion.CompletionChunk({ text, finishReason: finishReasonOf(request, usage), usage, model }))
       }
       const controller = yield* Effect.acquireRelease(
         Effect.sync(() => new AbortController()),
@@ -414,7 +418,7 @@ export const make = (options: Options): ReplicateLlm => {
         const usage = yield* usageOf(request, final, () => parts.join(""))
         return new Completion.CompletionChunk({
           text: "",
-          finishReason: final?.status === "canceled" ? "error" : "stop",
+          finishReason: final?.status === "canceled" ? "error" : finishReasonOf(request, usage),
           usage,
           model,
           metadata: { predictionId: created.id },

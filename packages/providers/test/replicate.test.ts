@@ -115,6 +115,18 @@ describe("Replicate against the simulator (official replicate SDK)", () => {
     assert.strictEqual(Replicate.joinOutput(null), "")
   })
 
+  it.live("reports length when the model stopped at maxTokens (complete and stream)", () =>
+    Effect.gen(function*() {
+      const sim = yield* simulator({ responder: () => "one two three four five six seven eight" })
+      const cut = yield* client(sim).complete(ask("count", { maxTokens: 3 }))
+      assert.strictEqual(cut.finishReason, "length")
+      assert.strictEqual(cut.usage.outputTokens, 3)
+      const streamed = yield* Completion.fromStream(client(sim).stream(ask("count", { maxTokens: 3 })), { model, provider: "replicate" })
+      assert.strictEqual(streamed.finishReason, "length")
+      const whole = yield* client(sim).complete(ask("count", { maxTokens: 50 }))
+      assert.strictEqual(whole.finishReason, "stop")
+    }).pipe(Effect.scoped))
+
   it.live("falls back to polling when the prediction outlives Prefer: wait", () =>
     Effect.gen(function*() {
       const sim = yield* simulator({ responder: () => "Slow but done.", latency: { ttftMs: 1300 } })
