@@ -4,7 +4,7 @@
  * `hasten-serve --model stories260K.gguf --port 8080 --sequences 4`
  * @since 0.1.0
  */
-import { Cause, Effect, Exit } from "effect"
+import { Cause, Effect, Exit, Option } from "effect"
 import * as Server from "./CompatibleServer.js"
 
 let options: Server.CliOptions
@@ -23,7 +23,8 @@ process.once("SIGINT", stop)
 process.once("SIGTERM", stop)
 fiber.addObserver((exit) => {
   if (Exit.isFailure(exit) && !Cause.hasInterruptsOnly(exit.cause)) {
-    process.stderr.write(`hasten-serve: ${Cause.pretty(exit.cause)}\n`)
+    const error = Cause.findErrorOption(exit.cause)
+    process.stderr.write(`hasten-serve: ${Option.isSome(error) ? error.value.message : Cause.pretty(exit.cause)}\n`)
     process.exit(1)
   }
   process.exit(0)
