@@ -140,11 +140,20 @@ export const mapError = (
       type: error.type
     }, secrets, options.now ?? Date.now())
   }
+  if (error instanceof APIError) {
+    // an `error` event inside an SSE stream (Anthropic sends overloads this way mid-stream)
+    const description = Remote.scrub(error.apiMessage ?? error.message, secrets)
+    return LlmError.make(
+      providerName,
+      error.type === "overloaded_error"
+        ? new LlmError.Overloaded({ description })
+        : error.type === "rate_limit_error"
+        ? new LlmError.RateLimited({ scope: "unknown", description })
+        : new LlmError.ServerError({ status: 500, description })
+    )
+  }
   if (error instanceof Error && /terminated|ECONNRESET|socket|other side closed/i.test(`${error.message} ${String(error.cause)}`)) {
     return LlmError.make(providerName, new LlmError.Transport({ description: Remote.describeConnectionError(error, secrets) }))
-  }
-  if (error instanceof Error && (error as { error?: { type?: unknown } }).error?.type === "overloaded_error") {
-    return LlmError.make(providerName, new LlmError.Overloaded({ description: Remote.scrub(error.message, secrets) }))
   }
   return Remote.unexpected(providerName, error, secrets)
 }

@@ -169,6 +169,10 @@ export const mapError = (
       type: error.type
     }, secrets, options.now ?? Date.now())
   }
+  if (error instanceof APIError) {
+    // an `error` event inside an SSE stream: the server failed after it had answered 200
+    return LlmError.make(provider, new LlmError.ServerError({ status: 500, description: Remote.scrub(error.message, secrets) }))
+  }
   if (error instanceof Error && /terminated|ECONNRESET|socket|other side closed/i.test(describe(error))) {
     // a connection reset in the middle of a streamed body surfaces from undici as a plain TypeError
     return LlmError.make(provider, new LlmError.Transport({ description: Remote.describeConnectionError(error, secrets) }))

@@ -200,6 +200,27 @@ describe("Anthropic against the simulator (official @anthropic-ai/sdk)", () => {
     }
   })
 
+  it.live("an overloaded_error event in the middle of a stream is Overloaded, after the text so far", () =>
+    Effect.gen(function*() {
+      const sse = [
+        `event: message_start\ndata: ${JSON.stringify({ type: "message_start", message: { id: "msg_1", type: "message", role: "assistant", model, content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 5, output_tokens: 1 } } })}\n\n`,
+        `event: content_block_start\ndata: ${JSON.stringify({ type: "content_block_start", index: 0, content_block: { type: "text", text: "" } })}\n\n`,
+        `event: content_block_delta\ndata: ${JSON.stringify({ type: "content_block_delta", index: 0, delta: { type: "text_delta", text: "Hello" } })}\n\n`,
+        `event: error\ndata: ${JSON.stringify({ type: "error", error: { type: "overloaded_error", message: "Overloaded" } })}\n\n`
+      ].join("")
+      const server = yield* Effect.acquireRelease(
+        Effect.promise(() => startScripted(() => ({ status: 200, raw: sse, headers: { "content-type": "text/event-stream" } }))),
+        (server) => Effect.promise(() => server.close())
+      )
+      const texts: Array<string> = []
+      const exit = yield* Effect.exit(Stream.runForEach(
+        client({ anthropicBaseUrl: server.url }).stream(ask("hi")),
+        (chunk) => Effect.sync(() => texts.push(chunk.text))
+      ))
+      assert.strictEqual(reasonOf(exit)._tag, "Overloaded")
+      assert.strictEqual(texts.join(""), "Hello")
+    }).pipe(Effect.scoped))
+
   describe("interruption", () => {
     it.live("interrupting complete aborts the HTTP request", () =>
       Effect.gen(function*() {

@@ -283,6 +283,26 @@ describe("OpenAi against the simulator (official openai SDK)", () => {
       }).pipe(Effect.scoped))
   })
 
+  it.live("an error payload in the middle of a stream is a retryable ServerError, after the text so far", () =>
+    Effect.gen(function*() {
+      const chunk = (content: string) =>
+        `data: ${JSON.stringify({ id: "c1", object: "chat.completion.chunk", created: 1, model: "gpt-4o-mini", choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`
+      const sse = chunk("Hel") + chunk("lo") + `data: ${JSON.stringify({ error: { message: "The server had an error", type: "server_error" } })}\n\n`
+      const server = yield* Effect.acquireRelease(
+        Effect.promise(() => startScripted(() => ({ status: 200, raw: sse, headers: { "content-type": "text/event-stream" } }))),
+        (server) => Effect.promise(() => server.close())
+      )
+      const texts: Array<string> = []
+      const exit = yield* Effect.exit(Stream.runForEach(
+        OpenAi.make({ apiKey: key, baseURL: `${server.url}/v1` }).llm.stream(ask("hi")),
+        (chunk) => Effect.sync(() => texts.push(chunk.text))
+      ))
+      const reason = reasonOf(exit)
+      assert.strictEqual(reason._tag, "ServerError")
+      assert.isTrue(LlmError.isRetryableReason(reason))
+      assert.strictEqual(texts.join(""), "Hello")
+    }).pipe(Effect.scoped))
+
   describe("interruption", () => {
     it.live("interrupting complete aborts the HTTP request", () =>
       Effect.gen(function*() {

@@ -10,6 +10,8 @@ import { Effect } from "effect"
 export interface Reply {
   readonly status: number
   readonly body?: unknown
+  /** A raw body (e.g. server-sent events), sent as is. */
+  readonly raw?: string
   readonly headers?: Readonly<Record<string, string>>
 }
 
@@ -42,7 +44,7 @@ export const startScripted = (
           response.socket?.destroy()
           return
         }
-        const payload = answer.body === undefined ? "" : JSON.stringify(answer.body)
+        const payload = answer.raw ?? (answer.body === undefined ? "" : JSON.stringify(answer.body))
         response.writeHead(answer.status, { "content-type": "application/json", ...answer.headers })
         response.end(payload)
       })
