@@ -11,12 +11,14 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
 import * as Console from "effect/Console"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
@@ -40,7 +42,7 @@ export { parseEvents }
 import { renderReport } from "./internal/report.js"
 import type { CallStats, Distribution, StageStats, Summary } from "./internal/stats.js"
 import { Aggregator, quantile, summarize } from "./internal/stats.js"
-import { renderCompare, renderSummary } from "./internal/table.js"
+import { renderCompare, renderSummary, renderTable } from "./internal/table.js"
 
 export type {
   CallEvent,
@@ -57,7 +59,7 @@ export type {
   StageStats,
   Summary
 }
-export { quantile, renderCompare, renderSummary, summarize }
+export { quantile, renderCompare, renderSummary, renderTable, summarize }
 
 // -----------------------------------------------------------------------------
 // configuration
@@ -84,6 +86,11 @@ export interface Options {
   readonly memoryInterval?: Duration.Input | false
   /** How often `summary.json` is rewritten while the run goes. Default 5 seconds; `false`: only at the end. */
   readonly summaryInterval?: Duration.Input | false
+  /**
+   * Open a `PerfLogger.complete` / `PerfLogger.stream` span per call, with the `gen_ai.*`
+   * attributes. Default `true`; `false` saves the span's cost when no tracer exports them.
+   */
+  readonly spans?: boolean
 }
 
 // -----------------------------------------------------------------------------
@@ -98,6 +105,8 @@ export interface PerfLoggerService {
   readonly runId: string
   /** The run folder, or `undefined` for an in-memory recorder. */
   readonly runDir: string | undefined
+  /** Whether `layerLlm` opens a span per call. */
+  readonly spans: boolean
   /** Records one event (synchronous; the hot path). */
   readonly recordUnsafe: (event: Event) => void
   /** Records items processed by a stage (items/s per stage). */
@@ -203,11 +212,15 @@ const makeRecorder = (
     const service: PerfLoggerService = {
       runId,
       runDir,
+      spans: options.spans !== false,
       recordUnsafe,
       recordItems: (stage, n) =>
-        Effect.sync(() => {
-          if (!Number.isFinite(n) || n < 0) return
-          recordUnsafe({ type: "items", stage, n, t: round3(nowMs(clock)) })
+        Effect.contextWith((context: Context.Context<never>) => {
+          if (Number.isFinite(n) && n >= 0) {
+            recordUnsafe({ type: "items", stage, n, t: round3(nowMs(clock)) })
+            stageInstrumentsFor(stage).items.updateUnsafe(n, context)
+          }
+          return Effect.void
         }),
       summary,
       sampleMemory: Effect.contextWith((context: Context.Context<never>) => {
@@ -284,6 +297,76 @@ export const layerMemory = (options: Pick<Options, "runId" | "prices"> = {}): La
     PerfLogger,
     makeScoped({ ...options, write: false, console: false, report: false, memoryInterval: false, summaryInterval: false })
   )
+
+/**
+ * The recorder configured from the environment: `HASTEN_PERF_DIR` (default
+ * `performance_logs`), `HASTEN_PERF_RUN_ID`, `HASTEN_PERF_FLUSH` (`event` | `buffered`),
+ * `HASTEN_PERF_CONSOLE` and `HASTEN_PERF_REPORT` (default `true`), `HASTEN_PERF_SPANS`
+ * (default `true`).
+ * @category layers @since 0.1.0
+ */
+export const layerConfig: Layer.Layer<PerfLogger, Config.ConfigError> = Layer.unwrap(
+  Effect.map(
+    Config.all({
+      dir: Config.String("HASTEN_PERF_DIR").pipe(Config.withDefault("performance_logs")),
+      runId: Config.option(Config.String("HASTEN_PERF_RUN_ID")),
+      flush: Config.Literals(["event", "buffered"], "HASTEN_PERF_FLUSH").pipe(Config.withDefault("event" as const)),
+      console: Config.Boolean("HASTEN_PERF_CONSOLE").pipe(Config.withDefault(true)),
+      report: Config.Boolean("HASTEN_PERF_REPORT").pipe(Config.withDefault(true)),
+      spans: Config.Boolean("HASTEN_PERF_SPANS").pipe(Config.withDefault(true))
+    }),
+    (config) =>
+      layer({
+        dir: config.dir,
+        ...(Option.isSome(config.runId) ? { runId: config.runId.value } : {}),
+        flush: config.flush === "buffered" ? { intervalMs: 250, maxEvents: 256 } : "event",
+        console: config.console,
+        report: config.report,
+        spans: config.spans
+      })
+  )
+)
+
+/**
+ * A measured `Llm` for plain async code: wraps `llm` with {@link layerLlm} and a
+ * recorder on a `ManagedRuntime`. `close()` ends the run (files, console table) and
+ * returns its summary.
+ * @category constructors @since 0.1.0
+ */
+export const measure = <E>(llm: Layer.Layer<Llm.Llm, E>, options: Options = {}): {
+  /** One call; `stage` attributes it to a pipeline stage (Promises do not carry the stage along). */
+  readonly complete: (
+    request: CompletionRequest.CompletionRequest,
+    options?: { readonly stage?: string }
+  ) => Promise<Completion.Completion>
+  readonly stream: (
+    request: CompletionRequest.CompletionRequest,
+    options?: { readonly stage?: string }
+  ) => Promise<ReadonlyArray<Completion.CompletionChunk>>
+  /** Times one invocation of a stage (duration, items/s). */
+  readonly stage: <A>(name: string, run: () => Promise<A>) => Promise<A>
+  readonly recordItems: (stage: string, n: number) => Promise<void>
+  readonly summary: () => Promise<Summary>
+  readonly close: () => Promise<Summary>
+} => {
+  const runtime = ManagedRuntime.make(layerLlm.pipe(Layer.provideMerge(llm), Layer.provideMerge(layer(options))))
+  return {
+    complete: (request, options) =>
+      runtime.runPromise(Effect.provideService(Llm.complete(request), CurrentStage, options?.stage)),
+    stream: (request, options) =>
+      runtime.runPromise(Effect.provideService(Stream.runCollect(Llm.stream(request)), CurrentStage, options?.stage)),
+    stage: (name, run) => runtime.runPromise(stage(name, Effect.promise(run))),
+    recordItems: (stageName, n) => runtime.runPromise(recordItems(stageName, n)),
+    summary: () => runtime.runPromise(summary),
+    close: async () => {
+      const recorder = await runtime.runPromise(Effect.service(PerfLogger))
+      const beforeClose = await runtime.runPromise(recorder.summary)
+      await runtime.dispose()
+      const file = recorder.runDir === undefined ? undefined : Path.join(recorder.runDir, "summary.json")
+      return file !== undefined && Fs.existsSync(file) ? readSummary(file) : beforeClose
+    }
+  }
+}
 
 // -----------------------------------------------------------------------------
 // Effect metrics (GenAI semantic conventions + Hasten extras)
@@ -431,6 +514,11 @@ interface Instruments {
 
 const instrumentCache = new Map<string, Instruments>()
 
+/**
+ * Metric instances bound to one attribute set. They are built with the attributes as the
+ * metric's own (not `Metric.withAttributes`, which merges attributes and re-derives the
+ * series key on every update) and cached, so an update is a map lookup.
+ */
 const instrumentsFor = (
   operation: string,
   provider: string,
@@ -452,20 +540,73 @@ const instrumentsFor = (
     if (stage !== undefined) attributes["hasten.stage"] = stage
     if (errorType !== undefined) attributes["error.type"] = errorType
     const withCache = { ...attributes, "hasten.cache": cached ? "hit" : "miss" }
+    const seconds = { ...attributes, unit: "s" }
+    const tokens = { ...attributes, unit: "{token}" }
     instruments = {
-      duration: Metric.withAttributes(operationDuration, withCache),
-      input: Metric.withAttributes(tokenUsage, { ...attributes, "gen_ai.token.type": "input" }),
-      output: Metric.withAttributes(tokenUsage, { ...attributes, "gen_ai.token.type": "output" }),
-      ttft: Metric.withAttributes(timeToFirstChunk, attributes),
-      chunk: Metric.withAttributes(timePerOutputChunk, attributes),
-      requests: Metric.withAttributes(requestsTotal, withCache),
-      retries: Metric.withAttributes(retriesTotal, attributes),
-      wait: Metric.withAttributes(rateLimitWaitSeconds, attributes),
-      batch: Metric.withAttributes(batchSize, attributes),
-      acceptance: Metric.withAttributes(acceptanceRate, attributes)
+      duration: Metric.histogram(operationDuration.id, {
+        description: operationDuration.description,
+        boundaries: durationBoundaries,
+        attributes: { ...withCache, unit: "s" }
+      }),
+      input: Metric.histogram(tokenUsage.id, {
+        description: tokenUsage.description,
+        boundaries: tokenBoundaries,
+        attributes: { ...tokens, "gen_ai.token.type": "input" }
+      }),
+      output: Metric.histogram(tokenUsage.id, {
+        description: tokenUsage.description,
+        boundaries: tokenBoundaries,
+        attributes: { ...tokens, "gen_ai.token.type": "output" }
+      }),
+      ttft: Metric.histogram(timeToFirstChunk.id, {
+        description: timeToFirstChunk.description,
+        boundaries: chunkBoundaries,
+        attributes: seconds
+      }),
+      chunk: Metric.histogram(timePerOutputChunk.id, {
+        description: timePerOutputChunk.description,
+        boundaries: chunkBoundaries,
+        attributes: seconds
+      }),
+      requests: Metric.counter(requestsTotal.id, { description: requestsTotal.description, incremental: true, attributes: withCache }),
+      retries: Metric.counter(retriesTotal.id, { description: retriesTotal.description, incremental: true, attributes }),
+      wait: Metric.counter(rateLimitWaitSeconds.id, {
+        description: rateLimitWaitSeconds.description,
+        incremental: true,
+        attributes
+      }),
+      batch: Metric.histogram(batchSize.id, {
+        description: batchSize.description,
+        boundaries: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+        attributes
+      }),
+      acceptance: Metric.histogram(acceptanceRate.id, {
+        description: acceptanceRate.description,
+        boundaries: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1],
+        attributes
+      })
     }
     if (instrumentCache.size > 10_000) instrumentCache.clear()
     instrumentCache.set(key, instruments)
+  }
+  return instruments
+}
+
+const stageInstruments = new Map<string, { readonly duration: Metric.Metric<number, unknown>; readonly items: Metric.Metric<number, unknown> }>()
+
+const stageInstrumentsFor = (stage: string) => {
+  let instruments = stageInstruments.get(stage)
+  if (instruments === undefined) {
+    instruments = {
+      duration: Metric.histogram(stageDuration.id, {
+        description: stageDuration.description,
+        boundaries: durationBoundaries,
+        attributes: { "hasten.stage": stage, unit: "s" }
+      }),
+      items: Metric.counter(stageItems.id, { description: stageItems.description, incremental: true, attributes: { "hasten.stage": stage } })
+    }
+    if (stageInstruments.size > 1_000) stageInstruments.clear()
+    stageInstruments.set(stage, instruments)
   }
   return instruments
 }
@@ -534,41 +675,44 @@ interface Outcome {
 
 const toEvent = (outcome: Outcome): CallEvent => {
   const metadata = outcome.metadata
-  const retries = numberField(metadata, "retries")
-  const wait = numberField(metadata, "rateLimitWaitMillis")
-  const batch = numberField(metadata, "batchSize")
-  const queueWait = numberField(metadata, "queueWaitMillis")
-  const speculative = speculativeField(metadata)
   const usage = outcome.usage
-  const outputTokens = outcome.outputTokens ?? usage?.outputTokens
-  return {
+  const event: { -readonly [K in keyof CallEvent]: CallEvent[K] } = {
     type: "call",
     op: outcome.op,
     provider: outcome.provider,
     model: outcome.request.model,
-    ...(outcome.responseModel !== undefined && outcome.responseModel !== outcome.request.model
-      ? { responseModel: outcome.responseModel }
-      : {}),
-    ...(outcome.stage !== undefined ? { stage: outcome.stage } : {}),
     start: round3(outcome.start),
     latencyMs: round3(outcome.latencyMs),
-    ok: outcome.error === undefined,
-    ...(outcome.error !== undefined ? { error: outcome.error } : {}),
-    ...(outcome.finishReason !== undefined ? { finishReason: outcome.finishReason } : {}),
-    ...(outcome.cached !== undefined ? { cached: outcome.cached } : {}),
-    ...(outcome.ttftMs !== undefined ? { ttftMs: round3(outcome.ttftMs) } : {}),
-    ...(outcome.itlMs !== undefined && outcome.itlMs.length > 0 ? { itlMs: outcome.itlMs.map(round3) } : {}),
-    ...(outcome.chunks !== undefined ? { chunks: outcome.chunks } : {}),
-    ...(usage !== undefined ? { inputTokens: usage.inputTokens } : {}),
-    ...(outputTokens !== undefined ? { outputTokens } : {}),
-    ...(usage?.cachedInputTokens !== undefined ? { cachedInputTokens: usage.cachedInputTokens } : {}),
-    ...(outcome.tokensEstimated || usage?.estimated === true ? { tokensEstimated: true } : {}),
-    ...(retries !== undefined ? { retries } : {}),
-    ...(wait !== undefined ? { rateLimitWaitMs: wait } : {}),
-    ...(batch !== undefined ? { batchSize: batch } : {}),
-    ...(queueWait !== undefined ? { queueWaitMs: queueWait } : {}),
-    ...(speculative !== undefined ? { speculative } : {})
+    ok: outcome.error === undefined
   }
+  if (outcome.responseModel !== undefined && outcome.responseModel !== outcome.request.model) {
+    event.responseModel = outcome.responseModel
+  }
+  if (outcome.stage !== undefined) event.stage = outcome.stage
+  if (outcome.error !== undefined) event.error = outcome.error
+  if (outcome.finishReason !== undefined) event.finishReason = outcome.finishReason
+  if (outcome.cached !== undefined) event.cached = outcome.cached
+  if (outcome.ttftMs !== undefined) event.ttftMs = round3(outcome.ttftMs)
+  if (outcome.itlMs !== undefined && outcome.itlMs.length > 0) event.itlMs = outcome.itlMs.map(round3)
+  if (outcome.chunks !== undefined) event.chunks = outcome.chunks
+  if (usage !== undefined) event.inputTokens = usage.inputTokens
+  const outputTokens = outcome.outputTokens ?? usage?.outputTokens
+  if (outputTokens !== undefined) event.outputTokens = outputTokens
+  if (usage?.cachedInputTokens !== undefined) event.cachedInputTokens = usage.cachedInputTokens
+  if (outcome.tokensEstimated || usage?.estimated === true) event.tokensEstimated = true
+  if (metadata !== undefined) {
+    const retries = numberField(metadata, "retries")
+    if (retries !== undefined) event.retries = retries
+    const wait = numberField(metadata, "rateLimitWaitMillis")
+    if (wait !== undefined) event.rateLimitWaitMs = wait
+    const batch = numberField(metadata, "batchSize")
+    if (batch !== undefined) event.batchSize = batch
+    const queueWait = numberField(metadata, "queueWaitMillis")
+    if (queueWait !== undefined) event.queueWaitMs = queueWait
+    const speculative = speculativeField(metadata)
+    if (speculative !== undefined) event.speculative = speculative
+  }
+  return event
 }
 
 const updateMetrics = (event: CallEvent, chunkGapsMs: ReadonlyArray<number> | undefined, context: Context.Context<never>): void => {
@@ -608,17 +752,15 @@ const requestAttributes = (provider: string, request: CompletionRequest.Completi
   return attributes
 }
 
-const responseAttributes = (event: CallEvent): Record<string, unknown> => {
-  const attributes: Record<string, unknown> = {}
-  attributes["gen_ai.response.model"] = event.responseModel ?? event.model
-  if (event.inputTokens !== undefined) attributes["gen_ai.usage.input_tokens"] = event.inputTokens
-  if (event.outputTokens !== undefined) attributes["gen_ai.usage.output_tokens"] = event.outputTokens
-  if (event.finishReason !== undefined) attributes["gen_ai.response.finish_reasons"] = [event.finishReason]
-  if (event.error !== undefined) attributes["error.type"] = event.error
-  if (event.cached === true) attributes["hasten.cache.hit"] = true
-  if (event.stage !== undefined) attributes["hasten.stage"] = event.stage
-  if (event.ttftMs !== undefined) attributes["hasten.ttft_ms"] = event.ttftMs
-  return attributes
+const setResponseAttributes = (span: Tracer.Span, event: CallEvent): void => {
+  span.attribute("gen_ai.response.model", event.responseModel ?? event.model)
+  if (event.inputTokens !== undefined) span.attribute("gen_ai.usage.input_tokens", event.inputTokens)
+  if (event.outputTokens !== undefined) span.attribute("gen_ai.usage.output_tokens", event.outputTokens)
+  if (event.finishReason !== undefined) span.attribute("gen_ai.response.finish_reasons", [event.finishReason])
+  if (event.error !== undefined) span.attribute("error.type", event.error)
+  if (event.cached === true) span.attribute("hasten.cache.hit", true)
+  if (event.stage !== undefined) span.attribute("hasten.stage", event.stage)
+  if (event.ttftMs !== undefined) span.attribute("hasten.ttft_ms", event.ttftMs)
 }
 
 /**
@@ -631,86 +773,91 @@ export const wrap = (inner: Llm.LlmService, recorder: PerfLoggerService): Llm.Ll
     stage: string | undefined,
     start: number,
     clock: Clock.Clock,
+    span: Tracer.AnySpan | undefined,
+    context: Context.Context<never>,
     exit: Exit.Exit<Completion.Completion, unknown>
-  ) =>
-    Effect.contextWith((context: Context.Context<never>) => {
-      const latencyMs = nowMs(clock) - start
-      let outcome: Outcome
-      if (Exit.isSuccess(exit)) {
-        const completion = exit.value
-        const timing = completion.timing
-        const ttftMs = timing.firstToken !== undefined && timing.firstToken < timing.end
-          ? timing.firstToken - timing.start
-          : undefined
-        outcome = {
-          op: "complete",
-          provider: completion.provider,
-          request,
-          stage,
-          start,
-          latencyMs,
-          error: undefined,
-          responseModel: completion.model,
-          finishReason: completion.finishReason,
-          usage: completion.usage,
-          cached: completion.cached,
-          metadata: completion.metadata,
-          ttftMs,
-          itlMs: undefined,
-          chunkGapsMs: undefined,
-          chunks: undefined,
-          outputTokens: undefined,
-          tokensEstimated: false
-        }
-      } else {
-        outcome = {
-          op: "complete",
-          provider: inner.name,
-          request,
-          stage,
-          start,
-          latencyMs,
-          error: errorClass(exit.cause),
-          responseModel: undefined,
-          finishReason: undefined,
-          usage: undefined,
-          cached: undefined,
-          metadata: undefined,
-          ttftMs: undefined,
-          itlMs: undefined,
-          chunkGapsMs: undefined,
-          chunks: undefined,
-          outputTokens: undefined,
-          tokensEstimated: false
-        }
+  ): void => {
+    const latencyMs = nowMs(clock) - start
+    let outcome: Outcome
+    if (Exit.isSuccess(exit)) {
+      const completion = exit.value
+      const timing = completion.timing
+      outcome = {
+        op: "complete",
+        provider: completion.provider,
+        request,
+        stage,
+        start,
+        latencyMs,
+        error: undefined,
+        responseModel: completion.model,
+        finishReason: completion.finishReason,
+        usage: completion.usage,
+        cached: completion.cached,
+        metadata: completion.metadata,
+        ttftMs: timing.firstToken !== undefined && timing.firstToken < timing.end ? timing.firstToken - timing.start : undefined,
+        itlMs: undefined,
+        chunkGapsMs: undefined,
+        chunks: undefined,
+        outputTokens: undefined,
+        tokensEstimated: false
       }
-      const event = toEvent(outcome)
-      recorder.recordUnsafe(event)
-      updateMetrics(event, undefined, context)
-      return Effect.annotateCurrentSpan(responseAttributes(event))
-    })
+    } else {
+      outcome = {
+        op: "complete",
+        provider: inner.name,
+        request,
+        stage,
+        start,
+        latencyMs,
+        error: errorClass(exit.cause),
+        responseModel: undefined,
+        finishReason: undefined,
+        usage: undefined,
+        cached: undefined,
+        metadata: undefined,
+        ttftMs: undefined,
+        itlMs: undefined,
+        chunkGapsMs: undefined,
+        chunks: undefined,
+        outputTokens: undefined,
+        tokensEstimated: false
+      }
+    }
+    const event = toEvent(outcome)
+    recorder.recordUnsafe(event)
+    updateMetrics(event, undefined, context)
+    if (span !== undefined && span._tag === "Span") setResponseAttributes(span, event)
+  }
 
-  const complete = Effect.fn("PerfLogger.complete", { kind: "client" })(function*(
-    request: CompletionRequest.CompletionRequest
-  ) {
-    const clock = yield* Clock.Clock
-    const stage = yield* CurrentStage
-    yield* Effect.annotateCurrentSpan(requestAttributes(inner.name, request))
-    const start = nowMs(clock)
-    return yield* inner.complete(request).pipe(
-      Effect.onExit((exit) => finishComplete(request, stage, start, clock, exit))
-    )
-  })
+  // `Effect.withSpan` rather than `Effect.fn`: the same "PerfLogger.complete" span, without
+  // the per-call stack capture `Effect.fn` does (the largest cost of measuring a fast call).
+  const measured = (request: CompletionRequest.CompletionRequest, withSpan: boolean) =>
+    Effect.contextWith((context: Context.Context<never>) => {
+      const clock = Context.get(context, Clock.Clock)
+      const stage = Context.get(context, CurrentStage)
+      const span = withSpan ? Context.getOrUndefined(context, Tracer.ParentSpan) : undefined
+      const start = nowMs(clock)
+      return Effect.onExit(inner.complete(request), (exit) =>
+        Effect.sync(() => finishComplete(request, stage, start, clock, span, context, exit)))
+    })
+  const complete = (request: CompletionRequest.CompletionRequest): Effect.Effect<Completion.Completion, LlmError.LlmError> =>
+    recorder.spans
+      ? Effect.withSpan(measured(request, true), "PerfLogger.complete", {
+        kind: "client",
+        attributes: requestAttributes(inner.name, request),
+        captureStackTrace: false
+      })
+      : measured(request, false)
 
   const stream = (request: CompletionRequest.CompletionRequest): Stream.Stream<Completion.CompletionChunk, LlmError.LlmError> =>
     Stream.unwrap(Effect.gen(function*() {
       const clock = yield* Clock.Clock
       const stage = yield* CurrentStage
       const context = yield* Effect.context<never>()
-      const span = yield* Effect.makeSpan("PerfLogger.stream", {
-        kind: "client",
-        attributes: requestAttributes(inner.name, request)
-      })
+      const span = recorder.spans
+        ? yield* Effect.makeSpan("PerfLogger.stream", { kind: "client", attributes: requestAttributes(inner.name, request) })
+        : undefined
       const start = nowMs(clock)
       let first: number | undefined
       let last = 0
@@ -775,15 +922,16 @@ export const wrap = (inner: Llm.LlmService, recorder: PerfLoggerService): Llm.Ll
           })
           recorder.recordUnsafe(event)
           updateMetrics(event, gaps, context)
-          const attributes = responseAttributes(event)
-          for (const key in attributes) span.attribute(key, attributes[key])
-          span.end(clock.currentTimeNanosUnsafe(), exit)
+          if (span !== undefined) {
+            setResponseAttributes(span, event)
+            span.end(clock.currentTimeNanosUnsafe(), exit)
+          }
         })
-      return inner.stream(request).pipe(
+      const measuredStream = inner.stream(request).pipe(
         Stream.tap((chunk) => Effect.sync(() => onChunk(chunk))),
-        Stream.onExit(onExit),
-        Stream.provideService(Tracer.ParentSpan, span)
+        Stream.onExit(onExit)
       )
+      return span === undefined ? measuredStream : Stream.provideService(measuredStream, Tracer.ParentSpan, span)
     }))
 
   return { name: inner.name, complete, stream }
@@ -833,8 +981,9 @@ const runStage = <A, E, R>(name: string, effect: Effect.Effect<A, E, R>): Effect
               durationMs: round3(durationMs),
               ok: Exit.isSuccess(exit)
             })
-            Metric.withAttributes(stageDuration, { "hasten.stage": name }).updateUnsafe(durationMs / 1000, context)
-            if (Exit.isSuccess(exit)) Metric.withAttributes(stageItems, { "hasten.stage": name }).updateUnsafe(1, context)
+            const instruments = stageInstrumentsFor(name)
+            instruments.duration.updateUnsafe(durationMs / 1000, context)
+            if (Exit.isSuccess(exit)) instruments.items.updateUnsafe(1, context)
             return Effect.void
           })
         ),

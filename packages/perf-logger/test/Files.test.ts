@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Llm } from "@hasten/core"
-import { Effect, Layer, Stream } from "effect"
+import { ConfigProvider, Effect, Layer, Stream } from "effect"
 import { spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -102,4 +102,40 @@ describe("crash safety of events.jsonl", () => {
     const calls = lines(path).map((line) => JSON.parse(line)).filter((event) => event.type === "call")
     assert.isBelow(calls.length, 40)
   })
+})
+
+describe("plain async TypeScript", () => {
+  it("measure() wraps an Llm layer in a Promise facade and close() ends the run", async () => {
+    const dir = tmp()
+    const llm = PerfLogger.measure(Scripted.layer, { dir, runId: "facade", console: false })
+    await llm.complete(Scripted.request({ outputTokens: 2 }))
+    await llm.stage("classify", () => llm.complete(Scripted.request({ outputTokens: 3 }), { stage: "classify" }))
+    const chunks = await llm.stream(Scripted.request({ chunks: [{ afterMs: 0, text: "a" }, { afterMs: 0, text: "b" }] }))
+    assert.strictEqual(chunks.length, 2)
+    const summary = await llm.close()
+    assert.isTrue(summary.complete)
+    assert.strictEqual(summary.overall.calls, 3)
+    assert.strictEqual(summary.overall.tokens.output, 7)
+    assert.strictEqual(summary.byStage["classify"]?.calls, 1)
+    assert.strictEqual(summary.byStage["classify"]?.invocations, 1)
+    assert.isTrue(Fs.existsSync(Path.join(dir, "facade", "report.html")))
+  })
+
+  it.effect("layerConfig reads HASTEN_PERF_* from the environment", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      const runDir = yield* Effect.gen(function*() {
+        const recorder = yield* PerfLogger.PerfLogger
+        return recorder.runDir
+      }).pipe(
+        Effect.provide(PerfLogger.layerConfig),
+        Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({
+          HASTEN_PERF_DIR: dir,
+          HASTEN_PERF_RUN_ID: "from-env",
+          HASTEN_PERF_CONSOLE: "false"
+        })))
+      )
+      assert.strictEqual(runDir, Path.join(dir, "from-env"))
+      assert.isTrue(Fs.existsSync(Path.join(dir, "from-env", "summary.json")))
+    }))
 })

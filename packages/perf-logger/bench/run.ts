@@ -1,0 +1,227 @@
+/**
+ * Cost of measuring: the same N-call workload with and without `PerfLogger.layerLlm` +
+ * `PerfLogger.layer` (writing events.jsonl to a temp folder), in one process run.
+ *
+ *   1. loopback: an OpenAI-style HTTP server with zero added latency in a separate process,
+ *      called over real HTTP (node fetch) — the headline `overheadPct`.
+ *   2. in-process: a zero-latency fake `Llm` (no I/O at all) — the absolute per-call cost
+ *      of measuring, in microseconds, where the relative overhead is meaningless.
+ *
+ * Rounds alternate baseline and measured runs; medians are reported. `--quick` runs fewer calls.
+ * Run with `node bench/run.ts` after `tsup` in core and perf-logger.
+ */
+import { Completion, CompletionRequest, Llm } from "@hasten/core"
+import { PerfLogger } from "@hasten/perf-logger"
+import { Effect, Layer } from "effect"
+import { spawn } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { performance } from "node:perf_hooks"
+import { createInterface } from "node:readline"
+import { fileURLToPath } from "node:url"
+
+const quick = process.argv.includes("--quick")
+const calls = quick ? 1_000 : 10_000
+const rounds = 3
+
+// A zero-latency OpenAI-style chat completions server, in its own process.
+const serverSource = `
+const http = require("node:http")
+const body = JSON.stringify({
+  id: "c", object: "chat.completion", created: 0, model: "bench-model",
+  choices: [{ index: 0, message: { role: "assistant", content: "ok ok ok" }, finish_reason: "stop" }],
+  usage: { prompt_tokens: 12, completion_tokens: 3, total_tokens: 15 }
+})
+const server = http.createServer((request, response) => {
+  request.resume()
+  request.on("end", () => {
+    response.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) })
+    response.end(body)
+  })
+})
+server.keepAliveTimeout = 60000
+server.listen(0, "127.0.0.1", () => console.log(JSON.stringify({ url: "http://127.0.0.1:" + server.address().port })))
+`
+
+/** The testkit simulator CLI when it is built (`tsup` in packages/testkit), else the inline server. */
+const simulatorCli = (): string | undefined => {
+  try {
+    const packageJson = fileURLToPath(import.meta.resolve("@hasten/testkit/package.json"))
+    const cli = Path.join(Path.dirname(packageJson), "dist", "cli.js")
+    return Fs.existsSync(cli) ? cli : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const startServer = async () => {
+  const cli = simulatorCli()
+  const args = cli !== undefined ? [cli, "--port", "0"] : ["-e", serverSource]
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] })
+  const lines = createInterface({ input: child.stdout! })
+  const url = await new Promise<string>((resolve, reject) => {
+    lines.once("line", (line) => resolve(JSON.parse(line).url as string))
+    child.once("exit", (code) => reject(new Error(`server exited with ${code}`)))
+  })
+  return { url, kind: cli !== undefined ? "testkit simulator" : "inline loopback server", close: () => child.kill() }
+}
+
+/** A minimal `Llm` over the loopback server's `/v1/chat/completions`. */
+const httpLlm = (url: string): Layer.Layer<Llm.Llm> =>
+  Layer.succeed(
+    Llm.Llm,
+    Llm.fromComplete("loopback", (request: CompletionRequest.CompletionRequest) =>
+      Effect.clockWith((clock) =>
+        Effect.promise(async () => {
+          const start = clock.currentTimeMillisUnsafe()
+          const response = await fetch(`${url}/v1/chat/completions`, {
+            method: "POST",
+            headers: { "content-type": "application/json", authorization: "Bearer bench" },
+            body: JSON.stringify({ model: request.model, messages: request.messages, max_tokens: 8 })
+          })
+          const json = (await response.json()) as any
+          const end = clock.currentTimeMillisUnsafe()
+          return new Completion.Completion({
+            text: json.choices[0].message.content,
+            finishReason: json.choices[0].finish_reason === "length" ? "length" : "stop",
+            usage: { inputTokens: json.usage.prompt_tokens, outputTokens: json.usage.completion_tokens },
+            model: json.model,
+            provider: "loopback",
+            timing: { start, end }
+          })
+        })
+      ))
+  )
+
+/** A zero-latency in-process fake. */
+const fakeLlm: Layer.Layer<Llm.Llm> = Layer.succeed(
+  Llm.Llm,
+  Llm.fromComplete("fake", (request) =>
+    Effect.succeed(
+      new Completion.Completion({
+        text: "ok ok ok",
+        finishReason: "stop",
+        usage: { inputTokens: 12, outputTokens: 3 },
+        model: request.model,
+        provider: "fake",
+        timing: { start: 0, end: 0 }
+      })
+    ))
+)
+
+const request = CompletionRequest.user("bench-model", "say ok")
+
+const workload = Effect.gen(function*() {
+  const llm = yield* Llm.Llm
+  for (let index = 0; index < calls; index++) yield* llm.complete(request)
+})
+
+const logRoot = Fs.mkdtempSync(Path.join(Os.tmpdir(), "perf-logger-bench-"))
+let runCounter = 0
+
+type Mode = "baseline" | "perf-logger" | "perf-logger buffered"
+
+const stackFor = (mode: Mode, llm: Layer.Layer<Llm.Llm>): Layer.Layer<Llm.Llm> =>
+  mode === "baseline"
+    ? llm
+    : PerfLogger.layerLlm.pipe(
+      Layer.provide(llm),
+      Layer.provide(PerfLogger.layer({
+        dir: logRoot,
+        runId: `run-${runCounter++}`,
+        console: false,
+        report: false,
+        summaryInterval: false,
+        ...(mode === "perf-logger buffered" ? { flush: { intervalMs: 200, maxEvents: 512 } } : {})
+      }))
+    )
+
+interface Sample {
+  readonly wallMs: number
+  /** CPU time of this (client) process: what measuring adds, undisturbed by other processes' load. */
+  readonly cpuMs: number
+}
+
+/** Wall and CPU milliseconds of the workload (layer construction and teardown excluded). */
+const time = (mode: Mode, llm: Layer.Layer<Llm.Llm>): Promise<Sample> =>
+  Effect.runPromise(
+    Effect.gen(function*() {
+      const start = performance.now()
+      const cpu = process.cpuUsage()
+      yield* workload
+      const used = process.cpuUsage(cpu)
+      return { wallMs: performance.now() - start, cpuMs: (used.user + used.system) / 1000 }
+    }).pipe(Effect.provide(stackFor(mode, llm)))
+  )
+
+const median = (values: ReadonlyArray<number>): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
+
+const modes: ReadonlyArray<Mode> = ["baseline", "perf-logger", "perf-logger buffered"]
+
+const measure = async (llm: Layer.Layer<Llm.Llm>) => {
+  await time("baseline", llm) // warm-up: JIT, sockets
+  await time("perf-logger", llm)
+  const samples = new Map<Mode, Array<Sample>>(modes.map((mode) => [mode, []]))
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 === 0 ? modes : [...modes].reverse()
+    for (const mode of order) samples.get(mode)!.push(await time(mode, llm))
+  }
+  return new Map(modes.map((mode) => {
+    const list = samples.get(mode)!
+    return [mode, { wallMs: median(list.map((sample) => sample.wallMs)), cpuMs: median(list.map((sample) => sample.cpuMs)) }]
+  }))
+}
+
+const server = await startServer()
+const loopback = await measure(httpLlm(server.url))
+server.close()
+const inProcess = await measure(fakeLlm)
+
+const pct = (base: number, value: number) => ((value - base) / base) * 100
+const usPerCall = (ms: number) => (ms * 1000) / calls
+const signed = (value: number, digits: number) => `${value >= 0 ? "+" : ""}${value.toFixed(digits)}`
+
+const rows: Array<Array<string>> = [["upstream", "mode", "wall µs/call", "wall overhead", "cpu µs/call", "cpu added µs/call"]]
+for (const [name, results] of [[server.kind, loopback], ["in-process fake", inProcess]] as const) {
+  const base = results.get("baseline")!
+  for (const mode of modes) {
+    const value = results.get(mode)!
+    rows.push([
+      name,
+      mode,
+      usPerCall(value.wallMs).toFixed(2),
+      mode === "baseline" ? "-" : `${signed(pct(base.wallMs, value.wallMs), 2)}%`,
+      usPerCall(value.cpuMs).toFixed(2),
+      mode === "baseline" ? "-" : signed(usPerCall(value.cpuMs) - usPerCall(base.cpuMs), 2)
+    ])
+  }
+}
+console.log(`${calls} sequential calls per run, ${rounds} alternating rounds per mode, medians`)
+console.log(PerfLogger.renderTable(rows))
+const events = Fs.readdirSync(logRoot).reduce(
+  (sum, run) =>
+    sum + Fs.readFileSync(Path.join(logRoot, run, "events.jsonl"), "utf8").split("\n").filter((line) => line.includes('"type":"call"')).length,
+  0
+)
+console.log(`events written: ${events} call lines`)
+Fs.rmSync(logRoot, { recursive: true, force: true })
+
+const loopbackBase = loopback.get("baseline")!
+const fakeBase = inProcess.get("baseline")!
+const result = {
+  bench: "perf-logger",
+  calls,
+  rounds,
+  upstream: server.kind,
+  overheadPct: Number(pct(loopbackBase.wallMs, loopback.get("perf-logger")!.wallMs).toFixed(2)),
+  overheadPctBuffered: Number(pct(loopbackBase.wallMs, loopback.get("perf-logger buffered")!.wallMs).toFixed(2)),
+  cpuMicrosPerCall: Number((usPerCall(inProcess.get("perf-logger")!.cpuMs) - usPerCall(fakeBase.cpuMs)).toFixed(2)),
+  cpuMicrosPerCallBuffered: Number((usPerCall(inProcess.get("perf-logger buffered")!.cpuMs) - usPerCall(fakeBase.cpuMs)).toFixed(2)),
+  baselineWallMicrosPerCall: Number(usPerCall(loopbackBase.wallMs).toFixed(1))
+}
+console.log(JSON.stringify(result))
