@@ -112,7 +112,13 @@ const dispatch = async (engine: Engine, origin: string, request: IncomingMessage
     const match = route.pattern.exec(path)
     if (match !== null) {
       matched = route
-      params = match.slice(1).map((part) => decodeURIComponent(part))
+      params = match.slice(1).map((part) => {
+        try {
+          return decodeURIComponent(part)
+        } catch {
+          return part
+        }
+      })
       break
     }
   }
@@ -163,8 +169,11 @@ export const start = (options: SimulatorOptions = {}): Promise<Instance> =>
     const engine = new Engine(options)
     let origin = ""
     const server: Server = createServer((request, response) => {
-      dispatch(engine, origin, request, response).catch(() => {
-        if (!response.destroyed) response.destroy()
+      dispatch(engine, origin, request, response).catch((cause: unknown) => {
+        if (response.destroyed) return
+        if (response.headersSent) return void response.destroy()
+        const error = openai.vendor.error("invalid_request", `The simulator could not handle this request: ${cause instanceof Error ? cause.message : String(cause)}`)
+        sendJson(engine, response, error.status, error.body)
       })
     })
     server.keepAliveTimeout = 5_000

@@ -98,6 +98,19 @@ describe("Simulator robustness and bookkeeping", () => {
     }
   })
 
+  it("odd paths (bad percent-encoding) get vendor-shaped errors, not a dropped connection", async () => {
+    const sim = await Simulator.start()
+    try {
+      for (const path of ["/v1/files/%E0%A4%A", "/v1/models/%ZZ", "/v1/batches/%"]) {
+        const response = await fetch(`${sim.url}${path}`, { headers: { authorization: "Bearer k" } })
+        assert.include([200, 404], response.status, path)
+        assert.isObject(await response.json())
+      }
+    } finally {
+      await sim.close()
+    }
+  })
+
   it("reset clears counters, events and buckets", async () => {
     const sim = await Simulator.start({ limits: { rpm: 1 } })
     try {

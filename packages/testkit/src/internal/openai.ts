@@ -435,7 +435,7 @@ const listModels = async (context: RouteContext): Promise<void> => {
 }
 
 const getModel = async (context: RouteContext): Promise<void> => {
-  sendJson(context.engine, context.response, 200, modelObject(decodeURIComponent(context.params[0]!)), commonHeaders(context))
+  sendJson(context.engine, context.response, 200, modelObject(context.params[0]!), commonHeaders(context))
 }
 
 // ---------------------------------------------------------------------------------------
