@@ -111,6 +111,44 @@ describe("Simulator robustness and bookkeeping", () => {
     }
   })
 
+  it("answers every malformed body on every POST route with a 4xx JSON error, and keeps serving", async () => {
+    const sim = await Simulator.start()
+    try {
+      const routes: Array<[string, Record<string, string>]> = [
+        ["/v1/chat/completions", { authorization: "Bearer k" }],
+        ["/v1/completions", { authorization: "Bearer k" }],
+        ["/v1/embeddings", { authorization: "Bearer k" }],
+        ["/v1/batches", { authorization: "Bearer k" }],
+        ["/v1/files", { authorization: "Bearer k" }],
+        ["/v1/messages", { "x-api-key": "k" }],
+        ["/v1/messages/count_tokens", { "x-api-key": "k" }],
+        ["/v1/predictions", { authorization: "Bearer k" }],
+        ["/v1/models/meta/llama/predictions", { authorization: "Bearer k" }]
+      ]
+      const bodies = [
+        "", "null", "[]", "42", "\"text\"", "{}", "{\"model\":null}", "{\"model\":\"m\",\"messages\":[null]}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\"}]}]}",
+        "{\"model\":\"m\",\"max_tokens\":-1,\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+        "{\"model\":\"m\",\"input\":{\"prompt\":5},\"prompt\":{}}", "{\"version\":7,\"input\":[]}", "{\"input\":\"x\",\"model\":\"m\",\"dimensions\":0}",
+        "{\"input_file_id\":1}", "\u0000\u0001garbage"
+      ]
+      for (const [path, headers] of routes) {
+        for (const body of bodies) {
+          const response = await fetch(`${sim.url}${path}`, { method: "POST", headers: { ...headers, "content-type": "application/json" }, body })
+          const label = `${path} ${JSON.stringify(body)} -> ${response.status}`
+          assert.isAtLeast(response.status, 400, label)
+          assert.isBelow(response.status, 500, label)
+          assert.isObject(await response.json(), label)
+        }
+      }
+      assert.strictEqual(sim.counters().admitted, 0)
+      const ok = await new OpenAI({ baseURL: sim.openaiBaseUrl, apiKey: "k", maxRetries: 0 }).chat.completions.create(chat("alive"))
+      assert.strictEqual(ok.object, "chat.completion")
+    } finally {
+      await sim.close()
+    }
+  })
+
   it("reset clears counters, events and buckets", async () => {
     const sim = await Simulator.start({ limits: { rpm: 1 } })
     try {
