@@ -17,6 +17,7 @@ import {
   Exit,
   Fiber,
   Layer,
+  ManagedRuntime,
   Metric,
   Option,
   Redacted,
@@ -26,7 +27,7 @@ import {
 } from "effect"
 import { LRUCache } from "lru-cache"
 import { Completion, type CompletionRequest, Embedder, Llm, LlmError, RequestKey } from "@hasten/core"
-import { CacheStore, type CacheStoreError, type CacheStoreService, type Entry, tiered } from "./CacheStore.js"
+import { CacheStore, type CacheStoreError, type CacheStoreService, type Entry, type PruneOptions, type Stats, tiered } from "./CacheStore.js"
 import * as MemoryStore from "./MemoryStore.js"
 import * as RedisStore from "./RedisStore.js"
 import * as SqliteStore from "./SqliteStore.js"
@@ -741,3 +742,51 @@ export const layerConfigWith = (overrides: Options = {}): Layer.Layer<Llm.Llm, C
  * @category layers @since 0.1.0
  */
 export const layerConfig: Layer.Layer<Llm.Llm, Config.ConfigError, Llm.Llm> = layerConfigWith()
+
+// ---------------------------------------------------------------------------
+// plain async TypeScript
+// ---------------------------------------------------------------------------
+
+/** A cached `Llm` for code that does not use Effect. @category models @since 0.1.0 */
+export interface CachedLlm {
+  readonly complete: (request: CompletionRequest.CompletionRequest) => Promise<Completion.Completion>
+  readonly stream: (request: CompletionRequest.CompletionRequest) => AsyncIterable<Completion.CompletionChunk>
+  /** Removes entries by namespace and age. */
+  readonly prune: (options?: PruneOptions) => Promise<number>
+  /** Removes every entry. */
+  readonly clear: () => Promise<void>
+  readonly stats: () => Promise<Stats>
+  /** Closes the store (SQLite file, Redis connection) and the upstream layer. */
+  readonly dispose: () => Promise<void>
+}
+
+/**
+ * A Promise facade over a `ManagedRuntime`: the cache (one store, shared with the
+ * maintenance methods) over any upstream `Llm` layer. Rejects with the `LlmError` of a
+ * failed call, or with `CacheStoreError` when the store cannot be opened.
+ * @category constructors @since 0.1.0
+ */
+export const createCachedLlm = <E>(upstream: Layer.Layer<Llm.Llm, E>, options: Options = {}): CachedLlm => {
+  const runtime = ManagedRuntime.make(
+    layerFromStore(options).pipe(Layer.provide(upstream), Layer.provideMerge(layerStore(options)))
+  )
+  const store = Effect.service(CacheStore)
+  return {
+    complete: (request) => runtime.runPromise(Llm.complete(request)),
+    stream: (request) => ({
+      [Symbol.asyncIterator]: () => {
+        let iterator: AsyncIterator<Completion.CompletionChunk> | undefined
+        const open = async () =>
+          iterator ??= Stream.toAsyncIterable(Stream.provideContext(Llm.stream(request), await runtime.context()))[Symbol.asyncIterator]()
+        return {
+          next: async () => (await open()).next(),
+          return: async (value?: unknown) => (await open()).return?.(value) ?? { done: true as const, value: undefined }
+        }
+      }
+    }),
+    prune: (pruneOptions) => runtime.runPromise(Effect.flatMap(store, (cache) => cache.prune(pruneOptions))),
+    clear: () => runtime.runPromise(Effect.flatMap(store, (cache) => cache.clear)),
+    stats: () => runtime.runPromise(Effect.flatMap(store, (cache) => cache.stats)),
+    dispose: () => runtime.dispose()
+  }
+}
