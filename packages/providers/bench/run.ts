@@ -75,6 +75,17 @@ const collection = async () => {
     for (const token of tokens) text += token
     return text.length === expected.length ? text : ""
   }
+  // Naive concatenation that also reads the text on every event (a stop-sequence check,
+  // a progress display): each read flattens V8's rope, so the whole text is copied per event.
+  const concatRead = () => {
+    let text = ""
+    let hits = 0
+    for (const token of spreadTokens) {
+      text += token
+      if (text.endsWith("\u0000")) hits++
+    }
+    return hits === 0 ? text : ""
+  }
   // Naive immutable update: `output = [...output, token]` on every event (quadratic copying).
   const spreadLimit = quick ? 5_000 : 20_000
   const spreadTokens = tokens.slice(0, spreadLimit)
@@ -93,6 +104,7 @@ const collection = async () => {
   const hastenMs = time(hasten, repeats)
   const concatMs = time(concat, repeats)
   const spreadMs = time(spread, 3)
+  const concatReadMs = time(concatRead, 3)
   const hastenSpreadMs = time(hastenSpreadSize, repeats)
 
   // End to end: a long streamed answer through the simulator's SSE stream.
@@ -133,6 +145,7 @@ const collection = async () => {
     { bench: "(c) collect", variant: `text += token, ${tokenCount} tokens`, value: `${concatMs.toFixed(2)} ms`, ratio: `${(concatMs / hastenMs).toFixed(2)}x` },
     { bench: "(c) collect", variant: `push+join, ${spreadLimit} tokens`, value: `${hastenSpreadMs.toFixed(2)} ms`, ratio: "1.00x" },
     { bench: "(c) collect", variant: `[...output, token], ${spreadLimit} tokens`, value: `${spreadMs.toFixed(1)} ms`, ratio: `${(spreadMs / hastenSpreadMs).toFixed(0)}x` },
+    { bench: "(c) collect", variant: `text += token + read per event, ${spreadLimit} tokens`, value: `${concatReadMs.toFixed(1)} ms`, ratio: `${(concatReadMs / hastenSpreadMs).toFixed(1)}x` },
     { bench: "(c) e2e SSE", variant: `Replicate.stream + fromStream, ${streamTokens} tokens`, value: `${providerMs.toFixed(1)} ms`, ratio: "1.00x" },
     { bench: "(c) e2e SSE", variant: "SDK replicate.stream (own SSE reader), +=", value: `${sdkConcatMs.toFixed(1)} ms`, ratio: `${(sdkConcatMs / providerMs).toFixed(2)}x` },
     { bench: "(c) e2e SSE", variant: "SDK replicate.stream (own SSE reader), spread", value: `${sdkSpreadMs.toFixed(1)} ms`, ratio: `${(sdkSpreadMs / providerMs).toFixed(2)}x` }
@@ -142,6 +155,7 @@ const collection = async () => {
     concatOverHasten: round(concatMs / hastenMs),
     spreadTokens: spreadLimit,
     spreadOverHasten: round(spreadMs / hastenSpreadMs),
+    concatReadOverHasten: round(concatReadMs / hastenSpreadMs),
     e2eTokens: streamTokens,
     e2eSdkConcatOverProvider: round(sdkConcatMs / providerMs),
     e2eSdkSpreadOverProvider: round(sdkSpreadMs / providerMs)
