@@ -21,6 +21,7 @@ import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
 import { FetchHttpClient } from "effect/http"
@@ -260,7 +261,7 @@ const makeRecorder = (
  * the scope closes writes `summary.json`, `report.html` and prints the summary table.
  * @category constructors @since 0.1.0
  */
-export const make = (options: Options = {}): Effect.Effect<PerfLoggerService, never, import("effect/Scope").Scope> =>
+export const make = (options: Options = {}): Effect.Effect<PerfLoggerService, never, Scope.Scope> =>
   makeScoped({ ...options, write: true })
 
 const makeScoped = (options: Options & { readonly write: boolean }) =>

@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import { TestClock, TestConsole } from "effect/testing"
 import { Llm } from "@hasten/core"
 import { ConfigProvider, Effect, Layer, Stream } from "effect"
 import { spawnSync } from "node:child_process"
@@ -53,6 +54,28 @@ describe("run files", () => {
       const reread = PerfLogger.readRun(Path.join(dir, "run-1")).summary
       assert.deepStrictEqual(reread.overall, summary.overall)
       assert.include(Fs.readFileSync(Path.join(dir, "run-1", "report.html"), "utf8"), "id=\"perf-data\"")
+    }))
+
+  it.effect("rewrites summary.json every summaryInterval while the run goes, and prints the table at the end", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      const file = Path.join(dir, "periodic", "summary.json")
+      yield* Effect.gen(function*() {
+        yield* Llm.complete(Scripted.request({ latencyMs: 0, outputTokens: 4 }))
+        assert.isFalse(Fs.existsSync(file))
+        yield* TestClock.adjust("5 seconds")
+        const partial = JSON.parse(Fs.readFileSync(file, "utf8"))
+        assert.strictEqual(partial.overall.calls, 1)
+        assert.isFalse(partial.complete)
+        assert.strictEqual((yield* TestConsole.logLines).length, 0)
+      }).pipe(Effect.provide(PerfLogger.layerLlm.pipe(
+        Layer.provideMerge(Scripted.layer),
+        Layer.provideMerge(PerfLogger.layer({ dir, runId: "periodic", summaryInterval: "5 seconds", report: false }))
+      )))
+      const printed = (yield* TestConsole.logLines).map(String).join("\n")
+      assert.match(printed, /perf-logger run periodic: 1 calls/)
+      assert.match(printed, /scripted\/fake-model\s+1\s+0\s/)
+      assert.isTrue(JSON.parse(Fs.readFileSync(file, "utf8")).complete)
     }))
 
   it("rejects a run id that would escape the log folder", () => {
