@@ -8,6 +8,7 @@
 import { Effect, Schema } from "effect"
 import { existsSync, readFileSync, statSync } from "node:fs"
 import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
 import * as Csv from "./internal/csv.js"
 
 /**
@@ -344,9 +345,21 @@ export const QaRow = Schema.Struct({ question: NonEmpty, answer: Schema.String }
 export const qa = (path: string, options?: LoadOptions): Effect.Effect<Dataset, DatasetError> =>
   (path.endsWith(".csv") ? csv : jsonl)(path, QaRow, (row) => ({ question: row.question, answer: row.answer, reference: row.answer }), options)
 
+const walkUp = (from: string, relative: ReadonlyArray<string>): string | undefined => {
+  let dir = Path.resolve(from)
+  while (true) {
+    const candidate = Path.join(dir, ...relative)
+    if (existsSync(candidate)) return candidate
+    const parent = Path.dirname(dir)
+    if (parent === dir) return undefined
+    dir = parent
+  }
+}
+
 /**
  * Finds the shared data folder: `HASTEN_DATA_DIR` when set, else the first `shared/data`
- * found walking up from `from` (default: the working directory).
+ * found walking up from `from` (default: the working directory), then from this module's
+ * own folder (a CLI run from elsewhere inside a checkout).
  * @category loaders @since 0.1.0
  */
 export const locateDataDir = (from: string = process.cwd()): Effect.Effect<string, DatasetError> =>
@@ -357,16 +370,10 @@ export const locateDataDir = (from: string = process.cwd()): Effect.Effect<strin
         ? Effect.succeed(Path.resolve(fromEnv))
         : Effect.fail(new DatasetError({ source: fromEnv, description: "HASTEN_DATA_DIR does not exist" }))
     }
-    let dir = Path.resolve(from)
-    while (true) {
-      const candidate = Path.join(dir, "shared", "data")
-      if (existsSync(candidate)) return Effect.succeed(candidate)
-      const parent = Path.dirname(dir)
-      if (parent === dir) {
-        return Effect.fail(new DatasetError({ source: from, description: "no shared/data folder found walking up from here; set HASTEN_DATA_DIR" }))
-      }
-      dir = parent
-    }
+    const found = walkUp(from, ["shared", "data"]) ?? walkUp(Path.dirname(fileURLToPath(import.meta.url)), ["shared", "data"])
+    return found !== undefined
+      ? Effect.succeed(found)
+      : Effect.fail(new DatasetError({ source: from, description: "no shared/data folder found walking up from here; set HASTEN_DATA_DIR" }))
   })
 
 /** The built-in dataset names `load` understands. @category models @since 0.1.0 */

@@ -391,3 +391,10 @@ export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
     })
   } satisfies RunResult
 }, Effect.scoped)
+
+/**
+ * {@link run} as a Promise, for plain async TypeScript: rejects with the `EvaluatorError`
+ * when a candidate or the judge cannot start.
+ * @category runners @since 0.1.0
+ */
+export const runPromise = (options: Options): Promise<RunResult> => Effect.runPromise(run(options))

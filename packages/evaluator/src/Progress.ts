@@ -56,11 +56,9 @@ export const make = (options?: Options): Progress => {
       stream.write(`\r[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${line()}\u001b[K`)
     } else {
       const decile = total === 0 ? 10 : Math.floor((done / total) * 10)
-      if (decile !== lastDecile || done === total) {
-        if (decile === lastDecile && done !== total) return
-        lastDecile = decile
-        stream.write(`${line()}\n`)
-      }
+      if (decile === lastDecile) return
+      lastDecile = decile
+      stream.write(`${line()}\n`)
     }
   }
   return {
