@@ -38,7 +38,7 @@ export interface Options {
   readonly preferWaitSeconds?: number | undefined
   /** Polling backoff when the prediction outlives `Prefer: wait`. */
   readonly poll?: PollOptions | undefined
-  /** Gives up (and cancels the prediction) after this long, failing with `Timeout`. */
+  /** Gives up on a call or a whole stream after this long, cancelling the prediction and failing with `Timeout`. */
   readonly timeout?: Duration.Input | undefined
   /** A custom `fetch`. */
   readonly fetch?: typeof globalThis.fetch | undefined
@@ -282,16 +282,20 @@ export const make = (options: Options): ReplicateLlm => {
   const cancelUnlessDone = <A, E>(id: string, isDone: () => boolean, effect: Effect.Effect<A, E>) =>
     Effect.onExit(effect, (exit) => Exit.isSuccess(exit) || isDone() ? Effect.void : cancel(id))
 
+  const timedOut = (timeout: Duration.Input) =>
+    Effect.fail(LlmError.make(providerName, new LlmError.Timeout({
+      description: `no result within ${Duration.format(Duration.fromInputUnsafe(timeout))}; the prediction was cancelled`
+    })))
+
   const withTimeout = <A>(effect: Effect.Effect<A, LlmError.LlmError>): Effect.Effect<A, LlmError.LlmError> =>
-    options.timeout === undefined ? effect : effect.pipe(
-      Effect.timeoutOrElse({
-        duration: options.timeout,
-        orElse: () =>
-          Effect.fail(LlmError.make(providerName, new LlmError.Timeout({
-            description: `no result within ${Duration.format(Duration.fromInputUnsafe(options.timeout!))}; the prediction was cancelled`
-          })))
-      })
-    )
+    options.timeout === undefined
+      ? effect
+      : effect.pipe(Effect.timeoutOrElse({ duration: options.timeout, orElse: () => timedOut(options.timeout!) }))
+
+  const withStreamTimeout = <A>(stream: Stream.Stream<A, LlmError.LlmError>): Stream.Stream<A, LlmError.LlmError> =>
+    options.timeout === undefined
+      ? stream
+      : stream.pipe(Stream.interruptWhen(Effect.andThen(Effect.sleep(options.timeout), timedOut(options.timeout))))
 
   const finish = (prediction: Prediction): Effect.Effect<Prediction, LlmError.LlmError> => {
     if (prediction.status === "succeeded") return Effect.succeed(prediction)
@@ -351,7 +355,7 @@ export const make = (options: Options): ReplicateLlm => {
   }, (effect) => withTimeout(effect))
 
   const stream = (request: CompletionRequest.CompletionRequest): Stream.Stream<Completion.CompletionChunk, LlmError.LlmError> =>
-    Stream.unwrap(Effect.gen(function*() {
+    withStreamTimeout(Stream.unwrap(Effect.gen(function*() {
       const model = modelOf(request)
       const created = yield* create(model, toInput(request, model), false)
       const state = { done: terminal(created.status) }
@@ -426,7 +430,7 @@ export const make = (options: Options): ReplicateLlm => {
         })
       })
       return Stream.concat(events, Stream.fromEffect(last))
-    }))
+    })))
 
   return {
     name: providerName,

@@ -266,6 +266,23 @@ describe("Replicate against the simulator (official replicate SDK)", () => {
         assert.strictEqual(sim.counters().inFlight, 0)
       }).pipe(Effect.scoped))
 
+    it.live("a stream that outlives its timeout fails with Timeout and cancels the prediction", () =>
+      Effect.gen(function*() {
+        const sim = yield* simulator({
+          responder: () => "one two three four five six seven eight nine ten",
+          latency: { perTokenMs: 150 }
+        })
+        const texts: Array<string> = []
+        const exit = yield* Effect.exit(Stream.runForEach(
+          client(sim, { timeout: "400 millis" }).stream(ask("stream")),
+          (chunk) => Effect.sync(() => texts.push(chunk.text))
+        ))
+        assert.strictEqual(reasonOf(exit)._tag, "Timeout")
+        assert.isAbove(texts.join("").length, 0)
+        assert.strictEqual(sim.counters().cancellations, 1)
+        assert.strictEqual(sim.counters().inFlight, 0)
+      }).pipe(Effect.scoped))
+
     it.live("stopping a stream early cancels the prediction", () =>
       Effect.gen(function*() {
         const sim = yield* simulator({
