@@ -70,6 +70,10 @@ export interface Options {
    * simulator enforces it. A failed call's reservation is refunded either way.
    */
   readonly tokenAccounting?: "usage" | "reserved" | undefined
+  /** The window of `requestsPerMinute` in milliseconds (default 60000; for providers or simulators with other windows). */
+  readonly requestWindowMillis?: number | undefined
+  /** The window of the token budgets in milliseconds (default 60000). */
+  readonly tokenWindowMillis?: number | undefined
   /** `RETRIES_ENABLED` (default true). */
   readonly retriesEnabled?: boolean | undefined
   /** `MAX_RETRIES` (default 6): retries after the first attempt. */
@@ -112,6 +116,8 @@ export interface Resolved {
   readonly tokensPerMinute: number
   readonly inputTokensPerMinute: number
   readonly outputTokensPerMinute: number
+  readonly requestWindowMillis: number
+  readonly tokenWindowMillis: number
   readonly safetyMargin: number
   readonly tokenAccounting: "usage" | "reserved"
   readonly retriesEnabled: boolean
@@ -164,6 +170,8 @@ export const resolve = (options: Options): Effect.Effect<Resolved, InvalidOption
       tokensPerMinute: check("tokensPerMinute", options.tokensPerMinute ?? 120_000, "positive"),
       inputTokensPerMinute: check("inputTokensPerMinute", options.inputTokensPerMinute ?? Infinity, "positive"),
       outputTokensPerMinute: check("outputTokensPerMinute", options.outputTokensPerMinute ?? Infinity, "positive"),
+      requestWindowMillis: check("requestWindowMillis", options.requestWindowMillis ?? 60_000, "positive"),
+      tokenWindowMillis: check("tokenWindowMillis", options.tokenWindowMillis ?? 60_000, "positive"),
       safetyMargin: check("safetyMargin", options.safetyMargin ?? 0.01, "nonNegative"),
       tokenAccounting: options.tokenAccounting ?? "usage",
       retriesEnabled: options.retriesEnabled ?? true,
@@ -419,16 +427,16 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
     windows.push({ name: "requests_per_second", unit: "request", limit: options.requestsPerSecond, windowMillis: 1000 })
   }
   if (Number.isFinite(options.requestsPerMinute)) {
-    windows.push({ name: "requests_per_minute", unit: "request", limit: options.requestsPerMinute, windowMillis: 60_000 })
+    windows.push({ name: "requests_per_minute", unit: "request", limit: options.requestsPerMinute, windowMillis: options.requestWindowMillis })
   }
   if (Number.isFinite(options.tokensPerMinute)) {
-    windows.push({ name: "tokens", unit: "total", limit: options.tokensPerMinute, windowMillis: 60_000 })
+    windows.push({ name: "tokens", unit: "total", limit: options.tokensPerMinute, windowMillis: options.tokenWindowMillis })
   }
   if (Number.isFinite(options.inputTokensPerMinute)) {
-    windows.push({ name: "input_tokens", unit: "input", limit: options.inputTokensPerMinute, windowMillis: 60_000 })
+    windows.push({ name: "input_tokens", unit: "input", limit: options.inputTokensPerMinute, windowMillis: options.tokenWindowMillis })
   }
   if (Number.isFinite(options.outputTokensPerMinute)) {
-    windows.push({ name: "output_tokens", unit: "output", limit: options.outputTokensPerMinute, windowMillis: 60_000 })
+    windows.push({ name: "output_tokens", unit: "output", limit: options.outputTokensPerMinute, windowMillis: options.tokenWindowMillis })
   }
   const requestWindow = windows.find((window) => window.unit === "request")
   const tokensOf = (unit: Window["unit"], input: number, output: number) =>
@@ -444,11 +452,11 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
     const perMillis = Math.max(budget - seen, budget * 0.05) / window.windowMillis
     return { limit: cost, window: Duration.millis(cost / perMillis) }
   }
-  const consume = (window: Window, key: string, tokens: number, admission: boolean) => {
+  const consume = (window: Window, key: string, tokens: number, admission: boolean, onExceeded: "delay" | "fail") => {
     const windowKey = `${key}:${window.name}`
     const bucket = bucketOf(window, windowKey, tokens, admission)
     return Effect.map(
-      limiter.consume({ algorithm: "token-bucket", onExceeded: "delay", key: windowKey, tokens, ...bucket }),
+      limiter.consume({ algorithm: "token-bucket", onExceeded, key: windowKey, tokens, ...bucket }),
       (result) => ({ ...result, bucket, windowKey })
     )
   }
@@ -519,7 +527,7 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
         if (window.unit === "request") return
         const tokens = tokensOf(window.unit, input, output)
         if (tokens === 0) return
-        const result = yield* consume(window, key, tokens, false)
+        const result = yield* consume(window, key, tokens, false, "delay")
         const cap = largest.get(result.windowKey) ?? result.bucket.limit
         if (tokens < 0 && result.remaining > cap) {
           yield* limiter.consume({
@@ -564,7 +572,7 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
         if (window.unit !== "request" && tokens > window.limit) {
           return yield* LlmError.make(provider, new LlmError.InvalidRequest({
             description: `request needs ${tokens} ${window.name.replace("_", " ")} (estimated prompt ${input} + maxTokens ${output}) ` +
-              `but the budget for ${key} is ${window.limit} per minute: it can never be admitted; shorten it or lower maxTokens`
+              `but the budget for ${key} is ${window.limit} per ${window.windowMillis / 1000} s: it can never be admitted; shorten it or lower maxTokens`
           }))
         }
       }
@@ -572,33 +580,59 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
       const start = yield* Clock.currentTimeMillis
       yield* state.semaphore.takeScoped(1)
       return yield* Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
-        let wait = 0
+        const begin = yield* Clock.currentTimeMillis
         let reason = "none"
-        const consider = (millis: number, why: string) => {
-          if (millis > wait) {
-            wait = millis
+        let longest = 0
+        const waitFor = (millis: number, why: string) => {
+          if (millis >= longest) {
+            longest = millis
             reason = why
           }
+          return Effect.sleep(Duration.millis(millis))
         }
-        consider(state.holdUntil - now, "headers")
+        // A cooldown after a 429 (shared through the store) or the pace the store learned.
         const adaptive = requestWindow === undefined ? undefined : yield* limiter.adaptiveConsume({
           key: `${key}:adaptive`, tokens: 1, fallbackLimit: requestWindow.limit, fallbackWindow: Duration.millis(requestWindow.windowMillis)
         })
-        if (adaptive !== undefined) consider(Duration.toMillis(adaptive.delay), `adaptive_${adaptive.phase}`)
-        for (const window of windows) {
-          const tokens = tokensOf(window.unit, input, output)
-          if (tokens === 0) continue
-          const result = yield* consume(window, key, tokens, true)
-          consider(Duration.toMillis(result.delay), window.name)
+        if (adaptive !== undefined && Duration.isPositive(adaptive.delay)) yield* waitFor(Duration.toMillis(adaptive.delay), `adaptive_${adaptive.phase}`)
+        // Take every window at the moment of sending, never a future slot: a fiber that wakes
+        // late (a busy event loop) re-checks instead of bunching with the calls after it.
+        while (true) {
+          const now = yield* Clock.currentTimeMillis
+          if (state.holdUntil > now) {
+            yield* waitFor(state.holdUntil - now, "headers")
+            continue
+          }
+          const taken: Array<readonly [Window, number]> = []
+          let retryAfter = 0
+          let blocking = "none"
+          for (const window of windows) {
+            const tokens = tokensOf(window.unit, input, output)
+            if (tokens === 0) continue
+            const exit = yield* Effect.exit(consume(window, key, tokens, true, "fail"))
+            if (Exit.isSuccess(exit)) {
+              taken.push([window, tokens])
+              continue
+            }
+            const error = Cause.findErrorOption(exit.cause)
+            if (Option.isSome(error) && error.value.reason._tag === "RateLimitExceeded") {
+              retryAfter = Math.max(1, Duration.toMillis(error.value.reason.retryAfter))
+              blocking = window.name
+              break
+            }
+            return yield* Effect.failCause(exit.cause)
+          }
+          if (retryAfter === 0) break
+          yield* Effect.forEach(taken, ([window, tokens]) => consume(window, key, -tokens, false, "delay"), { discard: true })
+          yield* waitFor(retryAfter, blocking)
         }
+        const end = yield* Clock.currentTimeMillis
+        const wait = end - begin
         if (wait > 0) {
           yield* event(`pre_wait=${seconds(wait)}`, { event: "rate_limit.pre_wait", key, pre_wait_seconds: seconds(wait), reason })
           yield* Metric.update(Metric.withAttributes(waitsTotal, { key, reason }), 1)
           yield* Metric.update(Metric.withAttributes(waitSecondsTotal, { key, reason }), wait / 1000)
-          yield* Effect.sleep(Duration.millis(wait))
         }
-        const end = yield* Clock.currentTimeMillis
         let settled = false
         const once = (effect: Effect.Effect<void>) =>
           Effect.suspend(() => {
