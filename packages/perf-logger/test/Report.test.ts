@@ -112,4 +112,21 @@ describe("report.html", () => {
     assert.strictEqual(attribute(dom, /<figure id="acceptance"[^>]*data-drawn="(\d+)"/), "0")
     assert.include(dom, "no stages recorded")
   })
+
+  it("samples a large run's calls for the charts and says so", () => {
+    const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "perf-logger-report-"))
+    const file = Path.join(dir, "report.html")
+    const events: Array<PerfLogger.Event> = [{ type: "run_start", runId: "big", t: 0, pid: 1, node: "v24" }]
+    for (let index = 0; index < 25_000; index++) {
+      events.push({ type: "call", op: "complete", provider: "p", model: "m", start: index, latencyMs: 1 + (index % 50), ok: true, outputTokens: 2 })
+    }
+    const html = PerfLogger.renderReportHtml(events)
+    assert.include(html, "Charts use an even sample of 20000 of the 25000 calls")
+    const embedded = JSON.parse(/<script type="application\/json" id="perf-data">(.*?)<\/script>/s.exec(html)![1]!)
+    assert.strictEqual(embedded.points.length, 20_000 * 4)
+    assert.strictEqual(embedded.pointWeight, 1.25)
+    Fs.writeFileSync(file, html)
+    const dom = dumpDom(file)
+    assert.strictEqual(attribute(dom, /<body[^>]*data-charts-drawn="(\d+)"/), "3")
+  })
 })

@@ -11,6 +11,8 @@ export interface ReportData {
   readonly points: ReadonlyArray<number>
   /** Epoch ms the run started (x axis origin). */
   readonly startT: number
+  /** Calls each embedded point stands for (more than 1 when a large run is sampled). */
+  readonly pointWeight?: number
 }
 
 const escapeHtml = (text: string): string =>
@@ -37,7 +39,7 @@ const modelRow = (name: string, stats: CallStats): string =>
 const script = String.raw`
 (function () {
   var data = JSON.parse(document.getElementById("perf-data").textContent);
-  var summary = data.summary, points = data.points, t0 = data.startT;
+  var summary = data.summary, points = data.points, t0 = data.startT, weight = data.pointWeight || 1;
   var NS = "http://www.w3.org/2000/svg";
   var W = 640, H = 240, L = 56, R = 16, T = 16, B = 40;
   function el(name, attrs, parent, text) {
@@ -98,7 +100,7 @@ const script = String.raw`
     if (hi === lo) hi = lo + 1;
     var width = (hi - lo) / bins, counts = [], names = [];
     for (var b = 0; b < bins; b++) { counts.push([0, 0]); names.push(label(lo + width * b)); }
-    function put(v, k) { var b = Math.min(bins - 1, Math.floor((v - lo) / width)); counts[b][k]++; }
+    function put(v, k) { var b = Math.min(bins - 1, Math.floor((v - lo) / width)); counts[b][k] += weight; }
     up.forEach(function (v) { put(v, 0); }); hits.forEach(function (v) { put(v, 1); });
     return bars(c, counts, ["#3b6fd4", "#2ca25f"], "latency (ms), blue upstream, green cache hits", "calls", names);
   }
@@ -109,7 +111,7 @@ const script = String.raw`
     var span = Math.max(1, Math.max.apply(null, ends)), buckets = Math.min(60, Math.max(5, calls.length));
     var width = span / buckets, req = [], tok = [];
     for (var b = 0; b < buckets; b++) { req.push(0); tok.push(0); }
-    calls.forEach(function (x, i) { var b = Math.min(buckets - 1, Math.floor(ends[i] / width)); req[b]++; if (x.ok && !x.hit) tok[b] += x.tokens; });
+    calls.forEach(function (x, i) { var b = Math.min(buckets - 1, Math.floor(ends[i] / width)); req[b] += weight; if (x.ok && !x.hit) tok[b] += x.tokens * weight; });
     var perS = 1000 / width;
     req = req.map(function (v) { return v * perS; }); tok = tok.map(function (v) { return v * perS; });
     var maxY = nice(Math.max.apply(null, req.concat(tok)));
@@ -157,8 +159,27 @@ const script = String.raw`
 })();
 `
 
+/** At most this many calls are embedded for the charts; larger runs are sampled evenly. */
+const maxPoints = 20_000
+
+const samplePoints = (
+  points: ReadonlyArray<number>
+): { readonly points: ReadonlyArray<number>; readonly sampled: boolean; readonly weight: number } => {
+  const calls = Math.floor(points.length / 4)
+  if (calls <= maxPoints) return { points, sampled: false, weight: 1 }
+  const stride = calls / maxPoints
+  const out: Array<number> = []
+  for (let index = 0; index < maxPoints; index++) {
+    const at = Math.floor(index * stride) * 4
+    out.push(points[at]!, points[at + 1]!, points[at + 2]!, points[at + 3]!)
+  }
+  return { points: out, sampled: true, weight: stride }
+}
+
 /** Renders the self-contained HTML report. */
-export const renderReport = (data: ReportData): string => {
+export const renderReport = (input: ReportData): string => {
+  const { points, sampled, weight } = samplePoints(input.points)
+  const data: ReportData = { ...input, points, pointWeight: weight }
   const { summary } = data
   const models = Object.entries(summary.byModel).map(([name, stats]) => modelRow(name, stats)).join("")
   const stages = Object.entries(summary.byStage)
@@ -194,7 +215,9 @@ figcaption { font-weight: 600; margin-bottom: 4px; }
 <p>${summary.overall.calls} calls, ${summary.overall.errors} errors, wall ${fmtMs(summary.wallMs)}, started ${
     escapeHtml(summary.startedAt)
   }${summary.complete ? "" : " (run did not finish cleanly)"}.</p>
-${cost}${memory}
+${cost}${memory}${
+    sampled ? `<p>Charts use an even sample of ${maxPoints} of the ${summary.overall.calls} calls; the tables use all of them.</p>` : ""
+  }
 <table><thead><tr><th>model</th><th>calls</th><th>errors</th><th>p50</th><th>p90</th><th>p99</th><th>TTFT p50</th><th>ITL p50</th><th>TPOT p50</th><th>out tok/s</th><th>req/s</th><th>tokens in/out/cached</th><th>cache hit</th><th>cost</th></tr></thead>
 <tbody>${models}</tbody></table>
 ${
