@@ -5,6 +5,9 @@ import { Router } from "@hasten/providers/router"
 import { Simulator } from "@hasten/testkit"
 import { Duration, Effect, Exit, Fiber, Layer, Redacted, Stream } from "effect"
 import { TestClock } from "effect/testing"
+import { readFileSync } from "node:fs"
+import { dirname, join, resolve } from "node:path"
+import { fileURLToPath } from "node:url"
 
 const request = CompletionRequest.user("logical-model", "hello")
 
@@ -218,5 +221,37 @@ describe("Router", () => {
         assert.isFalse(completions.some((completion) => completion.metadata?.endpoint === "sim-0"))
       }).pipe(Effect.scoped))
   })
-})
 
+  describe("entry points", () => {
+    const src = resolve(dirname(fileURLToPath(import.meta.url)), "../src")
+    /** Every bare package a module imports at runtime, following relative imports (type-only imports excluded). */
+    const runtimeImports = (entry: string): Set<string> => {
+      const seen = new Set<string>()
+      const packages = new Set<string>()
+      const visit = (file: string) => {
+        if (seen.has(file)) return
+        seen.add(file)
+        const text = readFileSync(file, "utf8")
+        for (const match of text.matchAll(/^(?:import|export)\s+(?!type\b)[^;]*?from\s+"([^"]+)"/gm)) {
+          const specifier = match[1]!
+          if (specifier.startsWith(".")) visit(join(dirname(file), specifier.replace(/\.js$/, ".ts")))
+          else packages.add(specifier.startsWith("@") ? specifier.split("/").slice(0, 2).join("/") : specifier.split("/")[0]!)
+        }
+      }
+      visit(join(src, entry))
+      return packages
+    }
+
+    it("the root entry and the router import no provider SDK", () => {
+      assert.deepStrictEqual([...runtimeImports("index.ts")].sort(), ["@hasten/core", "effect"])
+      assert.deepStrictEqual([...runtimeImports("router.ts")].sort(), ["@hasten/core", "effect"])
+    })
+
+    it("each remote entry imports only its own SDK", () => {
+      assert.deepStrictEqual([...runtimeImports("openai.ts")].sort(), ["@hasten/core", "effect", "openai"])
+      assert.deepStrictEqual([...runtimeImports("anthropic.ts")].sort(), ["@anthropic-ai/sdk", "@hasten/core", "effect"])
+      // gpt-tokenizer is imported lazily, only when a prediction reports no token counts
+      assert.deepStrictEqual([...runtimeImports("replicate.ts")].sort(), ["@hasten/core", "effect", "replicate"])
+    })
+  })
+})
