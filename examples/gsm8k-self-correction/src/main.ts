@@ -1,0 +1,76 @@
+#!/usr/bin/env node
+/** GSM8K self-correction example. Run with --help. */
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import { parseArgs } from "node:util"
+import { Cause, Effect, Exit } from "effect"
+import { type Options, run } from "./SelfCorrection.js"
+
+const bundled = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..", "data", "problems.jsonl")
+const usage = `GSM8K self-correction on Hasten: answer, get feedback, revise up to k turns
+
+Usage: node examples/gsm8k-self-correction/dist/main.js [options]
+
+  --dataset <file|gsm8k>  GSM8K-format JSONL (question, answer ending "#### n"); "gsm8k" = shared/data/gsm8k/test.jsonl
+                          (default: the bundled 12 problems)
+  --provider <name>       local | openai | anthropic | replicate (default local)
+  --model <id>            learner model (default: stories260K.gguf / gpt-4o-mini / …)
+  --turns <k>             revision turns after the first answer (default 2)
+  --questions <n>         questions sampled with the seed (default 10)
+  --seed <n>              selection and generation seed (default 42)
+  --max-tokens <n>        tokens per answer (default 256)
+  --no-cache              do not use the response cache
+  --out <dir>             report folder (default .hasten/gsm8k-self-correction)
+  --fresh                 start over instead of resuming a killed run
+  --quick                 3 questions, 1 turn, 64 tokens
+  -h, --help`
+
+const fail = (message: string): never => {
+  console.error(`error: ${message}`)
+  process.exit(1)
+}
+const values = (() => {
+  try {
+    return parseArgs({
+      options: {
+        dataset: { type: "string" }, provider: { type: "string" }, model: { type: "string" }, turns: { type: "string" },
+        questions: { type: "string" }, seed: { type: "string" }, "max-tokens": { type: "string" }, "no-cache": { type: "boolean" },
+        out: { type: "string" }, fresh: { type: "boolean" }, quick: { type: "boolean" }, help: { type: "boolean", short: "h" }
+      }
+    }).values
+  } catch (error) {
+    return fail(`${(error as Error).message}\n\n${usage}`)
+  }
+})()
+if (values.help) {
+  console.log(usage)
+  process.exit(0)
+}
+const int = (name: string, value: string | undefined, fallback: number, min: number) => {
+  if (value === undefined) return fallback
+  const n = Number(value)
+  return Number.isInteger(n) && n >= min ? n : fail(`--${name} must be an integer >= ${min}, got "${value}"`)
+}
+const provider = values.provider ?? "local"
+if (!["local", "openai", "anthropic", "replicate"].includes(provider)) fail(`--provider must be local, openai, anthropic or replicate, got "${provider}"`)
+const quick = values.quick === true
+const options: Options = {
+  dataset: values.dataset ?? bundled,
+  provider: provider as Options["provider"],
+  model: values.model,
+  turns: int("turns", values.turns, quick ? 1 : 2, 0),
+  questions: int("questions", values.questions, quick ? 3 : 10, 1),
+  seed: int("seed", values.seed, 42, 0),
+  cache: values["no-cache"] !== true,
+  cachePath: Path.join(".hasten", "cache.db"),
+  out: values.out ?? Path.join(".hasten", "gsm8k-self-correction"),
+  maxTokens: int("max-tokens", values["max-tokens"], quick ? 64 : 256, 1),
+  fresh: values.fresh === true,
+  log: (line) => console.log(line)
+}
+Effect.runPromiseExit(run(options)).then((exit) => {
+  if (Exit.isFailure(exit)) {
+    const error = Cause.squash(exit.cause)
+    fail(typeof error === "object" && error !== null && "message" in error ? String((error as { message: unknown }).message) : String(error))
+  }
+})
