@@ -530,6 +530,21 @@ describe("embedder", () => {
     }))
 })
 
+describe("embedder single-flight", () => {
+  it.effect("concurrent identical batches make one upstream call", () =>
+    Effect.gen(function*() {
+      const fake = makeCountingEmbedder("1 second")
+      yield* Effect.gen(function*() {
+        const embedder = yield* Embedder.Embedder
+        const fibers = yield* Effect.forEach([1, 2, 3, 4, 5], () => Effect.forkChild(embedder.embed(["x", "y"])))
+        yield* TestClock.adjust("1 second")
+        const results = yield* Fiber.joinAll(fibers)
+        for (const result of results) assert.deepStrictEqual(result.vectors, [Embedder.hashVector("x", 4), Embedder.hashVector("y", 4)])
+      }).pipe(Effect.provide(Cache.layerEmbedder({ store: "memory" }).pipe(Layer.provide(fake.layer))))
+      assert.deepStrictEqual(fake.batches, [["x", "y"]])
+    }))
+})
+
 describe("configuration", () => {
   const withEnv = (env: Record<string, string>) => Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env }))
 

@@ -109,20 +109,20 @@ export interface CountingEmbedder {
   readonly batches: Array<ReadonlyArray<string>>
 }
 
-export const makeCountingEmbedder = (): CountingEmbedder => {
+export const makeCountingEmbedder = (latency?: Duration.Input): CountingEmbedder => {
   const batches: Array<ReadonlyArray<string>> = []
   const service: Embedder.EmbedderService = {
     name: "fake",
     model: "fake-embed",
     embed: (texts, options) =>
-      Effect.sync(() => {
+      Effect.andThen(latency === undefined ? Effect.void : Effect.sleep(latency), Effect.sync(() => {
         batches.push(texts)
         return {
           vectors: texts.map((text) => Embedder.hashVector(text, options?.dimensions ?? 4)),
           model: options?.model ?? "fake-embed",
           usage: { inputTokens: texts.length }
         }
-      })
+      }))
   }
   return { layer: Layer.succeed(Embedder.Embedder, service), batches }
 }
