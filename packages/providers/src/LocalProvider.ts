@@ -6,7 +6,8 @@
  */
 import { Completion, Embedder, Llm, LlmError, TokenModel } from "@hasten/core"
 import type { CompletionRequest } from "@hasten/core"
-import { Config, Context, Effect, Layer, Option, Queue, Scope, Semaphore, Stream } from "effect"
+import { Config, Context, Effect, Layer, Option, Queue, Semaphore, Stream } from "effect"
+import type * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -495,35 +496,35 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   // -------------------------------------------------------------------------
   // Embedder
   // -------------------------------------------------------------------------
-  const layerScope = yield* Effect.scope
-  const embeddingContext = yield* Effect.cached(
-    Scope.provide(layerScope)(pool.embedding({ modelPath, threads, gpu, contextSize }))
-  )
+  // created on first use, then kept warm by the pool's idle TTL
+  const embeddingKey = { modelPath, threads, gpu, contextSize }
+  const embed = Effect.fn("Local.embed")(function*(texts: ReadonlyArray<string>, embedOptions?: Embedder.EmbedOptions) {
+    const context = yield* pool.embedding(embeddingKey)
+    const vectors: Array<ReadonlyArray<number>> = []
+    let inputTokens = 0
+    for (const text of texts) {
+      const tokens = model.tokenize(text).length + (prependBos ? 1 : 0)
+      if (tokens > contextSize) {
+        return yield* LlmError.make(
+          provider,
+          new LlmError.ContextLengthExceeded({ description: `an input has ${tokens} tokens, more than the context size of ${contextSize}` })
+        )
+      }
+      inputTokens += tokens
+      const embedding = yield* Effect.tryPromise({
+        try: () => context.getEmbeddingFor(text),
+        catch: failure("embedding failed")
+      })
+      const vector = Array.from(embedding.vector)
+      vectors.push(embedOptions?.dimensions !== undefined ? vector.slice(0, embedOptions.dimensions) : vector)
+    }
+    const result: Embedder.Embeddings = { vectors, model: embedOptions?.model ?? id, usage: { inputTokens } }
+    return result
+  })
   const embedder: Embedder.EmbedderService = {
     name: provider,
     model: id,
-    embed: Effect.fn("Local.embed")(function*(texts, embedOptions) {
-      const context = yield* embeddingContext
-      const vectors: Array<ReadonlyArray<number>> = []
-      let inputTokens = 0
-      for (const text of texts) {
-        const tokens = model.tokenize(text)
-        inputTokens += tokens.length + (prependBos ? 1 : 0)
-        if (tokens.length + (prependBos ? 1 : 0) > contextSize) {
-          return yield* LlmError.make(
-            provider,
-            new LlmError.ContextLengthExceeded({ description: `an input has ${tokens.length} tokens, more than the context size of ${contextSize}` })
-          )
-        }
-        const embedding = yield* Effect.tryPromise({
-          try: () => context.getEmbeddingFor(text),
-          catch: failure("embedding failed")
-        })
-        const vector = Array.from(embedding.vector)
-        vectors.push(embedOptions?.dimensions !== undefined ? vector.slice(0, embedOptions.dimensions) : vector)
-      }
-      return { vectors, model: embedOptions?.model ?? id, usage: { inputTokens } }
-    })
+    embed: (texts, embedOptions) => Effect.scoped(embed(texts, embedOptions))
   }
 
   // -------------------------------------------------------------------------

@@ -147,6 +147,8 @@ layer(Stories, { timeout: "60 seconds" })("Local (stories260K, 2 sequences)", (i
       assert.deepStrictEqual(result.vectors[0], result.vectors[2])
       assert.notDeepEqual(result.vectors[0], result.vectors[1])
       assert.isAbove(result.usage.inputTokens, 6)
+      const tooLong = yield* Effect.flip(Embedder.embed(["a little girl ".repeat(200)]))
+      assert.strictEqual(tooLong.reason._tag, "ContextLengthExceeded")
     }))
 
   it.effect("TokenModel: one append gives the step-by-step distributions at every position", () =>
