@@ -256,9 +256,17 @@ export const writeReports = (out: string, result: Evaluator.RunResult): { readon
 }
 
 /** Runs an evaluation from parsed arguments. @category runners @since 0.1.0 */
-export const evaluate = (args: Args, progress: Progress.Progress = Progress.make()) =>
+export const evaluate = (
+  args: Args,
+  progress: Progress.Progress = Progress.make(),
+  warn: (text: string) => void = (text) => process.stderr.write(text)
+) =>
   Effect.gen(function*() {
     const dataset = yield* Dataset.load(args.dataset, { onInvalid: args.onInvalid })
+    const skipped = dataset.report.skipped
+    if (skipped.length > 0) {
+      warn(`hasten-eval: skipped ${skipped.length} invalid row(s) of ${dataset.report.source} (listed in report.json); first: line ${skipped[0]!.line}: ${skipped[0]!.message}\n`)
+    }
     const out = args.out ?? Path.join(".hasten", "eval", `${dataset.name}-seed${args.seed}`)
     mkdirSync(out, { recursive: true })
     const checkpoint = Path.join(out, "checkpoint.jsonl")
@@ -350,7 +358,7 @@ export const main = async (argv: ReadonlyArray<string>, io: { readonly out: (tex
     }
   }
   // Read the environment as of this invocation (the default provider snapshots it once).
-  const fiber = Effect.runFork(evaluate(args).pipe(Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv())))
+  const fiber = Effect.runFork(evaluate(args, Progress.make(), io.err).pipe(Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv())))
   const interrupt = () => {
     Effect.runFork(Fiber.interrupt(fiber))
   }

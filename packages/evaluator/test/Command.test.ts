@@ -41,7 +41,7 @@ describe("hasten-eval", () => {
     assert.match(missing.err, /nope\.jsonl: file not found/)
     const model = await run(["--dataset", dataset, "--candidate", "local:does-not-exist.gguf", "--out", Path.join(dir, "o2"), "--no-cache", "--no-perf"])
     assert.strictEqual(model.code, 1)
-    assert.match(model.err, /^hasten-eval: candidate local:does-not-exist\.gguf failed to start: .*does-not-exist/)
+    assert.match(model.err, /\nhasten-eval: candidate local:does-not-exist\.gguf failed to start: .*does-not-exist/)
     assert.notMatch(model.err, /\n\s+at /)
   })
 
@@ -51,6 +51,7 @@ describe("hasten-eval", () => {
     const first = await run(argv)
     assert.strictEqual(first.code, 0, first.err)
     assert.match(first.out, /\| echo:a \|/)
+    assert.match(first.err, /skipped 1 invalid row\(s\) of .*pairs\.jsonl .*first: line 9: invalid JSON/)
     const report = JSON.parse(readFileSync(Path.join(out, "report.json"), "utf8"))
     assert.strictEqual(report.report.config.questions, 6)
     assert.deepStrictEqual(report.report.config.dataset.skipped, [{ line: 9, message: report.report.config.dataset.skipped[0].message }])
