@@ -38,6 +38,19 @@ describe("Redis store (real redis-server)", () => {
       assert.strictEqual(fake.streamCalls, 1)
     }))
 
+  it.live("memory in front of Redis: the front serves repeats, a fresh front reads through to Redis", () =>
+    Effect.gen(function*() {
+      const fake = makeCounting()
+      const layer = Cache.layer({ store: "redis", redisUrl: server.url, redisPrefix: "t4:", tier: true }).pipe(Layer.provide(fake.layer))
+      const [first, second] = yield* Effect.zip(complete("tier"), complete("tier")).pipe(Effect.provide(layer))
+      assert.notStrictEqual(first.cached, true)
+      assert.isTrue(second.cached)
+      assert.isTrue((yield* complete("tier").pipe(Effect.provide(layer))).cached)
+      assert.strictEqual(fake.completeCalls, 1)
+      const store = yield* RedisStore.make({ url: server.url, prefix: "t4:" })
+      assert.strictEqual((yield* store.stats).entries, 1)
+    }).pipe(Effect.scoped))
+
   it.live("get/set/TTL/prune by namespace and age/stats/clear", () =>
     Effect.gen(function*() {
       const store = yield* RedisStore.make({ url: server.url, prefix: "t2:" })
