@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Completion, CompletionRequest, Embedder, Llm, LlmError } from "@hasten/core"
 import { OpenAi } from "@hasten/providers/openai"
 import { Simulator } from "@hasten/testkit"
-import { ConfigProvider, Effect, Exit, Fiber, Layer, Redacted, Stream } from "effect"
+import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Logger, Redacted, Stream } from "effect"
 import { deferred, eventually, startScripted } from "./remote-support.js"
 
 const key = Redacted.make("sk-hasten-test-0123456789")
@@ -337,6 +337,25 @@ describe("OpenAi against the simulator (official openai SDK)", () => {
 
   describe("configuration", () => {
     const withEnv = (env: Record<string, string>) => Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(env)))
+
+    it.live("keys never reach logs: a failed call logged with its cause, and the options object", () =>
+      Effect.gen(function*() {
+        const lines: Array<string> = []
+        const capture = Logger.make((options) => {
+          lines.push(`${JSON.stringify(options.message)} ${Cause.pretty(options.cause)}`)
+        })
+        const sim = yield* simulator({ apiKeys: ["someone-else"] })
+        const options = { apiKey: key, baseURL: sim.openaiBaseUrl }
+        yield* OpenAi.make(options).llm.complete(ask("hi")).pipe(
+          Effect.tapCause((cause) => Effect.logError("call failed", cause)),
+          Effect.ignore,
+          Effect.andThen(Effect.logInfo("provider options", options)),
+          Effect.provide(Logger.layer([capture]))
+        )
+        assert.strictEqual(lines.length, 2)
+        assert.include(lines[0]!, "Unauthorized")
+        for (const line of lines) assert.notInclude(line, Redacted.value(key))
+      }).pipe(Effect.scoped))
 
     it.live("layerConfig fails at construction naming OPENAI_API_KEY when it is missing", () =>
       Effect.gen(function*() {
