@@ -202,3 +202,30 @@ describe("ModelPool", () => {
       Fs.rmSync(dir, { recursive: true })
     }).pipe(Effect.provide(Local.layerWithPool({ model: "stories260K", contextSize: 128 }).pipe(Layer.provideMerge(ModelPool.layer())))))
 })
+
+describe("entry points", () => {
+  const src = Path.resolve(Path.dirname(new URL(import.meta.url).pathname), "../src")
+  /** Bare packages a module imports statically at runtime, following relative imports (type-only imports excluded). */
+  const runtimeImports = (entry: string): Array<string> => {
+    const seen = new Set<string>()
+    const packages = new Set<string>()
+    const visit = (file: string) => {
+      if (seen.has(file)) return
+      seen.add(file)
+      const text = Fs.readFileSync(file, "utf8")
+      for (const match of text.matchAll(/^(?:import|export)\s+(?!type\b)[^;]*?from\s+"([^"]+)"/gm)) {
+        const specifier = match[1]!
+        if (specifier.startsWith(".")) visit(Path.join(Path.dirname(file), specifier.replace(/\.js$/, ".ts")))
+        else if (!specifier.startsWith("node:")) packages.add(specifier.startsWith("@") ? specifier.split("/").slice(0, 2).join("/") : specifier.split("/")[0]!)
+      }
+    }
+    visit(Path.join(src, entry))
+    return [...packages].sort()
+  }
+
+  it("local and server load node-llama-cpp lazily: importing them needs only effect and core", () => {
+    assert.deepStrictEqual(runtimeImports("local.ts"), ["@hasten/core", "effect"])
+    assert.deepStrictEqual(runtimeImports("server.ts"), ["@hasten/core", "effect"])
+    assert.match(Fs.readFileSync(Path.join(src, "ModelPool.ts"), "utf8"), /await import\("node-llama-cpp"\)/)
+  })
+})
