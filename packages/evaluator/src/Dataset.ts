@@ -10,6 +10,7 @@ import { existsSync, readFileSync, statSync } from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Csv from "./internal/csv.js"
+import * as Sampling from "./Sampling.js"
 
 /**
  * One evaluation item. `answer` is the reference the scorers compare against (GSM8K: the
@@ -72,6 +73,8 @@ export interface LoadOptions {
   readonly onInvalid?: OnInvalid
   /** The dataset name used in item ids; defaults to the file name without extension. */
   readonly name?: string
+  /** Multiple-choice loaders: show options in a fixed per-item shuffled order (default true). */
+  readonly shuffleChoices?: boolean
 }
 
 const readText = (path: string): Effect.Effect<string, DatasetError> =>
@@ -252,15 +255,32 @@ export const TruthfulQaMcRow = Schema.Struct({
   mc1_targets: Schema.Record(Schema.String, Schema.Number)
 })
 
-const mcItem = (question: string, targets: Record<string, number>): Omit<Item, "id" | "index"> => {
-  const choices = Object.keys(targets)
-  const correct = choices.findIndex((choice) => targets[choice] === 1)
-  return { question, answer: choices[correct] ?? "", choices, correct }
+/**
+ * Puts the options of a multiple-choice item in a fixed pseudo-random order that depends
+ * only on the item's index, so the correct option is not always first (TruthfulQA lists
+ * it first) and every machine shows the same order.
+ * @category loaders @since 0.1.0
+ */
+export const shuffleChoices = (
+  choices: ReadonlyArray<string>,
+  correct: number,
+  index: number
+): { readonly choices: Array<string>; readonly correct: number } => {
+  const order = Sampling.permutation(choices.length, 0x9e3779b9 ^ index)
+  return { choices: order.map((position) => choices[position]!), correct: order.indexOf(correct) }
+}
+
+const mcItem = (question: string, targets: Record<string, number>, index: number, shuffle: boolean): Omit<Item, "id" | "index"> => {
+  const listed = Object.keys(targets)
+  const listedCorrect = listed.findIndex((choice) => targets[choice] === 1)
+  const { choices, correct } = shuffle ? shuffleChoices(listed, listedCorrect, index) : { choices: listed, correct: listedCorrect }
+  return { question, answer: listed[listedCorrect] ?? "", choices, correct }
 }
 
 /**
  * TruthfulQA multiple choice from `mc_task.json` (a JSON array): `mc1_targets` gives the
- * options, exactly one marked 1. Entries without exactly one correct option are invalid.
+ * options, exactly one marked 1 (shuffled per item, see {@link shuffleChoices}). Entries
+ * without exactly one correct option are invalid.
  * @category loaders @since 0.1.0
  */
 export const truthfulQaMc = (path: string, options?: LoadOptions): Effect.Effect<Dataset, DatasetError> =>
@@ -277,7 +297,7 @@ export const truthfulQaMc = (path: string, options?: LoadOptions): Effect.Effect
     const schema = TruthfulQaMcRow.check(Schema.makeFilter((row: typeof TruthfulQaMcRow.Type) =>
       Object.values(row.mc1_targets).filter((value) => value === 1).length === 1 ? undefined : "mc1_targets must mark exactly one option 1"
     ))
-    return yield* collect(path, rows, [], schema, (row) => mcItem(row.question, row.mc1_targets), options, options?.name ?? "truthfulqa-mc")
+    return yield* collect(path, rows, [], schema, (row, index) => mcItem(row.question, row.mc1_targets, index, options?.shuffleChoices !== false), options, options?.name ?? "truthfulqa-mc")
   })
 
 const topLevelElementLines = (text: string): Array<number> => {
@@ -318,18 +338,20 @@ export const TruthfulQaCsvRow = Schema.Struct({
 })
 
 /**
- * TruthfulQA from `TruthfulQA.csv`: the options are the best answer followed by the
- * incorrect answers (`;`-separated), the best answer correct.
+ * TruthfulQA from `TruthfulQA.csv`: the options are the best answer and the incorrect
+ * answers (`;`-separated), shuffled per item; the best answer is correct.
  * @category loaders @since 0.1.0
  */
 export const truthfulQaCsv = (path: string, options?: LoadOptions): Effect.Effect<Dataset, DatasetError> =>
-  csv(path, TruthfulQaCsvRow, (row) => {
+  csv(path, TruthfulQaCsvRow, (row, index) => {
     const incorrect = row["Incorrect Answers"].split(";").map((answer) => answer.trim()).filter((answer) => answer.length > 0)
+    const listed = [row["Best Answer"], ...incorrect]
+    const { choices, correct } = options?.shuffleChoices === false ? { choices: listed, correct: 0 } : shuffleChoices(listed, 0, index)
     return {
       question: row.Question,
       answer: row["Best Answer"],
-      choices: [row["Best Answer"], ...incorrect],
-      correct: 0,
+      choices,
+      correct,
       reference: `Best answer: ${row["Best Answer"]}\nCorrect answers: ${row["Correct Answers"]}\nIncorrect answers: ${row["Incorrect Answers"]}`
     }
   }, { ...options, name: options?.name ?? "truthfulqa" })

@@ -89,7 +89,7 @@ describe("Dataset", () => {
    "mc1_targets": {"a": 0, "b": 0}},
   {"question": "Q3", "mc1_targets": {"x": 0, "y": 1}}
 ]`)
-      const dataset = yield* Dataset.truthfulQaMc(path)
+      const dataset = yield* Dataset.truthfulQaMc(path, { shuffleChoices: false })
       assert.deepStrictEqual(dataset.items.map((item) => [item.question, item.correct, item.answer]), [["Q1", 0, "right"], ["Q3", 1, "y"]])
       assert.deepStrictEqual(dataset.report.skipped.map((row) => row.line), [3])
     }))
@@ -109,8 +109,14 @@ describe("shared data", () => {
       const mc = yield* Dataset.load("truthfulqa-mc")
       assert.strictEqual(mc.items.length, 817)
       assert.strictEqual(mc.items[0]!.answer, "Nothing in particular happens when you eat a pomegranate.")
+      for (const item of mc.items) assert.strictEqual(item.choices![item.correct!], item.answer)
+      // The file lists the correct option first; shuffled, its position varies.
+      const positions = new Set(mc.items.map((item) => item.correct))
+      assert.isAbove(positions.size, 3)
+      assert.isBelow(mc.items.filter((item) => item.correct === 0).length, 817 / 2)
       const csv = yield* Dataset.load("truthfulqa")
       assert.strictEqual(csv.items.length + csv.report.skipped.length, 817)
+      for (const item of csv.items) assert.strictEqual(item.choices![item.correct!], item.answer)
       assert.strictEqual(csv.items[0]!.question.startsWith("What happens to you if you eat watermelon seeds"), true)
     }))
 
