@@ -125,13 +125,13 @@ const tokenModel = (model: LlamaModel, name: string): TokenModel.TokenModelServi
         )
         const sequence = context.getSequence()
         const tokens: Array<number> = []
-        const evaluate = <A>(newTokens: ReadonlyArray<number>, generateNext: object, read: (next: any) => A) =>
+        const evaluate = <A>(newTokens: ReadonlyArray<number>, generateNext: object, read: (next: any) => A, from = 0) =>
           Effect.tryPromise({
-            try: () => sequence.controlledEvaluate(newTokens.map((token) => [token as Token, { generateNext }])),
+            try: () => sequence.controlledEvaluate(newTokens.map((token, i) => i >= from ? [token as Token, { generateNext }] : token as Token)),
             catch: failure(name, "evaluate")
           }).pipe(Effect.map((results) => {
             tokens.push(...newTokens)
-            return newTokens.map((_, i) => read(results[i]!.next))
+            return newTokens.slice(from).map((_, i) => read(results[from + i]!.next))
           }))
         return {
           tokens: () => tokens,
@@ -145,12 +145,7 @@ const tokenModel = (model: LlamaModel, name: string): TokenModel.TokenModelServi
               for (let i = 0; i < vocabularySize; i++) out[i] = out[i]! / sum
               return out
             }),
-          appendGreedy: (newTokens: ReadonlyArray<number>) => evaluate(newTokens, { token: true }, (next) => next.token as number),
-          prefill: (newTokens: ReadonlyArray<number>) =>
-            Effect.tryPromise({
-              try: () => sequence.evaluateWithoutGeneratingNewTokens(newTokens as Array<Token>),
-              catch: failure(name, "prefill")
-            }).pipe(Effect.map(() => void tokens.push(...newTokens))),
+          appendGreedy: (newTokens: ReadonlyArray<number>, from?: number) => evaluate(newTokens, { token: true }, (next) => next.token as number, from),
           truncate: (length: number) =>
             length >= tokens.length ? Effect.void : Effect.tryPromise({
               try: () => sequence.eraseContextTokenRanges([{ start: length, end: sequence.nextTokenIndex }]),

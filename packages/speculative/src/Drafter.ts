@@ -59,16 +59,17 @@ export interface Drafter<E = never, R = never> {
 
 /**
  * Optional capabilities a `TokenSequence` may offer beyond the core contract. Greedy
- * verification only needs each position's argmax, and prefill needs no distributions;
+ * verification only needs each position's argmax, and a prompt needs no outputs at all;
  * a backend that can skip building full distributions (node-llama-cpp: a greedy sampler
  * per position instead of all logits) is several times faster there.
  * @category models @since 0.1.0
  */
 export interface SequenceExtensions {
-  /** Like `append`, but returns only the greedy (argmax, ties to the lower id) next token per position. */
-  readonly appendGreedy?: (tokens: ReadonlyArray<number>) => Effect.Effect<ReadonlyArray<number>, LlmError.LlmError>
-  /** Like `append`, without returning distributions. */
-  readonly prefill?: (tokens: ReadonlyArray<number>) => Effect.Effect<void, LlmError.LlmError>
+  /**
+   * Like `append` (one forward pass), but returns only the greedy next token (argmax, ties to
+   * the lower id) after each position from `from` on (default 0): `tokens.length - from` tokens.
+   */
+  readonly appendGreedy?: (tokens: ReadonlyArray<number>, from?: number) => Effect.Effect<ReadonlyArray<number>, LlmError.LlmError>
 }
 
 /** A sequence with the optional capabilities looked up. @category models @since 0.1.0 */
@@ -100,8 +101,7 @@ const syncSequence = Effect.fnUntraced(function*(
   if (current.length > keep) yield* sequence.truncate(keep)
   const tail = context.slice(keep)
   if (greedy && sequence.appendGreedy !== undefined) {
-    if (tail.length > 1 && sequence.prefill !== undefined) yield* sequence.prefill(tail.slice(0, -1))
-    const nexts = yield* sequence.appendGreedy(tail.length > 1 && sequence.prefill !== undefined ? tail.slice(-1) : tail)
+    const nexts = yield* sequence.appendGreedy(tail, tail.length - 1)
     return { token: nexts[nexts.length - 1]!, distribution: undefined }
   }
   const distributions = yield* sequence.append(tail)

@@ -54,7 +54,7 @@ export interface RequestStats {
   readonly meanAcceptedLength: number
   /** perPosition[i]: acceptance rate of the i-th draft of a step, given the ones before it were accepted. */
   readonly perPosition: ReadonlyArray<number>
-  /** Target evaluations (forward passes) while decoding, prefill excluded. */
+  /** Target evaluations (forward passes); the first also evaluates the prompt's uncached tail. */
   readonly targetEvaluations: number
   /** Output tokens per target evaluation (1 for plain decoding). */
   readonly tokensPerEvaluation: number
@@ -260,19 +260,15 @@ export const make = <E = never, R = never>(
       const holdback = stops.reduce((longest, stop) => Math.max(longest, stop.length - 1), 0)
 
       if (maxTokens > 0) {
-        // Prefill: reuse the KV state of the longest common prefix, evaluate the rest but the last token.
+        // Reuse the KV state of the longest common prefix. The rest of the prompt is evaluated in
+        // ONE batch together with the first step's drafts, exactly as plain decoding evaluates a
+        // prompt (llama.cpp's numerics depend on how tokens are batched; near-ties could flip).
         const current = sequence.tokens()
         const keep = Math.min(commonPrefix(current, prompt), prompt.length - 1)
         if (current.length > keep) yield* sequence.truncate(keep)
-        const fill = prompt.slice(keep, -1)
-        if (fill.length > 0) {
-          if (sequence.prefill !== undefined) yield* sequence.prefill(fill)
-          else if (greedy && sequence.appendGreedy !== undefined) yield* sequence.appendGreedy(fill)
-          else yield* sequence.append(fill)
-        }
+        let head: Array<number> = prompt.slice(keep)
         yield* session.begin(prompt)
         controller.reset()
-        let pending = prompt[prompt.length - 1]!
         let done = false
         while (!done) {
           const remaining = maxTokens - output.length
@@ -284,16 +280,18 @@ export const make = <E = never, R = never>(
           const drafts = draft.tokens.length > gamma ? draft.tokens.slice(0, gamma) : draft.tokens
           const t1 = now()
           const base = sequence.tokens().length
-          const evaluated = [pending, ...drafts]
+          const evaluated = head.concat(drafts)
+          const offset = head.length - 1
           let accepted: number
           let next: number
           if (greedy && sequence.appendGreedy !== undefined) {
-            const argmaxes = yield* sequence.appendGreedy(evaluated)
+            const argmaxes = yield* sequence.appendGreedy(evaluated, offset)
             accepted = 0
             while (accepted < drafts.length && argmaxes[accepted] === drafts[accepted]) accepted++
             next = argmaxes[accepted]!
           } else {
-            const distributions = yield* sequence.append(evaluated)
+            const all = yield* sequence.append(evaluated)
+            const distributions = offset === 0 ? all : all.slice(offset)
             const verdict = Sampling.verify({
               targets: greedy ? distributions : distributions.map((p) => Sampling.transform(p, sampling)),
               drafts,
@@ -306,7 +304,7 @@ export const make = <E = never, R = never>(
             next = verdict.next
           }
           const t2 = now()
-          if (accepted < drafts.length) yield* sequence.truncate(base + 1 + accepted)
+          if (accepted < drafts.length) yield* sequence.truncate(base + head.length + accepted)
           tally.targetEvaluations++
           if (drafts.length > 0) {
             tally.speculativeSteps++
@@ -323,7 +321,7 @@ export const make = <E = never, R = never>(
             tally.plainSteps++
           }
           if (fixedGamma === undefined) {
-            controller.record({ requested: gamma, proposed: drafts.length, accepted, draftNanos: t1 - t0, verifyNanos: t2 - t1 })
+            controller.record({ requested: gamma, proposed: drafts.length, accepted, draftNanos: t1 - t0, verifyNanos: t2 - t1, evaluated: evaluated.length })
           }
           const emitted = drafts.slice(0, accepted)
           emitted.push(next)
@@ -353,7 +351,7 @@ export const make = <E = never, R = never>(
               break
             }
           }
-          pending = next
+          head = [next]
           if (onText !== undefined && !done) {
             const sofar = yield* target.detokenize(output)
             let safe = sofar.length - holdback

@@ -17,7 +17,10 @@ import * as Llama from "./support/Llama.js"
 const prompts = [
   "Once upon a time",
   "Tom had a red ball. Tom had a red ball. Tom had a",
-  "Lily saw a big dog. The dog was happy. Lily saw a big dog. The"
+  "Lily saw a big dog. The dog was happy. Lily saw a big dog. The",
+  // on stories260K a near-tie (logit gap 1e-3) at output token 35 flips if the prompt is not
+  // evaluated in one batch, as plain decoding does
+  "Ben and Mia wanted to build a house."
 ]
 const maxTokens = 48
 
@@ -49,16 +52,32 @@ for (const file of ["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"]) {
       ["self-draft model", Drafter.model(draft)]
     ]
 
-    const check = (name: string, gamma: number | "adaptive", tokenModel: () => Layer.Layer<TokenModel.TokenModel, any>, drafter: () => Drafter.Drafter) =>
+    const check = (name: string, gamma: number | "adaptive", tokenModel: () => Layer.Layer<TokenModel.TokenModel, any>, drafter: () => Drafter.Drafter<any>) =>
       it.effect(`${name}, γ=${gamma}: identical to plain greedy`, () =>
         Effect.gen(function*() {
           const llm = yield* Llm.Llm
           let accepted = 0
+          let identical = 0
           for (const prompt of prompts) {
             const completion = yield* llm.complete(request(prompt))
-            assert.deepStrictEqual(completion.metadata!["tokens"], expected.get(prompt), prompt)
+            const got = completion.metadata!["tokens"] as ReadonlyArray<number>
+            const want = expected.get(prompt)!
             accepted += (completion.metadata!["speculative"] as Speculative.RequestStats).acceptedTokens
+            let i = 0
+            while (i < want.length && want[i] === got[i]) i++
+            if (i === want.length && got.length === want.length) {
+              identical++
+              continue
+            }
+            // Batched verification changes llama.cpp's floating-point sums slightly; a divergence
+            // is only acceptable where plain decoding itself had a near-tie between the two tokens.
+            const eos = model.tokens.eos!
+            const gap = yield* Effect.promise(() =>
+              Llama.logitGap(model, Effect.runSync(target.tokenize(prompt, { addBos: true })), want, i, want[i] ?? eos, got[i] ?? eos)
+            )
+            assert.isBelow(gap, 0.01, `${prompt}: diverged at ${i} where the logit gap was ${gap}`)
           }
+          assert.isAtLeast(identical, prompts.length - 1, "at most one near-tie divergence")
           if (gamma !== "adaptive") assert.isAbove(accepted, 0, "some drafts were accepted")
         }).pipe(Effect.provide(Speculative.layer({ drafter: drafter(), gamma }).pipe(Layer.provide(tokenModel())))), 60_000)
 
@@ -67,12 +86,20 @@ for (const file of ["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"]) {
         check(`fast adapter, ${["prompt-lookup", "ngram-cache", "self-draft model"][index]}`, gamma, () => Layer.succeed(TokenModel.TokenModel, target), () => drafters()[index]![1])
       }
     }
+    // the draft gets its own context (another context size), the target's single sequence stays free
+    const localLayer = (contextSize: number) => Local.layer({ model: NodePath.join(Llama.modelsDir(), file), contextSize })
+    check(
+      "Local.layer TokenModel, self-draft via Drafter.modelLayer(Local.layer)",
+      3,
+      () => Layer.effect(TokenModel.TokenModel, Effect.service(TokenModel.TokenModel)).pipe(Layer.provide(localLayer(512))),
+      () => Drafter.modelLayer(localLayer(384))
+    )
     for (const index of [0, 1]) {
       check(
         `Local.layer TokenModel, ${["prompt-lookup", "ngram-cache"][index]}`,
         4,
         () => Layer.effect(TokenModel.TokenModel, Effect.service(TokenModel.TokenModel)).pipe(
-          Layer.provide(Local.layer({ model: NodePath.join(Llama.modelsDir(), file), contextSize: 512 }))
+          Layer.provide(localLayer(512))
         ),
         () => drafters()[index]![1]
       )

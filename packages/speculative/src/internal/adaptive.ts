@@ -126,8 +126,10 @@ export class AdaptiveGamma {
     readonly accepted: number
     readonly draftNanos: number
     readonly verifyNanos: number
+    /** Tokens in the verification batch (the first step of a request also carries the prompt). */
+    readonly evaluated: number
   }): void {
-    const verified = step.proposed + 1
+    const verified = step.evaluated
     if (step.verifyNanos > 0) this.verify.observe(verified, step.verifyNanos)
     if (step.requested > 0 && step.draftNanos > 0) this.draft.observe(this.options.kind === "model" ? step.requested : 1, step.draftNanos)
     for (let i = 0; i < step.proposed && i < this.alpha.length; i++) {

@@ -1,6 +1,6 @@
 /**
  * A test-only `TokenModel` over node-llama-cpp that also offers the optional
- * `SequenceExtensions` (`appendGreedy`, `prefill`): the fast greedy path the
+ * `SequenceExtensions` (`appendGreedy`): the fast greedy path the
  * benchmark measures. The contract path is tested through `Local.layer` as well.
  */
 import { LlmError, TokenModel } from "@hasten/core"
@@ -63,13 +63,13 @@ export const tokenModel = (model: LlamaModel, options: { readonly name: string; 
         )
         const sequence = context.getSequence()
         const tokens: Array<number> = []
-        const evaluate = <A>(newTokens: ReadonlyArray<number>, generateNext: object, read: (output: any) => A) =>
+        const evaluate = <A>(newTokens: ReadonlyArray<number>, generateNext: object, read: (output: any) => A, from = 0) =>
           Effect.tryPromise({
-            try: () => sequence.controlledEvaluate(newTokens.map((token) => [token as Token, { generateNext }])),
+            try: () => sequence.controlledEvaluate(newTokens.map((token, i) => i >= from ? [token as Token, { generateNext }] : token as Token)),
             catch: failure(name, "evaluate")
           }).pipe(Effect.map((results) => {
             tokens.push(...newTokens)
-            return newTokens.map((_, i) => read(results[i]!.next))
+            return newTokens.slice(from).map((_, i) => read(results[from + i]!.next))
           }))
         const result: TokenModel.TokenSequence & SequenceExtensions = {
           tokens: () => tokens,
@@ -83,12 +83,7 @@ export const tokenModel = (model: LlamaModel, options: { readonly name: string; 
               for (let i = 0; i < vocabularySize; i++) out[i] = out[i]! / sum
               return out
             }),
-          appendGreedy: (newTokens) => evaluate(newTokens, { token: true }, (next) => next.token as number),
-          prefill: (newTokens) =>
-            Effect.tryPromise({
-              try: () => sequence.evaluateWithoutGeneratingNewTokens(newTokens as Array<Token>),
-              catch: failure(name, "prefill")
-            }).pipe(Effect.map(() => void tokens.push(...newTokens))),
+          appendGreedy: (newTokens, from?: number) => evaluate(newTokens, { token: true }, (next) => next.token as number, from),
           truncate: (length) =>
             length >= tokens.length ? Effect.void : Effect.tryPromise({
               try: () => sequence.eraseContextTokenRanges([{ start: length, end: sequence.nextTokenIndex }]),
@@ -113,6 +108,24 @@ export const greedyReference = async (model: LlamaModel, prompt: ReadonlyArray<n
       if (out.length >= maxTokens) break
     }
     return out
+  } finally {
+    await context.dispose()
+  }
+}
+
+/**
+ * |logit(a) − logit(b)| after `prompt + expected[0..position)`, evaluated as plain decoding
+ * does (prompt in one batch, then one token at a time): how near a tie the two tokens were.
+ */
+export const logitGap = async (model: LlamaModel, prompt: ReadonlyArray<number>, expected: ReadonlyArray<number>, position: number, a: number, b: number): Promise<number> => {
+  const context = await model.createContext({ contextSize: 512, threads: 1, sequences: 1, flashAttention: false })
+  try {
+    const sequence = context.getSequence()
+    const generateNext = { logits: true }
+    let results = await sequence.controlledEvaluate(prompt.map((token, i) => i === prompt.length - 1 ? [token as Token, { generateNext }] : token as Token))
+    for (let i = 0; i < position; i++) results = await sequence.controlledEvaluate([[expected[i]! as Token, { generateNext }]])
+    const logits = results[results.length - 1]!.next.logits!
+    return Math.abs(logits.get(a as Token)! - logits.get(b as Token)!)
   } finally {
     await context.dispose()
   }

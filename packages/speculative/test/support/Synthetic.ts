@@ -16,7 +16,7 @@ export interface SyntheticOptions {
   readonly endTokens?: ReadonlyArray<number>
   /** Next-token probabilities given the context (must sum to 1). */
   readonly next: (context: ReadonlyArray<number>) => ArrayLike<number>
-  /** Offer the `appendGreedy` / `prefill` fast paths. */
+  /** Offer the `appendGreedy` fast path. */
   readonly extensions?: boolean
 }
 
@@ -74,8 +74,8 @@ export const make = (options: SyntheticOptions): Synthetic => {
             }),
           ...(options.extensions === true
             ? {
-              appendGreedy: (tokens: ReadonlyArray<number>) => Effect.map(append(tokens), (all) => all.map((p) => TokenModel.argmax(p))),
-              prefill: (tokens: ReadonlyArray<number>) => Effect.asVoid(append(tokens))
+              appendGreedy: (tokens: ReadonlyArray<number>, from = 0) =>
+                Effect.map(append(tokens), (all) => all.slice(from).map((p) => TokenModel.argmax(p)))
             }
             : {})
         }
