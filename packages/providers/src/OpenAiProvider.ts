@@ -290,7 +290,7 @@ const toChunk = (
   const usage = toUsage(chunk.usage)
   return new Completion.CompletionChunk({
     text,
-    model: chunk.model,
+    ...(chunk.model ? { model: chunk.model } : {}),
     ...(choice?.finish_reason ? { finishReason: finishReason(choice.finish_reason) } : {}),
     ...(usage !== undefined ? { usage } : {}),
     ...(rateLimit !== undefined ? { rateLimit } : {})
