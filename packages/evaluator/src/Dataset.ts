@@ -92,7 +92,8 @@ const schemaMessage = (error: unknown): string => {
   return message.replace(/\s+/g, " ").trim()
 }
 
-interface RawRow {
+/** A parsed, not yet validated row with its 1-based line. @category models @since 0.1.0 */
+export interface RawRow {
   readonly line: number
   readonly value: unknown
 }
