@@ -190,6 +190,11 @@ export const make = (options: Options): Llm.LlmService => {
     const end = yield* Remote.now
     const rateLimit = RateLimitHeaders.parse(response.headers, end)
     const parts: Array<string> = []
+    if (!Array.isArray(data?.content)) {
+      return yield* LlmError.make(providerName, new LlmError.BadResponse({
+        description: `expected a message with content blocks, got ${JSON.stringify(data)?.slice(0, 200)}`
+      }))
+    }
     for (const block of data.content) if (block.type === "text") parts.push(block.text)
     return new Completion.Completion({
       text: parts.join(""),

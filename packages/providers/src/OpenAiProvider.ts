@@ -209,6 +209,7 @@ export const make = (options: Options = {}): { readonly llm: Llm.LlmService; rea
         catch: catchError
       })
       const end = yield* Remote.now
+      if (!Array.isArray(data?.choices) || data.choices.length === 0) return yield* badShape(name, data)
       return buildCompletion(name, request, data, response, start, end, data.choices[0]?.text ?? "")
     }
     const { data, response } = yield* Effect.tryPromise({
@@ -216,6 +217,7 @@ export const make = (options: Options = {}): { readonly llm: Llm.LlmService; rea
       catch: catchError
     })
     const end = yield* Remote.now
+    if (!Array.isArray(data?.choices) || data.choices.length === 0) return yield* badShape(name, data)
     return buildCompletion(name, request, data, response, start, end, data.choices[0]?.message?.content ?? "")
   })
 
@@ -281,11 +283,16 @@ const abortOnRelease: Effect.Effect<AbortController, never, Scope.Scope> = Effec
   (controller) => Effect.sync(() => controller.abort())
 )
 
+const badShape = (name: string, data: unknown) =>
+  Effect.fail(LlmError.make(name, new LlmError.BadResponse({
+    description: `expected a completion with choices, got ${JSON.stringify(data)?.slice(0, 200)}`
+  })))
+
 const toChunk = (
   chunk: ChatCompletionChunk | TextCompletion,
   rateLimit: RateLimitHeaders.RateLimitInfo | undefined
 ): Completion.CompletionChunk => {
-  const choice = chunk.choices[0] as { delta?: { content?: string | null }; text?: string; finish_reason?: string | null } | undefined
+  const choice = chunk.choices?.[0] as { delta?: { content?: string | null }; text?: string; finish_reason?: string | null } | undefined
   const text = choice?.delta?.content ?? choice?.text ?? ""
   const usage = toUsage(chunk.usage)
   return new Completion.CompletionChunk({

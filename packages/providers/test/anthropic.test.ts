@@ -165,6 +165,7 @@ describe("Anthropic against the simulator (official @anthropic-ai/sdk)", () => {
         tag: "ContextLengthExceeded"
       },
       { name: "529 with retry-after", status: 529, body: { type: "error", error: { type: "overloaded_error", message: "Overloaded" } }, headers: { "retry-after": "3" }, tag: "Overloaded", retryAfterMillis: 3000 },
+      { name: "200 without content", status: 200, body: { id: "msg_1", type: "message" }, tag: "BadResponse" },
       { name: "403 permission", status: 403, body: { type: "error", error: { type: "permission_error", message: "no access" } }, tag: "Unauthorized" },
       { name: "404 model", status: 404, body: { type: "error", error: { type: "not_found_error", message: "model: nope" } }, tag: "InvalidRequest" },
       {

@@ -235,6 +235,7 @@ describe("OpenAi against the simulator (official openai SDK)", () => {
         retryable: false,
         scope: "quota"
       },
+      { name: "200 without choices", status: 200, body: { id: "x", object: "chat.completion" }, tag: "BadResponse", retryable: false },
       { name: "401", status: 401, body: { error: { message: "bad key", type: "invalid_request_error", code: "invalid_api_key" } }, tag: "Unauthorized", retryable: false },
       { name: "403", status: 403, body: { error: { message: "region not supported", type: "invalid_request_error" } }, tag: "Unauthorized", retryable: false },
       { name: "404 unknown model", status: 404, body: { error: { message: "The model `nope` does not exist", type: "invalid_request_error", code: "model_not_found" } }, tag: "InvalidRequest", retryable: false },
