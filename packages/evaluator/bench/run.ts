@@ -106,6 +106,9 @@ const hasten = async (cachePath: string) => {
   }))
   const seconds = (performance.now() - start) / 1000
   const judgeUpstream = sim.counters().requests - requestsBefore
+  if (judgeUpstream !== result.timing.judge.upstreamCalls) {
+    throw new Error(`judge calls disagree: simulator saw ${judgeUpstream}, the run counted ${result.timing.judge.upstreamCalls}`)
+  }
   return { seconds, result, upstreamCalls: result.timing.upstreamCalls + judgeUpstream, judgeUpstream }
 }
 

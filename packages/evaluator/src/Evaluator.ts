@@ -256,11 +256,23 @@ export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
     llms.set(candidate.name, Context.get(context, Llm.Llm))
   }
   let judgeContext = Context.empty() as Context.Context<Judge>
+  const judgeCalls = { calls: 0, cachedCalls: 0 }
   if (options.judge !== undefined) {
     const context = yield* build(options.judge.llm, memoMap, scope, `judge ${options.judge.name}`)
     const semaphore = yield* Semaphore.make(options.judge.concurrency ?? 8)
+    const judgeLlm = Context.get(context, Llm.Llm)
     judgeContext = Context.make(Judge, {
-      llm: Context.get(context, Llm.Llm),
+      // Counts judge calls and cache hits for the timing section.
+      llm: {
+        ...judgeLlm,
+        complete: (request) =>
+          judgeLlm.complete(request).pipe(Effect.tap((completion) =>
+            Effect.sync(() => {
+              judgeCalls.calls++
+              if (completion.cached === true) judgeCalls.cachedCalls++
+            })
+          ))
+      },
       model: options.judge.model,
       withPermit: semaphore.withPermit,
       seed
@@ -387,6 +399,7 @@ export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
     timing: Report.timing({
       startedAt,
       finishedAt,
+      judge: judgeCalls,
       entries: ordered.map((entry) => ({ record: entry.record, timing: entry.timing }))
     })
   } satisfies RunResult

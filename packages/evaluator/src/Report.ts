@@ -79,8 +79,10 @@ export interface Timing {
   readonly wallMillis: number
   readonly calls: number
   readonly cachedCalls: number
-  /** Calls that reached the candidate or judge backends (`calls - cachedCalls`), candidates only. */
+  /** Candidate calls not answered by a cache (`calls - cachedCalls`). */
   readonly upstreamCalls: number
+  /** Judge calls made in this run, and how many a cache answered. */
+  readonly judge: { readonly calls: number; readonly cachedCalls: number; readonly upstreamCalls: number }
   readonly resumedItems: number
   readonly items: ReadonlyArray<{ readonly candidate: string; readonly itemId: string; readonly trial: number } & ItemTiming>
 }
@@ -177,8 +179,10 @@ export const build = (config: RunConfig, records: ReadonlyArray<ItemRecord>): Re
 export const timing = (options: {
   readonly startedAt: number
   readonly finishedAt: number
+  readonly judge?: { readonly calls: number; readonly cachedCalls: number }
   readonly entries: ReadonlyArray<{ readonly record: ItemRecord; readonly timing: ItemTiming }>
 }): Timing => {
+  const judge = options.judge ?? { calls: 0, cachedCalls: 0 }
   const fresh = options.entries.filter((entry) => !entry.timing.resumed)
   const calls = fresh.reduce((sum, entry) => sum + entry.timing.calls, 0)
   const cachedCalls = fresh.reduce((sum, entry) => sum + entry.timing.cachedCalls, 0)
@@ -188,6 +192,7 @@ export const timing = (options: {
     calls,
     cachedCalls,
     upstreamCalls: calls - cachedCalls,
+    judge: { calls: judge.calls, cachedCalls: judge.cachedCalls, upstreamCalls: judge.calls - judge.cachedCalls },
     resumedItems: options.entries.length - fresh.length,
     items: options.entries.map((entry) => ({
       candidate: entry.record.candidate,
@@ -243,7 +248,7 @@ export const toMarkdown = (report: Report, timingSection?: Timing): string => {
     }
   }
   if (timingSection !== undefined) {
-    lines.push("", `Wall time ${(timingSection.wallMillis / 1000).toFixed(2)} s; ${timingSection.calls} candidate calls, ${timingSection.cachedCalls} from cache; ${timingSection.resumedItems} item(s) resumed from the checkpoint.`)
+    lines.push("", `Wall time ${(timingSection.wallMillis / 1000).toFixed(2)} s; ${timingSection.calls} candidate calls, ${timingSection.cachedCalls} from cache; ${timingSection.judge.calls} judge calls, ${timingSection.judge.cachedCalls} from cache; ${timingSection.resumedItems} item(s) resumed from the checkpoint.`)
   }
   return lines.join("\n") + "\n"
 }

@@ -44,6 +44,8 @@ describe("Stack (cache middleware)", () => {
       assert.strictEqual(judgeCalls.requests.length, 12)
       assert.strictEqual(warm.timing.cachedCalls, 12)
       assert.strictEqual(warm.timing.upstreamCalls, 0)
+      assert.deepStrictEqual(cold.timing.judge, { calls: 12, cachedCalls: 0, upstreamCalls: 12 })
+      assert.deepStrictEqual(warm.timing.judge, { calls: 12, cachedCalls: 12, upstreamCalls: 0 })
       assert.strictEqual(Report.reportJson(warm.report), Report.reportJson(cold.report))
     }))
 
