@@ -327,11 +327,18 @@ export const make = (options: Options): ReplicateLlm => {
     })
   }
 
-  const modelOf = (request: CompletionRequest.CompletionRequest) => request.model.length > 0 ? request.model : options.model ?? ""
+  const modelOf = (request: CompletionRequest.CompletionRequest): Effect.Effect<string, LlmError.LlmError> => {
+    const model = request.model.length > 0 ? request.model : options.model ?? ""
+    return /^[^/\s:]+\/[^/\s:]+(:[0-9a-f]+)?$/i.test(model)
+      ? Effect.succeed(model)
+      : Effect.fail(LlmError.make(providerName, new LlmError.InvalidRequest({
+        description: `Replicate models are named "owner/name" or "owner/name:version", got ${JSON.stringify(model)}`
+      })))
+  }
 
   const complete = Effect.fn("Replicate.complete")(function*(request: CompletionRequest.CompletionRequest) {
     const start = yield* Remote.now
-    const model = modelOf(request)
+    const model = yield* modelOf(request)
     const created = yield* create(model, toInput(request, model), true)
     let done = terminal(created.status)
     const { polls, prediction } = yield* cancelUnlessDone(
@@ -356,7 +363,7 @@ export const make = (options: Options): ReplicateLlm => {
 
   const stream = (request: CompletionRequest.CompletionRequest): Stream.Stream<Completion.CompletionChunk, LlmError.LlmError> =>
     withStreamTimeout(Stream.unwrap(Effect.gen(function*() {
-      const model = modelOf(request)
+      const model = yield* modelOf(request)
       const created = yield* create(model, toInput(request, model), false)
       const state = { done: terminal(created.status) }
       yield* Effect.addFinalizer(() => state.done ? Effect.void : cancel(created.id))

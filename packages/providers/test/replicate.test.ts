@@ -211,6 +211,15 @@ describe("Replicate against the simulator (official replicate SDK)", () => {
         assert.strictEqual(sim.counters().requestsByRoute[createRoute], 2)
       }).pipe(Effect.scoped))
 
+    it.live("a model name that is not owner/name fails before any request, naming it", () =>
+      Effect.gen(function*() {
+        const sim = yield* simulator()
+        const reason = reasonOf(yield* Effect.exit(client(sim).complete(CompletionRequest.user("llama-3", "hi"))))
+        assert.strictEqual(reason._tag, "InvalidRequest")
+        assert.include(reason.description, "\"llama-3\"")
+        assert.strictEqual(sim.counters().requests, 0)
+      }).pipe(Effect.scoped))
+
     it.live("an invalid input is InvalidRequest (422)", () =>
       Effect.gen(function*() {
         const sim = yield* simulator()
