@@ -63,6 +63,27 @@ export const tokenModel = (model: LlamaModel, options: { readonly name: string; 
         )
         const sequence = context.getSequence()
         const tokens: Array<number> = []
+        // A long-lived greedy generator for steps that need one output: node-llama-cpp's
+        // controlledEvaluate builds a sampler per call, which costs more than a tiny model's
+        // forward pass; the generator keeps one (driven with next(tokens), as in plain decoding).
+        let generator: AsyncGenerator<Token, void, void | Token | Array<Token>> | undefined
+        yield* Effect.addFinalizer(() => Effect.promise(async () => void (await generator?.return())))
+        const stepGreedy = (newTokens: ReadonlyArray<number>) =>
+          Effect.tryPromise({
+            try: async () => {
+              let result: IteratorResult<Token, void>
+              if (generator === undefined) {
+                generator = sequence.evaluate(newTokens as Array<Token>, { temperature: 0, yieldEogToken: true })
+                result = await generator.next()
+              } else {
+                result = await generator.next(newTokens as Array<Token>)
+              }
+              if (result.done === true) throw new Error("the greedy generator ended")
+              tokens.push(...newTokens)
+              return [result.value as number]
+            },
+            catch: failure(name, "evaluate")
+          })
         const evaluate = <A>(newTokens: ReadonlyArray<number>, generateNext: object, read: (output: any) => A, from = 0) =>
           Effect.tryPromise({
             try: () => sequence.controlledEvaluate(newTokens.map((token, i) => i >= from ? [token as Token, { generateNext }] : token as Token)),
@@ -83,7 +104,8 @@ export const tokenModel = (model: LlamaModel, options: { readonly name: string; 
               for (let i = 0; i < vocabularySize; i++) out[i] = out[i]! / sum
               return out
             }),
-          appendGreedy: (newTokens, from?: number) => evaluate(newTokens, { token: true }, (next) => next.token as number, from),
+          appendGreedy: (newTokens, from?: number) =>
+            (from ?? 0) === newTokens.length - 1 ? stepGreedy(newTokens) : evaluate(newTokens, { token: true }, (next) => next.token as number, from),
           truncate: (length) =>
             length >= tokens.length ? Effect.void : Effect.tryPromise({
               try: () => sequence.eraseContextTokenRanges([{ start: length, end: sequence.nextTokenIndex }]),
