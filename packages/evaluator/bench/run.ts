@@ -89,7 +89,7 @@ const before = async () => {
 // (b, c) Hasten ---------------------------------------------------------------------------------
 const hasten = async (cachePath: string) => {
   const cache = Stack.cacheStore({ path: cachePath })
-  const local = Stack.lazy("local", Local.layer({ model: modelPath, threads: 1, contextSize: 512 }))
+  const local = Stack.lazy("local", Local.layer({ model: modelPath, threads: 1, contextSize: 512, sequences: 4 }))
   const judge = OpenAi.layer({ baseURL: sim.openaiBaseUrl, apiKey: Redacted.make("sk-bench"), model: judgeModel })
   const rateLimit = RateLimit.layer({ requestsPerSecond: 40, maxConcurrency: 16, tokensPerMinute: 2_000_000 })
   const requestsBefore = sim.counters().requests

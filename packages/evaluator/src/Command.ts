@@ -290,7 +290,8 @@ export const evaluate = (
     const candidates: Array<Evaluator.Candidate> = []
     for (const text of args.candidates) {
       const spec = yield* parseSpec(text)
-      candidates.push({ name: text, model: modelId(spec), ...(spec.adapter !== undefined ? { adapter: spec.adapter } : {}), llm: stackFor(spec, 1) })
+      // A local model gets as many parallel sequences as candidate calls may run at once.
+      candidates.push({ name: text, model: modelId(spec), ...(spec.adapter !== undefined ? { adapter: spec.adapter } : {}), llm: stackFor(spec, Math.min(args.concurrency, 8)) })
     }
     const judgeSpec = args.judge === undefined ? undefined : yield* parseSpec(args.judge)
     const scorerName = args.scorer ?? defaultScorer(args.dataset, judgeSpec !== undefined)
@@ -299,7 +300,7 @@ export const evaluate = (
       scorer: scorerOf(scorerName, args.rubric),
       candidates,
       ...(judgeSpec !== undefined
-        ? { judge: { name: args.judge!, model: modelId(judgeSpec), llm: stackFor(judgeSpec, 1), concurrency: args.judgeConcurrency } }
+        ? { judge: { name: args.judge!, model: modelId(judgeSpec), llm: stackFor(judgeSpec, Math.min(args.judgeConcurrency, 8)), concurrency: args.judgeConcurrency } }
         : {}),
       ...(args.questions !== undefined ? { questions: args.questions } : {}),
       seed: args.seed,
