@@ -7,12 +7,13 @@
  *   2. in-process: a zero-latency fake `Llm` (no I/O at all) — the absolute per-call cost
  *      of measuring, in microseconds, where the relative overhead is meaningless.
  *
- * Rounds alternate baseline and measured runs; medians are reported. `--quick` runs fewer calls.
+ * The modes run side by side in one process, interleaved in blocks of calls, so machine load
+ * hits them alike. `--quick` runs fewer calls.
  * Run with `node bench/run.ts` after `tsup` in core and perf-logger.
  */
 import { Completion, CompletionRequest, Llm } from "@hasten/core"
 import { PerfLogger } from "@hasten/perf-logger"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, ManagedRuntime } from "effect"
 import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -23,7 +24,6 @@ import { fileURLToPath } from "node:url"
 
 const quick = process.argv.includes("--quick")
 const calls = quick ? 1_000 : 10_000
-const rounds = 3
 
 // A zero-latency OpenAI-style chat completions server, in its own process.
 const serverSource = `
@@ -112,9 +112,12 @@ const fakeLlm: Layer.Layer<Llm.Llm> = Layer.succeed(
 
 const request = CompletionRequest.user("bench-model", "say ok")
 
-const workload = Effect.gen(function*() {
+/** Calls per block: the modes take turns block by block, so all see the same machine load. */
+const block = 50
+
+const blockOfCalls = Effect.gen(function*() {
   const llm = yield* Llm.Llm
-  for (let index = 0; index < calls; index++) yield* llm.complete(request)
+  for (let index = 0; index < block; index++) yield* llm.complete(request)
 })
 
 const logRoot = Fs.mkdtempSync(Path.join(Os.tmpdir(), "perf-logger-bench-"))
@@ -137,44 +140,39 @@ const stackFor = (mode: Mode, llm: Layer.Layer<Llm.Llm>): Layer.Layer<Llm.Llm> =
       }))
     )
 
-interface Sample {
-  readonly wallMs: number
-  /** CPU time of this (client) process: what measuring adds, undisturbed by other processes' load. */
-  readonly cpuMs: number
-}
-
-/** Wall and CPU milliseconds of the workload (layer construction and teardown excluded). */
-const time = (mode: Mode, llm: Layer.Layer<Llm.Llm>): Promise<Sample> =>
-  Effect.runPromise(
-    Effect.gen(function*() {
-      const start = performance.now()
-      const cpu = process.cpuUsage()
-      yield* workload
-      const used = process.cpuUsage(cpu)
-      return { wallMs: performance.now() - start, cpuMs: (used.user + used.system) / 1000 }
-    }).pipe(Effect.provide(stackFor(mode, llm)))
-  )
-
-const median = (values: ReadonlyArray<number>): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
-}
-
 const modes: ReadonlyArray<Mode> = ["baseline", "perf-logger", "perf-logger buffered"]
 
+interface Totals {
+  wallMs: number
+  /** CPU time of this (client) process: what measuring adds, whatever the server does. */
+  cpuMs: number
+}
+
+/**
+ * One run of `calls` calls per mode, each mode on its own runtime, interleaved block by block
+ * in rotating order; wall and CPU time summed per mode (runtime start and close excluded).
+ */
 const measure = async (llm: Layer.Layer<Llm.Llm>) => {
-  await time("baseline", llm) // warm-up: JIT, sockets
-  await time("perf-logger", llm)
-  const samples = new Map<Mode, Array<Sample>>(modes.map((mode) => [mode, []]))
-  for (let round = 0; round < rounds; round++) {
-    const order = round % 2 === 0 ? modes : [...modes].reverse()
-    for (const mode of order) samples.get(mode)!.push(await time(mode, llm))
+  const runtimes = new Map(modes.map((mode) => [mode, ManagedRuntime.make(stackFor(mode, llm))]))
+  const totals = new Map<Mode, Totals>(modes.map((mode) => [mode, { wallMs: 0, cpuMs: 0 }]))
+  for (const runtime of runtimes.values()) await runtime.runPromise(blockOfCalls) // warm-up: JIT, sockets
+  const blocks = Math.ceil(calls / block)
+  for (let index = 0; index < blocks; index++) {
+    for (let turn = 0; turn < modes.length; turn++) {
+      const mode = modes[(index + turn) % modes.length]!
+      const runtime = runtimes.get(mode)!
+      const cpu = process.cpuUsage()
+      const start = performance.now()
+      await runtime.runPromise(blockOfCalls)
+      const wallMs = performance.now() - start
+      const used = process.cpuUsage(cpu)
+      const total = totals.get(mode)!
+      total.wallMs += wallMs
+      total.cpuMs += (used.user + used.system) / 1000
+    }
   }
-  return new Map(modes.map((mode) => {
-    const list = samples.get(mode)!
-    return [mode, { wallMs: median(list.map((sample) => sample.wallMs)), cpuMs: median(list.map((sample) => sample.cpuMs)) }]
-  }))
+  for (const runtime of runtimes.values()) await runtime.dispose()
+  return totals
 }
 
 const server = await startServer()
@@ -201,7 +199,7 @@ for (const [name, results] of [[server.kind, loopback], ["in-process fake", inPr
     ])
   }
 }
-console.log(`${calls} sequential calls per run, ${rounds} alternating rounds per mode, medians`)
+console.log(`${calls} sequential calls per mode, the modes interleaved in blocks of ${block} calls`)
 console.log(PerfLogger.renderTable(rows))
 const events = Fs.readdirSync(logRoot).reduce(
   (sum, run) =>
@@ -216,7 +214,6 @@ const fakeBase = inProcess.get("baseline")!
 const result = {
   bench: "perf-logger",
   calls,
-  rounds,
   upstream: server.kind,
   overheadPct: Number(pct(loopbackBase.wallMs, loopback.get("perf-logger")!.wallMs).toFixed(2)),
   overheadPctBuffered: Number(pct(loopbackBase.wallMs, loopback.get("perf-logger buffered")!.wallMs).toFixed(2)),
