@@ -1,0 +1,90 @@
+#!/usr/bin/env node
+/** Evaluate several models/adapters with a judge: before vs Hasten cold vs warm. Run with --help. */
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import { parseArgs } from "node:util"
+import { Cause, Effect, Exit } from "effect"
+import { type Options, run } from "./EvalAdapters.js"
+
+const bundled = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..", "data", "stories.jsonl")
+const defaultCandidates = ["local:stories260K.gguf", "local:TinyStories-656K-Q8_0.gguf"]
+const usage = `Several models/adapters on the same seeded questions with an LLM judge:
+the seeds' evaluator vs Hasten (cold cache) vs Hasten (warm re-run), then the score table
+
+Usage: node examples/eval-adapters/dist/main.js [options]
+
+  --candidate <spec>      repeatable: local:<model.gguf>[@<lora.gguf>] (a name in shared/models or a path)
+                          (default: ${defaultCandidates.join(" and ")})
+  --judge <spec>          e.g. openai:gpt-4o-mini with your OPENAI_API_KEY (and OPENAI_BASE_URL);
+                          default: the testkit simulator behind the OpenAI API
+  --dataset <d>           .jsonl/.csv of {question, answer}, or truthfulqa | gsm8k (shared/data)
+                          (default: the bundled 12 story openings, data/stories.jsonl)
+  --prompt <style>        continue: send the question text alone (default for the bundled set);
+                          qa: "Question: …\nAnswer:" (default for other datasets)
+  --questions <n>         questions sampled with the seed (default: all)
+  --seed <n>              selection, generation and bootstrap seed (default 42)
+  --max-tokens <n>        tokens per answer (default 48)
+  --concurrency <n>       concurrent candidate calls (default 4)
+  --judge-concurrency <n> concurrent judge calls (default 8)
+  --threads <n>           CPU threads per local model (default 1)
+  --ttft-ms <n>           simulator judge: time to first token (default 150)
+  --per-token-ms <n>      simulator judge: time per output token (default 5)
+  --no-baseline           skip (a), the seeds' evaluator
+  --out <dir>             report folder (default .hasten/eval-adapters)
+  --quick                 3 questions, 24 tokens
+  -h, --help`
+
+const fail = (message: string): never => {
+  console.error(`error: ${message}`)
+  process.exit(1)
+}
+const values = (() => {
+  try {
+    return parseArgs({
+      options: {
+        candidate: { type: "string", multiple: true }, judge: { type: "string" }, dataset: { type: "string" },
+        questions: { type: "string" }, seed: { type: "string" }, "max-tokens": { type: "string" }, concurrency: { type: "string" },
+        "judge-concurrency": { type: "string" }, threads: { type: "string" }, "ttft-ms": { type: "string" },
+        "per-token-ms": { type: "string" }, prompt: { type: "string" }, "no-baseline": { type: "boolean" }, out: { type: "string" }, quick: { type: "boolean" },
+        help: { type: "boolean", short: "h" }
+      }
+    }).values
+  } catch (error) {
+    return fail(`${(error as Error).message}\n\n${usage}`)
+  }
+})()
+if (values.help) {
+  console.log(usage)
+  process.exit(0)
+}
+const int = (name: string, value: string | undefined, fallback: number, min: number) => {
+  if (value === undefined) return fallback
+  const n = Number(value)
+  return Number.isInteger(n) && n >= min ? n : fail(`--${name} must be an integer >= ${min}, got "${value}"`)
+}
+const quick = values.quick === true
+const prompt = values.prompt ?? (values.dataset === undefined ? "continue" : "qa")
+if (prompt !== "qa" && prompt !== "continue") fail(`--prompt must be qa or continue, got "${prompt}"`)
+const options: Options = {
+  dataset: values.dataset ?? bundled,
+  candidates: values.candidate ?? defaultCandidates,
+  judge: values.judge,
+  questions: values.questions !== undefined ? int("questions", values.questions, 0, 1) : quick ? 3 : undefined,
+  seed: int("seed", values.seed, 42, 0),
+  maxTokens: int("max-tokens", values["max-tokens"], quick ? 24 : 48, 1),
+  concurrency: int("concurrency", values.concurrency, 4, 1),
+  judgeConcurrency: int("judge-concurrency", values["judge-concurrency"], 8, 1),
+  threads: int("threads", values.threads, 1, 1),
+  contextSize: 512,
+  prompt: prompt as Options["prompt"],
+  baseline: values["no-baseline"] !== true,
+  out: values.out ?? Path.join(".hasten", "eval-adapters"),
+  latency: { ttftMs: int("ttft-ms", values["ttft-ms"], 150, 0), perTokenMs: int("per-token-ms", values["per-token-ms"], 5, 0) },
+  log: (line) => console.log(line)
+}
+Effect.runPromiseExit(run(options)).then((exit) => {
+  if (Exit.isFailure(exit)) {
+    const error = Cause.squash(exit.cause)
+    fail(typeof error === "object" && error !== null && "message" in error ? String((error as { message: unknown }).message) : String(error))
+  }
+})
