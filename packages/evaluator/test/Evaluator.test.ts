@@ -221,4 +221,33 @@ describe("Evaluator.run", () => {
       assert.strictEqual(result.report.results.length, 2)
       assert.deepStrictEqual(result.report.config.candidates[1], { name: "b", model: "m", adapter: "lora-1" })
     }))
+
+  it.effect("self-correction with a judge: the learner sees the judge's reason; per-turn judge scores", () =>
+    Effect.gen(function*() {
+      const learnerCalls = calls()
+      // Wrong first ("#### 1"), right after feedback.
+      const learner = scripted("learner", (request) => {
+        const i = questionIndex(request)
+        return request.messages.length === 1 ? "#### 1" : `#### ${i * 2}`
+      }, learnerCalls)
+      const judge = scripted("judge", (request) => {
+        const prompt = request.messages.map((message) => message.content).join("\n")
+        const i = indexOf(prompt)
+        const answer = /Answer to grade: #### (\d+)/.exec(prompt)?.[1]
+        return answer === String(i * 2) ? "{\"score\": 1, \"reason\": \"correct\"}" : `{"score": 0, "reason": "the sum of ${i} and ${i} is not ${answer}"}`
+      })
+      const small: Dataset.Dataset = { ...dataset, items: dataset.items.slice(2, 5) }
+      const result = yield* Evaluator.run({
+        dataset: small,
+        scorer: Scorer.judge(),
+        selfCorrect: 1,
+        candidates: [candidate(learner)],
+        judge: { name: "judge", model: "j", llm: judge }
+      })
+      const turns = result.report.results[0]!.summary.selfCorrection!
+      assert.deepStrictEqual(turns.map((turn) => [turn.accuracy, turn.fixed, turn.broken]), [[0, 0, 0], [1, 3, 0]])
+      const revision = learnerCalls.requests.find((request) => request.messages.length === 3 && questionIndex(request) === 3)!
+      assert.strictEqual(revision.messages[2]!.content, "A grader said: the sum of 3 and 3 is not 1 Revise your answer.")
+      assert.strictEqual(result.report.results[0]!.items[0]!.turns!.length, 2)
+    }))
 })
