@@ -208,4 +208,37 @@ describe("metric definitions on scripted timings", () => {
       assert.strictEqual(batch.calls, 0)
       assert.strictEqual(summary.overall.calls, 5)
     }))
+
+  it.effect("aggregates per provider/model, and the overall numbers are the sum of the groups", () =>
+    Effect.gen(function*() {
+      const { summary } = yield* run(Effect.gen(function*() {
+        yield* Llm.complete(Scripted.request({ latencyMs: 10, outputTokens: 1 }, "small"))
+        yield* Llm.complete(Scripted.request({ latencyMs: 30, outputTokens: 1 }, "small"))
+        yield* Llm.complete(Scripted.request({ latencyMs: 100, outputTokens: 9, responseModel: "large-2025" }, "large"))
+      }))
+      assert.deepStrictEqual(Object.keys(summary.byModel).sort(), ["scripted/large", "scripted/small"])
+      assert.strictEqual(summary.byModel["scripted/small"]?.latencyMs?.p90, 30)
+      assert.strictEqual(summary.byModel["scripted/large"]?.tokens.output, 9)
+      assert.strictEqual(summary.overall.calls, 3)
+      assert.strictEqual(summary.overall.tokens.output, 11)
+      assert.strictEqual(summary.overall.latencyMs?.max, 100)
+    }))
+
+  it.effect("a stream the consumer stops early is a success with the tokens it delivered; a defect is a Defect", () =>
+    Effect.gen(function*() {
+      const { summary } = yield* run(Effect.gen(function*() {
+        yield* Llm.stream(Scripted.request({ chunks: [{ afterMs: 5, text: "a" }, { afterMs: 5, text: "b" }, { afterMs: 5, text: "c" }] }))
+          .pipe(Stream.take(1), Stream.runDrain)
+        yield* Effect.exit(Llm.stream(Scripted.request({ chunks: [{ afterMs: 1, text: "a" }] })).pipe(
+          Stream.mapEffect(() => Effect.die("bug")),
+          Stream.runDrain
+        ))
+      }))
+      assert.deepStrictEqual(summary.overall.errorsByClass, { Defect: 1 })
+      assert.strictEqual(summary.overall.calls, 2)
+      assert.strictEqual(summary.overall.succeeded, 1)
+      // one chunk delivered before the consumer stopped; no usage chunk arrived
+      assert.strictEqual(summary.overall.tokens.output, 1)
+      assert.strictEqual(summary.overall.latencyMs?.p50, 5)
+    }))
 })
