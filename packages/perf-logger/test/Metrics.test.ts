@@ -241,4 +241,14 @@ describe("metric definitions on scripted timings", () => {
       assert.strictEqual(summary.overall.tokens.output, 1)
       assert.strictEqual(summary.overall.latencyMs?.p50, 5)
     }))
+
+  it.effect("a completion interrupted by its caller is recorded as Interrupted with the time it ran", () =>
+    Effect.gen(function*() {
+      const fiber = yield* Effect.forkChild(Llm.complete(Scripted.request({ latencyMs: 100 })))
+      yield* TestClock.adjust("40 millis")
+      yield* Fiber.interrupt(fiber)
+      const summary = yield* PerfLogger.summary
+      assert.deepStrictEqual(summary.overall.errorsByClass, { Interrupted: 1 })
+      assert.strictEqual(summary.overall.activeMs, 40)
+    }).pipe(Effect.provide(Measured)))
 })
