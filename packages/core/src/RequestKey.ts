@@ -4,7 +4,7 @@
  * would answer them the same way. An omitted temperature is not 0.
  * @since 0.1.0
  */
-import { createHash } from "node:crypto"
+import { hash } from "node:crypto"
 import type { CompletionRequest } from "./CompletionRequest.js"
 
 /** What besides the request goes into a key. @category models @since 0.1.0 */
@@ -57,19 +57,54 @@ export const keyFields = (request: CompletionRequest): Record<string, unknown> =
   trial: request.trial
 })
 
+const json = JSON.stringify
+
 /**
- * The request key: hex SHA-256 of `{ v, namespace, provider, request fields }`.
+ * The canonical text a key hashes: exactly `canonicalJson({ v, namespace, provider,
+ * request: keyFields(request) })`, written directly in its (sorted) field order because
+ * the cache computes it on every hit. A test pins it to the generic form.
+ * @category utils @since 0.1.0
+ */
+export const keyText = (request: CompletionRequest, options: KeyOptions): string => {
+  let out = `{"namespace":${json(options.namespace ?? "default")},"provider":${json(options.provider)},"request":{`
+  let first = true
+  const field = (name: string, value: string | undefined) => {
+    if (value === undefined) return
+    out += first ? `"${name}":${value}` : `,"${name}":${value}`
+    first = false
+  }
+  const number = (value: number | undefined) => (value === undefined ? undefined : canonicalJson(value))
+  field("adapter", request.adapter === undefined ? undefined : json(request.adapter))
+  field("frequencyPenalty", number(request.frequencyPenalty))
+  field("maxTokens", number(request.maxTokens))
+  let messages = "["
+  for (let i = 0; i < request.messages.length; i++) {
+    const message = request.messages[i]!
+    messages += `${i === 0 ? "" : ","}{"content":${json(message.content)},"role":${json(message.role)}}`
+  }
+  field("messages", messages + "]")
+  field("model", json(request.model))
+  field("penaltyWindow", number(request.penaltyWindow))
+  field("presencePenalty", number(request.presencePenalty))
+  field("prompt", request.prompt === undefined ? undefined : json(request.prompt))
+  field("providerOptions", request.providerOptions === undefined ? undefined : canonicalJson(request.providerOptions))
+  field("repeatPenalty", number(request.repeatPenalty))
+  field("responseFormat", request.responseFormat === undefined ? undefined : canonicalJson(request.responseFormat))
+  field("seed", number(request.seed))
+  field("stop", request.stop === undefined ? undefined : canonicalJson(request.stop))
+  field("temperature", request.temperature === undefined ? `{"default":true}` : `{"value":${canonicalJson(request.temperature)}}`)
+  field("topK", number(request.topK))
+  field("topP", number(request.topP))
+  field("trial", number(request.trial))
+  return `${out}},"v":${canonicalJson(options.version ?? 1)}}`
+}
+
+/**
+ * The request key: hex SHA-256 of `{ v, namespace, provider, request fields }` in
+ * canonical JSON (see {@link keyText}).
  * @category constructors @since 0.1.0
  */
-export const make = (request: CompletionRequest, options: KeyOptions): string =>
-  createHash("sha256")
-    .update(canonicalJson({
-      v: options.version ?? 1,
-      namespace: options.namespace ?? "default",
-      provider: options.provider,
-      request: keyFields(request)
-    }))
-    .digest("hex")
+export const make = (request: CompletionRequest, options: KeyOptions): string => hash("sha256", keyText(request, options), "hex")
 
 /**
  * Whether a request is deterministic: temperature 0, or a seed given. Only these are
