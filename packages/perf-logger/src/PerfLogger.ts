@@ -180,9 +180,18 @@ const makeRecorder = (
     const runDir = options.write ? Path.resolve(options.dir ?? "performance_logs", runId) : undefined
     const writer = runDir === undefined ? undefined : new EventWriter(Path.join(runDir, "events.jsonl"), options.flush ?? "event")
     const aggregator = new Aggregator(options.prices)
+    let writeFailed = false
+    // Measuring must never fail the measured call: a write error (disk full, folder removed)
+    // stops the file log, is reported once, and the in-memory summary carries on.
     const recordUnsafe = (event: Event): void => {
       aggregator.add(event)
-      writer?.write(event)
+      if (writer === undefined || writeFailed) return
+      try {
+        writer.write(event)
+      } catch (error) {
+        writeFailed = true
+        process.emitWarning(`perf-logger: writing ${writer.path} failed, the run log stops here: ${String(error)}`)
+      }
     }
     recordUnsafe({
       type: "run_start",

@@ -162,3 +162,32 @@ describe("plain async TypeScript", () => {
       assert.isTrue(Fs.existsSync(Path.join(dir, "from-env", "summary.json")))
     }))
 })
+
+describe("robustness", () => {
+  it.effect("a failing log write (disk full) never fails the measured call", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      // events.jsonl is /dev/full: every write fails with ENOSPC
+      Fs.mkdirSync(Path.join(dir, "full"))
+      Fs.symlinkSync("/dev/full", Path.join(dir, "full", "events.jsonl"))
+      const warnings: Array<string> = []
+      const onWarning = (warning: Error) => warnings.push(warning.message)
+      process.on("warning", onWarning)
+      const summary = yield* Effect.gen(function*() {
+        yield* Llm.complete(Scripted.request({ outputTokens: 1 }))
+        yield* Llm.complete(Scripted.request({ outputTokens: 2 }))
+        return yield* PerfLogger.summary
+      }).pipe(Effect.provide(PerfLogger.layerLlm.pipe(
+        Layer.provideMerge(Scripted.layer),
+        Layer.provideMerge(PerfLogger.layer({ dir, runId: "full", console: false }))
+      )))
+      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+      process.off("warning", onWarning)
+      assert.strictEqual(summary.overall.calls, 2)
+      assert.strictEqual(summary.overall.tokens.output, 3)
+      assert.strictEqual(warnings.length, 1)
+      assert.match(warnings[0]!, /events\.jsonl failed, the run log stops here/)
+      // the summary still lands next to the log
+      assert.strictEqual(JSON.parse(Fs.readFileSync(Path.join(dir, "full", "summary.json"), "utf8")).overall.calls, 2)
+    }))
+})
