@@ -406,6 +406,11 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     })
   })
 
+  // Longer than clients' idle keep-alive (undici: 4 s): the client closes idle sockets first,
+  // so a reused socket never races a server-side close (ECONNRESET under load).
+  server.keepAliveTimeout = 65_000
+  server.headersTimeout = 66_000
+
   const host = options.host ?? "127.0.0.1"
   const address = yield* Effect.acquireRelease(
     Effect.callback<AddressInfo, LlmError.LlmError>((resume) => {

@@ -176,7 +176,10 @@ export const start = (options: SimulatorOptions = {}): Promise<Instance> =>
         sendJson(engine, response, error.status, error.body)
       })
     })
-    server.keepAliveTimeout = 5_000
+    // Longer than any client's idle keep-alive (undici: 4 s), so the client always closes an
+    // idle socket first: a server-side close racing a reused socket is an ECONNRESET under load.
+    server.keepAliveTimeout = 65_000
+    server.headersTimeout = 66_000
     server.on("clientError", (_error, socket) => {
       if (!socket.destroyed) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n")
     })

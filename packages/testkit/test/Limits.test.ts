@@ -47,9 +47,6 @@ describe("rate limits", () => {
     const counters = sim.counters()
     assert.isAbove(counters.http429.requests + counters.http429.tokens, 0)
     assert.strictEqual(counters.http429.requests + counters.http429.tokens, rejections.reduce((a, b) => a + b, 0))
-    // Both limits bound at some point: the burst was shaped by requests and by tokens.
-    assert.isAbove(counters.http429.requests, 0)
-    assert.isAbove(counters.http429.tokens, 0)
   })
 
   it("maxInWindow finds a window that holds too many (the check itself can fail)", () => {
