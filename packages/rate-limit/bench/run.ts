@@ -1,0 +1,443 @@
+/**
+ * Benchmark: a GSM8K-shaped workload (many short multi-turn calls) against the testkit
+ * simulator in a separate process, with request and token limits per window, latency and
+ * 2% injected 5xx. Side by side in one run:
+ *   (a) naive: Promise.all over every call, OpenAI SDK default retries
+ *   (b) before: 2 calls at a time, SDK default retries (the seeds' setup)
+ *   (c) bottleneck: Bottleneck configured by hand with the same limits + p-retry
+ *   (d) hasten: RateLimit.layer over the OpenAI provider
+ * plus 3 processes sharing one key through Redis (combined rate vs the limit in every window).
+ *
+ *   node bench/run.ts [--quick]       (build core, testkit, providers and rate-limit with tsup first)
+ *
+ * Prints a table and, last, one JSON line.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync, readFileSync } from "node:fs"
+import { dirname, join, resolve } from "node:path"
+import { createInterface } from "node:readline"
+import { fileURLToPath } from "node:url"
+import { CompletionRequest, Llm } from "@hasten/core"
+import { OpenAi } from "@hasten/providers/openai"
+import { RateLimit } from "@hasten/rate-limit"
+import { RedisServer } from "@hasten/testkit"
+import Bottleneck from "bottleneck"
+import { Effect, Exit, Layer, Logger, Redacted } from "effect"
+import OpenAI from "openai"
+import pRetry from "p-retry"
+
+const here = dirname(fileURLToPath(import.meta.url))
+const quick = process.argv.includes("--quick")
+const API_KEY = "sk-bench"
+const MODEL = "gpt-4o-mini"
+
+// ---------------------------------------------------------------------------
+// workload
+// ---------------------------------------------------------------------------
+
+interface Item {
+  readonly messages: ReadonlyArray<{ readonly role: "system" | "user" | "assistant"; readonly content: string }>
+  readonly maxTokens: number
+}
+
+const findData = (): string | undefined => {
+  const fromEnv = process.env["HASTEN_DATA_DIR"]
+  if (fromEnv !== undefined && existsSync(join(fromEnv, "gsm8k", "test.jsonl"))) return join(fromEnv, "gsm8k", "test.jsonl")
+  let dir = here
+  for (let i = 0; i < 8; i++) {
+    for (const candidate of [join(dir, "shared", "data"), join(dir, "..", "shared", "data")]) {
+      if (existsSync(join(candidate, "gsm8k", "test.jsonl"))) return join(candidate, "gsm8k", "test.jsonl")
+    }
+    dir = resolve(dir, "..")
+  }
+  return undefined
+}
+
+const questions = (): Array<string> => {
+  const file = findData()
+  if (file === undefined) {
+    return Array.from({ length: 200 }, (_, i) => `A farmer has ${i + 3} cows and buys ${i % 7 + 2} more each week for ${i % 5 + 1} weeks. How many cows?`)
+  }
+  return readFileSync(file, "utf8").split("\n").filter((line) => line.trim().length > 0).map((line) => (JSON.parse(line) as { question: string }).question)
+}
+
+/** The seeds' GSM8K run: a question, the model's first attempt, a self-check turn. */
+const workload = (n: number): Array<Item> => {
+  const pool = questions()
+  return Array.from({ length: n }, (_, i) => ({
+    messages: [
+      { role: "system", content: "You are a careful math tutor. Answer with the final number." },
+      { role: "user", content: pool[i % pool.length]! },
+      { role: "assistant", content: "Let me work through it step by step." },
+      { role: "user", content: "Check your arithmetic and give only the final number." }
+    ],
+    maxTokens: 48
+  }))
+}
+
+/** The simulator's tokenizer: at most four non-space characters per token. */
+const simTokens = (text: string): number => (text.match(/\s*\S{1,4}|\s+$/g) ?? []).length
+const charged = (item: Item): number => item.messages.reduce((sum, message) => sum + simTokens(message.content), 0) + item.maxTokens
+
+// ---------------------------------------------------------------------------
+// the simulator in its own process
+// ---------------------------------------------------------------------------
+
+interface Counters {
+  readonly requests: number
+  readonly admitted: number
+  readonly http429: { readonly requests: number; readonly tokens: number; readonly quota: number; readonly concurrency: number }
+  readonly faults: number
+}
+interface SimEvent {
+  readonly t: number
+  readonly status: number
+  readonly reservedTokens: number
+}
+
+const startSimulator = (args: ReadonlyArray<string>): Promise<{ readonly url: string; readonly child: ChildProcess }> =>
+  new Promise((resolvePromise, reject) => {
+    const cli = resolve(here, "..", "..", "testkit", "dist", "cli.js")
+    if (!existsSync(cli)) reject(new Error(`${cli} is missing: run tsup in packages/testkit first`))
+    const child = spawn(process.execPath, [cli, "--port", "0", ...args], { stdio: ["ignore", "pipe", "inherit"] })
+    const lines = createInterface({ input: child.stdout! })
+    lines.once("line", (line) => resolvePromise({ url: (JSON.parse(line) as { url: string }).url, child }))
+    child.once("exit", (code) => reject(new Error(`simulator exited with ${code}`)))
+  })
+
+const control = async <A>(url: string, path: string, method = "GET"): Promise<A> =>
+  (await (await fetch(`${url}${path}`, { method })).json()) as A
+
+// ---------------------------------------------------------------------------
+// the four ways to run the workload
+// ---------------------------------------------------------------------------
+
+interface Run {
+  readonly name: string
+  readonly wallMs: number
+  readonly ok: number
+  readonly failed: number
+  readonly lost: number
+  readonly http429: number
+  readonly retries: number
+  readonly efficiency: number
+}
+
+interface Setup {
+  readonly url: string
+  readonly items: ReadonlyArray<Item>
+  readonly requestLimit: number
+  readonly tokenLimit: number
+  readonly windowMs: number
+  readonly concurrency: number
+  readonly latencyMs: number
+}
+
+const sdk = (url: string, maxRetries?: number) =>
+  new OpenAI({ apiKey: API_KEY, baseURL: `${url}/v1`, ...(maxRetries !== undefined ? { maxRetries } : {}) })
+
+const sdkCall = (client: OpenAI, item: Item) =>
+  client.chat.completions.create({ model: MODEL, messages: [...item.messages], max_tokens: item.maxTokens, temperature: 0 })
+
+const idealMs = (setup: Setup): number => {
+  const n = setup.items.length
+  const tokens = setup.items.reduce((sum, item) => sum + charged(item), 0)
+  return Math.max(
+    (n / setup.requestLimit) * setup.windowMs,
+    (tokens / setup.tokenLimit) * setup.windowMs,
+    (n * setup.latencyMs) / setup.concurrency
+  )
+}
+
+const measure = async (
+  name: string,
+  setup: Setup,
+  body: () => Promise<{ readonly ok: number; readonly failed: number; readonly lost: number }>
+): Promise<Run> => {
+  await control(setup.url, "/_hasten/reset", "POST")
+  const start = performance.now()
+  const outcome = await body()
+  const wallMs = performance.now() - start
+  const counters = await control<Counters>(setup.url, "/_hasten/counters")
+  const http429 = counters.http429.requests + counters.http429.tokens + counters.http429.concurrency
+  return {
+    name,
+    wallMs,
+    ...outcome,
+    http429,
+    retries: counters.requests - setup.items.length,
+    efficiency: idealMs(setup) / wallMs
+  }
+}
+
+/** (a) Every call at once; the first failure rejects Promise.all and every result is lost. */
+const naive = (setup: Setup) =>
+  measure("naive", setup, async () => {
+    const client = sdk(setup.url)
+    const calls = setup.items.map((item) => sdkCall(client, item))
+    const rejected = await Promise.all(calls).then(() => false, () => true)
+    // The script is over (or crashed); wait for the stragglers so the next run starts quiet.
+    const settled = await Promise.allSettled(calls)
+    const failed = settled.filter((result) => result.status === "rejected").length
+    return rejected ? { ok: 0, failed, lost: setup.items.length - failed } : { ok: setup.items.length, failed: 0, lost: 0 }
+  })
+
+/** A pool of `width` workers over the items; failures are recorded per item. */
+const pool = async <A>(items: ReadonlyArray<A>, width: number, f: (item: A) => Promise<unknown>) => {
+  let next = 0
+  let ok = 0
+  let failed = 0
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (next < items.length) {
+      const item = items[next++]!
+      try {
+        await f(item)
+        ok++
+      } catch {
+        failed++
+      }
+    }
+  }))
+  return { ok, failed, lost: 0 }
+}
+
+/** (b) The seeds' "before": two at a time, SDK default retries. */
+const before = (setup: Setup) =>
+  measure("before", setup, () => {
+    const client = sdk(setup.url)
+    return pool(setup.items, 2, (item) => sdkCall(client, item))
+  })
+
+const retryable = (error: unknown): boolean => {
+  const status = (error as { status?: number }).status
+  return status === undefined || status === 429 || status >= 500
+}
+
+/** (c) Bottleneck with the same limits, by hand, plus p-retry. */
+const bottleneck = (setup: Setup) =>
+  measure("bottleneck", setup, async () => {
+    const client = sdk(setup.url, 0)
+    const requests = new Bottleneck({ maxConcurrent: setup.concurrency, minTime: setup.windowMs / setup.requestLimit })
+    const tokens = new Bottleneck({
+      reservoir: setup.tokenLimit,
+      reservoirRefreshAmount: setup.tokenLimit,
+      reservoirRefreshInterval: setup.windowMs
+    })
+    const result = await pool(setup.items, setup.items.length, (item) =>
+      pRetry(
+        () => tokens.schedule({ weight: charged(item) }, () => requests.schedule(() => sdkCall(client, item))),
+        { retries: 6, minTimeout: 200, factor: 2, shouldRetry: ({ error }) => retryable(error) }
+      ))
+    await requests.stop({ dropWaitingJobs: false })
+    await tokens.stop({ dropWaitingJobs: false })
+    return result
+  })
+
+const hastenOptions = (setup: Setup): RateLimit.Options => ({
+  maxConcurrency: setup.concurrency,
+  requestsPerSecond: Infinity,
+  requestsPerMinute: setup.requestLimit,
+  requestWindowMillis: setup.windowMs,
+  tokensPerMinute: setup.tokenLimit,
+  tokenWindowMillis: setup.windowMs,
+  // the simulator (like OpenAI) charges prompt + max_tokens at admission and counts
+  // prompts with its own tokenizer: both are what a user plugs in for their provider
+  tokenAccounting: "reserved",
+  estimator: (request) => Effect.succeed(request.messages.reduce((sum, message) => sum + simTokens(message.content), 0)),
+  apiKey: API_KEY,
+  retryBaseMillis: 100,
+  retryCapMillis: 5000
+})
+
+const hastenStack = (url: string, options: RateLimit.Options) =>
+  RateLimit.layer(options).pipe(
+    Layer.provide(OpenAi.layer({ model: MODEL, apiKey: Redacted.make(API_KEY), baseURL: `${url}/v1` })),
+    Layer.provide(Logger.layer([]))
+  )
+
+const hastenCalls = (items: ReadonlyArray<Item>) =>
+  Effect.forEach(
+    items,
+    (item) =>
+      Effect.exit(Llm.complete(CompletionRequest.makeUnsafe({ model: MODEL, messages: item.messages, maxTokens: item.maxTokens, temperature: 0 }))),
+    { concurrency: "unbounded" }
+  )
+
+/** (d) Hasten. */
+const hasten = (setup: Setup) =>
+  measure("hasten", setup, async () => {
+    const exits = await Effect.runPromise(hastenCalls(setup.items).pipe(Effect.provide(hastenStack(setup.url, hastenOptions(setup)))))
+    const ok = exits.filter(Exit.isSuccess).length
+    return { ok, failed: exits.length - ok, lost: 0 }
+  })
+
+// ---------------------------------------------------------------------------
+// three processes, one key, one Redis
+// ---------------------------------------------------------------------------
+
+interface WorkerOptions {
+  readonly url: string
+  readonly redisUrl: string
+  readonly prefix: string
+  readonly items: ReadonlyArray<Item>
+  readonly setup: Omit<Setup, "url" | "items">
+}
+
+const worker = async (options: WorkerOptions) => {
+  const layer = hastenStack(options.url, {
+    ...hastenOptions({ ...options.setup, url: options.url, items: options.items }),
+    redis: { url: options.redisUrl },
+    redisPrefix: options.prefix
+  })
+  process.stdout.write("ready\n")
+  await new Promise<void>((resolveGo) => process.stdin.once("data", () => resolveGo()))
+  const exits = await Effect.runPromise(hastenCalls(options.items).pipe(Effect.provide(layer)))
+  process.stdout.write(`${JSON.stringify({ ok: exits.filter(Exit.isSuccess).length, failed: exits.filter(Exit.isFailure).length })}\n`)
+  process.exit(0)
+}
+
+const redisRun = async (setup: Setup) => {
+  const redis = await RedisServer.start()
+  try {
+    await control(setup.url, "/_hasten/reset", "POST")
+    const share = Math.ceil(setup.items.length / 3)
+    const children = await Promise.all([0, 1, 2].map((index) =>
+      new Promise<{ readonly go: () => Promise<{ ok: number; failed: number }> }>((resolveReady, reject) => {
+        const options: WorkerOptions = {
+          url: setup.url,
+          redisUrl: redis.url,
+          prefix: `bench-${Date.now()}:`,
+          items: setup.items.slice(index * share, (index + 1) * share),
+          setup: { requestLimit: setup.requestLimit, tokenLimit: setup.tokenLimit, windowMs: setup.windowMs, concurrency: setup.concurrency, latencyMs: setup.latencyMs }
+        }
+        const child = spawn(process.execPath, [fileURLToPath(import.meta.url), "--worker", JSON.stringify(options)], { stdio: ["pipe", "pipe", "inherit"] })
+        const lines = createInterface({ input: child.stdout! })
+        let report: { ok: number; failed: number } | undefined
+        const done = new Promise<{ ok: number; failed: number }>((resolveDone, rejectDone) =>
+          child.once("exit", (code) => (report === undefined ? rejectDone(new Error(`worker ${index} exited ${code}`)) : resolveDone(report)))
+        )
+        lines.on("line", (line) => {
+          if (line === "ready") resolveReady({ go: () => (child.stdin!.write("go\n"), done) })
+          else if (line.startsWith("{")) report = JSON.parse(line) as { ok: number; failed: number }
+        })
+        child.once("error", reject)
+      })
+    ))
+    const start = performance.now()
+    const reports = await Promise.all(children.map((child) => child.go()))
+    const wallMs = performance.now() - start
+    const events = (await control<Array<SimEvent>>(setup.url, "/_hasten/events")).filter((event) => event.status === 200)
+    const counters = await control<Counters>(setup.url, "/_hasten/counters")
+    // Requests in the window (t - W, t] ending at each admission, against the limit.
+    let maxWindowRatio = 0
+    let maxTokenRatio = 0
+    let lo = 0
+    let tokensInWindow = 0
+    for (let hi = 0; hi < events.length; hi++) {
+      tokensInWindow += events[hi]!.reservedTokens
+      while (events[lo]!.t <= events[hi]!.t - setup.windowMs) {
+        tokensInWindow -= events[lo]!.reservedTokens
+        lo++
+      }
+      maxWindowRatio = Math.max(maxWindowRatio, (hi - lo + 1) / setup.requestLimit)
+      maxTokenRatio = Math.max(maxTokenRatio, tokensInWindow / setup.tokenLimit)
+    }
+    return {
+      processes: 3,
+      wallMs,
+      ok: reports.reduce((sum, report) => sum + report.ok, 0),
+      failed: reports.reduce((sum, report) => sum + report.failed, 0),
+      http429: counters.http429.requests + counters.http429.tokens + counters.http429.concurrency,
+      maxWindowRatio,
+      maxTokenRatio,
+      efficiency: idealMs(setup) / wallMs
+    }
+  } finally {
+    await redis.stop()
+  }
+}
+
+// ---------------------------------------------------------------------------
+// main
+// ---------------------------------------------------------------------------
+
+const main = async () => {
+  const n = quick ? 300 : 3000
+  const windowMs = 2000
+  const requestLimit = quick ? 100 : 200
+  const concurrency = 8
+  const items = workload(n)
+  const tokens = items.reduce((sum, item) => sum + charged(item), 0)
+  // Tokens bind about as hard as requests (the token ideal is 90% of the request ideal).
+  const tokenLimit = Math.ceil((tokens * requestLimit) / (0.9 * n))
+  const ttftMs = 20
+  const perTokenMs = 0.5
+  const sim = await startSimulator([
+    "--seed", "7",
+    "--rpm", String(requestLimit),
+    "--tpm", String(tokenLimit),
+    "--window-ms", String(windowMs),
+    "--ttft-ms", String(ttftMs),
+    "--per-token-ms", String(perTokenMs),
+    "--jitter", "0.2",
+    "--fault-rate", "0.02",
+    "--fault-kinds", "500,503"
+  ])
+  try {
+    const setup: Setup = { url: sim.url, items, requestLimit, tokenLimit, windowMs, concurrency, latencyMs: ttftMs + perTokenMs * 24 }
+    // Warm the simulator and this process's HTTP client up.
+    await pool(items.slice(0, 8), 8, (item) => sdkCall(sdk(sim.url, 0), item)).catch(() => undefined)
+    const runs: Array<Run> = []
+    for (const variant of [naive, before, bottleneck, hasten]) runs.push(await variant(setup))
+    const redis = await redisRun(setup)
+
+    const pad = (text: string, width: number) => text.padEnd(width)
+    console.log(`\nrate-limit bench: ${n} GSM8K-shaped calls (4 messages, max_tokens 48), limits ${requestLimit} requests and ${tokenLimit} tokens per ${windowMs / 1000} s window, 2% injected 5xx, ideal ${(idealMs(setup) / 1000).toFixed(2)} s`)
+    console.log(`${pad("variant", 12)}${pad("wall s", 9)}${pad("efficiency", 12)}${pad("429s", 7)}${pad("429 %", 8)}${pad("retries", 9)}${pad("failed", 8)}lost`)
+    for (const run of runs) {
+      console.log(
+        `${pad(run.name, 12)}${pad((run.wallMs / 1000).toFixed(2), 9)}${pad(run.efficiency.toFixed(3), 12)}${pad(String(run.http429), 7)}` +
+          `${pad(((100 * run.http429) / n).toFixed(2), 8)}${pad(String(run.retries), 9)}${pad(String(run.failed), 8)}${run.lost}`
+      )
+    }
+    console.log(
+      `redis x3   ${pad((redis.wallMs / 1000).toFixed(2), 9)}${pad(redis.efficiency.toFixed(3), 12)}${pad(String(redis.http429), 7)}` +
+        `max requests/window ${redis.maxWindowRatio.toFixed(3)} of the limit, max tokens/window ${redis.maxTokenRatio.toFixed(3)}; ok ${redis.ok}, failed ${redis.failed}`
+    )
+    const summary = (run: Run) => ({
+      wallMs: Math.round(run.wallMs),
+      efficiency: Number(run.efficiency.toFixed(3)),
+      http429: run.http429,
+      http429Rate: Number((run.http429 / n).toFixed(4)),
+      retries: run.retries,
+      failed: run.failed,
+      lost: run.lost
+    })
+    const byName = Object.fromEntries(runs.map((run) => [run.name, summary(run)]))
+    console.log(JSON.stringify({
+      bench: "rate-limit",
+      quick,
+      calls: n,
+      hasten: byName["hasten"],
+      baselines: { naive: byName["naive"], before: byName["before"], bottleneck: byName["bottleneck"] },
+      redis: {
+        processes: 3,
+        maxWindowRatio: Number(redis.maxWindowRatio.toFixed(4)),
+        maxTokenWindowRatio: Number(redis.maxTokenRatio.toFixed(4)),
+        efficiency: Number(redis.efficiency.toFixed(3)),
+        http429: redis.http429,
+        ok: redis.ok,
+        failed: redis.failed
+      }
+    }))
+  } finally {
+    sim.child.kill("SIGTERM")
+  }
+}
+
+const workerAt = process.argv.indexOf("--worker")
+if (workerAt >= 0) {
+  await worker(JSON.parse(process.argv[workerAt + 1]!) as WorkerOptions)
+} else {
+  await main()
+}
