@@ -359,7 +359,7 @@ export const main = async (argv: ReadonlyArray<string>, io: { readonly out: (tex
     }
   }
   // Read the environment as of this invocation (the default provider snapshots it once).
-  const fiber = Effect.runFork(evaluate(args, Progress.make(), io.err).pipe(Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv())))
+  const fiber = Effect.runFork(evaluate(args, Progress.make({ stream: { write: io.err } }), io.err).pipe(Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv())))
   const interrupt = () => {
     Effect.runFork(Fiber.interrupt(fiber))
   }
