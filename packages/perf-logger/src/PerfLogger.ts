@@ -167,6 +167,7 @@ const writeFileAtomic = (path: string, data: string): void => {
 
 interface Recorder {
   readonly service: PerfLoggerService
+  readonly periodicFlush: Effect.Effect<void>
   readonly close: Effect.Effect<Summary>
 }
 
@@ -247,6 +248,16 @@ const makeRecorder = (
         })
       )
     }
+    let flushedAt = -1
+    /** The periodic rewrite: buffered events and summary.json, only when something happened. */
+    const periodicFlush = Effect.suspend(() => {
+      if (aggregator.count === flushedAt) return Effect.void
+      flushedAt = aggregator.count
+      return safely("flush", () => {
+        writer?.flush()
+        writeFiles(aggregator.summary(nowMs(clock)), false)
+      })
+    })
     let closed: Summary | undefined
     const close = Effect.suspend(() => {
       if (closed !== undefined) return Effect.succeed(closed)
@@ -261,7 +272,7 @@ const makeRecorder = (
         Effect.as(final)
       )
     })
-    return { service, close }
+    return { service, periodicFlush, close }
   })
 
 /**
@@ -286,7 +297,7 @@ const makeScoped = (options: Options & { readonly write: boolean }) =>
     }
     const summaryInterval = options.summaryInterval ?? Duration.seconds(5)
     if (options.write && summaryInterval !== false) {
-      yield* recorder.service.flush.pipe(Effect.delay(summaryInterval), Effect.forever, Effect.forkScoped)
+      yield* recorder.periodicFlush.pipe(Effect.delay(summaryInterval), Effect.forever, Effect.forkScoped)
     }
     return recorder.service
   })

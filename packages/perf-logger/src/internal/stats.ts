@@ -355,7 +355,11 @@ export class Aggregator {
     if (Number.isNaN(this.lastT) || t > this.lastT) this.lastT = t
   }
 
+  /** Events added so far. */
+  count = 0
+
   add(event: Event): void {
+    this.count++
     switch (event.type) {
       case "run_start": {
         this.runId = event.runId
