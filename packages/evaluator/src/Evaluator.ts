@@ -220,6 +220,11 @@ export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
   if (!Number.isInteger(selfCorrect) || selfCorrect < 0) {
     return yield* new EvaluatorError({ description: `selfCorrect must be a non-negative integer, got ${selfCorrect}` })
   }
+  for (const [label, value] of [["concurrency", options.concurrency], ["judge.concurrency", options.judge?.concurrency], ["questions", options.questions], ["maxTokens", options.maxTokens]] as const) {
+    if (value !== undefined && (!Number.isInteger(value) || value < 1)) {
+      return yield* new EvaluatorError({ description: `${label} must be a positive integer, got ${value}` })
+    }
+  }
   if (options.dataset.items.length === 0) return yield* new EvaluatorError({ description: `dataset ${options.dataset.name} has no valid items` })
 
   const selection = Sampling.select(options.dataset.items.length, options.questions, seed)

@@ -202,6 +202,8 @@ describe("Evaluator.run", () => {
       assert.strictEqual(error.message, "candidate local:nope.gguf failed to start: model file not found: nope.gguf")
       const noJudge = yield* Effect.flip(Evaluator.run({ dataset, scorer: Scorer.judge(), candidates: [candidate(halfRight())] }))
       assert.match(noJudge.message, /needs a judge/)
+      const zero = yield* Effect.flip(Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [candidate(halfRight())], concurrency: 0 }))
+      assert.strictEqual(zero.message, "concurrency must be a positive integer, got 0")
     }))
 
   it.effect("candidates sharing one layer build it once", () =>
