@@ -16,6 +16,7 @@ import { Local, ModelPool } from "@hasten/providers/local"
 import { RateLimit } from "@hasten/rate-limit"
 import { Simulator } from "@hasten/testkit"
 import { ConfigProvider, Effect, Layer, References, Schema, Stream } from "effect"
+import { readGgufFileInfo } from "node-llama-cpp"
 import * as Before from "./Before.js"
 import * as Judge from "./Judge.js"
 
@@ -94,6 +95,35 @@ const resolveAdapter = (adapter: string): Effect.Effect<string, ExampleError> =>
       : failWith(`LoRA adapter file not found: "${adapter}" (looked in the cwd and ${folders.join(", ") || "no shared/models folder"})`)
   })
 
+
+/**
+ * llama.cpp aborts the whole process (`std::out_of_range`) when a SentencePiece vocabulary
+ * has neither a token for a character nor byte-fallback tokens (`<0xNN>`) for its bytes:
+ * TinyStories-656K has no `+`, `=`, `{` or `’`, for instance. Check every prompt against the
+ * model's vocabulary first and fail with a message instead.
+ */
+const checkVocabulary = (name: string, modelPath: string, prompts: ReadonlyArray<{ readonly id: string; readonly text: string }>) =>
+  Effect.gen(function*() {
+    const info = yield* Effect.tryPromise({
+      try: () => readGgufFileInfo(modelPath, { readTensorInfo: false }),
+      catch: (error) => new ExampleError({ description: `${name}: cannot read ${modelPath}: ${messageOf(error)}` })
+    })
+    const tokenizer = (info.metadata as { tokenizer?: { ggml?: { model?: string; tokens?: ReadonlyArray<string> } } }).tokenizer?.ggml
+    if (tokenizer?.model !== "llama" || tokenizer.tokens === undefined) return
+    const tokens = new Set(tokenizer.tokens)
+    const encodable = (char: string) =>
+      tokens.has(char === " " ? "\u2581" : char) ||
+      [...Buffer.from(char, "utf8")].every((byte) => tokens.has(`<0x${byte.toString(16).toUpperCase().padStart(2, "0")}>`))
+    for (const prompt of prompts) {
+      const bad = [...prompt.text].find((char) => !encodable(char))
+      if (bad !== undefined) {
+        const code = `U+${bad.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}`
+        return yield* failWith(
+          `${name} cannot encode ${JSON.stringify(bad)} (${code}) in the prompt of ${prompt.id}: its vocabulary has no such token and no byte fallback, and llama.cpp would abort the process. Choose another model (e.g. local:stories260K.gguf) or dataset.`
+        )
+      }
+    }
+  })
 
 /** Counts the calls that reach the provider (it sits under the cache, so hits are not counted). */
 const counted = (provider: Layer.Layer<Llm.Llm, unknown>, counter: { calls: number }): Layer.Layer<Llm.Llm, unknown> =>
@@ -233,6 +263,8 @@ export const run = (options: Options) =>
     const setup: Setup = { dataset, scorer, specs, judge: { text: judgeText, spec: judgeSpec }, config: ConfigProvider.fromEnv({ env }) }
 
     const selected = Sampling.select(dataset.items.length, options.questions, options.seed).map((index) => dataset.items[index]!)
+    const prompts = selected.map((item) => ({ id: item.id, text: scorer.prompt(item).map((message) => message.content).join("\n") }))
+    for (const candidate of local) yield* checkVocabulary(candidate.name, candidate.modelPath, prompts)
     options.log(`${selected.length} questions from ${dataset.name} (seed ${options.seed}), ${specs.length} candidates, judge ${judgeText}${
       simulator !== undefined ? ` = testkit simulator at ${simulator.url} (TTFT ${options.latency.ttftMs} ms, ${options.latency.perTokenMs} ms/token)` : ""
     }`)

@@ -90,6 +90,15 @@ describe("examples/eval-adapters (quick: 2 models × 3 questions, simulator judg
       const error = yield* Effect.flip(run(options(dir, { dataset: file })))
       assert.match(messageOf(error), /qa\.jsonl:2: invalid JSON/)
     }))
+
+  it.live("a prompt the model's vocabulary cannot encode is refused instead of aborting the process", () =>
+    Effect.gen(function*() {
+      const dir = tempDir()
+      const file = Path.join(dir, "sums.jsonl")
+      Fs.writeFileSync(file, `{"question": "Tom had 1+2 apples", "answer": "3"}\n`)
+      const error = yield* Effect.flip(run(options(dir, { dataset: file, candidates: ["local:TinyStories-656K-Q8_0.gguf"] })))
+      assert.match(messageOf(error), /local:TinyStories-656K-Q8_0\.gguf cannot encode "\+" \(U\+002B\) in the prompt of sums:0/)
+    }))
 })
 
 const references = new Map(Fs.readFileSync(dataset, "utf8").trim().split("\n").map((line, index) => [`stories:${index}`, (JSON.parse(line) as { answer: string }).answer]))
