@@ -16,6 +16,7 @@ import { fileURLToPath } from "node:url"
 import type { ChatHistoryItem, ChatWrapper, LlamaGrammar, LlamaModel, Token } from "node-llama-cpp"
 import { errorMessage, failure, invalid } from "./internal/localErrors.js"
 import * as ModelPool from "./ModelPool.js"
+import * as VocabularyText from "./internal/vocabularyText.js"
 
 const provider = "local"
 
@@ -289,6 +290,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   }
   const vocabularyTokens = metadata.tokenizer?.ggml?.tokens ?? []
   const vocabularySize = vocabularyTokens.length
+  // Text the vocabulary cannot encode would abort the process inside llama.cpp (no byte fallback).
+  const sanitize = VocabularyText.make(vocabularyTokens, (metadata.tokenizer?.ggml as { readonly token_type?: ReadonlyArray<number> } | undefined)?.token_type)
   const vocabularyId = Crypto.createHash("sha256").update(vocabularyTokens.join("\u0000")).digest("hex").slice(0, 16)
   const hasChatTemplate = typeof metadata.tokenizer?.chat_template === "string" && metadata.tokenizer.chat_template.length > 0
   const { LlamaCompletion, resolveChatWrapper } = yield* Effect.promise(() => import("node-llama-cpp"))
@@ -339,15 +342,15 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
 
   const promptTokens = (request: CompletionRequest.CompletionRequest): { tokens: Array<Token>; stop: Array<string> } => {
     if (request.prompt !== undefined && request.prompt.length > 0) {
-      return { tokens: model.tokenize(request.prompt, false), stop: [] }
+      return { tokens: model.tokenize(sanitize(request.prompt), false), stop: [] }
     }
     if (chatWrapper !== undefined) {
       const history: Array<ChatHistoryItem> = request.messages.map((message): ChatHistoryItem =>
         message.role === "system"
-          ? { type: "system", text: message.content }
+          ? { type: "system", text: sanitize(message.content) }
           : message.role === "user"
-          ? { type: "user", text: message.content }
-          : { type: "model", response: [message.content] }
+          ? { type: "user", text: sanitize(message.content) }
+          : { type: "model", response: [sanitize(message.content)] }
       )
       history.push({ type: "model", response: [] })
       const state = chatWrapper.generateContextState({ chatHistory: history })
@@ -355,7 +358,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       if (bos !== undefined && tokens[0] === bos) tokens.shift()
       return { tokens, stop: state.stopGenerationTriggers.map((trigger) => trigger.toString()) }
     }
-    return { tokens: model.tokenize(request.messages.map((message) => message.content).join("\n"), false), stop: [] }
+    return { tokens: model.tokenize(sanitize(request.messages.map((message) => message.content).join("\n")), false), stop: [] }
   }
 
   const prepare = (request: CompletionRequest.CompletionRequest, sequenceSize: number): Effect.Effect<Prepared, LlmError.LlmError> =>
@@ -374,7 +377,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         )
       }
       const grammar = yield* grammarFor(request)
-      return { tokens, inputTokens, stopTriggers: [...stop, ...(request.stop ?? [])], grammar }
+      return { tokens, inputTokens, stopTriggers: [...stop, ...(request.stop ?? []).map(sanitize)], grammar }
     })
 
   const generationOptions = (request: CompletionRequest.CompletionRequest, prepared: Prepared) => {
@@ -503,7 +506,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     const vectors: Array<ReadonlyArray<number>> = []
     let inputTokens = 0
     for (const text of texts) {
-      const tokens = model.tokenize(text).length + (prependBos ? 1 : 0)
+      const safeText = sanitize(text)
+      const tokens = model.tokenize(safeText).length + (prependBos ? 1 : 0)
       if (tokens > contextSize) {
         return yield* LlmError.make(
           provider,
@@ -512,7 +516,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       }
       inputTokens += tokens
       const embedding = yield* Effect.tryPromise({
-        try: () => context.getEmbeddingFor(text),
+        try: () => context.getEmbeddingFor(safeText),
         catch: failure("embedding failed")
       })
       const vector = Array.from(embedding.vector)
@@ -548,7 +552,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     tokenize: (text, tokenizeOptions) =>
       Effect.sync(() => {
         const addBos = tokenizeOptions?.addBos === true && bos !== undefined
-        const tokens = model.tokenize(text, false)
+        const tokens = model.tokenize(sanitize(text), false)
         return addBos ? [bos!, ...tokens] : tokens
       }),
     detokenize: (tokens) => Effect.andThen(checkTokens(tokens), Effect.sync(() => model.detokenize(tokens as Array<Token>))),
