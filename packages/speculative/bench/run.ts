@@ -4,11 +4,12 @@
  * by side on the fixture models. Two workloads: free story continuation, and a repetitive
  * structuring workload (short records rewritten into one JSON shape, few-shot).
  *
- *   node bench/run.ts [--quick]      (build @hasten/core and @hasten/speculative with tsup first)
+ *   node bench/run.ts [--quick] [--model=stories260K] [--workload=story|structuring] [--config=ngram] [--rounds=3]
+ *   (build @hasten/core and @hasten/speculative with tsup first)
  *
  * Every configuration runs the same requests, greedy, threads: 1, flash attention off,
  * reusing the KV state of the prompt prefix shared with the previous request (baselines
- * too). Configurations are interleaved over rounds; the median round is reported. The last
+ * too). Configurations are interleaved over rounds; the fastest round is reported. The last
  * line is one JSON object.
  */
 import { CompletionRequest, Llm, LlmError, TokenModel } from "@hasten/core"
@@ -30,8 +31,11 @@ import {
 } from "node-llama-cpp"
 
 const quick = process.argv.includes("--quick")
-const modelFiles = ["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"]
-const rounds = quick ? 1 : 3
+const option = (name: string) => process.argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3)
+const modelFiles = ["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"].filter((file) => file.includes(option("model") ?? ""))
+const onlyWorkload = option("workload")
+const onlyConfig = option("config")
+const rounds = Number(option("rounds") ?? (quick ? 1 : 3))
 const contextSize = 1024
 
 // ---------------------------------------------------------------------------------------
@@ -297,25 +301,23 @@ interface Row {
   readonly requests: number
 }
 
-const median = (values: ReadonlyArray<number>) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)]!
-}
+/** The fastest round: interference from other processes only ever adds time. */
+const fastest = (values: ReadonlyArray<number>) => Math.min(...values)
 
 const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error })
 const rows: Array<Row> = []
 
-for (const file of quick ? modelFiles.slice(0, 1) : modelFiles) {
+for (const file of quick && option("model") === undefined ? modelFiles.slice(0, 1) : modelFiles) {
   const path = NodePath.join(modelsDir(), file)
   const model = await llama.loadModel({ modelPath: path })
   const draftModel = await llama.loadModel({ modelPath: path }) // self-draft: the same file loaded twice
   const target = tokenModel(model, file)
   const draft = tokenModel(draftModel, `${file} (draft)`)
-  for (const workload of workloads) {
+  for (const workload of workloads.filter((workload) => onlyWorkload === undefined || workload.name === onlyWorkload)) {
     const promptTokens = workload.prompts.map((prompt) => [model.tokens.bos!, ...(model.tokenize(prompt, false) as Array<number>)])
     type Config = { readonly name: string; readonly family: Row["family"]; readonly run: () => Promise<RunResult> }
     const none = async () => ({ predictor: undefined, dispose: async () => {} })
-    const configs: ReadonlyArray<Config> = [
+    const allConfigs: ReadonlyArray<Config> = [
       { name: "plain (node-llama-cpp evaluate)", family: "plain", run: () => runNodeLlamaCpp(model, promptTokens, workload.maxTokens, none) },
       {
         name: "node-llama-cpp InputLookupTokenPredictor",
@@ -350,9 +352,10 @@ for (const file of quick ? modelFiles.slice(0, 1) : modelFiles) {
       { name: "hasten self-draft model γ=4", family: "hasten", run: () => runHasten(target, Drafter.model(draft), 4, workload.prompts, workload.maxTokens) },
       { name: "hasten self-draft model adaptive", family: "hasten", run: () => runHasten(target, Drafter.model(draft), "adaptive", workload.prompts, workload.maxTokens) }
     ]
+    const configs = allConfigs.filter((config, i) => i === 0 || onlyConfig === undefined || config.name.includes(onlyConfig))
     // warm-up (page in weights, JIT), not measured
     await configs[0]!.run()
-    await configs[4]!.run()
+    await allConfigs[4]!.run()
     const results = new Map<string, Array<RunResult>>()
     for (let round = 0; round < rounds; round++) {
       const order = round % 2 === 0 ? configs : [...configs].reverse()
@@ -363,12 +366,12 @@ for (const file of quick ? modelFiles.slice(0, 1) : modelFiles) {
       }
     }
     const reference = results.get(configs[0]!.name)![0]!.outputs
-    const plainSeconds = median(results.get(configs[0]!.name)!.map((result) => result.seconds))
-    const plainCpu = median(results.get(configs[0]!.name)!.map((result) => result.cpuSeconds))
+    const plainSeconds = fastest(results.get(configs[0]!.name)!.map((result) => result.seconds))
+    const plainCpu = fastest(results.get(configs[0]!.name)!.map((result) => result.cpuSeconds))
     for (const config of configs) {
       const list = results.get(config.name)!
-      const seconds = median(list.map((result) => result.seconds))
-      const cpuSeconds = median(list.map((result) => result.cpuSeconds))
+      const seconds = fastest(list.map((result) => result.seconds))
+      const cpuSeconds = fastest(list.map((result) => result.cpuSeconds))
       const first = list[0]!
       const tokens = first.outputs.reduce((sum, output) => sum + output.length, 0)
       const same = (output: ReadonlyArray<number>, i: number) => output.length === reference[i]!.length && output.every((token, j) => token === reference[i]![j])
@@ -400,7 +403,7 @@ for (const file of quick ? modelFiles.slice(0, 1) : modelFiles) {
 
 const pad = (text: string, width: number) => text.length >= width ? text : text + " ".repeat(width - text.length)
 const fixed = (value: number | undefined, digits: number) => value === undefined ? "-" : value.toFixed(digits)
-console.log(`\nSpeculative decoding, greedy, threads 1, ${rounds} round(s), median (${quick ? "quick" : "full"})\n`)
+console.log(`\nSpeculative decoding, greedy, threads 1, ${rounds} round(s), fastest round (${quick ? "quick" : "full"})\n`)
 console.log("speedup = plain CPU seconds / CPU seconds (all threads of this process); wall = the same on wall-clock time\n")
 console.log([pad("model", 22), pad("workload", 12), pad("configuration", 56), "tokens", "tok/CPU-s", "speedup", " wall ", "accept", "mean acc.", "identical"].join(" | "))
 for (const row of rows) {
@@ -420,12 +423,14 @@ for (const row of rows) {
 
 const summary = (model: string, workload: string) => {
   const selected = rows.filter((row) => row.model === model && row.workload === workload)
+  if (!selected.some((row) => row.family === "hasten") || !selected.some((row) => row.family === "node-llama-cpp")) return null
   const plain = selected.find((row) => row.family === "plain")!
   const hastenRows = selected.filter((row) => row.family === "hasten")
   const exact = hastenRows.filter((row) => row.identical === row.requests)
   const best = (exact.length > 0 ? exact : hastenRows).reduce((a, b) => (b.speedup > a.speedup ? b : a))
   const nodeBest = selected.filter((row) => row.family === "node-llama-cpp").reduce((a, b) => (b.speedup > a.speedup ? b : a))
   const adaptive = selected.filter((row) => row.family === "hasten" && row.config.endsWith("adaptive"))
+  if (adaptive.length === 0) adaptive.push(best)
   return {
     plainTokPerS: Math.round(plain.cpuTokPerS),
     plainWallTokPerS: Math.round(plain.tokPerS),

@@ -321,7 +321,17 @@ export const make = <E = never, R = never>(
             tally.plainSteps++
           }
           if (fixedGamma === undefined) {
-            controller.record({ requested: gamma, proposed: drafts.length, accepted, draftNanos: t1 - t0, verifyNanos: t2 - t1, evaluated: evaluated.length })
+            // The first step also evaluates the prompt (and syncs a draft model to it): its timing
+            // says nothing about the cost of a decode step, so only its acceptance is recorded.
+            const first = head.length > 1
+            controller.record({
+              requested: gamma,
+              proposed: drafts.length,
+              accepted,
+              draftNanos: first ? 0 : t1 - t0,
+              verifyNanos: first ? 0 : t2 - t1,
+              evaluated: evaluated.length
+            })
           }
           const emitted = drafts.slice(0, accepted)
           emitted.push(next)
