@@ -246,7 +246,8 @@ const hastenOptions = (setup: Setup): RateLimit.Options => ({
   estimator: (request) => Effect.succeed(request.messages.reduce((sum, message) => sum + simTokens(message.content), 0)),
   apiKey: API_KEY,
   retryBaseMillis: 100,
-  retryCapMillis: 5000
+  retryCapMillis: 5000,
+  ...(JSON.parse(process.env["DEBUG_OPTS"] ?? "{}") as RateLimit.Options)
 })
 
 const hastenStack = (url: string, options: RateLimit.Options) =>
@@ -388,7 +389,8 @@ const main = async () => {
     // Warm the simulator and this process's HTTP client up.
     await pool(items.slice(0, 8), 8, (item) => sdkCall(sdk(sim.url, 0), item)).catch(() => undefined)
     const runs: Array<Run> = []
-    for (const variant of [naive, before, bottleneck, hasten]) runs.push(await variant(setup))
+    for (const variant of process.env["ONLY"] === "hasten" ? [hasten] : [naive, before, bottleneck, hasten]) runs.push(await variant(setup))
+    if (process.env["ONLY"] === "hasten") { console.log(JSON.stringify(runs)); return }
     const redis = await redisRun(setup)
 
     const pad = (text: string, width: number) => text.padEnd(width)

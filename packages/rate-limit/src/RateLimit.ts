@@ -10,7 +10,7 @@
 import { createHash } from "node:crypto"
 import { createWriteStream, mkdirSync } from "node:fs"
 import { dirname } from "node:path"
-import { Completion, Llm, LlmError, type RateLimitHeaders } from "@hasten/core"
+import { Completion, CompletionRequest as Request, Llm, LlmError, type RateLimitHeaders } from "@hasten/core"
 import type { CompletionRequest } from "@hasten/core"
 import {
   Cause,
@@ -21,6 +21,7 @@ import {
   Effect,
   Exit,
   Layer,
+  ManagedRuntime,
   Metric,
   Option,
   Random,
@@ -63,6 +64,12 @@ export interface Options {
    * 0.01): a limit of 600 per minute is paced at 594.
    */
   readonly safetyMargin?: number | undefined
+  /**
+   * Fraction of a budget the pacer may send back to back to catch up after a late wake-up
+   * (a busy event loop), default 0.02; the steady pace is lowered by the same amount, so no
+   * window ever holds more than the budget.
+   */
+  readonly catchUp?: number | undefined
   /**
    * How the provider charges tokens: `usage` (default) reconciles the reservation with the
    * reported usage, refunding or charging the difference; `reserved` keeps the whole
@@ -119,6 +126,7 @@ export interface Resolved {
   readonly requestWindowMillis: number
   readonly tokenWindowMillis: number
   readonly safetyMargin: number
+  readonly catchUp: number
   readonly tokenAccounting: "usage" | "reserved"
   readonly retriesEnabled: boolean
   readonly maxRetries: number
@@ -173,6 +181,7 @@ export const resolve = (options: Options): Effect.Effect<Resolved, InvalidOption
       requestWindowMillis: check("requestWindowMillis", options.requestWindowMillis ?? 60_000, "positive"),
       tokenWindowMillis: check("tokenWindowMillis", options.tokenWindowMillis ?? 60_000, "positive"),
       safetyMargin: check("safetyMargin", options.safetyMargin ?? 0.01, "nonNegative"),
+      catchUp: check("catchUp", options.catchUp ?? 0.02, "nonNegative"),
       tokenAccounting: options.tokenAccounting ?? "usage",
       retriesEnabled: options.retriesEnabled ?? true,
       maxRetries: check("maxRetries", options.maxRetries ?? 6, "nonNegativeInt"),
@@ -186,6 +195,7 @@ export const resolve = (options: Options): Effect.Effect<Resolved, InvalidOption
       logFile: options.logFile === true ? "logs/rate_limit.log" : options.logFile === false ? undefined : options.logFile
     }
     if (resolved.safetyMargin >= 0.5) problems.push(`safetyMargin must be < 0.5, got ${resolved.safetyMargin}`)
+    if (resolved.catchUp >= 0.5) problems.push(`catchUp must be < 0.5, got ${resolved.catchUp}`)
     if (resolved.retryCapMillis < resolved.retryBaseMillis) {
       problems.push(`retryCapMillis (${resolved.retryCapMillis}) must be >= retryBaseMillis (${resolved.retryBaseMillis})`)
     }
@@ -445,12 +455,17 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
   /** The RateLimiter arguments (capacity and the window that gives the pacing rate) for a call. */
   const bucketOf = (window: Window, windowKey: string, tokens: number, admission: boolean): { readonly limit: number; readonly window: Duration.Duration } => {
     const budget = window.limit * (1 - options.safetyMargin)
-    if (window.unit === "request") return { limit: 1, window: Duration.millis(window.windowMillis / budget) }
+    if (window.unit === "request") {
+      const extra = Math.floor(budget * options.catchUp)
+      const perMillis = (budget - extra) / window.windowMillis
+      return { limit: 1 + extra, window: Duration.millis((1 + extra) / perMillis) }
+    }
+    const extra = budget * options.catchUp
     const cost = Math.max(1, Math.abs(tokens))
     const seen = admission ? Math.max(largest.get(windowKey) ?? 0, tokens) : largest.get(windowKey) ?? cost
     largest.set(windowKey, seen)
-    const perMillis = Math.max(budget - seen, budget * 0.05) / window.windowMillis
-    return { limit: cost, window: Duration.millis(cost / perMillis) }
+    const perMillis = Math.max(budget - seen - extra, budget * 0.05) / window.windowMillis
+    return { limit: cost + extra, window: Duration.millis((cost + extra) / perMillis) }
   }
   const consume = (window: Window, key: string, tokens: number, admission: boolean, onExceeded: "delay" | "fail") => {
     const windowKey = `${key}:${window.name}`
@@ -528,7 +543,7 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
         const tokens = tokensOf(window.unit, input, output)
         if (tokens === 0) return
         const result = yield* consume(window, key, tokens, false, "delay")
-        const cap = largest.get(result.windowKey) ?? result.bucket.limit
+        const cap = (largest.get(result.windowKey) ?? result.bucket.limit) + window.limit * (1 - options.safetyMargin) * options.catchUp
         if (tokens < 0 && result.remaining > cap) {
           yield* limiter.consume({
             algorithm: "token-bucket", onExceeded: "delay", key: result.windowKey, limit: result.bucket.limit,
@@ -954,3 +969,53 @@ export const layerConfig: Layer.Layer<Llm.Llm, Config.ConfigError, Llm.Llm> = La
 export const wrap = <A, E, R>(effect: Effect.Effect<A, E, R>, cost: Cost): Effect.Effect<A, E | LlmError.LlmError, R | Limiter> =>
   Effect.flatMap(Effect.service(Limiter), (limiter) =>
     Effect.map(limiter.execute({ ...cost, effect }), (outcome) => outcome.value))
+
+// ---------------------------------------------------------------------------
+// plain async TypeScript
+// ---------------------------------------------------------------------------
+
+/** A rate-limited `Llm` for code that does not use Effect. @category models @since 0.1.0 */
+export interface PromiseLlm {
+  readonly complete: (request: CompletionRequest.CompletionRequest | Request.CompletionRequestInput) => Promise<Completion.Completion>
+  /** Closes the runtime (Redis connections, log file). */
+  readonly dispose: () => Promise<void>
+}
+
+/**
+ * A Promise facade on `ManagedRuntime`: the middleware over any `Llm` layer.
+ * @category constructors @since 0.1.0
+ */
+export const createLlm = <E>(upstream: Layer.Layer<Llm.Llm, E>, options: Options = {}): PromiseLlm => {
+  const runtime = ManagedRuntime.make(layer(options).pipe(Layer.provide(upstream)))
+  return {
+    complete: (request) =>
+      runtime.runPromise(Effect.flatMap(
+        request instanceof Request.CompletionRequest ? Effect.succeed(request) : Request.make(request),
+        Llm.complete
+      )),
+    dispose: () => runtime.dispose()
+  }
+}
+
+/** Budgets and retries for any async function. @category models @since 0.1.0 */
+export interface PromiseLimiter {
+  /** Runs `task` under the budgets of `cost.key`; rejections that are retryable `LlmError`s are retried. */
+  readonly run: <A>(task: () => Promise<A>, cost: Cost) => Promise<A>
+  readonly dispose: () => Promise<void>
+}
+
+/**
+ * A Promise facade for {@link wrap}: rate-limit any async function.
+ * @category constructors @since 0.1.0
+ */
+export const createLimiter = (options: Options = {}): PromiseLimiter => {
+  const runtime = ManagedRuntime.make(layerLimiter(options))
+  return {
+    run: (task, cost) =>
+      runtime.runPromise(wrap(
+        Effect.tryPromise({ try: task, catch: (error) => error }),
+        cost
+      )),
+    dispose: () => runtime.dispose()
+  }
+}

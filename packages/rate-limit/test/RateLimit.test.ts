@@ -20,6 +20,7 @@ const base: RateLimit.Options = {
   circuitBreaker: false,
   adaptiveConcurrency: false,
   safetyMargin: 0,
+  catchUp: 0,
   estimator: fixed(0)
 }
 
@@ -64,6 +65,18 @@ describe("windows", () => {
       }
       assert.strictEqual(fake.starts.at(-1), 39 * 6000)
     }).pipe(Effect.provide(stack({ ...base, requestsPerMinute: 10 }, fake)))
+  })
+
+  it.effect("keeps every sliding window within the limit when catch-up slack allows short bursts", () => {
+    const fake = makeFake([{ latencyMillis: 50 }])
+    return Effect.gen(function*() {
+      yield* many(40, "10 minutes")
+      // catchUp 0.2 of 10: bursts of up to 3, paced at 8 per minute after that.
+      assert.deepStrictEqual(fake.starts.slice(0, 4), [0, 0, 0, 7500])
+      for (const t of fake.starts) {
+        assert.isAtMost(fake.starts.filter((start) => start > t - 60_000 && start <= t).length, 10)
+      }
+    }).pipe(Effect.provide(stack({ ...base, requestsPerMinute: 10, catchUp: 0.2 }, fake)))
   })
 
   it.effect("does not send a delayed call before its window opens", () => {
@@ -597,4 +610,37 @@ describe("estimator input", () => {
       const count = yield* Estimator.openAi(request("a <|endoftext|> b"))
       assert.isAbove(count, 3)
     }))
+})
+
+describe("plain async TypeScript", () => {
+  it("createLlm wraps any Llm layer behind Promises", async () => {
+    const llm = RateLimit.createLlm(Llm.Llm.layerEcho, { requestsPerSecond: 100 })
+    try {
+      const completion = await llm.complete({ model: "m", messages: [{ role: "user", content: "hello" }] })
+      assert.strictEqual(completion.text, "echo: hello")
+      assert.strictEqual(completion.metadata?.retries, 0)
+      await llm.complete({ model: "m", messages: [] }).then(
+        () => assert.fail("an empty request must be rejected"),
+        (error: unknown) => assert.include(String(error), "messages or a prompt")
+      )
+    } finally {
+      await llm.dispose()
+    }
+  })
+
+  it("createLimiter retries a retryable rejection of any async function", async () => {
+    const limiter = RateLimit.createLimiter({ retryBaseMillis: 1, retryCapMillis: 5, requestsPerSecond: Infinity })
+    try {
+      let calls = 0
+      const result = await limiter.run(async () => {
+        calls++
+        if (calls === 1) throw LlmError.make("db", new LlmError.Timeout({ description: "slow" }))
+        return "done"
+      }, { key: "db" })
+      assert.strictEqual(result, "done")
+      assert.strictEqual(calls, 2)
+    } finally {
+      await limiter.dispose()
+    }
+  })
 })
