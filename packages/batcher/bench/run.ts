@@ -17,13 +17,16 @@ const prompts = Array.from({ length: itemCount }, (_, i) => `Story ${i}: Once up
 const request = (prompt: string, model: string) =>
   CompletionRequest.makeUnsafe({ model, messages: [], prompt, temperature: 0, maxTokens })
 
-interface Row { model: string; mode: string; seconds: number; itemsPerS: number; tokensPerS: number; identical: boolean }
+interface Row { model: string; mode: string; seconds: number; cpuSeconds: number; itemsPerS: number; tokensPerS: number; tokensPerCpuS: number; identical: boolean }
 
 const timeRun = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.gen(function*() {
     const start = performance.now()
+    const cpu = process.cpuUsage()
     const value = yield* effect
-    return { value, seconds: (performance.now() - start) / 1000 }
+    const used = process.cpuUsage(cpu)
+    // process CPU time includes llama.cpp's threads; neighbours on a shared machine disturb it far less than wall time
+    return { value, seconds: (performance.now() - start) / 1000, cpuSeconds: (used.user + used.system) / 1e6 }
   })
 
 const benchModel = (file: string, model: string) =>
@@ -38,8 +41,8 @@ const benchModel = (file: string, model: string) =>
     const reference = sequential.value.map((c) => c.text)
     const tokens = (values: ReadonlyArray<{ usage: { outputTokens: number } }>) => values.reduce((sum, c) => sum + c.usage.outputTokens, 0)
     rows.push({
-      model, mode: "sequential", seconds: sequential.seconds, itemsPerS: itemCount / sequential.seconds,
-      tokensPerS: tokens(sequential.value) / sequential.seconds, identical: true
+      model, mode: "sequential", seconds: sequential.seconds, cpuSeconds: sequential.cpuSeconds, itemsPerS: itemCount / sequential.seconds,
+      tokensPerS: tokens(sequential.value) / sequential.seconds, tokensPerCpuS: tokens(sequential.value) / sequential.cpuSeconds, identical: true
     })
     for (const width of widths) {
       const stack = Batcher.layer({ window: "100 millis", maxBatchSize: 32, concurrency: width }).pipe(
@@ -49,8 +52,8 @@ const benchModel = (file: string, model: string) =>
         Effect.forEach(prompts, (prompt) => Llm.complete(request(prompt, model)), { concurrency: "unbounded" }).pipe(Effect.provide(stack))
       )
       rows.push({
-        model, mode: `batched ×${width}`, seconds: batched.seconds, itemsPerS: itemCount / batched.seconds,
-        tokensPerS: tokens(batched.value) / batched.seconds,
+        model, mode: `batched ×${width}`, seconds: batched.seconds, cpuSeconds: batched.cpuSeconds, itemsPerS: itemCount / batched.seconds,
+        tokensPerS: tokens(batched.value) / batched.seconds, tokensPerCpuS: tokens(batched.value) / batched.cpuSeconds,
         identical: batched.value.every((c, i) => c.text === reference[i])
       })
     }
@@ -85,10 +88,10 @@ const main = Effect.gen(function*() {
     Effect.catchCause((cause) => Effect.succeed({ error: String(cause).split("\n")[0] }))
   )
   console.log(`\nBatcher benchmark (${itemCount} items, maxTokens ${maxTokens}, threads 1)\n`)
-  console.log("model              mode          seconds  items/s  tokens/s  speedup  identical")
+  console.log("model              mode          seconds  items/s  tokens/s  speedup  tok/cpu-s  cpu speedup  identical")
   for (const row of rows) {
     const base = rows.find((r) => r.model === row.model && r.mode === "sequential")!
-    console.log(`${row.model.padEnd(18)} ${row.mode.padEnd(12)} ${row.seconds.toFixed(2).padStart(8)} ${row.itemsPerS.toFixed(1).padStart(8)} ${row.tokensPerS.toFixed(0).padStart(9)} ${(row.itemsPerS / base.itemsPerS).toFixed(2).padStart(7)}x  ${row.identical}`)
+    console.log(`${row.model.padEnd(18)} ${row.mode.padEnd(12)} ${row.seconds.toFixed(2).padStart(8)} ${row.itemsPerS.toFixed(1).padStart(8)} ${row.tokensPerS.toFixed(0).padStart(9)} ${(row.itemsPerS / base.itemsPerS).toFixed(2).padStart(7)}x ${row.tokensPerCpuS.toFixed(0).padStart(10)} ${(row.tokensPerCpuS / base.tokensPerCpuS).toFixed(2).padStart(11)}x  ${row.identical}`)
   }
   if ("speedup" in embed) {
     console.log(`\nembeddings: ${embed.texts} texts, one call each (4 in flight) ${embed.sequentialS.toFixed(2)} s vs merged ${embed.batchedS.toFixed(2)} s = ${embed.speedup.toFixed(1)}x, identical vectors: ${embed.identical}`)
@@ -109,6 +112,7 @@ const main = Effect.gen(function*() {
       sequentialItemsPerS: Number(seq.itemsPerS.toFixed(2)),
       batched,
       speedup16: at16(primary, seq),
+      cpuSpeedup16: (() => { const r = primary.find((x) => x.mode === "batched ×16"); return r ? Number((r.tokensPerCpuS / seq.tokensPerCpuS).toFixed(2)) : null })(),
       speedup16TinyStories656K: at16(secondary, seq2),
       identical: rows.every((r) => r.identical)
     },
