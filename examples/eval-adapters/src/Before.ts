@@ -1,9 +1,9 @@
 /**
  * The seeds' evaluator, the "before" of the timing table (the same scenario as
  * `packages/evaluator/bench/run.ts`, which is a script, not reusable code): node-llama-cpp
- * directly with the llama.cpp binding and the model loaded for every question (and freed after it), the
- * judge called one answer after another through the OpenAI SDK, no cache. An unreadable
- * verdict counts as 0, as the seeds counted it.
+ * used directly, the llama.cpp binding and the model loaded for every question (and freed
+ * after it), the judge called one answer after another through the OpenAI SDK, no cache.
+ * An unreadable verdict counts as 0, as the seeds counted it.
  */
 import { performance } from "node:perf_hooks"
 import { getLlama, LlamaCompletion, LlamaLogLevel } from "node-llama-cpp"

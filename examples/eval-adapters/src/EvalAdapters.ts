@@ -95,7 +95,6 @@ const resolveAdapter = (adapter: string): Effect.Effect<string, ExampleError> =>
       : failWith(`LoRA adapter file not found: "${adapter}" (looked in the cwd and ${folders.join(", ") || "no shared/models folder"})`)
   })
 
-
 /**
  * llama.cpp aborts the whole process (`std::out_of_range`) when a SentencePiece vocabulary
  * has neither a token for a character nor byte-fallback tokens (`<0xNN>`) for its bytes:
