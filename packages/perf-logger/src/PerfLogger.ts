@@ -89,9 +89,10 @@ export interface Options {
   readonly summaryInterval?: Duration.Input | false
   /**
    * Open a `PerfLogger.complete` / `PerfLogger.stream` span per call, with the `gen_ai.*`
-   * attributes. Default `true`; `false` saves the span's cost when no tracer exports them.
+   * attributes. `"auto"` (default): only when a tracer other than Effect's native in-memory
+   * one is installed (OTLP, DevTools, …), so nobody pays for spans nobody exports.
    */
-  readonly spans?: boolean
+  readonly spans?: boolean | "auto"
 }
 
 // -----------------------------------------------------------------------------
@@ -106,8 +107,8 @@ export interface PerfLoggerService {
   readonly runId: string
   /** The run folder, or `undefined` for an in-memory recorder. */
   readonly runDir: string | undefined
-  /** Whether `layerLlm` opens a span per call. */
-  readonly spans: boolean
+  /** Whether `layerLlm` opens a span per call (`"auto"`: when a non-native tracer is installed). */
+  readonly spans: boolean | "auto"
   /** Records one event (synchronous; the hot path). */
   readonly recordUnsafe: (event: Event) => void
   /** Records items processed by a stage (items/s per stage). */
@@ -223,7 +224,7 @@ const makeRecorder = (
     const service: PerfLoggerService = {
       runId,
       runDir,
-      spans: options.spans !== false,
+      spans: options.spans ?? "auto",
       recordUnsafe,
       recordItems: (stage, n) =>
         Effect.contextWith((context: Context.Context<never>) => {
@@ -313,7 +314,7 @@ export const layer = (options: Options = {}): Layer.Layer<PerfLogger> => Layer.e
  * An in-memory recorder: same measurements and summary, no files and no console table.
  * @category testing @since 0.1.0
  */
-export const layerMemory = (options: Pick<Options, "runId" | "prices"> = {}): Layer.Layer<PerfLogger> =>
+export const layerMemory = (options: Pick<Options, "runId" | "prices" | "spans"> = {}): Layer.Layer<PerfLogger> =>
   Layer.effect(
     PerfLogger,
     makeScoped({ ...options, write: false, console: false, report: false, memoryInterval: false, summaryInterval: false })
@@ -334,7 +335,7 @@ export const layerConfig: Layer.Layer<PerfLogger, Config.ConfigError> = Layer.un
       flush: Config.Literals(["event", "buffered"], "HASTEN_PERF_FLUSH").pipe(Config.withDefault("event" as const)),
       console: Config.Boolean("HASTEN_PERF_CONSOLE").pipe(Config.withDefault(true)),
       report: Config.Boolean("HASTEN_PERF_REPORT").pipe(Config.withDefault(true)),
-      spans: Config.Boolean("HASTEN_PERF_SPANS").pipe(Config.withDefault(true))
+      spans: Config.Literals(["auto", "true", "false"], "HASTEN_PERF_SPANS").pipe(Config.withDefault("auto" as const))
     }),
     (config) =>
       layer({
@@ -343,7 +344,7 @@ export const layerConfig: Layer.Layer<PerfLogger, Config.ConfigError> = Layer.un
         flush: config.flush === "buffered" ? { intervalMs: 250, maxEvents: 256 } : "event",
         console: config.console,
         report: config.report,
-        spans: config.spans
+        spans: config.spans === "auto" ? "auto" : config.spans === "true"
       })
   )
 )
@@ -784,6 +785,10 @@ const setResponseAttributes = (span: Tracer.Span, event: CallEvent): void => {
   if (event.ttftMs !== undefined) span.attribute("hasten.ttft_ms", event.ttftMs)
 }
 
+/** Spans are opened when asked for, or (`"auto"`) when a tracer that exports them is installed. */
+const wantsSpan = (spans: boolean | "auto", context: Context.Context<never>): boolean =>
+  spans === "auto" ? Context.get(context, Tracer.Tracer) !== Tracer.nativeTracer : spans
+
 /**
  * Wraps an `Llm` so every `complete` and `stream` call is measured and recorded.
  * @category constructors @since 0.1.0
@@ -863,20 +868,22 @@ export const wrap = (inner: Llm.LlmService, recorder: PerfLoggerService): Llm.Ll
         Effect.sync(() => finishComplete(request, stage, start, clock, span, context, exit)))
     })
   const complete = (request: CompletionRequest.CompletionRequest): Effect.Effect<Completion.Completion, LlmError.LlmError> =>
-    recorder.spans
-      ? Effect.withSpan(measured(request, true), "PerfLogger.complete", {
-        kind: "client",
-        attributes: requestAttributes(inner.name, request),
-        captureStackTrace: false
-      })
-      : measured(request, false)
+    Effect.contextWith((context: Context.Context<never>) =>
+      wantsSpan(recorder.spans, context)
+        ? Effect.withSpan(measured(request, true), "PerfLogger.complete", {
+          kind: "client",
+          attributes: requestAttributes(inner.name, request),
+          captureStackTrace: false
+        })
+        : measured(request, false)
+    )
 
   const stream = (request: CompletionRequest.CompletionRequest): Stream.Stream<Completion.CompletionChunk, LlmError.LlmError> =>
     Stream.unwrap(Effect.gen(function*() {
       const clock = yield* Clock.Clock
       const stage = yield* CurrentStage
       const context = yield* Effect.context<never>()
-      const span = recorder.spans
+      const span = wantsSpan(recorder.spans, context)
         ? yield* Effect.makeSpan("PerfLogger.stream", { kind: "client", attributes: requestAttributes(inner.name, request) })
         : undefined
       const start = nowMs(clock)

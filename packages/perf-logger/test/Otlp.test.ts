@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Llm } from "@hasten/core"
-import { Effect, Layer, Metric, Stream } from "effect"
+import { Effect, Layer, Metric, Stream, Tracer } from "effect"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import { PerfLogger } from "../src/index.js"
@@ -134,4 +134,55 @@ describe("OTLP export (GenAI semantic conventions)", () => {
       assert.match(text, /gen_ai_client_operation_duration_bucket\{[^}]*gen_ai_request_model="fake-model"/)
       assert.match(text, /hasten_perf_logger_requests_total\{[^}]*\} 1/)
     }))
+
+  describe("span modes", () => {
+    /** A tracer that records the names of the spans it creates. */
+    const recordingTracer = (names: Array<string>): Tracer.Tracer =>
+      Tracer.make({
+        span(options) {
+          names.push(options.name)
+          return Tracer.nativeTracer.span(options)
+        }
+      })
+
+    const calls = Effect.gen(function*() {
+      yield* Llm.complete(Scripted.request({}))
+      yield* Llm.stream(Scripted.request({ chunks: [{ afterMs: 0, text: "a" }] })).pipe(Stream.runDrain)
+    })
+
+    it.effect("auto: spans when an exporting tracer is installed, none on the native tracer", () =>
+      Effect.gen(function*() {
+        const names: Array<string> = []
+        const layer = PerfLogger.layerLlm.pipe(Layer.provideMerge(Scripted.layer), Layer.provideMerge(PerfLogger.layerMemory()))
+        yield* calls.pipe(Effect.provide(layer), Effect.withTracer(recordingTracer(names)))
+        assert.deepStrictEqual(names.filter((name) => name.startsWith("PerfLogger.")), ["PerfLogger.complete", "PerfLogger.stream"])
+      }))
+
+    it.effect("spans: false opens none even with an exporting tracer; true opens them on the native tracer too", () =>
+      Effect.gen(function*() {
+        const off: Array<string> = []
+        yield* calls.pipe(
+          Effect.provide(PerfLogger.layerLlm.pipe(Layer.provideMerge(Scripted.layer), Layer.provideMerge(PerfLogger.layerMemory({ spans: false })))),
+          Effect.withTracer(recordingTracer(off))
+        )
+        assert.deepStrictEqual(off.filter((name) => name.startsWith("PerfLogger.")), [])
+        // on the native tracer, "auto" gives the provider no PerfLogger parent span, `true` does
+        const parentOf = (spans: boolean | "auto") =>
+          Effect.gen(function*() {
+            const seen: Array<string> = []
+            const probe = Layer.succeed(Llm.Llm, Llm.fromComplete("probe", (request) =>
+              Effect.gen(function*() {
+                const parent = yield* Effect.option(Effect.currentSpan)
+                seen.push(parent._tag === "Some" ? parent.value.name : "none")
+                return yield* Effect.orDie(Effect.flatMap(Effect.service(Llm.Llm), (llm) => llm.complete(request)).pipe(Effect.provide(Scripted.layer)))
+              })))
+            yield* Llm.complete(Scripted.request({})).pipe(
+              Effect.provide(PerfLogger.layerLlm.pipe(Layer.provideMerge(probe), Layer.provideMerge(PerfLogger.layerMemory({ spans }))))
+            )
+            return seen[0]
+          })
+        assert.strictEqual(yield* parentOf(true), "PerfLogger.complete")
+        assert.strictEqual(yield* parentOf("auto"), "none")
+      }))
+  })
 })
