@@ -4,44 +4,26 @@
  * @internal
  */
 
-/** Running linear fit y = a + b·x with exponential forgetting. */
-class LinearCost {
-  private s0 = 0
-  private s1 = 0
-  private s2 = 0
-  private sy = 0
-  private sxy = 0
-  private readonly xs = new Set<number>()
-  constructor(private readonly decay: number) {}
-
-  observe(x: number, y: number): void {
-    const d = this.decay
-    this.s0 = this.s0 * d + 1
-    this.s1 = this.s1 * d + x
-    this.s2 = this.s2 * d + x * x
-    this.sy = this.sy * d + y
-    this.sxy = this.sxy * d + x * y
-    this.xs.add(x)
+/** An exponential moving average that starts as a plain mean. */
+class Average {
+  private count = 0
+  value = 0
+  constructor(private readonly minimumRate: number) {}
+  get known(): boolean {
+    return this.count > 0
   }
-
-  get observed(): boolean {
-    return this.s0 > 0
-  }
-
-  /** [a, b], or undefined when no spread in x has been seen. */
-  fit(): readonly [number, number] | undefined {
-    if (this.s0 === 0) return undefined
-    const mean = this.sy / this.s0
-    const determinant = this.s0 * this.s2 - this.s1 * this.s1
-    if (this.xs.size < 2 || determinant <= 1e-9 * this.s0 * this.s0) return [mean, Number.NaN]
-    const b = (this.s0 * this.sxy - this.s1 * this.sy) / determinant
-    const a = (this.sy - b * this.s1) / this.s0
-    return [a, b]
+  observe(x: number): void {
+    this.count++
+    this.value += Math.max(1 / this.count, this.minimumRate) * (x - this.value)
   }
 }
 
-/** Prior cost of verifying m tokens relative to one: what batched evaluation costs on CPU. */
+/** Prior cost of verifying m tokens, in units of one plain step: what batched evaluation costs on CPU. */
 const PRIOR_SLOPE = 0.15
+/** An extra verified token is never assumed cheaper than this fraction of a plain step. */
+const MINIMUM_SLOPE = 0.05
+/** Refresh the cost of a plain step at least this often (steps). */
+const EXPLORE_INTERVAL = 32
 
 export interface AdaptiveOptions {
   readonly maxGamma: number
@@ -52,9 +34,15 @@ export interface AdaptiveOptions {
 export class AdaptiveGamma {
   private readonly alpha: Float64Array
   private readonly seen: Float64Array
-  private readonly verify = new LinearCost(0.98)
-  private readonly draft = new LinearCost(0.98)
+  /** Cost of a plain step (one token evaluated). */
+  private readonly plain = new Average(0.05)
+  /** Extra cost per additional verified token. */
+  private readonly slope = new Average(0.05)
+  /** Drafting cost per requested token (model drafters) or per call (lookup drafters). */
+  private readonly draft = new Average(0.05)
   private plainStreak = 0
+  private sincePlain = 0
+  private timed = false
   constructor(private readonly options: AdaptiveOptions) {
     this.alpha = new Float64Array(options.maxGamma).fill(0.6)
     this.seen = new Float64Array(options.maxGamma)
@@ -65,23 +53,19 @@ export class AdaptiveGamma {
     this.plainStreak = 0
   }
 
+  /** Cost of verifying m tokens, in units of one plain step. */
   private verifyCost(m: number): number {
-    const fit = this.verify.fit()
-    if (fit === undefined) return 1 + PRIOR_SLOPE * (m - 1)
-    const [a, slope] = fit
-    if (Number.isNaN(slope)) return (a > 0 ? a : 1) * (1 + PRIOR_SLOPE * (m - 1))
-    // Per-call overhead is never negative and an extra token never free.
-    const one = Math.max(a + slope, 1e-9)
-    return one + Math.max(slope, 0.01 * one) * (m - 1)
+    if (!this.plain.known || !(this.plain.value > 0)) return 1 + PRIOR_SLOPE * (m - 1)
+    const slope = this.slope.known ? this.slope.value / this.plain.value : PRIOR_SLOPE
+    return 1 + Math.max(slope, MINIMUM_SLOPE) * (m - 1)
   }
 
+  /** Cost of drafting k tokens, in units of one plain step. */
   private draftCost(k: number): number {
-    const fit = this.draft.fit()
-    const unit = this.verifyCost(1)
-    if (fit === undefined) return this.options.kind === "model" ? unit * 0.25 * k : 0
-    const [a, b] = fit
-    if (Number.isNaN(b)) return Math.max(0, a)
-    return Math.max(0, a + b * k)
+    const model = this.options.kind === "model"
+    if (!this.draft.known || !this.plain.known || !(this.plain.value > 0)) return model ? 0.25 * k : 0
+    const unit = this.draft.value / this.plain.value
+    return model ? unit * k : unit
   }
 
   /** Expected tokens per step for each γ, divided by its expected cost; returns the best γ. */
@@ -106,6 +90,8 @@ export class AdaptiveGamma {
   /** γ for the next step; 0 means a plain step. Every `probeInterval` plain steps in a row, a short probe. */
   choose(cap: number): number {
     if (cap <= 0) return 0
+    // Exploration: a plain step now and then keeps the unit of cost measured.
+    if (this.sincePlain >= EXPLORE_INTERVAL || (this.timed && !this.plain.known && this.sincePlain >= 2)) return 0
     const gamma = this.best(cap)
     if (gamma > 0) {
       this.plainStreak = 0
@@ -130,8 +116,15 @@ export class AdaptiveGamma {
     readonly evaluated: number
   }): void {
     const verified = step.evaluated
-    if (step.verifyNanos > 0) this.verify.observe(verified, step.verifyNanos)
-    if (step.requested > 0 && step.draftNanos > 0) this.draft.observe(this.options.kind === "model" ? step.requested : 1, step.draftNanos)
+    this.sincePlain = step.proposed === 0 ? 0 : this.sincePlain + 1
+    if (step.verifyNanos > 0) {
+      this.timed = true
+      if (verified === 1) this.plain.observe(step.verifyNanos)
+      else if (this.plain.known) this.slope.observe(Math.max(0, step.verifyNanos - this.plain.value) / (verified - 1))
+    }
+    if (step.requested > 0 && step.draftNanos > 0) {
+      this.draft.observe(this.options.kind === "model" ? step.draftNanos / step.requested : step.draftNanos)
+    }
     for (let i = 0; i < step.proposed && i < this.alpha.length; i++) {
       if (i > step.accepted) break
       const hit = i < step.accepted ? 1 : 0
