@@ -381,6 +381,8 @@ export class Limiter extends Context.Service<Limiter, LimiterService>()("@hasten
 
 interface KeyState {
   readonly semaphore: Semaphore.Semaphore
+  /** One fiber at a time waits for the key's windows (FIFO, no thundering herd). */
+  readonly admission: Semaphore.Semaphore
   /** AIMD concurrency limit: the semaphore's permits. */
   limit: number
   /** Successes since the limit last changed (a window of `limit` successes adds one). */
@@ -482,6 +484,7 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
     if (state === undefined) {
       state = {
         semaphore: Semaphore.makeUnsafe(options.maxConcurrency),
+        admission: Semaphore.makeUnsafe(1),
         limit: options.maxConcurrency,
         successes: 0,
         lastDecrease: -Infinity,
@@ -536,14 +539,15 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
     })
 
   /** Refunds (negative) or charges (positive) token windows; a refund never fills a bucket past one call's worth. */
-  const adjust = (key: string, provider: string, input: number, output: number) =>
+  const adjust = (key: string, provider: string, input: number, output: number, requests = 0) =>
     Effect.forEach(windows, (window) =>
       Effect.gen(function*() {
-        if (window.unit === "request") return
-        const tokens = tokensOf(window.unit, input, output)
+        const tokens = window.unit === "request" ? requests : tokensOf(window.unit, input, output)
         if (tokens === 0) return
         const result = yield* consume(window, key, tokens, false, "delay")
-        const cap = (largest.get(result.windowKey) ?? result.bucket.limit) + window.limit * (1 - options.safetyMargin) * options.catchUp
+        const cap = window.unit === "request"
+          ? result.bucket.limit
+          : (largest.get(result.windowKey) ?? result.bucket.limit) + window.limit * (1 - options.safetyMargin) * options.catchUp
         if (tokens < 0 && result.remaining > cap) {
           yield* limiter.consume({
             algorithm: "token-bucket", onExceeded: "delay", key: result.windowKey, limit: result.bucket.limit,
@@ -612,35 +616,37 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
         if (adaptive !== undefined && Duration.isPositive(adaptive.delay)) yield* waitFor(Duration.toMillis(adaptive.delay), `adaptive_${adaptive.phase}`)
         // Take every window at the moment of sending, never a future slot: a fiber that wakes
         // late (a busy event loop) re-checks instead of bunching with the calls after it.
-        while (true) {
-          const now = yield* Clock.currentTimeMillis
-          if (state.holdUntil > now) {
-            yield* waitFor(state.holdUntil - now, "headers")
-            continue
-          }
-          const taken: Array<readonly [Window, number]> = []
-          let retryAfter = 0
-          let blocking = "none"
-          for (const window of windows) {
-            const tokens = tokensOf(window.unit, input, output)
-            if (tokens === 0) continue
-            const exit = yield* Effect.exit(consume(window, key, tokens, true, "fail"))
-            if (Exit.isSuccess(exit)) {
-              taken.push([window, tokens])
+        yield* state.admission.withPermits(1)(Effect.gen(function*() {
+          while (true) {
+            const now = yield* Clock.currentTimeMillis
+            if (state.holdUntil > now) {
+              yield* waitFor(state.holdUntil - now, "headers")
               continue
             }
-            const error = Cause.findErrorOption(exit.cause)
-            if (Option.isSome(error) && error.value.reason._tag === "RateLimitExceeded") {
-              retryAfter = Math.max(1, Duration.toMillis(error.value.reason.retryAfter))
-              blocking = window.name
-              break
+            const taken: Array<readonly [Window, number]> = []
+            let retryAfter = 0
+            let blocking = "none"
+            for (const window of windows) {
+              const tokens = tokensOf(window.unit, input, output)
+              if (tokens === 0) continue
+              const exit = yield* Effect.exit(consume(window, key, tokens, true, "fail"))
+              if (Exit.isSuccess(exit)) {
+                taken.push([window, tokens])
+                continue
+              }
+              const error = Cause.findErrorOption(exit.cause)
+              if (Option.isSome(error) && error.value.reason._tag === "RateLimitExceeded") {
+                retryAfter = Math.max(1, Duration.toMillis(error.value.reason.retryAfter))
+                blocking = window.name
+                break
+              }
+              return yield* Effect.failCause(exit.cause)
             }
-            return yield* Effect.failCause(exit.cause)
+            if (retryAfter === 0) break
+            yield* Effect.forEach(taken, ([window, tokens]) => consume(window, key, -tokens, false, "delay"), { discard: true })
+            yield* waitFor(retryAfter, blocking)
           }
-          if (retryAfter === 0) break
-          yield* Effect.forEach(taken, ([window, tokens]) => consume(window, key, -tokens, false, "delay"), { discard: true })
-          yield* waitFor(retryAfter, blocking)
-        }
+        }))
         const end = yield* Clock.currentTimeMillis
         const wait = end - begin
         if (wait > 0) {
@@ -668,8 +674,9 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
             }).pipe(Effect.catch(() => Effect.void))),
           fail: (error) =>
             once(Effect.gen(function*() {
-              // The provider reported no usage for a failed call: give the reservation back.
-              yield* adjust(key, provider, -input, -output)
+              // The provider reported no usage for a failed call, and a rejected call does not
+              // count against its windows: give the request and its tokens back.
+              yield* adjust(key, provider, -input, -output, -1)
               if (!LlmError.isLlmError(error)) return
               const reason = error.reason
               if (reason._tag === "RateLimited") {
