@@ -303,8 +303,9 @@ export const make = <E = never, R = never>(
             accepted = verdict.accepted
             next = verdict.next
           }
-          const t2 = now()
+          // the rollback is part of what a step with drafts costs
           if (accepted < drafts.length) yield* sequence.truncate(base + head.length + accepted)
+          const t2 = now()
           tally.targetEvaluations++
           if (drafts.length > 0) {
             tally.speculativeSteps++

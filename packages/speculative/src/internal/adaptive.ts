@@ -41,9 +41,13 @@ export class AdaptiveGamma {
   /** Drafting cost per requested token (model drafters) or per call (lookup drafters). */
   private readonly draft = new Average(0.05)
   private plainStreak = 0
+  /** Plain steps between probes; doubles after each probe that did not pay, up to 16× `probeInterval`. */
+  private probeEvery: number
+  private probing = false
   private sincePlain = 0
   private timed = false
   constructor(private readonly options: AdaptiveOptions) {
+    this.probeEvery = options.probeInterval
     this.alpha = new Float64Array(options.maxGamma).fill(0.6)
     this.seen = new Float64Array(options.maxGamma)
   }
@@ -71,20 +75,23 @@ export class AdaptiveGamma {
   /** Expected tokens per step for each γ, divided by its expected cost; returns the best γ. */
   best(cap: number): number {
     const limit = Math.min(this.options.maxGamma, cap)
+    const plainRate = 1 / this.verifyCost(1)
     let bestGamma = 0
-    let bestRate = 1 / this.verifyCost(1)
+    let bestRate = 0
     let expected = 1
     let reach = 1
     for (let k = 1; k <= limit; k++) {
       reach *= this.alpha[k - 1]!
       expected += reach
       const rate = expected / (this.verifyCost(k + 1) + this.draftCost(k))
-      if (rate > bestRate * 1.02) {
+      if (rate > bestRate) {
         bestRate = rate
         bestGamma = k
       }
     }
-    return bestGamma
+    // Speculate only with a clear margin over a plain step: the estimates are noisy and every
+    // speculative step has some overhead the model does not see.
+    return bestRate > plainRate * 1.05 ? bestGamma : 0
   }
 
   /** γ for the next step; 0 means a plain step. Every `probeInterval` plain steps in a row, a short probe. */
@@ -93,13 +100,19 @@ export class AdaptiveGamma {
     // Exploration: a plain step now and then keeps the unit of cost measured.
     if (this.sincePlain >= EXPLORE_INTERVAL || (this.timed && !this.plain.known && this.sincePlain >= 2)) return 0
     const gamma = this.best(cap)
+    if (this.probing) {
+      // the step after a probe: did the probe make speculation worth it again?
+      this.probing = false
+      this.probeEvery = gamma > 0 ? this.options.probeInterval : Math.min(this.probeEvery * 2, this.options.probeInterval * 16)
+    }
     if (gamma > 0) {
       this.plainStreak = 0
       return gamma
     }
     this.plainStreak++
-    if (this.plainStreak >= this.options.probeInterval) {
+    if (this.plainStreak >= this.probeEvery) {
       this.plainStreak = 0
+      this.probing = true
       return Math.min(2, cap)
     }
     return 0
