@@ -38,7 +38,7 @@ import type {
   SpeculativeStats,
   StageEvent
 } from "./internal/events.js"
-import { EventWriter, parseEvents } from "./internal/events.js"
+import { defaultFlush, EventWriter, parseEvents } from "./internal/events.js"
 export { parseEvents }
 import { renderReport } from "./internal/report.js"
 import type { CallStats, Distribution, StageStats, Summary } from "./internal/stats.js"
@@ -77,7 +77,12 @@ export interface Options {
   readonly runId?: string
   /** USD per one million tokens, keyed by `provider/model` or `model`; enables the cost estimate. */
   readonly prices?: PriceTable
-  /** How events reach `events.jsonl`: `"event"` (default, crash-safe per event) or buffered. */
+  /**
+   * How events reach `events.jsonl`. Default `{ intervalMs: 100, maxEvents: 1000 }`: buffered,
+   * flushed on exit, uncaught exceptions and SIGINT/SIGTERM/SIGHUP; only SIGKILL or a power
+   * loss can lose the last interval. `"event"`: one `writeSync` per event, so any crash loses
+   * at most the event being written.
+   */
   readonly flush?: FlushMode
   /** Print the summary table when the run ends. Default `true`. */
   readonly console?: boolean
@@ -180,20 +185,15 @@ const makeRecorder = (
     const start = nowMs(clock)
     const runId = validateRunId(options.runId ?? defaultRunId(clock.currentTimeMillisUnsafe()))
     const runDir = options.write ? Path.resolve(options.dir ?? "performance_logs", runId) : undefined
-    const writer = runDir === undefined ? undefined : new EventWriter(Path.join(runDir, "events.jsonl"), options.flush ?? "event")
+    const eventsPath = runDir === undefined ? undefined : Path.join(runDir, "events.jsonl")
+    // A write error (disk full, folder removed) stops the file log and is reported once;
+    // the measured calls and the in-memory summary carry on.
+    const writer = eventsPath === undefined ? undefined : new EventWriter(eventsPath, options.flush ?? defaultFlush, (error) =>
+      process.emitWarning(`perf-logger: writing ${eventsPath} failed, the run log stops here: ${String(error)}`))
     const aggregator = new Aggregator(options.prices)
-    let writeFailed = false
-    // Measuring must never fail the measured call: a write error (disk full, folder removed)
-    // stops the file log, is reported once, and the in-memory summary carries on.
     const recordUnsafe = (event: Event): void => {
       aggregator.add(event)
-      if (writer === undefined || writeFailed) return
-      try {
-        writer.write(event)
-      } catch (error) {
-        writeFailed = true
-        process.emitWarning(`perf-logger: writing ${writer.path} failed, the run log stops here: ${String(error)}`)
-      }
+      writer?.write(event)
     }
     recordUnsafe({
       type: "run_start",
@@ -322,7 +322,7 @@ export const layerMemory = (options: Pick<Options, "runId" | "prices" | "spans">
 
 /**
  * The recorder configured from the environment: `HASTEN_PERF_DIR` (default
- * `performance_logs`), `HASTEN_PERF_RUN_ID`, `HASTEN_PERF_FLUSH` (`event` | `buffered`),
+ * `performance_logs`), `HASTEN_PERF_RUN_ID`, `HASTEN_PERF_FLUSH` (`buffered`, the default, or `event`),
  * `HASTEN_PERF_CONSOLE` and `HASTEN_PERF_REPORT` (default `true`), `HASTEN_PERF_SPANS`
  * (default `true`).
  * @category layers @since 0.1.0
@@ -332,7 +332,7 @@ export const layerConfig: Layer.Layer<PerfLogger, Config.ConfigError> = Layer.un
     Config.all({
       dir: Config.String("HASTEN_PERF_DIR").pipe(Config.withDefault("performance_logs")),
       runId: Config.option(Config.String("HASTEN_PERF_RUN_ID")),
-      flush: Config.Literals(["event", "buffered"], "HASTEN_PERF_FLUSH").pipe(Config.withDefault("event" as const)),
+      flush: Config.Literals(["event", "buffered"], "HASTEN_PERF_FLUSH").pipe(Config.withDefault("buffered" as const)),
       console: Config.Boolean("HASTEN_PERF_CONSOLE").pipe(Config.withDefault(true)),
       report: Config.Boolean("HASTEN_PERF_REPORT").pipe(Config.withDefault(true)),
       spans: Config.Literals(["auto", "true", "false"], "HASTEN_PERF_SPANS").pipe(Config.withDefault("auto" as const))
@@ -341,7 +341,7 @@ export const layerConfig: Layer.Layer<PerfLogger, Config.ConfigError> = Layer.un
       layer({
         dir: config.dir,
         ...(Option.isSome(config.runId) ? { runId: config.runId.value } : {}),
-        flush: config.flush === "buffered" ? { intervalMs: 250, maxEvents: 256 } : "event",
+        flush: config.flush === "buffered" ? defaultFlush : "event",
         console: config.console,
         report: config.report,
         spans: config.spans === "auto" ? "auto" : config.spans === "true"

@@ -16,7 +16,7 @@ const packageRoot = fileURLToPath(new URL("..", import.meta.url))
 
 const lines = (path: string) => Fs.readFileSync(path, "utf8").split("\n").filter((line) => line.length > 0)
 
-const crash = (dir: string, runId: string, calls: number, death: "kill" | "exit" | "throw", flush = "event") => {
+const crash = (dir: string, runId: string, calls: number, death: "kill" | "exit" | "throw" | "term", flush: "event" | "slow" | "default") => {
   const result = spawnSync(process.execPath, ["--conditions=@hasten/source", child, dir, runId, String(calls), death, flush], {
     cwd: packageRoot,
     encoding: "utf8",
@@ -31,7 +31,7 @@ describe("run files", () => {
       const dir = tmp()
       const layer = PerfLogger.layerLlm.pipe(
         Layer.provideMerge(Scripted.layer),
-        Layer.provideMerge(PerfLogger.layer({ dir, runId: "run-1", console: false, summaryInterval: false }))
+        Layer.provideMerge(PerfLogger.layer({ dir, runId: "run-1", console: false, summaryInterval: false, flush: "event" }))
       )
       const events = Path.join(dir, "run-1", "events.jsonl")
       const live = yield* Effect.gen(function*() {
@@ -93,34 +93,40 @@ describe("run files", () => {
 })
 
 describe("crash safety of events.jsonl", () => {
+  const check = (runDir: string, calls: number) => {
+    const events = lines(Path.join(runDir, "events.jsonl")).map((line) => JSON.parse(line))
+    assert.strictEqual(events.filter((event) => event.type === "call").length, calls)
+    assert.isFalse(events.some((event) => event.type === "run_end"))
+    assert.isFalse(Fs.existsSync(Path.join(runDir, "summary.json")))
+    // hasten-perf report recovers the summary and report of the crashed run
+    const summary = PerfLogger.writeReport(runDir)
+    assert.strictEqual(summary.overall.calls, calls)
+    assert.isFalse(summary.complete)
+    assert.isTrue(Fs.existsSync(Path.join(runDir, "report.html")))
+  }
+
   for (const death of ["kill", "exit", "throw"] as const) {
-    it(`a process that dies by ${death} leaves every recorded call on disk, line by line parseable`, () => {
+    it(`flush "event": a process that dies by ${death} leaves every recorded call on disk, line by line parseable`, () => {
       const dir = tmp()
-      const result = crash(dir, "crashed", 40, death)
+      const result = crash(dir, "crashed", 40, death, "event")
       assert.notStrictEqual(result.status, 0, result.stderr)
-      const runDir = Path.join(dir, "crashed")
-      const events = lines(Path.join(runDir, "events.jsonl")).map((line) => JSON.parse(line))
-      assert.strictEqual(events.filter((event) => event.type === "call").length, 40)
-      assert.isFalse(events.some((event) => event.type === "run_end"))
-      assert.isFalse(Fs.existsSync(Path.join(runDir, "summary.json")))
-      // hasten-perf report recovers the summary and report of the crashed run
-      const summary = PerfLogger.writeReport(runDir)
-      assert.strictEqual(summary.overall.calls, 40)
-      assert.isFalse(summary.complete)
-      assert.isTrue(Fs.existsSync(Path.join(runDir, "report.html")))
+      check(Path.join(dir, "crashed"), 40)
     })
   }
 
-  it("buffered mode flushes on process.exit", () => {
-    const dir = tmp()
-    crash(dir, "buffered", 40, "exit", "buffered")
-    const events = lines(Path.join(dir, "buffered", "events.jsonl")).map((line) => JSON.parse(line))
-    assert.strictEqual(events.filter((event) => event.type === "call").length, 40)
-  })
+  for (const death of ["exit", "throw", "term"] as const) {
+    it(`default buffered flush: a process that dies by ${death} still writes every recorded call`, () => {
+      const dir = tmp()
+      const result = crash(dir, "buffered", 40, death, "default")
+      if (death === "term") assert.strictEqual(result.status, 128 + 15, "ends as SIGTERM would have, after the flush")
+      else assert.notStrictEqual(result.status, 0, result.stderr)
+      check(Path.join(dir, "buffered"), 40)
+    })
+  }
 
-  it("buffered mode can lose the pending events on SIGKILL (the documented trade-off)", () => {
+  it("buffered flush can lose the pending interval on SIGKILL (the documented trade-off)", () => {
     const dir = tmp()
-    crash(dir, "buffered-kill", 40, "kill", "buffered")
+    crash(dir, "buffered-kill", 40, "kill", "slow")
     const path = Path.join(dir, "buffered-kill", "events.jsonl")
     const calls = lines(path).map((line) => JSON.parse(line)).filter((event) => event.type === "call")
     assert.isBelow(calls.length, 40)
@@ -164,7 +170,7 @@ describe("plain async TypeScript", () => {
 })
 
 describe("robustness", () => {
-  it.effect("a failing log write (disk full) never fails the measured call", () =>
+  for (const flush of ["event", "buffered"] as const) it.effect(`a failing log write (disk full, flush ${flush}) never fails the measured call`, () =>
     Effect.gen(function*() {
       const dir = tmp()
       // events.jsonl is /dev/full: every write fails with ENOSPC
@@ -179,7 +185,7 @@ describe("robustness", () => {
         return yield* PerfLogger.summary
       }).pipe(Effect.provide(PerfLogger.layerLlm.pipe(
         Layer.provideMerge(Scripted.layer),
-        Layer.provideMerge(PerfLogger.layer({ dir, runId: "full", console: false }))
+        Layer.provideMerge(PerfLogger.layer({ dir, runId: "full", console: false, ...(flush === "event" ? { flush } : {}) }))
       )))
       yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
       process.off("warning", onWarning)

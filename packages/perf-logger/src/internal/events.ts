@@ -4,6 +4,7 @@
  * @since 0.1.0
  */
 import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
 
 /** Prices in USD per one million tokens. */
@@ -103,15 +104,23 @@ export type FlushMode =
   | "event"
   | { readonly intervalMs: number; readonly maxEvents: number }
 
+/** The default: buffered lines, written at least every 100 ms. */
+export const defaultFlush: FlushMode = { intervalMs: 100, maxEvents: 1_000 }
+
+const flushSignals = ["SIGINT", "SIGTERM", "SIGHUP"] as const
+
 /**
  * Appends events to `events.jsonl`.
  *
- * - `"event"` (default): one `writeSync` per event on an open descriptor. The line is in
- *   the kernel before `record` returns, so a crash (exception, `process.exit`, SIGKILL)
- *   loses at most the event being written.
- * - `{ intervalMs, maxEvents }`: lines are buffered and written when `maxEvents` are
- *   pending, every `intervalMs`, on `process.exit`, and when the run closes. SIGKILL or a
- *   power loss can lose up to one interval of events.
+ * - `{ intervalMs, maxEvents }` (default 100 ms / 1,000 events): lines are buffered and
+ *   written when `maxEvents` are pending, every `intervalMs`, when the process exits
+ *   (normal end, `process.exit`, an uncaught exception), on SIGINT/SIGTERM/SIGHUP (then the
+ *   signal is re-raised so the process still dies as it would have), and when the run
+ *   closes. Only SIGKILL, an out-of-memory abort or a power loss can lose events: at most
+ *   the last `intervalMs` of them.
+ * - `"event"`: one `writeSync` per event on an open descriptor. The line is in the kernel
+ *   before `record` returns, so any crash loses at most the event being written — at the
+ *   cost of a system call per event.
  */
 export class EventWriter {
   private fd: number | undefined
@@ -119,12 +128,21 @@ export class EventWriter {
   private readonly timer: ReturnType<typeof setInterval> | undefined
   private readonly maxEvents: number
   private readonly onExit = () => this.flush()
+  private readonly onSignal = (signal: NodeJS.Signals) => {
+    this.flush()
+    this.removeSignalHandlers()
+    // Unless someone else handles the signal, end the process as the signal would have
+    // (exit status 128 + signal number, what a shell reports for a signal death).
+    if (process.listenerCount(signal) === 0) process.exit(128 + (Os.constants.signals[signal] ?? 0))
+  }
+  private readonly onError: (error: unknown) => void
   readonly path: string
   readonly mode: FlushMode
 
-  constructor(path: string, mode: FlushMode) {
+  constructor(path: string, mode: FlushMode, onError: (error: unknown) => void) {
     this.path = path
     this.mode = mode
+    this.onError = onError
     Fs.mkdirSync(Path.dirname(path), { recursive: true })
     this.fd = Fs.openSync(path, "a")
     if (mode === "event") {
@@ -135,14 +153,19 @@ export class EventWriter {
       this.timer = setInterval(this.onExit, Math.max(1, mode.intervalMs))
       this.timer.unref()
       process.on("exit", this.onExit)
+      for (const signal of flushSignals) process.on(signal, this.onSignal)
     }
+  }
+
+  private removeSignalHandlers(): void {
+    for (const signal of flushSignals) process.off(signal, this.onSignal)
   }
 
   write(event: Event): void {
     if (this.fd === undefined) return
     const line = JSON.stringify(event) + "\n"
     if (this.maxEvents === 1) {
-      Fs.writeSync(this.fd, line)
+      this.writeOrStop(line)
       return
     }
     this.pending.push(line)
@@ -153,18 +176,43 @@ export class EventWriter {
     if (this.fd === undefined || this.pending.length === 0) return
     const data = this.pending.join("")
     this.pending = []
-    Fs.writeSync(this.fd, data)
+    this.writeOrStop(data)
   }
 
-  close(): void {
-    if (this.fd === undefined) return
-    this.flush()
+  /**
+   * Measuring must never fail the measured program: a failed write (disk full, folder gone)
+   * stops the log and is reported once through `onError`.
+   */
+  private writeOrStop(data: string): void {
+    try {
+      Fs.writeSync(this.fd!, data)
+    } catch (error) {
+      this.stop()
+      this.onError(error)
+    }
+  }
+
+  private stop(): void {
     if (this.timer !== undefined) {
       clearInterval(this.timer)
       process.off("exit", this.onExit)
+      this.removeSignalHandlers()
     }
-    Fs.closeSync(this.fd)
+    const fd = this.fd
     this.fd = undefined
+    this.pending = []
+    if (fd !== undefined) {
+      try {
+        Fs.closeSync(fd)
+      } catch {
+        // already unusable
+      }
+    }
+  }
+
+  close(): void {
+    this.flush()
+    this.stop()
   }
 }
 
