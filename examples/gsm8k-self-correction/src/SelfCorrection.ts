@@ -6,7 +6,7 @@
  */
 import * as Path from "node:path"
 import { Command, Progress } from "@hasten/evaluator"
-import { Effect } from "effect"
+import { ConfigProvider, Effect } from "effect"
 
 export interface Options {
   readonly dataset: string
@@ -48,7 +48,10 @@ export const run = (options: Options) =>
     const args = yield* Command.parse(argv)
     if (!("candidates" in args)) return yield* Effect.die(new Error("unexpected help/compare result"))
     options.log(`learner: ${candidate}; ${options.questions} questions from ${Path.basename(options.dataset)} (seed ${options.seed}); up to ${options.turns} revision turns`)
-    const { files, perfReport, result } = yield* Command.evaluate(args, Progress.make())
+    const { files, perfReport, result } = yield* Command.evaluate(args, Progress.make()).pipe(
+      // Read the environment as it is now (Effect's default provider snapshots it at first use).
+      Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv())
+    )
     const summary = result.report.results[0]!.summary
     const turns = summary.selfCorrection ?? [{ turn: 0, answered: summary.scored, accuracy: summary.accuracy, fixed: 0, broken: 0 }]
     options.log("")

@@ -15,7 +15,7 @@ import { OpenAi } from "@hasten/providers/openai"
 import { Replicate } from "@hasten/providers/replicate"
 import { RateLimit } from "@hasten/rate-limit"
 import { Drafter, Speculative } from "@hasten/speculative"
-import { Data, Duration, Effect, Layer } from "effect"
+import { ConfigProvider, Data, Duration, Effect, Layer } from "effect"
 
 /** Everything the command line can set. */
 export interface PipelineOptions {
@@ -287,6 +287,8 @@ export const run = (options: PipelineOptions) =>
       Effect.provide(Stack),
       Effect.provide(PerfLogger.layer({ dir: options.logDir, console: false })),
       Effect.provide(ModelPool.layer()),
+      // Read the environment as it is now (Effect's default provider snapshots it at first use).
+      Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv()),
       Effect.mapError((error) => error instanceof PipelineError ? error : new PipelineError({ message: messageOf(error) }))
     )
   })
