@@ -405,11 +405,12 @@ const main = async () => {
 
     const pad = (text: string, width: number) => text.padEnd(width)
     console.log(`\nrate-limit bench: ${n} GSM8K-shaped calls (4 messages, max_tokens 48), limits ${requestLimit} requests and ${tokenLimit} tokens per ${windowMs / 1000} s window, 2% injected 5xx, ideal ${(idealMs(setup) / 1000).toFixed(2)} s`)
-    console.log(`${pad("variant", 12)}${pad("wall s", 9)}${pad("efficiency", 12)}${pad("429s", 7)}${pad("429 %", 8)}${pad("retries", 9)}${pad("failed", 8)}lost`)
+    // Efficiency only means something for a run that delivered every answer.
+    console.log(`${pad("variant", 12)}${pad("wall s", 9)}${pad("efficiency", 12)}${pad("429s", 7)}${pad("429 %", 8)}${pad("retries", 9)}${pad("answers", 9)}${pad("failed", 8)}lost`)
     for (const run of runs) {
       console.log(
         `${pad(run.name, 12)}${pad((run.wallMs / 1000).toFixed(2), 9)}${pad(run.efficiency.toFixed(3), 12)}${pad(String(run.http429), 7)}` +
-          `${pad(((100 * run.http429) / n).toFixed(2), 8)}${pad(String(run.retries), 9)}${pad(String(run.failed), 8)}${run.lost}`
+          `${pad(((100 * run.http429) / n).toFixed(2), 8)}${pad(String(run.retries), 9)}${pad(String(run.ok), 9)}${pad(String(run.failed), 8)}${run.lost}`
       )
     }
     console.log(
@@ -422,6 +423,7 @@ const main = async () => {
       http429: run.http429,
       http429Rate: Number((run.http429 / n).toFixed(4)),
       retries: run.retries,
+      answers: run.ok,
       failed: run.failed,
       lost: run.lost
     })
