@@ -141,7 +141,16 @@ export const CurrentStage = Context.Reference<string | undefined>("@hasten/perf-
   defaultValue: () => undefined
 })
 
-const nowMs = (clock: Clock.Clock): number => Number(clock.currentTimeNanosUnsafe()) / 1e6
+/** The live clock (the `Clock` reference's default): its time is also `performance`'s. */
+const liveClock = Context.get(Context.empty(), Clock.Clock)
+
+/**
+ * Epoch milliseconds with sub-millisecond precision from `clock`. The live clock is read
+ * through `performance` (no BigInt arithmetic on the hot path); any other clock (`TestClock`)
+ * through its own `currentTimeNanosUnsafe`.
+ */
+const nowMs = (clock: Clock.Clock): number =>
+  clock === liveClock ? performance.timeOrigin + performance.now() : Number(clock.currentTimeNanosUnsafe()) / 1e6
 
 const round3 = (value: number): number => Math.round(value * 1000) / 1000
 
@@ -536,6 +545,18 @@ interface Instruments {
 
 const instrumentCache = new Map<string, Instruments>()
 
+/** The last series used: consecutive calls usually share provider, model and stage. */
+let lastInstruments: {
+  readonly operation: string
+  readonly provider: string
+  readonly model: string
+  readonly responseModel: string | undefined
+  readonly stage: string | undefined
+  readonly errorType: string | undefined
+  readonly cached: boolean
+  readonly instruments: Instruments
+} | undefined
+
 /**
  * Metric instances bound to one attribute set. They are built with the attributes as the
  * metric's own (not `Metric.withAttributes`, which merges attributes and re-derives the
@@ -550,6 +571,11 @@ const instrumentsFor = (
   errorType: string | undefined,
   cached: boolean
 ): Instruments => {
+  const last = lastInstruments
+  if (
+    last !== undefined && last.provider === provider && last.model === model && last.responseModel === responseModel &&
+    last.stage === stage && last.errorType === errorType && last.cached === cached && last.operation === operation
+  ) return last.instruments
   const key = `${operation}\u0000${provider}\u0000${model}\u0000${responseModel}\u0000${stage}\u0000${errorType}\u0000${cached}`
   let instruments = instrumentCache.get(key)
   if (instruments === undefined) {
@@ -611,6 +637,7 @@ const instrumentsFor = (
     if (instrumentCache.size > 10_000) instrumentCache.clear()
     instrumentCache.set(key, instruments)
   }
+  lastInstruments = { operation, provider, model, responseModel, stage, errorType, cached, instruments }
   return instruments
 }
 
