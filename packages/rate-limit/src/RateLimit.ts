@@ -524,14 +524,16 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
       return state.successes >= state.limit ? resize(key, state, state.limit + 1) : Effect.void
     })
 
-  const decrease = (key: string, state: KeyState, reason: string) =>
+  // A 429 halves the limit; an overload (often a lone 503 that says nothing about this
+  // client's pace) takes a quarter off.
+  const decrease = (key: string, state: KeyState, reason: string, factor: number) =>
     Effect.gen(function*() {
       if (!options.adaptiveConcurrency) return
       const now = yield* Clock.currentTimeMillis
       // One decrease per burst: the calls already in flight answer 429 together.
       if (now - state.lastDecrease < AIMD_DECREASE_INTERVAL_MILLIS) return
       state.lastDecrease = now
-      const next = Math.max(1, Math.floor(state.limit / 2))
+      const next = Math.max(1, Math.floor(state.limit * factor))
       if (next < state.limit) {
         yield* event(`concurrency=${next}`, { event: "rate_limit.concurrency", key, concurrency: next, reason })
       }
@@ -682,7 +684,7 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
               if (reason._tag === "RateLimited") {
                 yield* Metric.update(Metric.withAttributes(http429Total, { key, scope: reason.scope }), 1)
                 if (reason.scope === "quota") return
-                yield* decrease(key, state, `429_${reason.scope}`)
+                yield* decrease(key, state, `429_${reason.scope}`, 0.5)
                 if (adaptive !== undefined && reason.retryAfterMillis !== undefined) {
                   yield* limiter.adaptiveFeedback({
                     key: `${key}:adaptive`, epoch: adaptive.epoch, tokens: 1, status: 429,
@@ -690,7 +692,7 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
                   })
                 }
               } else if (reason._tag === "Overloaded") {
-                yield* decrease(key, state, "overloaded")
+                yield* decrease(key, state, "overloaded", 0.75)
               }
             }).pipe(Effect.catch(() => Effect.void)))
         } satisfies Admission

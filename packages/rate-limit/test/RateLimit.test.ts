@@ -380,6 +380,15 @@ describe("learning", () => {
     }).pipe(Effect.provide(stack({ ...base, maxConcurrency: 8, adaptiveConcurrency: true }, fake)))
   })
 
+  it.effect("takes a quarter off on an overload", () => {
+    const fake = makeFake([{ error: new LlmError.Overloaded({ description: "busy" }) }, {}])
+    const concurrency = Effect.flatMap(Effect.service(RateLimit.Limiter), (limiter) => limiter.concurrency(KEY))
+    return Effect.gen(function*() {
+      yield* Effect.flip(complete())
+      assert.strictEqual(yield* concurrency, 6)
+    }).pipe(Effect.provide(stack({ ...base, maxConcurrency: 8, adaptiveConcurrency: true }, fake)))
+  })
+
   it.effect("decreases once per burst of 429s and really limits calls in flight", () => {
     const fake = makeFake([
       { error: rateLimited("requests"), latencyMillis: 10 },
