@@ -167,6 +167,17 @@ const summarize = (drafter: string, tally: Tally): RequestStats => ({
   meanGamma: tally.speculativeSteps === 0 ? 0 : tally.gammaSum / tally.speculativeSteps
 })
 
+/** Request fields that change the output but that this engine does not implement. */
+const unsupportedFields = (request: CompletionRequest.CompletionRequest): Array<string> => {
+  const fields: Array<string> = []
+  if (request.responseFormat !== undefined && request.responseFormat.type !== "text") fields.push("responseFormat (json)")
+  if (request.adapter !== undefined) fields.push("adapter (LoRA)")
+  if (request.repeatPenalty !== undefined && request.repeatPenalty !== 1) fields.push("repeatPenalty")
+  if (request.frequencyPenalty !== undefined && request.frequencyPenalty !== 0) fields.push("frequencyPenalty")
+  if (request.presencePenalty !== undefined && request.presencePenalty !== 0) fields.push("presencePenalty")
+  return fields
+}
+
 const cpuNanos = (): number => {
   const usage = process.cpuUsage()
   return (usage.user + usage.system) * 1000
@@ -230,6 +241,13 @@ export const make = <E = never, R = never>(
       request: CompletionRequest.CompletionRequest,
       onText?: (delta: string) => void
     ) {
+      const unsupported = unsupportedFields(request)
+      if (unsupported.length > 0) {
+        return yield* LlmError.make(
+          name,
+          new LlmError.InvalidRequest({ description: `speculative decoding does not support ${unsupported.join(", ")}` })
+        )
+      }
       const clock = yield* Effect.clockWith(Effect.succeed)
       const now = costClock === "cpu" ? cpuNanos : () => Number(clock.currentTimeNanosUnsafe())
       const start = clock.currentTimeMillisUnsafe()

@@ -269,6 +269,17 @@ describe("edges", () => {
       assert.strictEqual(error.reason._tag, "InvalidRequest")
     }))
 
+  it.effect("fields the engine does not implement (json format, LoRA, penalties) are an InvalidRequest naming them", () =>
+    Effect.gen(function*() {
+      const llm = yield* Llm.Llm
+      const error = yield* Effect.flip(llm.complete(request("abcd", { responseFormat: { type: "json" }, repeatPenalty: 1.1 })))
+      assert.strictEqual(error.reason._tag, "InvalidRequest")
+      assert.include(error.message, "responseFormat")
+      assert.include(error.message, "repeatPenalty")
+      const fine = yield* llm.complete(request("abcd", { responseFormat: { type: "text" }, repeatPenalty: 1, maxTokens: 2 }))
+      assert.strictEqual(fine.text, "ab")
+    }).pipe(provide(cyclic(), Speculative.layer({ drafter: Drafter.promptLookup() }))))
+
   it.effect("a stop sequence inside an accepted draft cuts the output there", () =>
     Effect.gen(function*() {
       const llm = yield* Llm.Llm
