@@ -98,6 +98,11 @@ export interface Options {
    * one is installed (OTLP, DevTools, …), so nobody pays for spans nobody exports.
    */
   readonly spans?: boolean | "auto"
+  /**
+   * Update the Effect `Metric`s (`gen_ai.client.*`, `hasten_perf_logger_*`) that OTLP and
+   * Prometheus export. Default `true`; `false` keeps only the run files and summary.
+   */
+  readonly metrics?: boolean
 }
 
 // -----------------------------------------------------------------------------
@@ -114,6 +119,8 @@ export interface PerfLoggerService {
   readonly runDir: string | undefined
   /** Whether `layerLlm` opens a span per call (`"auto"`: when a non-native tracer is installed). */
   readonly spans: boolean | "auto"
+  /** Whether `layerLlm` updates the exported Effect metrics. */
+  readonly metrics: boolean
   /** Records one event (synchronous; the hot path). */
   readonly recordUnsafe: (event: Event) => void
   /** Records items processed by a stage (items/s per stage). */
@@ -234,6 +241,7 @@ const makeRecorder = (
       runId,
       runDir,
       spans: options.spans ?? "auto",
+      metrics: options.metrics !== false,
       recordUnsafe,
       recordItems: (stage, n) =>
         Effect.contextWith((context: Context.Context<never>) => {
@@ -323,7 +331,7 @@ export const layer = (options: Options = {}): Layer.Layer<PerfLogger> => Layer.e
  * An in-memory recorder: same measurements and summary, no files and no console table.
  * @category testing @since 0.1.0
  */
-export const layerMemory = (options: Pick<Options, "runId" | "prices" | "spans"> = {}): Layer.Layer<PerfLogger> =>
+export const layerMemory = (options: Pick<Options, "runId" | "prices" | "spans" | "metrics"> = {}): Layer.Layer<PerfLogger> =>
   Layer.effect(
     PerfLogger,
     makeScoped({ ...options, write: false, console: false, report: false, memoryInterval: false, summaryInterval: false })
@@ -879,7 +887,7 @@ export const wrap = (inner: Llm.LlmService, recorder: PerfLoggerService): Llm.Ll
     }
     const event = toEvent(outcome)
     recorder.recordUnsafe(event)
-    updateMetrics(event, undefined, context)
+    if (recorder.metrics) updateMetrics(event, undefined, context)
     if (span !== undefined && span._tag === "Span") setResponseAttributes(span, event)
   }
 
@@ -976,7 +984,7 @@ export const wrap = (inner: Llm.LlmService, recorder: PerfLoggerService): Llm.Ll
             tokensEstimated: reported === undefined && tokenChunks > 0
           })
           recorder.recordUnsafe(event)
-          updateMetrics(event, gaps, context)
+          if (recorder.metrics) updateMetrics(event, gaps, context)
           if (span !== undefined) {
             setResponseAttributes(span, event)
             span.end(clock.currentTimeNanosUnsafe(), exit)

@@ -121,6 +121,22 @@ describe("OTLP export (GenAI semantic conventions)", () => {
       assert.strictEqual(attributes(stream.attributes)["gen_ai.usage.output_tokens"], 2)
     }))
 
+  it.effect("metrics: false leaves the Effect metrics alone (run files and summary only)", () =>
+    Effect.gen(function*() {
+      const text = yield* Effect.gen(function*() {
+        yield* workload
+        return yield* PerfLogger.prometheusText
+      }).pipe(
+        Effect.provide(PerfLogger.layerLlm.pipe(
+          Layer.provideMerge(Scripted.layer),
+          Layer.provideMerge(PerfLogger.layerMemory({ metrics: false }))
+        )),
+        Effect.provideService(Metric.MetricRegistry, new Map())
+      )
+      assert.notInclude(text, "gen_ai_client_operation_duration")
+      assert.notInclude(text, "hasten_perf_logger_requests_total")
+    }))
+
   it.live("serves the metrics as Prometheus text", () =>
     Effect.gen(function*() {
       const text = yield* Effect.gen(function*() {
