@@ -38,7 +38,7 @@ import type {
   SpeculativeStats,
   StageEvent
 } from "./internal/events.js"
-import { defaultFlush, EventWriter, parseEvents } from "./internal/events.js"
+import { bufferedFlush, defaultFlush, EventWriter, parseEvents } from "./internal/events.js"
 export { parseEvents }
 import { renderReport } from "./internal/report.js"
 import type { CallStats, Distribution, StageStats, Summary } from "./internal/stats.js"
@@ -78,10 +78,11 @@ export interface Options {
   /** USD per one million tokens, keyed by `provider/model` or `model`; enables the cost estimate. */
   readonly prices?: PriceTable
   /**
-   * How events reach `events.jsonl`. Default `{ intervalMs: 100, maxEvents: 1000 }`: buffered,
-   * flushed on exit, uncaught exceptions and SIGINT/SIGTERM/SIGHUP; only SIGKILL or a power
-   * loss can lose the last interval. `"event"`: one `writeSync` per event, so any crash loses
-   * at most the event being written.
+   * How events reach `events.jsonl`. Default `"event"`: one `writeSync` per event, so any crash
+   * (SIGKILL, a native abort, power loss) loses at most the event being written. Buffered
+   * (`{ intervalMs, maxEvents }`, e.g. `{ intervalMs: 100, maxEvents: 1000 }`) saves a few µs of
+   * CPU per call; it flushes on exit, uncaught exceptions and SIGINT/SIGTERM/SIGHUP, but SIGKILL
+   * or a power loss can lose the last interval.
    */
   readonly flush?: FlushMode
   /** Print the summary table when the run ends. Default `true`. */
@@ -349,7 +350,7 @@ export const layerConfig: Layer.Layer<PerfLogger, Config.ConfigError> = Layer.un
     Config.all({
       dir: Config.String("HASTEN_PERF_DIR").pipe(Config.withDefault("performance_logs")),
       runId: Config.option(Config.String("HASTEN_PERF_RUN_ID")),
-      flush: Config.Literals(["event", "buffered"], "HASTEN_PERF_FLUSH").pipe(Config.withDefault("buffered" as const)),
+      flush: Config.Literals(["event", "buffered"], "HASTEN_PERF_FLUSH").pipe(Config.withDefault("event" as const)),
       console: Config.Boolean("HASTEN_PERF_CONSOLE").pipe(Config.withDefault(true)),
       report: Config.Boolean("HASTEN_PERF_REPORT").pipe(Config.withDefault(true)),
       spans: Config.Literals(["auto", "true", "false"], "HASTEN_PERF_SPANS").pipe(Config.withDefault("auto" as const))
@@ -358,7 +359,7 @@ export const layerConfig: Layer.Layer<PerfLogger, Config.ConfigError> = Layer.un
       layer({
         dir: config.dir,
         ...(Option.isSome(config.runId) ? { runId: config.runId.value } : {}),
-        flush: config.flush === "buffered" ? defaultFlush : "event",
+        flush: config.flush === "buffered" ? bufferedFlush : "event",
         console: config.console,
         report: config.report,
         spans: config.spans === "auto" ? "auto" : config.spans === "true"

@@ -16,7 +16,7 @@ const packageRoot = fileURLToPath(new URL("..", import.meta.url))
 
 const lines = (path: string) => Fs.readFileSync(path, "utf8").split("\n").filter((line) => line.length > 0)
 
-const crash = (dir: string, runId: string, calls: number, death: "kill" | "exit" | "throw" | "term", flush: "event" | "slow" | "default") => {
+const crash = (dir: string, runId: string, calls: number, death: "kill" | "exit" | "throw" | "term", flush: "event" | "buffered" | "slow" | "default") => {
   const result = spawnSync(process.execPath, ["--conditions=@hasten/source", child, dir, runId, String(calls), death, flush], {
     cwd: packageRoot,
     encoding: "utf8",
@@ -106,18 +106,18 @@ describe("crash safety of events.jsonl", () => {
   }
 
   for (const death of ["kill", "exit", "throw"] as const) {
-    it(`flush "event": a process that dies by ${death} leaves every recorded call on disk, line by line parseable`, () => {
+    it(`default (per-event) flush: a process that dies by ${death} leaves every recorded call on disk, line by line parseable`, () => {
       const dir = tmp()
-      const result = crash(dir, "crashed", 40, death, "event")
+      const result = crash(dir, "crashed", 40, death, "default")
       assert.notStrictEqual(result.status, 0, result.stderr)
       check(Path.join(dir, "crashed"), 40)
     })
   }
 
   for (const death of ["exit", "throw", "term"] as const) {
-    it(`default buffered flush: a process that dies by ${death} still writes every recorded call`, () => {
+    it(`buffered flush: a process that dies by ${death} still writes every recorded call`, () => {
       const dir = tmp()
-      const result = crash(dir, "buffered", 40, death, "default")
+      const result = crash(dir, "buffered", 40, death, "buffered")
       if (death === "term") assert.strictEqual(result.status, 128 + 15, "ends as SIGTERM would have, after the flush")
       else assert.notStrictEqual(result.status, 0, result.stderr)
       check(Path.join(dir, "buffered"), 40)

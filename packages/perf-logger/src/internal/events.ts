@@ -105,7 +105,10 @@ export type FlushMode =
   | { readonly intervalMs: number; readonly maxEvents: number }
 
 /** The default: buffered lines, written at least every 100 ms. */
-export const defaultFlush: FlushMode = { intervalMs: 100, maxEvents: 1_000 }
+/** The buffered mode's settings (opt in with `flush: bufferedFlush` or `HASTEN_PERF_FLUSH=buffered`). */
+export const bufferedFlush: FlushMode = { intervalMs: 100, maxEvents: 1_000 }
+/** The default: one write per event, so any crash loses at most the event being written. */
+export const defaultFlush: FlushMode = "event"
 
 const flushSignals = ["SIGINT", "SIGTERM", "SIGHUP"] as const
 
