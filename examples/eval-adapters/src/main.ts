@@ -4,7 +4,15 @@ import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 import { Cause, Effect, Exit } from "effect"
-import { type Options, run } from "./EvalAdapters.js"
+import type { Options } from "./EvalAdapters.js"
+// Node 24 is needed (node:sqlite, type stripping); check before loading the stack so an older
+// Node gets a sentence instead of a loader stack trace.
+if (Number(process.versions.node.split(".")[0]) < 24) {
+  console.error(`error: Node.js 24 or later is needed (this is ${process.version}). The repository's pnpm brings it: npx -y pnpm@12.21.0 --filter @hasten/example-eval-adapters start --help`)
+  process.exit(1)
+}
+const { run } = await import("./EvalAdapters.js")
+
 
 const bundled = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..", "data", "stories.jsonl")
 const defaultCandidates = ["local:stories260K.gguf", "local:TinyStories-656K-Q8_0.gguf"]

@@ -2,7 +2,14 @@
 /** `hasten-local-server`: serve a local model over HTTP and load-test it. Run with --help. */
 import { parseArgs } from "node:util"
 import { Cause, Effect, Exit } from "effect"
-import { run } from "./LoadTest.js"
+// Node 24 is needed (node:sqlite, type stripping); check before loading the stack so an older
+// Node gets a sentence instead of a loader stack trace.
+if (Number(process.versions.node.split(".")[0]) < 24) {
+  console.error(`error: Node.js 24 or later is needed (this is ${process.version}). The repository's pnpm brings it: npx -y pnpm@12.21.0 --filter @hasten/example-local-server start --help`)
+  process.exit(1)
+}
+const { run } = await import("./LoadTest.js")
+
 
 const usage = `hasten local-server example — the OpenAI-compatible server over a local model, load-tested
 

@@ -7,7 +7,15 @@ import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 import { Cause, Effect, Exit } from "effect"
-import { run, type PipelineOptions } from "./Pipeline.js"
+import type { PipelineOptions } from "./Pipeline.js"
+// Node 24 is needed (node:sqlite, type stripping); check before loading the stack so an older
+// Node gets a sentence instead of a loader stack trace.
+if (Number(process.versions.node.split(".")[0]) < 24) {
+  console.error(`error: Node.js 24 or later is needed (this is ${process.version}). The repository's pnpm brings it: npx -y pnpm@12.21.0 --filter @hasten/example-pipeline start --help`)
+  process.exit(1)
+}
+const { run } = await import("./Pipeline.js")
+
 
 const here = Path.dirname(fileURLToPath(import.meta.url))
 const bundledDataset = Path.resolve(here, "..", "data", "records.jsonl")

@@ -652,7 +652,8 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
         const end = yield* Clock.currentTimeMillis
         const wait = end - begin
         if (wait > 0) {
-          yield* event(`pre_wait=${seconds(wait)}`, { event: "rate_limit.pre_wait", key, pre_wait_seconds: seconds(wait), reason })
+          // Metrics count every wait; the log only shows waits visible at its precision (10 ms).
+          if (wait >= 10) yield* event(`pre_wait=${seconds(wait)}`, { event: "rate_limit.pre_wait", key, pre_wait_seconds: seconds(wait), reason })
           yield* Metric.update(Metric.withAttributes(waitsTotal, { key, reason }), 1)
           yield* Metric.update(Metric.withAttributes(waitSecondsTotal, { key, reason }), wait / 1000)
         }
