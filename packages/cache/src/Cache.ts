@@ -361,10 +361,12 @@ export const make = Effect.fnUntraced(function*(inner: Llm.LlmService, store: Ca
           undefined
         )
       }
-      return Metric.update(hitsMetric, 1).pipe(
-        Effect.andThen(Metric.update(bytesReadMetric, decoded.bytes)),
-        Effect.as(decoded)
-      )
+      // Both hit counters in one step: this is the hot path.
+      return Effect.contextWith((context) => {
+        hitsMetric.updateUnsafe(1, context)
+        bytesReadMetric.updateUnsafe(decoded.bytes, context)
+        return Effect.succeed(decoded)
+      })
     })
 
   const write = (key: string, payload: Payload): Effect.Effect<void> =>

@@ -56,9 +56,9 @@ export class SqliteDatabase {
     this.#db.exec("PRAGMA journal_mode = WAL")
     this.#db.exec("PRAGMA synchronous = NORMAL")
     this.#db.exec(schema)
-    this.#get = this.#db.prepare(
-      "SELECT key, namespace, value, created_at AS createdAt, expires_at AS expiresAt FROM hasten_cache WHERE key = ?"
-    )
+    // Rows come back as arrays: no per-row property names to build on the hot path.
+    this.#get = this.#db.prepare("SELECT namespace, value, created_at, expires_at FROM hasten_cache WHERE key = ?")
+    this.#get.setReturnArrays(true)
     this.#set = this.#db.prepare(
       "INSERT INTO hasten_cache (key, namespace, value, bytes, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?) " +
         "ON CONFLICT (key) DO UPDATE SET namespace = excluded.namespace, value = excluded.value, bytes = excluded.bytes, " +
@@ -75,11 +75,11 @@ export class SqliteDatabase {
 
   /** The row under `key`, expired or not. */
   get(key: string): Row | undefined {
-    const row = this.#get.get(key) as
-      | { key: string; namespace: string; value: string; createdAt: number; expiresAt: number | null | undefined }
-      | undefined
-    if (row !== undefined && row.expiresAt === null) row.expiresAt = undefined
-    return row as Row | undefined
+    const row = this.#get.get(key) as unknown as [string, string, number, number | null] | undefined
+    if (row === undefined) return undefined
+    return row[3] === null
+      ? { key, namespace: row[0], value: row[1], createdAt: row[2] }
+      : { key, namespace: row[0], value: row[1], createdAt: row[2], expiresAt: row[3] }
   }
 
   /** Inserts or replaces a row (an upsert, atomic under concurrent writers). */
