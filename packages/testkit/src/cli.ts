@@ -22,6 +22,7 @@ const usage = `Usage: hasten-simulator [options]
   --quota-exhausted          every key's quota is exhausted (429 insufficient_quota)
   --quota-tokens <n>         lifetime tokens per key before its quota is exhausted
   --default-max-tokens <n>   output tokens reserved when a request sets none (default 64)
+  --count-unsuccessful       faults and 429s also take a place in the request window (as OpenAI counts them)
   --ttft-ms <n>              time to first token in ms
   --per-token-ms <n>         time per output token in ms
   --jitter <x>               relative latency jitter in [0, 1]
@@ -61,6 +62,7 @@ export const parseFlags = (argv: ReadonlyArray<string>): Simulator.Options | und
         "fault-kinds": { type: "string" },
         "api-keys": { type: "string" },
         "quota-exhausted": { type: "boolean" },
+        "count-unsuccessful": { type: "boolean" },
         help: { type: "boolean" }
       }
     }).values as Record<string, string | boolean | undefined>
@@ -94,7 +96,8 @@ export const parseFlags = (argv: ReadonlyArray<string>): Simulator.Options | und
     maxConcurrency: numbers["max-concurrency"],
     quotaExhausted: values["quota-exhausted"] === true ? true : undefined,
     quotaTokens: numbers["quota-tokens"],
-    defaultMaxTokens: numbers["default-max-tokens"]
+    defaultMaxTokens: numbers["default-max-tokens"],
+    countUnsuccessful: values["count-unsuccessful"] === true ? true : undefined
   })
   const latency = defined({ ttftMs: numbers["ttft-ms"], perTokenMs: numbers["per-token-ms"], jitter: numbers.jitter })
   const batch = defined({

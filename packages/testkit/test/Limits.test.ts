@@ -69,6 +69,37 @@ describe("rate limits", () => {
     assert.strictEqual(ok.object, "chat.completion")
   })
 
+  it("countUnsuccessful: a 429 takes a place in the window too (OpenAI counts unsuccessful requests)", async () => {
+    const windowMs = 400
+    for (const countUnsuccessful of [false, true]) {
+      const sim = await start({ limits: { rpm: 2, windowMs, countUnsuccessful } })
+      const openai = client(sim)
+      const attempt = (content: string) =>
+        openai.chat.completions.create(chat(content, 5)).then(
+          () => "ok" as const,
+          (error: unknown) => {
+            if (error instanceof OpenAI.RateLimitError) return error
+            throw error
+          }
+        )
+      assert.strictEqual(await attempt("a"), "ok")
+      await wait(windowMs / 2)
+      assert.strictEqual(await attempt("b"), "ok")
+      assert.instanceOf(await attempt("c"), OpenAI.RateLimitError)
+      // "a" has left the window, "b" and the refused "c" have not
+      await wait(windowMs / 2 + 60)
+      const d = await attempt("d")
+      if (!countUnsuccessful) {
+        assert.strictEqual(d, "ok")
+        continue
+      }
+      assert.instanceOf(d, OpenAI.RateLimitError)
+      // its retry-after is enough: by then "b" and "c" have left (and "d" holds the one place it takes)
+      await wait(Number((d as InstanceType<typeof OpenAI.RateLimitError>).headers?.get("retry-after-ms")))
+      assert.strictEqual(await attempt("e"), "ok")
+    }
+  })
+
   it("limits each API key separately", async () => {
     const sim = await start({ limits: { rpm: 1 } })
     await client(sim, "sk-a").chat.completions.create(chat("a", 5))

@@ -62,6 +62,12 @@ export interface LimitOptions {
   readonly windowMs?: number
   /** Output tokens reserved when a request sets no `max_tokens` (default 64). */
   readonly defaultMaxTokens?: number
+  /**
+   * Unsuccessful calls (injected faults and 429s) also take a place in the request window,
+   * as OpenAI documents: "unsuccessful requests contribute to your per-minute limit, so
+   * continuously resending a request won't work". Default `false` (only admitted calls count).
+   */
+  readonly countUnsuccessful?: boolean
 }
 
 /** Latency model: time to first token plus a time per output token, with seeded jitter. @category models @since 0.1.0 */
@@ -422,6 +428,7 @@ export class Engine {
     this.prune(bucket, at)
     const reject = (kind: "quota" | "concurrency" | "requests" | "tokens", message: string, retryAfterMs?: number) => {
       this.counters.http429[kind] += 1
+      this.countUnsuccessful(bucket, at)
       this.record({ t: at, key: options.key, route: options.route, status: 429, scope: kind, inputTokens: options.inputTokens, reservedTokens: 0 })
       const state = this.state(options.key, at)
       return { kind, message, state: retryAfterMs === undefined ? state : { ...state, retryAfterMs: Math.max(1, Math.ceil(retryAfterMs)) } }
@@ -437,8 +444,11 @@ export class Engine {
       return reject("concurrency", `Concurrency limit reached: at most ${limits.maxConcurrency} calls in flight per key.`, 50)
     }
     if (limits?.rpm !== undefined && bucket.entries.length + 1 > limits.rpm) {
-      const freeing = bucket.entries[bucket.entries.length - limits.rpm]!
-      const wait = freeing.t + this.windowMs - at
+      // With `countUnsuccessful` this rejection takes a place too: wait for the one after it to free.
+      const counted = limits.countUnsuccessful === true ? 1 : 0
+      // (with a limit of 1, the place that frees is this rejection's own)
+      const freeingAt = bucket.entries[bucket.entries.length + counted - limits.rpm]?.t ?? at
+      const wait = freeingAt + this.windowMs - at
       return reject(
         "requests",
         `Rate limit reached for requests per min (RPM): Limit ${limits.rpm}, Used ${bucket.entries.length}, Requested 1. Please try again in ${formatDuration(wait)}.`,
@@ -501,7 +511,16 @@ export class Engine {
 
   /** Records a refusal that happened before admission (auth, validation, faults). */
   recordRefusal(key: string, route: string, status: number): void {
-    this.record({ t: now(), key, route, status, inputTokens: 0, reservedTokens: 0 })
+    const at = now()
+    this.record({ t: at, key, route, status, inputTokens: 0, reservedTokens: 0 })
+    const bucket = this.bucket(key)
+    this.prune(bucket, at)
+    this.countUnsuccessful(bucket, at)
+  }
+
+  /** With `limits.countUnsuccessful`, an unsuccessful call takes a place (no tokens) in the request window. */
+  private countUnsuccessful(bucket: Bucket, at: number): void {
+    if (this.options.limits?.countUnsuccessful === true) bucket.entries.push({ t: at, tokens: 0 })
   }
 
   /** A timer that is cleared when the simulator closes. */
