@@ -1,7 +1,8 @@
 /**
  * Benchmark: a GSM8K-shaped workload (many short multi-turn calls) against the testkit
  * simulator in a separate process, with request and token limits per window, latency and
- * 2% injected 5xx. Side by side in one run:
+ * 2% injected 5xx; failed and refused calls take a place in the request window, as OpenAI
+ * counts them ("unsuccessful requests contribute to your per-minute limit"). Side by side in one run:
  *   (a) naive: Promise.all over every call, OpenAI SDK default retries
  *   (b) before: 2 calls at a time, SDK default retries (the seeds' setup)
  *   (c) bottleneck: Bottleneck configured by hand with the same limits + p-retry
@@ -389,7 +390,9 @@ const main = async () => {
     "--per-token-ms", String(perTokenMs),
     "--jitter", "0.2",
     "--fault-rate", "0.02",
-    "--fault-kinds", "500,503"
+    "--fault-kinds", "500,503",
+    // As OpenAI documents: "unsuccessful requests contribute to your per-minute limit".
+    "--count-unsuccessful"
   ])
   try {
     const setup: Setup = { url: sim.url, items, requestLimit, tokenLimit, windowMs, concurrency, latencyMs: ttftMs + perTokenMs * 24 }

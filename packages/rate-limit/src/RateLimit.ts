@@ -66,7 +66,7 @@ export interface Options {
   readonly safetyMargin?: number | undefined
   /**
    * Fraction of a budget the pacer may send back to back to catch up after a late wake-up
-   * (a busy event loop), default 0.02; the steady pace is lowered by the same amount, so no
+   * (a busy event loop), default 0.01; the steady pace is lowered by the same amount, so no
    * window ever holds more than the budget.
    */
   readonly catchUp?: number | undefined
@@ -74,7 +74,8 @@ export interface Options {
    * How the provider charges tokens: `usage` (default) reconciles the reservation with the
    * reported usage, refunding or charging the difference; `reserved` keeps the whole
    * reservation (prompt + maxTokens), as OpenAI documents its TPM limiter and the testkit
-   * simulator enforces it. A failed call's reservation is refunded either way.
+   * simulator enforces it. A failed call's tokens are refunded either way; its request is not
+   * (providers count unsuccessful requests against the request window).
    */
   readonly tokenAccounting?: "usage" | "reserved" | undefined
   /** The window of `requestsPerMinute` in milliseconds (default 60000; for providers or simulators with other windows). */
@@ -181,7 +182,7 @@ export const resolve = (options: Options): Effect.Effect<Resolved, InvalidOption
       requestWindowMillis: check("requestWindowMillis", options.requestWindowMillis ?? 60_000, "positive"),
       tokenWindowMillis: check("tokenWindowMillis", options.tokenWindowMillis ?? 60_000, "positive"),
       safetyMargin: check("safetyMargin", options.safetyMargin ?? 0.01, "nonNegative"),
-      catchUp: check("catchUp", options.catchUp ?? 0.02, "nonNegative"),
+      catchUp: check("catchUp", options.catchUp ?? 0.01, "nonNegative"),
       tokenAccounting: options.tokenAccounting ?? "usage",
       retriesEnabled: options.retriesEnabled ?? true,
       maxRetries: check("maxRetries", options.maxRetries ?? 6, "nonNegativeInt"),
@@ -677,9 +678,12 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
             }).pipe(Effect.catch(() => Effect.void))),
           fail: (error) =>
             once(Effect.gen(function*() {
-              // The provider reported no usage for a failed call, and a rejected call does not
-              // count against its windows: give the request and its tokens back.
-              yield* adjust(key, provider, -input, -output, -1)
+              // The provider reported no usage for a failed call: give its tokens back. The
+              // request itself stays counted: providers count unsuccessful requests against the
+              // request window (OpenAI: "unsuccessful requests contribute to your per-minute
+              // limit"), so handing the place back would send more than the limit and turn every
+              // fault into 429s that count too.
+              yield* adjust(key, provider, -input, -output)
               if (!LlmError.isLlmError(error)) return
               const reason = error.reason
               if (reason._tag === "RateLimited") {

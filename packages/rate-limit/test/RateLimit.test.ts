@@ -162,6 +162,19 @@ describe("tokens", () => {
     }).pipe(Effect.provide(stack({ ...base, tokensPerMinute: 1000, estimator: fixed(100) }, fake)))
   })
 
+  it.effect("a failed call keeps its place in the request window (providers count unsuccessful requests)", () => {
+    const fake = makeFake([{ error: serverError() }, {}])
+    return Effect.gen(function*() {
+      const failed = yield* Effect.exit(Llm.complete(request("a", 10)))
+      assert.isTrue(Exit.isFailure(failed))
+      const second = yield* Effect.forkChild(Llm.complete(request("b", 10)))
+      yield* TestClock.adjust("2 minutes")
+      yield* Fiber.join(second)
+      // one request per minute: the failed one still holds the first minute
+      assert.deepStrictEqual(fake.starts, [0, 60_000])
+    }).pipe(Effect.provide(stack({ ...base, requestsPerMinute: 1 }, fake)))
+  })
+
   it.effect("enforces split input and output budgets", () => {
     const fake = makeFake([{ usage: { inputTokens: 300, outputTokens: 10 } }])
     return Effect.gen(function*() {
