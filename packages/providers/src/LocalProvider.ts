@@ -13,7 +13,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import type { ChatHistoryItem, ChatWrapper, LlamaGrammar, LlamaModel, Token } from "node-llama-cpp"
+import type { ChatHistoryItem, ChatWrapper, ControlledEvaluateInputItem, LlamaGrammar, LlamaModel, Token } from "node-llama-cpp"
 import { errorMessage, failure, invalid } from "./internal/localErrors.js"
 import * as ModelPool from "./ModelPool.js"
 import * as VocabularyText from "./internal/vocabularyText.js"
@@ -220,6 +220,9 @@ export interface LocalModelService {
  * @category services @since 0.1.0
  */
 export class LocalModel extends Context.Service<LocalModel, LocalModelService>()("@hasten/providers/LocalModel") {}
+
+/** Greedy next-token generation for `controlledEvaluate` (temperature 0: llama.cpp's greedy sampler). */
+const greedyNext = { generateNext: { token: true, options: { temperature: 0 } } } as const
 
 const softmax = (logits: ReadonlyMap<number, number>, size: number): Float32Array => {
   const out = new Float32Array(size)
@@ -595,6 +598,48 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
             }
             return distributions
           }))
+        // The greedy fast path speculative decoding looks for (`appendGreedy` in
+        // @hasten/speculative): one forward pass like `append`, but llama.cpp's own greedy
+        // sampler picks each next token natively, so no logits cross into JavaScript and no
+        // distribution is built. Plain greedy decoding samples the same way.
+        const appendGreedy = (newTokens: ReadonlyArray<number>, from = 0) =>
+          lock.withPermits(1)(Effect.gen(function*() {
+            if (newTokens.length === 0) return []
+            yield* checkTokens(newTokens)
+            if (!Number.isInteger(from) || from < 0 || from >= newTokens.length) {
+              return yield* invalid(`appendGreedy: from must be an integer in 0..${newTokens.length - 1}, got ${from}`)
+            }
+            if (tokens.length + newTokens.length > sequence.contextSize) {
+              return yield* LlmError.make(
+                provider,
+                new LlmError.ContextLengthExceeded({
+                  description: `appending ${newTokens.length} tokens to ${tokens.length} exceeds the context size of ${sequence.contextSize}`
+                })
+              )
+            }
+            const results = yield* Effect.tryPromise({
+              try: () => {
+                const run = sequence.controlledEvaluate(
+                  newTokens.map((token, index): ControlledEvaluateInputItem =>
+                    index < from ? (token as Token) : [token as Token, greedyNext]
+                  )
+                )
+                slot.pending = run
+                return run
+              },
+              catch: failure("evaluation failed")
+            })
+            tokens.push(...newTokens)
+            const nexts: Array<number> = []
+            for (let i = from; i < newTokens.length; i++) {
+              const next = results[i]?.next.token
+              if (next === undefined || next === null) {
+                return yield* LlmError.make(provider, new LlmError.BadResponse({ description: `no greedy token for position ${i}` }))
+              }
+              nexts.push(next)
+            }
+            return nexts
+          }))
         const truncate = (length: number) =>
           lock.withPermits(1)(Effect.gen(function*() {
             if (!Number.isInteger(length) || length < 0) return yield* invalid(`truncate length must be a non-negative integer, got ${length}`)
@@ -605,7 +650,12 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
             })
             tokens.length = length
           }))
-        const result: TokenModel.TokenSequence = { tokens: () => tokens.slice(), append, truncate }
+        const result: TokenModel.TokenSequence & { readonly appendGreedy: typeof appendGreedy } = {
+          tokens: () => tokens.slice(),
+          append,
+          appendGreedy,
+          truncate
+        }
         return result
       })
   }

@@ -209,6 +209,30 @@ layer(Stories, { timeout: "60 seconds" })("Local (stories260K, 2 sequences)", (i
       assert.strictEqual(bad.reason._tag, "InvalidRequest")
     })))
 
+  it.effect("TokenModel: appendGreedy gives append's argmax at every position from `from`, in one pass", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const model = yield* TokenModel.TokenModel
+      const prompt = yield* model.tokenize("Once upon a time, there was a little girl", { addBos: true })
+      // its own scope: the layer has 2 sequences, and Llm.complete below needs one
+      const distributions = yield* Effect.scoped(Effect.flatMap(model.sequence(), (sequence) => sequence.append(prompt)))
+      const sequence = (yield* model.sequence()) as TokenModel.TokenSequence & {
+        readonly appendGreedy: (tokens: ReadonlyArray<number>, from?: number) => Effect.Effect<ReadonlyArray<number>, unknown>
+      }
+      const from = 3
+      const nexts = yield* sequence.appendGreedy(prompt, from)
+      assert.deepStrictEqual(nexts, distributions.slice(from).map((distribution) => TokenModel.argmax(distribution)))
+      assert.deepStrictEqual(sequence.tokens(), prompt)
+      // a chain of single greedy steps reproduces greedy text
+      yield* sequence.truncate(0)
+      const start = yield* model.tokenize("Once upon a time", { addBos: true })
+      const generated: Array<number> = [...(yield* sequence.appendGreedy(start, start.length - 1))]
+      for (let i = 0; i < 11; i++) generated.push((yield* sequence.appendGreedy([generated.at(-1)!]))[0]!)
+      const reference = yield* Llm.complete(greedy(12))
+      assert.strictEqual(yield* model.detokenize(generated), reference.text)
+      const bad = yield* Effect.flip(sequence.appendGreedy([5, 6], 2))
+      assert.strictEqual((bad as { reason: { _tag: string } }).reason._tag, "InvalidRequest")
+    })))
+
   it.effect("Completion.fromStream over the local stream matches complete()", () =>
     Effect.gen(function*() {
       const llm = yield* Llm.Llm
