@@ -138,12 +138,7 @@ export class AdaptiveGamma {
     if (step.requested > 0 && step.draftNanos > 0) {
       this.draft.observe(this.options.kind === "model" ? step.draftNanos / step.requested : step.draftNanos)
     }
-    // A step where the drafter proposed nothing at all (a lookup drafter without a match)
-    // counts as a miss at position 0: the step gained nothing for the drafting it paid, and a
-    // drafter that seldom finds a match must not keep being asked every step. (A shorter
-    // draft than asked for says nothing about deeper positions: asking costs a lookup the same.)
-    const positions = step.requested > 0 && step.proposed === 0 ? 1 : step.proposed
-    for (let i = 0; i < positions && i < this.alpha.length; i++) {
+    for (let i = 0; i < step.proposed && i < this.alpha.length; i++) {
       if (i > step.accepted) break
       const hit = i < step.accepted ? 1 : 0
       this.seen[i]!++
