@@ -35,6 +35,7 @@ import { ConfigProvider } from "effect"
 import { CircuitBreaker, RateLimiter } from "effect/persistence"
 import type * as Scope from "effect/Scope"
 import * as Estimator from "./Estimator.js"
+import { Gate } from "./internal/gate.js"
 import * as IoRedis from "./IoRedis.js"
 
 // ---------------------------------------------------------------------------
@@ -358,6 +359,12 @@ export interface LimiterService {
    * one attempt, without retrying; settle it with `succeed` or `fail` (streams use this).
    */
   readonly admit: (cost: Cost) => Effect.Effect<Admission, LlmError.LlmError, Scope.Scope>
+  /**
+   * Runs `effect` once the key's lobby lets it in (FIFO): only a few times the concurrency
+   * limit of calls per key are set up at once, the rest wait suspended. `execute` callers
+   * wrap whole calls in it (retries included).
+   */
+  readonly lobby: (key: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /** The current adaptive concurrency limit of a key. */
   readonly concurrency: (key: string) => Effect.Effect<number>
   /** Until when (epoch millis) headers hold a key; 0 when not held. */
@@ -381,6 +388,14 @@ export interface Admission {
 export class Limiter extends Context.Service<Limiter, LimiterService>()("@hasten/rate-limit/Limiter") {}
 
 interface KeyState {
+  /**
+   * The lobby: at most `lobbySize` calls of the key are past it at once (waiting for a
+   * permit, for the windows, in flight or backing off); the rest wait here in FIFO order,
+   * suspended before any per-call work, so a burst of thousands of calls sends its first
+   * request at once instead of after every call has been set up (0.77 s for 3000 calls),
+   * and the semaphores behind it never hold more than a few waiters (see `Gate`).
+   */
+  readonly lobby: Gate
   readonly semaphore: Semaphore.Semaphore
   /** One fiber at a time waits for the key's windows (FIFO, no thundering herd). */
   readonly admission: Semaphore.Semaphore
@@ -480,10 +495,15 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
   }
 
   const states = new Map<string, KeyState>()
+  const lobbySize = Math.max(16, options.maxConcurrency * 4)
+  const lobby = (key: string) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.suspend(() => stateFor(key).lobby.with(effect))
+
   const stateFor = (key: string): KeyState => {
     let state = states.get(key)
     if (state === undefined) {
       state = {
+        lobby: new Gate(lobbySize),
         semaphore: Semaphore.makeUnsafe(options.maxConcurrency),
         admission: Semaphore.makeUnsafe(1),
         limit: options.maxConcurrency,
@@ -791,6 +811,7 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
     options,
     execute,
     admit,
+    lobby,
     concurrency: (key) => Effect.sync(() => stateFor(key).limit),
     heldUntil: (key) => Effect.sync(() => stateFor(key).holdUntil)
   })
@@ -800,10 +821,22 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
 // the Llm middleware
 // ---------------------------------------------------------------------------
 
-const apiKeyHash = (apiKey: Redacted.Redacted<string> | string | undefined): string =>
-  apiKey === undefined
-    ? "default"
-    : createHash("sha256").update(typeof apiKey === "string" ? apiKey : Redacted.value(apiKey)).digest("hex").slice(0, 12)
+// Hashed once per key object or string: a SHA-256 per call was 4% of a call's CPU.
+const keyHashes = new WeakMap<Redacted.Redacted<string>, string>()
+const stringKeyHashes = new Map<string, string>()
+const apiKeyHash = (apiKey: Redacted.Redacted<string> | string | undefined): string => {
+  if (apiKey === undefined) return "default"
+  const known = typeof apiKey === "string" ? stringKeyHashes.get(apiKey) : keyHashes.get(apiKey)
+  if (known !== undefined) return known
+  const hash = createHash("sha256").update(typeof apiKey === "string" ? apiKey : Redacted.value(apiKey)).digest("hex").slice(0, 12)
+  if (typeof apiKey === "string") {
+    if (stringKeyHashes.size >= 1_000) stringKeyHashes.clear()
+    stringKeyHashes.set(apiKey, hash)
+  } else {
+    keyHashes.set(apiKey, hash)
+  }
+  return hash
+}
 
 /**
  * The budget key of a request: `<scope or provider>:<model>:<API-key hash>`.
@@ -831,7 +864,8 @@ export const wrapLlm = (inner: Llm.LlmService, limiter: LimiterService, options:
       outputTokens: request.maxTokens ?? limiter.options.defaultMaxTokens
     }))
 
-  const complete = Effect.fn("RateLimit.complete")(function*(request: CompletionRequest.CompletionRequest) {
+  // `fnUntraced` + `withSpan` without a stack capture: the same span, less per-call work.
+  const completeUntraced = Effect.fnUntraced(function*(request: CompletionRequest.CompletionRequest) {
     const cost = yield* costOf(request)
     yield* Effect.annotateCurrentSpan("rateLimit.key", cost.key)
     const outcome = yield* limiter.execute({
@@ -850,6 +884,10 @@ export const wrapLlm = (inner: Llm.LlmService, limiter: LimiterService, options:
       }
     })
   })
+  const complete = (request: CompletionRequest.CompletionRequest) =>
+    limiter.lobby(keyOf(options, inner.name, request))(
+      Effect.withSpan(completeUntraced(request), "RateLimit.complete", { captureStackTrace: false })
+    )
 
   // A stream is budgeted like a call and holds its concurrency slot until it ends; it is
   // not retried (chunks already delivered cannot be taken back).
@@ -982,7 +1020,7 @@ export const layerConfig: Layer.Layer<Llm.Llm, Config.ConfigError, Llm.Llm> = La
  */
 export const wrap = <A, E, R>(effect: Effect.Effect<A, E, R>, cost: Cost): Effect.Effect<A, E | LlmError.LlmError, R | Limiter> =>
   Effect.flatMap(Effect.service(Limiter), (limiter) =>
-    Effect.map(limiter.execute({ ...cost, effect }), (outcome) => outcome.value))
+    limiter.lobby(cost.key)(Effect.map(limiter.execute({ ...cost, effect }), (outcome) => outcome.value)))
 
 // ---------------------------------------------------------------------------
 // plain async TypeScript

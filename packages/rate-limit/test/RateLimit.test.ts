@@ -496,6 +496,39 @@ describe("observability", () => {
   })
 })
 
+describe("lobby", () => {
+  it.effect("lets at most 4x the concurrency of a key's calls be set up at once, in arrival order; interruptions give their place back", () => {
+    const fake = makeFake([{ latencyMillis: 1000 }])
+    let estimated = 0
+    const counting: Estimator.Estimator = (req) =>
+      Effect.sync(() => {
+        estimated++
+        return Number(req.messages[0]!.content)
+      })
+    return Effect.gen(function*() {
+      const call = (index: number) => Llm.complete(CompletionRequest.user("gpt-4o-mini", String(index)))
+      const fibers = yield* Effect.forEach(Array.from({ length: 40 }, (_, index) => index), (index) => Effect.forkChild(call(index)))
+      yield* TestClock.adjust(0)
+      // concurrency 2: a lobby of 16 (the minimum); the other 24 wait before any per-call work
+      assert.strictEqual(estimated, 16)
+      yield* TestClock.adjust("1 minute")
+      yield* Effect.forEach(fibers, Fiber.join, { discard: true })
+      assert.strictEqual(estimated, 40)
+      assert.deepStrictEqual(fake.requests.map((req) => Number(req.messages[0]!.content)), Array.from({ length: 40 }, (_, index) => index))
+      // interrupted waiters (in the lobby and past it) leave every place free again
+      const waiting = yield* Effect.forEach(Array.from({ length: 40 }, (_, index) => index), (index) => Effect.forkChild(call(index)))
+      yield* TestClock.adjust(0)
+      yield* Effect.forEach(waiting, Fiber.interrupt, { discard: true })
+      const before = estimated
+      const more = yield* Effect.forEach(Array.from({ length: 20 }, (_, index) => index), (index) => Effect.forkChild(call(index)))
+      yield* TestClock.adjust(0)
+      assert.strictEqual(estimated - before, 16)
+      yield* TestClock.adjust("1 minute")
+      yield* Effect.forEach(more, Fiber.join, { discard: true })
+    }).pipe(Effect.provide(stack({ ...base, maxConcurrency: 2, estimator: counting }, fake)))
+  })
+})
+
 describe("keys, streams and wrap", () => {
   it.effect("keeps separate budgets per model and per API key", () => {
     const fake = makeFake()
