@@ -6,6 +6,7 @@ import { Batcher } from "@hasten/batcher"
 import { CompletionRequest, Embedder, Llm } from "@hasten/core"
 import { Local, ModelPool } from "@hasten/providers/local"
 import { Effect, Layer, Redacted } from "effect"
+import { getLlama, LlamaLogLevel, type Token } from "node-llama-cpp"
 
 const quick = process.argv.includes("--quick")
 const itemCount = quick ? 32 : 64
@@ -60,6 +61,55 @@ const benchModel = (file: string, model: string) =>
     return rows
   })
 
+/**
+ * The ceiling without Hasten: node-llama-cpp alone, the same prompts greedily, `width`
+ * sequences of one context each pulling the next prompt (1 = sequential), every token
+ * through `sequence.evaluate` (no LlamaCompletion, no batcher). Its ×16 / ×1 ratio is what
+ * batching can give at all on this machine and model.
+ */
+const nativeCeiling = (file: string, widths: ReadonlyArray<number>) =>
+  Effect.gen(function*() {
+    const modelPath = yield* Local.resolveModelPath(file)
+    return yield* Effect.promise(async () => {
+      const llama = await getLlama({ gpu: false, logLevel: LlamaLogLevel.error })
+      const model = await llama.loadModel({ modelPath })
+      const eos = model.tokens.eos
+      const runs: Array<{ width: number; seconds: number; cpuSeconds: number; tokens: number }> = []
+      try {
+        for (const width of widths) {
+          const context = await model.createContext({ contextSize: 128, sequences: width, threads: 1 })
+          try {
+            let next = 0
+            let tokens = 0
+            const start = performance.now()
+            const cpu = process.cpuUsage()
+            await Promise.all(Array.from({ length: width }, async () => {
+              const sequence = context.getSequence()
+              while (next < prompts.length) {
+                const prompt = prompts[next++]!
+                await sequence.clearHistory()
+                let count = 0
+                for await (const token of sequence.evaluate(model.tokenize(prompt, true) as Array<Token>, { temperature: 0 })) {
+                  if (token === eos) break
+                  count++
+                  if (count >= maxTokens) break
+                }
+                tokens += count
+              }
+            }))
+            const used = process.cpuUsage(cpu)
+            runs.push({ width, seconds: (performance.now() - start) / 1000, cpuSeconds: (used.user + used.system) / 1e6, tokens })
+          } finally {
+            await context.dispose()
+          }
+        }
+      } finally {
+        await model.dispose()
+      }
+      return runs
+    })
+  })
+
 const embeddings = Effect.gen(function*() {
   const { Simulator } = yield* Effect.promise(() => import("@hasten/testkit"))
   const { OpenAi } = yield* Effect.promise(() => import("@hasten/providers/openai"))
@@ -84,6 +134,7 @@ const main = Effect.gen(function*() {
     ...(yield* benchModel("stories260K.gguf", "stories260K")),
     ...(yield* benchModel("TinyStories-656K-Q8_0.gguf", "TinyStories-656K"))
   ]
+  const ceiling = yield* nativeCeiling("stories260K.gguf", [1, 16])
   const embed = yield* Effect.scoped(embeddings).pipe(
     Effect.catchCause((cause) => Effect.succeed({ error: String(cause).split("\n")[0] }))
   )
@@ -93,6 +144,10 @@ const main = Effect.gen(function*() {
     const base = rows.find((r) => r.model === row.model && r.mode === "sequential")!
     console.log(`${row.model.padEnd(18)} ${row.mode.padEnd(12)} ${row.seconds.toFixed(2).padStart(8)} ${row.itemsPerS.toFixed(1).padStart(8)} ${row.tokensPerS.toFixed(0).padStart(9)} ${(row.itemsPerS / base.itemsPerS).toFixed(2).padStart(7)}x ${row.tokensPerCpuS.toFixed(0).padStart(10)} ${(row.tokensPerCpuS / base.tokensPerCpuS).toFixed(2).padStart(11)}x  ${row.identical}`)
   }
+  const [one, sixteen] = [ceiling[0]!, ceiling[1]!]
+  const ceilingItems = (one.seconds / sixteen.seconds)
+  const ceilingCpu = (sixteen.tokens / sixteen.cpuSeconds) / (one.tokens / one.cpuSeconds)
+  console.log(`\nnode-llama-cpp alone on stories260K (sequence.evaluate, no Hasten code): 16 sequences vs 1 = ${ceilingItems.toFixed(2)}x items/s, ${ceilingCpu.toFixed(2)}x tokens per CPU-second — the ceiling batching can reach here`)
   if ("speedup" in embed) {
     console.log(`\nembeddings: ${embed.texts} texts, one call each (4 in flight) ${embed.sequentialS.toFixed(2)} s vs merged ${embed.batchedS.toFixed(2)} s = ${embed.speedup.toFixed(1)}x, identical vectors: ${embed.identical}`)
   } else {
@@ -114,7 +169,8 @@ const main = Effect.gen(function*() {
       speedup16: at16(primary, seq),
       cpuSpeedup16: (() => { const r = primary.find((x) => x.mode === "batched ×16"); return r ? Number((r.tokensPerCpuS / seq.tokensPerCpuS).toFixed(2)) : null })(),
       speedup16TinyStories656K: at16(secondary, seq2),
-      identical: rows.every((r) => r.identical)
+      identical: rows.every((r) => r.identical),
+      nodeLlamaCppAlone16: { itemsSpeedup: Number(ceilingItems.toFixed(2)), cpuSpeedup: Number(ceilingCpu.toFixed(2)) }
     },
     embeddings: "speedup" in embed ? { speedup: Number(embed.speedup.toFixed(2)), identical: embed.identical } : { error: embed.error }
   }))
