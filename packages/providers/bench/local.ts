@@ -154,7 +154,53 @@ const cpuMs = (): number => {
     `on ${round(median(on.map((x) => x.cpu)), 0)} tok/cpu-s, ${round(median(on.map((x) => x.wall)), 0)} tok/s`,
     `cpu ${round(cpuRatio * 100, 1)}%, wall ${round(wallRatio * 100, 1)}% (goal >= 95%)`
   ])
+  // The same comparison on node-llama-cpp alone (LlamaCompletion, no Hasten code), to tell
+  // what the native penalty path costs by itself from what Hasten adds.
+  const llama = await Effect.runPromise(ModelPool.getLlama(false))
+  const bareModel = await llama.loadModel({ modelPath })
+  const bareContext = await bareModel.createContext({ contextSize: 256, threads: 1 })
+  const bareSequence = bareContext.getSequence()
+  const bare = new LlamaCompletion({ contextSequence: bareSequence })
+  const bareMeasure = async (penalized: boolean) => {
+    await bareSequence.clearHistory()
+    const wall = now()
+    const cpu = cpuMs()
+    let tokens = 0
+    await bare.generateCompletion("Once upon a time", {
+      temperature: 0,
+      maxTokens,
+      onToken: (chunk) => void (tokens += chunk.length),
+      repeatPenalty: penalized
+        ? { lastTokens: penalties.penaltyWindow, penalty: penalties.repeatPenalty, frequencyPenalty: penalties.frequencyPenalty, presencePenalty: penalties.presencePenalty }
+        : false
+    })
+    return { wall: (tokens / (now() - wall)) * 1000, cpu: (tokens / (cpuMs() - cpu)) * 1000 }
+  }
+  await bareMeasure(false)
+  await bareMeasure(true)
+  const bareOff: Array<{ wall: number; cpu: number }> = []
+  const bareOn: Array<{ wall: number; cpu: number }> = []
+  for (let i = 0; i < rounds; i++) {
+    if (i % 2 === 0) {
+      bareOff.push(await bareMeasure(false))
+      bareOn.push(await bareMeasure(true))
+    } else {
+      bareOn.push(await bareMeasure(true))
+      bareOff.push(await bareMeasure(false))
+    }
+  }
+  bare.dispose()
+  await bareContext.dispose()
+  await bareModel.dispose()
+  const bareCpuRatio = median(bareOn.map((x) => x.cpu)) / median(bareOff.map((x) => x.cpu))
+  rows.push([
+    `(d) node-llama-cpp alone, same`,
+    `off ${round(median(bareOff.map((x) => x.cpu)), 0)} tok/cpu-s`,
+    `on ${round(median(bareOn.map((x) => x.cpu)), 0)} tok/cpu-s`,
+    `cpu ${round(bareCpuRatio * 100, 1)}% (the native penalty path by itself)`
+  ])
   result.d = {
+    nodeLlamaCppAloneCpuRatio: round(bareCpuRatio, 3),
     offTokensPerCpuSecond: round(median(off.map((x) => x.cpu)), 1),
     onTokensPerCpuSecond: round(median(on.map((x) => x.cpu)), 1),
     cpuRatio: round(cpuRatio, 3),
