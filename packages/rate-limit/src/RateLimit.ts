@@ -365,6 +365,8 @@ export interface LimiterService {
    * wrap whole calls in it (retries included).
    */
   readonly lobby: (key: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** Takes a place in the key's lobby until the scope closes (streams hold it while they run). */
+  readonly enterLobby: (key: string) => Effect.Effect<void, never, Scope.Scope>
   /** The current adaptive concurrency limit of a key. */
   readonly concurrency: (key: string) => Effect.Effect<number>
   /** Until when (epoch millis) headers hold a key; 0 when not held. */
@@ -498,6 +500,15 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
   const lobbySize = Math.max(16, options.maxConcurrency * 4)
   const lobby = (key: string) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
     Effect.suspend(() => stateFor(key).lobby.with(effect))
+  const enterLobby = (key: string): Effect.Effect<void, never, Scope.Scope> =>
+    Effect.suspend(() => {
+      const gate = stateFor(key).lobby
+      // the wait stays interruptible (an interrupted wait holds nothing); once in, the
+      // release is registered before anything can interrupt
+      return Effect.uninterruptibleMask((restore) =>
+        Effect.andThen(restore(gate.take), Effect.addFinalizer(() => Effect.sync(gate.release)))
+      )
+    })
 
   const stateFor = (key: string): KeyState => {
     let state = states.get(key)
@@ -812,6 +823,7 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
     execute,
     admit,
     lobby,
+    enterLobby,
     concurrency: (key) => Effect.sync(() => stateFor(key).limit),
     heldUntil: (key) => Effect.sync(() => stateFor(key).holdUntil)
   })
@@ -893,6 +905,7 @@ export const wrapLlm = (inner: Llm.LlmService, limiter: LimiterService, options:
   // not retried (chunks already delivered cannot be taken back).
   const stream = (request: CompletionRequest.CompletionRequest): Stream.Stream<Completion.CompletionChunk, LlmError.LlmError> =>
     Stream.unwrap(Effect.gen(function*() {
+      yield* limiter.enterLobby(keyOf(options, inner.name, request))
       const cost = yield* costOf(request)
       const admission = yield* limiter.admit(cost)
       let usage: Completion.Usage | undefined

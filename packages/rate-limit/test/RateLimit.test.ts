@@ -529,6 +529,33 @@ describe("lobby", () => {
   })
 })
 
+describe("lobby (streams)", () => {
+  it.effect("a stream holds its lobby place while it runs and gives it back when it ends or is interrupted", () => {
+    const fake = makeFake([{ latencyMillis: 1000 }])
+    let estimated = 0
+    const counting: Estimator.Estimator = () =>
+      Effect.sync(() => {
+        estimated++
+        return 1
+      })
+    return Effect.gen(function*() {
+      const run = (index: number) => Stream.runCollect(Llm.stream(CompletionRequest.user("gpt-4o-mini", String(index))))
+      const fibers = yield* Effect.forEach(Array.from({ length: 40 }, (_, index) => index), (index) => Effect.forkChild(run(index)))
+      yield* TestClock.adjust(0)
+      assert.strictEqual(estimated, 16)
+      yield* Effect.forEach(fibers.slice(0, 20), Fiber.interrupt, { discard: true })
+      yield* TestClock.adjust("1 minute")
+      yield* Effect.forEach(fibers.slice(20), Fiber.join, { discard: true })
+      const before = estimated
+      const more = yield* Effect.forEach(Array.from({ length: 20 }, (_, index) => index), (index) => Effect.forkChild(run(index)))
+      yield* TestClock.adjust(0)
+      assert.strictEqual(estimated - before, 16)
+      yield* TestClock.adjust("1 minute")
+      yield* Effect.forEach(more, Fiber.join, { discard: true })
+    }).pipe(Effect.provide(stack({ ...base, maxConcurrency: 2, estimator: counting }, fake)))
+  })
+})
+
 describe("keys, streams and wrap", () => {
   it.effect("keeps separate budgets per model and per API key", () => {
     const fake = makeFake()
