@@ -221,6 +221,8 @@ export interface LocalModelService {
  */
 export class LocalModel extends Context.Service<LocalModel, LocalModelService>()("@hasten/providers/LocalModel") {}
 
+/** `controlledEvaluate` options: the raw logits after a position. */
+const withLogits = { generateNext: { logits: true } } as const
 /** Greedy next-token generation for `controlledEvaluate` (temperature 0: llama.cpp's greedy sampler). */
 const greedyNext = { generateNext: { token: true, options: { temperature: 0 } } } as const
 
@@ -565,29 +567,35 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         const lock = yield* Semaphore.make(1)
         const tokens: Array<number> = []
         const sequence = slot.sequence
+        /** One forward pass over `newTokens` (bounds and context checked), recorded in `tokens`. */
+        const evaluate = Effect.fnUntraced(function*(
+          newTokens: ReadonlyArray<number>,
+          item: (token: Token, index: number) => ControlledEvaluateInputItem
+        ) {
+          yield* checkTokens(newTokens)
+          if (tokens.length + newTokens.length > sequence.contextSize) {
+            return yield* LlmError.make(
+              provider,
+              new LlmError.ContextLengthExceeded({
+                description: `appending ${newTokens.length} tokens to ${tokens.length} exceeds the context size of ${sequence.contextSize}`
+              })
+            )
+          }
+          const results = yield* Effect.tryPromise({
+            try: () => {
+              const run = sequence.controlledEvaluate(newTokens.map((token, index) => item(token as Token, index)))
+              slot.pending = run
+              return run
+            },
+            catch: failure("evaluation failed")
+          })
+          tokens.push(...newTokens)
+          return results
+        })
         const append = (newTokens: ReadonlyArray<number>) =>
           lock.withPermits(1)(Effect.gen(function*() {
             if (newTokens.length === 0) return []
-            yield* checkTokens(newTokens)
-            if (tokens.length + newTokens.length > sequence.contextSize) {
-              return yield* LlmError.make(
-                provider,
-                new LlmError.ContextLengthExceeded({
-                  description: `appending ${newTokens.length} tokens to ${tokens.length} exceeds the context size of ${sequence.contextSize}`
-                })
-              )
-            }
-            const results = yield* Effect.tryPromise({
-              try: () => {
-                const run = sequence.controlledEvaluate(
-                  newTokens.map((token): [Token, { generateNext: { logits: true } }] => [token as Token, { generateNext: { logits: true } }])
-                )
-                slot.pending = run
-                return run
-              },
-              catch: failure("evaluation failed")
-            })
-            tokens.push(...newTokens)
+            const results = yield* evaluate(newTokens, (token) => [token, withLogits])
             const distributions: Array<TokenModel.Distribution> = []
             for (let i = 0; i < newTokens.length; i++) {
               const logits = results[i]?.next.logits
@@ -605,31 +613,10 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         const appendGreedy = (newTokens: ReadonlyArray<number>, from = 0) =>
           lock.withPermits(1)(Effect.gen(function*() {
             if (newTokens.length === 0) return []
-            yield* checkTokens(newTokens)
             if (!Number.isInteger(from) || from < 0 || from >= newTokens.length) {
               return yield* invalid(`appendGreedy: from must be an integer in 0..${newTokens.length - 1}, got ${from}`)
             }
-            if (tokens.length + newTokens.length > sequence.contextSize) {
-              return yield* LlmError.make(
-                provider,
-                new LlmError.ContextLengthExceeded({
-                  description: `appending ${newTokens.length} tokens to ${tokens.length} exceeds the context size of ${sequence.contextSize}`
-                })
-              )
-            }
-            const results = yield* Effect.tryPromise({
-              try: () => {
-                const run = sequence.controlledEvaluate(
-                  newTokens.map((token, index): ControlledEvaluateInputItem =>
-                    index < from ? (token as Token) : [token as Token, greedyNext]
-                  )
-                )
-                slot.pending = run
-                return run
-              },
-              catch: failure("evaluation failed")
-            })
-            tokens.push(...newTokens)
+            const results = yield* evaluate(newTokens, (token, index) => (index < from ? token : [token, greedyNext]))
             const nexts: Array<number> = []
             for (let i = from; i < newTokens.length; i++) {
               const next = results[i]?.next.token

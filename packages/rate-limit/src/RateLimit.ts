@@ -868,17 +868,17 @@ export const keyOf = (
  */
 export const wrapLlm = (inner: Llm.LlmService, limiter: LimiterService, options: Options = {}): Llm.LlmService => {
   const estimator = options.estimator ?? Estimator.openAi
-  const costOf = (request: CompletionRequest.CompletionRequest) =>
+  const costOf = (request: CompletionRequest.CompletionRequest, key: string) =>
     Effect.map(estimator(request), (inputTokens): Cost => ({
-      key: keyOf(options, inner.name, request),
+      key,
       provider: inner.name,
       inputTokens,
       outputTokens: request.maxTokens ?? limiter.options.defaultMaxTokens
     }))
 
   // `fnUntraced` + `withSpan` without a stack capture: the same span, less per-call work.
-  const completeUntraced = Effect.fnUntraced(function*(request: CompletionRequest.CompletionRequest) {
-    const cost = yield* costOf(request)
+  const completeUntraced = Effect.fnUntraced(function*(request: CompletionRequest.CompletionRequest, key: string) {
+    const cost = yield* costOf(request, key)
     yield* Effect.annotateCurrentSpan("rateLimit.key", cost.key)
     const outcome = yield* limiter.execute({
       ...cost,
@@ -897,16 +897,18 @@ export const wrapLlm = (inner: Llm.LlmService, limiter: LimiterService, options:
     })
   })
   const complete = (request: CompletionRequest.CompletionRequest) =>
-    limiter.lobby(keyOf(options, inner.name, request))(
-      Effect.withSpan(completeUntraced(request), "RateLimit.complete", { captureStackTrace: false })
-    )
+    Effect.suspend(() => {
+      const key = keyOf(options, inner.name, request)
+      return limiter.lobby(key)(Effect.withSpan(completeUntraced(request, key), "RateLimit.complete", { captureStackTrace: false }))
+    })
 
   // A stream is budgeted like a call and holds its concurrency slot until it ends; it is
   // not retried (chunks already delivered cannot be taken back).
   const stream = (request: CompletionRequest.CompletionRequest): Stream.Stream<Completion.CompletionChunk, LlmError.LlmError> =>
     Stream.unwrap(Effect.gen(function*() {
-      yield* limiter.enterLobby(keyOf(options, inner.name, request))
-      const cost = yield* costOf(request)
+      const key = keyOf(options, inner.name, request)
+      yield* limiter.enterLobby(key)
+      const cost = yield* costOf(request, key)
       const admission = yield* limiter.admit(cost)
       let usage: Completion.Usage | undefined
       let rateLimit: RateLimitHeaders.RateLimitInfo | undefined
