@@ -38,8 +38,8 @@ import type {
   SpeculativeStats,
   StageEvent
 } from "./internal/events.js"
-import { bufferedFlush, defaultFlush, EventWriter, parseEvents } from "./internal/events.js"
-export { parseEvents }
+import { bufferedFlush, defaultFlush, EventLog, groupFlush, parseEvents } from "./internal/events.js"
+export { bufferedFlush, groupFlush, parseEvents }
 import { renderReport } from "./internal/report.js"
 import type { CallStats, Distribution, StageStats, Summary } from "./internal/stats.js"
 import { Aggregator, quantile, summarize } from "./internal/stats.js"
@@ -78,11 +78,13 @@ export interface Options {
   /** USD per one million tokens, keyed by `provider/model` or `model`; enables the cost estimate. */
   readonly prices?: PriceTable
   /**
-   * How events reach `events.jsonl`. Default `"event"`: one `writeSync` per event, so any crash
-   * (SIGKILL, a native abort, power loss) loses at most the event being written. Buffered
-   * (`{ intervalMs, maxEvents }`, e.g. `{ intervalMs: 100, maxEvents: 1000 }`) saves a few µs of
-   * CPU per call; it flushes on exit, uncaught exceptions and SIGINT/SIGTERM/SIGHUP, but SIGKILL
-   * or a power loss can lose the last interval.
+   * How events reach `events.jsonl`. Default group commit `{ intervalMs: 10, maxEvents: 1000 }`:
+   * an event is written at the end of its event-loop turn when nothing was written in the last
+   * 10 ms, else together with the others at most 10 ms after the previous write; everything is
+   * written on exit, uncaught exceptions and SIGINT/SIGTERM/SIGHUP. SIGKILL or a native abort
+   * loses at most the last event when calls end more than 10 ms apart, at most the last 10 ms
+   * of events when they end faster. `"event"`: one `writeSync` per event before the call
+   * returns (any crash loses at most the event being written; a system call per call).
    */
   readonly flush?: FlushMode
   /** Print the summary table when the run ends. Default `true`. */
@@ -122,8 +124,17 @@ export interface PerfLoggerService {
   readonly spans: boolean | "auto"
   /** Whether `layerLlm` updates the exported Effect metrics. */
   readonly metrics: boolean
-  /** Records one event (synchronous; the hot path). */
+  /**
+   * Records one event: aggregated and written with the next group commit (see `Options.flush`);
+   * at once with `flush: "event"` and in the in-memory recorder.
+   */
   readonly recordUnsafe: (event: Event) => void
+  /**
+   * Records the event `build` returns, calling `build` when the event is committed (as for
+   * `recordUnsafe`): the hot path defers building the event, its metric updates, aggregation
+   * and writing until the group commit, off the measured call's path.
+   */
+  readonly recordLazyUnsafe: (build: () => Event) => void
   /** Records items processed by a stage (items/s per stage). */
   readonly recordItems: (stage: string, n: number) => Effect.Effect<void>
   /** The summary so far. */
@@ -203,15 +214,17 @@ const makeRecorder = (
     const runId = validateRunId(options.runId ?? defaultRunId(clock.currentTimeMillisUnsafe()))
     const runDir = options.write ? Path.resolve(options.dir ?? "performance_logs", runId) : undefined
     const eventsPath = runDir === undefined ? undefined : Path.join(runDir, "events.jsonl")
+    const aggregator = new Aggregator(options.prices)
     // A write error (disk full, folder removed) stops the file log and is reported once;
     // the measured calls and the in-memory summary carry on.
-    const writer = eventsPath === undefined ? undefined : new EventWriter(eventsPath, options.flush ?? defaultFlush, (error) =>
-      process.emitWarning(`perf-logger: writing ${eventsPath} failed, the run log stops here: ${String(error)}`))
-    const aggregator = new Aggregator(options.prices)
-    const recordUnsafe = (event: Event): void => {
-      aggregator.add(event)
-      writer?.write(event)
-    }
+    const log = new EventLog(
+      eventsPath,
+      options.flush ?? defaultFlush,
+      (event) => aggregator.add(event),
+      (error) => process.emitWarning(`perf-logger: writing ${eventsPath} failed, the run log stops here: ${String(error)}`)
+    )
+    const recordLazyUnsafe = (build: () => Event): void => log.record(build)
+    const recordUnsafe = (event: Event): void => recordLazyUnsafe(() => event)
     recordUnsafe({
       type: "run_start",
       runId,
@@ -237,13 +250,17 @@ const makeRecorder = (
         Effect.catch((error) => Effect.logWarning(`perf-logger: ${label} failed`, error))
       )
 
-    const summary = Effect.sync(() => aggregator.summary(nowMs(clock)))
+    const summary = Effect.sync(() => {
+      log.flush()
+      return aggregator.summary(nowMs(clock))
+    })
     const service: PerfLoggerService = {
       runId,
       runDir,
       spans: options.spans ?? "auto",
       metrics: options.metrics !== false,
       recordUnsafe,
+      recordLazyUnsafe,
       recordItems: (stage, n) =>
         Effect.contextWith((context: Context.Context<never>) => {
           if (Number.isFinite(n) && n >= 0) {
@@ -262,7 +279,7 @@ const makeRecorder = (
       }),
       flush: Effect.suspend(() =>
         safely("flush", () => {
-          writer?.flush()
+          log.flush()
           writeFiles(aggregator.summary(nowMs(clock)), options.report !== false)
         })
       )
@@ -270,10 +287,10 @@ const makeRecorder = (
     let flushedAt = -1
     /** The periodic rewrite: buffered events and summary.json, only when something happened. */
     const periodicFlush = Effect.suspend(() => {
+      log.flush()
       if (aggregator.count === flushedAt) return Effect.void
       flushedAt = aggregator.count
       return safely("flush", () => {
-        writer?.flush()
         writeFiles(aggregator.summary(nowMs(clock)), false)
       })
     })
@@ -283,10 +300,10 @@ const makeRecorder = (
       const end = round3(nowMs(clock))
       recordUnsafe(memoryEvent(end))
       recordUnsafe({ type: "run_end", t: end })
+      log.close()
       const final = aggregator.summary(end)
       closed = final
-      return safely("closing the run log", () => writer?.close()).pipe(
-        Effect.andThen(safely("writing summary.json/report.html", () => writeFiles(final, options.report !== false))),
+      return safely("writing summary.json/report.html", () => writeFiles(final, options.report !== false)).pipe(
         Effect.andThen(options.console === false ? Effect.void : Console.log(renderSummary(final))),
         Effect.as(final)
       )
@@ -340,7 +357,7 @@ export const layerMemory = (options: Pick<Options, "runId" | "prices" | "spans" 
 
 /**
  * The recorder configured from the environment: `HASTEN_PERF_DIR` (default
- * `performance_logs`), `HASTEN_PERF_RUN_ID`, `HASTEN_PERF_FLUSH` (`buffered`, the default, or `event`),
+ * `performance_logs`), `HASTEN_PERF_RUN_ID`, `HASTEN_PERF_FLUSH` (`group`, the default 10 ms group commit; `buffered`, 100 ms; or `event`),
  * `HASTEN_PERF_CONSOLE` and `HASTEN_PERF_REPORT` (default `true`), `HASTEN_PERF_SPANS`
  * (default `true`).
  * @category layers @since 0.1.0
@@ -350,7 +367,7 @@ export const layerConfig: Layer.Layer<PerfLogger, Config.ConfigError> = Layer.un
     Config.all({
       dir: Config.String("HASTEN_PERF_DIR").pipe(Config.withDefault("performance_logs")),
       runId: Config.option(Config.String("HASTEN_PERF_RUN_ID")),
-      flush: Config.Literals(["event", "buffered"], "HASTEN_PERF_FLUSH").pipe(Config.withDefault("event" as const)),
+      flush: Config.Literals(["group", "event", "buffered"], "HASTEN_PERF_FLUSH").pipe(Config.withDefault("group" as const)),
       console: Config.Boolean("HASTEN_PERF_CONSOLE").pipe(Config.withDefault(true)),
       report: Config.Boolean("HASTEN_PERF_REPORT").pipe(Config.withDefault(true)),
       spans: Config.Literals(["auto", "true", "false"], "HASTEN_PERF_SPANS").pipe(Config.withDefault("auto" as const))
@@ -359,7 +376,7 @@ export const layerConfig: Layer.Layer<PerfLogger, Config.ConfigError> = Layer.un
       layer({
         dir: config.dir,
         ...(Option.isSome(config.runId) ? { runId: config.runId.value } : {}),
-        flush: config.flush === "buffered" ? bufferedFlush : "event",
+        flush: config.flush === "buffered" ? bufferedFlush : config.flush === "event" ? "event" : groupFlush,
         console: config.console,
         report: config.report,
         spans: config.spans === "auto" ? "auto" : config.spans === "true"
@@ -830,16 +847,15 @@ const wantsSpan = (spans: boolean | "auto", context: Context.Context<never>): bo
  * @category constructors @since 0.1.0
  */
 export const wrap = (inner: Llm.LlmService, recorder: PerfLoggerService): Llm.LlmService => {
-  const finishComplete = (
+  /** The call's event (and its metric updates), built once the call has returned. */
+  const completeEvent = (
     request: CompletionRequest.CompletionRequest,
     stage: string | undefined,
     start: number,
-    clock: Clock.Clock,
-    span: Tracer.AnySpan | undefined,
+    latencyMs: number,
     context: Context.Context<never>,
     exit: Exit.Exit<Completion.Completion, unknown>
-  ): void => {
-    const latencyMs = nowMs(clock) - start
+  ): CallEvent => {
     let outcome: Outcome
     if (Exit.isSuccess(exit)) {
       const completion = exit.value
@@ -887,31 +903,42 @@ export const wrap = (inner: Llm.LlmService, recorder: PerfLoggerService): Llm.Ll
       }
     }
     const event = toEvent(outcome)
-    recorder.recordUnsafe(event)
     if (recorder.metrics) updateMetrics(event, undefined, context)
-    if (span !== undefined && span._tag === "Span") setResponseAttributes(span, event)
+    return event
   }
 
   // `Effect.withSpan` rather than `Effect.fn`: the same "PerfLogger.complete" span, without
   // the per-call stack capture `Effect.fn` does (the largest cost of measuring a fast call).
-  const measured = (request: CompletionRequest.CompletionRequest, withSpan: boolean) =>
-    Effect.contextWith((context: Context.Context<never>) => {
-      const clock = Context.get(context, Clock.Clock)
-      const stage = Context.get(context, CurrentStage)
+  /** Times `inner.complete` in the fiber's `context`; the event is built later (group commit). */
+  const measured = (request: CompletionRequest.CompletionRequest, context: Context.Context<never>, withSpan: boolean) => {
+    const clock = Context.get(context, Clock.Clock)
+    const stage = Context.get(context, CurrentStage)
+    const start = nowMs(clock)
+    // The exit callback records synchronously and returns the shared `Effect.void`: no
+    // per-call `Effect.sync` on the measured path.
+    return Effect.onExit(inner.complete(request), (exit) => {
+      const latencyMs = nowMs(clock) - start
       const span = withSpan ? Context.getOrUndefined(context, Tracer.ParentSpan) : undefined
-      const start = nowMs(clock)
-      return Effect.onExit(inner.complete(request), (exit) =>
-        Effect.sync(() => finishComplete(request, stage, start, clock, span, context, exit)))
+      if (span !== undefined && span._tag === "Span") {
+        // the span ends right after this: its attributes need the event now
+        const event = completeEvent(request, stage, start, latencyMs, context, exit)
+        setResponseAttributes(span, event)
+        recorder.recordUnsafe(event)
+      } else {
+        recorder.recordLazyUnsafe(() => completeEvent(request, stage, start, latencyMs, context, exit))
+      }
+      return Effect.void
     })
+  }
   const complete = (request: CompletionRequest.CompletionRequest): Effect.Effect<Completion.Completion, LlmError.LlmError> =>
     Effect.contextWith((context: Context.Context<never>) =>
       wantsSpan(recorder.spans, context)
-        ? Effect.withSpan(measured(request, true), "PerfLogger.complete", {
-          kind: "client",
-          attributes: requestAttributes(inner.name, request),
-          captureStackTrace: false
-        })
-        : measured(request, false)
+        ? Effect.withSpan(
+          Effect.contextWith((inSpan: Context.Context<never>) => measured(request, inSpan, true)),
+          "PerfLogger.complete",
+          { kind: "client", attributes: requestAttributes(inner.name, request), captureStackTrace: false }
+        )
+        : measured(request, context, false)
     )
 
   const stream = (request: CompletionRequest.CompletionRequest): Stream.Stream<Completion.CompletionChunk, LlmError.LlmError> =>
@@ -962,33 +989,39 @@ export const wrap = (inner: Llm.LlmService, recorder: PerfLoggerService): Llm.Ll
       const onExit = (exit: Exit.Exit<unknown, LlmError.LlmError>) =>
         Effect.sync(() => {
           const end = nowMs(clock)
-          const error = Exit.isSuccess(exit) ? undefined : errorClass(exit.cause)
-          const reported = usage?.outputTokens
-          const event = toEvent({
-            op: "stream",
-            provider: inner.name,
-            request,
-            stage,
-            start,
-            latencyMs: end - start,
-            error,
-            responseModel: model,
-            finishReason,
-            usage,
-            cached,
-            metadata,
-            ttftMs: first === undefined ? undefined : first - start,
-            itlMs: itl,
-            chunkGapsMs: gaps,
-            chunks,
-            outputTokens: reported ?? (tokenChunks > 0 ? countedTokens : undefined),
-            tokensEstimated: reported === undefined && tokenChunks > 0
-          })
-          recorder.recordUnsafe(event)
-          if (recorder.metrics) updateMetrics(event, gaps, context)
+          const build = (): CallEvent => {
+            const error = Exit.isSuccess(exit) ? undefined : errorClass(exit.cause)
+            const reported = usage?.outputTokens
+            const event = toEvent({
+              op: "stream",
+              provider: inner.name,
+              request,
+              stage,
+              start,
+              latencyMs: end - start,
+              error,
+              responseModel: model,
+              finishReason,
+              usage,
+              cached,
+              metadata,
+              ttftMs: first === undefined ? undefined : first - start,
+              itlMs: itl,
+              chunkGapsMs: gaps,
+              chunks,
+              outputTokens: reported ?? (tokenChunks > 0 ? countedTokens : undefined),
+              tokensEstimated: reported === undefined && tokenChunks > 0
+            })
+            if (recorder.metrics) updateMetrics(event, gaps, context)
+            return event
+          }
           if (span !== undefined) {
+            const event = build()
             setResponseAttributes(span, event)
             span.end(clock.currentTimeNanosUnsafe(), exit)
+            recorder.recordUnsafe(event)
+          } else {
+            recorder.recordLazyUnsafe(build)
           }
         })
       const measuredStream = inner.stream(request).pipe(

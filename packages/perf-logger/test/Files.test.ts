@@ -16,8 +16,15 @@ const packageRoot = fileURLToPath(new URL("..", import.meta.url))
 
 const lines = (path: string) => Fs.readFileSync(path, "utf8").split("\n").filter((line) => line.length > 0)
 
-const crash = (dir: string, runId: string, calls: number, death: "kill" | "exit" | "throw" | "term", flush: "event" | "buffered" | "slow" | "default") => {
-  const result = spawnSync(process.execPath, ["--conditions=@hasten/source", child, dir, runId, String(calls), death, flush], {
+const crash = (
+  dir: string,
+  runId: string,
+  calls: number,
+  death: "kill" | "exit" | "throw" | "term",
+  flush: "event" | "buffered" | "slow" | "default",
+  gapMs = 0
+) => {
+  const result = spawnSync(process.execPath, ["--conditions=@hasten/source", child, dir, runId, String(calls), death, flush, String(gapMs)], {
     cwd: packageRoot,
     encoding: "utf8",
     timeout: 60_000
@@ -36,7 +43,7 @@ describe("run files", () => {
       const events = Path.join(dir, "run-1", "events.jsonl")
       const live = yield* Effect.gen(function*() {
         yield* Llm.complete(Scripted.request({ outputTokens: 4 }))
-        // the call is on disk before the run ends
+        // the call is on disk before the run ends (flush "event": before the call returns)
         assert.strictEqual(lines(events).filter((line) => line.includes('"type":"call"')).length, 1)
         yield* PerfLogger.stage("s", Llm.stream(Scripted.request({ chunks: [{ afterMs: 0, text: "a" }, { afterMs: 0, text: "b" }] })).pipe(Stream.runDrain))
         assert.isFalse(Fs.existsSync(Path.join(dir, "run-1", "summary.json")))
@@ -55,6 +62,41 @@ describe("run files", () => {
       assert.deepStrictEqual(reread.overall, summary.overall)
       assert.include(Fs.readFileSync(Path.join(dir, "run-1", "report.html"), "utf8"), "id=\"perf-data\"")
     }))
+
+  it.effect("group commit: the first call is written at the end of its turn, the next ones together one window later", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      const events = Path.join(dir, "group", "events.jsonl")
+      const callsOnDisk = () => lines(events).filter((line) => line.includes('"type":"call"')).length
+      const sleep = (ms: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, ms)))
+      yield* Effect.gen(function*() {
+        // the log has written nothing yet, so this call is not held for the (60 s) window
+        yield* Llm.complete(Scripted.request({ outputTokens: 4 }))
+        assert.strictEqual(callsOnDisk(), 0, "nothing is written on the measured call's path")
+        while (callsOnDisk() < 1) yield* sleep(2) // the asynchronous write issued at the end of the turn
+        yield* Llm.complete(Scripted.request({ outputTokens: 4 }))
+        yield* Llm.complete(Scripted.request({ outputTokens: 4 }))
+        yield* sleep(50)
+        assert.strictEqual(callsOnDisk(), 1, "within the window after the last write: they wait for the group's write")
+        // the summary includes every call, and a flush of the run writes what is pending
+        assert.strictEqual((yield* PerfLogger.summary).overall.calls, 3)
+        assert.strictEqual(callsOnDisk(), 3)
+        yield* Llm.complete(Scripted.request({ outputTokens: 4 }))
+      }).pipe(Effect.provide(PerfLogger.layerLlm.pipe(
+        Layer.provideMerge(Scripted.layer),
+        Layer.provideMerge(PerfLogger.layer({
+          dir,
+          runId: "group",
+          console: false,
+          summaryInterval: false,
+          memoryInterval: false,
+          report: false,
+          flush: { intervalMs: 60_000, maxEvents: 1_000 }
+        }))
+      )))
+      // closing the run wrote the last one
+      assert.strictEqual(PerfLogger.readRun(Path.join(dir, "group")).summary.overall.calls, 4)
+    }), { timeout: 10_000 })
 
   it.effect("rewrites summary.json every summaryInterval while the run goes, and prints the table at the end", () =>
     Effect.gen(function*() {
@@ -93,9 +135,13 @@ describe("run files", () => {
 })
 
 describe("crash safety of events.jsonl", () => {
-  const check = (runDir: string, calls: number) => {
+  /** `lost`: how many of the last calls a crash may have lost. */
+  const check = (runDir: string, calls: number, lost = 0) => {
     const events = lines(Path.join(runDir, "events.jsonl")).map((line) => JSON.parse(line))
-    assert.strictEqual(events.filter((event) => event.type === "call").length, calls)
+    const written = events.filter((event) => event.type === "call").length
+    assert.isAtLeast(written, calls - lost)
+    assert.isAtMost(written, calls)
+    calls = written
     assert.isFalse(events.some((event) => event.type === "run_end"))
     assert.isFalse(Fs.existsSync(Path.join(runDir, "summary.json")))
     // hasten-perf report recovers the summary and report of the crashed run
@@ -106,10 +152,28 @@ describe("crash safety of events.jsonl", () => {
   }
 
   for (const death of ["kill", "exit", "throw"] as const) {
-    it(`default (per-event) flush: a process that dies by ${death} leaves every recorded call on disk, line by line parseable`, () => {
+    it(`flush "event": a process that dies by ${death} leaves every recorded call on disk, line by line parseable`, () => {
+      const dir = tmp()
+      // 40 calls to an in-process model in one event-loop turn, then the death in the same turn
+      const result = crash(dir, "crashed", 40, death, "event")
+      assert.notStrictEqual(result.status, 0, result.stderr)
+      check(Path.join(dir, "crashed"), 40)
+    })
+  }
+
+  it("default group commit: SIGKILL loses at most the last call when calls end more than 10 ms apart", () => {
+    const dir = tmp()
+    const result = crash(dir, "group-kill", 12, "kill", "default", 25)
+    assert.notStrictEqual(result.status, 0, result.stderr)
+    check(Path.join(dir, "group-kill"), 12, 1)
+  })
+
+  for (const death of ["exit", "throw", "term"] as const) {
+    it(`default group commit: a process that dies by ${death} leaves every recorded call on disk`, () => {
       const dir = tmp()
       const result = crash(dir, "crashed", 40, death, "default")
-      assert.notStrictEqual(result.status, 0, result.stderr)
+      if (death === "term") assert.strictEqual(result.status, 128 + 15, "ends as SIGTERM would have, after the flush")
+      else assert.notStrictEqual(result.status, 0, result.stderr)
       check(Path.join(dir, "crashed"), 40)
     })
   }
@@ -170,7 +234,7 @@ describe("plain async TypeScript", () => {
 })
 
 describe("robustness", () => {
-  for (const flush of ["event", "buffered"] as const) it.effect(`a failing log write (disk full, flush ${flush}) never fails the measured call`, () =>
+  for (const flush of ["event", "group"] as const) it.effect(`a failing log write (disk full, flush ${flush}) never fails the measured call`, () =>
     Effect.gen(function*() {
       const dir = tmp()
       // events.jsonl is /dev/full: every write fails with ENOSPC

@@ -99,123 +99,225 @@ export interface MemoryEvent {
 
 export type Event = RunStartEvent | RunEndEvent | CallEvent | StageEvent | ItemsEvent | MemoryEvent
 
-/** How events reach the file. */
+/**
+ * How events reach `events.jsonl`: `"event"` (one write per event, before the measured call
+ * returns) or group commit (`{ intervalMs, maxEvents }`, see {@link EventLog}).
+ */
 export type FlushMode =
   | "event"
   | { readonly intervalMs: number; readonly maxEvents: number }
 
-/** The default: buffered lines, written at least every 100 ms. */
-/** The buffered mode's settings (opt in with `flush: bufferedFlush` or `HASTEN_PERF_FLUSH=buffered`). */
+/** The default: group commit with a 10 ms window (`HASTEN_PERF_FLUSH=group`). */
+export const groupFlush: FlushMode = { intervalMs: 10, maxEvents: 1_000 }
+/** A 100 ms window (`HASTEN_PERF_FLUSH=buffered`). */
 export const bufferedFlush: FlushMode = { intervalMs: 100, maxEvents: 1_000 }
-/** The default: one write per event, so any crash loses at most the event being written. */
-export const defaultFlush: FlushMode = "event"
+/** The default flush mode: {@link groupFlush}. */
+export const defaultFlush: FlushMode = groupFlush
 
 const flushSignals = ["SIGINT", "SIGTERM", "SIGHUP"] as const
 
 /**
- * Appends events to `events.jsonl`.
+ * The run's event log. The hot path hands it a builder (`record`); the log builds the event,
+ * passes it to `onEvent` (the in-memory aggregation) and appends it to `events.jsonl`:
  *
- * - `{ intervalMs, maxEvents }` (default 100 ms / 1,000 events): lines are buffered and
- *   written when `maxEvents` are pending, every `intervalMs`, when the process exits
- *   (normal end, `process.exit`, an uncaught exception), on SIGINT/SIGTERM/SIGHUP (then the
- *   signal is re-raised so the process still dies as it would have), and when the run
- *   closes. Only SIGKILL, an out-of-memory abort or a power loss can lose events: at most
- *   the last `intervalMs` of them.
- * - `"event"`: one `writeSync` per event on an open descriptor. The line is in the kernel
- *   before `record` returns, so any crash loses at most the event being written — at the
- *   cost of a system call per event.
+ * - `"event"`: at once, one `writeSync` per event, before `record` returns. Any crash loses
+ *   at most the event being written, at the price of a system call per measured call.
+ * - `{ intervalMs, maxEvents }`, group commit (as databases commit a log): an event that
+ *   arrives when nothing was written for `intervalMs` is written at the end of the current
+ *   event-loop turn; events that arrive sooner join one write at most `intervalMs` after the
+ *   previous one (or when `maxEvents` are pending). Building, aggregating and writing run in
+ *   that batch, off the measured call's path. Everything pending is written when the process
+ *   exits (normal end, `process.exit`, an uncaught exception), on SIGINT/SIGTERM/SIGHUP (then
+ *   the process still ends as the signal would have), and when the run closes. SIGKILL, a
+ *   native abort or a power loss lose what arrived after the last write: for calls that end
+ *   more than `intervalMs` apart, at most the last event (of the current event-loop turn);
+ *   for faster calls, at most the last `intervalMs` of them.
+ *
+ * Without a `path` (the in-memory recorder) events are built and aggregated at once.
  */
-export class EventWriter {
+export class EventLog {
   private fd: number | undefined
-  private pending: Array<string> = []
-  private readonly timer: ReturnType<typeof setInterval> | undefined
+  /** Whether events still go to the file (false after a write error or `close`). */
+  private writing: boolean
+  /** Where the next write goes (the file's size when opened, plus everything written since). */
+  private position = 0
+  private readonly inFlight = new Set<{ readonly data: Buffer; readonly position: number }>()
+  private pending: Array<() => Event> = []
+  private armed = false
+  private immediate: ReturnType<typeof setImmediate> | undefined
+  private timer: ReturnType<typeof setTimeout> | undefined
+  private lastWrite = Number.NEGATIVE_INFINITY
+  private readonly intervalMs: number
   private readonly maxEvents: number
+  private grouped: boolean
+  private readonly onEvent: (event: Event) => void
+  private readonly onError: (error: unknown) => void
+  private readonly onTimer = () => {
+    this.immediate = undefined
+    this.timer = undefined
+    this.flush(false)
+  }
   private readonly onExit = () => this.flush()
   private readonly onSignal = (signal: NodeJS.Signals) => {
     this.flush()
-    this.removeSignalHandlers()
+    this.removeHandlers()
     // Unless someone else handles the signal, end the process as the signal would have
     // (exit status 128 + signal number, what a shell reports for a signal death).
     if (process.listenerCount(signal) === 0) process.exit(128 + (Os.constants.signals[signal] ?? 0))
   }
-  private readonly onError: (error: unknown) => void
-  readonly path: string
-  readonly mode: FlushMode
+  readonly path: string | undefined
 
-  constructor(path: string, mode: FlushMode, onError: (error: unknown) => void) {
+  constructor(
+    path: string | undefined,
+    mode: FlushMode,
+    onEvent: (event: Event) => void,
+    onError: (error: unknown) => void
+  ) {
     this.path = path
-    this.mode = mode
+    this.onEvent = onEvent
     this.onError = onError
-    Fs.mkdirSync(Path.dirname(path), { recursive: true })
-    this.fd = Fs.openSync(path, "a")
-    if (mode === "event") {
-      this.maxEvents = 1
-      this.timer = undefined
-    } else {
-      this.maxEvents = Math.max(1, mode.maxEvents)
-      this.timer = setInterval(this.onExit, Math.max(1, mode.intervalMs))
-      this.timer.unref()
+    this.grouped = path !== undefined && mode !== "event"
+    this.intervalMs = mode === "event" ? 0 : Math.max(0, mode.intervalMs)
+    this.maxEvents = mode === "event" ? 1 : Math.max(1, mode.maxEvents)
+    this.writing = path !== undefined
+    if (path !== undefined) {
+      Fs.mkdirSync(Path.dirname(path), { recursive: true })
+      // not O_APPEND: Linux ignores pwrite's offset on such descriptors
+      this.fd = Fs.openSync(path, Fs.constants.O_WRONLY | Fs.constants.O_CREAT)
+      this.position = Fs.fstatSync(this.fd).size
+    }
+    if (this.grouped) {
       process.on("exit", this.onExit)
       for (const signal of flushSignals) process.on(signal, this.onSignal)
     }
   }
 
-  private removeSignalHandlers(): void {
-    for (const signal of flushSignals) process.off(signal, this.onSignal)
-  }
-
-  write(event: Event): void {
-    if (this.fd === undefined) return
-    const line = JSON.stringify(event) + "\n"
-    if (this.maxEvents === 1) {
-      this.writeOrStop(line)
+  /** Records the event `build` returns (the hot path: in group mode only stores `build`). */
+  record(build: () => Event): void {
+    if (!this.grouped) {
+      this.commit([build], true)
       return
     }
-    this.pending.push(line)
-    if (this.pending.length >= this.maxEvents) this.flush()
-  }
-
-  flush(): void {
-    if (this.fd === undefined || this.pending.length === 0) return
-    const data = this.pending.join("")
-    this.pending = []
-    this.writeOrStop(data)
+    this.pending.push(build)
+    if (this.pending.length >= this.maxEvents) {
+      this.flush(false)
+      return
+    }
+    if (this.armed) return
+    this.armed = true
+    const since = performance.now() - this.lastWrite
+    if (since >= this.intervalMs) {
+      this.immediate = setImmediate(this.onTimer)
+    } else {
+      this.timer = setTimeout(this.onTimer, this.intervalMs - since)
+      this.timer.unref()
+    }
   }
 
   /**
-   * Measuring must never fail the measured program: a failed write (disk full, folder gone)
-   * stops the log and is reported once through `onError`.
+   * Builds and aggregates everything pending and writes it: with `sync: false` (the group
+   * timer) through an asynchronous positional write, off the event loop's thread; with
+   * `sync: true` (the run's flush and close, exit, signals) with `writeSync` before
+   * returning, writing again any asynchronous write that may not have reached the file.
    */
-  private writeOrStop(data: string): void {
+  flush(sync = true): void {
+    if (this.armed) {
+      this.armed = false
+      if (this.immediate !== undefined) clearImmediate(this.immediate)
+      if (this.timer !== undefined) clearTimeout(this.timer)
+      this.immediate = undefined
+      this.timer = undefined
+    }
+    if (sync) this.rewriteInFlight()
+    if (this.pending.length === 0) return
+    const batch = this.pending
+    this.pending = []
+    this.commit(batch, sync)
+  }
+
+  private commit(batch: ReadonlyArray<() => Event>, sync: boolean): void {
+    let data = ""
+    for (const build of batch) {
+      let event: Event
+      try {
+        event = build()
+      } catch (error) {
+        process.emitWarning(`perf-logger: recording an event failed: ${String(error)}`)
+        continue
+      }
+      this.onEvent(event)
+      if (this.writing) data += JSON.stringify(event) + "\n"
+    }
+    if (data.length > 0) this.write(Buffer.from(data), sync)
+    this.lastWrite = performance.now()
+  }
+
+  /**
+   * Writes at explicit offsets (`pwrite`): an asynchronous write that a process exit may have
+   * cut off can be written again, synchronously, at the same place with the same bytes.
+   * Measuring must never fail the measured program: a failed write (disk full, folder gone)
+   * stops the log and is reported once through `onError`; aggregation carries on.
+   */
+  private write(data: Buffer, sync: boolean): void {
+    const position = this.position
+    this.position += data.length
+    if (sync) {
+      this.writeSyncAt(data, position)
+      return
+    }
+    const entry = { data, position }
+    this.inFlight.add(entry)
+    Fs.write(this.fd!, data, 0, data.length, position, (error) => {
+      this.inFlight.delete(entry)
+      if (error !== null) this.stop(error)
+      this.closeWhenIdle()
+    })
+  }
+
+  private writeSyncAt(data: Buffer, position: number): void {
+    if (!this.writing) return
     try {
-      Fs.writeSync(this.fd!, data)
+      Fs.writeSync(this.fd!, data, 0, data.length, position)
     } catch (error) {
-      this.stop()
-      this.onError(error)
+      this.stop(error)
+      this.closeWhenIdle()
     }
   }
 
-  private stop(): void {
-    if (this.timer !== undefined) {
-      clearInterval(this.timer)
-      process.off("exit", this.onExit)
-      this.removeSignalHandlers()
-    }
+  private rewriteInFlight(): void {
+    for (const entry of this.inFlight) this.writeSyncAt(entry.data, entry.position)
+  }
+
+  private stop(error: unknown): void {
+    if (!this.writing) return
+    this.writing = false
+    this.onError(error)
+  }
+
+  private removeHandlers(): void {
+    process.off("exit", this.onExit)
+    for (const signal of flushSignals) process.off(signal, this.onSignal)
+  }
+
+  /** Closes the descriptor once nothing writes to it (an asynchronous write may still run). */
+  private closeWhenIdle(): void {
+    if (this.writing || this.fd === undefined || this.inFlight.size > 0) return
     const fd = this.fd
     this.fd = undefined
-    this.pending = []
-    if (fd !== undefined) {
-      try {
-        Fs.closeSync(fd)
-      } catch {
-        // already unusable
-      }
+    try {
+      Fs.closeSync(fd)
+    } catch {
+      // already unusable
     }
   }
 
+  /** Writes everything pending and closes the file; later events are only aggregated. */
   close(): void {
-    this.flush()
-    this.stop()
+    this.flush(true)
+    if (this.grouped) this.removeHandlers()
+    this.grouped = false
+    this.writing = false
+    this.closeWhenIdle()
   }
 }
 
