@@ -9,8 +9,12 @@
  *
  * Every configuration runs the same requests, greedy, threads: 1, flash attention off,
  * reusing the KV state of the prompt prefix shared with the previous request (baselines
- * too). Configurations are interleaved over rounds; the fastest round is reported. The last
- * line is one JSON object.
+ * too), after a few seconds of warm-up. Configurations are interleaved over rounds
+ * (alternating order); a configuration's speedup is plain's fastest round over its fastest
+ * round (interference only ever adds time). The median and the range of the per-round ratios
+ * (plain's CPU time in a round over the configuration's in the same round) are printed beside
+ * it: on a shared machine they show how far one round can be off. The last line is one JSON
+ * object.
  */
 import { CompletionRequest, Llm, LlmError, TokenModel } from "@hasten/core"
 import { Drafter, Speculative } from "@hasten/speculative"
@@ -290,8 +294,12 @@ interface Row {
   readonly tokPerS: number
   /** Output tokens per CPU second. */
   readonly cpuTokPerS: number
-  /** Plain CPU time / this configuration's CPU time. */
+  /** Plain's fastest CPU time / this configuration's fastest CPU time. */
   readonly speedup: number
+  /** Median over rounds of plain's CPU time / this configuration's CPU time in the same round. */
+  readonly medianSpeedup: number
+  /** The lowest and highest of those per-round ratios. */
+  readonly speedupRange: readonly [number, number]
   /** The same ratio on wall-clock time (noisy on a shared machine). */
   readonly wallSpeedup: number
   readonly acceptance: number | undefined
@@ -303,6 +311,11 @@ interface Row {
 
 /** The fastest round: interference from other processes only ever adds time. */
 const fastest = (values: ReadonlyArray<number>) => Math.min(...values)
+const median = (values: ReadonlyArray<number>) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
 
 const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error })
 const rows: Array<Row> = []
@@ -353,9 +366,13 @@ for (const file of quick && option("model") === undefined ? modelFiles.slice(0, 
       { name: "hasten self-draft model adaptive", family: "hasten", run: () => runHasten(target, Drafter.model(draft), "adaptive", workload.prompts, workload.maxTokens) }
     ]
     const configs = allConfigs.filter((config, i) => i === 0 || onlyConfig === undefined || config.name.includes(onlyConfig))
-    // warm-up (page in weights, JIT), not measured
-    await configs[0]!.run()
-    await allConfigs[4]!.run()
+    // warm-up (page in weights, JIT), not measured: node-llama-cpp's per-token JavaScript and
+    // Hasten's loop keep getting faster for a few seconds, which would favour later configurations
+    const warmUntil = performance.now() + (quick ? 1_000 : 4_000)
+    while (performance.now() < warmUntil) {
+      await configs[0]!.run()
+      await allConfigs[4]!.run()
+    }
     const results = new Map<string, Array<RunResult>>()
     for (let round = 0; round < rounds; round++) {
       const order = round % 2 === 0 ? configs : [...configs].reverse()
@@ -365,9 +382,10 @@ for (const file of quick && option("model") === undefined ? modelFiles.slice(0, 
         results.set(config.name, list)
       }
     }
-    const reference = results.get(configs[0]!.name)![0]!.outputs
-    const plainSeconds = fastest(results.get(configs[0]!.name)!.map((result) => result.seconds))
-    const plainCpu = fastest(results.get(configs[0]!.name)!.map((result) => result.cpuSeconds))
+    const plainRuns = results.get(configs[0]!.name)!
+    const reference = plainRuns[0]!.outputs
+    const plainSeconds = fastest(plainRuns.map((result) => result.seconds))
+    const plainCpu = fastest(plainRuns.map((result) => result.cpuSeconds))
     for (const config of configs) {
       const list = results.get(config.name)!
       const seconds = fastest(list.map((result) => result.seconds))
@@ -386,6 +404,11 @@ for (const file of quick && option("model") === undefined ? modelFiles.slice(0, 
         cpuTokPerS: tokens / cpuSeconds,
         speedup: plainCpu / cpuSeconds,
         wallSpeedup: plainSeconds / seconds,
+        medianSpeedup: median(list.map((result, round) => plainRuns[round]!.cpuSeconds / result.cpuSeconds)),
+        speedupRange: [
+          Math.min(...list.map((result, round) => plainRuns[round]!.cpuSeconds / result.cpuSeconds)),
+          Math.max(...list.map((result, round) => plainRuns[round]!.cpuSeconds / result.cpuSeconds))
+        ],
         acceptance: first.drafted > 0 ? first.accepted / first.drafted : config.family === "plain" ? undefined : 0,
         meanAccepted: config.family === "hasten" ? (first.steps > 0 ? first.accepted / first.steps : 0) : undefined,
         identical,
@@ -403,9 +426,9 @@ for (const file of quick && option("model") === undefined ? modelFiles.slice(0, 
 
 const pad = (text: string, width: number) => text.length >= width ? text : text + " ".repeat(width - text.length)
 const fixed = (value: number | undefined, digits: number) => value === undefined ? "-" : value.toFixed(digits)
-console.log(`\nSpeculative decoding, greedy, threads 1, ${rounds} round(s), fastest round (${quick ? "quick" : "full"})\n`)
-console.log("speedup = plain CPU seconds / CPU seconds (all threads of this process); wall = the same on wall-clock time\n")
-console.log([pad("model", 22), pad("workload", 12), pad("configuration", 56), "tokens", "tok/CPU-s", "speedup", " wall ", "accept", "mean acc.", "identical"].join(" | "))
+console.log(`\nSpeculative decoding, greedy, threads 1, ${rounds} round(s) (${quick ? "quick" : "full"})\n`)
+console.log("speedup = plain CPU seconds / CPU seconds (all threads of this process), fastest rounds; median of rounds = the same ratio round by round; wall = fastest rounds on wall-clock time\n")
+console.log([pad("model", 22), pad("workload", 12), pad("configuration", 56), "tokens", "tok/CPU-s", "speedup", "median of rounds (min–max)", " wall ", "accept", "mean acc.", "identical"].join(" | "))
 for (const row of rows) {
   console.log([
     pad(row.model, 22),
@@ -414,6 +437,7 @@ for (const row of rows) {
     pad(String(row.tokens), 6),
     pad(row.cpuTokPerS.toFixed(0), 9),
     pad(row.speedup.toFixed(2) + "x", 7),
+    pad(`${row.medianSpeedup.toFixed(2)}x (${row.speedupRange[0].toFixed(2)}–${row.speedupRange[1].toFixed(2)})`, 26),
     pad(row.wallSpeedup.toFixed(2) + "x", 6),
     pad(fixed(row.acceptance, 2), 6),
     pad(fixed(row.meanAccepted, 2), 9),
@@ -440,6 +464,7 @@ const summary = (model: string, workload: string) => {
     nodeLlamaCppBestSpeedup: Number(nodeBest.speedup.toFixed(3)),
     nodeLlamaCppBest: nodeBest.config,
     hastenAdaptiveMinSpeedup: Number(Math.min(...adaptive.map((row) => row.speedup)).toFixed(3)),
+    hastenAdaptiveMinMedianOfRounds: Number(Math.min(...adaptive.map((row) => row.medianSpeedup)).toFixed(3)),
     acceptanceRate: best.acceptance === undefined ? null : Number(best.acceptance.toFixed(3)),
     meanAcceptedLength: best.meanAccepted === undefined ? null : Number(best.meanAccepted.toFixed(3)),
     bestIdentical: best.identical === best.requests,

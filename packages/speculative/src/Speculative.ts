@@ -183,6 +183,8 @@ const cpuNanos = (): number => {
   return (usage.user + usage.system) * 1000
 }
 
+const noClock = (): number => 0
+
 const invalid = (description: string) => new SpeculativeError({ reason: new InvalidOptions({ description }) })
 
 const validate = (options: Options<any, any>): Effect.Effect<void, SpeculativeError> => {
@@ -249,7 +251,8 @@ export const make = <E = never, R = never>(
         )
       }
       const clock = yield* Effect.clockWith(Effect.succeed)
-      const now = costClock === "cpu" ? cpuNanos : () => Number(clock.currentTimeNanosUnsafe())
+      // Step costs feed only the adaptive controller: a fixed γ reads no clock (the CPU clock is a system call).
+      const now = fixedGamma !== undefined ? noClock : costClock === "cpu" ? cpuNanos : () => Number(clock.currentTimeNanosUnsafe())
       const start = clock.currentTimeMillisUnsafe()
       const maxTokens = request.maxTokens ?? options.maxTokens ?? 256
       const sampling: Sampling.SamplingOptions = {
@@ -291,12 +294,15 @@ export const make = <E = never, R = never>(
         while (!done) {
           const remaining = maxTokens - output.length
           const gamma = fixedGamma !== undefined ? Math.min(fixedGamma, remaining - 1) : controller.choose(remaining - 1)
-          const t0 = now()
+          // The clock is read only for steps whose cost the controller will use: every step with
+          // drafts, and a sample of the plain ones (each read of the CPU clock is a system call).
+          const timed = fixedGamma === undefined && controller.wantsTiming(gamma)
+          const t0 = timed ? now() : 0
           const draft = gamma > 0
             ? yield* session.draft({ context, promptLength: prompt.length, maximum: gamma, sampling, random })
             : { tokens: [] as ReadonlyArray<number>, proposals: undefined }
           const drafts = draft.tokens.length > gamma ? draft.tokens.slice(0, gamma) : draft.tokens
-          const t1 = now()
+          const t1 = timed && gamma > 0 ? now() : t0
           const base = sequence.tokens().length
           const evaluated = head.concat(drafts)
           const offset = head.length - 1
@@ -323,7 +329,7 @@ export const make = <E = never, R = never>(
           }
           // the rollback is part of what a step with drafts costs
           if (accepted < drafts.length) yield* sequence.truncate(base + head.length + accepted)
-          const t2 = now()
+          const t2 = timed ? now() : 0
           tally.targetEvaluations++
           if (drafts.length > 0) {
             tally.speculativeSteps++
@@ -347,8 +353,8 @@ export const make = <E = never, R = never>(
               requested: gamma,
               proposed: drafts.length,
               accepted,
-              draftNanos: first ? 0 : t1 - t0,
-              verifyNanos: first ? 0 : t2 - t1,
+              draftNanos: first || !timed ? 0 : t1 - t0,
+              verifyNanos: first || !timed ? 0 : t2 - t1,
               evaluated: evaluated.length
             })
           }

@@ -22,6 +22,8 @@ class Average {
 const PRIOR_SLOPE = 0.15
 /** An extra verified token is never assumed cheaper than this fraction of a plain step. */
 const MINIMUM_SLOPE = 0.05
+/** Time one plain step in this many once their cost is known. */
+const PLAIN_TIMING_EVERY = 4
 /** Refresh the cost of a plain step at least this often (steps). */
 const EXPLORE_INTERVAL = 32
 
@@ -46,6 +48,7 @@ export class AdaptiveGamma {
   private probing = false
   private sincePlain = 0
   private timed = false
+  private plainUntimed = 0
   constructor(private readonly options: AdaptiveOptions) {
     this.probeEvery = options.probeInterval
     this.alpha = new Float64Array(options.maxGamma).fill(0.6)
@@ -92,6 +95,16 @@ export class AdaptiveGamma {
     // Speculate only with a clear margin over a plain step: the estimates are noisy and every
     // speculative step has some overhead the model does not see.
     return bestRate > plainRate * 1.05 ? bestGamma : 0
+  }
+
+  /**
+   * Whether the next step (with `gamma` drafts) should be timed: every step with drafts (they
+   * refresh the verification slope and the drafting cost), the plain steps until their cost
+   * is known, then every `PLAIN_TIMING_EVERY`-th plain step.
+   */
+  wantsTiming(gamma: number): boolean {
+    if (gamma > 0 || !this.plain.known) return true
+    return ++this.plainUntimed % PLAIN_TIMING_EVERY === 0
   }
 
   /** γ for the next step; 0 means a plain step. Every `probeInterval` plain steps in a row, a short probe. */
