@@ -212,10 +212,13 @@ const commonPrefix = (left: ReadonlyArray<number>, right: ReadonlyArray<number>)
   return i
 }
 
-/** node-llama-cpp alone: `sequence.evaluate` greedy, optionally with a token predictor. */
+/**
+ * node-llama-cpp alone: `sequence.evaluate` greedy, optionally with a token predictor. Like
+ * Hasten's layer it starts from the prompt text, so tokenizing is timed on both sides.
+ */
 const runNodeLlamaCpp = async (
   model: LlamaModel,
-  prompts: ReadonlyArray<ReadonlyArray<number>>,
+  prompts: ReadonlyArray<string>,
   maxTokens: number,
   predictor: () => Promise<{ predictor: TokenPredictor | undefined; dispose: () => Promise<void> }>
 ): Promise<RunResult> => {
@@ -226,7 +229,8 @@ const runNodeLlamaCpp = async (
   const outputs: Array<Array<number>> = []
   const start = performance.now()
   const cpuStart = cpuNow()
-  for (const prompt of prompts) {
+  for (const text of prompts) {
+    const prompt = [model.tokens.bos!, ...model.tokenize(text, false)]
     // reuse the KV state of the prefix shared with the previous request, as Hasten does
     const keep = Math.min(commonPrefix(sequence.contextTokens, prompt), prompt.length - 1)
     if (sequence.nextTokenIndex > keep) await sequence.eraseContextTokenRanges([{ start: keep, end: sequence.nextTokenIndex }])
@@ -327,21 +331,20 @@ for (const file of quick && option("model") === undefined ? modelFiles.slice(0, 
   const target = tokenModel(model, file)
   const draft = tokenModel(draftModel, `${file} (draft)`)
   for (const workload of workloads.filter((workload) => onlyWorkload === undefined || workload.name === onlyWorkload)) {
-    const promptTokens = workload.prompts.map((prompt) => [model.tokens.bos!, ...(model.tokenize(prompt, false) as Array<number>)])
     type Config = { readonly name: string; readonly family: Row["family"]; readonly run: () => Promise<RunResult> }
     const none = async () => ({ predictor: undefined, dispose: async () => {} })
     const allConfigs: ReadonlyArray<Config> = [
-      { name: "plain (node-llama-cpp evaluate)", family: "plain", run: () => runNodeLlamaCpp(model, promptTokens, workload.maxTokens, none) },
+      { name: "plain (node-llama-cpp evaluate)", family: "plain", run: () => runNodeLlamaCpp(model, workload.prompts, workload.maxTokens, none) },
       {
         name: "node-llama-cpp InputLookupTokenPredictor",
         family: "node-llama-cpp",
-        run: () => runNodeLlamaCpp(model, promptTokens, workload.maxTokens, async () => ({ predictor: new InputLookupTokenPredictor(), dispose: async () => {} }))
+        run: () => runNodeLlamaCpp(model, workload.prompts, workload.maxTokens, async () => ({ predictor: new InputLookupTokenPredictor(), dispose: async () => {} }))
       },
       {
         name: "node-llama-cpp DraftSequenceTokenPredictor (self-draft)",
         family: "node-llama-cpp",
         run: () =>
-          runNodeLlamaCpp(model, promptTokens, workload.maxTokens, async () => {
+          runNodeLlamaCpp(model, workload.prompts, workload.maxTokens, async () => {
             const draftContext = await draftModel.createContext({ contextSize, threads: 1, sequences: 1, flashAttention: false })
             return { predictor: new DraftSequenceTokenPredictor(draftContext.getSequence()), dispose: () => draftContext.dispose() }
           })
