@@ -6,6 +6,7 @@ import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import * as Drafter from "../src/Drafter.js"
 import * as Sampling from "../src/Sampling.js"
+import { AdaptiveGamma } from "../src/internal/adaptive.js"
 import * as Speculative from "../src/Speculative.js"
 import * as Synthetic from "./support/Synthetic.js"
 
@@ -352,6 +353,46 @@ describe("adaptive γ", () => {
       assert.isAbove(stats.acceptanceRate, 0.95)
       assert.isBelow(stats.targetEvaluations, 25)
     }))
+})
+
+describe("adaptive γ cost model", () => {
+  const plainStep = { requested: 0, proposed: 0, accepted: 0, draftNanos: 0, verifyNanos: 1_000, evaluated: 1 }
+  /** A draft model costing `perToken` ns per drafted token (plus a catch-up of 300 ns per token it missed), every draft accepted. */
+  const run = (perToken: number, steps: number) => {
+    const controller = new AdaptiveGamma({ maxGamma: 8, probeInterval: 4, kind: "model" })
+    let speculative = 0
+    let missed = 0
+    for (let step = 0; step < steps; step++) {
+      const gamma = controller.choose(1_000)
+      if (gamma > 0) {
+        speculative++
+        controller.record({ requested: gamma, proposed: gamma, accepted: gamma, draftNanos: perToken * gamma + 300 * missed, verifyNanos: 1_000 + 150 * gamma, evaluated: gamma + 1 })
+        missed = 0
+      } else {
+        controller.record(plainStep)
+        missed++
+      }
+    }
+    return speculative
+  }
+
+  it("stops probing a draft model that costs as much per token as the target (a self-draft), however well it drafts", () => {
+    // probes every 4, 8, …, 64 plain steps would be about 30 in 2000 steps
+    assert.isBelow(run(1_000, 2_000), 8)
+  })
+
+  it("does not count a draft model's catch-up after plain steps as its drafting cost", () => {
+    const controller = new AdaptiveGamma({ maxGamma: 8, probeInterval: 4, kind: "model" })
+    for (let i = 0; i < 10; i++) controller.record(plainStep)
+    // the first draft after 10 plain steps also evaluates the 10 tokens the draft model missed
+    controller.record({ requested: 4, proposed: 4, accepted: 4, draftNanos: 10 * 5_000 + 4 * 100, verifyNanos: 1_600, evaluated: 5 })
+    for (let i = 0; i < 3; i++) controller.record({ requested: 4, proposed: 4, accepted: 4, draftNanos: 400, verifyNanos: 1_600, evaluated: 5 })
+    assert.isAbove(controller.best(1_000), 0, "100 ns per drafted token against 1 µs per target step pays")
+  })
+
+  it("keeps speculating with a cheap draft model whose drafts are accepted", () => {
+    assert.isAbove(run(100, 2_000), 150)
+  })
 })
 
 describe("n-gram cache", () => {

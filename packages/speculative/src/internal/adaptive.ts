@@ -49,6 +49,8 @@ export class AdaptiveGamma {
   private sincePlain = 0
   private timed = false
   private plainUntimed = 0
+  /** Whether the last recorded step carried drafts (a draft model is then in step with the context). */
+  private previousSpeculative = false
   constructor(private readonly options: AdaptiveOptions) {
     this.probeEvery = options.probeInterval
     this.alpha = new Float64Array(options.maxGamma).fill(0.6)
@@ -58,6 +60,7 @@ export class AdaptiveGamma {
   /** Starts a request: speculation is tried again at once. */
   reset(): void {
     this.plainStreak = 0
+    this.previousSpeculative = false
   }
 
   /** Cost of verifying m tokens, in units of one plain step. */
@@ -77,6 +80,19 @@ export class AdaptiveGamma {
 
   /** Expected tokens per step for each γ, divided by its expected cost; returns the best γ. */
   best(cap: number): number {
+    return this.search(cap, false)
+  }
+
+  /**
+   * Whether speculation could pay at all with the measured costs, even if every draft were
+   * accepted. A draft model that costs about as much per token as the target (a self-draft)
+   * never can, whatever the text: probing it again only costs.
+   */
+  private canPay(cap: number): boolean {
+    return this.search(cap, true) > 0
+  }
+
+  private search(cap: number, optimistic: boolean): number {
     const limit = Math.min(this.options.maxGamma, cap)
     const plainRate = 1 / this.verifyCost(1)
     let bestGamma = 0
@@ -84,7 +100,7 @@ export class AdaptiveGamma {
     let expected = 1
     let reach = 1
     for (let k = 1; k <= limit; k++) {
-      reach *= this.alpha[k - 1]!
+      reach *= optimistic ? 1 : this.alpha[k - 1]!
       expected += reach
       const rate = expected / (this.verifyCost(k + 1) + this.draftCost(k))
       if (rate > bestRate) {
@@ -125,6 +141,7 @@ export class AdaptiveGamma {
     this.plainStreak++
     if (this.plainStreak >= this.probeEvery) {
       this.plainStreak = 0
+      if (!this.canPay(cap)) return 0
       this.probing = true
       return Math.min(2, cap)
     }
@@ -148,9 +165,13 @@ export class AdaptiveGamma {
       if (verified === 1) this.plain.observe(step.verifyNanos)
       else if (this.plain.known) this.slope.observe(Math.max(0, step.verifyNanos - this.plain.value) / (verified - 1))
     }
-    if (step.requested > 0 && step.draftNanos > 0) {
-      this.draft.observe(this.options.kind === "model" ? step.draftNanos / step.requested : step.draftNanos)
+    // A draft model that sat out plain steps first catches up on the tokens it missed: that
+    // one-off cost says nothing about a draft step's, so only in-step drafts are measured.
+    const model = this.options.kind === "model"
+    if (step.requested > 0 && step.draftNanos > 0 && (!model || this.previousSpeculative)) {
+      this.draft.observe(model ? step.draftNanos / step.requested : step.draftNanos)
     }
+    this.previousSpeculative = step.proposed > 0
     for (let i = 0; i < step.proposed && i < this.alpha.length; i++) {
       if (i > step.accepted) break
       const hit = i < step.accepted ? 1 : 0
