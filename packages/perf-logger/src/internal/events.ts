@@ -267,9 +267,11 @@ export class EventLog {
     }
     const entry = { data, position }
     this.inFlight.add(entry)
-    Fs.write(this.fd!, data, 0, data.length, position, (error) => {
+    Fs.write(this.fd!, data, 0, data.length, position, (error, written) => {
       this.inFlight.delete(entry)
       if (error !== null) this.stop(error)
+      // a short write (a full disk) leaves the rest to be written synchronously, or stops the log
+      else if (written < data.length) this.writeSyncAt(data.subarray(written), position + written)
       this.closeWhenIdle()
     })
   }
@@ -277,7 +279,12 @@ export class EventLog {
   private writeSyncAt(data: Buffer, position: number): void {
     if (!this.writing) return
     try {
-      Fs.writeSync(this.fd!, data, 0, data.length, position)
+      let written = 0
+      while (written < data.length) {
+        const wrote = Fs.writeSync(this.fd!, data, written, data.length - written, position + written)
+        if (wrote === 0) throw new Error(`no progress writing ${this.path}`)
+        written += wrote
+      }
     } catch (error) {
       this.stop(error)
       this.closeWhenIdle()
