@@ -567,10 +567,28 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         const lock = yield* Semaphore.make(1)
         const tokens: Array<number> = []
         const sequence = slot.sequence
-        /** One forward pass over `newTokens` (bounds and context checked), recorded in `tokens`. */
-        const evaluate = Effect.fnUntraced(function*(
+        // A long-lived greedy generator for steps that need the next token after the last
+        // position only (plain decoding steps, a prompt): `controlledEvaluate` builds a
+        // sampler per call, which costs about as much as a small model's forward pass; the
+        // generator keeps one, as node-llama-cpp's own generation does. It is driven with
+        // `next(tokens)` (evaluate these instead of the sampled token) and lives as long as the
+        // sequence; `controlledEvaluate` and `eraseContextTokenRanges` may run between steps.
+        let generator: AsyncGenerator<Token, void, void | Token | Array<Token>> | undefined
+        yield* Effect.addFinalizer(() =>
+          Effect.promise(async () => {
+            const current = generator
+            generator = undefined
+            await current?.return(undefined).catch(() => undefined)
+          })
+        )
+        /**
+         * One forward pass over `newTokens` (bounds and context checked). The tokens are
+         * recorded when the pass completes, even if the caller was interrupted meanwhile, so
+         * `tokens` always matches the sequence's state.
+         */
+        const evaluate = Effect.fnUntraced(function*<A>(
           newTokens: ReadonlyArray<number>,
-          item: (token: Token, index: number) => ControlledEvaluateInputItem
+          run: () => Promise<A>
         ) {
           yield* checkTokens(newTokens)
           if (tokens.length + newTokens.length > sequence.contextSize) {
@@ -581,21 +599,40 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
               })
             )
           }
-          const results = yield* Effect.tryPromise({
+          return yield* Effect.tryPromise({
             try: () => {
-              const run = sequence.controlledEvaluate(newTokens.map((token, index) => item(token as Token, index)))
-              slot.pending = run
-              return run
+              const pending = run().then((result) => {
+                tokens.push(...newTokens)
+                return result
+              })
+              slot.pending = pending
+              return pending
             },
             catch: failure("evaluation failed")
           })
-          tokens.push(...newTokens)
-          return results
         })
+        const controlled = (newTokens: ReadonlyArray<number>, item: (token: Token, index: number) => ControlledEvaluateInputItem) =>
+          evaluate(newTokens, () => sequence.controlledEvaluate(newTokens.map((token, index) => item(token as Token, index))))
+        const stepGreedy = (newTokens: ReadonlyArray<number>) =>
+          evaluate(newTokens, async () => {
+            const input = newTokens as Array<Token>
+            let step: IteratorResult<Token, void>
+            if (generator === undefined) {
+              generator = sequence.evaluate(input, { temperature: 0, yieldEogToken: true })
+              step = await generator.next()
+            } else {
+              step = await generator.next(input)
+            }
+            if (step.done === true) {
+              generator = undefined
+              throw new Error("the greedy generator ended")
+            }
+            return [step.value as number]
+          })
         const append = (newTokens: ReadonlyArray<number>) =>
           lock.withPermits(1)(Effect.gen(function*() {
             if (newTokens.length === 0) return []
-            const results = yield* evaluate(newTokens, (token) => [token, withLogits])
+            const results = yield* controlled(newTokens, (token) => [token, withLogits])
             const distributions: Array<TokenModel.Distribution> = []
             for (let i = 0; i < newTokens.length; i++) {
               const logits = results[i]?.next.logits
@@ -616,7 +653,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
             if (!Number.isInteger(from) || from < 0 || from >= newTokens.length) {
               return yield* invalid(`appendGreedy: from must be an integer in 0..${newTokens.length - 1}, got ${from}`)
             }
-            const results = yield* evaluate(newTokens, (token, index) => (index < from ? token : [token, greedyNext]))
+            if (from === newTokens.length - 1) return yield* stepGreedy(newTokens)
+            const results = yield* controlled(newTokens, (token, index) => (index < from ? token : [token, greedyNext]))
             const nexts: Array<number> = []
             for (let i = from; i < newTokens.length; i++) {
               const next = results[i]?.next.token
