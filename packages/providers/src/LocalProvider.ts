@@ -584,22 +584,24 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         /**
          * One forward pass over `newTokens` (bounds and context checked). The tokens are
          * recorded when the pass completes, even if the caller was interrupted meanwhile, so
-         * `tokens` always matches the sequence's state.
+         * `tokens` always matches the sequence's state. (A plain function rather than a
+         * generator: it runs once per decoding step.)
          */
-        const evaluate = Effect.fnUntraced(function*<A>(
-          newTokens: ReadonlyArray<number>,
-          run: () => Promise<A>
-        ) {
-          yield* checkTokens(newTokens)
+        const evaluate = <A>(newTokens: ReadonlyArray<number>, run: () => Promise<A>): Effect.Effect<A, LlmError.LlmError> => {
+          for (const token of newTokens) {
+            if (!Number.isInteger(token) || token < 0 || token >= vocabularySize) {
+              return Effect.fail(invalid(`token ${token} is outside the vocabulary (0..${vocabularySize - 1})`))
+            }
+          }
           if (tokens.length + newTokens.length > sequence.contextSize) {
-            return yield* LlmError.make(
+            return LlmError.make(
               provider,
               new LlmError.ContextLengthExceeded({
                 description: `appending ${newTokens.length} tokens to ${tokens.length} exceeds the context size of ${sequence.contextSize}`
               })
             )
           }
-          return yield* Effect.tryPromise({
+          return Effect.tryPromise({
             try: () => {
               const pending = run().then((result) => {
                 tokens.push(...newTokens)
@@ -610,7 +612,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
             },
             catch: failure("evaluation failed")
           })
-        })
+        }
         const controlled = (newTokens: ReadonlyArray<number>, item: (token: Token, index: number) => ControlledEvaluateInputItem) =>
           evaluate(newTokens, () => sequence.controlledEvaluate(newTokens.map((token, index) => item(token as Token, index))))
         const stepGreedy = (newTokens: ReadonlyArray<number>) =>
@@ -647,13 +649,14 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         // @hasten/speculative): one forward pass like `append`, but llama.cpp's own greedy
         // sampler picks each next token natively, so no logits cross into JavaScript and no
         // distribution is built. Plain greedy decoding samples the same way.
-        const appendGreedy = (newTokens: ReadonlyArray<number>, from = 0) =>
-          lock.withPermits(1)(Effect.gen(function*() {
-            if (newTokens.length === 0) return []
-            if (!Number.isInteger(from) || from < 0 || from >= newTokens.length) {
-              return yield* invalid(`appendGreedy: from must be an integer in 0..${newTokens.length - 1}, got ${from}`)
-            }
-            if (from === newTokens.length - 1) return yield* stepGreedy(newTokens)
+        const appendGreedy = (newTokens: ReadonlyArray<number>, from = 0): Effect.Effect<ReadonlyArray<number>, LlmError.LlmError> => {
+          if (newTokens.length === 0) return Effect.succeed([])
+          if (!Number.isInteger(from) || from < 0 || from >= newTokens.length) {
+            return Effect.fail(invalid(`appendGreedy: from must be an integer in 0..${newTokens.length - 1}, got ${from}`))
+          }
+          // the decoding step: no generator, one lock, one forward pass
+          if (from === newTokens.length - 1) return lock.withPermits(1)(Effect.suspend(() => stepGreedy(newTokens)))
+          return lock.withPermits(1)(Effect.gen(function*() {
             const results = yield* controlled(newTokens, (token, index) => (index < from ? token : [token, greedyNext]))
             const nexts: Array<number> = []
             for (let i = from; i < newTokens.length; i++) {
@@ -665,6 +668,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
             }
             return nexts
           }))
+        }
         const truncate = (length: number) =>
           lock.withPermits(1)(Effect.gen(function*() {
             if (!Number.isInteger(length) || length < 0) return yield* invalid(`truncate length must be a non-negative integer, got ${length}`)
