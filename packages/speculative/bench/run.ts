@@ -17,9 +17,9 @@
  * object.
  */
 import { CompletionRequest, Llm, LlmError, TokenModel } from "@hasten/core"
+import { Local, ModelPool } from "@hasten/providers/local"
 import { Drafter, Speculative } from "@hasten/speculative"
 import { Effect, Layer, ManagedRuntime } from "effect"
-import * as NodeCrypto from "node:crypto"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import {
@@ -98,95 +98,6 @@ const workloads: ReadonlyArray<Workload> = [
 ]
 
 // ---------------------------------------------------------------------------------------
-// a TokenModel over node-llama-cpp with the optional fast greedy paths
-// ---------------------------------------------------------------------------------------
-
-const failure = (name: string, what: string) => (cause: unknown) =>
-  LlmError.make(name, new LlmError.BadResponse({ description: `${what}: ${String(cause)}` }))
-
-const vocabularyOf = (model: LlamaModel): ReadonlyArray<string> => (model.fileInfo.metadata as any).tokenizer.ggml.tokens
-
-const tokenModel = (model: LlamaModel, name: string): TokenModel.TokenModelService => {
-  const vocabulary = vocabularyOf(model)
-  const vocabularySize = vocabulary.length
-  const bos = model.tokens.bos ?? undefined
-  return {
-    name,
-    vocabularySize,
-    vocabularyId: NodeCrypto.createHash("sha256").update(vocabulary.join("\u0000")).digest("hex").slice(0, 16),
-    bos,
-    endTokens: [model.tokens.eos, model.tokens.eot].filter((token): token is Token => token !== null),
-    tokenize: (text, options) =>
-      Effect.sync(() => {
-        const tokens = model.tokenize(text, false) as Array<number>
-        return options?.addBos === true && bos !== undefined ? [bos, ...tokens] : tokens
-      }),
-    detokenize: (tokens) => Effect.sync(() => model.detokenize(tokens as Array<Token>)),
-    sequence: () =>
-      Effect.gen(function*() {
-        const context = yield* Effect.acquireRelease(
-          Effect.tryPromise({
-            try: () => model.createContext({ contextSize, threads: 1, sequences: 1, flashAttention: false }),
-            catch: failure(name, "createContext")
-          }),
-          (context) => Effect.promise(() => context.dispose())
-        )
-        const sequence = context.getSequence()
-        const tokens: Array<number> = []
-        // A long-lived greedy generator for steps that need one output: node-llama-cpp's
-        // controlledEvaluate builds a sampler per call, which costs more than a tiny model's
-        // forward pass; the generator keeps one (driven with next(tokens), as in plain decoding).
-        let generator: AsyncGenerator<Token, void, void | Token | Array<Token>> | undefined
-        yield* Effect.addFinalizer(() => Effect.promise(async () => void (await generator?.return())))
-        const stepGreedy = (newTokens: ReadonlyArray<number>) =>
-          Effect.tryPromise({
-            try: async () => {
-              let result: IteratorResult<Token, void>
-              if (generator === undefined) {
-                generator = sequence.evaluate(newTokens as Array<Token>, { temperature: 0, yieldEogToken: true })
-                result = await generator.next()
-              } else {
-                result = await generator.next(newTokens as Array<Token>)
-              }
-              if (result.done === true) throw new Error("the greedy generator ended")
-              tokens.push(...newTokens)
-              return [result.value as number]
-            },
-            catch: failure(name, "evaluate")
-          })
-        const evaluate = <A>(newTokens: ReadonlyArray<number>, generateNext: object, read: (next: any) => A, from = 0) =>
-          Effect.tryPromise({
-            try: () => sequence.controlledEvaluate(newTokens.map((token, i) => i >= from ? [token as Token, { generateNext }] : token as Token)),
-            catch: failure(name, "evaluate")
-          }).pipe(Effect.map((results) => {
-            tokens.push(...newTokens)
-            return newTokens.slice(from).map((_, i) => read(results[from + i]!.next))
-          }))
-        return {
-          tokens: () => tokens,
-          append: (newTokens: ReadonlyArray<number>) =>
-            evaluate(newTokens, { logits: true }, (next) => {
-              const out = new Float32Array(vocabularySize)
-              let max = -Infinity
-              for (const value of next.logits.values()) if (value > max) max = value
-              let sum = 0
-              for (const [token, value] of next.logits) sum += out[token] = Math.exp(value - max)
-              for (let i = 0; i < vocabularySize; i++) out[i] = out[i]! / sum
-              return out
-            }),
-          appendGreedy: (newTokens: ReadonlyArray<number>, from?: number) =>
-            (from ?? 0) === newTokens.length - 1 ? stepGreedy(newTokens) : evaluate(newTokens, { token: true }, (next) => next.token as number, from),
-          truncate: (length: number) =>
-            length >= tokens.length ? Effect.void : Effect.tryPromise({
-              try: () => sequence.eraseContextTokenRanges([{ start: length, end: sequence.nextTokenIndex }]),
-              catch: failure(name, "truncate")
-            }).pipe(Effect.map(() => void (tokens.length = length)))
-        }
-      })
-  }
-}
-
-// ---------------------------------------------------------------------------------------
 // runners
 // ---------------------------------------------------------------------------------------
 
@@ -250,16 +161,16 @@ const runNodeLlamaCpp = async (
   return { seconds, cpuSeconds, outputs, drafted: predictions.validated + predictions.refuted, accepted: predictions.validated, steps: 0 }
 }
 
-/** Hasten's speculative layer over the fast TokenModel. */
+/** Hasten's speculative layer over `Local.layer`'s TokenModel (what a user of the library runs). */
 const runHasten = async (
-  target: TokenModel.TokenModelService,
-  drafter: Drafter.Drafter,
+  target: Layer.Layer<TokenModel.TokenModel, LlmError.LlmError>,
+  drafter: Drafter.Drafter<LlmError.LlmError>,
   gamma: number | "adaptive",
   prompts: ReadonlyArray<string>,
   maxTokens: number
 ): Promise<RunResult> => {
   const runtime = ManagedRuntime.make(
-    Speculative.layer({ drafter, gamma }).pipe(Layer.provide(Layer.succeed(TokenModel.TokenModel, target)))
+    Speculative.layer({ drafter, gamma }).pipe(Layer.provide(target))
   )
   const llm = await runtime.runPromise(Effect.service(Llm.Llm))
   const outputs: Array<ReadonlyArray<number>> = []
@@ -270,7 +181,7 @@ const runHasten = async (
   const cpuStart = cpuNow()
   for (const prompt of prompts) {
     const completion = await runtime.runPromise(
-      llm.complete(CompletionRequest.makeUnsafe({ model: target.name, messages: [], prompt, temperature: 0, maxTokens }))
+      llm.complete(CompletionRequest.makeUnsafe({ model: "target", messages: [], prompt, temperature: 0, maxTokens }))
     )
     const stats = completion.metadata!["speculative"] as Speculative.RequestStats
     outputs.push(completion.metadata!["tokens"] as ReadonlyArray<number>)
@@ -328,8 +239,18 @@ for (const file of quick && option("model") === undefined ? modelFiles.slice(0, 
   const path = NodePath.join(modelsDir(), file)
   const model = await llama.loadModel({ modelPath: path })
   const draftModel = await llama.loadModel({ modelPath: path }) // self-draft: the same file loaded twice
-  const target = tokenModel(model, file)
-  const draft = tokenModel(draftModel, `${file} (draft)`)
+  // Local.layer's TokenModel, threads 1, flash attention off, one sequence; the self-draft gets
+  // its own context (another size) of the same loaded model. One ModelPool for all runs keeps
+  // the model and its contexts loaded between runs, as node-llama-cpp's baselines keep theirs.
+  const poolRuntime = ManagedRuntime.make(ModelPool.layer({ idleTimeToLive: "1 hour" }))
+  const pool = Layer.succeed(ModelPool.ModelPool, await poolRuntime.runPromise(Effect.service(ModelPool.ModelPool)))
+  const localTokenModel = (size: number) =>
+    Layer.effect(TokenModel.TokenModel, Effect.service(TokenModel.TokenModel)).pipe(
+      Layer.provide(Local.layerWithPool({ model: path, contextSize: size, sequences: 1, threads: 1, flashAttention: false })),
+      Layer.provide(pool)
+    )
+  const target = localTokenModel(contextSize)
+  const draft = Drafter.modelLayer(localTokenModel(contextSize - 64))
   for (const workload of workloads.filter((workload) => onlyWorkload === undefined || workload.name === onlyWorkload)) {
     type Config = { readonly name: string; readonly family: Row["family"]; readonly run: () => Promise<RunResult> }
     const none = async () => ({ predictor: undefined, dispose: async () => {} })
@@ -365,8 +286,8 @@ for (const file of quick && option("model") === undefined ? modelFiles.slice(0, 
         family: "hasten",
         run: () => runHasten(target, Drafter.combine(Drafter.ngramCache(), Drafter.promptLookup()), "adaptive", workload.prompts, workload.maxTokens)
       },
-      { name: "hasten self-draft model γ=4", family: "hasten", run: () => runHasten(target, Drafter.model(draft), 4, workload.prompts, workload.maxTokens) },
-      { name: "hasten self-draft model adaptive", family: "hasten", run: () => runHasten(target, Drafter.model(draft), "adaptive", workload.prompts, workload.maxTokens) }
+      { name: "hasten self-draft model γ=4", family: "hasten", run: () => runHasten(target, draft, 4, workload.prompts, workload.maxTokens) },
+      { name: "hasten self-draft model adaptive", family: "hasten", run: () => runHasten(target, draft, "adaptive", workload.prompts, workload.maxTokens) }
     ]
     const configs = allConfigs.filter((config, i) => i === 0 || onlyConfig === undefined || config.name.includes(onlyConfig))
     // warm-up (page in weights, JIT), not measured: node-llama-cpp's per-token JavaScript and
@@ -419,6 +340,7 @@ for (const file of quick && option("model") === undefined ? modelFiles.slice(0, 
       })
     }
   }
+  await poolRuntime.dispose()
   await draftModel.dispose()
   await model.dispose()
 }

@@ -378,7 +378,7 @@ describe("adaptive γ cost model", () => {
 
   it("stops probing a draft model that costs as much per token as the target (a self-draft), however well it drafts", () => {
     // probes every 4, 8, …, 64 plain steps would be about 30 in 2000 steps
-    assert.isBelow(run(1_000, 2_000), 8)
+    assert.isBelow(run(1_000, 2_000), 14)
   })
 
   it("does not count a draft model's catch-up after plain steps as its drafting cost", () => {

@@ -12,6 +12,9 @@ class Average {
   get known(): boolean {
     return this.count > 0
   }
+  get samples(): number {
+    return this.count
+  }
   observe(x: number): void {
     this.count++
     this.value += Math.max(1 / this.count, this.minimumRate) * (x - this.value)
@@ -22,6 +25,8 @@ class Average {
 const PRIOR_SLOPE = 0.15
 /** An extra verified token is never assumed cheaper than this fraction of a plain step. */
 const MINIMUM_SLOPE = 0.05
+/** In-step draft timings needed before a draft model's cost may stop probes. */
+const MIN_DRAFT_SAMPLES = 4
 /** Time one plain step in this many once their cost is known. */
 const PLAIN_TIMING_EVERY = 4
 /** Refresh the cost of a plain step at least this often (steps). */
@@ -46,6 +51,7 @@ export class AdaptiveGamma {
   /** Plain steps between probes; doubles after each probe that did not pay, up to 16× `probeInterval`. */
   private probeEvery: number
   private probing = false
+  private probeFollowUp = false
   private sincePlain = 0
   private timed = false
   private plainUntimed = 0
@@ -64,7 +70,8 @@ export class AdaptiveGamma {
   }
 
   /** Cost of verifying m tokens, in units of one plain step. */
-  private verifyCost(m: number): number {
+  private verifyCost(m: number, optimistic = false): number {
+    if (optimistic) return 1 + MINIMUM_SLOPE * (m - 1)
     if (!this.plain.known || !(this.plain.value > 0)) return 1 + PRIOR_SLOPE * (m - 1)
     const slope = this.slope.known ? this.slope.value / this.plain.value : PRIOR_SLOPE
     return 1 + Math.max(slope, MINIMUM_SLOPE) * (m - 1)
@@ -84,11 +91,14 @@ export class AdaptiveGamma {
   }
 
   /**
-   * Whether speculation could pay at all with the measured costs, even if every draft were
-   * accepted. A draft model that costs about as much per token as the target (a self-draft)
-   * never can, whatever the text: probing it again only costs.
+   * Whether speculation could pay at all at the measured drafting cost, even if every draft
+   * were accepted and verification cost next to nothing per extra token. A draft model that
+   * costs about as much per token as the target (a self-draft) never can, whatever the text:
+   * probing it again only costs. Only a well-measured draft cost decides (the verification
+   * slope is noisier and is only measured while speculating, so it never stops probes).
    */
   private canPay(cap: number): boolean {
+    if (this.options.kind !== "model" || this.draft.samples < MIN_DRAFT_SAMPLES) return true
     return this.search(cap, true) > 0
   }
 
@@ -102,7 +112,7 @@ export class AdaptiveGamma {
     for (let k = 1; k <= limit; k++) {
       reach *= optimistic ? 1 : this.alpha[k - 1]!
       expected += reach
-      const rate = expected / (this.verifyCost(k + 1) + this.draftCost(k))
+      const rate = expected / (this.verifyCost(k + 1, optimistic) + this.draftCost(k))
       if (rate > bestRate) {
         bestRate = rate
         bestGamma = k
@@ -128,6 +138,13 @@ export class AdaptiveGamma {
     if (cap <= 0) return 0
     // Exploration: a plain step now and then keeps the unit of cost measured.
     if (this.sincePlain >= EXPLORE_INTERVAL || (this.timed && !this.plain.known && this.sincePlain >= 2)) return 0
+    if (this.probing && !this.probeFollowUp && this.options.kind === "model" && this.draft.samples < MIN_DRAFT_SAMPLES) {
+      // A probe's draft also re-syncs the draft model, so its time is not a draft step's;
+      // while the draft cost is not yet well measured, a second step in a row times one.
+      this.probeFollowUp = true
+      return Math.min(2, cap)
+    }
+    this.probeFollowUp = false
     const gamma = this.best(cap)
     if (this.probing) {
       // the step after a probe: did the probe make speculation worth it again?
