@@ -300,7 +300,12 @@ const makeRecorder = (
       const end = round3(nowMs(clock))
       recordUnsafe(memoryEvent(end))
       recordUnsafe({ type: "run_end", t: end })
-      log.close()
+      try {
+        log.close()
+      } catch (error) {
+        // measuring never fails the measured program; the summary below still comes out
+        process.emitWarning(`perf-logger: closing the run log failed: ${String(error)}`)
+      }
       const final = aggregator.summary(end)
       closed = final
       return safely("writing summary.json/report.html", () => writeFiles(final, options.report !== false)).pipe(
