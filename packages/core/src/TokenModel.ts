@@ -20,7 +20,7 @@ export type Distribution = Float32Array
  * @category models @since 0.1.0
  */
 export interface TokenSequence {
-  /** The tokens evaluated so far (the KV state mirrors them). */
+  /** The tokens evaluated so far (the KV state mirrors them); may be a live read-only view, so copy it to keep a snapshot. */
   readonly tokens: () => ReadonlyArray<number>
   /**
    * Appends `tokens` and evaluates them in ONE forward pass. Returns the next-token

@@ -680,7 +680,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
             tokens.length = length
           }))
         const result: TokenModel.TokenSequence & { readonly appendGreedy: typeof appendGreedy } = {
-          tokens: () => tokens.slice(),
+          // a live read-only view (no copy per decoding step); it changes as the sequence does
+          tokens: () => tokens,
           append,
           appendGreedy,
           truncate
