@@ -234,6 +234,20 @@ describe("plain async TypeScript", () => {
 })
 
 describe("robustness", () => {
+  it.effect("many open runs share one exit listener and one listener per signal", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      const before = { exit: process.listenerCount("exit"), term: process.listenerCount("SIGTERM") }
+      const recorders = yield* Effect.forEach(
+        Array.from({ length: 12 }, (_, i) => i),
+        (i) => PerfLogger.make({ dir, runId: `many-${i}`, console: false, report: false, summaryInterval: false, memoryInterval: false })
+      )
+      assert.strictEqual(recorders.length, 12)
+      assert.isAtMost(process.listenerCount("exit") - before.exit, 1)
+      assert.isAtMost(process.listenerCount("SIGTERM") - before.term, 1)
+    }).pipe(Effect.scoped))
+
+
   for (const flush of ["event", "group"] as const) it.effect(`a failing log write (disk full, flush ${flush}) never fails the measured call`, () =>
     Effect.gen(function*() {
       const dir = tmp()

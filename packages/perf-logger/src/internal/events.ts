@@ -117,6 +117,37 @@ export const defaultFlush: FlushMode = groupFlush
 const flushSignals = ["SIGINT", "SIGTERM", "SIGHUP"] as const
 
 /**
+ * The logs with events that must reach the file when the process ends. One `exit` listener
+ * and one listener per signal serve them all, however many runs are open (no
+ * MaxListenersExceededWarning with many recorders).
+ */
+const openLogs = new Set<EventLog>()
+const flushOpenLogs = (): void => {
+  for (const log of openLogs) log.flush()
+}
+const onSignal = (signal: NodeJS.Signals): void => {
+  flushOpenLogs()
+  removeProcessHandlers()
+  // Unless someone else handles the signal, end the process as the signal would have
+  // (exit status 128 + signal number, what a shell reports for a signal death).
+  if (process.listenerCount(signal) === 0) process.exit(128 + (Os.constants.signals[signal] ?? 0))
+}
+const removeProcessHandlers = (): void => {
+  process.off("exit", flushOpenLogs)
+  for (const signal of flushSignals) process.off(signal, onSignal)
+}
+const register = (log: EventLog): void => {
+  if (openLogs.size === 0) {
+    process.on("exit", flushOpenLogs)
+    for (const signal of flushSignals) process.on(signal, onSignal)
+  }
+  openLogs.add(log)
+}
+const unregister = (log: EventLog): void => {
+  if (openLogs.delete(log) && openLogs.size === 0) removeProcessHandlers()
+}
+
+/**
  * The run's event log. The hot path hands it a builder (`record`); the log builds the event,
  * passes it to `onEvent` (the in-memory aggregation) and appends it to `events.jsonl`:
  *
@@ -157,14 +188,6 @@ export class EventLog {
     this.timer = undefined
     this.flush(false)
   }
-  private readonly onExit = () => this.flush()
-  private readonly onSignal = (signal: NodeJS.Signals) => {
-    this.flush()
-    this.removeHandlers()
-    // Unless someone else handles the signal, end the process as the signal would have
-    // (exit status 128 + signal number, what a shell reports for a signal death).
-    if (process.listenerCount(signal) === 0) process.exit(128 + (Os.constants.signals[signal] ?? 0))
-  }
   readonly path: string | undefined
 
   constructor(
@@ -187,8 +210,7 @@ export class EventLog {
       this.position = Fs.fstatSync(this.fd).size
     }
     if (this.grouped) {
-      process.on("exit", this.onExit)
-      for (const signal of flushSignals) process.on(signal, this.onSignal)
+      register(this)
     }
   }
 
@@ -301,10 +323,6 @@ export class EventLog {
     this.onError(error)
   }
 
-  private removeHandlers(): void {
-    process.off("exit", this.onExit)
-    for (const signal of flushSignals) process.off(signal, this.onSignal)
-  }
 
   /** Closes the descriptor once nothing writes to it (an asynchronous write may still run). */
   private closeWhenIdle(): void {
@@ -321,7 +339,7 @@ export class EventLog {
   /** Writes everything pending and closes the file; later events are only aggregated. */
   close(): void {
     this.flush(true)
-    if (this.grouped) this.removeHandlers()
+    if (this.grouped) unregister(this)
     this.grouped = false
     this.writing = false
     this.closeWhenIdle()
