@@ -619,11 +619,17 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           evaluate(newTokens, async () => {
             const input = newTokens as Array<Token>
             let step: IteratorResult<Token, void>
-            if (generator === undefined) {
-              generator = sequence.evaluate(input, { temperature: 0, yieldEogToken: true })
-              step = await generator.next()
-            } else {
-              step = await generator.next(input)
+            try {
+              if (generator === undefined) {
+                generator = sequence.evaluate(input, { temperature: 0, yieldEogToken: true })
+                step = await generator.next()
+              } else {
+                step = await generator.next(input)
+              }
+            } catch (error) {
+              // a failed step ends the generator; the next step starts a new one
+              generator = undefined
+              throw error
             }
             if (step.done === true) {
               generator = undefined
@@ -654,7 +660,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           if (!Number.isInteger(from) || from < 0 || from >= newTokens.length) {
             return Effect.fail(invalid(`appendGreedy: from must be an integer in 0..${newTokens.length - 1}, got ${from}`))
           }
-          // the decoding step: no generator, one lock, one forward pass
+          // the decoding step: no Effect.gen on the way, one lock, one forward pass
           if (from === newTokens.length - 1) return lock.withPermits(1)(Effect.suspend(() => stepGreedy(newTokens)))
           return lock.withPermits(1)(Effect.gen(function*() {
             const results = yield* controlled(newTokens, (token, index) => (index < from ? token : [token, greedyNext]))
