@@ -539,13 +539,18 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   // -------------------------------------------------------------------------
   // TokenModel
   // -------------------------------------------------------------------------
-  const checkTokens = (tokens: ReadonlyArray<number>) => {
+  /** The error for the first token outside the vocabulary, if any (checked on every decoding step). */
+  const outOfVocabulary = (tokens: ReadonlyArray<number>) => {
     for (const token of tokens) {
       if (!Number.isInteger(token) || token < 0 || token >= vocabularySize) {
-        return Effect.fail(invalid(`token ${token} is outside the vocabulary (0..${vocabularySize - 1})`))
+        return invalid(`token ${token} is outside the vocabulary (0..${vocabularySize - 1})`)
       }
     }
-    return Effect.void
+    return undefined
+  }
+  const checkTokens = (tokens: ReadonlyArray<number>) => {
+    const error = outOfVocabulary(tokens)
+    return error === undefined ? Effect.void : Effect.fail(error)
   }
 
   const tokenModel: TokenModel.TokenModelService = {
@@ -588,11 +593,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
          * generator: it runs once per decoding step.)
          */
         const evaluate = <A>(newTokens: ReadonlyArray<number>, run: () => Promise<A>): Effect.Effect<A, LlmError.LlmError> => {
-          for (const token of newTokens) {
-            if (!Number.isInteger(token) || token < 0 || token >= vocabularySize) {
-              return Effect.fail(invalid(`token ${token} is outside the vocabulary (0..${vocabularySize - 1})`))
-            }
-          }
+          const bad = outOfVocabulary(newTokens)
+          if (bad !== undefined) return Effect.fail(bad)
           if (tokens.length + newTokens.length > sequence.contextSize) {
             return LlmError.make(
               provider,

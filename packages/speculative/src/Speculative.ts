@@ -183,8 +183,6 @@ const cpuNanos = (): number => {
   return (usage.user + usage.system) * 1000
 }
 
-const noClock = (): number => 0
-
 const invalid = (description: string) => new SpeculativeError({ reason: new InvalidOptions({ description }) })
 
 const validate = (options: Options<any, any>): Effect.Effect<void, SpeculativeError> => {
@@ -251,8 +249,7 @@ export const make = <E = never, R = never>(
         )
       }
       const clock = yield* Effect.clockWith(Effect.succeed)
-      // Step costs feed only the adaptive controller: a fixed γ reads no clock (the CPU clock is a system call).
-      const now = fixedGamma !== undefined ? noClock : costClock === "cpu" ? cpuNanos : () => Number(clock.currentTimeNanosUnsafe())
+      const now = costClock === "cpu" ? cpuNanos : () => Number(clock.currentTimeNanosUnsafe())
       const start = clock.currentTimeMillisUnsafe()
       const maxTokens = request.maxTokens ?? options.maxTokens ?? 256
       const sampling: Sampling.SamplingOptions = {
@@ -295,7 +292,8 @@ export const make = <E = never, R = never>(
           const remaining = maxTokens - output.length
           const gamma = fixedGamma !== undefined ? Math.min(fixedGamma, remaining - 1) : controller.choose(remaining - 1)
           // The clock is read only for steps whose cost the controller will use: every step with
-          // drafts, and a sample of the plain ones (each read of the CPU clock is a system call).
+          // drafts, and a sample of the plain ones; none with a fixed γ (each read of the CPU clock
+          // is a system call).
           const timed = fixedGamma === undefined && controller.wantsTiming(gamma)
           const t0 = timed ? now() : 0
           const draft = gamma > 0
