@@ -592,7 +592,12 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
          * `tokens` always matches the sequence's state. (A plain function rather than a
          * generator: it runs once per decoding step.)
          */
-        const evaluate = <A>(newTokens: ReadonlyArray<number>, run: () => Promise<A>): Effect.Effect<A, LlmError.LlmError> => {
+        const evaluate = <A>(
+          newTokens: ReadonlyArray<number>,
+          run: () => Promise<A>,
+          /** Tokens the pass evaluated after `newTokens` (a greedy run's decoded tokens). */
+          evaluatedAfter?: (result: A) => ReadonlyArray<number>
+        ): Effect.Effect<A, LlmError.LlmError> => {
           const bad = outOfVocabulary(newTokens)
           if (bad !== undefined) return Effect.fail(bad)
           if (tokens.length + newTokens.length > sequence.contextSize) {
@@ -607,6 +612,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
             try: () => {
               const pending = run().then((result) => {
                 tokens.push(...newTokens)
+                if (evaluatedAfter !== undefined) tokens.push(...evaluatedAfter(result))
                 return result
               })
               slot.pending = pending
@@ -639,6 +645,42 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
             }
             return [step.value as number]
           })
+        /**
+         * Plain greedy decoding, natively: `newTokens` then up to `count - 1` sampled tokens are
+         * evaluated by the greedy generator in one loop, as node-llama-cpp's own generation runs
+         * (no Effect step, lock or bookkeeping per token). Afterwards the sequence holds
+         * `newTokens` and every decoded token but the last (not evaluated yet, as after
+         * `appendGreedy`).
+         */
+        const runGreedy = (newTokens: ReadonlyArray<number>, count: number, stopAt: ReadonlySet<number> | undefined) =>
+          evaluate(newTokens, async () => {
+            const out: Array<number> = []
+            let input: Array<Token> | undefined = newTokens as Array<Token>
+            try {
+              while (out.length < count) {
+                let step: IteratorResult<Token, void>
+                if (generator === undefined) {
+                  generator = sequence.evaluate(input!, { temperature: 0, yieldEogToken: true })
+                  step = await generator.next()
+                } else {
+                  step = await generator.next(input)
+                }
+                if (step.done === true) {
+                  generator = undefined
+                  throw new Error("the greedy generator ended")
+                }
+                input = undefined
+                out.push(step.value as number)
+                if (stopAt?.has(step.value as number) === true) break
+              }
+            } catch (error) {
+              // a failed step ends the generator; the next step starts a new one
+              generator = undefined
+              if (out.length === 0) throw error
+              // what was decoded stays decoded: the caller gets it, the sequence holds it
+            }
+            return out
+          }, (out) => out.slice(0, -1))
         const append = (newTokens: ReadonlyArray<number>) =>
           lock.withPermits(1)(Effect.gen(function*() {
             if (newTokens.length === 0) return []
@@ -677,6 +719,24 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
             return nexts
           }))
         }
+        // The plain decoding loop for speculative decoding's off periods (`generateGreedy` in
+        // @hasten/speculative): `count` greedy steps natively, as `sequence.evaluate` runs them.
+        const generateGreedy = (
+          newTokens: ReadonlyArray<number>,
+          count: number,
+          stopAt?: ReadonlySet<number>
+        ): Effect.Effect<ReadonlyArray<number>, LlmError.LlmError> => {
+          if (newTokens.length === 0) return Effect.fail(invalid("generateGreedy: no tokens to evaluate"))
+          if (!Number.isInteger(count) || count < 1) {
+            return Effect.fail(invalid(`generateGreedy: count must be a positive integer, got ${count}`))
+          }
+          // The run stops short of a full context: node-llama-cpp keeps one position free and
+          // would shift the context (drop its start) to evaluate more, behind `tokens`' back.
+          // At most `contextSize - 1` tokens are evaluated; too long an input fails in `evaluate`.
+          return lock.withPermits(1)(Effect.suspend(() =>
+            runGreedy(newTokens, Math.max(1, Math.min(count, sequence.contextSize - tokens.length - newTokens.length)), stopAt)
+          ))
+        }
         const truncate = (length: number) =>
           lock.withPermits(1)(Effect.gen(function*() {
             if (!Number.isInteger(length) || length < 0) return yield* invalid(`truncate length must be a non-negative integer, got ${length}`)
@@ -687,11 +747,15 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
             })
             tokens.length = length
           }))
-        const result: TokenModel.TokenSequence & { readonly appendGreedy: typeof appendGreedy } = {
+        const result: TokenModel.TokenSequence & {
+          readonly appendGreedy: typeof appendGreedy
+          readonly generateGreedy: typeof generateGreedy
+        } = {
           // a live read-only view (no copy per decoding step); it changes as the sequence does
           tokens: () => tokens,
           append,
           appendGreedy,
+          generateGreedy,
           truncate
         }
         return result

@@ -10,7 +10,8 @@ const story = ", there was a little girl named Lily."
 const greedy = (maxTokens: number, extra: Partial<CompletionRequest.CompletionRequestInput> = {}) =>
   CompletionRequest.makeUnsafe({ model: "stories260K", messages: [], prompt: "Once upon a time", temperature: 0, maxTokens, ...extra })
 
-const Stories = Local.layerWithPool({ model: "stories260K.gguf", sequences: 2, contextSize: 256 }).pipe(
+const CONTEXT = 256
+const Stories = Local.layerWithPool({ model: "stories260K.gguf", sequences: 2, contextSize: CONTEXT }).pipe(
   Layer.provideMerge(ModelPool.layer())
 )
 
@@ -231,6 +232,47 @@ layer(Stories, { timeout: "60 seconds" })("Local (stories260K, 2 sequences)", (i
       assert.strictEqual(yield* model.detokenize(generated), reference.text)
       const bad = yield* Effect.flip(sequence.appendGreedy([5, 6], 2))
       assert.strictEqual((bad as { reason: { _tag: string } }).reason._tag, "InvalidRequest")
+    })))
+
+  it.effect("TokenModel: generateGreedy decodes a run natively, equal to single greedy steps", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const model = yield* TokenModel.TokenModel
+      const sequence = (yield* model.sequence()) as TokenModel.TokenSequence & {
+        readonly appendGreedy: (tokens: ReadonlyArray<number>, from?: number) => Effect.Effect<ReadonlyArray<number>, unknown>
+        readonly generateGreedy: (
+          tokens: ReadonlyArray<number>,
+          count: number,
+          stopAt?: ReadonlySet<number>
+        ) => Effect.Effect<ReadonlyArray<number>, { readonly reason: { readonly _tag: string } }>
+      }
+      const start = yield* model.tokenize("Once upon a time", { addBos: true })
+      // the reference: one greedy step at a time
+      const stepped: Array<number> = [...(yield* sequence.appendGreedy(start, start.length - 1))]
+      for (let i = 0; i < 19; i++) stepped.push((yield* sequence.appendGreedy([stepped.at(-1)!]))[0]!)
+      yield* sequence.truncate(0)
+      // a run of 12, then a run of 8 continuing from its last (not yet evaluated) token
+      const first = yield* sequence.generateGreedy(start, 12)
+      assert.deepStrictEqual(first, stepped.slice(0, 12))
+      assert.deepStrictEqual(sequence.tokens(), [...start, ...first.slice(0, -1)])
+      const second = yield* sequence.generateGreedy([first.at(-1)!], 8)
+      assert.deepStrictEqual([...first, ...second], stepped)
+      assert.deepStrictEqual(sequence.tokens(), [...start, ...stepped.slice(0, -1)])
+      // stopAt ends the run after that token
+      yield* sequence.truncate(start.length)
+      const stopped = yield* sequence.generateGreedy([first[0]!], 30, new Set([stepped[5]!]))
+      assert.deepStrictEqual(stopped, stepped.slice(1, 1 + stepped.slice(1).indexOf(stepped[5]!) + 1))
+      // a run never fills the context (node-llama-cpp keeps one position free, else it shifts
+      // the context): it ends at contextSize - 1 evaluated tokens, all of them recorded
+      yield* sequence.truncate(0)
+      const long = yield* sequence.generateGreedy(start, 1000)
+      assert.strictEqual(start.length + long.length - 1, CONTEXT - 1)
+      assert.strictEqual(sequence.tokens().length, CONTEXT - 1)
+      assert.deepStrictEqual(long.slice(0, 20), stepped)
+      yield* sequence.truncate(0)
+      const bad = yield* Effect.flip(sequence.generateGreedy(start, 0))
+      assert.strictEqual(bad.reason._tag, "InvalidRequest")
+      const empty = yield* Effect.flip(sequence.generateGreedy([], 3))
+      assert.strictEqual(empty.reason._tag, "InvalidRequest")
     })))
 
   it.effect("Completion.fromStream over the local stream matches complete()", () =>

@@ -69,6 +69,25 @@ const storyPrompts = [
   "There was a small cat named Kitty."
 ].slice(0, quick ? 3 : 6)
 
+/**
+ * Distinct story openings for the paired free-text guard, one per request: repeating a prompt
+ * would let the n-gram cache learn its continuation, which is no longer free text.
+ */
+const guardPrompts = (count: number): Array<string> => {
+  const heroes = ["Lily", "Tom", "Ben", "Mia", "Sue", "Max", "Anna", "Sam", "Tim", "Lucy", "Jack", "Emma"]
+  const animals = ["dog", "cat", "bird", "fish", "frog", "bunny", "duck", "bear"]
+  const templates = [
+    (hero: string, animal: string) => `${hero} went to the park with a little ${animal}.`,
+    (hero: string, animal: string) => `One day, ${hero} found a ${animal} in the garden.`,
+    (hero: string, animal: string) => `The little ${animal} was sad because ${hero}`,
+    (hero: string, animal: string) => `${hero} wanted to play with the ${animal}, but`,
+    (hero: string, animal: string) => `There was a small ${animal} named ${hero}.`,
+    (hero: string, animal: string) => `Once upon a time, ${hero} had a big ${animal}.`
+  ]
+  return Array.from({ length: count }, (_, i) =>
+    templates[i % templates.length]!(heroes[(i * 5) % heroes.length]!, animals[(i * 3 + Math.floor(i / templates.length)) % animals.length]!))
+}
+
 const names = ["Lily", "Tom", "Ben", "Mia", "Sue", "Max", "Anna", "Sam", "Tim", "Lucy"]
 const pets = ["dog", "cat", "bird", "fish", "frog"]
 const colors = ["red", "blue", "green", "yellow", "pink", "brown"]
@@ -195,6 +214,69 @@ const runHasten = async (
   return { seconds, cpuSeconds, outputs, drafted, accepted, steps }
 }
 
+/**
+ * The free-text guard, paired request by request: plain node-llama-cpp decoding and one Hasten
+ * configuration take turns on the same prompts (order alternating), each keeping its own
+ * context and KV state and, for Hasten, one runtime (its adaptive controller learns across
+ * requests, as in a pipeline; its first requests are included). A request takes tens of
+ * milliseconds, so both sides of a pair see nearly the same machine: the per-pair CPU ratios
+ * resolve a few percent where whole rounds, seconds apart, differ by ±15%.
+ */
+const pairedWithPlain = async (
+  model: LlamaModel,
+  target: Layer.Layer<TokenModel.TokenModel, LlmError.LlmError>,
+  drafter: Drafter.Drafter<LlmError.LlmError>,
+  gamma: number | "adaptive",
+  prompts: ReadonlyArray<string>,
+  maxTokens: number
+): Promise<{ readonly ratios: ReadonlyArray<number>; readonly plainCpu: number; readonly hastenCpu: number; readonly identical: boolean }> => {
+  const context: LlamaContext = await model.createContext({ contextSize, threads: 1, sequences: 1, flashAttention: false })
+  const sequence = context.getSequence()
+  const ends = new Set([model.tokens.eos, model.tokens.eot].filter((token) => token !== null))
+  const plainRequest = async (text: string) => {
+    const prompt = [model.tokens.bos!, ...model.tokenize(text, false)]
+    const keep = Math.min(commonPrefix(sequence.contextTokens, prompt), prompt.length - 1)
+    if (sequence.nextTokenIndex > keep) await sequence.eraseContextTokenRanges([{ start: keep, end: sequence.nextTokenIndex }])
+    const out: Array<number> = []
+    for await (const token of sequence.evaluate(prompt.slice(keep) as Array<Token>, { temperature: 0 })) {
+      if (ends.has(token)) break
+      out.push(token)
+      if (out.length >= maxTokens) break
+    }
+    return out
+  }
+  const runtime = ManagedRuntime.make(Speculative.layer({ drafter, gamma }).pipe(Layer.provide(target)))
+  const llm = await runtime.runPromise(Effect.service(Llm.Llm))
+  const hastenRequest = async (prompt: string) => {
+    const completion = await runtime.runPromise(
+      llm.complete(CompletionRequest.makeUnsafe({ model: "target", messages: [], prompt, temperature: 0, maxTokens }))
+    )
+    return completion.metadata!["tokens"] as ReadonlyArray<number>
+  }
+  const timed = async <A>(run: () => Promise<A>) => {
+    const start = cpuNow()
+    const value = await run()
+    return { value, cpu: cpuNow() - start }
+  }
+  const ratios: Array<number> = []
+  let plainCpu = 0
+  let hastenCpu = 0
+  let identical = true
+  for (let i = 0; i < prompts.length; i++) {
+    const plainFirst = i % 2 === 0
+    const a = await timed(() => plainFirst ? plainRequest(prompts[i]!) : hastenRequest(prompts[i]!))
+    const b = await timed(() => plainFirst ? hastenRequest(prompts[i]!) : plainRequest(prompts[i]!))
+    const [plain, hasten] = plainFirst ? [a, b] : [b, a]
+    ratios.push(plain.cpu / hasten.cpu)
+    plainCpu += plain.cpu
+    hastenCpu += hasten.cpu
+    if (plain.value.length !== hasten.value.length || plain.value.some((token, j) => token !== hasten.value[j])) identical = false
+  }
+  await runtime.dispose()
+  await context.dispose()
+  return { ratios, plainCpu, hastenCpu, identical }
+}
+
 // ---------------------------------------------------------------------------------------
 // main
 // ---------------------------------------------------------------------------------------
@@ -234,6 +316,21 @@ const median = (values: ReadonlyArray<number>) => {
 
 const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error })
 const rows: Array<Row> = []
+/** Paired free-text guard results (see `pairedWithPlain`). */
+interface Guard {
+  readonly model: string
+  readonly config: string
+  readonly pairs: number
+  /** Median over request pairs of plain CPU time / Hasten CPU time (> 1: Hasten is faster). */
+  readonly median: number
+  readonly quartiles: readonly [number, number]
+  /** Plain's total CPU time over Hasten's: the workload's speedup, the headline. */
+  readonly sum: number
+  readonly identical: boolean
+}
+const guards: Array<Guard> = []
+/** Request pairs per configuration in the free-text guard (distinct prompts). */
+const pairCount = Number(option("pairs") ?? (quick ? 12 : 48))
 
 for (const file of quick && option("model") === undefined ? modelFiles.slice(0, 1) : modelFiles) {
   const path = NodePath.join(modelsDir(), file)
@@ -304,6 +401,29 @@ for (const file of quick && option("model") === undefined ? modelFiles.slice(0, 
         const list = results.get(config.name) ?? []
         list.push(await config.run())
         results.set(config.name, list)
+      }
+    }
+    if (workload.name === "story") {
+      // the free-text guard: plain vs Hasten's plain path and each adaptive configuration, paired
+      const guardConfigs: ReadonlyArray<readonly [string, Drafter.Drafter<LlmError.LlmError>, number | "adaptive"]> = [
+        ["hasten plain (γ=0)", Drafter.promptLookup(), 0],
+        ["hasten prompt-lookup adaptive", Drafter.promptLookup(), "adaptive"],
+        ["hasten ngram-cache adaptive", Drafter.ngramCache(), "adaptive"],
+        ["hasten ngram-cache+prompt-lookup adaptive", Drafter.combine(Drafter.ngramCache(), Drafter.promptLookup()), "adaptive"],
+        ["hasten self-draft model adaptive", draft, "adaptive"]
+      ]
+      for (const [name, drafter, gamma] of guardConfigs.filter(([name]) => onlyConfig === undefined || name.includes(onlyConfig))) {
+        const paired = await pairedWithPlain(model, target, drafter, gamma, guardPrompts(pairCount), workload.maxTokens)
+        const sorted = [...paired.ratios].sort((a, b) => a - b)
+        guards.push({
+          model: file.replace(/\.gguf$/, ""),
+          config: name,
+          pairs: sorted.length,
+          median: median(sorted),
+          quartiles: [sorted[Math.floor((sorted.length - 1) / 4)]!, sorted[Math.ceil(((sorted.length - 1) * 3) / 4)]!],
+          sum: paired.plainCpu / paired.hastenCpu,
+          identical: paired.identical
+        })
       }
     }
     const plainRuns = results.get(configs[0]!.name)!
@@ -397,8 +517,36 @@ const summary = (model: string, workload: string) => {
     identicalRequests: `${hastenRows.reduce((sum, row) => sum + row.identical, 0)}/${hastenRows.reduce((sum, row) => sum + row.requests, 0)}`
   }
 }
+if (guards.length > 0) {
+  console.log(`\nFree-text guard: plain node-llama-cpp and one Hasten configuration take turns request by request on ${pairCount} distinct story openings; speedup = plain CPU time / Hasten CPU time: over the whole workload (sum), and the median pair\n`)
+  console.log([pad("model", 22), pad("configuration", 44), "pairs", "speedup (sum)", "median pair", "quartiles  ", "identical"].join(" | "))
+  for (const guard of guards) {
+    console.log([
+      pad(guard.model, 22),
+      pad(guard.config, 44),
+      pad(String(guard.pairs), 5),
+      pad(guard.sum.toFixed(3) + "x", 13),
+      pad(guard.median.toFixed(3) + "x", 11),
+      pad(`${guard.quartiles[0].toFixed(2)}–${guard.quartiles[1].toFixed(2)}`, 11),
+      guard.identical ? "yes" : "no"
+    ].join(" | "))
+  }
+}
+/** The paired guard's numbers for a model's story workload: each configuration, and the worst adaptive one. */
+const guardSummary = (model: string) => {
+  const selected = guards.filter((guard) => guard.model === model)
+  const adaptive = selected.filter((guard) => guard.config.endsWith("adaptive"))
+  return {
+    adaptiveMinPairedSpeedup: adaptive.length === 0 ? null : Number(Math.min(...adaptive.map((guard) => guard.sum)).toFixed(3)),
+    adaptiveMinPairedMedian: adaptive.length === 0 ? null : Number(Math.min(...adaptive.map((guard) => guard.median)).toFixed(3)),
+    paired: Object.fromEntries(selected.map((guard) => [guard.config, { median: Number(guard.median.toFixed(3)), sum: Number(guard.sum.toFixed(3)), pairs: guard.pairs, identical: guard.identical }]))
+  }
+}
 const models = [...new Set(rows.map((row) => row.model))]
-const perModel = Object.fromEntries(models.map((model) => [model, { structuring: summary(model, "structuring"), story: summary(model, "story") }]))
+const perModel = Object.fromEntries(models.map((model) => {
+  const story = summary(model, "story")
+  return [model, { structuring: summary(model, "structuring"), story: story === null ? null : { ...story, ...guardSummary(model) } }]
+}))
 console.log(JSON.stringify({
   bench: "speculative",
   quick,

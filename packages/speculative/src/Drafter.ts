@@ -70,6 +70,19 @@ export interface SequenceExtensions {
    * the lower id) after each position from `from` on (default 0): `tokens.length - from` tokens.
    */
   readonly appendGreedy?: (tokens: ReadonlyArray<number>, from?: number) => Effect.Effect<ReadonlyArray<number>, LlmError.LlmError>
+  /**
+   * Plain greedy decoding in one call: evaluates `tokens`, then returns up to `count` tokens,
+   * the first the greedy next token after `tokens` and each further one the greedy next token
+   * after the one before (evaluated on the way), ending early after a token in `stopAt`, or
+   * where the context is full. Afterwards the sequence holds `tokens` and every returned token
+   * but the last, as after `appendGreedy`. The speculative loop runs its plain stretches
+   * through it: a backend's own decoding loop, with no per-token round trip.
+   */
+  readonly generateGreedy?: (
+    tokens: ReadonlyArray<number>,
+    count: number,
+    stopAt?: ReadonlySet<number>
+  ) => Effect.Effect<ReadonlyArray<number>, LlmError.LlmError>
 }
 
 /** A sequence with the optional capabilities looked up. @category models @since 0.1.0 */

@@ -178,6 +178,9 @@ const unsupportedFields = (request: CompletionRequest.CompletionRequest): Array<
   return fields
 }
 
+/** Longest plain run for streams (chunk granularity) and requests with stop sequences (overshoot). */
+const PLAIN_RUN_SHORT = 8
+
 const cpuNanos = (): number => {
   const usage = process.cpuUsage()
   return (usage.user + usage.system) * 1000
@@ -277,6 +280,47 @@ export const make = <E = never, R = never>(
       // Streaming holds back what could still turn out to start a stop sequence, and an incomplete UTF-8 tail.
       const holdback = stops.reduce((longest, stop) => Math.max(longest, stop.length - 1), 0)
 
+      /** Takes decoded tokens into the output (end token, stop sequences, maxTokens, streaming); true when done. */
+      const emit = Effect.fnUntraced(function*(tokens: ReadonlyArray<number>) {
+        let done = false
+        for (const token of tokens) {
+          if (endTokens.has(token)) {
+            finishReason = "stop"
+            done = true
+            break
+          }
+          output.push(token)
+          context.push(token)
+          if (firstToken === undefined) firstToken = clock.currentTimeMillisUnsafe()
+          if (stops.length > 0) {
+            const sofar = yield* target.detokenize(output)
+            for (const stop of stops) {
+              const index = sofar.indexOf(stop)
+              if (index >= 0 && (cut === undefined || index < cut)) cut = index
+            }
+            if (cut !== undefined) {
+              finishReason = "stop"
+              done = true
+              break
+            }
+          }
+          if (output.length >= maxTokens) {
+            done = true
+            break
+          }
+        }
+        if (onText !== undefined && !done) {
+          const sofar = yield* target.detokenize(output)
+          let safe = sofar.length - holdback
+          while (safe > streamed && sofar.charCodeAt(safe - 1) === 0xfffd) safe--
+          if (safe > streamed) {
+            onText(sofar.slice(streamed, safe))
+            streamed = safe
+          }
+        }
+        return done
+      })
+
       if (maxTokens > 0) {
         // Reuse the KV state of the longest common prefix. The rest of the prompt is evaluated in
         // ONE batch together with the first step's drafts, exactly as plain decoding evaluates a
@@ -294,6 +338,24 @@ export const make = <E = never, R = never>(
           // The clock is read only for steps whose cost the controller will use: every step with
           // drafts, and a sample of the plain ones; none with a fixed γ (each read of the CPU clock
           // is a system call).
+          if (gamma === 0 && greedy && sequence.generateGreedy !== undefined) {
+            // A plain stretch: the backend's own decoding loop runs it, no round trip per token.
+            // Its length is what the controller would choose step by step (plain steps up to the
+            // next probe); streams and stop sequences take short runs (granularity, overshoot).
+            const limit = onText !== undefined || stops.length > 0 ? Math.min(remaining, PLAIN_RUN_SHORT) : remaining
+            const count = fixedGamma !== undefined ? limit : controller.plainRun(limit)
+            const t0 = fixedGamma === undefined ? now() : 0
+            const out = yield* sequence.generateGreedy(head, count, endTokens)
+            if (out.length === 0) {
+              return yield* LlmError.make(name, new LlmError.BadResponse({ description: `${target.name}: generateGreedy decoded no token` }))
+            }
+            if (fixedGamma === undefined) controller.recordPlainRun(out.length, head.length > 1 ? 0 : now() - t0)
+            tally.targetEvaluations += out.length
+            tally.plainSteps += out.length
+            done = yield* emit(out)
+            head = [out[out.length - 1]!]
+            continue
+          }
           const timed = fixedGamma === undefined && controller.wantsTiming(gamma)
           const t0 = timed ? now() : 0
           const draft = gamma > 0
@@ -358,42 +420,8 @@ export const make = <E = never, R = never>(
           }
           const emitted = drafts.slice(0, accepted)
           emitted.push(next)
-          for (const token of emitted) {
-            if (endTokens.has(token)) {
-              finishReason = "stop"
-              done = true
-              break
-            }
-            output.push(token)
-            context.push(token)
-            if (firstToken === undefined) firstToken = clock.currentTimeMillisUnsafe()
-            if (stops.length > 0) {
-              const sofar = yield* target.detokenize(output)
-              for (const stop of stops) {
-                const index = sofar.indexOf(stop)
-                if (index >= 0 && (cut === undefined || index < cut)) cut = index
-              }
-              if (cut !== undefined) {
-                finishReason = "stop"
-                done = true
-                break
-              }
-            }
-            if (output.length >= maxTokens) {
-              done = true
-              break
-            }
-          }
+          done = yield* emit(emitted)
           head = [next]
-          if (onText !== undefined && !done) {
-            const sofar = yield* target.detokenize(output)
-            let safe = sofar.length - holdback
-            while (safe > streamed && sofar.charCodeAt(safe - 1) === 0xfffd) safe--
-            if (safe > streamed) {
-              onText(sofar.slice(streamed, safe))
-              streamed = safe
-            }
-          }
         }
         yield* session.end(context, prompt.length)
       }
@@ -418,8 +446,9 @@ export const make = <E = never, R = never>(
       })
     })
 
+    // no stack capture per call: on a tiny local model a whole request can take a millisecond
     const complete = (request: CompletionRequest.CompletionRequest) =>
-      semaphore.withPermit(decode(request)).pipe(Effect.withSpan("Speculative.complete"))
+      semaphore.withPermit(decode(request)).pipe(Effect.withSpan("Speculative.complete", {}, { captureStackTrace: false }))
 
     const stream = (request: CompletionRequest.CompletionRequest) =>
       Stream.callback<Completion.CompletionChunk, LlmError.LlmError>((queue) =>
@@ -441,7 +470,7 @@ export const make = <E = never, R = never>(
             })
           ),
           Effect.catch((error) => Queue.fail(queue, error)),
-          Effect.withSpan("Speculative.stream")
+          Effect.withSpan("Speculative.stream", {}, { captureStackTrace: false })
         )
       )
 

@@ -343,6 +343,68 @@ describe("adaptive γ", () => {
       assert.isBelow(stats.speculativeSteps, 10)
     }))
 
+  it.effect("runs the plain stretches between probes in the backend's own loop (generateGreedy), same output and probes", () =>
+    Effect.gen(function*() {
+      const next = (context: ReadonlyArray<number>) => Array.from({ length: 8 }, (_, t) => (t === (context[context.length - 1]! * 3 + 1) % 8 ? 0.8 : 0.2 / 7))
+      const wrongDraft = Synthetic.make({ alphabet: "abcdefgh", name: "wrong", next: (context) => Array.from({ length: 8 }, (_, t) => (t === (context[context.length - 1]! + 1) % 8 ? 0.8 : 0.2 / 7)) })
+      const decode = (extensions: boolean) => {
+        const model = Synthetic.make({ alphabet: "abcdefgh", next, extensions })
+        return Effect.gen(function*() {
+          const llm = yield* Llm.Llm
+          const completion = yield* llm.complete(request("abc", { maxTokens: 200 }))
+          return { tokens: tokensOf(completion), stats: statsOf(completion), runs: model.counters.runs }
+        }).pipe(provide(model, Speculative.layer({ drafter: Drafter.model(wrongDraft), gamma: "adaptive", probeInterval: 16, costClock: "wall" })))
+      }
+      const stepped = yield* decode(false)
+      const run = yield* decode(true)
+      assert.deepStrictEqual(run.tokens, stepped.tokens)
+      assert.strictEqual(run.stats.targetEvaluations, run.stats.plainSteps + run.stats.speculativeSteps)
+      assert.isAbove(run.stats.plainSteps, 180)
+      assert.isAtLeast(run.stats.speculativeSteps, 3, "probes")
+      assert.isBelow(run.stats.speculativeSteps, 10)
+      // one run per stretch between probes (16, 32, 64, … steps), not one call per token
+      assert.isAtLeast(run.runs, 3)
+      assert.isBelow(run.runs, 12)
+    }))
+
+  it.effect("γ=0 decodes in one run; stop sequences and streams take short runs", () =>
+    Effect.gen(function*() {
+      const model = cyclic(true)
+      const layer = Speculative.layer({ drafter: Drafter.promptLookup(), gamma: 0 })
+      const plain = yield* Effect.gen(function*() {
+        const llm = yield* Llm.Llm
+        const completion = yield* llm.complete(request("ab", { maxTokens: 40 }))
+        return { tokens: tokensOf(completion), runs: model.counters.runs }
+      }).pipe(provide(model, layer))
+      assert.deepStrictEqual(plain.tokens, yield* greedyReference(cyclic(), [0, 1], 40))
+      assert.strictEqual(plain.runs, 1)
+      const withStop = (stop: string) => {
+        const stopModel = cyclic(true)
+        return Effect.gen(function*() {
+          const llm = yield* Llm.Llm
+          const completion = yield* llm.complete(request("ab", { maxTokens: 40, stop: [stop] }))
+          return { completion, runs: stopModel.counters.runs, evaluated: stopModel.counters.evaluatedTokens }
+        }).pipe(provide(stopModel, layer))
+      }
+      // with a stop sequence, runs of at most 8 tokens: a stop overshoots by less than a run
+      const never = yield* withStop("zz")
+      assert.deepStrictEqual(tokensOf(never.completion), plain.tokens)
+      assert.strictEqual(never.runs, 5)
+      // "cdabcdab…": "dabcdab" starts at character 1 and is complete after the first run
+      const stopped = yield* withStop("dabcdab")
+      assert.strictEqual(stopped.completion.text, "c")
+      assert.strictEqual(stopped.completion.finishReason, "stop")
+      assert.strictEqual(stopped.runs, 1)
+      assert.strictEqual(stopped.evaluated, 2 + 7)
+      const streamModel = cyclic(true)
+      const chunks = yield* Effect.gen(function*() {
+        const llm = yield* Llm.Llm
+        return yield* Stream.runCollect(llm.stream(request("ab", { maxTokens: 40 })))
+      }).pipe(provide(streamModel, layer))
+      assert.strictEqual(Array.from(chunks).map((chunk) => chunk.text).join(""), plain.tokens.map((token) => "abcd$"[token]).join(""))
+      assert.strictEqual(streamModel.counters.runs, 5)
+    }))
+
   it.effect("drafts long when drafts are always right", () =>
     Effect.gen(function*() {
       const stats = yield* Effect.gen(function*() {

@@ -57,6 +57,8 @@ export class AdaptiveGamma {
   private plainUntimed = 0
   /** Whether the last recorded step carried drafts (a draft model is then in step with the context). */
   private previousSpeculative = false
+  /** Whether the last `choose` returned a plain step of an off period (not exploration nor a request's last token). */
+  private offPeriod = false
   constructor(private readonly options: AdaptiveOptions) {
     this.probeEvery = options.probeInterval
     this.alpha = new Float64Array(options.maxGamma).fill(0.6)
@@ -135,6 +137,7 @@ export class AdaptiveGamma {
 
   /** γ for the next step; 0 means a plain step. Every `probeInterval` plain steps in a row, a short probe. */
   choose(cap: number): number {
+    this.offPeriod = false
     if (cap <= 0) return 0
     // Exploration: a plain step now and then keeps the unit of cost measured.
     if (this.sincePlain >= EXPLORE_INTERVAL || (this.timed && !this.plain.known && this.sincePlain >= 2)) return 0
@@ -158,11 +161,38 @@ export class AdaptiveGamma {
     this.plainStreak++
     if (this.plainStreak >= this.probeEvery) {
       this.plainStreak = 0
-      if (!this.canPay(cap)) return 0
+      if (!this.canPay(cap)) {
+        this.offPeriod = true
+        return 0
+      }
       this.probing = true
       return Math.min(2, cap)
     }
+    this.offPeriod = true
     return 0
+  }
+
+  /**
+   * After `choose` returned 0: how many plain steps in a row, up to `limit`, `choose` would
+   * return from here (this one included) before its next probe, taken at once so a backend
+   * can run them in its own loop; the probe comes right after them. 1 when the plain step is
+   * exploration amid speculation.
+   */
+  plainRun(limit: number): number {
+    if (!this.offPeriod || limit <= 1) return 1
+    const steps = Math.max(1, Math.min(limit, this.probeEvery - this.plainStreak))
+    this.plainStreak += steps - 1
+    return steps
+  }
+
+  /** Records a run of `steps` plain steps that took `nanos` (0: not timed). */
+  recordPlainRun(steps: number, nanos: number): void {
+    this.sincePlain = 0
+    this.previousSpeculative = false
+    if (steps > 0 && nanos > 0) {
+      this.timed = true
+      this.plain.observe(nanos / steps)
+    }
   }
 
   /** Records one step: `proposed` drafts of which `accepted` were accepted, and its timings. */

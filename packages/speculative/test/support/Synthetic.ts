@@ -16,17 +16,17 @@ export interface SyntheticOptions {
   readonly endTokens?: ReadonlyArray<number>
   /** Next-token probabilities given the context (must sum to 1). */
   readonly next: (context: ReadonlyArray<number>) => ArrayLike<number>
-  /** Offer the `appendGreedy` fast path. */
+  /** Offer the `appendGreedy` and `generateGreedy` fast paths. */
   readonly extensions?: boolean
 }
 
 export interface Synthetic extends TokenModel.TokenModelService {
-  readonly counters: { evaluatedTokens: number; appendCalls: number; truncateCalls: number; sequences: number }
+  readonly counters: { evaluatedTokens: number; appendCalls: number; truncateCalls: number; sequences: number; runs: number }
 }
 
 export const make = (options: SyntheticOptions): Synthetic => {
   const alphabet = options.alphabet
-  const counters = { evaluatedTokens: 0, appendCalls: 0, truncateCalls: 0, sequences: 0 }
+  const counters = { evaluatedTokens: 0, appendCalls: 0, truncateCalls: 0, sequences: 0, runs: 0 }
   const distribution = (context: ReadonlyArray<number>) => Float32Array.from(options.next(context))
   const provider = options.name ?? "synthetic"
   return {
@@ -75,7 +75,20 @@ export const make = (options: SyntheticOptions): Synthetic => {
           ...(options.extensions === true
             ? {
               appendGreedy: (tokens: ReadonlyArray<number>, from = 0) =>
-                Effect.map(append(tokens), (all) => all.slice(from).map((p) => TokenModel.argmax(p)))
+                Effect.map(append(tokens), (all) => all.slice(from).map((p) => TokenModel.argmax(p))),
+              generateGreedy: (tokens: ReadonlyArray<number>, count: number, stopAt?: ReadonlySet<number>) =>
+                Effect.gen(function*() {
+                  counters.runs++
+                  const out: Array<number> = []
+                  let input = tokens
+                  while (out.length < count) {
+                    const next = TokenModel.argmax((yield* append(input)).at(-1)!)
+                    out.push(next)
+                    if (stopAt?.has(next) === true) break
+                    input = [next]
+                  }
+                  return out
+                })
             }
             : {})
         }
