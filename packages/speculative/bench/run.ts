@@ -4,7 +4,7 @@
  * by side on the fixture models. Two workloads: free story continuation, and a repetitive
  * structuring workload (short records rewritten into one JSON shape, few-shot).
  *
- *   node bench/run.ts [--quick] [--model=stories260K] [--workload=story|structuring] [--config=ngram] [--rounds=3]
+ *   node bench/run.ts [--quick] [--model=stories260K] [--workload=story|structuring] [--config=ngram] [--rounds=3] [--pairs=48]
  *   (build @hasten/core and @hasten/speculative with tsup first)
  *
  * Every configuration runs the same requests, greedy, threads: 1, flash attention off,
@@ -13,7 +13,9 @@
  * (alternating order); a configuration's speedup is plain's fastest round over its fastest
  * round (interference only ever adds time). The median and the range of the per-round ratios
  * (plain's CPU time in a round over the configuration's in the same round) are printed beside
- * it: on a shared machine they show how far one round can be off. The last line is one JSON
+ * it: on a shared machine they show how far one round can be off. On the story workload, a
+ * free-text guard then pairs plain decoding with Hasten's γ=0 and each adaptive configuration
+ * request by request on distinct openings (see `pairedWithPlain`). The last line is one JSON
  * object.
  */
 import { CompletionRequest, Llm, LlmError, TokenModel } from "@hasten/core"
