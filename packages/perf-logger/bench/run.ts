@@ -7,7 +7,8 @@
  *   2. an in-process zero-latency fake `Llm` (no I/O at all) — the absolute CPU cost per call
  *      of measuring, where a relative overhead is meaningless.
  *
- * Modes: baseline, perf-logger with its defaults (10 ms group commit of events.jsonl), with
+ * Modes: baseline, the baseline again on its own runtime (A/A: what the estimator reads with
+ * nothing to measure, the run's noise floor), perf-logger with its defaults (10 ms group commit of events.jsonl), with
  * `flush: "event"` (one writeSync per event before the call returns), and with
  * `metrics: false` (run files only, no Effect metric updates). They take turns in blocks of
  * 20 calls, in rotating order, so machine load hits them alike. Two estimates of the wall
@@ -129,10 +130,10 @@ const blockOfCalls = Effect.gen(function*() {
 const logRoot = Fs.mkdtempSync(Path.join(Os.tmpdir(), "perf-logger-bench-"))
 let runCounter = 0
 
-type Mode = "baseline" | "perf-logger" | "perf-logger flush:event" | "perf-logger metrics:false"
+type Mode = "baseline" | "baseline (A/A)" | "perf-logger" | "perf-logger flush:event" | "perf-logger metrics:false"
 
 const stackFor = (mode: Mode, llm: Layer.Layer<Llm.Llm>): Layer.Layer<Llm.Llm> =>
-  mode === "baseline"
+  mode === "baseline" || mode === "baseline (A/A)"
     ? llm
     : PerfLogger.layerLlm.pipe(
       Layer.provide(llm),
@@ -147,7 +148,11 @@ const stackFor = (mode: Mode, llm: Layer.Layer<Llm.Llm>): Layer.Layer<Llm.Llm> =
       }))
     )
 
-const modes: ReadonlyArray<Mode> = ["baseline", "perf-logger", "perf-logger flush:event", "perf-logger metrics:false"]
+/**
+ * "baseline (A/A)" is the baseline again on its own runtime: its reading against the baseline
+ * is the estimator's noise floor in this run (it would be 0 on a quiet, deterministic machine).
+ */
+const modes: ReadonlyArray<Mode> = ["baseline", "baseline (A/A)", "perf-logger", "perf-logger flush:event", "perf-logger metrics:false"]
 
 interface Totals {
   wallMs: number
@@ -189,6 +194,8 @@ const measure = async (llm: Layer.Layer<Llm.Llm>) => {
 }
 
 const server = await startServer()
+// the simulator is a child process: never leave it running, whatever ends this one
+process.on("exit", () => server.close())
 const loopback = await measure(httpLlm(server.url))
 server.close()
 const inProcess = await measure(fakeLlm)
@@ -238,6 +245,8 @@ const result = {
   overheadPct: Number(medianPct(loopback.get("perf-logger")!.ratios).toFixed(2)),
   overheadPctSum: Number(pct(loopbackBase.wallMs, loopback.get("perf-logger")!.wallMs).toFixed(2)),
   overheadPctFlushEvent: Number(medianPct(loopback.get("perf-logger flush:event")!.ratios).toFixed(2)),
+  noiseFloorPct: Number(medianPct(loopback.get("baseline (A/A)")!.ratios).toFixed(2)),
+  noiseFloorPctSum: Number(pct(loopbackBase.wallMs, loopback.get("baseline (A/A)")!.wallMs).toFixed(2)),
   cpuMicrosPerCall: Number((usPerCall(inProcess.get("perf-logger")!.cpuMs) - usPerCall(fakeBase.cpuMs)).toFixed(2)),
   overheadPctNoMetrics: Number(medianPct(loopback.get("perf-logger metrics:false")!.ratios).toFixed(2)),
   cpuMicrosPerCallNoMetrics: Number((usPerCall(inProcess.get("perf-logger metrics:false")!.cpuMs) - usPerCall(fakeBase.cpuMs)).toFixed(2)),
