@@ -241,7 +241,7 @@ const makeRecorder = (
       if (report) {
         writeFileAtomic(
           Path.join(runDir, "report.html"),
-          renderReport({ summary, points: aggregator.points, startT: aggregator.startT })
+          renderReport({ summary, points: aggregator.points, startT: aggregator.startT, pointWeight: aggregator.pointStride })
         )
       }
     }
@@ -1213,7 +1213,7 @@ export const readRun = (runDir: string): { readonly events: ReadonlyArray<Event>
 export const renderReportHtml = (events: Iterable<Event>): string => {
   const aggregator = new Aggregator()
   for (const event of events) aggregator.add(event)
-  return renderReport({ summary: aggregator.summary(), points: aggregator.points, startT: aggregator.startT })
+  return renderReport({ summary: aggregator.summary(), points: aggregator.points, startT: aggregator.startT, pointWeight: aggregator.pointStride })
 }
 
 /**

@@ -32,6 +32,40 @@ describe("quantiles", () => {
   })
 })
 
+describe("long runs", () => {
+  it("past 10,000 samples a distribution is a sketch: quantiles within 1%, count, mean, min and max exact", () => {
+    // a long streaming run: 60 streams × 5,000 tokens = 300,000 inter-token samples
+    let seed = 7
+    const random = () => (seed = (seed * 48271) % 2147483647) / 2147483647
+    const all: Array<number> = []
+    const events: Array<PerfLogger.Event> = [{ type: "run_start", runId: "long", t: 0, pid: 1, node: "v24" }]
+    for (let call = 0; call < 60; call++) {
+      const itlMs: Array<number> = []
+      for (let token = 0; token < 5_000; token++) {
+        // log-normal-ish latencies with a long tail, rounded as the events are
+        const value = Math.round(Math.exp(1 + 1.5 * (random() + random() + random() - 1.5)) * 1000) / 1000
+        itlMs.push(value)
+        all.push(value)
+      }
+      events.push({ type: "call", op: "stream", provider: "p", model: "m", start: call * 10_000, latencyMs: 9_000, ok: true, ttftMs: 5, itlMs, outputTokens: 5_001, chunks: 5_001 })
+    }
+    const itl = PerfLogger.summarize(events).overall.itlMs!
+    const sorted = Float64Array.from(all).sort()
+    assert.strictEqual(itl.relativeError, 0.01)
+    assert.strictEqual(itl.count, 300_000)
+    assert.strictEqual(itl.min, sorted[0])
+    assert.strictEqual(itl.max, sorted[sorted.length - 1])
+    const mean = all.reduce((sum, value) => sum + value, 0) / all.length
+    assert.closeTo(itl.mean, mean, 0.001)
+    for (const [p, got] of [[0.5, itl.p50], [0.9, itl.p90], [0.99, itl.p99]] as const) {
+      const exact = PerfLogger.quantile(sorted, p)
+      assert.isAtMost(Math.abs(got - exact) / exact, 0.01 + 1e-6, `p${p * 100}: ${got} vs exact ${exact}`)
+    }
+    // 60 latencies: still exact, no error bound
+    assert.isUndefined(PerfLogger.summarize(events).overall.latencyMs!.relativeError)
+  })
+})
+
 describe("metric definitions on scripted timings", () => {
   it.effect("end-to-end latency quantiles, tokens/s, requests/s and TPOT of sequential completions", () =>
     Effect.gen(function*() {

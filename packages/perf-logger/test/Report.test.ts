@@ -129,4 +129,23 @@ describe("report.html", () => {
     const dom = dumpDom(file)
     assert.strictEqual(attribute(dom, /<body[^>]*data-charts-drawn="(\d+)"/), "3")
   })
+  it("keeps a bounded, evenly spread set of points however long the run (each standing for more calls)", () => {
+    const events: Array<PerfLogger.Event> = [{ type: "run_start", runId: "long", t: 0, pid: 1, node: "v24" }]
+    for (let index = 0; index < 100_000; index++) {
+      events.push({ type: "call", op: "complete", provider: "p", model: "m", start: index, latencyMs: 1, ok: true, outputTokens: 2 })
+    }
+    const html = PerfLogger.renderReportHtml(events)
+    assert.include(html, "Charts use an even sample of 20000 of the 100000 calls")
+    const embedded = JSON.parse(/<script type="application\/json" id="perf-data">(.*?)<\/script>/s.exec(html)![1]!)
+    // the aggregator thinned its points twice (stride 4: 25,000 kept), the report sampled those
+    assert.strictEqual(embedded.points.length, 20_000 * 4)
+    assert.strictEqual(embedded.pointWeight, 5)
+    const starts = embedded.points.filter((_: number, index: number) => index % 4 === 0) as Array<number>
+    assert.strictEqual(starts[0], 0)
+    assert.isAbove(starts[starts.length - 1]!, 99_000)
+    for (let index = 1; index < starts.length; index++) {
+      const gap = starts[index]! - starts[index - 1]!
+      assert.isTrue(gap === 4 || gap === 8, `gap ${gap} at ${index}`)
+    }
+  })
 })

@@ -163,22 +163,23 @@ const script = String.raw`
 const maxPoints = 20_000
 
 const samplePoints = (
-  points: ReadonlyArray<number>
+  points: ReadonlyArray<number>,
+  baseWeight: number
 ): { readonly points: ReadonlyArray<number>; readonly sampled: boolean; readonly weight: number } => {
   const calls = Math.floor(points.length / 4)
-  if (calls <= maxPoints) return { points, sampled: false, weight: 1 }
+  if (calls <= maxPoints) return { points, sampled: baseWeight > 1, weight: baseWeight }
   const stride = calls / maxPoints
   const out: Array<number> = []
   for (let index = 0; index < maxPoints; index++) {
     const at = Math.floor(index * stride) * 4
     out.push(points[at]!, points[at + 1]!, points[at + 2]!, points[at + 3]!)
   }
-  return { points: out, sampled: true, weight: stride }
+  return { points: out, sampled: true, weight: stride * baseWeight }
 }
 
 /** Renders the self-contained HTML report. */
 export const renderReport = (input: ReportData): string => {
-  const { points, sampled, weight } = samplePoints(input.points)
+  const { points, sampled, weight } = samplePoints(input.points, input.pointWeight ?? 1)
   const data: ReportData = { ...input, points, pointWeight: weight }
   const { summary } = data
   const models = Object.entries(summary.byModel).map(([name, stats]) => modelRow(name, stats)).join("")
@@ -216,7 +217,7 @@ figcaption { font-weight: 600; margin-bottom: 4px; }
     escapeHtml(summary.startedAt)
   }${summary.complete ? "" : " (run did not finish cleanly)"}.</p>
 ${cost}${memory}${
-    sampled ? `<p>Charts use an even sample of ${maxPoints} of the ${summary.overall.calls} calls; the tables use all of them.</p>` : ""
+    sampled ? `<p>Charts use an even sample of ${points.length / 4} of the ${summary.overall.calls} calls; the tables use all of them.</p>` : ""
   }
 <table><thead><tr><th>model</th><th>calls</th><th>errors</th><th>p50</th><th>p90</th><th>p99</th><th>TTFT p50</th><th>ITL p50</th><th>TPOT p50</th><th>out tok/s</th><th>req/s</th><th>tokens in/out/cached</th><th>cache hit</th><th>cost</th></tr></thead>
 <tbody>${models}</tbody></table>

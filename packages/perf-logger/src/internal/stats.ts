@@ -3,9 +3,14 @@
  * time) and offline (`hasten-perf report` re-reads `events.jsonl`).
  * @since 0.1.0
  */
+import { DDSketch } from "@datadog/sketches-js"
 import type { CallEvent, Event, MemoryEvent, Price, PriceTable, SpeculativeStats } from "./events.js"
 
-/** Distribution of a sample set: nearest-rank quantiles (p = sorted[ceil(p·n) − 1]). */
+/**
+ * Distribution of a sample set: nearest-rank quantiles (p = sorted[ceil(p·n) − 1]). Past
+ * {@link EXACT_SAMPLES} samples the quantiles come from a DDSketch and are within
+ * `relativeError` of the exact ones; count, mean, min and max stay exact.
+ */
 export interface Distribution {
   readonly count: number
   readonly mean: number
@@ -14,7 +19,18 @@ export interface Distribution {
   readonly p90: number
   readonly p99: number
   readonly max: number
+  /** Present when the quantiles are a sketch's: their bound on relative error (0.01 = 1%). */
+  readonly relativeError?: number
 }
+
+/** Samples a distribution keeps exactly before it folds them into a sketch. */
+export const EXACT_SAMPLES = 10_000
+
+/** Calls whose points the aggregator keeps for the report's charts before it thins them. */
+export const POINTS_KEPT = 40_000
+
+/** Relative accuracy of the quantiles once a distribution is sketched. */
+export const SKETCH_RELATIVE_ACCURACY = 0.01
 
 /** Metrics of a set of calls (the whole run, one provider/model, or one stage). */
 export interface CallStats {
@@ -105,6 +121,59 @@ export const quantile = (sorted: ArrayLike<number>, p: number): number => {
 
 const round = (value: number): number => Math.round(value * 1000) / 1000
 
+/**
+ * A growing sample set in bounded memory: the values themselves up to `exactLimit` (exact
+ * quantiles, what short runs and the tests see), then a DDSketch with 1% relative accuracy
+ * (a few kilobytes whatever the run's length: a long streaming run adds one inter-token
+ * sample per token, which as an array would grow by gigabytes). Count, sum, min and max are
+ * always exact.
+ */
+export class Samples {
+  private values: Array<number> | undefined = []
+  private sketch: DDSketch | undefined
+  private readonly exactLimit: number
+
+  constructor(exactLimit: number = EXACT_SAMPLES) {
+    this.exactLimit = exactLimit
+  }
+
+  get count(): number {
+    return this.values !== undefined ? this.values.length : this.sketch!.count
+  }
+
+  push(value: number): void {
+    const values = this.values
+    if (values === undefined) {
+      this.sketch!.accept(value)
+      return
+    }
+    values.push(value)
+    if (values.length > this.exactLimit) {
+      const sketch = new DDSketch({ relativeAccuracy: SKETCH_RELATIVE_ACCURACY })
+      for (let index = 0; index < values.length; index++) sketch.accept(values[index]!)
+      this.sketch = sketch
+      this.values = undefined
+    }
+  }
+
+  /** The distribution so far, or null when there are no samples. */
+  distribution(): Distribution | null {
+    if (this.values !== undefined) return distribution(this.values)
+    const sketch = this.sketch!
+    const at = (p: number) => round(Math.min(sketch.max, Math.max(sketch.min, sketch.getValueAtQuantile(p))))
+    return {
+      count: sketch.count,
+      mean: round(sketch.sum / sketch.count),
+      min: round(sketch.min),
+      p50: at(0.5),
+      p90: at(0.9),
+      p99: at(0.99),
+      max: round(sketch.max),
+      relativeError: SKETCH_RELATIVE_ACCURACY
+    }
+  }
+}
+
 /** Distribution of samples, or null when there are none. */
 export const distribution = (samples: ReadonlyArray<number>): Distribution | null => {
   if (samples.length === 0) return null
@@ -149,11 +218,11 @@ class CallGroup {
   succeeded = 0
   errors = 0
   errorsByClass: Record<string, number> = {}
-  latency: Array<number> = []
-  cacheHitLatency: Array<number> = []
-  ttft: Array<number> = []
-  itl: Array<number> = []
-  tpot: Array<number> = []
+  readonly latency = new Samples()
+  readonly cacheHitLatency = new Samples()
+  readonly ttft = new Samples()
+  readonly itl = new Samples()
+  readonly tpot = new Samples()
   firstStart = Number.POSITIVE_INFINITY
   lastEnd = Number.NEGATIVE_INFINITY
   inputTokens = 0
@@ -166,8 +235,8 @@ class CallGroup {
   retriedCalls = 0
   waitMs = 0
   waitMaxMs = 0
-  batchSizes: Array<number> = []
-  queueWait: Array<number> = []
+  readonly batchSizes = new Samples()
+  readonly queueWait = new Samples()
   specCalls = 0
   specWeight = 0
   specAcceptance = 0
@@ -249,11 +318,11 @@ class CallGroup {
       succeeded: this.succeeded,
       errors: this.errors,
       errorsByClass: this.errorsByClass,
-      latencyMs: distribution(this.latency),
-      cacheHitLatencyMs: distribution(this.cacheHitLatency),
-      ttftMs: distribution(this.ttft),
-      itlMs: distribution(this.itl),
-      tpotMs: distribution(this.tpot),
+      latencyMs: this.latency.distribution(),
+      cacheHitLatencyMs: this.cacheHitLatency.distribution(),
+      ttftMs: this.ttft.distribution(),
+      itlMs: this.itl.distribution(),
+      tpotMs: this.tpot.distribution(),
       outputTokensPerSecond: seconds > 0 ? round(this.upstreamOutputTokens / seconds) : null,
       requestsPerSecond: seconds > 0 ? round(this.calls / seconds) : null,
       activeMs: round(activeMs),
@@ -269,9 +338,9 @@ class CallGroup {
         rateLimitWaitMs: round(this.waitMs),
         rateLimitWaitMaxMs: round(this.waitMaxMs)
       },
-      batch: this.batchSizes.length === 0
+      batch: this.batchSizes.count === 0
         ? null
-        : { sizes: distribution(this.batchSizes)!, queueWaitMs: distribution(this.queueWait) },
+        : { sizes: this.batchSizes.distribution()!, queueWaitMs: this.queueWait.distribution() },
       speculative: this.specCalls === 0
         ? null
         : {
@@ -296,7 +365,7 @@ class StageGroup {
   itemsRecorded = false
   firstStart = Number.POSITIVE_INFINITY
   lastEnd = Number.NEGATIVE_INFINITY
-  durations: Array<number> = []
+  readonly durations = new Samples()
 
   span(start: number, end: number): void {
     if (start < this.firstStart) this.firstStart = start
@@ -313,7 +382,7 @@ class StageGroup {
       items,
       itemsPerSecond: wallMs > 0 ? round(items / (wallMs / 1000)) : null,
       wallMs: round(wallMs),
-      durationMs: distribution(this.durations)
+      durationMs: this.durations.distribution()
     }
   }
 }
@@ -330,8 +399,14 @@ export class Aggregator {
   readonly models = new Map<string, CallGroup>()
   readonly stages = new Map<string, StageGroup>()
   readonly unpriced = new Set<string>()
-  /** Flat `[start, latencyMs, outputTokens, flags]` per call for the report (flags: 1 ok, 2 cache hit). */
-  readonly points: Array<number> = []
+  /**
+   * Flat `[start, latencyMs, outputTokens, flags]` per kept call for the report (flags: 1 ok,
+   * 2 cache hit): every call up to {@link POINTS_KEPT}, then every `pointStride`-th one.
+   */
+  points: Array<number> = []
+  /** Calls each kept point stands for: doubles each time the kept points reach the bound. */
+  pointStride = 1
+  private callIndex = 0
   memorySamples = 0
   memory: MemoryEvent | undefined
   rssPeak = 0
@@ -381,7 +456,10 @@ export class Aggregator {
         const price = findPrice(this.prices, event.provider, event.model)
         if (price === undefined && this.prices !== undefined) this.unpriced.add(key)
         this.overall.add(event, price)
-        this.points.push(event.start, event.latencyMs, event.outputTokens ?? 0, (event.ok ? 1 : 0) | (event.cached === true ? 2 : 0))
+        if (this.callIndex++ % this.pointStride === 0) {
+          this.points.push(event.start, event.latencyMs, event.outputTokens ?? 0, (event.ok ? 1 : 0) | (event.cached === true ? 2 : 0))
+          if (this.points.length >= POINTS_KEPT * 4) this.halvePoints()
+        }
         let group = this.models.get(key)
         if (group === undefined) {
           group = new CallGroup()
@@ -419,6 +497,16 @@ export class Aggregator {
         return
       }
     }
+  }
+
+  /** Keeps every other point (calls 0, 2s, 4s, … of stride s): the report's sample, evenly spaced, in bounded memory. */
+  private halvePoints(): void {
+    const kept: Array<number> = []
+    for (let at = 0; at < this.points.length; at += 8) {
+      kept.push(this.points[at]!, this.points[at + 1]!, this.points[at + 2]!, this.points[at + 3]!)
+    }
+    this.points = kept
+    this.pointStride *= 2
   }
 
   summary(now?: number): Summary {

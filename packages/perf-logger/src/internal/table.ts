@@ -2,7 +2,7 @@
  * Plain-text tables: the end-of-run summary and the two-run comparison.
  * @since 0.1.0
  */
-import type { CallStats, Distribution, Summary } from "./stats.js"
+import { type CallStats, type Distribution, EXACT_SAMPLES, type Summary } from "./stats.js"
 
 /** Renders rows as an aligned text table; the first row is the header. */
 export const renderTable = (rows: ReadonlyArray<ReadonlyArray<string>>): string => {
@@ -120,6 +120,10 @@ export const renderSummary = (summary: Summary): string => {
     extras.push(
       `memory: rss peak ${(summary.memory.rssPeakBytes / 2 ** 20).toFixed(1)} MiB, heap peak ${(summary.memory.heapUsedPeakBytes / 2 ** 20).toFixed(1)} MiB`
     )
+  }
+  const sketched = overall.latencyMs?.relativeError ?? overall.itlMs?.relativeError ?? overall.tpotMs?.relativeError
+  if (sketched !== undefined) {
+    extras.push(`quantiles: past ${EXACT_SAMPLES.toLocaleString("en-US")} samples a distribution's p50/p90/p99 are DDSketch estimates within ${sketched * 100}%`)
   }
   parts.push(...extras)
   return parts.join("\n")
