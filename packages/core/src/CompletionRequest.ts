@@ -3,7 +3,7 @@
  * explicit, so a cache key and a token estimate can be computed from the request alone.
  * @since 0.1.0
  */
-import { Effect, Schema } from "effect"
+import { Cause, Effect, Exit, Schema } from "effect"
 
 /** The role of a chat message. @category models @since 0.1.0 */
 export const Role = Schema.Literals(["system", "user", "assistant"])
@@ -95,6 +95,10 @@ export class InvalidCompletionRequest extends Schema.TaggedError<InvalidCompleti
 ) {}
 
 const decode = Schema.decodeUnknownEffect(CompletionRequest)
+const decodeSync = Schema.decodeUnknownExit(CompletionRequest)
+
+const noContent = (request: CompletionRequest): boolean =>
+  request.messages.length === 0 && (request.prompt === undefined || request.prompt.length === 0)
 
 /**
  * Validates a plain object into a `CompletionRequest`, failing with a message that
@@ -105,7 +109,7 @@ export const make = (input: CompletionRequestInput): Effect.Effect<CompletionReq
   decode(input).pipe(
     Effect.mapError((error) => new InvalidCompletionRequest({ message: String(error.message ?? error) })),
     Effect.flatMap((request) =>
-      request.messages.length === 0 && (request.prompt === undefined || request.prompt.length === 0)
+      noContent(request)
         ? Effect.fail(new InvalidCompletionRequest({ message: "a request needs messages or a prompt" }))
         : Effect.succeed(request)
     )
@@ -115,7 +119,17 @@ export const make = (input: CompletionRequestInput): Effect.Effect<CompletionReq
  * Builds a request without an effect, throwing on invalid input. For scripts and tests.
  * @category constructors @since 0.1.0
  */
-export const makeUnsafe = (input: CompletionRequestInput): CompletionRequest => Effect.runSync(make(input))
+export const makeUnsafe = (input: CompletionRequestInput): CompletionRequest => {
+  // decoded synchronously (no fiber per request: this runs once per call in user loops),
+  // with the same errors as `make`
+  const exit = decodeSync(input)
+  if (Exit.isFailure(exit)) {
+    const error = Cause.squash(exit.cause) as { readonly message?: unknown }
+    throw new InvalidCompletionRequest({ message: String(error.message ?? error) })
+  }
+  if (noContent(exit.value)) throw new InvalidCompletionRequest({ message: "a request needs messages or a prompt" })
+  return exit.value
+}
 
 /**
  * A chat request with one user message: the common case.

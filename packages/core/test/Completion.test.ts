@@ -73,6 +73,24 @@ describe("CompletionRequest", () => {
       assert.match(negative.message, /maxTokens/)
     }))
 
+  it("makeUnsafe throws make's typed errors: the field that failed, or the missing content", () => {
+    const thrown = (input: CompletionRequest.CompletionRequestInput) => {
+      try {
+        CompletionRequest.makeUnsafe(input)
+      } catch (error) {
+        return error
+      }
+      return assert.fail("makeUnsafe did not throw")
+    }
+    const range = thrown({ model: "m", messages: [], prompt: "x", temperature: -1 })
+    assert.instanceOf(range, CompletionRequest.InvalidCompletionRequest)
+    assert.match((range as CompletionRequest.InvalidCompletionRequest).message, /temperature/)
+    const empty = thrown({ model: "m", messages: [] })
+    assert.instanceOf(empty, CompletionRequest.InvalidCompletionRequest)
+    assert.strictEqual((empty as CompletionRequest.InvalidCompletionRequest).message, "a request needs messages or a prompt")
+    assert.instanceOf(CompletionRequest.makeUnsafe({ model: "m", messages: [], prompt: "x", maxTokens: 3 }), CompletionRequest.CompletionRequest)
+  })
+
   it("renders prompt text from messages or the raw prompt", () => {
     assert.strictEqual(CompletionRequest.promptText(CompletionRequest.makeUnsafe({ model: "m", messages: [], prompt: "raw" })), "raw")
     assert.strictEqual(
