@@ -452,8 +452,54 @@ describe("adaptive γ cost model", () => {
     assert.isAbove(controller.best(1_000), 0, "100 ns per drafted token against 1 µs per target step pays")
   })
 
+  it("does not count an n-gram cache's catch-up learning after plain steps as its drafting cost", () => {
+    const controller = new AdaptiveGamma({ maxGamma: 8, probeInterval: 4, kind: "lookup" })
+    for (let i = 0; i < 10; i++) controller.record(plainStep)
+    // the first draft after a plain stretch also learns the tokens decoded meanwhile
+    controller.record({ requested: 4, proposed: 4, accepted: 4, draftNanos: 50_000, verifyNanos: 1_600, evaluated: 5 })
+    for (let i = 0; i < 3; i++) controller.record({ requested: 4, proposed: 4, accepted: 4, draftNanos: 100, verifyNanos: 1_600, evaluated: 5 })
+    assert.isAbove(controller.best(1_000), 0, "a 100 ns lookup against 1 µs per target step pays")
+  })
+
   it("keeps speculating with a cheap draft model whose drafts are accepted", () => {
     assert.isAbove(run(100, 2_000), 150)
+  })
+
+  /**
+   * A run of short requests (48 tokens, like a structuring pipeline) with a lookup drafter
+   * whose first `wrongFor` requests' drafts are wrong (an n-gram cache that has seen little),
+   * then always right. Returns the tokens the requests after the wrong phase got from
+   * accepted drafts.
+   */
+  const shortRequests = (options: { readonly wrongFor: number }) => {
+    const controller = new AdaptiveGamma({ maxGamma: 8, probeInterval: 16, kind: "lookup" })
+    let accepted = 0
+    for (let request = 0; request < 60; request++) {
+      controller.reset()
+      let produced = 0
+      while (produced < 48) {
+        const remaining = 48 - produced
+        const gamma = controller.choose(remaining - 1)
+        if (gamma === 0) {
+          const steps = controller.plainRun(remaining)
+          controller.recordPlainRun(steps, 1_000 * steps)
+          produced += steps
+          continue
+        }
+        const proposed = gamma
+        const ok = request >= options.wrongFor ? proposed : 0
+        controller.record({ requested: gamma, proposed, accepted: ok, draftNanos: 10, verifyNanos: 1_000 + 150 * proposed, evaluated: proposed + 1 })
+        produced += ok + 1
+        if (request >= options.wrongFor) accepted += ok
+      }
+    }
+    return accepted
+  }
+
+  it("keeps probing across short requests: speculation comes back once drafts turn right", () => {
+    // 10 requests of wrong drafts push the probe interval past a request's length; counting
+    // plain steps per request would then never probe again (0 accepted tokens after)
+    assert.isAbove(shortRequests({ wrongFor: 10 }), 1_000)
   })
 })
 

@@ -65,9 +65,13 @@ export class AdaptiveGamma {
     this.seen = new Float64Array(options.maxGamma)
   }
 
-  /** Starts a request: speculation is tried again at once. */
+  /**
+   * Starts a request. The probe schedule carries over: plain steps count across requests, so
+   * a run of requests shorter than the probe interval still probes every `probeEvery` plain
+   * steps of the run (restarting the count per request would never probe again once the
+   * interval outgrew the requests).
+   */
   reset(): void {
-    this.plainStreak = 0
     this.previousSpeculative = false
   }
 
@@ -212,10 +216,11 @@ export class AdaptiveGamma {
       if (verified === 1) this.plain.observe(step.verifyNanos)
       else if (this.plain.known) this.slope.observe(Math.max(0, step.verifyNanos - this.plain.value) / (verified - 1))
     }
-    // A draft model that sat out plain steps first catches up on the tokens it missed: that
-    // one-off cost says nothing about a draft step's, so only in-step drafts are measured.
+    // A drafter that sat out plain steps first catches up on the tokens it missed (a draft
+    // model evaluates them, an n-gram cache learns them): that one-off cost grows with the
+    // plain stretch and says nothing about a draft step's, so only in-step drafts are measured.
     const model = this.options.kind === "model"
-    if (step.requested > 0 && step.draftNanos > 0 && (!model || this.previousSpeculative)) {
+    if (step.requested > 0 && step.draftNanos > 0 && this.previousSpeculative) {
       this.draft.observe(model ? step.draftNanos / step.requested : step.draftNanos)
     }
     this.previousSpeculative = step.proposed > 0
