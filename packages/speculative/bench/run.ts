@@ -331,7 +331,7 @@ interface Guard {
   readonly identical: boolean
 }
 const guards: Array<Guard> = []
-/** Request pairs per configuration in the free-text guard (distinct prompts). */
+/** Request pairs per configuration in the free-text guard (48 distinct openings; more pairs repeat them). */
 const pairCount = Number(option("pairs") ?? (quick ? 12 : 48))
 
 for (const file of quick && option("model") === undefined ? modelFiles.slice(0, 1) : modelFiles) {
@@ -520,7 +520,7 @@ const summary = (model: string, workload: string) => {
   }
 }
 if (guards.length > 0) {
-  console.log(`\nFree-text guard: plain node-llama-cpp and one Hasten configuration take turns request by request on ${pairCount} distinct story openings; speedup = plain CPU time / Hasten CPU time: over the whole workload (sum), and the median pair\n`)
+  console.log(`\nFree-text guard: plain node-llama-cpp and one Hasten configuration take turns request by request on ${pairCount} story openings (${new Set(guardPrompts(pairCount)).size} distinct); speedup = plain CPU time / Hasten CPU time: over the whole workload (sum), and the median pair\n`)
   console.log([pad("model", 22), pad("configuration", 44), "pairs", "speedup (sum)", "median pair", "quartiles  ", "identical"].join(" | "))
   for (const guard of guards) {
     console.log([
