@@ -31,6 +31,10 @@ const MIN_DRAFT_SAMPLES = 4
 const PLAIN_TIMING_EVERY = 4
 /** Refresh the cost of a plain step at least this often (steps). */
 const EXPLORE_INTERVAL = 32
+/** Timed steps with k drafts before their measured cost replaces the model's for that k. */
+const MIN_STEP_SAMPLES = 3
+/** While speculating, every this many steps tries a neighbouring γ, so its cost gets measured. */
+const NEIGHBOUR_EVERY = 8
 
 export interface AdaptiveOptions {
   readonly maxGamma: number
@@ -47,6 +51,15 @@ export class AdaptiveGamma {
   private readonly slope = new Average(0.05)
   /** Drafting cost per requested token (model drafters) or per call (lookup drafters). */
   private readonly draft = new Average(0.05)
+  /**
+   * Measured cost of a whole speculative step with k drafts (drafting, verification,
+   * rollback), by k. A speculative step carries a fixed cost that plain decoding in the
+   * backend's own loop does not (a separate evaluation call, the step's bookkeeping); a model
+   * anchored at the plain step puts all of it on each extra token and so picks γ too short.
+   */
+  private readonly stepCost: Array<Average>
+  private speculativeSteps = 0
+  private neighbourUp = true
   private plainStreak = 0
   /** Plain steps between probes; doubles after each probe that did not pay, up to 16× `probeInterval`. */
   private probeEvery: number
@@ -63,6 +76,7 @@ export class AdaptiveGamma {
     this.probeEvery = options.probeInterval
     this.alpha = new Float64Array(options.maxGamma).fill(0.6)
     this.seen = new Float64Array(options.maxGamma)
+    this.stepCost = Array.from({ length: options.maxGamma + 1 }, () => new Average(0.1))
   }
 
   /**
@@ -89,6 +103,31 @@ export class AdaptiveGamma {
     if (!this.draft.known || !this.plain.known || !(this.plain.value > 0)) return model ? 0.25 * k : 0
     const unit = this.draft.value / this.plain.value
     return model ? unit * k : unit
+  }
+
+  /**
+   * Cost of a speculative step with k drafts, in units of one plain step: measured for that k
+   * when there are enough samples; else from the nearest measured k plus the modelled cost of
+   * the extra (or fewer) tokens, the marginal cost taken from two measured k when there are;
+   * else the model alone.
+   */
+  private stepCostUnits(k: number): number {
+    const modelled = this.verifyCost(k + 1) + this.draftCost(k)
+    if (!this.plain.known || !(this.plain.value > 0)) return modelled
+    const measured: Array<number> = []
+    for (let j = 1; j < this.stepCost.length; j++) if (this.stepCost[j]!.samples >= MIN_STEP_SAMPLES) measured.push(j)
+    if (measured.length === 0) return modelled
+    const unit = (j: number) => this.stepCost[j]!.value / this.plain.value
+    if (this.stepCost[k]!.samples >= MIN_STEP_SAMPLES) return unit(k)
+    let nearest = measured[0]!
+    for (const j of measured) if (Math.abs(j - k) < Math.abs(nearest - k)) nearest = j
+    let marginal = (this.verifyCost(k + 2) + this.draftCost(k + 1)) - modelled
+    if (measured.length >= 2) {
+      const lo = measured[0]!
+      const hi = measured[measured.length - 1]!
+      marginal = (unit(hi) - unit(lo)) / (hi - lo)
+    }
+    return Math.max(unit(nearest) + Math.max(marginal, MINIMUM_SLOPE) * (k - nearest), 1)
   }
 
   /** Expected tokens per step for each γ, divided by its expected cost; returns the best γ. */
@@ -118,7 +157,7 @@ export class AdaptiveGamma {
     for (let k = 1; k <= limit; k++) {
       reach *= optimistic ? 1 : this.alpha[k - 1]!
       expected += reach
-      const rate = expected / (this.verifyCost(k + 1, optimistic) + this.draftCost(k))
+      const rate = expected / (optimistic ? this.verifyCost(k + 1, true) + this.draftCost(k) : this.stepCostUnits(k))
       if (rate > bestRate) {
         bestRate = rate
         bestGamma = k
@@ -160,6 +199,13 @@ export class AdaptiveGamma {
     }
     if (gamma > 0) {
       this.plainStreak = 0
+      // now and then a neighbouring γ, alternately longer and shorter, so the costs around the
+      // chosen one are measured rather than extrapolated
+      if (++this.speculativeSteps % NEIGHBOUR_EVERY === 0) {
+        this.neighbourUp = !this.neighbourUp
+        const neighbour = this.neighbourUp ? gamma + 1 : gamma - 1
+        if (neighbour >= 1 && neighbour <= Math.min(cap, this.options.maxGamma)) return neighbour
+      }
       return gamma
     }
     this.plainStreak++
@@ -222,6 +268,10 @@ export class AdaptiveGamma {
     const model = this.options.kind === "model"
     if (step.requested > 0 && step.draftNanos > 0 && this.previousSpeculative) {
       this.draft.observe(model ? step.draftNanos / step.requested : step.draftNanos)
+    }
+    // the whole step's cost by drafts verified, measured in step like the drafting cost
+    if (step.proposed > 0 && step.verifyNanos > 0 && this.previousSpeculative && step.proposed < this.stepCost.length) {
+      this.stepCost[step.proposed]!.observe(step.draftNanos + step.verifyNanos)
     }
     this.previousSpeculative = step.proposed > 0
     for (let i = 0; i < step.proposed && i < this.alpha.length; i++) {
