@@ -122,7 +122,7 @@ export const quantile = (sorted: ArrayLike<number>, p: number): number => {
 const round = (value: number): number => Math.round(value * 1000) / 1000
 
 /**
- * A growing sample set in bounded memory: the values themselves up to `exactLimit` (exact
+ * A growing sample set in bounded memory: the values themselves up to {@link EXACT_SAMPLES} (exact
  * quantiles, what short runs and the tests see), then a DDSketch with 1% relative accuracy
  * (a few kilobytes whatever the run's length: a long streaming run adds one inter-token
  * sample per token, which as an array would grow by gigabytes). Count, sum, min and max are
@@ -131,11 +131,6 @@ const round = (value: number): number => Math.round(value * 1000) / 1000
 export class Samples {
   private values: Array<number> | undefined = []
   private sketch: DDSketch | undefined
-  private readonly exactLimit: number
-
-  constructor(exactLimit: number = EXACT_SAMPLES) {
-    this.exactLimit = exactLimit
-  }
 
   get count(): number {
     return this.values !== undefined ? this.values.length : this.sketch!.count
@@ -148,7 +143,7 @@ export class Samples {
       return
     }
     values.push(value)
-    if (values.length > this.exactLimit) {
+    if (values.length > EXACT_SAMPLES) {
       const sketch = new DDSketch({ relativeAccuracy: SKETCH_RELATIVE_ACCURACY })
       for (let index = 0; index < values.length; index++) sketch.accept(values[index]!)
       this.sketch = sketch

@@ -106,28 +106,35 @@ export class AdaptiveGamma {
   }
 
   /**
-   * Cost of a speculative step with k drafts, in units of one plain step: measured for that k
-   * when there are enough samples; else from the nearest measured k plus the modelled cost of
-   * the extra (or fewer) tokens, the marginal cost taken from two measured k when there are;
-   * else the model alone.
+   * Costs of speculative steps with 1..limit drafts, in units of one plain step (index k):
+   * measured for a k with enough samples; else from the nearest measured k plus the marginal
+   * cost of the extra (or fewer) tokens, taken from two measured k when there are, else from
+   * the model; the model alone while nothing is measured. Computed once per choice.
    */
-  private stepCostUnits(k: number): number {
-    const modelled = this.verifyCost(k + 1) + this.draftCost(k)
-    if (!this.plain.known || !(this.plain.value > 0)) return modelled
+  private stepCosts(limit: number): Float64Array {
+    const costs = new Float64Array(limit + 1)
     const measured: Array<number> = []
-    for (let j = 1; j < this.stepCost.length; j++) if (this.stepCost[j]!.samples >= MIN_STEP_SAMPLES) measured.push(j)
-    if (measured.length === 0) return modelled
-    const unit = (j: number) => this.stepCost[j]!.value / this.plain.value
-    if (this.stepCost[k]!.samples >= MIN_STEP_SAMPLES) return unit(k)
-    let nearest = measured[0]!
-    for (const j of measured) if (Math.abs(j - k) < Math.abs(nearest - k)) nearest = j
-    let marginal = (this.verifyCost(k + 2) + this.draftCost(k + 1)) - modelled
-    if (measured.length >= 2) {
-      const lo = measured[0]!
-      const hi = measured[measured.length - 1]!
-      marginal = (unit(hi) - unit(lo)) / (hi - lo)
+    if (this.plain.known && this.plain.value > 0) {
+      for (let j = 1; j < this.stepCost.length; j++) if (this.stepCost[j]!.samples >= MIN_STEP_SAMPLES) measured.push(j)
     }
-    return Math.max(unit(nearest) + Math.max(marginal, MINIMUM_SLOPE) * (k - nearest), 1)
+    const unit = (j: number) => this.stepCost[j]!.value / this.plain.value
+    const lo = measured[0]
+    const hi = measured[measured.length - 1]
+    const measuredMarginal = measured.length >= 2 ? (unit(hi!) - unit(lo!)) / (hi! - lo!) : undefined
+    for (let k = 1; k <= limit; k++) {
+      const modelled = this.verifyCost(k + 1) + this.draftCost(k)
+      if (measured.length === 0) {
+        costs[k] = modelled
+      } else if (this.stepCost[k]!.samples >= MIN_STEP_SAMPLES) {
+        costs[k] = unit(k)
+      } else {
+        let nearest = lo!
+        for (const j of measured) if (Math.abs(j - k) < Math.abs(nearest - k)) nearest = j
+        const marginal = measuredMarginal ?? (this.verifyCost(k + 2) + this.draftCost(k + 1)) - modelled
+        costs[k] = Math.max(unit(nearest) + Math.max(marginal, MINIMUM_SLOPE) * (k - nearest), 1)
+      }
+    }
+    return costs
   }
 
   /** Expected tokens per step for each γ, divided by its expected cost; returns the best γ. */
@@ -154,10 +161,11 @@ export class AdaptiveGamma {
     let bestRate = 0
     let expected = 1
     let reach = 1
+    const costs = optimistic ? undefined : this.stepCosts(limit)
     for (let k = 1; k <= limit; k++) {
       reach *= optimistic ? 1 : this.alpha[k - 1]!
       expected += reach
-      const rate = expected / (optimistic ? this.verifyCost(k + 1, true) + this.draftCost(k) : this.stepCostUnits(k))
+      const rate = expected / (optimistic ? this.verifyCost(k + 1, true) + this.draftCost(k) : costs![k]!)
       if (rate > bestRate) {
         bestRate = rate
         bestGamma = k
