@@ -9,14 +9,14 @@
  *
  * Every configuration runs the same requests, greedy, threads: 1, flash attention off,
  * reusing the KV state of the prompt prefix shared with the previous request (baselines
- * too), after a few seconds of warm-up. Configurations are interleaved over rounds
- * (alternating order); a configuration's speedup is plain's fastest round over its fastest
- * round (interference only ever adds time). The median and the range of the per-round ratios
- * (plain's CPU time in a round over the configuration's in the same round) are printed beside
- * it: on a shared machine they show how far one round can be off. On the story workload, a
- * free-text guard then pairs plain decoding with Hasten's γ=0 and each adaptive configuration
- * request by request on distinct openings (see `pairedWithPlain`). The last line is one JSON
- * object.
+ * too), after a few seconds of warm-up. The configurations are interleaved request by
+ * request (see `interleaved`): every configuration runs request i before any runs request
+ * i + 1, so all of them see the same machine. A configuration's speedup is plain's CPU time
+ * over its own, summed over every request of every round; the median and quartiles of the
+ * per-request ratios are printed beside it, and plain measured a second time (A/A) shows the
+ * noise floor. On the story workload, a free-text guard then pairs plain decoding with
+ * Hasten's γ=0 and each adaptive configuration on 48 distinct openings. The last line is one
+ * JSON object.
  */
 import { CompletionRequest, Llm, LlmError, TokenModel } from "@hasten/core"
 import { Local, ModelPool } from "@hasten/providers/local"
@@ -122,15 +122,25 @@ const workloads: ReadonlyArray<Workload> = [
 // runners
 // ---------------------------------------------------------------------------------------
 
-interface RunResult {
-  /** Wall-clock seconds. */
-  readonly seconds: number
-  /** CPU seconds of this process (all threads): robust when the machine is shared. */
-  readonly cpuSeconds: number
-  readonly outputs: ReadonlyArray<ReadonlyArray<number>>
+/** One request of one configuration. */
+interface RequestResult {
+  readonly tokens: ReadonlyArray<number>
   readonly drafted: number
   readonly accepted: number
+  /** Verification steps that carried drafts (Hasten). */
   readonly steps: number
+  /** Target forward passes (Hasten's count; node-llama-cpp does not report one). */
+  readonly evaluations: number | undefined
+}
+
+/**
+ * A configuration's state for one round: its context (node-llama-cpp) or its layer (Hasten),
+ * kept across the round's requests, so prompt-prefix KV reuse and an n-gram cache's learning
+ * carry from request to request as in a pipeline.
+ */
+interface Session {
+  readonly request: (prompt: string) => Promise<RequestResult>
+  readonly close: () => Promise<void>
 }
 
 const cpuNow = () => {
@@ -148,135 +158,127 @@ const commonPrefix = (left: ReadonlyArray<number>, right: ReadonlyArray<number>)
  * node-llama-cpp alone: `sequence.evaluate` greedy, optionally with a token predictor. Like
  * Hasten's layer it starts from the prompt text, so tokenizing is timed on both sides.
  */
-const runNodeLlamaCpp = async (
+const nodeLlamaCppSession = async (
   model: LlamaModel,
-  prompts: ReadonlyArray<string>,
   maxTokens: number,
   predictor: () => Promise<{ predictor: TokenPredictor | undefined; dispose: () => Promise<void> }>
-): Promise<RunResult> => {
+): Promise<Session> => {
   const { dispose, predictor: tokenPredictor } = await predictor()
   const context: LlamaContext = await model.createContext({ contextSize, threads: 1, sequences: 1, flashAttention: false })
   const sequence: LlamaContextSequence = context.getSequence(tokenPredictor !== undefined ? { tokenPredictor } : {})
   const ends = new Set([model.tokens.eos, model.tokens.eot].filter((token) => token !== null))
-  const outputs: Array<Array<number>> = []
-  const start = performance.now()
-  const cpuStart = cpuNow()
-  for (const text of prompts) {
-    const prompt = [model.tokens.bos!, ...model.tokenize(text, false)]
-    // reuse the KV state of the prefix shared with the previous request, as Hasten does
-    const keep = Math.min(commonPrefix(sequence.contextTokens, prompt), prompt.length - 1)
-    if (sequence.nextTokenIndex > keep) await sequence.eraseContextTokenRanges([{ start: keep, end: sequence.nextTokenIndex }])
-    const out: Array<number> = []
-    for await (const token of sequence.evaluate(prompt.slice(keep) as Array<Token>, { temperature: 0 })) {
-      if (ends.has(token)) break
-      out.push(token)
-      if (out.length >= maxTokens) break
+  return {
+    request: async (text) => {
+      const before = sequence.tokenPredictions
+      const prompt = [model.tokens.bos!, ...model.tokenize(text, false)]
+      // reuse the KV state of the prefix shared with the previous request, as Hasten does
+      const keep = Math.min(commonPrefix(sequence.contextTokens, prompt), prompt.length - 1)
+      if (sequence.nextTokenIndex > keep) await sequence.eraseContextTokenRanges([{ start: keep, end: sequence.nextTokenIndex }])
+      const out: Array<number> = []
+      for await (const token of sequence.evaluate(prompt.slice(keep) as Array<Token>, { temperature: 0 })) {
+        if (ends.has(token)) break
+        out.push(token)
+        if (out.length >= maxTokens) break
+      }
+      const after = sequence.tokenPredictions
+      const validated = after.validated - before.validated
+      return { tokens: out, drafted: validated + after.refuted - before.refuted, accepted: validated, steps: 0, evaluations: undefined }
+    },
+    close: async () => {
+      await context.dispose()
+      await dispose()
     }
-    outputs.push(out)
   }
-  const seconds = (performance.now() - start) / 1000
-  const cpuSeconds = cpuNow() - cpuStart
-  const predictions = sequence.tokenPredictions
-  await context.dispose()
-  await dispose()
-  return { seconds, cpuSeconds, outputs, drafted: predictions.validated + predictions.refuted, accepted: predictions.validated, steps: 0 }
 }
 
 /** Hasten's speculative layer over `Local.layer`'s TokenModel (what a user of the library runs). */
-const runHasten = async (
+const hastenSession = async (
   target: Layer.Layer<TokenModel.TokenModel, LlmError.LlmError>,
   drafter: Drafter.Drafter<LlmError.LlmError>,
   gamma: number | "adaptive",
-  prompts: ReadonlyArray<string>,
   maxTokens: number
-): Promise<RunResult> => {
-  const runtime = ManagedRuntime.make(
-    Speculative.layer({ drafter, gamma }).pipe(Layer.provide(target))
-  )
+): Promise<Session> => {
+  const runtime = ManagedRuntime.make(Speculative.layer({ drafter, gamma }).pipe(Layer.provide(target)))
   const llm = await runtime.runPromise(Effect.service(Llm.Llm))
-  const outputs: Array<ReadonlyArray<number>> = []
-  let drafted = 0
-  let accepted = 0
-  let steps = 0
-  const start = performance.now()
-  const cpuStart = cpuNow()
-  for (const prompt of prompts) {
-    const completion = await runtime.runPromise(
-      llm.complete(CompletionRequest.makeUnsafe({ model: "target", messages: [], prompt, temperature: 0, maxTokens }))
-    )
-    const stats = completion.metadata!["speculative"] as Speculative.RequestStats
-    outputs.push(completion.metadata!["tokens"] as ReadonlyArray<number>)
-    drafted += stats.draftTokens
-    accepted += stats.acceptedTokens
-    steps += stats.speculativeSteps
+  return {
+    request: async (prompt) => {
+      const completion = await runtime.runPromise(
+        llm.complete(CompletionRequest.makeUnsafe({ model: "target", messages: [], prompt, temperature: 0, maxTokens }))
+      )
+      const stats = completion.metadata!["speculative"] as Speculative.RequestStats
+      return {
+        tokens: completion.metadata!["tokens"] as ReadonlyArray<number>,
+        drafted: stats.draftTokens,
+        accepted: stats.acceptedTokens,
+        steps: stats.speculativeSteps,
+        evaluations: stats.targetEvaluations
+      }
+    },
+    close: () => runtime.dispose()
   }
-  const seconds = (performance.now() - start) / 1000
-  const cpuSeconds = cpuNow() - cpuStart
-  await runtime.dispose()
-  return { seconds, cpuSeconds, outputs, drafted, accepted, steps }
+}
+
+/** One request of one configuration, timed. */
+interface Timed {
+  readonly result: RequestResult
+  /** CPU seconds of this process (all threads) while the request ran. */
+  readonly cpu: number
+  readonly wall: number
+}
+
+/** A reproducible pseudo-random sequence in [0, 1) (an LCG: no statistical claims, only a varied order). */
+const seeded = (seed: number) => {
+  let state = seed >>> 0
+  return () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0
+    return state / 2 ** 32
+  }
+}
+
+/** 0..n-1 in a random order (Fisher–Yates). */
+const shuffled = (n: number, random: () => number): Array<number> => {
+  const order = Array.from({ length: n }, (_, i) => i)
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1))
+    const swap = order[i]!
+    order[i] = order[j]!
+    order[j] = swap
+  }
+  return order
 }
 
 /**
- * The free-text guard, paired request by request: plain node-llama-cpp decoding and one Hasten
- * configuration take turns on the same prompts (order alternating), each keeping its own
- * context and KV state and, for Hasten, one runtime (its adaptive controller learns across
- * requests, as in a pipeline; its first requests are included). A request takes tens of
- * milliseconds, so both sides of a pair see nearly the same machine: the per-pair CPU ratios
- * resolve a few percent where whole rounds, seconds apart, differ by ±15%.
+ * Runs every configuration on the same prompts, request by request: for each prompt, each
+ * configuration in turn, in a new random order for every prompt (seeded, so a run can be
+ * repeated), so that no configuration keeps one place or one neighbour. Each configuration
+ * keeps one session per round (its context and KV state, for Hasten one runtime, whose
+ * adaptive controller and n-gram cache learn across the round's requests, as in a pipeline).
+ * A request takes milliseconds, so every configuration sees nearly the same machine for the
+ * same request: summed over the requests, the ratios resolve a few percent where whole runs,
+ * seconds apart on a shared machine, differ by ±15%. Returns `timings[config][round][request]`.
  */
-const pairedWithPlain = async (
-  model: LlamaModel,
-  target: Layer.Layer<TokenModel.TokenModel, LlmError.LlmError>,
-  drafter: Drafter.Drafter<LlmError.LlmError>,
-  gamma: number | "adaptive",
+const interleaved = async (
+  opens: ReadonlyArray<() => Promise<Session>>,
   prompts: ReadonlyArray<string>,
-  maxTokens: number
-): Promise<{ readonly ratios: ReadonlyArray<number>; readonly plainCpu: number; readonly hastenCpu: number; readonly identical: number }> => {
-  const context: LlamaContext = await model.createContext({ contextSize, threads: 1, sequences: 1, flashAttention: false })
-  const sequence = context.getSequence()
-  const ends = new Set([model.tokens.eos, model.tokens.eot].filter((token) => token !== null))
-  const plainRequest = async (text: string) => {
-    const prompt = [model.tokens.bos!, ...model.tokenize(text, false)]
-    const keep = Math.min(commonPrefix(sequence.contextTokens, prompt), prompt.length - 1)
-    if (sequence.nextTokenIndex > keep) await sequence.eraseContextTokenRanges([{ start: keep, end: sequence.nextTokenIndex }])
-    const out: Array<number> = []
-    for await (const token of sequence.evaluate(prompt.slice(keep) as Array<Token>, { temperature: 0 })) {
-      if (ends.has(token)) break
-      out.push(token)
-      if (out.length >= maxTokens) break
+  rounds: number
+): Promise<Array<Array<Array<Timed>>>> => {
+  const timings = opens.map(() => [] as Array<Array<Timed>>)
+  const random = seeded(rounds * 7919 + prompts.length)
+  for (let round = 0; round < rounds; round++) {
+    const sessions: Array<Session> = []
+    for (const open of opens) sessions.push(await open())
+    for (const perConfig of timings) perConfig.push([])
+    for (let i = 0; i < prompts.length; i++) {
+      for (const c of shuffled(opens.length, random)) {
+        const cpuStart = cpuNow()
+        const wallStart = performance.now()
+        const result = await sessions[c]!.request(prompts[i]!)
+        timings[c]![round]![i] = { result, cpu: cpuNow() - cpuStart, wall: (performance.now() - wallStart) / 1000 }
+      }
     }
-    return out
+    for (const session of sessions) await session.close()
   }
-  const runtime = ManagedRuntime.make(Speculative.layer({ drafter, gamma }).pipe(Layer.provide(target)))
-  const llm = await runtime.runPromise(Effect.service(Llm.Llm))
-  const hastenRequest = async (prompt: string) => {
-    const completion = await runtime.runPromise(
-      llm.complete(CompletionRequest.makeUnsafe({ model: "target", messages: [], prompt, temperature: 0, maxTokens }))
-    )
-    return completion.metadata!["tokens"] as ReadonlyArray<number>
-  }
-  const timed = async <A>(run: () => Promise<A>) => {
-    const start = cpuNow()
-    const value = await run()
-    return { value, cpu: cpuNow() - start }
-  }
-  const ratios: Array<number> = []
-  let plainCpu = 0
-  let hastenCpu = 0
-  let identical = 0
-  for (let i = 0; i < prompts.length; i++) {
-    const plainFirst = i % 2 === 0
-    const a = await timed(() => plainFirst ? plainRequest(prompts[i]!) : hastenRequest(prompts[i]!))
-    const b = await timed(() => plainFirst ? hastenRequest(prompts[i]!) : plainRequest(prompts[i]!))
-    const [plain, hasten] = plainFirst ? [a, b] : [b, a]
-    ratios.push(plain.cpu / hasten.cpu)
-    plainCpu += plain.cpu
-    hastenCpu += hasten.cpu
-    if (plain.value.length === hasten.value.length && plain.value.every((token, j) => token === hasten.value[j])) identical++
-  }
-  await runtime.dispose()
-  await context.dispose()
-  return { ratios, plainCpu, hastenCpu, identical }
+  return timings
 }
 
 // ---------------------------------------------------------------------------------------
@@ -287,20 +289,23 @@ interface Row {
   readonly model: string
   readonly workload: string
   readonly config: string
-  readonly family: "plain" | "node-llama-cpp" | "hasten"
+  /** "plain-again": plain decoding measured a second time, the noise floor (A/A). */
+  readonly family: "plain" | "plain-again" | "node-llama-cpp" | "hasten"
   readonly tokens: number
   /** Output tokens per wall-clock second. */
   readonly tokPerS: number
   /** Output tokens per CPU second. */
   readonly cpuTokPerS: number
-  /** Plain's fastest CPU time / this configuration's fastest CPU time. */
+  /** Plain's CPU time over this configuration's, summed over every request of every round. */
   readonly speedup: number
-  /** Median over rounds of plain's CPU time / this configuration's CPU time in the same round. */
+  /** Median over requests of plain's CPU time / this configuration's for the same request. */
   readonly medianSpeedup: number
-  /** The lowest and highest of those per-round ratios. */
-  readonly speedupRange: readonly [number, number]
-  /** The same ratio on wall-clock time (noisy on a shared machine). */
+  /** The lower and upper quartiles of those per-request ratios. */
+  readonly quartiles: readonly [number, number]
+  /** The same summed ratio on wall-clock time. */
   readonly wallSpeedup: number
+  /** Output tokens per target forward pass (Hasten only). */
+  readonly tokensPerEvaluation: number | undefined
   readonly acceptance: number | undefined
   readonly meanAccepted: number | undefined
   /** Requests whose output equals plain greedy decoding token for token, in every round. */
@@ -308,17 +313,20 @@ interface Row {
   readonly requests: number
 }
 
-/** The fastest round: interference from other processes only ever adds time. */
-const fastest = (values: ReadonlyArray<number>) => Math.min(...values)
 const median = (values: ReadonlyArray<number>) => {
   const sorted = [...values].sort((a, b) => a - b)
   const middle = sorted.length >> 1
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
 }
+const quartiles = (values: ReadonlyArray<number>): readonly [number, number] => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return [sorted[Math.floor((sorted.length - 1) / 4)]!, sorted[Math.ceil(((sorted.length - 1) * 3) / 4)]!]
+}
+const sameTokens = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) => a.length === b.length && a.every((token, j) => token === b[j])
 
 const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error })
 const rows: Array<Row> = []
-/** Paired free-text guard results (see `pairedWithPlain`). */
+/** Paired free-text guard results. */
 interface Guard {
   readonly model: string
   readonly config: string
@@ -339,131 +347,134 @@ for (const file of quick && option("model") === undefined ? modelFiles.slice(0, 
   const path = NodePath.join(modelsDir(), file)
   const model = await llama.loadModel({ modelPath: path })
   const draftModel = await llama.loadModel({ modelPath: path }) // self-draft: the same file loaded twice
-  // Local.layer's TokenModel, threads 1, flash attention off, one sequence; the self-draft gets
-  // its own context (another size) of the same loaded model. One ModelPool for all runs keeps
-  // the model and its contexts loaded between runs, as node-llama-cpp's baselines keep theirs.
-  const poolRuntime = ManagedRuntime.make(ModelPool.layer({ idleTimeToLive: "1 hour" }))
-  const pool = Layer.succeed(ModelPool.ModelPool, await poolRuntime.runPromise(Effect.service(ModelPool.ModelPool)))
-  const localTokenModel = (size: number) =>
-    Layer.effect(TokenModel.TokenModel, Effect.service(TokenModel.TokenModel)).pipe(
-      Layer.provide(Local.layerWithPool({ model: path, contextSize: size, sequences: 1, threads: 1, flashAttention: false })),
-      Layer.provide(pool)
-    )
-  const target = localTokenModel(contextSize)
-  const draft = Drafter.modelLayer(localTokenModel(contextSize - 64))
+  // Local.layer's TokenModel, threads 1, flash attention off, one sequence. Configurations run
+  // side by side, so each Hasten configuration has its own ModelPool (its own copy of the
+  // model and its context), kept loaded for the whole run as the baselines keep theirs; the
+  // self-draft gets a second context (another size) in the same pool.
+  const pools: Array<ManagedRuntime.ManagedRuntime<ModelPool.ModelPool, never>> = []
+  const targetAndDraft = async () => {
+    const poolRuntime = ManagedRuntime.make(ModelPool.layer({ idleTimeToLive: "1 hour" }))
+    pools.push(poolRuntime)
+    const pool = Layer.succeed(ModelPool.ModelPool, await poolRuntime.runPromise(Effect.service(ModelPool.ModelPool)))
+    const localTokenModel = (size: number) =>
+      Layer.effect(TokenModel.TokenModel, Effect.service(TokenModel.TokenModel)).pipe(
+        Layer.provide(Local.layerWithPool({ model: path, contextSize: size, sequences: 1, threads: 1, flashAttention: false })),
+        Layer.provide(pool)
+      )
+    return { target: localTokenModel(contextSize), draft: Drafter.modelLayer(localTokenModel(contextSize - 64)) }
+  }
   for (const workload of workloads.filter((workload) => onlyWorkload === undefined || workload.name === onlyWorkload)) {
-    type Config = { readonly name: string; readonly family: Row["family"]; readonly run: () => Promise<RunResult> }
+    type Config = { readonly name: string; readonly family: Row["family"]; readonly open: () => Promise<Session> }
     const none = async () => ({ predictor: undefined, dispose: async () => {} })
-    const allConfigs: ReadonlyArray<Config> = [
-      { name: "plain (node-llama-cpp evaluate)", family: "plain", run: () => runNodeLlamaCpp(model, workload.prompts, workload.maxTokens, none) },
+    const plainConfig = (name: string, family: Row["family"]): Config => ({
+      name,
+      family,
+      open: () => nodeLlamaCppSession(model, workload.maxTokens, none)
+    })
+    const hasten = async (
+      name: string,
+      drafter: (draft: Drafter.Drafter<LlmError.LlmError>) => Drafter.Drafter<LlmError.LlmError>,
+      gamma: number | "adaptive"
+    ): Promise<Config> => {
+      const { draft, target } = await targetAndDraft()
+      return { name, family: "hasten", open: () => hastenSession(target, drafter(draft), gamma, workload.maxTokens) }
+    }
+    const both = () => Drafter.combine(Drafter.ngramCache(), Drafter.promptLookup())
+    const selected = (name: string) => onlyConfig === undefined || name.includes(onlyConfig)
+    const hastenConfigs: ReadonlyArray<readonly [string, (draft: Drafter.Drafter<LlmError.LlmError>) => Drafter.Drafter<LlmError.LlmError>, number | "adaptive"]> = [
+      ["hasten plain (γ=0)", () => Drafter.promptLookup(), 0],
+      ["hasten prompt-lookup γ=4", () => Drafter.promptLookup(), 4],
+      ["hasten prompt-lookup γ=8", () => Drafter.promptLookup(), 8],
+      ["hasten prompt-lookup adaptive", () => Drafter.promptLookup(), "adaptive"],
+      ["hasten ngram-cache γ=2", () => Drafter.ngramCache(), 2],
+      ["hasten ngram-cache γ=4", () => Drafter.ngramCache(), 4],
+      ["hasten ngram-cache γ=8", () => Drafter.ngramCache(), 8],
+      ["hasten ngram-cache adaptive", () => Drafter.ngramCache(), "adaptive"],
+      ["hasten ngram-cache+prompt-lookup γ=4", both, 4],
+      ["hasten ngram-cache+prompt-lookup adaptive", both, "adaptive"],
+      ["hasten self-draft model γ=4", (draft) => draft, 4],
+      ["hasten self-draft model adaptive", (draft) => draft, "adaptive"]
+    ]
+    const nodeConfigs: Array<Config> = [
+      plainConfig("plain (node-llama-cpp evaluate)", "plain"),
+      plainConfig("plain again (A/A: the noise floor)", "plain-again"),
       {
         name: "node-llama-cpp InputLookupTokenPredictor",
         family: "node-llama-cpp",
-        run: () => runNodeLlamaCpp(model, workload.prompts, workload.maxTokens, async () => ({ predictor: new InputLookupTokenPredictor(), dispose: async () => {} }))
+        open: () => nodeLlamaCppSession(model, workload.maxTokens, async () => ({ predictor: new InputLookupTokenPredictor(), dispose: async () => {} }))
       },
       {
         name: "node-llama-cpp DraftSequenceTokenPredictor (self-draft)",
         family: "node-llama-cpp",
-        run: () =>
-          runNodeLlamaCpp(model, workload.prompts, workload.maxTokens, async () => {
+        open: () =>
+          nodeLlamaCppSession(model, workload.maxTokens, async () => {
             const draftContext = await draftModel.createContext({ contextSize, threads: 1, sequences: 1, flashAttention: false })
             return { predictor: new DraftSequenceTokenPredictor(draftContext.getSequence()), dispose: () => draftContext.dispose() }
           })
-      },
-      { name: "hasten plain (γ=0)", family: "hasten", run: () => runHasten(target, Drafter.promptLookup(), 0, workload.prompts, workload.maxTokens) },
-      { name: "hasten prompt-lookup γ=4", family: "hasten", run: () => runHasten(target, Drafter.promptLookup(), 4, workload.prompts, workload.maxTokens) },
-      { name: "hasten prompt-lookup γ=8", family: "hasten", run: () => runHasten(target, Drafter.promptLookup(), 8, workload.prompts, workload.maxTokens) },
-      { name: "hasten prompt-lookup adaptive", family: "hasten", run: () => runHasten(target, Drafter.promptLookup(), "adaptive", workload.prompts, workload.maxTokens) },
-      { name: "hasten ngram-cache γ=4", family: "hasten", run: () => runHasten(target, Drafter.ngramCache(), 4, workload.prompts, workload.maxTokens) },
-      { name: "hasten ngram-cache adaptive", family: "hasten", run: () => runHasten(target, Drafter.ngramCache(), "adaptive", workload.prompts, workload.maxTokens) },
-      {
-        name: "hasten ngram-cache+prompt-lookup γ=4",
-        family: "hasten",
-        run: () => runHasten(target, Drafter.combine(Drafter.ngramCache(), Drafter.promptLookup()), 4, workload.prompts, workload.maxTokens)
-      },
-      {
-        name: "hasten ngram-cache+prompt-lookup adaptive",
-        family: "hasten",
-        run: () => runHasten(target, Drafter.combine(Drafter.ngramCache(), Drafter.promptLookup()), "adaptive", workload.prompts, workload.maxTokens)
-      },
-      { name: "hasten self-draft model γ=4", family: "hasten", run: () => runHasten(target, draft, 4, workload.prompts, workload.maxTokens) },
-      { name: "hasten self-draft model adaptive", family: "hasten", run: () => runHasten(target, draft, "adaptive", workload.prompts, workload.maxTokens) }
-    ]
-    const configs = allConfigs.filter((config, i) => i === 0 || onlyConfig === undefined || config.name.includes(onlyConfig))
-    // warm-up (page in weights, JIT), not measured: node-llama-cpp's per-token JavaScript and
-    // Hasten's loop keep getting faster for a few seconds, which would favour later configurations
-    const warmUntil = performance.now() + (quick ? 1_000 : 4_000)
-    while (performance.now() < warmUntil) {
-      await configs[0]!.run()
-      await allConfigs[4]!.run()
-    }
-    const results = new Map<string, Array<RunResult>>()
-    for (let round = 0; round < rounds; round++) {
-      const order = round % 2 === 0 ? configs : [...configs].reverse()
-      for (const config of order) {
-        const list = results.get(config.name) ?? []
-        list.push(await config.run())
-        results.set(config.name, list)
       }
-    }
+    ]
+    const configs = nodeConfigs.filter((config, i) => i === 0 || selected(config.name))
+    for (const [name, drafter, gamma] of hastenConfigs) if (selected(name)) configs.push(await hasten(name, drafter, gamma))
+    // warm-up (page in weights, JIT), not measured: node-llama-cpp's per-token JavaScript and
+    // Hasten's loop keep getting faster for a few seconds
+    const warmUntil = performance.now() + (quick ? 1_000 : 4_000)
+    while (performance.now() < warmUntil) await interleaved(configs.map((config) => config.open), workload.prompts.slice(0, 4), 1)
+    const timings = await interleaved(configs.map((config) => config.open), workload.prompts, rounds)
     if (workload.name === "story") {
-      // the free-text guard: plain vs Hasten's plain path and each adaptive configuration, paired
-      const guardConfigs: ReadonlyArray<readonly [string, Drafter.Drafter<LlmError.LlmError>, number | "adaptive"]> = [
-        ["hasten plain (γ=0)", Drafter.promptLookup(), 0],
-        ["hasten prompt-lookup adaptive", Drafter.promptLookup(), "adaptive"],
-        ["hasten ngram-cache adaptive", Drafter.ngramCache(), "adaptive"],
-        ["hasten ngram-cache+prompt-lookup adaptive", Drafter.combine(Drafter.ngramCache(), Drafter.promptLookup()), "adaptive"],
-        ["hasten self-draft model adaptive", draft, "adaptive"]
-      ]
-      for (const [name, drafter, gamma] of guardConfigs.filter(([name]) => onlyConfig === undefined || name.includes(onlyConfig))) {
-        const paired = await pairedWithPlain(model, target, drafter, gamma, guardPrompts(pairCount), workload.maxTokens)
-        const sorted = [...paired.ratios].sort((a, b) => a - b)
+      // the free-text guard: plain vs Hasten's plain path and each adaptive configuration,
+      // paired on distinct openings (repeating one would let an n-gram cache learn it)
+      for (const [name, drafter, gamma] of hastenConfigs.filter(([name, , gamma]) => (gamma === 0 || gamma === "adaptive") && selected(name))) {
+        const { draft, target } = await targetAndDraft()
+        const [plain, hastenTimings] = await interleaved([
+          () => nodeLlamaCppSession(model, workload.maxTokens, none),
+          () => hastenSession(target, drafter(draft), gamma, workload.maxTokens)
+        ], guardPrompts(pairCount), 1)
+        const ratios = plain![0]!.map((pair, i) => pair.cpu / hastenTimings![0]![i]!.cpu)
         guards.push({
           model: file.replace(/\.gguf$/, ""),
           config: name,
-          pairs: sorted.length,
-          median: median(sorted),
-          quartiles: [sorted[Math.floor((sorted.length - 1) / 4)]!, sorted[Math.ceil(((sorted.length - 1) * 3) / 4)]!],
-          sum: paired.plainCpu / paired.hastenCpu,
-          identical: paired.identical
+          pairs: ratios.length,
+          median: median(ratios),
+          quartiles: quartiles(ratios),
+          sum: plain![0]!.reduce((sum, pair) => sum + pair.cpu, 0) / hastenTimings![0]!.reduce((sum, pair) => sum + pair.cpu, 0),
+          identical: plain![0]!.filter((pair, i) => sameTokens(pair.result.tokens, hastenTimings![0]![i]!.result.tokens)).length
         })
       }
     }
-    const plainRuns = results.get(configs[0]!.name)!
-    const reference = plainRuns[0]!.outputs
-    const plainSeconds = fastest(plainRuns.map((result) => result.seconds))
-    const plainCpu = fastest(plainRuns.map((result) => result.cpuSeconds))
-    for (const config of configs) {
-      const list = results.get(config.name)!
-      const seconds = fastest(list.map((result) => result.seconds))
-      const cpuSeconds = fastest(list.map((result) => result.cpuSeconds))
-      const first = list[0]!
-      const tokens = first.outputs.reduce((sum, output) => sum + output.length, 0)
-      const same = (output: ReadonlyArray<number>, i: number) => output.length === reference[i]!.length && output.every((token, j) => token === reference[i]![j])
-      const identical = reference.filter((_, i) => list.every((result) => same(result.outputs[i]!, i))).length
+    const plain = timings[0]!.flat()
+    const reference = timings[0]![0]!.map((timed) => timed.result.tokens)
+    const total = (list: ReadonlyArray<Timed>, field: "cpu" | "wall") => list.reduce((sum, timed) => sum + timed[field], 0)
+    configs.forEach((config, c) => {
+      const list = timings[c]!.flat()
+      const tokens = timings[c]![0]!.reduce((sum, timed) => sum + timed.result.tokens.length, 0)
+      const allTokens = list.reduce((sum, timed) => sum + timed.result.tokens.length, 0)
+      const ratios = list.map((timed, j) => plain[j]!.cpu / timed.cpu)
+      const drafted = list.reduce((sum, timed) => sum + timed.result.drafted, 0)
+      const accepted = list.reduce((sum, timed) => sum + timed.result.accepted, 0)
+      const steps = list.reduce((sum, timed) => sum + timed.result.steps, 0)
+      const evaluations = list.reduce((sum, timed) => sum + (timed.result.evaluations ?? 0), 0)
+      const identical = reference.filter((output, i) => timings[c]!.every((round) => sameTokens(round[i]!.result.tokens, output))).length
       rows.push({
         model: file.replace(/\.gguf$/, ""),
         workload: workload.name,
         config: config.name,
         family: config.family,
         tokens,
-        tokPerS: tokens / seconds,
-        cpuTokPerS: tokens / cpuSeconds,
-        speedup: plainCpu / cpuSeconds,
-        wallSpeedup: plainSeconds / seconds,
-        medianSpeedup: median(list.map((result, round) => plainRuns[round]!.cpuSeconds / result.cpuSeconds)),
-        speedupRange: [
-          Math.min(...list.map((result, round) => plainRuns[round]!.cpuSeconds / result.cpuSeconds)),
-          Math.max(...list.map((result, round) => plainRuns[round]!.cpuSeconds / result.cpuSeconds))
-        ],
-        acceptance: first.drafted > 0 ? first.accepted / first.drafted : config.family === "plain" ? undefined : 0,
-        meanAccepted: config.family === "hasten" ? (first.steps > 0 ? first.accepted / first.steps : 0) : undefined,
+        tokPerS: allTokens / total(list, "wall"),
+        cpuTokPerS: allTokens / total(list, "cpu"),
+        speedup: total(plain, "cpu") / total(list, "cpu"),
+        wallSpeedup: total(plain, "wall") / total(list, "wall"),
+        medianSpeedup: median(ratios),
+        quartiles: quartiles(ratios),
+        tokensPerEvaluation: config.family === "hasten" && evaluations > 0 ? allTokens / evaluations : undefined,
+        acceptance: drafted > 0 ? accepted / drafted : config.family.startsWith("plain") ? undefined : 0,
+        meanAccepted: config.family === "hasten" ? (steps > 0 ? accepted / steps : 0) : undefined,
         identical,
         requests: reference.length
       })
-    }
+    })
   }
-  await poolRuntime.dispose()
+  for (const pool of pools) await pool.dispose()
   await draftModel.dispose()
   await model.dispose()
 }
@@ -474,9 +485,9 @@ for (const file of quick && option("model") === undefined ? modelFiles.slice(0, 
 
 const pad = (text: string, width: number) => text.length >= width ? text : text + " ".repeat(width - text.length)
 const fixed = (value: number | undefined, digits: number) => value === undefined ? "-" : value.toFixed(digits)
-console.log(`\nSpeculative decoding, greedy, threads 1, ${rounds} round(s) (${quick ? "quick" : "full"})\n`)
-console.log("speedup = plain CPU seconds / CPU seconds (all threads of this process), fastest rounds; median of rounds = the same ratio round by round; wall = fastest rounds on wall-clock time\n")
-console.log([pad("model", 22), pad("workload", 12), pad("configuration", 56), "tokens", "tok/CPU-s", "speedup", "median of rounds (min–max)", " wall ", "accept", "mean acc.", "identical"].join(" | "))
+console.log(`\nSpeculative decoding, greedy, threads 1, ${rounds} round(s) (${quick ? "quick" : "full"}), configurations interleaved request by request\n`)
+console.log("speedup = plain's CPU seconds / the configuration's (all threads of this process), summed over every request of every round; per request = the same ratio request by request, median (quartiles); wall = the summed ratio on wall-clock time; tok/eval = output tokens per target forward pass\n")
+console.log([pad("model", 22), pad("workload", 12), pad("configuration", 56), "tokens", "tok/CPU-s", "speedup", "per request (quartiles) ", " wall ", "tok/eval", "accept", "mean acc.", "identical"].join(" | "))
 for (const row of rows) {
   console.log([
     pad(row.model, 22),
@@ -485,8 +496,9 @@ for (const row of rows) {
     pad(String(row.tokens), 6),
     pad(row.cpuTokPerS.toFixed(0), 9),
     pad(row.speedup.toFixed(2) + "x", 7),
-    pad(`${row.medianSpeedup.toFixed(2)}x (${row.speedupRange[0].toFixed(2)}–${row.speedupRange[1].toFixed(2)})`, 26),
+    pad(`${row.medianSpeedup.toFixed(2)}x (${row.quartiles[0].toFixed(2)}–${row.quartiles[1].toFixed(2)})`, 24),
     pad(row.wallSpeedup.toFixed(2) + "x", 6),
+    pad(fixed(row.tokensPerEvaluation, 2), 8),
     pad(fixed(row.acceptance, 2), 6),
     pad(fixed(row.meanAccepted, 2), 9),
     `${row.identical}/${row.requests}`
@@ -497,6 +509,7 @@ const summary = (model: string, workload: string) => {
   const selected = rows.filter((row) => row.model === model && row.workload === workload)
   if (!selected.some((row) => row.family === "hasten") || !selected.some((row) => row.family === "node-llama-cpp")) return null
   const plain = selected.find((row) => row.family === "plain")!
+  const again = selected.find((row) => row.family === "plain-again")
   const hastenRows = selected.filter((row) => row.family === "hasten")
   const exact = hastenRows.filter((row) => row.identical === row.requests)
   const best = (exact.length > 0 ? exact : hastenRows).reduce((a, b) => (b.speedup > a.speedup ? b : a))
@@ -506,15 +519,18 @@ const summary = (model: string, workload: string) => {
   return {
     plainTokPerS: Math.round(plain.cpuTokPerS),
     plainWallTokPerS: Math.round(plain.tokPerS),
+    noiseFloorSpeedup: again === undefined ? null : Number(again.speedup.toFixed(3)),
     hastenBestSpeedup: Number(best.speedup.toFixed(3)),
     hastenBest: best.config,
     hastenBestWallSpeedup: Number(best.wallSpeedup.toFixed(3)),
+    hastenBestMedianOfRequests: Number(best.medianSpeedup.toFixed(3)),
     nodeLlamaCppBestSpeedup: Number(nodeBest.speedup.toFixed(3)),
     nodeLlamaCppBest: nodeBest.config,
     hastenAdaptiveMinSpeedup: Number(Math.min(...adaptive.map((row) => row.speedup)).toFixed(3)),
-    hastenAdaptiveMinMedianOfRounds: Number(Math.min(...adaptive.map((row) => row.medianSpeedup)).toFixed(3)),
+    hastenAdaptiveMinMedianOfRequests: Number(Math.min(...adaptive.map((row) => row.medianSpeedup)).toFixed(3)),
     acceptanceRate: best.acceptance === undefined ? null : Number(best.acceptance.toFixed(3)),
     meanAcceptedLength: best.meanAccepted === undefined ? null : Number(best.meanAccepted.toFixed(3)),
+    tokensPerEvaluation: best.tokensPerEvaluation === undefined ? null : Number(best.tokensPerEvaluation.toFixed(3)),
     bestIdentical: best.identical === best.requests,
     identical: hastenRows.every((row) => row.identical === row.requests),
     identicalRequests: `${hastenRows.reduce((sum, row) => sum + row.identical, 0)}/${hastenRows.reduce((sum, row) => sum + row.requests, 0)}`
