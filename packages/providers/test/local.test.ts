@@ -15,6 +15,73 @@ const Stories = Local.layerWithPool({ model: "stories260K.gguf", sequences: 2, c
   Layer.provideMerge(ModelPool.layer())
 )
 
+/** appendGreedy against append's argmax and against greedy text (run with and without `fastGreedy`). */
+const appendGreedyMatchesAppend = () =>
+  Effect.scoped(Effect.gen(function*() {
+    const model = yield* TokenModel.TokenModel
+    const prompt = yield* model.tokenize("Once upon a time, there was a little girl", { addBos: true })
+    // its own scope: the layer has 2 sequences, and Llm.complete below needs one
+    const distributions = yield* Effect.scoped(Effect.flatMap(model.sequence(), (sequence) => sequence.append(prompt)))
+    const sequence = (yield* model.sequence()) as TokenModel.TokenSequence & {
+      readonly appendGreedy: (tokens: ReadonlyArray<number>, from?: number) => Effect.Effect<ReadonlyArray<number>, unknown>
+    }
+    const from = 3
+    const nexts = yield* sequence.appendGreedy(prompt, from)
+    assert.deepStrictEqual(nexts, distributions.slice(from).map((distribution) => TokenModel.argmax(distribution)))
+    assert.deepStrictEqual(sequence.tokens(), prompt)
+    // a chain of single greedy steps reproduces greedy text
+    yield* sequence.truncate(0)
+    const start = yield* model.tokenize("Once upon a time", { addBos: true })
+    const generated: Array<number> = [...(yield* sequence.appendGreedy(start, start.length - 1))]
+    for (let i = 0; i < 11; i++) generated.push((yield* sequence.appendGreedy([generated.at(-1)!]))[0]!)
+    const reference = yield* Llm.complete(greedy(12))
+    assert.strictEqual(yield* model.detokenize(generated), reference.text)
+    const bad = yield* Effect.flip(sequence.appendGreedy([5, 6], 2))
+    assert.strictEqual((bad as { reason: { _tag: string } }).reason._tag, "InvalidRequest")
+  }))
+
+/** generateGreedy against single greedy steps, stops and the context bound (run with and without `fastGreedy`). */
+const generateGreedyMatchesSteps = () =>
+  Effect.scoped(Effect.gen(function*() {
+    const model = yield* TokenModel.TokenModel
+    const sequence = (yield* model.sequence()) as TokenModel.TokenSequence & {
+      readonly appendGreedy: (tokens: ReadonlyArray<number>, from?: number) => Effect.Effect<ReadonlyArray<number>, unknown>
+      readonly generateGreedy: (
+        tokens: ReadonlyArray<number>,
+        count: number,
+        stopAt?: ReadonlySet<number>
+      ) => Effect.Effect<ReadonlyArray<number>, { readonly reason: { readonly _tag: string } }>
+    }
+    const start = yield* model.tokenize("Once upon a time", { addBos: true })
+    // the reference: one greedy step at a time
+    const stepped: Array<number> = [...(yield* sequence.appendGreedy(start, start.length - 1))]
+    for (let i = 0; i < 19; i++) stepped.push((yield* sequence.appendGreedy([stepped.at(-1)!]))[0]!)
+    yield* sequence.truncate(0)
+    // a run of 12, then a run of 8 continuing from its last (not yet evaluated) token
+    const first = yield* sequence.generateGreedy(start, 12)
+    assert.deepStrictEqual(first, stepped.slice(0, 12))
+    assert.deepStrictEqual(sequence.tokens(), [...start, ...first.slice(0, -1)])
+    const second = yield* sequence.generateGreedy([first.at(-1)!], 8)
+    assert.deepStrictEqual([...first, ...second], stepped)
+    assert.deepStrictEqual(sequence.tokens(), [...start, ...stepped.slice(0, -1)])
+    // stopAt ends the run after that token
+    yield* sequence.truncate(start.length)
+    const stopped = yield* sequence.generateGreedy([first[0]!], 30, new Set([stepped[5]!]))
+    assert.deepStrictEqual(stopped, stepped.slice(1, 1 + stepped.slice(1).indexOf(stepped[5]!) + 1))
+    // a run never fills the context (node-llama-cpp keeps one position free, else it shifts
+    // the context): it ends at contextSize - 1 evaluated tokens, all of them recorded
+    yield* sequence.truncate(0)
+    const long = yield* sequence.generateGreedy(start, 1000)
+    assert.strictEqual(start.length + long.length - 1, CONTEXT - 1)
+    assert.strictEqual(sequence.tokens().length, CONTEXT - 1)
+    assert.deepStrictEqual(long.slice(0, 20), stepped)
+    yield* sequence.truncate(0)
+    const bad = yield* Effect.flip(sequence.generateGreedy(start, 0))
+    assert.strictEqual(bad.reason._tag, "InvalidRequest")
+    const empty = yield* Effect.flip(sequence.generateGreedy([], 3))
+    assert.strictEqual(empty.reason._tag, "InvalidRequest")
+  }))
+
 layer(Stories, { timeout: "60 seconds" })("Local (stories260K, 2 sequences)", (it) => {
   it.effect("greedy completion from a raw prompt is the reference story", () =>
     Effect.gen(function*() {
@@ -210,70 +277,9 @@ layer(Stories, { timeout: "60 seconds" })("Local (stories260K, 2 sequences)", (i
       assert.strictEqual(bad.reason._tag, "InvalidRequest")
     })))
 
-  it.effect("TokenModel: appendGreedy gives append's argmax at every position from `from`, in one pass", () =>
-    Effect.scoped(Effect.gen(function*() {
-      const model = yield* TokenModel.TokenModel
-      const prompt = yield* model.tokenize("Once upon a time, there was a little girl", { addBos: true })
-      // its own scope: the layer has 2 sequences, and Llm.complete below needs one
-      const distributions = yield* Effect.scoped(Effect.flatMap(model.sequence(), (sequence) => sequence.append(prompt)))
-      const sequence = (yield* model.sequence()) as TokenModel.TokenSequence & {
-        readonly appendGreedy: (tokens: ReadonlyArray<number>, from?: number) => Effect.Effect<ReadonlyArray<number>, unknown>
-      }
-      const from = 3
-      const nexts = yield* sequence.appendGreedy(prompt, from)
-      assert.deepStrictEqual(nexts, distributions.slice(from).map((distribution) => TokenModel.argmax(distribution)))
-      assert.deepStrictEqual(sequence.tokens(), prompt)
-      // a chain of single greedy steps reproduces greedy text
-      yield* sequence.truncate(0)
-      const start = yield* model.tokenize("Once upon a time", { addBos: true })
-      const generated: Array<number> = [...(yield* sequence.appendGreedy(start, start.length - 1))]
-      for (let i = 0; i < 11; i++) generated.push((yield* sequence.appendGreedy([generated.at(-1)!]))[0]!)
-      const reference = yield* Llm.complete(greedy(12))
-      assert.strictEqual(yield* model.detokenize(generated), reference.text)
-      const bad = yield* Effect.flip(sequence.appendGreedy([5, 6], 2))
-      assert.strictEqual((bad as { reason: { _tag: string } }).reason._tag, "InvalidRequest")
-    })))
+  it.effect("TokenModel: appendGreedy gives append's argmax at every position from `from`, in one pass", appendGreedyMatchesAppend)
 
-  it.effect("TokenModel: generateGreedy decodes a run natively, equal to single greedy steps", () =>
-    Effect.scoped(Effect.gen(function*() {
-      const model = yield* TokenModel.TokenModel
-      const sequence = (yield* model.sequence()) as TokenModel.TokenSequence & {
-        readonly appendGreedy: (tokens: ReadonlyArray<number>, from?: number) => Effect.Effect<ReadonlyArray<number>, unknown>
-        readonly generateGreedy: (
-          tokens: ReadonlyArray<number>,
-          count: number,
-          stopAt?: ReadonlySet<number>
-        ) => Effect.Effect<ReadonlyArray<number>, { readonly reason: { readonly _tag: string } }>
-      }
-      const start = yield* model.tokenize("Once upon a time", { addBos: true })
-      // the reference: one greedy step at a time
-      const stepped: Array<number> = [...(yield* sequence.appendGreedy(start, start.length - 1))]
-      for (let i = 0; i < 19; i++) stepped.push((yield* sequence.appendGreedy([stepped.at(-1)!]))[0]!)
-      yield* sequence.truncate(0)
-      // a run of 12, then a run of 8 continuing from its last (not yet evaluated) token
-      const first = yield* sequence.generateGreedy(start, 12)
-      assert.deepStrictEqual(first, stepped.slice(0, 12))
-      assert.deepStrictEqual(sequence.tokens(), [...start, ...first.slice(0, -1)])
-      const second = yield* sequence.generateGreedy([first.at(-1)!], 8)
-      assert.deepStrictEqual([...first, ...second], stepped)
-      assert.deepStrictEqual(sequence.tokens(), [...start, ...stepped.slice(0, -1)])
-      // stopAt ends the run after that token
-      yield* sequence.truncate(start.length)
-      const stopped = yield* sequence.generateGreedy([first[0]!], 30, new Set([stepped[5]!]))
-      assert.deepStrictEqual(stopped, stepped.slice(1, 1 + stepped.slice(1).indexOf(stepped[5]!) + 1))
-      // a run never fills the context (node-llama-cpp keeps one position free, else it shifts
-      // the context): it ends at contextSize - 1 evaluated tokens, all of them recorded
-      yield* sequence.truncate(0)
-      const long = yield* sequence.generateGreedy(start, 1000)
-      assert.strictEqual(start.length + long.length - 1, CONTEXT - 1)
-      assert.strictEqual(sequence.tokens().length, CONTEXT - 1)
-      assert.deepStrictEqual(long.slice(0, 20), stepped)
-      yield* sequence.truncate(0)
-      const bad = yield* Effect.flip(sequence.generateGreedy(start, 0))
-      assert.strictEqual(bad.reason._tag, "InvalidRequest")
-      const empty = yield* Effect.flip(sequence.generateGreedy([], 3))
-      assert.strictEqual(empty.reason._tag, "InvalidRequest")
-    })))
+  it.effect("TokenModel: generateGreedy decodes a run natively, equal to single greedy steps", generateGreedyMatchesSteps)
 
   it.effect("Completion.fromStream over the local stream matches complete()", () =>
     Effect.gen(function*() {
@@ -283,6 +289,16 @@ layer(Stories, { timeout: "60 seconds" })("Local (stories260K, 2 sequences)", (i
       assert.strictEqual(folded.text, direct.text)
       assert.deepStrictEqual(folded.usage, direct.usage)
     }))
+})
+
+// `fastGreedy: false`: the same greedy contracts on node-llama-cpp's public API alone
+const StoriesPublic = Local.layerWithPool({ model: "stories260K.gguf", sequences: 2, contextSize: CONTEXT, fastGreedy: false }).pipe(
+  Layer.provideMerge(ModelPool.layer())
+)
+
+layer(StoriesPublic, { timeout: "60 seconds" })("Local (stories260K, fastGreedy: false)", (it) => {
+  it.effect("TokenModel: appendGreedy gives append's argmax at every position from `from`, in one pass", appendGreedyMatchesAppend)
+  it.effect("TokenModel: generateGreedy decodes a run natively, equal to single greedy steps", generateGreedyMatchesSteps)
 })
 
 layer(Local.layer({ model: "TinyStories-656K-Q8_0", contextSize: 256 }), { timeout: "60 seconds" })("Local (TinyStories-656K)", (it) => {

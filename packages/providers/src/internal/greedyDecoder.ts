@@ -1,0 +1,137 @@
+/**
+ * Greedy decoding on node-llama-cpp internals, for `TokenModel`'s greedy fast paths.
+ *
+ * node-llama-cpp's public `controlledEvaluate` builds a new sampler per call and samples the
+ * positions of a batch one after another: each position is one asynchronous native call
+ * (a thread-pool round trip), started only when the one before it has finished. On a small
+ * model that round trip, not the forward pass, is most of a step's cost, so verifying k
+ * drafted tokens cost several single steps.
+ *
+ * This decoder runs the same forward pass (the sequence's own `_decodeTokens`, which
+ * `controlledEvaluate` runs too) and starts every position's sampling at once, each on its
+ * own persistent greedy sampler (llama.cpp's `AddonSampler`, which node-llama-cpp documents
+ * as safe to use concurrently on one context: logits are read under the context's sampling
+ * mutex). The batch's `afterBatchAction` waits for all of them, so the context decodes
+ * nothing else before every position has been sampled.
+ *
+ * It depends on members node-llama-cpp marks internal: {@link make} checks each of them and
+ * returns `undefined` when one is missing, and the caller then keeps to the public API.
+ * @internal
+ */
+import type { LlamaContextSequence } from "node-llama-cpp"
+
+/** A native greedy sampler (`AddonSampler`). */
+interface NativeSampler {
+  applyConfig(config: object): void
+  dispose(): void
+}
+
+/** The internal members used, as node-llama-cpp 3.x declares them. */
+interface SequenceInternals {
+  _decodeTokens(
+    tokens: Array<number>,
+    logits: Array<boolean>,
+    evaluationPriority: number,
+    tokenMeter: unknown,
+    contextShiftOptions: { readonly size: unknown; readonly strategy: unknown },
+    logitDataMapper: (batchLogitIndex: number, tokenIndex: number) => unknown,
+    afterBatchAction?: () => Promise<unknown> | void
+  ): Promise<Array<unknown>>
+  _resolveSamplerConfig(options: { readonly temperature: number }): object
+  readonly _tokenMeter: unknown
+  readonly _contextShift: { readonly size: unknown; readonly strategy: unknown } | undefined
+  readonly model: { readonly _model?: unknown; readonly _llama?: { readonly _bindings?: { readonly AddonSampler?: unknown } } }
+  readonly context: { readonly _ctx?: { readonly sampleToken?: unknown } }
+}
+
+/** node-llama-cpp's default evaluation priority. */
+const DEFAULT_PRIORITY = 5
+
+/** A greedy decoder bound to one sequence. @internal */
+export interface GreedyDecoder {
+  /**
+   * Evaluates `tokens` in one forward pass and returns the greedy next token after each
+   * position from `from` on (`tokens.length - from` tokens). Rejects when a position yields
+   * no token.
+   */
+  readonly decode: (tokens: ReadonlyArray<number>, from: number) => Promise<Array<number>>
+  /** Frees the native samplers. */
+  readonly dispose: () => void
+}
+
+/** A box, not a promise: node-llama-cpp chains a batch's promise-returning mappers one after another. */
+interface Pending {
+  readonly token: Promise<number>
+}
+
+/**
+ * The decoder for `sequence`, or `undefined` when this node-llama-cpp lacks an internal it
+ * needs (the caller then uses `controlledEvaluate`).
+ * @internal
+ */
+export const make = (sequence: LlamaContextSequence): GreedyDecoder | undefined => {
+  const internals = sequence as unknown as SequenceInternals
+  const native = internals.model?._model
+  const Sampler = internals.model?._llama?._bindings?.AddonSampler as (new(model: unknown) => NativeSampler) | undefined
+  const context = internals.context?._ctx as { sampleToken: (batchLogitIndex: number, sampler: NativeSampler) => Promise<number> } | undefined
+  const contextShift = internals._contextShift
+  if (
+    typeof internals._decodeTokens !== "function" || typeof internals._resolveSamplerConfig !== "function" ||
+    typeof Sampler !== "function" || native == null || typeof context?.sampleToken !== "function" || contextShift === undefined
+  ) {
+    return undefined
+  }
+  let config: object
+  try {
+    config = internals._resolveSamplerConfig({ temperature: 0 })
+  } catch {
+    return undefined
+  }
+  const shift = { size: contextShift.size, strategy: contextShift.strategy }
+  const samplers: Array<NativeSampler> = []
+  let disposed = false
+  /** The sampler of position `index` of a batch, made on first use and kept. */
+  const sampler = (index: number): NativeSampler => {
+    while (samplers.length <= index) {
+      const created = new Sampler(native)
+      created.applyConfig(config)
+      samplers.push(created)
+    }
+    return samplers[index]!
+  }
+  return {
+    decode: async (tokens, from) => {
+      if (disposed) throw new Error("the greedy decoder is disposed")
+      const logits = tokens.map((_, i) => i >= from)
+      const started: Array<Promise<number>> = []
+      const results = await internals._decodeTokens(
+        tokens as Array<number>,
+        logits,
+        DEFAULT_PRIORITY,
+        internals._tokenMeter,
+        shift,
+        (batchLogitIndex, tokenIndex): Pending => {
+          const token = context.sampleToken(batchLogitIndex, sampler(tokenIndex - from))
+          started.push(token)
+          return { token }
+        },
+        // the batch is done only when its positions are sampled: nothing may decode over their
+        // logits before (settled, not all: a failure is the caller's, not the context's dispatch)
+        () => Promise.allSettled(started)
+      )
+      const out: Array<number> = []
+      for (let i = from; i < tokens.length; i++) {
+        const pending = results[i] as Pending | undefined
+        const token = pending === undefined ? undefined : await pending.token
+        if (token === undefined || token === -1) throw new Error(`no greedy token for position ${i}`)
+        out.push(token)
+      }
+      return out
+    },
+    dispose: () => {
+      disposed = true
+      for (const each of samplers) each.dispose()
+      samplers.length = 0
+    }
+  }
+}
