@@ -502,8 +502,8 @@ describe("adaptive γ cost model", () => {
    * call and bookkeeping included); each draft is accepted with probability `accept`. Returns
    * tokens per plain-token time, and the best fixed γ's for comparison.
    */
-  const synthetic = (fixed: number, perToken: number, accept: number) => {
-    const controller = new AdaptiveGamma({ maxGamma: 8, probeInterval: 16, kind: "lookup" })
+  const synthetic = (fixed: number, perToken: number, accept: number, maxGamma = 8) => {
+    const controller = new AdaptiveGamma({ maxGamma, probeInterval: 16, kind: "lookup" })
     let seed = 1
     const random = () => (seed = (seed * 48271) % 2147483647) / 2147483647
     let tokens = 0
@@ -525,7 +525,7 @@ describe("adaptive γ cost model", () => {
       cost += nanos
     }
     let best = 1
-    for (let k = 1; k <= 8; k++) best = Math.max(best, ((1 - accept ** (k + 1)) / (1 - accept)) / ((fixed + 1_000 + perToken * k) / 1_000))
+    for (let k = 1; k <= maxGamma; k++) best = Math.max(best, ((1 - accept ** (k + 1)) / (1 - accept)) / ((fixed + 1_000 + perToken * k) / 1_000))
     return { rate: (tokens / cost) * 1_000, best }
   }
 
@@ -539,6 +539,14 @@ describe("adaptive γ cost model", () => {
     // without a fixed cost it stays near the best too
     const plainish = synthetic(0, 150, 0.8)
     assert.isAbove(plainish.rate, plainish.best * 0.9)
+  })
+
+  it("reaches a long γ when drafts keep being accepted deep into the draft", () => {
+    // the best γ here is the maximum, 16 (2.93 tokens per unit): the controller has to climb
+    // there from short drafts (with a prior of 0.3 per position instead of 0.6 it never starts
+    // speculating: 1.00 tokens per unit)
+    const { rate, best } = synthetic(2_000, 100, 0.97, 16)
+    assert.isAbove(rate, best * 0.9, `${rate.toFixed(2)} vs ${best.toFixed(2)} at the best γ`)
   })
 
   it("keeps probing across short requests: speculation comes back once drafts turn right", () => {
