@@ -617,11 +617,13 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         ): Effect.Effect<A, LlmError.LlmError> => {
           const bad = outOfVocabulary(newTokens)
           if (bad !== undefined) return Effect.fail(bad)
-          if (tokens.length + newTokens.length > sequence.contextSize) {
+          // node-llama-cpp keeps one position free: a pass that would fill the context shifts it
+          // first (erases its beginning), behind `tokens`' back
+          if (tokens.length + newTokens.length > sequence.contextSize - 1) {
             return LlmError.make(
               provider,
               new LlmError.ContextLengthExceeded({
-                description: `appending ${newTokens.length} tokens to ${tokens.length} exceeds the context size of ${sequence.contextSize}`
+                description: `appending ${newTokens.length} tokens to ${tokens.length} exceeds the context size of ${sequence.contextSize} (one position stays free)`
               })
             )
           }

@@ -38,6 +38,16 @@ const appendGreedyMatchesAppend = () =>
     assert.strictEqual(yield* model.detokenize(generated), reference.text)
     const bad = yield* Effect.flip(sequence.appendGreedy([5, 6], 2))
     assert.strictEqual((bad as { reason: { _tag: string } }).reason._tag, "InvalidRequest")
+    // node-llama-cpp keeps one position free (a pass that would fill the context shifts it,
+    // erasing its beginning): a full context is refused and the sequence is left as it was
+    yield* sequence.truncate(0)
+    const filler = Array.from({ length: CONTEXT }, (_, i) => 1 + (i % 100))
+    const full = yield* Effect.flip(sequence.appendGreedy(filler, CONTEXT - 1))
+    assert.strictEqual((full as { reason: { _tag: string } }).reason._tag, "ContextLengthExceeded")
+    assert.strictEqual(sequence.tokens().length, 0)
+    const nearlyFull = yield* sequence.appendGreedy(filler.slice(0, CONTEXT - 1), CONTEXT - 2)
+    assert.strictEqual(nearlyFull.length, 1)
+    assert.strictEqual(sequence.tokens().length, CONTEXT - 1)
   }))
 
 /** generateGreedy against single greedy steps, stops and the context bound (run with and without `fastGreedy`). */
