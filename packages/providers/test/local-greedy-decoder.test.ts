@@ -133,6 +133,22 @@ describe("GreedyDecoder (node-llama-cpp internals)", () => {
       }
     })))
 
+  it.effect("an input longer than a batch: positions sampled across several batches come back in order", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const model = yield* loadModel("stories260K")
+      const context = yield* openContext(model, { sequences: 2, batchSize: 8 })
+      const fast = context.getSequence()
+      const reference = context.getSequence()
+      const decoder = yield* decoderFor(fast)
+      const tokens = [model.tokens.bos!, ...model.tokenize(texts.join(" "))] as Array<number>
+      assert.isAbove(tokens.length, 40)
+      const from = tokens.length - 13 // 13 positions: at least two batches of 8
+      const got = yield* Effect.promise(() => decoder.decode(tokens, from))
+      const expected = yield* controlledGreedy(reference, tokens, from)
+      assert.deepStrictEqual(got, expected)
+      assert.deepStrictEqual(fast.contextTokens, reference.contextTokens)
+    })))
+
   it.effect("a disposed decoder rejects instead of touching freed samplers", () =>
     Effect.scoped(Effect.gen(function*() {
       const model = yield* loadModel("stories260K")
