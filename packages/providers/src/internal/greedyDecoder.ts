@@ -9,10 +9,11 @@
  *
  * This decoder runs the same forward pass (the sequence's own `_decodeTokens`, which
  * `controlledEvaluate` runs too) and starts every position's sampling at once, each on its
- * own persistent greedy sampler (llama.cpp's `AddonSampler`, which node-llama-cpp documents
- * as safe to use concurrently on one context: logits are read under the context's sampling
- * mutex). The batch's `afterBatchAction` waits for all of them, so the context decodes
- * nothing else before every position has been sampled.
+ * own persistent greedy sampler (node-llama-cpp's native `AddonSampler`; the native sampling
+ * call reads the logits under the context's sampling mutex, and node-llama-cpp itself samples
+ * the positions of different sequences in one batch concurrently). The batch's
+ * `afterBatchAction` waits for all of them, so the context decodes nothing else before every
+ * position has been sampled.
  *
  * It depends on members node-llama-cpp marks internal: {@link make} checks each of them and
  * returns `undefined` when one is missing, and the caller then keeps to the public API.
