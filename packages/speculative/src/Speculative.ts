@@ -334,7 +334,8 @@ export const make = <E = never, R = never>(
         let done = false
         while (!done) {
           const remaining = maxTokens - output.length
-          const gamma = fixedGamma !== undefined ? Math.min(fixedGamma, remaining - 1) : controller.choose(remaining - 1)
+          // the first step also evaluates the prompt's uncached tail, which a longer draft shares
+          const gamma = fixedGamma !== undefined ? Math.min(fixedGamma, remaining - 1) : controller.choose(remaining - 1, head.length - 1)
           // The clock is read only for steps whose cost the controller will use: every step with
           // drafts, and a sample of the plain ones; none with a fixed γ (each read of the CPU clock
           // is a system call).

@@ -549,6 +549,25 @@ describe("adaptive γ cost model", () => {
     assert.isAbove(rate, best * 0.9, `${rate.toFixed(2)} vs ${best.toFixed(2)} at the best γ`)
   })
 
+  it("drafts longer on a request's first step, whose pass also evaluates the prompt's uncached tail", () => {
+    // steps cost 1,000 + 300 ns per verified position, drafts accepted at 0.85: a short γ is best
+    // alone, but next to 40 prompt tokens a draft position costs a smaller share of the pass
+    const controller = new AdaptiveGamma({ maxGamma: 16, probeInterval: 16, kind: "lookup" })
+    controller.recordPlainRun(8, 8 * 1_000)
+    let seed = 7
+    const random = () => (seed = (seed * 48271) % 2147483647) / 2147483647
+    for (let step = 0; step < 400; step++) {
+      const gamma = Math.max(1, controller.choose(1_000))
+      let accepted = 0
+      while (accepted < gamma && random() < 0.85) accepted++
+      controller.record({ requested: gamma, proposed: gamma, accepted, draftNanos: 10, verifyNanos: 1_000 + 300 * gamma, evaluated: gamma + 1 })
+    }
+    const alone = controller.best(1_000)
+    const withPrompt = controller.best(1_000, 40)
+    assert.isAbove(alone, 0)
+    assert.isAtLeast(withPrompt, alone + 3, `γ ${withPrompt} next to the prompt vs ${alone} alone`)
+  })
+
   it("keeps probing across short requests: speculation comes back once drafts turn right", () => {
     // 10 requests of wrong drafts push the probe interval past a request's length; counting
     // plain steps per request would then never probe again (0 accepted tokens after)

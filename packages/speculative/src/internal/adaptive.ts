@@ -138,8 +138,8 @@ export class AdaptiveGamma {
   }
 
   /** Expected tokens per step for each γ, divided by its expected cost; returns the best γ. */
-  best(cap: number): number {
-    return this.search(cap, false)
+  best(cap: number, alongside = 0): number {
+    return this.search(cap, false, alongside)
   }
 
   /**
@@ -154,9 +154,23 @@ export class AdaptiveGamma {
     return this.search(cap, true) > 0
   }
 
-  private search(cap: number, optimistic: boolean): number {
+  /** Cost of one more position in a verification batch, in units of one plain step. */
+  private positionCost(): number {
+    if (!this.plain.known || !(this.plain.value > 0) || !this.slope.known) return PRIOR_SLOPE
+    return Math.max(this.slope.value / this.plain.value, MINIMUM_SLOPE)
+  }
+
+  /**
+   * The γ with the most expected tokens per unit of cost. `alongside` tokens are evaluated in
+   * the same pass whatever γ is (a request's first step carries the prompt's uncached tail):
+   * their cost is paid by plain decoding too, so it is added to both sides, and the longer
+   * the tail, the longer the draft worth adding to it. Lookup drafters only: a draft model
+   * would first have to evaluate the same tail itself, which this does not model.
+   */
+  private search(cap: number, optimistic: boolean, alongside = 0): number {
     const limit = Math.min(this.options.maxGamma, cap)
-    const plainRate = 1 / this.verifyCost(1)
+    const shared = alongside > 0 && this.options.kind === "lookup" ? alongside * this.positionCost() : 0
+    const plainRate = 1 / (this.verifyCost(1) + shared)
     let bestGamma = 0
     let bestRate = 0
     let expected = 1
@@ -165,7 +179,7 @@ export class AdaptiveGamma {
     for (let k = 1; k <= limit; k++) {
       reach *= optimistic ? 1 : this.alpha[k - 1]!
       expected += reach
-      const rate = expected / (optimistic ? this.verifyCost(k + 1, true) + this.draftCost(k) : costs![k]!)
+      const rate = expected / ((optimistic ? this.verifyCost(k + 1, true) + this.draftCost(k) : costs![k]!) + shared)
       if (rate > bestRate) {
         bestRate = rate
         bestGamma = k
@@ -186,8 +200,11 @@ export class AdaptiveGamma {
     return ++this.plainUntimed % PLAIN_TIMING_EVERY === 0
   }
 
-  /** γ for the next step; 0 means a plain step. Every `probeInterval` plain steps in a row, a short probe. */
-  choose(cap: number): number {
+  /**
+   * γ for the next step; 0 means a plain step. Every `probeInterval` plain steps in a row, a
+   * short probe. `alongside`: tokens the step evaluates whatever γ is (see `search`).
+   */
+  choose(cap: number, alongside = 0): number {
     this.offPeriod = false
     if (cap <= 0) return 0
     // Exploration: a plain step now and then keeps the unit of cost measured.
@@ -199,7 +216,7 @@ export class AdaptiveGamma {
       return Math.min(2, cap)
     }
     this.probeFollowUp = false
-    const gamma = this.best(cap)
+    const gamma = this.best(cap, alongside)
     if (this.probing) {
       // the step after a probe: did the probe make speculation worth it again?
       this.probing = false
