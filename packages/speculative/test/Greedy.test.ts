@@ -87,7 +87,8 @@ for (const file of ["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"]) {
       }
     }
     // the draft gets its own context (another context size), the target's single sequence stays free
-    const localLayer = (contextSize: number) => Local.layer({ model: NodePath.join(Llama.modelsDir(), file), contextSize })
+    const localLayer = (contextSize: number, fastGreedy?: boolean) =>
+      Local.layer({ model: NodePath.join(Llama.modelsDir(), file), contextSize, fastGreedy })
     check(
       "Local.layer TokenModel, self-draft via Drafter.modelLayer(Local.layer)",
       3,
@@ -104,5 +105,18 @@ for (const file of ["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"]) {
         () => drafters()[index]![1]
       )
     }
+    check(
+      "Local.layer TokenModel, ngram-cache",
+      "adaptive",
+      () => Layer.effect(TokenModel.TokenModel, Effect.service(TokenModel.TokenModel)).pipe(Layer.provide(localLayer(512))),
+      () => Drafter.ngramCache()
+    )
+    // node-llama-cpp's public API only (controlledEvaluate and its generator)
+    check(
+      "Local.layer TokenModel (fastGreedy: false), ngram-cache",
+      4,
+      () => Layer.effect(TokenModel.TokenModel, Effect.service(TokenModel.TokenModel)).pipe(Layer.provide(localLayer(512, false))),
+      () => Drafter.ngramCache()
+    )
   })
 }
