@@ -604,15 +604,32 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           })
         )
         /**
+         * The pass still running natively, if any. Interrupting the caller does not stop a
+         * native pass (it releases the lock while the pass goes on), so every operation first
+         * waits for it: the next one starts from the state the pass left, recorded in `tokens`.
+         */
+        let inFlight: Promise<unknown> | undefined
+        const afterInFlight = <A, E>(operation: () => Effect.Effect<A, E>): Effect.Effect<A, E> => {
+          const running = inFlight
+          if (running === undefined) return operation()
+          return Effect.andThen(Effect.promise(() => running.then(() => undefined, () => undefined)), Effect.suspend(operation))
+        }
+        /**
          * One forward pass over `newTokens` (bounds and context checked). The tokens are
          * recorded when the pass completes, even if the caller was interrupted meanwhile, so
-         * `tokens` always matches the sequence's state. (A plain function rather than a
-         * generator: it runs once per decoding step.)
+         * `tokens` always matches the sequence's state; `run` gets an AbortSignal that is
+         * aborted on interruption, so a greedy run stops after its current step. (A plain
+         * function rather than a generator: it runs once per decoding step.)
          */
         const evaluate = <A>(
           newTokens: ReadonlyArray<number>,
-          run: () => Promise<A>,
+          run: (signal: AbortSignal) => Promise<A>,
           /** Tokens the pass evaluated after `newTokens` (a greedy run's decoded tokens). */
+          evaluatedAfter?: (result: A) => ReadonlyArray<number>
+        ): Effect.Effect<A, LlmError.LlmError> => afterInFlight(() => evaluateNow(newTokens, run, evaluatedAfter))
+        const evaluateNow = <A>(
+          newTokens: ReadonlyArray<number>,
+          run: (signal: AbortSignal) => Promise<A>,
           evaluatedAfter?: (result: A) => ReadonlyArray<number>
         ): Effect.Effect<A, LlmError.LlmError> => {
           const bad = outOfVocabulary(newTokens)
@@ -628,12 +645,17 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
             )
           }
           return Effect.tryPromise({
-            try: () => {
-              const pending = run().then((result) => {
+            try: (signal) => {
+              const pending = run(signal).then((result) => {
                 tokens.push(...newTokens)
                 if (evaluatedAfter !== undefined) tokens.push(...evaluatedAfter(result))
                 return result
               })
+              inFlight = pending
+              const settled = () => {
+                if (inFlight === pending) inFlight = undefined
+              }
+              pending.then(settled, settled)
               slot.pending = pending
               return pending
             },
@@ -672,12 +694,14 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
          * `appendGreedy`).
          */
         const runGreedy = (newTokens: ReadonlyArray<number>, count: number, stopAt: ReadonlySet<number> | undefined) =>
-          evaluate(newTokens, async () => {
+          evaluate(newTokens, async (signal) => {
             const out: Array<number> = []
+            // an interrupted run stops after the step in progress (what it decoded stays decoded)
+            const more = () => out.length < count && !(out.length > 0 && signal.aborted)
             if (decoder !== undefined) {
               let input: ReadonlyArray<number> = newTokens
               try {
-                while (out.length < count) {
+                while (more()) {
                   const next = (await decoder.decode(input, input.length - 1))[0]!
                   out.push(next)
                   if (stopAt?.has(next) === true) break
@@ -691,7 +715,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
             }
             let input: Array<Token> | undefined = newTokens as Array<Token>
             try {
-              while (out.length < count) {
+              while (more()) {
                 let step: IteratorResult<Token, void>
                 if (generator === undefined) {
                   generator = sequence.evaluate(input!, { temperature: 0, yieldEogToken: true })
@@ -773,7 +797,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           ))
         }
         const truncate = (length: number) =>
-          lock.withPermits(1)(Effect.gen(function*() {
+          lock.withPermits(1)(afterInFlight(() => Effect.gen(function*() {
             if (!Number.isInteger(length) || length < 0) return yield* invalid(`truncate length must be a non-negative integer, got ${length}`)
             if (length >= tokens.length) return
             yield* Effect.tryPromise({
@@ -781,7 +805,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
               catch: failure("truncate failed")
             })
             tokens.length = length
-          }))
+          })))
         const result: TokenModel.TokenSequence & {
           readonly appendGreedy: typeof appendGreedy
           readonly generateGreedy: typeof generateGreedy

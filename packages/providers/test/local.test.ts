@@ -92,6 +92,34 @@ const generateGreedyMatchesSteps = () =>
     assert.strictEqual(empty.reason._tag, "InvalidRequest")
   }))
 
+/**
+ * Interrupting a greedy run stops it after its current step, and the next operation waits for
+ * that step: the sequence and its recorded tokens stay consistent (run with and without
+ * `fastGreedy`; before, the run went on natively behind the next operations' back).
+ */
+const interruptedRunLeavesSequenceConsistent = () =>
+  Effect.scoped(Effect.gen(function*() {
+    const model = yield* TokenModel.TokenModel
+    const sequence = (yield* model.sequence()) as TokenModel.TokenSequence & {
+      readonly generateGreedy: (tokens: ReadonlyArray<number>, count: number) => Effect.Effect<ReadonlyArray<number>, unknown>
+    }
+    const start = yield* model.tokenize("Once upon a time", { addBos: true })
+    const reference = yield* sequence.generateGreedy(start, 30)
+    for (let round = 0; round < 5; round++) {
+      yield* sequence.truncate(0)
+      const run = yield* Effect.forkChild(sequence.generateGreedy(start, 400))
+      // real time, not TestClock: the run decodes natively meanwhile
+      for (let i = 0; i < 3 + round; i++) yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1)))
+      yield* Fiber.interrupt(run)
+      yield* sequence.truncate(CONTEXT) // a no-op that waits for the step in progress
+      assert.isBelow(sequence.tokens().length, CONTEXT - 40, "the interrupted run stopped early")
+      yield* sequence.truncate(start.length)
+      const again = yield* sequence.generateGreedy([reference[0]!], 29)
+      assert.deepStrictEqual([reference[0], ...again], reference, `round ${round}`)
+      assert.deepStrictEqual(sequence.tokens(), [...start, ...reference.slice(0, 29)])
+    }
+  }))
+
 layer(Stories, { timeout: "60 seconds" })("Local (stories260K, 2 sequences)", (it) => {
   it.effect("greedy completion from a raw prompt is the reference story", () =>
     Effect.gen(function*() {
@@ -291,6 +319,8 @@ layer(Stories, { timeout: "60 seconds" })("Local (stories260K, 2 sequences)", (i
 
   it.effect("TokenModel: generateGreedy decodes a run natively, equal to single greedy steps", generateGreedyMatchesSteps)
 
+  it.effect("TokenModel: an interrupted greedy run leaves the sequence consistent", interruptedRunLeavesSequenceConsistent)
+
   it.effect("Completion.fromStream over the local stream matches complete()", () =>
     Effect.gen(function*() {
       const llm = yield* Llm.Llm
@@ -309,6 +339,7 @@ const StoriesPublic = Local.layerWithPool({ model: "stories260K.gguf", sequences
 layer(StoriesPublic, { timeout: "60 seconds" })("Local (stories260K, fastGreedy: false)", (it) => {
   it.effect("TokenModel: appendGreedy gives append's argmax at every position from `from`, in one pass", appendGreedyMatchesAppend)
   it.effect("TokenModel: generateGreedy decodes a run natively, equal to single greedy steps", generateGreedyMatchesSteps)
+  it.effect("TokenModel: an interrupted greedy run leaves the sequence consistent", interruptedRunLeavesSequenceConsistent)
 })
 
 layer(Local.layer({ model: "TinyStories-656K-Q8_0", contextSize: 256 }), { timeout: "60 seconds" })("Local (TinyStories-656K)", (it) => {
