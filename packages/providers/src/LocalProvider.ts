@@ -604,32 +604,42 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           })
         )
         /**
-         * The pass still running natively, if any. Interrupting the caller does not stop a
-         * native pass (it releases the lock while the pass goes on), so every operation first
-         * waits for it: the next one starts from the state the pass left, recorded in `tokens`.
+         * A native operation that, once started, runs to its end even if the caller is
+         * interrupted: the interruption aborts its signal (a greedy run stops after the step in
+         * progress) and then waits for it, so the lock is released, and the caller resumes, only
+         * once `tokens` matches the sequence again. (Otherwise a pass would go on natively
+         * behind the next operations' back, and a caller reading `tokens()` would see a state
+         * that is about to change.)
          */
-        let inFlight: Promise<unknown> | undefined
-        const afterInFlight = <A, E>(operation: () => Effect.Effect<A, E>): Effect.Effect<A, E> => {
-          const running = inFlight
-          if (running === undefined) return operation()
-          return Effect.andThen(Effect.promise(() => running.then(() => undefined, () => undefined)), Effect.suspend(operation))
-        }
+        const native = <A>(run: (signal: AbortSignal) => Promise<A>, message: string): Effect.Effect<A, LlmError.LlmError> =>
+          Effect.uninterruptibleMask((restore) => {
+            const controller = new AbortController()
+            let pending: Promise<A>
+            try {
+              pending = run(controller.signal)
+            } catch (error) {
+              pending = Promise.reject(error)
+            }
+            slot.pending = pending
+            return restore(Effect.tryPromise({ try: () => pending, catch: failure(message) })).pipe(
+              Effect.onInterrupt(() =>
+                Effect.promise(() => {
+                  controller.abort()
+                  return pending.then(() => undefined, () => undefined)
+                })
+              )
+            )
+          })
         /**
          * One forward pass over `newTokens` (bounds and context checked). The tokens are
-         * recorded when the pass completes, even if the caller was interrupted meanwhile, so
-         * `tokens` always matches the sequence's state; `run` gets an AbortSignal that is
-         * aborted on interruption, so a greedy run stops after its current step. (A plain
-         * function rather than a generator: it runs once per decoding step.)
+         * recorded when the pass completes, so `tokens` always matches the sequence's state;
+         * `run` gets the signal `native` aborts on interruption. (A plain function rather than
+         * a generator: it runs once per decoding step.)
          */
         const evaluate = <A>(
           newTokens: ReadonlyArray<number>,
           run: (signal: AbortSignal) => Promise<A>,
           /** Tokens the pass evaluated after `newTokens` (a greedy run's decoded tokens). */
-          evaluatedAfter?: (result: A) => ReadonlyArray<number>
-        ): Effect.Effect<A, LlmError.LlmError> => afterInFlight(() => evaluateNow(newTokens, run, evaluatedAfter))
-        const evaluateNow = <A>(
-          newTokens: ReadonlyArray<number>,
-          run: (signal: AbortSignal) => Promise<A>,
           evaluatedAfter?: (result: A) => ReadonlyArray<number>
         ): Effect.Effect<A, LlmError.LlmError> => {
           const bad = outOfVocabulary(newTokens)
@@ -644,23 +654,12 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
               })
             )
           }
-          return Effect.tryPromise({
-            try: (signal) => {
-              const pending = run(signal).then((result) => {
-                tokens.push(...newTokens)
-                if (evaluatedAfter !== undefined) tokens.push(...evaluatedAfter(result))
-                return result
-              })
-              inFlight = pending
-              const settled = () => {
-                if (inFlight === pending) inFlight = undefined
-              }
-              pending.then(settled, settled)
-              slot.pending = pending
-              return pending
-            },
-            catch: failure("evaluation failed")
-          })
+          return native((signal) =>
+            run(signal).then((result) => {
+              tokens.push(...newTokens)
+              if (evaluatedAfter !== undefined) tokens.push(...evaluatedAfter(result))
+              return result
+            }), "evaluation failed")
         }
         const controlled = (newTokens: ReadonlyArray<number>, item: (token: Token, index: number) => ControlledEvaluateInputItem) =>
           evaluate(newTokens, () => sequence.controlledEvaluate(newTokens.map((token, index) => item(token as Token, index))))
@@ -797,15 +796,14 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           ))
         }
         const truncate = (length: number) =>
-          lock.withPermits(1)(afterInFlight(() => Effect.gen(function*() {
+          lock.withPermits(1)(Effect.gen(function*() {
             if (!Number.isInteger(length) || length < 0) return yield* invalid(`truncate length must be a non-negative integer, got ${length}`)
             if (length >= tokens.length) return
-            yield* Effect.tryPromise({
-              try: () => sequence.eraseContextTokenRanges([{ start: length, end: sequence.nextTokenIndex }]),
-              catch: failure("truncate failed")
-            })
-            tokens.length = length
-          })))
+            yield* native(() =>
+              sequence.eraseContextTokenRanges([{ start: length, end: sequence.nextTokenIndex }]).then(() => {
+                tokens.length = length
+              }), "truncate failed")
+          }))
         const result: TokenModel.TokenSequence & {
           readonly appendGreedy: typeof appendGreedy
           readonly generateGreedy: typeof generateGreedy
