@@ -148,12 +148,6 @@ const cpuNow = () => {
   return (usage.user + usage.system) / 1e6
 }
 
-const commonPrefix = (left: ReadonlyArray<number>, right: ReadonlyArray<number>) => {
-  let i = 0
-  while (i < left.length && i < right.length && left[i] === right[i]) i++
-  return i
-}
-
 /**
  * node-llama-cpp alone: `sequence.evaluate` greedy, optionally with a token predictor. Like
  * Hasten's layer it starts from the prompt text, so tokenizing is timed on both sides.
@@ -172,7 +166,7 @@ const nodeLlamaCppSession = async (
       const before = sequence.tokenPredictions
       const prompt = [model.tokens.bos!, ...model.tokenize(text, false)]
       // reuse the KV state of the prefix shared with the previous request, as Hasten does
-      const keep = Math.min(commonPrefix(sequence.contextTokens, prompt), prompt.length - 1)
+      const keep = Math.min(Drafter.commonPrefix(sequence.contextTokens, prompt), prompt.length - 1)
       if (sequence.nextTokenIndex > keep) await sequence.eraseContextTokenRanges([{ start: keep, end: sequence.nextTokenIndex }])
       const out: Array<number> = []
       for await (const token of sequence.evaluate(prompt.slice(keep) as Array<Token>, { temperature: 0 })) {
