@@ -8,6 +8,7 @@ import type * as Scope from "effect/Scope"
 import * as Completion from "./Completion.js"
 import type { CompletionRequest } from "./CompletionRequest.js"
 import type { LlmError } from "./LlmError.js"
+import type { RateLimitPolicy } from "./RateLimitPolicy.js"
 
 /** The operations every language-model backend offers. @category models @since 0.1.0 */
 export interface LlmService {
@@ -17,6 +18,12 @@ export interface LlmService {
   readonly complete: (request: CompletionRequest) => Effect.Effect<Completion.Completion, LlmError>
   /** A streamed completion; the last chunk carries usage and the finish reason. */
   readonly stream: (request: CompletionRequest) => Stream.Stream<Completion.CompletionChunk, LlmError>
+  /**
+   * How the provider admits and counts calls against its rate limits (see
+   * `RateLimitPolicy`); middleware built with {@link middleware} passes it on. Absent: no
+   * provider budget is known.
+   */
+  readonly rateLimitPolicy?: RateLimitPolicy | undefined
 }
 
 /**
@@ -79,11 +86,23 @@ export const fromStream = (
 
 /**
  * Middleware helper: a layer that reads the `Llm` below it and provides a wrapped one.
+ * The wrapped `Llm` keeps the inner one's `rateLimitPolicy` unless it sets its own.
  * @category constructors @since 0.1.0
  */
 export const middleware = <E = never, R = never>(
   wrap: (inner: LlmService) => Effect.Effect<LlmService, E, R>
-): Layer.Layer<Llm, E, Llm | Exclude<R, Scope.Scope>> => Layer.effect(Llm, Effect.flatMap(Effect.service(Llm), wrap))
+): Layer.Layer<Llm, E, Llm | Exclude<R, Scope.Scope>> =>
+  Layer.effect(Llm, Effect.flatMap(Effect.service(Llm), (inner) => Effect.map(wrap(inner), (outer) => inherit(inner, outer))))
+
+/**
+ * Carries what describes the backend (`rateLimitPolicy`) from an inner `Llm` to the one
+ * that wraps it, unless the outer one sets its own.
+ * @category constructors @since 0.2.0
+ */
+export const inherit = (inner: LlmService, outer: LlmService): LlmService =>
+  outer.rateLimitPolicy !== undefined || inner.rateLimitPolicy === undefined
+    ? outer
+    : { ...outer, rateLimitPolicy: inner.rateLimitPolicy }
 
 /** Calls `complete` on the current `Llm`. @category accessors @since 0.1.0 */
 export const complete = (request: CompletionRequest): Effect.Effect<Completion.Completion, LlmError, Llm> =>

@@ -17,6 +17,8 @@ export * as Embedder from "./Embedder.js"
 export * as TokenModel from "./TokenModel.js"
 /** Parsers for providers' rate-limit headers. @since 0.1.0 */
 export * as RateLimitHeaders from "./RateLimitHeaders.js"
+/** How a provider admits and counts calls against its rate limits. @since 0.2.0 */
+export * as RateLimitPolicy from "./RateLimitPolicy.js"
 /** The canonical request key. @since 0.1.0 */
 export * as RequestKey from "./RequestKey.js"
 /** `Llm` as an `effect/ai` `LanguageModel`. @since 0.1.0 */

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Completion, CompletionRequest, Llm } from "@hasten/core"
+import { Completion, CompletionRequest, Llm, RateLimitPolicy } from "@hasten/core"
 import { Effect, Exit, Fiber, Layer, Stream } from "effect"
 import { TestClock } from "effect/testing"
 
@@ -55,6 +55,19 @@ describe("Llm", () => {
           Effect.map(inner.complete(r), (c) => new Completion.Completion({ ...c, text: c.text.toUpperCase() }))))
       ).pipe(Layer.provide(Llm.Llm.layerEcho))
     )))
+
+  it.effect("middleware passes the provider's rate-limit policy up unless it declares its own", () =>
+    Effect.gen(function*() {
+      const provider = Layer.succeed(Llm.Llm, { ...Llm.fromComplete("p", () => Effect.die("unused")), rateLimitPolicy: RateLimitPolicy.openAi })
+      const plain = Llm.middleware((inner) => Effect.succeed(Llm.fromComplete(inner.name, inner.complete)))
+      const own = Llm.middleware((inner) => Effect.succeed({ ...Llm.fromComplete(inner.name, inner.complete), rateLimitPolicy: RateLimitPolicy.none }))
+      const through = yield* Effect.service(Llm.Llm).pipe(Effect.provide(plain.pipe(Layer.provide(plain), Layer.provide(provider))))
+      assert.strictEqual(through.rateLimitPolicy, RateLimitPolicy.openAi)
+      const overridden = yield* Effect.service(Llm.Llm).pipe(Effect.provide(own.pipe(Layer.provide(provider))))
+      assert.strictEqual(overridden.rateLimitPolicy, RateLimitPolicy.none)
+      const unknown = yield* Effect.service(Llm.Llm).pipe(Effect.provide(plain.pipe(Layer.provide(Llm.Llm.layerEcho))))
+      assert.isUndefined(unknown.rateLimitPolicy)
+    }))
 })
 
 describe("CompletionRequest", () => {

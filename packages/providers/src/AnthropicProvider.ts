@@ -6,7 +6,7 @@
  */
 import { Context, Effect, Layer, Redacted, Result, Stream } from "effect"
 import type * as Scope from "effect/Scope"
-import { Completion, CompletionRequest, Llm, LlmError, RateLimitHeaders } from "@hasten/core"
+import { Completion, CompletionRequest, Llm, LlmError, RateLimitHeaders, RateLimitPolicy } from "@hasten/core"
 import AnthropicClient, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "@anthropic-ai/sdk"
 import type {
   Message,
@@ -260,7 +260,12 @@ export const make = (options: Options): Llm.LlmService => {
       }
     }))
 
-  return { name: providerName, complete, stream }
+  return {
+    name: providerName,
+    complete,
+    stream,
+    rateLimitPolicy: { ...RateLimitPolicy.anthropic, defaultMaxTokens: options.defaultMaxTokens ?? RateLimitPolicy.anthropic.defaultMaxTokens }
+  }
 }
 
 const emit = (chunk: Completion.CompletionChunk): Result.Result<Completion.CompletionChunk, void> => Result.succeed(chunk)

@@ -6,7 +6,7 @@
  */
 import { Context, Effect, Layer, Redacted, Stream } from "effect"
 import type * as Scope from "effect/Scope"
-import { Completion, CompletionRequest, Embedder, Llm, LlmError, RateLimitHeaders } from "@hasten/core"
+import { Completion, CompletionRequest, Embedder, Llm, LlmError, RateLimitHeaders, RateLimitPolicy } from "@hasten/core"
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "openai"
 import type {
   ChatCompletion,
@@ -45,6 +45,28 @@ export interface Options {
   readonly headers?: Readonly<Record<string, string>> | undefined
   /** A custom `fetch` (proxies, tests). */
   readonly fetch?: typeof globalThis.fetch | undefined
+  /**
+   * How the endpoint admits and counts calls, for `@hasten/rate-limit`: OpenAI's own
+   * accounting (`RateLimitPolicy.openAi`) for api.openai.com; for any other `baseURL`
+   * no provider budget (`RateLimitPolicy.none`) — limit headers such a server sends are
+   * still learnt. Set it when a compatible server charges as OpenAI does.
+   */
+  readonly rateLimitPolicy?: RateLimitPolicy.RateLimitPolicy | undefined
+}
+
+/**
+ * The rate-limit policy an endpoint gets when none is given: OpenAI's for api.openai.com
+ * (or no `baseURL`), none for other servers.
+ * @category utils @since 0.2.0
+ */
+export const policyFor = (options: Pick<Options, "baseURL" | "rateLimitPolicy">): RateLimitPolicy.RateLimitPolicy => {
+  if (options.rateLimitPolicy !== undefined) return options.rateLimitPolicy
+  if (options.baseURL === undefined) return RateLimitPolicy.openAi
+  try {
+    return new URL(options.baseURL).hostname === "api.openai.com" ? RateLimitPolicy.openAi : RateLimitPolicy.none
+  } catch {
+    return RateLimitPolicy.none
+  }
 }
 
 /** The chat-completions body a request maps to (exported for tests and debugging). @category utils @since 0.1.0 */
@@ -272,7 +294,7 @@ export const make = (options: Options = {}): { readonly llm: Llm.LlmService; rea
   })
 
   return {
-    llm: { name, complete, stream },
+    llm: { name, complete, stream, rateLimitPolicy: policyFor(options) },
     embedder: { name, model: options.embeddingModel ?? "text-embedding-3-small", embed }
   }
 }

@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import { Context, Duration, Effect, Exit, Layer, Redacted, Stream } from "effect"
-import { Completion, CompletionRequest, Llm, LlmError, RateLimitHeaders } from "@hasten/core"
+import { Completion, CompletionRequest, Llm, LlmError, RateLimitHeaders, RateLimitPolicy } from "@hasten/core"
 import ReplicateClient from "replicate"
 import type { Prediction } from "replicate"
 import type { ProviderConfigError } from "./internal/remote.js"
@@ -443,6 +443,7 @@ export const make = (options: Options): ReplicateLlm => {
     name: providerName,
     complete,
     stream,
+    rateLimitPolicy: RateLimitPolicy.replicate,
     pendingCancellations: () => Promise.allSettled([...pending]).then(() => undefined)
   }
 }

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Completion, CompletionRequest, Embedder, Llm, LlmError } from "@hasten/core"
+import { Completion, CompletionRequest, Embedder, Llm, LlmError, RateLimitPolicy } from "@hasten/core"
 import { OpenAi } from "@hasten/providers/openai"
 import { Simulator } from "@hasten/testkit"
 import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Logger, Redacted, Stream } from "effect"
@@ -22,6 +22,18 @@ const reasonOf = <A>(exit: Exit.Exit<A, LlmError.LlmError>): LlmError.LlmErrorRe
   assert.isDefined(error)
   return (error as { error: LlmError.LlmError }).error.reason
 }
+
+describe("OpenAi rate-limit policy", () => {
+  it("declares OpenAI's accounting for api.openai.com and none for other servers unless told", () => {
+    assert.strictEqual(OpenAi.make({}).llm.rateLimitPolicy, RateLimitPolicy.openAi)
+    assert.strictEqual(OpenAi.make({ baseURL: "https://api.openai.com/v1" }).llm.rateLimitPolicy, RateLimitPolicy.openAi)
+    assert.strictEqual(OpenAi.make({ baseURL: "http://127.0.0.1:8000/v1" }).llm.rateLimitPolicy, RateLimitPolicy.none)
+    assert.strictEqual(
+      OpenAi.make({ baseURL: "http://127.0.0.1:8000/v1", rateLimitPolicy: RateLimitPolicy.openAi }).llm.rateLimitPolicy,
+      RateLimitPolicy.openAi
+    )
+  })
+})
 
 describe("OpenAi against the simulator (official openai SDK)", () => {
   it.live("completes with text, usage, finish reason and parsed rate-limit headers", () =>
