@@ -285,8 +285,8 @@ const makeScoped = (options: Options & { readonly write: boolean }) =>
   })
 
 /**
- * The run recorder as a layer: `PerfLogger.layer({ dir: "performance_logs", runId, prices })`.
- * Combine with the middleware (`PerfLogger.layerLlm`), which measures the calls.
+ * The run recorder as a layer (`PerfLogger.layerRun`): `Recorder.layer({ dir: "performance_logs", runId, prices })`.
+ * Combine with the middleware (`PerfLogger.layer`), which measures the calls.
  * @category layers @since 0.1.0
  */
 export const layer = (options: Options = {}): Layer.Layer<PerfLogger> => Layer.effect(PerfLogger, make(options))
@@ -302,33 +302,36 @@ export const layerMemory = (options: Pick<Options, "runId" | "prices" | "spans" 
   )
 
 /**
- * The recorder configured from the environment: `HASTEN_PERF_DIR` (default
- * `performance_logs`), `HASTEN_PERF_RUN_ID`, `HASTEN_PERF_FLUSH` (`group`, the default 10 ms group commit; `buffered`, 100 ms; or `event`),
- * `HASTEN_PERF_CONSOLE` and `HASTEN_PERF_REPORT` (default `true`), `HASTEN_PERF_SPANS`
- * (default `true`).
+ * Like {@link layer}, reading the environment: `HASTEN_PERF_DIR` (default
+ * `performance_logs`), `HASTEN_PERF_RUN_ID`, `HASTEN_PERF_FLUSH` (`group`, the default 10 ms
+ * group commit; `buffered`, 100 ms; or `event`), `HASTEN_PERF_CONSOLE` and
+ * `HASTEN_PERF_REPORT` (default `true`), `HASTEN_PERF_SPANS` (`auto`, the default; `true` or
+ * `false`). Explicit options win over the environment.
  * @category layers @since 0.1.0
  */
-export const layerConfig: Layer.Layer<PerfLogger, Config.ConfigError> = Layer.unwrap(
-  Effect.map(
-    Config.all({
-      dir: Config.String("HASTEN_PERF_DIR").pipe(Config.withDefault("performance_logs")),
-      runId: Config.option(Config.String("HASTEN_PERF_RUN_ID")),
-      flush: Config.Literals(["group", "event", "buffered"], "HASTEN_PERF_FLUSH").pipe(Config.withDefault("group" as const)),
-      console: Config.Boolean("HASTEN_PERF_CONSOLE").pipe(Config.withDefault(true)),
-      report: Config.Boolean("HASTEN_PERF_REPORT").pipe(Config.withDefault(true)),
-      spans: Config.Literals(["auto", "true", "false"], "HASTEN_PERF_SPANS").pipe(Config.withDefault("auto" as const))
-    }),
-    (config) =>
-      layer({
-        dir: config.dir,
-        ...(Option.isSome(config.runId) ? { runId: config.runId.value } : {}),
-        flush: config.flush === "buffered" ? bufferedFlush : config.flush === "event" ? "event" : groupFlush,
-        console: config.console,
-        report: config.report,
-        spans: config.spans === "auto" ? "auto" : config.spans === "true"
-      })
+export const layerConfig = (options: Options = {}): Layer.Layer<PerfLogger, Config.ConfigError> =>
+  Layer.unwrap(
+    Effect.map(
+      Config.all({
+        dir: Config.String("HASTEN_PERF_DIR").pipe(Config.withDefault("performance_logs")),
+        runId: Config.option(Config.String("HASTEN_PERF_RUN_ID")),
+        flush: Config.Literals(["group", "event", "buffered"], "HASTEN_PERF_FLUSH").pipe(Config.withDefault("group" as const)),
+        console: Config.Boolean("HASTEN_PERF_CONSOLE").pipe(Config.withDefault(true)),
+        report: Config.Boolean("HASTEN_PERF_REPORT").pipe(Config.withDefault(true)),
+        spans: Config.Literals(["auto", "true", "false"], "HASTEN_PERF_SPANS").pipe(Config.withDefault("auto" as const))
+      }),
+      (config) =>
+        layer({
+          dir: config.dir,
+          ...(Option.isSome(config.runId) ? { runId: config.runId.value } : {}),
+          flush: config.flush === "buffered" ? bufferedFlush : config.flush === "event" ? "event" : groupFlush,
+          console: config.console,
+          report: config.report,
+          spans: config.spans === "auto" ? "auto" : config.spans === "true",
+          ...options
+        })
+    )
   )
-)
 
 /**
  * The run summary so far.
