@@ -177,14 +177,14 @@ export const run = (options: PipelineOptions) =>
     })
     const Stack = cache.pipe(
       Layer.provide(batcher),
-      Layer.provide(PerfLogger.layerLlm),
+      Layer.provide(PerfLogger.layer),
       Layer.provide(rateLimit),
       Layer.provide(provider)
     )
     // The structure stage's own stack when speculative decoding is on (local only).
     const speculativeStack = options.speculative && local
       ? Cache.layer({ store: "sqlite", path: options.cachePath, enabled: options.cache, namespace: "pipeline-speculative" }).pipe(
-        Layer.provide(PerfLogger.layerLlm),
+        Layer.provide(PerfLogger.layer),
         Layer.provide(Speculative.layer({
           drafter: options.draftModel !== undefined
             ? Drafter.modelLayer(Local.layerWithPool({ model: options.draftModel, threads: 1, contextSize: 256 }))
@@ -285,7 +285,7 @@ export const run = (options: PipelineOptions) =>
     })
     return yield* program.pipe(
       Effect.provide(Stack),
-      Effect.provide(PerfLogger.layer({ dir: options.logDir, console: false })),
+      Effect.provide(PerfLogger.layerRun({ dir: options.logDir, console: false })),
       Effect.provide(ModelPool.layer()),
       // Read the environment as it is now (Effect's default provider snapshots it at first use).
       Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv()),

@@ -22,10 +22,10 @@ describe("the README's stack", () => {
           const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "hasten-readme-"))
           const Stack = Cache.layer({ store: "sqlite", path: Path.join(dir, "cache.db") }).pipe(
             Layer.provide(Batcher.layerConfig),
-            Layer.provide(PerfLogger.layerLlm),
+            Layer.provide(PerfLogger.layer),
             Layer.provide(RateLimit.layerConfig),
             Layer.provide(OpenAi.layerConfig()),
-            Layer.provide(PerfLogger.layer({ dir, console: false }))
+            Layer.provide(PerfLogger.layerRun({ dir, console: false }))
           )
           const env = ConfigProvider.layer(ConfigProvider.fromUnknown({
             OPENAI_API_KEY: "sk-readme",

@@ -272,7 +272,7 @@ export const evaluate = (
     const checkpoint = Path.join(out, "checkpoint.jsonl")
     if (args.fresh && existsSync(checkpoint)) rmSync(checkpoint)
     const cache = args.cache === false ? undefined : Stack.cacheStore({ path: args.cache })
-    const perf = args.perf ? PerfLogger.layer({ dir: out, runId: "perf", console: false }) : undefined
+    const perf = args.perf ? PerfLogger.layerRun({ dir: out, runId: "perf", console: false }) : undefined
     const middleware: Stack.Middleware = { ...(cache !== undefined ? { cache } : {}), ...(perf !== undefined ? { perf } : {}) }
     // One provider layer per model (adapters share it), so a local model loads once.
     const providers = new Map<string, Layer.Layer<Llm.Llm, unknown>>()

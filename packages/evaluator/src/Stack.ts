@@ -42,7 +42,7 @@ export const wrap = (provider: Layer.Layer<Llm.Llm, unknown>, middleware: Middle
   // Middleware values are shared between stacks, so build them fresh: a memoized
   // middleware would hand every stack the first stack's wrapped provider.
   if (middleware.rateLimit !== undefined) llm = Layer.fresh(middleware.rateLimit).pipe(Layer.provide(llm))
-  if (middleware.perf !== undefined) llm = Layer.fresh(PerfLogger.layerLlm).pipe(Layer.provide(llm), Layer.provide(middleware.perf))
+  if (middleware.perf !== undefined) llm = Layer.fresh(PerfLogger.layer).pipe(Layer.provide(llm), Layer.provide(middleware.perf))
   if (middleware.cache !== undefined) {
     llm = Cache.layerFromStore(middleware.cacheSettings).pipe(Layer.provide(llm), Layer.provide(middleware.cache))
   }

@@ -1,5 +1,5 @@
 /**
- * Cost of measuring: the same sequential workload with and without `PerfLogger.layerLlm` +
+ * Cost of measuring: the same sequential workload with and without `PerfLogger.layer` +
  * `PerfLogger.layer` (writing events.jsonl to a temp folder), side by side in one process run.
  *
  *   1. the zero-latency `@hasten/testkit` simulator (its CLI, in its own process; an inline
@@ -135,9 +135,9 @@ type Mode = "baseline" | "baseline (A/A)" | "perf-logger" | "perf-logger flush:e
 const stackFor = (mode: Mode, llm: Layer.Layer<Llm.Llm>): Layer.Layer<Llm.Llm> =>
   mode === "baseline" || mode === "baseline (A/A)"
     ? llm
-    : PerfLogger.layerLlm.pipe(
+    : PerfLogger.layer.pipe(
       Layer.provide(llm),
-      Layer.provide(PerfLogger.layer({
+      Layer.provide(PerfLogger.layerRun({
         dir: logRoot,
         runId: `run-${runCounter++}`,
         console: false,

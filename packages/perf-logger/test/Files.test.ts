@@ -36,9 +36,9 @@ describe("run files", () => {
   it.effect("writes events.jsonl as the run goes, then summary.json and report.html when the scope closes", () =>
     Effect.gen(function*() {
       const dir = tmp()
-      const layer = PerfLogger.layerLlm.pipe(
+      const layer = PerfLogger.layer.pipe(
         Layer.provideMerge(Scripted.layer),
-        Layer.provideMerge(PerfLogger.layer({ dir, runId: "run-1", console: false, summaryInterval: false, flush: "event" }))
+        Layer.provideMerge(PerfLogger.layerRun({ dir, runId: "run-1", console: false, summaryInterval: false, flush: "event" }))
       )
       const events = Path.join(dir, "run-1", "events.jsonl")
       const live = yield* Effect.gen(function*() {
@@ -82,9 +82,9 @@ describe("run files", () => {
         assert.strictEqual((yield* PerfLogger.summary).overall.calls, 3)
         assert.strictEqual(callsOnDisk(), 3)
         yield* Llm.complete(Scripted.request({ outputTokens: 4 }))
-      }).pipe(Effect.provide(PerfLogger.layerLlm.pipe(
+      }).pipe(Effect.provide(PerfLogger.layer.pipe(
         Layer.provideMerge(Scripted.layer),
-        Layer.provideMerge(PerfLogger.layer({
+        Layer.provideMerge(PerfLogger.layerRun({
           dir,
           runId: "group",
           console: false,
@@ -110,9 +110,9 @@ describe("run files", () => {
         assert.strictEqual(partial.overall.calls, 1)
         assert.isFalse(partial.complete)
         assert.strictEqual((yield* TestConsole.logLines).length, 0)
-      }).pipe(Effect.provide(PerfLogger.layerLlm.pipe(
+      }).pipe(Effect.provide(PerfLogger.layer.pipe(
         Layer.provideMerge(Scripted.layer),
-        Layer.provideMerge(PerfLogger.layer({ dir, runId: "periodic", summaryInterval: "5 seconds", report: false }))
+        Layer.provideMerge(PerfLogger.layerRun({ dir, runId: "periodic", summaryInterval: "5 seconds", report: false }))
       )))
       const printed = (yield* TestConsole.logLines).map(String).join("\n")
       assert.match(printed, /perf-logger run periodic: 1 calls/)
@@ -221,7 +221,7 @@ describe("plain async TypeScript", () => {
         const recorder = yield* PerfLogger.PerfLogger
         return recorder.runDir
       }).pipe(
-        Effect.provide(PerfLogger.layerConfig),
+        Effect.provide(PerfLogger.layerConfig()),
         Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({
           HASTEN_PERF_DIR: dir,
           HASTEN_PERF_RUN_ID: "from-env",
@@ -230,6 +230,24 @@ describe("plain async TypeScript", () => {
       )
       assert.strictEqual(runDir, Path.join(dir, "from-env"))
       assert.isTrue(Fs.existsSync(Path.join(dir, "from-env", "summary.json")))
+    }))
+
+  it.effect("layerConfig(options): explicit options win over the environment", () =>
+    Effect.gen(function*() {
+      const dir = tmp()
+      const runDir = yield* Effect.gen(function*() {
+        const recorder = yield* PerfLogger.PerfLogger
+        return recorder.runDir
+      }).pipe(
+        Effect.provide(PerfLogger.layerConfig({ runId: "from-options", console: false })),
+        Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({
+          HASTEN_PERF_DIR: dir,
+          HASTEN_PERF_RUN_ID: "from-env",
+          HASTEN_PERF_CONSOLE: "true"
+        })))
+      )
+      assert.strictEqual(runDir, Path.join(dir, "from-options"))
+      assert.isFalse(Fs.existsSync(Path.join(dir, "from-env")))
     }))
 })
 
@@ -261,9 +279,9 @@ describe("robustness", () => {
         yield* Llm.complete(Scripted.request({ outputTokens: 1 }))
         yield* Llm.complete(Scripted.request({ outputTokens: 2 }))
         return yield* PerfLogger.summary
-      }).pipe(Effect.provide(PerfLogger.layerLlm.pipe(
+      }).pipe(Effect.provide(PerfLogger.layer.pipe(
         Layer.provideMerge(Scripted.layer),
-        Layer.provideMerge(PerfLogger.layer({ dir, runId: "full", console: false, ...(flush === "event" ? { flush } : {}) }))
+        Layer.provideMerge(PerfLogger.layerRun({ dir, runId: "full", console: false, ...(flush === "event" ? { flush } : {}) }))
       )))
       yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
       process.off("warning", onWarning)

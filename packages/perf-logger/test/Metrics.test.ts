@@ -5,7 +5,7 @@ import { TestClock } from "effect/testing"
 import { PerfLogger } from "../src/index.js"
 import * as Scripted from "./fixtures/ScriptedLlm.js"
 
-const Measured = PerfLogger.layerLlm.pipe(Layer.provideMerge(Scripted.layer), Layer.provideMerge(PerfLogger.layerMemory({
+const Measured = PerfLogger.layer.pipe(Layer.provideMerge(Scripted.layer), Layer.provideMerge(PerfLogger.layerMemory({
   prices: { "fake-model": { input: 1, output: 2, cachedInput: 0.5 } }
 })))
 

@@ -38,7 +38,7 @@ type KeyValue = { key: string; value: Record<string, unknown> }
 const attributes = (list: ReadonlyArray<KeyValue> | undefined): Record<string, unknown> =>
   Object.fromEntries((list ?? []).map(({ key, value }) => [key, Object.values(value)[0]]))
 
-const Measured = PerfLogger.layerLlm.pipe(Layer.provideMerge(Scripted.layer), Layer.provideMerge(PerfLogger.layerMemory()))
+const Measured = PerfLogger.layer.pipe(Layer.provideMerge(Scripted.layer), Layer.provideMerge(PerfLogger.layerMemory()))
 
 const workload = Effect.gen(function*() {
   yield* Llm.complete(Scripted.request({ inputTokens: 7, outputTokens: 3 }))
@@ -127,7 +127,7 @@ describe("OTLP export (GenAI semantic conventions)", () => {
         yield* workload
         return yield* PerfLogger.prometheusText
       }).pipe(
-        Effect.provide(PerfLogger.layerLlm.pipe(
+        Effect.provide(PerfLogger.layer.pipe(
           Layer.provideMerge(Scripted.layer),
           Layer.provideMerge(PerfLogger.layerMemory({ metrics: false }))
         )),
@@ -169,7 +169,7 @@ describe("OTLP export (GenAI semantic conventions)", () => {
     it.effect("auto: spans when an exporting tracer is installed, none on the native tracer", () =>
       Effect.gen(function*() {
         const names: Array<string> = []
-        const layer = PerfLogger.layerLlm.pipe(Layer.provideMerge(Scripted.layer), Layer.provideMerge(PerfLogger.layerMemory()))
+        const layer = PerfLogger.layer.pipe(Layer.provideMerge(Scripted.layer), Layer.provideMerge(PerfLogger.layerMemory()))
         yield* calls.pipe(Effect.provide(layer), Effect.withTracer(recordingTracer(names)))
         assert.deepStrictEqual(names.filter((name) => name.startsWith("PerfLogger.")), ["PerfLogger.complete", "PerfLogger.stream"])
       }))
@@ -178,7 +178,7 @@ describe("OTLP export (GenAI semantic conventions)", () => {
       Effect.gen(function*() {
         const off: Array<string> = []
         yield* calls.pipe(
-          Effect.provide(PerfLogger.layerLlm.pipe(Layer.provideMerge(Scripted.layer), Layer.provideMerge(PerfLogger.layerMemory({ spans: false })))),
+          Effect.provide(PerfLogger.layer.pipe(Layer.provideMerge(Scripted.layer), Layer.provideMerge(PerfLogger.layerMemory({ spans: false })))),
           Effect.withTracer(recordingTracer(off))
         )
         assert.deepStrictEqual(off.filter((name) => name.startsWith("PerfLogger.")), [])
@@ -193,7 +193,7 @@ describe("OTLP export (GenAI semantic conventions)", () => {
                 return yield* Effect.orDie(Effect.flatMap(Effect.service(Llm.Llm), (llm) => llm.complete(request)).pipe(Effect.provide(Scripted.layer)))
               })))
             yield* Llm.complete(Scripted.request({})).pipe(
-              Effect.provide(PerfLogger.layerLlm.pipe(Layer.provideMerge(probe), Layer.provideMerge(PerfLogger.layerMemory({ spans }))))
+              Effect.provide(PerfLogger.layer.pipe(Layer.provideMerge(probe), Layer.provideMerge(PerfLogger.layerMemory({ spans }))))
             )
             return seen[0]
           })

@@ -61,9 +61,9 @@ const scriptedRun = (dir: string) =>
     yield* TestClock.adjust("1 hour")
     yield* Fiber.join(fiber)
   }).pipe(
-    Effect.provide(PerfLogger.layerLlm.pipe(
+    Effect.provide(PerfLogger.layer.pipe(
       Layer.provideMerge(Scripted.layer),
-      Layer.provideMerge(PerfLogger.layer({
+      Layer.provideMerge(PerfLogger.layerRun({
         dir,
         runId: "report-run",
         console: false,

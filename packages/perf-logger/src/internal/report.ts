@@ -3,7 +3,7 @@
  * script from the run data embedded in the page.
  * @since 0.1.0
  */
-import type { CallStats, Summary } from "./stats.js"
+import type { CallStats, Summary } from "../Summary.js"
 
 /** What the report draws. `points` is `[start, latencyMs, outputTokens, flags]` per call. */
 export interface ReportData {

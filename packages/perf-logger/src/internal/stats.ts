@@ -4,24 +4,9 @@
  * @since 0.1.0
  */
 import { DDSketch } from "@datadog/sketches-js"
-import type { CallEvent, Event, MemoryEvent, Price, PriceTable, SpeculativeStats } from "./events.js"
-
-/**
- * Distribution of a sample set: nearest-rank quantiles (p = sorted[ceil(p·n) − 1]). Past
- * {@link EXACT_SAMPLES} samples the quantiles come from a DDSketch and are within
- * `relativeError` of the exact ones; count, mean, min and max stay exact.
- */
-export interface Distribution {
-  readonly count: number
-  readonly mean: number
-  readonly min: number
-  readonly p50: number
-  readonly p90: number
-  readonly p99: number
-  readonly max: number
-  /** Present when the quantiles are a sketch's: their bound on relative error (0.01 = 1%). */
-  readonly relativeError?: number
-}
+import type { Price, PriceTable } from "../Price.js"
+import type { CallEvent, Event, MemoryEvent, SpeculativeStats } from "../RunLog.js"
+import type { CallStats, Distribution, StageStats, Summary } from "../Summary.js"
 
 /** Samples a distribution keeps exactly before it folds them into a sketch. */
 export const EXACT_SAMPLES = 10_000
@@ -31,85 +16,6 @@ export const POINTS_KEPT = 40_000
 
 /** Relative accuracy of the quantiles once a distribution is sketched. */
 export const SKETCH_RELATIVE_ACCURACY = 0.01
-
-/** Metrics of a set of calls (the whole run, one provider/model, or one stage). */
-export interface CallStats {
-  readonly calls: number
-  readonly streams: number
-  readonly succeeded: number
-  readonly errors: number
-  readonly errorsByClass: Readonly<Record<string, number>>
-  /** End-to-end latency of successful calls that went upstream (cache hits excluded). */
-  readonly latencyMs: Distribution | null
-  /** Latency of cache hits, reported apart from upstream latency. */
-  readonly cacheHitLatencyMs: Distribution | null
-  /** Time to first token (streams, and completions whose provider reported a first-token time). */
-  readonly ttftMs: Distribution | null
-  /** Inter-token latency: one sample per output token after the first chunk. */
-  readonly itlMs: Distribution | null
-  /** Time per output token from provider-reported `usage.outputTokens`. */
-  readonly tpotMs: Distribution | null
-  /** Output tokens of upstream calls divided by the group's active wall time. */
-  readonly outputTokensPerSecond: number | null
-  readonly requestsPerSecond: number | null
-  /** First call start to last call end. */
-  readonly activeMs: number
-  readonly tokens: { readonly input: number; readonly output: number; readonly cachedInput: number }
-  readonly cache: { readonly hits: number; readonly misses: number; readonly hitRate: number | null }
-  readonly retries: {
-    readonly total: number
-    readonly retriedCalls: number
-    readonly rateLimitWaitMs: number
-    readonly rateLimitWaitMaxMs: number
-  }
-  readonly batch: { readonly sizes: Distribution; readonly queueWaitMs: Distribution | null } | null
-  readonly speculative: {
-    readonly calls: number
-    readonly acceptanceRate: number
-    readonly meanAcceptedLength: number | null
-    readonly perPosition: ReadonlyArray<number>
-  } | null
-  /** USD; null when no price matched any call. */
-  readonly costUsd: number | null
-}
-
-/** Stage throughput plus the calls made inside the stage. */
-export interface StageStats extends CallStats {
-  readonly invocations: number
-  readonly failedInvocations: number
-  /** Items recorded with `recordItems`, or the number of finished invocations when none were. */
-  readonly items: number
-  readonly itemsPerSecond: number | null
-  /** First stage start to last stage end. */
-  readonly wallMs: number
-  readonly durationMs: Distribution | null
-}
-
-/** The `summary.json` document. */
-export interface Summary {
-  readonly version: 1
-  readonly runId: string
-  readonly startedAt: string
-  readonly endedAt: string
-  readonly wallMs: number
-  readonly complete: boolean
-  readonly overall: CallStats
-  /** Keyed by `provider/model`. */
-  readonly byModel: Readonly<Record<string, CallStats>>
-  readonly byStage: Readonly<Record<string, StageStats>>
-  readonly memory: {
-    readonly samples: number
-    readonly rssPeakBytes: number
-    readonly heapUsedPeakBytes: number
-    readonly rssLastBytes: number
-    readonly heapUsedLastBytes: number
-  } | null
-  readonly cost: {
-    readonly totalUsd: number
-    readonly byModel: Readonly<Record<string, number>>
-    readonly unpricedModels: ReadonlyArray<string>
-  } | null
-}
 
 /** Nearest-rank quantile of an ascending array. */
 export const quantile = (sorted: ArrayLike<number>, p: number): number => {

@@ -2,7 +2,8 @@
  * Plain-text tables: the end-of-run summary and the two-run comparison.
  * @since 0.1.0
  */
-import { type CallStats, type Distribution, EXACT_SAMPLES, type Summary } from "./stats.js"
+import type { CallStats, Distribution, Summary } from "../Summary.js"
+import { EXACT_SAMPLES } from "./stats.js"
 
 /** Renders rows as an aligned text table; the first row is the header. */
 export const renderTable = (rows: ReadonlyArray<ReadonlyArray<string>>): string => {

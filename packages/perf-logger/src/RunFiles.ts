@@ -1,0 +1,61 @@
+/**
+ * The files of a run folder after the fact: read `events.jsonl` and `summary.json`, and
+ * regenerate `summary.json` and `report.html` (also for a run that crashed).
+ * @since 0.1.0
+ */
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { parseEvents } from "./internal/events.js"
+import { writeFileAtomic } from "./internal/files.js"
+import { renderReport } from "./internal/report.js"
+import { Aggregator, summarize } from "./internal/stats.js"
+import { InvalidOptions } from "./Recorder.js"
+import type { Event } from "./RunLog.js"
+import type { Summary } from "./Summary.js"
+
+/**
+ * Reads a run folder's `events.jsonl` (tolerating a torn last line) and summarizes it.
+ * @category files @since 0.1.0
+ */
+export const readRun = (runDir: string): { readonly events: ReadonlyArray<Event>; readonly summary: Summary } => {
+  const path = Path.join(runDir, "events.jsonl")
+  if (!Fs.existsSync(path)) throw new InvalidOptions(`perf-logger: no events.jsonl in ${runDir}`)
+  const events = parseEvents(Fs.readFileSync(path, "utf8"), path)
+  return { events, summary: summarize(events) }
+}
+
+/**
+ * Renders `report.html` for a list of events.
+ * @category files @since 0.1.0
+ */
+export const renderReportHtml = (events: Iterable<Event>): string => {
+  const aggregator = new Aggregator()
+  for (const event of events) aggregator.add(event)
+  return renderReport({ summary: aggregator.summary(), points: aggregator.points, startT: aggregator.startT, pointWeight: aggregator.pointStride })
+}
+
+/**
+ * Regenerates `summary.json` and `report.html` of a run folder from its `events.jsonl`
+ * (also recovers the files of a run that crashed).
+ * @category files @since 0.1.0
+ */
+export const writeReport = (runDir: string): Summary => {
+  const { events, summary: current } = readRun(runDir)
+  writeFileAtomic(Path.join(runDir, "summary.json"), JSON.stringify(current, null, 2) + "\n")
+  writeFileAtomic(Path.join(runDir, "report.html"), renderReportHtml(events))
+  return current
+}
+
+/**
+ * Reads a run's `summary.json` (a run folder, or the file itself).
+ * @category files @since 0.1.0
+ */
+export const readSummary = (path: string): Summary => {
+  const file = Fs.existsSync(path) && Fs.statSync(path).isDirectory() ? Path.join(path, "summary.json") : path
+  if (!Fs.existsSync(file)) throw new InvalidOptions(`perf-logger: no summary.json at ${path}`)
+  const parsed = JSON.parse(Fs.readFileSync(file, "utf8")) as Summary
+  if (parsed.version !== 1 || typeof parsed.overall !== "object") {
+    throw new InvalidOptions(`perf-logger: ${file} is not a perf-logger summary`)
+  }
+  return parsed
+}
