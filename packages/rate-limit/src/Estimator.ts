@@ -2,7 +2,9 @@
  * Token estimators: how many prompt tokens a request will be charged before it is
  * sent. `openAi` counts with `gpt-tokenizer` (o200k, with the chat-format overhead),
  * `fromTokenModel` uses a local model's own tokenizer, `characters` is a cheap
- * fallback. The output side of a request's cost is its `maxTokens`.
+ * fallback, and `safe` — the default — the larger of the tokenizer's count and a
+ * characters / 4 estimate, so a reservation is never below what a provider that estimates
+ * from characters charges. The output side of a request's cost is its `maxTokens`.
  * @since 0.1.0
  */
 import { CompletionRequest, type LlmError, type TokenModel } from "@hasten/core"
@@ -43,3 +45,25 @@ export const fromTokenModel = (model: TokenModel.TokenModelService): Estimator =
  */
 export const characters = (charsPerToken = 4): Estimator => (request) =>
   Effect.succeed(Math.ceil(CompletionRequest.promptText(request).length / charsPerToken))
+
+/**
+ * Characters / `charsPerToken` per message, each rounded up (so never below
+ * `ceil(all characters / charsPerToken)`), plus the raw prompt's: how providers that
+ * estimate from characters charge a prompt at admission.
+ * @category constructors @since 0.2.0
+ */
+export const charactersPerMessage = (charsPerToken = 4): Estimator => (request) =>
+  Effect.sync(() => {
+    let total = request.prompt !== undefined ? Math.ceil(request.prompt.length / charsPerToken) : 0
+    for (const message of request.messages) total += Math.ceil(message.content.length / charsPerToken)
+    return total
+  })
+
+/**
+ * The default: the larger of `gpt-tokenizer`'s count ({@link openAi}) and
+ * {@link charactersPerMessage} — never below what the provider charges when in doubt
+ * whether it counts with a tokenizer or estimates from characters.
+ * @category constructors @since 0.2.0
+ */
+export const safe: Estimator = (request) =>
+  Effect.zipWith(openAi(request), charactersPerMessage(4)(request), Math.max)
