@@ -1,7 +1,21 @@
 import { defineConfig } from "tsup"
 
 export default defineConfig({
-  entry: ["src/index.ts", "src/Cache.ts", "src/CacheStore.ts", "src/MemoryStore.ts", "src/SqliteStore.ts", "src/RedisStore.ts"],
+  entry: [
+    "src/index.ts",
+    "src/Cache.ts",
+    "src/LlmCache.ts",
+    "src/EmbedderCache.ts",
+    "src/CacheConfig.ts",
+    "src/CacheKey.ts",
+    "src/CachePayload.ts",
+    "src/CacheMetrics.ts",
+    "src/CachedLlm.ts",
+    "src/CacheStore.ts",
+    "src/MemoryStore.ts",
+    "src/SqliteStore.ts",
+    "src/RedisStore.ts"
+  ],
   format: ["esm"],
   dts: true,
   clean: true,

@@ -1,0 +1,199 @@
+/**
+ * The response cache as `Llm` middleware: answers repeated deterministic requests from
+ * a `CacheStore`, makes one upstream call for N concurrent identical misses, records
+ * streams and replays them chunk by chunk. Put it outermost: hits then skip the rate
+ * limiter and never reach the network.
+ * @since 0.1.0
+ */
+import { Clock, type Config, Duration, Effect, Layer, Metric, Stream } from "effect"
+import { LRUCache } from "lru-cache"
+import { Completion, type CompletionRequest, Llm, type LlmError, RequestKey } from "@hasten/core"
+import { config, type Options, type Settings } from "./CacheConfig.js"
+import { completionKey } from "./CacheKey.js"
+import { decodePayload, encodePayload, type Payload } from "./CachePayload.js"
+import { CacheStore, type CacheStoreService, type Entry } from "./CacheStore.js"
+import { metricsFor } from "./internal/metrics.js"
+import { type Flight, singleFlight } from "./internal/singleFlight.js"
+import { makeGuard } from "./internal/storeGuard.js"
+import { type StreamFlight, streamFlight } from "./internal/streamFlight.js"
+import { withStore } from "./internal/withStore.js"
+
+interface Decoded {
+  readonly completion?: Completion.Completion
+  readonly chunks?: ReadonlyArray<Completion.CompletionChunk>
+  readonly bytes: number
+}
+
+const markCompletion = (completion: Completion.Completion): Completion.Completion =>
+  new Completion.Completion({ ...completion, cached: true })
+
+/**
+ * Wraps an `Llm` with the cache, reading and writing `store`. Needs a scope (the
+ * in-flight upstream calls live in it).
+ * @category constructors @since 0.1.0
+ */
+export const make = Effect.fnUntraced(function*(inner: Llm.LlmService, store: CacheStoreService, settings: Settings = {}) {
+  if (settings.enabled === false) return inner
+  const scope = yield* Effect.scope
+  const policy = settings.policy ?? "deterministic"
+  const namespace = settings.namespace ?? "default"
+  const version = settings.version ?? 1
+  const ttlMillis = settings.ttl === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(settings.ttl))
+  const guard = makeGuard(store, settings.onStoreError ?? "bypass")
+  const {
+    bytesRead: bytesReadMetric,
+    bytesWritten: bytesWrittenMetric,
+    corrupt: corruptMetric,
+    evictions: evictionsMetric,
+    hits: hitsMetric,
+    misses: missesMetric,
+    skipped: skippedMetric
+  } = metricsFor(store.name)
+  const completions = new Map<string, Flight<Completion.Completion>>()
+  const streams = new Map<string, StreamFlight<Completion.CompletionChunk>>()
+  // Decoded entries by key, reused while the stored text is unchanged: a hit still reads
+  // the store every time, but identical text is validated and decoded only once.
+  const decodedEntries = new LRUCache<string, { readonly value: string; readonly decoded: Decoded }>({ max: 1_000 })
+
+  const cacheable = (request: CompletionRequest.CompletionRequest): boolean =>
+    policy === "all" || RequestKey.isDeterministic(request)
+
+  const keyOf = (request: CompletionRequest.CompletionRequest): string =>
+    completionKey(request, { provider: inner.name, namespace, version })
+
+  const decodeEntry = (entry: Entry): Decoded | undefined => {
+    const memo = decodedEntries.get(entry.key)
+    if (memo !== undefined && memo.value === entry.value) return memo.decoded
+    const payload = decodePayload(entry.value, true)
+    if (payload === undefined || payload._tag === "embedding") return undefined
+    const decoded: Decoded = payload._tag === "completion"
+      ? { completion: payload.completion, bytes: Buffer.byteLength(entry.value) }
+      : { chunks: payload.chunks, bytes: Buffer.byteLength(entry.value) }
+    decodedEntries.set(entry.key, { value: entry.value, decoded })
+    return decoded
+  }
+
+  /** The decoded entry under `key`, or `undefined` on a miss (absent, corrupt, or store down under `bypass`). */
+  const lookup = (key: string): Effect.Effect<Decoded | undefined, LlmError.LlmError> =>
+    Effect.flatMap(guard(store.get(key), undefined), (entry) => {
+      if (entry === undefined) return Effect.as(Metric.update(missesMetric, 1), undefined)
+      const decoded = decodeEntry(entry)
+      if (decoded === undefined) {
+        return Effect.as(
+          Effect.andThen(
+            Effect.all([Metric.update(corruptMetric, 1), Metric.update(missesMetric, 1)], { discard: true }),
+            Effect.logWarning(`cache store ${store.name}: entry ${key} is corrupt; treating it as a miss and overwriting it`)
+          ),
+          undefined
+        )
+      }
+      // Both hit counters in one step: this is the hot path.
+      return Effect.contextWith((context) => {
+        hitsMetric.updateUnsafe(1, context)
+        bytesReadMetric.updateUnsafe(decoded.bytes, context)
+        return Effect.succeed(decoded)
+      })
+    })
+
+  const write = (key: string, payload: Payload): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      const value = encodePayload(payload)
+      if (value === undefined) {
+        return Effect.logWarning(`cache: entry ${key} cannot be encoded as JSON; not stored`)
+      }
+      return Clock.clockWith((clock) => {
+        const now = clock.currentTimeMillisUnsafe()
+        const entry: Entry = {
+          key,
+          namespace,
+          value,
+          createdAt: now,
+          ...(ttlMillis !== undefined ? { expiresAt: now + ttlMillis } : {})
+        }
+        return guard(store.set(entry), 0).pipe(
+          Effect.flatMap((evicted) =>
+            Effect.all([
+              Metric.update(bytesWrittenMetric, Buffer.byteLength(value)),
+              evicted > 0 ? Metric.update(evictionsMetric, evicted) : Effect.void
+            ], { discard: true })
+          ),
+          Effect.catch(() => Effect.void)
+        )
+      })
+    })
+
+  const foldChunks = (
+    request: CompletionRequest.CompletionRequest,
+    chunks: ReadonlyArray<Completion.CompletionChunk>
+  ): Effect.Effect<Completion.Completion> =>
+    Effect.map(
+      Completion.fromStream(Stream.fromIterable(chunks), { model: request.model, provider: inner.name }),
+      markCompletion
+    )
+
+  const complete = (request: CompletionRequest.CompletionRequest): Effect.Effect<Completion.Completion, LlmError.LlmError> => {
+    if (!cacheable(request)) return Effect.andThen(Metric.update(skippedMetric, 1), inner.complete(request))
+    const key = keyOf(request)
+    return Effect.flatMap(lookup(key), (hit) => {
+      if (hit?.completion !== undefined) return Effect.succeed(hit.completion)
+      if (hit?.chunks !== undefined) return foldChunks(request, hit.chunks)
+      return singleFlight(
+        completions,
+        scope,
+        key,
+        inner.complete(request),
+        (completion) => write(key, { _tag: "completion", completion })
+      )
+    })
+  }
+
+  const stream = (request: CompletionRequest.CompletionRequest): Stream.Stream<Completion.CompletionChunk, LlmError.LlmError> => {
+    if (!cacheable(request)) return Stream.unwrap(Effect.as(Metric.update(skippedMetric, 1), inner.stream(request)))
+    return Stream.unwrap(Effect.suspend(() => {
+      const key = keyOf(request)
+      return Effect.map(lookup(key), (hit) => {
+        if (hit?.chunks !== undefined) return Stream.fromIterable(hit.chunks)
+        if (hit?.completion !== undefined) return Stream.fromIterable(Completion.toChunks(hit.completion))
+        return streamFlight(streams, scope, key, inner.stream(request), (chunks) => write(key, { _tag: "stream", chunks }))
+      })
+    }))
+  }
+
+  return Llm.Llm.of({ name: inner.name, complete, stream })
+})
+
+/**
+ * The `Llm` middleware over a `CacheStore` you provide (share one store between the
+ * cache and your maintenance code).
+ * @category layers @since 0.1.0
+ */
+export const layerFromStore = (settings: Settings = {}): Layer.Layer<Llm.Llm, never, Llm.Llm | CacheStore> =>
+  Layer.effect(
+    Llm.Llm,
+    Effect.gen(function*() {
+      const inner = yield* Effect.service(Llm.Llm)
+      const store = yield* Effect.service(CacheStore)
+      return yield* make(inner, store, settings)
+    })
+  )
+
+/**
+ * The cache as `Llm` middleware: `Cache.layer({ store: "sqlite" })` wraps the `Llm`
+ * below it. Outermost in a stack, so hits skip rate limiting and logging of network calls.
+ * @category layers @since 0.1.0
+ */
+export const layer = (options: Options = {}): Layer.Layer<Llm.Llm, never, Llm.Llm> => withStore(Llm.Llm, options, layerFromStore)
+
+/**
+ * {@link layer} configured from the environment (`CacheConfig.config`); `overrides` win
+ * (e.g. `Cache.fromArgs(process.argv)`).
+ * @category layers @since 0.1.0
+ */
+export const layerConfigWith = (overrides: Options = {}): Layer.Layer<Llm.Llm, Config.ConfigError, Llm.Llm> =>
+  Layer.unwrap(Effect.map(config, (options) => layer({ ...options, ...overrides })))
+
+/**
+ * {@link layer} configured from the environment (`CacheConfig.config`).
+ * @category layers @since 0.1.0
+ */
+export const layerConfig: Layer.Layer<Llm.Llm, Config.ConfigError, Llm.Llm> = layerConfigWith()
