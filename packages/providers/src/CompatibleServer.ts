@@ -12,7 +12,7 @@ import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import { parseArgs } from "node:util"
 import * as LocalProvider from "./LocalProvider.js"
-import { LocalModel } from "./LocalProvider.js"
+import { LocalModel } from "./LocalModel.js"
 
 /** Server settings. @category models @since 0.1.0 */
 export interface Options {

@@ -1,0 +1,43 @@
+/**
+ * The settings of a local model: which file, the context and sequences to run it on, how
+ * messages become a prompt, and the sampling defaults.
+ * @since 0.1.0
+ */
+import type { ChatWrapper } from "node-llama-cpp"
+import type { ResolveOptions } from "./LocalModelFile.js"
+
+/** Settings of a local model. @category models @since 0.1.0 */
+export interface Options extends ResolveOptions {
+  /** A model name (looked up in shared/models), a .gguf path, or an `hf:` URI. Default: env HASTEN_MODEL. */
+  readonly model?: string | undefined
+  /** Model id reported in completions and by `/v1/models`. Default: the file name without `.gguf`. */
+  readonly id?: string | undefined
+  /** Tokens per sequence. Default: min(2048, the model's training context). */
+  readonly contextSize?: number | undefined
+  /** Parallel sequences (concurrent requests without queueing). Default 1. */
+  readonly sequences?: number | undefined
+  /** CPU threads. Default 1 (tiny models run far faster on one thread). */
+  readonly threads?: number | undefined
+  /** Offload to a GPU when one is usable. Default false (the prebuilt CPU binary). */
+  readonly gpu?: boolean | undefined
+  readonly batchSize?: number | undefined
+  /** llama.cpp flash attention (default false; see `ModelPool.ContextKey`). */
+  readonly flashAttention?: boolean | undefined
+  /**
+   * How `messages` become a prompt: `"auto"` uses the model's chat template when the GGUF
+   * has one and plain text otherwise; `"none"` always plain text; or a node-llama-cpp
+   * `ChatWrapper` instance.
+   */
+  readonly chatTemplate?: "auto" | "none" | ChatWrapper | undefined
+  /** Temperature used when a request omits it. Default 0.8 (llama.cpp's default). */
+  readonly defaultTemperature?: number | undefined
+  /**
+   * `TokenModel`'s greedy steps (`appendGreedy`, `generateGreedy`, what speculative decoding
+   * runs) sample every position of a batch at once on persistent greedy samplers, through
+   * node-llama-cpp internals, instead of `controlledEvaluate`'s one position after another
+   * with a new sampler per call. Same tokens, several times cheaper per verified position on
+   * small models. Default true; `false` keeps to node-llama-cpp's public API. When the
+   * installed node-llama-cpp lacks an internal it needs, the public API is used anyway.
+   */
+  readonly fastGreedy?: boolean | undefined
+}
