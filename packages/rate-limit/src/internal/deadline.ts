@@ -31,7 +31,11 @@ export class LatencyTracker {
   /** `multiple` × p99 of the samples, in milliseconds per sized token; 0 until `MIN_SAMPLES`. */
   private factor = 0
 
-  constructor(private readonly policy: DeadlinePolicy) {}
+  private readonly policy: DeadlinePolicy
+
+  constructor(policy: DeadlinePolicy) {
+    this.policy = policy
+  }
 
   /** Records a successful call: its latency and the output tokens it produced. */
   record(latencyMillis: number, outputTokens: number): void {
