@@ -10,25 +10,24 @@ import { Context, Effect, Layer, Schema } from "effect"
 import * as anthropic from "./internal/anthropic.js"
 import {
   apiKeyOf,
-  type Counters,
   defaultResponder as defaultResponderInternal,
   Engine,
   formatDuration as formatDurationInternal,
   type Route,
   type RouteContext,
   sendJson,
-  type SimulatorEvent,
-  type SimulatorOptions,
   type Vendor
 } from "./internal/engine.js"
 import * as openai from "./internal/openai.js"
 import * as replicate from "./internal/replicate.js"
 import { countTokens as countTokensInternal, tokenize as tokenizeInternal } from "./internal/tokens.js"
+import type { Counters, SimulatorEvent } from "./SimulatorCounters.js"
+import type { SimulatorOptions } from "./SimulatorOptions.js"
 
+export type { Counters, SimulatorEvent } from "./SimulatorCounters.js"
 export type {
   Api,
   BatchOptions,
-  Counters,
   FaultKind,
   FaultOptions,
   LatencyOptions,
@@ -36,9 +35,8 @@ export type {
   Responder,
   ResponderMessage,
   ResponderRequest,
-  SimulatorEvent,
   SimulatorOptions as Options
-} from "./internal/engine.js"
+} from "./SimulatorOptions.js"
 
 /** A running simulator. @category models @since 0.1.0 */
 export interface Instance {

@@ -11,7 +11,6 @@ import {
   paceTokens,
   parseJson,
   readBody,
-  type ResponderMessage,
   type Route,
   type RouteContext,
   runCall,
@@ -21,6 +20,7 @@ import {
   waitWhole,
   writeSse
 } from "./engine.js"
+import type { ResponderMessage } from "../SimulatorOptions.js"
 import { hash } from "./random.js"
 import { countTokens } from "./tokens.js"
 

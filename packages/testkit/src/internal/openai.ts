@@ -17,8 +17,6 @@ import {
   paceTokens,
   parseJson,
   readBody,
-  type ResponderMessage,
-  type ResponderRequest,
   type Route,
   type RouteContext,
   runCall,
@@ -29,6 +27,7 @@ import {
   waitWhole,
   writeSse
 } from "./engine.js"
+import type { ResponderMessage, ResponderRequest } from "../SimulatorOptions.js"
 import { countTokens } from "./tokens.js"
 
 const errorTypes: Record<ErrorKind, { status: number; type: string; code: string | null }> = {

@@ -13,7 +13,6 @@ import {
   isObject,
   parseJson,
   readBody,
-  type ResponderMessage,
   type Route,
   type RouteContext,
   runCall,
@@ -22,6 +21,7 @@ import {
   type Vendor,
   writeSse
 } from "./engine.js"
+import type { ResponderMessage } from "../SimulatorOptions.js"
 import { countTokens } from "./tokens.js"
 
 const errorTitles: Record<ErrorKind, { status: number; title: string }> = {
