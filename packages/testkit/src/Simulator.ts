@@ -8,16 +8,13 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net"
 import { Context, Effect, Layer, Schema } from "effect"
 import * as anthropic from "./internal/anthropic.js"
-import {
-  apiKeyOf,
-  defaultResponder as defaultResponderInternal,
-  Engine,
-  formatDuration as formatDurationInternal,
-  type Route,
-  type RouteContext,
-  sendJson,
-  type Vendor
-} from "./internal/engine.js"
+import { apiKeyOf } from "./internal/engine/auth.js"
+import { formatDuration as formatDurationInternal } from "./internal/engine/duration.js"
+import { Engine } from "./internal/engine/engine.js"
+import { sendJson } from "./internal/engine/http.js"
+import { defaultResponder as defaultResponderInternal } from "./internal/engine/responder.js"
+import type { Route, RouteContext } from "./internal/engine/route.js"
+import type { Vendor } from "./internal/engine/vendor.js"
 import * as openai from "./internal/openai.js"
 import * as replicate from "./internal/replicate.js"
 import { countTokens as countTokensInternal, tokenize as tokenizeInternal } from "./internal/tokens.js"

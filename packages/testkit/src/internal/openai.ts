@@ -4,31 +4,19 @@
  * @since 0.1.0
  */
 import { hashVector } from "@hasten/core/Embedder"
-import {
-  admitCall,
-  countAll,
-  countStatus,
-  type Engine,
-  type ErrorKind,
-  formatDuration,
-  type Generated,
-  isObject,
-  type LimitState,
-  paceTokens,
-  parseJson,
-  readBody,
-  type Route,
-  type RouteContext,
-  runCall,
-  sendJson,
-  shape,
-  startSse,
-  type Vendor,
-  waitWhole,
-  writeSse
-} from "./engine.js"
 import type { ResponderMessage, ResponderRequest } from "../SimulatorOptions.js"
-import { countTokens } from "./tokens.js"
+import { admitCall } from "./engine/admission.js"
+import { runCall } from "./engine/call.js"
+import { formatDuration } from "./engine/duration.js"
+import type { Engine } from "./engine/engine.js"
+import { type Generated, shape } from "./engine/generation.js"
+import { countStatus, isObject, parseJson, readBody, sendJson } from "./engine/http.js"
+import { paceTokens, waitWhole } from "./engine/pacing.js"
+import type { LimitState } from "./engine/rateLimiter.js"
+import type { Route, RouteContext } from "./engine/route.js"
+import { startSse, writeSse } from "./engine/sse.js"
+import type { ErrorKind, Vendor } from "./engine/vendor.js"
+import { countAll, countTokens } from "./tokens.js"
 
 const errorTypes: Record<ErrorKind, { status: number; type: string; code: string | null }> = {
   invalid_request: { status: 400, type: "invalid_request_error", code: null },
