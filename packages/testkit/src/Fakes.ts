@@ -7,8 +7,9 @@
  */
 import { Completion, type CompletionRequest, Embedder, Llm, LlmError } from "@hasten/core"
 import { Clock, Duration, Effect, Layer, Stream } from "effect"
-import { defaultResponder, shape } from "./internal/engine.js"
-import { embeddingVector } from "./internal/openai.js"
+import { shape } from "./internal/engine/generation.js"
+import { defaultResponder } from "./internal/engine/responder.js"
+import { embeddingVector } from "./internal/openai/embeddings.js"
 import { countTokens } from "./internal/tokens.js"
 
 /** One recorded call to a fake. @category models @since 0.1.0 */

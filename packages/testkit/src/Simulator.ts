@@ -8,27 +8,24 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net"
 import { Context, Effect, Layer, Schema } from "effect"
 import * as anthropic from "./internal/anthropic.js"
-import {
-  apiKeyOf,
-  type Counters,
-  defaultResponder as defaultResponderInternal,
-  Engine,
-  formatDuration as formatDurationInternal,
-  type Route,
-  type RouteContext,
-  sendJson,
-  type SimulatorEvent,
-  type SimulatorOptions,
-  type Vendor
-} from "./internal/engine.js"
-import * as openai from "./internal/openai.js"
+import { apiKeyOf } from "./internal/engine/auth.js"
+import { formatDuration as formatDurationInternal } from "./internal/engine/duration.js"
+import { Engine } from "./internal/engine/engine.js"
+import { sendJson } from "./internal/engine/http.js"
+import { defaultResponder as defaultResponderInternal } from "./internal/engine/responder.js"
+import type { Route, RouteContext } from "./internal/engine/route.js"
+import type { Vendor } from "./internal/engine/vendor.js"
+import { routes as openaiRoutes } from "./internal/openai/routes.js"
+import { vendor as openaiVendor } from "./internal/openai/vendor.js"
 import * as replicate from "./internal/replicate.js"
 import { countTokens as countTokensInternal, tokenize as tokenizeInternal } from "./internal/tokens.js"
+import type { Counters, SimulatorEvent } from "./SimulatorCounters.js"
+import type { SimulatorOptions } from "./SimulatorOptions.js"
 
+export type { Counters, SimulatorEvent } from "./SimulatorCounters.js"
 export type {
   Api,
   BatchOptions,
-  Counters,
   FaultKind,
   FaultOptions,
   LatencyOptions,
@@ -36,9 +33,8 @@ export type {
   Responder,
   ResponderMessage,
   ResponderRequest,
-  SimulatorEvent,
   SimulatorOptions as Options
-} from "./internal/engine.js"
+} from "./SimulatorOptions.js"
 
 /** A running simulator. @category models @since 0.1.0 */
 export interface Instance {
@@ -69,7 +65,7 @@ export class SimulatorError extends Schema.TaggedError<SimulatorError>()("Simula
 /** A running simulator as an Effect service (see {@link layer}). @category services @since 0.1.0 */
 export class Simulator extends Context.Service<Simulator, Instance>()("@hasten/testkit/Simulator") {}
 
-const allRoutes: ReadonlyArray<Route> = [...openai.routes, ...anthropic.routes, ...replicate.routes]
+const allRoutes: ReadonlyArray<Route> = [...openaiRoutes, ...anthropic.routes, ...replicate.routes]
 
 const guessVendor = (request: IncomingMessage, path: string): Vendor => {
   if (request.headers["x-api-key"] !== undefined || request.headers["anthropic-version"] !== undefined) return anthropic.vendor
@@ -78,7 +74,7 @@ const guessVendor = (request: IncomingMessage, path: string): Vendor => {
     path.startsWith("/v1/predictions") || path.startsWith("/v1/deployments") || /^\/v1\/models\/[^/]+\/[^/]+/.test(path) ||
     /^Token\s/i.test(request.headers.authorization ?? "") || /replicate/i.test(agent)
   ) return replicate.vendor
-  return openai.vendor
+  return openaiVendor
 }
 
 const snapshot = (counters: Counters): Counters => structuredClone(counters)
@@ -172,7 +168,7 @@ export const start = (options: SimulatorOptions = {}): Promise<Instance> =>
       dispatch(engine, origin, request, response).catch((cause: unknown) => {
         if (response.destroyed) return
         if (response.headersSent) return void response.destroy()
-        const error = openai.vendor.error("invalid_request", `The simulator could not handle this request: ${cause instanceof Error ? cause.message : String(cause)}`)
+        const error = openaiVendor.error("invalid_request", `The simulator could not handle this request: ${cause instanceof Error ? cause.message : String(cause)}`)
         sendJson(engine, response, error.status, error.body)
       })
     })

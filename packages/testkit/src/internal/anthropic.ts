@@ -3,24 +3,15 @@
  * (`cache_control` blocks), Anthropic's error bodies and `anthropic-ratelimit-*` headers.
  * @since 0.1.0
  */
-import {
-  type Engine,
-  type ErrorKind,
-  isObject,
-  type LimitState,
-  paceTokens,
-  parseJson,
-  readBody,
-  type ResponderMessage,
-  type Route,
-  type RouteContext,
-  runCall,
-  sendJson,
-  startSse,
-  type Vendor,
-  waitWhole,
-  writeSse
-} from "./engine.js"
+import type { ResponderMessage } from "../SimulatorOptions.js"
+import { runCall } from "./engine/call.js"
+import type { Engine } from "./engine/engine.js"
+import { isObject, parseJson, readBody, sendJson } from "./engine/http.js"
+import { paceTokens, waitWhole } from "./engine/pacing.js"
+import type { LimitState } from "./engine/rateLimiter.js"
+import type { Route, RouteContext } from "./engine/route.js"
+import { startSse, writeSse } from "./engine/sse.js"
+import type { ErrorKind, Vendor } from "./engine/vendor.js"
 import { hash } from "./random.js"
 import { countTokens } from "./tokens.js"
 

@@ -5,23 +5,15 @@
  * @since 0.1.0
  */
 import type { ServerResponse } from "node:http"
-import {
-  type Admission,
-  type Engine,
-  type ErrorKind,
-  type Generated,
-  isObject,
-  parseJson,
-  readBody,
-  type ResponderMessage,
-  type Route,
-  type RouteContext,
-  runCall,
-  sendJson,
-  startSse,
-  type Vendor,
-  writeSse
-} from "./engine.js"
+import type { ResponderMessage } from "../SimulatorOptions.js"
+import type { Admission } from "./engine/admission.js"
+import { runCall } from "./engine/call.js"
+import type { Engine } from "./engine/engine.js"
+import type { Generated } from "./engine/generation.js"
+import { isObject, parseJson, readBody, sendJson } from "./engine/http.js"
+import type { Route, RouteContext } from "./engine/route.js"
+import { startSse, writeSse } from "./engine/sse.js"
+import type { ErrorKind, Vendor } from "./engine/vendor.js"
 import { countTokens } from "./tokens.js"
 
 const errorTitles: Record<ErrorKind, { status: number; title: string }> = {

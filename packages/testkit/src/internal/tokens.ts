@@ -13,3 +13,6 @@ export const tokenize = (text: string): Array<string> => text.match(tokenPattern
 
 /** How many tokens `text` is. */
 export const countTokens = (text: string): number => tokenize(text).length
+
+/** Counts tokens of several texts. */
+export const countAll = (texts: ReadonlyArray<string>): number => texts.reduce((sum, text) => sum + countTokens(text), 0)

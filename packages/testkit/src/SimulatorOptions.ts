@@ -1,0 +1,116 @@
+/**
+ * What a simulator is started with: rate limits, the latency model, seeded faults, the
+ * responder that writes completions, and Batch API timing. `Simulator.Options` and the
+ * other `Simulator.*` option types are these.
+ * @since 0.1.0
+ */
+
+/** Which vendor API a request was addressed to. @category models @since 0.1.0 */
+export type Api = "openai" | "anthropic" | "replicate"
+
+/** One chat message as the responder sees it (content flattened to text). @category models @since 0.1.0 */
+export interface ResponderMessage {
+  readonly role: string
+  readonly content: string
+}
+
+/** What a responder is asked to answer, normalised across the three APIs. @category models @since 0.1.0 */
+export interface ResponderRequest {
+  readonly api: Api
+  /** The route, e.g. `POST /v1/chat/completions`. */
+  readonly route: string
+  readonly model: string
+  /** Chat messages including the system prompt as a `system` message (empty for text completions). */
+  readonly messages: ReadonlyArray<ResponderMessage>
+  /** The raw prompt of a text completion or a Replicate prediction. */
+  readonly prompt?: string
+  readonly maxTokens?: number
+  readonly temperature?: number
+  readonly stop?: ReadonlyArray<string>
+  /** The request body as sent. */
+  readonly body: unknown
+}
+
+/** Produces the text of a completion. @category models @since 0.1.0 */
+export type Responder = (request: ResponderRequest) => string | Promise<string>
+
+/**
+ * Kinds of injected fault: `500`, `503` (Anthropic: 529), `reset` (connection destroyed
+ * before answering), `hang` (never answers), and — only when listed in `kinds` —
+ * `midstream`: the call is admitted and charged, then a stream is closed after half of
+ * its tokens (a JSON answer's connection is reset; a Replicate prediction fails halfway).
+ * @category models @since 0.1.0
+ */
+export type FaultKind = "500" | "503" | "reset" | "hang" | "midstream"
+
+/** Rate limits, applied to every API key separately. @category models @since 0.1.0 */
+export interface LimitOptions {
+  /** Requests per window. */
+  readonly rpm?: number
+  /** Tokens per window (prompt tokens + `max_tokens` reserved at admission). */
+  readonly tpm?: number
+  /** Requests in flight at once per key (429, scope concurrency). */
+  readonly maxConcurrency?: number
+  /** `true` exhausts every key's quota; a list exhausts those keys only. Never recovers. */
+  readonly quotaExhausted?: boolean | ReadonlyArray<string>
+  /** Total tokens a key may reserve over the simulator's life before its quota is exhausted. */
+  readonly quotaTokens?: number
+  /** Window length in milliseconds (default 60 000). */
+  readonly windowMs?: number
+  /** Output tokens reserved when a request sets no `max_tokens` (default 64). */
+  readonly defaultMaxTokens?: number
+  /**
+   * Unsuccessful calls (injected faults and 429s) also take a place in the request window,
+   * as OpenAI documents: "unsuccessful requests contribute to your per-minute limit, so
+   * continuously resending a request won't work". Default `false` (only admitted calls count).
+   */
+  readonly countUnsuccessful?: boolean
+}
+
+/** Latency model: time to first token plus a time per output token, with seeded jitter. @category models @since 0.1.0 */
+export interface LatencyOptions {
+  readonly ttftMs?: number
+  readonly perTokenMs?: number
+  /** Relative jitter in [0, 1]: each request's times are scaled by a seeded factor in [1 - jitter, 1 + jitter]. */
+  readonly jitter?: number
+}
+
+/** Seeded fault injection on model calls. @category models @since 0.1.0 */
+export interface FaultOptions {
+  /** Probability in [0, 1] that a model call fails. */
+  readonly rate: number
+  /** Which faults to draw from (default `500`, `503`, `reset`, `hang`). */
+  readonly kinds?: ReadonlyArray<FaultKind>
+}
+
+/** Timing of the simulated Batch API. @category models @since 0.1.0 */
+export interface BatchOptions {
+  /** Time spent `validating` (default 20 ms). */
+  readonly validatingMs?: number
+  /** Time per request while `in_progress` (default 2 ms). */
+  readonly perRequestMs?: number
+  /** Time spent `finalizing` (default 20 ms). */
+  readonly finalizingMs?: number
+  /** A batch whose processing would end later than this after creation expires (default 24 h). */
+  readonly expiresAfterMs?: number
+}
+
+/** Options of a simulator. @category models @since 0.1.0 */
+export interface SimulatorOptions {
+  /** Port to listen on (default 0: a free port). */
+  readonly port?: number
+  /** Host to bind (default 127.0.0.1). */
+  readonly host?: string
+  /** Seed for jitter, faults and default content (default 0). */
+  readonly seed?: number
+  readonly limits?: LimitOptions
+  readonly latency?: LatencyOptions
+  readonly faults?: FaultOptions
+  /** Produces completion text (default `Simulator.defaultResponder`). */
+  readonly responder?: Responder
+  /** When set, only these API keys are accepted (others get 401). Any non-empty key otherwise. */
+  readonly apiKeys?: ReadonlyArray<string>
+  /** Embedding vector length when a request sets no `dimensions` (default 16). */
+  readonly embeddingDimensions?: number
+  readonly batch?: BatchOptions
+}
