@@ -8,6 +8,7 @@ export default defineConfig({
     "src/Sampling.ts",
     "src/Scorer.ts",
     "src/Stats.ts",
+    "src/ItemRecord.ts",
     "src/Report.ts",
     "src/Progress.ts",
     "src/Stack.ts",

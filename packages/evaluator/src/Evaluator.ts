@@ -12,6 +12,7 @@ import { createHash } from "node:crypto"
 import { appendFileSync, existsSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs"
 import * as Path from "node:path"
 import type { Dataset, Item } from "./Dataset.js"
+import type { ItemError, ItemRecord, ItemTiming, Turn } from "./ItemRecord.js"
 import type { Progress } from "./Progress.js"
 import * as Report from "./Report.js"
 import * as Sampling from "./Sampling.js"
@@ -72,56 +73,8 @@ export class EvaluatorError extends Schema.TaggedError<EvaluatorError>()("Evalua
   }
 }
 
-/** One answer of a self-correction run. @category models @since 0.1.0 */
-export interface Turn {
-  readonly turn: number
-  readonly output: string
-  readonly score: number
-  readonly correct: boolean
-  readonly extracted: string | null
-  readonly details?: Record<string, unknown>
-}
-
-/** Why an item failed. @category models @since 0.1.0 */
-export interface ItemError {
-  readonly stage: "generate" | "score"
-  readonly tag: string
-  readonly message: string
-  readonly turn: number
-}
-
-/**
- * The outcome of one (candidate, item, trial). `status: "error"` items are counted
- * separately and never scored.
- * @category models @since 0.1.0
- */
-export interface ItemRecord {
-  readonly candidate: string
-  readonly itemId: string
-  readonly index: number
-  readonly trial: number
-  readonly status: "ok" | "error"
-  /** The final answer (the last turn's in self-correction). */
-  readonly output?: string
-  readonly score?: number
-  readonly correct?: boolean
-  readonly extracted?: string | null
-  readonly details?: Record<string, unknown>
-  /** Self-correction turns, turn 0 first. */
-  readonly turns?: ReadonlyArray<Turn>
-  readonly error?: ItemError
-  readonly usage: { readonly inputTokens: number; readonly outputTokens: number; readonly calls: number }
-}
-
-/** Run-dependent facts about one record, kept out of the reproducible report. @category models @since 0.1.0 */
-export interface ItemTiming {
-  readonly millis: number
-  /** Calls answered by a cache (`Completion.cached`). */
-  readonly cachedCalls: number
-  readonly calls: number
-  /** True when the record came from the checkpoint. */
-  readonly resumed: boolean
-}
+/** The outcome of one (candidate, item, trial) and its timing (defined in `ItemRecord`). @category models @since 0.1.0 */
+export type { ItemError, ItemRecord, ItemTiming, Turn } from "./ItemRecord.js"
 
 /** What {@link run} returns: the report and its timing section. @category models @since 0.1.0 */
 export interface RunResult {

@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import type { InvalidRow } from "./Dataset.js"
-import type { ItemRecord, ItemTiming } from "./Evaluator.js"
+import type { ItemRecord, ItemTiming } from "./ItemRecord.js"
 import * as Stats from "./Stats.js"
 
 /** The run's inputs, recorded in the report (and fingerprinted for checkpoints). @category models @since 0.1.0 */

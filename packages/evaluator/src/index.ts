@@ -13,6 +13,8 @@ export * as Scorer from "./Scorer.js"
 export * as Stats from "./Stats.js"
 /** The runner: candidates, judge, trials, self-correction, checkpoints. @since 0.1.0 */
 export * as Evaluator from "./Evaluator.js"
+/** The outcome of one (candidate, item, trial) and its timing: what the runner records and reports summarize. @since 0.1.0 */
+export * as ItemRecord from "./ItemRecord.js"
 /** JSON and Markdown reports, comparisons. @since 0.1.0 */
 export * as Report from "./Report.js"
 /** Progress bar on a TTY, plain lines in CI. @since 0.1.0 */

@@ -7,9 +7,7 @@ import { LlmError } from "@hasten/core"
 import type { Embedder } from "@hasten/core"
 import { Effect } from "effect"
 import type { LoadedModel } from "./loadedModel.js"
-import { failure } from "./localErrors.js"
-
-const provider = "local"
+import { failure, provider } from "./localErrors.js"
 
 /** The `Embedder` over a loaded model. */
 export const make = ({ id, key, model, pool, prependBos, sanitize }: LoadedModel): Embedder.EmbedderService => {

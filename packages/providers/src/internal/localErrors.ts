@@ -1,10 +1,12 @@
 /**
- * Error builders shared by the local provider, its pool and server.
+ * Error builders, and the provider name they carry, shared by the local provider, its
+ * pool and server.
  * @since 0.1.0
  */
 import { LlmError } from "@hasten/core"
 
-const provider = "local"
+/** The provider name in local errors, completions and `Llm.name`. */
+export const provider = "local"
 
 /** A message from any thrown value. */
 export const errorMessage = (cause: unknown): string => cause instanceof Error ? cause.message : String(cause)

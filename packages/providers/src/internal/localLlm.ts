@@ -8,12 +8,10 @@ import type { CompletionRequest, Llm, LlmError } from "@hasten/core"
 import { Effect, Queue, Stream } from "effect"
 import * as ModelPool from "../ModelPool.js"
 import type { LoadedModel } from "./loadedModel.js"
-import { failure } from "./localErrors.js"
+import { failure, provider } from "./localErrors.js"
 import type { Prepare } from "./localPrompt.js"
 import * as LoraAdapter from "./loraAdapter.js"
 import { generationOptions } from "./samplingOptions.js"
-
-const provider = "local"
 
 const finishReasonOf = (stopReason: string): Completion.FinishReason => {
   switch (stopReason) {

@@ -10,8 +10,7 @@ import { Effect } from "effect"
 import type { ChatHistoryItem, ChatWrapper, LlamaGrammar, Token } from "node-llama-cpp"
 import * as JsonGrammar from "./jsonGrammar.js"
 import type { LoadedModel } from "./loadedModel.js"
-
-const provider = "local"
+import { provider } from "./localErrors.js"
 
 /** A request ready to generate from. */
 export interface Prepared {

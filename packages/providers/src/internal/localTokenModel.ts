@@ -13,9 +13,7 @@ import type { ControlledEvaluateInputItem, Token } from "node-llama-cpp"
 import * as ModelPool from "../ModelPool.js"
 import * as GreedyDecoder from "./greedyDecoder.js"
 import type { LoadedModel } from "./loadedModel.js"
-import { failure, invalid } from "./localErrors.js"
-
-const provider = "local"
+import { failure, invalid, provider } from "./localErrors.js"
 
 /** `controlledEvaluate` options: the raw logits after a position. */
 const withLogits = { generateNext: { logits: true } } as const
