@@ -60,6 +60,19 @@ export interface LimitOptions {
   /** Output tokens reserved when a request sets no `max_tokens` (default 64). */
   readonly defaultMaxTokens?: number
   /**
+   * How the prompt is charged at admission: `tokens` (default: the simulator's own token
+   * count, the same as `usage` reports) or `characters` — `ceil(characters / 4)` of the
+   * prompt's text, the estimate OpenAI documents for its limiter ("based on the number of
+   * characters"), while `usage` still reports the real count.
+   */
+  readonly promptCharge?: "tokens" | "characters"
+  /**
+   * Whether responses carry the limit headers (`x-ratelimit-limit-*`, `-remaining-*`,
+   * `-reset-*`; Anthropic's `anthropic-ratelimit-*`). Default `true`; `false` models a
+   * provider that states nothing until it answers 429 (`retry-after` is still sent).
+   */
+  readonly headers?: boolean
+  /**
    * Unsuccessful calls (injected faults and 429s) also take a place in the request window,
    * as OpenAI documents: "unsuccessful requests contribute to your per-minute limit, so
    * continuously resending a request won't work". Default `false` (only admitted calls count).

@@ -23,6 +23,8 @@ const usage = `Usage: hasten-simulator [options]
   --quota-tokens <n>         lifetime tokens per key before its quota is exhausted
   --default-max-tokens <n>   output tokens reserved when a request sets none (default 64)
   --count-unsuccessful       faults and 429s also take a place in the request window (as OpenAI counts them)
+  --prompt-charge <kind>     tokens (default) or characters: charge ceil(characters / 4) of the prompt at admission, as OpenAI documents
+  --no-limit-headers         send no x-ratelimit-* / anthropic-ratelimit-* headers (retry-after on 429s still)
   --ttft-ms <n>              time to first token in ms
   --per-token-ms <n>         time per output token in ms
   --jitter <x>               relative latency jitter in [0, 1]
@@ -63,6 +65,8 @@ export const parseFlags = (argv: ReadonlyArray<string>): Simulator.Options | und
         "api-keys": { type: "string" },
         "quota-exhausted": { type: "boolean" },
         "count-unsuccessful": { type: "boolean" },
+        "prompt-charge": { type: "string" },
+        "no-limit-headers": { type: "boolean" },
         help: { type: "boolean" }
       }
     }).values as Record<string, string | boolean | undefined>
@@ -87,6 +91,10 @@ export const parseFlags = (argv: ReadonlyArray<string>): Simulator.Options | und
   for (const kind of kinds ?? []) {
     if (!["500", "503", "reset", "hang", "midstream"].includes(kind)) throw new CliError(`--fault-kinds: unknown kind ${JSON.stringify(kind)} (expected 500, 503, reset, hang, midstream)`)
   }
+  const promptCharge = values["prompt-charge"]
+  if (promptCharge !== undefined && promptCharge !== "tokens" && promptCharge !== "characters") {
+    throw new CliError(`--prompt-charge must be tokens or characters, got ${JSON.stringify(promptCharge)}`)
+  }
   const defined = <T extends Record<string, unknown>>(record: T): T =>
     Object.fromEntries(Object.entries(record).filter(([, value]) => value !== undefined)) as T
   const limits = defined({
@@ -97,7 +105,9 @@ export const parseFlags = (argv: ReadonlyArray<string>): Simulator.Options | und
     quotaExhausted: values["quota-exhausted"] === true ? true : undefined,
     quotaTokens: numbers["quota-tokens"],
     defaultMaxTokens: numbers["default-max-tokens"],
-    countUnsuccessful: values["count-unsuccessful"] === true ? true : undefined
+    countUnsuccessful: values["count-unsuccessful"] === true ? true : undefined,
+    promptCharge: promptCharge as "tokens" | "characters" | undefined,
+    headers: values["no-limit-headers"] === true ? false : undefined
   })
   const latency = defined({ ttftMs: numbers["ttft-ms"], perTokenMs: numbers["per-token-ms"], jitter: numbers.jitter })
   const batch = defined({

@@ -73,6 +73,27 @@ describe("OpenAI simulator through the official SDK", () => {
     assert.strictEqual(chunks, deltas.length + 3)
   })
 
+  it("charges ceil(characters / 4) of the prompt at admission with promptCharge characters, while usage reports the real count", async () => {
+    const sim = await start({ limits: { tpm: 10_000, promptCharge: "characters" } })
+    const content = "a b c d e f g h i j k l" // 23 characters: 6 charged, 12 real tokens
+    const first = await client(sim).chat.completions.create(chat(content, { max_tokens: 10 })).withResponse()
+    assert.strictEqual(first.data.usage?.prompt_tokens, Simulator.countTokens(content))
+    assert.notStrictEqual(Simulator.countTokens(content), Math.ceil(content.length / 4))
+    assert.strictEqual(first.response.headers.get("x-ratelimit-remaining-tokens"), String(10_000 - Math.ceil(content.length / 4) - 10))
+  })
+
+  it("sends no limit headers with headers: false, but still retry-after on a 429", async () => {
+    const sim = await start({ limits: { rpm: 1, headers: false } })
+    const openai = client(sim)
+    const first = await openai.chat.completions.create(chat("hi")).withResponse()
+    assert.isNull(first.response.headers.get("x-ratelimit-limit-requests"))
+    assert.isNull(first.response.headers.get("x-ratelimit-remaining-requests"))
+    const error = await openai.chat.completions.create(chat("hi")).catch((error: unknown) => error)
+    assert.instanceOf(error, OpenAI.RateLimitError)
+    assert.isNull((error as InstanceType<typeof OpenAI.RateLimitError>).headers?.get("x-ratelimit-limit-requests") ?? null)
+    assert.isAbove(Number((error as InstanceType<typeof OpenAI.RateLimitError>).headers?.get("retry-after-ms")), 0)
+  })
+
   it("sends x-ratelimit headers on every response and a 429 with retry-after once the RPM window is spent", async () => {
     const sim = await start({ limits: { rpm: 2, tpm: 10_000, windowMs: 60_000 } })
     const openai = client(sim)

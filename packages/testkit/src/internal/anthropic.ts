@@ -182,6 +182,7 @@ const messages = async (context: RouteContext): Promise<void> => {
   const total = input.blocks.reduce((sum, block) => sum + countTokens(block.text), 0)
   const call = await runCall(context, vendor, {
     inputTokens: total,
+    promptCharacters: input.blocks.reduce((sum, block) => sum + block.text.length, 0),
     maxTokens: input.maxTokens,
     responderRequest: {
       api: "anthropic",

@@ -27,6 +27,8 @@ export const runCall = async (
   vendor: Vendor,
   options: {
     readonly inputTokens: number
+    /** The prompt's characters, for `promptCharge: "characters"`. */
+    readonly promptCharacters?: number | undefined
     readonly maxTokens: number | undefined
     readonly responderRequest: ResponderRequest
     readonly manualRelease?: boolean
@@ -38,7 +40,7 @@ export const runCall = async (
     key: context.key,
     route: context.route,
     inputTokens: options.inputTokens,
-    reservedTokens: options.inputTokens + engine.reservedOutput(options.maxTokens),
+    reservedTokens: engine.promptCharge(options.inputTokens, options.promptCharacters) + engine.reservedOutput(options.maxTokens),
     index,
     ...(options.manualRelease === true ? { manualRelease: true } : {})
   })

@@ -103,6 +103,11 @@ export class Engine {
     return this.limiter.reservedOutput(maxTokens)
   }
 
+  /** Prompt tokens charged at admission (see `LimitOptions.promptCharge`). */
+  promptCharge(inputTokens: number, promptCharacters: number | undefined): number {
+    return this.limiter.promptCharge(inputTokens, promptCharacters)
+  }
+
   /** Whether the key is acceptable; `undefined` when it is, an error message otherwise. */
   checkKey(key: string | undefined): string | undefined {
     return checkKey(this.options.apiKeys, key)

@@ -87,10 +87,15 @@ export class RateLimiter {
     return maxTokens ?? this.limits?.defaultMaxTokens ?? 64
   }
 
+  /** Prompt tokens charged at admission: the token count, or `ceil(characters / 4)` with `promptCharge: "characters"`. */
+  promptCharge(inputTokens: number, promptCharacters: number | undefined): number {
+    return this.limits?.promptCharge === "characters" && promptCharacters !== undefined ? Math.ceil(promptCharacters / 4) : inputTokens
+  }
+
   /** The key's rate-limit state at `at` (empty when neither `rpm` nor `tpm` is set). */
   state(key: string | undefined, at: number): LimitState {
     const limits = this.limits
-    if (key === undefined || (limits?.rpm === undefined && limits?.tpm === undefined)) return {}
+    if (key === undefined || (limits?.rpm === undefined && limits?.tpm === undefined) || limits.headers === false) return {}
     const window = this.windowOf(key)
     this.prune(window, at)
     const last = window.entries.at(-1)

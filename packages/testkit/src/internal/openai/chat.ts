@@ -23,6 +23,7 @@ export const chatCompletions = async (context: RouteContext): Promise<void> => {
   if (isProblem(input)) return invalid(context, input.message, input.param)
   const call = await runCall(context, vendor, {
     inputTokens: input.inputTokens,
+    promptCharacters: input.messages.reduce((sum, message) => sum + message.content.length, 0),
     maxTokens: input.maxTokens,
     responderRequest: responderRequest(context, input, body)
   })

@@ -35,7 +35,7 @@ export const completions = async (context: RouteContext): Promise<void> => {
   const maxTokens = common.maxTokens ?? 16
   const input = { ...common, maxTokens, prompt }
   const inputTokens = countTokens(prompt)
-  const call = await runCall(context, vendor, { inputTokens, maxTokens, responderRequest: responderRequest(context, input, body) })
+  const call = await runCall(context, vendor, { inputTokens, promptCharacters: prompt.length, maxTokens, responderRequest: responderRequest(context, input, body) })
   if (call === undefined) return
   const { engine, response } = context
   const id = engine.id("cmpl-")
