@@ -8,13 +8,10 @@
  * @since 0.1.0
  */
 import { createHash } from "node:crypto"
-import { createWriteStream, mkdirSync } from "node:fs"
-import { dirname } from "node:path"
 import { Completion, CompletionRequest as Request, Llm, LlmError, type RateLimitHeaders } from "@hasten/core"
 import type { CompletionRequest } from "@hasten/core"
 import {
   Cause,
-  Clock,
   Config,
   Context,
   Duration,
@@ -26,18 +23,22 @@ import {
   Option,
   Random,
   Redacted,
-  Schedule,
   Schema,
-  Semaphore,
   Stream
 } from "effect"
 import { ConfigProvider } from "effect"
 import { CircuitBreaker, RateLimiter } from "effect/persistence"
 import type * as Scope from "effect/Scope"
 import * as Estimator from "./Estimator.js"
-import { Gate } from "./internal/gate.js"
+import * as Admit from "./internal/admit.js"
+import * as Aimd from "./internal/aimd.js"
+import * as Breaker from "./internal/breaker.js"
+import * as Events from "./internal/events.js"
+import * as Headers from "./internal/headers.js"
+import * as KeyStates from "./internal/keyState.js"
+import * as Windows from "./internal/windows.js"
 import * as IoRedis from "./IoRedis.js"
-import { concurrencyLimit, http429Total, retriesTotal, waitSecondsTotal, waitsTotal } from "./Metrics.js"
+import { retriesTotal } from "./Metrics.js"
 import { type Options, type Resolved, resolve } from "./Options.js"
 import { type Backoff, retrySchedule } from "./Retry.js"
 
@@ -122,38 +123,6 @@ export interface Admission {
  */
 export class Limiter extends Context.Service<Limiter, LimiterService>()("@hasten/rate-limit/Limiter") {}
 
-interface KeyState {
-  /**
-   * The lobby: at most `lobbySize` calls of the key are past it at once (waiting for a
-   * permit, for the windows, in flight or backing off); the rest wait here in FIFO order,
-   * suspended before any per-call work, so a burst of thousands of calls sends its first
-   * request at once instead of after every call has been set up (0.77 s for 3000 calls),
-   * and the semaphores behind it never hold more than a few waiters (see `Gate`).
-   */
-  readonly lobby: Gate
-  readonly semaphore: Semaphore.Semaphore
-  /** One fiber at a time waits for the key's windows (FIFO, no thundering herd). */
-  readonly admission: Semaphore.Semaphore
-  /** AIMD concurrency limit: the semaphore's permits. */
-  limit: number
-  /** Successes since the limit last changed (a window of `limit` successes adds one). */
-  successes: number
-  lastDecrease: number
-  holdUntil: number
-}
-
-interface Window {
-  readonly name: "requests_per_second" | "requests_per_minute" | "tokens" | "input_tokens" | "output_tokens"
-  readonly unit: "request" | "total" | "input" | "output"
-  /** The budget per `windowMillis`. */
-  readonly limit: number
-  readonly windowMillis: number
-}
-
-const seconds = (millis: number) => (millis / 1000).toFixed(2)
-
-const AIMD_DECREASE_INTERVAL_MILLIS = 1000
-
 /**
  * Builds the limiter over the `RateLimiter` in context (memory or Redis store).
  * @category constructors @since 0.1.0
@@ -162,337 +131,19 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
   const options = yield* Effect.orDie(resolve(input))
   const seed = input.seed
   const limiter = yield* RateLimiter.RateLimiter
-  const breaker = options.circuitBreaker === false ? undefined : yield* CircuitBreaker.make({
-    tripPolicy: CircuitBreaker.consecutive(options.circuitBreaker.failures),
-    openDuration: Schedule.exponential(Duration.millis(options.circuitBreaker.openMillis)).pipe(
-      Schedule.upTo({ duration: Duration.minutes(1) })
-    )
-  })
+  const breaker = yield* Breaker.make(options)
   const random = seed === undefined ? undefined : yield* Random.withSeed(Effect.service(Random.Random), seed)
-  const file = options.logFile === undefined ? undefined : yield* Effect.acquireRelease(
-    Effect.sync(() => {
-      mkdirSync(dirname(options.logFile!), { recursive: true })
-      return createWriteStream(options.logFile!, { flags: "a" })
-    }),
-    (stream) =>
-      Effect.callback<void>((resume) => {
-        stream.end(() => resume(Effect.void))
-      })
-  )
-
-  // Every budget is "at most `limit` in ANY window of `windowMillis`" (what a provider's
-  // sliding-window log enforces, and stricter than its token bucket). On the RateLimiter's
-  // token bucket that means no burst: a request window refills one request every
-  // window / limit, and a token window holds at most the current call's cost and refills
-  // at (limit - largest cost seen) / window, so the call straddling a window edge still fits.
-  const windows: Array<Window> = []
-  if (Number.isFinite(options.requestsPerSecond)) {
-    windows.push({ name: "requests_per_second", unit: "request", limit: options.requestsPerSecond, windowMillis: 1000 })
-  }
-  if (Number.isFinite(options.requestsPerMinute)) {
-    windows.push({ name: "requests_per_minute", unit: "request", limit: options.requestsPerMinute, windowMillis: options.requestWindowMillis })
-  }
-  if (Number.isFinite(options.tokensPerMinute)) {
-    windows.push({ name: "tokens", unit: "total", limit: options.tokensPerMinute, windowMillis: options.tokenWindowMillis })
-  }
-  if (Number.isFinite(options.inputTokensPerMinute)) {
-    windows.push({ name: "input_tokens", unit: "input", limit: options.inputTokensPerMinute, windowMillis: options.tokenWindowMillis })
-  }
-  if (Number.isFinite(options.outputTokensPerMinute)) {
-    windows.push({ name: "output_tokens", unit: "output", limit: options.outputTokensPerMinute, windowMillis: options.tokenWindowMillis })
-  }
-  const requestWindow = windows.find((window) => window.unit === "request")
-  const tokensOf = (unit: Window["unit"], input: number, output: number) =>
-    unit === "request" ? 1 : unit === "total" ? input + output : unit === "input" ? input : output
-  const largest = new Map<string, number>()
-  /** The RateLimiter arguments (capacity and the window that gives the pacing rate) for a call. */
-  const bucketOf = (window: Window, windowKey: string, tokens: number, admission: boolean): { readonly limit: number; readonly window: Duration.Duration } => {
-    const budget = window.limit * (1 - options.safetyMargin)
-    if (window.unit === "request") {
-      const extra = Math.floor(budget * options.catchUp)
-      const perMillis = (budget - extra) / window.windowMillis
-      return { limit: 1 + extra, window: Duration.millis((1 + extra) / perMillis) }
-    }
-    const extra = budget * options.catchUp
-    const cost = Math.max(1, Math.abs(tokens))
-    const seen = admission ? Math.max(largest.get(windowKey) ?? 0, tokens) : largest.get(windowKey) ?? cost
-    largest.set(windowKey, seen)
-    const perMillis = Math.max(budget - seen - extra, budget * 0.05) / window.windowMillis
-    return { limit: cost + extra, window: Duration.millis((cost + extra) / perMillis) }
-  }
-  const consume = (window: Window, key: string, tokens: number, admission: boolean, onExceeded: "delay" | "fail") => {
-    const windowKey = `${key}:${window.name}`
-    const bucket = bucketOf(window, windowKey, tokens, admission)
-    return Effect.map(
-      limiter.consume({ algorithm: "token-bucket", onExceeded, key: windowKey, tokens, ...bucket }),
-      (result) => ({ ...result, bucket, windowKey })
-    )
-  }
-
-  const states = new Map<string, KeyState>()
-  const lobbySize = Math.max(16, options.maxConcurrency * 4)
-  const lobby = (key: string) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-    Effect.suspend(() => stateFor(key).lobby.with(effect))
-  const enterLobby = (key: string): Effect.Effect<void, never, Scope.Scope> =>
-    Effect.suspend(() => {
-      const gate = stateFor(key).lobby
-      // the wait stays interruptible (an interrupted wait holds nothing); once in, the
-      // release is registered before anything can interrupt
-      return Effect.uninterruptibleMask((restore) =>
-        Effect.andThen(restore(gate.take), Effect.addFinalizer(() => Effect.sync(gate.release)))
-      )
-    })
-
-  const stateFor = (key: string): KeyState => {
-    let state = states.get(key)
-    if (state === undefined) {
-      state = {
-        lobby: new Gate(lobbySize),
-        semaphore: Semaphore.makeUnsafe(options.maxConcurrency),
-        admission: Semaphore.makeUnsafe(1),
-        limit: options.maxConcurrency,
-        successes: 0,
-        lastDecrease: -Infinity,
-        holdUntil: 0
-      }
-      states.set(key, state)
-    }
-    return state
-  }
-
-  const storeError = (provider: string) => (error: RateLimiter.RateLimiterError) =>
-    LlmError.make(provider, new LlmError.Transport({ description: `rate-limit store: ${error.message}` }))
-
-  const event = (message: string, annotations: Record<string, unknown>) =>
-    Effect.gen(function*() {
-      yield* Effect.logInfo(message).pipe(Effect.annotateLogs(annotations))
-      if (file !== undefined) {
-        const now = yield* Clock.currentTimeMillis
-        const fields = Object.entries(annotations).map(([name, value]) => `${name}=${String(value)}`).join(" ")
-        file.write(`${new Date(now).toISOString()} ${message} ${fields}\n`)
-      }
-    })
-
-  const resize = (key: string, state: KeyState, limit: number) =>
-    Effect.gen(function*() {
-      state.successes = 0
-      if (limit === state.limit) return
-      state.limit = limit
-      yield* state.semaphore.resize(limit)
-      yield* Metric.update(Metric.withAttributes(concurrencyLimit, { key }), limit)
-    })
-
-  const increase = (key: string, state: KeyState) =>
-    Effect.suspend(() => {
-      if (!options.adaptiveConcurrency || state.limit >= options.maxConcurrency) return Effect.void
-      state.successes++
-      return state.successes >= state.limit ? resize(key, state, state.limit + 1) : Effect.void
-    })
-
-  // A 429 halves the limit; an overload (often a lone 503 that says nothing about this
-  // client's pace) takes a quarter off.
-  const decrease = (key: string, state: KeyState, reason: string, factor: number) =>
-    Effect.gen(function*() {
-      if (!options.adaptiveConcurrency) return
-      const now = yield* Clock.currentTimeMillis
-      // One decrease per burst: the calls already in flight answer 429 together.
-      if (now - state.lastDecrease < AIMD_DECREASE_INTERVAL_MILLIS) return
-      state.lastDecrease = now
-      const next = Math.max(1, Math.floor(state.limit * factor))
-      if (next < state.limit) {
-        yield* event(`concurrency=${next}`, { event: "rate_limit.concurrency", key, concurrency: next, reason })
-      }
-      yield* resize(key, state, next)
-    })
-
-  /** Refunds (negative) or charges (positive) token windows; a refund never fills a bucket past one call's worth. */
-  const adjust = (key: string, provider: string, input: number, output: number, requests = 0) =>
-    Effect.forEach(windows, (window) =>
-      Effect.gen(function*() {
-        const tokens = window.unit === "request" ? requests : tokensOf(window.unit, input, output)
-        if (tokens === 0) return
-        const result = yield* consume(window, key, tokens, false, "delay")
-        const cap = window.unit === "request"
-          ? result.bucket.limit
-          : (largest.get(result.windowKey) ?? result.bucket.limit) + window.limit * (1 - options.safetyMargin) * options.catchUp
-        if (tokens < 0 && result.remaining > cap) {
-          yield* limiter.consume({
-            algorithm: "token-bucket", onExceeded: "delay", key: result.windowKey, limit: result.bucket.limit,
-            window: result.bucket.window, tokens: result.remaining - cap
-          })
-        }
-      }).pipe(Effect.mapError(storeError(provider))), { discard: true })
-
-  // A spent budget holds the key for the time one more call's worth replenishes, as the
-  // provider's continuous refill does (reset / limit per unit; the whole reset when the
-  // provider does not send its limit).
-  const learn = (state: KeyState, info: RateLimitHeaders.RateLimitInfo | undefined, key: string, cost: { readonly input: number; readonly output: number }) =>
-    Effect.gen(function*() {
-      if (!options.learnFromHeaders || info === undefined) return
-      const holds: Array<[string, number]> = []
-      const spent = (name: string, remaining: number | undefined, reset: number | undefined, limit: number | undefined, units: number) => {
-        if (remaining === undefined || remaining > 0 || reset === undefined || reset <= 0) return
-        holds.push([name, limit !== undefined && limit > 0 ? Math.min(reset, (reset * Math.max(1, units)) / limit) : reset])
-      }
-      spent("requests", info.remainingRequests, info.resetRequestsMillis, info.limitRequests, 1)
-      spent("tokens", info.remainingTokens, info.resetTokensMillis, info.limitTokens, cost.input + cost.output)
-      spent("input_tokens", info.remainingInputTokens, info.resetInputTokensMillis, info.limitInputTokens, cost.input)
-      spent("output_tokens", info.remainingOutputTokens, info.resetOutputTokensMillis, info.limitOutputTokens, cost.output)
-      if (holds.length === 0) return
-      const [name, millis] = holds.reduce((a, b) => (b[1] > a[1] ? b : a))
-      const now = yield* Clock.currentTimeMillis
-      if (now + millis > state.holdUntil) {
-        state.holdUntil = now + millis
-        yield* event(`hold=${seconds(millis)}`, { event: "rate_limit.hold", key, hold_seconds: seconds(millis), budget: name })
-      }
-    })
-
-  const admit = (cost: Cost): Effect.Effect<Admission, LlmError.LlmError, Scope.Scope> =>
-    Effect.gen(function*() {
-      const provider = cost.provider ?? cost.key
-      const key = cost.key
-      const input = cost.inputTokens ?? 0
-      const output = cost.outputTokens ?? 0
-      for (const window of windows) {
-        const tokens = tokensOf(window.unit, input, output)
-        if (window.unit !== "request" && tokens > window.limit) {
-          return yield* LlmError.make(provider, new LlmError.InvalidRequest({
-            description: `request needs ${tokens} ${window.name.replace("_", " ")} (estimated prompt ${input} + maxTokens ${output}) ` +
-              `but the budget for ${key} is ${window.limit} per ${window.windowMillis / 1000} s: it can never be admitted; shorten it or lower maxTokens`
-          }))
-        }
-      }
-      const state = stateFor(key)
-      const start = yield* Clock.currentTimeMillis
-      yield* state.semaphore.takeScoped(1)
-      return yield* Effect.gen(function*() {
-        const begin = yield* Clock.currentTimeMillis
-        let reason = "none"
-        let longest = 0
-        const waitFor = (millis: number, why: string) => {
-          if (millis >= longest) {
-            longest = millis
-            reason = why
-          }
-          return Effect.sleep(Duration.millis(millis))
-        }
-        // A cooldown after a 429 (shared through the store) or the pace the store learned.
-        const adaptive = requestWindow === undefined ? undefined : yield* limiter.adaptiveConsume({
-          key: `${key}:adaptive`, tokens: 1, fallbackLimit: requestWindow.limit, fallbackWindow: Duration.millis(requestWindow.windowMillis)
-        })
-        if (adaptive !== undefined && Duration.isPositive(adaptive.delay)) yield* waitFor(Duration.toMillis(adaptive.delay), `adaptive_${adaptive.phase}`)
-        // Take every window at the moment of sending, never a future slot: a fiber that wakes
-        // late (a busy event loop) re-checks instead of bunching with the calls after it.
-        yield* state.admission.withPermits(1)(Effect.gen(function*() {
-          while (true) {
-            const now = yield* Clock.currentTimeMillis
-            if (state.holdUntil > now) {
-              yield* waitFor(state.holdUntil - now, "headers")
-              continue
-            }
-            const taken: Array<readonly [Window, number]> = []
-            let retryAfter = 0
-            let blocking = "none"
-            for (const window of windows) {
-              const tokens = tokensOf(window.unit, input, output)
-              if (tokens === 0) continue
-              const exit = yield* Effect.exit(consume(window, key, tokens, true, "fail"))
-              if (Exit.isSuccess(exit)) {
-                taken.push([window, tokens])
-                continue
-              }
-              const error = Cause.findErrorOption(exit.cause)
-              if (Option.isSome(error) && error.value.reason._tag === "RateLimitExceeded") {
-                retryAfter = Math.max(1, Duration.toMillis(error.value.reason.retryAfter))
-                blocking = window.name
-                break
-              }
-              return yield* Effect.failCause(exit.cause)
-            }
-            if (retryAfter === 0) break
-            yield* Effect.forEach(taken, ([window, tokens]) => consume(window, key, -tokens, false, "delay"), { discard: true })
-            yield* waitFor(retryAfter, blocking)
-          }
-        }))
-        const end = yield* Clock.currentTimeMillis
-        const wait = end - begin
-        if (wait > 0) {
-          // Metrics count every wait; the log only shows waits visible at its precision (10 ms).
-          if (wait >= 10) yield* event(`pre_wait=${seconds(wait)}`, { event: "rate_limit.pre_wait", key, pre_wait_seconds: seconds(wait), reason })
-          yield* Metric.update(Metric.withAttributes(waitsTotal, { key, reason }), 1)
-          yield* Metric.update(Metric.withAttributes(waitSecondsTotal, { key, reason }), wait / 1000)
-        }
-        let settled = false
-        const once = (effect: Effect.Effect<void>) =>
-          Effect.suspend(() => {
-            if (settled) return Effect.void
-            settled = true
-            return effect
-          })
-        return {
-          waitMillis: end - start,
-          succeed: (observed) =>
-            once(Effect.gen(function*() {
-              const usage = observed?.usage
-              if (usage !== undefined && options.tokenAccounting === "usage") {
-                yield* adjust(key, provider, usage.inputTokens - input, usage.outputTokens - output)
-              }
-              yield* learn(state, observed?.rateLimit, key, { input, output })
-              yield* increase(key, state)
-            }).pipe(Effect.catch(() => Effect.void))),
-          fail: (error) =>
-            once(Effect.gen(function*() {
-              // The provider reported no usage for a failed call: give its tokens back. The
-              // request itself stays counted: providers count unsuccessful requests against the
-              // request window (OpenAI: "unsuccessful requests contribute to your per-minute
-              // limit"), so handing the place back would send more than the limit and turn every
-              // fault into 429s that count too.
-              yield* adjust(key, provider, -input, -output)
-              if (!LlmError.isLlmError(error)) return
-              const reason = error.reason
-              if (reason._tag === "RateLimited") {
-                yield* Metric.update(Metric.withAttributes(http429Total, { key, scope: reason.scope }), 1)
-                if (reason.scope === "quota") return
-                yield* decrease(key, state, `429_${reason.scope}`, 0.5)
-                if (adaptive !== undefined && reason.retryAfterMillis !== undefined) {
-                  yield* limiter.adaptiveFeedback({
-                    key: `${key}:adaptive`, epoch: adaptive.epoch, tokens: 1, status: 429,
-                    retryAfter: Duration.millis(Math.min(reason.retryAfterMillis, options.retryAfterCapMillis))
-                  })
-                }
-              } else if (reason._tag === "Overloaded") {
-                yield* decrease(key, state, "overloaded", 0.75)
-              }
-            }).pipe(Effect.catch(() => Effect.void)))
-        } satisfies Admission
-      }).pipe(Effect.mapError(storeError(provider)))
-    })
-
-  const breakerError = (provider: string, key: string) => (error: CircuitBreaker.CircuitBreakerError) => {
-    const reason = error.reason
-    return LlmError.make(provider, new LlmError.Overloaded({
-      description: reason._tag === "CircuitOpen"
-        ? `circuit open for ${key} after repeated server errors; retry in ${seconds(Duration.toMillis(reason.retryAfter))}s`
-        : reason._tag === "CircuitHalfOpen"
-        ? `circuit half-open for ${key}: a probe call is running`
-        : `circuit breaker store: ${reason.message}`,
-      ...(reason._tag === "CircuitOpen" ? { retryAfterMillis: Duration.toMillis(reason.retryAfter) } : {})
-    }))
-  }
-
-  const classify = (exit: Exit.Exit<unknown, unknown>): CircuitBreaker.Outcome => {
-    if (Exit.isSuccess(exit)) return CircuitBreaker.success
-    const error = Cause.findErrorOption(exit.cause)
-    if (Option.isSome(error) && LlmError.isLlmError(error.value)) {
-      const reason = error.value.reason
-      if (reason._tag === "ServerError" || reason._tag === "Overloaded") {
-        return CircuitBreaker.failure(reason._tag === "Overloaded" && reason.retryAfterMillis !== undefined
-          ? { retryAfter: Duration.millis(reason.retryAfterMillis) }
-          : undefined)
-      }
-    }
-    return CircuitBreaker.ignored
-  }
+  const event = yield* Events.make(options)
+  const { stateFor, lobby, enterLobby } = KeyStates.make(options)
+  const admit = Admit.make({
+    options,
+    limiter,
+    windows: Windows.make(options, limiter),
+    stateFor,
+    aimd: Aimd.make(options, event),
+    learn: Headers.make(options, event).learn,
+    event
+  })
 
   const execute = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Outcome<A>, E | LlmError.LlmError, R> =>
     Effect.gen(function*() {
@@ -514,19 +165,19 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
       }))
       const guarded = breaker === undefined
         ? attempt
-        : breaker.execute(attempt, { key: call.key, classify }).pipe(
+        : breaker.execute(attempt, { key: call.key, classify: Breaker.classify }).pipe(
           Effect.mapError((error) =>
-            error instanceof CircuitBreaker.CircuitBreakerError ? breakerError(provider, call.key)(error) : error
+            error instanceof CircuitBreaker.CircuitBreakerError ? Breaker.breakerError(provider, call.key)(error) : error
           )
         )
       const onBackoff = (backoff: Backoff) =>
         Effect.gen(function*() {
           const millis = Duration.toMillis(backoff.delay)
           backoffMillis += millis
-          yield* event(`backoff=${seconds(millis)} attempt=${backoff.attempt}`, {
+          yield* event(`backoff=${Events.seconds(millis)} attempt=${backoff.attempt}`, {
             event: "rate_limit.backoff",
             key: call.key,
-            backoff_seconds: seconds(millis),
+            backoff_seconds: Events.seconds(millis),
             attempt: backoff.attempt,
             reason: backoff.error.reason._tag,
             retry_after: backoff.fromRetryAfter
