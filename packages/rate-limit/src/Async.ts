@@ -1,0 +1,57 @@
+/**
+ * The same from plain async TypeScript: a rate-limited `Llm` and a limiter for any async
+ * function, each over its own `ManagedRuntime`.
+ * @since 0.1.0
+ */
+import { type Completion, CompletionRequest as Request, Llm } from "@hasten/core"
+import type { CompletionRequest } from "@hasten/core"
+import { Effect, Layer, ManagedRuntime } from "effect"
+import { type Cost, layerLimiter, wrap } from "./Limiter.js"
+import { layer } from "./Middleware.js"
+import type { Options } from "./Options.js"
+
+/** A rate-limited `Llm` for code that does not use Effect. @category models @since 0.1.0 */
+export interface PromiseLlm {
+  readonly complete: (request: CompletionRequest.CompletionRequest | Request.CompletionRequestInput) => Promise<Completion.Completion>
+  /** Closes the runtime (Redis connections, log file). */
+  readonly dispose: () => Promise<void>
+}
+
+/**
+ * A Promise facade on `ManagedRuntime`: the middleware over any `Llm` layer.
+ * @category constructors @since 0.1.0
+ */
+export const createLlm = <E>(upstream: Layer.Layer<Llm.Llm, E>, options: Options = {}): PromiseLlm => {
+  const runtime = ManagedRuntime.make(layer(options).pipe(Layer.provide(upstream)))
+  return {
+    complete: (request) =>
+      runtime.runPromise(Effect.flatMap(
+        request instanceof Request.CompletionRequest ? Effect.succeed(request) : Request.make(request),
+        Llm.complete
+      )),
+    dispose: () => runtime.dispose()
+  }
+}
+
+/** Budgets and retries for any async function. @category models @since 0.1.0 */
+export interface PromiseLimiter {
+  /** Runs `task` under the budgets of `cost.key`; rejections that are retryable `LlmError`s are retried. */
+  readonly run: <A>(task: () => Promise<A>, cost: Cost) => Promise<A>
+  readonly dispose: () => Promise<void>
+}
+
+/**
+ * A Promise facade for {@link wrap}: rate-limit any async function.
+ * @category constructors @since 0.1.0
+ */
+export const createLimiter = (options: Options = {}): PromiseLimiter => {
+  const runtime = ManagedRuntime.make(layerLimiter(options))
+  return {
+    run: (task, cost) =>
+      runtime.runPromise(wrap(
+        Effect.tryPromise({ try: task, catch: (error) => error }),
+        cost
+      )),
+    dispose: () => runtime.dispose()
+  }
+}

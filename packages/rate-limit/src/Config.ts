@@ -1,0 +1,57 @@
+/**
+ * Configuration from the environment: `MAX_CONCURRENCY`, `RPS_LIMIT`, `TPM_LIMIT`, … read
+ * through Effect's `Config`, and the middleware built from them.
+ * @since 0.1.0
+ */
+import type { Llm } from "@hasten/core"
+import { Config, ConfigProvider, Effect, Layer, Option, Schema } from "effect"
+import { layer } from "./Middleware.js"
+import { type Options, resolve } from "./Options.js"
+
+const number = (name: string, rule: "positive" | "nonNegative" | "positiveInt" | "nonNegativeInt") =>
+  Config.schema(
+    (rule === "positiveInt" || rule === "nonNegativeInt" ? Schema.Int : Schema.Finite).check(
+      rule === "positive" ? Schema.isGreaterThan(0) : rule === "positiveInt" ? Schema.isGreaterThanOrEqualTo(1) : Schema.isGreaterThanOrEqualTo(0)
+    ),
+    name
+  )
+
+const optional = <A>(config: Config.Config<A>) => Config.map(Config.option(config), Option.getOrUndefined)
+
+/**
+ * The environment: `MAX_CONCURRENCY` (2), `RPS_LIMIT` (2.0), `TPM_LIMIT` (120000),
+ * `MAX_RETRIES` (6), `RETRIES_ENABLED` (1), and optionally `RPM_LIMIT`,
+ * `INPUT_TPM_LIMIT`, `OUTPUT_TPM_LIMIT`, `RETRY_BASE_MS` (500), `RETRY_CAP_MS` (30000),
+ * `RETRY_AFTER_CAP_MS` (60000), `RATE_LIMIT_LOG_FILE`, `RATE_LIMIT_REDIS_URL`.
+ * An invalid value fails with a `ConfigError` naming the variable.
+ * @category configuration @since 0.1.0
+ */
+export const config: Config.Config<Options> = Config.all({
+  maxConcurrency: number("MAX_CONCURRENCY", "positiveInt").pipe(Config.withDefault(2)),
+  requestsPerSecond: number("RPS_LIMIT", "positive").pipe(Config.withDefault(2)),
+  requestsPerMinute: optional(number("RPM_LIMIT", "positive")),
+  tokensPerMinute: number("TPM_LIMIT", "positiveInt").pipe(Config.withDefault(120_000)),
+  inputTokensPerMinute: optional(number("INPUT_TPM_LIMIT", "positiveInt")),
+  outputTokensPerMinute: optional(number("OUTPUT_TPM_LIMIT", "positiveInt")),
+  maxRetries: number("MAX_RETRIES", "nonNegativeInt").pipe(Config.withDefault(6)),
+  retriesEnabled: Config.Boolean("RETRIES_ENABLED").pipe(Config.withDefault(true)),
+  retryBaseMillis: number("RETRY_BASE_MS", "nonNegative").pipe(Config.withDefault(500)),
+  retryCapMillis: number("RETRY_CAP_MS", "nonNegative").pipe(Config.withDefault(30_000)),
+  retryAfterCapMillis: number("RETRY_AFTER_CAP_MS", "nonNegative").pipe(Config.withDefault(60_000)),
+  logFile: optional(Config.String("RATE_LIMIT_LOG_FILE")),
+  redisUrl: optional(Config.String("RATE_LIMIT_REDIS_URL"))
+}).pipe(
+  Config.map(({ redisUrl, ...rest }): Options => ({ ...rest, ...(redisUrl !== undefined ? { redis: { url: redisUrl } } : {}) }))
+)
+
+/**
+ * {@link layer} configured from the environment ({@link config}).
+ * @category layers @since 0.1.0
+ */
+export const layerConfig: Layer.Layer<Llm.Llm, Config.ConfigError, Llm.Llm> = Layer.unwrap(
+  Effect.gen(function*() {
+    const options = yield* config
+    yield* Effect.mapError(resolve(options), (error) => new Config.ConfigError(new ConfigProvider.SourceError({ message: error.message })))
+    return layer(options)
+  })
+)

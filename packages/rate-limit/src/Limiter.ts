@@ -1,0 +1,217 @@
+/**
+ * The limiter service: per-key budgets (concurrency, request and token windows), header
+ * holds, adaptive concurrency, the circuit breaker and the retry schedule for any effect,
+ * over a `RateLimiter` store from `effect/persistence` (memory or Redis).
+ * @since 0.1.0
+ */
+import { LlmError, type RateLimitHeaders } from "@hasten/core"
+import { Cause, Context, Duration, Effect, Exit, Layer, Metric, Option, Random } from "effect"
+import { CircuitBreaker, RateLimiter } from "effect/persistence"
+import type * as Scope from "effect/Scope"
+import * as Admit from "./internal/admit.js"
+import * as Aimd from "./internal/aimd.js"
+import * as Breaker from "./internal/breaker.js"
+import * as Events from "./internal/events.js"
+import * as Headers from "./internal/headers.js"
+import * as KeyStates from "./internal/keyState.js"
+import * as Windows from "./internal/windows.js"
+import * as IoRedis from "./IoRedis.js"
+import { retriesTotal } from "./Metrics.js"
+import { type Options, type Resolved, resolve } from "./Options.js"
+import { type Backoff, retrySchedule } from "./Retry.js"
+
+/** What a call costs against its key's budgets. @category models @since 0.1.0 */
+export interface Cost {
+  /** The budget key; calls sharing it share every budget. */
+  readonly key: string
+  /** Input tokens reserved before the call (or all tokens for a non-LLM call). Default 0. */
+  readonly inputTokens?: number | undefined
+  /** Output tokens reserved before the call. Default 0. */
+  readonly outputTokens?: number | undefined
+  /** The name errors carry as `provider` (default: the key). */
+  readonly provider?: string | undefined
+}
+
+/** A call for {@link LimiterService.execute}. @category models @since 0.1.0 */
+export interface Call<A, E, R> extends Cost {
+  readonly effect: Effect.Effect<A, E, R>
+  /** What the finished call reports: actual usage (for reconciliation) and rate-limit headers. */
+  readonly observe?: ((value: A) => {
+    readonly usage?: { readonly inputTokens: number; readonly outputTokens: number } | undefined
+    readonly rateLimit?: RateLimitHeaders.RateLimitInfo | undefined
+  }) | undefined
+}
+
+/** How a call went through the limiter. @category models @since 0.1.0 */
+export interface Outcome<A> {
+  readonly value: A
+  /** Attempts made (1 + retries). */
+  readonly attempts: number
+  /** Milliseconds waited before sending, over all attempts (concurrency slot + budgets + holds). */
+  readonly waitMillis: number
+  /** Milliseconds slept in backoff between attempts. */
+  readonly backoffMillis: number
+}
+
+/** The limiter's operations. @category models @since 0.1.0 */
+export interface LimiterService {
+  readonly options: Resolved
+  /** Runs a call under its key's budgets with the retry schedule. */
+  readonly execute: <A, E, R>(call: Call<A, E, R>) => Effect.Effect<Outcome<A>, E | LlmError.LlmError, R>
+  /**
+   * Takes a concurrency slot (held until the scope closes) and waits for the budgets of
+   * one attempt, without retrying; settle it with `succeed` or `fail` (streams use this).
+   */
+  readonly admit: (cost: Cost) => Effect.Effect<Admission, LlmError.LlmError, Scope.Scope>
+  /**
+   * Runs `effect` once the key's lobby lets it in (FIFO): only a few times the concurrency
+   * limit of calls per key are set up at once, the rest wait suspended. `execute` callers
+   * wrap whole calls in it (retries included).
+   */
+  readonly lobby: (key: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** Takes a place in the key's lobby until the scope closes (streams hold it while they run). */
+  readonly enterLobby: (key: string) => Effect.Effect<void, never, Scope.Scope>
+  /** The current adaptive concurrency limit of a key. */
+  readonly concurrency: (key: string) => Effect.Effect<number>
+  /** Until when (epoch millis) headers hold a key; 0 when not held. */
+  readonly heldUntil: (key: string) => Effect.Effect<number>
+}
+
+/** An admitted attempt; call exactly one of its settle functions. @category models @since 0.1.0 */
+export interface Admission {
+  readonly waitMillis: number
+  readonly succeed: (observed?: {
+    readonly usage?: { readonly inputTokens: number; readonly outputTokens: number } | undefined
+    readonly rateLimit?: RateLimitHeaders.RateLimitInfo | undefined
+  }) => Effect.Effect<void>
+  readonly fail: (error: unknown) => Effect.Effect<void>
+}
+
+/**
+ * The shared limiter behind the `Llm` middleware and {@link wrap}.
+ * @category services @since 0.1.0
+ */
+export class Limiter extends Context.Service<Limiter, LimiterService>()("@hasten/rate-limit/Limiter") {}
+
+/**
+ * Builds the limiter over the `RateLimiter` in context (memory or Redis store).
+ * @category constructors @since 0.1.0
+ */
+export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
+  const options = yield* Effect.orDie(resolve(input))
+  const seed = input.seed
+  const limiter = yield* RateLimiter.RateLimiter
+  const breaker = yield* Breaker.make(options)
+  const random = seed === undefined ? undefined : yield* Random.withSeed(Effect.service(Random.Random), seed)
+  const event = yield* Events.make(options)
+  const { stateFor, lobby, enterLobby } = KeyStates.make(options)
+  const admit = Admit.make({
+    options,
+    limiter,
+    windows: Windows.make(options, limiter),
+    stateFor,
+    aimd: Aimd.make(options, event),
+    learn: Headers.make(options, event).learn,
+    event
+  })
+
+  const execute = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Outcome<A>, E | LlmError.LlmError, R> =>
+    Effect.gen(function*() {
+      const provider = call.provider ?? call.key
+      let attempts = 0
+      let waitMillis = 0
+      let backoffMillis = 0
+      const attempt: Effect.Effect<A, E | LlmError.LlmError, R> = Effect.scoped(Effect.gen(function*() {
+        attempts++
+        const admission = yield* admit(call)
+        waitMillis += admission.waitMillis
+        return yield* call.effect.pipe(
+          Effect.onExit((exit) =>
+            Exit.isSuccess(exit)
+              ? admission.succeed(call.observe?.(exit.value))
+              : admission.fail(Option.getOrUndefined(Cause.findErrorOption(exit.cause)))
+          )
+        )
+      }))
+      const guarded = breaker === undefined
+        ? attempt
+        : breaker.execute(attempt, { key: call.key, classify: Breaker.classify }).pipe(
+          Effect.mapError((error) =>
+            error instanceof CircuitBreaker.CircuitBreakerError ? Breaker.breakerError(provider, call.key)(error) : error
+          )
+        )
+      const onBackoff = (backoff: Backoff) =>
+        Effect.gen(function*() {
+          const millis = Duration.toMillis(backoff.delay)
+          backoffMillis += millis
+          yield* event(`backoff=${Events.seconds(millis)} attempt=${backoff.attempt}`, {
+            event: "rate_limit.backoff",
+            key: call.key,
+            backoff_seconds: Events.seconds(millis),
+            attempt: backoff.attempt,
+            reason: backoff.error.reason._tag,
+            retry_after: backoff.fromRetryAfter
+          })
+          yield* Metric.update(Metric.withAttributes(retriesTotal, { key: call.key, reason: backoff.error.reason._tag }), 1)
+        })
+      const retried = options.retriesEnabled
+        ? Effect.retry(guarded, retrySchedule({ ...options, random }, onBackoff))
+        : guarded
+      const value = yield* retried.pipe(
+        Effect.mapError((error) => {
+          if (LlmError.isLlmError(error) && error.reason._tag === "RateLimited" && error.reason.scope === "quota") {
+            return LlmError.make(error.provider, new LlmError.RateLimited({
+              scope: "quota",
+              description: `quota exhausted for ${call.key}: ${error.reason.description} ` +
+                `(not retried: add credits or raise the quota)`
+            }))
+          }
+          return error
+        })
+      )
+      return { value, attempts, waitMillis, backoffMillis }
+    })
+
+  return Limiter.of({
+    options,
+    execute,
+    admit,
+    lobby,
+    enterLobby,
+    concurrency: (key) => Effect.sync(() => stateFor(key).limit),
+    heldUntil: (key) => Effect.sync(() => stateFor(key).holdUntil)
+  })
+})
+
+const storeLayer = (options: Options): Layer.Layer<RateLimiter.RateLimiterStore> =>
+  options.redis === undefined
+    ? RateLimiter.layerStoreMemory
+    : RateLimiter.layerStoreRedis({ prefix: options.redisPrefix ?? "hasten:ratelimit:" }).pipe(
+      Layer.provide(IoRedis.layer(options.redis))
+    )
+
+/**
+ * The limiter over a `RateLimiterStore` you provide (e.g. `RateLimiter.layerStoreRedis`).
+ * @category layers @since 0.1.0
+ */
+export const layerLimiterWithStore = (options: Options = {}): Layer.Layer<Limiter, never, RateLimiter.RateLimiterStore> =>
+  Layer.effect(Limiter, makeLimiter(options)).pipe(
+    Layer.provide(Layer.merge(RateLimiter.layer, CircuitBreaker.layerStoreMemory()))
+  )
+
+/**
+ * The limiter alone, for {@link wrap} on any effect: memory store, or Redis when
+ * `options.redis` is set.
+ * @category layers @since 0.1.0
+ */
+export const layerLimiter = (options: Options = {}): Layer.Layer<Limiter> =>
+  layerLimiterWithStore(options).pipe(Layer.provide(storeLayer(options)))
+
+/**
+ * Runs any effect under the budgets of `cost.key` (concurrency, request and token
+ * windows) with the retry schedule (only retryable `LlmError`s are retried).
+ * @category combinators @since 0.1.0
+ */
+export const wrap = <A, E, R>(effect: Effect.Effect<A, E, R>, cost: Cost): Effect.Effect<A, E | LlmError.LlmError, R | Limiter> =>
+  Effect.flatMap(Effect.service(Limiter), (limiter) =>
+    limiter.lobby(cost.key)(Effect.map(limiter.execute({ ...cost, effect }), (outcome) => outcome.value)))

@@ -1,0 +1,156 @@
+/**
+ * Admission of one attempt: the key's concurrency slot, a cooldown the store learned, header
+ * holds and every budget window, taken at the moment of sending; then the settlement of
+ * the attempt (reconciliation, header learning, AIMD, 429 feedback).
+ * @internal
+ */
+import { LlmError } from "@hasten/core"
+import { Cause, Clock, Duration, Effect, Exit, Metric, Option } from "effect"
+import type { RateLimiter } from "effect/persistence"
+import type * as Scope from "effect/Scope"
+import type { Admission, Cost } from "../Limiter.js"
+import { http429Total, waitSecondsTotal, waitsTotal } from "../Metrics.js"
+import type { Resolved } from "../Options.js"
+import type * as Aimd from "./aimd.js"
+import { type Event, seconds } from "./events.js"
+import type * as Headers from "./headers.js"
+import type * as KeyStates from "./keyState.js"
+import { storeError, tokensOf, type Window, type Windows } from "./windows.js"
+
+/** The `admit` of one limiter, over its windows, key states, AIMD and header learning. */
+export const make = (deps: {
+  readonly options: Resolved
+  readonly limiter: RateLimiter.RateLimiter
+  readonly windows: Windows
+  readonly stateFor: ReturnType<typeof KeyStates.make>["stateFor"]
+  readonly aimd: ReturnType<typeof Aimd.make>
+  readonly learn: ReturnType<typeof Headers.make>["learn"]
+  readonly event: Event
+}) => {
+  const { options, limiter, stateFor, learn, event } = deps
+  const { windows, requestWindow, consume, adjust } = deps.windows
+  const { increase, decrease } = deps.aimd
+
+  const admit = (cost: Cost): Effect.Effect<Admission, LlmError.LlmError, Scope.Scope> =>
+    Effect.gen(function*() {
+      const provider = cost.provider ?? cost.key
+      const key = cost.key
+      const input = cost.inputTokens ?? 0
+      const output = cost.outputTokens ?? 0
+      for (const window of windows) {
+        const tokens = tokensOf(window.unit, input, output)
+        if (window.unit !== "request" && tokens > window.limit) {
+          return yield* LlmError.make(provider, new LlmError.InvalidRequest({
+            description: `request needs ${tokens} ${window.name.replace("_", " ")} (estimated prompt ${input} + maxTokens ${output}) ` +
+              `but the budget for ${key} is ${window.limit} per ${window.windowMillis / 1000} s: it can never be admitted; shorten it or lower maxTokens`
+          }))
+        }
+      }
+      const state = stateFor(key)
+      const start = yield* Clock.currentTimeMillis
+      yield* state.semaphore.takeScoped(1)
+      return yield* Effect.gen(function*() {
+        const begin = yield* Clock.currentTimeMillis
+        let reason = "none"
+        let longest = 0
+        const waitFor = (millis: number, why: string) => {
+          if (millis >= longest) {
+            longest = millis
+            reason = why
+          }
+          return Effect.sleep(Duration.millis(millis))
+        }
+        // A cooldown after a 429 (shared through the store) or the pace the store learned.
+        const adaptive = requestWindow === undefined ? undefined : yield* limiter.adaptiveConsume({
+          key: `${key}:adaptive`, tokens: 1, fallbackLimit: requestWindow.limit, fallbackWindow: Duration.millis(requestWindow.windowMillis)
+        })
+        if (adaptive !== undefined && Duration.isPositive(adaptive.delay)) yield* waitFor(Duration.toMillis(adaptive.delay), `adaptive_${adaptive.phase}`)
+        // Take every window at the moment of sending, never a future slot: a fiber that wakes
+        // late (a busy event loop) re-checks instead of bunching with the calls after it.
+        yield* state.admission.withPermits(1)(Effect.gen(function*() {
+          while (true) {
+            const now = yield* Clock.currentTimeMillis
+            if (state.holdUntil > now) {
+              yield* waitFor(state.holdUntil - now, "headers")
+              continue
+            }
+            const taken: Array<readonly [Window, number]> = []
+            let retryAfter = 0
+            let blocking = "none"
+            for (const window of windows) {
+              const tokens = tokensOf(window.unit, input, output)
+              if (tokens === 0) continue
+              const exit = yield* Effect.exit(consume(window, key, tokens, true, "fail"))
+              if (Exit.isSuccess(exit)) {
+                taken.push([window, tokens])
+                continue
+              }
+              const error = Cause.findErrorOption(exit.cause)
+              if (Option.isSome(error) && error.value.reason._tag === "RateLimitExceeded") {
+                retryAfter = Math.max(1, Duration.toMillis(error.value.reason.retryAfter))
+                blocking = window.name
+                break
+              }
+              return yield* Effect.failCause(exit.cause)
+            }
+            if (retryAfter === 0) break
+            yield* Effect.forEach(taken, ([window, tokens]) => consume(window, key, -tokens, false, "delay"), { discard: true })
+            yield* waitFor(retryAfter, blocking)
+          }
+        }))
+        const end = yield* Clock.currentTimeMillis
+        const wait = end - begin
+        if (wait > 0) {
+          // Metrics count every wait; the log only shows waits visible at its precision (10 ms).
+          if (wait >= 10) yield* event(`pre_wait=${seconds(wait)}`, { event: "rate_limit.pre_wait", key, pre_wait_seconds: seconds(wait), reason })
+          yield* Metric.update(Metric.withAttributes(waitsTotal, { key, reason }), 1)
+          yield* Metric.update(Metric.withAttributes(waitSecondsTotal, { key, reason }), wait / 1000)
+        }
+        let settled = false
+        const once = (effect: Effect.Effect<void>) =>
+          Effect.suspend(() => {
+            if (settled) return Effect.void
+            settled = true
+            return effect
+          })
+        return {
+          waitMillis: end - start,
+          succeed: (observed) =>
+            once(Effect.gen(function*() {
+              const usage = observed?.usage
+              if (usage !== undefined && options.tokenAccounting === "usage") {
+                yield* adjust(key, provider, usage.inputTokens - input, usage.outputTokens - output)
+              }
+              yield* learn(state, observed?.rateLimit, key, { input, output })
+              yield* increase(key, state)
+            }).pipe(Effect.catch(() => Effect.void))),
+          fail: (error) =>
+            once(Effect.gen(function*() {
+              // The provider reported no usage for a failed call: give its tokens back. The
+              // request itself stays counted: providers count unsuccessful requests against the
+              // request window (OpenAI: "unsuccessful requests contribute to your per-minute
+              // limit"), so handing the place back would send more than the limit and turn every
+              // fault into 429s that count too.
+              yield* adjust(key, provider, -input, -output)
+              if (!LlmError.isLlmError(error)) return
+              const reason = error.reason
+              if (reason._tag === "RateLimited") {
+                yield* Metric.update(Metric.withAttributes(http429Total, { key, scope: reason.scope }), 1)
+                if (reason.scope === "quota") return
+                yield* decrease(key, state, `429_${reason.scope}`, 0.5)
+                if (adaptive !== undefined && reason.retryAfterMillis !== undefined) {
+                  yield* limiter.adaptiveFeedback({
+                    key: `${key}:adaptive`, epoch: adaptive.epoch, tokens: 1, status: 429,
+                    retryAfter: Duration.millis(Math.min(reason.retryAfterMillis, options.retryAfterCapMillis))
+                  })
+                }
+              } else if (reason._tag === "Overloaded") {
+                yield* decrease(key, state, "overloaded", 0.75)
+              }
+            }).pipe(Effect.catch(() => Effect.void)))
+        } satisfies Admission
+      }).pipe(Effect.mapError(storeError(provider)))
+    })
+
+  return admit
+}

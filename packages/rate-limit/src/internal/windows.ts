@@ -1,0 +1,100 @@
+/**
+ * The budget windows of a limiter and their pacing over the `RateLimiter` token bucket.
+ *
+ * Every budget is "at most `limit` in ANY window of `windowMillis`" (what a provider's
+ * sliding-window log enforces, and stricter than its token bucket). On the RateLimiter's
+ * token bucket that means no burst: a request window refills one request every
+ * window / limit, and a token window holds at most the current call's cost and refills
+ * at (limit - largest cost seen) / window, so the call straddling a window edge still fits.
+ * @internal
+ */
+import { LlmError } from "@hasten/core"
+import { Duration, Effect } from "effect"
+import type { RateLimiter } from "effect/persistence"
+import type { Resolved } from "../Options.js"
+
+/** One budget: `limit` units per `windowMillis`. */
+export interface Window {
+  readonly name: "requests_per_second" | "requests_per_minute" | "tokens" | "input_tokens" | "output_tokens"
+  readonly unit: "request" | "total" | "input" | "output"
+  /** The budget per `windowMillis`. */
+  readonly limit: number
+  readonly windowMillis: number
+}
+
+/** What a call of `input` + `output` tokens costs in a window's unit. */
+export const tokensOf = (unit: Window["unit"], input: number, output: number) =>
+  unit === "request" ? 1 : unit === "total" ? input + output : unit === "input" ? input : output
+
+/** A store failure as the `LlmError` a call fails with. */
+export const storeError = (provider: string) => (error: RateLimiter.RateLimiterError) =>
+  LlmError.make(provider, new LlmError.Transport({ description: `rate-limit store: ${error.message}` }))
+
+/** The windows the options enforce, and how calls take from them. */
+export const make = (options: Resolved, limiter: RateLimiter.RateLimiter) => {
+  const windows: Array<Window> = []
+  if (Number.isFinite(options.requestsPerSecond)) {
+    windows.push({ name: "requests_per_second", unit: "request", limit: options.requestsPerSecond, windowMillis: 1000 })
+  }
+  if (Number.isFinite(options.requestsPerMinute)) {
+    windows.push({ name: "requests_per_minute", unit: "request", limit: options.requestsPerMinute, windowMillis: options.requestWindowMillis })
+  }
+  if (Number.isFinite(options.tokensPerMinute)) {
+    windows.push({ name: "tokens", unit: "total", limit: options.tokensPerMinute, windowMillis: options.tokenWindowMillis })
+  }
+  if (Number.isFinite(options.inputTokensPerMinute)) {
+    windows.push({ name: "input_tokens", unit: "input", limit: options.inputTokensPerMinute, windowMillis: options.tokenWindowMillis })
+  }
+  if (Number.isFinite(options.outputTokensPerMinute)) {
+    windows.push({ name: "output_tokens", unit: "output", limit: options.outputTokensPerMinute, windowMillis: options.tokenWindowMillis })
+  }
+  const requestWindow = windows.find((window) => window.unit === "request")
+  const largest = new Map<string, number>()
+  /** The RateLimiter arguments (capacity and the window that gives the pacing rate) for a call. */
+  const bucketOf = (window: Window, windowKey: string, tokens: number, admission: boolean): { readonly limit: number; readonly window: Duration.Duration } => {
+    const budget = window.limit * (1 - options.safetyMargin)
+    if (window.unit === "request") {
+      const extra = Math.floor(budget * options.catchUp)
+      const perMillis = (budget - extra) / window.windowMillis
+      return { limit: 1 + extra, window: Duration.millis((1 + extra) / perMillis) }
+    }
+    const extra = budget * options.catchUp
+    const cost = Math.max(1, Math.abs(tokens))
+    const seen = admission ? Math.max(largest.get(windowKey) ?? 0, tokens) : largest.get(windowKey) ?? cost
+    largest.set(windowKey, seen)
+    const perMillis = Math.max(budget - seen - extra, budget * 0.05) / window.windowMillis
+    return { limit: cost + extra, window: Duration.millis((cost + extra) / perMillis) }
+  }
+  /** Takes `tokens` from a window of `key` (negative: gives them back). */
+  const consume = (window: Window, key: string, tokens: number, admission: boolean, onExceeded: "delay" | "fail") => {
+    const windowKey = `${key}:${window.name}`
+    const bucket = bucketOf(window, windowKey, tokens, admission)
+    return Effect.map(
+      limiter.consume({ algorithm: "token-bucket", onExceeded, key: windowKey, tokens, ...bucket }),
+      (result) => ({ ...result, bucket, windowKey })
+    )
+  }
+
+  /** Refunds (negative) or charges (positive) token windows; a refund never fills a bucket past one call's worth. */
+  const adjust = (key: string, provider: string, input: number, output: number, requests = 0) =>
+    Effect.forEach(windows, (window) =>
+      Effect.gen(function*() {
+        const tokens = window.unit === "request" ? requests : tokensOf(window.unit, input, output)
+        if (tokens === 0) return
+        const result = yield* consume(window, key, tokens, false, "delay")
+        const cap = window.unit === "request"
+          ? result.bucket.limit
+          : (largest.get(result.windowKey) ?? result.bucket.limit) + window.limit * (1 - options.safetyMargin) * options.catchUp
+        if (tokens < 0 && result.remaining > cap) {
+          yield* limiter.consume({
+            algorithm: "token-bucket", onExceeded: "delay", key: result.windowKey, limit: result.bucket.limit,
+            window: result.bucket.window, tokens: result.remaining - cap
+          })
+        }
+      }).pipe(Effect.mapError(storeError(provider))), { discard: true })
+
+  return { windows, requestWindow, consume, adjust }
+}
+
+/** The windows of one limiter. */
+export type Windows = ReturnType<typeof make>
