@@ -4,6 +4,7 @@ import { Redis } from "ioredis"
 import { CompletionRequest, Llm } from "@hasten/core"
 import { Cache, RedisStore } from "@hasten/cache"
 import { RedisServer } from "@hasten/testkit"
+import { conformance } from "./CacheStoreConformance.js"
 import { answer, makeCounting } from "./fakes.js"
 
 const deterministic = (content: string) =>
@@ -16,6 +17,9 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.stop()
 })
+
+let prefixes = 0
+conformance("redis", Effect.suspend(() => RedisStore.make({ url: server.url, prefix: `conformance-${++prefixes}:` })))
 
 const complete = (content: string) => Effect.flatMap(Effect.service(Llm.Llm), (llm) => llm.complete(deterministic(content)))
 
