@@ -52,7 +52,7 @@ export interface CacheStoreService {
   readonly set: (entry: Entry) => Effect.Effect<number, CacheStoreError>
   /** Removes one entry; whether it was there. */
   readonly delete: (key: string) => Effect.Effect<boolean, CacheStoreError>
-  /** Removes entries by namespace and age (and every expired one); succeeds with how many. */
+  /** Removes entries by namespace and age, and every expired entry whatever its namespace; succeeds with how many. */
   readonly prune: (options?: PruneOptions) => Effect.Effect<number, CacheStoreError>
   /** Removes every entry. */
   readonly clear: Effect.Effect<void, CacheStoreError>

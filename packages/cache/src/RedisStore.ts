@@ -1,7 +1,8 @@
 /**
  * The Redis store: one cache shared by many processes and machines. Entries are
  * strings with Redis-side expiry (`PX`), indexed per namespace in a sorted set by
- * creation time so `prune` can work by namespace and age. Commands fail fast while
+ * creation time so `prune` can work by namespace and age, and in one sorted set by
+ * expiry instant so `prune` removes what Effect's `Clock` says has expired. Commands fail fast while
  * Redis is unreachable (no offline queue), which lets the cache middleware degrade to
  * pass-through instead of hanging the run; the client reconnects in the background.
  * @since 0.1.0
@@ -27,23 +28,36 @@ export interface Options {
 const fail = (operation: string) => (error: unknown) =>
   new CacheStoreError({ store: "redis", operation, description: error instanceof Error ? error.message : String(error) })
 
+// A namespace may hold newlines: in the header they are written `\n` (and `\` as `\\`),
+// which leaves every namespace without either character as it was.
+const escapeNamespace = (namespace: string): string => namespace.replaceAll("\\", "\\\\").replaceAll("\n", "\\n")
+const unescapeNamespace = (text: string): string => text.replace(/\\([\\n])/g, (_, char: string) => (char === "n" ? "\n" : "\\"))
+
 /** `namespace \n createdAt \n expiresAt \n value` — one GET reads an entry. */
-const encodeEntry = (entry: Entry): string => `${entry.namespace}\n${entry.createdAt}\n${entry.expiresAt ?? ""}\n${entry.value}`
+const encodeEntry = (entry: Entry): string =>
+  `${escapeNamespace(entry.namespace)}\n${entry.createdAt}\n${entry.expiresAt ?? ""}\n${entry.value}`
+
+/** Where the header ends (the third newline), or -1 when `text` has no complete header. */
+const headerEnd = (text: string): number => {
+  const first = text.indexOf("\n")
+  const second = first < 0 ? -1 : text.indexOf("\n", first + 1)
+  return second < 0 ? -1 : text.indexOf("\n", second + 1)
+}
 
 const decodeEntry = (key: string, text: string): Entry => {
+  const third = headerEnd(text)
+  if (third < 0) return { key, namespace: "", value: text, createdAt: 0 }
   const first = text.indexOf("\n")
   const second = text.indexOf("\n", first + 1)
-  const third = text.indexOf("\n", second + 1)
-  if (first < 0 || second < 0 || third < 0) return { key, namespace: "", value: text, createdAt: 0 }
   const expires = text.slice(second + 1, third)
-  return {
-    key,
-    namespace: text.slice(0, first),
-    createdAt: Number(text.slice(first + 1, second)),
-    expiresAt: expires === "" ? undefined : Number(expires),
-    value: text.slice(third + 1)
-  }
+  const namespace = unescapeNamespace(text.slice(0, first))
+  const createdAt = Number(text.slice(first + 1, second))
+  const value = text.slice(third + 1)
+  return expires === "" ? { key, namespace, createdAt, value } : { key, namespace, createdAt, expiresAt: Number(expires), value }
 }
+
+/** How much of an entry `prune` reads to learn its namespace and times (more only for a longer header). */
+const headerBytes = 512
 
 /**
  * Connects to Redis (or adopts `client`); the connection is closed when the scope
@@ -85,6 +99,51 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const entryKey = (key: string) => `${prefix}e:${key}`
   const namespaceKey = (namespace: string) => `${prefix}ns:${namespace}`
   const namespacesKey = `${prefix}namespaces`
+  const expiriesKey = `${prefix}expiries`
+
+  /**
+   * What `prune` needs of the entries under `keys`: each one's header (namespace and
+   * times; the value may be cut short), `"gone"`, or `"corrupt"` (no header).
+   */
+  const headers = async (keys: ReadonlyArray<string>): Promise<Array<Entry | "gone" | "corrupt">> => {
+    const pipeline = client.pipeline()
+    for (const key of keys) pipeline.strlen(entryKey(key)).getrange(entryKey(key), 0, headerBytes - 1)
+    const results = (await pipeline.exec()) ?? []
+    const cut: Array<number> = []
+    const found = keys.map((key, index): Entry | "gone" | "corrupt" => {
+      const length = results[2 * index]?.[1]
+      const head = results[2 * index + 1]?.[1]
+      if (typeof length !== "number" || length === 0 || typeof head !== "string") return "gone"
+      if (headerEnd(head) >= 0) return decodeEntry(key, head)
+      if (length <= headerBytes) return "corrupt"
+      cut.push(index)
+      return "gone"
+    })
+    if (cut.length > 0) {
+      const texts = await client.mget(...cut.map((index) => entryKey(keys[index]!)))
+      cut.forEach((index, position) => {
+        const text = texts[position]
+        found[index] = text === null || text === undefined ? "gone" : headerEnd(text) >= 0 ? decodeEntry(keys[index]!, text) : "corrupt"
+      })
+    }
+    return found
+  }
+
+  /** Runs `command` over `keys` in slices, so no single command carries too many arguments. */
+  const inSlices = async (keys: ReadonlyArray<string>, command: (slice: Array<string>) => Promise<number>): Promise<number> => {
+    let total = 0
+    for (let index = 0; index < keys.length; index += 500) total += await command(keys.slice(index, index + 500))
+    return total
+  }
+
+  /** Every indexed entry key once (an entry re-set under another namespace is listed under both). */
+  const allKeys = async (): Promise<Array<string>> => {
+    const keys = new Set<string>()
+    for (const name of await client.smembers(namespacesKey)) {
+      for (const key of await client.zrange(namespaceKey(name), "0", "-1")) keys.add(key)
+    }
+    return [...keys]
+  }
 
   const namespaces = (namespace: string | undefined) =>
     namespace !== undefined
@@ -114,6 +173,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
             }
             multi.zadd(namespaceKey(entry.namespace), entry.createdAt, entry.key)
             multi.sadd(namespacesKey, entry.namespace)
+            if (entry.expiresAt !== undefined) multi.zadd(expiriesKey, entry.expiresAt, entry.key)
+            else multi.zrem(expiriesKey, entry.key)
             const results = await multi.exec()
             const failed = results?.find(([error]) => error !== null)
             if (failed !== undefined) throw failed[0]
@@ -134,63 +195,71 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
             try: async () => {
               const now = clock.currentTimeMillisUnsafe()
               const cutoff = pruneCutoff(now, options)
-              let removed = 0
+              const doomed = new Set<string>()
               for (const name of names) {
-                const old = await client.zrangebyscore(namespaceKey(name), "-inf", cutoff)
-                if (old.length > 0) {
-                  removed += await client.del(...old.map(entryKey))
-                  await client.zrem(namespaceKey(name), ...old)
-                }
-                // Members whose entry Redis already expired: drop them from the index.
-                const rest = await client.zrange(namespaceKey(name), "0", "-1")
-                if (rest.length > 0) {
-                  const pipeline = client.pipeline()
-                  for (const key of rest) pipeline.exists(entryKey(key))
-                  const exists = (await pipeline.exec()) ?? []
-                  const gone = rest.filter((_, index) => exists[index]?.[1] === 0)
-                  if (gone.length > 0) await client.zrem(namespaceKey(name), ...gone)
-                }
+                const members = await client.zrange(namespaceKey(name), "0", "-1")
+                if (members.length === 0) continue
+                // Decide by the entry itself: the index may list an entry Redis already
+                // expired, or one re-set under another namespace since. Values without a
+                // header (corrupt) go.
+                const found = await headers(members)
+                const unlisted: Array<string> = []
+                members.forEach((key, index) => {
+                  const entry = found[index]!
+                  if (entry === "gone" || (entry !== "corrupt" && entry.namespace !== name)) {
+                    unlisted.push(key)
+                  } else if (entry === "corrupt" || entry.createdAt <= cutoff || isExpired(entry, now)) {
+                    doomed.add(key)
+                    unlisted.push(key)
+                  }
+                })
+                await inSlices(unlisted, (slice) => client.zrem(namespaceKey(name), ...slice))
               }
+              // Expired by the Clock, in any namespace (Redis drops them too, on its own clock).
+              const expiring = await client.zrangebyscore(expiriesKey, "-inf", now)
+              if (expiring.length > 0) {
+                const found = await headers(expiring)
+                expiring.forEach((key, index) => {
+                  const entry = found[index]!
+                  if (typeof entry === "object" && isExpired(entry, now)) doomed.add(key)
+                })
+                await inSlices(expiring, (slice) => client.zrem(expiriesKey, ...slice))
+              }
+              const removed = await inSlices([...doomed], (slice) => client.del(...slice.map(entryKey)))
+              await inSlices([...doomed], (slice) => client.zrem(expiriesKey, ...slice))
               return removed
             },
             catch: fail("prune")
           })
         )),
-    clear: Effect.flatMap(namespaces(undefined), (names) =>
-      Effect.tryPromise({
-        try: async () => {
-          for (const name of names) {
-            const keys = await client.zrange(namespaceKey(name), "0", "-1")
-            for (let index = 0; index < keys.length; index += 500) {
-              await client.del(...keys.slice(index, index + 500).map(entryKey))
-            }
-            await client.del(namespaceKey(name))
-          }
-          await client.del(namespacesKey)
-        },
-        catch: fail("clear")
-      })),
-    stats: Effect.flatMap(namespaces(undefined), (names) =>
-      Effect.tryPromise({
-        try: async () => {
-          let entries = 0
-          let bytes = 0
-          for (const name of names) {
-            const keys = await client.zrange(namespaceKey(name), "0", "-1")
-            if (keys.length === 0) continue
-            const pipeline = client.pipeline()
-            for (const key of keys) pipeline.strlen(entryKey(key))
-            for (const [, length] of (await pipeline.exec()) ?? []) {
-              if (typeof length === "number" && length > 0) {
-                entries++
-                bytes += length
-              }
+    clear: Effect.tryPromise({
+      try: async () => {
+        const names = await client.smembers(namespacesKey)
+        await inSlices(await allKeys(), (slice) => client.del(...slice.map(entryKey)))
+        await inSlices(names.map(namespaceKey), (slice) => client.del(...slice))
+        await client.del(namespacesKey, expiriesKey)
+      },
+      catch: fail("clear")
+    }),
+    stats: Effect.tryPromise({
+      try: async () => {
+        let entries = 0
+        let bytes = 0
+        const keys = await allKeys()
+        for (let index = 0; index < keys.length; index += 500) {
+          const pipeline = client.pipeline()
+          for (const key of keys.slice(index, index + 500)) pipeline.strlen(entryKey(key))
+          for (const [, length] of (await pipeline.exec()) ?? []) {
+            if (typeof length === "number" && length > 0) {
+              entries++
+              bytes += length
             }
           }
-          return { entries, bytes }
-        },
-        catch: fail("stats")
-      }))
+        }
+        return { entries, bytes }
+      },
+      catch: fail("stats")
+    })
   }
   return store
 })

@@ -5,7 +5,7 @@ import { join } from "node:path"
 import { ConfigProvider, Effect, Exit, Fiber, Layer, Logger, Metric, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { CompletionRequest, Embedder, Llm, RequestKey } from "@hasten/core"
-import { Cache, CacheStore, MemoryStore, SqliteStore } from "@hasten/cache"
+import { Cache, CacheStore, MemoryStore } from "@hasten/cache"
 import { answer, makeCounting, makeCountingEmbedder } from "./fakes.js"
 
 const deterministic = (content: string, extra: Partial<CompletionRequest.CompletionRequestInput> = {}) =>
@@ -207,30 +207,7 @@ describe("memory store", () => {
       assert.isDefined(yield* store.get("d"))
       assert.isAtMost((yield* store.stats).bytes, 1_000)
     }))
-
-  it.effect("prune by namespace and age, then clear", () =>
-    Effect.gen(function*() {
-      const store = MemoryStore.makeUnsafe()
-      yield* pruneScenario(store)
-    }))
 })
-
-const pruneScenario = (store: CacheStore.CacheStoreService) =>
-  Effect.gen(function*() {
-    yield* store.set({ key: "old-a", namespace: "a", value: "1", createdAt: yield* Effect.clockWith((clock) => clock.currentTimeMillis) })
-    yield* store.set({ key: "old-b", namespace: "b", value: "1", createdAt: yield* Effect.clockWith((clock) => clock.currentTimeMillis) })
-    yield* TestClock.adjust("10 minutes")
-    yield* store.set({ key: "new-a", namespace: "a", value: "1", createdAt: yield* Effect.clockWith((clock) => clock.currentTimeMillis) })
-    assert.strictEqual(yield* store.prune({ namespace: "a", olderThan: "5 minutes" }), 1)
-    assert.isUndefined(yield* store.get("old-a"))
-    assert.isDefined(yield* store.get("old-b"))
-    assert.isDefined(yield* store.get("new-a"))
-    assert.strictEqual((yield* store.stats).entries, 2)
-    assert.strictEqual(yield* store.prune({ namespace: "b" }), 1)
-    assert.strictEqual((yield* store.stats).entries, 1)
-    yield* store.clear
-    assert.deepStrictEqual(yield* store.stats, { entries: 0, bytes: 0 })
-  })
 
 describe("single-flight", () => {
   it.effect("100 concurrent identical misses make one upstream call", () =>
@@ -389,22 +366,6 @@ describe("sqlite store", () => {
       assert.notStrictEqual((yield* run).cached, true)
       assert.isTrue((yield* run).cached)
       assert.strictEqual(fake.completeCalls, 1)
-      rmSync(dir, { recursive: true, force: true })
-    }))
-
-  it.effect("TTL against the Clock (TestClock) and prune/clear", () =>
-    Effect.gen(function*() {
-      const dir = tempDir()
-      yield* Effect.gen(function*() {
-        const store = yield* SqliteStore.make({ path: join(dir, "c.db") })
-        yield* store.set({ key: "k", namespace: "n", value: "v", createdAt: 0, expiresAt: 60_000 })
-        yield* TestClock.adjust("59 seconds")
-        assert.strictEqual((yield* store.get("k"))?.value, "v")
-        yield* TestClock.adjust("1 second")
-        assert.isUndefined(yield* store.get("k"))
-        yield* store.clear
-        yield* pruneScenario(store)
-      }).pipe(Effect.scoped)
       rmSync(dir, { recursive: true, force: true })
     }))
 

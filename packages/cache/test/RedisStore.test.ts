@@ -1,9 +1,10 @@
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
-import { Clock, Effect, Exit, Layer, Stream } from "effect"
+import { Effect, Exit, Layer, Stream } from "effect"
 import { Redis } from "ioredis"
 import { CompletionRequest, Llm } from "@hasten/core"
 import { Cache, RedisStore } from "@hasten/cache"
 import { RedisServer } from "@hasten/testkit"
+import { conformance } from "./CacheStoreConformance.js"
 import { answer, makeCounting } from "./fakes.js"
 
 const deterministic = (content: string) =>
@@ -16,6 +17,9 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.stop()
 })
+
+let prefixes = 0
+conformance("redis", Effect.suspend(() => RedisStore.make({ url: server.url, prefix: `conformance-${++prefixes}:` })))
 
 const complete = (content: string) => Effect.flatMap(Effect.service(Llm.Llm), (llm) => llm.complete(deterministic(content)))
 
@@ -51,28 +55,25 @@ describe("Redis store (real redis-server)", () => {
       assert.strictEqual((yield* store.stats).entries, 1)
     }).pipe(Effect.scoped))
 
-  it.live("get/set/TTL/prune by namespace and age/stats/clear", () =>
+  it.live("entries written before namespaces were escaped in the header still read", () =>
     Effect.gen(function*() {
+      const client = new Redis(server.url)
+      yield* Effect.promise(() => client.set("t2:e:legacy", "plain ns\n1000\n\n{\"a\":\"x\\ny\"}\nmore"))
+      yield* Effect.promise(() => client.quit())
       const store = yield* RedisStore.make({ url: server.url, prefix: "t2:" })
-      const now = yield* Clock.currentTimeMillis
-      yield* store.set({ key: "old-a", namespace: "a", value: "x", createdAt: now - 600_000 })
-      yield* store.set({ key: "old-b", namespace: "b", value: "y", createdAt: now - 600_000 })
-      yield* store.set({ key: "new-a", namespace: "a", value: "zz", createdAt: now, expiresAt: now + 60_000 })
-      yield* store.set({ key: "expired", namespace: "a", value: "e", createdAt: now, expiresAt: now - 1 })
-      assert.isUndefined(yield* store.get("expired"))
-      assert.deepStrictEqual(yield* store.get("new-a"), { key: "new-a", namespace: "a", value: "zz", createdAt: now, expiresAt: now + 60_000 })
-      assert.strictEqual(yield* store.prune({ namespace: "a", olderThan: "5 minutes" }), 1)
-      assert.isUndefined(yield* store.get("old-a"))
-      assert.isDefined(yield* store.get("old-b"))
-      const stats = yield* store.stats
-      assert.strictEqual(stats.entries, 2) // old-b and new-a; Redis dropped the expired one itself
-      assert.isAbove(stats.bytes, 0)
-      assert.isTrue(yield* store.delete("new-a"))
-      assert.isFalse(yield* store.delete("new-a"))
-      assert.strictEqual((yield* store.stats).entries, 1)
-      yield* store.clear
-      assert.deepStrictEqual(yield* store.stats, { entries: 0, bytes: 0 })
-      assert.isUndefined(yield* store.get("new-a"))
+      assert.deepStrictEqual(yield* store.get("legacy"), { key: "legacy", namespace: "plain ns", createdAt: 1000, value: "{\"a\":\"x\\ny\"}\nmore" })
+    }).pipe(Effect.scoped))
+
+  it.live("prune deletes a value without a header from the namespace it is listed in", () =>
+    Effect.gen(function*() {
+      const store = yield* RedisStore.make({ url: server.url, prefix: "t5:" })
+      yield* store.set({ key: "k", namespace: "c", value: "v", createdAt: 0 })
+      const client = new Redis(server.url)
+      yield* Effect.promise(() => client.set("t5:e:k", "garbage without header"))
+      assert.strictEqual(yield* store.prune({ namespace: "other" }), 0)
+      assert.strictEqual(yield* store.prune({ namespace: "c", olderThan: "1 day" }), 1)
+      assert.strictEqual(yield* Effect.promise(() => client.exists("t5:e:k")), 0)
+      yield* Effect.promise(() => client.quit())
     }).pipe(Effect.scoped))
 
   it.live("a corrupt value is a miss that gets overwritten", () =>

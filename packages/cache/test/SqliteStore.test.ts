@@ -6,6 +6,18 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Effect } from "effect"
 import { SqliteStore } from "@hasten/cache"
+import { conformance } from "./CacheStoreConformance.js"
+
+conformance(
+  "sqlite",
+  Effect.gen(function*() {
+    const dir = yield* Effect.acquireRelease(
+      Effect.sync(() => mkdtempSync(join(tmpdir(), "hasten-cache-conformance-"))),
+      (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+    )
+    return yield* SqliteStore.make({ path: join(dir, "cache.db") })
+  })
+)
 
 const writer = fileURLToPath(new URL("./fixtures/sqlite-writer.mjs", import.meta.url))
 

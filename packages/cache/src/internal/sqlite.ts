@@ -66,8 +66,9 @@ export class SqliteDatabase {
     )
     this.#delete = this.#db.prepare("DELETE FROM hasten_cache WHERE key = ?")
     this.#pruneAll = this.#db.prepare("DELETE FROM hasten_cache WHERE created_at <= ? OR (expires_at IS NOT NULL AND expires_at <= ?)")
+    // Expired rows go whatever their namespace, as `CacheStore.prune` promises.
     this.#pruneNamespace = this.#db.prepare(
-      "DELETE FROM hasten_cache WHERE namespace = ? AND (created_at <= ? OR (expires_at IS NOT NULL AND expires_at <= ?))"
+      "DELETE FROM hasten_cache WHERE (namespace = ? AND created_at <= ?) OR (expires_at IS NOT NULL AND expires_at <= ?)"
     )
     this.#clear = this.#db.prepare("DELETE FROM hasten_cache")
     this.#stats = this.#db.prepare("SELECT COUNT(*) AS entries, COALESCE(SUM(bytes), 0) AS bytes FROM hasten_cache")
@@ -92,7 +93,7 @@ export class SqliteDatabase {
     return Number(this.#delete.run(key).changes) > 0
   }
 
-  /** Deletes rows created at or before `cutoff` (and rows expired at `now`), optionally in one namespace. */
+  /** Deletes rows created at or before `cutoff`, optionally only in one namespace, and every row expired at `now`. */
   prune(options: { readonly namespace?: string | undefined; readonly cutoff: number; readonly now: number }): number {
     const result = options.namespace === undefined
       ? this.#pruneAll.run(options.cutoff, options.now)
