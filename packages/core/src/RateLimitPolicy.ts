@@ -90,8 +90,9 @@ export const replicate: RateLimitPolicy = {
 
 /**
  * No provider budget (a local model, an OpenAI-compatible server of unknown kind): only
- * what the user configures is enforced. Limit headers, if such a server sends them, are
- * read with OpenAI's meaning.
+ * what the user configures is enforced. No budgets are learnt from limit headers such a
+ * server may send (their window is unknown); a header saying a budget is spent still holds
+ * the key until its reset. Declare `openAi` for a server that limits as OpenAI does.
  * @category constructors @since 0.2.0
  */
 export const none: RateLimitPolicy = {
@@ -101,5 +102,5 @@ export const none: RateLimitPolicy = {
   unsuccessfulTokensCount: false,
   defaultMaxTokens: 256,
   separateInputOutput: false,
-  headerWindowMillis: 60_000
+  headerWindowMillis: undefined
 }

@@ -48,8 +48,9 @@ export interface Options {
   /**
    * How the endpoint admits and counts calls, for `@hasten/rate-limit`: OpenAI's own
    * accounting (`RateLimitPolicy.openAi`) for api.openai.com; for any other `baseURL`
-   * no provider budget (`RateLimitPolicy.none`) — limit headers such a server sends are
-   * still learnt. Set it when a compatible server charges as OpenAI does.
+   * no provider budget (`RateLimitPolicy.none`: only configured budgets apply). Set
+   * `RateLimitPolicy.openAi` for a server that limits and charges as OpenAI does (Azure
+   * OpenAI, a gateway, the testkit simulator), so budgets are learnt from its headers.
    */
   readonly rateLimitPolicy?: RateLimitPolicy.RateLimitPolicy | undefined
 }

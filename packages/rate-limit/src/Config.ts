@@ -19,18 +19,21 @@ const number = (name: string, rule: "positive" | "nonNegative" | "positiveInt" |
 const optional = <A>(config: Config.Config<A>) => Config.map(Config.option(config), Option.getOrUndefined)
 
 /**
- * The environment: `MAX_CONCURRENCY` (2), `RPS_LIMIT` (2.0), `TPM_LIMIT` (120000),
- * `MAX_RETRIES` (6), `RETRIES_ENABLED` (1), and optionally `RPM_LIMIT`,
- * `INPUT_TPM_LIMIT`, `OUTPUT_TPM_LIMIT`, `RETRY_BASE_MS` (500), `RETRY_CAP_MS` (30000),
- * `RETRY_AFTER_CAP_MS` (60000), `RATE_LIMIT_LOG_FILE`, `RATE_LIMIT_REDIS_URL`.
+ * The environment: `MAX_CONCURRENCY`, `RPS_LIMIT`, `RPM_LIMIT`, `TPM_LIMIT`,
+ * `INPUT_TPM_LIMIT`, `OUTPUT_TPM_LIMIT` — each a hard cap when set; unset, the budget is
+ * learnt from the provider's headers, with the seeds' defaults (2 in flight, 2.0 requests
+ * per second, 120000 tokens per minute) assumed until the provider states its limits —
+ * `MAX_RETRIES` (6), `RETRIES_ENABLED` (1), `RETRY_BASE_MS` (500), `RETRY_CAP_MS` (30000),
+ * `RETRY_AFTER_CAP_MS` (60000), `REQUEST_TIMEOUT_MS` (a fixed per-attempt deadline instead
+ * of the learnt one), `RATE_LIMIT_LOG_FILE`, `RATE_LIMIT_REDIS_URL`.
  * An invalid value fails with a `ConfigError` naming the variable.
  * @category configuration @since 0.1.0
  */
 export const config: Config.Config<Options> = Config.all({
-  maxConcurrency: number("MAX_CONCURRENCY", "positiveInt").pipe(Config.withDefault(2)),
-  requestsPerSecond: number("RPS_LIMIT", "positive").pipe(Config.withDefault(2)),
+  maxConcurrency: optional(number("MAX_CONCURRENCY", "positiveInt")),
+  requestsPerSecond: optional(number("RPS_LIMIT", "positive")),
   requestsPerMinute: optional(number("RPM_LIMIT", "positive")),
-  tokensPerMinute: number("TPM_LIMIT", "positiveInt").pipe(Config.withDefault(120_000)),
+  tokensPerMinute: optional(number("TPM_LIMIT", "positiveInt")),
   inputTokensPerMinute: optional(number("INPUT_TPM_LIMIT", "positiveInt")),
   outputTokensPerMinute: optional(number("OUTPUT_TPM_LIMIT", "positiveInt")),
   maxRetries: number("MAX_RETRIES", "nonNegativeInt").pipe(Config.withDefault(6)),
@@ -38,6 +41,7 @@ export const config: Config.Config<Options> = Config.all({
   retryBaseMillis: number("RETRY_BASE_MS", "nonNegative").pipe(Config.withDefault(500)),
   retryCapMillis: number("RETRY_CAP_MS", "nonNegative").pipe(Config.withDefault(30_000)),
   retryAfterCapMillis: number("RETRY_AFTER_CAP_MS", "nonNegative").pipe(Config.withDefault(60_000)),
+  requestTimeoutMillis: optional(number("REQUEST_TIMEOUT_MS", "positive")),
   logFile: optional(Config.String("RATE_LIMIT_LOG_FILE")),
   redisUrl: optional(Config.String("RATE_LIMIT_REDIS_URL"))
 }).pipe(

@@ -4,7 +4,7 @@
  * over a `RateLimiter` store from `effect/persistence` (memory or Redis).
  * @since 0.1.0
  */
-import { LlmError, type RateLimitHeaders } from "@hasten/core"
+import { LlmError, type RateLimitHeaders, type RateLimitPolicy } from "@hasten/core"
 import { Cause, Context, Duration, Effect, Exit, Layer, Metric, Option, Random } from "effect"
 import { CircuitBreaker, RateLimiter } from "effect/persistence"
 import type * as Scope from "effect/Scope"
@@ -30,6 +30,8 @@ export interface Cost {
   readonly outputTokens?: number | undefined
   /** The name errors carry as `provider` (default: the key). */
   readonly provider?: string | undefined
+  /** How the provider admits and counts calls (`Llm.rateLimitPolicy`); the first call of a key sets it. */
+  readonly policy?: RateLimitPolicy.RateLimitPolicy | undefined
 }
 
 /** A call for {@link LimiterService.execute}. @category models @since 0.1.0 */
@@ -75,11 +77,39 @@ export interface LimiterService {
   readonly concurrency: (key: string) => Effect.Effect<number>
   /** Until when (epoch millis) headers hold a key; 0 when not held. */
   readonly heldUntil: (key: string) => Effect.Effect<number>
+  /** What the limiter has done so far (a snapshot). */
+  readonly totals: () => Totals
 }
 
 /** An admitted attempt; call exactly one of its settle functions. @category models @since 0.1.0 */
+/**
+ * What a limiter has done so far, over every key: for progress lines and the one-line
+ * summary it logs when it closes.
+ * @category models @since 0.2.0
+ */
+export interface Totals {
+  /** Attempts admitted. */
+  readonly attempts: number
+  /** Attempts that waited before they were sent, and how long in all. */
+  readonly waits: number
+  readonly waitMillis: number
+  readonly retries: number
+  /** Attempts answered 429. */
+  readonly http429: number
+  /** Attempts cut at their deadline. */
+  readonly timeouts: number
+}
+
+/** One line for people: `rate-limit: 3000 attempts, 12 waited (3.2 s), 5 retries, 0 × 429, 1 timeout`. @category utils @since 0.2.0 */
+export const describeTotals = (totals: Totals): string =>
+  `rate-limit: ${totals.attempts} ${totals.attempts === 1 ? "attempt" : "attempts"}, ${totals.waits} waited (${(totals.waitMillis / 1000).toFixed(1)} s), ` +
+  `${totals.retries} ${totals.retries === 1 ? "retry" : "retries"}, ${totals.http429} × 429, ` +
+  `${totals.timeouts} ${totals.timeouts === 1 ? "timeout" : "timeouts"}`
+
 export interface Admission {
   readonly waitMillis: number
+  /** How long the attempt may take before it is cut as a `Timeout` (`undefined`: no deadline). */
+  readonly deadlineMillis: number | undefined
   readonly succeed: (observed?: {
     readonly usage?: { readonly inputTokens: number; readonly outputTokens: number } | undefined
     readonly rateLimit?: RateLimitHeaders.RateLimitInfo | undefined
@@ -94,6 +124,25 @@ export interface Admission {
 export class Limiter extends Context.Service<Limiter, LimiterService>()("@hasten/rate-limit/Limiter") {}
 
 /**
+ * Cuts an attempt that runs past its deadline: the effect is interrupted (which aborts the
+ * provider's HTTP request) and the attempt fails with a retryable `Timeout`.
+ * @category combinators @since 0.2.0
+ */
+export const withDeadline = <A, E, R>(
+  effect: Effect.Effect<A, E, R>,
+  deadlineMillis: number | undefined,
+  provider: string
+): Effect.Effect<A, E | LlmError.LlmError, R> =>
+  deadlineMillis === undefined ? effect : Effect.timeoutOrElse(effect, {
+    duration: Duration.millis(deadlineMillis),
+    orElse: () =>
+      Effect.fail(LlmError.make(provider, new LlmError.Timeout({
+        description: `no answer within ${(deadlineMillis / 1000).toFixed(1)} s (the attempt was cut and will be retried; ` +
+          `set REQUEST_TIMEOUT_MS or the timeout option to change the deadline)`
+      })))
+  })
+
+/**
  * Builds the limiter over the `RateLimiter` in context (memory or Redis store).
  * @category constructors @since 0.1.0
  */
@@ -105,8 +154,11 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
   const random = seed === undefined ? undefined : yield* Random.withSeed(Effect.service(Random.Random), seed)
   const event = yield* Events.make(options)
   const { stateFor, lobby, enterLobby } = KeyStates.make(options)
+  const totals = { attempts: 0, waits: 0, waitMillis: 0, retries: 0, http429: 0, timeouts: 0 }
+  yield* Effect.addFinalizer(() => totals.attempts === 0 ? Effect.void : Effect.logInfo(describeTotals(totals)))
   const admit = Admit.make({
     options,
+    totals,
     limiter,
     windows: Windows.make(options, limiter),
     stateFor,
@@ -125,7 +177,7 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
         attempts++
         const admission = yield* admit(call)
         waitMillis += admission.waitMillis
-        return yield* call.effect.pipe(
+        return yield* withDeadline(call.effect, admission.deadlineMillis, provider).pipe(
           Effect.onExit((exit) =>
             Exit.isSuccess(exit)
               ? admission.succeed(call.observe?.(exit.value))
@@ -144,6 +196,7 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
         Effect.gen(function*() {
           const millis = Duration.toMillis(backoff.delay)
           backoffMillis += millis
+          totals.retries++
           yield* event(`backoff=${Events.seconds(millis)} attempt=${backoff.attempt}`, {
             event: "rate_limit.backoff",
             key: call.key,
@@ -179,7 +232,8 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
     lobby,
     enterLobby,
     concurrency: (key) => Effect.sync(() => stateFor(key).limit),
-    heldUntil: (key) => Effect.sync(() => stateFor(key).holdUntil)
+    heldUntil: (key) => Effect.sync(() => stateFor(key).holdUntil),
+    totals: () => ({ ...totals })
   })
 })
 

@@ -25,3 +25,8 @@ export const http429Total = Metric.counter("hasten_rate_limit_http429_total", {
 export const concurrencyLimit = Metric.gauge("hasten_rate_limit_concurrency", {
   description: "Adaptive concurrency limit"
 })
+
+/** Attempts cut at their deadline (a hung call), by key. @category metrics @since 0.2.0 */
+export const timeoutsTotal = Metric.counter("hasten_rate_limit_timeouts_total", {
+  description: "Attempts cut at their deadline and retried", incremental: true
+})

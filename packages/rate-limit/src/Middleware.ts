@@ -4,9 +4,9 @@
  * @since 0.1.0
  */
 import { createHash } from "node:crypto"
-import { Completion, Llm, type LlmError, type RateLimitHeaders } from "@hasten/core"
+import { Completion, Llm, LlmError, type RateLimitHeaders } from "@hasten/core"
 import type { CompletionRequest } from "@hasten/core"
-import { Cause, Effect, Exit, Layer, Option, Redacted, Stream } from "effect"
+import { Cause, Duration, Effect, Exit, Layer, Option, Redacted, Stream } from "effect"
 import * as Estimator from "./Estimator.js"
 import { type Cost, Limiter, type LimiterService, layerLimiter } from "./Limiter.js"
 import type { Options } from "./Options.js"
@@ -39,19 +39,51 @@ export const keyOf = (
 ): string => `${options.scope ?? provider}:${request.model}:${apiKeyHash(options.apiKey)}`
 
 /**
+ * A stream's deadlines: its first chunk within `firstMillis` (the attempt's deadline), each
+ * next one within `idleMillis`; a stream that falls silent fails with a `Timeout` (and
+ * its upstream request is aborted).
+ */
+const timed = <A>(
+  stream: Stream.Stream<A, LlmError.LlmError>,
+  firstMillis: number | undefined,
+  idleMillis: number | undefined,
+  provider: string
+): Stream.Stream<A, LlmError.LlmError> =>
+  firstMillis === undefined && idleMillis === undefined ? stream : Stream.transformPull(stream, (pull) =>
+    Effect.sync(() => {
+      let first = true
+      return Effect.suspend(() => {
+        const millis = first ? firstMillis : idleMillis
+        if (millis === undefined) return pull
+        return Effect.timeoutOrElse(pull, {
+          duration: Duration.millis(millis),
+          orElse: () =>
+            Effect.fail(LlmError.make(provider, new LlmError.Timeout({
+              description: `the stream sent ${first ? "no first chunk" : "nothing more"} within ${(millis / 1000).toFixed(1)} s`
+            })))
+        }).pipe(Effect.tap(() => Effect.sync(() => {
+          first = false
+        })))
+      })
+    }))
+
+/**
  * Wraps an `Llm` so every call goes through the limiter: cost estimated and reserved,
  * waits for the budgets, retried by the one retry schedule, reconciled with the actual
  * usage, and `{ retries, rateLimitWaitMillis, backoffMillis }` attached to `metadata`.
  * @category constructors @since 0.1.0
  */
 export const wrapLlm = (inner: Llm.LlmService, limiter: LimiterService, options: Options = {}): Llm.LlmService => {
-  const estimator = options.estimator ?? Estimator.openAi
+  const estimator = options.estimator ?? Estimator.safe
+  const policy = inner.rateLimitPolicy
+  const defaultMaxTokens = limiter.options.defaultMaxTokens ?? policy?.defaultMaxTokens ?? 256
   const costOf = (request: CompletionRequest.CompletionRequest, key: string) =>
     Effect.map(estimator(request), (inputTokens): Cost => ({
       key,
       provider: inner.name,
       inputTokens,
-      outputTokens: request.maxTokens ?? limiter.options.defaultMaxTokens
+      outputTokens: request.maxTokens ?? defaultMaxTokens,
+      policy
     }))
 
   // `fnUntraced` + `withSpan` without a stack capture: the same span, less per-call work.
@@ -90,7 +122,7 @@ export const wrapLlm = (inner: Llm.LlmService, limiter: LimiterService, options:
       const admission = yield* limiter.admit(cost)
       let usage: Completion.Usage | undefined
       let rateLimit: RateLimitHeaders.RateLimitInfo | undefined
-      return inner.stream(request).pipe(
+      return timed(inner.stream(request), admission.deadlineMillis, limiter.options.timeout === false ? undefined : limiter.options.timeout.idleMillis, inner.name).pipe(
         Stream.map((chunk) => {
           if (chunk.usage !== undefined) usage = chunk.usage
           if (chunk.rateLimit !== undefined) rateLimit = chunk.rateLimit

@@ -10,17 +10,23 @@ import type * as IoRedis from "./IoRedis.js"
 
 /**
  * Budgets and retry policy. Every budget applies per key (provider + model + API-key
- * hash); an omitted optional budget is not enforced.
+ * hash). A budget you set is a hard cap that learning never raises. One you leave unset is
+ * learnt from the provider's limit headers (requests and tokens per minute, as its
+ * `RateLimitPolicy` reads them); until the provider states its limits the seeds' defaults
+ * are assumed (2 requests per second, 120,000 tokens per minute, 2 calls in flight).
  * @category models @since 0.1.0
  */
 export interface Options {
-  /** Calls in flight per key (`MAX_CONCURRENCY`, default 2); AIMD moves between 1 and this. */
+  /**
+   * Calls in flight per key (`MAX_CONCURRENCY`); AIMD moves between 1 and this. Unset: 2
+   * until the provider states its limits, then AIMD may grow it up to `learntMaxConcurrency`.
+   */
   readonly maxConcurrency?: number | undefined
-  /** Requests per second (`RPS_LIMIT`, default 2); `Infinity` disables it. */
+  /** Requests per second (`RPS_LIMIT`; assumed 2 while no request budget is set or learnt); `Infinity` disables it. */
   readonly requestsPerSecond?: number | undefined
   /** Requests per minute (`RPM_LIMIT`), enforced together with the per-second budget. */
   readonly requestsPerMinute?: number | undefined
-  /** Tokens per minute, input + output (`TPM_LIMIT`, default 120000); `Infinity` disables it. */
+  /** Tokens per minute, input + output (`TPM_LIMIT`; assumed 120000 while no token budget is set or learnt); `Infinity` disables it. */
   readonly tokensPerMinute?: number | undefined
   /** Input tokens per minute (Anthropic-style ITPM). */
   readonly inputTokensPerMinute?: number | undefined
@@ -38,11 +44,11 @@ export interface Options {
    */
   readonly catchUp?: number | undefined
   /**
-   * How the provider charges tokens: `usage` (default) reconciles the reservation with the
-   * reported usage, refunding or charging the difference; `reserved` keeps the whole
-   * reservation (prompt + maxTokens), as OpenAI documents its TPM limiter and the testkit
-   * simulator enforces it. A failed call's tokens are refunded either way; its request is not
-   * (providers count unsuccessful requests against the request window).
+   * How the provider charges tokens: `usage` reconciles the reservation with the reported
+   * usage, refunding or charging the difference; `reserved` keeps the whole reservation
+   * (prompt + maxTokens), as OpenAI documents its TPM limiter. Default: what the provider's
+   * `RateLimitPolicy` declares (`reserved` for OpenAI and for a backend that declares
+   * nothing, `usage` for Anthropic's reconciled budgets).
    */
   readonly tokenAccounting?: "usage" | "reserved" | undefined
   /** The window of `requestsPerMinute` in milliseconds (default 60000; for providers or simulators with other windows). */
@@ -61,7 +67,7 @@ export interface Options {
   readonly retryAfterCapMillis?: number | undefined
   /** Counts a request's prompt tokens before it is sent (default `Estimator.openAi`). */
   readonly estimator?: Estimator.Estimator | undefined
-  /** Output tokens reserved for a request without `maxTokens` (default 256). */
+  /** Output tokens reserved for a request without `maxTokens` (default: the provider policy's, else 256). */
   readonly defaultMaxTokens?: number | undefined
   /** The API key the calls use: only its hash enters the budget key. */
   readonly apiKey?: Redacted.Redacted<string> | string | undefined
@@ -69,8 +75,33 @@ export interface Options {
   readonly scope?: string | undefined
   /** Adaptive concurrency: halve on 429/overload, +1 per window of successes (default true). */
   readonly adaptiveConcurrency?: boolean | undefined
-  /** Hold a key until reset when the provider's headers say a budget is spent (default true). */
+  /**
+   * Learn from the provider's headers (default true): budgets left unset become the limits
+   * the headers state (and configured ones above them are lowered), and a key is held until
+   * reset when the headers say a budget is spent.
+   */
   readonly learnFromHeaders?: boolean | undefined
+  /** The ceiling AIMD may grow concurrency to once the provider has stated its limits, when `maxConcurrency` is unset (default 64). */
+  readonly learntMaxConcurrency?: number | undefined
+  /**
+   * A fixed per-attempt deadline in milliseconds (`REQUEST_TIMEOUT_MS`); it replaces the
+   * learnt one. A hung attempt is aborted and retried as a `Timeout`.
+   */
+  readonly requestTimeoutMillis?: number | undefined
+  /**
+   * The learnt per-attempt deadline: `multiple` (4) × the key's p99 latency per token ×
+   * the attempt's `maxTokens`, within `[floorMillis (2000), capMillis (120000)]`,
+   * `initialMillis` (30000) until five calls have succeeded; a stream must send its first
+   * chunk within the same deadline and each next one within `idleMillis` (30000). `false`
+   * turns deadlines off (the SDK's own timeout, 10 minutes for OpenAI, is all that is left).
+   */
+  readonly timeout?: false | {
+    readonly multiple?: number | undefined
+    readonly floorMillis?: number | undefined
+    readonly capMillis?: number | undefined
+    readonly initialMillis?: number | undefined
+    readonly idleMillis?: number | undefined
+  } | undefined
   /** Circuit breaker on consecutive 5xx/overloads (default `{ failures: 5, openMillis: 5000 }`), or `false`. */
   readonly circuitBreaker?: false | { readonly failures?: number | undefined; readonly openMillis?: number | undefined } | undefined
   /** Append every wait and backoff event to this file (`true` = `logs/rate_limit.log`). */
@@ -95,15 +126,32 @@ export interface Resolved {
   readonly tokenWindowMillis: number
   readonly safetyMargin: number
   readonly catchUp: number
-  readonly tokenAccounting: "usage" | "reserved"
+  /** `undefined`: what the provider's `RateLimitPolicy` declares. */
+  readonly tokenAccounting: "usage" | "reserved" | undefined
   readonly retriesEnabled: boolean
   readonly maxRetries: number
   readonly retryBaseMillis: number
   readonly retryCapMillis: number
   readonly retryAfterCapMillis: number
-  readonly defaultMaxTokens: number
+  /** `undefined`: the provider policy's, else 256. */
+  readonly defaultMaxTokens: number | undefined
   readonly adaptiveConcurrency: boolean
   readonly learnFromHeaders: boolean
+  readonly learntMaxConcurrency: number
+  /** Which budgets the user set (hard caps); the others are assumed until learnt. */
+  readonly configured: {
+    readonly maxConcurrency: boolean
+    readonly requests: boolean
+    readonly tokens: boolean
+  }
+  readonly requestTimeoutMillis: number | undefined
+  readonly timeout: false | {
+    readonly multiple: number
+    readonly floorMillis: number
+    readonly capMillis: number
+    readonly initialMillis: number
+    readonly idleMillis: number
+  }
   readonly circuitBreaker: false | { readonly failures: number; readonly openMillis: number }
   readonly logFile: string | undefined
 }
@@ -139,26 +187,48 @@ export const resolve = (options: Options): Effect.Effect<Resolved, InvalidOption
       failures: check("circuitBreaker.failures", options.circuitBreaker?.failures ?? 5, "positiveInt"),
       openMillis: check("circuitBreaker.openMillis", options.circuitBreaker?.openMillis ?? 5000, "positive")
     }
+    // A budget the user sets is a hard cap; the seeds' defaults are assumed for a dimension
+    // (requests, tokens) only while the user set none of its budgets.
+    const configured = {
+      maxConcurrency: options.maxConcurrency !== undefined,
+      requests: options.requestsPerSecond !== undefined || options.requestsPerMinute !== undefined,
+      tokens: options.tokensPerMinute !== undefined || options.inputTokensPerMinute !== undefined ||
+        options.outputTokensPerMinute !== undefined
+    }
+    const timeout = options.timeout === false ? false as const : {
+      multiple: check("timeout.multiple", options.timeout?.multiple ?? 4, "positive"),
+      floorMillis: check("timeout.floorMillis", options.timeout?.floorMillis ?? 2_000, "positive"),
+      capMillis: check("timeout.capMillis", options.timeout?.capMillis ?? 120_000, "positive"),
+      initialMillis: check("timeout.initialMillis", options.timeout?.initialMillis ?? 30_000, "positive"),
+      idleMillis: check("timeout.idleMillis", options.timeout?.idleMillis ?? 30_000, "positive")
+    }
+    if (timeout !== false && timeout.capMillis < timeout.floorMillis) {
+      problems.push(`timeout.capMillis (${timeout.capMillis}) must be >= timeout.floorMillis (${timeout.floorMillis})`)
+    }
     const resolved: Resolved = {
       maxConcurrency: check("maxConcurrency", options.maxConcurrency ?? 2, "positiveInt"),
-      requestsPerSecond: finiteOr(check("requestsPerSecond", options.requestsPerSecond ?? 2, "positive")),
+      requestsPerSecond: finiteOr(check("requestsPerSecond", options.requestsPerSecond ?? (configured.requests ? Infinity : 2), "positive")),
       requestsPerMinute: check("requestsPerMinute", options.requestsPerMinute ?? Infinity, "positive"),
-      tokensPerMinute: check("tokensPerMinute", options.tokensPerMinute ?? 120_000, "positive"),
+      tokensPerMinute: check("tokensPerMinute", options.tokensPerMinute ?? (configured.tokens ? Infinity : 120_000), "positive"),
       inputTokensPerMinute: check("inputTokensPerMinute", options.inputTokensPerMinute ?? Infinity, "positive"),
       outputTokensPerMinute: check("outputTokensPerMinute", options.outputTokensPerMinute ?? Infinity, "positive"),
       requestWindowMillis: check("requestWindowMillis", options.requestWindowMillis ?? 60_000, "positive"),
       tokenWindowMillis: check("tokenWindowMillis", options.tokenWindowMillis ?? 60_000, "positive"),
       safetyMargin: check("safetyMargin", options.safetyMargin ?? 0.01, "nonNegative"),
       catchUp: check("catchUp", options.catchUp ?? 0.01, "nonNegative"),
-      tokenAccounting: options.tokenAccounting ?? "usage",
+      tokenAccounting: options.tokenAccounting,
       retriesEnabled: options.retriesEnabled ?? true,
       maxRetries: check("maxRetries", options.maxRetries ?? 6, "nonNegativeInt"),
       retryBaseMillis: check("retryBaseMillis", options.retryBaseMillis ?? 500, "nonNegative"),
       retryCapMillis: check("retryCapMillis", options.retryCapMillis ?? 30_000, "nonNegative"),
       retryAfterCapMillis: check("retryAfterCapMillis", options.retryAfterCapMillis ?? 60_000, "nonNegative"),
-      defaultMaxTokens: check("defaultMaxTokens", options.defaultMaxTokens ?? 256, "nonNegativeInt"),
+      defaultMaxTokens: options.defaultMaxTokens === undefined ? undefined : check("defaultMaxTokens", options.defaultMaxTokens, "nonNegativeInt"),
       adaptiveConcurrency: options.adaptiveConcurrency ?? true,
       learnFromHeaders: options.learnFromHeaders ?? true,
+      learntMaxConcurrency: check("learntMaxConcurrency", options.learntMaxConcurrency ?? 64, "positiveInt"),
+      configured,
+      requestTimeoutMillis: options.requestTimeoutMillis === undefined ? undefined : check("requestTimeoutMillis", options.requestTimeoutMillis, "positive"),
+      timeout,
       circuitBreaker: breaker,
       logFile: options.logFile === true ? "logs/rate_limit.log" : options.logFile === false ? undefined : options.logFile
     }

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { CompletionRequest, Llm, LlmError } from "@hasten/core"
-import { ConfigProvider, Duration, Effect, Exit, Fiber, Layer, Logger, Metric, Random, Schedule, Stream } from "effect"
+import { ConfigProvider, Duration, Effect, Exit, Fiber, Layer, Logger, Metric, Random, References, Schedule, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { Estimator, RateLimit } from "../src/index.js"
 import { type Fake, makeFake, rateLimited, request, serverError } from "./support.js"
@@ -123,7 +123,7 @@ describe("tokens", () => {
       yield* Fiber.join(second)
       // 350 of the 500 the second needs are there: it waits 150 tokens x 120 ms (60 s without the refund).
       assert.deepStrictEqual(fake.starts, [0, 18_000])
-    }).pipe(Effect.provide(stack({ ...base, tokensPerMinute: 1000, estimator: fixed(100) }, fake)))
+    }).pipe(Effect.provide(stack({ ...base, tokensPerMinute: 1000, estimator: fixed(100), tokenAccounting: "usage" }, fake)))
   })
 
   it.effect("keeps the whole reservation when the provider charges prompt + maxTokens", () => {
@@ -147,7 +147,7 @@ describe("tokens", () => {
       yield* Fiber.join(second)
       // -500 after the charge, -700 after the second reserves: 700 x 75 ms (15 s without the charge).
       assert.deepStrictEqual(fake.starts, [0, 52_500])
-    }).pipe(Effect.provide(stack({ ...base, tokensPerMinute: 1000, estimator: fixed(100) }, fake)))
+    }).pipe(Effect.provide(stack({ ...base, tokensPerMinute: 1000, estimator: fixed(100), tokenAccounting: "usage" }, fake)))
   })
 
   it.effect("refunds the reservation of a failed call", () => {
@@ -272,11 +272,14 @@ describe("retries", () => {
       const fiber = yield* Effect.forkChild(complete())
       yield* TestClock.adjust("10 seconds")
       yield* Fiber.join(fiber)
-      assert.include(messages, "pre_wait=1.00")
-      assert.include(messages, "backoff=2.30 attempt=2")
+      // one line each, the seeds' fields first, at debug level
+      assert.isTrue(messages.some((message) => message.startsWith("pre_wait=1.00 key=fake:gpt-4o-mini:default")), messages.join("\n"))
+      assert.isTrue(messages.some((message) => message.startsWith("backoff=2.30 attempt=2 key=")), messages.join("\n"))
+      assert.isTrue(messages.every((message) => !message.includes("\n")))
     }).pipe(
       Effect.provide(stack({ ...retrying, requestsPerSecond: 1 }, fake)),
-      Effect.provide(Logger.layer([collector]))
+      Effect.provide(Logger.layer([collector])),
+      Effect.provideService(References.MinimumLogLevel, "Debug")
     )
   })
 })
@@ -581,7 +584,7 @@ describe("keys, streams and wrap", () => {
       yield* TestClock.adjust("2 minutes")
       yield* Fiber.join(second)
       assert.deepStrictEqual(fake.starts, [0, 18_000])
-    }).pipe(Effect.provide(stack({ ...base, tokensPerMinute: 1000, estimator: fixed(100) }, fake)))
+    }).pipe(Effect.provide(stack({ ...base, tokensPerMinute: 1000, estimator: fixed(100), tokenAccounting: "usage" }, fake)))
   })
 
   it.effect("wraps any effect with a key's budgets and the retry schedule", () =>
@@ -615,10 +618,16 @@ describe("configuration", () => {
 
   it.effect("reads the seeds' names with their defaults", () =>
     Effect.gen(function*() {
+      // unset budgets stay unset (to be learnt); the seeds' values are what resolve assumes meanwhile
       const options = yield* RateLimit.config
-      assert.strictEqual(options.maxConcurrency, 2)
-      assert.strictEqual(options.requestsPerSecond, 2)
-      assert.strictEqual(options.tokensPerMinute, 120_000)
+      assert.isUndefined(options.maxConcurrency)
+      assert.isUndefined(options.requestsPerSecond)
+      assert.isUndefined(options.tokensPerMinute)
+      const resolved = yield* RateLimit.resolve(options)
+      assert.strictEqual(resolved.maxConcurrency, 2)
+      assert.strictEqual(resolved.requestsPerSecond, 2)
+      assert.strictEqual(resolved.tokensPerMinute, 120_000)
+      assert.deepStrictEqual(resolved.configured, { maxConcurrency: false, requests: false, tokens: false })
       assert.strictEqual(options.maxRetries, 6)
       assert.strictEqual(options.retriesEnabled, true)
       assert.isUndefined(options.requestsPerMinute)
@@ -627,6 +636,12 @@ describe("configuration", () => {
       assert.strictEqual(set.retriesEnabled, false)
       assert.strictEqual(set.requestsPerMinute, 30)
       assert.strictEqual(set.maxRetries, 0)
+      // a request budget set by the user: no assumed 2 per second beside it
+      const onlyRpm = yield* RateLimit.resolve(yield* RateLimit.config.pipe(withEnv({ RPM_LIMIT: "30", REQUEST_TIMEOUT_MS: "5000" })))
+      assert.strictEqual(onlyRpm.requestsPerSecond, Infinity)
+      assert.strictEqual(onlyRpm.requestsPerMinute, 30)
+      assert.strictEqual(onlyRpm.tokensPerMinute, 120_000)
+      assert.strictEqual(onlyRpm.requestTimeoutMillis, 5000)
     }).pipe(withEnv({})))
 
   for (

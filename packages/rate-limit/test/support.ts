@@ -3,7 +3,7 @@
  * index (the last entry repeats), records when it started on the (test) clock, and may
  * take simulated latency.
  */
-import { Completion, CompletionRequest, Llm, LlmError, type RateLimitHeaders } from "@hasten/core"
+import { Completion, CompletionRequest, Llm, LlmError, type RateLimitHeaders, type RateLimitPolicy } from "@hasten/core"
 import { Clock, Duration, Effect, Layer } from "effect"
 
 export type Step =
@@ -24,7 +24,7 @@ export interface Fake {
   readonly layer: Layer.Layer<Llm.Llm>
 }
 
-export const makeFake = (script: ReadonlyArray<Step> = [{}], name = "fake"): Fake => {
+export const makeFake = (script: ReadonlyArray<Step> = [{}], name = "fake", policy?: RateLimitPolicy.RateLimitPolicy): Fake => {
   const fake: Fake = {
     starts: [],
     requests: [],
@@ -63,7 +63,7 @@ export const makeFake = (script: ReadonlyArray<Step> = [{}], name = "fake"): Fak
         ...(step.rateLimit !== undefined ? { rateLimit: step.rateLimit } : {})
       })
     }).pipe(Effect.scoped)
-  ;(fake as { layer: Layer.Layer<Llm.Llm> }).layer = Layer.succeed(Llm.Llm, Llm.fromComplete(name, complete))
+  ;(fake as { layer: Layer.Layer<Llm.Llm> }).layer = Layer.succeed(Llm.Llm, { ...Llm.fromComplete(name, complete), rateLimitPolicy: policy })
   return fake
 }
 

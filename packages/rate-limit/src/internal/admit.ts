@@ -5,17 +5,20 @@
  * @internal
  */
 import { LlmError } from "@hasten/core"
-import { Cause, Clock, Duration, Effect, Exit, Metric, Option } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Exit, Metric, Option } from "effect"
 import type { RateLimiter } from "effect/persistence"
 import type * as Scope from "effect/Scope"
 import type { Admission, Cost } from "../Limiter.js"
-import { http429Total, waitSecondsTotal, waitsTotal } from "../Metrics.js"
+import { http429Total, timeoutsTotal, waitSecondsTotal, waitsTotal } from "../Metrics.js"
 import type { Resolved } from "../Options.js"
 import type * as Aimd from "./aimd.js"
 import { type Event, seconds } from "./events.js"
 import type * as Headers from "./headers.js"
 import type * as KeyStates from "./keyState.js"
 import { storeError, tokensOf, type Window, type Windows } from "./windows.js"
+
+/** How long the calls behind a key's first one wait for its response before going ahead on the assumed budgets. */
+const PROBE_WAIT_MILLIS = 2_000
 
 /** The `admit` of one limiter, over its windows, key states, AIMD and header learning. */
 export const make = (deps: {
@@ -26,9 +29,12 @@ export const make = (deps: {
   readonly aimd: ReturnType<typeof Aimd.make>
   readonly learn: ReturnType<typeof Headers.make>["learn"]
   readonly event: Event
+  /** The limiter's running totals (mutated here). */
+  readonly totals: { attempts: number; waits: number; waitMillis: number; http429: number; timeouts: number }
 }) => {
+  const totals = deps.totals
   const { options, limiter, stateFor, learn, event } = deps
-  const { windows, requestWindow, consume, adjust } = deps.windows
+  const { consume, adjust } = deps.windows
   const { increase, decrease } = deps.aimd
 
   const admit = (cost: Cost): Effect.Effect<Admission, LlmError.LlmError, Scope.Scope> =>
@@ -37,6 +43,21 @@ export const make = (deps: {
       const key = cost.key
       const input = cost.inputTokens ?? 0
       const output = cost.outputTokens ?? 0
+      const state = stateFor(key)
+      if (state.policy === undefined && cost.policy !== undefined) state.policy = cost.policy
+      // Cautious start: a provider that states its limits in headers gets one call first, so
+      // a burst is paced by the budgets it states rather than by guesses.
+      let probing = false
+      if (state.probe !== "done" && options.learnFromHeaders && state.policy?.headerWindowMillis !== undefined) {
+        if (state.probe === "none") {
+          state.probe = "running"
+          probing = true
+          yield* Effect.addFinalizer(() => Effect.suspend(() => endProbe(state)))
+        } else {
+          yield* Effect.timeoutOption(Deferred.await(state.probeDone), Duration.millis(PROBE_WAIT_MILLIS))
+        }
+      }
+      const windows = state.windows
       for (const window of windows) {
         const tokens = tokensOf(window.unit, input, output)
         if (window.unit !== "request" && tokens > window.limit) {
@@ -46,7 +67,6 @@ export const make = (deps: {
           }))
         }
       }
-      const state = stateFor(key)
       const start = yield* Clock.currentTimeMillis
       yield* state.semaphore.takeScoped(1)
       return yield* Effect.gen(function*() {
@@ -61,6 +81,7 @@ export const make = (deps: {
           return Effect.sleep(Duration.millis(millis))
         }
         // A cooldown after a 429 (shared through the store) or the pace the store learned.
+        const requestWindow = state.requestWindow
         const adaptive = requestWindow === undefined ? undefined : yield* limiter.adaptiveConsume({
           key: `${key}:adaptive`, tokens: 1, fallbackLimit: requestWindow.limit, fallbackWindow: Duration.millis(requestWindow.windowMillis)
         })
@@ -77,7 +98,8 @@ export const make = (deps: {
             const taken: Array<readonly [Window, number]> = []
             let retryAfter = 0
             let blocking = "none"
-            for (const window of windows) {
+            // the budgets may have been learnt while this call waited
+            for (const window of state.windows) {
               const tokens = tokensOf(window.unit, input, output)
               if (tokens === 0) continue
               const exit = yield* Effect.exit(consume(window, key, tokens, true, "fail"))
@@ -100,7 +122,10 @@ export const make = (deps: {
         }))
         const end = yield* Clock.currentTimeMillis
         const wait = end - begin
+        totals.attempts++
         if (wait > 0) {
+          totals.waits++
+          totals.waitMillis += wait
           // Metrics count every wait; the log only shows waits visible at its precision (10 ms).
           if (wait >= 10) yield* event(`pre_wait=${seconds(wait)}`, { event: "rate_limit.pre_wait", key, pre_wait_seconds: seconds(wait), reason })
           yield* Metric.update(Metric.withAttributes(waitsTotal, { key, reason }), 1)
@@ -113,28 +138,49 @@ export const make = (deps: {
             settled = true
             return effect
           })
+        const policy = state.policy
+        const accounting = options.tokenAccounting ?? (policy?.tokenAccounting === "reconciled" ? "usage" : "reserved")
+        const charged = state.windows
         return {
           waitMillis: end - start,
+          deadlineMillis: options.timeout === false
+            ? undefined
+            : options.requestTimeoutMillis ?? state.latency?.deadlineMillis(output),
           succeed: (observed) =>
             once(Effect.gen(function*() {
               const usage = observed?.usage
-              if (usage !== undefined && options.tokenAccounting === "usage") {
-                yield* adjust(key, provider, usage.inputTokens - input, usage.outputTokens - output)
+              if (state.latency !== undefined) {
+                const now = yield* Clock.currentTimeMillis
+                state.latency.record(now - end, usage?.outputTokens ?? output)
+              }
+              if (usage !== undefined && accounting === "usage") {
+                yield* adjust(charged, key, provider, usage.inputTokens - input, usage.outputTokens - output)
               }
               yield* learn(state, observed?.rateLimit, key, { input, output })
+              if (probing) yield* endProbe(state)
               yield* increase(key, state)
             }).pipe(Effect.catch(() => Effect.void))),
           fail: (error) =>
             once(Effect.gen(function*() {
-              // The provider reported no usage for a failed call: give its tokens back. The
-              // request itself stays counted: providers count unsuccessful requests against the
+              if (probing) yield* endProbe(state)
+              // The provider reported no usage for a failed call: give its tokens back, unless
+              // its policy keeps them charged. The request itself stays counted unless the
+              // policy says otherwise: providers count unsuccessful requests against the
               // request window (OpenAI: "unsuccessful requests contribute to your per-minute
-              // limit"), so handing the place back would send more than the limit and turn every
-              // fault into 429s that count too.
-              yield* adjust(key, provider, -input, -output)
+              // limit"), so handing the place back would send more than the limit and turn
+              // every fault into 429s that count too.
+              const refundRequest = policy !== undefined && !policy.unsuccessfulRequestsCount ? -1 : 0
+              if (policy?.unsuccessfulTokensCount !== true || refundRequest !== 0) {
+                yield* adjust(charged, key, provider, policy?.unsuccessfulTokensCount === true ? 0 : -input, policy?.unsuccessfulTokensCount === true ? 0 : -output, refundRequest)
+              }
               if (!LlmError.isLlmError(error)) return
               const reason = error.reason
+              if (reason._tag === "Timeout") {
+                totals.timeouts++
+                yield* Metric.update(Metric.withAttributes(timeoutsTotal, { key }), 1)
+              }
               if (reason._tag === "RateLimited") {
+                totals.http429++
                 yield* Metric.update(Metric.withAttributes(http429Total, { key, scope: reason.scope }), 1)
                 if (reason.scope === "quota") return
                 yield* decrease(key, state, `429_${reason.scope}`, 0.5)
@@ -154,3 +200,11 @@ export const make = (deps: {
 
   return admit
 }
+
+/** Ends a key's cautious start: the calls waiting behind its first one go ahead. */
+const endProbe = (state: KeyStates.KeyState) =>
+  Effect.suspend(() => {
+    if (state.probe === "done") return Effect.void
+    state.probe = "done"
+    return Deferred.succeed(state.probeDone, undefined)
+  })

@@ -24,7 +24,7 @@ export const make = (options: Resolved, event: Event) => {
 
   const increase = (key: string, state: KeyState) =>
     Effect.suspend(() => {
-      if (!options.adaptiveConcurrency || state.limit >= options.maxConcurrency) return Effect.void
+      if (!options.adaptiveConcurrency || state.limit >= state.maxLimit) return Effect.void
       state.successes++
       return state.successes >= state.limit ? resize(key, state, state.limit + 1) : Effect.void
     })

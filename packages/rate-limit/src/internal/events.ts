@@ -28,13 +28,21 @@ export const make = Effect.fnUntraced(function*(options: Resolved) {
       })
   )
 
+  // One line per event: the seeds' `pre_wait=1.50` / `backoff=2.30 attempt=2` first, then the
+  // key and reason. At debug level on the console (a 3,000-call run would flood it; the
+  // run's one-line summary is at info), always in the log file when one is set.
   const event: Event = (message, annotations) =>
     Effect.gen(function*() {
-      yield* Effect.logInfo(message).pipe(Effect.annotateLogs(annotations))
+      const fields = Object.entries(annotations)
+        // the message already says `pre_wait=1.50`: no `pre_wait_seconds=1.50` after it
+        .filter(([name, value]) => name !== "event" && !message.includes(`=${String(value)}`))
+        .map(([name, value]) => `${name}=${String(value)}`)
+        .join(" ")
+      const line = `${message} ${fields}`
+      yield* Effect.logDebug(line).pipe(Effect.annotateLogs("event", String(annotations["event"])))
       if (file !== undefined) {
         const now = yield* Clock.currentTimeMillis
-        const fields = Object.entries(annotations).map(([name, value]) => `${name}=${String(value)}`).join(" ")
-        file.write(`${new Date(now).toISOString()} ${message} ${fields}\n`)
+        file.write(`${new Date(now).toISOString()} ${line}\n`)
       }
     })
   return event

@@ -1,7 +1,10 @@
 /**
- * Learning from the provider's rate-limit headers: a spent budget holds the key for the
- * time one more call's worth replenishes, as the provider's continuous refill does
- * (reset / limit per unit; the whole reset when the provider does not send its limit).
+ * Learning from the provider's rate-limit headers. The limits they state become the key's
+ * budgets (per the window the provider's `RateLimitPolicy` gives them), replacing the
+ * seeds' assumed defaults; a budget the user set stays as a hard cap, and one above the
+ * provider's is reported once. A spent budget (`remaining` 0) holds the key for the time
+ * one more call's worth replenishes, as the provider's continuous refill does (reset /
+ * limit per unit; the whole reset when the provider does not send its limit).
  * @internal
  */
 import type { RateLimitHeaders } from "@hasten/core"
@@ -9,12 +12,69 @@ import { Clock, Effect } from "effect"
 import type { Resolved } from "../Options.js"
 import { type Event, seconds } from "./events.js"
 import type { KeyState } from "./keyState.js"
+import type { Window } from "./windows.js"
+
+/** The limits a response states, as windows of `windowMillis`. */
+const statedWindows = (info: RateLimitHeaders.RateLimitInfo, windowMillis: number): Array<Window> => {
+  const stated: Array<Window> = []
+  const add = (name: Window["name"], unit: Window["unit"], limit: number | undefined) => {
+    if (limit !== undefined && limit > 0 && Number.isFinite(limit)) stated.push({ name, unit, limit, windowMillis, source: "learnt" })
+  }
+  add("provider_requests", "request", info.limitRequests)
+  add("provider_tokens", "total", info.limitTokens)
+  add("provider_input_tokens", "input", info.limitInputTokens)
+  add("provider_output_tokens", "output", info.limitOutputTokens)
+  return stated
+}
+
+/** Whether every stated window is already among the key's learnt ones (the hot path: most responses restate the same limits). */
+const known = (state: KeyState, stated: ReadonlyArray<Window>): boolean =>
+  state.learnt && stated.every((window) =>
+    state.windows.some((current) => current.name === window.name && current.limit === window.limit && current.windowMillis === window.windowMillis)
+  )
 
 /** The header learning of one limiter. */
 export const make = (options: Resolved, event: Event) => {
+  /** Makes the limits a response states the key's budgets (see the module comment). */
+  const learnBudgets = (state: KeyState, info: RateLimitHeaders.RateLimitInfo, key: string) =>
+    Effect.suspend(() => {
+      const windowMillis = state.policy?.headerWindowMillis
+      if (windowMillis === undefined) return Effect.void
+      const stated = statedWindows(info, windowMillis)
+      if (stated.length === 0 || known(state, stated)) return Effect.void
+      const names = new Set(stated.map((window) => window.name))
+      // The provider stated its limits: the assumed defaults go; what it restated replaces
+      // the previous learnt value; what the user set stays.
+      const kept = state.windows.filter((window) => window.source === "configured" || (window.source === "learnt" && !names.has(window.name)))
+      const above: Array<string> = []
+      for (const window of stated) {
+        for (const mine of kept) {
+          if (mine.source !== "configured" || mine.unit !== window.unit) continue
+          const perMinute = (limit: number, millis: number) => (limit * 60_000) / millis
+          if (perMinute(mine.limit, mine.windowMillis) > perMinute(window.limit, window.windowMillis) && !state.lowered.has(mine.name)) {
+            state.lowered.add(mine.name)
+            above.push(`${mine.name} ${mine.limit} per ${mine.windowMillis / 1000} s is above the provider's ${window.limit} per ${window.windowMillis / 1000} s`)
+          }
+        }
+      }
+      state.windows = [...kept, ...stated]
+      state.requestWindow = state.windows.find((window) => window.unit === "request")
+      const first = !state.learnt
+      state.learnt = true
+      if (!options.configured.maxConcurrency) state.maxLimit = options.learntMaxConcurrency
+      const budgets = stated.map((window) => `${window.name.replace("provider_", "")}=${window.limit}/${window.windowMillis / 1000}s`).join(" ")
+      return Effect.andThen(
+        event(`learnt ${budgets}`, { event: "rate_limit.learnt", key, budgets, first }),
+        above.length === 0
+          ? Effect.void
+          : Effect.logWarning(`rate-limit ${key}: configured ${above.join("; ")}: the provider's limit applies`)
+      )
+    })
+
   const learn = (state: KeyState, info: RateLimitHeaders.RateLimitInfo | undefined, key: string, cost: { readonly input: number; readonly output: number }) =>
     Effect.gen(function*() {
       if (!options.learnFromHeaders || info === undefined) return
+      yield* learnBudgets(state, info, key)
       const holds: Array<[string, number]> = []
       const spent = (name: string, remaining: number | undefined, reset: number | undefined, limit: number | undefined, units: number) => {
         if (remaining === undefined || remaining > 0 || reset === undefined || reset <= 0) return

@@ -3,10 +3,13 @@
  * and admission semaphores, the AIMD limit and the header hold.
  * @internal
  */
-import { Effect, Semaphore } from "effect"
+import type { RateLimitPolicy } from "@hasten/core"
+import { Deferred, Effect, Semaphore } from "effect"
 import type * as Scope from "effect/Scope"
 import type { Resolved } from "../Options.js"
+import { LatencyTracker } from "./deadline.js"
 import { Gate } from "./gate.js"
+import { initial, type Window } from "./windows.js"
 
 /** One key's state. */
 export interface KeyState {
@@ -27,12 +30,32 @@ export interface KeyState {
   successes: number
   lastDecrease: number
   holdUntil: number
+  /** The budgets of this key: configured, assumed, then learnt from the headers. */
+  windows: ReadonlyArray<Window>
+  /** The request window the store's adaptive cooldown paces by. */
+  requestWindow: Window | undefined
+  /** The ceiling AIMD grows `limit` to: `maxConcurrency`, or `learntMaxConcurrency` once learnt (when unset). */
+  maxLimit: number
+  /** How the provider admits and counts (from the first call's `Llm`); `undefined`: it declared none. */
+  policy: RateLimitPolicy.RateLimitPolicy | undefined
+  /** Whether the provider has stated its limits in headers. */
+  learnt: boolean
+  /** Configured budgets already reported as above the provider's (logged once). */
+  readonly lowered: Set<string>
+  /**
+   * Cautious start: while no response has come in, one call goes first (`running`); the
+   * others wait for it (or a short while) so the budgets it states are known before a burst.
+   */
+  probe: "none" | "running" | "done"
+  readonly probeDone: Deferred.Deferred<void>
+  readonly latency: LatencyTracker | undefined
 }
 
 /** The key states of one limiter, and its lobby operations. */
 export const make = (options: Resolved) => {
   const states = new Map<string, KeyState>()
-  const lobbySize = Math.max(16, options.maxConcurrency * 4)
+  const lobbySize = Math.max(16, (options.configured.maxConcurrency ? options.maxConcurrency : options.learntMaxConcurrency) * 4)
+  const startWindows = initial(options)
 
   const stateFor = (key: string): KeyState => {
     let state = states.get(key)
@@ -44,7 +67,16 @@ export const make = (options: Resolved) => {
         limit: options.maxConcurrency,
         successes: 0,
         lastDecrease: -Infinity,
-        holdUntil: 0
+        holdUntil: 0,
+        windows: startWindows,
+        requestWindow: startWindows.find((window) => window.unit === "request"),
+        maxLimit: options.maxConcurrency,
+        policy: undefined,
+        learnt: false,
+        lowered: new Set(),
+        probe: "none",
+        probeDone: Deferred.makeUnsafe<void>(),
+        latency: options.timeout === false || options.requestTimeoutMillis !== undefined ? undefined : new LatencyTracker(options.timeout)
       }
       states.set(key, state)
     }

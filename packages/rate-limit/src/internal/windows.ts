@@ -15,11 +15,45 @@ import type { Resolved } from "../Options.js"
 
 /** One budget: `limit` units per `windowMillis`. */
 export interface Window {
-  readonly name: "requests_per_second" | "requests_per_minute" | "tokens" | "input_tokens" | "output_tokens"
+  readonly name:
+    | "requests_per_second"
+    | "requests_per_minute"
+    | "tokens"
+    | "input_tokens"
+    | "output_tokens"
+    | "provider_requests"
+    | "provider_tokens"
+    | "provider_input_tokens"
+    | "provider_output_tokens"
   readonly unit: "request" | "total" | "input" | "output"
   /** The budget per `windowMillis`. */
   readonly limit: number
   readonly windowMillis: number
+  /** `configured`: set by the user (a hard cap); `assumed`: the seeds' default until the provider states its limits; `learnt`: from the provider's headers. */
+  readonly source: "configured" | "assumed" | "learnt"
+}
+
+/** The windows a key starts with: the budgets the user set, and the seeds' defaults for the dimensions left unset. */
+export const initial = (options: Resolved): ReadonlyArray<Window> => {
+  const windows: Array<Window> = []
+  const requests = options.configured.requests ? "configured" : "assumed"
+  const tokens = options.configured.tokens ? "configured" : "assumed"
+  if (Number.isFinite(options.requestsPerSecond)) {
+    windows.push({ name: "requests_per_second", unit: "request", limit: options.requestsPerSecond, windowMillis: 1000, source: requests })
+  }
+  if (Number.isFinite(options.requestsPerMinute)) {
+    windows.push({ name: "requests_per_minute", unit: "request", limit: options.requestsPerMinute, windowMillis: options.requestWindowMillis, source: requests })
+  }
+  if (Number.isFinite(options.tokensPerMinute)) {
+    windows.push({ name: "tokens", unit: "total", limit: options.tokensPerMinute, windowMillis: options.tokenWindowMillis, source: tokens })
+  }
+  if (Number.isFinite(options.inputTokensPerMinute)) {
+    windows.push({ name: "input_tokens", unit: "input", limit: options.inputTokensPerMinute, windowMillis: options.tokenWindowMillis, source: tokens })
+  }
+  if (Number.isFinite(options.outputTokensPerMinute)) {
+    windows.push({ name: "output_tokens", unit: "output", limit: options.outputTokensPerMinute, windowMillis: options.tokenWindowMillis, source: tokens })
+  }
+  return windows
 }
 
 /** What a call of `input` + `output` tokens costs in a window's unit. */
@@ -30,25 +64,8 @@ export const tokensOf = (unit: Window["unit"], input: number, output: number) =>
 export const storeError = (provider: string) => (error: RateLimiter.RateLimiterError) =>
   LlmError.make(provider, new LlmError.Transport({ description: `rate-limit store: ${error.message}` }))
 
-/** The windows the options enforce, and how calls take from them. */
+/** How calls take from a key's windows (which differ per key once budgets are learnt). */
 export const make = (options: Resolved, limiter: RateLimiter.RateLimiter) => {
-  const windows: Array<Window> = []
-  if (Number.isFinite(options.requestsPerSecond)) {
-    windows.push({ name: "requests_per_second", unit: "request", limit: options.requestsPerSecond, windowMillis: 1000 })
-  }
-  if (Number.isFinite(options.requestsPerMinute)) {
-    windows.push({ name: "requests_per_minute", unit: "request", limit: options.requestsPerMinute, windowMillis: options.requestWindowMillis })
-  }
-  if (Number.isFinite(options.tokensPerMinute)) {
-    windows.push({ name: "tokens", unit: "total", limit: options.tokensPerMinute, windowMillis: options.tokenWindowMillis })
-  }
-  if (Number.isFinite(options.inputTokensPerMinute)) {
-    windows.push({ name: "input_tokens", unit: "input", limit: options.inputTokensPerMinute, windowMillis: options.tokenWindowMillis })
-  }
-  if (Number.isFinite(options.outputTokensPerMinute)) {
-    windows.push({ name: "output_tokens", unit: "output", limit: options.outputTokensPerMinute, windowMillis: options.tokenWindowMillis })
-  }
-  const requestWindow = windows.find((window) => window.unit === "request")
   const largest = new Map<string, number>()
   /** The RateLimiter arguments (capacity and the window that gives the pacing rate) for a call. */
   const bucketOf = (window: Window, windowKey: string, tokens: number, admission: boolean): { readonly limit: number; readonly window: Duration.Duration } => {
@@ -76,7 +93,7 @@ export const make = (options: Resolved, limiter: RateLimiter.RateLimiter) => {
   }
 
   /** Refunds (negative) or charges (positive) token windows; a refund never fills a bucket past one call's worth. */
-  const adjust = (key: string, provider: string, input: number, output: number, requests = 0) =>
+  const adjust = (windows: ReadonlyArray<Window>, key: string, provider: string, input: number, output: number, requests = 0) =>
     Effect.forEach(windows, (window) =>
       Effect.gen(function*() {
         const tokens = window.unit === "request" ? requests : tokensOf(window.unit, input, output)
@@ -93,7 +110,7 @@ export const make = (options: Resolved, limiter: RateLimiter.RateLimiter) => {
         }
       }).pipe(Effect.mapError(storeError(provider))), { discard: true })
 
-  return { windows, requestWindow, consume, adjust }
+  return { consume, adjust }
 }
 
 /** The windows of one limiter. */
