@@ -111,7 +111,7 @@ export type FlushMode =
 export const groupFlush: FlushMode = { intervalMs: 10, maxEvents: 1_000 }
 /** A 100 ms window (`HASTEN_PERF_FLUSH=buffered`). */
 export const bufferedFlush: FlushMode = { intervalMs: 100, maxEvents: 1_000 }
-/** The default flush mode: {@link groupFlush}. */
+/** The default flush mode: {@link groupFlush}. @alias */
 export const defaultFlush: FlushMode = groupFlush
 
 const flushSignals = ["SIGINT", "SIGTERM", "SIGHUP"] as const
