@@ -1,7 +1,5 @@
-import { defineConfig } from "vitest/config"
+import { defineConfig, mergeConfig } from "vitest/config"
+import shared from "../../vitest.shared.ts"
 
-export default defineConfig({
-  resolve: { conditions: ["@hasten/source"] },
-  ssr: { resolve: { conditions: ["@hasten/source"] } },
-  test: { include: ["test/**/*.test.ts"], testTimeout: 120_000, hookTimeout: 60_000 }
-})
+// The examples run whole pipelines (local models, simulators): longer per-test timeout.
+export default mergeConfig(shared, defineConfig({ test: { testTimeout: 120_000 } }))

@@ -1,7 +1,3 @@
-import { defineConfig } from "vitest/config"
+import shared from "../../vitest.shared.ts"
 
-export default defineConfig({
-  resolve: { conditions: ["@hasten/source"] },
-  ssr: { resolve: { conditions: ["@hasten/source"] } },
-  test: { include: ["test/**/*.test.ts"], testTimeout: 30_000, hookTimeout: 60_000 }
-})
+export default shared

@@ -375,6 +375,3 @@ export const run = (options: Options) =>
     options.log(`reports: ${files.json}, ${files.markdown}`)
     return { before, cold, warm, identicalScores, files, questions: selected.length }
   }).pipe(Effect.scoped)
-
-/** {@link run} as a Promise, for plain async TypeScript. */
-export const runPromise = (options: Options) => Effect.runPromise(run(options))

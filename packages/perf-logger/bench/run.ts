@@ -16,7 +16,7 @@
  * baseline block next to it (robust to the load spikes that skew a sum). The headline
  * `overheadPct` is the median; both are printed. `--quick` runs 1,000 calls per mode instead
  * of 10,000.
- * Run with `node bench/run.ts` after `tsup` in core, testkit and perf-logger.
+ * Run with `pnpm bench` (from source), or `node bench/run.ts` after `tsup` in core, testkit and perf-logger.
  */
 import { Completion, CompletionRequest, Llm } from "@hasten/core"
 import { PerfLogger } from "@hasten/perf-logger"
@@ -51,11 +51,10 @@ server.keepAliveTimeout = 60000
 server.listen(0, "127.0.0.1", () => console.log(JSON.stringify({ url: "http://127.0.0.1:" + server.address().port })))
 `
 
-/** The testkit simulator CLI when it is built (`tsup` in packages/testkit), else the inline server. */
+/** The testkit simulator CLI (its source under the `@hasten/source` condition, as `pnpm bench` runs it; else its build), or the inline server. */
 const simulatorCli = (): string | undefined => {
   try {
-    const packageJson = fileURLToPath(import.meta.resolve("@hasten/testkit/package.json"))
-    const cli = Path.join(Path.dirname(packageJson), "dist", "cli.js")
+    const cli = fileURLToPath(import.meta.resolve("@hasten/testkit/cli"))
     return Fs.existsSync(cli) ? cli : undefined
   } catch {
     return undefined

@@ -9,7 +9,7 @@
  *   (d) hasten: RateLimit.layer over the OpenAI provider
  * plus 3 processes sharing one key through Redis (combined rate vs the limit in every window).
  *
- *   node bench/run.ts [--quick]       (build core, testkit, providers and rate-limit with tsup first)
+ *   pnpm bench [-- --quick]           (from source: NODE_OPTIONS="--conditions=@hasten/source --import tsx")
  *
  * Prints a table and, last, one JSON line.
  */
@@ -98,7 +98,8 @@ interface SimEvent {
 
 const startSimulator = (args: ReadonlyArray<string>): Promise<{ readonly url: string; readonly child: ChildProcess }> =>
   new Promise((resolvePromise, reject) => {
-    const cli = resolve(here, "..", "..", "testkit", "dist", "cli.js")
+    // testkit's CLI: its source under the `@hasten/source` condition (`pnpm bench`), else its build.
+    const cli = fileURLToPath(import.meta.resolve("@hasten/testkit/cli"))
     if (!existsSync(cli)) reject(new Error(`${cli} is missing: run tsup in packages/testkit first`))
     const child = spawn(process.execPath, [cli, "--port", "0", ...args], { stdio: ["ignore", "pipe", "inherit"] })
     const lines = createInterface({ input: child.stdout! })
