@@ -43,6 +43,11 @@ describe("the README's stack", () => {
           assert.isTrue(second.cached)
           assert.strictEqual(second.text, first.text)
           assert.strictEqual(sim.counters().requestsByRoute["POST /v1/chat/completions"], 1)
+          // the batcher sits above perf-logger: its facts reach perf-logger's event all the same
+          const run = Fs.readdirSync(dir).find((name) => Fs.statSync(Path.join(dir, name)).isDirectory())!
+          const calls = Fs.readFileSync(Path.join(dir, run, "events.jsonl"), "utf8").split("\n")
+            .filter((line) => line.includes('"type":"call"')).map((line) => JSON.parse(line))
+          assert.deepStrictEqual(calls.map((event) => event.batchSize), [1])
         }),
       (sim) => Effect.promise(() => sim.close())
     ), { timeout: 60_000 })

@@ -7,20 +7,23 @@
  * soon as one finishes, not when the whole batch is done).
  * @since 0.1.0
  */
-import { Completion, type CompletionRequest, Embedder, Llm, type LlmError } from "@hasten/core"
+import { Completion, type CompletionRequest, Embedder, Facts, Llm, type LlmError } from "@hasten/core"
 import { Cause, Config, Duration, Effect, Exit, Layer, Metric, Request, RequestResolver, Schema } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Adaptive from "./Adaptive.js"
 
 /**
  * A batch backend: runs many requests at once and returns one `Exit` per request, in
- * order, so a bad item fails only its own caller.
+ * order, so a bad item fails only its own caller. `facts[i]` is what the batcher knows
+ * about `requests[i]` before it runs (`batchSize`, `queueWaitMillis`); a backend that calls
+ * an `Llm` passes them down with `Facts.annotate`, so a perf-logger below records them.
  * @category models @since 0.1.0
  */
 export interface BatchBackend {
   readonly name: string
   readonly run: (
-    requests: NonEmptyReadonlyArray<CompletionRequest.CompletionRequest>
+    requests: NonEmptyReadonlyArray<CompletionRequest.CompletionRequest>,
+    facts?: ReadonlyArray<Facts.Facts>
   ) => Effect.Effect<ReadonlyArray<Exit.Exit<Completion.Completion, LlmError.LlmError>>>
 }
 
@@ -59,24 +62,27 @@ class CompleteItem extends Request.Class<{
   readonly enqueuedAt: number
 }, Completion.Completion, LlmError.LlmError> {}
 
-const withBatchFacts = (completion: Completion.Completion, facts: { batchSize: number; queueWaitMillis: number }) =>
-  new Completion.Completion({ ...completion, metadata: { ...completion.metadata, ...facts } })
-
 /**
  * The default backend: each item goes to `llm.complete` through the controller's
- * slots; items of different batches share the slots (continuous batching).
+ * slots, with its batch facts passed down (`Facts.annotate`); items of different batches
+ * share the slots (continuous batching).
  * @category constructors @since 0.1.0
  */
 export const dispatchBackend = (llm: Llm.LlmService, controller: Adaptive.Controller): BatchBackend => ({
   name: `dispatch(${llm.name})`,
-  run: (requests) =>
-    Effect.forEach(requests, (request) => runItem(llm, controller, request), { concurrency: "unbounded" })
+  run: (requests, facts) =>
+    Effect.forEach(
+      requests,
+      (request, index) => runItem(llm, controller, request, facts?.[index] ?? Facts.empty),
+      { concurrency: "unbounded" }
+    )
 })
 
 const runItem = (
   llm: Llm.LlmService,
   controller: Adaptive.Controller,
-  request: CompletionRequest.CompletionRequest
+  request: CompletionRequest.CompletionRequest,
+  facts: Facts.Facts
 ): Effect.Effect<Exit.Exit<Completion.Completion, LlmError.LlmError>> =>
   Effect.gen(function*() {
     const exit = yield* Effect.exit(controller.withSlot(llm.complete(request)))
@@ -89,7 +95,7 @@ const runItem = (
     }
     yield* controller.record(Exit.isSuccess(exit) ? "ok" : "error")
     return exit
-  })
+  }).pipe(Facts.annotate(facts))
 
 /**
  * Builds the batching `Llm` over `inner`.
@@ -111,15 +117,19 @@ export const make = (inner: Llm.LlmService, options: Options = {}): Effect.Effec
         yield* Metric.update(batchSize, size)
         yield* Metric.update(items, size)
         yield* Effect.annotateCurrentSpan({ "batcher.size": size, "batcher.backend": backend.name })
+        const facts = entries.map((entry): Facts.Facts => ({ batchSize: size, queueWaitMillis: now - entry.request.enqueuedAt }))
         for (const entry of entries) yield* Metric.update(queueWait, (now - entry.request.enqueuedAt) / 1000)
-        const exits = yield* backend.run(entries.map((entry) => entry.request.request) as unknown as NonEmptyReadonlyArray<CompletionRequest.CompletionRequest>)
+        const exits = yield* backend.run(
+          entries.map((entry) => entry.request.request) as unknown as NonEmptyReadonlyArray<CompletionRequest.CompletionRequest>,
+          facts
+        )
         entries.forEach((entry, index) => {
           const exit = exits[index]
           if (exit === undefined) {
             entry.completeUnsafe(Exit.die(new Error(`batch backend ${backend.name} returned ${exits.length} results for ${size} requests`)))
             return
           }
-          entry.completeUnsafe(Exit.map(exit, (completion) => withBatchFacts(completion, { batchSize: size, queueWaitMillis: now - entry.request.enqueuedAt })))
+          entry.completeUnsafe(Exit.map(exit, Completion.withFacts(facts[index]!)))
         })
       }).pipe(Effect.withSpan("Batcher.dispatch"))
     ).pipe(

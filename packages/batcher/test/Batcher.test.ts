@@ -17,9 +17,11 @@ describe("Batcher.layer", () => {
       yield* TestClock.adjust("1 millis")
       const results = yield* Effect.forEach(fibers, Fiber.join)
       assert.deepStrictEqual(results.map((r) => r.text), ["re: a", "re: b", "re: c"])
-      assert.deepStrictEqual(results.map((r) => r.metadata?.batchSize), [3, 3, 3])
-      assert.deepStrictEqual(results.map((r) => r.metadata?.queueWaitMillis), [50, 50, 50])
+      assert.deepStrictEqual(results.map((r) => r.facts?.batchSize), [3, 3, 3])
+      assert.deepStrictEqual(results.map((r) => r.facts?.queueWaitMillis), [50, 50, 50])
       assert.strictEqual(upstream.calls.length, 3)
+      // the layer below sees the batch facts while it runs (so a perf-logger there records them)
+      assert.deepStrictEqual(upstream.calls.map((c) => c.facts), [1, 2, 3].map(() => ({ batchSize: 3, queueWaitMillis: 50 })))
     }).pipe(Effect.provide(Batcher.layer({ window: "50 millis", maxBatchSize: 8 }).pipe(Layer.provide(upstream.layer))))
   })
 
@@ -33,7 +35,7 @@ describe("Batcher.layer", () => {
       assert.strictEqual(upstream.calls.length, 4)
       yield* TestClock.adjust("100 millis")
       const results = yield* Effect.forEach(fibers, Fiber.join)
-      assert.deepStrictEqual(results.map((r) => r.metadata?.batchSize), [4, 4, 4, 4, 1])
+      assert.deepStrictEqual(results.map((r) => r.facts?.batchSize), [4, 4, 4, 4, 1])
       assert.deepStrictEqual(upstream.calls.map((c) => c.at), [0, 0, 0, 0, 100])
     }).pipe(Effect.provide(Batcher.layer({ window: "100 millis", maxBatchSize: 4 }).pipe(Layer.provide(upstream.layer))))
   })
@@ -90,7 +92,7 @@ describe("Batcher.layer", () => {
     return Effect.gen(function*() {
       const result = yield* Llm.complete(ask("now"))
       assert.strictEqual(result.text, "re: now")
-      assert.isUndefined(result.metadata?.batchSize)
+      assert.isUndefined(result.facts?.batchSize)
     }).pipe(Effect.provide(Batcher.layer({ enabled: false }).pipe(Layer.provide(upstream.layer))))
   })
 

@@ -90,7 +90,7 @@ describe("OpenAiBatch.backend behind Batcher.layer", () => {
         const requests = ["one", "two", "three"].map((text) => CompletionRequest.user("gpt-4o-mini", text, { maxTokens: 8, temperature: 0 }))
         const good = yield* Effect.forEach(requests, (request) => Llm.complete(request), { concurrency: "unbounded" })
         assert.strictEqual(good.length, 3)
-        assert.isTrue(good.every((c) => c.text.length > 0 && c.usage.outputTokens > 0 && c.metadata?.batchSize === 3))
+        assert.isTrue(good.every((c) => c.text.length > 0 && c.usage.outputTokens > 0 && c.facts?.batchSize === 3))
         assert.strictEqual(sim.counters().requestsByRoute["POST /v1/batches"], 1)
         // a bad item in the next batch fails only its own caller
         const [ok, bad] = yield* Effect.forEach([

@@ -1,16 +1,16 @@
-import { Completion, CompletionRequest, Embedder, Llm, LlmError } from "@hasten/core"
+import { Completion, CompletionRequest, Embedder, Facts, Llm, LlmError } from "@hasten/core"
 import { Duration, Effect, Layer } from "effect"
 
 /** A scripted upstream that records every call; "bad" fails, "defect" dies, latency via Effect.sleep. */
 export const makeUpstream = (latency: Duration.Input = Duration.zero) => {
-  const calls: Array<{ content: string; at: number }> = []
+  const calls: Array<{ content: string; at: number; facts: Facts.Facts }> = []
   let inFlight = 0
   let peak = 0
   const service = Llm.fromComplete("fake", (request) =>
     Effect.gen(function*() {
       const content = request.messages.at(-1)?.content ?? ""
       const at = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
-      calls.push({ content, at })
+      calls.push({ content, at, facts: yield* Facts.CurrentFacts })
       inFlight++
       peak = Math.max(peak, inFlight)
       yield* Effect.sleep(latency).pipe(Effect.ensuring(Effect.sync(() => inFlight--)))

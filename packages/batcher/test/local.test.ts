@@ -25,7 +25,7 @@ describe("Batcher over the local model (stories260K)", () => {
         ))
       )
       assert.deepStrictEqual(batched.map((c) => c.text), sequential.map((c) => c.text))
-      assert.deepStrictEqual(batched.map((c) => c.metadata?.batchSize), prompts.map(() => 16))
+      assert.deepStrictEqual(batched.map((c) => c.facts?.batchSize), prompts.map(() => 16))
       assert.isTrue(sequential.every((c) => c.usage.outputTokens > 0))
     }).pipe(Effect.provide(Pool)), { timeout: 120_000 })
 })

@@ -4,9 +4,9 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ConfigProvider, Effect, Exit, Fiber, Layer, Logger, Metric, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { CompletionRequest, Embedder, Llm, RequestKey } from "@hasten/core"
-import { Cache, CacheStore, MemoryStore } from "@hasten/cache"
-import { answer, makeCounting, makeCountingEmbedder } from "./fakes.js"
+import { Completion, CompletionRequest, Embedder, Llm, RequestKey } from "@hasten/core"
+import { Cache, CachePayload, CacheStore, MemoryStore, SqliteStore } from "@hasten/cache"
+import { answer, makeCounting, makeCountingEmbedder, upstreamFacts } from "./fakes.js"
 
 const deterministic = (content: string, extra: Partial<CompletionRequest.CompletionRequestInput> = {}) =>
   CompletionRequest.makeUnsafe({ model: "m", messages: [{ role: "user", content }], temperature: 0, ...extra })
@@ -104,6 +104,7 @@ describe("policy", () => {
         assert.strictEqual(second.text, first.text)
         assert.deepStrictEqual(second.usage, first.usage)
         assert.deepStrictEqual(second.metadata, { upstream: true })
+        assert.deepStrictEqual(second.facts, upstreamFacts)
         yield* llm.complete(CompletionRequest.makeUnsafe({ model: "m", messages: [{ role: "user", content: "s" }], seed: 7, temperature: 1 }))
         const seeded = yield* llm.complete(CompletionRequest.makeUnsafe({ model: "m", messages: [{ role: "user", content: "s" }], seed: 7, temperature: 1 }))
         assert.isTrue(seeded.cached)
@@ -283,9 +284,11 @@ describe("streams", () => {
         for (const chunk of replay) assert.isTrue(chunk.cached)
         for (const chunk of original) assert.notStrictEqual(chunk.cached, true)
         assert.deepStrictEqual(replay.at(-1)?.usage, { inputTokens: 7, outputTokens: 4 })
+        assert.deepStrictEqual(replay.at(-1)?.facts, upstreamFacts)
         // complete() of the same request is answered from the stored stream.
         const completion = yield* llm.complete(deterministic("s"))
         assert.isTrue(completion.cached)
+        assert.deepStrictEqual(completion.facts, upstreamFacts)
         assert.strictEqual(completion.text, answer(deterministic("s")))
         assert.strictEqual(completion.finishReason, "stop")
       }).pipe(Effect.provide(Cache.layer({ store: "sqlite", path: join(dir, "c.db") }).pipe(Layer.provide(fake.layer))))
@@ -540,4 +543,25 @@ describe("configuration", () => {
       assert.isTrue(second.cached)
       assert.strictEqual(fake.completeCalls, 3)
     }))
+})
+
+describe("CachePayload", () => {
+  it("facts round-trip through the stored JSON text of a completion and of a stream", () => {
+    const completion = new Completion.Completion({
+      text: "t",
+      finishReason: "stop",
+      usage: { inputTokens: 1, outputTokens: 1 },
+      model: "m",
+      provider: "p",
+      timing: { start: 0, end: 1 },
+      facts: { ...upstreamFacts, batchSize: 8 }
+    })
+    const stored = CachePayload.encodePayload({ _tag: "completion", completion })!
+    const back = CachePayload.decodePayload(stored, true)
+    assert.strictEqual(back?._tag, "completion")
+    assert.deepStrictEqual(back?._tag === "completion" ? back.completion.facts : undefined, completion.facts)
+    const chunks = Completion.toChunks(completion)
+    const replay = CachePayload.decodePayload(CachePayload.encodePayload({ _tag: "stream", chunks })!, true)
+    assert.deepStrictEqual(replay?._tag === "stream" ? replay.chunks[0]?.facts : undefined, completion.facts)
+  })
 })

@@ -3,7 +3,21 @@
  * latency (Effect.sleep, so TestClock drives it) and scripted failures.
  */
 import { Clock, type Duration, Effect, Layer, Stream } from "effect"
-import { Completion, type CompletionRequest, Embedder, Llm, LlmError } from "@hasten/core"
+import { Completion, type CompletionRequest, Embedder, type Facts, Llm, LlmError } from "@hasten/core"
+
+/** One of every kind of fact the layers below a cache report, to check they survive storage. */
+export const upstreamFacts: Facts.Facts = {
+  retries: 1,
+  rateLimitWaitMillis: 12.5,
+  backoffMillis: 250,
+  timeouts: 0,
+  queueWaitMillis: 3,
+  speculative: { drafter: "ngram", acceptanceRate: 0.5, perPosition: [0.75, 0.25], targetEvaluations: 4 },
+  endpoint: "a",
+  routerAttempts: 1,
+  predictionId: "p-1",
+  polls: 2
+}
 
 export interface FakeOptions {
   /** Delay before `complete` answers and between stream chunks. */
@@ -62,6 +76,7 @@ export const makeCounting = (options: FakeOptions = {}): Counting => {
         model: request.model,
         provider: "fake",
         timing: { start, firstToken: end, end },
+        facts: upstreamFacts,
         metadata: { upstream: true }
       })
     })
@@ -86,7 +101,7 @@ export const makeCounting = (options: FakeOptions = {}): Counting => {
               text: part,
               tokens: 1,
               ...(last
-                ? { finishReason: "stop" as const, usage: { inputTokens: 7, outputTokens: pieces }, model: request.model }
+                ? { finishReason: "stop" as const, usage: { inputTokens: 7, outputTokens: pieces }, model: request.model, facts: upstreamFacts }
                 : {})
             })
           })

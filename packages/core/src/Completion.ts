@@ -4,6 +4,8 @@
  * @since 0.1.0
  */
 import { Effect, Schema, Stream } from "effect"
+import { dual } from "effect/Function"
+import * as Facts from "./Facts.js"
 import { RateLimitInfo } from "./RateLimitHeaders.js"
 
 /** Why generation stopped. @category models @since 0.1.0 */
@@ -50,7 +52,9 @@ export class Completion extends Schema.Class<Completion>("@hasten/core/Completio
   rateLimit: Schema.optionalKey(RateLimitInfo),
   /** Set by the cache middleware: true when served from the cache. */
   cached: Schema.optionalKey(Schema.Boolean),
-  /** Free-form facts middleware attaches (retries, speculative statistics, batch size). */
+  /** Typed facts Hasten's layers report about the call (retries, batch size, speculative statistics, …). */
+  facts: Schema.optionalKey(Facts.Facts),
+  /** Provider-specific free-form data; Hasten's own layers report in `facts`. */
   metadata: Schema.optionalKey(Schema.Record(Schema.String, Schema.Unknown))
 }) {}
 
@@ -68,8 +72,20 @@ export class CompletionChunk extends Schema.Class<CompletionChunk>("@hasten/core
   model: Schema.optionalKey(Schema.String),
   rateLimit: Schema.optionalKey(RateLimitInfo),
   cached: Schema.optionalKey(Schema.Boolean),
+  /** Facts about the call; `fromStream` merges those of every chunk, later chunks winning. */
+  facts: Schema.optionalKey(Facts.Facts),
   metadata: Schema.optionalKey(Schema.Record(Schema.String, Schema.Unknown))
 }) {}
+
+/**
+ * The completion with `facts` merged over the facts it already carries (`facts` win).
+ * @category combinators @since 0.2.0
+ */
+export const withFacts: {
+  (facts: Facts.Facts): (self: Completion) => Completion
+  (self: Completion, facts: Facts.Facts): Completion
+} = dual(2, (self: Completion, facts: Facts.Facts): Completion =>
+  new Completion({ ...self, facts: self.facts === undefined ? facts : Facts.merge(self.facts, facts) }))
 
 /** Zero usage. @category constructors @since 0.1.0 */
 export const emptyUsage: Usage = { inputTokens: 0, outputTokens: 0 }
@@ -77,7 +93,8 @@ export const emptyUsage: Usage = { inputTokens: 0, outputTokens: 0 }
 /**
  * Folds a stream of chunks into one `Completion`: text concatenated once at the end
  * (no quadratic string building), usage and finish reason from the last chunks that
- * carry them, `firstToken` when the first non-empty chunk arrived.
+ * carry them, `firstToken` when the first non-empty chunk arrived, facts and metadata
+ * merged over all chunks.
  * @category constructors @since 0.1.0
  */
 export const fromStream = <E, R>(
@@ -93,6 +110,7 @@ export const fromStream = <E, R>(
     let model = info.model
     let rateLimit: RateLimitInfo | undefined
     let cached: boolean | undefined
+    let facts: Facts.Facts | undefined
     let metadata: Record<string, unknown> | undefined
     let outputTokens = 0
     yield* Stream.runForEach(stream, (chunk) =>
@@ -108,6 +126,7 @@ export const fromStream = <E, R>(
           if (chunk.model !== undefined) model = chunk.model
           if (chunk.rateLimit !== undefined) rateLimit = chunk.rateLimit
           if (chunk.cached !== undefined) cached = chunk.cached
+          if (chunk.facts !== undefined) facts = facts === undefined ? chunk.facts : Facts.merge(facts, chunk.facts)
           if (chunk.metadata !== undefined) metadata = { ...metadata, ...chunk.metadata }
         })
       ))
@@ -121,6 +140,7 @@ export const fromStream = <E, R>(
       timing: firstToken === undefined ? { start, end } : { start, firstToken, end },
       ...(rateLimit !== undefined ? { rateLimit } : {}),
       ...(cached !== undefined ? { cached } : {}),
+      ...(facts !== undefined ? { facts } : {}),
       ...(metadata !== undefined ? { metadata } : {})
     })
   })
@@ -139,6 +159,7 @@ export const toChunks = (completion: Completion): ReadonlyArray<CompletionChunk>
     model: completion.model,
     ...(completion.rateLimit !== undefined ? { rateLimit: completion.rateLimit } : {}),
     ...(completion.cached !== undefined ? { cached: completion.cached } : {}),
+    ...(completion.facts !== undefined ? { facts: completion.facts } : {}),
     ...(completion.metadata !== undefined ? { metadata: completion.metadata } : {})
   })
 ]

@@ -7,6 +7,8 @@
 export * as CompletionRequest from "./CompletionRequest.js"
 /** Completions, stream chunks, usage and timings. @since 0.1.0 */
 export * as Completion from "./Completion.js"
+/** Typed facts layers report about a call (retries, waits, batch size, speculative statistics). @since 0.2.0 */
+export * as Facts from "./Facts.js"
 /** The `LlmError` family with its retry classification. @since 0.1.0 */
 export * as LlmError from "./LlmError.js"
 /** The `Llm` service. @since 0.1.0 */

@@ -67,7 +67,7 @@ export const requestsTotal = Metric.counter("hasten_perf_logger_requests_total",
  * @category metrics @since 0.1.0
  */
 export const retriesTotal = Metric.counter("hasten_perf_logger_retries_total", {
-  description: "Retries reported in Completion.metadata.retries",
+  description: "Retries reported in Completion.facts.retries",
   incremental: true
 })
 

@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import type { Completion, CompletionRequest } from "@hasten/core"
-import { Llm, LlmError } from "@hasten/core"
+import { Facts, Llm, LlmError } from "@hasten/core"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -23,30 +23,20 @@ import { PerfLogger } from "./Recorder.js"
 import type { CallEvent, SpeculativeStats } from "./RunLog.js"
 import { CurrentStage } from "./Stage.js"
 
-const numberField = (record: Record<string, unknown> | undefined, key: string): number | undefined => {
-  const value = record?.[key]
-  return typeof value === "number" && Number.isFinite(value) ? value : undefined
-}
+const speculativeStats = (facts: Facts.Speculative): SpeculativeStats => ({
+  acceptanceRate: facts.acceptanceRate,
+  ...(facts.meanAcceptedLength !== undefined ? { meanAcceptedLength: facts.meanAcceptedLength } : {}),
+  ...(facts.perPosition !== undefined ? { perPosition: facts.perPosition } : {}),
+  ...(facts.targetEvaluations !== undefined ? { targetEvaluations: facts.targetEvaluations } : {})
+})
 
-const speculativeField = (record: Record<string, unknown> | undefined): SpeculativeStats | undefined => {
-  const value = record?.["speculative"]
-  if (typeof value !== "object" || value === null) return undefined
-  const stats = value as Record<string, unknown>
-  const rate = numberField(stats, "acceptanceRate")
-  if (rate === undefined) return undefined
-  const meanAcceptedLength = numberField(stats, "meanAcceptedLength")
-  const targetEvaluations = numberField(stats, "targetEvaluations")
-  const perPosition = Array.isArray(stats["perPosition"]) &&
-      stats["perPosition"].every((entry) => typeof entry === "number" && Number.isFinite(entry))
-    ? (stats["perPosition"] as ReadonlyArray<number>)
-    : undefined
-  return {
-    acceptanceRate: rate,
-    ...(meanAcceptedLength !== undefined ? { meanAcceptedLength } : {}),
-    ...(perPosition !== undefined ? { perPosition } : {}),
-    ...(targetEvaluations !== undefined ? { targetEvaluations } : {})
-  }
-}
+/**
+ * The facts to record for a call: those it returned, with those the layers above passed
+ * down merged over them (as the caller sees them). A cache hit's own facts describe the call
+ * that filled the cache, so only the facts from above count for it.
+ */
+const recordedFacts = (returned: Facts.Facts | undefined, cached: boolean | undefined, above: Facts.Facts): Facts.Facts =>
+  returned === undefined || cached === true ? above : Facts.merge(returned, above)
 
 /** The error class of a failed call: the `LlmError` reason tag, `Interrupted`, or `Defect`. */
 const errorClass = (cause: Cause.Cause<unknown>): string => {
@@ -72,7 +62,8 @@ interface Outcome {
   readonly finishReason: string | undefined
   readonly usage: Completion.Usage | undefined
   readonly cached: boolean | undefined
-  readonly metadata: Record<string, unknown> | undefined
+  /** The facts the completion (or the stream's chunks) carried, and those passed down from above. */
+  readonly facts: Facts.Facts
   readonly ttftMs: number | undefined
   readonly itlMs: ReadonlyArray<number> | undefined
   readonly chunkGapsMs: ReadonlyArray<number> | undefined
@@ -82,7 +73,7 @@ interface Outcome {
 }
 
 const toEvent = (outcome: Outcome): CallEvent => {
-  const metadata = outcome.metadata
+  const facts = outcome.facts
   const usage = outcome.usage
   const event: { -readonly [K in keyof CallEvent]: CallEvent[K] } = {
     type: "call",
@@ -108,18 +99,13 @@ const toEvent = (outcome: Outcome): CallEvent => {
   if (outputTokens !== undefined) event.outputTokens = outputTokens
   if (usage?.cachedInputTokens !== undefined) event.cachedInputTokens = usage.cachedInputTokens
   if (outcome.tokensEstimated || usage?.estimated === true) event.tokensEstimated = true
-  if (metadata !== undefined) {
-    const retries = numberField(metadata, "retries")
-    if (retries !== undefined) event.retries = retries
-    const wait = numberField(metadata, "rateLimitWaitMillis")
-    if (wait !== undefined) event.rateLimitWaitMs = wait
-    const batch = numberField(metadata, "batchSize")
-    if (batch !== undefined) event.batchSize = batch
-    const queueWait = numberField(metadata, "queueWaitMillis")
-    if (queueWait !== undefined) event.queueWaitMs = queueWait
-    const speculative = speculativeField(metadata)
-    if (speculative !== undefined) event.speculative = speculative
-  }
+  if (facts.retries !== undefined) event.retries = facts.retries
+  if (facts.rateLimitWaitMillis !== undefined) event.rateLimitWaitMs = facts.rateLimitWaitMillis
+  if (facts.backoffMillis !== undefined) event.backoffMs = facts.backoffMillis
+  if (facts.timeouts !== undefined) event.timeouts = facts.timeouts
+  if (facts.batchSize !== undefined) event.batchSize = facts.batchSize
+  if (facts.queueWaitMillis !== undefined) event.queueWaitMs = facts.queueWaitMillis
+  if (facts.speculative !== undefined) event.speculative = speculativeStats(facts.speculative)
   return event
 }
 
@@ -187,6 +173,7 @@ export const wrap = (inner: Llm.LlmService, recorder: PerfLoggerService): Llm.Ll
     start: number,
     latencyMs: number,
     context: Context.Context<never>,
+    above: Facts.Facts,
     exit: Exit.Exit<Completion.Completion, unknown>
   ): CallEvent => {
     let outcome: Outcome
@@ -205,7 +192,7 @@ export const wrap = (inner: Llm.LlmService, recorder: PerfLoggerService): Llm.Ll
         finishReason: completion.finishReason,
         usage: completion.usage,
         cached: completion.cached,
-        metadata: completion.metadata,
+        facts: recordedFacts(completion.facts, completion.cached, above),
         ttftMs: timing.firstToken !== undefined && timing.firstToken < timing.end ? timing.firstToken - timing.start : undefined,
         itlMs: undefined,
         chunkGapsMs: undefined,
@@ -226,7 +213,7 @@ export const wrap = (inner: Llm.LlmService, recorder: PerfLoggerService): Llm.Ll
         finishReason: undefined,
         usage: undefined,
         cached: undefined,
-        metadata: undefined,
+        facts: above,
         ttftMs: undefined,
         itlMs: undefined,
         chunkGapsMs: undefined,
@@ -246,6 +233,8 @@ export const wrap = (inner: Llm.LlmService, recorder: PerfLoggerService): Llm.Ll
   const measured = (request: CompletionRequest.CompletionRequest, context: Context.Context<never>, withSpan: boolean) => {
     const clock = Context.get(context, Clock.Clock)
     const stage = Context.get(context, CurrentStage)
+    // facts the layers above know about this call (the batcher's batch size and queue wait)
+    const above = Context.get(context, Facts.CurrentFacts)
     const start = nowMs(clock)
     // The exit callback records synchronously and returns the shared `Effect.void`: no
     // per-call `Effect.sync` on the measured path.
@@ -254,11 +243,11 @@ export const wrap = (inner: Llm.LlmService, recorder: PerfLoggerService): Llm.Ll
       const span = withSpan ? Context.getOrUndefined(context, Tracer.ParentSpan) : undefined
       if (span !== undefined && span._tag === "Span") {
         // the span ends right after this: its attributes need the event now
-        const event = completeEvent(request, stage, start, latencyMs, context, exit)
+        const event = completeEvent(request, stage, start, latencyMs, context, above, exit)
         setResponseAttributes(span, event)
         recorder.recordUnsafe(event)
       } else {
-        recorder.recordLazyUnsafe(() => completeEvent(request, stage, start, latencyMs, context, exit))
+        recorder.recordLazyUnsafe(() => completeEvent(request, stage, start, latencyMs, context, above, exit))
       }
       return Effect.void
     })
@@ -278,6 +267,7 @@ export const wrap = (inner: Llm.LlmService, recorder: PerfLoggerService): Llm.Ll
     Stream.unwrap(Effect.gen(function*() {
       const clock = yield* Clock.Clock
       const stage = yield* CurrentStage
+      const above = yield* Facts.CurrentFacts
       const context = yield* Effect.context<never>()
       const span = wantsSpan(recorder.spans, context)
         ? yield* Effect.makeSpan("PerfLogger.stream", { kind: "client", attributes: requestAttributes(inner.name, request) })
@@ -294,7 +284,7 @@ export const wrap = (inner: Llm.LlmService, recorder: PerfLoggerService): Llm.Ll
       let finishReason: string | undefined
       let model: string | undefined
       let cached: boolean | undefined
-      let metadata: Record<string, unknown> | undefined
+      let facts: Facts.Facts | undefined
       const onChunk = (chunk: Completion.CompletionChunk): void => {
         chunks++
         const tokens = chunk.tokens
@@ -317,7 +307,7 @@ export const wrap = (inner: Llm.LlmService, recorder: PerfLoggerService): Llm.Ll
         if (chunk.finishReason !== undefined) finishReason = chunk.finishReason
         if (chunk.model !== undefined) model = chunk.model
         if (chunk.cached !== undefined) cached = chunk.cached
-        if (chunk.metadata !== undefined) metadata = metadata === undefined ? chunk.metadata : { ...metadata, ...chunk.metadata }
+        if (chunk.facts !== undefined) facts = facts === undefined ? chunk.facts : Facts.merge(facts, chunk.facts)
       }
       const onExit = (exit: Exit.Exit<unknown, LlmError.LlmError>) =>
         Effect.sync(() => {
@@ -337,7 +327,7 @@ export const wrap = (inner: Llm.LlmService, recorder: PerfLoggerService): Llm.Ll
               finishReason,
               usage,
               cached,
-              metadata,
+              facts: recordedFacts(facts, cached, above),
               ttftMs: first === undefined ? undefined : first - start,
               itlMs: itl,
               chunkGapsMs: gaps,

@@ -7,7 +7,7 @@ import * as internal from "./internal/events.js"
 import type { PriceTable } from "./Price.js"
 
 /**
- * Speculative-decoding statistics attached by `@hasten/speculative`.
+ * Speculative-decoding statistics (`facts.speculative`, from `@hasten/speculative`).
  * @category models @since 0.1.0
  */
 export interface SpeculativeStats {
@@ -65,8 +65,12 @@ export interface CallEvent {
   readonly outputTokens?: number
   readonly cachedInputTokens?: number
   readonly tokensEstimated?: boolean
+  /** Facts (`Facts` of `@hasten/core`) the call carried or a layer above passed down. */
   readonly retries?: number
   readonly rateLimitWaitMs?: number
+  readonly backoffMs?: number
+  /** Attempts cut short by the rate limiter's attempt deadline. */
+  readonly timeouts?: number
   readonly batchSize?: number
   readonly queueWaitMs?: number
   readonly speculative?: SpeculativeStats

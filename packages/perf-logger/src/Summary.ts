@@ -54,12 +54,18 @@ export interface CallStats {
   readonly activeMs: number
   readonly tokens: { readonly input: number; readonly output: number; readonly cachedInput: number }
   readonly cache: { readonly hits: number; readonly misses: number; readonly hitRate: number | null }
+  /** From the calls' facts (`retries`, `rateLimitWaitMillis`, `backoffMillis`, `timeouts`). */
   readonly retries: {
     readonly total: number
     readonly retriedCalls: number
     readonly rateLimitWaitMs: number
     readonly rateLimitWaitMaxMs: number
+    /** Time slept between attempts. */
+    readonly backoffMs: number
+    /** Attempts cut short by the attempt deadline. */
+    readonly timeouts: number
   }
+  /** From the calls' `batchSize` and `queueWaitMillis` facts. */
   readonly batch: { readonly sizes: Distribution; readonly queueWaitMs: Distribution | null } | null
   readonly speculative: {
     readonly calls: number

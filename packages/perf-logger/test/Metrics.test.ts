@@ -157,15 +157,17 @@ describe("metric definitions on scripted timings", () => {
         yield* Effect.ignore(Llm.complete(Scripted.request({ latencyMs: 5, fail: "RateLimited" })))
         yield* Effect.ignore(Llm.complete(Scripted.request({ latencyMs: 5, fail: "Timeout" })))
         yield* Effect.ignore(Llm.stream(Scripted.request({ fail: "ServerError", chunks: [{ afterMs: 1, text: "a" }] })).pipe(Stream.runDrain))
-        yield* Llm.complete(Scripted.request({ latencyMs: 300, metadata: { retries: 2, rateLimitWaitMillis: 250 } }))
-        yield* Llm.complete(Scripted.request({ latencyMs: 100, metadata: { retries: 1, rateLimitWaitMillis: 50 } }))
-        yield* Llm.complete(Scripted.request({ latencyMs: 1, cached: true }))
+        yield* Llm.complete(Scripted.request({ latencyMs: 300, facts: { retries: 2, rateLimitWaitMillis: 250, backoffMillis: 40, timeouts: 1 } }))
+        yield* Llm.complete(Scripted.request({ latencyMs: 100, facts: { retries: 1, rateLimitWaitMillis: 50, backoffMillis: 2 } }))
+        // a hit replays the facts of the call that filled the cache: not this call's retries
+        yield* Llm.complete(Scripted.request({ latencyMs: 1, cached: true, facts: { retries: 5, rateLimitWaitMillis: 900, batchSize: 4 } }))
         yield* Llm.complete(Scripted.request({ latencyMs: 3, cached: true }))
       }))
       const stats = summary.overall
       assert.strictEqual(stats.errors, 4)
       assert.deepStrictEqual(stats.errorsByClass, { RateLimited: 2, Timeout: 1, ServerError: 1 })
-      assert.deepStrictEqual(stats.retries, { total: 3, retriedCalls: 2, rateLimitWaitMs: 300, rateLimitWaitMaxMs: 250 })
+      assert.deepStrictEqual(stats.retries, { total: 3, retriedCalls: 2, rateLimitWaitMs: 300, rateLimitWaitMaxMs: 250, backoffMs: 42, timeouts: 1 })
+      assert.isNull(stats.batch)
       assert.deepStrictEqual(stats.cache, { hits: 2, misses: 2, hitRate: 0.5 })
       // upstream latency only has the two real calls; hits are reported apart
       assert.deepStrictEqual(stats.latencyMs, { count: 2, mean: 200, min: 100, p50: 100, p90: 300, p99: 300, max: 300 })
@@ -175,13 +177,13 @@ describe("metric definitions on scripted timings", () => {
   it.effect("batch sizes, queue wait and speculative acceptance (weighted by target evaluations)", () =>
     Effect.gen(function*() {
       const { summary } = yield* run(Effect.gen(function*() {
-        yield* Llm.complete(Scripted.request({ metadata: { batchSize: 4, queueWaitMillis: 10 } }))
-        yield* Llm.complete(Scripted.request({ metadata: { batchSize: 8, queueWaitMillis: 30 } }))
+        yield* Llm.complete(Scripted.request({ facts: { batchSize: 4, queueWaitMillis: 10 } }))
+        yield* Llm.complete(Scripted.request({ facts: { batchSize: 8, queueWaitMillis: 30 } }))
         yield* Llm.complete(Scripted.request({
-          metadata: { speculative: { acceptanceRate: 0.5, meanAcceptedLength: 2, perPosition: [0.8, 0.4], targetEvaluations: 10 } }
+          facts: { speculative: { acceptanceRate: 0.5, meanAcceptedLength: 2, perPosition: [0.8, 0.4], targetEvaluations: 10 } }
         }))
         yield* Llm.complete(Scripted.request({
-          metadata: {
+          facts: {
             speculative: { acceptanceRate: 0.8, meanAcceptedLength: 3, perPosition: [1, 0.7, 0.5], targetEvaluations: 30 }
           }
         }))

@@ -47,7 +47,7 @@ const scriptedRun = (dir: string) =>
             latencyMs: 20 + (index % 7) * 15,
             outputTokens: 10 + index,
             cached: index % 4 === 0,
-            metadata: { speculative: { acceptanceRate: 0.7, meanAcceptedLength: 2.1, perPosition: [0.9, 0.7, 0.4, 0.2] } }
+            facts: { speculative: { acceptanceRate: 0.7, meanAcceptedLength: 2.1, perPosition: [0.9, 0.7, 0.4, 0.2] } }
           }))
         ), { concurrency: 3 })
       yield* Effect.forEach([1, 2, 3, 4, 5], () =>

@@ -8,12 +8,12 @@
  */
 import { Context, Duration, Effect, ExecutionPlan, Layer, Stream } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
-import { Completion, CompletionRequest, Llm, LlmError } from "@hasten/core"
+import { Completion, CompletionRequest, Facts, Llm, LlmError } from "@hasten/core"
 import * as Remote from "./internal/remote.js"
 
 /** One deployment the router may send a request to. @category models @since 0.1.0 */
 export interface Endpoint<E = never, R = never> {
-  /** A label for metadata and stats (`"vllm-a"`, `"eu-west"`). Must be unique. */
+  /** A label for `facts.endpoint` and stats (`"vllm-a"`, `"eu-west"`). Must be unique. */
   readonly name: string
   /** The `Llm` serving it, e.g. `OpenAi.layer({ baseURL })`. Built once with the router. */
   readonly layer: Layer.Layer<Llm.Llm, E, R>
@@ -81,9 +81,6 @@ interface State {
   cooldownUntil: number
   context: Context.Context<Llm.Llm>
 }
-
-const withMetadata = (completion: Completion.Completion, metadata: Record<string, unknown>): Completion.Completion =>
-  new Completion.Completion({ ...completion, metadata: { ...completion.metadata, ...metadata } })
 
 /**
  * Builds the routing `Llm` from already-built endpoint services.
@@ -157,7 +154,7 @@ export const make = Effect.fnUntraced(function*(options: {
             Effect.ensuring(end)
           )
           yield* onSuccess
-          return withMetadata(completion, { endpoint: state.name, routerAttempts: meta.attempt })
+          return Completion.withFacts(completion, { endpoint: state.name, routerAttempts: meta.attempt })
         }),
       stream: (request) =>
         Stream.unwrap(Effect.gen(function*() {
@@ -170,7 +167,7 @@ export const make = Effect.fnUntraced(function*(options: {
               first = false
               return new Completion.CompletionChunk({
                 ...chunk,
-                metadata: { ...chunk.metadata, endpoint: state.name, routerAttempts: meta.attempt }
+                facts: Facts.merge(chunk.facts ?? Facts.empty, { endpoint: state.name, routerAttempts: meta.attempt })
               })
             }),
             Stream.tapError(onFailure),

@@ -357,7 +357,7 @@ export const make = (options: Options): ReplicateLlm => {
       model,
       provider: providerName,
       timing: { start, firstToken: end, end },
-      metadata: { predictionId: finished.id, polls }
+      facts: { predictionId: finished.id, polls }
     })
   }, (effect) => withTimeout(effect))
 
@@ -432,7 +432,7 @@ export const make = (options: Options): ReplicateLlm => {
           finishReason: final?.status === "canceled" ? "error" : finishReasonOf(request, usage),
           usage,
           model,
-          metadata: { predictionId: created.id },
+          facts: { predictionId: created.id },
           ...(rateLimit !== undefined ? { rateLimit } : {})
         })
       })

@@ -68,7 +68,7 @@ describe("Router", () => {
     const c = scripted("c", () => "ok")
     return Effect.gen(function*() {
       const served: Array<unknown> = []
-      for (let i = 0; i < 9; i++) served.push((yield* Llm.complete(request)).metadata?.endpoint)
+      for (let i = 0; i < 9; i++) served.push((yield* Llm.complete(request)).facts?.endpoint)
       assert.deepStrictEqual([a.calls(), b.calls(), c.calls()], [3, 3, 3])
       assert.deepStrictEqual(served.slice(0, 3).sort(), ["a", "b", "c"])
     }).pipe(Effect.provide(Router.layer({
@@ -83,12 +83,12 @@ describe("Router", () => {
       const pending = yield* Effect.forkChild(Llm.complete(request))
       yield* Effect.yieldNow
       assert.strictEqual(slow.calls(), 1)
-      for (let i = 0; i < 4; i++) assert.strictEqual((yield* Llm.complete(request)).metadata?.endpoint, "fast")
+      for (let i = 0; i < 4; i++) assert.strictEqual((yield* Llm.complete(request)).facts?.endpoint, "fast")
       assert.strictEqual(slow.calls(), 1)
       const stats = yield* Router.RouterStats
       assert.deepStrictEqual((yield* stats.snapshot).map((endpoint) => endpoint.outstanding), [1, 0])
       yield* TestClock.adjust("10 seconds")
-      assert.strictEqual((yield* Fiber.join(pending)).metadata?.endpoint, "slow")
+      assert.strictEqual((yield* Fiber.join(pending)).facts?.endpoint, "slow")
     }).pipe(Effect.provide(Router.layer({ endpoints: [{ name: "slow", layer: slow.layer }, { name: "fast", layer: fast.layer }] })))
   })
 
@@ -97,10 +97,10 @@ describe("Router", () => {
     const b = scripted("b", () => "ok")
     return Effect.gen(function*() {
       const first = yield* Llm.complete(request)
-      assert.strictEqual(first.metadata?.endpoint, "b")
-      assert.strictEqual(first.metadata?.routerAttempts, 2)
+      assert.strictEqual(first.facts?.endpoint, "b")
+      assert.strictEqual(first.facts?.routerAttempts, 2)
       assert.strictEqual(a.calls(), 1)
-      for (let i = 0; i < 4; i++) assert.strictEqual((yield* Llm.complete(request)).metadata?.endpoint, "b")
+      for (let i = 0; i < 4; i++) assert.strictEqual((yield* Llm.complete(request)).facts?.endpoint, "b")
       assert.strictEqual(a.calls(), 1, "a is cooling down")
       const stats = yield* Router.RouterStats
       const cooling = (yield* stats.snapshot).find((endpoint) => endpoint.name === "a")!
@@ -138,8 +138,8 @@ describe("Router", () => {
     return Effect.gen(function*() {
       const completion = yield* Llm.complete(request)
       assert.strictEqual(completion.text, "from other")
-      assert.strictEqual(completion.metadata?.endpoint, "fallback")
-      assert.strictEqual(completion.metadata?.routerAttempts, 3)
+      assert.strictEqual(completion.facts?.endpoint, "fallback")
+      assert.strictEqual(completion.facts?.routerAttempts, 3)
       assert.deepStrictEqual(other.models, ["claude-3-5-haiku-latest"])
       // both primaries are cooling down: the next call goes straight to the fallback
       yield* Llm.complete(request)
@@ -167,7 +167,7 @@ describe("Router", () => {
     return Effect.gen(function*() {
       const folded = yield* Completion.fromStream(Llm.stream(request), { model: "m", provider: "router" })
       assert.strictEqual(folded.text, "from b")
-      assert.strictEqual(folded.metadata?.endpoint, "b")
+      assert.strictEqual(folded.facts?.endpoint, "b")
       const mixed = yield* Effect.exit(
         Stream.runCollect(Llm.stream(request)).pipe(
           Effect.provide(Router.layer({ endpoints: [{ name: "partial", layer: partial.layer }, { name: "b2", layer: b.layer }] }))
@@ -204,7 +204,7 @@ describe("Router", () => {
         ).pipe(Effect.provide(routed(sims)))
         assert.deepStrictEqual(sims.map((sim) => sim.counters().admitted), [10, 10, 10])
         const byEndpoint = new Map<unknown, number>()
-        for (const completion of completions) byEndpoint.set(completion.metadata?.endpoint, (byEndpoint.get(completion.metadata?.endpoint) ?? 0) + 1)
+        for (const completion of completions) byEndpoint.set(completion.facts?.endpoint, (byEndpoint.get(completion.facts?.endpoint) ?? 0) + 1)
         assert.deepStrictEqual([...byEndpoint.entries()].sort(), [["sim-0", 10], ["sim-1", 10], ["sim-2", 10]])
       }).pipe(Effect.scoped))
 
@@ -218,7 +218,7 @@ describe("Router", () => {
         assert.strictEqual(completions.length, 12)
         assert.strictEqual(sims[0]!.counters().requests, 1)
         assert.strictEqual(sims[1]!.counters().admitted + sims[2]!.counters().admitted, 12)
-        assert.isFalse(completions.some((completion) => completion.metadata?.endpoint === "sim-0"))
+        assert.isFalse(completions.some((completion) => completion.facts?.endpoint === "sim-0"))
       }).pipe(Effect.scoped))
   })
 

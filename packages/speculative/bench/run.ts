@@ -199,7 +199,7 @@ const hastenSession = async (
       const completion = await runtime.runPromise(
         llm.complete(CompletionRequest.makeUnsafe({ model: "target", messages: [], prompt, temperature: 0, maxTokens }))
       )
-      const stats = completion.metadata!["speculative"] as Speculative.RequestStats
+      const stats = completion.facts!.speculative as Speculative.RequestStats
       return {
         tokens: completion.metadata!["tokens"] as ReadonlyArray<number>,
         drafted: stats.draftTokens,

@@ -43,7 +43,8 @@ export interface Options<E = never, R = never> {
 }
 
 /**
- * Per-request statistics, attached as `Completion.metadata.speculative`.
+ * Per-request statistics, attached as `Completion.facts.speculative` (`Facts.Speculative`
+ * from `@hasten/core`, every field present).
  * @category models @since 0.1.0
  */
 export interface RequestStats {
@@ -443,7 +444,9 @@ export const make = <E = never, R = never>(
         model: request.model,
         provider: name,
         timing: firstToken === undefined ? { start, end } : { start, firstToken, end },
-        metadata: { speculative: stats, tokens: output.slice() }
+        facts: { speculative: stats },
+        // the output token ids: data, not a fact about the call
+        metadata: { tokens: output.slice() }
       })
     })
 
@@ -464,6 +467,7 @@ export const make = <E = never, R = never>(
                   finishReason: completion.finishReason,
                   usage: completion.usage,
                   model: completion.model,
+                  ...(completion.facts !== undefined ? { facts: completion.facts } : {}),
                   ...(completion.metadata !== undefined ? { metadata: completion.metadata } : {})
                 })
               )

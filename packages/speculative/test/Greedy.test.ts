@@ -62,7 +62,7 @@ for (const file of ["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"]) {
             const completion = yield* llm.complete(request(prompt))
             const got = completion.metadata!["tokens"] as ReadonlyArray<number>
             const want = expected.get(prompt)!
-            accepted += (completion.metadata!["speculative"] as Speculative.RequestStats).acceptedTokens
+            accepted += (completion.facts!.speculative as Speculative.RequestStats).acceptedTokens
             let i = 0
             while (i < want.length && want[i] === got[i]) i++
             if (i === want.length && got.length === want.length) {

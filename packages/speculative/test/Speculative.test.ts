@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { CompletionRequest, Llm, TokenModel } from "@hasten/core"
+import { CompletionRequest, type Facts, Llm, TokenModel } from "@hasten/core"
 import { Cause, Effect, Exit, Layer, Stream } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
@@ -24,7 +24,7 @@ const provide = <E, R>(model: TokenModel.TokenModelService, speculative: Layer.L
   Effect.provide(speculative.pipe(Layer.provide(Layer.succeed(TokenModel.TokenModel, model))))
 
 const tokensOf = (completion: { readonly metadata?: Record<string, unknown> | undefined }) => completion.metadata!["tokens"] as ReadonlyArray<number>
-const statsOf = (completion: { readonly metadata?: Record<string, unknown> | undefined }) => completion.metadata!["speculative"] as Speculative.RequestStats
+const statsOf = (completion: { readonly facts?: Facts.Facts | undefined }) => completion.facts!.speculative as Speculative.RequestStats
 
 /** Plain greedy decoding straight on the model, no speculative machinery. */
 const greedyReference = (model: TokenModel.TokenModelService, prompt: ReadonlyArray<number>, maxTokens: number) =>
@@ -209,7 +209,7 @@ describe("edges", () => {
         const last = chunks[chunks.length - 1]!
         assert.strictEqual(last.finishReason, completion.finishReason)
         assert.strictEqual(last.usage?.outputTokens, completion.usage.outputTokens)
-        assert.deepStrictEqual((last.metadata!["speculative"] as Speculative.RequestStats).targetEvaluations, statsOf(completion).targetEvaluations)
+        assert.deepStrictEqual(statsOf(last).targetEvaluations, statsOf(completion).targetEvaluations)
       }
     }).pipe(provide(cyclic(), Speculative.layer({ drafter: Drafter.promptLookup(), gamma: 2 }))))
 

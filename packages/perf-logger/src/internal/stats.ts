@@ -136,6 +136,8 @@ class CallGroup {
   retriedCalls = 0
   waitMs = 0
   waitMaxMs = 0
+  backoffMs = 0
+  timeouts = 0
   readonly batchSizes = new Samples()
   readonly queueWait = new Samples()
   specCalls = 0
@@ -188,6 +190,8 @@ class CallGroup {
       this.waitMs += event.rateLimitWaitMs
       if (event.rateLimitWaitMs > this.waitMaxMs) this.waitMaxMs = event.rateLimitWaitMs
     }
+    if (event.backoffMs !== undefined) this.backoffMs += event.backoffMs
+    if (event.timeouts !== undefined) this.timeouts += event.timeouts
     if (event.batchSize !== undefined) this.batchSizes.push(event.batchSize)
     if (event.queueWaitMs !== undefined) this.queueWait.push(event.queueWaitMs)
     if (event.speculative !== undefined) this.addSpeculative(event.speculative)
@@ -237,7 +241,9 @@ class CallGroup {
         total: this.retries,
         retriedCalls: this.retriedCalls,
         rateLimitWaitMs: round(this.waitMs),
-        rateLimitWaitMaxMs: round(this.waitMaxMs)
+        rateLimitWaitMaxMs: round(this.waitMaxMs),
+        backoffMs: round(this.backoffMs),
+        timeouts: this.timeouts
       },
       batch: this.batchSizes.count === 0
         ? null

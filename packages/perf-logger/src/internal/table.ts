@@ -99,9 +99,11 @@ export const renderSummary = (summary: Summary): string => {
   const extras: Array<string> = []
   const errors = Object.entries(overall.errorsByClass)
   if (errors.length > 0) extras.push(`errors: ${errors.map(([kind, count]) => `${kind}=${count}`).join(" ")}`)
-  if (overall.retries.total > 0 || overall.retries.rateLimitWaitMs > 0) {
+  const retries = overall.retries
+  if (retries.total > 0 || retries.rateLimitWaitMs > 0 || retries.timeouts > 0) {
     extras.push(
-      `retries: ${overall.retries.total} on ${overall.retries.retriedCalls} calls, rate-limit wait ${ms(overall.retries.rateLimitWaitMs)}`
+      `retries: ${retries.total} on ${retries.retriedCalls} calls, rate-limit wait ${ms(retries.rateLimitWaitMs)}, ` +
+        `backoff ${ms(retries.backoffMs)}` + (retries.timeouts > 0 ? `, timeouts ${retries.timeouts}` : "")
     )
   }
   if (overall.cache.hits > 0) {

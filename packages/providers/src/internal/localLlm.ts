@@ -101,7 +101,7 @@ export const make = Effect.fnUntraced(function*(loaded: LoadedModel, prepare: Pr
       provider,
       timing: firstToken === undefined ? { start, end } : { start, firstToken, end },
       // how long the request waited for a free sequence (perf-logger reads it)
-      metadata: { queueWaitMillis: result.queueWaitMillis }
+      facts: { queueWaitMillis: result.queueWaitMillis }
     })
   })
 
@@ -119,7 +119,7 @@ export const make = Effect.fnUntraced(function*(loaded: LoadedModel, prepare: Pr
                 finishReason: finishReasonOf(result.stopReason),
                 usage: { inputTokens: result.prepared.inputTokens, outputTokens: result.outputTokens },
                 model: request.model.length > 0 ? request.model : id,
-                metadata: { queueWaitMillis: result.queueWaitMillis }
+                facts: { queueWaitMillis: result.queueWaitMillis }
               })
             )
             Queue.endUnsafe(queue)
