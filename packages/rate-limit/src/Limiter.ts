@@ -53,6 +53,8 @@ export interface Outcome<A> {
   readonly waitMillis: number
   /** Milliseconds slept in backoff between attempts. */
   readonly backoffMillis: number
+  /** Attempts cut at their deadline (and retried). */
+  readonly timeouts: number
 }
 
 /** The limiter's operations. @category models @since 0.1.0 */
@@ -173,6 +175,7 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
       let attempts = 0
       let waitMillis = 0
       let backoffMillis = 0
+      let timeouts = 0
       const attempt: Effect.Effect<A, E | LlmError.LlmError, R> = Effect.scoped(Effect.gen(function*() {
         attempts++
         const admission = yield* admit(call)
@@ -197,6 +200,7 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
           const millis = Duration.toMillis(backoff.delay)
           backoffMillis += millis
           totals.retries++
+          if (backoff.error.reason._tag === "Timeout") timeouts++
           yield* event(`backoff=${Events.seconds(millis)} attempt=${backoff.attempt}`, {
             event: "rate_limit.backoff",
             key: call.key,
@@ -222,7 +226,7 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
           return error
         })
       )
-      return { value, attempts, waitMillis, backoffMillis }
+      return { value, attempts, waitMillis, backoffMillis, timeouts }
     })
 
   return Limiter.of({

@@ -4,7 +4,7 @@
  * @since 0.1.0
  */
 import { createHash } from "node:crypto"
-import { Completion, Llm, LlmError, type RateLimitHeaders } from "@hasten/core"
+import { Completion, Facts, Llm, LlmError, type RateLimitHeaders } from "@hasten/core"
 import type { CompletionRequest } from "@hasten/core"
 import { Cause, Duration, Effect, Exit, Layer, Option, Redacted, Stream } from "effect"
 import * as Estimator from "./Estimator.js"
@@ -70,7 +70,7 @@ const timed = <A>(
 /**
  * Wraps an `Llm` so every call goes through the limiter: cost estimated and reserved,
  * waits for the budgets, retried by the one retry schedule, reconciled with the actual
- * usage, and `{ retries, rateLimitWaitMillis, backoffMillis }` attached to `metadata`.
+ * usage, and `{ retries, rateLimitWaitMillis, backoffMillis, timeouts }` written as typed `facts`.
  * @category constructors @since 0.1.0
  */
 export const wrapLlm = (inner: Llm.LlmService, limiter: LimiterService, options: Options = {}): Llm.LlmService => {
@@ -96,14 +96,11 @@ export const wrapLlm = (inner: Llm.LlmService, limiter: LimiterService, options:
       observe: (completion) => ({ usage: completion.usage, rateLimit: completion.rateLimit })
     })
     yield* Effect.annotateCurrentSpan("rateLimit.waitMillis", outcome.waitMillis)
-    return new Completion.Completion({
-      ...outcome.value,
-      metadata: {
-        ...outcome.value.metadata,
-        retries: outcome.attempts - 1,
-        rateLimitWaitMillis: outcome.waitMillis,
-        backoffMillis: outcome.backoffMillis
-      }
+    return Completion.withFacts(outcome.value, {
+      retries: outcome.attempts - 1,
+      rateLimitWaitMillis: outcome.waitMillis,
+      backoffMillis: outcome.backoffMillis,
+      ...(outcome.timeouts > 0 ? { timeouts: outcome.timeouts } : {})
     })
   })
   const complete = (request: CompletionRequest.CompletionRequest) =>
@@ -128,7 +125,7 @@ export const wrapLlm = (inner: Llm.LlmService, limiter: LimiterService, options:
           if (chunk.rateLimit !== undefined) rateLimit = chunk.rateLimit
           return chunk.finishReason === undefined ? chunk : new Completion.CompletionChunk({
             ...chunk,
-            metadata: { ...chunk.metadata, retries: 0, rateLimitWaitMillis: admission.waitMillis, backoffMillis: 0 }
+            facts: Facts.merge(chunk.facts ?? Facts.empty, { retries: 0, rateLimitWaitMillis: admission.waitMillis, backoffMillis: 0 })
           })
         }),
         Stream.onExit((exit) =>

@@ -208,7 +208,7 @@ describe("retries", () => {
       yield* TestClock.adjust("10 seconds")
       const completion = yield* Fiber.join(fiber)
       assert.deepStrictEqual(fake.starts, [0, 3000])
-      assert.strictEqual(completion.metadata?.retries, 1)
+      assert.strictEqual(completion.facts?.retries, 1)
     }).pipe(Effect.provide(stack(retrying, fake)))
   })
 
@@ -335,8 +335,8 @@ describe("decorrelated jitter", () => {
       assert.isAtMost(first, 3000)
       assert.isAtLeast(second, 1000)
       assert.isAtMost(second, first * 3)
-      assert.strictEqual(completion.metadata?.retries, 2)
-      assert.strictEqual(completion.metadata?.backoffMillis, first + second)
+      assert.strictEqual(completion.facts?.retries, 2)
+      assert.strictEqual(completion.facts?.backoffMillis, first + second)
     }).pipe(Effect.provide(stack({ ...base, retriesEnabled: true, retryBaseMillis: 1000, retryCapMillis: 8000, seed: 1 }, fake)))
   })
 })
@@ -458,14 +458,14 @@ describe("circuit breaker", () => {
 })
 
 describe("observability", () => {
-  it.effect("attaches retries and rateLimitWaitMillis to the completion's metadata", () => {
+  it.effect("attaches retries and rateLimitWaitMillis to the completion as typed facts", () => {
     const fake = makeFake()
     return Effect.gen(function*() {
       yield* complete()
       const fiber = yield* Effect.forkChild(complete())
       yield* TestClock.adjust("2 seconds")
       const completion = yield* Fiber.join(fiber)
-      assert.deepStrictEqual(completion.metadata, { retries: 0, rateLimitWaitMillis: 1000, backoffMillis: 0 })
+      assert.deepStrictEqual(completion.facts, { retries: 0, rateLimitWaitMillis: 1000, backoffMillis: 0 })
     }).pipe(Effect.provide(stack({ ...base, requestsPerSecond: 1 }, fake)))
   })
 
@@ -579,7 +579,7 @@ describe("keys, streams and wrap", () => {
     return Effect.gen(function*() {
       const chunks = yield* Stream.runCollect(Llm.stream(request("a", 400)))
       const last = Array.from(chunks).at(-1)!
-      assert.strictEqual(last.metadata?.rateLimitWaitMillis, 0)
+      assert.strictEqual(last.facts?.rateLimitWaitMillis, 0)
       const second = yield* Effect.forkChild(Llm.complete(request("b", 400)))
       yield* TestClock.adjust("2 minutes")
       yield* Fiber.join(second)
@@ -677,7 +677,7 @@ describe("configuration", () => {
     Effect.gen(function*() {
       const completion = yield* complete("hello")
       assert.strictEqual(completion.text, "echo: hello")
-      assert.strictEqual(completion.metadata?.retries, 0)
+      assert.strictEqual(completion.facts?.retries, 0)
     }).pipe(Effect.provide(RateLimit.layerConfig.pipe(Layer.provide(Llm.Llm.layerEcho))), withEnv({ RPS_LIMIT: "5" })))
 })
 
@@ -715,7 +715,7 @@ describe("plain async TypeScript", () => {
     try {
       const completion = await llm.complete({ model: "m", messages: [{ role: "user", content: "hello" }] })
       assert.strictEqual(completion.text, "echo: hello")
-      assert.strictEqual(completion.metadata?.retries, 0)
+      assert.strictEqual(completion.facts?.retries, 0)
       await llm.complete({ model: "m", messages: [] }).then(
         () => assert.fail("an empty request must be rejected"),
         (error: unknown) => assert.include(String(error), "messages or a prompt")

@@ -95,7 +95,7 @@ describe("against the simulator through the OpenAI provider", () => {
           ...quiet, maxConcurrency: 4, retryBaseMillis: 5, retryCapMillis: 40, maxRetries: 8
         }).pipe(Layer.provide(provider))))
         assert.isTrue(exits.every(Exit.isSuccess))
-        const retries = exits.reduce((sum, exit) => sum + (Exit.isSuccess(exit) ? Number(exit.value.metadata?.retries ?? 0) : 0), 0)
+        const retries = exits.reduce((sum, exit) => sum + (Exit.isSuccess(exit) ? Number(exit.value.facts?.retries ?? 0) : 0), 0)
         assert.isAbove(sim.counters().faults, 0)
         assert.strictEqual(retries, sim.counters().faults)
       })))

@@ -164,6 +164,8 @@ describe("deadlines", () => {
       yield* TestClock.adjust("6 seconds")
       const completion = yield* Fiber.join(fiber)
       assert.strictEqual(completion.text, "ok")
+      assert.strictEqual(completion.facts?.timeouts, 1)
+      assert.strictEqual(completion.facts?.retries, 1)
       assert.deepStrictEqual(fake.starts, [0, 5_100])
       // the hung attempt was interrupted, not left running
       assert.strictEqual(fake.inFlight, 0)
