@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import { LlmError, type RateLimitHeaders, type RateLimitPolicy } from "@hasten/core"
-import { Cause, Context, Duration, Effect, Exit, Layer, Metric, Option, Random } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Exit, Layer, Metric, Option, Random } from "effect"
 import { CircuitBreaker, RateLimiter } from "effect/persistence"
 import type * as Scope from "effect/Scope"
 import * as Admit from "./internal/admit.js"
@@ -110,8 +110,11 @@ export const describeTotals = (totals: Totals): string =>
 
 export interface Admission {
   readonly waitMillis: number
-  /** How long the attempt may take before it is cut as a `Timeout` (`undefined`: no deadline). */
-  readonly deadlineMillis: number | undefined
+  /**
+   * How long the attempt may take before it is cut as a `Timeout`, read again while it runs
+   * (a learnt deadline tightens as the key's latencies come in); `undefined`: no deadline.
+   */
+  readonly deadlineMillis: (() => number) | undefined
   readonly succeed: (observed?: {
     readonly usage?: { readonly inputTokens: number; readonly outputTokens: number } | undefined
     readonly rateLimit?: RateLimitHeaders.RateLimitInfo | undefined
@@ -132,17 +135,32 @@ export class Limiter extends Context.Service<Limiter, LimiterService>()("@hasten
  */
 export const withDeadline = <A, E, R>(
   effect: Effect.Effect<A, E, R>,
-  deadlineMillis: number | undefined,
-  provider: string
-): Effect.Effect<A, E | LlmError.LlmError, R> =>
-  deadlineMillis === undefined ? effect : Effect.timeoutOrElse(effect, {
-    duration: Duration.millis(deadlineMillis),
-    orElse: () =>
-      Effect.fail(LlmError.make(provider, new LlmError.Timeout({
-        description: `no answer within ${(deadlineMillis / 1000).toFixed(1)} s (the attempt was cut and will be retried; ` +
-          `set REQUEST_TIMEOUT_MS or the timeout option to change the deadline)`
-      })))
+  deadlineMillis: number | (() => number) | undefined,
+  provider: string,
+  recheckMillis = 2_000
+): Effect.Effect<A, E | LlmError.LlmError, R> => {
+  if (deadlineMillis === undefined) return effect
+  const timeout = (millis: number) =>
+    LlmError.make(provider, new LlmError.Timeout({
+      description: `no answer within ${(millis / 1000).toFixed(1)} s (the attempt was cut and will be retried; ` +
+        `set REQUEST_TIMEOUT_MS or the timeout option to change the deadline)`
+    }))
+  if (typeof deadlineMillis === "number") {
+    return Effect.timeoutOrElse(effect, { duration: Duration.millis(deadlineMillis), orElse: () => Effect.fail(timeout(deadlineMillis)) })
+  }
+  // A deadline that may change while the attempt runs: a watchdog that wakes at the current
+  // deadline (at least every `recheckMillis`) and reads it again.
+  const watchdog = Effect.gen(function*() {
+    const start = yield* Clock.currentTimeMillis
+    while (true) {
+      const limit = deadlineMillis()
+      const elapsed = (yield* Clock.currentTimeMillis) - start
+      if (elapsed >= limit) return yield* Effect.fail(timeout(limit))
+      yield* Effect.sleep(Duration.millis(Math.min(limit - elapsed, recheckMillis)))
+    }
   })
+  return Effect.raceFirst(effect, watchdog)
+}
 
 /**
  * Builds the limiter over the `RateLimiter` in context (memory or Redis store).
@@ -180,7 +198,7 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
         attempts++
         const admission = yield* admit(call)
         waitMillis += admission.waitMillis
-        return yield* withDeadline(call.effect, admission.deadlineMillis, provider).pipe(
+        return yield* withDeadline(call.effect, admission.deadlineMillis, provider, options.timeout === false ? undefined : options.timeout.floorMillis).pipe(
           Effect.onExit((exit) =>
             Exit.isSuccess(exit)
               ? admission.succeed(call.observe?.(exit.value))

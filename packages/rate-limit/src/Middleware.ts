@@ -119,7 +119,7 @@ export const wrapLlm = (inner: Llm.LlmService, limiter: LimiterService, options:
       const admission = yield* limiter.admit(cost)
       let usage: Completion.Usage | undefined
       let rateLimit: RateLimitHeaders.RateLimitInfo | undefined
-      return timed(inner.stream(request), admission.deadlineMillis, limiter.options.timeout === false ? undefined : limiter.options.timeout.idleMillis, inner.name).pipe(
+      return timed(inner.stream(request), admission.deadlineMillis?.(), limiter.options.timeout === false ? undefined : limiter.options.timeout.idleMillis, inner.name).pipe(
         Stream.map((chunk) => {
           if (chunk.usage !== undefined) usage = chunk.usage
           if (chunk.rateLimit !== undefined) rateLimit = chunk.rateLimit

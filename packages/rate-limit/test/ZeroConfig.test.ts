@@ -196,6 +196,25 @@ describe("deadlines", () => {
     }).pipe(Effect.provide(stack(retrying, fake.layer)))
   })
 
+  it.effect("a call that hangs before the key's latency is known is cut once it is, not at the initial 30 s", () => {
+    const script: Array<Step> = [
+      { latencyMillis: 1_000_000 },
+      ...Array.from({ length: 5 }, () => ({ latencyMillis: 200, usage: { inputTokens: 10, outputTokens: 4 } })),
+      {}
+    ]
+    const fake = makeFake(script)
+    return Effect.gen(function*() {
+      const hung = yield* Effect.forkChild(Llm.complete(request("hi", 4)))
+      yield* TestClock.adjust("1 millis")
+      const others = yield* Effect.forEach(Array.from({ length: 5 }), () => Effect.forkChild(Llm.complete(request("hi", 4))))
+      yield* TestClock.adjust("5 seconds")
+      yield* Effect.forEach(others, Fiber.join)
+      yield* Fiber.join(hung)
+      // cut at the first re-check after five successes (the 2 s floor), retried 100 ms later
+      assert.strictEqual(fake.starts[6], 2_100)
+    }).pipe(Effect.provide(stack({ ...retrying, maxConcurrency: 10 }, fake.layer)))
+  })
+
   it.effect("fails a silent stream after its first chunk once the idle limit passes", () => {
     const silent = Layer.succeed(Llm.Llm, {
       ...Llm.fromComplete("silent", () => Effect.die("unused")),

@@ -145,7 +145,11 @@ export const make = (deps: {
           waitMillis: end - start,
           deadlineMillis: options.timeout === false
             ? undefined
-            : options.requestTimeoutMillis ?? state.latency?.deadlineMillis(output),
+            : options.requestTimeoutMillis !== undefined
+            ? () => options.requestTimeoutMillis!
+            : state.latency === undefined
+            ? undefined
+            : () => state.latency!.deadlineMillis(output),
           succeed: (observed) =>
             once(Effect.gen(function*() {
               const usage = observed?.usage
