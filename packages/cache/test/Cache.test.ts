@@ -5,7 +5,7 @@ import { join } from "node:path"
 import { ConfigProvider, Effect, Exit, Fiber, Layer, Logger, Metric, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { Completion, CompletionRequest, Embedder, Llm, RequestKey } from "@hasten/core"
-import { Cache, CachePayload, CacheStore, MemoryStore, SqliteStore } from "@hasten/cache"
+import { Cache, CachePayload, CacheStore, MemoryStore } from "@hasten/cache"
 import { answer, makeCounting, makeCountingEmbedder, upstreamFacts } from "./fakes.js"
 
 const deterministic = (content: string, extra: Partial<CompletionRequest.CompletionRequestInput> = {}) =>
