@@ -1,13 +1,22 @@
 /**
  * Benchmark: a GSM8K-shaped workload (many short multi-turn calls) against the testkit
- * simulator in a separate process, with request and token limits per window, latency and
- * 2% injected 5xx; failed and refused calls take a place in the request window, as OpenAI
- * counts them ("unsuccessful requests contribute to your per-minute limit"). Side by side in one run:
+ * simulator in a separate process, admitting as OpenAI documents: each request is charged
+ * at admission ceil(characters / 4) of its prompt plus `max_tokens`, not refunded; failed and
+ * refused calls take a place in the request window ("unsuccessful requests contribute to
+ * your per-minute limit"); latency and 2% injected 5xx. Side by side in one run:
  *   (a) naive: Promise.all over every call, OpenAI SDK default retries
  *   (b) before: 2 calls at a time, SDK default retries (the seeds' setup)
  *   (c) bottleneck: Bottleneck configured by hand with the same limits + p-retry
- *   (d) hasten: RateLimit.layer over the OpenAI provider
- * plus 3 processes sharing one key through Redis (combined rate vs the limit in every window).
+ *   (d) defaults: RateLimit.layer over the OpenAI provider, the limits configured and every
+ *       other option at its default
+ *   (e) zeroConfig: nothing configured, 60-second windows, the limits learnt from the headers
+ *   (f) 3 processes sharing one key through Redis, limits configured (combined rate vs the
+ *       limit in every window), and the same with nothing configured
+ *   (g) hangs: 2% of calls never answered plus 2% 5xx/resets, against the same run without
+ *       the hangs (default options: hung attempts are cut at the learnt deadline)
+ * The provider is declared as OpenAI (`rateLimitPolicy: RateLimitPolicy.openAi`): the
+ * simulator plays api.openai.com on 127.0.0.1, and a user of api.openai.com gets that
+ * policy without saying so.
  *
  *   pnpm bench [-- --quick]           (from source: NODE_OPTIONS="--conditions=@hasten/source --import tsx")
  *
@@ -18,7 +27,7 @@ import { existsSync, readFileSync } from "node:fs"
 import { dirname, join, resolve } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
-import { CompletionRequest, Llm } from "@hasten/core"
+import { CompletionRequest, Llm, RateLimitPolicy } from "@hasten/core"
 import { OpenAi } from "@hasten/providers/openai"
 import { RateLimit } from "@hasten/rate-limit"
 import { RedisServer } from "@hasten/testkit"
@@ -76,9 +85,8 @@ const workload = (n: number): Array<Item> => {
   }))
 }
 
-/** The simulator's tokenizer: at most four non-space characters per token. */
-const simTokens = (text: string): number => (text.match(/\s*\S{1,4}|\s+$/g) ?? []).length
-const charged = (item: Item): number => item.messages.reduce((sum, message) => sum + simTokens(message.content), 0) + item.maxTokens
+/** What the simulator charges at admission (`--prompt-charge characters`): ceil(prompt characters / 4) + max_tokens. */
+const charged = (item: Item): number => Math.ceil(item.messages.reduce((sum, message) => sum + message.content.length, 0) / 4) + item.maxTokens
 
 // ---------------------------------------------------------------------------
 // the simulator in its own process
@@ -235,24 +243,27 @@ const bottleneck = (setup: Setup) =>
     return result
   })
 
-const hastenOptions = (setup: Setup): RateLimit.Options => ({
+/**
+ * The limits configured — what a user who knows their provider's limits writes — and every
+ * other option at its default (no bench-only accounting, estimator or retry settings).
+ */
+const configuredOptions = (setup: Omit<Setup, "url" | "items">): RateLimit.Options => ({
   maxConcurrency: setup.concurrency,
-  requestsPerSecond: Infinity,
   requestsPerMinute: setup.requestLimit,
-  requestWindowMillis: setup.windowMs,
   tokensPerMinute: setup.tokenLimit,
-  tokenWindowMillis: setup.windowMs,
-  // the simulator (like OpenAI) charges prompt + max_tokens at admission and counts
-  // prompts with its own tokenizer: both are what a user plugs in for their provider
-  tokenAccounting: "reserved",
-  estimator: (request) => Effect.succeed(request.messages.reduce((sum, message) => sum + simTokens(message.content), 0)),
-  apiKey: API_KEY,
-  retryBaseMillis: 100,
-  retryCapMillis: 5000
+  apiKey: API_KEY
 })
 
+/** Nothing configured: what a user who sets nothing gets. */
+const zeroOptions: RateLimit.Options = {}
+
 const hastenStack = (url: string, options: RateLimit.Options) =>
-  RateLimit.layer(options).pipe(Layer.provide(OpenAi.layer({ model: MODEL, apiKey: Redacted.make(API_KEY), baseURL: `${url}/v1` })))
+  RateLimit.layer(options).pipe(Layer.provide(OpenAi.layer({
+    model: MODEL,
+    apiKey: Redacted.make(API_KEY),
+    baseURL: `${url}/v1`,
+    rateLimitPolicy: RateLimitPolicy.openAi
+  })))
 
 // The wait and backoff events go to the log; the bench keeps its output to the table.
 const hastenCalls = (items: ReadonlyArray<Item>) =>
@@ -263,10 +274,10 @@ const hastenCalls = (items: ReadonlyArray<Item>) =>
     { concurrency: "unbounded" }
   ).pipe(Effect.provide(Logger.layer([])))
 
-/** (d) Hasten. */
-const hasten = (setup: Setup) =>
-  measure("hasten", setup, async () => {
-    const exits = await Effect.runPromise(hastenCalls(setup.items).pipe(Effect.provide(hastenStack(setup.url, hastenOptions(setup)))))
+/** (d), (e), (g) Hasten with the given options. */
+const hasten = (name: string, setup: Setup, options: RateLimit.Options) =>
+  measure(name, setup, async () => {
+    const exits = await Effect.runPromise(hastenCalls(setup.items).pipe(Effect.provide(hastenStack(setup.url, options))))
     const ok = exits.filter(Exit.isSuccess).length
     return { ok, failed: exits.length - ok, lost: 0 }
   })
@@ -277,6 +288,8 @@ const hasten = (setup: Setup) =>
 
 interface WorkerOptions {
   readonly url: string
+  /** `configured`: the limits set, defaults otherwise; `zero`: nothing set but Redis. */
+  readonly mode: "configured" | "zero"
   readonly redisUrl: string
   readonly prefix: string
   /** This worker's share of `workload(n)`: items `from` to `to`. */
@@ -289,7 +302,7 @@ interface WorkerOptions {
 const worker = async (options: WorkerOptions) => {
   const items = workload(options.n).slice(options.from, options.to)
   const layer = hastenStack(options.url, {
-    ...hastenOptions({ ...options.setup, url: options.url, items }),
+    ...(options.mode === "configured" ? configuredOptions(options.setup) : zeroOptions),
     redis: { url: options.redisUrl },
     redisPrefix: options.prefix
   })
@@ -303,7 +316,7 @@ const worker = async (options: WorkerOptions) => {
   process.exit(0)
 }
 
-const redisRun = async (setup: Setup) => {
+const redisRun = async (setup: Setup, mode: WorkerOptions["mode"]) => {
   const redis = await RedisServer.start()
   try {
     const share = Math.ceil(setup.items.length / 3)
@@ -312,6 +325,7 @@ const redisRun = async (setup: Setup) => {
       new Promise<{ readonly go: () => Promise<{ ok: number; failed: number }> }>((resolveReady, reject) => {
         const options: WorkerOptions = {
           url: setup.url,
+          mode,
           redisUrl: redis.url,
           prefix,
           n: setup.items.length,
@@ -371,86 +385,152 @@ const redisRun = async (setup: Setup) => {
 // main
 // ---------------------------------------------------------------------------
 
-const main = async () => {
-  const n = quick ? 300 : 3000
-  const windowMs = 2000
-  const requestLimit = quick ? 100 : 200
-  const concurrency = 8
-  const items = workload(n)
-  const tokens = items.reduce((sum, item) => sum + charged(item), 0)
-  // Tokens bind about as hard as requests (the token ideal is 90% of the request ideal).
-  const tokenLimit = Math.ceil((tokens * requestLimit) / (0.9 * n))
-  const ttftMs = 20
-  const perTokenMs = 0.5
-  const sim = await startSimulator([
-    "--seed", "7",
-    "--rpm", String(requestLimit),
-    "--tpm", String(tokenLimit),
-    "--window-ms", String(windowMs),
-    "--ttft-ms", String(ttftMs),
-    "--per-token-ms", String(perTokenMs),
-    "--jitter", "0.2",
-    "--fault-rate", "0.02",
-    "--fault-kinds", "500,503",
-    // As OpenAI documents: "unsuccessful requests contribute to your per-minute limit".
-    "--count-unsuccessful"
-  ])
-  try {
-    const setup: Setup = { url: sim.url, items, requestLimit, tokenLimit, windowMs, concurrency, latencyMs: ttftMs + perTokenMs * 24 }
-    // Warm the simulator and this process's HTTP client up.
-    await pool(items.slice(0, 8), 8, (item) => sdkCall(sdk(sim.url, 0), item)).catch(() => undefined)
-    const runs: Array<Run> = []
-    for (const variant of [naive, before, bottleneck, hasten]) {
-      const run = await variant(setup)
-      runs.push(run)
-      console.error(`  ${run.name}: ${(run.wallMs / 1000).toFixed(2)} s, efficiency ${run.efficiency.toFixed(3)}, ${run.http429} x 429`)
-    }
-    const redis = await redisRun(setup)
+const simulatorArgs = (options: {
+  readonly requestLimit: number
+  readonly tokenLimit: number
+  readonly windowMs: number
+  readonly faultRate: number
+  readonly faultKinds: string
+}) => [
+  "--seed", "7",
+  "--rpm", String(options.requestLimit),
+  "--tpm", String(options.tokenLimit),
+  "--window-ms", String(options.windowMs),
+  "--ttft-ms", String(TTFT_MS),
+  "--per-token-ms", String(PER_TOKEN_MS),
+  "--jitter", "0.2",
+  "--fault-rate", String(options.faultRate),
+  "--fault-kinds", options.faultKinds,
+  // As OpenAI documents: the prompt estimated from its characters, and "unsuccessful
+  // requests contribute to your per-minute limit".
+  "--prompt-charge", "characters",
+  "--count-unsuccessful"
+]
 
-    const pad = (text: string, width: number) => text.padEnd(width)
-    console.log(`\nrate-limit bench: ${n} GSM8K-shaped calls (4 messages, max_tokens 48), limits ${requestLimit} requests and ${tokenLimit} tokens per ${windowMs / 1000} s window, 2% injected 5xx, ideal ${(idealMs(setup) / 1000).toFixed(2)} s`)
-    // Efficiency only means something for a run that delivered every answer.
-    console.log(`${pad("variant", 12)}${pad("wall s", 9)}${pad("efficiency", 12)}${pad("429s", 7)}${pad("429 %", 8)}${pad("retries", 9)}${pad("answers", 9)}${pad("failed", 8)}lost`)
-    for (const run of runs) {
-      console.log(
-        `${pad(run.name, 12)}${pad((run.wallMs / 1000).toFixed(2), 9)}${pad(run.efficiency.toFixed(3), 12)}${pad(String(run.http429), 7)}` +
-          `${pad(((100 * run.http429) / n).toFixed(2), 8)}${pad(String(run.retries), 9)}${pad(String(run.ok), 9)}${pad(String(run.failed), 8)}${run.lost}`
-      )
-    }
-    console.log(
-      `redis x3   ${pad((redis.wallMs / 1000).toFixed(2), 9)}${pad(redis.efficiency.toFixed(3), 12)}${pad(String(redis.http429), 7)}` +
-        `max requests/window ${redis.maxWindowRatio.toFixed(3)} of the limit, max tokens/window ${redis.maxTokenRatio.toFixed(3)}; ok ${redis.ok}, failed ${redis.failed}`
-    )
-    const summary = (run: Run) => ({
-      wallMs: Math.round(run.wallMs),
-      efficiency: Number(run.efficiency.toFixed(3)),
-      http429: run.http429,
-      http429Rate: Number((run.http429 / n).toFixed(4)),
-      retries: run.retries,
-      answers: run.ok,
-      failed: run.failed,
-      lost: run.lost
-    })
-    const byName = Object.fromEntries(runs.map((run) => [run.name, summary(run)]))
-    console.log(JSON.stringify({
-      bench: "rate-limit",
-      quick,
-      calls: n,
-      hasten: byName["hasten"],
-      baselines: { naive: byName["naive"], before: byName["before"], bottleneck: byName["bottleneck"] },
-      redis: {
-        processes: 3,
-        maxWindowRatio: Number(redis.maxWindowRatio.toFixed(4)),
-        maxTokenWindowRatio: Number(redis.maxTokenRatio.toFixed(4)),
-        efficiency: Number(redis.efficiency.toFixed(3)),
-        http429: redis.http429,
-        ok: redis.ok,
-        failed: redis.failed
-      }
-    }))
+const TTFT_MS = 20
+const PER_TOKEN_MS = 0.5
+
+/** Starts a simulator, warms it and this process's HTTP client up, runs `f`, stops it. */
+const withSimulator = async <A>(args: ReadonlyArray<string>, f: (url: string) => Promise<A>): Promise<A> => {
+  const sim = await startSimulator(args)
+  try {
+    await pool(workload(8), 8, (item) => sdkCall(new OpenAI({ apiKey: "sk-warm-up", baseURL: `${sim.url}/v1`, maxRetries: 0 }), item)).catch(() => undefined)
+    return await f(sim.url)
   } finally {
     sim.child.kill("SIGTERM")
   }
+}
+
+const tokenLimitFor = (items: ReadonlyArray<Item>, requestLimit: number) =>
+  // Tokens bind about as hard as requests (the token ideal is 90% of the request ideal).
+  Math.ceil((items.reduce((sum, item) => sum + charged(item), 0) * requestLimit) / (0.9 * items.length))
+
+const main = async () => {
+  const n = quick ? 300 : 3000
+  // OpenAI's windows are a minute long; the request limit makes a run about a minute long.
+  const windowMs = 60_000
+  const requestLimit = quick ? 1200 : 3000
+  const concurrency = 8
+  const items = workload(n)
+  const tokenLimit = tokenLimitFor(items, requestLimit)
+  const latencyMs = TTFT_MS + PER_TOKEN_MS * 24
+  const setupFor = (url: string): Setup => ({ url, items, requestLimit, tokenLimit, windowMs, concurrency, latencyMs })
+  const log = (run: { readonly name: string; readonly wallMs: number; readonly efficiency: number; readonly http429: number }) =>
+    console.error(`  ${run.name}: ${(run.wallMs / 1000).toFixed(2)} s, efficiency ${run.efficiency.toFixed(3)}, ${run.http429} x 429`)
+
+  const { runs, redis, zero, redisZero } = await withSimulator(
+    simulatorArgs({ requestLimit, tokenLimit, windowMs, faultRate: 0.02, faultKinds: "500,503" }),
+    async (url) => {
+      const setup = setupFor(url)
+      const runs: Array<Run> = []
+      // (a)-(d): the limits known to the user
+      for (const variant of [naive, before, bottleneck, (s: Setup) => hasten("defaults", s, configuredOptions(s))]) {
+        const run = await variant(setup)
+        runs.push(run)
+        log(run)
+      }
+      // (e) nothing configured: the limits are stated only in the headers
+      const zero = await hasten("zeroConfig", setup, zeroOptions)
+      log(zero)
+      // (f) three processes over Redis, configured and not
+      const redis = await redisRun(setup, "configured")
+      log({ name: "redis x3", ...redis })
+      const redisZero = await redisRun(setup, "zero")
+      log({ name: "redis x3 zero", ...redisZero })
+      return { runs, redis, zero, redisZero }
+    }
+  )
+
+  // (g) Hung calls: 2% hangs + 2% 5xx/resets against 2% 5xx/resets alone, default options.
+  const hangs = await withSimulator(
+    simulatorArgs({ requestLimit, tokenLimit, windowMs, faultRate: 0.04, faultKinds: "hang,hang,500,reset" }),
+    async (url) => hasten("hangs", setupFor(url), configuredOptions(setupFor(url)))
+  )
+  log(hangs)
+  const noHangs = await withSimulator(
+    simulatorArgs({ requestLimit, tokenLimit, windowMs, faultRate: 0.02, faultKinds: "500,reset" }),
+    async (url) => hasten("no hangs", setupFor(url), configuredOptions(setupFor(url)))
+  )
+  log(noHangs)
+
+  const pad = (text: string, width: number) => text.padEnd(width)
+  console.log(`\nrate-limit bench: ${n} GSM8K-shaped calls (4 messages, max_tokens 48) against an OpenAI-style simulator ` +
+    `(prompt charged as ceil(characters / 4) + max_tokens at admission, unsuccessful requests counted, 2% injected 5xx)`)
+  console.log(`limits ${requestLimit} requests and ${tokenLimit} tokens per ${windowMs / 1000} s window, stated in the ` +
+    `headers; configured as well in defaults, redis x3, hangs and no hangs; nothing configured in zeroConfig and redis x3 zero`)
+  // Efficiency only means something for a run that delivered every answer.
+  console.log(`${pad("variant", 16)}${pad("wall s", 9)}${pad("efficiency", 12)}${pad("429s", 7)}${pad("429 %", 8)}${pad("retries", 9)}${pad("answers", 9)}${pad("failed", 8)}lost`)
+  for (const run of [...runs, zero, hangs, noHangs]) {
+    console.log(
+      `${pad(run.name, 16)}${pad((run.wallMs / 1000).toFixed(2), 9)}${pad(run.efficiency.toFixed(3), 12)}${pad(String(run.http429), 7)}` +
+        `${pad(((100 * run.http429) / n).toFixed(2), 8)}${pad(String(run.retries), 9)}${pad(String(run.ok), 9)}${pad(String(run.failed), 8)}${run.lost}`
+    )
+  }
+  for (const [name, result] of [["redis x3", redis], ["redis x3 zero", redisZero]] as const) {
+    console.log(
+      `${pad(name, 16)}${pad((result.wallMs / 1000).toFixed(2), 9)}${pad(result.efficiency.toFixed(3), 12)}${pad(String(result.http429), 7)}` +
+        `max requests/window ${result.maxWindowRatio.toFixed(3)} of the limit, max tokens/window ${result.maxTokenRatio.toFixed(3)}; ok ${result.ok}, failed ${result.failed}`
+    )
+  }
+  const summary = (run: Run) => ({
+    wallMs: Math.round(run.wallMs),
+    efficiency: Number(run.efficiency.toFixed(3)),
+    http429: run.http429,
+    http429Pct: Number(((100 * run.http429) / n).toFixed(2)),
+    retries: run.retries,
+    answers: run.ok,
+    failed: run.failed,
+    lost: run.lost + run.failed
+  })
+  const byName = Object.fromEntries(runs.map((run) => [run.name, summary(run)]))
+  const redisSummary = (result: typeof redis) => ({
+    processes: 3,
+    maxWindowRatio: Number(result.maxWindowRatio.toFixed(4)),
+    maxTokenWindowRatio: Number(result.maxTokenRatio.toFixed(4)),
+    efficiency: Number(result.efficiency.toFixed(3)),
+    http429: result.http429,
+    http429Pct: Number(((100 * result.http429) / n).toFixed(2)),
+    ok: result.ok,
+    failed: result.failed
+  })
+  console.log(JSON.stringify({
+    bench: "rate-limit",
+    quick,
+    calls: n,
+    defaults: byName["defaults"],
+    zeroConfig: summary(zero),
+    redis: redisSummary(redis),
+    redisZeroConfig: redisSummary(redisZero),
+    hangs: {
+      answered: hangs.ok,
+      lost: n - hangs.ok,
+      wallRatio: Number((hangs.wallMs / noHangs.wallMs).toFixed(3)),
+      retries: hangs.retries,
+      wallMs: Math.round(hangs.wallMs),
+      withoutHangsWallMs: Math.round(noHangs.wallMs)
+    },
+    baselines: { naive: byName["naive"], before: byName["before"], bottleneck: byName["bottleneck"] }
+  }))
 }
 
 const workerAt = process.argv.indexOf("--worker")
