@@ -111,3 +111,26 @@ export const complete = (request: CompletionRequest): Effect.Effect<Completion.C
 /** Calls `stream` on the current `Llm`. @category accessors @since 0.1.0 */
 export const stream = (request: CompletionRequest): Stream.Stream<Completion.CompletionChunk, LlmError, Llm> =>
   Stream.unwrap(Effect.map(Effect.service(Llm), (llm) => llm.stream(request)))
+
+/**
+ * Builds a stack from a provider layer and middleware layers listed top (outermost, the
+ * first a call reaches, e.g. the cache) to bottom (just above the provider). Each
+ * middleware is built fresh (`Layer.fresh`): two stacks made from the same middleware
+ * value get two instances, each over its own provider, instead of one memoized instance
+ * over whichever provider was built first. The provider and whatever the middleware still
+ * needs (a cache store, a perf-logger recorder) stay memoized: provide those to the
+ * result to share them between stacks.
+ * @category constructors @since 0.2.0
+ */
+export const stack = <E, R, const Middleware extends ReadonlyArray<Layer.Layer<Llm, any, any>>>(
+  provider: Layer.Layer<Llm, E, R>,
+  ...middleware: Middleware
+): Layer.Layer<
+  Llm,
+  E | Layer.Error<Middleware[number]>,
+  R | Exclude<Layer.Services<Middleware[number]>, Llm>
+> =>
+  middleware.reduceRight<Layer.Layer<Llm, any, any>>(
+    (below, layer) => Layer.provide(Layer.fresh(layer), below),
+    provider
+  )
