@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Completion, CompletionRequest, Llm } from "@hasten/core"
-import { Context, Effect, Layer } from "effect"
+import { Completion, CompletionRequest, Llm, LlmError } from "@hasten/core"
+import { Context, Effect, Layer, ManagedRuntime, Stream } from "effect"
 
 const request = CompletionRequest.user("m", "hi")
 
@@ -69,4 +69,64 @@ describe("Llm.stack", () => {
 
   it.effect("with no middleware it is the provider", () =>
     Effect.map(Llm.complete(request).pipe(Effect.provide(Llm.stack(answering("p")))), (completion) => assert.strictEqual(completion.text, "p")))
+})
+
+describe("Llm.toPromise", () => {
+  it("completes a CompletionRequest or a plain object, and streams", async () => {
+    const llm = Llm.toPromise(Llm.Llm.layerEcho)
+    assert.strictEqual((await llm.complete(request)).text, "echo: hi")
+    assert.strictEqual((await llm.complete({ model: "m", messages: [{ role: "user", content: "plain" }] })).text, "echo: plain")
+    const chunks: Array<string> = []
+    for await (const chunk of llm.stream({ model: "m", messages: [{ role: "user", content: "streamed" }] })) chunks.push(chunk.text)
+    assert.strictEqual(chunks.join(""), "echo: streamed")
+    await llm.dispose()
+  })
+
+  it("rejects an invalid plain request with an error naming the field", async () => {
+    const llm = Llm.toPromise(Llm.Llm.layerEcho)
+    const error = await llm.complete({ model: "m", messages: [], maxTokens: -1 }).then(() => undefined, (error: unknown) => error)
+    assert.instanceOf(error, CompletionRequest.InvalidCompletionRequest)
+    assert.match((error as CompletionRequest.InvalidCompletionRequest).message, /maxTokens/)
+    await llm.dispose()
+  })
+
+  it("rejects with the LlmError of a failed call", async () => {
+    const failing = Layer.succeed(Llm.Llm, Llm.fromComplete("x", () => Effect.fail(LlmError.make("x", new LlmError.Unauthorized({ description: "no key" })))))
+    const llm = Llm.toPromise(failing)
+    const error = await llm.complete(request).then(() => undefined, (error: unknown) => error)
+    assert.instanceOf(error, LlmError.LlmError)
+    await llm.dispose()
+  })
+
+  it("dispose (and await using) closes the layer", async () => {
+    let closed = 0
+    const layer = Layer.effect(Llm.Llm, Effect.acquireRelease(Effect.service(Llm.Llm), () => Effect.sync(() => closed++))).pipe(Layer.provide(Llm.Llm.layerEcho))
+    {
+      await using llm = Llm.toPromise(layer)
+      await llm.complete(request)
+    }
+    assert.strictEqual(closed, 1)
+    const llm = Llm.toPromise(layer)
+    await llm.complete(request)
+    await llm.dispose()
+    assert.strictEqual(closed, 2)
+  })
+
+  it("runs each call with the services callContext gives for its options", async () => {
+    const Stage = Context.Reference<string | undefined>("test/Stage", { defaultValue: () => undefined })
+    const seen: Array<string | undefined> = []
+    const layer = Layer.effect(Llm.Llm, Effect.map(Effect.service(Llm.Llm), (inner) => ({
+      ...inner,
+      complete: (request: CompletionRequest.CompletionRequest) => Effect.andThen(Effect.map(Effect.service(Stage), (stage) => seen.push(stage)), inner.complete(request)),
+      stream: (request: CompletionRequest.CompletionRequest) => Stream.unwrap(Effect.map(Effect.service(Stage), (stage) => (seen.push(stage), inner.stream(request))))
+    }))).pipe(Layer.provide(Llm.Llm.layerEcho))
+    const llm = Llm.promiseFromRuntime<never, never, Llm.PromiseCallOptions & { readonly stage?: string }>(ManagedRuntime.make(layer), {
+      callContext: (options) => options?.stage === undefined ? Context.empty() : Context.make(Stage, options.stage)
+    })
+    await llm.complete(request, { stage: "classify" })
+    await llm.complete(request)
+    for await (const _ of llm.stream(request, { stage: "align" })) { /* drain */ }
+    assert.deepStrictEqual(seen, ["classify", undefined, "align"])
+    await llm.dispose()
+  })
 })

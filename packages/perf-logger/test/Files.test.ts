@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { TestClock, TestConsole } from "effect/testing"
-import { Llm } from "@hasten/core"
+import { type Completion, Llm } from "@hasten/core"
 import { ConfigProvider, Effect, Layer, Stream } from "effect"
 import { spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
@@ -203,13 +203,15 @@ describe("plain async TypeScript", () => {
     const llm = PerfLogger.measure(Scripted.layer, { dir, runId: "facade", console: false })
     await llm.complete(Scripted.request({ outputTokens: 2 }))
     await llm.stage("classify", () => llm.complete(Scripted.request({ outputTokens: 3 }), { stage: "classify" }))
-    const chunks = await llm.stream(Scripted.request({ chunks: [{ afterMs: 0, text: "a" }, { afterMs: 0, text: "b" }] }))
+    const chunks: Array<Completion.CompletionChunk> = []
+    for await (const chunk of llm.stream(Scripted.request({ chunks: [{ afterMs: 0, text: "a" }, { afterMs: 0, text: "b" }] }), { stage: "align" })) chunks.push(chunk)
     assert.strictEqual(chunks.length, 2)
     const summary = await llm.close()
     assert.isTrue(summary.complete)
     assert.strictEqual(summary.overall.calls, 3)
     assert.strictEqual(summary.overall.tokens.output, 7)
     assert.strictEqual(summary.byStage["classify"]?.calls, 1)
+    assert.strictEqual(summary.byStage["align"]?.calls, 1)
     assert.strictEqual(summary.byStage["classify"]?.invocations, 1)
     assert.isTrue(Fs.existsSync(Path.join(dir, "facade", "report.html")))
   })
