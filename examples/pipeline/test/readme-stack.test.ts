@@ -23,7 +23,7 @@ describe("the README's stack", () => {
           const Stack = Llm.stack(
             OpenAi.layerConfig(),
             Cache.layer({ store: "sqlite", path: Path.join(dir, "cache.db") }),
-            Batcher.layerConfig,
+            Batcher.layerConfig(),
             PerfLogger.layer,
             RateLimit.layerConfig
           ).pipe(Layer.provide(PerfLogger.layerRun({ dir, console: false })))
