@@ -175,25 +175,21 @@ export const run = (options: PipelineOptions) =>
       window: Duration.millis(options.batchTimeoutSeconds * 1000),
       concurrency: sequences
     })
-    const Stack = cache.pipe(
-      Layer.provide(batcher),
-      Layer.provide(PerfLogger.layer),
-      Layer.provide(rateLimit),
-      Layer.provide(provider)
-    )
+    // Top to bottom as the call path; each middleware is built fresh per stack.
+    const Stack = Llm.stack(provider, cache, batcher, PerfLogger.layer, rateLimit)
     // The structure stage's own stack when speculative decoding is on (local only).
     const speculativeStack = options.speculative && local
-      ? Cache.layer({ store: "sqlite", path: options.cachePath, enabled: options.cache, namespace: "pipeline-speculative" }).pipe(
-        Layer.provide(PerfLogger.layer),
-        Layer.provide(Speculative.layer({
+      ? Llm.stack(
+        Speculative.layer({
           drafter: options.draftModel !== undefined
             ? Drafter.modelLayer(Local.layerWithPool({ model: options.draftModel, threads: 1, contextSize: 256 }))
             : Drafter.promptLookup(),
           gamma: "adaptive",
           temperature: 0,
           seed: options.seed
-        })),
-        Layer.provide(localLayer)
+        }).pipe(Layer.provide(localLayer)),
+        Cache.layer({ store: "sqlite", path: options.cachePath, enabled: options.cache, namespace: "pipeline-speculative" }),
+        PerfLogger.layer
       )
       : undefined
     if (options.speculative && !local) log("--enable-speculative needs the local provider: ignored")

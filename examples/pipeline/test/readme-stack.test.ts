@@ -20,13 +20,13 @@ describe("the README's stack", () => {
       (sim) =>
         Effect.gen(function*() {
           const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "hasten-readme-"))
-          const Stack = Cache.layer({ store: "sqlite", path: Path.join(dir, "cache.db") }).pipe(
-            Layer.provide(Batcher.layerConfig),
-            Layer.provide(PerfLogger.layer),
-            Layer.provide(RateLimit.layerConfig),
-            Layer.provide(OpenAi.layerConfig()),
-            Layer.provide(PerfLogger.layerRun({ dir, console: false }))
-          )
+          const Stack = Llm.stack(
+            OpenAi.layerConfig(),
+            Cache.layer({ store: "sqlite", path: Path.join(dir, "cache.db") }),
+            Batcher.layerConfig(),
+            PerfLogger.layer,
+            RateLimit.layerConfig
+          ).pipe(Layer.provide(PerfLogger.layerRun({ dir, console: false })))
           const env = ConfigProvider.layer(ConfigProvider.fromUnknown({
             OPENAI_API_KEY: "sk-readme",
             OPENAI_BASE_URL: sim.openaiBaseUrl,

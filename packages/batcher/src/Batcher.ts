@@ -173,8 +173,13 @@ export const config: Config.Config<Options> = Config.all({
   ...(concurrency._tag === "Some" ? { concurrency: concurrency.value } : {})
 })))
 
-/** {@link layer} configured from the environment ({@link config}). @category layers @since 0.1.0 */
-export const layerConfig: Layer.Layer<Llm.Llm, Config.ConfigError, Llm.Llm> = Layer.unwrap(Effect.map(Effect.gen(function*() { return yield* config }), layer))
+/**
+ * {@link layer} configured from the environment ({@link config}); explicit `options` win
+ * over it (`Batcher.layerConfig({ enabled: false })` for a `--no-batching` flag).
+ * @category layers @since 0.1.0
+ */
+export const layerConfig = (options: Options = {}): Layer.Layer<Llm.Llm, Config.ConfigError, Llm.Llm> =>
+  Layer.unwrap(Effect.map(Effect.gen(function*() { return yield* config }), (fromEnv) => layer({ ...fromEnv, ...options })))
 
 // ---------------------------------------------------------------------------
 // Embeddings

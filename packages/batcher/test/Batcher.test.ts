@@ -134,6 +134,17 @@ describe("Batcher.config", () => {
       assert.strictEqual(custom.enabled, false)
     }))
 
+  it.effect("layerConfig(options): explicit options win over the environment", () => {
+    const upstream = makeUpstream()
+    const env = ConfigProvider.layer(ConfigProvider.fromUnknown({ BATCH_SIZE: "8", BATCH_TIMEOUT: "1", BATCHING_ENABLED: "false" }))
+    return Effect.gen(function*() {
+      const fibers = yield* Effect.forEach(["a", "b", "c"], fork)
+      yield* TestClock.adjust("50 millis") // options' window, not the environment's 1 s
+      const results = yield* Effect.forEach(fibers, Fiber.join)
+      assert.deepStrictEqual(results.map((r) => r.metadata?.batchSize), [3, 3, 3]) // batching on, against BATCHING_ENABLED=false
+    }).pipe(Effect.provide(Batcher.layerConfig({ enabled: true, window: "50 millis" }).pipe(Layer.provide(upstream.layer), Layer.provide(env))))
+  })
+
   it.effect("fails naming the variable on a bad value", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(Batcher.config.parse(ConfigProvider.fromUnknown({ BATCH_SIZE: "abc" })))

@@ -9,7 +9,7 @@
  * @since 0.1.0
  */
 
-/** The `Llm` middleware: `make`, `layer`, `layerFromStore`, `layerConfig`, `layerConfigWith`. @since 0.1.0 */
+/** The `Llm` middleware: `make`, `layer`, `layerFromStore`, `layerConfig(options?)` (`layerConfigWith` is its deprecated alias). @since 0.1.0 */
 export * from "./LlmCache.js"
 /** The `Embedder` middleware, under the names it has here. @since 0.1.0 */
 export {

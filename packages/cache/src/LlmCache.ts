@@ -185,15 +185,16 @@ export const layerFromStore = (settings: Settings = {}): Layer.Layer<Llm.Llm, ne
 export const layer = (options: Options = {}): Layer.Layer<Llm.Llm, never, Llm.Llm> => withStore(Llm.Llm, options, layerFromStore)
 
 /**
- * {@link layer} configured from the environment (`CacheConfig.config`); `overrides` win
- * (e.g. `Cache.fromArgs(process.argv)`).
+ * {@link layer} configured from the environment (`CacheConfig.config`); explicit `options`
+ * win over it (e.g. `Cache.layerConfig(Cache.fromArgs(process.argv))`).
  * @category layers @since 0.1.0
  */
-export const layerConfigWith = (overrides: Options = {}): Layer.Layer<Llm.Llm, Config.ConfigError, Llm.Llm> =>
-  Layer.unwrap(Effect.map(config, (options) => layer({ ...options, ...overrides })))
+export const layerConfig = (options: Options = {}): Layer.Layer<Llm.Llm, Config.ConfigError, Llm.Llm> =>
+  Layer.unwrap(Effect.map(config, (fromEnv) => layer({ ...fromEnv, ...options })))
 
 /**
- * {@link layer} configured from the environment (`CacheConfig.config`).
+ * The same as {@link layerConfig}, which now takes the overrides itself.
+ * @deprecated Use `layerConfig(overrides)`.
  * @category layers @since 0.1.0
  */
-export const layerConfig: Layer.Layer<Llm.Llm, Config.ConfigError, Llm.Llm> = layerConfigWith()
+export const layerConfigWith: (overrides?: Options) => Layer.Layer<Llm.Llm, Config.ConfigError, Llm.Llm> = layerConfig

@@ -534,13 +534,29 @@ describe("configuration", () => {
     Effect.gen(function*() {
       const fake = makeCounting()
       const twice = Effect.flatMap(Effect.service(Llm.Llm), (llm) => Effect.zip(llm.complete(deterministic("e")), llm.complete(deterministic("e"))))
-      yield* twice.pipe(Effect.provide(Cache.layerConfig.pipe(Layer.provide(fake.layer))), withEnv({ HASTEN_CACHE: "0" }))
+      yield* twice.pipe(Effect.provide(Cache.layerConfig().pipe(Layer.provide(fake.layer))), withEnv({ HASTEN_CACHE: "0" }))
       assert.strictEqual(fake.completeCalls, 2)
       const [, second] = yield* twice.pipe(
-        Effect.provide(Cache.layerConfig.pipe(Layer.provide(fake.layer))),
+        Effect.provide(Cache.layerConfig().pipe(Layer.provide(fake.layer))),
         withEnv({ HASTEN_CACHE_STORE: "memory" })
       )
       assert.isTrue(second.cached)
+      assert.strictEqual(fake.completeCalls, 3)
+    }))
+
+  it.effect("layerConfig(options): explicit options win over the environment", () =>
+    Effect.gen(function*() {
+      const fake = makeCounting()
+      const twice = Effect.flatMap(Effect.service(Llm.Llm), (llm) => Effect.zip(llm.complete(deterministic("o")), llm.complete(deterministic("o"))))
+      // the environment turns the cache off and points at a SQLite file; the options win
+      const [, second] = yield* twice.pipe(
+        Effect.provide(Cache.layerConfig({ enabled: true, store: "memory" }).pipe(Layer.provide(fake.layer))),
+        withEnv({ HASTEN_CACHE: "0", HASTEN_CACHE_STORE: "sqlite", HASTEN_CACHE_PATH: "/nonexistent/dir/cache.db" })
+      )
+      assert.isTrue(second.cached)
+      assert.strictEqual(fake.completeCalls, 1)
+      // and with no options it is the environment's
+      yield* twice.pipe(Effect.provide(Cache.layerConfig().pipe(Layer.provide(fake.layer))), withEnv({ HASTEN_CACHE: "0" }))
       assert.strictEqual(fake.completeCalls, 3)
     }))
 })

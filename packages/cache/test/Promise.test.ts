@@ -39,4 +39,18 @@ describe("createCachedLlm (plain async TypeScript)", () => {
       rmSync(dir, { recursive: true, force: true })
     }
   })
+
+  it("is core's PromiseLlm: plain-object requests, and await using closes the store", async () => {
+    const fake = makeCounting({ chunks: 1 })
+    let escaped: Cache.CachedLlm | undefined
+    {
+      await using llm = Cache.createCachedLlm(fake.layer, { store: "memory" })
+      escaped = llm
+      const input = { model: "m", messages: [{ role: "user" as const, content: "q" }], temperature: 0 }
+      await llm.complete(input)
+      assert.isTrue((await llm.complete(input)).cached)
+    }
+    const afterClose = await escaped.stats().then(() => "resolved", () => "rejected")
+    assert.strictEqual(afterClose, "rejected")
+  })
 })

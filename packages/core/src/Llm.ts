@@ -3,10 +3,10 @@
  * vendor. Providers implement it; middleware is a `Layer<Llm, E, Llm>` that wraps it.
  * @since 0.1.0
  */
-import { Context, Effect, Layer, Stream } from "effect"
+import { Context, Effect, Layer, ManagedRuntime, Stream } from "effect"
 import type * as Scope from "effect/Scope"
 import * as Completion from "./Completion.js"
-import type { CompletionRequest } from "./CompletionRequest.js"
+import { CompletionRequest, type CompletionRequestInput, type InvalidCompletionRequest, make as makeRequest } from "./CompletionRequest.js"
 import type { LlmError } from "./LlmError.js"
 import type { RateLimitPolicy } from "./RateLimitPolicy.js"
 
@@ -111,3 +111,113 @@ export const complete = (request: CompletionRequest): Effect.Effect<Completion.C
 /** Calls `stream` on the current `Llm`. @category accessors @since 0.1.0 */
 export const stream = (request: CompletionRequest): Stream.Stream<Completion.CompletionChunk, LlmError, Llm> =>
   Stream.unwrap(Effect.map(Effect.service(Llm), (llm) => llm.stream(request)))
+
+/**
+ * Builds a stack from a provider layer and middleware layers listed top (outermost, the
+ * first a call reaches, e.g. the cache) to bottom (just above the provider). Each
+ * middleware is built fresh (`Layer.fresh`): two stacks made from the same middleware
+ * value get two instances, each over its own provider, instead of one memoized instance
+ * over whichever provider was built first. The provider and whatever the middleware still
+ * needs (a cache store, a perf-logger recorder) stay memoized: provide those to the
+ * result to share them between stacks.
+ * @category constructors @since 0.2.0
+ */
+export const stack = <E, R, const Middleware extends ReadonlyArray<Layer.Layer<Llm, any, any>>>(
+  provider: Layer.Layer<Llm, E, R>,
+  ...middleware: Middleware
+): Layer.Layer<
+  Llm,
+  E | Layer.Error<Middleware[number]>,
+  R | Exclude<Layer.Services<Middleware[number]>, Llm>
+> =>
+  middleware.reduceRight<Layer.Layer<Llm, any, any>>(
+    (below, layer) => Layer.provide(Layer.fresh(layer), below),
+    provider
+  )
+
+/** Options of one call through a {@link PromiseLlm}. @category models @since 0.2.0 */
+export interface PromiseCallOptions {
+  /** Aborting it interrupts the call, which aborts the upstream request. */
+  readonly signal?: AbortSignal | undefined
+}
+
+/**
+ * An `Llm` for code that does not use Effect: the one Promise facade every Hasten package
+ * returns (packages add their own methods beside these). Calls reject with the `LlmError`
+ * of a failed call (or `InvalidCompletionRequest` for a plain object that does not
+ * validate); `dispose()` (or `await using`) closes the layer: connections, files, models.
+ * @category models @since 0.2.0
+ */
+export interface PromiseLlm<Options extends PromiseCallOptions = PromiseCallOptions> extends AsyncDisposable {
+  /** One completion, from a `CompletionRequest` or the plain object `CompletionRequest.make` takes. */
+  readonly complete: (request: CompletionRequest | CompletionRequestInput, options?: Options) => Promise<Completion.Completion>
+  /** A streamed completion; leaving a `for await` early interrupts the call. */
+  readonly stream: (request: CompletionRequest | CompletionRequestInput, options?: Options) => AsyncIterable<Completion.CompletionChunk>
+  /** Closes the runtime and everything the layer opened; calls after it reject. */
+  readonly dispose: () => Promise<void>
+}
+
+/** How {@link promiseFromRuntime} runs each call. @category models @since 0.2.0 */
+export interface PromiseSettings<Options extends PromiseCallOptions> {
+  /** Services one call runs with, from its options (perf-logger puts its stage here). */
+  readonly callContext?: ((options: Options | undefined) => Context.Context<never>) | undefined
+}
+
+const toRequest = (request: CompletionRequest | CompletionRequestInput): Effect.Effect<CompletionRequest, InvalidCompletionRequest> =>
+  request instanceof CompletionRequest ? Effect.succeed(request) : makeRequest(request)
+
+/**
+ * The {@link PromiseLlm} over a `ManagedRuntime` that provides `Llm` (and possibly more,
+ * which a package's own facade methods run against on the same runtime).
+ * @category constructors @since 0.2.0
+ */
+export const promiseFromRuntime = <R, ER, Options extends PromiseCallOptions = PromiseCallOptions>(
+  runtime: ManagedRuntime.ManagedRuntime<Llm | R, ER>,
+  settings: PromiseSettings<Options> = {}
+): PromiseLlm<Options> => {
+  const callContext = (options: Options | undefined): Context.Context<never> =>
+    settings.callContext === undefined ? Context.empty() : settings.callContext(options)
+  const dispose = () => runtime.dispose()
+  return {
+    complete: (request, options) =>
+      runtime.runPromise(
+        Effect.provideContext(Effect.flatMap(toRequest(request), complete), callContext(options)),
+        options?.signal === undefined ? undefined : { signal: options.signal }
+      ),
+    stream: (request, options) => ({
+      [Symbol.asyncIterator]: () => {
+        let iterator: Promise<AsyncIterator<Completion.CompletionChunk>> | undefined
+        const open = () =>
+          iterator ??= runtime.context().then((context) =>
+            Stream.toAsyncIterableWith(
+              Stream.unwrap(Effect.map(toRequest(request), stream)).pipe(Stream.provideContext(callContext(options))),
+              context
+            )[Symbol.asyncIterator]()
+          )
+        return {
+          next: async () => (await open()).next(),
+          return: async (value?: unknown) =>
+            iterator === undefined
+              ? { done: true as const, value: undefined }
+              : (await iterator).return?.(value) ?? { done: true as const, value: undefined }
+        }
+      }
+    }),
+    dispose,
+    [Symbol.asyncDispose]: dispose
+  }
+}
+
+/**
+ * The {@link PromiseLlm} over any layer that provides `Llm` (a provider, a whole stack):
+ * the layer is built on the first call and closed by `dispose()`.
+ * @example
+ * ```ts
+ * await using llm = Llm.toPromise(Llm.Llm.layerEcho)
+ * const completion = await llm.complete({ model: "m", messages: [{ role: "user", content: "hi" }] })
+ * for await (const chunk of llm.stream(CompletionRequest.user("m", "hi"))) process.stdout.write(chunk.text)
+ * ```
+ * @category constructors @since 0.2.0
+ */
+export const toPromise = <E, R = never>(layer: Layer.Layer<Llm | R, E>): PromiseLlm =>
+  promiseFromRuntime(ManagedRuntime.make(layer))

@@ -8,11 +8,12 @@
 import { Llm } from "@hasten/core"
 import { PerfLogger } from "@hasten/perf-logger"
 import { RateLimit } from "@hasten/rate-limit"
-import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Schema } from "effect"
+import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer } from "effect"
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as Path from "node:path"
 import { parseArgs } from "node:util"
 import * as Dataset from "./Dataset.js"
+import { EvaluatorError, UsageError } from "./EvaluatorError.js"
 import * as Evaluator from "./Evaluator.js"
 import * as Progress from "./Progress.js"
 import * as Report from "./Report.js"
@@ -20,14 +21,10 @@ import * as Sampling from "./Sampling.js"
 import * as Scorer from "./Scorer.js"
 import * as Stack from "./Stack.js"
 
-/** Wrong command-line usage. @category errors @since 0.1.0 */
-export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", {
-  description: Schema.String
-}) {
-  override get message(): string {
-    return this.description
-  }
-}
+/** Wrong command-line usage: a reason of `EvaluatorError`. @category errors @since 0.1.0 */
+export { EvaluatorError, UsageError } from "./EvaluatorError.js"
+
+const usageError = (description: string): EvaluatorError => new EvaluatorError({ reason: new UsageError({ description }) })
 
 /** The usage text. @category configuration @since 0.1.0 */
 export const usage = `Usage: hasten-eval --dataset <name|file> --candidate <spec> [--candidate <spec> ...] [options]
@@ -80,19 +77,19 @@ export interface Args {
   readonly threads: number
 }
 
-const integer = (name: string, value: string | undefined, fallback: number, minimum: number): Effect.Effect<number, UsageError> => {
+const integer = (name: string, value: string | undefined, fallback: number, minimum: number): Effect.Effect<number, EvaluatorError> => {
   if (value === undefined) return Effect.succeed(fallback)
   const parsed = Number(value)
   return Number.isInteger(parsed) && parsed >= minimum
     ? Effect.succeed(parsed)
-    : Effect.fail(new UsageError({ description: `--${name} must be an integer ≥ ${minimum}, got "${value}"` }))
+    : Effect.fail(usageError(`--${name} must be an integer ≥ ${minimum}, got "${value}"`))
 }
 
 /**
  * Parses `hasten-eval` arguments (without the node and script paths).
  * @category parsing @since 0.1.0
  */
-export const parse = (argv: ReadonlyArray<string>): Effect.Effect<Args | { readonly help: true } | { readonly compare: ReadonlyArray<string> }, UsageError> =>
+export const parse = (argv: ReadonlyArray<string>): Effect.Effect<Args | { readonly help: true } | { readonly compare: ReadonlyArray<string> }, EvaluatorError> =>
   Effect.gen(function*() {
     const parsed = yield* Effect.try({
       try: () =>
@@ -124,23 +121,23 @@ export const parse = (argv: ReadonlyArray<string>): Effect.Effect<Args | { reado
             help: { type: "boolean", short: "h" }
           }
         }),
-      catch: (error) => new UsageError({ description: `${error instanceof Error ? error.message : String(error)}\n\n${usage}` })
+      catch: (error) => usageError(`${error instanceof Error ? error.message : String(error)}\n\n${usage}`)
     })
     const values = parsed.values
     if (values.help === true) return { help: true } as const
     if (values.compare === true) {
-      if (parsed.positionals.length < 1) return yield* new UsageError({ description: "--compare needs one or more report.json files" })
+      if (parsed.positionals.length < 1) return yield* usageError("--compare needs one or more report.json files")
       return { compare: parsed.positionals } as const
     }
-    if (parsed.positionals.length > 0) return yield* new UsageError({ description: `unexpected argument "${parsed.positionals[0]}"\n\n${usage}` })
-    if (values.dataset === undefined) return yield* new UsageError({ description: `--dataset is required\n\n${usage}` })
-    if (values.candidate === undefined || values.candidate.length === 0) return yield* new UsageError({ description: `at least one --candidate is required\n\n${usage}` })
+    if (parsed.positionals.length > 0) return yield* usageError(`unexpected argument "${parsed.positionals[0]}"\n\n${usage}`)
+    if (values.dataset === undefined) return yield* usageError(`--dataset is required\n\n${usage}`)
+    if (values.candidate === undefined || values.candidate.length === 0) return yield* usageError(`at least one --candidate is required\n\n${usage}`)
     const scorers = ["gsm8k", "gsm8k-strict", "multiple-choice", "exact-match", "judge"]
     if (values.scorer !== undefined && !scorers.includes(values.scorer)) {
-      return yield* new UsageError({ description: `--scorer must be one of ${scorers.join(", ")}, got "${values.scorer}"` })
+      return yield* usageError(`--scorer must be one of ${scorers.join(", ")}, got "${values.scorer}"`)
     }
     const onInvalid = values["on-invalid"] ?? "skip"
-    if (onInvalid !== "skip" && onInvalid !== "fail") return yield* new UsageError({ description: `--on-invalid must be skip or fail, got "${onInvalid}"` })
+    if (onInvalid !== "skip" && onInvalid !== "fail") return yield* usageError(`--on-invalid must be skip or fail, got "${onInvalid}"`)
     for (const spec of [...values.candidate, ...(values.judge !== undefined ? [values.judge] : [])]) yield* parseSpec(spec)
     return {
       dataset: values.dataset,
@@ -175,16 +172,16 @@ export interface Spec {
  * Parses `provider:model[@adapter]` (the adapter only for `local`).
  * @category parsing @since 0.1.0
  */
-export const parseSpec = (spec: string): Effect.Effect<Spec, UsageError> => {
+export const parseSpec = (spec: string): Effect.Effect<Spec, EvaluatorError> => {
   const match = /^(local|openai|anthropic|replicate|echo):(.+)$/.exec(spec)
   if (match === null) {
-    return Effect.fail(new UsageError({ description: `bad model spec "${spec}": expected local:<model.gguf>[@<lora.gguf>], openai:<model>, anthropic:<model>, replicate:<owner/model> or echo:<name>` }))
+    return Effect.fail(usageError(`bad model spec "${spec}": expected local:<model.gguf>[@<lora.gguf>], openai:<model>, anthropic:<model>, replicate:<owner/model> or echo:<name>`))
   }
   const provider = match[1] as Spec["provider"]
   const rest = match[2]!
   if (provider === "local" && rest.includes("@")) {
     const [model, adapter] = rest.split("@") as [string, string]
-    if (model.length === 0 || adapter.length === 0) return Effect.fail(new UsageError({ description: `bad model spec "${spec}": expected local:<model>@<adapter>` }))
+    if (model.length === 0 || adapter.length === 0) return Effect.fail(usageError(`bad model spec "${spec}": expected local:<model>@<adapter>`))
     return Effect.succeed({ provider, model, adapter })
   }
   return Effect.succeed({ provider, model: rest })
@@ -242,7 +239,7 @@ export const providerLayer = (spec: Spec, options: { readonly threads: number; r
         }
       }
     },
-    catch: (error) => new UsageError({ description: `cannot load the ${spec.provider} provider (is @hasten/providers installed?): ${error instanceof Error ? error.message : String(error)}` })
+    catch: (error) => usageError(`cannot load the ${spec.provider} provider (is @hasten/providers installed?): ${error instanceof Error ? error.message : String(error)}`)
   }))
 
 /** Writes the report files; returns their paths. @category rendering @since 0.1.0 */
@@ -346,16 +343,21 @@ export const main = async (argv: ReadonlyArray<string>, io: { readonly out: (tex
   if ("compare" in args) {
     try {
       const runs = args.compare.map((file) => {
-        if (!existsSync(file)) throw new Error(`${file}: file not found`)
-        const parsedFile = JSON.parse(readFileSync(file, "utf8")) as { report?: Report.Report }
-        if (parsedFile.report?.format !== "hasten-evaluator/1") throw new Error(`${file}: not a hasten-evaluator report`)
+        if (!existsSync(file)) throw usageError(`${file}: file not found`)
+        let parsedFile: { report?: Report.Report } | undefined
+        try {
+          parsedFile = JSON.parse(readFileSync(file, "utf8")) as { report?: Report.Report }
+        } catch {
+          parsedFile = undefined
+        }
+        if (parsedFile?.report?.format !== "hasten-evaluator/1") throw usageError(`${file}: not a hasten-evaluator report`)
         return { label: Path.basename(Path.dirname(Path.resolve(file))), report: parsedFile.report }
       })
       io.out(Report.compare(runs))
       return 0
     } catch (error) {
       io.err(`hasten-eval: ${error instanceof Error ? error.message : String(error)}\n`)
-      return 1
+      return error instanceof EvaluatorError ? 2 : 1
     }
   }
   // Read the environment as of this invocation (the default provider snapshots it once).

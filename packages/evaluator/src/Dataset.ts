@@ -6,6 +6,7 @@
  * @since 0.1.0
  */
 import { Effect, Schema } from "effect"
+import { DatasetError, EvaluatorError } from "./EvaluatorError.js"
 import { existsSync, readFileSync, statSync } from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -53,16 +54,11 @@ export interface Dataset {
   readonly report: LoadReport
 }
 
-/** A dataset that could not be read, or (with `onInvalid: "fail"`) a bad row. @category errors @since 0.1.0 */
-export class DatasetError extends Schema.TaggedError<DatasetError>()("DatasetError", {
-  source: Schema.String,
-  line: Schema.optionalKey(Schema.Number),
-  description: Schema.String
-}) {
-  override get message(): string {
-    return this.line === undefined ? `${this.source}: ${this.description}` : `${this.source}:${this.line}: ${this.description}`
-  }
-}
+/** A dataset that could not be read, or a bad row: a reason of `EvaluatorError`. @category errors @since 0.1.0 */
+export { DatasetError, EvaluatorError } from "./EvaluatorError.js"
+
+const datasetError = (fields: ConstructorParameters<typeof DatasetError>[0]): EvaluatorError =>
+  new EvaluatorError({ reason: new DatasetError(fields) })
 
 /** How to treat a row that fails validation: skip it (listed in the report) or fail the load. @category models @since 0.1.0 */
 export type OnInvalid = "skip" | "fail"
@@ -77,14 +73,14 @@ export interface LoadOptions {
   readonly shuffleChoices?: boolean
 }
 
-const readText = (path: string): Effect.Effect<string, DatasetError> =>
+const readText = (path: string): Effect.Effect<string, EvaluatorError> =>
   Effect.try({
     try: () => {
       if (!existsSync(path)) throw new Error("file not found")
       if (statSync(path).isDirectory()) throw new Error("is a directory, expected a file")
       return readFileSync(path, "utf8")
     },
-    catch: (error) => new DatasetError({ source: path, description: error instanceof Error ? error.message : String(error) })
+    catch: (error) => datasetError({ source: path, description: error instanceof Error ? error.message : String(error) })
   })
 
 const schemaMessage = (error: unknown): string => {
@@ -106,14 +102,14 @@ const collect = <S extends Schema.Codec<any, any, never, never>>(
   toItem: (row: S["Type"], index: number) => Omit<Item, "id" | "index">,
   options: LoadOptions | undefined,
   name: string
-): Effect.Effect<Dataset, DatasetError> =>
+): Effect.Effect<Dataset, EvaluatorError> =>
   Effect.gen(function*() {
     const decode = Schema.decodeUnknownExit(schema)
     const skipped: Array<InvalidRow> = [...problems]
     const items: Array<Item> = []
     const fail = options?.onInvalid === "fail"
     if (fail && problems.length > 0) {
-      return yield* new DatasetError({ source, line: problems[0]!.line, description: problems[0]!.message })
+      return yield* datasetError({ source, line: problems[0]!.line, description: problems[0]!.message })
     }
     // An item's index is its record's position in the source, counting bad records too,
     // so ids stay stable when a bad record is fixed.
@@ -136,7 +132,7 @@ const collect = <S extends Schema.Codec<any, any, never, never>>(
     })
     skipped.sort((a, b) => a.line - b.line)
     if (fail && skipped.length > 0) {
-      return yield* new DatasetError({ source, line: skipped[0]!.line, description: skipped[0]!.message })
+      return yield* datasetError({ source, line: skipped[0]!.line, description: skipped[0]!.message })
     }
     return {
       name,
@@ -201,7 +197,7 @@ export const jsonl = <S extends Schema.Codec<any, any, never, never>>(
   schema: S,
   toItem: (row: S["Type"], index: number) => Omit<Item, "id" | "index">,
   options?: LoadOptions
-): Effect.Effect<Dataset, DatasetError> =>
+): Effect.Effect<Dataset, EvaluatorError> =>
   Effect.flatMap(readText(path), (text) => {
     const { problems, rows } = parseJsonl(text)
     return collect(path, rows, problems, schema, toItem, options, options?.name ?? baseName(path))
@@ -216,7 +212,7 @@ export const csv = <S extends Schema.Codec<any, any, never, never>>(
   schema: S,
   toItem: (row: S["Type"], index: number) => Omit<Item, "id" | "index">,
   options?: LoadOptions
-): Effect.Effect<Dataset, DatasetError> =>
+): Effect.Effect<Dataset, EvaluatorError> =>
   Effect.flatMap(readText(path), (text) => {
     const { problems, rows } = parseCsv(text)
     return collect(path, rows, problems, schema, toItem, options, options?.name ?? baseName(path))
@@ -243,7 +239,7 @@ export const gsm8kTarget = (answer: string): string => {
  * the worked solution with calculator annotations (`<<…>>`) removed.
  * @category loaders @since 0.1.0
  */
-export const gsm8k = (path: string, options?: LoadOptions): Effect.Effect<Dataset, DatasetError> =>
+export const gsm8k = (path: string, options?: LoadOptions): Effect.Effect<Dataset, EvaluatorError> =>
   jsonl(path, Gsm8kRow, (row) => ({
     question: row.question,
     answer: gsm8kTarget(row.answer),
@@ -284,14 +280,14 @@ const mcItem = (question: string, targets: Record<string, number>, index: number
  * without exactly one correct option are invalid.
  * @category loaders @since 0.1.0
  */
-export const truthfulQaMc = (path: string, options?: LoadOptions): Effect.Effect<Dataset, DatasetError> =>
+export const truthfulQaMc = (path: string, options?: LoadOptions): Effect.Effect<Dataset, EvaluatorError> =>
   Effect.gen(function*() {
     const text = yield* readText(path)
     const parsed = yield* Effect.try({
       try: () => JSON.parse(text) as unknown,
-      catch: (error) => new DatasetError({ source: path, description: `invalid JSON: ${schemaMessage(error)}` })
+      catch: (error) => datasetError({ source: path, description: `invalid JSON: ${schemaMessage(error)}` })
     })
-    if (!Array.isArray(parsed)) return yield* new DatasetError({ source: path, description: "expected a JSON array of questions" })
+    if (!Array.isArray(parsed)) return yield* datasetError({ source: path, description: "expected a JSON array of questions" })
     // Line numbers: the line on which each top-level element starts.
     const starts = topLevelElementLines(text)
     const rows = parsed.map((value, index) => ({ line: starts[index] ?? 1, value }))
@@ -343,7 +339,7 @@ export const TruthfulQaCsvRow = Schema.Struct({
  * answers (`;`-separated), shuffled per item; the best answer is correct.
  * @category loaders @since 0.1.0
  */
-export const truthfulQaCsv = (path: string, options?: LoadOptions): Effect.Effect<Dataset, DatasetError> =>
+export const truthfulQaCsv = (path: string, options?: LoadOptions): Effect.Effect<Dataset, EvaluatorError> =>
   csv(path, TruthfulQaCsvRow, (row, index) => {
     const incorrect = row["Incorrect Answers"].split(";").map((answer) => answer.trim()).filter((answer) => answer.length > 0)
     const listed = [row["Best Answer"], ...incorrect]
@@ -365,7 +361,7 @@ export const QaRow = Schema.Struct({ question: NonEmpty, answer: Schema.String }
  * `question` and `answer` fields.
  * @category loaders @since 0.1.0
  */
-export const qa = (path: string, options?: LoadOptions): Effect.Effect<Dataset, DatasetError> =>
+export const qa = (path: string, options?: LoadOptions): Effect.Effect<Dataset, EvaluatorError> =>
   (path.endsWith(".csv") ? csv : jsonl)(path, QaRow, (row) => ({ question: row.question, answer: row.answer, reference: row.answer }), options)
 
 const walkUp = (from: string, relative: ReadonlyArray<string>): string | undefined => {
@@ -385,18 +381,18 @@ const walkUp = (from: string, relative: ReadonlyArray<string>): string | undefin
  * own folder (a CLI run from elsewhere inside a checkout).
  * @category loaders @since 0.1.0
  */
-export const locateDataDir = (from: string = process.cwd()): Effect.Effect<string, DatasetError> =>
+export const locateDataDir = (from: string = process.cwd()): Effect.Effect<string, EvaluatorError> =>
   Effect.suspend(() => {
     const fromEnv = process.env.HASTEN_DATA_DIR
     if (fromEnv !== undefined && fromEnv.length > 0) {
       return existsSync(fromEnv)
         ? Effect.succeed(Path.resolve(fromEnv))
-        : Effect.fail(new DatasetError({ source: fromEnv, description: "HASTEN_DATA_DIR does not exist" }))
+        : Effect.fail(datasetError({ source: fromEnv, description: "HASTEN_DATA_DIR does not exist" }))
     }
     const found = walkUp(from, ["shared", "data"]) ?? walkUp(Path.dirname(fileURLToPath(import.meta.url)), ["shared", "data"])
     return found !== undefined
       ? Effect.succeed(found)
-      : Effect.fail(new DatasetError({ source: from, description: "no shared/data folder found walking up from here; set HASTEN_DATA_DIR" }))
+      : Effect.fail(datasetError({ source: from, description: "no shared/data folder found walking up from here; set HASTEN_DATA_DIR" }))
   })
 
 /** The built-in dataset names `load` understands. @category models @since 0.1.0 */
@@ -408,7 +404,7 @@ export const builtins = ["gsm8k", "gsm8k-train", "truthfulqa-mc", "truthfulqa"] 
  * or a GSM8K-shaped file when its name contains `gsm8k`).
  * @category loaders @since 0.1.0
  */
-export const load = (spec: string, options?: LoadOptions): Effect.Effect<Dataset, DatasetError> =>
+export const load = (spec: string, options?: LoadOptions): Effect.Effect<Dataset, EvaluatorError> =>
   Effect.gen(function*() {
     switch (spec) {
       case "gsm8k":
@@ -421,7 +417,7 @@ export const load = (spec: string, options?: LoadOptions): Effect.Effect<Dataset
         return yield* truthfulQaCsv(Path.join(yield* locateDataDir(), "truthfulqa", "TruthfulQA.csv"), options)
     }
     if (!/\.(jsonl|csv|json)$/.test(spec)) {
-      return yield* new DatasetError({
+      return yield* datasetError({
         source: spec,
         description: `unknown dataset; use one of ${builtins.join(", ")} or a .jsonl/.csv file path`
       })

@@ -5,13 +5,14 @@
  * with bounded concurrency, and a JSONL checkpoint that lets a killed run resume.
  * @since 0.1.0
  */
-import { Cause, Clock, Context, Effect, Exit, Layer, Schema, Semaphore } from "effect"
+import { Cause, Clock, Context, Effect, Exit, Layer, Semaphore } from "effect"
 import type * as Scope from "effect/Scope"
 import { CompletionRequest, Llm, RequestKey } from "@hasten/core"
 import { createHash } from "node:crypto"
 import { appendFileSync, existsSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs"
 import * as Path from "node:path"
 import type { Dataset, Item } from "./Dataset.js"
+import { CheckpointMismatch, EvaluatorError, InvalidOptions, StartFailed } from "./EvaluatorError.js"
 import type { ItemError, ItemRecord, ItemTiming, Turn } from "./ItemRecord.js"
 import type { Progress } from "./Progress.js"
 import * as Report from "./Report.js"
@@ -64,14 +65,10 @@ export interface Options {
   readonly progress?: Progress
 }
 
-/** A candidate or judge that could not start, or a checkpoint from a different run. @category errors @since 0.1.0 */
-export class EvaluatorError extends Schema.TaggedError<EvaluatorError>()("EvaluatorError", {
-  description: Schema.String
-}) {
-  override get message(): string {
-    return this.description
-  }
-}
+/** The one error of the evaluator (reasons in `EvaluatorError`). @category errors @since 0.1.0 */
+export { EvaluatorError } from "./EvaluatorError.js"
+
+const invalid = (field: string, description: string) => new EvaluatorError({ reason: new InvalidOptions({ field, description }) })
 
 /** The outcome of one (candidate, item, trial) and its timing (defined in `ItemRecord`). @category models @since 0.1.0 */
 export type { ItemError, ItemRecord, ItemTiming, Turn } from "./ItemRecord.js"
@@ -118,11 +115,14 @@ const readCheckpoint = (path: string, configHash: string) =>
       }
     }
     if (header === undefined && records.size > 0) {
-      return yield* new EvaluatorError({ description: `checkpoint ${path} has no header line; delete it to start over` })
+      return yield* new EvaluatorError({ reason: new CheckpointMismatch({ path, description: `checkpoint ${path} has no header line; delete it to start over` }) })
     }
     if (header !== undefined && (header as { config?: string }).config !== configHash) {
       return yield* new EvaluatorError({
-        description: `checkpoint ${path} belongs to a different run (dataset, selection, candidates, judge or options changed); delete it or choose another --out`
+        reason: new CheckpointMismatch({
+          path,
+          description: `checkpoint ${path} belongs to a different run (dataset, selection, candidates, judge or options changed); delete it or choose another --out`
+        })
       })
     }
     return { records, torn }
@@ -134,7 +134,11 @@ const errorOf = (cause: Cause.Cause<unknown>, stage: ItemError["stage"], turn: n
   if (failure === undefined && error === undefined) return { stage, tag: "Interrupted", message: "interrupted", turn }
   const tagged = error as { _tag?: unknown; message?: unknown; reason?: { _tag?: unknown } }
   const tag = typeof tagged?._tag === "string"
-    ? (tagged._tag === "LlmError" && typeof tagged.reason?._tag === "string" ? `LlmError.${tagged.reason._tag}` : tagged._tag)
+    ? (typeof tagged.reason?._tag !== "string" ? tagged._tag
+      : tagged._tag === "LlmError" ? `LlmError.${tagged.reason._tag}`
+      // the evaluator's own error is reported by its reason (`JudgeParseError`)
+      : tagged._tag === "EvaluatorError" ? tagged.reason._tag
+      : tagged._tag)
     : failure === undefined ? "Defect" : "Error"
   const message = typeof tagged?.message === "string" ? tagged.message : String(error)
   return { stage, tag, message, turn }
@@ -143,7 +147,7 @@ const errorOf = (cause: Cause.Cause<unknown>, stage: ItemError["stage"], turn: n
 const build = <A>(layer: Layer.Layer<A, unknown>, memoMap: Layer.MemoMap, scope: Scope.Scope, what: string) =>
   Layer.buildWithMemoMap(layer, memoMap, scope).pipe(
     Effect.mapError((error) =>
-      new EvaluatorError({ description: `${what} failed to start: ${error instanceof Error ? error.message : String(error)}` })
+      new EvaluatorError({ reason: new StartFailed({ what, description: error instanceof Error ? error.message : String(error) }) })
     )
   )
 
@@ -163,22 +167,22 @@ export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
   const selfCorrect = options.selfCorrect ?? 0
   const maxTokens = options.maxTokens ?? 256
   const scorer = options.scorer
-  if (options.candidates.length === 0) return yield* new EvaluatorError({ description: "no candidates given" })
+  if (options.candidates.length === 0) return yield* invalid("candidates", "no candidates given")
   const names = new Set(options.candidates.map((candidate) => candidate.name))
-  if (names.size !== options.candidates.length) return yield* new EvaluatorError({ description: "candidate names must be unique" })
+  if (names.size !== options.candidates.length) return yield* invalid("candidates", "candidate names must be unique")
   if (scorer.usesJudge && options.judge === undefined) {
-    return yield* new EvaluatorError({ description: `scorer "${scorer.name}" needs a judge (--judge)` })
+    return yield* invalid("judge", `scorer "${scorer.name}" needs a judge (--judge)`)
   }
-  if (!Number.isInteger(trials) || trials < 1) return yield* new EvaluatorError({ description: `trials must be a positive integer, got ${trials}` })
+  if (!Number.isInteger(trials) || trials < 1) return yield* invalid("trials", `trials must be a positive integer, got ${trials}`)
   if (!Number.isInteger(selfCorrect) || selfCorrect < 0) {
-    return yield* new EvaluatorError({ description: `selfCorrect must be a non-negative integer, got ${selfCorrect}` })
+    return yield* invalid("selfCorrect", `selfCorrect must be a non-negative integer, got ${selfCorrect}`)
   }
   for (const [label, value] of [["concurrency", options.concurrency], ["judge.concurrency", options.judge?.concurrency], ["questions", options.questions], ["maxTokens", options.maxTokens]] as const) {
     if (value !== undefined && (!Number.isInteger(value) || value < 1)) {
-      return yield* new EvaluatorError({ description: `${label} must be a positive integer, got ${value}` })
+      return yield* invalid(label, `${label} must be a positive integer, got ${value}`)
     }
   }
-  if (options.dataset.items.length === 0) return yield* new EvaluatorError({ description: `dataset ${options.dataset.name} has no valid items` })
+  if (options.dataset.items.length === 0) return yield* invalid("dataset", `dataset ${options.dataset.name} has no valid items`)
 
   const selection = Sampling.select(options.dataset.items.length, options.questions, seed)
   const items = selection.map((index) => options.dataset.items[index]!)

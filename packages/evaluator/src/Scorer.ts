@@ -4,9 +4,10 @@
  * and LLM-as-judge with a rubric producing JSON `{score, reason}`.
  * @since 0.1.0
  */
-import { Context, Effect, Schema } from "effect"
+import { Context, Effect } from "effect"
 import { CompletionRequest, Llm, LlmError } from "@hasten/core"
 import type { Item } from "./Dataset.js"
+import { EvaluatorError, JudgeParseError } from "./EvaluatorError.js"
 
 type Message = CompletionRequest.Message
 
@@ -30,18 +31,11 @@ export interface ScoreInput {
   readonly turn: number
 }
 
-/** The judge's output could not be read as `{score, reason}`. @category errors @since 0.1.0 */
-export class JudgeParseError extends Schema.TaggedError<JudgeParseError>()("JudgeParseError", {
-  description: Schema.String,
-  raw: Schema.String
-}) {
-  override get message(): string {
-    return `judge output not usable: ${this.description}`
-  }
-}
+/** The judge's output could not be read: a reason of `EvaluatorError`. @category errors @since 0.1.0 */
+export { EvaluatorError, JudgeParseError } from "./EvaluatorError.js"
 
-/** Why scoring an item failed: the judge call failed, or its output was unreadable. @category errors @since 0.1.0 */
-export type ScoreError = JudgeParseError | LlmError.LlmError
+/** What a score can fail with: the judge's `LlmError`, or `EvaluatorError` (`JudgeParseError`). @category models @since 0.1.0 */
+export type ScoreError = EvaluatorError | LlmError.LlmError
 
 /**
  * The LLM used as a judge, with its model id and a bound on concurrent judge calls.
@@ -246,13 +240,13 @@ const firstJsonObject = (text: string): string | undefined => {
 /**
  * Parses a judge's output into a verdict. Accepts a bare JSON object, one inside a
  * fenced code block, or one surrounded by prose; the score may be a number or a numeric
- * string in `[0, scale]`. Anything else fails with a `JudgeParseError` naming what was wrong.
+ * string in `[0, scale]`. Anything else fails with an `EvaluatorError` whose `JudgeParseError` reason names what was wrong.
  * @category judge @since 0.1.0
  */
-export const parseVerdict = (raw: string, options?: { readonly scale?: number }): Effect.Effect<Verdict, JudgeParseError> =>
+export const parseVerdict = (raw: string, options?: { readonly scale?: number }): Effect.Effect<Verdict, EvaluatorError> =>
   Effect.suspend(() => {
     const scale = options?.scale ?? 1
-    const fail = (description: string) => Effect.fail(new JudgeParseError({ description, raw }))
+    const fail = (description: string) => Effect.fail(new EvaluatorError({ reason: new JudgeParseError({ description, raw }) }))
     const fenced = /```(?:json|JSON)?\s*([\s\S]*?)```/.exec(raw)
     const body = firstJsonObject(fenced?.[1] ?? raw) ?? firstJsonObject(raw)
     if (body === undefined) return fail("no JSON object found")

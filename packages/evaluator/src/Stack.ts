@@ -38,13 +38,12 @@ export const cacheStore = (options?: { readonly store?: "sqlite" | "memory"; rea
  * @category constructors @since 0.1.0
  */
 export const wrap = (provider: Layer.Layer<Llm.Llm, unknown>, middleware: Middleware = {}): Layer.Layer<Llm.Llm, unknown> => {
-  let llm: Layer.Layer<Llm.Llm, unknown> = provider
-  // Middleware values are shared between stacks, so build them fresh: a memoized
-  // middleware would hand every stack the first stack's wrapped provider.
-  if (middleware.rateLimit !== undefined) llm = Layer.fresh(middleware.rateLimit).pipe(Layer.provide(llm))
-  if (middleware.perf !== undefined) llm = Layer.fresh(PerfLogger.layer).pipe(Layer.provide(llm), Layer.provide(middleware.perf))
+  // `Llm.stack` builds each middleware fresh (middleware values are shared between stacks);
+  // the store and the recorder are provided outside it, so every stack shares them.
+  let llm: Layer.Layer<Llm.Llm, unknown> = middleware.rateLimit === undefined ? provider : Llm.stack(provider, middleware.rateLimit)
+  if (middleware.perf !== undefined) llm = Llm.stack(llm, PerfLogger.layer).pipe(Layer.provide(middleware.perf))
   if (middleware.cache !== undefined) {
-    llm = Cache.layerFromStore(middleware.cacheSettings).pipe(Layer.provide(llm), Layer.provide(middleware.cache))
+    llm = Llm.stack(llm, Cache.layerFromStore(middleware.cacheSettings)).pipe(Layer.provide(middleware.cache))
   }
   return llm
 }

@@ -11,6 +11,8 @@ export * as Sampling from "./Sampling.js"
 export * as Scorer from "./Scorer.js"
 /** Mean, standard error, bootstrap interval, agreement. @since 0.1.0 */
 export * as Stats from "./Stats.js"
+/** `EvaluatorError`, the package's one error, and its reasons. @since 0.2.0 */
+export * as EvaluatorError from "./EvaluatorError.js"
 /** The runner: candidates, judge, trials, self-correction, checkpoints. @since 0.1.0 */
 export * as Evaluator from "./Evaluator.js"
 /** The outcome of one (candidate, item, trial) and its timing: what the runner records and reports summarize. @since 0.1.0 */

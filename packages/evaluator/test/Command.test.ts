@@ -25,7 +25,9 @@ describe("hasten-eval", () => {
       [["--dataset", "gsm8k", "--candidate", "gpt4"], /bad model spec "gpt4"/],
       [["--dataset", "gsm8k", "--candidate", "echo:x", "--questions", "abc"], /--questions must be an integer ≥ 1, got "abc"/],
       [["--dataset", "gsm8k", "--candidate", "echo:x", "--bogus"], /Unknown option '--bogus'/],
-      [["--dataset", "gsm8k", "--candidate", "echo:x", "--scorer", "bleu"], /--scorer must be one of/]
+      [["--dataset", "gsm8k", "--candidate", "echo:x", "--scorer", "bleu"], /--scorer must be one of/],
+      [["--compare", Path.join(dir, "missing.json")], /missing\.json: file not found/],
+      [["--compare", dataset], /pairs\.jsonl: not a hasten-evaluator report/]
     ]
     for (const [argv, pattern] of cases) {
       const result = await run(argv)

@@ -54,8 +54,9 @@ describe("Dataset", () => {
       const exit = yield* Effect.exit(Dataset.qa(path, { onInvalid: "fail" }))
       assert.isTrue(Exit.isFailure(exit))
       const error = yield* Effect.flip(Dataset.qa(path, { onInvalid: "fail" }))
-      assert.strictEqual(error._tag, "DatasetError")
-      assert.strictEqual(error.line, 2)
+      assert.strictEqual(error._tag, "EvaluatorError")
+      assert.strictEqual(error.reason._tag, "DatasetError")
+      assert.strictEqual(error.reason._tag === "DatasetError" ? error.reason.line : undefined, 2)
       assert.match(error.message, /bad\.jsonl:2:/)
     }))
 

@@ -199,11 +199,23 @@ describe("Evaluator.run", () => {
       const broken = Layer.effect(Llm.Llm, Effect.fail(new Error("model file not found: nope.gguf")))
       const error = yield* Effect.flip(Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [{ name: "local:nope.gguf", model: "nope", llm: broken }] }))
       assert.strictEqual(error._tag, "EvaluatorError")
+      assert.strictEqual(error.reason._tag, "StartFailed")
       assert.strictEqual(error.message, "candidate local:nope.gguf failed to start: model file not found: nope.gguf")
       const noJudge = yield* Effect.flip(Evaluator.run({ dataset, scorer: Scorer.judge(), candidates: [candidate(halfRight())] }))
       assert.match(noJudge.message, /needs a judge/)
       const zero = yield* Effect.flip(Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [candidate(halfRight())], concurrency: 0 }))
       assert.strictEqual(zero.message, "concurrency must be a positive integer, got 0")
+      // the reason names the bad option
+      const fields = yield* Effect.forEach([
+        { concurrency: 0 },
+        { trials: 0 },
+        { selfCorrect: -1 },
+        { judge: { name: "j", model: "j", llm: halfRight(), concurrency: 0 } }
+      ], (bad) =>
+        Effect.flip(Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [candidate(halfRight())], ...bad })).pipe(
+          Effect.map((failure) => failure.reason._tag === "InvalidOptions" ? failure.reason.field : failure.reason._tag)
+        ))
+      assert.deepStrictEqual(fields, ["concurrency", "trials", "selfCorrect", "judge.concurrency"])
     }))
 
   it.effect("candidates sharing one layer build it once", () =>

@@ -89,9 +89,10 @@ describe("judge verdict parsing", () => {
     it.effect(`rejects ${JSON.stringify(raw)} with JudgeParseError`, () =>
       Effect.gen(function*() {
         const error = yield* Effect.flip(Scorer.parseVerdict(raw))
-        assert.strictEqual(error._tag, "JudgeParseError")
-        assert.match(error.description, pattern)
-        assert.strictEqual(error.raw, raw)
+        assert.strictEqual(error._tag, "EvaluatorError")
+        assert.instanceOf(error.reason, Scorer.JudgeParseError)
+        assert.match(error.reason.description, pattern)
+        assert.strictEqual(error.reason._tag === "JudgeParseError" ? error.reason.raw : undefined, raw)
       }))
   }
 })

@@ -131,7 +131,7 @@ let runCounter = 0
 
 type Mode = "baseline" | "baseline (A/A)" | "perf-logger" | "perf-logger flush:event" | "perf-logger metrics:false"
 
-const stackFor = (mode: Mode, llm: Layer.Layer<Llm.Llm>): Layer.Layer<Llm.Llm> =>
+const stackFor = (mode: Mode, llm: Layer.Layer<Llm.Llm>): Layer.Layer<Llm.Llm, PerfLogger.PerfLoggerError> =>
   mode === "baseline" || mode === "baseline (A/A)"
     ? llm
     : PerfLogger.layer.pipe(

@@ -1,17 +1,16 @@
 /**
  * Measuring from plain async TypeScript: `measure` wraps any `Llm` layer with the middleware
- * and a recorder on a `ManagedRuntime`, and returns Promise-based `complete`, `stream`,
- * `stage` and `close`.
+ * and a recorder, and returns core's Promise facade (`Llm.PromiseLlm`: `complete`, `stream`,
+ * `dispose`) with `stage`, `recordItems`, `summary` and `close` beside it.
  * @since 0.1.0
  */
-import type { Completion, CompletionRequest } from "@hasten/core"
 import { Llm } from "@hasten/core"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
-import * as Stream from "effect/Stream"
 import * as Middleware from "./Middleware.js"
 import * as Recorder from "./Recorder.js"
 import * as RunFiles from "./RunFiles.js"
@@ -19,33 +18,42 @@ import * as Stage from "./Stage.js"
 import type { Summary } from "./Summary.js"
 
 /**
+ * Options of one call through {@link measure}: Promises do not carry the current stage
+ * along, so a call made inside a `stage(...)` callback names it.
+ * @category models @since 0.2.0
+ */
+export interface MeasureCallOptions extends Llm.PromiseCallOptions {
+  /** The pipeline stage the call is attributed to. */
+  readonly stage?: string | undefined
+}
+
+/**
+ * A measured `Llm` for plain async code: core's `PromiseLlm` (`stream` is an
+ * `AsyncIterable`; `dispose()` ends the run) plus the run's stages and summary.
+ * @category models @since 0.2.0
+ */
+export interface MeasuredLlm extends Llm.PromiseLlm<MeasureCallOptions> {
+  /** Times one invocation of a stage (duration, items/s). */
+  readonly stage: <A>(name: string, run: () => Promise<A>) => Promise<A>
+  readonly recordItems: (stage: string, n: number) => Promise<void>
+  readonly summary: () => Promise<Summary>
+  /** Ends the run (files, console table), like `dispose()`, and returns its summary. */
+  readonly close: () => Promise<Summary>
+}
+
+/**
  * A measured `Llm` for plain async code: wraps `llm` with the middleware and a
  * recorder on a `ManagedRuntime`. `close()` ends the run (files, console table) and
  * returns its summary.
  * @category constructors @since 0.1.0
  */
-export const measure = <E>(llm: Layer.Layer<Llm.Llm, E>, options: Recorder.Options = {}): {
-  /** One call; `stage` attributes it to a pipeline stage (Promises do not carry the stage along). */
-  readonly complete: (
-    request: CompletionRequest.CompletionRequest,
-    options?: { readonly stage?: string }
-  ) => Promise<Completion.Completion>
-  readonly stream: (
-    request: CompletionRequest.CompletionRequest,
-    options?: { readonly stage?: string }
-  ) => Promise<ReadonlyArray<Completion.CompletionChunk>>
-  /** Times one invocation of a stage (duration, items/s). */
-  readonly stage: <A>(name: string, run: () => Promise<A>) => Promise<A>
-  readonly recordItems: (stage: string, n: number) => Promise<void>
-  readonly summary: () => Promise<Summary>
-  readonly close: () => Promise<Summary>
-} => {
+export const measure = <E>(llm: Layer.Layer<Llm.Llm, E>, options: Recorder.Options = {}): MeasuredLlm => {
   const runtime = ManagedRuntime.make(Middleware.layer.pipe(Layer.provideMerge(llm), Layer.provideMerge(Recorder.layer(options))))
   return {
-    complete: (request, options) =>
-      runtime.runPromise(Effect.provideService(Llm.complete(request), Stage.CurrentStage, options?.stage)),
-    stream: (request, options) =>
-      runtime.runPromise(Effect.provideService(Stream.runCollect(Llm.stream(request)), Stage.CurrentStage, options?.stage)),
+    ...Llm.promiseFromRuntime(runtime, {
+      callContext: (call: MeasureCallOptions | undefined) =>
+        call?.stage === undefined ? Context.empty() : Context.make(Stage.CurrentStage, call.stage)
+    }),
     stage: (name, run) => runtime.runPromise(Stage.stage(name, Effect.promise(run))),
     recordItems: (stageName, n) => runtime.runPromise(Stage.recordItems(stageName, n)),
     summary: () => runtime.runPromise(Recorder.summary),

@@ -21,9 +21,9 @@ export * from "./Exporter.js"
 export * from "./Measure.js"
 export * from "./Metrics.js"
 export { layer, wrap } from "./Middleware.js"
+export * from "./PerfLoggerError.js"
 export * from "./Price.js"
 export {
-  InvalidOptions,
   layer as layerRun,
   layerConfig,
   layerMemory,

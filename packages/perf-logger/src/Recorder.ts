@@ -22,6 +22,7 @@ import { Aggregator } from "./internal/stats.js"
 import { renderSummary } from "./internal/table.js"
 import { nowMs, round3 } from "./internal/time.js"
 import { memoryHeapUsed, memoryRss } from "./Metrics.js"
+import { InvalidRunId, PerfLoggerError } from "./PerfLoggerError.js"
 import type { PriceTable } from "./Price.js"
 import type { Event, FlushMode, MemoryEvent } from "./RunLog.js"
 import { bufferedFlush, groupFlush } from "./RunLog.js"
@@ -124,21 +125,13 @@ const memoryEvent = (t: number): MemoryEvent => {
 const defaultRunId = (t: number): string =>
   `${new Date(Math.floor(t)).toISOString().replace(/[:.]/g, "-")}-${process.pid}`
 
-/**
- * Bad input: a run id that would escape the log folder, a run folder without a log, a file
- * that is not a perf-logger summary.
- * @category errors @since 0.1.0
- */
-export class InvalidOptions extends Error {
-  override readonly name = "InvalidOptions"
-}
+/** Bad input, as it was named before 0.2.0: now `PerfLoggerError`. @category errors @since 0.1.0 */
+export { InvalidOptions } from "./PerfLoggerError.js"
 
-const validateRunId = (runId: string): string => {
-  if (runId.length === 0 || runId === "." || runId === ".." || /[/\\\0]/.test(runId)) {
-    throw new InvalidOptions(`perf-logger: runId ${JSON.stringify(runId)} must be a plain folder name`)
-  }
-  return runId
-}
+const validateRunId = (runId: string): Effect.Effect<string, PerfLoggerError> =>
+  runId.length === 0 || runId === "." || runId === ".." || /[/\\\0]/.test(runId)
+    ? Effect.fail(new PerfLoggerError({ reason: new InvalidRunId({ runId, description: `runId ${JSON.stringify(runId)} must be a plain folder name` }) }))
+    : Effect.succeed(runId)
 
 interface RecorderHandle {
   readonly service: PerfLoggerService
@@ -148,11 +141,11 @@ interface RecorderHandle {
 
 const makeRecorder = (
   options: Options & { readonly write: boolean }
-): Effect.Effect<RecorderHandle> =>
+): Effect.Effect<RecorderHandle, PerfLoggerError> =>
   Effect.gen(function*() {
     const clock = yield* Clock.Clock
     const start = nowMs(clock)
-    const runId = validateRunId(options.runId ?? defaultRunId(clock.currentTimeMillisUnsafe()))
+    const runId = yield* validateRunId(options.runId ?? defaultRunId(clock.currentTimeMillisUnsafe()))
     const runDir = options.write ? Path.resolve(options.dir ?? "performance_logs", runId) : undefined
     const eventsPath = runDir === undefined ? undefined : Path.join(runDir, "events.jsonl")
     const aggregator = new Aggregator(options.prices)
@@ -263,7 +256,7 @@ const makeRecorder = (
  * the scope closes writes `summary.json`, `report.html` and prints the summary table.
  * @category constructors @since 0.1.0
  */
-export const make = (options: Options = {}): Effect.Effect<PerfLoggerService, never, Scope.Scope> =>
+export const make = (options: Options = {}): Effect.Effect<PerfLoggerService, PerfLoggerError, Scope.Scope> =>
   makeScoped({ ...options, write: true })
 
 const makeScoped = (options: Options & { readonly write: boolean }) =>
@@ -289,13 +282,13 @@ const makeScoped = (options: Options & { readonly write: boolean }) =>
  * Combine with the middleware (`PerfLogger.layer`), which measures the calls.
  * @category layers @since 0.1.0
  */
-export const layer = (options: Options = {}): Layer.Layer<PerfLogger> => Layer.effect(PerfLogger, make(options))
+export const layer = (options: Options = {}): Layer.Layer<PerfLogger, PerfLoggerError> => Layer.effect(PerfLogger, make(options))
 
 /**
  * An in-memory recorder: same measurements and summary, no files and no console table.
  * @category testing @since 0.1.0
  */
-export const layerMemory = (options: Pick<Options, "runId" | "prices" | "spans" | "metrics"> = {}): Layer.Layer<PerfLogger> =>
+export const layerMemory = (options: Pick<Options, "runId" | "prices" | "spans" | "metrics"> = {}): Layer.Layer<PerfLogger, PerfLoggerError> =>
   Layer.effect(
     PerfLogger,
     makeScoped({ ...options, write: false, console: false, report: false, memoryInterval: false, summaryInterval: false })
@@ -309,7 +302,7 @@ export const layerMemory = (options: Pick<Options, "runId" | "prices" | "spans" 
  * `false`). Explicit options win over the environment.
  * @category layers @since 0.1.0
  */
-export const layerConfig = (options: Options = {}): Layer.Layer<PerfLogger, Config.ConfigError> =>
+export const layerConfig = (options: Options = {}): Layer.Layer<PerfLogger, Config.ConfigError | PerfLoggerError> =>
   Layer.unwrap(
     Effect.map(
       Config.all({

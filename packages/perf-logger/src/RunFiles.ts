@@ -9,17 +9,18 @@ import { parseEvents } from "./internal/events.js"
 import { writeFileAtomic } from "./internal/files.js"
 import { renderReport } from "./internal/report.js"
 import { Aggregator, summarize } from "./internal/stats.js"
-import { InvalidOptions } from "./Recorder.js"
+import { InvalidRunFile, PerfLoggerError, RunNotFound } from "./PerfLoggerError.js"
 import type { Event } from "./RunLog.js"
 import type { Summary } from "./Summary.js"
 
 /**
- * Reads a run folder's `events.jsonl` (tolerating a torn last line) and summarizes it.
+ * Reads a run folder's `events.jsonl` (tolerating a torn last line) and summarizes it;
+ * throws `PerfLoggerError` (`RunNotFound`, `InvalidRunFile`).
  * @category files @since 0.1.0
  */
 export const readRun = (runDir: string): { readonly events: ReadonlyArray<Event>; readonly summary: Summary } => {
   const path = Path.join(runDir, "events.jsonl")
-  if (!Fs.existsSync(path)) throw new InvalidOptions(`perf-logger: no events.jsonl in ${runDir}`)
+  if (!Fs.existsSync(path)) throw new PerfLoggerError({ reason: new RunNotFound({ path: runDir, description: `no events.jsonl in ${runDir}` }) })
   const events = parseEvents(Fs.readFileSync(path, "utf8"), path)
   return { events, summary: summarize(events) }
 }
@@ -47,15 +48,21 @@ export const writeReport = (runDir: string): Summary => {
 }
 
 /**
- * Reads a run's `summary.json` (a run folder, or the file itself).
+ * Reads a run's `summary.json` (a run folder, or the file itself); throws
+ * `PerfLoggerError` (`RunNotFound`, `InvalidRunFile`).
  * @category files @since 0.1.0
  */
 export const readSummary = (path: string): Summary => {
   const file = Fs.existsSync(path) && Fs.statSync(path).isDirectory() ? Path.join(path, "summary.json") : path
-  if (!Fs.existsSync(file)) throw new InvalidOptions(`perf-logger: no summary.json at ${path}`)
-  const parsed = JSON.parse(Fs.readFileSync(file, "utf8")) as Summary
-  if (parsed.version !== 1 || typeof parsed.overall !== "object") {
-    throw new InvalidOptions(`perf-logger: ${file} is not a perf-logger summary`)
+  if (!Fs.existsSync(file)) throw new PerfLoggerError({ reason: new RunNotFound({ path, description: `no summary.json at ${path}` }) })
+  const notASummary = (detail: string) =>
+    new PerfLoggerError({ reason: new InvalidRunFile({ path: file, description: `${file} is not a perf-logger summary${detail}` }) })
+  let parsed: Summary | undefined
+  try {
+    parsed = JSON.parse(Fs.readFileSync(file, "utf8")) as Summary
+  } catch (error) {
+    throw notASummary(` (${(error as Error).message})`)
   }
+  if (parsed === null || typeof parsed !== "object" || parsed.version !== 1 || typeof parsed.overall !== "object") throw notASummary("")
   return parsed
 }

@@ -142,7 +142,8 @@ export const bufferedFlush: FlushMode = { intervalMs: 100, maxEvents: 1_000 }
 
 /**
  * Reads the text of `events.jsonl`, skipping a torn last line (the one event a crash may cut
- * short). A malformed line elsewhere is an error that names the line.
+ * short). A malformed line elsewhere throws a `PerfLoggerError` (`InvalidRunFile`) that
+ * names the line.
  * @category files @since 0.1.0
  */
 export const parseEvents: (text: string, source?: string) => Array<Event> = internal.parseEvents

@@ -13,6 +13,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
 import * as PerfLogger from "./PerfLogger.js"
+import { PerfLoggerError, RunNotFound } from "./PerfLoggerError.js"
 
 const usage = `usage:
   hasten-perf compare <runA> <runB>   ratio table (B / A) of two runs
@@ -25,7 +26,7 @@ const resolveRun = (run: string, cwd: string): string => {
   if (Fs.existsSync(direct)) return direct
   const underLogs = Path.resolve(cwd, "performance_logs", run)
   if (Fs.existsSync(underLogs)) return underLogs
-  throw new PerfLogger.InvalidOptions(`hasten-perf: no run at ${direct} or ${underLogs}`)
+  throw new PerfLoggerError({ reason: new RunNotFound({ path: run, description: `no run at ${direct} or ${underLogs}` }) })
 }
 
 const loadSummary = (run: string, cwd: string): PerfLogger.Summary => {
@@ -39,7 +40,8 @@ const loadSummary = (run: string, cwd: string): PerfLogger.Summary => {
 
 /**
  * Runs the CLI on `argv` (without `node` and the script) and returns the exit code and
- * what it printed.
+ * what it printed: 0 ok, 2 bad usage or a run that cannot be read (`PerfLoggerError`, its
+ * message), 1 anything else.
  * @category cli @since 0.1.0
  */
 export const main = (argv: ReadonlyArray<string>, cwd = process.cwd()): { readonly code: number; readonly output: string } => {
@@ -73,7 +75,8 @@ export const main = (argv: ReadonlyArray<string>, cwd = process.cwd()): { readon
         return { code: 2, output: command === undefined ? usage : `hasten-perf: unknown command ${command}\n${usage}` }
     }
   } catch (error) {
-    return { code: 1, output: error instanceof Error ? error.message : String(error) }
+    if (error instanceof PerfLoggerError) return { code: 2, output: `hasten-perf: ${error.reason.description}` }
+    return { code: 1, output: `hasten-perf: ${error instanceof Error ? error.message : String(error)}` }
   }
 }
 

@@ -19,6 +19,9 @@ export * as Metrics from "./Metrics.js"
 /** The measuring `Llm` middleware. @since 0.1.0 */
 export * as Middleware from "./Middleware.js"
 
+/** `PerfLoggerError`, the package's one error, and its reasons. @since 0.2.0 */
+export * as PerfLoggerError from "./PerfLoggerError.js"
+
 /** Model prices for the cost estimate. @since 0.1.0 */
 export * as Price from "./Price.js"
 

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { TestClock, TestConsole } from "effect/testing"
-import { Llm } from "@hasten/core"
+import { type Completion, Llm } from "@hasten/core"
 import { ConfigProvider, Effect, Layer, Stream } from "effect"
 import { spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
@@ -120,17 +120,40 @@ describe("run files", () => {
       assert.isTrue(JSON.parse(Fs.readFileSync(file, "utf8")).complete)
     }))
 
-  it("rejects a run id that would escape the log folder", () => {
-    assert.throws(
-      () => Effect.runSync(Effect.scoped(PerfLogger.make({ dir: tmp(), runId: "../evil", console: false }))),
-      /runId "..\/evil" must be a plain folder name/
-    )
-  })
+  it.effect("rejects a run id that would escape the log folder with PerfLoggerError (InvalidRunId) naming it", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Effect.scoped(PerfLogger.make({ dir: tmp(), runId: "../evil", console: false })))
+      assert.instanceOf(error, PerfLogger.PerfLoggerError)
+      assert.strictEqual(error.reason._tag, "InvalidRunId")
+      assert.match(error.message, /runId "..\/evil" must be a plain folder name/)
+      const memory = yield* Effect.flip(Layer.build(PerfLogger.layerMemory({ runId: "a/b" })).pipe(Effect.scoped))
+      assert.strictEqual(memory.reason._tag, "InvalidRunId")
+    }))
 
   it("parses a log with a torn last line and names a malformed line elsewhere", () => {
     const good = JSON.stringify({ type: "run_end", t: 1 })
     assert.strictEqual(PerfLogger.parseEvents(`${good}\n${good}\n{"type":"ca`).length, 2)
-    assert.throws(() => PerfLogger.parseEvents(`${good}\n{"type":"ca\n${good}\n`, "x.jsonl"), /x\.jsonl:2: not a JSON event/)
+    assert.throws(() => PerfLogger.parseEvents(`${good}\n{"type":"ca\n${good}\n`, "x.jsonl"), PerfLogger.PerfLoggerError, /x\.jsonl:2: not a JSON event/)
+  })
+
+  it("the file readers throw PerfLoggerError naming the path; InvalidOptions (deprecated) still matches it", () => {
+    const dir = tmp()
+    const thrown = (run: () => unknown): PerfLogger.PerfLoggerError => {
+      try {
+        run()
+      } catch (error) {
+        assert.instanceOf(error, PerfLogger.InvalidOptions)
+        return error as PerfLogger.PerfLoggerError
+      }
+      assert.fail("did not throw")
+    }
+    const noRun = thrown(() => PerfLogger.readRun(dir))
+    assert.strictEqual(noRun.reason._tag, "RunNotFound")
+    assert.include(noRun.message, dir)
+    Fs.writeFileSync(Path.join(dir, "summary.json"), "not json")
+    const foreign = thrown(() => PerfLogger.readSummary(dir))
+    assert.strictEqual(foreign.reason._tag, "InvalidRunFile")
+    assert.match(foreign.message, /summary\.json is not a perf-logger summary/)
   })
 })
 
@@ -203,13 +226,15 @@ describe("plain async TypeScript", () => {
     const llm = PerfLogger.measure(Scripted.layer, { dir, runId: "facade", console: false })
     await llm.complete(Scripted.request({ outputTokens: 2 }))
     await llm.stage("classify", () => llm.complete(Scripted.request({ outputTokens: 3 }), { stage: "classify" }))
-    const chunks = await llm.stream(Scripted.request({ chunks: [{ afterMs: 0, text: "a" }, { afterMs: 0, text: "b" }] }))
+    const chunks: Array<Completion.CompletionChunk> = []
+    for await (const chunk of llm.stream(Scripted.request({ chunks: [{ afterMs: 0, text: "a" }, { afterMs: 0, text: "b" }] }), { stage: "align" })) chunks.push(chunk)
     assert.strictEqual(chunks.length, 2)
     const summary = await llm.close()
     assert.isTrue(summary.complete)
     assert.strictEqual(summary.overall.calls, 3)
     assert.strictEqual(summary.overall.tokens.output, 7)
     assert.strictEqual(summary.byStage["classify"]?.calls, 1)
+    assert.strictEqual(summary.byStage["align"]?.calls, 1)
     assert.strictEqual(summary.byStage["classify"]?.invocations, 1)
     assert.isTrue(Fs.existsSync(Path.join(dir, "facade", "report.html")))
   })

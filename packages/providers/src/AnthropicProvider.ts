@@ -14,7 +14,7 @@ import type {
   MessageParam,
   RawMessageStreamEvent
 } from "@anthropic-ai/sdk/resources/messages"
-import type { ProviderConfigError } from "./internal/remote.js"
+import type { ProviderError } from "./ProviderError.js"
 import * as Remote from "./internal/remote.js"
 
 /** The provider name used in `Llm.name`, errors and cache keys. @category models @since 0.1.0 */
@@ -286,7 +286,7 @@ export const layer = (options: Options): Layer.Layer<Llm.Llm> =>
  */
 export const layerConfig = (
   options: Partial<Options> = {}
-): Layer.Layer<Llm.Llm, ProviderConfigError> =>
+): Layer.Layer<Llm.Llm, ProviderError> =>
   Layer.unwrap(Effect.gen(function*() {
     const apiKey = yield* Remote.requiredKey(
       providerName,
@@ -298,5 +298,5 @@ export const layerConfig = (
     return layer({ ...options, apiKey, ...(baseURL !== undefined ? { baseURL } : {}) })
   }))
 
-/** The error a `layerConfig` fails with when the environment lacks a key. @category errors @since 0.1.0 */
-export { ProviderConfigError } from "./internal/remote.js"
+/** The error a `layerConfig` fails with (reason `ProviderConfigError` when the environment lacks a key). @category errors @since 0.2.0 */
+export { ProviderConfigError, ProviderError } from "./ProviderError.js"

@@ -13,6 +13,7 @@ import type { AddressInfo } from "node:net"
 import { parseArgs } from "node:util"
 import * as LocalProvider from "./LocalProvider.js"
 import { LocalModel } from "./LocalModel.js"
+import { HttpError, InvalidOptions, ProviderError, Usage } from "./ProviderError.js"
 
 /** Server settings. @category models @since 0.1.0 */
 export interface Options {
@@ -47,23 +48,13 @@ export interface ServerService {
  */
 export class Server extends Context.Service<Server, ServerService>()("@hasten/providers/Server") {}
 
-/** An HTTP error in OpenAI's shape: `{ error: { message, type, param, code } }`. @category errors @since 0.1.0 */
-export class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly type: string,
-    readonly code: string | null = null,
-    readonly param: string | null = null
-  ) {
-    super(message)
-  }
-  body(): string {
-    return JSON.stringify({ error: { message: this.message, type: this.type, param: this.param, code: this.code } })
-  }
-}
+/** An HTTP error in OpenAI's shape (a reason of `ProviderError`). @category errors @since 0.1.0 */
+export { HttpError, ProviderError } from "./ProviderError.js"
 
-const badRequest = (message: string, param: string | null = null) => new HttpError(400, message, "invalid_request_error", null, param)
+const failure = (status: number, description: string, type: string, code: string | null = null, param: string | null = null): HttpError =>
+  new HttpError({ status, description, type, code, param })
+
+const badRequest = (message: string, param: string | null = null) => failure(400, message, "invalid_request_error", null, param)
 
 /** Maps an `LlmError` to the status and body an OpenAI server would send. @category errors @since 0.1.0 */
 export const fromLlmError = (error: LlmError.LlmError): HttpError => {
@@ -71,19 +62,19 @@ export const fromLlmError = (error: LlmError.LlmError): HttpError => {
   const message = reason.description
   switch (reason._tag) {
     case "ContextLengthExceeded":
-      return new HttpError(400, message, "invalid_request_error", "context_length_exceeded", "messages")
+      return failure(400, message, "invalid_request_error", "context_length_exceeded", "messages")
     case "InvalidRequest":
-      return new HttpError(reason.status ?? 400, message, "invalid_request_error", null)
+      return failure(reason.status ?? 400, message, "invalid_request_error", null)
     case "RateLimited":
-      return new HttpError(429, message, reason.scope === "quota" ? "insufficient_quota" : "rate_limit_exceeded", reason.scope === "quota" ? "insufficient_quota" : "rate_limit_exceeded")
+      return failure(429, message, reason.scope === "quota" ? "insufficient_quota" : "rate_limit_exceeded", reason.scope === "quota" ? "insufficient_quota" : "rate_limit_exceeded")
     case "Overloaded":
-      return new HttpError(503, message, "server_error", "overloaded")
+      return failure(503, message, "server_error", "overloaded")
     case "Timeout":
-      return new HttpError(504, message, "server_error", "timeout")
+      return failure(504, message, "server_error", "timeout")
     case "Unauthorized":
-      return new HttpError(401, message, "authentication_error", null)
+      return failure(401, message, "authentication_error", null)
     default:
-      return new HttpError(500, `${reason._tag}: ${message}`, "server_error", null)
+      return failure(500, `${reason._tag}: ${message}`, "server_error", null)
   }
 }
 
@@ -156,7 +147,7 @@ const readBody = (request: Http.IncomingMessage, limit: number): Promise<string>
     request.on("data", (chunk: Buffer) => {
       size += chunk.length
       if (size > limit) {
-        reject(new HttpError(413, `request body larger than ${limit} bytes`, "invalid_request_error"))
+        reject(failure(413, `request body larger than ${limit} bytes`, "invalid_request_error"))
         request.destroy()
         return
       }
@@ -186,7 +177,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     const model = body.model
     if (typeof model !== "string" || model.length === 0) throw badRequest("'model' is required and must be a string", "model")
     if (models !== undefined && !models.includes(model) && !models.includes(model.replace(/\.gguf$/i, ""))) {
-      throw new HttpError(404, `The model '${model}' does not exist`, "invalid_request_error", "model_not_found", "model")
+      throw failure(404, `The model '${model}' does not exist`, "invalid_request_error", "model_not_found", "model")
     }
     return model
   }
@@ -261,7 +252,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       response.end()
     }, (error: unknown) => {
       if (!started) throw error
-      const httpError = error instanceof LlmError.LlmError ? fromLlmError(error) : new HttpError(500, String(error), "server_error")
+      const httpError = error instanceof LlmError.LlmError ? fromLlmError(error) : failure(500, String(error), "server_error")
       response.write(`data: ${httpError.body()}\n\n`)
       response.end()
     })
@@ -337,7 +328,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   }
 
   const embeddings = async (body: Json, response: Http.ServerResponse) => {
-    if (embedder === undefined) throw new HttpError(404, "this server has no embedding model", "invalid_request_error", "model_not_found")
+    if (embedder === undefined) throw failure(404, "this server has no embedding model", "invalid_request_error", "model_not_found")
     const model = checkModel(body)
     const input = typeof body.input === "string" ? [body.input] : body.input
     if (!Array.isArray(input) || input.length === 0 || !input.every((item) => typeof item === "string")) {
@@ -370,13 +361,13 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     if (request.method === "GET" && path.startsWith("/v1/models/")) {
       const id = decodeURIComponent(path.slice("/v1/models/".length))
       if (models !== undefined && !models.includes(id)) {
-        throw new HttpError(404, `The model '${id}' does not exist`, "invalid_request_error", "model_not_found", "model")
+        throw failure(404, `The model '${id}' does not exist`, "invalid_request_error", "model_not_found", "model")
       }
       return sendJson(response, 200, modelObject(id))
     }
     const route = path === "/v1/chat/completions" ? chatCompletions : path === "/v1/completions" ? completions : path === "/v1/embeddings" ? embeddings : undefined
-    if (route === undefined) throw new HttpError(404, `unknown route ${request.method} ${path}`, "invalid_request_error", "not_found")
-    if (request.method !== "POST") throw new HttpError(405, `${request.method} is not allowed on ${path}`, "invalid_request_error")
+    if (route === undefined) throw failure(404, `unknown route ${request.method} ${path}`, "invalid_request_error", "not_found")
+    if (request.method !== "POST") throw failure(405, `${request.method} is not allowed on ${path}`, "invalid_request_error")
     const text = await readBody(request, maxBodyBytes)
     let body: unknown
     try {
@@ -395,7 +386,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         ? error
         : error instanceof LlmError.LlmError
         ? fromLlmError(error)
-        : new HttpError(500, error instanceof Error ? error.message : String(error), "server_error")
+        : failure(500, error instanceof Error ? error.message : String(error), "server_error")
       if (response.headersSent) {
         response.end()
         return
@@ -463,35 +454,49 @@ export const usage = `hasten-serve: an OpenAI-compatible server over a local GGU
   --sequences      parallel requests served without queueing (default 1)
   --port 0         picks a free port; the first stdout line is {"url": ...} once listening`
 
+const invalidOption = (option: string, description: string): ProviderError =>
+  new ProviderError({ reason: new InvalidOptions({ option, description }) })
+
 const integer = (name: string, value: string | undefined, fallback: number, minimum: number): number => {
   if (value === undefined) return fallback
   const parsed = Number(value)
-  if (!Number.isInteger(parsed) || parsed < minimum) throw new Error(`--${name} must be an integer >= ${minimum}, got "${value}"`)
+  if (!Number.isInteger(parsed) || parsed < minimum) throw invalidOption(name, `--${name} must be an integer >= ${minimum}, got "${value}"`)
   return parsed
 }
 
+const parseFlags = (argv: ReadonlyArray<string>) => {
+  try {
+    return parseArgs({
+      args: [...argv],
+      options: {
+        model: { type: "string", short: "m" },
+        port: { type: "string", short: "p" },
+        host: { type: "string" },
+        sequences: { type: "string", short: "s" },
+        threads: { type: "string", short: "t" },
+        "context-size": { type: "string", short: "c" },
+        gpu: { type: "boolean" },
+        id: { type: "string" },
+        help: { type: "boolean", short: "h" }
+      },
+      strict: true,
+      allowPositionals: false
+    }).values
+  } catch (error) {
+    // node:util names the flag: "Unknown option '--modle'", "Option '-p, --port <value>' argument missing"
+    const message = error instanceof Error ? error.message : String(error)
+    throw invalidOption(/--([\w-]+)/.exec(message)?.[1] ?? "", message)
+  }
+}
+
 /**
- * Parses `hasten-serve` arguments; throws an `Error` naming the bad flag.
+ * Parses `hasten-serve` arguments; throws a `ProviderError` whose reason is
+ * `InvalidOptions` naming the bad flag, or `Usage` (the usage text) for `--help`.
  * @category constructors @since 0.1.0
  */
 export const parseCli = (argv: ReadonlyArray<string>): CliOptions => {
-  const { values } = parseArgs({
-    args: [...argv],
-    options: {
-      model: { type: "string", short: "m" },
-      port: { type: "string", short: "p" },
-      host: { type: "string" },
-      sequences: { type: "string", short: "s" },
-      threads: { type: "string", short: "t" },
-      "context-size": { type: "string", short: "c" },
-      gpu: { type: "boolean" },
-      id: { type: "string" },
-      help: { type: "boolean", short: "h" }
-    },
-    strict: true,
-    allowPositionals: false
-  })
-  if (values.help === true) throw new Error(usage)
+  const values = parseFlags(argv)
+  if (values.help === true) throw new ProviderError({ reason: new Usage({ description: usage }) })
   return {
     model: values.model,
     port: integer("port", values.port, 8080, 0),

@@ -15,7 +15,7 @@ import type {
   ChatCompletionMessageParam
 } from "openai/resources/chat/completions"
 import type { Completion as TextCompletion, CompletionCreateParamsNonStreaming } from "openai/resources/completions"
-import type { ProviderConfigError } from "./internal/remote.js"
+import type { ProviderError } from "./ProviderError.js"
 import * as Remote from "./internal/remote.js"
 
 /** The provider name used in `Llm.name`, errors and cache keys. @category models @since 0.1.0 */
@@ -364,7 +364,7 @@ export const layer = (options: Options = {}): Layer.Layer<Llm.Llm | Embedder.Emb
  * fails at layer construction with a message naming the variable.
  * @category layers @since 0.1.0
  */
-export const layerConfig = (options: Options = {}): Layer.Layer<Llm.Llm | Embedder.Embedder, ProviderConfigError> =>
+export const layerConfig = (options: Options = {}): Layer.Layer<Llm.Llm | Embedder.Embedder, ProviderError> =>
   Layer.unwrap(Effect.gen(function*() {
     const apiKey = yield* Remote.requiredKey(
       options.name ?? providerName,
@@ -376,5 +376,5 @@ export const layerConfig = (options: Options = {}): Layer.Layer<Llm.Llm | Embedd
     return layer({ ...options, apiKey, ...(baseURL !== undefined ? { baseURL } : {}) })
   }))
 
-/** The error a `layerConfig` fails with when the environment lacks a key. @category errors @since 0.1.0 */
-export { ProviderConfigError } from "./internal/remote.js"
+/** The error a `layerConfig` fails with (reason `ProviderConfigError` when the environment lacks a key). @category errors @since 0.2.0 */
+export { ProviderConfigError, ProviderError } from "./ProviderError.js"

@@ -9,7 +9,7 @@ import { Context, Duration, Effect, Exit, Layer, Redacted, Stream } from "effect
 import { Completion, CompletionRequest, Llm, LlmError, RateLimitHeaders, RateLimitPolicy } from "@hasten/core"
 import ReplicateClient from "replicate"
 import type { Prediction } from "replicate"
-import type { ProviderConfigError } from "./internal/remote.js"
+import type { ProviderError } from "./ProviderError.js"
 import * as Remote from "./internal/remote.js"
 import { readEvents } from "./internal/sse.js"
 
@@ -467,7 +467,7 @@ export const layer = (options: Options): Layer.Layer<Llm.Llm> =>
  * token fails at layer construction with a message naming the variable.
  * @category layers @since 0.1.0
  */
-export const layerConfig = (options: Partial<Options> = {}): Layer.Layer<Llm.Llm, ProviderConfigError> =>
+export const layerConfig = (options: Partial<Options> = {}): Layer.Layer<Llm.Llm, ProviderError> =>
   Layer.unwrap(Effect.gen(function*() {
     const apiToken = yield* Remote.requiredKey(
       providerName,
@@ -479,5 +479,5 @@ export const layerConfig = (options: Partial<Options> = {}): Layer.Layer<Llm.Llm
     return layer({ ...options, apiToken, ...(baseUrl !== undefined ? { baseUrl } : {}) })
   }))
 
-/** The error a `layerConfig` fails with when the environment lacks a token. @category errors @since 0.1.0 */
-export { ProviderConfigError } from "./internal/remote.js"
+/** The error a `layerConfig` fails with (reason `ProviderConfigError` when the environment lacks a key). @category errors @since 0.2.0 */
+export { ProviderConfigError, ProviderError } from "./ProviderError.js"

@@ -7,6 +7,9 @@
  * @since 0.1.0
  */
 
+/** `ProviderError`, the package's one error (calls fail with core's `LlmError`), and its reasons. @since 0.2.0 */
+export * as ProviderError from "./ProviderError.js"
+
 /** Routing one logical model across several endpoints. @since 0.1.0 */
 export * as Router from "./EndpointRouter.js"
 

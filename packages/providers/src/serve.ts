@@ -11,8 +11,13 @@ let options: Server.CliOptions
 try {
   options = Server.parseCli(process.argv.slice(2))
 } catch (error) {
-  process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`)
-  process.exit(process.argv.includes("--help") || process.argv.includes("-h") ? 0 : 2)
+  // a ProviderError: the usage text for --help (exit 0), else its message naming the flag (exit 2)
+  if (error instanceof Server.ProviderError && error.reason._tag === "Usage") {
+    process.stdout.write(`${error.message}\n`)
+    process.exit(0)
+  }
+  process.stderr.write(`hasten-serve: ${error instanceof Error ? error.message : String(error)}\n`)
+  process.exit(2)
 }
 
 const fiber = Effect.runFork(Server.serve(options, (info) => {

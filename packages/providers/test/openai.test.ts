@@ -375,6 +375,10 @@ describe("OpenAi against the simulator (official openai SDK)", () => {
         const exit = yield* Effect.exit(Layer.build(OpenAi.layerConfig()).pipe(Effect.scoped, withEnv({})))
         assert.isTrue(Exit.isFailure(exit))
         assert.include(String(exit), "OPENAI_API_KEY")
+        const error = yield* Effect.flip(Layer.build(OpenAi.layerConfig()).pipe(Effect.scoped, withEnv({})))
+        assert.instanceOf(error, OpenAi.ProviderError)
+        assert.strictEqual(error.reason._tag, "ProviderConfigError")
+        assert.deepStrictEqual(error.reason._tag === "ProviderConfigError" ? [error.reason.provider, error.reason.variable] : [], ["openai", "OPENAI_API_KEY"])
       }))
 
     it.live("layerConfig reads OPENAI_API_KEY and OPENAI_BASE_URL and provides Llm and Embedder", () =>

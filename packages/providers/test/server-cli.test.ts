@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber } from "effect"
 import OpenAI from "openai"
+import { LlmError } from "@hasten/core"
 import { Server } from "@hasten/providers/server"
 
 describe("hasten-serve", () => {
@@ -20,6 +21,31 @@ describe("hasten-serve", () => {
     assert.throws(() => Server.parseCli(["--port", "http"]), /--port must be an integer/)
     assert.throws(() => Server.parseCli(["--modle", "x"]), /Unknown option '--modle'/)
     assert.throws(() => Server.parseCli(["--help"]), /hasten-serve --model/)
+  })
+
+  it("throws ProviderError: InvalidOptions naming the flag, Usage for --help", () => {
+    const reasonOf = (argv: Array<string>) => {
+      try {
+        Server.parseCli(argv)
+      } catch (error) {
+        assert.instanceOf(error, Server.ProviderError)
+        return (error as Server.ProviderError).reason
+      }
+      return assert.fail("did not throw")
+    }
+    for (const [argv, option] of [[["--sequences", "0"], "sequences"], [["--context-size", "8"], "context-size"], [["--modle", "x"], "modle"], [["--port"], "port"]] as const) {
+      const reason = reasonOf([...argv])
+      assert.strictEqual(reason._tag, "InvalidOptions")
+      assert.strictEqual(reason._tag === "InvalidOptions" ? reason.option : undefined, option)
+    }
+    assert.strictEqual(reasonOf(["--help"])._tag, "Usage")
+  })
+
+  it("the HTTP errors are OpenAI-shaped bodies", () => {
+    const error = Server.fromLlmError(LlmError.make("local", new LlmError.ContextLengthExceeded({ description: "too long" })))
+    assert.strictEqual(error.status, 400)
+    assert.strictEqual(error.message, "too long")
+    assert.deepStrictEqual(JSON.parse(error.body()), { error: { message: "too long", type: "invalid_request_error", param: "messages", code: "context_length_exceeded" } })
   })
 
   it.effect("serves the model until interrupted", () =>

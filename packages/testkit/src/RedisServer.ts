@@ -9,12 +9,11 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { createConnection, createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Effect, Schema } from "effect"
+import { Effect } from "effect"
+import { RedisServerError, TestkitError } from "./TestkitError.js"
 
-/** `redis-server` is missing or did not start. @category errors @since 0.1.0 */
-export class RedisServerError extends Schema.TaggedError<RedisServerError>()("RedisServerError", {
-  message: Schema.String
-}) {}
+/** `redis-server` is missing or did not start: now a reason of `TestkitError`. @category errors @since 0.1.0 */
+export { RedisServerError, TestkitError } from "./TestkitError.js"
 
 /** A running server. @category models @since 0.1.0 */
 export interface RedisServer {
@@ -100,6 +99,6 @@ export const start = async (): Promise<RedisServer> => {
  * @category constructors @since 0.1.0
  */
 export const scoped = Effect.acquireRelease(
-  Effect.tryPromise({ try: start, catch: (error) => new RedisServerError({ message: String(error) }) }),
+  Effect.tryPromise({ try: start, catch: (error) => new TestkitError({ reason: new RedisServerError({ description: String(error) }) }) }),
   (server) => Effect.promise(() => server.stop())
 )

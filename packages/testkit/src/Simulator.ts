@@ -6,7 +6,8 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
-import { Context, Effect, Layer, Schema } from "effect"
+import { Context, Effect, Layer } from "effect"
+import { SimulatorError, TestkitError } from "./TestkitError.js"
 import * as anthropic from "./internal/anthropic.js"
 import { apiKeyOf } from "./internal/engine/auth.js"
 import { formatDuration as formatDurationInternal } from "./internal/engine/duration.js"
@@ -57,10 +58,8 @@ export interface Instance {
   readonly close: () => Promise<void>
 }
 
-/** The simulator failed to start. @category errors @since 0.1.0 */
-export class SimulatorError extends Schema.TaggedError<SimulatorError>()("SimulatorError", {
-  message: Schema.String
-}) {}
+/** The simulator failed to start: now a reason of `TestkitError`. @category errors @since 0.1.0 */
+export { SimulatorError, TestkitError } from "./TestkitError.js"
 
 /** A running simulator as an Effect service (see {@link layer}). @category services @since 0.1.0 */
 export class Simulator extends Context.Service<Simulator, Instance>()("@hasten/testkit/Simulator") {}
@@ -211,11 +210,11 @@ export const start = (options: SimulatorOptions = {}): Promise<Instance> =>
  * A scoped layer providing a running {@link Simulator}; it closes with the scope.
  * @category layers @since 0.1.0
  */
-export const layer = (options: SimulatorOptions = {}): Layer.Layer<Simulator, SimulatorError> =>
+export const layer = (options: SimulatorOptions = {}): Layer.Layer<Simulator, TestkitError> =>
   Layer.effect(
     Simulator,
     Effect.acquireRelease(
-      Effect.tryPromise({ try: () => start(options), catch: (cause) => new SimulatorError({ message: String(cause) }) }),
+      Effect.tryPromise({ try: () => start(options), catch: (cause) => new TestkitError({ reason: new SimulatorError({ description: String(cause) }) }) }),
       (instance) => Effect.promise(() => instance.close())
     )
   )

@@ -10,6 +10,7 @@ import { realpathSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 import * as Simulator from "./Simulator.js"
+import { InvalidFlag, TestkitError } from "./TestkitError.js"
 
 const usage = `Usage: hasten-simulator [options]
   --port <n>                 port to listen on (default 0: a free port)
@@ -41,14 +42,22 @@ const numberFlags = [
   "batch-finalizing-ms", "batch-expires-after-ms"
 ] as const
 
-/** A flag that is missing its value, not a number, or unknown. @category errors @since 0.1.0 */
-export class CliError extends Error {
-  override readonly name = "CliError"
-}
+/**
+ * What {@link parseFlags} threw before 0.2.0, now `TestkitError` (reason `InvalidFlag`), so
+ * `instanceof CliError` keeps matching.
+ * @deprecated Use `TestkitError` and its `reason`.
+ * @category errors @since 0.1.0
+ */
+export const CliError = TestkitError
+/** @deprecated Use `TestkitError`. @category errors @since 0.1.0 */
+export type CliError = TestkitError
+
+const invalid = (flag: string, description: string): TestkitError =>
+  new TestkitError({ reason: new InvalidFlag({ flag, description }) })
 
 /**
- * Parses command-line flags into simulator options, throwing a {@link CliError} that
- * names the bad flag. Returns `undefined` for `--help`.
+ * Parses command-line flags into simulator options, throwing a `TestkitError` (reason
+ * `InvalidFlag`) that names the bad flag. Returns `undefined` for `--help`.
  * @category constructors @since 0.1.0
  */
 export const parseFlags = (argv: ReadonlyArray<string>): Simulator.Options | undefined => {
@@ -71,7 +80,8 @@ export const parseFlags = (argv: ReadonlyArray<string>): Simulator.Options | und
       }
     }).values as Record<string, string | boolean | undefined>
   } catch (error) {
-    throw new CliError(`${(error as Error).message}\n${usage}`)
+    const message = (error as Error).message
+    throw invalid(/'--([\w-]+)'/.exec(message)?.[1] ?? "", `${message}\n${usage}`)
   }
   if (values.help === true) return undefined
   const numbers: Partial<Record<(typeof numberFlags)[number], number>> = {}
@@ -80,20 +90,20 @@ export const parseFlags = (argv: ReadonlyArray<string>): Simulator.Options | und
     if (raw === undefined) continue
     const value = Number(raw)
     if (typeof raw !== "string" || raw.trim() === "" || !Number.isFinite(value) || value < 0) {
-      throw new CliError(`--${name} must be a non-negative number, got ${JSON.stringify(raw)}`)
+      throw invalid(name, `--${name} must be a non-negative number, got ${JSON.stringify(raw)}`)
     }
     numbers[name] = value
   }
   for (const name of ["jitter", "fault-rate"] as const) {
-    if ((numbers[name] ?? 0) > 1) throw new CliError(`--${name} must be between 0 and 1, got ${numbers[name]}`)
+    if ((numbers[name] ?? 0) > 1) throw invalid(name, `--${name} must be between 0 and 1, got ${numbers[name]}`)
   }
   const kinds = typeof values["fault-kinds"] === "string" ? values["fault-kinds"].split(",").map((kind) => kind.trim()).filter((kind) => kind.length > 0) : undefined
   for (const kind of kinds ?? []) {
-    if (!["500", "503", "reset", "hang", "midstream"].includes(kind)) throw new CliError(`--fault-kinds: unknown kind ${JSON.stringify(kind)} (expected 500, 503, reset, hang, midstream)`)
+    if (!["500", "503", "reset", "hang", "midstream"].includes(kind)) throw invalid("fault-kinds", `--fault-kinds: unknown kind ${JSON.stringify(kind)} (expected 500, 503, reset, hang, midstream)`)
   }
   const promptCharge = values["prompt-charge"]
   if (promptCharge !== undefined && promptCharge !== "tokens" && promptCharge !== "characters") {
-    throw new CliError(`--prompt-charge must be tokens or characters, got ${JSON.stringify(promptCharge)}`)
+    throw invalid("prompt-charge", `--prompt-charge must be tokens or characters, got ${JSON.stringify(promptCharge)}`)
   }
   const defined = <T extends Record<string, unknown>>(record: T): T =>
     Object.fromEntries(Object.entries(record).filter(([, value]) => value !== undefined)) as T

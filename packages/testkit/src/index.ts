@@ -7,5 +7,7 @@
 export * as Simulator from "./Simulator.js"
 /** Scripted `Llm` and hashing `Embedder` layers for unit tests. @since 0.1.0 */
 export * as Fakes from "./Fakes.js"
+/** `TestkitError`, the package's one error, and its reasons. @since 0.2.0 */
+export * as TestkitError from "./TestkitError.js"
 /** A real `redis-server` on a free loopback port. @since 0.1.0 */
 export * as RedisServer from "./RedisServer.js"

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { once } from "node:events"
 import { fileURLToPath } from "node:url"
 import { afterEach, assert, describe, it } from "@effect/vitest"
-import { Simulator } from "@hasten/testkit"
+import { Simulator, TestkitError } from "@hasten/testkit"
 import { CliError, parseFlags } from "@hasten/testkit/cli"
 import OpenAI from "openai"
 
@@ -65,6 +65,24 @@ describe("hasten-simulator CLI", () => {
     assert.throws(() => parseFlags(["--fault-rate", "2"]), CliError, /--fault-rate must be between 0 and 1/)
     assert.throws(() => parseFlags(["--fault-kinds", "500,boom"]), CliError, /unknown kind "boom"/)
     assert.throws(() => parseFlags(["--bogus"]), CliError, /bogus/)
+  })
+
+  it("throws TestkitError whose InvalidFlag reason names the flag", () => {
+    const flagOf = (argv: Array<string>) => {
+      try {
+        parseFlags(argv)
+      } catch (error) {
+        assert.instanceOf(error, TestkitError.TestkitError)
+        const reason = (error as TestkitError.TestkitError).reason
+        assert.strictEqual(reason._tag, "InvalidFlag")
+        return reason._tag === "InvalidFlag" ? reason.flag : undefined
+      }
+      return assert.fail("did not throw")
+    }
+    assert.strictEqual(flagOf(["--rpm", "many"]), "rpm")
+    assert.strictEqual(flagOf(["--jitter", "3"]), "jitter")
+    assert.strictEqual(flagOf(["--prompt-charge", "words"]), "prompt-charge")
+    assert.strictEqual(flagOf(["--bogus"]), "bogus")
   })
 
   it("runs in its own process: prints {url}, serves the SDKs, exposes and resets counters", async () => {

@@ -29,6 +29,15 @@ describe("Simulator.layer", () => {
       const response = yield* Effect.promise(() => fetch(`${sim.openaiBaseUrl}/models`, { headers: { authorization: "Bearer k" } }))
       assert.strictEqual(response.status, 200)
     }).pipe(Effect.provide(Simulator.layer())))
+
+  it.effect("a simulator that cannot start fails the layer with TestkitError (SimulatorError) naming the cause", () =>
+    Effect.gen(function*() {
+      const taken = yield* Simulator.Simulator
+      const error = yield* Effect.flip(Layer.build(Simulator.layer({ port: taken.port })).pipe(Effect.scoped))
+      assert.instanceOf(error, Simulator.TestkitError)
+      assert.strictEqual(error.reason._tag, "SimulatorError")
+      assert.match(error.message, /EADDRINUSE/)
+    }).pipe(Effect.provide(Simulator.layer())))
 })
 
 describe("Simulator robustness and bookkeeping", () => {

@@ -6,6 +6,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import type { Event, FlushMode } from "../RunLog.js"
+import { InvalidRunFile, PerfLoggerError } from "../PerfLoggerError.js"
 
 const flushSignals = ["SIGINT", "SIGTERM", "SIGHUP"] as const
 
@@ -254,7 +255,9 @@ export const parseEvents = (text: string, source = "events.jsonl"): Array<Event>
     } catch (error) {
       const isLast = lines.slice(index + 1).every((rest) => rest.trim().length === 0)
       if (isLast && !text.endsWith("\n")) continue
-      throw new Error(`${source}:${index + 1}: not a JSON event (${(error as Error).message})`)
+      throw new PerfLoggerError({
+        reason: new InvalidRunFile({ path: source, description: `${source}:${index + 1}: not a JSON event (${(error as Error).message})` })
+      })
     }
   }
   return events

@@ -3,14 +3,10 @@
  * classification and configuration errors. Not exported from the package.
  * @internal
  */
-import { Clock, Config, Effect, Option, Redacted, Schema } from "effect"
+import { Clock, Config, Effect, Option, Redacted } from "effect"
+import { ProviderConfigError, ProviderError } from "../ProviderError.js"
 import { LlmError, RateLimitHeaders } from "@hasten/core"
 
-/** A provider layer could not be built from its options or the environment. */
-export class ProviderConfigError extends Schema.TaggedError<ProviderConfigError>()("ProviderConfigError", {
-  provider: Schema.String,
-  message: Schema.String
-}) {}
 
 /** Epoch milliseconds through Effect's `Clock` (so `TestClock` drives it). */
 export const now: Effect.Effect<number> = Clock.currentTimeMillis
@@ -113,7 +109,7 @@ export const requiredKey = (
   variable: string,
   explicit: Redacted.Redacted<string> | undefined,
   hint: string
-): Effect.Effect<Redacted.Redacted<string>, ProviderConfigError> =>
+): Effect.Effect<Redacted.Redacted<string>, ProviderError> =>
   explicit !== undefined
     ? Effect.succeed(explicit)
     : Effect.flatMap(
@@ -122,9 +118,8 @@ export const requiredKey = (
         Option.isSome(key) && Redacted.value(key.value).length > 0
           ? Effect.succeed(key.value)
           : Effect.fail(
-            new ProviderConfigError({
-              provider,
-              message: `${variable} is not set: ${hint}`
+            new ProviderError({
+              reason: new ProviderConfigError({ provider, variable, description: `${variable} is not set: ${hint}` })
             })
           )
     )
