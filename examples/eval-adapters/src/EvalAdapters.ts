@@ -164,7 +164,7 @@ const hasten = (options: Options, setup: Setup, cachePath: string) =>
           )
           : Command.providerLayer(spec, { threads: options.threads, sequences: 1 })
         const remote = spec.provider === "openai" || spec.provider === "anthropic" || spec.provider === "replicate"
-        layer = Stack.wrap(counted(provider, counter), remote ? { cache, rateLimit: RateLimit.layerConfig } : { cache })
+        layer = Stack.wrap(counted(provider, counter), remote ? { cache, rateLimit: RateLimit.layerConfig() } : { cache })
         stacks.set(key, layer)
       }
       return layer

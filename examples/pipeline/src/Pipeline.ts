@@ -167,7 +167,7 @@ export const run = (options: PipelineOptions) =>
     const rateLimit = local
       // a local model has no request or token budget: only bound concurrency to its sequences
       ? RateLimit.layer({ maxConcurrency: sequences, requestsPerSecond: Infinity, tokensPerMinute: Infinity, adaptiveConcurrency: false })
-      : RateLimit.layerConfig
+      : RateLimit.layerConfig()
     const cache = Cache.layer({ store: "sqlite", path: options.cachePath, enabled: options.cache, namespace: "pipeline" })
     const batcher = Batcher.layer({
       enabled: options.batching,

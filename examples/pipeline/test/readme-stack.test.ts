@@ -25,7 +25,7 @@ describe("the README's stack", () => {
             Cache.layer({ store: "sqlite", path: Path.join(dir, "cache.db") }),
             Batcher.layerConfig(),
             PerfLogger.layer,
-            RateLimit.layerConfig
+            RateLimit.layerConfig()
           ).pipe(Layer.provide(PerfLogger.layerRun({ dir, console: false })))
           const env = ConfigProvider.layer(ConfigProvider.fromUnknown({
             OPENAI_API_KEY: "sk-readme",

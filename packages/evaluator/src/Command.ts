@@ -279,7 +279,7 @@ export const evaluate = (
       if (layer === undefined) {
         // Remote calls go through the rate limiter (MAX_CONCURRENCY, RPS_LIMIT, TPM_LIMIT, MAX_RETRIES…).
         const remote = spec.provider === "openai" || spec.provider === "anthropic" || spec.provider === "replicate"
-        layer = Stack.wrap(providerLayer(spec, { threads: args.threads, sequences }), remote ? { ...middleware, rateLimit: RateLimit.layerConfig } : middleware)
+        layer = Stack.wrap(providerLayer(spec, { threads: args.threads, sequences }), remote ? { ...middleware, rateLimit: RateLimit.layerConfig() } : middleware)
         providers.set(key, layer)
       }
       return layer

@@ -3,41 +3,33 @@
  * function, each over its own `ManagedRuntime`.
  * @since 0.1.0
  */
-import { type Completion, CompletionRequest as Request, Llm } from "@hasten/core"
-import type { CompletionRequest } from "@hasten/core"
+import { Llm } from "@hasten/core"
 import { Effect, Layer, ManagedRuntime } from "effect"
 import { type Cost, layerLimiter, wrap } from "./Limiter.js"
 import { layer } from "./Middleware.js"
 import type { Options } from "./Options.js"
 
-/** A rate-limited `Llm` for code that does not use Effect. @category models @since 0.1.0 */
-export interface PromiseLlm {
-  readonly complete: (request: CompletionRequest.CompletionRequest | Request.CompletionRequestInput) => Promise<Completion.Completion>
-  /** Closes the runtime (Redis connections, log file). */
-  readonly dispose: () => Promise<void>
-}
+/**
+ * A rate-limited `Llm` for code that does not use Effect: core's one Promise facade.
+ * @deprecated use `Llm.PromiseLlm` from `@hasten/core`.
+ * @category models @since 0.1.0
+ */
+export type PromiseLlm = Llm.PromiseLlm
 
 /**
- * A Promise facade on `ManagedRuntime`: the middleware over any `Llm` layer.
+ * The middleware over any `Llm` layer as core's Promise facade (`complete`, `stream` as an
+ * `AsyncIterable`, `dispose`, `await using`).
  * @category constructors @since 0.1.0
  */
-export const createLlm = <E>(upstream: Layer.Layer<Llm.Llm, E>, options: Options = {}): PromiseLlm => {
-  const runtime = ManagedRuntime.make(layer(options).pipe(Layer.provide(upstream)))
-  return {
-    complete: (request) =>
-      runtime.runPromise(Effect.flatMap(
-        request instanceof Request.CompletionRequest ? Effect.succeed(request) : Request.make(request),
-        Llm.complete
-      )),
-    dispose: () => runtime.dispose()
-  }
-}
+export const createLlm = <E>(upstream: Layer.Layer<Llm.Llm, E>, options: Options = {}): Llm.PromiseLlm =>
+  Llm.toPromise(layer(options).pipe(Layer.provide(upstream)))
 
 /** Budgets and retries for any async function. @category models @since 0.1.0 */
 export interface PromiseLimiter {
   /** Runs `task` under the budgets of `cost.key`; rejections that are retryable `LlmError`s are retried. */
   readonly run: <A>(task: () => Promise<A>, cost: Cost) => Promise<A>
   readonly dispose: () => Promise<void>
+  readonly [Symbol.asyncDispose]: () => Promise<void>
 }
 
 /**
@@ -52,6 +44,7 @@ export const createLimiter = (options: Options = {}): PromiseLimiter => {
         Effect.tryPromise({ try: task, catch: (error) => error }),
         cost
       )),
-    dispose: () => runtime.dispose()
+    dispose: () => runtime.dispose(),
+    [Symbol.asyncDispose]: () => runtime.dispose()
   }
 }

@@ -49,13 +49,17 @@ export const config: Config.Config<Options> = Config.all({
 )
 
 /**
- * {@link layer} configured from the environment ({@link config}).
+ * {@link layer} configured from the environment ({@link config}); explicit `options` win
+ * over the variables.
  * @category layers @since 0.1.0
  */
-export const layerConfig: Layer.Layer<Llm.Llm, Config.ConfigError, Llm.Llm> = Layer.unwrap(
-  Effect.gen(function*() {
-    const options = yield* config
-    yield* Effect.mapError(resolve(options), (error) => new Config.ConfigError(new ConfigProvider.SourceError({ message: error.message })))
-    return layer(options)
-  })
-)
+export const layerConfig = (options: Options = {}): Layer.Layer<Llm.Llm, Config.ConfigError, Llm.Llm> =>
+  Layer.unwrap(
+    Effect.gen(function*() {
+      const fromEnv = yield* config
+      const defined = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as Options
+      const merged: Options = { ...fromEnv, ...defined }
+      yield* Effect.mapError(resolve(merged), (error) => new Config.ConfigError(new ConfigProvider.SourceError({ message: error.message })))
+      return layer(merged)
+    })
+  )

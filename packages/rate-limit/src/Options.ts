@@ -156,18 +156,38 @@ export interface Resolved {
   readonly logFile: string | undefined
 }
 
-/** Options that fail validation (`layer` dies with it; `layerConfig` reports a `ConfigError`). @category errors @since 0.1.0 */
+/** Options that fail validation: `field` names the first bad option, `message` lists every problem. @category errors @since 0.1.0 */
 export class InvalidOptions extends Schema.TaggedError<InvalidOptions>()("InvalidOptions", {
+  field: Schema.String,
   message: Schema.String
 }) {}
+
+/**
+ * The one error of `@hasten/rate-limit` outside the `LlmError`s calls fail with (`layer`
+ * dies with it; `layerConfig` reports a `ConfigError`); handle a reason with
+ * `Effect.catchReason("RateLimitError", "InvalidOptions", …)`.
+ * @category errors @since 0.2.0
+ */
+export class RateLimitError extends Schema.TaggedError<RateLimitError>()("RateLimitError", {
+  reason: Schema.Union([InvalidOptions])
+}) {
+  override get message(): string {
+    return this.reason.message
+  }
+}
 
 /**
  * Applies defaults and validates: positive budgets, non-negative retry settings.
  * @category constructors @since 0.1.0
  */
-export const resolve = (options: Options): Effect.Effect<Resolved, InvalidOptions> =>
+export const resolve = (options: Options): Effect.Effect<Resolved, RateLimitError> =>
   Effect.suspend(() => {
     const problems: Array<string> = []
+    let field: string | undefined
+    const problem = (name: string, text: string) => {
+      field ??= name
+      problems.push(text)
+    }
     const check = (name: string, value: number, rule: "positive" | "nonNegative" | "positiveInt" | "nonNegativeInt") => {
       const ok = rule === "positive"
         ? value > 0
@@ -178,7 +198,7 @@ export const resolve = (options: Options): Effect.Effect<Resolved, InvalidOption
         : Number.isInteger(value) && value >= 0
       if (!ok || Number.isNaN(value)) {
         const wanted = rule === "positive" ? "> 0" : rule === "nonNegative" ? ">= 0" : rule === "positiveInt" ? "an integer >= 1" : "an integer >= 0"
-        problems.push(`${name} must be ${wanted}, got ${value}`)
+        problem(name, `${name} must be ${wanted}, got ${value}`)
       }
       return value
     }
@@ -203,7 +223,7 @@ export const resolve = (options: Options): Effect.Effect<Resolved, InvalidOption
       idleMillis: check("timeout.idleMillis", options.timeout?.idleMillis ?? 30_000, "positive")
     }
     if (timeout !== false && timeout.capMillis < timeout.floorMillis) {
-      problems.push(`timeout.capMillis (${timeout.capMillis}) must be >= timeout.floorMillis (${timeout.floorMillis})`)
+      problem("timeout.capMillis", `timeout.capMillis (${timeout.capMillis}) must be >= timeout.floorMillis (${timeout.floorMillis})`)
     }
     const resolved: Resolved = {
       maxConcurrency: check("maxConcurrency", options.maxConcurrency ?? 2, "positiveInt"),
@@ -232,12 +252,12 @@ export const resolve = (options: Options): Effect.Effect<Resolved, InvalidOption
       circuitBreaker: breaker,
       logFile: options.logFile === true ? "logs/rate_limit.log" : options.logFile === false ? undefined : options.logFile
     }
-    if (resolved.safetyMargin >= 0.5) problems.push(`safetyMargin must be < 0.5, got ${resolved.safetyMargin}`)
-    if (resolved.catchUp >= 0.5) problems.push(`catchUp must be < 0.5, got ${resolved.catchUp}`)
+    if (resolved.safetyMargin >= 0.5) problem("safetyMargin", `safetyMargin must be < 0.5, got ${resolved.safetyMargin}`)
+    if (resolved.catchUp >= 0.5) problem("catchUp", `catchUp must be < 0.5, got ${resolved.catchUp}`)
     if (resolved.retryCapMillis < resolved.retryBaseMillis) {
-      problems.push(`retryCapMillis (${resolved.retryCapMillis}) must be >= retryBaseMillis (${resolved.retryBaseMillis})`)
+      problem("retryCapMillis", `retryCapMillis (${resolved.retryCapMillis}) must be >= retryBaseMillis (${resolved.retryBaseMillis})`)
     }
     return problems.length > 0
-      ? Effect.fail(new InvalidOptions({ message: `invalid rate-limit options: ${problems.join("; ")}` }))
+      ? Effect.fail(new RateLimitError({ reason: new InvalidOptions({ field: field!, message: `invalid rate-limit options: ${problems.join("; ")}` }) }))
       : Effect.succeed(resolved)
   })

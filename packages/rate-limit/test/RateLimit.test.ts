@@ -660,7 +660,7 @@ describe("configuration", () => {
   ) {
     it.effect(`fails at startup naming ${name} for ${JSON.stringify(value)}`, () =>
       Effect.gen(function*() {
-        const exit = yield* Effect.exit(Effect.scoped(Layer.build(RateLimit.layerConfig.pipe(Layer.provide(Llm.Llm.layerEcho)))))
+        const exit = yield* Effect.exit(Effect.scoped(Layer.build(RateLimit.layerConfig().pipe(Layer.provide(Llm.Llm.layerEcho)))))
         assert.isTrue(Exit.isFailure(exit))
         if (Exit.isFailure(exit)) assert.include(String(exit.cause), name)
       }).pipe(withEnv({ [name]: value })))
@@ -668,17 +668,43 @@ describe("configuration", () => {
 
   it.effect("rejects a retry cap below the base", () =>
     Effect.gen(function*() {
-      const exit = yield* Effect.exit(Effect.scoped(Layer.build(RateLimit.layerConfig.pipe(Layer.provide(Llm.Llm.layerEcho)))))
+      const exit = yield* Effect.exit(Effect.scoped(Layer.build(RateLimit.layerConfig().pipe(Layer.provide(Llm.Llm.layerEcho)))))
       assert.isTrue(Exit.isFailure(exit))
       if (Exit.isFailure(exit)) assert.include(String(exit.cause), "retryCapMillis")
     }).pipe(withEnv({ RETRY_BASE_MS: "5000", RETRY_CAP_MS: "100" })))
+
+  it.effect("explicit layerConfig options win over the environment", () => {
+    const fake = makeFake([{ error: serverError() }, {}])
+    return Effect.gen(function*() {
+      const exit = yield* Effect.exit(complete())
+      // MAX_RETRIES=3 in the environment, maxRetries: 0 given: no retry
+      assert.isTrue(Exit.isFailure(exit))
+      assert.strictEqual(fake.starts.length, 1)
+    }).pipe(
+      Effect.provide(RateLimit.layerConfig({ maxRetries: 0, circuitBreaker: false }).pipe(Layer.provide(fake.layer))),
+      withEnv({ MAX_RETRIES: "3", RPS_LIMIT: "100" })
+    )
+  })
+
+  it.effect("a bad option fails with RateLimitError naming the field", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(RateLimit.resolve({ requestsPerMinute: -1, retryBaseMillis: -2 }))
+      assert.strictEqual(error._tag, "RateLimitError")
+      assert.strictEqual(error.reason._tag, "InvalidOptions")
+      assert.strictEqual(error.reason.field, "requestsPerMinute")
+      assert.match(error.message, /requestsPerMinute must be > 0, got -1; retryBaseMillis must be >= 0, got -2/)
+      const caught = yield* RateLimit.resolve({ maxConcurrency: 0 }).pipe(
+        Effect.catchReason("RateLimitError", "InvalidOptions", (reason) => Effect.succeed(reason.field))
+      )
+      assert.strictEqual(caught, "maxConcurrency")
+    }))
 
   it.effect("builds a working stack from the environment", () =>
     Effect.gen(function*() {
       const completion = yield* complete("hello")
       assert.strictEqual(completion.text, "echo: hello")
       assert.strictEqual(completion.facts?.retries, 0)
-    }).pipe(Effect.provide(RateLimit.layerConfig.pipe(Layer.provide(Llm.Llm.layerEcho))), withEnv({ RPS_LIMIT: "5" })))
+    }).pipe(Effect.provide(RateLimit.layerConfig().pipe(Layer.provide(Llm.Llm.layerEcho))), withEnv({ RPS_LIMIT: "5" })))
 })
 
 describe("estimators", () => {
