@@ -137,7 +137,7 @@ export const withDeadline = <A, E, R>(
   effect: Effect.Effect<A, E, R>,
   deadlineMillis: number | (() => number) | undefined,
   provider: string,
-  recheckMillis = 2_000
+  recheckMillis = 1_000
 ): Effect.Effect<A, E | LlmError.LlmError, R> => {
   if (deadlineMillis === undefined) return effect
   const timeout = (millis: number) =>

@@ -90,7 +90,7 @@ export interface Options {
   readonly requestTimeoutMillis?: number | undefined
   /**
    * The learnt per-attempt deadline: `multiple` (4) × the key's p99 latency per token ×
-   * the attempt's `maxTokens`, within `[floorMillis (2000), capMillis (120000)]`,
+   * the attempt's `maxTokens`, within `[floorMillis (1000), capMillis (120000)]`,
    * `initialMillis` (30000) until five calls have succeeded; a stream must send its first
    * chunk within the same deadline and each next one within `idleMillis` (30000). `false`
    * turns deadlines off (the SDK's own timeout, 10 minutes for OpenAI, is all that is left).
@@ -217,7 +217,7 @@ export const resolve = (options: Options): Effect.Effect<Resolved, RateLimitErro
     }
     const timeout = options.timeout === false ? false as const : {
       multiple: check("timeout.multiple", options.timeout?.multiple ?? 4, "positive"),
-      floorMillis: check("timeout.floorMillis", options.timeout?.floorMillis ?? 2_000, "positive"),
+      floorMillis: check("timeout.floorMillis", options.timeout?.floorMillis ?? 1_000, "positive"),
       capMillis: check("timeout.capMillis", options.timeout?.capMillis ?? 120_000, "positive"),
       initialMillis: check("timeout.initialMillis", options.timeout?.initialMillis ?? 30_000, "positive"),
       idleMillis: check("timeout.idleMillis", options.timeout?.idleMillis ?? 30_000, "positive")
