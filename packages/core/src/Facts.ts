@@ -57,6 +57,8 @@ export const Facts = Schema.Struct({
   backoffMillis: Schema.optionalKey(Millis),
   /** rate-limit: attempts cut short by the attempt deadline. */
   timeouts: Schema.optionalKey(Count),
+  /** rate-limit: attempts answered 429 (retried) before this answer. */
+  http429: Schema.optionalKey(Count),
   /** batcher: items in the batch this call was dispatched with. */
   batchSize: Schema.optionalKey(Count),
   /** batcher: time in the batch window before dispatch; local provider: time waiting for a free sequence. */

@@ -277,6 +277,8 @@ export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
       const turns: Array<Turn> = []
       let usage = { inputTokens: 0, outputTokens: 0, calls: 0 }
       let cachedCalls = 0
+      // what the rate limiter reported on this item's upstream calls (facts), for the progress line
+      const rateLimit = { retries: 0, waitMillis: 0, http429: 0, timeouts: 0 }
       let previous: Score | undefined
       let failure: ItemError | undefined
       for (let turn = 0; turn <= selfCorrect; turn++) {
@@ -302,6 +304,12 @@ export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
           calls: usage.calls + 1
         }
         if (value.cached === true) cachedCalls++
+        if (value.cached !== true && value.facts !== undefined) {
+          rateLimit.retries += value.facts.retries ?? 0
+          rateLimit.waitMillis += value.facts.rateLimitWaitMillis ?? 0
+          rateLimit.http429 += value.facts.http429 ?? 0
+          rateLimit.timeouts += value.facts.timeouts ?? 0
+        }
         const scored = yield* Effect.exit(
           scorer.score({ item: task.item, output: value.text, trial: task.trial, turn }).pipe(Effect.provideContext(judgeContext))
         )
@@ -337,7 +345,7 @@ export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
           usage
         }
       const timing: ItemTiming = { millis: end - start, cachedCalls, calls: usage.calls, resumed: false }
-      return { record, timing }
+      return { record, timing, rateLimit }
     })
 
   yield* Effect.forEach(pending, (task) =>
@@ -348,7 +356,7 @@ export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
           if (options.checkpoint !== undefined) {
             appendFileSync(options.checkpoint, JSON.stringify({ type: "item", record: entry.record, timing: entry.timing }) + "\n")
           }
-          options.progress?.advance({ error: entry.record.status === "error" })
+          options.progress?.advance({ error: entry.record.status === "error", rateLimit: entry.rateLimit })
         })
       )
     ), { concurrency: (options.concurrency ?? 4) + (options.judge?.concurrency ?? 8), discard: true })

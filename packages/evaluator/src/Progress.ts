@@ -4,10 +4,18 @@
  * @since 0.1.0
  */
 
+/** What the rate limiter reported on an item's upstream calls (from their `facts`). @category models @since 0.2.0 */
+export interface RateLimitFacts {
+  readonly retries: number
+  readonly waitMillis: number
+  readonly http429: number
+  readonly timeouts: number
+}
+
 /** A progress sink the runner reports to. @category models @since 0.1.0 */
 export interface Progress {
   readonly start: (state: { readonly total: number; readonly done: number; readonly errors: number }) => void
-  readonly advance: (outcome: { readonly error: boolean }) => void
+  readonly advance: (outcome: { readonly error: boolean; readonly rateLimit?: RateLimitFacts | undefined }) => void
   readonly finish: () => void
 }
 
@@ -43,11 +51,16 @@ export const make = (options?: Options): Progress => {
   let startDone = 0
   let startedAt = 0
   let lastDecile = -1
+  const limits = { retries: 0, waitMillis: 0, http429: 0, timeouts: 0 }
   const line = (): string => {
     const elapsed = (now() - startedAt) / 1000
     const rate = elapsed > 0 ? (done - startDone) / elapsed : 0
     const eta = rate > 0 ? (total - done) / rate : Number.POSITIVE_INFINITY
-    return `${label} ${done}/${total} ${rate.toFixed(1)}/s ETA ${done >= total ? "0s" : seconds(eta)} errors ${errors}`
+    // the rate limiter's work, once there is any: waits, retries, 429s, cut hung calls
+    const limiter = limits.retries + limits.waitMillis + limits.http429 + limits.timeouts > 0
+      ? ` | waited ${seconds(limits.waitMillis / 1000)} retries ${limits.retries} 429s ${limits.http429} timeouts ${limits.timeouts}`
+      : ""
+    return `${label} ${done}/${total} ${rate.toFixed(1)}/s ETA ${done >= total ? "0s" : seconds(eta)} errors ${errors}${limiter}`
   }
   const render = () => {
     if (tty) {
@@ -71,9 +84,15 @@ export const make = (options?: Options): Progress => {
       lastDecile = -1
       render()
     },
-    advance: ({ error }) => {
+    advance: ({ error, rateLimit }) => {
       done++
       if (error) errors++
+      if (rateLimit !== undefined) {
+        limits.retries += rateLimit.retries
+        limits.waitMillis += rateLimit.waitMillis
+        limits.http429 += rateLimit.http429
+        limits.timeouts += rateLimit.timeouts
+      }
       render()
     },
     finish: () => {

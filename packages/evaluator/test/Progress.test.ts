@@ -32,6 +32,17 @@ describe("Progress", () => {
     assert.match(writes.at(-1)!, /20\/20 .* ETA 0s errors 1\n$/)
   })
 
+  it("shows the rate limiter's waits, retries, 429s and timeouts once there are any", () => {
+    const { stream, writes } = sink(true)
+    const progress = Progress.make({ stream, tty: true, now: () => 0 })
+    progress.start({ total: 3, done: 0, errors: 0 })
+    progress.advance({ error: false, rateLimit: { retries: 0, waitMillis: 0, http429: 0, timeouts: 0 } })
+    assert.notInclude(writes.at(-1)!, "retries")
+    progress.advance({ error: false, rateLimit: { retries: 2, waitMillis: 1500, http429: 1, timeouts: 1 } })
+    progress.advance({ error: false, rateLimit: { retries: 1, waitMillis: 61_000, http429: 0, timeouts: 0 } })
+    assert.match(writes.at(-1)!, /errors 0 \| waited 1m03s retries 3 429s 1 timeouts 1/)
+  })
+
   it("is interactive only on a TTY outside CI", () => {
     const saved = process.env.CI
     process.env.CI = "1"

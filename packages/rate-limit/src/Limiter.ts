@@ -55,6 +55,8 @@ export interface Outcome<A> {
   readonly backoffMillis: number
   /** Attempts cut at their deadline (and retried). */
   readonly timeouts: number
+  /** Attempts answered 429 (and retried). */
+  readonly http429: number
 }
 
 /** The limiter's operations. @category models @since 0.1.0 */
@@ -194,6 +196,7 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
       let waitMillis = 0
       let backoffMillis = 0
       let timeouts = 0
+      let http429 = 0
       const attempt: Effect.Effect<A, E | LlmError.LlmError, R> = Effect.scoped(Effect.gen(function*() {
         attempts++
         const admission = yield* admit(call)
@@ -219,6 +222,7 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
           backoffMillis += millis
           totals.retries++
           if (backoff.error.reason._tag === "Timeout") timeouts++
+          if (backoff.error.reason._tag === "RateLimited") http429++
           yield* event(`backoff=${Events.seconds(millis)} attempt=${backoff.attempt}`, {
             event: "rate_limit.backoff",
             key: call.key,
@@ -244,7 +248,7 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
           return error
         })
       )
-      return { value, attempts, waitMillis, backoffMillis, timeouts }
+      return { value, attempts, waitMillis, backoffMillis, timeouts, http429 }
     })
 
   return Limiter.of({

@@ -100,7 +100,8 @@ export const wrapLlm = (inner: Llm.LlmService, limiter: LimiterService, options:
       retries: outcome.attempts - 1,
       rateLimitWaitMillis: outcome.waitMillis,
       backoffMillis: outcome.backoffMillis,
-      ...(outcome.timeouts > 0 ? { timeouts: outcome.timeouts } : {})
+      ...(outcome.timeouts > 0 ? { timeouts: outcome.timeouts } : {}),
+      ...(outcome.http429 > 0 ? { http429: outcome.http429 } : {})
     })
   })
   const complete = (request: CompletionRequest.CompletionRequest) =>
