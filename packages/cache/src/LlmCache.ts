@@ -195,6 +195,7 @@ export const layerConfig = (options: Options = {}): Layer.Layer<Llm.Llm, Config.
 /**
  * The same as {@link layerConfig}, which now takes the overrides itself.
  * @deprecated Use `layerConfig(overrides)`.
+ * @alias
  * @category layers @since 0.1.0
  */
 export const layerConfigWith: (overrides?: Options) => Layer.Layer<Llm.Llm, Config.ConfigError, Llm.Llm> = layerConfig

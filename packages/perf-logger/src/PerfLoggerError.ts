@@ -42,6 +42,7 @@ export class PerfLoggerError extends Schema.TaggedError<PerfLoggerError>()("Perf
  * The error perf-logger threw before 0.2.0, now {@link PerfLoggerError} (so `instanceof
  * InvalidOptions` still matches everything perf-logger throws).
  * @deprecated Use `PerfLoggerError` and its `reason`.
+ * @alias
  * @category errors @since 0.1.0
  */
 export const InvalidOptions = PerfLoggerError
