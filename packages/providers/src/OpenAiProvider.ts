@@ -284,7 +284,9 @@ export const make = (options: Options = {}): { readonly llm: Llm.LlmService; rea
         }, { signal }),
       catch: catchError
     })
-    const vectors: Array<ReadonlyArray<number>> = new Array(texts.length)
+    // Filled with `undefined` (not a sparse array, whose holes `some` would skip), so an index
+    // the response leaves out is reported below.
+    const vectors: Array<ReadonlyArray<number>> = Array.from({ length: texts.length })
     for (const item of data.data) vectors[item.index] = item.embedding
     if (vectors.some((vector) => vector === undefined) || data.data.length !== texts.length) {
       return yield* LlmError.make(name, new LlmError.BadResponse({

@@ -444,7 +444,7 @@ export const make = (options: Options): ReplicateLlm => {
     complete,
     stream,
     rateLimitPolicy: RateLimitPolicy.replicate,
-    pendingCancellations: () => Promise.allSettled([...pending]).then(() => undefined)
+    pendingCancellations: () => Promise.allSettled(pending).then(() => undefined)
   }
 }
 

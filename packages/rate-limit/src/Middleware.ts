@@ -4,8 +4,7 @@
  * @since 0.1.0
  */
 import { createHash } from "node:crypto"
-import { Completion, Facts, Llm, LlmError, type RateLimitHeaders } from "@hasten/core"
-import type { CompletionRequest } from "@hasten/core"
+import { Completion, type CompletionRequest, Facts, Llm, LlmError, type RateLimitHeaders } from "@hasten/core"
 import { Cause, Duration, Effect, Exit, Layer, Option, Redacted, Stream } from "effect"
 import * as Estimator from "./Estimator.js"
 import { type Cost, Limiter, type LimiterService, layerLimiter } from "./Limiter.js"
