@@ -1,11 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
+import { SqliteStore } from "@hasten/cache"
+import { Effect } from "effect"
 import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { Effect } from "effect"
-import { SqliteStore } from "@hasten/cache"
 import { conformance } from "./CacheStoreConformance.js"
 
 conformance(
