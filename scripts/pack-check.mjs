@@ -53,14 +53,24 @@ try {
   const app = join(work, "app")
   mkdirSync(app)
   const peers = ["effect", "openai", "@anthropic-ai/sdk", "replicate", "gpt-tokenizer"]
-  writeFileSync(join(app, "package.json"), JSON.stringify({
-    name: "hasten-pack-check",
-    private: true,
-    type: "module",
-    dependencies: { ...files, ...Object.fromEntries(peers.map((name) => [name, catalog[name]])) }
-  }, null, 2))
+  writeFileSync(
+    join(app, "package.json"),
+    JSON.stringify(
+      {
+        name: "hasten-pack-check",
+        private: true,
+        type: "module",
+        dependencies: { ...files, ...Object.fromEntries(peers.map((name) => [name, catalog[name]])) }
+      },
+      null,
+      2
+    )
+  )
   // The packages' dependencies on each other resolve to the tarballs, not the registry.
-  writeFileSync(join(app, "pnpm-workspace.yaml"), `overrides:\n${Object.entries(files).map(([name, file]) => `  "${name}": "${file}"\n`).join("")}`)
+  writeFileSync(
+    join(app, "pnpm-workspace.yaml"),
+    `overrides:\n${Object.entries(files).map(([name, file]) => `  "${name}": "${file}"\n`).join("")}`
+  )
   run("npx", [...pnpm, "install", "--prefer-offline", "--reporter=append-only"], { cwd: app, stdio: ["ignore", "ignore", "inherit"] })
 
   const entries = packages.flatMap(({ manifest }) =>

@@ -7,7 +7,10 @@ import { spawn } from "node:child_process"
 // more parallel tasks add no throughput, only contention (and starved timing-sensitive tests).
 const extra = process.argv.slice(2)
 const args = ["run", "typecheck", "test", ...(extra.some((a) => a.startsWith("--concurrency")) ? [] : ["--concurrency=2"]), ...extra]
-const child = spawn("turbo", args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, FORCE_COLOR: process.env.FORCE_COLOR ?? "1" } })
+const child = spawn("turbo", args, {
+  stdio: ["ignore", "pipe", "pipe"],
+  env: { ...process.env, FORCE_COLOR: process.env.FORCE_COLOR ?? "1" }
+})
 // eslint-disable-next-line no-control-regex
 const strip = (text) => text.replace(/\x1b\[[0-9;]*m/g, "")
 let passed = 0

@@ -2,7 +2,8 @@ import { defineConfig } from "tsup"
 
 export default defineConfig({
   entry: [
-    "src/index.ts","src/EvaluatorError.ts",
+    "src/index.ts",
+    "src/EvaluatorError.ts",
     "src/Dataset.ts",
     "src/Evaluator.ts",
     "src/Sampling.ts",

@@ -1,7 +1,16 @@
 import { defineConfig } from "tsup"
 
 export default defineConfig({
-  entry: ["src/index.ts","src/openai.ts","src/anthropic.ts","src/replicate.ts","src/local.ts","src/router.ts","src/server.ts","src/serve.ts"],
+  entry: [
+    "src/index.ts",
+    "src/openai.ts",
+    "src/anthropic.ts",
+    "src/replicate.ts",
+    "src/local.ts",
+    "src/router.ts",
+    "src/server.ts",
+    "src/serve.ts"
+  ],
   format: ["esm"],
   dts: true,
   clean: true,

@@ -5,8 +5,8 @@
  * after it), the judge called one answer after another through the OpenAI SDK, no cache.
  * An unreadable verdict counts as 0, as the seeds counted it.
  */
-import { performance } from "node:perf_hooks"
 import { getLlama, LlamaCompletion, LlamaLogLevel } from "node-llama-cpp"
+import { performance } from "node:perf_hooks"
 import OpenAI from "openai"
 
 /** One local candidate: its report name, model file and optional LoRA adapter file. */
@@ -21,7 +21,10 @@ export interface Options<Item> {
   readonly candidates: ReadonlyArray<LocalCandidate>
   readonly items: ReadonlyArray<Item>
   readonly prompt: (item: Item) => string
-  readonly judgeMessages: (item: Item, output: string) => ReadonlyArray<{ readonly role: "system" | "user" | "assistant"; readonly content: string }>
+  readonly judgeMessages: (
+    item: Item,
+    output: string
+  ) => ReadonlyArray<{ readonly role: "system" | "user" | "assistant"; readonly content: string }>
   readonly judge: { readonly model: string; readonly baseURL: string | undefined; readonly apiKey: string }
   readonly maxTokens: number
   readonly contextSize: number

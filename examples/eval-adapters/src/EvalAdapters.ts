@@ -6,10 +6,6 @@
  * parallel through the rate limiter), (c) the same Hasten run again on the warm cache.
  * Prints the timing table and the score table; writes `report.json` and `report.md`.
  */
-import { mkdtempSync, rmSync, statSync } from "node:fs"
-import { tmpdir } from "node:os"
-import * as Path from "node:path"
-import { performance } from "node:perf_hooks"
 import { Llm } from "@hasten/core"
 import { Command, Dataset, Evaluator, Report, Sampling, Scorer, Stack } from "@hasten/evaluator"
 import { Local, ModelPool } from "@hasten/providers/local"
@@ -17,6 +13,10 @@ import { RateLimit } from "@hasten/rate-limit"
 import { Simulator } from "@hasten/testkit"
 import { ConfigProvider, Effect, Layer, References, Schema, Stream } from "effect"
 import { readGgufFileInfo } from "node-llama-cpp"
+import { mkdtempSync, rmSync, statSync } from "node:fs"
+import { tmpdir } from "node:os"
+import * as Path from "node:path"
+import { performance } from "node:perf_hooks"
 import * as Before from "./Before.js"
 import * as Judge from "./Judge.js"
 
@@ -118,7 +118,9 @@ const checkVocabulary = (name: string, modelPath: string, prompts: ReadonlyArray
       if (bad !== undefined) {
         const code = `U+${bad.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}`
         return yield* failWith(
-          `${name} cannot encode ${JSON.stringify(bad)} (${code}) in the prompt of ${prompt.id}: its vocabulary has no such token and no byte fallback, and llama.cpp would abort the process. Choose another model (e.g. local:stories260K.gguf) or dataset.`
+          `${name} cannot encode ${
+            JSON.stringify(bad)
+          } (${code}) in the prompt of ${prompt.id}: its vocabulary has no such token and no byte fallback, and llama.cpp would abort the process. Choose another model (e.g. local:stories260K.gguf) or dataset.`
         )
       }
     }
@@ -129,8 +131,16 @@ const counted = (provider: Layer.Layer<Llm.Llm, unknown>, counter: { calls: numb
   Llm.middleware((inner) =>
     Effect.succeed({
       ...inner,
-      complete: (request) => Effect.suspend(() => { counter.calls++; return inner.complete(request) }),
-      stream: (request) => Stream.unwrap(Effect.sync(() => { counter.calls++; return inner.stream(request) }))
+      complete: (request) =>
+        Effect.suspend(() => {
+          counter.calls++
+          return inner.complete(request)
+        }),
+      stream: (request) =>
+        Stream.unwrap(Effect.sync(() => {
+          counter.calls++
+          return inner.stream(request)
+        }))
     })
   ).pipe(Layer.provide(provider))
 
@@ -159,7 +169,9 @@ const hasten = (options: Options, setup: Setup, cachePath: string) =>
         const provider = spec.provider === "local"
           ? Stack.lazy(
             "local",
-            Local.layerWithPool({ model: spec.model, threads: options.threads, sequences: 1, contextSize: options.contextSize }).pipe(Layer.provide(poolLayer)),
+            Local.layerWithPool({ model: spec.model, threads: options.threads, sequences: 1, contextSize: options.contextSize }).pipe(
+              Layer.provide(poolLayer)
+            ),
             Local.resolveModelPath(spec.model)
           )
           : Command.providerLayer(spec, { threads: options.threads, sequences: 1 })
@@ -214,7 +226,8 @@ const pad = (rows: ReadonlyArray<ReadonlyArray<string>>, left: ReadonlyArray<num
   return [line(rows[0]!), rule, ...rows.slice(1).map(line)]
 }
 
-const mean = (values: ReadonlyArray<number>): number => values.length === 0 ? 0 : values.reduce((sum, value) => sum + value, 0) / values.length
+const mean = (values: ReadonlyArray<number>): number =>
+  values.length === 0 ? 0 : values.reduce((sum, value) => sum + value, 0) / values.length
 
 /**
  * Runs (a) before, (b) Hasten cold and (c) Hasten warm, logs both tables, writes the report
@@ -245,7 +258,9 @@ export const run = (options: Options) =>
         (sim) => Effect.promise(() => sim.close())
       )
       : undefined
-    const env: Record<string, string> = Object.fromEntries(Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined))
+    const env: Record<string, string> = Object.fromEntries(
+      Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined)
+    )
     if (simulator !== undefined) {
       Object.assign(env, {
         OPENAI_BASE_URL: simulator.openaiBaseUrl,
@@ -258,17 +273,25 @@ export const run = (options: Options) =>
     } else if (judgeSpec.provider === "openai" && (env.OPENAI_API_KEY ?? "").length === 0) {
       return yield* failWith(`OPENAI_API_KEY is not set: the judge ${judgeText} needs it (leave out --judge to use the simulator judge)`)
     }
-    const scorer = options.prompt === "continue" ? Scorer.judge({ prompt: (item) => [{ role: "user", content: item.question }] }) : Scorer.judge()
+    const scorer = options.prompt === "continue"
+      ? Scorer.judge({ prompt: (item) => [{ role: "user", content: item.question }] })
+      : Scorer.judge()
     const setup: Setup = { dataset, scorer, specs, judge: { text: judgeText, spec: judgeSpec }, config: ConfigProvider.fromEnv({ env }) }
 
     const selected = Sampling.select(dataset.items.length, options.questions, options.seed).map((index) => dataset.items[index]!)
     const prompts = selected.map((item) => ({ id: item.id, text: scorer.prompt(item).map((message) => message.content).join("\n") }))
     for (const candidate of local) yield* checkVocabulary(candidate.name, candidate.modelPath, prompts)
-    options.log(`${selected.length} questions from ${dataset.name} (seed ${options.seed}), ${specs.length} candidates, judge ${judgeText}${
-      simulator !== undefined ? ` = testkit simulator at ${simulator.url} (TTFT ${options.latency.ttftMs} ms, ${options.latency.perTokenMs} ms/token)` : ""
-    }`)
+    options.log(
+      `${selected.length} questions from ${dataset.name} (seed ${options.seed}), ${specs.length} candidates, judge ${judgeText}${
+        simulator !== undefined
+          ? ` = testkit simulator at ${simulator.url} (TTFT ${options.latency.ttftMs} ms, ${options.latency.perTokenMs} ms/token)`
+          : ""
+      }`
+    )
     for (const candidate of local) {
-      options.log(`  ${candidate.name}: ${candidate.modelPath}${candidate.adapterPath !== undefined ? ` + LoRA ${candidate.adapterPath}` : ""}`)
+      options.log(
+        `  ${candidate.name}: ${candidate.modelPath}${candidate.adapterPath !== undefined ? ` + LoRA ${candidate.adapterPath}` : ""}`
+      )
     }
 
     // (a) the seeds' evaluator
@@ -291,7 +314,12 @@ export const run = (options: Options) =>
             threads: options.threads
           })
         },
-        catch: (error) => new ExampleError({ description: `(a) before: ${messageOf(error)}${judgeSpec.provider === "openai" ? ` (judge at ${env.OPENAI_BASE_URL ?? "api.openai.com"})` : ""}` })
+        catch: (error) =>
+          new ExampleError({
+            description: `(a) before: ${messageOf(error)}${
+              judgeSpec.provider === "openai" ? ` (judge at ${env.OPENAI_BASE_URL ?? "api.openai.com"})` : ""
+            }`
+          })
       })
       : undefined
 
@@ -350,7 +378,15 @@ export const run = (options: Options) =>
     for (const line of pad(timingRows, [0, 5])) options.log(line)
 
     // The score table (Hasten's; the report is the same for cold and warm)
-    const scoreRows: Array<Array<string>> = [["candidate", "accuracy", "mean ± s.e.", "95% CI", "scored", "errors", ...(before !== undefined ? ["before: mean"] : [])]]
+    const scoreRows: Array<Array<string>> = [[
+      "candidate",
+      "accuracy",
+      "mean ± s.e.",
+      "95% CI",
+      "scored",
+      "errors",
+      ...(before !== undefined ? ["before: mean"] : [])
+    ]]
     for (const result of cold.result.report.results) {
       const s = result.summary
       scoreRows.push([
@@ -368,10 +404,16 @@ export const run = (options: Options) =>
     options.log("")
     if (before !== undefined) {
       const b = before.breakdown
-      options.log(`(a) spent ${b.load.toFixed(1)} s starting llama.cpp and loading/freeing models, ${b.generate.toFixed(1)} s generating, ${b.judge.toFixed(1)} s waiting for the judge.`)
+      options.log(
+        `(a) spent ${b.load.toFixed(1)} s starting llama.cpp and loading/freeing models, ${b.generate.toFixed(1)} s generating, ${
+          b.judge.toFixed(1)
+        } s waiting for the judge.`
+      )
     }
     options.log(`accuracy = share of answers the judge scored ≥ 0.5; mean = mean judge score; 95% CI = seeded bootstrap of the mean.`)
-    options.log(`scores identical across cold and warm runs: ${identicalScores}; warm upstream calls: ${warm.candidateUpstream + warm.judgeUpstream}`)
+    options.log(
+      `scores identical across cold and warm runs: ${identicalScores}; warm upstream calls: ${warm.candidateUpstream + warm.judgeUpstream}`
+    )
     options.log(`reports: ${files.json}, ${files.markdown}`)
     return { before, cold, warm, identicalScores, files, questions: selected.length }
   }).pipe(Effect.scoped)

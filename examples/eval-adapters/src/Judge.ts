@@ -7,8 +7,34 @@
 import type { Simulator } from "@hasten/testkit"
 
 const stopWords = new Set([
-  "a", "an", "the", "is", "are", "was", "were", "be", "of", "to", "in", "on", "at", "by", "for", "with", "and", "or",
-  "it", "its", "they", "their", "that", "this", "your", "you", "as", "from"
+  "a",
+  "an",
+  "the",
+  "is",
+  "are",
+  "was",
+  "were",
+  "be",
+  "of",
+  "to",
+  "in",
+  "on",
+  "at",
+  "by",
+  "for",
+  "with",
+  "and",
+  "or",
+  "it",
+  "its",
+  "they",
+  "their",
+  "that",
+  "this",
+  "your",
+  "you",
+  "as",
+  "from"
 ])
 
 const words = (text: string): Array<string> => text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? []

@@ -1,18 +1,19 @@
 #!/usr/bin/env node
 /** Evaluate several models/adapters with a judge: before vs Hasten cold vs warm. Run with --help. */
+import { Cause, Effect, Exit } from "effect"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
-import { Cause, Effect, Exit } from "effect"
 import type { Options } from "./EvalAdapters.js"
 // Node 24 is needed (node:sqlite, type stripping); check before loading the stack so an older
 // Node gets a sentence instead of a loader stack trace.
 if (Number(process.versions.node.split(".")[0]) < 24) {
-  console.error(`error: Node.js 24 or later is needed (this is ${process.version}). The repository's pnpm brings it: npx -y pnpm@12.21.0 --filter @hasten/example-eval-adapters start --help`)
+  console.error(
+    `error: Node.js 24 or later is needed (this is ${process.version}). The repository's pnpm brings it: npx -y pnpm@12.21.0 --filter @hasten/example-eval-adapters start --help`
+  )
   process.exit(1)
 }
 const { run } = await import("./EvalAdapters.js")
-
 
 const bundled = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..", "data", "stories.jsonl")
 const defaultCandidates = ["local:stories260K.gguf", "local:TinyStories-656K-Q8_0.gguf"]
@@ -50,10 +51,21 @@ const values = (() => {
   try {
     return parseArgs({
       options: {
-        candidate: { type: "string", multiple: true }, judge: { type: "string" }, dataset: { type: "string" },
-        questions: { type: "string" }, seed: { type: "string" }, "max-tokens": { type: "string" }, concurrency: { type: "string" },
-        "judge-concurrency": { type: "string" }, threads: { type: "string" }, "ttft-ms": { type: "string" },
-        "per-token-ms": { type: "string" }, prompt: { type: "string" }, "no-baseline": { type: "boolean" }, out: { type: "string" }, quick: { type: "boolean" },
+        candidate: { type: "string", multiple: true },
+        judge: { type: "string" },
+        dataset: { type: "string" },
+        questions: { type: "string" },
+        seed: { type: "string" },
+        "max-tokens": { type: "string" },
+        concurrency: { type: "string" },
+        "judge-concurrency": { type: "string" },
+        threads: { type: "string" },
+        "ttft-ms": { type: "string" },
+        "per-token-ms": { type: "string" },
+        prompt: { type: "string" },
+        "no-baseline": { type: "boolean" },
+        out: { type: "string" },
+        quick: { type: "boolean" },
         help: { type: "boolean", short: "h" }
       }
     }).values
@@ -93,6 +105,8 @@ const options: Options = {
 Effect.runPromiseExit(run(options)).then((exit) => {
   if (Exit.isFailure(exit)) {
     const error = Cause.squash(exit.cause)
-    fail(typeof error === "object" && error !== null && "message" in error ? String((error as { message: unknown }).message) : String(error))
+    fail(
+      typeof error === "object" && error !== null && "message" in error ? String((error as { message: unknown }).message) : String(error)
+    )
   }
 })

@@ -1,9 +1,9 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
 import { type Options, run } from "../src/EvalAdapters.js"
 import { grade, responder } from "../src/Judge.js"
 
@@ -77,7 +77,9 @@ describe("examples/eval-adapters (quick: 2 models × 3 questions, simulator judg
       const saved = process.env.OPENAI_API_KEY
       delete process.env.OPENAI_API_KEY
       const error = yield* Effect.flip(run(options(tempDir(), { judge: "openai:gpt-4o-mini" }))).pipe(
-        Effect.ensuring(Effect.sync(() => { if (saved !== undefined) process.env.OPENAI_API_KEY = saved }))
+        Effect.ensuring(Effect.sync(() => {
+          if (saved !== undefined) process.env.OPENAI_API_KEY = saved
+        }))
       )
       assert.match(messageOf(error), /OPENAI_API_KEY is not set/)
     }))
@@ -101,12 +103,20 @@ describe("examples/eval-adapters (quick: 2 models × 3 questions, simulator judg
     }))
 })
 
-const references = new Map(Fs.readFileSync(dataset, "utf8").trim().split("\n").map((line, index) => [`stories:${index}`, (JSON.parse(line) as { answer: string }).answer]))
+const references = new Map(
+  Fs.readFileSync(dataset, "utf8").trim().split("\n").map((
+    line,
+    index
+  ) => [`stories:${index}`, (JSON.parse(line) as { answer: string }).answer])
+)
 const referenceOf = (itemId: string) => references.get(itemId)!
 
 describe("the simulator judge", () => {
   it("scores the share of reference words the answer contains", () => {
-    assert.deepStrictEqual(grade("a nest in a tree", "The bird sat in the tree."), { score: 0.5, reason: "the answer mentions tree of nest, tree" })
+    assert.deepStrictEqual(grade("a nest in a tree", "The bird sat in the tree."), {
+      score: 0.5,
+      reason: "the answer mentions tree of nest, tree"
+    })
     assert.strictEqual(grade("honey", "Bees make HONEY!").score, 1)
     assert.strictEqual(grade("green", "It was blue.").score, 0)
   })
@@ -114,8 +124,14 @@ describe("the simulator judge", () => {
   it("answers the evaluator's judge prompt with verdict JSON; TruthfulQA uses the best answer", () => {
     const ask = (reference: string, answer: string) =>
       JSON.parse(responder({
-        api: "openai", route: "POST /v1/chat/completions", model: "gpt-4o-mini", body: {},
-        messages: [{ role: "user", content: `Rubric: r\n\nQuestion: q\n\nReference answer: ${reference}\n\nAnswer to grade: ${answer}\n\nReply with JSON: {}` }]
+        api: "openai",
+        route: "POST /v1/chat/completions",
+        model: "gpt-4o-mini",
+        body: {},
+        messages: [{
+          role: "user",
+          content: `Rubric: r\n\nQuestion: q\n\nReference answer: ${reference}\n\nAnswer to grade: ${answer}\n\nReply with JSON: {}`
+        }]
       }))
     assert.deepStrictEqual(ask("a cat", "the cat sat"), { score: 1, reason: "the answer mentions cat of cat" })
     assert.strictEqual(ask("Best answer: cats\nCorrect answers: dogs\nIncorrect answers: fish", "dogs").score, 0)

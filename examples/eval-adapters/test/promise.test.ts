@@ -1,13 +1,13 @@
 // The README's plain async TypeScript wiring, run against the simulator judge.
-import * as Fs from "node:fs"
-import * as Os from "node:os"
-import * as Path from "node:path"
-import { fileURLToPath } from "node:url"
 import { Dataset, Evaluator, Scorer, Stack } from "@hasten/evaluator"
 import { Local } from "@hasten/providers/local"
 import { OpenAi } from "@hasten/providers/openai"
 import { Simulator } from "@hasten/testkit"
 import { Effect, Redacted } from "effect"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { simulatorOptions } from "../src/Judge.js"
 
@@ -22,7 +22,9 @@ describe("plain async TypeScript (Evaluator.runPromise)", () => {
   it("evaluates with a cached candidate and judge; the re-run makes no upstream call", async () => {
     const cache = Stack.cacheStore({ path: Path.join(Fs.mkdtempSync(Path.join(Os.tmpdir(), "hasten-eval-adapters-")), "cache.db") })
     const base = Stack.wrap(Stack.lazy("local", Local.layer({ model: "stories260K.gguf", threads: 1, contextSize: 512 })), { cache })
-    const judge = Stack.wrap(OpenAi.layer({ model: "gpt-4o-mini", baseURL: sim.openaiBaseUrl, apiKey: Redacted.make("sk-test") }), { cache })
+    const judge = Stack.wrap(OpenAi.layer({ model: "gpt-4o-mini", baseURL: sim.openaiBaseUrl, apiKey: Redacted.make("sk-test") }), {
+      cache
+    })
     const options: Evaluator.Options = {
       dataset: await Effect.runPromise(Dataset.load(stories)),
       scorer: Scorer.judge({ prompt: (item) => [{ role: "user", content: item.question }] }),

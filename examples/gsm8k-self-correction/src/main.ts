@@ -1,18 +1,19 @@
 #!/usr/bin/env node
 /** GSM8K self-correction example. Run with --help. */
+import { Cause, Effect, Exit } from "effect"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
-import { Cause, Effect, Exit } from "effect"
 import type { Options } from "./SelfCorrection.js"
 // Node 24 is needed (node:sqlite, type stripping); check before loading the stack so an older
 // Node gets a sentence instead of a loader stack trace.
 if (Number(process.versions.node.split(".")[0]) < 24) {
-  console.error(`error: Node.js 24 or later is needed (this is ${process.version}). The repository's pnpm brings it: npx -y pnpm@12.21.0 --filter @hasten/example-gsm8k-self-correction start --help`)
+  console.error(
+    `error: Node.js 24 or later is needed (this is ${process.version}). The repository's pnpm brings it: npx -y pnpm@12.21.0 --filter @hasten/example-gsm8k-self-correction start --help`
+  )
   process.exit(1)
 }
 const { run } = await import("./SelfCorrection.js")
-
 
 const bundled = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..", "data", "problems.jsonl")
 const usage = `GSM8K self-correction on Hasten: answer, get feedback, revise up to k turns
@@ -41,9 +42,18 @@ const values = (() => {
   try {
     return parseArgs({
       options: {
-        dataset: { type: "string" }, provider: { type: "string" }, model: { type: "string" }, turns: { type: "string" },
-        questions: { type: "string" }, seed: { type: "string" }, "max-tokens": { type: "string" }, "no-cache": { type: "boolean" },
-        out: { type: "string" }, fresh: { type: "boolean" }, quick: { type: "boolean" }, help: { type: "boolean", short: "h" }
+        dataset: { type: "string" },
+        provider: { type: "string" },
+        model: { type: "string" },
+        turns: { type: "string" },
+        questions: { type: "string" },
+        seed: { type: "string" },
+        "max-tokens": { type: "string" },
+        "no-cache": { type: "boolean" },
+        out: { type: "string" },
+        fresh: { type: "boolean" },
+        quick: { type: "boolean" },
+        help: { type: "boolean", short: "h" }
       }
     }).values
   } catch (error) {
@@ -60,7 +70,9 @@ const int = (name: string, value: string | undefined, fallback: number, min: num
   return Number.isInteger(n) && n >= min ? n : fail(`--${name} must be an integer >= ${min}, got "${value}"`)
 }
 const provider = values.provider ?? "local"
-if (!["local", "openai", "anthropic", "replicate"].includes(provider)) fail(`--provider must be local, openai, anthropic or replicate, got "${provider}"`)
+if (!["local", "openai", "anthropic", "replicate"].includes(provider)) {
+  fail(`--provider must be local, openai, anthropic or replicate, got "${provider}"`)
+}
 const quick = values.quick === true
 const options: Options = {
   dataset: values.dataset ?? bundled,
@@ -79,6 +91,8 @@ const options: Options = {
 Effect.runPromiseExit(run(options)).then((exit) => {
   if (Exit.isFailure(exit)) {
     const error = Cause.squash(exit.cause)
-    fail(typeof error === "object" && error !== null && "message" in error ? String((error as { message: unknown }).message) : String(error))
+    fail(
+      typeof error === "object" && error !== null && "message" in error ? String((error as { message: unknown }).message) : String(error)
+    )
   }
 })

@@ -1,15 +1,26 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
 import { type Options, run } from "../src/SelfCorrection.js"
 
 const dataset = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..", "data", "problems.jsonl")
 const options = (dir: string, overrides: Partial<Options> = {}): Options => ({
-  dataset, provider: "local", model: "stories260K.gguf", turns: 1, questions: 3, seed: 42, cache: true,
-  cachePath: Path.join(dir, "cache.db"), out: Path.join(dir, "out"), maxTokens: 32, fresh: true, log: () => {}, ...overrides
+  dataset,
+  provider: "local",
+  model: "stories260K.gguf",
+  turns: 1,
+  questions: 3,
+  seed: 42,
+  cache: true,
+  cachePath: Path.join(dir, "cache.db"),
+  out: Path.join(dir, "out"),
+  maxTokens: 32,
+  fresh: true,
+  log: () => {},
+  ...overrides
 })
 
 describe("examples/gsm8k-self-correction (quick, stories260K)", () => {
@@ -34,7 +45,9 @@ describe("examples/gsm8k-self-correction (quick, stories260K)", () => {
       const saved = process.env.OPENAI_API_KEY
       delete process.env.OPENAI_API_KEY
       const error = yield* Effect.flip(run(options(dir, { provider: "openai", model: "gpt-4o-mini" }))).pipe(
-        Effect.ensuring(Effect.sync(() => { if (saved !== undefined) process.env.OPENAI_API_KEY = saved }))
+        Effect.ensuring(Effect.sync(() => {
+          if (saved !== undefined) process.env.OPENAI_API_KEY = saved
+        }))
       )
       assert.match(String((error as { message?: string }).message ?? error), /OPENAI_API_KEY/)
     }), { timeout: 60_000 })

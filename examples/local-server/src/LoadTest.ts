@@ -64,7 +64,16 @@ const phase = (client: OpenAI, model: string, name: string, tag: string, clients
     }
     await Promise.all(Array.from({ length: clients }, worker))
     const seconds = (performance.now() - start) / 1000
-    return { name, clients, requests, seconds, p50Ms: quantile(latencies, 0.5), p99Ms: quantile(latencies, 0.99), outputTokens, tokensPerS: outputTokens / seconds }
+    return {
+      name,
+      clients,
+      requests,
+      seconds,
+      p50Ms: quantile(latencies, 0.5),
+      p99Ms: quantile(latencies, 0.99),
+      outputTokens,
+      tokensPerS: outputTokens / seconds
+    }
   })
 
 export const run = (options: LoadTestOptions) =>
@@ -72,7 +81,13 @@ export const run = (options: LoadTestOptions) =>
     const modelPath = yield* Local.resolveModelPath(options.model).pipe(
       Effect.mapError((error) => new LoadTestError({ message: `model not found: ${error.reason.description}` }))
     )
-    const Model = Local.layerWithPool({ model: modelPath, sequences: options.sequences, threads: 1, contextSize: 256, chatTemplate: "none" })
+    const Model = Local.layerWithPool({
+      model: modelPath,
+      sequences: options.sequences,
+      threads: 1,
+      contextSize: 256,
+      chatTemplate: "none"
+    })
     const Stack = Server.layer({ port: options.port }).pipe(
       Layer.provide(Layer.merge(
         Cache.layer({ store: "memory", enabled: options.cache, namespace: "local-server" }),
@@ -88,20 +103,54 @@ export const run = (options: LoadTestOptions) =>
       const models = yield* Effect.promise(() => client.models.list())
       const model = models.data[0]!.id
       const embedding = yield* Effect.promise(() => client.embeddings.create({ model, input: ["a dog", "a boat"] }))
-      options.log(`/v1/models: ${models.data.map((m) => m.id).join(", ")}; /v1/embeddings: ${embedding.data.length} vectors of ${embedding.data[0]!.embedding.length} dimensions`)
+      options.log(
+        `/v1/models: ${models.data.map((m) => m.id).join(", ")}; /v1/embeddings: ${embedding.data.length} vectors of ${
+          embedding.data[0]!.embedding.length
+        } dimensions`
+      )
       const single = yield* phase(client, model, "1 client", "solo", 1, options.requests, options.maxTokens)
-      const concurrent = yield* phase(client, model, `${options.clients} clients`, "many", options.clients, options.requests, options.maxTokens)
-      const repeat = yield* phase(client, model, `${options.clients} clients, repeated`, "many", options.clients, options.requests, options.maxTokens)
+      const concurrent = yield* phase(
+        client,
+        model,
+        `${options.clients} clients`,
+        "many",
+        options.clients,
+        options.requests,
+        options.maxTokens
+      )
+      const repeat = yield* phase(
+        client,
+        model,
+        `${options.clients} clients, repeated`,
+        "many",
+        options.clients,
+        options.requests,
+        options.maxTokens
+      )
       const phases = [single, concurrent, repeat]
       options.log("")
       options.log("phase                     requests  seconds   p50 ms   p99 ms  tokens/s")
       for (const p of phases) {
-        options.log(`${p.name.padEnd(25)} ${String(p.requests).padStart(8)} ${p.seconds.toFixed(2).padStart(8)} ${p.p50Ms.toFixed(1).padStart(8)} ${p.p99Ms.toFixed(1).padStart(8)} ${p.tokensPerS.toFixed(0).padStart(9)}`)
+        options.log(
+          `${p.name.padEnd(25)} ${String(p.requests).padStart(8)} ${p.seconds.toFixed(2).padStart(8)} ${p.p50Ms.toFixed(1).padStart(8)} ${
+            p.p99Ms.toFixed(1).padStart(8)
+          } ${p.tokensPerS.toFixed(0).padStart(9)}`
+        )
       }
       const gain = concurrent.tokensPerS / single.tokensPerS
       options.log("")
-      options.log(`request-level concurrency: ${options.clients} clients give ${gain.toFixed(2)}x the tokens/s of one client at a time (one model load, ${options.sequences} sequences)`)
-      if (options.cache) options.log(`cache: the repeated phase took ${(repeat.seconds * 1000).toFixed(0)} ms for ${repeat.requests} requests (p50 ${repeat.p50Ms.toFixed(1)} ms)`)
+      options.log(
+        `request-level concurrency: ${options.clients} clients give ${
+          gain.toFixed(2)
+        }x the tokens/s of one client at a time (one model load, ${options.sequences} sequences)`
+      )
+      if (options.cache) {
+        options.log(
+          `cache: the repeated phase took ${(repeat.seconds * 1000).toFixed(0)} ms for ${repeat.requests} requests (p50 ${
+            repeat.p50Ms.toFixed(1)
+          } ms)`
+        )
+      }
       return { phases, gain, served: server.requests() }
     }).pipe(Effect.provide(Stack))
   })

@@ -1,15 +1,16 @@
 #!/usr/bin/env node
 /** `hasten-local-server`: serve a local model over HTTP and load-test it. Run with --help. */
-import { parseArgs } from "node:util"
 import { Cause, Effect, Exit } from "effect"
+import { parseArgs } from "node:util"
 // Node 24 is needed (node:sqlite, type stripping); check before loading the stack so an older
 // Node gets a sentence instead of a loader stack trace.
 if (Number(process.versions.node.split(".")[0]) < 24) {
-  console.error(`error: Node.js 24 or later is needed (this is ${process.version}). The repository's pnpm brings it: npx -y pnpm@12.21.0 --filter @hasten/example-local-server start --help`)
+  console.error(
+    `error: Node.js 24 or later is needed (this is ${process.version}). The repository's pnpm brings it: npx -y pnpm@12.21.0 --filter @hasten/example-local-server start --help`
+  )
   process.exit(1)
 }
 const { run } = await import("./LoadTest.js")
-
 
 const usage = `hasten local-server example — the OpenAI-compatible server over a local model, load-tested
 
@@ -33,8 +34,14 @@ const values = (() => {
   try {
     return parseArgs({
       options: {
-        model: { type: "string" }, sequences: { type: "string" }, clients: { type: "string" }, requests: { type: "string" },
-        "max-tokens": { type: "string" }, port: { type: "string" }, "no-cache": { type: "boolean" }, quick: { type: "boolean" },
+        model: { type: "string" },
+        sequences: { type: "string" },
+        clients: { type: "string" },
+        requests: { type: "string" },
+        "max-tokens": { type: "string" },
+        port: { type: "string" },
+        "no-cache": { type: "boolean" },
+        quick: { type: "boolean" },
         help: { type: "boolean", short: "h" }
       }
     }).values
@@ -64,6 +71,8 @@ Effect.runPromiseExit(run({
 })).then((exit) => {
   if (Exit.isFailure(exit)) {
     const error = Cause.squash(exit.cause)
-    fail(typeof error === "object" && error !== null && "message" in error ? String((error as { message: unknown }).message) : String(error))
+    fail(
+      typeof error === "object" && error !== null && "message" in error ? String((error as { message: unknown }).message) : String(error)
+    )
   }
 })

@@ -3,8 +3,6 @@
  * align, every LLM call through Cache → Batcher → PerfLogger → RateLimit → provider.
  * `run` is what the CLI calls; tests call it in quick mode.
  */
-import * as Fs from "node:fs"
-import * as Path from "node:path"
 import { Batcher } from "@hasten/batcher"
 import { Cache } from "@hasten/cache"
 import { type Completion, CompletionRequest, Llm, LlmError } from "@hasten/core"
@@ -16,6 +14,8 @@ import { Replicate } from "@hasten/providers/replicate"
 import { RateLimit } from "@hasten/rate-limit"
 import { Drafter, Speculative } from "@hasten/speculative"
 import { ConfigProvider, Data, Duration, Effect, Layer } from "effect"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
 
 /** Everything the command line can set. */
 export interface PipelineOptions {
@@ -67,7 +67,10 @@ export const readDataset = (path: string, skipBadLines: boolean, log: (line: str
   Effect.gen(function*() {
     const text = yield* Effect.try({
       try: () => Fs.readFileSync(path, "utf8"),
-      catch: () => new PipelineError({ message: `cannot read the dataset ${path}: no such file (give --dataset a JSONL file with one {"instruction": "..."} per line)` })
+      catch: () =>
+        new PipelineError({
+          message: `cannot read the dataset ${path}: no such file (give --dataset a JSONL file with one {"instruction": "..."} per line)`
+        })
     })
     const records: Array<InputRecord> = []
     const lines = text.split("\n")
@@ -86,7 +89,9 @@ export const readDataset = (path: string, skipBadLines: boolean, log: (line: str
         }
       })()
       if (problem !== undefined) {
-        if (!skipBadLines) return yield* new PipelineError({ message: `malformed dataset ${path}, ${problem} (fix the line or pass --skip-bad-lines)` })
+        if (!skipBadLines) {
+          return yield* new PipelineError({ message: `malformed dataset ${path}, ${problem} (fix the line or pass --skip-bad-lines)` })
+        }
         log(`skipping ${problem}`)
       }
     }
@@ -141,7 +146,14 @@ const messageOf = (error: unknown): string =>
   typeof error === "object" && error !== null && "message" in error ? String((error as { message: unknown }).message) : String(error)
 
 const defaultModel = (options: PipelineOptions) =>
-  options.model ?? (options.provider === "openai" ? "gpt-4o-mini" : options.provider === "anthropic" ? "claude-3-5-haiku-latest" : options.provider === "replicate" ? "meta/meta-llama-3-8b-instruct" : "stories260K")
+  options.model ??
+    (options.provider === "openai"
+      ? "gpt-4o-mini"
+      : options.provider === "anthropic"
+      ? "claude-3-5-haiku-latest"
+      : options.provider === "replicate"
+      ? "meta/meta-llama-3-8b-instruct"
+      : "stories260K")
 
 /** Runs the whole pipeline; returns the summary it printed. */
 export const run = (options: PipelineOptions) =>
@@ -197,27 +209,52 @@ export const run = (options: PipelineOptions) =>
     const maxTokens = options.quick ? 24 : 48
     const concurrency = options.batching ? "unbounded" as const : 1
     const request = (content: string, extra: Partial<CompletionRequest.CompletionRequestInput> = {}) =>
-      CompletionRequest.makeUnsafe({ model, messages: [{ role: "user", content }], temperature: 0, seed: options.seed, maxTokens, ...extra })
+      CompletionRequest.makeUnsafe({
+        model,
+        messages: [{ role: "user", content }],
+        temperature: 0,
+        seed: options.seed,
+        maxTokens,
+        ...extra
+      })
 
     const program = Effect.gen(function*() {
-      const upstreamOf = (completions: ReadonlyArray<Completion.Completion | undefined>) => completions.filter((c) => c !== undefined && c.cached !== true).length
+      const upstreamOf = (completions: ReadonlyArray<Completion.Completion | undefined>) =>
+        completions.filter((c) => c !== undefined && c.cached !== true).length
       const stats: Array<{ stage: string; items: number; seconds: number; errors: number; cached: number; upstream: number }> = []
       const errors: Array<string> = []
-      const stage = <A>(name: string, items: ReadonlyArray<A>, call: (item: A) => Effect.Effect<Completion.Completion, LlmError.LlmError, Llm.Llm>, llm?: Llm.LlmService) =>
+      const stage = <A>(
+        name: string,
+        items: ReadonlyArray<A>,
+        call: (item: A) => Effect.Effect<Completion.Completion, LlmError.LlmError, Llm.Llm>,
+        llm?: Llm.LlmService
+      ) =>
         Effect.gen(function*() {
           const start = performance.now()
           const results = yield* Effect.forEach(items, (item) =>
             PerfLogger.stage(name, llm !== undefined ? Effect.provideService(call(item), Llm.Llm, llm) : call(item)).pipe(
               Effect.map((completion) => completion as Completion.Completion | undefined),
-              Effect.catchTag("LlmError", (error) => Effect.sync(() => {
-                errors.push(`${name}: ${error.message}`)
-                return undefined
-              }))
+              Effect.catchTag("LlmError", (error) =>
+                Effect.sync(() => {
+                  errors.push(`${name}: ${error.message}`)
+                  return undefined
+                }))
             ), { concurrency })
           const seconds = (performance.now() - start) / 1000
-          const failed = results.filter((r) => r === undefined).length
+          const failed = results.filter((r) =>
+            r === undefined
+          ).length
           yield* PerfLogger.recordItems(name, items.length - failed)
-          stats.push({ stage: name, items: items.length, seconds, errors: failed, cached: results.filter((r) => r?.cached === true).length, upstream: upstreamOf(results) })
+          stats.push({
+            stage: name,
+            items: items.length,
+            seconds,
+            errors: failed,
+            cached: results.filter((r) =>
+              r?.cached === true
+            ).length,
+            upstream: upstreamOf(results)
+          })
           if (items.length > 0 && failed === items.length) {
             return yield* new PipelineError({ message: `every ${name} call failed; the first error: ${errors[errors.length - failed]}` })
           }
@@ -227,14 +264,33 @@ export const run = (options: PipelineOptions) =>
       // 1. filter (rules)
       const filterStart = performance.now()
       const { dropped, kept } = filterRecords(limited)
-      stats.push({ stage: "filter", items: limited.length, seconds: (performance.now() - filterStart) / 1000, errors: 0, cached: 0, upstream: 0 })
-      log(`filter: kept ${kept.length} of ${limited.length}${Object.keys(dropped).length > 0 ? ` (dropped: ${Object.entries(dropped).map(([k, v]) => `${v} ${k}`).join(", ")})` : ""}`)
+      stats.push({
+        stage: "filter",
+        items: limited.length,
+        seconds: (performance.now() - filterStart) / 1000,
+        errors: 0,
+        cached: 0,
+        upstream: 0
+      })
+      log(
+        `filter: kept ${kept.length} of ${limited.length}${
+          Object.keys(dropped).length > 0 ? ` (dropped: ${Object.entries(dropped).map(([k, v]) => `${v} ${k}`).join(", ")})` : ""
+        }`
+      )
 
       // 2. structure (JSON schema output; speculative decoding when enabled)
-      const speculativeLlm = speculativeStack !== undefined ? yield* Effect.service(Llm.Llm).pipe(Effect.provide(speculativeStack)) : undefined
+      const speculativeLlm = speculativeStack !== undefined
+        ? yield* Effect.service(Llm.Llm).pipe(Effect.provide(speculativeStack))
+        : undefined
       const structured = yield* stage("structure", kept, (record) =>
-        Llm.complete(request(`Describe this security instruction as JSON {risk, audience, urgent}: ${record.instruction}`,
-          speculativeLlm !== undefined ? { maxTokens: 64 } : { maxTokens: 128, responseFormat: { type: "json", name: "structure", schema: structureSchema as never } })), speculativeLlm)
+        Llm.complete(
+          request(
+            `Describe this security instruction as JSON {risk, audience, urgent}: ${record.instruction}`,
+            speculativeLlm !== undefined
+              ? { maxTokens: 64 }
+              : { maxTokens: 128, responseFormat: { type: "json", name: "structure", schema: structureSchema as never } }
+          )
+        ), speculativeLlm)
       // 3. classify (domain, an enum the grammar enforces)
       const classified = yield* stage("classify", kept, (record) =>
         Llm.complete(request(`Which security domain (${domains.join(", ")}) does this belong to? ${record.instruction}`, {
@@ -242,7 +298,8 @@ export const run = (options: PipelineOptions) =>
           responseFormat: { type: "json", name: "domain", schema: classifySchema as never }
         })))
       // 4. align (a short response to the instruction)
-      const aligned = yield* stage("align", kept, (record) => Llm.complete(request(`Instruction: ${record.instruction}\nResponse:`)))
+      const aligned = yield* stage("align", kept, (record) =>
+        Llm.complete(request(`Instruction: ${record.instruction}\nResponse:`)))
 
       const output = kept.map((record, index) => {
         const structure = structured[index] !== undefined ? parseJson(structured[index]!.text) : undefined
@@ -256,7 +313,12 @@ export const run = (options: PipelineOptions) =>
         }
       })
       Fs.mkdirSync(Path.dirname(Path.resolve(options.out)), { recursive: true })
-      Fs.writeFileSync(options.out, output.map((row) => JSON.stringify(row)).join("\n") + "\n")
+      Fs.writeFileSync(
+        options.out,
+        output.map((row) =>
+          JSON.stringify(row)
+        ).join("\n") + "\n"
+      )
       const invalidStructure = output.filter((row) => structured[output.indexOf(row)] !== undefined && row.structure === null).length
 
       const llmStats = stats.filter((s) => s.stage !== "filter")
@@ -266,15 +328,23 @@ export const run = (options: PipelineOptions) =>
       log("")
       log("stage       items  errors  cached  seconds   items/s")
       for (const s of stats) {
-        log(`${s.stage.padEnd(10)} ${String(s.items).padStart(6)} ${String(s.errors).padStart(7)} ${String(s.cached).padStart(7)} ${s.seconds.toFixed(2).padStart(8)} ${(s.items / Math.max(s.seconds, 1e-6)).toFixed(1).padStart(9)}`)
+        log(
+          `${s.stage.padEnd(10)} ${String(s.items).padStart(6)} ${String(s.errors).padStart(7)} ${String(s.cached).padStart(7)} ${
+            s.seconds.toFixed(2).padStart(8)
+          } ${(s.items / Math.max(s.seconds, 1e-6)).toFixed(1).padStart(9)}`
+        )
       }
       log("")
       log(`records: ${limited.length} read, ${kept.length} processed, written to ${options.out}`)
       if (invalidStructure > 0) log(`structure: ${invalidStructure} outputs were not valid JSON (kept as null)`)
       if (errors.length > 0) log(`errors: ${errors.length} calls failed, e.g. ${errors[0]}`)
-      log(cached === calls && calls > 0
-        ? `cache: all ${calls} calls served from cache (0 upstream calls) — this run re-used an earlier one`
-        : `cache: ${cached} of ${calls} calls served from cache, ${upstream} upstream calls${options.cache ? "" : " (cache off: --no-cache)"}`)
+      log(
+        cached === calls && calls > 0
+          ? `cache: all ${calls} calls served from cache (0 upstream calls) — this run re-used an earlier one`
+          : `cache: ${cached} of ${calls} calls served from cache, ${upstream} upstream calls${
+            options.cache ? "" : " (cache off: --no-cache)"
+          }`
+      )
       const recorder = yield* Effect.service(PerfLogger.PerfLogger)
       if (recorder.runDir !== undefined) log(`report: ${Path.join(recorder.runDir, "report.html")}`)
       return { stats, calls, cached, upstream, errors, output, runDir: recorder.runDir }

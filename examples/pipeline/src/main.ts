@@ -3,19 +3,20 @@
  * `hasten-pipeline`: filter → structure → classify → align over a dataset, with
  * batching, caching, rate limits and metrics. Run with --help for the options.
  */
+import { Cause, Effect, Exit } from "effect"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
-import { Cause, Effect, Exit } from "effect"
 import type { PipelineOptions } from "./Pipeline.js"
 // Node 24 is needed (node:sqlite, type stripping); check before loading the stack so an older
 // Node gets a sentence instead of a loader stack trace.
 if (Number(process.versions.node.split(".")[0]) < 24) {
-  console.error(`error: Node.js 24 or later is needed (this is ${process.version}). The repository's pnpm brings it: npx -y pnpm@12.21.0 --filter @hasten/example-pipeline start --help`)
+  console.error(
+    `error: Node.js 24 or later is needed (this is ${process.version}). The repository's pnpm brings it: npx -y pnpm@12.21.0 --filter @hasten/example-pipeline start --help`
+  )
   process.exit(1)
 }
 const { run } = await import("./Pipeline.js")
-
 
 const here = Path.dirname(fileURLToPath(import.meta.url))
 const bundledDataset = Path.resolve(here, "..", "data", "records.jsonl")
@@ -54,11 +55,23 @@ const parsed = (() => {
   try {
     return parseArgs({
       options: {
-        dataset: { type: "string" }, provider: { type: "string" }, model: { type: "string" },
-        "batch-size": { type: "string" }, "batch-timeout": { type: "string" }, "no-batching": { type: "boolean" },
-        "enable-speculative": { type: "boolean" }, "draft-model": { type: "string" }, "no-cache": { type: "boolean" },
-        "cache-path": { type: "string" }, seed: { type: "string" }, limit: { type: "string" }, quick: { type: "boolean" },
-        out: { type: "string" }, "log-dir": { type: "string" }, "skip-bad-lines": { type: "boolean" }, help: { type: "boolean", short: "h" }
+        dataset: { type: "string" },
+        provider: { type: "string" },
+        model: { type: "string" },
+        "batch-size": { type: "string" },
+        "batch-timeout": { type: "string" },
+        "no-batching": { type: "boolean" },
+        "enable-speculative": { type: "boolean" },
+        "draft-model": { type: "string" },
+        "no-cache": { type: "boolean" },
+        "cache-path": { type: "string" },
+        seed: { type: "string" },
+        limit: { type: "string" },
+        quick: { type: "boolean" },
+        out: { type: "string" },
+        "log-dir": { type: "string" },
+        "skip-bad-lines": { type: "boolean" },
+        help: { type: "boolean", short: "h" }
       },
       allowPositionals: false
     }).values
@@ -78,7 +91,9 @@ const number = (name: string, value: string | undefined, fallback: number, check
   return Number.isFinite(n) && check(n) ? n : fail(`--${name} must be a valid number, got "${value}"`)
 }
 const provider = parsed.provider ?? "local"
-if (!["local", "openai", "anthropic", "replicate"].includes(provider)) fail(`--provider must be local, openai, anthropic or replicate, got "${provider}"`)
+if (!["local", "openai", "anthropic", "replicate"].includes(provider)) {
+  fail(`--provider must be local, openai, anthropic or replicate, got "${provider}"`)
+}
 
 const quick = parsed.quick === true
 const options: PipelineOptions = {
@@ -106,7 +121,9 @@ const started = performance.now()
 Effect.runPromiseExit(run(options)).then((exit) => {
   if (Exit.isFailure(exit)) {
     const error = Cause.squash(exit.cause)
-    fail(typeof error === "object" && error !== null && "message" in error ? String((error as { message: unknown }).message) : String(error))
+    fail(
+      typeof error === "object" && error !== null && "message" in error ? String((error as { message: unknown }).message) : String(error)
+    )
   }
   console.log(`done in ${((performance.now() - started) / 1000).toFixed(1)} s`)
 })

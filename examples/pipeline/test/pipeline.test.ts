@@ -1,9 +1,9 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
 import { type PipelineOptions, run } from "../src/Pipeline.js"
 
 const here = Path.dirname(fileURLToPath(import.meta.url))

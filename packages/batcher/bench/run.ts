@@ -15,10 +15,18 @@ const widths = quick ? [4, 8, 16] : [4, 8, 16, 32]
 
 const subjects = ["a dog", "a red ball", "the park", "a big tree", "a little bird", "the sea", "a cake", "a toy car"]
 const prompts = Array.from({ length: itemCount }, (_, i) => `Story ${i}: Once upon a time there was ${subjects[i % subjects.length]} and`)
-const request = (prompt: string, model: string) =>
-  CompletionRequest.makeUnsafe({ model, messages: [], prompt, temperature: 0, maxTokens })
+const request = (prompt: string, model: string) => CompletionRequest.makeUnsafe({ model, messages: [], prompt, temperature: 0, maxTokens })
 
-interface Row { model: string; mode: string; seconds: number; cpuSeconds: number; itemsPerS: number; tokensPerS: number; tokensPerCpuS: number; identical: boolean }
+interface Row {
+  model: string
+  mode: string
+  seconds: number
+  cpuSeconds: number
+  itemsPerS: number
+  tokensPerS: number
+  tokensPerCpuS: number
+  identical: boolean
+}
 
 const timeRun = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.gen(function*() {
@@ -42,8 +50,14 @@ const benchModel = (file: string, model: string) =>
     const reference = sequential.value.map((c) => c.text)
     const tokens = (values: ReadonlyArray<{ usage: { outputTokens: number } }>) => values.reduce((sum, c) => sum + c.usage.outputTokens, 0)
     rows.push({
-      model, mode: "sequential", seconds: sequential.seconds, cpuSeconds: sequential.cpuSeconds, itemsPerS: itemCount / sequential.seconds,
-      tokensPerS: tokens(sequential.value) / sequential.seconds, tokensPerCpuS: tokens(sequential.value) / sequential.cpuSeconds, identical: true
+      model,
+      mode: "sequential",
+      seconds: sequential.seconds,
+      cpuSeconds: sequential.cpuSeconds,
+      itemsPerS: itemCount / sequential.seconds,
+      tokensPerS: tokens(sequential.value) / sequential.seconds,
+      tokensPerCpuS: tokens(sequential.value) / sequential.cpuSeconds,
+      identical: true
     })
     for (const width of widths) {
       const stack = Batcher.layer({ window: "100 millis", maxBatchSize: 32, concurrency: width }).pipe(
@@ -53,8 +67,13 @@ const benchModel = (file: string, model: string) =>
         Effect.forEach(prompts, (prompt) => Llm.complete(request(prompt, model)), { concurrency: "unbounded" }).pipe(Effect.provide(stack))
       )
       rows.push({
-        model, mode: `batched ×${width}`, seconds: batched.seconds, cpuSeconds: batched.cpuSeconds, itemsPerS: itemCount / batched.seconds,
-        tokensPerS: tokens(batched.value) / batched.seconds, tokensPerCpuS: tokens(batched.value) / batched.cpuSeconds,
+        model,
+        mode: `batched ×${width}`,
+        seconds: batched.seconds,
+        cpuSeconds: batched.cpuSeconds,
+        itemsPerS: itemCount / batched.seconds,
+        tokensPerS: tokens(batched.value) / batched.seconds,
+        tokensPerCpuS: tokens(batched.value) / batched.cpuSeconds,
         identical: batched.value.every((c, i) => c.text === reference[i])
       })
     }
@@ -142,14 +161,28 @@ const main = Effect.gen(function*() {
   console.log("model              mode          seconds  items/s  tokens/s  speedup  tok/cpu-s  cpu speedup  identical")
   for (const row of rows) {
     const base = rows.find((r) => r.model === row.model && r.mode === "sequential")!
-    console.log(`${row.model.padEnd(18)} ${row.mode.padEnd(12)} ${row.seconds.toFixed(2).padStart(8)} ${row.itemsPerS.toFixed(1).padStart(8)} ${row.tokensPerS.toFixed(0).padStart(9)} ${(row.itemsPerS / base.itemsPerS).toFixed(2).padStart(7)}x ${row.tokensPerCpuS.toFixed(0).padStart(10)} ${(row.tokensPerCpuS / base.tokensPerCpuS).toFixed(2).padStart(11)}x  ${row.identical}`)
+    console.log(
+      `${row.model.padEnd(18)} ${row.mode.padEnd(12)} ${row.seconds.toFixed(2).padStart(8)} ${row.itemsPerS.toFixed(1).padStart(8)} ${
+        row.tokensPerS.toFixed(0).padStart(9)
+      } ${(row.itemsPerS / base.itemsPerS).toFixed(2).padStart(7)}x ${row.tokensPerCpuS.toFixed(0).padStart(10)} ${
+        (row.tokensPerCpuS / base.tokensPerCpuS).toFixed(2).padStart(11)
+      }x  ${row.identical}`
+    )
   }
   const [one, sixteen] = [ceiling[0]!, ceiling[1]!]
-  const ceilingItems = (one.seconds / sixteen.seconds)
+  const ceilingItems = one.seconds / sixteen.seconds
   const ceilingCpu = (sixteen.tokens / sixteen.cpuSeconds) / (one.tokens / one.cpuSeconds)
-  console.log(`\nnode-llama-cpp alone on stories260K (sequence.evaluate, no Hasten code): 16 sequences vs 1 = ${ceilingItems.toFixed(2)}x items/s, ${ceilingCpu.toFixed(2)}x tokens per CPU-second — the ceiling batching can reach here`)
+  console.log(
+    `\nnode-llama-cpp alone on stories260K (sequence.evaluate, no Hasten code): 16 sequences vs 1 = ${ceilingItems.toFixed(2)}x items/s, ${
+      ceilingCpu.toFixed(2)
+    }x tokens per CPU-second — the ceiling batching can reach here`
+  )
   if ("speedup" in embed) {
-    console.log(`\nembeddings: ${embed.texts} texts, one call each (4 in flight) ${embed.sequentialS.toFixed(2)} s vs merged ${embed.batchedS.toFixed(2)} s = ${embed.speedup.toFixed(1)}x, identical vectors: ${embed.identical}`)
+    console.log(
+      `\nembeddings: ${embed.texts} texts, one call each (4 in flight) ${embed.sequentialS.toFixed(2)} s vs merged ${
+        embed.batchedS.toFixed(2)
+      } s = ${embed.speedup.toFixed(1)}x, identical vectors: ${embed.identical}`
+    )
   } else {
     console.log(`\nembeddings: skipped (${embed.error})`)
   }
@@ -159,7 +192,10 @@ const main = Effect.gen(function*() {
   for (const r of primary.filter((r) => r.mode !== "sequential")) batched[r.mode.replace("batched ×", "")] = Number(r.itemsPerS.toFixed(2))
   const secondary = rows.filter((r) => r.model === "TinyStories-656K")
   const seq2 = secondary.find((r) => r.mode === "sequential")!
-  const at16 = (list: Array<Row>, base: Row) => { const r = list.find((x) => x.mode === "batched ×16"); return r ? Number((r.itemsPerS / base.itemsPerS).toFixed(2)) : null }
+  const at16 = (list: Array<Row>, base: Row) => {
+    const r = list.find((x) => x.mode === "batched ×16")
+    return r ? Number((r.itemsPerS / base.itemsPerS).toFixed(2)) : null
+  }
   console.log(JSON.stringify({
     bench: "batcher",
     local: {
@@ -167,7 +203,10 @@ const main = Effect.gen(function*() {
       sequentialItemsPerS: Number(seq.itemsPerS.toFixed(2)),
       batched,
       speedup16: at16(primary, seq),
-      cpuSpeedup16: (() => { const r = primary.find((x) => x.mode === "batched ×16"); return r ? Number((r.tokensPerCpuS / seq.tokensPerCpuS).toFixed(2)) : null })(),
+      cpuSpeedup16: (() => {
+        const r = primary.find((x) => x.mode === "batched ×16")
+        return r ? Number((r.tokensPerCpuS / seq.tokensPerCpuS).toFixed(2)) : null
+      })(),
       speedup16TinyStories656K: at16(secondary, seq2),
       identical: rows.every((r) => r.identical),
       nodeLlamaCppAlone16: { itemsSpeedup: Number(ceilingItems.toFixed(2)), cpuSpeedup: Number(ceilingCpu.toFixed(2)) }

@@ -4,8 +4,8 @@
  * grows while throughput rises (hill climbing on measured items/s).
  * @since 0.1.0
  */
-import { freemem } from "node:os"
 import { Effect, Semaphore } from "effect"
+import { freemem } from "node:os"
 
 /** Options for {@link make}. @category models @since 0.1.0 */
 export interface Options {
@@ -114,6 +114,10 @@ export const make = (options: Options): Effect.Effect<Controller> =>
 
 /** Whether an error looks like a memory-allocation failure of a backend. @category predicates @since 0.1.0 */
 export const isAllocationFailure = (error: unknown): boolean => {
-  const text = error instanceof Error ? error.message : typeof error === "object" && error !== null && "message" in error ? String((error as { message: unknown }).message) : String(error)
+  const text = error instanceof Error
+    ? error.message
+    : typeof error === "object" && error !== null && "message" in error
+    ? String((error as { message: unknown }).message)
+    : String(error)
   return /out of memory|failed to allocate|allocation failed|ENOMEM|insufficient memory|no free sequence|kv cache/i.test(text)
 }

@@ -57,10 +57,14 @@ const queueWait = Metric.histogram("hasten_batcher_queue_wait_seconds", {
 })
 const items = Metric.counter("hasten_batcher_items_total", { description: "Items dispatched", incremental: true })
 
-class CompleteItem extends Request.Class<{
-  readonly request: CompletionRequest.CompletionRequest
-  readonly enqueuedAt: number
-}, Completion.Completion, LlmError.LlmError> {}
+class CompleteItem extends Request.Class<
+  {
+    readonly request: CompletionRequest.CompletionRequest
+    readonly enqueuedAt: number
+  },
+  Completion.Completion,
+  LlmError.LlmError
+> {}
 
 /**
  * The default backend: each item goes to `llm.complete` through the controller's
@@ -152,8 +156,7 @@ export const make = (inner: Llm.LlmService, options: Options = {}): Effect.Effec
  * Batching middleware: `Layer<Llm, never, Llm>`.
  * @category layers @since 0.1.0
  */
-export const layer = (options: Options = {}): Layer.Layer<Llm.Llm, never, Llm.Llm> =>
-  Llm.middleware((inner) => make(inner, options))
+export const layer = (options: Options = {}): Layer.Layer<Llm.Llm, never, Llm.Llm> => Llm.middleware((inner) => make(inner, options))
 
 /**
  * Reads `BATCH_SIZE` (32), `BATCH_TIMEOUT` in seconds (0.1), `BATCHING_ENABLED` (true)
@@ -179,16 +182,25 @@ export const config: Config.Config<Options> = Config.all({
  * @category layers @since 0.1.0
  */
 export const layerConfig = (options: Options = {}): Layer.Layer<Llm.Llm, Config.ConfigError, Llm.Llm> =>
-  Layer.unwrap(Effect.map(Effect.gen(function*() { return yield* config }), (fromEnv) => layer({ ...fromEnv, ...options })))
+  Layer.unwrap(Effect.map(
+    Effect.gen(function*() {
+      return yield* config
+    }),
+    (fromEnv) => layer({ ...fromEnv, ...options })
+  ))
 
 // ---------------------------------------------------------------------------
 // Embeddings
 
-class EmbedItem extends Request.Class<{
-  readonly text: string
-  readonly model: string | undefined
-  readonly dimensions: number | undefined
-}, ReadonlyArray<number>, LlmError.LlmError> {}
+class EmbedItem extends Request.Class<
+  {
+    readonly text: string
+    readonly model: string | undefined
+    readonly dimensions: number | undefined
+  },
+  ReadonlyArray<number>,
+  LlmError.LlmError
+> {}
 
 /** Options for {@link layerEmbedder}. @category configuration @since 0.1.0 */
 export interface EmbedderOptions {

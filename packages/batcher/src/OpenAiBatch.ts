@@ -18,7 +18,9 @@ export interface BatchObject {
   readonly status: "validating" | "failed" | "in_progress" | "finalizing" | "completed" | "expired" | "cancelling" | "cancelled" | string
   readonly output_file_id?: string | null
   readonly error_file_id?: string | null
-  readonly errors?: { readonly data?: ReadonlyArray<{ readonly code?: string | null; readonly message?: string | null; readonly line?: number | null }> } | null
+  readonly errors?: {
+    readonly data?: ReadonlyArray<{ readonly code?: string | null; readonly message?: string | null; readonly line?: number | null }>
+  } | null
 }
 
 /** The slice of the official `OpenAI` client this module uses. @category models @since 0.1.0 */
@@ -28,7 +30,15 @@ export interface BatchClient {
     content(fileId: string, options?: { signal?: AbortSignal }): Promise<{ text(): Promise<string> }>
   }
   readonly batches: {
-    create(body: { input_file_id: string; endpoint: "/v1/chat/completions" | "/v1/embeddings" | "/v1/completions"; completion_window: "24h"; metadata?: Record<string, string> }, options?: { signal?: AbortSignal }): Promise<BatchObject>
+    create(
+      body: {
+        input_file_id: string
+        endpoint: "/v1/chat/completions" | "/v1/embeddings" | "/v1/completions"
+        completion_window: "24h"
+        metadata?: Record<string, string>
+      },
+      options?: { signal?: AbortSignal }
+    ): Promise<BatchObject>
     retrieve(batchId: string, options?: { signal?: AbortSignal }): Promise<BatchObject>
     cancel(batchId: string, options?: { signal?: AbortSignal }): Promise<BatchObject>
   }
@@ -61,11 +71,16 @@ export interface JobOptions {
 const provider = "openai-batch"
 
 const failure = (description: string, error?: unknown): LlmError.LlmError => {
-  const status = typeof error === "object" && error !== null && "status" in error ? Number((error as { status: unknown }).status) : undefined
+  const status = typeof error === "object" && error !== null && "status" in error
+    ? Number((error as { status: unknown }).status)
+    : undefined
   const message = error instanceof Error ? `${description}: ${error.message}` : description
-  return LlmError.make(provider, status !== undefined && Number.isFinite(status)
-    ? LlmError.fromHttpStatus({ status, message })
-    : new LlmError.Transport({ description: message }))
+  return LlmError.make(
+    provider,
+    status !== undefined && Number.isFinite(status)
+      ? LlmError.fromHttpStatus({ status, message })
+      : new LlmError.Transport({ description: message })
+  )
 }
 
 const call = <A>(description: string, run: (signal: AbortSignal) => Promise<A>) =>
@@ -100,7 +115,9 @@ export const parseResults = (jsonl: string): Effect.Effect<Array<JobResult>, Llm
       }
       const customId = row.custom_id
       if (typeof customId !== "string") {
-        return Effect.fail(LlmError.make(provider, new LlmError.BadResponse({ description: `result file line ${index + 1} has no custom_id` })))
+        return Effect.fail(
+          LlmError.make(provider, new LlmError.BadResponse({ description: `result file line ${index + 1} has no custom_id` }))
+        )
       }
       const status = row.response?.status_code
       if (row.error == null && status !== undefined && status >= 200 && status < 300 && row.response?.body !== undefined) {
@@ -125,16 +142,27 @@ const terminal = new Set(["completed", "failed", "expired", "cancelled"])
 const submitOnce = (client: BatchClient, items: ReadonlyArray<JobItem>, options: JobOptions) =>
   Effect.gen(function*() {
     const endpoint = options.endpoint ?? "/v1/chat/completions"
-    const jsonl = items.map((item) => JSON.stringify({ custom_id: item.customId, method: "POST", url: endpoint, body: item.body })).join("\n") + "\n"
-    const file = yield* call("uploading the batch file", (signal) =>
-      client.files.create({ file: new File([jsonl], "hasten-batch.jsonl", { type: "application/jsonl" }), purpose: "batch" }, { signal }))
+    const jsonl = items.map((item) =>
+      JSON.stringify({ custom_id: item.customId, method: "POST", url: endpoint, body: item.body })
+    ).join("\n") + "\n"
+    const file = yield* call(
+      "uploading the batch file",
+      (signal) =>
+        client.files.create({ file: new File([jsonl], "hasten-batch.jsonl", { type: "application/jsonl" }), purpose: "batch" }, { signal })
+    )
     let batch = yield* call("creating the batch", (signal) =>
-      client.batches.create({ input_file_id: file.id, endpoint, completion_window: "24h", ...(options.metadata ? { metadata: options.metadata } : {}) }, { signal }))
+      client.batches.create({
+        input_file_id: file.id,
+        endpoint,
+        completion_window: "24h",
+        ...(options.metadata ? { metadata: options.metadata } : {})
+      }, { signal }))
     yield* Effect.annotateCurrentSpan({ "openai.batch.id": batch.id, "openai.batch.items": items.length })
     let delay = Duration.toMillis(Duration.fromInputUnsafe(options.pollInterval ?? "1 second"))
     const maxDelay = Duration.toMillis(Duration.fromInputUnsafe(options.maxPollInterval ?? "60 seconds"))
     const cancelOnInterrupt = Effect.onInterrupt(() =>
-      Effect.ignore(call("cancelling the batch", (signal) => client.batches.cancel(batch.id, { signal }))))
+      Effect.ignore(call("cancelling the batch", (signal) => client.batches.cancel(batch.id, { signal })))
+    )
     while (!terminal.has(batch.status)) {
       yield* Effect.sleep(Duration.millis(delay)).pipe(cancelOnInterrupt)
       delay = Math.min(maxDelay, delay * 2)
@@ -142,18 +170,38 @@ const submitOnce = (client: BatchClient, items: ReadonlyArray<JobItem>, options:
       batch = yield* call("polling the batch", (signal) => client.batches.retrieve(id, { signal })).pipe(cancelOnInterrupt)
     }
     if (batch.status === "failed") {
-      const reasons = (batch.errors?.data ?? []).map((error) => `${error.code ?? "error"}${error.line != null ? ` (line ${error.line})` : ""}: ${error.message ?? ""}`)
-      return yield* Effect.fail(LlmError.make(provider, new LlmError.InvalidRequest({ description: `batch ${batch.id} failed validation: ${reasons.join("; ") || "no reason given"}` })))
+      const reasons = (batch.errors?.data ?? []).map((error) =>
+        `${error.code ?? "error"}${error.line != null ? ` (line ${error.line})` : ""}: ${error.message ?? ""}`
+      )
+      return yield* Effect.fail(
+        LlmError.make(
+          provider,
+          new LlmError.InvalidRequest({ description: `batch ${batch.id} failed validation: ${reasons.join("; ") || "no reason given"}` })
+        )
+      )
     }
     const download = (fileId: string | null | undefined) =>
-      fileId == null ? Effect.succeed([] as Array<JobResult>) : call("downloading a result file", (signal) => client.files.content(fileId, { signal }).then((response) => response.text())).pipe(Effect.flatMap(parseResults))
+      fileId == null
+        ? Effect.succeed([] as Array<JobResult>)
+        : call("downloading a result file", (signal) => client.files.content(fileId, { signal }).then((response) => response.text())).pipe(
+          Effect.flatMap(parseResults)
+        )
     const output = yield* download(batch.output_file_id)
     const errors = yield* download(batch.error_file_id)
     const byId = new Map<string, JobResult>()
-    for (const result of [...errors, ...output]) byId.set(result.customId, result)
+    for (const result of [...errors, ...output]) {
+      byId.set(result.customId, result)
+    }
     // Items the batch never reached (expired or cancelled before them) are transient failures.
     return items.map((item): JobResult =>
-      byId.get(item.customId) ?? { customId: item.customId, ok: false, code: `batch_${batch.status}`, message: `batch ${batch.id} ended ${batch.status} before this item ran` })
+      byId.get(item.customId) ??
+        {
+          customId: item.customId,
+          ok: false,
+          code: `batch_${batch.status}`,
+          message: `batch ${batch.id} ended ${batch.status} before this item ran`
+        }
+    )
   })
 
 /**
@@ -162,27 +210,33 @@ const submitOnce = (client: BatchClient, items: ReadonlyArray<JobItem>, options:
  * Results come back in input order. Interrupting the effect cancels the batch.
  * @category constructors @since 0.1.0
  */
-export const runJob = Effect.fn("OpenAiBatch.runJob")(function*(client: BatchClient, items: ReadonlyArray<JobItem>, options: JobOptions = {}) {
-  const ids = new Set<string>()
-  for (const item of items) {
-    if (ids.has(item.customId)) return yield* Effect.fail(LlmError.make(provider, new LlmError.InvalidRequest({ description: `duplicate custom_id ${item.customId}` })))
-    ids.add(item.customId)
+export const runJob = Effect.fn("OpenAiBatch.runJob")(
+  function*(client: BatchClient, items: ReadonlyArray<JobItem>, options: JobOptions = {}) {
+    const ids = new Set<string>()
+    for (const item of items) {
+      if (ids.has(item.customId)) {
+        return yield* Effect.fail(
+          LlmError.make(provider, new LlmError.InvalidRequest({ description: `duplicate custom_id ${item.customId}` }))
+        )
+      }
+      ids.add(item.customId)
+    }
+    const final = new Map<string, JobResult>()
+    let pending = items
+    const maxResubmits = options.maxResubmits ?? 2
+    for (let round = 0; round <= maxResubmits && pending.length > 0; round++) {
+      const results = yield* submitOnce(client, pending, options)
+      const retry: Array<JobItem> = []
+      results.forEach((result, index) => {
+        final.set(result.customId, result)
+        if (!result.ok && isTransient(result)) retry.push(pending[index]!)
+      })
+      yield* Effect.annotateCurrentSpan({ [`openai.batch.round${round}.retry`]: retry.length })
+      pending = retry
+    }
+    return items.map((item) => final.get(item.customId)!)
   }
-  const final = new Map<string, JobResult>()
-  let pending = items
-  const maxResubmits = options.maxResubmits ?? 2
-  for (let round = 0; round <= maxResubmits && pending.length > 0; round++) {
-    const results = yield* submitOnce(client, pending, options)
-    const retry: Array<JobItem> = []
-    results.forEach((result, index) => {
-      final.set(result.customId, result)
-      if (!result.ok && isTransient(result)) retry.push(pending[index]!)
-    })
-    yield* Effect.annotateCurrentSpan({ [`openai.batch.round${round}.retry`]: retry.length })
-    pending = retry
-  }
-  return items.map((item) => final.get(item.customId)!)
-})
+)
 
 /** The chat-completions body for a request (what the OpenAI provider would send). @category constructors @since 0.1.0 */
 export const chatBody = (request: CompletionRequest.CompletionRequest): Record<string, unknown> => ({
@@ -205,11 +259,18 @@ export const chatBody = (request: CompletionRequest.CompletionRequest): Record<s
   ...request.providerOptions
 })
 
-const finishReasons: Record<string, Completion.FinishReason> = { stop: "stop", length: "length", content_filter: "content_filter", tool_calls: "tool_calls" }
+const finishReasons: Record<string, Completion.FinishReason> = {
+  stop: "stop",
+  length: "length",
+  content_filter: "content_filter",
+  tool_calls: "tool_calls"
+}
 
 const toCompletion = (request: CompletionRequest.CompletionRequest, body: Record<string, unknown>, now: number): Completion.Completion => {
   const choice = (body.choices as Array<{ message?: { content?: string | null }; finish_reason?: string }> | undefined)?.[0]
-  const usage = body.usage as { prompt_tokens?: number; completion_tokens?: number; prompt_tokens_details?: { cached_tokens?: number } } | undefined
+  const usage = body.usage as
+    | { prompt_tokens?: number; completion_tokens?: number; prompt_tokens_details?: { cached_tokens?: number } }
+    | undefined
   return new Completion.Completion({
     text: choice?.message?.content ?? "",
     finishReason: finishReasons[choice?.finish_reason ?? ""] ?? "unknown",
@@ -240,10 +301,14 @@ export const backend = (client: BatchClient, options: JobOptions = {}): BatchBac
       return exit.value.map((result, index): Exit.Exit<Completion.Completion, LlmError.LlmError> =>
         result.ok
           ? Exit.succeed(toCompletion(requests[index]!, result.body, now))
-          : Exit.fail(LlmError.make(provider, result.status !== undefined
-            ? LlmError.fromHttpStatus({ status: result.status, message: result.message, code: result.code })
-            : result.code === "batch_expired"
-            ? new LlmError.Timeout({ description: result.message })
-            : new LlmError.ServerError({ status: 500, description: `${result.code}: ${result.message}` }))))
+          : Exit.fail(LlmError.make(
+            provider,
+            result.status !== undefined
+              ? LlmError.fromHttpStatus({ status: result.status, message: result.message, code: result.code })
+              : result.code === "batch_expired"
+              ? new LlmError.Timeout({ description: result.message })
+              : new LlmError.ServerError({ status: 500, description: `${result.code}: ${result.message}` })
+          ))
+      )
     })
 })

@@ -15,8 +15,9 @@ describe("Adaptive", () => {
 
   // Completes `count` items spread evenly over `millis` of virtual time.
   const run = (controller: Adaptive.Controller, count: number, millis: number) =>
-    Effect.forEach(Array.from({ length: count }), () =>
-      TestClock.adjust(millis / count).pipe(Effect.andThen(controller.record("ok"))), { discard: true })
+    Effect.forEach(Array.from({ length: count }), () => TestClock.adjust(millis / count).pipe(Effect.andThen(controller.record("ok"))), {
+      discard: true
+    })
 
   it.effect("grows while throughput rises and turns around when it falls", () =>
     Effect.gen(function*() {

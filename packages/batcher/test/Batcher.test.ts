@@ -129,7 +129,9 @@ describe("Batcher.config", () => {
       const defaults = yield* Batcher.config.parse(ConfigProvider.fromUnknown({}))
       assert.strictEqual(defaults.maxBatchSize, 32)
       assert.strictEqual(defaults.enabled, true)
-      const custom = yield* Batcher.config.parse(ConfigProvider.fromUnknown({ BATCH_SIZE: "8", BATCH_TIMEOUT: "0.25", BATCHING_ENABLED: "false" }))
+      const custom = yield* Batcher.config.parse(
+        ConfigProvider.fromUnknown({ BATCH_SIZE: "8", BATCH_TIMEOUT: "0.25", BATCHING_ENABLED: "false" })
+      )
       assert.strictEqual(custom.maxBatchSize, 8)
       assert.strictEqual(custom.enabled, false)
     }))
@@ -142,7 +144,9 @@ describe("Batcher.config", () => {
       yield* TestClock.adjust("50 millis") // options' window, not the environment's 1 s
       const results = yield* Effect.forEach(fibers, Fiber.join)
       assert.deepStrictEqual(results.map((r) => r.metadata?.batchSize), [3, 3, 3]) // batching on, against BATCHING_ENABLED=false
-    }).pipe(Effect.provide(Batcher.layerConfig({ enabled: true, window: "50 millis" }).pipe(Layer.provide(upstream.layer), Layer.provide(env))))
+    }).pipe(
+      Effect.provide(Batcher.layerConfig({ enabled: true, window: "50 millis" }).pipe(Layer.provide(upstream.layer), Layer.provide(env)))
+    )
   })
 
   it.effect("fails naming the variable on a bad value", () =>
@@ -169,7 +173,8 @@ describe("Batcher.layerEmbedder", () => {
   it.effect("isolates a bad text: only its caller fails", () => {
     const upstream = makeEmbedUpstream()
     return Effect.gen(function*() {
-      const fiber = yield* Effect.forEach(["good", "bad"], (text) => Effect.exit(Embedder.embed([text])), { concurrency: "unbounded" }).pipe(Effect.forkChild)
+      const fiber = yield* Effect.forEach(["good", "bad"], (text) => Effect.exit(Embedder.embed([text])), { concurrency: "unbounded" })
+        .pipe(Effect.forkChild)
       yield* TestClock.adjust("20 millis")
       const [good, bad] = yield* Fiber.join(fiber)
       assert.isTrue(Exit.isSuccess(good!))

@@ -50,30 +50,36 @@ describe("OpenAiBatch.runJob (official SDK against the simulator)", () => {
       })))
 
   it.live("resubmits only the items an expired batch never reached, until all are done", () =>
-    withSimulator({ seed: 1, batch: { validatingMs: 5, perRequestMs: 20, finalizingMs: 1, expiresAfterMs: 50 } }, (client, sim) =>
-      Effect.gen(function*() {
-        const items = Array.from({ length: 6 }, (_, i) => ({ customId: `item-${i}`, body: chat(`n ${i}`) }))
-        const results = yield* OpenAiBatch.runJob(client, items, { ...fast, maxResubmits: 10 })
-        assert.isTrue(results.every((r) => r.ok), JSON.stringify(results.filter((r) => !r.ok)))
-        const creates = sim.counters().requestsByRoute["POST /v1/batches"] ?? 0
-        assert.isAbove(creates, 1) // it had to resubmit
-        // every item ran exactly once successfully: output tokens were charged for 6 items only
-        assert.strictEqual(results.length, 6)
-      })))
+    withSimulator(
+      { seed: 1, batch: { validatingMs: 5, perRequestMs: 20, finalizingMs: 1, expiresAfterMs: 50 } },
+      (client, sim) =>
+        Effect.gen(function*() {
+          const items = Array.from({ length: 6 }, (_, i) => ({ customId: `item-${i}`, body: chat(`n ${i}`) }))
+          const results = yield* OpenAiBatch.runJob(client, items, { ...fast, maxResubmits: 10 })
+          assert.isTrue(results.every((r) => r.ok), JSON.stringify(results.filter((r) => !r.ok)))
+          const creates = sim.counters().requestsByRoute["POST /v1/batches"] ?? 0
+          assert.isAbove(creates, 1) // it had to resubmit
+          // every item ran exactly once successfully: output tokens were charged for 6 items only
+          assert.strictEqual(results.length, 6)
+        })
+    ))
 
   it.live("gives up after maxResubmits and reports expired items as transient failures", () =>
-    withSimulator({ seed: 1, batch: { validatingMs: 5, perRequestMs: 30, finalizingMs: 1, expiresAfterMs: 40 } }, (client) =>
-      Effect.gen(function*() {
-        const items = Array.from({ length: 4 }, (_, i) => ({ customId: `item-${i}`, body: chat(`n ${i}`) }))
-        const results = yield* OpenAiBatch.runJob(client, items, { ...fast, maxResubmits: 0 })
-        const failed = results.filter((r) => !r.ok)
-        assert.isAbove(failed.length, 0)
-        for (const result of failed) {
-          if (result.ok) continue
-          assert.strictEqual(result.code, "batch_expired")
-          assert.isTrue(OpenAiBatch.isTransient(result))
-        }
-      })))
+    withSimulator(
+      { seed: 1, batch: { validatingMs: 5, perRequestMs: 30, finalizingMs: 1, expiresAfterMs: 40 } },
+      (client) =>
+        Effect.gen(function*() {
+          const items = Array.from({ length: 4 }, (_, i) => ({ customId: `item-${i}`, body: chat(`n ${i}`) }))
+          const results = yield* OpenAiBatch.runJob(client, items, { ...fast, maxResubmits: 0 })
+          const failed = results.filter((r) => !r.ok)
+          assert.isAbove(failed.length, 0)
+          for (const result of failed) {
+            if (result.ok) continue
+            assert.strictEqual(result.code, "batch_expired")
+            assert.isTrue(OpenAiBatch.isTransient(result))
+          }
+        })
+    ))
 
   it.effect("rejects duplicate custom ids before uploading anything", () =>
     Effect.gen(function*() {
@@ -87,16 +93,22 @@ describe("OpenAiBatch.backend behind Batcher.layer", () => {
   it.live("callers calling complete one at a time are served by one Batch API job", () =>
     withSimulator({ seed: 1, batch: { validatingMs: 5, perRequestMs: 1, finalizingMs: 5 } }, (client, sim) =>
       Effect.gen(function*() {
-        const requests = ["one", "two", "three"].map((text) => CompletionRequest.user("gpt-4o-mini", text, { maxTokens: 8, temperature: 0 }))
+        const requests = ["one", "two", "three"].map((text) =>
+          CompletionRequest.user("gpt-4o-mini", text, { maxTokens: 8, temperature: 0 })
+        )
         const good = yield* Effect.forEach(requests, (request) => Llm.complete(request), { concurrency: "unbounded" })
         assert.strictEqual(good.length, 3)
         assert.isTrue(good.every((c) => c.text.length > 0 && c.usage.outputTokens > 0 && c.facts?.batchSize === 3))
         assert.strictEqual(sim.counters().requestsByRoute["POST /v1/batches"], 1)
         // a bad item in the next batch fails only its own caller
-        const [ok, bad] = yield* Effect.forEach([
-          CompletionRequest.user("gpt-4o-mini", "fine", { maxTokens: 8 }),
-          CompletionRequest.user("gpt-4o-mini", "broken", { maxTokens: 8, providerOptions: { messages: "not-a-list" } })
-        ], (request) => Effect.exit(Llm.complete(request)), { concurrency: "unbounded" })
+        const [ok, bad] = yield* Effect.forEach(
+          [
+            CompletionRequest.user("gpt-4o-mini", "fine", { maxTokens: 8 }),
+            CompletionRequest.user("gpt-4o-mini", "broken", { maxTokens: 8, providerOptions: { messages: "not-a-list" } })
+          ],
+          (request) => Effect.exit(Llm.complete(request)),
+          { concurrency: "unbounded" }
+        )
         assert.isTrue(Exit.isSuccess(ok!))
         assert.isTrue(Exit.isFailure(bad!))
         if (Exit.isFailure(bad!)) assert.match(String(bad.cause), /InvalidRequest/)

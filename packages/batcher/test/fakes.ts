@@ -17,7 +17,9 @@ export const makeUpstream = (latency: Duration.Input = Duration.zero) => {
       if (content === "bad") return yield* Effect.fail(LlmError.make("fake", new LlmError.InvalidRequest({ description: "bad item" })))
       if (content === "defect") return yield* Effect.die(new Error("backend exploded"))
       if (content === "oom" && calls.filter((call) => call.content === "oom").length === 1) {
-        return yield* Effect.fail(LlmError.make("fake", new LlmError.ServerError({ status: 500, description: "failed to allocate KV cache" })))
+        return yield* Effect.fail(
+          LlmError.make("fake", new LlmError.ServerError({ status: 500, description: "failed to allocate KV cache" }))
+        )
       }
       return new Completion.Completion({
         text: `re: ${content}`,
@@ -41,7 +43,9 @@ export const makeEmbedUpstream = () => {
     embed: (texts) =>
       Effect.suspend(() => {
         calls.push(texts)
-        if (texts.includes("bad")) return Effect.fail(LlmError.make("fake-embed", new LlmError.InvalidRequest({ description: "bad input" })))
+        if (texts.includes("bad")) {
+          return Effect.fail(LlmError.make("fake-embed", new LlmError.InvalidRequest({ description: "bad input" })))
+        }
         return Effect.succeed({ vectors: texts.map((text) => [text.length]), model: "e-1", usage: { inputTokens: texts.length } })
       })
   }

@@ -5,11 +5,25 @@ import { Local, ModelPool } from "@hasten/providers/local"
 import { Effect, Layer } from "effect"
 
 const prompts = [
-  "Once upon a time", "The little dog", "Tom and Sue went", "One day, a bird", "The sun was", "Lily wanted to",
-  "In the park there", "Ben had a red", "The cat said", "Mom gave her", "It was a cold", "The big tree",
-  "Sam liked to", "A small fish", "The girl saw", "They played with"
+  "Once upon a time",
+  "The little dog",
+  "Tom and Sue went",
+  "One day, a bird",
+  "The sun was",
+  "Lily wanted to",
+  "In the park there",
+  "Ben had a red",
+  "The cat said",
+  "Mom gave her",
+  "It was a cold",
+  "The big tree",
+  "Sam liked to",
+  "A small fish",
+  "The girl saw",
+  "They played with"
 ]
-const request = (prompt: string) => CompletionRequest.makeUnsafe({ model: "stories260K", messages: [], prompt, temperature: 0, maxTokens: 24 })
+const request = (prompt: string) =>
+  CompletionRequest.makeUnsafe({ model: "stories260K", messages: [], prompt, temperature: 0, maxTokens: 24 })
 
 const Pool = ModelPool.layer()
 
@@ -20,9 +34,11 @@ describe("Batcher over the local model (stories260K)", () => {
         Effect.provide(Local.layerWithPool({ model: "stories260K.gguf", sequences: 1, contextSize: 128 }))
       )
       const batched = yield* Effect.forEach(prompts, (prompt) => Llm.complete(request(prompt)), { concurrency: "unbounded" }).pipe(
-        Effect.provide(Batcher.layer({ window: "5 millis", maxBatchSize: 16, concurrency: 8 }).pipe(
-          Layer.provide(Local.layerWithPool({ model: "stories260K.gguf", sequences: 8, contextSize: 128 }))
-        ))
+        Effect.provide(
+          Batcher.layer({ window: "5 millis", maxBatchSize: 16, concurrency: 8 }).pipe(
+            Layer.provide(Local.layerWithPool({ model: "stories260K.gguf", sequences: 8, contextSize: 128 }))
+          )
+        )
       )
       assert.deepStrictEqual(batched.map((c) => c.text), sequential.map((c) => c.text))
       assert.deepStrictEqual(batched.map((c) => c.facts?.batchSize), prompts.map(() => 16))

@@ -3,14 +3,14 @@
 // folder) and measures hit latency per store, a 200-request evaluation run twice
 // against the testkit simulator through the real OpenAI provider, and single-flight.
 // Prints a table for people and, last, one JSON line for machines.
+import { Cache, SqliteStore } from "@hasten/cache"
+import { Completion, CompletionRequest, Llm } from "@hasten/core"
+import { Effect, Layer, ManagedRuntime, Redacted } from "effect"
 import { createHash } from "node:crypto"
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { performance } from "node:perf_hooks"
-import { Effect, Layer, ManagedRuntime, Redacted } from "effect"
-import { Completion, CompletionRequest, Llm } from "@hasten/core"
-import { Cache, SqliteStore } from "@hasten/cache"
 
 const quick = process.argv.includes("--quick")
 const hitSamples = quick ? 2_000 : 20_000
@@ -35,7 +35,11 @@ const request = (index: number): CompletionRequest.CompletionRequest =>
     model: "gpt-4o-mini",
     messages: [
       { role: "system", content: "Answer the grade-school math question. End with 'The answer is N'." },
-      { role: "user", content: `Question ${index}: Natalia sold clips to ${index} of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?` }
+      {
+        role: "user",
+        content:
+          `Question ${index}: Natalia sold clips to ${index} of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?`
+      }
     ],
     temperature: 0,
     maxTokens: 64
@@ -86,12 +90,19 @@ const hitLatency = async (options: Cache.Options) => {
 
 // The seeds' "before": one JSON file per key, named by the md5 of the request.
 const baselineKey = (req: CompletionRequest.CompletionRequest) =>
-  createHash("md5").update(JSON.stringify({ model: req.model, messages: req.messages, temperature: req.temperature, max_tokens: req.maxTokens })).digest("hex")
+  createHash("md5").update(
+    JSON.stringify({ model: req.model, messages: req.messages, temperature: req.temperature, max_tokens: req.maxTokens })
+  ).digest("hex")
 
 const baselineFiles = () => {
   const dir = join(workDir, "json-cache")
   mkdirSync(dir, { recursive: true })
-  const completion = { text: "Natalia sold 48 clips in April and 24 in May. The answer is 72", finish_reason: "stop", usage: { prompt_tokens: 60, completion_tokens: 20 }, model: "gpt-4o-mini" }
+  const completion = {
+    text: "Natalia sold 48 clips in April and 24 in May. The answer is 72",
+    finish_reason: "stop",
+    usage: { prompt_tokens: 60, completion_tokens: 20 },
+    model: "gpt-4o-mini"
+  }
   const writes: Array<number> = []
   for (let index = 0; index < writeSamples; index++) {
     const start = performance.now()
@@ -134,7 +145,12 @@ const baselineFiles = () => {
 const sqliteStorageHits = () =>
   Effect.runPromise(Effect.scoped(Effect.gen(function*() {
     const store = yield* SqliteStore.make({ path: join(workDir, "storage.db") })
-    const value = JSON.stringify({ text: "Natalia sold 48 clips in April and 24 in May. The answer is 72", finish_reason: "stop", usage: { prompt_tokens: 60, completion_tokens: 20 }, model: "gpt-4o-mini" })
+    const value = JSON.stringify({
+      text: "Natalia sold 48 clips in April and 24 in May. The answer is 72",
+      finish_reason: "stop",
+      usage: { prompt_tokens: 60, completion_tokens: 20 },
+      model: "gpt-4o-mini"
+    })
     const keys = Array.from({ length: 100 }, (_, index) => createHash("sha256").update(String(index)).digest("hex"))
     for (const key of keys) yield* store.set({ key, namespace: "default", value, createdAt: 0 })
     for (let index = 0; index < warmup; index++) JSON.parse((yield* store.get(keys[index % keys.length]!))!.value)
@@ -291,12 +307,34 @@ const main = async () => {
     ["hit p50 / p99, memory", `${round(memory.p50)} / ${round(memory.p99)} µs`, "target p50 < 20 µs"],
     ["hit p50 / p99, SQLite", `${round(sqlite.p50)} / ${round(sqlite.p99)} µs`, "target p50 < 200 µs"],
     ["hit p50 / p99, Redis", redis === undefined ? redisNote : `${round(redis.p50)} / ${round(redis.p99)} µs`, "shared by machines"],
-    ["before: JSON file hit p50 / p99", `${round(baseline.hitP50)} / ${round(baseline.hitP99)} µs`, `full path (key + read + parse); SQLite cache hit is ${round(baseline.hitP50 / sqlite.p50, 2)}x as fast (it also validates, counts, marks)`],
-    ["storage only: JSON file vs SQLite", `${round(baseline.storageHitP50)} vs ${round(sqliteStorageHit)} µs`, `read + JSON.parse by known key; SQLite ${round(baseline.storageHitP50 / sqliteStorageHit, 2)}x faster`],
-    ["before: JSON file write p50 / p99", `${round(baseline.writeP50)} / ${round(baseline.writeP99)} µs`, `SQLite ${round(baseline.writeP50 / sqliteWrite.p50, 2)}x faster`],
+    [
+      "before: JSON file hit p50 / p99",
+      `${round(baseline.hitP50)} / ${round(baseline.hitP99)} µs`,
+      `full path (key + read + parse); SQLite cache hit is ${
+        round(baseline.hitP50 / sqlite.p50, 2)
+      }x as fast (it also validates, counts, marks)`
+    ],
+    [
+      "storage only: JSON file vs SQLite",
+      `${round(baseline.storageHitP50)} vs ${round(sqliteStorageHit)} µs`,
+      `read + JSON.parse by known key; SQLite ${round(baseline.storageHitP50 / sqliteStorageHit, 2)}x faster`
+    ],
+    [
+      "before: JSON file write p50 / p99",
+      `${round(baseline.writeP50)} / ${round(baseline.writeP99)} µs`,
+      `SQLite ${round(baseline.writeP50 / sqliteWrite.p50, 2)}x faster`
+    ],
     ["SQLite write p50 / p99", `${round(sqliteWrite.p50)} / ${round(sqliteWrite.p99)} µs`, "encode + upsert"],
-    [`eval ${evalRequests} requests, cold`, `${round(evalRun.cold.millis, 0)} ms, ${evalRun.cold.upstreamCalls} upstream calls`, upstream.description],
-    [`eval ${evalRequests} requests, warm re-run (median of 3)`, `${round(evalRun.warm.millis, 1)} ms, ${evalRun.warm.upstreamCalls} upstream calls, ${evalRun.warm.hits} hits`, `${round(rerunSpeedup, 0)}x faster (target ≥ 50x)`],
+    [
+      `eval ${evalRequests} requests, cold`,
+      `${round(evalRun.cold.millis, 0)} ms, ${evalRun.cold.upstreamCalls} upstream calls`,
+      upstream.description
+    ],
+    [
+      `eval ${evalRequests} requests, warm re-run (median of 3)`,
+      `${round(evalRun.warm.millis, 1)} ms, ${evalRun.warm.upstreamCalls} upstream calls, ${evalRun.warm.hits} hits`,
+      `${round(rerunSpeedup, 0)}x faster (target ≥ 50x)`
+    ],
     ["100 concurrent identical requests", `${flight.upstreamCalls} upstream call(s)`, "single-flight"]
   ]
   const width = [0, 1, 2].map((column) => Math.max(...rows.map((row) => row[column]!.length)))

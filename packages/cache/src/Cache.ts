@@ -12,11 +12,7 @@
 /** The `Llm` middleware: `make`, `layer`, `layerFromStore`, `layerConfig(options?)` (`layerConfigWith` is its deprecated alias). @since 0.1.0 */
 export * from "./LlmCache.js"
 /** The `Embedder` middleware, under the names it has here. @since 0.1.0 */
-export {
-  layer as layerEmbedder,
-  layerFromStore as layerEmbedderFromStore,
-  make as makeEmbedder
-} from "./EmbedderCache.js"
+export { layer as layerEmbedder, layerFromStore as layerEmbedderFromStore, make as makeEmbedder } from "./EmbedderCache.js"
 /** Options, the store layer they select, and the same options from the environment. @since 0.1.0 */
 export * from "./CacheConfig.js"
 /** The keys entries are stored under. @since 0.1.0 */

@@ -4,8 +4,8 @@
  * the store layer they select, and the same options read from the environment.
  * @since 0.1.0
  */
-import { join } from "node:path"
 import { Config, Context, type Duration, Effect, Layer, Option, type Redacted } from "effect"
+import { join } from "node:path"
 import { CacheStore, type CacheStoreError, tiered } from "./CacheStore.js"
 import * as MemoryStore from "./MemoryStore.js"
 import * as RedisStore from "./RedisStore.js"
@@ -117,5 +117,4 @@ export const config: Config.Config<Options> = Config.all({
  * `Cache.layer({ ...options, ...Cache.fromArgs(process.argv) })`.
  * @category configuration @since 0.1.0
  */
-export const fromArgs = (argv: ReadonlyArray<string>): { readonly enabled?: false } =>
-  argv.includes("--no-cache") ? { enabled: false } : {}
+export const fromArgs = (argv: ReadonlyArray<string>): { readonly enabled?: false } => argv.includes("--no-cache") ? { enabled: false } : {}

@@ -4,8 +4,8 @@
  * version); an embedding's key covers one text, the model and its dimensions.
  * @since 0.1.0
  */
-import { createHash } from "node:crypto"
 import { type CompletionRequest, RequestKey } from "@hasten/core"
+import { createHash } from "node:crypto"
 
 /** The key of a completion request (the same for `complete` and `stream`). @category utils @since 0.1.0 */
 export const completionKey = (request: CompletionRequest.CompletionRequest, options: RequestKey.KeyOptions): string =>
@@ -14,7 +14,13 @@ export const completionKey = (request: CompletionRequest.CompletionRequest, opti
 /** The key of one embedded text. @category utils @since 0.1.0 */
 export const embeddingKey = (
   text: string,
-  options: { readonly provider: string; readonly model: string; readonly dimensions?: number | undefined; readonly namespace?: string | undefined; readonly version?: number | undefined }
+  options: {
+    readonly provider: string
+    readonly model: string
+    readonly dimensions?: number | undefined
+    readonly namespace?: string | undefined
+    readonly version?: number | undefined
+  }
 ): string =>
   createHash("sha256").update(RequestKey.canonicalJson({
     v: options.version ?? 1,

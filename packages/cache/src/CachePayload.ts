@@ -4,8 +4,8 @@
  * see anything but that text.
  * @since 0.1.0
  */
-import { Exit, Schema } from "effect"
 import { Completion } from "@hasten/core"
+import { Exit, Schema } from "effect"
 
 /** What an entry holds: a completion, the chunks of a finished stream, or one embedding vector. @category models @since 0.1.0 */
 export const Payload = Schema.Union([

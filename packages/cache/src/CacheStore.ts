@@ -87,8 +87,7 @@ export const tiered = (front: CacheStoreService, back: CacheStoreService): Cache
     Effect.flatMap(front.get(key), (hit) =>
       hit !== undefined
         ? Effect.succeed(hit)
-        : Effect.flatMap(back.get(key), (entry) =>
-          entry === undefined ? Effect.succeed(undefined) : Effect.as(front.set(entry), entry))),
+        : Effect.flatMap(back.get(key), (entry) => entry === undefined ? Effect.succeed(undefined) : Effect.as(front.set(entry), entry))),
   set: (entry) => Effect.flatMap(back.set(entry), (evicted) => Effect.map(front.set(entry), (more) => evicted + more)),
   delete: (key) => Effect.zipWith(front.delete(key), back.delete(key), (a, b) => a || b),
   prune: (options) => Effect.zipWith(front.prune(options), back.prune(options), (_, b) => b),

@@ -4,8 +4,8 @@
  * stats) beside `complete` and `stream`.
  * @since 0.1.0
  */
-import { Effect, Layer, ManagedRuntime } from "effect"
 import { Llm } from "@hasten/core"
+import { Effect, Layer, ManagedRuntime } from "effect"
 import { layerStore, type Options } from "./CacheConfig.js"
 import { CacheStore, type PruneOptions, type Stats } from "./CacheStore.js"
 import { layerFromStore } from "./LlmCache.js"

@@ -4,9 +4,9 @@
  * go upstream, in one call; identical concurrent batches make one call.
  * @since 0.1.0
  */
-import { createHash } from "node:crypto"
-import { Clock, Duration, Effect, Layer, Metric } from "effect"
 import { Embedder, type LlmError } from "@hasten/core"
+import { Clock, Duration, Effect, Layer, Metric } from "effect"
+import { createHash } from "node:crypto"
 import type { Options, Settings } from "./CacheConfig.js"
 import { embeddingKey } from "./CacheKey.js"
 import { decodePayload, encodePayload } from "./CachePayload.js"
@@ -34,7 +34,9 @@ export const make = Effect.fnUntraced(function*(inner: Embedder.EmbedderService,
   const embed = (texts: ReadonlyArray<string>, options?: Embedder.EmbedOptions): Effect.Effect<Embedder.Embeddings, LlmError.LlmError> =>
     Effect.gen(function*() {
       const model = options?.model ?? inner.model
-      const keys = texts.map((text) => embeddingKey(text, { provider: inner.name, model, dimensions: options?.dimensions, namespace, version }))
+      const keys = texts.map((text) =>
+        embeddingKey(text, { provider: inner.name, model, dimensions: options?.dimensions, namespace, version })
+      )
       const vectors: Array<ReadonlyArray<number> | undefined> = []
       const missing = new Map<string, string>()
       for (let index = 0; index < texts.length; index++) {

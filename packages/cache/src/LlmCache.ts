@@ -5,9 +5,9 @@
  * limiter and never reach the network.
  * @since 0.1.0
  */
+import { Completion, type CompletionRequest, Llm, type LlmError, RequestKey } from "@hasten/core"
 import { Clock, type Config, Duration, Effect, Layer, Metric, Stream } from "effect"
 import { LRUCache } from "lru-cache"
-import { Completion, type CompletionRequest, Llm, type LlmError, RequestKey } from "@hasten/core"
 import { config, type Options, type Settings } from "./CacheConfig.js"
 import { completionKey } from "./CacheKey.js"
 import { decodePayload, encodePayload, type Payload } from "./CachePayload.js"
@@ -55,8 +55,7 @@ export const make = Effect.fnUntraced(function*(inner: Llm.LlmService, store: Ca
   // the store every time, but identical text is validated and decoded only once.
   const decodedEntries = new LRUCache<string, { readonly value: string; readonly decoded: Decoded }>({ max: 1_000 })
 
-  const cacheable = (request: CompletionRequest.CompletionRequest): boolean =>
-    policy === "all" || RequestKey.isDeterministic(request)
+  const cacheable = (request: CompletionRequest.CompletionRequest): boolean => policy === "all" || RequestKey.isDeterministic(request)
 
   const keyOf = (request: CompletionRequest.CompletionRequest): string =>
     completionKey(request, { provider: inner.name, namespace, version })

@@ -69,22 +69,27 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const prefix = options.prefix ?? "hasten:cache:"
   const owned = options.client === undefined
   const client = options.client ?? (yield* Effect.acquireRelease(
-    Effect.try({ catch: fail("connect"), try: () => {
-      const url = options.url === undefined
-        ? "redis://127.0.0.1:6379"
-        : Redacted.isRedacted(options.url) ? Redacted.value(options.url) : options.url
-      const redis = new Redis(url, {
-        lazyConnect: true,
-        enableOfflineQueue: false,
-        maxRetriesPerRequest: 0,
-        commandTimeout: options.commandTimeoutMillis ?? 1_000,
-        connectTimeout: options.connectTimeoutMillis ?? 1_000,
-        retryStrategy: (times) => Math.min(100 * times, 2_000)
-      })
-      // Connection errors surface as failed commands; keep ioredis from printing each one.
-      redis.on("error", () => {})
-      return redis
-    } }),
+    Effect.try({
+      catch: fail("connect"),
+      try: () => {
+        const url = options.url === undefined
+          ? "redis://127.0.0.1:6379"
+          : Redacted.isRedacted(options.url)
+          ? Redacted.value(options.url)
+          : options.url
+        const redis = new Redis(url, {
+          lazyConnect: true,
+          enableOfflineQueue: false,
+          maxRetriesPerRequest: 0,
+          commandTimeout: options.commandTimeoutMillis ?? 1_000,
+          connectTimeout: options.connectTimeoutMillis ?? 1_000,
+          retryStrategy: (times) => Math.min(100 * times, 2_000)
+        })
+        // Connection errors surface as failed commands; keep ioredis from printing each one.
+        redis.on("error", () => {})
+        return redis
+      }
+    }),
     (redis) => Effect.sync(() => redis.disconnect())
   ))
   if (owned) {
@@ -153,14 +158,17 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const store: CacheStoreService = {
     name: "redis",
     get: (key) =>
-      Effect.flatMap(Effect.tryPromise({ try: () => client.get(entryKey(key)), catch: fail("get") }), (text) =>
-        Clock.clockWith((clock) =>
-          Effect.sync(() => {
-            if (text === null) return undefined
-            const entry = decodeEntry(key, text)
-            return isExpired(entry, clock.currentTimeMillisUnsafe()) ? undefined : entry
-          })
-        )),
+      Effect.flatMap(
+        Effect.tryPromise({ try: () => client.get(entryKey(key)), catch: fail("get") }),
+        (text) =>
+          Clock.clockWith((clock) =>
+            Effect.sync(() => {
+              if (text === null) return undefined
+              const entry = decodeEntry(key, text)
+              return isExpired(entry, clock.currentTimeMillisUnsafe()) ? undefined : entry
+            })
+          )
+      ),
     set: (entry) =>
       Clock.clockWith((clock) =>
         Effect.tryPromise({

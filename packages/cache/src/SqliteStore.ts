@@ -47,10 +47,11 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         }
         return Effect.succeed(row === undefined || isExpired(row, clock.currentTimeMillisUnsafe()) ? undefined : row)
       }),
-    set: (entry) => attempt("set", () => {
-      db.set(entry)
-      return 0
-    }),
+    set: (entry) =>
+      attempt("set", () => {
+        db.set(entry)
+        return 0
+      }),
     delete: (key) => attempt("delete", () => db.delete(key)),
     prune: (options) =>
       Clock.clockWith((clock) =>

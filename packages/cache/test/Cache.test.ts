@@ -1,11 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
+import { Cache, CachePayload, CacheStore, MemoryStore } from "@hasten/cache"
+import { Completion, CompletionRequest, Embedder, Llm, RequestKey } from "@hasten/core"
+import { ConfigProvider, Effect, Exit, Fiber, Layer, Logger, Metric, Stream } from "effect"
+import { TestClock } from "effect/testing"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { ConfigProvider, Effect, Exit, Fiber, Layer, Logger, Metric, Stream } from "effect"
-import { TestClock } from "effect/testing"
-import { Completion, CompletionRequest, Embedder, Llm, RequestKey } from "@hasten/core"
-import { Cache, CachePayload, CacheStore, MemoryStore } from "@hasten/cache"
 import { answer, makeCounting, makeCountingEmbedder, upstreamFacts } from "./fakes.js"
 
 const deterministic = (content: string, extra: Partial<CompletionRequest.CompletionRequestInput> = {}) =>
@@ -19,7 +19,15 @@ const withMetrics = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provideS
 const count = (metric: Metric.Metric<number, Metric.CounterState<number>>, store = "memory") =>
   Effect.map(Metric.value(Metric.withAttributes(metric, { store })), (state) => state.count)
 
-const strip = (chunk: { readonly text: string; readonly finishReason?: unknown; readonly usage?: unknown; readonly tokens?: unknown; readonly model?: unknown }) => ({
+const strip = (
+  chunk: {
+    readonly text: string
+    readonly finishReason?: unknown
+    readonly usage?: unknown
+    readonly tokens?: unknown
+    readonly model?: unknown
+  }
+) => ({
   text: chunk.text,
   finishReason: chunk.finishReason,
   usage: chunk.usage,
@@ -105,8 +113,12 @@ describe("policy", () => {
         assert.deepStrictEqual(second.usage, first.usage)
         assert.deepStrictEqual(second.metadata, { upstream: true })
         assert.deepStrictEqual(second.facts, upstreamFacts)
-        yield* llm.complete(CompletionRequest.makeUnsafe({ model: "m", messages: [{ role: "user", content: "s" }], seed: 7, temperature: 1 }))
-        const seeded = yield* llm.complete(CompletionRequest.makeUnsafe({ model: "m", messages: [{ role: "user", content: "s" }], seed: 7, temperature: 1 }))
+        yield* llm.complete(
+          CompletionRequest.makeUnsafe({ model: "m", messages: [{ role: "user", content: "s" }], seed: 7, temperature: 1 })
+        )
+        const seeded = yield* llm.complete(
+          CompletionRequest.makeUnsafe({ model: "m", messages: [{ role: "user", content: "s" }], seed: 7, temperature: 1 })
+        )
         assert.isTrue(seeded.cached)
         const sampled = CompletionRequest.user("m", "b")
         yield* llm.complete(sampled)
@@ -440,7 +452,9 @@ describe("store errors", () => {
       let down = false
       const failing = <A>(effect: Effect.Effect<A, CacheStore.CacheStoreError>): Effect.Effect<A, CacheStore.CacheStoreError> =>
         Effect.suspend(() =>
-          down ? Effect.fail(new CacheStore.CacheStoreError({ store: "flaky", operation: "get", description: "connection refused" })) : effect
+          down
+            ? Effect.fail(new CacheStore.CacheStoreError({ store: "flaky", operation: "get", description: "connection refused" }))
+            : effect
         )
       const flaky: CacheStore.CacheStoreService = {
         ...inner,
@@ -533,7 +547,8 @@ describe("configuration", () => {
   it.effect("HASTEN_CACHE=0 passes through; HASTEN_CACHE_STORE=memory caches", () =>
     Effect.gen(function*() {
       const fake = makeCounting()
-      const twice = Effect.flatMap(Effect.service(Llm.Llm), (llm) => Effect.zip(llm.complete(deterministic("e")), llm.complete(deterministic("e"))))
+      const twice = Effect.flatMap(Effect.service(Llm.Llm), (llm) =>
+        Effect.zip(llm.complete(deterministic("e")), llm.complete(deterministic("e"))))
       yield* twice.pipe(Effect.provide(Cache.layerConfig().pipe(Layer.provide(fake.layer))), withEnv({ HASTEN_CACHE: "0" }))
       assert.strictEqual(fake.completeCalls, 2)
       const [, second] = yield* twice.pipe(
@@ -547,7 +562,8 @@ describe("configuration", () => {
   it.effect("layerConfig(options): explicit options win over the environment", () =>
     Effect.gen(function*() {
       const fake = makeCounting()
-      const twice = Effect.flatMap(Effect.service(Llm.Llm), (llm) => Effect.zip(llm.complete(deterministic("o")), llm.complete(deterministic("o"))))
+      const twice = Effect.flatMap(Effect.service(Llm.Llm), (llm) =>
+        Effect.zip(llm.complete(deterministic("o")), llm.complete(deterministic("o"))))
       // the environment turns the cache off and points at a SQLite file; the options win
       const [, second] = yield* twice.pipe(
         Effect.provide(Cache.layerConfig({ enabled: true, store: "memory" }).pipe(Layer.provide(fake.layer))),

@@ -1,8 +1,8 @@
+import { CacheStore, MemoryStore, SqliteStore } from "@hasten/cache"
+import { Effect } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Effect } from "effect"
-import { CacheStore, MemoryStore, SqliteStore } from "@hasten/cache"
 import { conformance } from "./CacheStoreConformance.js"
 
 const tempDir = Effect.acquireRelease(

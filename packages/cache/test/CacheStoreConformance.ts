@@ -5,9 +5,9 @@
  * every store reads time through.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { CacheStore } from "@hasten/cache"
 import { Context, Effect, Layer, type Scope } from "effect"
 import { TestClock } from "effect/testing"
-import { CacheStore } from "@hasten/cache"
 
 type Make<E> = Effect.Effect<CacheStore.CacheStoreService, E, Scope.Scope>
 
@@ -148,7 +148,10 @@ export const conformance = <E>(name: string, store: Layer.Layer<CacheStore.Cache
         for (const namespace of ["new\nline", long]) {
           assert.strictEqual(yield* store.prune({ namespace }), entries.filter((entry) => entry.namespace === namespace).length)
         }
-        assert.strictEqual((yield* store.stats).entries, entries.filter((entry) => entry.namespace !== "new\nline" && entry.namespace !== long).length)
+        assert.strictEqual(
+          (yield* store.stats).entries,
+          entries.filter((entry) => entry.namespace !== "new\nline" && entry.namespace !== long).length
+        )
       }))
 
     test("concurrent sets: distinct keys all land; racing writes to one key leave one whole entry", (store) =>

@@ -1,9 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
+import { Cache } from "@hasten/cache"
+import { CompletionRequest } from "@hasten/core"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { CompletionRequest } from "@hasten/core"
-import { Cache } from "@hasten/cache"
 import { answer, makeCounting } from "./fakes.js"
 
 const deterministic = (content: string) =>

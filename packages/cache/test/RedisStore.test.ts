@@ -1,9 +1,9 @@
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { Cache, RedisStore } from "@hasten/cache"
+import { CompletionRequest, Llm } from "@hasten/core"
+import { RedisServer } from "@hasten/testkit"
 import { Effect, Exit, Layer, Stream } from "effect"
 import { Redis } from "ioredis"
-import { CompletionRequest, Llm } from "@hasten/core"
-import { Cache, RedisStore } from "@hasten/cache"
-import { RedisServer } from "@hasten/testkit"
 import { conformance } from "./CacheStoreConformance.js"
 import { answer, makeCounting } from "./fakes.js"
 
@@ -61,7 +61,12 @@ describe("Redis store (real redis-server)", () => {
       yield* Effect.promise(() => client.set("t2:e:legacy", "plain ns\n1000\n\n{\"a\":\"x\\ny\"}\nmore"))
       yield* Effect.promise(() => client.quit())
       const store = yield* RedisStore.make({ url: server.url, prefix: "t2:" })
-      assert.deepStrictEqual(yield* store.get("legacy"), { key: "legacy", namespace: "plain ns", createdAt: 1000, value: "{\"a\":\"x\\ny\"}\nmore" })
+      assert.deepStrictEqual(yield* store.get("legacy"), {
+        key: "legacy",
+        namespace: "plain ns",
+        createdAt: 1000,
+        value: "{\"a\":\"x\\ny\"}\nmore"
+      })
     }).pipe(Effect.scoped))
 
   it.live("prune deletes a value without a header from the namespace it is listed in", () =>

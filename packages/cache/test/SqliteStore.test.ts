@@ -1,11 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
+import { SqliteStore } from "@hasten/cache"
+import { Effect } from "effect"
 import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { Effect } from "effect"
-import { SqliteStore } from "@hasten/cache"
 import { conformance } from "./CacheStoreConformance.js"
 
 conformance(
@@ -39,6 +39,7 @@ describe("SqliteStore shared by two processes", () => {
         let parentWrites = 0
         let childSeenWhileRunning = 0
         // Write and read until the child is done (at least 500 writes), yielding so its exit is noticed.
+        // oxlint-disable-next-line eslint/no-unmodified-loop-condition -- set by the child's "exit" listener
         while (exited === undefined || parentWrites < 500) {
           yield* store.set({ key: `parent-${parentWrites}`, namespace: "parent", value: JSON.stringify({ parentWrites }), createdAt: 0 })
           assert.isDefined(yield* store.get(`parent-${parentWrites}`))

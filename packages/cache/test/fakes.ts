@@ -2,8 +2,8 @@
  * A small fake upstream `Llm` and `Embedder` that count their calls, with optional
  * latency (Effect.sleep, so TestClock drives it) and scripted failures.
  */
-import { Clock, type Duration, Effect, Layer, Stream } from "effect"
 import { Completion, type CompletionRequest, Embedder, type Facts, Llm, LlmError } from "@hasten/core"
+import { Clock, type Duration, Effect, Layer, Stream } from "effect"
 
 /** One of every kind of fact the layers below a cache report, to check they survive storage. */
 export const upstreamFacts: Facts.Facts = {
@@ -42,7 +42,9 @@ export interface Counting {
 }
 
 export const answer = (request: CompletionRequest.CompletionRequest): string =>
-  `answer to ${request.messages.at(-1)?.content ?? request.prompt ?? ""} (t=${request.temperature ?? "default"}, trial ${request.trial ?? 0})`
+  `answer to ${request.messages.at(-1)?.content ?? request.prompt ?? ""} (t=${request.temperature ?? "default"}, trial ${
+    request.trial ?? 0
+  })`
 
 export const makeCounting = (options: FakeOptions = {}): Counting => {
   const pieces = options.chunks ?? 3
@@ -101,7 +103,12 @@ export const makeCounting = (options: FakeOptions = {}): Counting => {
               text: part,
               tokens: 1,
               ...(last
-                ? { finishReason: "stop" as const, usage: { inputTokens: 7, outputTokens: pieces }, model: request.model, facts: upstreamFacts }
+                ? {
+                  finishReason: "stop" as const,
+                  usage: { inputTokens: 7, outputTokens: pieces },
+                  model: request.model,
+                  facts: upstreamFacts
+                }
                 : {})
             })
           })
@@ -130,14 +137,17 @@ export const makeCountingEmbedder = (latency?: Duration.Input): CountingEmbedder
     name: "fake",
     model: "fake-embed",
     embed: (texts, options) =>
-      Effect.andThen(latency === undefined ? Effect.void : Effect.sleep(latency), Effect.sync(() => {
-        batches.push(texts)
-        return {
-          vectors: texts.map((text) => Embedder.hashVector(text, options?.dimensions ?? 4)),
-          model: options?.model ?? "fake-embed",
-          usage: { inputTokens: texts.length }
-        }
-      }))
+      Effect.andThen(
+        latency === undefined ? Effect.void : Effect.sleep(latency),
+        Effect.sync(() => {
+          batches.push(texts)
+          return {
+            vectors: texts.map((text) => Embedder.hashVector(text, options?.dimensions ?? 4)),
+            model: options?.model ?? "fake-embed",
+            usage: { inputTokens: texts.length }
+          }
+        })
+      )
   }
   return { layer: Layer.succeed(Embedder.Embedder, service), batches }
 }

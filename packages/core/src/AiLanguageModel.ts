@@ -53,7 +53,9 @@ export const toAiError = (error: LlmError, method: string): AiError.AiError => {
       case "RateLimited":
         return reason.scope === "quota"
           ? new AiError.QuotaExhaustedError({})
-          : new AiError.RateLimitError(reason.retryAfterMillis !== undefined ? { retryAfter: Duration.millis(reason.retryAfterMillis) } : {})
+          : new AiError.RateLimitError(
+            reason.retryAfterMillis !== undefined ? { retryAfter: Duration.millis(reason.retryAfterMillis) } : {}
+          )
       case "Overloaded":
       case "ServerError":
         return new AiError.InternalProviderError({ description })
@@ -101,7 +103,11 @@ export const toRequest = (
     const messages = yield* Effect.forEach(provider.prompt.content, (message) => messageText(message, method))
     const format = provider.responseFormat
     const responseFormat: CompletionRequest.ResponseFormat | undefined = format.type === "json"
-      ? { type: "json", name: format.objectName, schema: LanguageModel.defaultCodecTransformer(format.schema as never).jsonSchema as Record<string, unknown> }
+      ? {
+        type: "json",
+        name: format.objectName,
+        schema: LanguageModel.defaultCodecTransformer(format.schema as never).jsonSchema as Record<string, unknown>
+      }
       : undefined
     return yield* CompletionRequest.make({
       ...options.defaults,

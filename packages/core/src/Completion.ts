@@ -84,8 +84,11 @@ export class CompletionChunk extends Schema.Class<CompletionChunk>("@hasten/core
 export const withFacts: {
   (facts: Facts.Facts): (self: Completion) => Completion
   (self: Completion, facts: Facts.Facts): Completion
-} = dual(2, (self: Completion, facts: Facts.Facts): Completion =>
-  new Completion({ ...self, facts: self.facts === undefined ? facts : Facts.merge(self.facts, facts) }))
+} = dual(
+  2,
+  (self: Completion, facts: Facts.Facts): Completion =>
+    new Completion({ ...self, facts: self.facts === undefined ? facts : Facts.merge(self.facts, facts) })
+)
 
 /** Zero usage. @category constructors @since 0.1.0 */
 export const emptyUsage: Usage = { inputTokens: 0, outputTokens: 0 }

@@ -112,5 +112,8 @@ export const CurrentFacts = Context.Reference<Facts>("@hasten/core/Facts/Current
 export const annotate: {
   (facts: Facts): <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   <A, E, R>(self: Effect.Effect<A, E, R>, facts: Facts): Effect.Effect<A, E, R>
-} = dual(2, <A, E, R>(self: Effect.Effect<A, E, R>, facts: Facts): Effect.Effect<A, E, R> =>
-  isEmpty(facts) ? self : Effect.updateService(self, CurrentFacts, (current) => merge(current, facts)))
+} = dual(
+  2,
+  <A, E, R>(self: Effect.Effect<A, E, R>, facts: Facts): Effect.Effect<A, E, R> =>
+    isEmpty(facts) ? self : Effect.updateService(self, CurrentFacts, (current) => merge(current, facts))
+)

@@ -36,24 +36,26 @@ export class Llm extends Context.Service<Llm, LlmService>()("@hasten/core/Llm") 
    * `echo: `; usage counts whitespace-separated words. For tests and examples.
    * @category testing @since 0.1.0
    */
-  static readonly layerEcho: Layer.Layer<Llm> = Layer.sync(Llm, () =>
-    fromComplete("echo", (request) =>
-      Effect.clockWith((clock) =>
-        Effect.sync(() => {
-          const now = clock.currentTimeMillisUnsafe()
-          const last = request.prompt ?? request.messages.at(-1)?.content ?? ""
-          const text = `echo: ${last}`
-          return new Completion.Completion({
-            text,
-            finishReason: "stop",
-            usage: { inputTokens: countWords(last), outputTokens: countWords(text) },
-            model: request.model,
-            provider: "echo",
-            timing: { start: now, firstToken: now, end: now }
+  static readonly layerEcho: Layer.Layer<Llm> = Layer.sync(
+    Llm,
+    () =>
+      fromComplete("echo", (request) =>
+        Effect.clockWith((clock) =>
+          Effect.sync(() => {
+            const now = clock.currentTimeMillisUnsafe()
+            const last = request.prompt ?? request.messages.at(-1)?.content ?? ""
+            const text = `echo: ${last}`
+            return new Completion.Completion({
+              text,
+              finishReason: "stop",
+              usage: { inputTokens: countWords(last), outputTokens: countWords(text) },
+              model: request.model,
+              provider: "echo",
+              timing: { start: now, firstToken: now, end: now }
+            })
           })
-        })
-      )
-    ))
+        ))
+  )
 }
 
 const countWords = (text: string): number => text.split(/\s+/).filter((word) => word.length > 0).length
@@ -219,5 +221,4 @@ export const promiseFromRuntime = <R, ER, Options extends PromiseCallOptions = P
  * ```
  * @category constructors @since 0.2.0
  */
-export const toPromise = <E, R = never>(layer: Layer.Layer<Llm | R, E>): PromiseLlm =>
-  promiseFromRuntime(ManagedRuntime.make(layer))
+export const toPromise = <E, R = never>(layer: Layer.Layer<Llm | R, E>): PromiseLlm => promiseFromRuntime(ManagedRuntime.make(layer))

@@ -160,7 +160,13 @@ export const fromHttpStatus = (options: {
       return new RateLimited({ scope: "quota", description: message })
     }
     const scope: RateLimitScope = options.scope ??
-      (/tokens per min|\btpm\b|tokens/i.test(message) ? "tokens" : /requests per|\brpm\b|requests/i.test(message) ? "requests" : /concurren/i.test(message) ? "concurrency" : "unknown")
+      (/tokens per min|\btpm\b|tokens/i.test(message)
+        ? "tokens"
+        : /requests per|\brpm\b|requests/i.test(message)
+        ? "requests"
+        : /concurren/i.test(message)
+        ? "concurrency"
+        : "unknown")
     return new RateLimited({ scope, description: message, ...retry })
   }
   if (status === 529 || type === "overloaded_error" || (status === 503 && /overload/i.test(message))) {

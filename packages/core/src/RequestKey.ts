@@ -111,5 +111,4 @@ export const make = (request: CompletionRequest, options: KeyOptions): string =>
  * cached by default.
  * @category predicates @since 0.1.0
  */
-export const isDeterministic = (request: CompletionRequest): boolean =>
-  request.temperature === 0 || request.seed !== undefined
+export const isDeterministic = (request: CompletionRequest): boolean => request.temperature === 0 || request.seed !== undefined

@@ -6,22 +6,27 @@ import { LanguageModel } from "effect/ai"
 const seen: Array<unknown> = []
 
 // A scripted Llm: answers JSON when asked for JSON, fails for "fail", echoes otherwise.
-const Scripted = Layer.succeed(Llm.Llm, Llm.fromComplete("scripted", (request) => {
-  seen.push(request)
-  const last = request.messages.at(-1)?.content ?? ""
-  if (last === "fail") {
-    return Effect.fail(LlmError.make("scripted", new LlmError.RateLimited({ scope: "quota", description: "no credit" })))
-  }
-  const text = request.responseFormat?.type === "json" ? JSON.stringify({ answer: 4 }) : `you said ${last}`
-  return Effect.succeed(new Completion.Completion({
-    text,
-    finishReason: "stop",
-    usage: { inputTokens: 5, outputTokens: 3, cachedInputTokens: 2 },
-    model: request.model,
-    provider: "scripted",
-    timing: { start: 0, end: 0 }
-  }))
-}))
+const Scripted = Layer.succeed(
+  Llm.Llm,
+  Llm.fromComplete("scripted", (request) => {
+    seen.push(request)
+    const last = request.messages.at(-1)?.content ?? ""
+    if (last === "fail") {
+      return Effect.fail(LlmError.make("scripted", new LlmError.RateLimited({ scope: "quota", description: "no credit" })))
+    }
+    const text = request.responseFormat?.type === "json" ? JSON.stringify({ answer: 4 }) : `you said ${last}`
+    return Effect.succeed(
+      new Completion.Completion({
+        text,
+        finishReason: "stop",
+        usage: { inputTokens: 5, outputTokens: 3, cachedInputTokens: 2 },
+        model: request.model,
+        provider: "scripted",
+        timing: { start: 0, end: 0 }
+      })
+    )
+  })
+)
 
 const Live = AiLanguageModel.layer({ model: "m-1", defaults: { temperature: 0 } }).pipe(Layer.provide(Scripted))
 

@@ -24,7 +24,10 @@ describe("Completion.fromStream", () => {
 
   it.effect("counts chunk tokens as an estimate when no usage arrives, and fails with the stream's error", () =>
     Effect.gen(function*() {
-      const completion = yield* Completion.fromStream(Stream.make(chunk("a", { tokens: 1 }), chunk("b", { tokens: 2 })), { model: "m", provider: "p" })
+      const completion = yield* Completion.fromStream(Stream.make(chunk("a", { tokens: 1 }), chunk("b", { tokens: 2 })), {
+        model: "m",
+        provider: "p"
+      })
       assert.deepStrictEqual(completion.usage, { inputTokens: 0, outputTokens: 3, estimated: true })
       assert.strictEqual(completion.finishReason, "unknown")
       const exit = yield* Effect.exit(Completion.fromStream(Stream.fail("boom"), { model: "m", provider: "p" }))
@@ -52,15 +55,21 @@ describe("Llm", () => {
     }).pipe(Effect.provide(
       Llm.middleware((inner) =>
         Effect.succeed(Llm.fromComplete(inner.name, (r) =>
-          Effect.map(inner.complete(r), (c) => new Completion.Completion({ ...c, text: c.text.toUpperCase() }))))
+          Effect.map(inner.complete(r), (c) =>
+            new Completion.Completion({ ...c, text: c.text.toUpperCase() }))))
       ).pipe(Layer.provide(Llm.Llm.layerEcho))
     )))
 
   it.effect("middleware passes the provider's rate-limit policy up unless it declares its own", () =>
     Effect.gen(function*() {
-      const provider = Layer.succeed(Llm.Llm, { ...Llm.fromComplete("p", () => Effect.die("unused")), rateLimitPolicy: RateLimitPolicy.openAi })
+      const provider = Layer.succeed(Llm.Llm, {
+        ...Llm.fromComplete("p", () => Effect.die("unused")),
+        rateLimitPolicy: RateLimitPolicy.openAi
+      })
       const plain = Llm.middleware((inner) => Effect.succeed(Llm.fromComplete(inner.name, inner.complete)))
-      const own = Llm.middleware((inner) => Effect.succeed({ ...Llm.fromComplete(inner.name, inner.complete), rateLimitPolicy: RateLimitPolicy.none }))
+      const own = Llm.middleware((inner) =>
+        Effect.succeed({ ...Llm.fromComplete(inner.name, inner.complete), rateLimitPolicy: RateLimitPolicy.none })
+      )
       const through = yield* Effect.service(Llm.Llm).pipe(Effect.provide(plain.pipe(Layer.provide(plain), Layer.provide(provider))))
       assert.strictEqual(through.rateLimitPolicy, RateLimitPolicy.openAi)
       const overridden = yield* Effect.service(Llm.Llm).pipe(Effect.provide(own.pipe(Layer.provide(provider))))
@@ -101,13 +110,18 @@ describe("CompletionRequest", () => {
     const empty = thrown({ model: "m", messages: [] })
     assert.instanceOf(empty, CompletionRequest.InvalidCompletionRequest)
     assert.strictEqual((empty as CompletionRequest.InvalidCompletionRequest).message, "a request needs messages or a prompt")
-    assert.instanceOf(CompletionRequest.makeUnsafe({ model: "m", messages: [], prompt: "x", maxTokens: 3 }), CompletionRequest.CompletionRequest)
+    assert.instanceOf(
+      CompletionRequest.makeUnsafe({ model: "m", messages: [], prompt: "x", maxTokens: 3 }),
+      CompletionRequest.CompletionRequest
+    )
   })
 
   it("renders prompt text from messages or the raw prompt", () => {
     assert.strictEqual(CompletionRequest.promptText(CompletionRequest.makeUnsafe({ model: "m", messages: [], prompt: "raw" })), "raw")
     assert.strictEqual(
-      CompletionRequest.promptText(CompletionRequest.makeUnsafe({ model: "m", messages: [{ role: "system", content: "s" }, { role: "user", content: "u" }] })),
+      CompletionRequest.promptText(
+        CompletionRequest.makeUnsafe({ model: "m", messages: [{ role: "system", content: "s" }, { role: "user", content: "u" }] })
+      ),
       "system: s\nuser: u"
     )
   })

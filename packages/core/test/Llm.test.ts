@@ -6,15 +6,20 @@ const request = CompletionRequest.user("m", "hi")
 
 /** A provider that answers with its own name. */
 const answering = (name: string): Layer.Layer<Llm.Llm> =>
-  Layer.succeed(Llm.Llm, Llm.fromComplete(name, (request) =>
-    Effect.succeed(new Completion.Completion({
-      text: name,
-      finishReason: "stop",
-      usage: { inputTokens: 1, outputTokens: 1 },
-      model: request.model,
-      provider: name,
-      timing: { start: 0, firstToken: 0, end: 0 }
-    }))))
+  Layer.succeed(
+    Llm.Llm,
+    Llm.fromComplete(name, (request) =>
+      Effect.succeed(
+        new Completion.Completion({
+          text: name,
+          finishReason: "stop",
+          usage: { inputTokens: 1, outputTokens: 1 },
+          model: request.model,
+          provider: name,
+          timing: { start: 0, firstToken: 0, end: 0 }
+        })
+      ))
+  )
 
 class A extends Context.Service<A, Llm.LlmService>()("test/A") {}
 class B extends Context.Service<B, Llm.LlmService>()("test/B") {}
@@ -28,7 +33,14 @@ describe("Llm.stack", () => {
         Effect.sync(() => {
           instances++
           let calls = 0
-          return { ...inner, complete: (request) => Effect.map(inner.complete(request), (completion) => new Completion.Completion({ ...completion, text: `${completion.text}#${++calls}` })) }
+          return {
+            ...inner,
+            complete: (request) =>
+              Effect.map(
+                inner.complete(request),
+                (completion) => new Completion.Completion({ ...completion, text: `${completion.text}#${++calls}` })
+              )
+          }
         })
       )
       const both = Layer.mergeAll(
@@ -46,8 +58,12 @@ describe("Llm.stack", () => {
     Effect.gen(function*() {
       const path: Array<string> = []
       const step = (name: string) =>
-        Llm.middleware((inner) => Effect.succeed({ ...inner, complete: (request) => Effect.andThen(Effect.sync(() => path.push(name)), inner.complete(request)) }))
-      const completion = yield* Llm.complete(request).pipe(Effect.provide(Llm.stack(answering("p"), step("cache"), step("perf"), step("rate-limit"))))
+        Llm.middleware((inner) =>
+          Effect.succeed({ ...inner, complete: (request) => Effect.andThen(Effect.sync(() => path.push(name)), inner.complete(request)) })
+        )
+      const completion = yield* Llm.complete(request).pipe(
+        Effect.provide(Llm.stack(answering("p"), step("cache"), step("perf"), step("rate-limit")))
+      )
       assert.deepStrictEqual(path, ["cache", "perf", "rate-limit"])
       assert.strictEqual(completion.text, "p")
     }))
@@ -57,8 +73,7 @@ describe("Llm.stack", () => {
       class Shared extends Context.Service<Shared, { readonly id: number }>()("test/Shared") {}
       let opened = 0
       const shared = Layer.sync(Shared, () => ({ id: ++opened }))
-      const tagging = Llm.middleware((inner) =>
-        Effect.map(Effect.service(Shared), (s) => ({ ...inner, name: `${inner.name}@${s.id}` })))
+      const tagging = Llm.middleware((inner) => Effect.map(Effect.service(Shared), (s) => ({ ...inner, name: `${inner.name}@${s.id}` })))
       const both = Layer.mergeAll(
         Layer.effect(A, Effect.service(Llm.Llm)).pipe(Layer.provide(Llm.stack(answering("a"), tagging))),
         Layer.effect(B, Effect.service(Llm.Llm)).pipe(Layer.provide(Llm.stack(answering("b"), tagging)))
@@ -68,7 +83,10 @@ describe("Llm.stack", () => {
     }))
 
   it.effect("with no middleware it is the provider", () =>
-    Effect.map(Llm.complete(request).pipe(Effect.provide(Llm.stack(answering("p")))), (completion) => assert.strictEqual(completion.text, "p")))
+    Effect.map(
+      Llm.complete(request).pipe(Effect.provide(Llm.stack(answering("p")))),
+      (completion) => assert.strictEqual(completion.text, "p")
+    ))
 })
 
 describe("Llm.toPromise", () => {
@@ -91,7 +109,10 @@ describe("Llm.toPromise", () => {
   })
 
   it("rejects with the LlmError of a failed call", async () => {
-    const failing = Layer.succeed(Llm.Llm, Llm.fromComplete("x", () => Effect.fail(LlmError.make("x", new LlmError.Unauthorized({ description: "no key" })))))
+    const failing = Layer.succeed(
+      Llm.Llm,
+      Llm.fromComplete("x", () => Effect.fail(LlmError.make("x", new LlmError.Unauthorized({ description: "no key" }))))
+    )
     const llm = Llm.toPromise(failing)
     const error = await llm.complete(request).then(() => undefined, (error: unknown) => error)
     assert.instanceOf(error, LlmError.LlmError)
@@ -100,7 +121,9 @@ describe("Llm.toPromise", () => {
 
   it("dispose (and await using) closes the layer", async () => {
     let closed = 0
-    const layer = Layer.effect(Llm.Llm, Effect.acquireRelease(Effect.service(Llm.Llm), () => Effect.sync(() => closed++))).pipe(Layer.provide(Llm.Llm.layerEcho))
+    const layer = Layer.effect(Llm.Llm, Effect.acquireRelease(Effect.service(Llm.Llm), () => Effect.sync(() => closed++))).pipe(
+      Layer.provide(Llm.Llm.layerEcho)
+    )
     {
       await using llm = Llm.toPromise(layer)
       await llm.complete(request)
@@ -115,11 +138,16 @@ describe("Llm.toPromise", () => {
   it("runs each call with the services callContext gives for its options", async () => {
     const Stage = Context.Reference<string | undefined>("test/Stage", { defaultValue: () => undefined })
     const seen: Array<string | undefined> = []
-    const layer = Layer.effect(Llm.Llm, Effect.map(Effect.service(Llm.Llm), (inner) => ({
-      ...inner,
-      complete: (request: CompletionRequest.CompletionRequest) => Effect.andThen(Effect.map(Effect.service(Stage), (stage) => seen.push(stage)), inner.complete(request)),
-      stream: (request: CompletionRequest.CompletionRequest) => Stream.unwrap(Effect.map(Effect.service(Stage), (stage) => (seen.push(stage), inner.stream(request))))
-    }))).pipe(Layer.provide(Llm.Llm.layerEcho))
+    const layer = Layer.effect(
+      Llm.Llm,
+      Effect.map(Effect.service(Llm.Llm), (inner) => ({
+        ...inner,
+        complete: (request: CompletionRequest.CompletionRequest) =>
+          Effect.andThen(Effect.map(Effect.service(Stage), (stage) => seen.push(stage)), inner.complete(request)),
+        stream: (request: CompletionRequest.CompletionRequest) =>
+          Stream.unwrap(Effect.map(Effect.service(Stage), (stage) => (seen.push(stage), inner.stream(request))))
+      }))
+    ).pipe(Layer.provide(Llm.Llm.layerEcho))
     const llm = Llm.promiseFromRuntime<never, never, Llm.PromiseCallOptions & { readonly stage?: string }>(ManagedRuntime.make(layer), {
       callContext: (options) => options?.stage === undefined ? Context.empty() : Context.make(Stage, options.stage)
     })

@@ -4,10 +4,20 @@ import { Duration, Effect } from "effect"
 
 describe("LlmError.fromHttpStatus", () => {
   const cases: Array<[string, Parameters<typeof LlmError.fromHttpStatus>[0], string, boolean]> = [
-    ["transient 429", { status: 429, message: "Rate limit reached for requests per min", code: "rate_limit_exceeded" }, "RateLimited", true],
+    [
+      "transient 429",
+      { status: 429, message: "Rate limit reached for requests per min", code: "rate_limit_exceeded" },
+      "RateLimited",
+      true
+    ],
     ["quota 429 by code", { status: 429, message: "You exceeded your current quota", code: "insufficient_quota" }, "RateLimited", false],
     ["quota 429 by type", { status: 429, message: "quota", type: "insufficient_quota" }, "RateLimited", false],
-    ["context overflow", { status: 400, message: "This model's maximum context length is 4096 tokens", code: "context_length_exceeded" }, "ContextLengthExceeded", false],
+    [
+      "context overflow",
+      { status: 400, message: "This model's maximum context length is 4096 tokens", code: "context_length_exceeded" },
+      "ContextLengthExceeded",
+      false
+    ],
     ["bad request", { status: 400, message: "messages is required" }, "InvalidRequest", false],
     ["unknown model", { status: 404, message: "The model `x` does not exist" }, "InvalidRequest", false],
     ["unauthorized", { status: 401, message: "Incorrect API key" }, "Unauthorized", false],

@@ -71,9 +71,22 @@ describe("RequestKey", () => {
       base,
       { model: "m", messages: [], prompt: "raw \"quoted\" \u2028 text" },
       {
-        model: "m", messages: [{ role: "system", content: "s" }, { role: "user", content: "ü 🙂" }], maxTokens: 0, temperature: 1.5,
-        topP: 0.25, topK: 40, seed: -7, stop: ["\n", "END"], adapter: "lora", responseFormat: { type: "json", name: "x", schema: { b: [1, { d: 2, c: 3 }], a: null } },
-        repeatPenalty: 1.1, frequencyPenalty: -0.5, presencePenalty: 0.5, penaltyWindow: 64, providerOptions: { z: 1, a: { y: [true, false], b: "q" } }, trial: 3
+        model: "m",
+        messages: [{ role: "system", content: "s" }, { role: "user", content: "ü 🙂" }],
+        maxTokens: 0,
+        temperature: 1.5,
+        topP: 0.25,
+        topK: 40,
+        seed: -7,
+        stop: ["\n", "END"],
+        adapter: "lora",
+        responseFormat: { type: "json", name: "x", schema: { b: [1, { d: 2, c: 3 }], a: null } },
+        repeatPenalty: 1.1,
+        frequencyPenalty: -0.5,
+        presencePenalty: 0.5,
+        penaltyWindow: 64,
+        providerOptions: { z: 1, a: { y: [true, false], b: "q" } },
+        trial: 3
       }
     ]
     for (const input of variants) {
@@ -81,7 +94,12 @@ describe("RequestKey", () => {
       for (const options of [{ provider: "openai" }, { provider: "local", namespace: "n", version: 7 }]) {
         assert.strictEqual(
           RequestKey.keyText(request, options),
-          RequestKey.canonicalJson({ v: options.version ?? 1, namespace: options.namespace ?? "default", provider: options.provider, request: RequestKey.keyFields(request) })
+          RequestKey.canonicalJson({
+            v: options.version ?? 1,
+            namespace: options.namespace ?? "default",
+            provider: options.provider,
+            request: RequestKey.keyFields(request)
+          })
         )
       }
     }

@@ -9,18 +9,18 @@
 //   (c) Hasten warm: the same run again on the warm cache (no checkpoint: every item re-evaluated).
 // A third Hasten run on a second fresh cache checks that scores are identical without the cache.
 // Prints a table for people and, last, one JSON line for machines.
-import { existsSync, mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { dirname, join } from "node:path"
-import { performance } from "node:perf_hooks"
-import { Effect, Redacted } from "effect"
-import OpenAI from "openai"
-import { getLlama, LlamaCompletion } from "node-llama-cpp"
 import { Dataset, Evaluator, Report, Sampling, Scorer, Stack } from "@hasten/evaluator"
 import { Local } from "@hasten/providers/local"
 import { OpenAi } from "@hasten/providers/openai"
 import { RateLimit } from "@hasten/rate-limit"
 import { Simulator } from "@hasten/testkit"
+import { Effect, Redacted } from "effect"
+import { getLlama, LlamaCompletion } from "node-llama-cpp"
+import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { dirname, join } from "node:path"
+import { performance } from "node:perf_hooks"
+import OpenAI from "openai"
 
 const quick = process.argv.includes("--quick")
 const questions = quick ? 10 : 20
@@ -47,11 +47,17 @@ const modelPath = findModel("stories260K.gguf")
 // The judge: reads the reference's `#### n` and the graded answer from the prompt, answers JSON.
 const judgeResponder = (request: { readonly messages: ReadonlyArray<{ readonly content: string }> }): string => {
   const prompt = request.messages.map((message) => message.content).join("\n")
-  const reference = /#### (-?[\d,.]+)/.exec(/Reference answer: ([\s\S]*?)\n\nAnswer to grade:/.exec(prompt)?.[1] ?? "")?.[1]?.replace(/,/g, "")
+  const reference = /#### (-?[\d,.]+)/.exec(/Reference answer: ([\s\S]*?)\n\nAnswer to grade:/.exec(prompt)?.[1] ?? "")?.[1]?.replace(
+    /,/g,
+    ""
+  )
   const answer = /Answer to grade: ([\s\S]*?)\n\nReply with JSON/.exec(prompt)?.[1] ?? ""
   const last = (answer.match(/-?\d[\d,]*(?:\.\d+)?/g) ?? []).at(-1)?.replace(/,/g, "")
   const correct = reference !== undefined && last === reference
-  return JSON.stringify({ score: correct ? 1 : 0, reason: correct ? "matches the reference" : `expected ${reference ?? "?"}, got ${last ?? "no number"}` })
+  return JSON.stringify({
+    score: correct ? 1 : 0,
+    reason: correct ? "matches the reference" : `expected ${reference ?? "?"}, got ${last ?? "no number"}`
+  })
 }
 
 const sim = await Simulator.start({ seed: 7, latency, limits: { rpm: 3000, maxConcurrency: 32 }, responder: judgeResponder })
@@ -74,7 +80,10 @@ const before = async () => {
     await model.dispose()
     const response = await client.chat.completions.create({
       model: judgeModel,
-      messages: Scorer.judgePrompt(item, output, Scorer.defaultRubric, 1).map((message) => ({ role: message.role, content: message.content })),
+      messages: Scorer.judgePrompt(item, output, Scorer.defaultRubric, 1).map((message) => ({
+        role: message.role,
+        content: message.content
+      })),
       max_tokens: 256
     })
     try {
@@ -128,19 +137,54 @@ const coldSpeedup = a.seconds / cold.seconds
 const warmSpeedup = a.seconds / warm.seconds
 
 const rows: Array<[string, string, string, string, string]> = [
-  ["(a) before: reload per question, sequential judge", a.seconds.toFixed(2), "1.0x", String(items.length * 1 + items.length), `mean ${(a.scores.reduce((s, x) => s + x, 0) / a.scores.length).toFixed(3)}`],
-  ["(b) Hasten cold", cold.seconds.toFixed(2), `${coldSpeedup.toFixed(1)}x`, String(cold.upstreamCalls), `mean ${summary.mean.toFixed(3)}, errors ${summary.errors}`],
-  ["(c) Hasten warm re-run", warm.seconds.toFixed(3), `${warmSpeedup.toFixed(1)}x`, String(warm.upstreamCalls), `identical report: ${reports[1] === reports[0]}`],
-  ["Hasten, second fresh cache", check.seconds.toFixed(2), `${(a.seconds / check.seconds).toFixed(1)}x`, String(check.upstreamCalls), `identical report: ${reports[2] === reports[0]}`]
+  [
+    "(a) before: reload per question, sequential judge",
+    a.seconds.toFixed(2),
+    "1.0x",
+    String(items.length * 1 + items.length),
+    `mean ${(a.scores.reduce((s, x) => s + x, 0) / a.scores.length).toFixed(3)}`
+  ],
+  [
+    "(b) Hasten cold",
+    cold.seconds.toFixed(2),
+    `${coldSpeedup.toFixed(1)}x`,
+    String(cold.upstreamCalls),
+    `mean ${summary.mean.toFixed(3)}, errors ${summary.errors}`
+  ],
+  [
+    "(c) Hasten warm re-run",
+    warm.seconds.toFixed(3),
+    `${warmSpeedup.toFixed(1)}x`,
+    String(warm.upstreamCalls),
+    `identical report: ${reports[1] === reports[0]}`
+  ],
+  [
+    "Hasten, second fresh cache",
+    check.seconds.toFixed(2),
+    `${(a.seconds / check.seconds).toFixed(1)}x`,
+    String(check.upstreamCalls),
+    `identical report: ${reports[2] === reports[0]}`
+  ]
 ]
-console.log(`\n@hasten/evaluator bench: ${items.length} GSM8K questions (seed ${seed}), candidate stories260K (maxTokens ${maxTokens}), judge = simulator (TTFT ${latency.ttftMs} ms, ${latency.perTokenMs} ms/token)${quick ? ", --quick" : ""}\n`)
+console.log(
+  `\n@hasten/evaluator bench: ${items.length} GSM8K questions (seed ${seed}), candidate stories260K (maxTokens ${maxTokens}), judge = simulator (TTFT ${latency.ttftMs} ms, ${latency.perTokenMs} ms/token)${
+    quick ? ", --quick" : ""
+  }\n`
+)
 const header: [string, string, string, string, string] = ["run", "seconds", "speedup", "upstream calls", "scores"]
 const widths = header.map((cell, column) => Math.max(cell.length, ...rows.map((row) => row[column]!.length)))
-const line = (row: ReadonlyArray<string>) => `| ${row.map((cell, column) => (column === 0 || column === 4 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join(" | ")} |`
+const line = (row: ReadonlyArray<string>) =>
+  `| ${
+    row.map((cell, column) => (column === 0 || column === 4 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join(" | ")
+  } |`
 console.log(line(header))
-console.log(`|${widths.map((width, column) => (column === 0 || column === 4 ? "-".repeat(width + 2) : `${"-".repeat(width + 1)}:`)).join("|")}|`)
+console.log(
+  `|${widths.map((width, column) => (column === 0 || column === 4 ? "-".repeat(width + 2) : `${"-".repeat(width + 1)}:`)).join("|")}|`
+)
 for (const row of rows) console.log(line(row))
-console.log(`\nidentical scores across the 3 Hasten runs: ${identicalScores}; warm upstream calls: ${warm.upstreamCalls} (candidate ${warm.result.timing.upstreamCalls}, judge ${warm.judgeUpstream})\n`)
+console.log(
+  `\nidentical scores across the 3 Hasten runs: ${identicalScores}; warm upstream calls: ${warm.upstreamCalls} (candidate ${warm.result.timing.upstreamCalls}, judge ${warm.judgeUpstream})\n`
+)
 console.log(JSON.stringify({
   bench: "evaluator",
   beforeS: round(a.seconds, 3),

@@ -13,8 +13,8 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import * as Path from "node:path"
 import { parseArgs } from "node:util"
 import * as Dataset from "./Dataset.js"
-import { EvaluatorError, UsageError } from "./EvaluatorError.js"
 import * as Evaluator from "./Evaluator.js"
+import { EvaluatorError, UsageError } from "./EvaluatorError.js"
 import * as Progress from "./Progress.js"
 import * as Report from "./Report.js"
 import * as Sampling from "./Sampling.js"
@@ -89,7 +89,9 @@ const integer = (name: string, value: string | undefined, fallback: number, mini
  * Parses `hasten-eval` arguments (without the node and script paths).
  * @category parsing @since 0.1.0
  */
-export const parse = (argv: ReadonlyArray<string>): Effect.Effect<Args | { readonly help: true } | { readonly compare: ReadonlyArray<string> }, EvaluatorError> =>
+export const parse = (
+  argv: ReadonlyArray<string>
+): Effect.Effect<Args | { readonly help: true } | { readonly compare: ReadonlyArray<string> }, EvaluatorError> =>
   Effect.gen(function*() {
     const parsed = yield* Effect.try({
       try: () =>
@@ -131,7 +133,9 @@ export const parse = (argv: ReadonlyArray<string>): Effect.Effect<Args | { reado
     }
     if (parsed.positionals.length > 0) return yield* usageError(`unexpected argument "${parsed.positionals[0]}"\n\n${usage}`)
     if (values.dataset === undefined) return yield* usageError(`--dataset is required\n\n${usage}`)
-    if (values.candidate === undefined || values.candidate.length === 0) return yield* usageError(`at least one --candidate is required\n\n${usage}`)
+    if (values.candidate === undefined || values.candidate.length === 0) {
+      return yield* usageError(`at least one --candidate is required\n\n${usage}`)
+    }
     const scorers = ["gsm8k", "gsm8k-strict", "multiple-choice", "exact-match", "judge"]
     if (values.scorer !== undefined && !scorers.includes(values.scorer)) {
       return yield* usageError(`--scorer must be one of ${scorers.join(", ")}, got "${values.scorer}"`)
@@ -175,13 +179,19 @@ export interface Spec {
 export const parseSpec = (spec: string): Effect.Effect<Spec, EvaluatorError> => {
   const match = /^(local|openai|anthropic|replicate|echo):(.+)$/.exec(spec)
   if (match === null) {
-    return Effect.fail(usageError(`bad model spec "${spec}": expected local:<model.gguf>[@<lora.gguf>], openai:<model>, anthropic:<model>, replicate:<owner/model> or echo:<name>`))
+    return Effect.fail(
+      usageError(
+        `bad model spec "${spec}": expected local:<model.gguf>[@<lora.gguf>], openai:<model>, anthropic:<model>, replicate:<owner/model> or echo:<name>`
+      )
+    )
   }
   const provider = match[1] as Spec["provider"]
   const rest = match[2]!
   if (provider === "local" && rest.includes("@")) {
     const [model, adapter] = rest.split("@") as [string, string]
-    if (model.length === 0 || adapter.length === 0) return Effect.fail(usageError(`bad model spec "${spec}": expected local:<model>@<adapter>`))
+    if (model.length === 0 || adapter.length === 0) {
+      return Effect.fail(usageError(`bad model spec "${spec}": expected local:<model>@<adapter>`))
+    }
     return Effect.succeed({ provider, model, adapter })
   }
   return Effect.succeed({ provider, model: rest })
@@ -214,7 +224,10 @@ export const modelId = (spec: Spec): string => spec.provider === "local" ? Path.
  * so the library itself does not depend on any SDK.
  * @category constructors @since 0.1.0
  */
-export const providerLayer = (spec: Spec, options: { readonly threads: number; readonly sequences: number }): Layer.Layer<Llm.Llm, unknown> =>
+export const providerLayer = (
+  spec: Spec,
+  options: { readonly threads: number; readonly sequences: number }
+): Layer.Layer<Llm.Llm, unknown> =>
   Layer.unwrap(Effect.tryPromise({
     try: async (): Promise<Layer.Layer<Llm.Llm, unknown>> => {
       switch (spec.provider) {
@@ -223,7 +236,11 @@ export const providerLayer = (spec: Spec, options: { readonly threads: number; r
         case "local": {
           const { Local } = await import("@hasten/providers/local")
           // Load the model on the first cache miss; fail at startup when the file is missing.
-          return Stack.lazy("local", Local.layer({ model: spec.model, threads: options.threads, sequences: options.sequences }), Local.resolveModelPath(spec.model))
+          return Stack.lazy(
+            "local",
+            Local.layer({ model: spec.model, threads: options.threads, sequences: options.sequences }),
+            Local.resolveModelPath(spec.model)
+          )
         }
         case "openai": {
           const { OpenAi } = await import("@hasten/providers/openai")
@@ -239,7 +256,12 @@ export const providerLayer = (spec: Spec, options: { readonly threads: number; r
         }
       }
     },
-    catch: (error) => usageError(`cannot load the ${spec.provider} provider (is @hasten/providers installed?): ${error instanceof Error ? error.message : String(error)}`)
+    catch: (error) =>
+      usageError(
+        `cannot load the ${spec.provider} provider (is @hasten/providers installed?): ${
+          error instanceof Error ? error.message : String(error)
+        }`
+      )
   }))
 
 /** Writes the report files; returns their paths. @category rendering @since 0.1.0 */
@@ -262,7 +284,11 @@ export const evaluate = (
     const dataset = yield* Dataset.load(args.dataset, { onInvalid: args.onInvalid })
     const skipped = dataset.report.skipped
     if (skipped.length > 0) {
-      warn(`hasten-eval: skipped ${skipped.length} invalid row(s) of ${dataset.report.source} (listed in report.json); first: line ${skipped[0]!.line}: ${skipped[0]!.message}\n`)
+      warn(
+        `hasten-eval: skipped ${skipped.length} invalid row(s) of ${dataset.report.source} (listed in report.json); first: line ${
+          skipped[0]!.line
+        }: ${skipped[0]!.message}\n`
+      )
     }
     const out = args.out ?? Path.join(".hasten", "eval", `${dataset.name}-seed${args.seed}`)
     mkdirSync(out, { recursive: true })
@@ -279,7 +305,10 @@ export const evaluate = (
       if (layer === undefined) {
         // Remote calls go through the rate limiter (MAX_CONCURRENCY, RPS_LIMIT, TPM_LIMIT, MAX_RETRIES…).
         const remote = spec.provider === "openai" || spec.provider === "anthropic" || spec.provider === "replicate"
-        layer = Stack.wrap(providerLayer(spec, { threads: args.threads, sequences }), remote ? { ...middleware, rateLimit: RateLimit.layerConfig() } : middleware)
+        layer = Stack.wrap(
+          providerLayer(spec, { threads: args.threads, sequences }),
+          remote ? { ...middleware, rateLimit: RateLimit.layerConfig() } : middleware
+        )
         providers.set(key, layer)
       }
       return layer
@@ -288,7 +317,12 @@ export const evaluate = (
     for (const text of args.candidates) {
       const spec = yield* parseSpec(text)
       // A local model gets as many parallel sequences as candidate calls may run at once.
-      candidates.push({ name: text, model: modelId(spec), ...(spec.adapter !== undefined ? { adapter: spec.adapter } : {}), llm: stackFor(spec, Math.min(args.concurrency, 8)) })
+      candidates.push({
+        name: text,
+        model: modelId(spec),
+        ...(spec.adapter !== undefined ? { adapter: spec.adapter } : {}),
+        llm: stackFor(spec, Math.min(args.concurrency, 8))
+      })
     }
     const judgeSpec = args.judge === undefined ? undefined : yield* parseSpec(args.judge)
     const scorerName = args.scorer ?? defaultScorer(args.dataset, judgeSpec !== undefined)
@@ -297,7 +331,14 @@ export const evaluate = (
       scorer: scorerOf(scorerName, args.rubric),
       candidates,
       ...(judgeSpec !== undefined
-        ? { judge: { name: args.judge!, model: modelId(judgeSpec), llm: stackFor(judgeSpec, Math.min(args.judgeConcurrency, 8)), concurrency: args.judgeConcurrency } }
+        ? {
+          judge: {
+            name: args.judge!,
+            model: modelId(judgeSpec),
+            llm: stackFor(judgeSpec, Math.min(args.judgeConcurrency, 8)),
+            concurrency: args.judgeConcurrency
+          }
+        }
         : {}),
       ...(args.questions !== undefined ? { questions: args.questions } : {}),
       seed: args.seed,
@@ -326,10 +367,13 @@ const messageOf = (cause: Cause.Cause<unknown>): string => {
  * SIGINT interrupts the run cleanly (the checkpoint stays consistent; re-run to resume).
  * @category runners @since 0.1.0
  */
-export const main = async (argv: ReadonlyArray<string>, io: { readonly out: (text: string) => void; readonly err: (text: string) => void } = {
-  out: (text) => process.stdout.write(text),
-  err: (text) => process.stderr.write(text)
-}): Promise<number> => {
+export const main = async (
+  argv: ReadonlyArray<string>,
+  io: { readonly out: (text: string) => void; readonly err: (text: string) => void } = {
+    out: (text) => process.stdout.write(text),
+    err: (text) => process.stderr.write(text)
+  }
+): Promise<number> => {
   const parsed = await Effect.runPromiseExit(parse(argv))
   if (Exit.isFailure(parsed)) {
     io.err(`hasten-eval: ${messageOf(parsed.cause)}\n`)
@@ -361,7 +405,11 @@ export const main = async (argv: ReadonlyArray<string>, io: { readonly out: (tex
     }
   }
   // Read the environment as of this invocation (the default provider snapshots it once).
-  const fiber = Effect.runFork(evaluate(args, Progress.make({ stream: { write: io.err } }), io.err).pipe(Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv())))
+  const fiber = Effect.runFork(
+    evaluate(args, Progress.make({ stream: { write: io.err } }), io.err).pipe(
+      Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv())
+    )
+  )
   const interrupt = () => {
     Effect.runFork(Fiber.interrupt(fiber))
   }

@@ -6,10 +6,10 @@
  * @since 0.1.0
  */
 import { Effect, Schema } from "effect"
-import { DatasetError, EvaluatorError } from "./EvaluatorError.js"
 import { existsSync, readFileSync, statSync } from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import { DatasetError, EvaluatorError } from "./EvaluatorError.js"
 import * as Csv from "./internal/csv.js"
 import * as Sampling from "./Sampling.js"
 
@@ -223,9 +223,9 @@ const NonEmpty = Schema.String.check(Schema.isNonEmpty())
 /** A GSM8K row: `question` and a worked `answer` ending in `#### n`. @category schemas @since 0.1.0 */
 export const Gsm8kRow = Schema.Struct({
   question: NonEmpty,
-  answer: NonEmpty.check(Schema.makeFilter((answer: string) =>
-    /####\s*-?[\d,.$]+\s*$/.test(answer) ? undefined : "answer must end with `#### <number>`"
-  ))
+  answer: NonEmpty.check(
+    Schema.makeFilter((answer: string) => /####\s*-?[\d,.$]+\s*$/.test(answer) ? undefined : "answer must end with `#### <number>`")
+  )
 })
 
 /** The number after `####` in a GSM8K reference solution, commas removed. @category parsing @since 0.1.0 */
@@ -294,7 +294,16 @@ export const truthfulQaMc = (path: string, options?: LoadOptions): Effect.Effect
     const schema = TruthfulQaMcRow.check(Schema.makeFilter((row: typeof TruthfulQaMcRow.Type) =>
       Object.values(row.mc1_targets).filter((value) => value === 1).length === 1 ? undefined : "mc1_targets must mark exactly one option 1"
     ))
-    return yield* collect(path, rows, [], schema, (row, index) => mcItem(row.question, row.mc1_targets, index, options?.shuffleChoices !== false), options, options?.name ?? "truthfulqa-mc")
+    return yield* collect(
+      path,
+      rows,
+      [],
+      schema,
+      (row, index) =>
+        mcItem(row.question, row.mc1_targets, index, options?.shuffleChoices !== false),
+      options,
+      options?.name ?? "truthfulqa-mc"
+    )
   })
 
 const topLevelElementLines = (text: string): Array<number> => {
@@ -349,7 +358,9 @@ export const truthfulQaCsv = (path: string, options?: LoadOptions): Effect.Effec
       answer: row["Best Answer"],
       choices,
       correct,
-      reference: `Best answer: ${row["Best Answer"]}\nCorrect answers: ${row["Correct Answers"]}\nIncorrect answers: ${row["Incorrect Answers"]}`
+      reference: `Best answer: ${row["Best Answer"]}\nCorrect answers: ${row["Correct Answers"]}\nIncorrect answers: ${
+        row["Incorrect Answers"]
+      }`
     }
   }, { ...options, name: options?.name ?? "truthfulqa" })
 
@@ -362,7 +373,12 @@ export const QaRow = Schema.Struct({ question: NonEmpty, answer: Schema.String }
  * @category loaders @since 0.1.0
  */
 export const qa = (path: string, options?: LoadOptions): Effect.Effect<Dataset, EvaluatorError> =>
-  (path.endsWith(".csv") ? csv : jsonl)(path, QaRow, (row) => ({ question: row.question, answer: row.answer, reference: row.answer }), options)
+  (path.endsWith(".csv") ? csv : jsonl)(
+    path,
+    QaRow,
+    (row) => ({ question: row.question, answer: row.answer, reference: row.answer }),
+    options
+  )
 
 const walkUp = (from: string, relative: ReadonlyArray<string>): string | undefined => {
   let dir = Path.resolve(from)

@@ -5,9 +5,9 @@
  * with bounded concurrency, and a JSONL checkpoint that lets a killed run resume.
  * @since 0.1.0
  */
+import { CompletionRequest, Llm, RequestKey } from "@hasten/core"
 import { Cause, Clock, Context, Effect, Exit, Layer, Semaphore } from "effect"
 import type * as Scope from "effect/Scope"
-import { CompletionRequest, Llm, RequestKey } from "@hasten/core"
 import { createHash } from "node:crypto"
 import { appendFileSync, existsSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs"
 import * as Path from "node:path"
@@ -111,17 +111,23 @@ const readCheckpoint = (path: string, configHash: string) =>
       if (value?.type === "header") header = value
       else if (value?.type === "item") {
         const entry = value as CheckpointLine
-        records.set(recordKey(entry.record.candidate, entry.record.itemId, entry.record.trial), { record: entry.record, timing: entry.timing })
+        records.set(recordKey(entry.record.candidate, entry.record.itemId, entry.record.trial), {
+          record: entry.record,
+          timing: entry.timing
+        })
       }
     }
     if (header === undefined && records.size > 0) {
-      return yield* new EvaluatorError({ reason: new CheckpointMismatch({ path, description: `checkpoint ${path} has no header line; delete it to start over` }) })
+      return yield* new EvaluatorError({
+        reason: new CheckpointMismatch({ path, description: `checkpoint ${path} has no header line; delete it to start over` })
+      })
     }
     if (header !== undefined && (header as { config?: string }).config !== configHash) {
       return yield* new EvaluatorError({
         reason: new CheckpointMismatch({
           path,
-          description: `checkpoint ${path} belongs to a different run (dataset, selection, candidates, judge or options changed); delete it or choose another --out`
+          description:
+            `checkpoint ${path} belongs to a different run (dataset, selection, candidates, judge or options changed); delete it or choose another --out`
         })
       })
     }
@@ -134,12 +140,17 @@ const errorOf = (cause: Cause.Cause<unknown>, stage: ItemError["stage"], turn: n
   if (failure === undefined && error === undefined) return { stage, tag: "Interrupted", message: "interrupted", turn }
   const tagged = error as { _tag?: unknown; message?: unknown; reason?: { _tag?: unknown } }
   const tag = typeof tagged?._tag === "string"
-    ? (typeof tagged.reason?._tag !== "string" ? tagged._tag
-      : tagged._tag === "LlmError" ? `LlmError.${tagged.reason._tag}`
+    ? (typeof tagged.reason?._tag !== "string" ?
+      tagged._tag
+      : tagged._tag === "LlmError" ?
+      `LlmError.${tagged.reason._tag}`
       // the evaluator's own error is reported by its reason (`JudgeParseError`)
-      : tagged._tag === "EvaluatorError" ? tagged.reason._tag
+      : tagged._tag === "EvaluatorError" ?
+      tagged.reason._tag
       : tagged._tag)
-    : failure === undefined ? "Defect" : "Error"
+    : failure === undefined
+    ? "Defect"
+    : "Error"
   const message = typeof tagged?.message === "string" ? tagged.message : String(error)
   return { stage, tag, message, turn }
 }
@@ -152,8 +163,7 @@ const build = <A>(layer: Layer.Layer<A, unknown>, memoMap: Layer.MemoMap, scope:
   )
 
 /** The configuration fingerprint a checkpoint is tied to. @category utils @since 0.1.0 */
-export const configHash = (config: Report.RunConfig): string =>
-  createHash("sha256").update(RequestKey.canonicalJson(config)).digest("hex")
+export const configHash = (config: Report.RunConfig): string => createHash("sha256").update(RequestKey.canonicalJson(config)).digest("hex")
 
 /**
  * Runs an evaluation. Each candidate (and the judge) layer is built once for the run and
@@ -177,7 +187,12 @@ export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
   if (!Number.isInteger(selfCorrect) || selfCorrect < 0) {
     return yield* invalid("selfCorrect", `selfCorrect must be a non-negative integer, got ${selfCorrect}`)
   }
-  for (const [label, value] of [["concurrency", options.concurrency], ["judge.concurrency", options.judge?.concurrency], ["questions", options.questions], ["maxTokens", options.maxTokens]] as const) {
+  for (
+    const [label, value] of [["concurrency", options.concurrency], ["judge.concurrency", options.judge?.concurrency], [
+      "questions",
+      options.questions
+    ], ["maxTokens", options.maxTokens]] as const
+  ) {
     if (value !== undefined && (!Number.isInteger(value) || value < 1)) {
       return yield* invalid(label, `${label} must be a positive integer, got ${value}`)
     }

@@ -69,7 +69,14 @@ export class JudgeParseError extends Schema.TaggedError<JudgeParseError>()("Judg
 }
 
 /** Every reason an `EvaluatorError` can carry. @category models @since 0.2.0 */
-export const EvaluatorErrorReason = Schema.Union([DatasetError, UsageError, InvalidOptions, StartFailed, CheckpointMismatch, JudgeParseError])
+export const EvaluatorErrorReason = Schema.Union([
+  DatasetError,
+  UsageError,
+  InvalidOptions,
+  StartFailed,
+  CheckpointMismatch,
+  JudgeParseError
+])
 /** @category models @since 0.2.0 */
 export type EvaluatorErrorReason = typeof EvaluatorErrorReason.Type
 

@@ -110,7 +110,9 @@ const summarize = (config: RunConfig, records: ReadonlyArray<ItemRecord>): Summa
     }
     : undefined
   const groups = itemIds.map((id) => byItem.get(id)!)
-  const trialAgreement = config.trials >= 2 ? Stats.pairwiseAgreement(groups.map((group) => group.map((record) => (record.correct ? 1 : 0)))) : undefined
+  const trialAgreement = config.trials >= 2
+    ? Stats.pairwiseAgreement(groups.map((group) => group.map((record) => (record.correct ? 1 : 0))))
+    : undefined
   const judgeAgreement = config.trials >= 2 && config.judge !== null && config.scorer === "judge"
     ? Stats.pairwiseAgreement(groups.map((group) => group.map((record) => record.score!)))
     : undefined
@@ -227,12 +229,21 @@ export const toMarkdown = (report: Report, timingSection?: Timing): string => {
       (config.judge !== null ? `, judge \`${config.judge.name}\`` : "") + "."
   )
   if (config.dataset.skipped.length > 0) {
-    lines.push("", `Dataset: ${config.dataset.skipped.length} invalid row(s) skipped (first at line ${config.dataset.skipped[0]!.line}: ${config.dataset.skipped[0]!.message}).`)
+    lines.push(
+      "",
+      `Dataset: ${config.dataset.skipped.length} invalid row(s) skipped (first at line ${config.dataset.skipped[0]!.line}: ${
+        config.dataset.skipped[0]!.message
+      }).`
+    )
   }
   lines.push("", "| candidate | accuracy | mean ± s.e. | 95% CI | scored | errors |", "| --- | ---: | ---: | ---: | ---: | ---: |")
   for (const result of report.results) {
     const s = result.summary
-    lines.push(`| ${result.candidate} | ${percent(s.accuracy)} | ${s.mean.toFixed(3)} ± ${s.standardError.toFixed(3)} | [${s.ci95[0].toFixed(3)}, ${s.ci95[1].toFixed(3)}] | ${s.scored}/${s.total} | ${s.errors} |`)
+    lines.push(
+      `| ${result.candidate} | ${percent(s.accuracy)} | ${s.mean.toFixed(3)} ± ${s.standardError.toFixed(3)} | [${s.ci95[0].toFixed(3)}, ${
+        s.ci95[1].toFixed(3)
+      }] | ${s.scored}/${s.total} | ${s.errors} |`
+    )
   }
   for (const result of report.results) {
     const s = result.summary
@@ -243,12 +254,25 @@ export const toMarkdown = (report: Report, timingSection?: Timing): string => {
     if (s.errors > 0) extras.push(`errors: ${Object.entries(s.errorsByTag).map(([tag, count]) => `${tag} ×${count}`).join(", ")}`)
     if (extras.length > 0) lines.push("", `**${result.candidate}**: ${extras.join("; ")}.`)
     if (s.selfCorrection !== undefined) {
-      lines.push("", `Self-correction (${result.candidate}):`, "", "| turn | accuracy | fixed | broken | answered |", "| ---: | ---: | ---: | ---: | ---: |")
-      for (const turn of s.selfCorrection) lines.push(`| ${turn.turn} | ${percent(turn.accuracy)} | ${turn.fixed} | ${turn.broken} | ${turn.answered} |`)
+      lines.push(
+        "",
+        `Self-correction (${result.candidate}):`,
+        "",
+        "| turn | accuracy | fixed | broken | answered |",
+        "| ---: | ---: | ---: | ---: | ---: |"
+      )
+      for (const turn of s.selfCorrection) {
+        lines.push(`| ${turn.turn} | ${percent(turn.accuracy)} | ${turn.fixed} | ${turn.broken} | ${turn.answered} |`)
+      }
     }
   }
   if (timingSection !== undefined) {
-    lines.push("", `Wall time ${(timingSection.wallMillis / 1000).toFixed(2)} s; ${timingSection.calls} candidate calls, ${timingSection.cachedCalls} from cache; ${timingSection.judge.calls} judge calls, ${timingSection.judge.cachedCalls} from cache; ${timingSection.resumedItems} item(s) resumed from the checkpoint.`)
+    lines.push(
+      "",
+      `Wall time ${
+        (timingSection.wallMillis / 1000).toFixed(2)
+      } s; ${timingSection.calls} candidate calls, ${timingSection.cachedCalls} from cache; ${timingSection.judge.calls} judge calls, ${timingSection.judge.cachedCalls} from cache; ${timingSection.resumedItems} item(s) resumed from the checkpoint.`
+    )
   }
   return lines.join("\n") + "\n"
 }
@@ -260,17 +284,34 @@ export const toMarkdown = (report: Report, timingSection?: Timing): string => {
  */
 export const compare = (runs: ReadonlyArray<{ readonly label: string; readonly report: Report }>): string => {
   const rows = runs.flatMap((run) => run.report.results.map((result) => ({ label: run.label, result })))
-  const lines: Array<string> = ["# Comparison", "", "| run | candidate | accuracy | mean ± s.e. | 95% CI | errors | Δ accuracy |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+  const lines: Array<string> = [
+    "# Comparison",
+    "",
+    "| run | candidate | accuracy | mean ± s.e. | 95% CI | errors | Δ accuracy |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+  ]
   const base = rows[0]
   for (const row of rows) {
     const s = row.result.summary
     const delta = base === undefined ? 0 : s.accuracy - base.result.summary.accuracy
-    lines.push(`| ${row.label} | ${row.result.candidate} | ${percent(s.accuracy)} | ${s.mean.toFixed(3)} ± ${s.standardError.toFixed(3)} | [${s.ci95[0].toFixed(3)}, ${s.ci95[1].toFixed(3)}] | ${s.errors} | ${row === base ? "—" : `${delta >= 0 ? "+" : ""}${(delta * 100).toFixed(1)} pt`} |`)
+    lines.push(
+      `| ${row.label} | ${row.result.candidate} | ${percent(s.accuracy)} | ${s.mean.toFixed(3)} ± ${s.standardError.toFixed(3)} | [${
+        s.ci95[0].toFixed(3)
+      }, ${s.ci95[1].toFixed(3)}] | ${s.errors} | ${row === base ? "—" : `${delta >= 0 ? "+" : ""}${(delta * 100).toFixed(1)} pt`} |`
+    )
   }
   if (base !== undefined && rows.length > 1) {
-    lines.push("", `Paired outcomes against ${base.label} / ${base.result.candidate} (items scored in both):`, "", "| run | candidate | both right | only base | only this | neither |", "| --- | --- | ---: | ---: | ---: | ---: |")
+    lines.push(
+      "",
+      `Paired outcomes against ${base.label} / ${base.result.candidate} (items scored in both):`,
+      "",
+      "| run | candidate | both right | only base | only this | neither |",
+      "| --- | --- | ---: | ---: | ---: | ---: |"
+    )
     const key = (record: ItemRecord) => `${record.itemId}#${record.trial}`
-    const baseline = new Map(base.result.items.filter((record) => record.status === "ok").map((record) => [key(record), record.correct === true]))
+    const baseline = new Map(
+      base.result.items.filter((record) => record.status === "ok").map((record) => [key(record), record.correct === true])
+    )
     for (const row of rows.slice(1)) {
       let both = 0, onlyBase = 0, onlyThis = 0, neither = 0
       for (const record of row.result.items) {

@@ -13,7 +13,7 @@ export const defaultSeed = 42
  * `Math.imul` and 32-bit shifts, which JavaScript defines exactly.
  * @category constructors @since 0.1.0
  */
-export const mulberry32 = (seed: number): (() => number) => {
+export const mulberry32 = (seed: number): () => number => {
   let state = seed >>> 0
   return () => {
     state = (state + 0x6d2b79f5) >>> 0
@@ -29,7 +29,9 @@ export const mulberry32 = (seed: number): (() => number) => {
  * @category constructors @since 0.1.0
  */
 export const nextInt = (next: () => number, bound: number): number => {
-  if (!Number.isInteger(bound) || bound <= 0 || bound > 0x100000000) throw new RangeError(`bound must be an integer in 1..2^32, got ${bound}`)
+  if (!Number.isInteger(bound) || bound <= 0 || bound > 0x100000000) {
+    throw new RangeError(`bound must be an integer in 1..2^32, got ${bound}`)
+  }
   const limit = 0x100000000 - (0x100000000 % bound)
   while (true) {
     const value = next()

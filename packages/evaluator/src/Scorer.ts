@@ -4,8 +4,8 @@
  * and LLM-as-judge with a rubric producing JSON `{score, reason}`.
  * @since 0.1.0
  */
-import { Context, Effect } from "effect"
 import { CompletionRequest, Llm, LlmError } from "@hasten/core"
+import { Context, Effect } from "effect"
 import type { Item } from "./Dataset.js"
 import { EvaluatorError, JudgeParseError } from "./EvaluatorError.js"
 
@@ -96,7 +96,8 @@ export const numbersMatch = (extracted: string | null, target: string): boolean 
 /** The GSM8K prompt: chain of thought, final answer on a `#### n` line. @category gsm8k @since 0.1.0 */
 export const gsm8kPrompt = (item: Item): ReadonlyArray<Message> => [{
   role: "user",
-  content: `Solve the problem step by step. Write the final answer on its own line as "#### <number>".\n\nQuestion: ${item.question}\nAnswer:`
+  content:
+    `Solve the problem step by step. Write the final answer on its own line as "#### <number>".\n\nQuestion: ${item.question}\nAnswer:`
 }]
 
 /**
@@ -132,8 +133,7 @@ export const gsm8k = (options?: { readonly mode?: "strict" | "flexible" }): Scor
 
 const letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
-const normalizeText = (text: string): string =>
-  text.toLowerCase().replace(/[^\p{L}\p{N}\s]/gu, " ").replace(/\s+/g, " ").trim()
+const normalizeText = (text: string): string => text.toLowerCase().replace(/[^\p{L}\p{N}\s]/gu, " ").replace(/\s+/g, " ").trim()
 
 /**
  * Reads a choice out of an output: an explicit `Answer: B` / `(B)` / leading `B.`, else
@@ -164,7 +164,9 @@ export const extractChoice = (output: string, choices: ReadonlyArray<string>): n
 /** Options lettered A, B, C…; the model answers with a letter. @category multiple-choice @since 0.1.0 */
 export const multipleChoicePrompt = (item: Item): ReadonlyArray<Message> => [{
   role: "user",
-  content: `${item.question}\n\n${(item.choices ?? []).map((choice, index) => `${letters[index]}. ${choice}`).join("\n")}\n\nAnswer with the letter of the correct option.\nAnswer:`
+  content: `${item.question}\n\n${
+    (item.choices ?? []).map((choice, index) => `${letters[index]}. ${choice}`).join("\n")
+  }\n\nAnswer with the letter of the correct option.\nAnswer:`
 }]
 
 /** Multiple choice: correct when the extracted option is the item's `correct` one. @category multiple-choice @since 0.1.0 */
@@ -189,8 +191,7 @@ export const multipleChoice: Scorer = {
 // Exact match
 
 /** SQuAD-style normalization: lower case, no punctuation or articles, single spaces. @category exact-match @since 0.1.0 */
-export const normalizeAnswer = (text: string): string =>
-  normalizeText(text).replace(/\b(a|an|the)\b/g, " ").replace(/\s+/g, " ").trim()
+export const normalizeAnswer = (text: string): string => normalizeText(text).replace(/\b(a|an|the)\b/g, " ").replace(/\s+/g, " ").trim()
 
 /** Exact match on normalized text, for generic question/answer pairs. @category exact-match @since 0.1.0 */
 export const exactMatch: Scorer = {
@@ -316,8 +317,9 @@ export const judge = (options?: {
   return {
     name: "judge",
     usesJudge: true,
-    prompt: options?.prompt ?? ((item) =>
-      item.choices !== undefined ? multipleChoicePrompt(item) : [{ role: "user", content: `Question: ${item.question}\nAnswer:` }]),
+    prompt: options?.prompt ??
+      ((item) =>
+        item.choices !== undefined ? multipleChoicePrompt(item) : [{ role: "user", content: `Question: ${item.question}\nAnswer:` }]),
     score: ({ item, output, trial }) =>
       Effect.gen(function*() {
         const service = yield* Judge

@@ -30,7 +30,9 @@ export interface Middleware {
  * The cache store of a run: SQLite at `path` (default `.hasten/cache.db`) or in memory.
  * @category constructors @since 0.1.0
  */
-export const cacheStore = (options?: { readonly store?: "sqlite" | "memory"; readonly path?: string }): Layer.Layer<CacheStore.CacheStore, unknown> =>
+export const cacheStore = (
+  options?: { readonly store?: "sqlite" | "memory"; readonly path?: string }
+): Layer.Layer<CacheStore.CacheStore, unknown> =>
   Cache.layerStore({ store: options?.store ?? "sqlite", path: options?.path ?? ".hasten/cache.db" })
 
 /**
@@ -71,7 +73,12 @@ export const lazy = <E>(
         Layer.buildWithMemoMap(provider, memoMap, scope).pipe(
           Effect.map((context) => Context.get(context, Llm.Llm)),
           Effect.mapError((error) =>
-            LlmError.make(name, new LlmError.InvalidRequest({ description: `provider failed to start: ${error instanceof Error ? error.message : String(error)}` }))
+            LlmError.make(
+              name,
+              new LlmError.InvalidRequest({
+                description: `provider failed to start: ${error instanceof Error ? error.message : String(error)}`
+              })
+            )
           )
         )
       )

@@ -1,9 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Command } from "@hasten/evaluator"
+import { Simulator } from "@hasten/testkit"
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
-import { Simulator } from "@hasten/testkit"
 import { judgeResponder } from "./fakes.js"
 
 const run = async (argv: ReadonlyArray<string>) => {
@@ -15,7 +15,12 @@ const run = async (argv: ReadonlyArray<string>) => {
 
 const dir = mkdtempSync(Path.join(tmpdir(), "hasten-cli-"))
 const dataset = Path.join(dir, "pairs.jsonl")
-writeFileSync(dataset, Array.from({ length: 8 }, (_, i) => JSON.stringify({ question: `q${i}`, answer: i % 2 === 0 ? `echo: Answer briefly.` : "no" })).join("\n") + "\nnot json\n")
+writeFileSync(
+  dataset,
+  Array.from({ length: 8 }, (_, i) => JSON.stringify({ question: `q${i}`, answer: i % 2 === 0 ? `echo: Answer briefly.` : "no" })).join(
+    "\n"
+  ) + "\nnot json\n"
+)
 
 describe("hasten-eval", () => {
   it("rejects bad arguments with a one-line message and exit code 2", async () => {
@@ -41,7 +46,16 @@ describe("hasten-eval", () => {
     const missing = await run(["--dataset", Path.join(dir, "nope.jsonl"), "--candidate", "echo:x", "--out", Path.join(dir, "o1")])
     assert.strictEqual(missing.code, 1)
     assert.match(missing.err, /nope\.jsonl: file not found/)
-    const model = await run(["--dataset", dataset, "--candidate", "local:does-not-exist.gguf", "--out", Path.join(dir, "o2"), "--no-cache", "--no-perf"])
+    const model = await run([
+      "--dataset",
+      dataset,
+      "--candidate",
+      "local:does-not-exist.gguf",
+      "--out",
+      Path.join(dir, "o2"),
+      "--no-cache",
+      "--no-perf"
+    ])
     assert.strictEqual(model.code, 1)
     assert.match(model.err, /\nhasten-eval: candidate local:does-not-exist\.gguf failed to start: .*does-not-exist/)
     assert.notMatch(model.err, /\n\s+at /)
@@ -77,13 +91,43 @@ describe("hasten-eval", () => {
     const saved = { key: process.env.OPENAI_API_KEY, url: process.env.OPENAI_BASE_URL, rps: process.env.RPS_LIMIT }
     try {
       delete process.env.OPENAI_API_KEY
-      const noKey = await run(["--dataset", "gsm8k", "--candidate", "echo:x", "--judge", "openai:gpt-4o-mini", "--questions", "2", "--out", Path.join(dir, "nokey"), "--no-cache", "--no-perf"])
+      const noKey = await run([
+        "--dataset",
+        "gsm8k",
+        "--candidate",
+        "echo:x",
+        "--judge",
+        "openai:gpt-4o-mini",
+        "--questions",
+        "2",
+        "--out",
+        Path.join(dir, "nokey"),
+        "--no-cache",
+        "--no-perf"
+      ])
       assert.strictEqual(noKey.code, 1)
       assert.match(noKey.err, /judge openai:gpt-4o-mini failed to start: .*OPENAI_API_KEY/)
       process.env.OPENAI_API_KEY = "sk-test"
       process.env.OPENAI_BASE_URL = sim.openaiBaseUrl
       process.env.RPS_LIMIT = "1000"
-      const result = await run(["--dataset", "gsm8k", "--candidate", "echo:x", "--judge", "openai:gpt-4o-mini", "--scorer", "judge", "--questions", "3", "--trials", "2", "--out", Path.join(dir, "judged"), "--no-cache", "--no-perf"])
+      const result = await run([
+        "--dataset",
+        "gsm8k",
+        "--candidate",
+        "echo:x",
+        "--judge",
+        "openai:gpt-4o-mini",
+        "--scorer",
+        "judge",
+        "--questions",
+        "3",
+        "--trials",
+        "2",
+        "--out",
+        Path.join(dir, "judged"),
+        "--no-cache",
+        "--no-perf"
+      ])
       assert.strictEqual(result.code, 0, result.err)
       const report = JSON.parse(readFileSync(Path.join(dir, "judged", "report.json"), "utf8")).report
       assert.deepStrictEqual([report.results[0].summary.scored, report.results[0].summary.errors], [6, 0])

@@ -33,13 +33,16 @@ describe("CSV parsing", () => {
 describe("Dataset", () => {
   it.effect("JSONL: bad lines are skipped and reported with their line numbers", () =>
     Effect.gen(function*() {
-      const path = file("pairs.jsonl", [
-        "{\"question\":\"2+2?\",\"answer\":\"4\"}",
-        "not json",
-        "",
-        "{\"question\":\"\",\"answer\":\"x\"}",
-        "{\"question\":\"3+3?\",\"answer\":\"6\"}"
-      ].join("\n"))
+      const path = file(
+        "pairs.jsonl",
+        [
+          "{\"question\":\"2+2?\",\"answer\":\"4\"}",
+          "not json",
+          "",
+          "{\"question\":\"\",\"answer\":\"x\"}",
+          "{\"question\":\"3+3?\",\"answer\":\"6\"}"
+        ].join("\n")
+      )
       const dataset = yield* Dataset.qa(path)
       assert.deepStrictEqual(dataset.items.map((item) => item.question), ["2+2?", "3+3?"])
       assert.deepStrictEqual(dataset.items.map((item) => item.id), ["pairs:0", "pairs:3"])
@@ -70,11 +73,14 @@ describe("Dataset", () => {
 
   it.effect("GSM8K: validates the #### line and extracts the target", () =>
     Effect.gen(function*() {
-      const path = file("gsm8k-mini.jsonl", [
-        JSON.stringify({ question: "q1", answer: "2 * 3 = <<2*3=6>>6\n#### 1,450,000" }),
-        JSON.stringify({ question: "q2", answer: "no final line" }),
-        JSON.stringify({ question: "q3", answer: "#### -5" })
-      ].join("\n"))
+      const path = file(
+        "gsm8k-mini.jsonl",
+        [
+          JSON.stringify({ question: "q1", answer: "2 * 3 = <<2*3=6>>6\n#### 1,450,000" }),
+          JSON.stringify({ question: "q2", answer: "no final line" }),
+          JSON.stringify({ question: "q3", answer: "#### -5" })
+        ].join("\n")
+      )
       const dataset = yield* Dataset.gsm8k(path)
       assert.deepStrictEqual(dataset.items.map((item) => item.answer), ["1450000", "-5"])
       assert.strictEqual(dataset.items[0]!.reference, "2 * 3 = 6\n#### 1,450,000")
@@ -84,12 +90,15 @@ describe("Dataset", () => {
 
   it.effect("TruthfulQA mc_task.json: invalid entries reported on their line", () =>
     Effect.gen(function*() {
-      const path = file("mc.json", `[
+      const path = file(
+        "mc.json",
+        `[
   {"question": "Q1", "mc1_targets": {"right": 1, "wrong": 0}},
   {"question": "Q2",
    "mc1_targets": {"a": 0, "b": 0}},
   {"question": "Q3", "mc1_targets": {"x": 0, "y": 1}}
-]`)
+]`
+      )
       const dataset = yield* Dataset.truthfulQaMc(path, { shuffleChoices: false })
       assert.deepStrictEqual(dataset.items.map((item) => [item.question, item.correct, item.answer]), [["Q1", 0, "right"], ["Q3", 1, "y"]])
       assert.deepStrictEqual(dataset.report.skipped.map((row) => row.line), [3])

@@ -38,7 +38,13 @@ describe("Evaluator.run", () => {
   it.effect("scores the seeded selection at temperature 0 with the seed", () =>
     Effect.gen(function*() {
       const record = calls()
-      const result = yield* Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [candidate(halfRight(record))], questions: 6, seed: 42 })
+      const result = yield* Evaluator.run({
+        dataset,
+        scorer: Scorer.gsm8k(),
+        candidates: [candidate(halfRight(record))],
+        questions: 6,
+        seed: 42
+      })
       const summary = result.report.results[0]!.summary
       assert.strictEqual(summary.total, 6)
       assert.strictEqual(summary.scored, 6)
@@ -80,7 +86,10 @@ describe("Evaluator.run", () => {
       assert.strictEqual(failed.score, undefined)
       assert.deepStrictEqual([failed.error!.stage, failed.error!.tag], ["generate", "LlmError.ServerError"])
       const malformed = items.find((item) => item.itemId === "toy:7")!
-      assert.deepStrictEqual([malformed.error!.stage, malformed.error!.message], ["score", "judge output not usable: missing field \"reason\""])
+      assert.deepStrictEqual([malformed.error!.stage, malformed.error!.message], [
+        "score",
+        "judge output not usable: missing field \"reason\""
+      ])
       // 5 of the 7 scored items are even (0, 2, 4, 6, 8): errors are excluded from the denominator.
       assert.strictEqual(summary.accuracy, Number((5 / 7).toFixed(6)))
       assert.match(Report.toMarkdown(result.report), /JudgeParseError ×2/)
@@ -119,7 +128,14 @@ describe("Evaluator.run", () => {
 
   it.effect("the same inputs and seed give a byte-identical report; timing is separate", () =>
     Effect.gen(function*() {
-      const options = { dataset, scorer: Scorer.gsm8k(), candidates: [candidate(halfRight()), candidate(halfRight(), "fake:other")], questions: 8, trials: 2, seed: 7 }
+      const options = {
+        dataset,
+        scorer: Scorer.gsm8k(),
+        candidates: [candidate(halfRight()), candidate(halfRight(), "fake:other")],
+        questions: 8,
+        trials: 2,
+        seed: 7
+      }
       const first = yield* Evaluator.run(options)
       const second = yield* Evaluator.run({ ...options, concurrency: 1 })
       assert.strictEqual(Report.reportJson(first.report), Report.reportJson(second.report))
@@ -133,7 +149,12 @@ describe("Evaluator.run", () => {
   it.effect("self-correction: accuracy per turn and fixed/broken counts", () =>
     Effect.gen(function*() {
       // Answer per (question, turn): q0 wrong→right→right, q1 right→wrong→right, q2 right always, q3 wrong always.
-      const plan: Record<number, ReadonlyArray<boolean>> = { 0: [false, true, true], 1: [true, false, true], 2: [true, true, true], 3: [false, false, false] }
+      const plan: Record<number, ReadonlyArray<boolean>> = {
+        0: [false, true, true],
+        1: [true, false, true],
+        2: [true, true, true],
+        3: [false, false, false]
+      }
       const record = calls()
       const llm = scripted("fake", (request) => {
         const i = questionIndex(request)
@@ -190,20 +211,26 @@ describe("Evaluator.run", () => {
     Effect.gen(function*() {
       const checkpoint = Path.join(tempDir(), "checkpoint.jsonl")
       yield* Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [candidate(halfRight())], questions: 3, checkpoint })
-      const error = yield* Effect.flip(Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [candidate(halfRight())], questions: 4, checkpoint }))
+      const error = yield* Effect.flip(
+        Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [candidate(halfRight())], questions: 4, checkpoint })
+      )
       assert.match(error.message, /different run/)
     }))
 
   it.effect("a candidate that cannot start is a clear EvaluatorError", () =>
     Effect.gen(function*() {
       const broken = Layer.effect(Llm.Llm, Effect.fail(new Error("model file not found: nope.gguf")))
-      const error = yield* Effect.flip(Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [{ name: "local:nope.gguf", model: "nope", llm: broken }] }))
+      const error = yield* Effect.flip(
+        Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [{ name: "local:nope.gguf", model: "nope", llm: broken }] })
+      )
       assert.strictEqual(error._tag, "EvaluatorError")
       assert.strictEqual(error.reason._tag, "StartFailed")
       assert.strictEqual(error.message, "candidate local:nope.gguf failed to start: model file not found: nope.gguf")
       const noJudge = yield* Effect.flip(Evaluator.run({ dataset, scorer: Scorer.judge(), candidates: [candidate(halfRight())] }))
       assert.match(noJudge.message, /needs a judge/)
-      const zero = yield* Effect.flip(Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [candidate(halfRight())], concurrency: 0 }))
+      const zero = yield* Effect.flip(
+        Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [candidate(halfRight())], concurrency: 0 })
+      )
       assert.strictEqual(zero.message, "concurrency must be a positive integer, got 0")
       // the reason names the bad option
       const fields = yield* Effect.forEach([
@@ -248,7 +275,9 @@ describe("Evaluator.run", () => {
         const prompt = request.messages.map((message) => message.content).join("\n")
         const i = indexOf(prompt)
         const answer = /Answer to grade: #### (\d+)/.exec(prompt)?.[1]
-        return answer === String(i * 2) ? "{\"score\": 1, \"reason\": \"correct\"}" : `{"score": 0, "reason": "the sum of ${i} and ${i} is not ${answer}"}`
+        return answer === String(i * 2)
+          ? "{\"score\": 1, \"reason\": \"correct\"}"
+          : `{"score": 0, "reason": "the sum of ${i} and ${i} is not ${answer}"}`
       })
       const small: Dataset.Dataset = { ...dataset, items: dataset.items.slice(2, 5) }
       const result = yield* Evaluator.run({

@@ -41,30 +41,36 @@ describe("with the local fixture model and the simulator", () => {
       assert.strictEqual(Report.reportJson(second.report), Report.reportJson(first.report))
     }), { timeout: 60_000 })
 
-  it.effect("judge faults from the simulator are isolated item errors; a warm cache then skips the candidate", () =>
-    Effect.gen(function*() {
-      const sim = yield* Effect.promise(() => Simulator.start({ seed: 3, responder: judgeResponder, faults: { rate: 1, kinds: ["500"] } }))
-      yield* Effect.addFinalizer(() => Effect.promise(() => sim.close()))
-      const dataset = yield* Dataset.load("gsm8k")
-      const cache = Stack.cacheStore({ path: Path.join(mkdtempSync(Path.join(tmpdir(), "hasten-int-")), "cache.db") })
-      const options: Evaluator.Options = {
-        dataset,
-        scorer: Scorer.judge(),
-        questions: 3,
-        maxTokens: 16,
-        candidates: [{ name: "local", model: "stories260K", llm: Stack.wrap(model, { cache }) }],
-        judge: {
-          name: "judge",
-          model: "gpt-4o-mini",
-          llm: Stack.wrap(OpenAi.layer({ baseURL: sim.openaiBaseUrl, apiKey: Redacted.make("sk-test"), model: "gpt-4o-mini" }), { cache })
+  it.effect(
+    "judge faults from the simulator are isolated item errors; a warm cache then skips the candidate",
+    () =>
+      Effect.gen(function*() {
+        const sim = yield* Effect.promise(() =>
+          Simulator.start({ seed: 3, responder: judgeResponder, faults: { rate: 1, kinds: ["500"] } })
+        )
+        yield* Effect.addFinalizer(() => Effect.promise(() => sim.close()))
+        const dataset = yield* Dataset.load("gsm8k")
+        const cache = Stack.cacheStore({ path: Path.join(mkdtempSync(Path.join(tmpdir(), "hasten-int-")), "cache.db") })
+        const options: Evaluator.Options = {
+          dataset,
+          scorer: Scorer.judge(),
+          questions: 3,
+          maxTokens: 16,
+          candidates: [{ name: "local", model: "stories260K", llm: Stack.wrap(model, { cache }) }],
+          judge: {
+            name: "judge",
+            model: "gpt-4o-mini",
+            llm: Stack.wrap(OpenAi.layer({ baseURL: sim.openaiBaseUrl, apiKey: Redacted.make("sk-test"), model: "gpt-4o-mini" }), { cache })
+          }
         }
-      }
-      const result = yield* Evaluator.run(options)
-      const summary = result.report.results[0]!.summary
-      assert.deepStrictEqual([summary.scored, summary.errors], [0, 3])
-      assert.deepStrictEqual(summary.errorsByTag, { "LlmError.ServerError": 3 })
-      assert.strictEqual(result.timing.cachedCalls, 0)
-      const warm = yield* Evaluator.run(options)
-      assert.strictEqual(warm.timing.cachedCalls, 3)
-    }), { timeout: 60_000 })
+        const result = yield* Evaluator.run(options)
+        const summary = result.report.results[0]!.summary
+        assert.deepStrictEqual([summary.scored, summary.errors], [0, 3])
+        assert.deepStrictEqual(summary.errorsByTag, { "LlmError.ServerError": 3 })
+        assert.strictEqual(result.timing.cachedCalls, 0)
+        const warm = yield* Evaluator.run(options)
+        assert.strictEqual(warm.timing.cachedCalls, 3)
+      }),
+    { timeout: 60_000 }
+  )
 })

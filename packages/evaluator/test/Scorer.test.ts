@@ -30,9 +30,19 @@ describe("GSM8K extraction (lm-evaluation-harness semantics)", () => {
 
   it.effect("the gsm8k scorer reports both filters and the extracted number", () =>
     Effect.gen(function*() {
-      const score = yield* Scorer.gsm8k().score({ item: item("1450000"), output: "It costs $1,450,000.", trial: 0, turn: 0 }).pipe(Effect.provideService(Scorer.Judge, undefined as never))
-      assert.deepStrictEqual([score.score, score.correct, score.extracted, score.details], [1, true, "1450000", { strict: false, flexible: true }])
-      const strict = yield* Scorer.gsm8k({ mode: "strict" }).score({ item: item("1450000"), output: "It costs $1,450,000.", trial: 0, turn: 0 }).pipe(Effect.provideService(Scorer.Judge, undefined as never))
+      const score = yield* Scorer.gsm8k().score({ item: item("1450000"), output: "It costs $1,450,000.", trial: 0, turn: 0 }).pipe(
+        Effect.provideService(Scorer.Judge, undefined as never)
+      )
+      assert.deepStrictEqual([score.score, score.correct, score.extracted, score.details], [1, true, "1450000", {
+        strict: false,
+        flexible: true
+      }])
+      const strict = yield* Scorer.gsm8k({ mode: "strict" }).score({
+        item: item("1450000"),
+        output: "It costs $1,450,000.",
+        trial: 0,
+        turn: 0
+      }).pipe(Effect.provideService(Scorer.Judge, undefined as never))
       assert.strictEqual(strict.correct, false)
     }))
 })

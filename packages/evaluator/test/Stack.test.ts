@@ -1,9 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
+import { Llm } from "@hasten/core"
 import type { Dataset } from "@hasten/evaluator"
 import { Evaluator, Report, Scorer, Stack } from "@hasten/evaluator"
-import { Effect, Layer } from "effect"
-import { Llm } from "@hasten/core"
 import { PerfLogger } from "@hasten/perf-logger"
+import { Effect, Layer } from "effect"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
@@ -11,7 +11,10 @@ import { calls, questionOf, scripted } from "./fakes.js"
 
 const dataset: Dataset.Dataset = {
   name: "toy",
-  items: Array.from({ length: 6 }, (_, index) => ({ id: `toy:${index}`, index, question: `What is ${index} + ${index}?`, answer: String(index * 2) })),
+  items: Array.from(
+    { length: 6 },
+    (_, index) => ({ id: `toy:${index}`, index, question: `What is ${index} + ${index}?`, answer: String(index * 2) })
+  ),
   report: { source: "memory", rows: 6, loaded: 6, skipped: [] }
 }
 
@@ -30,9 +33,16 @@ describe("Stack (cache middleware)", () => {
           candidates: [{
             name: "fake",
             model: "m",
-            llm: Stack.wrap(scripted("fake", (request) => `#### ${Number(/What is (\d+)/.exec(questionOf(request))![1]) * 2}`, candidateCalls), { cache })
+            llm: Stack.wrap(
+              scripted("fake", (request) => `#### ${Number(/What is (\d+)/.exec(questionOf(request))![1]) * 2}`, candidateCalls),
+              { cache }
+            )
           }],
-          judge: { name: "judge", model: "j", llm: Stack.wrap(scripted("judge", () => "{\"score\": 1, \"reason\": \"ok\"}", judgeCalls), { cache }) }
+          judge: {
+            name: "judge",
+            model: "j",
+            llm: Stack.wrap(scripted("judge", () => "{\"score\": 1, \"reason\": \"ok\"}", judgeCalls), { cache })
+          }
         }
       }
       const cold = yield* Evaluator.run(options())
@@ -72,11 +82,21 @@ describe("Stack (cache middleware)", () => {
   it.effect("lazy: a provider that fails to start turns into item errors naming the cause; check fails eagerly", () =>
     Effect.gen(function*() {
       const broken = Layer.effect(Llm.Llm, Effect.fail(new Error("no such model")))
-      const result = yield* Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [{ name: "x", model: "m", llm: Stack.lazy("local", broken) }] })
+      const result = yield* Evaluator.run({
+        dataset,
+        scorer: Scorer.gsm8k(),
+        candidates: [{ name: "x", model: "m", llm: Stack.lazy("local", broken) }]
+      })
       const summary = result.report.results[0]!.summary
       assert.deepStrictEqual(summary.errorsByTag, { "LlmError.InvalidRequest": 6 })
       assert.match(result.report.results[0]!.items[0]!.error!.message, /provider failed to start: no such model/)
-      const eager = yield* Effect.flip(Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [{ name: "x", model: "m", llm: Stack.lazy("local", broken, Effect.fail(new Error("model not found: m"))) }] }))
+      const eager = yield* Effect.flip(
+        Evaluator.run({
+          dataset,
+          scorer: Scorer.gsm8k(),
+          candidates: [{ name: "x", model: "m", llm: Stack.lazy("local", broken, Effect.fail(new Error("model not found: m"))) }]
+        })
+      )
       assert.match(eager.message, /candidate x failed to start: model not found: m/)
     }))
 

@@ -209,7 +209,15 @@ const medianPct = (ratios: ReadonlyArray<number>) => {
 const usPerCall = (ms: number) => (ms * 1000) / calls
 const signed = (value: number, digits: number) => `${value >= 0 ? "+" : ""}${value.toFixed(digits)}`
 
-const rows: Array<Array<string>> = [["upstream", "mode", "wall µs/call", "wall overhead (sum)", "(median of blocks)", "cpu µs/call", "cpu added µs/call"]]
+const rows: Array<Array<string>> = [[
+  "upstream",
+  "mode",
+  "wall µs/call",
+  "wall overhead (sum)",
+  "(median of blocks)",
+  "cpu µs/call",
+  "cpu added µs/call"
+]]
 for (const [name, results] of [[server.kind, loopback], ["in-process fake", inProcess]] as const) {
   const base = results.get("baseline")!
   for (const mode of modes) {
@@ -225,11 +233,15 @@ for (const [name, results] of [[server.kind, loopback], ["in-process fake", inPr
     ])
   }
 }
-console.log(`${calls} sequential calls per mode, the modes interleaved in blocks of ${block} calls; wall overhead as the ratio of sums and as the median of per-block ratios`)
+console.log(
+  `${calls} sequential calls per mode, the modes interleaved in blocks of ${block} calls; wall overhead as the ratio of sums and as the median of per-block ratios`
+)
 console.log(PerfLogger.renderTable(rows))
 const events = Fs.readdirSync(logRoot).reduce(
   (sum, run) =>
-    sum + Fs.readFileSync(Path.join(logRoot, run, "events.jsonl"), "utf8").split("\n").filter((line) => line.includes('"type":"call"')).length,
+    sum +
+    Fs.readFileSync(Path.join(logRoot, run, "events.jsonl"), "utf8").split("\n").filter((line) => line.includes("\"type\":\"call\""))
+      .length,
   0
 )
 console.log(`events written: ${events} call lines`)

@@ -6,8 +6,8 @@
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import { FetchHttpClient } from "effect/http"
+import * as Layer from "effect/Layer"
 import { Otlp, PrometheusMetrics } from "effect/observability"
 import type { OtlpExporter } from "effect/observability"
 

@@ -5,12 +5,12 @@
  * @since 0.1.0
  */
 import { Llm } from "@hasten/core"
-import * as Fs from "node:fs"
-import * as Path from "node:path"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
 import * as Middleware from "./Middleware.js"
 import * as Recorder from "./Recorder.js"
 import * as RunFiles from "./RunFiles.js"

@@ -5,13 +5,7 @@
  * @since 0.1.0
  */
 import * as Metric from "effect/Metric"
-import {
-  acceptanceBoundaries,
-  batchBoundaries,
-  chunkBoundaries,
-  durationBoundaries,
-  tokenBoundaries
-} from "./internal/buckets.js"
+import { acceptanceBoundaries, batchBoundaries, chunkBoundaries, durationBoundaries, tokenBoundaries } from "./internal/buckets.js"
 
 /**
  * `gen_ai.client.operation.duration` (seconds).

@@ -125,7 +125,7 @@ const updateMetrics = (event: CallEvent, chunkGapsMs: ReadonlyArray<number> | un
   if (event.inputTokens !== undefined) instruments.input.updateUnsafe(event.inputTokens, context)
   if (event.outputTokens !== undefined) instruments.output.updateUnsafe(event.outputTokens, context)
   if (event.ttftMs !== undefined && event.op === "stream") instruments.ttft.updateUnsafe(event.ttftMs / 1000, context)
-  if (chunkGapsMs !== undefined) for (const gap of chunkGapsMs) instruments.chunk.updateUnsafe(gap / 1000, context)
+  if (chunkGapsMs !== undefined) { for (const gap of chunkGapsMs) instruments.chunk.updateUnsafe(gap / 1000, context) }
   if (event.retries !== undefined) instruments.retries.updateUnsafe(event.retries, context)
   if (event.rateLimitWaitMs !== undefined) instruments.wait.updateUnsafe(event.rateLimitWaitMs / 1000, context)
   if (event.batchSize !== undefined) instruments.batch.updateUnsafe(event.batchSize, context)

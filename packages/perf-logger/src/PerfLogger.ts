@@ -23,15 +23,7 @@ export * from "./Metrics.js"
 export { layer, wrap } from "./Middleware.js"
 export * from "./PerfLoggerError.js"
 export * from "./Price.js"
-export {
-  layer as layerRun,
-  layerConfig,
-  layerMemory,
-  make,
-  PerfLogger,
-  printSummary,
-  summary
-} from "./Recorder.js"
+export { layer as layerRun, layerConfig, layerMemory, make, PerfLogger, printSummary, summary } from "./Recorder.js"
 export type { Options, PerfLoggerService } from "./Recorder.js"
 export * from "./RunFiles.js"
 export * from "./RunLog.js"

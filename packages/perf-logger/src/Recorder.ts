@@ -4,7 +4,6 @@
  * `report.html` — and the console summary table.
  * @since 0.1.0
  */
-import * as Path from "node:path"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Console from "effect/Console"
@@ -14,6 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
+import * as Path from "node:path"
 import { EventLog } from "./internal/events.js"
 import { writeFileAtomic } from "./internal/files.js"
 import { stageInstrumentsFor } from "./internal/instruments.js"
@@ -122,15 +122,18 @@ const memoryEvent = (t: number): MemoryEvent => {
   return { type: "memory", t, rss: usage.rss, heapUsed: usage.heapUsed, heapTotal: usage.heapTotal, external: usage.external }
 }
 
-const defaultRunId = (t: number): string =>
-  `${new Date(Math.floor(t)).toISOString().replace(/[:.]/g, "-")}-${process.pid}`
+const defaultRunId = (t: number): string => `${new Date(Math.floor(t)).toISOString().replace(/[:.]/g, "-")}-${process.pid}`
 
 /** Bad input, as it was named before 0.2.0: now `PerfLoggerError`. @category errors @since 0.1.0 */
 export { InvalidOptions } from "./PerfLoggerError.js"
 
 const validateRunId = (runId: string): Effect.Effect<string, PerfLoggerError> =>
   runId.length === 0 || runId === "." || runId === ".." || /[/\\\0]/.test(runId)
-    ? Effect.fail(new PerfLoggerError({ reason: new InvalidRunId({ runId, description: `runId ${JSON.stringify(runId)} must be a plain folder name` }) }))
+    ? Effect.fail(
+      new PerfLoggerError({
+        reason: new InvalidRunId({ runId, description: `runId ${JSON.stringify(runId)} must be a plain folder name` })
+      })
+    )
     : Effect.succeed(runId)
 
 interface RecorderHandle {
@@ -288,7 +291,9 @@ export const layer = (options: Options = {}): Layer.Layer<PerfLogger, PerfLogger
  * An in-memory recorder: same measurements and summary, no files and no console table.
  * @category testing @since 0.1.0
  */
-export const layerMemory = (options: Pick<Options, "runId" | "prices" | "spans" | "metrics"> = {}): Layer.Layer<PerfLogger, PerfLoggerError> =>
+export const layerMemory = (
+  options: Pick<Options, "runId" | "prices" | "spans" | "metrics"> = {}
+): Layer.Layer<PerfLogger, PerfLoggerError> =>
   Layer.effect(
     PerfLogger,
     makeScoped({ ...options, write: false, console: false, report: false, memoryInterval: false, summaryInterval: false })

@@ -20,7 +20,9 @@ import type { Summary } from "./Summary.js"
  */
 export const readRun = (runDir: string): { readonly events: ReadonlyArray<Event>; readonly summary: Summary } => {
   const path = Path.join(runDir, "events.jsonl")
-  if (!Fs.existsSync(path)) throw new PerfLoggerError({ reason: new RunNotFound({ path: runDir, description: `no events.jsonl in ${runDir}` }) })
+  if (!Fs.existsSync(path)) {
+    throw new PerfLoggerError({ reason: new RunNotFound({ path: runDir, description: `no events.jsonl in ${runDir}` }) })
+  }
   const events = parseEvents(Fs.readFileSync(path, "utf8"), path)
   return { events, summary: summarize(events) }
 }
@@ -32,7 +34,12 @@ export const readRun = (runDir: string): { readonly events: ReadonlyArray<Event>
 export const renderReportHtml = (events: Iterable<Event>): string => {
   const aggregator = new Aggregator()
   for (const event of events) aggregator.add(event)
-  return renderReport({ summary: aggregator.summary(), points: aggregator.points, startT: aggregator.startT, pointWeight: aggregator.pointStride })
+  return renderReport({
+    summary: aggregator.summary(),
+    points: aggregator.points,
+    startT: aggregator.startT,
+    pointWeight: aggregator.pointStride
+  })
 }
 
 /**

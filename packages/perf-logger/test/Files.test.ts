@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { TestClock, TestConsole } from "effect/testing"
 import { type Completion, Llm } from "@hasten/core"
 import { ConfigProvider, Effect, Layer, Stream } from "effect"
+import { TestClock, TestConsole } from "effect/testing"
 import { spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -24,11 +24,15 @@ const crash = (
   flush: "event" | "buffered" | "slow" | "default",
   gapMs = 0
 ) => {
-  const result = spawnSync(process.execPath, ["--conditions=@hasten/source", child, dir, runId, String(calls), death, flush, String(gapMs)], {
-    cwd: packageRoot,
-    encoding: "utf8",
-    timeout: 60_000
-  })
+  const result = spawnSync(
+    process.execPath,
+    ["--conditions=@hasten/source", child, dir, runId, String(calls), death, flush, String(gapMs)],
+    {
+      cwd: packageRoot,
+      encoding: "utf8",
+      timeout: 60_000
+    }
+  )
   return result
 }
 
@@ -44,8 +48,11 @@ describe("run files", () => {
       const live = yield* Effect.gen(function*() {
         yield* Llm.complete(Scripted.request({ outputTokens: 4 }))
         // the call is on disk before the run ends (flush "event": before the call returns)
-        assert.strictEqual(lines(events).filter((line) => line.includes('"type":"call"')).length, 1)
-        yield* PerfLogger.stage("s", Llm.stream(Scripted.request({ chunks: [{ afterMs: 0, text: "a" }, { afterMs: 0, text: "b" }] })).pipe(Stream.runDrain))
+        assert.strictEqual(lines(events).filter((line) => line.includes("\"type\":\"call\"")).length, 1)
+        yield* PerfLogger.stage(
+          "s",
+          Llm.stream(Scripted.request({ chunks: [{ afterMs: 0, text: "a" }, { afterMs: 0, text: "b" }] })).pipe(Stream.runDrain)
+        )
         assert.isFalse(Fs.existsSync(Path.join(dir, "run-1", "summary.json")))
         return yield* PerfLogger.summary
       }).pipe(Effect.provide(layer))
@@ -63,40 +70,44 @@ describe("run files", () => {
       assert.include(Fs.readFileSync(Path.join(dir, "run-1", "report.html"), "utf8"), "id=\"perf-data\"")
     }))
 
-  it.effect("group commit: the first call is written at the end of its turn, the next ones together one window later", () =>
-    Effect.gen(function*() {
-      const dir = tmp()
-      const events = Path.join(dir, "group", "events.jsonl")
-      const callsOnDisk = () => lines(events).filter((line) => line.includes('"type":"call"')).length
-      const sleep = (ms: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, ms)))
-      yield* Effect.gen(function*() {
-        // the log has written nothing yet, so this call is not held for the (60 s) window
-        yield* Llm.complete(Scripted.request({ outputTokens: 4 }))
-        assert.strictEqual(callsOnDisk(), 0, "nothing is written on the measured call's path")
-        while (callsOnDisk() < 1) yield* sleep(2) // the asynchronous write issued at the end of the turn
-        yield* Llm.complete(Scripted.request({ outputTokens: 4 }))
-        yield* Llm.complete(Scripted.request({ outputTokens: 4 }))
-        yield* sleep(50)
-        assert.strictEqual(callsOnDisk(), 1, "within the window after the last write: they wait for the group's write")
-        // the summary includes every call, and a flush of the run writes what is pending
-        assert.strictEqual((yield* PerfLogger.summary).overall.calls, 3)
-        assert.strictEqual(callsOnDisk(), 3)
-        yield* Llm.complete(Scripted.request({ outputTokens: 4 }))
-      }).pipe(Effect.provide(PerfLogger.layer.pipe(
-        Layer.provideMerge(Scripted.layer),
-        Layer.provideMerge(PerfLogger.layerRun({
-          dir,
-          runId: "group",
-          console: false,
-          summaryInterval: false,
-          memoryInterval: false,
-          report: false,
-          flush: { intervalMs: 60_000, maxEvents: 1_000 }
-        }))
-      )))
-      // closing the run wrote the last one
-      assert.strictEqual(PerfLogger.readRun(Path.join(dir, "group")).summary.overall.calls, 4)
-    }), { timeout: 10_000 })
+  it.effect(
+    "group commit: the first call is written at the end of its turn, the next ones together one window later",
+    () =>
+      Effect.gen(function*() {
+        const dir = tmp()
+        const events = Path.join(dir, "group", "events.jsonl")
+        const callsOnDisk = () => lines(events).filter((line) => line.includes("\"type\":\"call\"")).length
+        const sleep = (ms: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, ms)))
+        yield* Effect.gen(function*() {
+          // the log has written nothing yet, so this call is not held for the (60 s) window
+          yield* Llm.complete(Scripted.request({ outputTokens: 4 }))
+          assert.strictEqual(callsOnDisk(), 0, "nothing is written on the measured call's path")
+          while (callsOnDisk() < 1) yield* sleep(2) // the asynchronous write issued at the end of the turn
+          yield* Llm.complete(Scripted.request({ outputTokens: 4 }))
+          yield* Llm.complete(Scripted.request({ outputTokens: 4 }))
+          yield* sleep(50)
+          assert.strictEqual(callsOnDisk(), 1, "within the window after the last write: they wait for the group's write")
+          // the summary includes every call, and a flush of the run writes what is pending
+          assert.strictEqual((yield* PerfLogger.summary).overall.calls, 3)
+          assert.strictEqual(callsOnDisk(), 3)
+          yield* Llm.complete(Scripted.request({ outputTokens: 4 }))
+        }).pipe(Effect.provide(PerfLogger.layer.pipe(
+          Layer.provideMerge(Scripted.layer),
+          Layer.provideMerge(PerfLogger.layerRun({
+            dir,
+            runId: "group",
+            console: false,
+            summaryInterval: false,
+            memoryInterval: false,
+            report: false,
+            flush: { intervalMs: 60_000, maxEvents: 1_000 }
+          }))
+        )))
+        // closing the run wrote the last one
+        assert.strictEqual(PerfLogger.readRun(Path.join(dir, "group")).summary.overall.calls, 4)
+      }),
+    { timeout: 10_000 }
+  )
 
   it.effect("rewrites summary.json every summaryInterval while the run goes, and prints the table at the end", () =>
     Effect.gen(function*() {
@@ -133,7 +144,11 @@ describe("run files", () => {
   it("parses a log with a torn last line and names a malformed line elsewhere", () => {
     const good = JSON.stringify({ type: "run_end", t: 1 })
     assert.strictEqual(PerfLogger.parseEvents(`${good}\n${good}\n{"type":"ca`).length, 2)
-    assert.throws(() => PerfLogger.parseEvents(`${good}\n{"type":"ca\n${good}\n`, "x.jsonl"), PerfLogger.PerfLoggerError, /x\.jsonl:2: not a JSON event/)
+    assert.throws(
+      () => PerfLogger.parseEvents(`${good}\n{"type":"ca\n${good}\n`, "x.jsonl"),
+      PerfLogger.PerfLoggerError,
+      /x\.jsonl:2: not a JSON event/
+    )
   })
 
   it("the file readers throw PerfLoggerError naming the path; InvalidOptions (deprecated) still matches it", () => {
@@ -227,7 +242,9 @@ describe("plain async TypeScript", () => {
     await llm.complete(Scripted.request({ outputTokens: 2 }))
     await llm.stage("classify", () => llm.complete(Scripted.request({ outputTokens: 3 }), { stage: "classify" }))
     const chunks: Array<Completion.CompletionChunk> = []
-    for await (const chunk of llm.stream(Scripted.request({ chunks: [{ afterMs: 0, text: "a" }, { afterMs: 0, text: "b" }] }), { stage: "align" })) chunks.push(chunk)
+    for await (
+      const chunk of llm.stream(Scripted.request({ chunks: [{ afterMs: 0, text: "a" }, { afterMs: 0, text: "b" }] }), { stage: "align" })
+    ) chunks.push(chunk)
     assert.strictEqual(chunks.length, 2)
     const summary = await llm.close()
     assert.isTrue(summary.complete)
@@ -290,31 +307,32 @@ describe("robustness", () => {
       assert.isAtMost(process.listenerCount("SIGTERM") - before.term, 1)
     }).pipe(Effect.scoped))
 
-
-  for (const flush of ["event", "group"] as const) it.effect(`a failing log write (disk full, flush ${flush}) never fails the measured call`, () =>
-    Effect.gen(function*() {
-      const dir = tmp()
-      // events.jsonl is /dev/full: every write fails with ENOSPC
-      Fs.mkdirSync(Path.join(dir, "full"))
-      Fs.symlinkSync("/dev/full", Path.join(dir, "full", "events.jsonl"))
-      const warnings: Array<string> = []
-      const onWarning = (warning: Error) => warnings.push(warning.message)
-      process.on("warning", onWarning)
-      const summary = yield* Effect.gen(function*() {
-        yield* Llm.complete(Scripted.request({ outputTokens: 1 }))
-        yield* Llm.complete(Scripted.request({ outputTokens: 2 }))
-        return yield* PerfLogger.summary
-      }).pipe(Effect.provide(PerfLogger.layer.pipe(
-        Layer.provideMerge(Scripted.layer),
-        Layer.provideMerge(PerfLogger.layerRun({ dir, runId: "full", console: false, ...(flush === "event" ? { flush } : {}) }))
-      )))
-      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
-      process.off("warning", onWarning)
-      assert.strictEqual(summary.overall.calls, 2)
-      assert.strictEqual(summary.overall.tokens.output, 3)
-      assert.strictEqual(warnings.length, 1)
-      assert.match(warnings[0]!, /events\.jsonl failed, the run log stops here/)
-      // the summary still lands next to the log
-      assert.strictEqual(JSON.parse(Fs.readFileSync(Path.join(dir, "full", "summary.json"), "utf8")).overall.calls, 2)
-    }))
+  for (const flush of ["event", "group"] as const) {
+    it.effect(`a failing log write (disk full, flush ${flush}) never fails the measured call`, () =>
+      Effect.gen(function*() {
+        const dir = tmp()
+        // events.jsonl is /dev/full: every write fails with ENOSPC
+        Fs.mkdirSync(Path.join(dir, "full"))
+        Fs.symlinkSync("/dev/full", Path.join(dir, "full", "events.jsonl"))
+        const warnings: Array<string> = []
+        const onWarning = (warning: Error) => warnings.push(warning.message)
+        process.on("warning", onWarning)
+        const summary = yield* Effect.gen(function*() {
+          yield* Llm.complete(Scripted.request({ outputTokens: 1 }))
+          yield* Llm.complete(Scripted.request({ outputTokens: 2 }))
+          return yield* PerfLogger.summary
+        }).pipe(Effect.provide(PerfLogger.layer.pipe(
+          Layer.provideMerge(Scripted.layer),
+          Layer.provideMerge(PerfLogger.layerRun({ dir, runId: "full", console: false, ...(flush === "event" ? { flush } : {}) }))
+        )))
+        yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+        process.off("warning", onWarning)
+        assert.strictEqual(summary.overall.calls, 2)
+        assert.strictEqual(summary.overall.tokens.output, 3)
+        assert.strictEqual(warnings.length, 1)
+        assert.match(warnings[0]!, /events\.jsonl failed, the run log stops here/)
+        // the summary still lands next to the log
+        assert.strictEqual(JSON.parse(Fs.readFileSync(Path.join(dir, "full", "summary.json"), "utf8")).overall.calls, 2)
+      }))
+  }
 })

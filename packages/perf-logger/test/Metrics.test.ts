@@ -5,9 +5,12 @@ import { TestClock } from "effect/testing"
 import { PerfLogger } from "../src/index.js"
 import * as Scripted from "./fixtures/ScriptedLlm.js"
 
-const Measured = PerfLogger.layer.pipe(Layer.provideMerge(Scripted.layer), Layer.provideMerge(PerfLogger.layerMemory({
-  prices: { "fake-model": { input: 1, output: 2, cachedInput: 0.5 } }
-})))
+const Measured = PerfLogger.layer.pipe(
+  Layer.provideMerge(Scripted.layer),
+  Layer.provideMerge(PerfLogger.layerMemory({
+    prices: { "fake-model": { input: 1, output: 2, cachedInput: 0.5 } }
+  }))
+)
 
 /** Runs `program` with the measured fake, advancing the TestClock until it is done. */
 const run = <A, E>(program: Effect.Effect<A, E, Llm.Llm | PerfLogger.PerfLogger>) =>
@@ -47,7 +50,19 @@ describe("long runs", () => {
         itlMs.push(value)
         all.push(value)
       }
-      events.push({ type: "call", op: "stream", provider: "p", model: "m", start: call * 10_000, latencyMs: 9_000, ok: true, ttftMs: 5, itlMs, outputTokens: 5_001, chunks: 5_001 })
+      events.push({
+        type: "call",
+        op: "stream",
+        provider: "p",
+        model: "m",
+        start: call * 10_000,
+        latencyMs: 9_000,
+        ok: true,
+        ttftMs: 5,
+        itlMs,
+        outputTokens: 5_001,
+        chunks: 5_001
+      })
     }
     const itl = PerfLogger.summarize(events).overall.itlMs!
     const sorted = Float64Array.from(all).sort()
@@ -156,8 +171,12 @@ describe("metric definitions on scripted timings", () => {
         yield* Effect.ignore(Llm.complete(Scripted.request({ latencyMs: 5, fail: "RateLimited" })))
         yield* Effect.ignore(Llm.complete(Scripted.request({ latencyMs: 5, fail: "RateLimited" })))
         yield* Effect.ignore(Llm.complete(Scripted.request({ latencyMs: 5, fail: "Timeout" })))
-        yield* Effect.ignore(Llm.stream(Scripted.request({ fail: "ServerError", chunks: [{ afterMs: 1, text: "a" }] })).pipe(Stream.runDrain))
-        yield* Llm.complete(Scripted.request({ latencyMs: 300, facts: { retries: 2, rateLimitWaitMillis: 250, backoffMillis: 40, timeouts: 1 } }))
+        yield* Effect.ignore(
+          Llm.stream(Scripted.request({ fail: "ServerError", chunks: [{ afterMs: 1, text: "a" }] })).pipe(Stream.runDrain)
+        )
+        yield* Llm.complete(
+          Scripted.request({ latencyMs: 300, facts: { retries: 2, rateLimitWaitMillis: 250, backoffMillis: 40, timeouts: 1 } })
+        )
         yield* Llm.complete(Scripted.request({ latencyMs: 100, facts: { retries: 1, rateLimitWaitMillis: 50, backoffMillis: 2 } }))
         // a hit replays the facts of the call that filled the cache: not this call's retries
         yield* Llm.complete(Scripted.request({ latencyMs: 1, cached: true, facts: { retries: 5, rateLimitWaitMillis: 900, batchSize: 4 } }))
@@ -166,7 +185,14 @@ describe("metric definitions on scripted timings", () => {
       const stats = summary.overall
       assert.strictEqual(stats.errors, 4)
       assert.deepStrictEqual(stats.errorsByClass, { RateLimited: 2, Timeout: 1, ServerError: 1 })
-      assert.deepStrictEqual(stats.retries, { total: 3, retriedCalls: 2, rateLimitWaitMs: 300, rateLimitWaitMaxMs: 250, backoffMs: 42, timeouts: 1 })
+      assert.deepStrictEqual(stats.retries, {
+        total: 3,
+        retriedCalls: 2,
+        rateLimitWaitMs: 300,
+        rateLimitWaitMaxMs: 250,
+        backoffMs: 42,
+        timeouts: 1
+      })
       assert.isNull(stats.batch)
       assert.deepStrictEqual(stats.cache, { hits: 2, misses: 2, hitRate: 0.5 })
       // upstream latency only has the two real calls; hits are reported apart
@@ -265,10 +291,12 @@ describe("metric definitions on scripted timings", () => {
       const { summary } = yield* run(Effect.gen(function*() {
         yield* Llm.stream(Scripted.request({ chunks: [{ afterMs: 5, text: "a" }, { afterMs: 5, text: "b" }, { afterMs: 5, text: "c" }] }))
           .pipe(Stream.take(1), Stream.runDrain)
-        yield* Effect.exit(Llm.stream(Scripted.request({ chunks: [{ afterMs: 1, text: "a" }] })).pipe(
-          Stream.mapEffect(() => Effect.die("bug")),
-          Stream.runDrain
-        ))
+        yield* Effect.exit(
+          Llm.stream(Scripted.request({ chunks: [{ afterMs: 1, text: "a" }] })).pipe(
+            Stream.mapEffect(() => Effect.die("bug")),
+            Stream.runDrain
+          )
+        )
       }))
       assert.deepStrictEqual(summary.overall.errorsByClass, { Defect: 1 })
       assert.strictEqual(summary.overall.calls, 2)

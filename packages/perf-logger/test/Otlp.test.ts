@@ -178,7 +178,9 @@ describe("OTLP export (GenAI semantic conventions)", () => {
       Effect.gen(function*() {
         const off: Array<string> = []
         yield* calls.pipe(
-          Effect.provide(PerfLogger.layer.pipe(Layer.provideMerge(Scripted.layer), Layer.provideMerge(PerfLogger.layerMemory({ spans: false })))),
+          Effect.provide(
+            PerfLogger.layer.pipe(Layer.provideMerge(Scripted.layer), Layer.provideMerge(PerfLogger.layerMemory({ spans: false })))
+          ),
           Effect.withTracer(recordingTracer(off))
         )
         assert.deepStrictEqual(off.filter((name) => name.startsWith("PerfLogger.")), [])
@@ -186,12 +188,17 @@ describe("OTLP export (GenAI semantic conventions)", () => {
         const parentOf = (spans: boolean | "auto") =>
           Effect.gen(function*() {
             const seen: Array<string> = []
-            const probe = Layer.succeed(Llm.Llm, Llm.fromComplete("probe", (request) =>
-              Effect.gen(function*() {
-                const parent = yield* Effect.option(Effect.currentSpan)
-                seen.push(parent._tag === "Some" ? parent.value.name : "none")
-                return yield* Effect.orDie(Effect.flatMap(Effect.service(Llm.Llm), (llm) => llm.complete(request)).pipe(Effect.provide(Scripted.layer)))
-              })))
+            const probe = Layer.succeed(
+              Llm.Llm,
+              Llm.fromComplete("probe", (request) =>
+                Effect.gen(function*() {
+                  const parent = yield* Effect.option(Effect.currentSpan)
+                  seen.push(parent._tag === "Some" ? parent.value.name : "none")
+                  return yield* Effect.orDie(
+                    Effect.flatMap(Effect.service(Llm.Llm), (llm) => llm.complete(request)).pipe(Effect.provide(Scripted.layer))
+                  )
+                }))
+            )
             yield* Llm.complete(Scripted.request({})).pipe(
               Effect.provide(PerfLogger.layer.pipe(Layer.provideMerge(probe), Layer.provideMerge(PerfLogger.layerMemory({ spans }))))
             )

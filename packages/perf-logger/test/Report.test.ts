@@ -100,12 +100,15 @@ describe("report.html", () => {
   it("a run without stages or speculative statistics draws those charts empty, and says so", () => {
     const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "perf-logger-report-"))
     const file = Path.join(dir, "report.html")
-    Fs.writeFileSync(file, PerfLogger.renderReportHtml([
-      { type: "run_start", runId: "r", t: 0, pid: 1, node: "v24" },
-      { type: "call", op: "complete", provider: "p", model: "m", start: 1, latencyMs: 10, ok: true, outputTokens: 3, inputTokens: 1 },
-      { type: "call", op: "complete", provider: "p", model: "m", start: 2, latencyMs: 30, ok: true, outputTokens: 3, inputTokens: 1 },
-      { type: "run_end", t: 40 }
-    ]))
+    Fs.writeFileSync(
+      file,
+      PerfLogger.renderReportHtml([
+        { type: "run_start", runId: "r", t: 0, pid: 1, node: "v24" },
+        { type: "call", op: "complete", provider: "p", model: "m", start: 1, latencyMs: 10, ok: true, outputTokens: 3, inputTokens: 1 },
+        { type: "call", op: "complete", provider: "p", model: "m", start: 2, latencyMs: 30, ok: true, outputTokens: 3, inputTokens: 1 },
+        { type: "run_end", t: 40 }
+      ])
+    )
     const dom = dumpDom(file)
     assert.strictEqual(attribute(dom, /<body[^>]*data-charts-drawn="(\d+)"/), "3")
     assert.strictEqual(attribute(dom, /<figure id="stages"[^>]*data-drawn="(\d+)"/), "0")
@@ -118,7 +121,16 @@ describe("report.html", () => {
     const file = Path.join(dir, "report.html")
     const events: Array<PerfLogger.Event> = [{ type: "run_start", runId: "big", t: 0, pid: 1, node: "v24" }]
     for (let index = 0; index < 25_000; index++) {
-      events.push({ type: "call", op: "complete", provider: "p", model: "m", start: index, latencyMs: 1 + (index % 50), ok: true, outputTokens: 2 })
+      events.push({
+        type: "call",
+        op: "complete",
+        provider: "p",
+        model: "m",
+        start: index,
+        latencyMs: 1 + (index % 50),
+        ok: true,
+        outputTokens: 2
+      })
     }
     const html = PerfLogger.renderReportHtml(events)
     assert.include(html, "Charts use an even sample of 20000 of the 25000 calls")

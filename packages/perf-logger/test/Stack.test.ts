@@ -34,11 +34,18 @@ describe("README stack order (Batcher → PerfLogger.layer → provider)", () =>
         yield* TestClock.adjust("1 second")
         const completions = yield* Effect.forEach(fibers, Fiber.join)
         // what the caller sees: the batch facts over the provider's own
-        assert.deepStrictEqual(completions.map((completion) => completion.facts), [1, 2, 3].map(() => ({ retries: 1, batchSize: 3, queueWaitMillis: 50 })))
+        assert.deepStrictEqual(
+          completions.map((completion) => completion.facts),
+          [1, 2, 3].map(() => ({ retries: 1, batchSize: 3, queueWaitMillis: 50 }))
+        )
         return yield* PerfLogger.summary
       }).pipe(Effect.provide(Stack))
       const calls = callEvents(dir, "stack")
-      assert.deepStrictEqual(calls.map((event) => [event.batchSize, event.queueWaitMs, event.retries]), [[3, 50, 1], [3, 50, 1], [3, 50, 1]])
+      assert.deepStrictEqual(calls.map((event) => [event.batchSize, event.queueWaitMs, event.retries]), [[3, 50, 1], [3, 50, 1], [
+        3,
+        50,
+        1
+      ]])
       assert.strictEqual(live.overall.batch?.sizes.count, 3)
       assert.strictEqual(live.overall.batch?.sizes.mean, 3)
       assert.strictEqual(live.overall.batch?.queueWaitMs?.p50, 50)

@@ -8,11 +8,11 @@
  * Prints a table, then ONE JSON line, last.
  */
 import { CompletionRequest, Llm } from "@hasten/core"
+import { Local, ModelPool } from "@hasten/providers/local"
+import { Server } from "@hasten/providers/server"
 import { Effect, Layer, ManagedRuntime } from "effect"
 import { LlamaCompletion } from "node-llama-cpp"
 import OpenAI from "openai"
-import { Local, ModelPool } from "@hasten/providers/local"
-import { Server } from "@hasten/providers/server"
 
 const quick = process.argv.includes("--quick")
 const modelName = "stories260K.gguf"
@@ -77,7 +77,12 @@ const result: Record<string, unknown> = { bench: "providers-local", quick, model
   const pooledMs = now() - pooledStart
   await runtime.dispose()
   const speedup = baselineMs / pooledMs
-  rows.push([`(a) ${count} prompts x ${maxTokens} tokens`, `reload per call ${round(baselineMs, 0)} ms`, `ModelPool ${round(pooledMs, 0)} ms (load included)`, `${round(speedup, 1)}x faster`])
+  rows.push([
+    `(a) ${count} prompts x ${maxTokens} tokens`,
+    `reload per call ${round(baselineMs, 0)} ms`,
+    `ModelPool ${round(pooledMs, 0)} ms (load included)`,
+    `${round(speedup, 1)}x faster`
+  ])
   result.a = { prompts: count, reloadMs: round(baselineMs, 1), poolMs: round(pooledMs, 1), speedup: round(speedup, 2) }
 }
 
@@ -108,8 +113,19 @@ const openai = new OpenAI({ baseURL: server.baseUrl, apiKey: "local", maxRetries
   }
   const overhead = median(viaServer) - median(direct)
   const ratio = median(viaServer) / median(direct)
-  rows.push([`(b) ${count} requests x ${maxTokens} tokens`, `direct ${round(median(direct))} ms/req`, `server (openai SDK) ${round(median(viaServer))} ms/req`, `+${round(overhead)} ms (${round(ratio)}x)`])
-  result.b = { requests: count, directMedianMs: round(median(direct), 3), serverMedianMs: round(median(viaServer), 3), overheadMs: round(overhead, 3), ratio: round(ratio, 3) }
+  rows.push([
+    `(b) ${count} requests x ${maxTokens} tokens`,
+    `direct ${round(median(direct))} ms/req`,
+    `server (openai SDK) ${round(median(viaServer))} ms/req`,
+    `+${round(overhead)} ms (${round(ratio)}x)`
+  ])
+  result.b = {
+    requests: count,
+    directMedianMs: round(median(direct), 3),
+    serverMedianMs: round(median(viaServer), 3),
+    overheadMs: round(overhead, 3),
+    ratio: round(ratio, 3)
+  }
 }
 
 // Wall-clock rates swing several-fold on a shared machine, so (d) and (e) also measure this
@@ -171,7 +187,12 @@ const cpuMs = (): number => {
       maxTokens,
       onToken: (chunk) => void (tokens += chunk.length),
       repeatPenalty: penalized
-        ? { lastTokens: penalties.penaltyWindow, penalty: penalties.repeatPenalty, frequencyPenalty: penalties.frequencyPenalty, presencePenalty: penalties.presencePenalty }
+        ? {
+          lastTokens: penalties.penaltyWindow,
+          penalty: penalties.repeatPenalty,
+          frequencyPenalty: penalties.frequencyPenalty,
+          presencePenalty: penalties.presencePenalty
+        }
         : false
     })
     return { wall: (tokens / (now() - wall)) * 1000, cpu: (tokens / (cpuMs() - cpu)) * 1000 }

@@ -11,16 +11,16 @@
  * Also runs the local provider's `bench/local.ts` as a child process when it exists and
  * includes its JSON. Prints a table, then ONE JSON line last.
  */
-import { spawn } from "node:child_process"
-import { existsSync } from "node:fs"
-import { dirname, join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { Completion, CompletionRequest, Llm } from "@hasten/core"
 import { OpenAi } from "@hasten/providers/openai"
 import { Replicate } from "@hasten/providers/replicate"
 import { Router } from "@hasten/providers/router"
 import { Simulator } from "@hasten/testkit"
 import { Effect, Layer, Redacted, Stream } from "effect"
+import { spawn } from "node:child_process"
+import { existsSync } from "node:fs"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
 import ReplicateClient from "replicate"
 
 const quick = process.argv.includes("--quick")
@@ -91,6 +91,7 @@ const collection = async () => {
   const spreadTokens = tokens.slice(0, spreadLimit)
   const spread = () => {
     let output: Array<string> = []
+    // oxlint-disable-next-line oxc/no-accumulating-spread -- the quadratic copy is what this measures
     for (const token of spreadTokens) output = [...output, token]
     return output.join("")
   }
@@ -109,7 +110,10 @@ const collection = async () => {
 
   // End to end: a long streamed answer through the simulator's SSE stream.
   const streamTokens = quick ? 2_000 : 8_000
-  const answer = Simulator.tokenize("Tokens stream from the prediction one by one. ".repeat(Math.ceil(streamTokens / 9))).slice(0, streamTokens).join("")
+  const answer = Simulator.tokenize("Tokens stream from the prediction one by one. ".repeat(Math.ceil(streamTokens / 9))).slice(
+    0,
+    streamTokens
+  ).join("")
   const sim = await Simulator.start({ responder: () => answer })
   const token = Redacted.make("r8_bench")
   const llm = Replicate.make({ apiToken: token, baseUrl: sim.replicateBaseUrl })
@@ -121,6 +125,7 @@ const collection = async () => {
   const sdk = new ReplicateClient({ auth: "r8_bench", baseUrl: sim.replicateBaseUrl, useFileOutput: false })
   const viaSdkSpread = async () => {
     let output: Array<string> = []
+    // oxlint-disable-next-line oxc/no-accumulating-spread -- the quadratic copy is what this measures
     for await (const event of sdk.stream("meta/meta-llama-3-70b-instruct", { input: { prompt: "tell a long story" } })) {
       if (event.event === "output") output = [...output, event.data]
     }
@@ -142,13 +147,43 @@ const collection = async () => {
 
   rows.push(
     { bench: "(c) collect", variant: `push+join, ${tokenCount} tokens`, value: `${hastenMs.toFixed(2)} ms`, ratio: "1.00x" },
-    { bench: "(c) collect", variant: `text += token, ${tokenCount} tokens`, value: `${concatMs.toFixed(2)} ms`, ratio: `${(concatMs / hastenMs).toFixed(2)}x` },
+    {
+      bench: "(c) collect",
+      variant: `text += token, ${tokenCount} tokens`,
+      value: `${concatMs.toFixed(2)} ms`,
+      ratio: `${(concatMs / hastenMs).toFixed(2)}x`
+    },
     { bench: "(c) collect", variant: `push+join, ${spreadLimit} tokens`, value: `${hastenSpreadMs.toFixed(2)} ms`, ratio: "1.00x" },
-    { bench: "(c) collect", variant: `[...output, token], ${spreadLimit} tokens`, value: `${spreadMs.toFixed(1)} ms`, ratio: `${(spreadMs / hastenSpreadMs).toFixed(0)}x` },
-    { bench: "(c) collect", variant: `text += token + read per event, ${spreadLimit} tokens`, value: `${concatReadMs.toFixed(1)} ms`, ratio: `${(concatReadMs / hastenSpreadMs).toFixed(1)}x` },
-    { bench: "(c) e2e SSE", variant: `Replicate.stream + fromStream, ${streamTokens} tokens`, value: `${providerMs.toFixed(1)} ms`, ratio: "1.00x" },
-    { bench: "(c) e2e SSE", variant: "SDK replicate.stream (own SSE reader), +=", value: `${sdkConcatMs.toFixed(1)} ms`, ratio: `${(sdkConcatMs / providerMs).toFixed(2)}x` },
-    { bench: "(c) e2e SSE", variant: "SDK replicate.stream (own SSE reader), spread", value: `${sdkSpreadMs.toFixed(1)} ms`, ratio: `${(sdkSpreadMs / providerMs).toFixed(2)}x` }
+    {
+      bench: "(c) collect",
+      variant: `[...output, token], ${spreadLimit} tokens`,
+      value: `${spreadMs.toFixed(1)} ms`,
+      ratio: `${(spreadMs / hastenSpreadMs).toFixed(0)}x`
+    },
+    {
+      bench: "(c) collect",
+      variant: `text += token + read per event, ${spreadLimit} tokens`,
+      value: `${concatReadMs.toFixed(1)} ms`,
+      ratio: `${(concatReadMs / hastenSpreadMs).toFixed(1)}x`
+    },
+    {
+      bench: "(c) e2e SSE",
+      variant: `Replicate.stream + fromStream, ${streamTokens} tokens`,
+      value: `${providerMs.toFixed(1)} ms`,
+      ratio: "1.00x"
+    },
+    {
+      bench: "(c) e2e SSE",
+      variant: "SDK replicate.stream (own SSE reader), +=",
+      value: `${sdkConcatMs.toFixed(1)} ms`,
+      ratio: `${(sdkConcatMs / providerMs).toFixed(2)}x`
+    },
+    {
+      bench: "(c) e2e SSE",
+      variant: "SDK replicate.stream (own SSE reader), spread",
+      value: `${sdkSpreadMs.toFixed(1)} ms`,
+      ratio: `${(sdkSpreadMs / providerMs).toFixed(2)}x`
+    }
   )
   result.collection = {
     tokens: tokenCount,
@@ -224,9 +259,24 @@ const routing = async () => {
 
   const pct = (value: number) => `${(value * 100).toFixed(0)}% ok`
   rows.push(
-    { bench: "(f) routing", variant: `single endpoint (cap 4), ${requests} req @${concurrency}`, value: `${pct(single.successRate)}, ${single.successPerSecond.toFixed(0)} ok/s`, ratio: "1.00x" },
-    { bench: "(f) routing", variant: "naive round-robin over 3, one failing", value: `${pct(naive.successRate)}, ${naive.successPerSecond.toFixed(0)} ok/s`, ratio: `${(naive.successPerSecond / single.successPerSecond).toFixed(2)}x` },
-    { bench: "(f) routing", variant: "Router over 3, one failing", value: `${pct(routed.successRate)}, ${routed.successPerSecond.toFixed(0)} ok/s`, ratio: `${(routed.successPerSecond / single.successPerSecond).toFixed(2)}x` }
+    {
+      bench: "(f) routing",
+      variant: `single endpoint (cap 4), ${requests} req @${concurrency}`,
+      value: `${pct(single.successRate)}, ${single.successPerSecond.toFixed(0)} ok/s`,
+      ratio: "1.00x"
+    },
+    {
+      bench: "(f) routing",
+      variant: "naive round-robin over 3, one failing",
+      value: `${pct(naive.successRate)}, ${naive.successPerSecond.toFixed(0)} ok/s`,
+      ratio: `${(naive.successPerSecond / single.successPerSecond).toFixed(2)}x`
+    },
+    {
+      bench: "(f) routing",
+      variant: "Router over 3, one failing",
+      value: `${pct(routed.successRate)}, ${routed.successPerSecond.toFixed(0)} ok/s`,
+      ratio: `${(routed.successPerSecond / single.successPerSecond).toFixed(2)}x`
+    }
   )
   result.routing = {
     requests,
@@ -250,7 +300,10 @@ const local = async () => {
     return
   }
   const output = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
-    const child = spawn(process.execPath, [script, ...(quick ? ["--quick"] : [])], { cwd: join(here, ".."), stdio: ["ignore", "pipe", "inherit"] })
+    const child = spawn(process.execPath, [script, ...(quick ? ["--quick"] : [])], {
+      cwd: join(here, ".."),
+      stdio: ["ignore", "pipe", "inherit"]
+    })
     let stdout = ""
     child.stdout.on("data", (chunk: Buffer) => {
       stdout += chunk.toString("utf8")
@@ -275,5 +328,7 @@ const line = (cells: ReadonlyArray<string>) => cells.map((cell, i) => cell.padEn
 console.log(line(["bench", "variant", "measured", "ratio"]))
 console.log(widths.map((width) => "-".repeat(width)).join("-|-"))
 for (const row of rows) console.log(line([row.bench, row.variant, row.value, row.ratio]))
-console.log("ratios: (c) collect rows are time over push+join (higher = naive is slower); (f) rows are successful requests/s over the single endpoint")
+console.log(
+  "ratios: (c) collect rows are time over push+join (higher = naive is slower); (f) rows are successful requests/s over the single endpoint"
+)
 console.log(JSON.stringify(result))

@@ -4,18 +4,13 @@
  * 529 as `Overloaded` and the `anthropic-ratelimit-*` headers on every completion.
  * @since 0.1.0
  */
+import AnthropicClient, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "@anthropic-ai/sdk"
+import type { Message, MessageCreateParamsNonStreaming, MessageParam, RawMessageStreamEvent } from "@anthropic-ai/sdk/resources/messages"
+import { Completion, CompletionRequest, Llm, LlmError, RateLimitHeaders, RateLimitPolicy } from "@hasten/core"
 import { Context, Effect, Layer, Redacted, Result, Stream } from "effect"
 import type * as Scope from "effect/Scope"
-import { Completion, CompletionRequest, Llm, LlmError, RateLimitHeaders, RateLimitPolicy } from "@hasten/core"
-import AnthropicClient, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "@anthropic-ai/sdk"
-import type {
-  Message,
-  MessageCreateParamsNonStreaming,
-  MessageParam,
-  RawMessageStreamEvent
-} from "@anthropic-ai/sdk/resources/messages"
-import type { ProviderError } from "./ProviderError.js"
 import * as Remote from "./internal/remote.js"
+import type { ProviderError } from "./ProviderError.js"
 
 /** The provider name used in `Llm.name`, errors and cache keys. @category models @since 0.1.0 */
 export const providerName = "anthropic"
@@ -133,12 +128,17 @@ export const mapError = (
     return LlmError.make(providerName, new LlmError.Transport({ description: Remote.describeConnectionError(error, secrets) }))
   }
   if (error instanceof APIError && typeof error.status === "number") {
-    return Remote.fromHttpError(providerName, {
-      status: error.status,
-      message: error.apiMessage ?? error.message,
-      headers: error.headers,
-      type: error.type
-    }, secrets, options.now ?? Date.now())
+    return Remote.fromHttpError(
+      providerName,
+      {
+        status: error.status,
+        message: error.apiMessage ?? error.message,
+        headers: error.headers,
+        type: error.type
+      },
+      secrets,
+      options.now ?? Date.now()
+    )
   }
   if (error instanceof APIError) {
     // an `error` event inside an SSE stream (Anthropic sends overloads this way mid-stream)
@@ -191,9 +191,12 @@ export const make = (options: Options): Llm.LlmService => {
     const rateLimit = RateLimitHeaders.parse(response.headers, end)
     const parts: Array<string> = []
     if (!Array.isArray(data?.content)) {
-      return yield* LlmError.make(providerName, new LlmError.BadResponse({
-        description: `expected a message with content blocks, got ${JSON.stringify(data)?.slice(0, 200)}`
-      }))
+      return yield* LlmError.make(
+        providerName,
+        new LlmError.BadResponse({
+          description: `expected a message with content blocks, got ${JSON.stringify(data)?.slice(0, 200)}`
+        })
+      )
     }
     for (const block of data.content) if (block.type === "text") parts.push(block.text)
     return new Completion.Completion({
@@ -239,13 +242,15 @@ export const make = (options: Options): Llm.LlmService => {
                 cache_creation_input_tokens: event.usage.cache_creation_input_tokens ??
                   startUsage.cache_creation_input_tokens ?? null
               })
-              return emit(new Completion.CompletionChunk({
-                text: "",
-                model,
-                finishReason: finishReason(event.delta.stop_reason),
-                usage,
-                ...takeRateLimit()
-              }))
+              return emit(
+                new Completion.CompletionChunk({
+                  text: "",
+                  model,
+                  finishReason: finishReason(event.delta.stop_reason),
+                  usage,
+                  ...takeRateLimit()
+                })
+              )
             }
             default:
               return skip
@@ -264,7 +269,10 @@ export const make = (options: Options): Llm.LlmService => {
     name: providerName,
     complete,
     stream,
-    rateLimitPolicy: { ...RateLimitPolicy.anthropic, defaultMaxTokens: options.defaultMaxTokens ?? RateLimitPolicy.anthropic.defaultMaxTokens }
+    rateLimitPolicy: {
+      ...RateLimitPolicy.anthropic,
+      defaultMaxTokens: options.defaultMaxTokens ?? RateLimitPolicy.anthropic.defaultMaxTokens
+    }
   }
 }
 
@@ -275,8 +283,7 @@ const skip: Result.Result<Completion.CompletionChunk, void> = Result.fail(undefi
  * `Llm` backed by Anthropic's Messages API.
  * @category layers @since 0.1.0
  */
-export const layer = (options: Options): Layer.Layer<Llm.Llm> =>
-  Layer.syncContext(() => Context.make(Llm.Llm, make(options)))
+export const layer = (options: Options): Layer.Layer<Llm.Llm> => Layer.syncContext(() => Context.make(Llm.Llm, make(options)))
 
 /**
  * Like {@link layer}, reading `ANTHROPIC_API_KEY` (required, as `Redacted`) and

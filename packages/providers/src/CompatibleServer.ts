@@ -11,8 +11,8 @@ import * as Crypto from "node:crypto"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import { parseArgs } from "node:util"
-import * as LocalProvider from "./LocalProvider.js"
 import { LocalModel } from "./LocalModel.js"
+import * as LocalProvider from "./LocalProvider.js"
 import { HttpError, InvalidOptions, ProviderError, Usage } from "./ProviderError.js"
 
 /** Server settings. @category models @since 0.1.0 */
@@ -66,7 +66,12 @@ export const fromLlmError = (error: LlmError.LlmError): HttpError => {
     case "InvalidRequest":
       return failure(reason.status ?? 400, message, "invalid_request_error", null)
     case "RateLimited":
-      return failure(429, message, reason.scope === "quota" ? "insufficient_quota" : "rate_limit_exceeded", reason.scope === "quota" ? "insufficient_quota" : "rate_limit_exceeded")
+      return failure(
+        429,
+        message,
+        reason.scope === "quota" ? "insufficient_quota" : "rate_limit_exceeded",
+        reason.scope === "quota" ? "insufficient_quota" : "rate_limit_exceeded"
+      )
     case "Overloaded":
       return failure(503, message, "server_error", "overloaded")
     case "Timeout":
@@ -128,13 +133,17 @@ const samplingOf = (body: Json): Partial<CompletionRequest.CompletionRequestInpu
     if (format.type === "json_object") fields.responseFormat = { type: "json" }
     else if (format.type === "json_schema") {
       const schema = isRecord(format.json_schema) ? format.json_schema : undefined
-      if (schema === undefined || !isRecord(schema.schema)) throw badRequest("'response_format.json_schema.schema' must be an object", "response_format")
+      if (schema === undefined || !isRecord(schema.schema)) {
+        throw badRequest("'response_format.json_schema.schema' must be an object", "response_format")
+      }
       fields.responseFormat = { type: "json", schema: schema.schema, ...(typeof schema.name === "string" ? { name: schema.name } : {}) }
     } else if (format.type !== "text") throw badRequest(`unsupported response_format type ${String(format.type)}`, "response_format")
   } else if (format !== undefined && format !== null) throw badRequest("'response_format' must be an object", "response_format")
   const n = optionalNumber(body, "n")
   if (n !== undefined && n !== 1) throw badRequest("only n=1 is supported", "n")
-  return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined)) as Partial<CompletionRequest.CompletionRequestInput>
+  return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined)) as Partial<
+    CompletionRequest.CompletionRequestInput
+  >
 }
 
 const finishReasonOf = (reason: Completion.FinishReason | undefined): string =>
@@ -274,10 +283,18 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     const created = Math.floor(clock.currentTimeMillisUnsafe() / 1000)
     if (body.stream === true) {
       const includeUsage = isRecord(body.stream_options) && body.stream_options.include_usage === true
-      const frame = (choices: Array<unknown>, extra: Json = {}) => ({ id, object: "chat.completion.chunk", created, model, choices, ...extra })
+      const frame = (choices: Array<unknown>, extra: Json = {}) => ({
+        id,
+        object: "chat.completion.chunk",
+        created,
+        model,
+        choices,
+        ...extra
+      })
       return streamSse(response, request, {
         first: () => frame([{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }]),
-        delta: (chunk) => chunk.text.length > 0 ? frame([{ index: 0, delta: { content: chunk.text }, logprobs: null, finish_reason: null }]) : undefined,
+        delta: (chunk) =>
+          chunk.text.length > 0 ? frame([{ index: 0, delta: { content: chunk.text }, logprobs: null, finish_reason: null }]) : undefined,
         last: (reason) => frame([{ index: 0, delta: {}, logprobs: null, finish_reason: finishReasonOf(reason) }]),
         usage: includeUsage ? (usage) => frame([], { usage: usageOf(usage) }) : undefined
       })
@@ -302,7 +319,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     const model = checkModel(body)
     let prompt = body.prompt
     if (Array.isArray(prompt) && prompt.length === 1 && typeof prompt[0] === "string") prompt = prompt[0]
-    if (typeof prompt !== "string" || prompt.length === 0) throw badRequest("'prompt' must be a non-empty string (one prompt per request)", "prompt")
+    if (typeof prompt !== "string" || prompt.length === 0) {
+      throw badRequest("'prompt' must be a non-empty string (one prompt per request)", "prompt")
+    }
     const sampling = samplingOf(body)
     const request = await run(toRequest({ model, messages: [], prompt, maxTokens: 16, ...sampling }), response)
     const id = `cmpl-${Crypto.randomUUID()}`
@@ -365,7 +384,13 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       }
       return sendJson(response, 200, modelObject(id))
     }
-    const route = path === "/v1/chat/completions" ? chatCompletions : path === "/v1/completions" ? completions : path === "/v1/embeddings" ? embeddings : undefined
+    const route = path === "/v1/chat/completions"
+      ? chatCompletions
+      : path === "/v1/completions"
+      ? completions
+      : path === "/v1/embeddings"
+      ? embeddings
+      : undefined
     if (route === undefined) throw failure(404, `unknown route ${request.method} ${path}`, "invalid_request_error", "not_found")
     if (request.method !== "POST") throw failure(405, `${request.method} is not allowed on ${path}`, "invalid_request_error")
     const text = await readBody(request, maxBodyBytes)
@@ -406,7 +431,14 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const address = yield* Effect.acquireRelease(
     Effect.callback<AddressInfo, LlmError.LlmError>((resume) => {
       const onError = (error: Error) =>
-        resume(Effect.fail(LlmError.make("local", new LlmError.Transport({ description: `cannot listen on ${host}:${options.port ?? 8080}: ${error.message}` }))))
+        resume(
+          Effect.fail(
+            LlmError.make(
+              "local",
+              new LlmError.Transport({ description: `cannot listen on ${host}:${options.port ?? 8080}: ${error.message}` })
+            )
+          )
+        )
       server.once("error", onError)
       server.listen(options.port ?? 8080, host, () => {
         server.off("error", onError)

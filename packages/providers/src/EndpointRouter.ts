@@ -6,9 +6,9 @@
  * `ExecutionPlan`. Needs no SDK: endpoints are any `Llm` layers.
  * @since 0.1.0
  */
+import { Completion, CompletionRequest, Facts, Llm, LlmError } from "@hasten/core"
 import { Context, Duration, Effect, ExecutionPlan, Layer, Stream } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
-import { Completion, CompletionRequest, Facts, Llm, LlmError } from "@hasten/core"
 import * as Remote from "./internal/remote.js"
 
 /** One deployment the router may send a request to. @category models @since 0.1.0 */
@@ -88,7 +88,9 @@ interface State {
  */
 export const make = Effect.fnUntraced(function*(options: {
   readonly endpoints: NonEmptyReadonlyArray<{ readonly name: string; readonly llm: Llm.LlmService; readonly model?: string | undefined }>
-  readonly fallback?: ReadonlyArray<{ readonly name: string; readonly llm: Llm.LlmService; readonly model?: string | undefined }> | undefined
+  readonly fallback?:
+    | ReadonlyArray<{ readonly name: string; readonly llm: Llm.LlmService; readonly model?: string | undefined }>
+    | undefined
   readonly cooldown?: Duration.Input | undefined
   readonly failover?: ((error: LlmError.LlmError) => boolean) | undefined
   readonly name?: string | undefined
@@ -203,14 +205,18 @@ export const make = Effect.fnUntraced(function*(options: {
     Effect.flatMap(Remote.now, (now) =>
       Effect.withExecutionPlan(
         Effect.flatMap(Effect.service(Llm.Llm), (llm) => llm.complete(request)),
-        plan(now) as unknown as ExecutionPlan.ExecutionPlan<{ provides: Llm.Llm; input: LlmError.LlmError; error: never; requirements: never }>
+        plan(now) as unknown as ExecutionPlan.ExecutionPlan<
+          { provides: Llm.Llm; input: LlmError.LlmError; error: never; requirements: never }
+        >
       )).pipe(Effect.withSpan("Router.complete"))
 
   const stream = (request: CompletionRequest.CompletionRequest) =>
     Stream.unwrap(Effect.map(Remote.now, (now) =>
       Stream.unwrap(Effect.map(Effect.service(Llm.Llm), (llm) => llm.stream(request))).pipe(
         Stream.withExecutionPlan(
-          plan(now) as unknown as ExecutionPlan.ExecutionPlan<{ provides: Llm.Llm; input: LlmError.LlmError; error: never; requirements: never }>,
+          plan(now) as unknown as ExecutionPlan.ExecutionPlan<
+            { provides: Llm.Llm; input: LlmError.LlmError; error: never; requirements: never }
+          >,
           { preventFallbackOnPartialStream: true }
         )
       )))

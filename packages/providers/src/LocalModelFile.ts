@@ -26,8 +26,7 @@ export interface ResolveOptions {
   readonly searchFrom?: ReadonlyArray<string> | undefined
 }
 
-const howToProvide =
-  "Provide a model: set HASTEN_MODEL to a .gguf path, put the file in a shared/models folder (or HASTEN_MODELS_DIR), " +
+const howToProvide = "Provide a model: set HASTEN_MODEL to a .gguf path, put the file in a shared/models folder (or HASTEN_MODELS_DIR), " +
   "or pass an hf: URI (e.g. hf:ggml-org/models/tinyllamas/stories260K.gguf) to download it."
 
 const moduleDir = (): string | undefined => {

@@ -8,15 +8,9 @@
 import { LlmError } from "@hasten/core"
 import { Context, Duration, Effect, Layer, Queue, RcMap } from "effect"
 import type * as Scope from "effect/Scope"
-import { failure, invalid } from "./internal/localErrors.js"
+import type { Llama, LlamaContext, LlamaContextSequence, LlamaEmbeddingContext, LlamaModel } from "node-llama-cpp"
 import * as Fs from "node:fs"
-import type {
-  Llama,
-  LlamaContext,
-  LlamaContextSequence,
-  LlamaEmbeddingContext,
-  LlamaModel
-} from "node-llama-cpp"
+import { failure, invalid } from "./internal/localErrors.js"
 
 /**
  * What identifies a pooled context: the model file, the LoRA adapter file (if any) and the
@@ -131,7 +125,16 @@ export const getLlama = (gpu: boolean): Effect.Effect<Llama, LlmError.LlmError> 
   })
 
 const contextKeyString = (key: ContextKey): string =>
-  JSON.stringify([key.modelPath, key.adapter ?? null, key.contextSize, key.sequences, key.threads, key.batchSize ?? null, key.gpu, key.flashAttention ?? false])
+  JSON.stringify([
+    key.modelPath,
+    key.adapter ?? null,
+    key.contextSize,
+    key.sequences,
+    key.threads,
+    key.batchSize ?? null,
+    key.gpu,
+    key.flashAttention ?? false
+  ])
 
 /**
  * Builds a pool in the current scope; closing the scope releases everything it holds.
@@ -154,10 +157,12 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           })).pipe(Effect.tap(() => Effect.sync(() => counters.modelLoads++))),
         (model) =>
           Effect.promise(() => model.dispose()).pipe(
-            Effect.tap(() => Effect.sync(() => {
-              counters.modelReleases++
-              adaptersSeen.delete(key)
-            }))
+            Effect.tap(() =>
+              Effect.sync(() => {
+                counters.modelReleases++
+                adaptersSeen.delete(key)
+              })
+            )
           )
       )
     }
@@ -189,8 +194,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
               }),
             catch: failure(adapter !== null ? `could not create a context with the LoRA adapter ${adapter}` : "could not create a context")
           }),
-          (context) =>
-            Effect.promise(() => context.dispose()).pipe(Effect.tap(() => Effect.sync(() => counters.contextReleases++)))
+          (context) => Effect.promise(() => context.dispose()).pipe(Effect.tap(() => Effect.sync(() => counters.contextReleases++)))
         )
         counters.contextLoads++
         if (adapter !== null) {

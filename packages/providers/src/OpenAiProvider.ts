@@ -4,9 +4,9 @@
  * `openai` SDK. SDK retries are off: Hasten has exactly one retry layer (`rate-limit`).
  * @since 0.1.0
  */
+import { Completion, CompletionRequest, Embedder, Llm, LlmError, RateLimitHeaders, RateLimitPolicy } from "@hasten/core"
 import { Context, Effect, Layer, Redacted, Stream } from "effect"
 import type * as Scope from "effect/Scope"
-import { Completion, CompletionRequest, Embedder, Llm, LlmError, RateLimitHeaders, RateLimitPolicy } from "@hasten/core"
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "openai"
 import type {
   ChatCompletion,
@@ -15,8 +15,8 @@ import type {
   ChatCompletionMessageParam
 } from "openai/resources/chat/completions"
 import type { Completion as TextCompletion, CompletionCreateParamsNonStreaming } from "openai/resources/completions"
-import type { ProviderError } from "./ProviderError.js"
 import * as Remote from "./internal/remote.js"
+import type { ProviderError } from "./ProviderError.js"
 
 /** The provider name used in `Llm.name`, errors and cache keys. @category models @since 0.1.0 */
 export const providerName = "openai"
@@ -184,13 +184,18 @@ export const mapError = (
   if (error instanceof APIError && typeof error.status === "number") {
     const body = error.error as { message?: unknown } | undefined
     const message = typeof body?.message === "string" ? body.message : error.message
-    return Remote.fromHttpError(provider, {
-      status: error.status,
-      message,
-      headers: error.headers,
-      code: error.code,
-      type: error.type
-    }, secrets, options.now ?? Date.now())
+    return Remote.fromHttpError(
+      provider,
+      {
+        status: error.status,
+        message,
+        headers: error.headers,
+        code: error.code,
+        type: error.type
+      },
+      secrets,
+      options.now ?? Date.now()
+    )
   }
   if (error instanceof APIError) {
     // an `error` event inside an SSE stream: the server failed after it had answered 200
@@ -284,12 +289,17 @@ export const make = (options: Options = {}): { readonly llm: Llm.LlmService; rea
         }, { signal }),
       catch: catchError
     })
-    const vectors: Array<ReadonlyArray<number>> = new Array(texts.length)
+    // Filled with `undefined` (not a sparse array, whose holes `some` would skip), so an index
+    // the response leaves out is reported below.
+    const vectors: Array<ReadonlyArray<number>> = Array.from({ length: texts.length })
     for (const item of data.data) vectors[item.index] = item.embedding
     if (vectors.some((vector) => vector === undefined) || data.data.length !== texts.length) {
-      return yield* LlmError.make(name, new LlmError.BadResponse({
-        description: `expected ${texts.length} embeddings, got ${data.data.length}`
-      }))
+      return yield* LlmError.make(
+        name,
+        new LlmError.BadResponse({
+          description: `expected ${texts.length} embeddings, got ${data.data.length}`
+        })
+      )
     }
     return { vectors, model: data.model, usage: { inputTokens: data.usage?.prompt_tokens ?? 0 } }
   })
@@ -307,9 +317,12 @@ const abortOnRelease: Effect.Effect<AbortController, never, Scope.Scope> = Effec
 )
 
 const badShape = (name: string, data: unknown) =>
-  Effect.fail(LlmError.make(name, new LlmError.BadResponse({
-    description: `expected a completion with choices, got ${JSON.stringify(data)?.slice(0, 200)}`
-  })))
+  Effect.fail(LlmError.make(
+    name,
+    new LlmError.BadResponse({
+      description: `expected a completion with choices, got ${JSON.stringify(data)?.slice(0, 200)}`
+    })
+  ))
 
 const toChunk = (
   chunk: ChatCompletionChunk | TextCompletion,

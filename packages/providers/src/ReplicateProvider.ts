@@ -5,13 +5,13 @@
  * gives up (interruption or timeout), so nothing keeps running and billing.
  * @since 0.1.0
  */
-import { Context, Duration, Effect, Exit, Layer, Redacted, Stream } from "effect"
 import { Completion, CompletionRequest, Llm, LlmError, RateLimitHeaders, RateLimitPolicy } from "@hasten/core"
+import { Context, Duration, Effect, Exit, Layer, Redacted, Stream } from "effect"
 import ReplicateClient from "replicate"
 import type { Prediction } from "replicate"
-import type { ProviderError } from "./ProviderError.js"
 import * as Remote from "./internal/remote.js"
 import { readEvents } from "./internal/sse.js"
+import type { ProviderError } from "./ProviderError.js"
 
 /** The provider name used in `Llm.name`, errors and cache keys. @category models @since 0.1.0 */
 export const providerName = "replicate"
@@ -185,16 +185,24 @@ export const mapError = (
   const secrets = options.secrets ?? []
   if (LlmError.isLlmError(error)) return error
   if (isApiError(error)) {
-    return Remote.fromHttpError(providerName, {
-      status: error.response.status,
-      message: apiErrorMessage(error),
-      headers: error.response.headers
-    }, secrets, options.now ?? Date.now())
+    return Remote.fromHttpError(
+      providerName,
+      {
+        status: error.response.status,
+        message: apiErrorMessage(error),
+        headers: error.response.headers
+      },
+      secrets,
+      options.now ?? Date.now()
+    )
   }
   if (error instanceof Error && (error.name === "TimeoutError")) {
     return LlmError.make(providerName, new LlmError.Timeout({ description: Remote.scrub(error.message, secrets) }))
   }
-  if (error instanceof TypeError || (error instanceof Error && /fetch failed|terminated|ECONNRESET|socket|ECONNREFUSED/i.test(`${error.message} ${String(error.cause)}`))) {
+  if (
+    error instanceof TypeError ||
+    (error instanceof Error && /fetch failed|terminated|ECONNRESET|socket|ECONNREFUSED/i.test(`${error.message} ${String(error.cause)}`))
+  ) {
     return LlmError.make(providerName, new LlmError.Transport({ description: Remote.describeConnectionError(error, secrets) }))
   }
   return Remote.unexpected(providerName, error, secrets)
@@ -241,11 +249,13 @@ export const make = (options: Options): ReplicateLlm => {
    */
   const create = (model: string, input: Record<string, unknown>, wait: boolean) =>
     Effect.callback<Prediction, LlmError.LlmError>((resume, signal) => {
-      const promise = client.predictions.create({
-        ...splitModel(model),
-        input,
-        ...(wait ? { wait: preferWait } : {})
-      } as Parameters<typeof client.predictions.create>[0])
+      const promise = client.predictions.create(
+        {
+          ...splitModel(model),
+          input,
+          ...(wait ? { wait: preferWait } : {})
+        } as Parameters<typeof client.predictions.create>[0]
+      )
       const settled = promise.then(
         async (prediction) => {
           if (!signal.aborted) return resume(Effect.succeed(prediction))
@@ -283,9 +293,12 @@ export const make = (options: Options): ReplicateLlm => {
     Effect.onExit(effect, (exit) => Exit.isSuccess(exit) || isDone() ? Effect.void : cancel(id))
 
   const timedOut = (timeout: Duration.Input) =>
-    Effect.fail(LlmError.make(providerName, new LlmError.Timeout({
-      description: `no result within ${Duration.format(Duration.fromInputUnsafe(timeout))}; the prediction was cancelled`
-    })))
+    Effect.fail(LlmError.make(
+      providerName,
+      new LlmError.Timeout({
+        description: `no result within ${Duration.format(Duration.fromInputUnsafe(timeout))}; the prediction was cancelled`
+      })
+    ))
 
   const withTimeout = <A>(effect: Effect.Effect<A, LlmError.LlmError>): Effect.Effect<A, LlmError.LlmError> =>
     options.timeout === undefined
@@ -331,9 +344,12 @@ export const make = (options: Options): ReplicateLlm => {
     const model = request.model.length > 0 ? request.model : options.model ?? ""
     return /^[^/\s:]+\/[^/\s:]+(:[0-9a-f]+)?$/i.test(model)
       ? Effect.succeed(model)
-      : Effect.fail(LlmError.make(providerName, new LlmError.InvalidRequest({
-        description: `Replicate models are named "owner/name" or "owner/name:version", got ${JSON.stringify(model)}`
-      })))
+      : Effect.fail(LlmError.make(
+        providerName,
+        new LlmError.InvalidRequest({
+          description: `Replicate models are named "owner/name" or "owner/name:version", got ${JSON.stringify(model)}`
+        })
+      ))
   }
 
   const complete = Effect.fn("Replicate.complete")(function*(request: CompletionRequest.CompletionRequest) {
@@ -387,11 +403,16 @@ export const make = (options: Options): ReplicateLlm => {
       })
       if (!response.ok || response.body === null) {
         const body = yield* Effect.promise(() => response.text().catch(() => ""))
-        return yield* Remote.fromHttpError(providerName, {
-          status: response.status,
-          message: body,
-          headers: response.headers
-        }, secrets, yield* Remote.now)
+        return yield* Remote.fromHttpError(
+          providerName,
+          {
+            status: response.status,
+            message: body,
+            headers: response.headers
+          },
+          secrets,
+          yield* Remote.now
+        )
       }
       const rateLimit = RateLimitHeaders.parse(response.headers, yield* Remote.now)
       const parts: Array<string> = []
@@ -400,10 +421,13 @@ export const make = (options: Options): ReplicateLlm => {
         Stream.mapEffect((event) => {
           if (event.event === "error") {
             state.done = true
-            return Effect.fail(LlmError.make(providerName, new LlmError.ServerError({
-              status: 500,
-              description: Remote.scrub(`prediction ${created.id} failed: ${event.data}`, secrets)
-            })))
+            return Effect.fail(LlmError.make(
+              providerName,
+              new LlmError.ServerError({
+                status: 500,
+                description: Remote.scrub(`prediction ${created.id} failed: ${event.data}`, secrets)
+              })
+            ))
           }
           if (event.event === "done") {
             state.done = true
@@ -418,9 +442,12 @@ export const make = (options: Options): ReplicateLlm => {
       const last = Effect.gen(function*() {
         if (!state.done) {
           // the stream closed without `done`: the connection was cut
-          return yield* LlmError.make(providerName, new LlmError.Transport({
-            description: `prediction ${created.id} stream ended before completion`
-          }))
+          return yield* LlmError.make(
+            providerName,
+            new LlmError.Transport({
+              description: `prediction ${created.id} stream ended before completion`
+            })
+          )
         }
         const final = yield* Effect.tryPromise({
           try: (signal) => client.predictions.get(created.id, { signal }),
@@ -444,7 +471,7 @@ export const make = (options: Options): ReplicateLlm => {
     complete,
     stream,
     rateLimitPolicy: RateLimitPolicy.replicate,
-    pendingCancellations: () => Promise.allSettled([...pending]).then(() => undefined)
+    pendingCancellations: () => Promise.allSettled(pending).then(() => undefined)
   }
 }
 
@@ -455,9 +482,7 @@ export const make = (options: Options): ReplicateLlm => {
 export const layer = (options: Options): Layer.Layer<Llm.Llm> =>
   Layer.effectContext(Effect.gen(function*() {
     const llm = make(options)
-    yield* Effect.addFinalizer(() =>
-      Effect.promise(() => llm.pendingCancellations()).pipe(Effect.timeout("30 seconds"), Effect.ignore)
-    )
+    yield* Effect.addFinalizer(() => Effect.promise(() => llm.pendingCancellations()).pipe(Effect.timeout("30 seconds"), Effect.ignore))
     return Context.make(Llm.Llm, llm)
   }))
 

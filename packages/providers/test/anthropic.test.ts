@@ -118,7 +118,13 @@ describe("Anthropic against the simulator (official @anthropic-ai/sdk)", () => {
       { name: "529 overloaded", options: { faults: { rate: 1, kinds: ["503"] } }, tag: "Overloaded", retryable: true },
       { name: "500 api_error", options: { faults: { rate: 1, kinds: ["500"] } }, tag: "ServerError", retryable: true },
       { name: "connection reset", options: { faults: { rate: 1, kinds: ["reset"] } }, tag: "Transport", retryable: true },
-      { name: "credit balance too low", options: { limits: { quotaExhausted: true } }, tag: "RateLimited", retryable: false, scope: "quota" },
+      {
+        name: "credit balance too low",
+        options: { limits: { quotaExhausted: true } },
+        tag: "RateLimited",
+        retryable: false,
+        scope: "quota"
+      },
       { name: "invalid key", options: { apiKeys: ["another-key"] }, tag: "Unauthorized", retryable: false }
     ]
     for (const row of cases) {
@@ -164,10 +170,27 @@ describe("Anthropic against the simulator (official @anthropic-ai/sdk)", () => {
         body: { type: "error", error: { type: "invalid_request_error", message: "prompt is too long: 210000 tokens > 200000 maximum" } },
         tag: "ContextLengthExceeded"
       },
-      { name: "529 with retry-after", status: 529, body: { type: "error", error: { type: "overloaded_error", message: "Overloaded" } }, headers: { "retry-after": "3" }, tag: "Overloaded", retryAfterMillis: 3000 },
+      {
+        name: "529 with retry-after",
+        status: 529,
+        body: { type: "error", error: { type: "overloaded_error", message: "Overloaded" } },
+        headers: { "retry-after": "3" },
+        tag: "Overloaded",
+        retryAfterMillis: 3000
+      },
       { name: "200 without content", status: 200, body: { id: "msg_1", type: "message" }, tag: "BadResponse" },
-      { name: "403 permission", status: 403, body: { type: "error", error: { type: "permission_error", message: "no access" } }, tag: "Unauthorized" },
-      { name: "404 model", status: 404, body: { type: "error", error: { type: "not_found_error", message: "model: nope" } }, tag: "InvalidRequest" },
+      {
+        name: "403 permission",
+        status: 403,
+        body: { type: "error", error: { type: "permission_error", message: "no access" } },
+        tag: "Unauthorized"
+      },
+      {
+        name: "404 model",
+        status: 404,
+        body: { type: "error", error: { type: "not_found_error", message: "model: nope" } },
+        tag: "InvalidRequest"
+      },
       {
         name: "429 on output tokens",
         status: 429,
@@ -175,7 +198,10 @@ describe("Anthropic against the simulator (official @anthropic-ai/sdk)", () => {
         headers: {
           "anthropic-ratelimit-requests-limit": "50",
           "anthropic-ratelimit-requests-remaining": "40",
-          "anthropic-ratelimit-output-tokens-limit": "8000", "anthropic-ratelimit-output-tokens-remaining": "0", "retry-after": "7" },
+          "anthropic-ratelimit-output-tokens-limit": "8000",
+          "anthropic-ratelimit-output-tokens-remaining": "0",
+          "retry-after": "7"
+        },
         tag: "RateLimited",
         scope: "output_tokens",
         retryAfterMillis: 7000
@@ -185,7 +211,9 @@ describe("Anthropic against the simulator (official @anthropic-ai/sdk)", () => {
       it.live(`${row.name} -> ${row.tag}`, () =>
         Effect.gen(function*() {
           const server = yield* Effect.acquireRelease(
-            Effect.promise(() => startScripted(() => ({ status: row.status, body: row.body, ...("headers" in row ? { headers: row.headers } : {}) }))),
+            Effect.promise(() =>
+              startScripted(() => ({ status: row.status, body: row.body, ...("headers" in row ? { headers: row.headers } : {}) }))
+            ),
             (server) => Effect.promise(() => server.close())
           )
           const reason = reasonOf(yield* Effect.exit(client({ anthropicBaseUrl: server.url }).complete(ask("hi"))))
@@ -204,9 +232,27 @@ describe("Anthropic against the simulator (official @anthropic-ai/sdk)", () => {
   it.live("an overloaded_error event in the middle of a stream is Overloaded, after the text so far", () =>
     Effect.gen(function*() {
       const sse = [
-        `event: message_start\ndata: ${JSON.stringify({ type: "message_start", message: { id: "msg_1", type: "message", role: "assistant", model, content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 5, output_tokens: 1 } } })}\n\n`,
-        `event: content_block_start\ndata: ${JSON.stringify({ type: "content_block_start", index: 0, content_block: { type: "text", text: "" } })}\n\n`,
-        `event: content_block_delta\ndata: ${JSON.stringify({ type: "content_block_delta", index: 0, delta: { type: "text_delta", text: "Hello" } })}\n\n`,
+        `event: message_start\ndata: ${
+          JSON.stringify({
+            type: "message_start",
+            message: {
+              id: "msg_1",
+              type: "message",
+              role: "assistant",
+              model,
+              content: [],
+              stop_reason: null,
+              stop_sequence: null,
+              usage: { input_tokens: 5, output_tokens: 1 }
+            }
+          })
+        }\n\n`,
+        `event: content_block_start\ndata: ${
+          JSON.stringify({ type: "content_block_start", index: 0, content_block: { type: "text", text: "" } })
+        }\n\n`,
+        `event: content_block_delta\ndata: ${
+          JSON.stringify({ type: "content_block_delta", index: 0, delta: { type: "text_delta", text: "Hello" } })
+        }\n\n`,
         `event: error\ndata: ${JSON.stringify({ type: "error", error: { type: "overloaded_error", message: "Overloaded" } })}\n\n`
       ].join("")
       const server = yield* Effect.acquireRelease(

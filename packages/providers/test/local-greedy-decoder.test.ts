@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
-import { getLlama, LlamaLogLevel, type LlamaContextSequence, type LlamaModel, type Token } from "node-llama-cpp"
 import { Local } from "@hasten/providers/local"
+import { Effect } from "effect"
+import { getLlama, type LlamaContextSequence, LlamaLogLevel, type LlamaModel, type Token } from "node-llama-cpp"
 import * as GreedyDecoder from "../src/internal/greedyDecoder.js"
 
 const loadModel = (name: string) =>
@@ -32,7 +32,10 @@ const decoderFor = (sequence: LlamaContextSequence) =>
 const controlledGreedy = (sequence: LlamaContextSequence, tokens: ReadonlyArray<number>, from: number) =>
   Effect.promise(async () => {
     const results = await sequence.controlledEvaluate(
-      tokens.map((token, i) => (i < from ? (token as Token) : [token as Token, { generateNext: { token: true, options: { temperature: 0 } } }]))
+      tokens.map((
+        token,
+        i
+      ) => (i < from ? (token as Token) : [token as Token, { generateNext: { token: true, options: { temperature: 0 } } }]))
     )
     return tokens.slice(from).map((_, i) => results[from + i]?.next.token ?? -1)
   })

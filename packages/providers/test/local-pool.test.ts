@@ -1,11 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
 import { CompletionRequest, Llm } from "@hasten/core"
+import { Local, ModelPool } from "@hasten/providers/local"
 import { Effect, Exit, Layer, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { Local, ModelPool } from "@hasten/providers/local"
 import { writeLoraAdapter } from "./local-lora-fixture.js"
 
 // waits (event-loop turns, not time) for an asynchronous release to finish
@@ -216,7 +216,9 @@ describe("entry points", () => {
       for (const match of text.matchAll(/^(?:import|export)\s+(?!type\b)[^;]*?from\s+"([^"]+)"/gm)) {
         const specifier = match[1]!
         if (specifier.startsWith(".")) visit(Path.join(Path.dirname(file), specifier.replace(/\.js$/, ".ts")))
-        else if (!specifier.startsWith("node:")) packages.add(specifier.startsWith("@") ? specifier.split("/").slice(0, 2).join("/") : specifier.split("/")[0]!)
+        else if (!specifier.startsWith("node:")) {
+          packages.add(specifier.startsWith("@") ? specifier.split("/").slice(0, 2).join("/") : specifier.split("/")[0]!)
+        }
       }
     }
     visit(Path.join(src, entry))

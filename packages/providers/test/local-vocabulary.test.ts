@@ -29,7 +29,9 @@ layer(Tiny, { timeout: "60 seconds" })("TinyStories-656K with text outside its v
   it.effect("completes, streams, tokenizes and embeds curly quotes, accents and emoji without aborting the process", () =>
     Effect.gen(function*() {
       const text = "It’s a “café” day 🙂 — Lily’s dog ran."
-      const completion = yield* Llm.complete(CompletionRequest.makeUnsafe({ model: "t", messages: [], prompt: text, temperature: 0, maxTokens: 8, stop: ["’s"] }))
+      const completion = yield* Llm.complete(
+        CompletionRequest.makeUnsafe({ model: "t", messages: [], prompt: text, temperature: 0, maxTokens: 8, stop: ["’s"] })
+      )
       assert.isAbove(completion.usage.inputTokens, 5)
       const chat = yield* Llm.complete(CompletionRequest.user("t", text, { temperature: 0, maxTokens: 4 }))
       assert.isAbove(chat.usage.outputTokens, 0)

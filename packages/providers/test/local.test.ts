@@ -1,9 +1,9 @@
 import { assert, layer } from "@effect/vitest"
 import { Completion, CompletionRequest, Embedder, Llm, TokenModel } from "@hasten/core"
+import { Local, ModelPool } from "@hasten/providers/local"
 import { Effect, Exit, Fiber, Layer, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { GeneralChatWrapper } from "node-llama-cpp"
-import { Local, ModelPool } from "@hasten/providers/local"
 
 const story = ", there was a little girl named Lily."
 
@@ -371,7 +371,9 @@ layer(
         maxTokens: 24
       })
       const counted = yield* local.countPromptTokens(chat)
-      const plain = yield* local.countPromptTokens(CompletionRequest.makeUnsafe({ model: "stories260K", messages: [], prompt: "Tell a story.\nOnce upon a time" }))
+      const plain = yield* local.countPromptTokens(
+        CompletionRequest.makeUnsafe({ model: "stories260K", messages: [], prompt: "Tell a story.\nOnce upon a time" })
+      )
       // the wrapper adds its role headers around the two messages
       assert.isAbove(counted, plain + 4)
       const completion = yield* Llm.complete(chat)

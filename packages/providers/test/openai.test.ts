@@ -225,7 +225,13 @@ describe("OpenAi against the simulator (official openai SDK)", () => {
       {
         name: "context_length_exceeded",
         status: 400,
-        body: { error: { message: "This model's maximum context length is 128000 tokens.", type: "invalid_request_error", code: "context_length_exceeded" } },
+        body: {
+          error: {
+            message: "This model's maximum context length is 128000 tokens.",
+            type: "invalid_request_error",
+            code: "context_length_exceeded"
+          }
+        },
         tag: "ContextLengthExceeded",
         retryable: false
       },
@@ -248,19 +254,53 @@ describe("OpenAi against the simulator (official openai SDK)", () => {
         scope: "quota"
       },
       { name: "200 without choices", status: 200, body: { id: "x", object: "chat.completion" }, tag: "BadResponse", retryable: false },
-      { name: "401", status: 401, body: { error: { message: "bad key", type: "invalid_request_error", code: "invalid_api_key" } }, tag: "Unauthorized", retryable: false },
-      { name: "403", status: 403, body: { error: { message: "region not supported", type: "invalid_request_error" } }, tag: "Unauthorized", retryable: false },
-      { name: "404 unknown model", status: 404, body: { error: { message: "The model `nope` does not exist", type: "invalid_request_error", code: "model_not_found" } }, tag: "InvalidRequest", retryable: false },
-      { name: "400 bad field", status: 400, body: { error: { message: "Invalid 'temperature'", type: "invalid_request_error", param: "temperature" } }, tag: "InvalidRequest", retryable: false },
+      {
+        name: "401",
+        status: 401,
+        body: { error: { message: "bad key", type: "invalid_request_error", code: "invalid_api_key" } },
+        tag: "Unauthorized",
+        retryable: false
+      },
+      {
+        name: "403",
+        status: 403,
+        body: { error: { message: "region not supported", type: "invalid_request_error" } },
+        tag: "Unauthorized",
+        retryable: false
+      },
+      {
+        name: "404 unknown model",
+        status: 404,
+        body: { error: { message: "The model `nope` does not exist", type: "invalid_request_error", code: "model_not_found" } },
+        tag: "InvalidRequest",
+        retryable: false
+      },
+      {
+        name: "400 bad field",
+        status: 400,
+        body: { error: { message: "Invalid 'temperature'", type: "invalid_request_error", param: "temperature" } },
+        tag: "InvalidRequest",
+        retryable: false
+      },
       { name: "500", status: 500, body: { error: { message: "boom", type: "server_error" } }, tag: "ServerError", retryable: true },
       { name: "502", status: 502, body: { error: { message: "bad gateway", type: "server_error" } }, tag: "ServerError", retryable: true },
-      { name: "503 overloaded", status: 503, body: { error: { message: "The engine is currently overloaded", type: "server_error" } }, tag: "Overloaded", retryable: true, retryAfterMillis: 2000, headers: { "retry-after": "2" } }
+      {
+        name: "503 overloaded",
+        status: 503,
+        body: { error: { message: "The engine is currently overloaded", type: "server_error" } },
+        tag: "Overloaded",
+        retryable: true,
+        retryAfterMillis: 2000,
+        headers: { "retry-after": "2" }
+      }
     ]
     for (const row of cases) {
       it.live(`${row.name} -> ${row.tag}`, () =>
         Effect.gen(function*() {
           const server = yield* Effect.acquireRelease(
-            Effect.promise(() => startScripted(() => ({ status: row.status, body: row.body, ...(row.headers ? { headers: row.headers } : {}) }))),
+            Effect.promise(() =>
+              startScripted(() => ({ status: row.status, body: row.body, ...(row.headers ? { headers: row.headers } : {}) }))
+            ),
             (server) => Effect.promise(() => server.close())
           )
           const { llm } = OpenAi.make({ apiKey: key, baseURL: `${server.url}/v1` })
@@ -282,7 +322,9 @@ describe("OpenAi against the simulator (official openai SDK)", () => {
           Effect.promise(() =>
             startScripted((request) => ({
               status: 401,
-              body: { error: { message: `Incorrect API key provided: ${String(request.headers.authorization)}`, type: "invalid_request_error" } }
+              body: {
+                error: { message: `Incorrect API key provided: ${String(request.headers.authorization)}`, type: "invalid_request_error" }
+              }
             }))
           ),
           (server) => Effect.promise(() => server.close())
@@ -299,8 +341,17 @@ describe("OpenAi against the simulator (official openai SDK)", () => {
   it.live("an error payload in the middle of a stream is a retryable ServerError, after the text so far", () =>
     Effect.gen(function*() {
       const chunk = (content: string) =>
-        `data: ${JSON.stringify({ id: "c1", object: "chat.completion.chunk", created: 1, model: "gpt-4o-mini", choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`
-      const sse = chunk("Hel") + chunk("lo") + `data: ${JSON.stringify({ error: { message: "The server had an error", type: "server_error" } })}\n\n`
+        `data: ${
+          JSON.stringify({
+            id: "c1",
+            object: "chat.completion.chunk",
+            created: 1,
+            model: "gpt-4o-mini",
+            choices: [{ index: 0, delta: { content }, finish_reason: null }]
+          })
+        }\n\n`
+      const sse = chunk("Hel") + chunk("lo") +
+        `data: ${JSON.stringify({ error: { message: "The server had an error", type: "server_error" } })}\n\n`
       const server = yield* Effect.acquireRelease(
         Effect.promise(() => startScripted(() => ({ status: 200, raw: sse, headers: { "content-type": "text/event-stream" } }))),
         (server) => Effect.promise(() => server.close())
@@ -378,7 +429,10 @@ describe("OpenAi against the simulator (official openai SDK)", () => {
         const error = yield* Effect.flip(Layer.build(OpenAi.layerConfig()).pipe(Effect.scoped, withEnv({})))
         assert.instanceOf(error, OpenAi.ProviderError)
         assert.strictEqual(error.reason._tag, "ProviderConfigError")
-        assert.deepStrictEqual(error.reason._tag === "ProviderConfigError" ? [error.reason.provider, error.reason.variable] : [], ["openai", "OPENAI_API_KEY"])
+        assert.deepStrictEqual(error.reason._tag === "ProviderConfigError" ? [error.reason.provider, error.reason.variable] : [], [
+          "openai",
+          "OPENAI_API_KEY"
+        ])
       }))
 
     it.live("layerConfig reads OPENAI_API_KEY and OPENAI_BASE_URL and provides Llm and Embedder", () =>

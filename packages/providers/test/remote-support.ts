@@ -2,9 +2,9 @@
  * Helpers for the remote-provider tests: a scripted loopback HTTP server (for error
  * shapes the simulator does not produce) and a bounded wait for server-side effects.
  */
+import { Effect } from "effect"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
-import { Effect } from "effect"
 
 /** One scripted reply. */
 export interface Reply {
@@ -18,7 +18,9 @@ export interface Reply {
 /** A loopback server answering every request with `reply(request)`. */
 export interface Scripted {
   readonly url: string
-  readonly requests: Array<{ readonly method: string; readonly path: string; readonly headers: IncomingMessage["headers"]; readonly body: string }>
+  readonly requests: Array<
+    { readonly method: string; readonly path: string; readonly headers: IncomingMessage["headers"]; readonly body: string }
+  >
   readonly close: () => Promise<void>
 }
 

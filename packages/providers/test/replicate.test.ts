@@ -177,7 +177,13 @@ describe("Replicate against the simulator (official replicate SDK)", () => {
       readonly retryable: boolean
       readonly scope?: LlmError.RateLimitScope
     }> = [
-      { name: "402 insufficient credit", options: { limits: { quotaExhausted: true } }, tag: "RateLimited", retryable: false, scope: "quota" },
+      {
+        name: "402 insufficient credit",
+        options: { limits: { quotaExhausted: true } },
+        tag: "RateLimited",
+        retryable: false,
+        scope: "quota"
+      },
       { name: "401 bad token", options: { apiKeys: ["r8_other"] }, tag: "Unauthorized", retryable: false },
       { name: "500", options: { faults: { rate: 1, kinds: ["500"] } }, tag: "ServerError", retryable: true },
       { name: "503 overloaded", options: { faults: { rate: 1, kinds: ["503"] } }, tag: "Overloaded", retryable: true },

@@ -204,7 +204,9 @@ describe("Router", () => {
         ).pipe(Effect.provide(routed(sims)))
         assert.deepStrictEqual(sims.map((sim) => sim.counters().admitted), [10, 10, 10])
         const byEndpoint = new Map<unknown, number>()
-        for (const completion of completions) byEndpoint.set(completion.facts?.endpoint, (byEndpoint.get(completion.facts?.endpoint) ?? 0) + 1)
+        for (const completion of completions) {
+          byEndpoint.set(completion.facts?.endpoint, (byEndpoint.get(completion.facts?.endpoint) ?? 0) + 1)
+        }
         assert.deepStrictEqual([...byEndpoint.entries()].sort(), [["sim-0", 10], ["sim-1", 10], ["sim-2", 10]])
       }).pipe(Effect.scoped))
 

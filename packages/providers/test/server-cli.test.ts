@@ -1,8 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber } from "effect"
-import OpenAI from "openai"
 import { LlmError } from "@hasten/core"
 import { Server } from "@hasten/providers/server"
+import { Deferred, Effect, Fiber } from "effect"
+import OpenAI from "openai"
 
 describe("hasten-serve", () => {
   it("parses flags with defaults and rejects bad values by name", () => {
@@ -33,7 +33,14 @@ describe("hasten-serve", () => {
       }
       return assert.fail("did not throw")
     }
-    for (const [argv, option] of [[["--sequences", "0"], "sequences"], [["--context-size", "8"], "context-size"], [["--modle", "x"], "modle"], [["--port"], "port"]] as const) {
+    for (
+      const [argv, option] of [
+        [["--sequences", "0"], "sequences"],
+        [["--context-size", "8"], "context-size"],
+        [["--modle", "x"], "modle"],
+        [["--port"], "port"]
+      ] as const
+    ) {
       const reason = reasonOf([...argv])
       assert.strictEqual(reason._tag, "InvalidOptions")
       assert.strictEqual(reason._tag === "InvalidOptions" ? reason.option : undefined, option)
@@ -45,7 +52,9 @@ describe("hasten-serve", () => {
     const error = Server.fromLlmError(LlmError.make("local", new LlmError.ContextLengthExceeded({ description: "too long" })))
     assert.strictEqual(error.status, 400)
     assert.strictEqual(error.message, "too long")
-    assert.deepStrictEqual(JSON.parse(error.body()), { error: { message: "too long", type: "invalid_request_error", param: "messages", code: "context_length_exceeded" } })
+    assert.deepStrictEqual(JSON.parse(error.body()), {
+      error: { message: "too long", type: "invalid_request_error", param: "messages", code: "context_length_exceeded" }
+    })
   })
 
   it.effect("serves the model until interrupted", () =>

@@ -1,8 +1,8 @@
 import { assert, layer } from "@effect/vitest"
-import { Effect, Layer } from "effect"
-import OpenAI from "openai"
 import { Local } from "@hasten/providers/local"
 import { Server } from "@hasten/providers/server"
+import { Effect, Layer } from "effect"
+import OpenAI from "openai"
 
 const story = ", there was a little girl named Lily."
 
@@ -10,7 +10,10 @@ const Live = Server.layer({ port: 0 }).pipe(
   Layer.provideMerge(Local.layer({ model: "stories260K.gguf", sequences: 2, contextSize: 256 }))
 )
 
-const client = Effect.map(Effect.service(Server.Server), (server) => new OpenAI({ baseURL: server.baseUrl, apiKey: "local", maxRetries: 0 }))
+const client = Effect.map(
+  Effect.service(Server.Server),
+  (server) => new OpenAI({ baseURL: server.baseUrl, apiKey: "local", maxRetries: 0 })
+)
 
 // waits (event-loop turns, not time) for the server side to observe a client abort
 const settled = <A>(read: Effect.Effect<A>, done: (value: A) => boolean) =>
@@ -111,7 +114,9 @@ layer(Live, { timeout: "60 seconds" })("Server (openai SDK against a local model
   it.effect("embeddings (the SDK's default base64 encoding and float)", () =>
     Effect.gen(function*() {
       const openai = yield* client
-      const response = yield* Effect.promise(() => openai.embeddings.create({ model: "stories260K", input: ["a little girl", "a big red ball"] }))
+      const response = yield* Effect.promise(() =>
+        openai.embeddings.create({ model: "stories260K", input: ["a little girl", "a big red ball"] })
+      )
       assert.strictEqual(response.data.length, 2)
       assert.strictEqual(response.data[0]!.embedding.length, 64)
       const floats = yield* Effect.promise(() =>
@@ -235,6 +240,8 @@ layer(Live, { timeout: "60 seconds" })("Server (openai SDK against a local model
         Promise.all(Array.from({ length: 4 }, () =>
           openai.completions.create({ model: "stories260K", prompt: "Once upon a time", temperature: 0, max_tokens: 12 })))
       )
-      for (const response of responses) assert.isTrue(response.choices[0]!.text.startsWith(story))
+      for (const response of responses) {
+        assert.isTrue(response.choices[0]!.text.startsWith(story))
+      }
     }))
 })

@@ -23,17 +23,17 @@
  *
  * Prints a table and, last, one JSON line.
  */
-import { type ChildProcess, spawn } from "node:child_process"
-import { existsSync, readFileSync } from "node:fs"
-import { dirname, join, resolve } from "node:path"
-import { createInterface } from "node:readline"
-import { fileURLToPath } from "node:url"
 import { CompletionRequest, Llm, RateLimitPolicy } from "@hasten/core"
 import { OpenAi } from "@hasten/providers/openai"
 import { RateLimit } from "@hasten/rate-limit"
 import { RedisServer } from "@hasten/testkit"
 import Bottleneck from "bottleneck"
 import { Effect, Exit, Layer, Logger, Redacted } from "effect"
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync, readFileSync } from "node:fs"
+import { dirname, join, resolve } from "node:path"
+import { createInterface } from "node:readline"
+import { fileURLToPath } from "node:url"
 import OpenAI from "openai"
 import pRetry from "p-retry"
 
@@ -67,9 +67,14 @@ const findData = (): string | undefined => {
 const questions = (): Array<string> => {
   const file = findData()
   if (file === undefined) {
-    return Array.from({ length: 200 }, (_, i) => `A farmer has ${i + 3} cows and buys ${i % 7 + 2} more each week for ${i % 5 + 1} weeks. How many cows?`)
+    return Array.from(
+      { length: 200 },
+      (_, i) => `A farmer has ${i + 3} cows and buys ${i % 7 + 2} more each week for ${i % 5 + 1} weeks. How many cows?`
+    )
   }
-  return readFileSync(file, "utf8").split("\n").filter((line) => line.trim().length > 0).map((line) => (JSON.parse(line) as { question: string }).question)
+  return readFileSync(file, "utf8").split("\n").filter((line) => line.trim().length > 0).map((line) =>
+    (JSON.parse(line) as { question: string }).question
+  )
 }
 
 /** The seeds' GSM8K run: a question, the model's first attempt, a self-check turn. */
@@ -87,7 +92,8 @@ const workload = (n: number): Array<Item> => {
 }
 
 /** What the simulator charges at admission (`--prompt-charge characters`): ceil(prompt characters / 4) + max_tokens. */
-const charged = (item: Item): number => Math.ceil(item.messages.reduce((sum, message) => sum + message.content.length, 0) / 4) + item.maxTokens
+const charged = (item: Item): number =>
+  Math.ceil(item.messages.reduce((sum, message) => sum + message.content.length, 0) / 4) + item.maxTokens
 
 // ---------------------------------------------------------------------------
 // the simulator in its own process
@@ -278,7 +284,9 @@ const hastenCalls = (items: ReadonlyArray<Item>) =>
   Effect.forEach(
     items,
     (item) =>
-      Effect.exit(Llm.complete(CompletionRequest.makeUnsafe({ model: MODEL, messages: item.messages, maxTokens: item.maxTokens, temperature: 0 }))),
+      Effect.exit(
+        Llm.complete(CompletionRequest.makeUnsafe({ model: MODEL, messages: item.messages, maxTokens: item.maxTokens, temperature: 0 }))
+      ),
     { concurrency: "unbounded" }
   ).pipe(Effect.provide(Logger.layer([])))
 
@@ -316,7 +324,11 @@ const worker = async (options: WorkerOptions) => {
   })
   // Warm this process's HTTP client up under another API key (its own simulator budget),
   // so cold-start delays do not skew the shared run's arrival times.
-  await pool(items.slice(0, 4), 4, (item) => sdkCall(new OpenAI({ apiKey: "sk-warm-up", baseURL: `${options.url}/v1`, maxRetries: 0 }), item))
+  await pool(
+    items.slice(0, 4),
+    4,
+    (item) => sdkCall(new OpenAI({ apiKey: "sk-warm-up", baseURL: `${options.url}/v1`, maxRetries: 0 }), item)
+  )
   process.stdout.write("ready\n")
   await new Promise<void>((resolveGo) => process.stdin.once("data", () => resolveGo()))
   const exits = await Effect.runPromise(hastenCalls(items).pipe(Effect.provide(layer)))
@@ -329,31 +341,44 @@ const redisRun = async (setup: Setup, mode: WorkerOptions["mode"]) => {
   try {
     const share = Math.ceil(setup.items.length / 3)
     const prefix = `bench-${Date.now()}:`
-    const children = await Promise.all([0, 1, 2].map((index) =>
-      new Promise<{ readonly go: () => Promise<{ ok: number; failed: number }> }>((resolveReady, reject) => {
-        const options: WorkerOptions = {
-          url: setup.url,
-          mode,
-          redisUrl: redis.url,
-          prefix,
-          n: setup.items.length,
-          from: index * share,
-          to: Math.min(setup.items.length, (index + 1) * share),
-          setup: { requestLimit: setup.requestLimit, tokenLimit: setup.tokenLimit, windowMs: setup.windowMs, concurrency: setup.concurrency, latencyMs: setup.latencyMs }
-        }
-        const child = spawn(process.execPath, [fileURLToPath(import.meta.url), "--worker", JSON.stringify(options)], { stdio: ["pipe", "pipe", "inherit"] })
-        const lines = createInterface({ input: child.stdout! })
-        let report: { ok: number; failed: number } | undefined
-        const done = new Promise<{ ok: number; failed: number }>((resolveDone, rejectDone) =>
-          child.once("exit", (code) => (report === undefined ? rejectDone(new Error(`worker ${index} exited ${code}`)) : resolveDone(report)))
-        )
-        lines.on("line", (line) => {
-          if (line === "ready") resolveReady({ go: () => (child.stdin!.write("go\n"), done) })
-          else if (line.startsWith("{")) report = JSON.parse(line) as { ok: number; failed: number }
+    const children = await Promise.all(
+      [0, 1, 2].map((index) =>
+        new Promise<{ readonly go: () => Promise<{ ok: number; failed: number }> }>((resolveReady, reject) => {
+          const options: WorkerOptions = {
+            url: setup.url,
+            mode,
+            redisUrl: redis.url,
+            prefix,
+            n: setup.items.length,
+            from: index * share,
+            to: Math.min(setup.items.length, (index + 1) * share),
+            setup: {
+              requestLimit: setup.requestLimit,
+              tokenLimit: setup.tokenLimit,
+              windowMs: setup.windowMs,
+              concurrency: setup.concurrency,
+              latencyMs: setup.latencyMs
+            }
+          }
+          const child = spawn(process.execPath, [fileURLToPath(import.meta.url), "--worker", JSON.stringify(options)], {
+            stdio: ["pipe", "pipe", "inherit"]
+          })
+          const lines = createInterface({ input: child.stdout! })
+          let report: { ok: number; failed: number } | undefined
+          const done = new Promise<{ ok: number; failed: number }>((resolveDone, rejectDone) =>
+            child.once(
+              "exit",
+              (code) => (report === undefined ? rejectDone(new Error(`worker ${index} exited ${code}`)) : resolveDone(report))
+            )
+          )
+          lines.on("line", (line) => {
+            if (line === "ready") resolveReady({ go: () => (child.stdin!.write("go\n"), done) })
+            else if (line.startsWith("{")) report = JSON.parse(line) as { ok: number; failed: number }
+          })
+          child.once("error", reject)
         })
-        child.once("error", reject)
-      })
-    ))
+      )
+    )
     await control(setup.url, "/_hasten/reset", "POST")
     const start = performance.now()
     const reports = await Promise.all(children.map((child) => child.go()))
@@ -400,18 +425,28 @@ const simulatorArgs = (options: {
   readonly faultRate: number
   readonly faultKinds: string
 }) => [
-  "--seed", "7",
-  "--rpm", String(options.requestLimit),
-  "--tpm", String(options.tokenLimit),
-  "--window-ms", String(options.windowMs),
-  "--ttft-ms", String(TTFT_MS),
-  "--per-token-ms", String(PER_TOKEN_MS),
-  "--jitter", "0.2",
-  "--fault-rate", String(options.faultRate),
-  "--fault-kinds", options.faultKinds,
+  "--seed",
+  "7",
+  "--rpm",
+  String(options.requestLimit),
+  "--tpm",
+  String(options.tokenLimit),
+  "--window-ms",
+  String(options.windowMs),
+  "--ttft-ms",
+  String(TTFT_MS),
+  "--per-token-ms",
+  String(PER_TOKEN_MS),
+  "--jitter",
+  "0.2",
+  "--fault-rate",
+  String(options.faultRate),
+  "--fault-kinds",
+  options.faultKinds,
   // As OpenAI documents: the prompt estimated from its characters, and "unsuccessful
   // requests contribute to your per-minute limit".
-  "--prompt-charge", "characters",
+  "--prompt-charge",
+  "characters",
   "--count-unsuccessful"
 ]
 
@@ -422,7 +457,8 @@ const PER_TOKEN_MS = 0.5
 const withSimulator = async <A>(args: ReadonlyArray<string>, f: (url: string) => Promise<A>): Promise<A> => {
   const sim = await startSimulator(args)
   try {
-    await pool(workload(8), 8, (item) => sdkCall(new OpenAI({ apiKey: "sk-warm-up", baseURL: `${sim.url}/v1`, maxRetries: 0 }), item)).catch(() => undefined)
+    await pool(workload(8), 8, (item) => sdkCall(new OpenAI({ apiKey: "sk-warm-up", baseURL: `${sim.url}/v1`, maxRetries: 0 }), item))
+      .catch(() => undefined)
     return await f(sim.url)
   } finally {
     sim.child.kill("SIGTERM")
@@ -481,22 +517,36 @@ const main = async () => {
   log(noHangs)
 
   const pad = (text: string, width: number) => text.padEnd(width)
-  console.log(`\nrate-limit bench: ${n} GSM8K-shaped calls (4 messages, max_tokens 48) against an OpenAI-style simulator ` +
-    `(prompt charged as ceil(characters / 4) + max_tokens at admission, unsuccessful requests counted, 2% injected 5xx)`)
-  console.log(`limits ${requestLimit} requests and ${tokenLimit} tokens per ${windowMs / 1000} s window, stated in the ` +
-    `headers; configured as well in defaults, redis x3, hangs and no hangs; nothing configured in zeroConfig and redis x3 zero`)
+  console.log(
+    `\nrate-limit bench: ${n} GSM8K-shaped calls (4 messages, max_tokens 48) against an OpenAI-style simulator ` +
+      `(prompt charged as ceil(characters / 4) + max_tokens at admission, unsuccessful requests counted, 2% injected 5xx)`
+  )
+  console.log(
+    `limits ${requestLimit} requests and ${tokenLimit} tokens per ${windowMs / 1000} s window, stated in the ` +
+      `headers; configured as well in defaults, redis x3, hangs and no hangs; nothing configured in zeroConfig and redis x3 zero`
+  )
   // Efficiency only means something for a run that delivered every answer.
-  console.log(`${pad("variant", 16)}${pad("wall s", 9)}${pad("efficiency", 12)}${pad("429s", 7)}${pad("429 %", 8)}${pad("retries", 9)}${pad("answers", 9)}${pad("failed", 8)}lost`)
+  console.log(
+    `${pad("variant", 16)}${pad("wall s", 9)}${pad("efficiency", 12)}${pad("429s", 7)}${pad("429 %", 8)}${pad("retries", 9)}${
+      pad("answers", 9)
+    }${pad("failed", 8)}lost`
+  )
   for (const run of [...runs, zero, hangs, noHangs]) {
     console.log(
       `${pad(run.name, 16)}${pad((run.wallMs / 1000).toFixed(2), 9)}${pad(run.efficiency.toFixed(3), 12)}${pad(String(run.http429), 7)}` +
-        `${pad(((100 * run.http429) / n).toFixed(2), 8)}${pad(String(run.retries), 9)}${pad(String(run.ok), 9)}${pad(String(run.failed), 8)}${run.lost}`
+        `${pad(((100 * run.http429) / n).toFixed(2), 8)}${pad(String(run.retries), 9)}${pad(String(run.ok), 9)}${
+          pad(String(run.failed), 8)
+        }${run.lost}`
     )
   }
   for (const [name, result] of [["redis x3", redis], ["redis x3 zero", redisZero]] as const) {
     console.log(
-      `${pad(name, 16)}${pad((result.wallMs / 1000).toFixed(2), 9)}${pad(result.efficiency.toFixed(3), 12)}${pad(String(result.http429), 7)}` +
-        `max requests/window ${result.maxWindowRatio.toFixed(3)} of the limit, max tokens/window ${result.maxTokenRatio.toFixed(3)}; ok ${result.ok}, failed ${result.failed}`
+      `${pad(name, 16)}${pad((result.wallMs / 1000).toFixed(2), 9)}${pad(result.efficiency.toFixed(3), 12)}${
+        pad(String(result.http429), 7)
+      }` +
+        `max requests/window ${result.maxWindowRatio.toFixed(3)} of the limit, max tokens/window ${
+          result.maxTokenRatio.toFixed(3)
+        }; ok ${result.ok}, failed ${result.failed}`
     )
   }
   const summary = (run: Run) => ({

@@ -11,7 +11,11 @@ import { type Options, resolve } from "./Options.js"
 const number = (name: string, rule: "positive" | "nonNegative" | "positiveInt" | "nonNegativeInt") =>
   Config.schema(
     (rule === "positiveInt" || rule === "nonNegativeInt" ? Schema.Int : Schema.Finite).check(
-      rule === "positive" ? Schema.isGreaterThan(0) : rule === "positiveInt" ? Schema.isGreaterThanOrEqualTo(1) : Schema.isGreaterThanOrEqualTo(0)
+      rule === "positive"
+        ? Schema.isGreaterThan(0)
+        : rule === "positiveInt"
+        ? Schema.isGreaterThanOrEqualTo(1)
+        : Schema.isGreaterThanOrEqualTo(0)
     ),
     name
   )

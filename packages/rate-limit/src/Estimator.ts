@@ -65,5 +65,4 @@ export const charactersPerMessage = (charsPerToken = 4): Estimator => (request) 
  * whether it counts with a tokenizer or estimates from characters.
  * @category constructors @since 0.2.0
  */
-export const safe: Estimator = (request) =>
-  Effect.zipWith(openAi(request), charactersPerMessage(4)(request), Math.max)
+export const safe: Estimator = (request) => Effect.zipWith(openAi(request), charactersPerMessage(4)(request), Math.max)

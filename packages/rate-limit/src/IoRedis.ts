@@ -16,12 +16,12 @@ export type Options =
 
 const redisError = (cause: unknown) => new Redis.RedisError({ cause })
 
-const sendWith = (client: IoRedisClient) =>
-<A = unknown>(command: string, ...args: ReadonlyArray<string>): Effect.Effect<A, Redis.RedisError> =>
-  Effect.tryPromise({
-    try: () => client.call(command, ...args) as Promise<A>,
-    catch: redisError
-  })
+const sendWith =
+  (client: IoRedisClient) => <A = unknown>(command: string, ...args: ReadonlyArray<string>): Effect.Effect<A, Redis.RedisError> =>
+    Effect.tryPromise({
+      try: () => client.call(command, ...args) as Promise<A>,
+      catch: redisError
+    })
 
 const quit = (client: IoRedisClient): Effect.Effect<void> =>
   Effect.promise(() => client.quit().then(() => undefined, () => client.disconnect()))

@@ -17,7 +17,7 @@ import * as KeyStates from "./internal/keyState.js"
 import * as Windows from "./internal/windows.js"
 import * as IoRedis from "./IoRedis.js"
 import { retriesTotal } from "./Metrics.js"
-import { type Options, type Resolved, resolve } from "./Options.js"
+import { type Options, resolve, type Resolved } from "./Options.js"
 import { type Backoff, retrySchedule } from "./Retry.js"
 
 /** What a call costs against its key's budgets. @category models @since 0.1.0 */
@@ -38,10 +38,12 @@ export interface Cost {
 export interface Call<A, E, R> extends Cost {
   readonly effect: Effect.Effect<A, E, R>
   /** What the finished call reports: actual usage (for reconciliation) and rate-limit headers. */
-  readonly observe?: ((value: A) => {
-    readonly usage?: { readonly inputTokens: number; readonly outputTokens: number } | undefined
-    readonly rateLimit?: RateLimitHeaders.RateLimitInfo | undefined
-  }) | undefined
+  readonly observe?:
+    | ((value: A) => {
+      readonly usage?: { readonly inputTokens: number; readonly outputTokens: number } | undefined
+      readonly rateLimit?: RateLimitHeaders.RateLimitInfo | undefined
+    })
+    | undefined
 }
 
 /** How a call went through the limiter. @category models @since 0.1.0 */
@@ -106,7 +108,9 @@ export interface Totals {
 
 /** One line for people: `rate-limit: 3000 attempts, 12 waited (3.2 s), 5 retries, 0 × 429, 1 timeout`. @category utils @since 0.2.0 */
 export const describeTotals = (totals: Totals): string =>
-  `rate-limit: ${totals.attempts} ${totals.attempts === 1 ? "attempt" : "attempts"}, ${totals.waits} waited (${(totals.waitMillis / 1000).toFixed(1)} s), ` +
+  `rate-limit: ${totals.attempts} ${totals.attempts === 1 ? "attempt" : "attempts"}, ${totals.waits} waited (${
+    (totals.waitMillis / 1000).toFixed(1)
+  } s), ` +
   `${totals.retries} ${totals.retries === 1 ? "retry" : "retries"}, ${totals.http429} × 429, ` +
   `${totals.timeouts} ${totals.timeouts === 1 ? "timeout" : "timeouts"}`
 
@@ -143,10 +147,13 @@ export const withDeadline = <A, E, R>(
 ): Effect.Effect<A, E | LlmError.LlmError, R> => {
   if (deadlineMillis === undefined) return effect
   const timeout = (millis: number) =>
-    LlmError.make(provider, new LlmError.Timeout({
-      description: `no answer within ${(millis / 1000).toFixed(1)} s (the attempt was cut and will be retried; ` +
-        `set REQUEST_TIMEOUT_MS or the timeout option to change the deadline)`
-    }))
+    LlmError.make(
+      provider,
+      new LlmError.Timeout({
+        description: `no answer within ${(millis / 1000).toFixed(1)} s (the attempt was cut and will be retried; ` +
+          `set REQUEST_TIMEOUT_MS or the timeout option to change the deadline)`
+      })
+    )
   if (typeof deadlineMillis === "number") {
     return Effect.timeoutOrElse(effect, { duration: Duration.millis(deadlineMillis), orElse: () => Effect.fail(timeout(deadlineMillis)) })
   }
@@ -201,7 +208,12 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
         attempts++
         const admission = yield* admit(call)
         waitMillis += admission.waitMillis
-        return yield* withDeadline(call.effect, admission.deadlineMillis, provider, options.timeout === false ? undefined : options.timeout.floorMillis).pipe(
+        return yield* withDeadline(
+          call.effect,
+          admission.deadlineMillis,
+          provider,
+          options.timeout === false ? undefined : options.timeout.floorMillis
+        ).pipe(
           Effect.onExit((exit) =>
             Exit.isSuccess(exit)
               ? admission.succeed(call.observe?.(exit.value))
@@ -239,11 +251,14 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
       const value = yield* retried.pipe(
         Effect.mapError((error) => {
           if (LlmError.isLlmError(error) && error.reason._tag === "RateLimited" && error.reason.scope === "quota") {
-            return LlmError.make(error.provider, new LlmError.RateLimited({
-              scope: "quota",
-              description: `quota exhausted for ${call.key}: ${error.reason.description} ` +
-                `(not retried: add credits or raise the quota)`
-            }))
+            return LlmError.make(
+              error.provider,
+              new LlmError.RateLimited({
+                scope: "quota",
+                description: `quota exhausted for ${call.key}: ${error.reason.description} ` +
+                  `(not retried: add credits or raise the quota)`
+              })
+            )
           }
           return error
         })
@@ -293,5 +308,7 @@ export const layerLimiter = (options: Options = {}): Layer.Layer<Limiter> =>
  * @category combinators @since 0.1.0
  */
 export const wrap = <A, E, R>(effect: Effect.Effect<A, E, R>, cost: Cost): Effect.Effect<A, E | LlmError.LlmError, R | Limiter> =>
-  Effect.flatMap(Effect.service(Limiter), (limiter) =>
-    limiter.lobby(cost.key)(Effect.map(limiter.execute({ ...cost, effect }), (outcome) => outcome.value)))
+  Effect.flatMap(
+    Effect.service(Limiter),
+    (limiter) => limiter.lobby(cost.key)(Effect.map(limiter.execute({ ...cost, effect }), (outcome) => outcome.value))
+  )

@@ -3,12 +3,11 @@
  * cost estimated and reserved, under the budget key of its provider, model and API key.
  * @since 0.1.0
  */
-import { createHash } from "node:crypto"
-import { Completion, Facts, Llm, LlmError, type RateLimitHeaders } from "@hasten/core"
-import type { CompletionRequest } from "@hasten/core"
+import { Completion, type CompletionRequest, Facts, Llm, LlmError, type RateLimitHeaders } from "@hasten/core"
 import { Cause, Duration, Effect, Exit, Layer, Option, Redacted, Stream } from "effect"
+import { createHash } from "node:crypto"
 import * as Estimator from "./Estimator.js"
-import { type Cost, Limiter, type LimiterService, layerLimiter } from "./Limiter.js"
+import { type Cost, layerLimiter, Limiter, type LimiterService } from "./Limiter.js"
 import type { Options } from "./Options.js"
 
 // Hashed once per key object or string: a SHA-256 per call was 4% of a call's CPU.
@@ -58,12 +57,17 @@ const timed = <A>(
         return Effect.timeoutOrElse(pull, {
           duration: Duration.millis(millis),
           orElse: () =>
-            Effect.fail(LlmError.make(provider, new LlmError.Timeout({
-              description: `the stream sent ${first ? "no first chunk" : "nothing more"} within ${(millis / 1000).toFixed(1)} s`
-            })))
-        }).pipe(Effect.tap(() => Effect.sync(() => {
-          first = false
-        })))
+            Effect.fail(LlmError.make(
+              provider,
+              new LlmError.Timeout({
+                description: `the stream sent ${first ? "no first chunk" : "nothing more"} within ${(millis / 1000).toFixed(1)} s`
+              })
+            ))
+        }).pipe(Effect.tap(() =>
+          Effect.sync(() => {
+            first = false
+          })
+        ))
       })
     }))
 
@@ -120,7 +124,12 @@ export const wrapLlm = (inner: Llm.LlmService, limiter: LimiterService, options:
       const admission = yield* limiter.admit(cost)
       let usage: Completion.Usage | undefined
       let rateLimit: RateLimitHeaders.RateLimitInfo | undefined
-      return timed(inner.stream(request), admission.deadlineMillis?.(), limiter.options.timeout === false ? undefined : limiter.options.timeout.idleMillis, inner.name).pipe(
+      return timed(
+        inner.stream(request),
+        admission.deadlineMillis?.(),
+        limiter.options.timeout === false ? undefined : limiter.options.timeout.idleMillis,
+        inner.name
+      ).pipe(
         Stream.map((chunk) => {
           if (chunk.usage !== undefined) usage = chunk.usage
           if (chunk.rateLimit !== undefined) rateLimit = chunk.rateLimit
@@ -145,7 +154,9 @@ export const wrapLlm = (inner: Llm.LlmService, limiter: LimiterService, options:
  * several `Llm` stacks and `wrap`).
  * @category layers @since 0.1.0
  */
-export const layerFromLimiter = (options: Pick<Options, "estimator" | "apiKey" | "scope"> = {}): Layer.Layer<Llm.Llm, never, Llm.Llm | Limiter> =>
+export const layerFromLimiter = (
+  options: Pick<Options, "estimator" | "apiKey" | "scope"> = {}
+): Layer.Layer<Llm.Llm, never, Llm.Llm | Limiter> =>
   Llm.middleware((inner) => Effect.map(Effect.service(Limiter), (limiter) => wrapLlm(inner, limiter, options)))
 
 /**

@@ -197,7 +197,13 @@ export const resolve = (options: Options): Effect.Effect<Resolved, RateLimitErro
         ? Number.isInteger(value) && value >= 1
         : Number.isInteger(value) && value >= 0
       if (!ok || Number.isNaN(value)) {
-        const wanted = rule === "positive" ? "> 0" : rule === "nonNegative" ? ">= 0" : rule === "positiveInt" ? "an integer >= 1" : "an integer >= 0"
+        const wanted = rule === "positive"
+          ? "> 0"
+          : rule === "nonNegative"
+          ? ">= 0"
+          : rule === "positiveInt"
+          ? "an integer >= 1"
+          : "an integer >= 0"
         problem(name, `${name} must be ${wanted}, got ${value}`)
       }
       return value
@@ -227,7 +233,9 @@ export const resolve = (options: Options): Effect.Effect<Resolved, RateLimitErro
     }
     const resolved: Resolved = {
       maxConcurrency: check("maxConcurrency", options.maxConcurrency ?? 2, "positiveInt"),
-      requestsPerSecond: finiteOr(check("requestsPerSecond", options.requestsPerSecond ?? (configured.requests ? Infinity : 2), "positive")),
+      requestsPerSecond: finiteOr(
+        check("requestsPerSecond", options.requestsPerSecond ?? (configured.requests ? Infinity : 2), "positive")
+      ),
       requestsPerMinute: check("requestsPerMinute", options.requestsPerMinute ?? Infinity, "positive"),
       tokensPerMinute: check("tokensPerMinute", options.tokensPerMinute ?? (configured.tokens ? Infinity : 120_000), "positive"),
       inputTokensPerMinute: check("inputTokensPerMinute", options.inputTokensPerMinute ?? Infinity, "positive"),
@@ -242,12 +250,16 @@ export const resolve = (options: Options): Effect.Effect<Resolved, RateLimitErro
       retryBaseMillis: check("retryBaseMillis", options.retryBaseMillis ?? 500, "nonNegative"),
       retryCapMillis: check("retryCapMillis", options.retryCapMillis ?? 30_000, "nonNegative"),
       retryAfterCapMillis: check("retryAfterCapMillis", options.retryAfterCapMillis ?? 60_000, "nonNegative"),
-      defaultMaxTokens: options.defaultMaxTokens === undefined ? undefined : check("defaultMaxTokens", options.defaultMaxTokens, "nonNegativeInt"),
+      defaultMaxTokens: options.defaultMaxTokens === undefined
+        ? undefined
+        : check("defaultMaxTokens", options.defaultMaxTokens, "nonNegativeInt"),
       adaptiveConcurrency: options.adaptiveConcurrency ?? true,
       learnFromHeaders: options.learnFromHeaders ?? true,
       learntMaxConcurrency: check("learntMaxConcurrency", options.learntMaxConcurrency ?? 64, "positiveInt"),
       configured,
-      requestTimeoutMillis: options.requestTimeoutMillis === undefined ? undefined : check("requestTimeoutMillis", options.requestTimeoutMillis, "positive"),
+      requestTimeoutMillis: options.requestTimeoutMillis === undefined
+        ? undefined
+        : check("requestTimeoutMillis", options.requestTimeoutMillis, "positive"),
       timeout,
       circuitBreaker: breaker,
       logFile: options.logFile === true ? "logs/rate_limit.log" : options.logFile === false ? undefined : options.logFile
@@ -258,6 +270,8 @@ export const resolve = (options: Options): Effect.Effect<Resolved, RateLimitErro
       problem("retryCapMillis", `retryCapMillis (${resolved.retryCapMillis}) must be >= retryBaseMillis (${resolved.retryBaseMillis})`)
     }
     return problems.length > 0
-      ? Effect.fail(new RateLimitError({ reason: new InvalidOptions({ field: field!, message: `invalid rate-limit options: ${problems.join("; ")}` }) }))
+      ? Effect.fail(
+        new RateLimitError({ reason: new InvalidOptions({ field: field!, message: `invalid rate-limit options: ${problems.join("; ")}` }) })
+      )
       : Effect.succeed(resolved)
   })

@@ -1,10 +1,10 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { CompletionRequest, Llm, LlmError } from "@hasten/core"
 import { ConfigProvider, Duration, Effect, Exit, Fiber, Layer, Logger, Metric, Random, References, Schedule, Stream } from "effect"
 import { TestClock } from "effect/testing"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { Estimator, RateLimit } from "../src/index.js"
 import { type Fake, makeFake, rateLimited, request, serverError } from "./support.js"
 
@@ -476,12 +476,15 @@ describe("observability", () => {
     return Effect.gen(function*() {
       yield* Effect.scoped(Effect.gen(function*() {
         const built = yield* Layer.build(stack({ ...base, requestsPerSecond: 1, logFile: file }, fake))
-        yield* Effect.provide(Effect.gen(function*() {
-          yield* complete()
-          const fiber = yield* Effect.forkChild(complete())
-          yield* TestClock.adjust("1 second")
-          yield* Fiber.join(fiber)
-        }), built)
+        yield* Effect.provide(
+          Effect.gen(function*() {
+            yield* complete()
+            const fiber = yield* Effect.forkChild(complete())
+            yield* TestClock.adjust("1 second")
+            yield* Fiber.join(fiber)
+          }),
+          built
+        )
       }))
       const text = readFileSync(file, "utf8")
       assert.match(text, /pre_wait=1\.00 .*key=fake:gpt-4o-mini:default.*reason=requests_per_second/)
@@ -607,14 +610,17 @@ describe("keys, streams and wrap", () => {
       assert.isAtLeast(starts[1]!, 100)
       assert.isAtMost(starts[1]!, 300)
     }).pipe(Effect.provide(RateLimit.layerLimiter({
-      ...base, tokensPerMinute: 20, retriesEnabled: true, retryBaseMillis: 100, retryCapMillis: 1000
+      ...base,
+      tokensPerMinute: 20,
+      retriesEnabled: true,
+      retryBaseMillis: 100,
+      retryCapMillis: 1000
     }))))
 })
 
 describe("configuration", () => {
-  const withEnv = (env: Record<string, string>) =>
-    <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      Effect.provideService(effect, ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env }))
+  const withEnv = (env: Record<string, string>) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+    Effect.provideService(effect, ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env }))
 
   it.effect("reads the seeds' names with their defaults", () =>
     Effect.gen(function*() {

@@ -3,12 +3,12 @@
  * and stay inside the simulator's window together; with per-process memory stores the
  * same three overrun it. Also the `Redis` service over ioredis on its own.
  */
-import { spawn } from "node:child_process"
-import { fileURLToPath } from "node:url"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { RedisServer, Simulator } from "@hasten/testkit"
 import { Effect, Layer } from "effect"
 import { RateLimiter, Redis } from "effect/persistence"
+import { spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
 import { IoRedis } from "../src/index.js"
 
 const worker = fileURLToPath(new URL("./fixtures/redis-worker.ts", import.meta.url))
@@ -137,7 +137,14 @@ describe("IoRedis", () => {
       const limiter = yield* RateLimiter.RateLimiter
       const key = `test-${Date.now()}`
       const first = yield* limiter.consume({ algorithm: "token-bucket", onExceeded: "delay", key, limit: 2, window: "1 minute", tokens: 1 })
-      const second = yield* limiter.consume({ algorithm: "token-bucket", onExceeded: "delay", key, limit: 2, window: "1 minute", tokens: 1 })
+      const second = yield* limiter.consume({
+        algorithm: "token-bucket",
+        onExceeded: "delay",
+        key,
+        limit: 2,
+        window: "1 minute",
+        tokens: 1
+      })
       const third = yield* limiter.consume({ algorithm: "token-bucket", onExceeded: "delay", key, limit: 2, window: "1 minute", tokens: 1 })
       assert.strictEqual(first.remaining, 1)
       assert.strictEqual(second.remaining, 0)

@@ -61,9 +61,15 @@ describe("against the simulator through the OpenAI provider", () => {
   it.live("keeps concurrent calls inside the request window", () =>
     withSimulator({ limits: { rpm: 10, windowMs: 2000 }, latency: { ttftMs: 5 } }, (sim, provider) =>
       Effect.gen(function*() {
-        const exits = yield* all(20).pipe(Effect.provide(RateLimit.layer({
-          ...quiet, safetyMargin: 0.3, maxConcurrency: 8, requestsPerMinute: 10, requestWindowMillis: 2000
-        }).pipe(Layer.provide(provider))))
+        const exits = yield* all(20).pipe(Effect.provide(
+          RateLimit.layer({
+            ...quiet,
+            safetyMargin: 0.3,
+            maxConcurrency: 8,
+            requestsPerMinute: 10,
+            requestWindowMillis: 2000
+          }).pipe(Layer.provide(provider))
+        ))
         assert.isTrue(exits.every(Exit.isSuccess))
         assert.isAtMost(sim.counters().http429.requests, 1)
         assert.strictEqual(sim.counters().admitted, 20)
@@ -80,10 +86,17 @@ describe("against the simulator through the OpenAI provider", () => {
   it.live("keeps prompt + maxTokens inside the token window", () =>
     withSimulator({ limits: { tpm: 800, windowMs: 2000 }, latency: { ttftMs: 5 } }, (sim, provider) =>
       Effect.gen(function*() {
-        const exits = yield* all(16, 40).pipe(Effect.provide(RateLimit.layer({
-          ...quiet, safetyMargin: 0.3, maxConcurrency: 8, tokensPerMinute: 800, tokenWindowMillis: 2000,
-          tokenAccounting: "reserved", estimator: simulatorTokens
-        }).pipe(Layer.provide(provider))))
+        const exits = yield* all(16, 40).pipe(Effect.provide(
+          RateLimit.layer({
+            ...quiet,
+            safetyMargin: 0.3,
+            maxConcurrency: 8,
+            tokensPerMinute: 800,
+            tokenWindowMillis: 2000,
+            tokenAccounting: "reserved",
+            estimator: simulatorTokens
+          }).pipe(Layer.provide(provider))
+        ))
         assert.isTrue(exits.every(Exit.isSuccess))
         assert.isAtMost(sim.counters().http429.tokens, 1)
       })))
@@ -91,9 +104,15 @@ describe("against the simulator through the OpenAI provider", () => {
   it.live("retries injected 5xx and resets, and reports the retries on the completion", () =>
     withSimulator({ seed: 3, faults: { rate: 0.3, kinds: ["500", "503", "reset"] } }, (sim, provider) =>
       Effect.gen(function*() {
-        const exits = yield* all(20).pipe(Effect.provide(RateLimit.layer({
-          ...quiet, maxConcurrency: 4, retryBaseMillis: 5, retryCapMillis: 40, maxRetries: 8
-        }).pipe(Layer.provide(provider))))
+        const exits = yield* all(20).pipe(Effect.provide(
+          RateLimit.layer({
+            ...quiet,
+            maxConcurrency: 4,
+            retryBaseMillis: 5,
+            retryCapMillis: 40,
+            maxRetries: 8
+          }).pipe(Layer.provide(provider))
+        ))
         assert.isTrue(exits.every(Exit.isSuccess))
         const retries = exits.reduce((sum, exit) => sum + (Exit.isSuccess(exit) ? Number(exit.value.facts?.retries ?? 0) : 0), 0)
         assert.isAbove(sim.counters().faults, 0)
@@ -106,12 +125,18 @@ describe("against the simulator through the OpenAI provider", () => {
         const { exits, concurrency } = yield* Effect.gen(function*() {
           const exits = yield* all(12)
           const limiter = yield* Effect.service(RateLimit.Limiter)
-          const concurrency = yield* limiter.concurrency(RateLimit.keyOf({ apiKey: "sk-rate-limit-test" }, "openai", CompletionRequest.user("gpt-4o-mini", "x")))
+          const concurrency = yield* limiter.concurrency(
+            RateLimit.keyOf({ apiKey: "sk-rate-limit-test" }, "openai", CompletionRequest.user("gpt-4o-mini", "x"))
+          )
           return { exits, concurrency }
-        }).pipe(Effect.provide(RateLimit.layerFromLimiter(quiet).pipe(
-          Layer.provideMerge(RateLimit.layerLimiter({ ...quiet, maxConcurrency: 8, retryBaseMillis: 5, retryCapMillis: 40, maxRetries: 20 })),
-          Layer.provide(provider)
-        )))
+        }).pipe(Effect.provide(
+          RateLimit.layerFromLimiter(quiet).pipe(
+            Layer.provideMerge(
+              RateLimit.layerLimiter({ ...quiet, maxConcurrency: 8, retryBaseMillis: 5, retryCapMillis: 40, maxRetries: 20 })
+            ),
+            Layer.provide(provider)
+          )
+        ))
         assert.isTrue(exits.every(Exit.isSuccess))
         assert.isAbove(sim.counters().http429.concurrency, 0)
         assert.isBelow(concurrency, 8)
@@ -120,7 +145,9 @@ describe("against the simulator through the OpenAI provider", () => {
   it.live("fails fast with a clear message when the quota is exhausted", () =>
     withSimulator({ limits: { quotaExhausted: true } }, (sim, provider) =>
       Effect.gen(function*() {
-        const error = yield* Effect.flip(ask(1)).pipe(Effect.provide(RateLimit.layer({ ...quiet, maxRetries: 6 }).pipe(Layer.provide(provider))))
+        const error = yield* Effect.flip(ask(1)).pipe(
+          Effect.provide(RateLimit.layer({ ...quiet, maxRetries: 6 }).pipe(Layer.provide(provider)))
+        )
         assert.include(error.message, "quota exhausted")
         assert.strictEqual(sim.counters().requests, 1)
       })))

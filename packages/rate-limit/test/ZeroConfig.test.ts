@@ -17,12 +17,20 @@ const zero: RateLimit.Options = { retriesEnabled: false, circuitBreaker: false, 
 const stack = (options: RateLimit.Options, layer: Layer.Layer<Llm.Llm>) =>
   RateLimit.layerFromLimiter(options).pipe(Layer.provideMerge(RateLimit.layerLimiter(options)), Layer.provide(layer))
 
-const states = { limitRequests: 600, remainingRequests: 599, resetRequestsMillis: 100, limitTokens: 1_000_000, remainingTokens: 999_000, resetTokensMillis: 60 }
+const states = {
+  limitRequests: 600,
+  remainingRequests: 599,
+  resetRequestsMillis: 100,
+  limitTokens: 1_000_000,
+  remainingTokens: 999_000,
+  resetTokensMillis: 60
+}
 
 /** Starts `n` calls, lets the test clock run, returns their exits. */
 const burst = (n: number, advance: Duration.Input, maxTokens = 10) =>
   Effect.gen(function*() {
-    const fibers = yield* Effect.forEach(Array.from({ length: n }), () => Effect.forkChild(Effect.exit(Llm.complete(request("hi", maxTokens)))))
+    const fibers = yield* Effect.forEach(Array.from({ length: n }), () =>
+      Effect.forkChild(Effect.exit(Llm.complete(request("hi", maxTokens)))))
     yield* TestClock.adjust(advance)
     return yield* Effect.forEach(fibers, Fiber.join)
   })
@@ -36,7 +44,14 @@ describe("the provider's accounting", () => {
       yield* TestClock.adjust("2 minutes")
       yield* Fiber.join(second)
       assert.deepStrictEqual(fake.starts, [0, 60_000])
-    }).pipe(Effect.provide(stack({ ...zero, tokensPerMinute: 1000, requestsPerSecond: Infinity, safetyMargin: 0, catchUp: 0, estimator: fixed(100) }, fake.layer)))
+    }).pipe(
+      Effect.provide(
+        stack(
+          { ...zero, tokensPerMinute: 1000, requestsPerSecond: Infinity, safetyMargin: 0, catchUp: 0, estimator: fixed(100) },
+          fake.layer
+        )
+      )
+    )
   })
 
   it.effect("reconciles with usage by default when the provider adjusts at the end (Anthropic)", () => {
@@ -47,7 +62,14 @@ describe("the provider's accounting", () => {
       yield* TestClock.adjust("2 minutes")
       yield* Fiber.join(second)
       assert.deepStrictEqual(fake.starts, [0, 18_000])
-    }).pipe(Effect.provide(stack({ ...zero, tokensPerMinute: 1000, requestsPerSecond: Infinity, safetyMargin: 0, catchUp: 0, estimator: fixed(100) }, fake.layer)))
+    }).pipe(
+      Effect.provide(
+        stack(
+          { ...zero, tokensPerMinute: 1000, requestsPerSecond: Infinity, safetyMargin: 0, catchUp: 0, estimator: fixed(100) },
+          fake.layer
+        )
+      )
+    )
   })
 
   it.effect("reserves the policy's default output when a request sets no maxTokens", () => {
@@ -155,7 +177,13 @@ describe("cautious start", () => {
 })
 
 describe("deadlines", () => {
-  const retrying: RateLimit.Options = { ...zero, retriesEnabled: true, retryBaseMillis: 100, retryCapMillis: 100, requestsPerSecond: Infinity }
+  const retrying: RateLimit.Options = {
+    ...zero,
+    retriesEnabled: true,
+    retryBaseMillis: 100,
+    retryCapMillis: 100,
+    requestsPerSecond: Infinity
+  }
 
   it.effect("cuts a hung attempt at REQUEST_TIMEOUT_MS and retries it as a Timeout", () => {
     const fake = makeFake([{ latencyMillis: 1_000_000 }, {}])
@@ -218,8 +246,7 @@ describe("deadlines", () => {
   it.effect("fails a silent stream after its first chunk once the idle limit passes", () => {
     const silent = Layer.succeed(Llm.Llm, {
       ...Llm.fromComplete("silent", () => Effect.die("unused")),
-      stream: () =>
-        Stream.concat(Stream.make(new Completion.CompletionChunk({ text: "a" })), Stream.never)
+      stream: () => Stream.concat(Stream.make(new Completion.CompletionChunk({ text: "a" })), Stream.never)
     })
     return Effect.gen(function*() {
       const fiber = yield* Effect.forkChild(Stream.runCollect(Llm.stream(request())).pipe(Effect.flip))

@@ -63,7 +63,10 @@ export const makeFake = (script: ReadonlyArray<Step> = [{}], name = "fake", poli
         ...(step.rateLimit !== undefined ? { rateLimit: step.rateLimit } : {})
       })
     }).pipe(Effect.scoped)
-  ;(fake as { layer: Layer.Layer<Llm.Llm> }).layer = Layer.succeed(Llm.Llm, { ...Llm.fromComplete(name, complete), rateLimitPolicy: policy })
+  ;(fake as { layer: Layer.Layer<Llm.Llm> }).layer = Layer.succeed(Llm.Llm, {
+    ...Llm.fromComplete(name, complete),
+    rateLimitPolicy: policy
+  })
   return fake
 }
 

@@ -22,19 +22,19 @@ import { CompletionRequest, Llm, LlmError, TokenModel } from "@hasten/core"
 import { Local, ModelPool } from "@hasten/providers/local"
 import { Drafter, Speculative } from "@hasten/speculative"
 import { Effect, Layer, ManagedRuntime } from "effect"
-import * as NodeFs from "node:fs"
-import * as NodePath from "node:path"
 import {
   DraftSequenceTokenPredictor,
   getLlama,
   InputLookupTokenPredictor,
-  LlamaLogLevel,
   type LlamaContext,
   type LlamaContextSequence,
+  LlamaLogLevel,
   type LlamaModel,
   type Token,
   type TokenPredictor
 } from "node-llama-cpp"
+import * as NodeFs from "node:fs"
+import * as NodePath from "node:path"
 
 const quick = process.argv.includes("--quick")
 const option = (name: string) => process.argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3)
@@ -86,8 +86,14 @@ const guardPrompts = (count: number): Array<string> => {
     (hero: string, animal: string) => `There was a small ${animal} named ${hero}.`,
     (hero: string, animal: string) => `Once upon a time, ${hero} had a big ${animal}.`
   ]
-  return Array.from({ length: count }, (_, i) =>
-    templates[i % templates.length]!(heroes[(i * 5) % heroes.length]!, animals[(i * 3 + Math.floor(i / templates.length)) % animals.length]!))
+  return Array.from(
+    { length: count },
+    (_, i) =>
+      templates[i % templates.length]!(
+        heroes[(i * 5) % heroes.length]!,
+        animals[(i * 3 + Math.floor(i / templates.length)) % animals.length]!
+      )
+  )
 }
 
 const names = ["Lily", "Tom", "Ben", "Mia", "Sue", "Max", "Anna", "Sam", "Tim", "Lucy"]
@@ -104,7 +110,8 @@ const record = (i: number) => ({
 // Tiny story models cannot write JSON (TinyStories-656K's tokenizer even aborts on "{"), so
 // the structuring task is a fixed story template per record, shown three times few-shot.
 const fields = (r: ReturnType<typeof record>) => `Name: ${r.name}. Pet: ${r.pet}. Toy: ${r.toy}.\nStory:`
-const filled = (r: ReturnType<typeof record>) => ` ${r.name} had a ${r.pet}. The ${r.pet} liked to play with the ${r.toy}. ${r.name} was happy.\n`
+const filled = (r: ReturnType<typeof record>) =>
+  ` ${r.name} had a ${r.pet}. The ${r.pet} liked to play with the ${r.toy}. ${r.name} was happy.\n`
 const fewShot = [100, 101, 102].map((i) => fields(record(i)) + filled(record(i))).join("")
 const structuringPrompts = Array.from({ length: quick ? 16 : 50 }, (_, i) => fewShot + fields(record(i)))
 
@@ -375,7 +382,9 @@ for (const file of quick && option("model") === undefined ? modelFiles.slice(0, 
     }
     const both = () => Drafter.combine(Drafter.ngramCache(), Drafter.promptLookup())
     const selected = (name: string) => onlyConfig === undefined || name.includes(onlyConfig)
-    const hastenConfigs: ReadonlyArray<readonly [string, (draft: Drafter.Drafter<LlmError.LlmError>) => Drafter.Drafter<LlmError.LlmError>, number | "adaptive"]> = [
+    const hastenConfigs: ReadonlyArray<
+      readonly [string, (draft: Drafter.Drafter<LlmError.LlmError>) => Drafter.Drafter<LlmError.LlmError>, number | "adaptive"]
+    > = [
       ["hasten plain (γ=0)", () => Drafter.promptLookup(), 0],
       ["hasten prompt-lookup γ=4", () => Drafter.promptLookup(), 4],
       ["hasten prompt-lookup γ=8", () => Drafter.promptLookup(), 8],
@@ -396,7 +405,12 @@ for (const file of quick && option("model") === undefined ? modelFiles.slice(0, 
       {
         name: "node-llama-cpp InputLookupTokenPredictor",
         family: "node-llama-cpp",
-        open: () => nodeLlamaCppSession(model, workload.maxTokens, async () => ({ predictor: new InputLookupTokenPredictor(), dispose: async () => {} }))
+        open: () =>
+          nodeLlamaCppSession(
+            model,
+            workload.maxTokens,
+            async () => ({ predictor: new InputLookupTokenPredictor(), dispose: async () => {} })
+          )
       },
       {
         name: "node-llama-cpp DraftSequenceTokenPredictor (self-draft)",
@@ -418,12 +432,18 @@ for (const file of quick && option("model") === undefined ? modelFiles.slice(0, 
     if (workload.name === "story") {
       // the free-text guard: plain vs Hasten's plain path and each adaptive configuration,
       // paired on distinct openings (repeating one would let an n-gram cache learn it)
-      for (const [name, drafter, gamma] of hastenConfigs.filter(([name, , gamma]) => (gamma === 0 || gamma === "adaptive") && selected(name))) {
+      for (
+        const [name, drafter, gamma] of hastenConfigs.filter(([name, , gamma]) => (gamma === 0 || gamma === "adaptive") && selected(name))
+      ) {
         const { draft, target } = await targetAndDraft()
-        const [plain, hastenTimings] = await interleaved([
-          () => nodeLlamaCppSession(model, workload.maxTokens, none),
-          () => hastenSession(target, drafter(draft), gamma, workload.maxTokens)
-        ], guardPrompts(pairCount), 1)
+        const [plain, hastenTimings] = await interleaved(
+          [
+            () => nodeLlamaCppSession(model, workload.maxTokens, none),
+            () => hastenSession(target, drafter(draft), gamma, workload.maxTokens)
+          ],
+          guardPrompts(pairCount),
+          1
+        )
         const ratios = plain![0]!.map((pair, i) => pair.cpu / hastenTimings![0]![i]!.cpu)
         guards.push({
           model: file.replace(/\.gguf$/, ""),
@@ -480,9 +500,30 @@ for (const file of quick && option("model") === undefined ? modelFiles.slice(0, 
 
 const pad = (text: string, width: number) => text.length >= width ? text : text + " ".repeat(width - text.length)
 const fixed = (value: number | undefined, digits: number) => value === undefined ? "-" : value.toFixed(digits)
-console.log(`\nSpeculative decoding, greedy, threads 1, ${rounds} round(s) (${quick ? "quick" : "full"}), configurations interleaved request by request\n`)
-console.log("speedup = plain's CPU seconds / the configuration's (all threads of this process), summed over every request of every round; per request = the same ratio request by request, median (quartiles); wall = the summed ratio on wall-clock time; tok/eval = output tokens per target forward pass\n")
-console.log([pad("model", 22), pad("workload", 12), pad("configuration", 56), "tokens", "tok/CPU-s", "speedup", "per request (quartiles) ", " wall ", "tok/eval", "accept", "mean acc.", "identical"].join(" | "))
+console.log(
+  `\nSpeculative decoding, greedy, threads 1, ${rounds} round(s) (${
+    quick ? "quick" : "full"
+  }), configurations interleaved request by request\n`
+)
+console.log(
+  "speedup = plain's CPU seconds / the configuration's (all threads of this process), summed over every request of every round; per request = the same ratio request by request, median (quartiles); wall = the summed ratio on wall-clock time; tok/eval = output tokens per target forward pass\n"
+)
+console.log(
+  [
+    pad("model", 22),
+    pad("workload", 12),
+    pad("configuration", 56),
+    "tokens",
+    "tok/CPU-s",
+    "speedup",
+    "per request (quartiles) ",
+    " wall ",
+    "tok/eval",
+    "accept",
+    "mean acc.",
+    "identical"
+  ].join(" | ")
+)
 for (const row of rows) {
   console.log([
     pad(row.model, 22),
@@ -528,11 +569,17 @@ const summary = (model: string, workload: string) => {
     tokensPerEvaluation: best.tokensPerEvaluation === undefined ? null : Number(best.tokensPerEvaluation.toFixed(3)),
     bestIdentical: best.identical === best.requests,
     identical: hastenRows.every((row) => row.identical === row.requests),
-    identicalRequests: `${hastenRows.reduce((sum, row) => sum + row.identical, 0)}/${hastenRows.reduce((sum, row) => sum + row.requests, 0)}`
+    identicalRequests: `${hastenRows.reduce((sum, row) => sum + row.identical, 0)}/${
+      hastenRows.reduce((sum, row) => sum + row.requests, 0)
+    }`
   }
 }
 if (guards.length > 0) {
-  console.log(`\nFree-text guard: plain node-llama-cpp and one Hasten configuration take turns request by request on ${pairCount} story openings (${new Set(guardPrompts(pairCount)).size} distinct); speedup = plain CPU time / Hasten CPU time: over the whole workload (sum), and the median pair\n`)
+  console.log(
+    `\nFree-text guard: plain node-llama-cpp and one Hasten configuration take turns request by request on ${pairCount} story openings (${
+      new Set(guardPrompts(pairCount)).size
+    } distinct); speedup = plain CPU time / Hasten CPU time: over the whole workload (sum), and the median pair\n`
+  )
   console.log([pad("model", 22), pad("configuration", 44), "pairs", "speedup (sum)", "median pair", "quartiles  ", "identical"].join(" | "))
   for (const guard of guards) {
     console.log([
@@ -553,7 +600,16 @@ const guardSummary = (model: string) => {
   return {
     adaptiveMinPairedSpeedup: adaptive.length === 0 ? null : Number(Math.min(...adaptive.map((guard) => guard.sum)).toFixed(3)),
     adaptiveMinPairedMedian: adaptive.length === 0 ? null : Number(Math.min(...adaptive.map((guard) => guard.median)).toFixed(3)),
-    paired: Object.fromEntries(selected.map((guard) => [guard.config, { median: Number(guard.median.toFixed(3)), sum: Number(guard.sum.toFixed(3)), pairs: guard.pairs, identical: guard.identical }]))
+    paired: Object.fromEntries(
+      selected.map((
+        guard
+      ) => [guard.config, {
+        median: Number(guard.median.toFixed(3)),
+        sum: Number(guard.sum.toFixed(3)),
+        pairs: guard.pairs,
+        identical: guard.identical
+      }])
+    )
   }
 }
 const models = [...new Set(rows.map((row) => row.model))]

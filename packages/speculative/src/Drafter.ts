@@ -137,8 +137,7 @@ export const model = (draft: TokenModel.TokenModelService): Drafter => ({
           reason: new VocabularyMismatch({
             target: target.name,
             draft: draft.name,
-            description:
-              `draft model ${draft.name} (vocabulary ${draft.vocabularyId}, ${draft.vocabularySize} tokens) cannot draft for ` +
+            description: `draft model ${draft.name} (vocabulary ${draft.vocabularyId}, ${draft.vocabularySize} tokens) cannot draft for ` +
               `${target.name} (vocabulary ${target.vocabularyId}, ${target.vocabularySize} tokens)`
           })
         })
@@ -350,10 +349,16 @@ export class NgramCache {
   }
 
   /** Reads a cache saved with `save`; a missing file gives an empty cache. */
-  static load(path: string, options?: { readonly minNgram?: number; readonly maxNgram?: number }): Effect.Effect<NgramCache, SpeculativeError> {
+  static load(
+    path: string,
+    options?: { readonly minNgram?: number; readonly maxNgram?: number }
+  ): Effect.Effect<NgramCache, SpeculativeError> {
     const fail = (description: string) => new SpeculativeError({ reason: new CacheFile({ path, description }) })
     return Effect.tryPromise({
-      try: () => NodeFs.promises.readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => error.code === "ENOENT" ? undefined : Promise.reject(error)),
+      try: () =>
+        NodeFs.promises.readFile(path, "utf8").catch((error: NodeJS.ErrnoException) =>
+          error.code === "ENOENT" ? undefined : Promise.reject(error)
+        ),
       catch: (cause) => fail(`cannot read: ${String(cause)}`)
     }).pipe(
       Effect.flatMap((text) => {
@@ -377,12 +382,14 @@ export class NgramCache {
  * With `path`, the cache is loaded at start and saved when the layer closes.
  * @category constructors @since 0.1.0
  */
-export const ngramCache = (options?: NgramOptions & {
-  /** A cache to share (for example across layers, or to inspect in tests). */
-  readonly cache?: NgramCache | undefined
-  /** A JSON file to load at start and save when the layer is released. */
-  readonly path?: string | undefined
-}): Drafter => ({
+export const ngramCache = (
+  options?: NgramOptions & {
+    /** A cache to share (for example across layers, or to inspect in tests). */
+    readonly cache?: NgramCache | undefined
+    /** A JSON file to load at start and save when the layer is released. */
+    readonly path?: string | undefined
+  }
+): Drafter => ({
   name: "ngram-cache",
   kind: "lookup",
   make: (target) =>
@@ -415,9 +422,10 @@ export const ngramCache = (options?: NgramOptions & {
         }
       }
       return {
-        begin: (prompt) => Effect.sync(() => {
-          learnedUntil = prompt.length
-        }),
+        begin: (prompt) =>
+          Effect.sync(() => {
+            learnedUntil = prompt.length
+          }),
         draft: (request) =>
           Effect.sync(() => {
             learnUpTo(request.context)

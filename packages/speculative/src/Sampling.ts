@@ -120,7 +120,7 @@ export const transform = (distribution: Distribution, options: SamplingOptions):
     for (let i = keep; i < size; i++) out[order[i]!] = 0
     for (let i = 0; i < keep; i++) total += out[order[i]!]!
   }
-  if (total > 0) for (let i = 0; i < size; i++) out[i] = out[i]! / total
+  if (total > 0) { for (let i = 0; i < size; i++) out[i] = out[i]! / total }
   return out
 }
 

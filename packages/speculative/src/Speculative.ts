@@ -267,7 +267,10 @@ export const make = <E = never, R = never>(
       let prompt = yield* target.tokenize(promptText, { addBos: target.bos !== undefined })
       if (prompt.length === 0 && target.bos !== undefined) prompt = [target.bos]
       if (prompt.length === 0) {
-        return yield* LlmError.make(name, new LlmError.InvalidRequest({ description: `empty prompt and ${target.name} has no BOS token to start from` }))
+        return yield* LlmError.make(
+          name,
+          new LlmError.InvalidRequest({ description: `empty prompt and ${target.name} has no BOS token to start from` })
+        )
       }
       const stops = (request.stop ?? []).filter((stop) => stop.length > 0)
       const tally = emptyTally()
@@ -349,7 +352,10 @@ export const make = <E = never, R = never>(
             const t0 = fixedGamma === undefined ? now() : 0
             const out = yield* sequence.generateGreedy(head, count, endTokens)
             if (out.length === 0) {
-              return yield* LlmError.make(name, new LlmError.BadResponse({ description: `${target.name}: generateGreedy decoded no token` }))
+              return yield* LlmError.make(
+                name,
+                new LlmError.BadResponse({ description: `${target.name}: generateGreedy decoded no token` })
+              )
             }
             if (fixedGamma === undefined) controller.recordPlainRun(out.length, head.length > 1 ? 0 : now() - t0)
             tally.targetEvaluations += out.length

@@ -7,8 +7,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { CompletionRequest, Llm, TokenModel } from "@hasten/core"
 import { Local } from "@hasten/providers/local"
 import { Effect, Fiber, Layer } from "effect"
-import * as NodePath from "node:path"
 import type { LlamaModel } from "node-llama-cpp"
+import * as NodePath from "node:path"
 import { afterAll, beforeAll } from "vitest"
 import * as Drafter from "../src/Drafter.js"
 import * as Speculative from "../src/Speculative.js"
@@ -52,7 +52,12 @@ for (const file of ["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"]) {
       ["self-draft model", Drafter.model(draft)]
     ]
 
-    const check = (name: string, gamma: number | "adaptive", tokenModel: () => Layer.Layer<TokenModel.TokenModel, any>, drafter: () => Drafter.Drafter<any>) =>
+    const check = (
+      name: string,
+      gamma: number | "adaptive",
+      tokenModel: () => Layer.Layer<TokenModel.TokenModel, any>,
+      drafter: () => Drafter.Drafter<any>
+    ) =>
       it.effect(`${name}, γ=${gamma}: identical to plain greedy`, () =>
         Effect.gen(function*() {
           const llm = yield* Llm.Llm
@@ -83,7 +88,12 @@ for (const file of ["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"]) {
 
     for (const index of [0, 1, 2]) {
       for (const gamma of [2, 5, "adaptive"] as const) {
-        check(`fast adapter, ${["prompt-lookup", "ngram-cache", "self-draft model"][index]}`, gamma, () => Layer.succeed(TokenModel.TokenModel, target), () => drafters()[index]![1])
+        check(
+          `fast adapter, ${["prompt-lookup", "ngram-cache", "self-draft model"][index]}`,
+          gamma,
+          () => Layer.succeed(TokenModel.TokenModel, target),
+          () => drafters()[index]![1]
+        )
       }
     }
     // the draft gets its own context (another context size), the target's single sequence stays free
@@ -99,9 +109,10 @@ for (const file of ["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"]) {
       check(
         `Local.layer TokenModel, ${["prompt-lookup", "ngram-cache"][index]}`,
         4,
-        () => Layer.effect(TokenModel.TokenModel, Effect.service(TokenModel.TokenModel)).pipe(
-          Layer.provide(localLayer(512))
-        ),
+        () =>
+          Layer.effect(TokenModel.TokenModel, Effect.service(TokenModel.TokenModel)).pipe(
+            Layer.provide(localLayer(512))
+          ),
         () => drafters()[index]![1]
       )
     }
@@ -111,27 +122,33 @@ for (const file of ["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"]) {
       () => Layer.effect(TokenModel.TokenModel, Effect.service(TokenModel.TokenModel)).pipe(Layer.provide(localLayer(512))),
       () => Drafter.ngramCache()
     )
-    it.effect("Local.layer TokenModel: a request interrupted mid-decoding leaves the layer's sequence usable", () =>
-      Effect.gen(function*() {
-        const llm = yield* Llm.Llm
-        for (let round = 0; round < 3; round++) {
-          const long = CompletionRequest.makeUnsafe({ model: "m", messages: [], prompt: prompts[round]!, temperature: 0, maxTokens: 300 })
-          const fiber = yield* Effect.forkChild(llm.complete(long))
-          // real time: the request decodes natively meanwhile
-          for (let i = 0; i < 2 + round; i++) yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1)))
-          yield* Fiber.interrupt(fiber)
-          for (const prompt of prompts.slice(0, 3)) {
-            const completion = yield* llm.complete(request(prompt))
-            const got = completion.metadata!["tokens"] as ReadonlyArray<number>
-            const want = expected.get(prompt)!
-            let i = 0
-            while (i < want.length && got[i] === want[i]) i++
-            assert.deepStrictEqual(got, want, `${prompt} after interrupting round ${round}: diverged at token ${i}`)
+    it.effect(
+      "Local.layer TokenModel: a request interrupted mid-decoding leaves the layer's sequence usable",
+      () =>
+        Effect.gen(function*() {
+          const llm = yield* Llm.Llm
+          for (let round = 0; round < 3; round++) {
+            const long = CompletionRequest.makeUnsafe({ model: "m", messages: [], prompt: prompts[round]!, temperature: 0, maxTokens: 300 })
+            const fiber = yield* Effect.forkChild(llm.complete(long))
+            // real time: the request decodes natively meanwhile
+            for (let i = 0; i < 2 + round; i++) yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1)))
+            yield* Fiber.interrupt(fiber)
+            for (const prompt of prompts.slice(0, 3)) {
+              const completion = yield* llm.complete(request(prompt))
+              const got = completion.metadata!["tokens"] as ReadonlyArray<number>
+              const want = expected.get(prompt)!
+              let i = 0
+              while (i < want.length && got[i] === want[i]) i++
+              assert.deepStrictEqual(got, want, `${prompt} after interrupting round ${round}: diverged at token ${i}`)
+            }
           }
-        }
-      }).pipe(Effect.provide(Speculative.layer({ drafter: Drafter.ngramCache(), gamma: "adaptive" }).pipe(
-        Layer.provide(Layer.effect(TokenModel.TokenModel, Effect.service(TokenModel.TokenModel)).pipe(Layer.provide(localLayer(512))))
-      ))), 60_000)
+        }).pipe(Effect.provide(
+          Speculative.layer({ drafter: Drafter.ngramCache(), gamma: "adaptive" }).pipe(
+            Layer.provide(Layer.effect(TokenModel.TokenModel, Effect.service(TokenModel.TokenModel)).pipe(Layer.provide(localLayer(512))))
+          )
+        )),
+      60_000
+    )
     // node-llama-cpp's public API only (controlledEvaluate and its generator)
     check(
       "Local.layer TokenModel (fastGreedy: false), ngram-cache",

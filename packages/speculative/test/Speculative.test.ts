@@ -5,17 +5,22 @@ import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import * as Drafter from "../src/Drafter.js"
-import * as Sampling from "../src/Sampling.js"
 import { AdaptiveGamma } from "../src/internal/adaptive.js"
+import * as Sampling from "../src/Sampling.js"
 import * as Speculative from "../src/Speculative.js"
 import * as Synthetic from "./support/Synthetic.js"
 
 // A cyclic, peaked chain over "abcd" (greedy: a→b→c→d→a) with an end token "$".
 const peaked = (strength: number) =>
-  Synthetic.chain([0, 1, 2, 3, 4].map((from) => [0, 1, 2, 3, 4].map((to) => (from === 4 ? 0.25 * Number(to < 4) : to === (from + 1) % 4 ? strength : to === 4 ? 0 : (1 - strength) / 3))))
+  Synthetic.chain(
+    [0, 1, 2, 3, 4].map((from) =>
+      [0, 1, 2, 3, 4].map((
+        to
+      ) => (from === 4 ? 0.25 * Number(to < 4) : to === (from + 1) % 4 ? strength : to === 4 ? 0 : (1 - strength) / 3))
+    )
+  )
 
-const cyclic = (extensions = false) =>
-  Synthetic.make({ alphabet: "abcd$", endTokens: [4], next: peaked(0.7), extensions })
+const cyclic = (extensions = false) => Synthetic.make({ alphabet: "abcd$", endTokens: [4], next: peaked(0.7), extensions })
 
 const request = (prompt: string, options?: Partial<CompletionRequest.CompletionRequestInput>) =>
   CompletionRequest.makeUnsafe({ model: "synthetic", messages: [], prompt, temperature: 0, ...options })
@@ -23,7 +28,8 @@ const request = (prompt: string, options?: Partial<CompletionRequest.CompletionR
 const provide = <E, R>(model: TokenModel.TokenModelService, speculative: Layer.Layer<Llm.Llm | Speculative.SpeculativeStats, E, R>) =>
   Effect.provide(speculative.pipe(Layer.provide(Layer.succeed(TokenModel.TokenModel, model))))
 
-const tokensOf = (completion: { readonly metadata?: Record<string, unknown> | undefined }) => completion.metadata!["tokens"] as ReadonlyArray<number>
+const tokensOf = (completion: { readonly metadata?: Record<string, unknown> | undefined }) =>
+  completion.metadata!["tokens"] as ReadonlyArray<number>
 const statsOf = (completion: { readonly facts?: Facts.Facts | undefined }) => completion.facts!.speculative as Speculative.RequestStats
 
 /** Plain greedy decoding straight on the model, no speculative machinery. */
@@ -64,7 +70,10 @@ describe("greedy equality (synthetic)", () => {
     ["model", () => Drafter.model(draftModel)],
     ["prompt-lookup", () => Drafter.promptLookup({ minNgram: 1 })],
     ["ngram-cache", () => Drafter.ngramCache({ minNgram: 1, maxNgram: 3 })],
-    ["ngram-cache+prompt-lookup", () => Drafter.combine(Drafter.ngramCache({ minNgram: 2, maxNgram: 3 }), Drafter.promptLookup({ minNgram: 1 }))]
+    [
+      "ngram-cache+prompt-lookup",
+      () => Drafter.combine(Drafter.ngramCache({ minNgram: 2, maxNgram: 3 }), Drafter.promptLookup({ minNgram: 1 }))
+    ]
   ]
   for (const [name, drafter] of drafters) {
     for (const gamma of [1, 3, 6, "adaptive"] as const) {
@@ -129,16 +138,20 @@ const chiSquare = (options: {
     const last = "abcd".indexOf(options.prompt[options.prompt.length - 1]!)
     let statistic = 0
     let cells = 0
-    for (let x = 0; x < 4; x++) for (let y = 0; y < 4; y++) for (let z = 0; z < 4; z++) {
-      const probability = rows[last]![x]! * rows[x]![y]! * rows[y]![z]!
-      const observed = counts.get("abcd"[x]! + "abcd"[y]! + "abcd"[z]!) ?? 0
-      if (probability === 0) {
-        if (observed > 0) statistic = Infinity
-        continue
+    for (let x = 0; x < 4; x++) {
+      for (let y = 0; y < 4; y++) {
+        for (let z = 0; z < 4; z++) {
+          const probability = rows[last]![x]! * rows[x]![y]! * rows[y]![z]!
+          const observed = counts.get("abcd"[x]! + "abcd"[y]! + "abcd"[z]!) ?? 0
+          if (probability === 0) {
+            if (observed > 0) statistic = Infinity
+            continue
+          }
+          const expected = probability * options.samples
+          statistic += (observed - expected) ** 2 / expected
+          cells++
+        }
       }
-      const expected = probability * options.samples
-      statistic += (observed - expected) ** 2 / expected
-      cells++
     }
     return { statistic, df: cells - 1, rejections, bonuses }
   }).pipe(provide(targetChain(), Speculative.layer({ drafter: options.drafter, gamma: options.gamma ?? 2, acceptanceRule: options.rule })))
@@ -164,7 +177,13 @@ describe("distribution exactness (synthetic p and q)", () => {
 
   it.effect("deterministic drafters (prompt lookup, one-hot q) are exact too", () =>
     Effect.gen(function*() {
-      const result = yield* chiSquare({ drafter: Drafter.promptLookup({ minNgram: 1 }), prompt: "abcdbacab", samples, sampling: { temperature: 1 }, gamma: 3 })
+      const result = yield* chiSquare({
+        drafter: Drafter.promptLookup({ minNgram: 1 }),
+        prompt: "abcdbacab",
+        samples,
+        sampling: { temperature: 1 },
+        gamma: 3
+      })
       assert.isBelow(result.statistic, critical(result.df))
       assert.isAbove(result.rejections, samples / 10)
       assert.isAbove(result.bonuses, samples / 20)
@@ -173,14 +192,26 @@ describe("distribution exactness (synthetic p and q)", () => {
   it.effect("detects a wrong acceptance rule: accepting with p(x) instead of min(1, p(x)/q(x))", () =>
     Effect.gen(function*() {
       const wrong: Sampling.AcceptanceRule = { accept: (p, _q, token) => p[token]!, residual: Sampling.exact.residual }
-      const result = yield* chiSquare({ drafter: Drafter.model(draftChain()), prompt: "a", samples, sampling: { temperature: 1 }, rule: wrong })
+      const result = yield* chiSquare({
+        drafter: Drafter.model(draftChain()),
+        prompt: "a",
+        samples,
+        sampling: { temperature: 1 },
+        rule: wrong
+      })
       assert.isAbove(result.statistic, critical(result.df) * 2)
     }))
 
   it.effect("detects a wrong residual: resampling from p instead of norm(max(0, p − q))", () =>
     Effect.gen(function*() {
       const wrong: Sampling.AcceptanceRule = { accept: Sampling.exact.accept, residual: (p) => p }
-      const result = yield* chiSquare({ drafter: Drafter.model(draftChain()), prompt: "a", samples, sampling: { temperature: 1 }, rule: wrong })
+      const result = yield* chiSquare({
+        drafter: Drafter.model(draftChain()),
+        prompt: "a",
+        samples,
+        sampling: { temperature: 1 },
+        rule: wrong
+      })
       assert.isAbove(result.statistic, critical(result.df) * 2)
     }))
 
@@ -220,7 +251,10 @@ describe("edges", () => {
         Speculative.layer({ drafter: Drafter.model(other) }).pipe(Layer.provide(Layer.succeed(TokenModel.TokenModel, targetChain())))
       )))
       assert.isTrue(Exit.isFailure(exit))
-      const error = Cause.squash((exit as Exit.Failure<unknown, unknown>).cause) as { _tag: string; reason: { _tag: string; description: string } }
+      const error = Cause.squash((exit as Exit.Failure<unknown, unknown>).cause) as {
+        _tag: string
+        reason: { _tag: string; description: string }
+      }
       assert.strictEqual(error._tag, "SpeculativeError")
       assert.strictEqual(error.reason._tag, "VocabularyMismatch")
       assert.include(error.reason.description, "other")
@@ -229,7 +263,9 @@ describe("edges", () => {
   it.effect("bad options fail the layer with InvalidOptions", () =>
     Effect.gen(function*() {
       const exit = yield* Effect.exit(Effect.scoped(Layer.build(
-        Speculative.layer({ drafter: Drafter.promptLookup(), gamma: -1 }).pipe(Layer.provide(Layer.succeed(TokenModel.TokenModel, targetChain())))
+        Speculative.layer({ drafter: Drafter.promptLookup(), gamma: -1 }).pipe(
+          Layer.provide(Layer.succeed(TokenModel.TokenModel, targetChain()))
+        )
       )))
       const error = Cause.squash((exit as Exit.Failure<unknown, unknown>).cause) as { reason: { _tag: string } }
       assert.strictEqual(error.reason._tag, "InvalidOptions")
@@ -254,16 +290,23 @@ describe("edges", () => {
 
   it.effect("an empty prompt starts from BOS; without BOS it is an InvalidRequest", () =>
     Effect.gen(function*() {
-      const withBos = Synthetic.make({ alphabet: "abcd^", bos: 4, next: (context) => context.length === 1 ? [0, 0, 1, 0, 0] : peaked(0.9)(context).slice(0, 5) })
+      const withBos = Synthetic.make({
+        alphabet: "abcd^",
+        bos: 4,
+        next: (context) => context.length === 1 ? [0, 0, 1, 0, 0] : peaked(0.9)(context).slice(0, 5)
+      })
       const text = yield* Effect.service(Llm.Llm).pipe(
-        Effect.flatMap((llm) => llm.complete(new CompletionRequest.CompletionRequest({ model: "m", messages: [], prompt: "", temperature: 0, maxTokens: 3 }))),
+        Effect.flatMap((llm) =>
+          llm.complete(new CompletionRequest.CompletionRequest({ model: "m", messages: [], prompt: "", temperature: 0, maxTokens: 3 }))
+        ),
         provide(withBos, Speculative.layer({ drafter: Drafter.promptLookup(), gamma: 2 }))
       )
       assert.strictEqual(text.text, "cda")
       const exit = yield* Effect.exit(
-        Effect.flatMap(Effect.service(Llm.Llm), (llm) => llm.complete(new CompletionRequest.CompletionRequest({ model: "m", messages: [], prompt: "", maxTokens: 3 }))).pipe(
-          provide(cyclic(), Speculative.layer({ drafter: Drafter.promptLookup() }))
-        )
+        Effect.flatMap(Effect.service(Llm.Llm), (llm) =>
+          llm.complete(new CompletionRequest.CompletionRequest({ model: "m", messages: [], prompt: "", maxTokens: 3 }))).pipe(
+            provide(cyclic(), Speculative.layer({ drafter: Drafter.promptLookup() }))
+          )
       )
       const error = Cause.squash((exit as Exit.Failure<unknown, unknown>).cause) as { _tag: string; reason: { _tag: string } }
       assert.strictEqual(error._tag, "LlmError")
@@ -297,7 +340,11 @@ describe("edges", () => {
   it.effect("an end token inside an accepted draft ends the output before it", () =>
     Effect.gen(function*() {
       // a→b→c→$ greedy, so "abc$" in the prompt lets prompt lookup draft the end token.
-      const model = Synthetic.make({ alphabet: "abc$", endTokens: [3], next: Synthetic.chain([[0.1, 0.7, 0.1, 0.1], [0.1, 0.1, 0.7, 0.1], [0.1, 0.1, 0.1, 0.7], [0.7, 0.1, 0.1, 0.1]]) })
+      const model = Synthetic.make({
+        alphabet: "abc$",
+        endTokens: [3],
+        next: Synthetic.chain([[0.1, 0.7, 0.1, 0.1], [0.1, 0.1, 0.7, 0.1], [0.1, 0.1, 0.1, 0.7], [0.7, 0.1, 0.1, 0.1]])
+      })
       const completion = yield* Effect.flatMap(Effect.service(Llm.Llm), (llm) => llm.complete(request("abc$a", { maxTokens: 20 }))).pipe(
         provide(model, Speculative.layer({ drafter: Drafter.promptLookup({ minNgram: 1 }), gamma: 4 }))
       )
@@ -308,8 +355,15 @@ describe("edges", () => {
 
   it.effect("rejected positions are rolled back, not re-evaluated; a shared prefix is reused across calls", () =>
     Effect.gen(function*() {
-      const model = Synthetic.make({ alphabet: "abcdefgh", next: (context) => Array.from({ length: 8 }, (_, t) => (t === (context[context.length - 1]! * 3 + 1) % 8 ? 0.8 : 0.2 / 7)) })
-      const wrongDraft = Synthetic.make({ alphabet: "abcdefgh", name: "wrong", next: (context) => Array.from({ length: 8 }, (_, t) => (t === (context[context.length - 1]! + 1) % 8 ? 0.8 : 0.2 / 7)) })
+      const model = Synthetic.make({
+        alphabet: "abcdefgh",
+        next: (context) => Array.from({ length: 8 }, (_, t) => (t === (context[context.length - 1]! * 3 + 1) % 8 ? 0.8 : 0.2 / 7))
+      })
+      const wrongDraft = Synthetic.make({
+        alphabet: "abcdefgh",
+        name: "wrong",
+        next: (context) => Array.from({ length: 8 }, (_, t) => (t === (context[context.length - 1]! + 1) % 8 ? 0.8 : 0.2 / 7))
+      })
       yield* Effect.gen(function*() {
         const llm = yield* Llm.Llm
         const completion = yield* llm.complete(request("abc", { maxTokens: 12 }))
@@ -320,7 +374,11 @@ describe("edges", () => {
         const before = model.counters.evaluatedTokens
         const again = yield* llm.complete(request("abc", { maxTokens: 12 }))
         assert.strictEqual(again.text, completion.text)
-        assert.strictEqual(model.counters.evaluatedTokens - before, statsOf(again).targetEvaluations + statsOf(again).draftTokens, "no prefill: the prompt's KV state was reused")
+        assert.strictEqual(
+          model.counters.evaluatedTokens - before,
+          statsOf(again).targetEvaluations + statsOf(again).draftTokens,
+          "no prefill: the prompt's KV state was reused"
+        )
         assert.strictEqual(model.counters.sequences, 1)
       }).pipe(provide(model, Speculative.layer({ drafter: Drafter.model(wrongDraft), gamma: 3 })))
     }))
@@ -330,13 +388,22 @@ describe("edges", () => {
 describe("adaptive γ", () => {
   it.effect("turns speculation off when drafts are always wrong, and probes back", () =>
     Effect.gen(function*() {
-      const model = Synthetic.make({ alphabet: "abcdefgh", next: (context) => Array.from({ length: 8 }, (_, t) => (t === (context[context.length - 1]! * 3 + 1) % 8 ? 0.8 : 0.2 / 7)) })
-      const wrongDraft = Synthetic.make({ alphabet: "abcdefgh", name: "wrong", next: (context) => Array.from({ length: 8 }, (_, t) => (t === (context[context.length - 1]! + 1) % 8 ? 0.8 : 0.2 / 7)) })
+      const model = Synthetic.make({
+        alphabet: "abcdefgh",
+        next: (context) => Array.from({ length: 8 }, (_, t) => (t === (context[context.length - 1]! * 3 + 1) % 8 ? 0.8 : 0.2 / 7))
+      })
+      const wrongDraft = Synthetic.make({
+        alphabet: "abcdefgh",
+        name: "wrong",
+        next: (context) => Array.from({ length: 8 }, (_, t) => (t === (context[context.length - 1]! + 1) % 8 ? 0.8 : 0.2 / 7))
+      })
       const stats = yield* Effect.gen(function*() {
         const llm = yield* Llm.Llm
         const completion = yield* llm.complete(request("abc", { maxTokens: 200 }))
         return statsOf(completion)
-      }).pipe(provide(model, Speculative.layer({ drafter: Drafter.model(wrongDraft), gamma: "adaptive", probeInterval: 16, costClock: "wall" })))
+      }).pipe(
+        provide(model, Speculative.layer({ drafter: Drafter.model(wrongDraft), gamma: "adaptive", probeInterval: 16, costClock: "wall" }))
+      )
       assert.isAbove(stats.plainSteps, 180)
       // probes after 16, 32, 64, … plain steps (the interval doubles while probes do not pay)
       assert.isAtLeast(stats.speculativeSteps, 3, "probes")
@@ -345,15 +412,22 @@ describe("adaptive γ", () => {
 
   it.effect("runs the plain stretches between probes in the backend's own loop (generateGreedy), same output and probes", () =>
     Effect.gen(function*() {
-      const next = (context: ReadonlyArray<number>) => Array.from({ length: 8 }, (_, t) => (t === (context[context.length - 1]! * 3 + 1) % 8 ? 0.8 : 0.2 / 7))
-      const wrongDraft = Synthetic.make({ alphabet: "abcdefgh", name: "wrong", next: (context) => Array.from({ length: 8 }, (_, t) => (t === (context[context.length - 1]! + 1) % 8 ? 0.8 : 0.2 / 7)) })
+      const next = (context: ReadonlyArray<number>) =>
+        Array.from({ length: 8 }, (_, t) => (t === (context[context.length - 1]! * 3 + 1) % 8 ? 0.8 : 0.2 / 7))
+      const wrongDraft = Synthetic.make({
+        alphabet: "abcdefgh",
+        name: "wrong",
+        next: (context) => Array.from({ length: 8 }, (_, t) => (t === (context[context.length - 1]! + 1) % 8 ? 0.8 : 0.2 / 7))
+      })
       const decode = (extensions: boolean) => {
         const model = Synthetic.make({ alphabet: "abcdefgh", next, extensions })
         return Effect.gen(function*() {
           const llm = yield* Llm.Llm
           const completion = yield* llm.complete(request("abc", { maxTokens: 200 }))
           return { tokens: tokensOf(completion), stats: statsOf(completion), runs: model.counters.runs }
-        }).pipe(provide(model, Speculative.layer({ drafter: Drafter.model(wrongDraft), gamma: "adaptive", probeInterval: 16, costClock: "wall" })))
+        }).pipe(
+          provide(model, Speculative.layer({ drafter: Drafter.model(wrongDraft), gamma: "adaptive", probeInterval: 16, costClock: "wall" }))
+        )
       }
       const stepped = yield* decode(false)
       const run = yield* decode(true)
@@ -428,7 +502,14 @@ describe("adaptive γ cost model", () => {
       const gamma = controller.choose(1_000)
       if (gamma > 0) {
         speculative++
-        controller.record({ requested: gamma, proposed: gamma, accepted: gamma, draftNanos: perToken * gamma + 300 * missed, verifyNanos: 1_000 + 150 * gamma, evaluated: gamma + 1 })
+        controller.record({
+          requested: gamma,
+          proposed: gamma,
+          accepted: gamma,
+          draftNanos: perToken * gamma + 300 * missed,
+          verifyNanos: 1_000 + 150 * gamma,
+          evaluated: gamma + 1
+        })
         missed = 0
       } else {
         controller.record(plainStep)
@@ -448,7 +529,9 @@ describe("adaptive γ cost model", () => {
     for (let i = 0; i < 10; i++) controller.record(plainStep)
     // the first draft after 10 plain steps also evaluates the 10 tokens the draft model missed
     controller.record({ requested: 4, proposed: 4, accepted: 4, draftNanos: 10 * 5_000 + 4 * 100, verifyNanos: 1_600, evaluated: 5 })
-    for (let i = 0; i < 3; i++) controller.record({ requested: 4, proposed: 4, accepted: 4, draftNanos: 400, verifyNanos: 1_600, evaluated: 5 })
+    for (let i = 0; i < 3; i++) {
+      controller.record({ requested: 4, proposed: 4, accepted: 4, draftNanos: 400, verifyNanos: 1_600, evaluated: 5 })
+    }
     assert.isAbove(controller.best(1_000), 0, "100 ns per drafted token against 1 µs per target step pays")
   })
 
@@ -457,7 +540,9 @@ describe("adaptive γ cost model", () => {
     for (let i = 0; i < 10; i++) controller.record(plainStep)
     // the first draft after a plain stretch also learns the tokens decoded meanwhile
     controller.record({ requested: 4, proposed: 4, accepted: 4, draftNanos: 50_000, verifyNanos: 1_600, evaluated: 5 })
-    for (let i = 0; i < 3; i++) controller.record({ requested: 4, proposed: 4, accepted: 4, draftNanos: 100, verifyNanos: 1_600, evaluated: 5 })
+    for (let i = 0; i < 3; i++) {
+      controller.record({ requested: 4, proposed: 4, accepted: 4, draftNanos: 100, verifyNanos: 1_600, evaluated: 5 })
+    }
     assert.isAbove(controller.best(1_000), 0, "a 100 ns lookup against 1 µs per target step pays")
   })
 
@@ -488,7 +573,14 @@ describe("adaptive γ cost model", () => {
         }
         const proposed = gamma
         const ok = request >= options.wrongFor ? proposed : 0
-        controller.record({ requested: gamma, proposed, accepted: ok, draftNanos: 10, verifyNanos: 1_000 + 150 * proposed, evaluated: proposed + 1 })
+        controller.record({
+          requested: gamma,
+          proposed,
+          accepted: ok,
+          draftNanos: 10,
+          verifyNanos: 1_000 + 150 * proposed,
+          evaluated: proposed + 1
+        })
         produced += ok + 1
         if (request >= options.wrongFor) accepted += ok
       }
@@ -525,7 +617,9 @@ describe("adaptive γ cost model", () => {
       cost += nanos
     }
     let best = 1
-    for (let k = 1; k <= maxGamma; k++) best = Math.max(best, ((1 - accept ** (k + 1)) / (1 - accept)) / ((fixed + 1_000 + perToken * k) / 1_000))
+    for (let k = 1; k <= maxGamma; k++) {
+      best = Math.max(best, ((1 - accept ** (k + 1)) / (1 - accept)) / ((fixed + 1_000 + perToken * k) / 1_000))
+    }
     return { rate: (tokens / cost) * 1_000, best }
   }
 
@@ -560,7 +654,14 @@ describe("adaptive γ cost model", () => {
       const gamma = Math.max(1, controller.choose(1_000))
       let accepted = 0
       while (accepted < gamma && random() < 0.85) accepted++
-      controller.record({ requested: gamma, proposed: gamma, accepted, draftNanos: 10, verifyNanos: 1_000 + 300 * gamma, evaluated: gamma + 1 })
+      controller.record({
+        requested: gamma,
+        proposed: gamma,
+        accepted,
+        draftNanos: 10,
+        verifyNanos: 1_000 + 300 * gamma,
+        evaluated: gamma + 1
+      })
     }
     const alone = controller.best(1_000)
     const withPrompt = controller.best(1_000, 40)
@@ -605,7 +706,9 @@ describe("n-gram cache", () => {
       assert.deepStrictEqual(loaded.predict(prefix, 10), cache.predict(prefix, 10))
       assert.isAbove(loaded.predict(prefix, 10).length, 5)
       const mismatch = yield* Effect.exit(Effect.scoped(Layer.build(
-        Speculative.layer({ drafter: Drafter.ngramCache({ path }) }).pipe(Layer.provide(Layer.succeed(TokenModel.TokenModel, targetChain())))
+        Speculative.layer({ drafter: Drafter.ngramCache({ path }) }).pipe(
+          Layer.provide(Layer.succeed(TokenModel.TokenModel, targetChain()))
+        )
       )))
       const error = Cause.squash((mismatch as Exit.Failure<unknown, unknown>).cause) as { reason: { _tag: string } }
       assert.strictEqual(error.reason._tag, "VocabularyMismatch")

@@ -4,12 +4,12 @@
  * `redis-server` must be installed (`.ci/run` installs it).
  * @since 0.1.0
  */
+import { Effect } from "effect"
 import { spawn, spawnSync } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { createConnection, createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Effect } from "effect"
 import { RedisServerError, TestkitError } from "./TestkitError.js"
 
 /** `redis-server` is missing or did not start: now a reason of `TestkitError`. @category errors @since 0.1.0 */
@@ -61,7 +61,18 @@ export const start = async (): Promise<RedisServer> => {
   const port = await freePort()
   const dir = mkdtempSync(join(tmpdir(), "hasten-redis-"))
   const child = spawn("redis-server", [
-    "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, "--protected-mode", "yes"
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    dir,
+    "--protected-mode",
+    "yes"
   ], { stdio: "ignore" })
   let exited = false
   child.once("exit", () => {

@@ -4,10 +4,9 @@
  * 429 bodies, a latency model, seeded faults, deterministic content, and counters.
  * @since 0.1.0
  */
+import { Context, Effect, Layer } from "effect"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
-import { Context, Effect, Layer } from "effect"
-import { SimulatorError, TestkitError } from "./TestkitError.js"
 import * as anthropic from "./internal/anthropic.js"
 import { apiKeyOf } from "./internal/engine/auth.js"
 import { formatDuration as formatDurationInternal } from "./internal/engine/duration.js"
@@ -22,6 +21,7 @@ import * as replicate from "./internal/replicate.js"
 import { countTokens as countTokensInternal, tokenize as tokenizeInternal } from "./internal/tokens.js"
 import type { Counters, SimulatorEvent } from "./SimulatorCounters.js"
 import type { SimulatorOptions } from "./SimulatorOptions.js"
+import { SimulatorError, TestkitError } from "./TestkitError.js"
 
 export type { Counters, SimulatorEvent } from "./SimulatorCounters.js"
 export type {
@@ -125,7 +125,10 @@ const dispatch = async (engine: Engine, origin: string, request: IncomingMessage
   if (matched === undefined) {
     const vendor = guessVendor(request, path)
     request.resume()
-    const error = vendor.error("not_found", vendor.api === "openai" ? `Invalid URL (${method} ${url.pathname})` : `Not found: ${method} ${url.pathname}`)
+    const error = vendor.error(
+      "not_found",
+      vendor.api === "openai" ? `Invalid URL (${method} ${url.pathname})` : `Not found: ${method} ${url.pathname}`
+    )
     return sendJson(engine, response, error.status, error.body, {}, error.contentType)
   }
   if (matched.public !== true) {
@@ -148,7 +151,10 @@ const dispatch = async (engine: Engine, origin: string, request: IncomingMessage
   try {
     await matched.handle(context)
   } catch (cause) {
-    const error = matched.vendor.error("server", `The simulator failed while handling ${name}: ${cause instanceof Error ? cause.message : String(cause)}`)
+    const error = matched.vendor.error(
+      "server",
+      `The simulator failed while handling ${name}: ${cause instanceof Error ? cause.message : String(cause)}`
+    )
     if (!response.headersSent) sendJson(engine, response, error.status, error.body, {}, error.contentType)
     else response.destroy()
   }
@@ -167,7 +173,10 @@ export const start = (options: SimulatorOptions = {}): Promise<Instance> =>
       dispatch(engine, origin, request, response).catch((cause: unknown) => {
         if (response.destroyed) return
         if (response.headersSent) return void response.destroy()
-        const error = openaiVendor.error("invalid_request", `The simulator could not handle this request: ${cause instanceof Error ? cause.message : String(cause)}`)
+        const error = openaiVendor.error(
+          "invalid_request",
+          `The simulator could not handle this request: ${cause instanceof Error ? cause.message : String(cause)}`
+        )
         sendJson(engine, response, error.status, error.body)
       })
     })
@@ -214,7 +223,10 @@ export const layer = (options: SimulatorOptions = {}): Layer.Layer<Simulator, Te
   Layer.effect(
     Simulator,
     Effect.acquireRelease(
-      Effect.tryPromise({ try: () => start(options), catch: (cause) => new TestkitError({ reason: new SimulatorError({ description: String(cause) }) }) }),
+      Effect.tryPromise({
+        try: () => start(options),
+        catch: (cause) => new TestkitError({ reason: new SimulatorError({ description: String(cause) }) })
+      }),
       (instance) => Effect.promise(() => instance.close())
     )
   )

@@ -37,9 +37,23 @@ const usage = `Usage: hasten-simulator [options]
   --help                     print this help`
 
 const numberFlags = [
-  "port", "seed", "rpm", "tpm", "window-ms", "max-concurrency", "quota-tokens", "default-max-tokens", "ttft-ms",
-  "per-token-ms", "jitter", "fault-rate", "embedding-dimensions", "batch-validating-ms", "batch-per-request-ms",
-  "batch-finalizing-ms", "batch-expires-after-ms"
+  "port",
+  "seed",
+  "rpm",
+  "tpm",
+  "window-ms",
+  "max-concurrency",
+  "quota-tokens",
+  "default-max-tokens",
+  "ttft-ms",
+  "per-token-ms",
+  "jitter",
+  "fault-rate",
+  "embedding-dimensions",
+  "batch-validating-ms",
+  "batch-per-request-ms",
+  "batch-finalizing-ms",
+  "batch-expires-after-ms"
 ] as const
 
 /**
@@ -52,8 +66,7 @@ export const CliError = TestkitError
 /** @deprecated Use `TestkitError`. @category errors @since 0.1.0 */
 export type CliError = TestkitError
 
-const invalid = (flag: string, description: string): TestkitError =>
-  new TestkitError({ reason: new InvalidFlag({ flag, description }) })
+const invalid = (flag: string, description: string): TestkitError => new TestkitError({ reason: new InvalidFlag({ flag, description }) })
 
 /**
  * Parses command-line flags into simulator options, throwing a `TestkitError` (reason
@@ -97,9 +110,13 @@ export const parseFlags = (argv: ReadonlyArray<string>): Simulator.Options | und
   for (const name of ["jitter", "fault-rate"] as const) {
     if ((numbers[name] ?? 0) > 1) throw invalid(name, `--${name} must be between 0 and 1, got ${numbers[name]}`)
   }
-  const kinds = typeof values["fault-kinds"] === "string" ? values["fault-kinds"].split(",").map((kind) => kind.trim()).filter((kind) => kind.length > 0) : undefined
+  const kinds = typeof values["fault-kinds"] === "string"
+    ? values["fault-kinds"].split(",").map((kind) => kind.trim()).filter((kind) => kind.length > 0)
+    : undefined
   for (const kind of kinds ?? []) {
-    if (!["500", "503", "reset", "hang", "midstream"].includes(kind)) throw invalid("fault-kinds", `--fault-kinds: unknown kind ${JSON.stringify(kind)} (expected 500, 503, reset, hang, midstream)`)
+    if (!["500", "503", "reset", "hang", "midstream"].includes(kind)) {
+      throw invalid("fault-kinds", `--fault-kinds: unknown kind ${JSON.stringify(kind)} (expected 500, 503, reset, hang, midstream)`)
+    }
   }
   const promptCharge = values["prompt-charge"]
   if (promptCharge !== undefined && promptCharge !== "tokens" && promptCharge !== "characters") {
@@ -135,7 +152,9 @@ export const parseFlags = (argv: ReadonlyArray<string>): Simulator.Options | und
     faults: numbers["fault-rate"] !== undefined
       ? { rate: numbers["fault-rate"], ...(kinds !== undefined ? { kinds: kinds as Array<Simulator.FaultKind> } : {}) }
       : undefined,
-    apiKeys: typeof values["api-keys"] === "string" ? values["api-keys"].split(",").map((key) => key.trim()).filter((key) => key.length > 0) : undefined,
+    apiKeys: typeof values["api-keys"] === "string"
+      ? values["api-keys"].split(",").map((key) => key.trim()).filter((key) => key.length > 0)
+      : undefined,
     embeddingDimensions: numbers["embedding-dimensions"],
     batch: Object.keys(batch).length > 0 ? batch : undefined
   }) as Simulator.Options
@@ -146,20 +165,25 @@ export const parseFlags = (argv: ReadonlyArray<string>): Simulator.Options | und
  * as one JSON line. Resolves with the running instance.
  * @category constructors @since 0.1.0
  */
-export const main = async (argv: ReadonlyArray<string>, write: (line: string) => void = (line) => process.stdout.write(line)): Promise<Simulator.Instance | undefined> => {
+export const main = async (
+  argv: ReadonlyArray<string>,
+  write: (line: string) => void = (line) => process.stdout.write(line)
+): Promise<Simulator.Instance | undefined> => {
   const options = parseFlags(argv)
   if (options === undefined) {
     write(`${usage}\n`)
     return undefined
   }
   const sim = await Simulator.start(options)
-  write(`${JSON.stringify({
-    url: sim.url,
-    port: sim.port,
-    openaiBaseUrl: sim.openaiBaseUrl,
-    anthropicBaseUrl: sim.anthropicBaseUrl,
-    replicateBaseUrl: sim.replicateBaseUrl
-  })}\n`)
+  write(`${
+    JSON.stringify({
+      url: sim.url,
+      port: sim.port,
+      openaiBaseUrl: sim.openaiBaseUrl,
+      anthropicBaseUrl: sim.anthropicBaseUrl,
+      replicateBaseUrl: sim.replicateBaseUrl
+    })
+  }\n`)
   return sim
 }
 

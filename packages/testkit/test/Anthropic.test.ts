@@ -61,7 +61,11 @@ describe("Anthropic simulator through the official SDK", () => {
   it("reports cache creation then cache reads for a cache_control prefix", async () => {
     const sim = await start()
     const anthropic = client(sim)
-    const system = [{ type: "text" as const, text: "You are a careful assistant with a long shared preamble.", cache_control: { type: "ephemeral" as const } }]
+    const system = [{
+      type: "text" as const,
+      text: "You are a careful assistant with a long shared preamble.",
+      cache_control: { type: "ephemeral" as const }
+    }]
     const first = await anthropic.messages.create(message("Question one", { system }))
     const second = await anthropic.messages.create(message("Question two", { system }))
     const prefix = Simulator.countTokens(system[0].text)
@@ -101,18 +105,33 @@ describe("Anthropic simulator through the official SDK", () => {
   it("rejects malformed requests with invalid_request_error naming the field", async () => {
     const sim = await start()
     const anthropic = client(sim)
-    const noMaxTokens = await anthropic.messages.create({ model: "m", messages: [{ role: "user", content: "x" }] } as never).catch((error: unknown) => error)
+    const noMaxTokens = await anthropic.messages.create({ model: "m", messages: [{ role: "user", content: "x" }] } as never).catch((
+      error: unknown
+    ) => error)
     assert.instanceOf(noMaxTokens, Anthropic.BadRequestError)
-    const body = (noMaxTokens as InstanceType<typeof Anthropic.BadRequestError>).error as { type: string; error: { type: string; message: string } }
+    const body = (noMaxTokens as InstanceType<typeof Anthropic.BadRequestError>).error as {
+      type: string
+      error: { type: string; message: string }
+    }
     assert.strictEqual(body.type, "error")
     assert.strictEqual(body.error.type, "invalid_request_error")
     assert.match(body.error.message, /max_tokens/)
-    const badRole = await anthropic.messages.create(message("x", { messages: [{ role: "robot", content: "x" }] }) as never).catch((error: unknown) => error)
+    const badRole = await anthropic.messages.create(message("x", { messages: [{ role: "robot", content: "x" }] }) as never).catch((
+      error: unknown
+    ) => error)
     assert.match(String((badRole as Error).message), /messages\.0\.role/)
-    const raw = await fetch(`${sim.url}/v1/messages`, { method: "POST", headers: { "x-api-key": "k", "content-type": "application/json" }, body: "{not json" })
+    const raw = await fetch(`${sim.url}/v1/messages`, {
+      method: "POST",
+      headers: { "x-api-key": "k", "content-type": "application/json" },
+      body: "{not json"
+    })
     assert.strictEqual(raw.status, 400)
     assert.strictEqual((await raw.json() as { error: { type: string } }).error.type, "invalid_request_error")
-    const unauthorized = await fetch(`${sim.url}/v1/messages`, { method: "POST", headers: { "anthropic-version": "2023-06-01", "content-type": "application/json" }, body: "{}" })
+    const unauthorized = await fetch(`${sim.url}/v1/messages`, {
+      method: "POST",
+      headers: { "anthropic-version": "2023-06-01", "content-type": "application/json" },
+      body: "{}"
+    })
     assert.strictEqual(unauthorized.status, 401)
     assert.strictEqual((await unauthorized.json() as { error: { type: string } }).error.type, "authentication_error")
   })

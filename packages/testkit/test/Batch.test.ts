@@ -47,7 +47,12 @@ describe("Batch API", () => {
       good("c", "third question")
     ])
     assert.strictEqual(file.purpose, "batch")
-    const created = await openai.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h", metadata: { run: "t1" } })
+    const created = await openai.batches.create({
+      input_file_id: file.id,
+      endpoint: "/v1/chat/completions",
+      completion_window: "24h",
+      metadata: { run: "t1" }
+    })
     assert.strictEqual(created.status, "validating")
     assert.deepStrictEqual(created.metadata, { run: "t1" })
     const { batch } = await poll(openai, created.id)
@@ -58,7 +63,11 @@ describe("Batch API", () => {
     assert.isNumber(batch.completed_at)
     const outputs = await jsonl(openai, batch.output_file_id!)
     assert.deepStrictEqual(outputs.map((entry) => entry.custom_id), ["a", "b", "c"])
-    const direct = await openai.chat.completions.create({ model: "gpt-4o-mini", messages: [{ role: "user", content: "first question" }], max_tokens: 20 })
+    const direct = await openai.chat.completions.create({
+      model: "gpt-4o-mini",
+      messages: [{ role: "user", content: "first question" }],
+      max_tokens: 20
+    })
     assert.strictEqual(outputs[0].response.status_code, 200)
     assert.strictEqual(outputs[0].response.body.choices[0].message.content, direct.choices[0]!.message.content)
     const errors = await jsonl(openai, batch.error_file_id!)
@@ -112,7 +121,8 @@ describe("Batch API", () => {
     const { batch } = await poll(openai, created.id)
     assert.strictEqual(batch.status, "failed")
     assert.strictEqual(batch.errors?.data?.[0]?.line, 2)
-    const missing = await openai.batches.create({ input_file_id: "file-nope", endpoint: "/v1/chat/completions", completion_window: "24h" }).catch((error: unknown) => error)
+    const missing = await openai.batches.create({ input_file_id: "file-nope", endpoint: "/v1/chat/completions", completion_window: "24h" })
+      .catch((error: unknown) => error)
     assert.instanceOf(missing, OpenAI.BadRequestError)
     assert.strictEqual((missing as InstanceType<typeof OpenAI.BadRequestError>).param, "input_file_id")
     const notFound = await openai.batches.retrieve("batch_nope").catch((error: unknown) => error)
@@ -122,7 +132,9 @@ describe("Batch API", () => {
   it("runs an embeddings batch", async () => {
     const sim = await start({ batch: { validatingMs: 1, perRequestMs: 1, finalizingMs: 1 } })
     const openai = client(sim)
-    const file = await upload(openai, [JSON.stringify({ custom_id: "e", method: "POST", url: "/v1/embeddings", body: { model: "text-embedding-3-small", input: "hi" } })])
+    const file = await upload(openai, [
+      JSON.stringify({ custom_id: "e", method: "POST", url: "/v1/embeddings", body: { model: "text-embedding-3-small", input: "hi" } })
+    ])
     const created = await openai.batches.create({ input_file_id: file.id, endpoint: "/v1/embeddings", completion_window: "24h" })
     const { batch } = await poll(openai, created.id)
     const [entry] = await jsonl(openai, batch.output_file_id!)

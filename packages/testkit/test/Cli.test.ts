@@ -1,9 +1,9 @@
-import { type ChildProcess, spawn } from "node:child_process"
-import { once } from "node:events"
-import { fileURLToPath } from "node:url"
 import { afterEach, assert, describe, it } from "@effect/vitest"
 import { Simulator, TestkitError } from "@hasten/testkit"
 import { CliError, parseFlags } from "@hasten/testkit/cli"
+import { type ChildProcess, spawn } from "node:child_process"
+import { once } from "node:events"
+import { fileURLToPath } from "node:url"
 import OpenAI from "openai"
 
 /** Runs `src/cli.ts` from source in its own Node process (relative `.js` imports resolve to `.ts`). */
@@ -27,7 +27,13 @@ afterEach(async () => {
 })
 
 const launch = (args: Array<string>) => {
-  const child = spawn(process.execPath, ["--conditions=@hasten/source", "--import", `data:text/javascript,${encodeURIComponent(hooks)}`, cli, ...args], {
+  const child = spawn(process.execPath, [
+    "--conditions=@hasten/source",
+    "--import",
+    `data:text/javascript,${encodeURIComponent(hooks)}`,
+    cli,
+    ...args
+  ], {
     stdio: ["ignore", "pipe", "pipe"]
   })
   children.push(child)
@@ -49,13 +55,37 @@ const firstLine = (child: ChildProcess): Promise<string> =>
 
 describe("hasten-simulator CLI", () => {
   it("maps flags to options", () => {
-    assert.deepStrictEqual(parseFlags(["--port", "0", "--rpm", "10", "--tpm", "500", "--window-ms", "1000", "--max-concurrency", "3", "--ttft-ms", "5", "--per-token-ms", "1", "--fault-rate", "0.1", "--fault-kinds", "500,reset", "--seed", "9"]), {
-      port: 0,
-      seed: 9,
-      limits: { rpm: 10, tpm: 500, windowMs: 1000, maxConcurrency: 3 },
-      latency: { ttftMs: 5, perTokenMs: 1 },
-      faults: { rate: 0.1, kinds: ["500", "reset"] }
-    })
+    assert.deepStrictEqual(
+      parseFlags([
+        "--port",
+        "0",
+        "--rpm",
+        "10",
+        "--tpm",
+        "500",
+        "--window-ms",
+        "1000",
+        "--max-concurrency",
+        "3",
+        "--ttft-ms",
+        "5",
+        "--per-token-ms",
+        "1",
+        "--fault-rate",
+        "0.1",
+        "--fault-kinds",
+        "500,reset",
+        "--seed",
+        "9"
+      ]),
+      {
+        port: 0,
+        seed: 9,
+        limits: { rpm: 10, tpm: 500, windowMs: 1000, maxConcurrency: 3 },
+        latency: { ttftMs: 5, perTokenMs: 1 },
+        faults: { rate: 0.1, kinds: ["500", "reset"] }
+      }
+    )
     assert.deepStrictEqual(parseFlags([]), {})
     assert.isUndefined(parseFlags(["--help"]))
   })
@@ -91,9 +121,14 @@ describe("hasten-simulator CLI", () => {
     assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/)
     const openai = new OpenAI({ baseURL: openaiBaseUrl, apiKey: "sk-cli", maxRetries: 0 })
     const answer = await openai.chat.completions.create({ model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }] })
-    assert.strictEqual(answer.choices[0]!.message.content, Simulator.defaultResponder({ api: "openai", route: "", model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }], body: {} }))
+    assert.strictEqual(
+      answer.choices[0]!.message.content,
+      Simulator.defaultResponder({ api: "openai", route: "", model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }], body: {} })
+    )
     await openai.chat.completions.create({ model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }] })
-    const limited = await openai.chat.completions.create({ model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }] }).catch((error: unknown) => error)
+    const limited = await openai.chat.completions.create({ model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }] }).catch((
+      error: unknown
+    ) => error)
     assert.instanceOf(limited, OpenAI.RateLimitError)
     const counters = await (await fetch(`${url}/_hasten/counters`)).json() as Simulator.Counters
     assert.strictEqual(counters.requests, 3)

@@ -16,7 +16,11 @@ describe("Fakes.llm", () => {
       const texts: Array<string> = []
       for (const content of ["a", "b", "c"]) texts.push((yield* llm.complete(request(content))).text)
       assert.deepStrictEqual(texts, ["first", "second", "second"])
-      assert.deepStrictEqual(fake.calls.map((call) => [call.index, call.method, call.request.messages[0]!.content]), [[0, "complete", "a"], [1, "complete", "b"], [2, "complete", "c"]])
+      assert.deepStrictEqual(fake.calls.map((call) => [call.index, call.method, call.request.messages[0]!.content]), [
+        [0, "complete", "a"],
+        [1, "complete", "b"],
+        [2, "complete", "c"]
+      ])
       const completion = yield* llm.complete(request("how many tokens?", { maxTokens: 1 }))
       assert.strictEqual(completion.text, "seco")
       assert.strictEqual(completion.finishReason, "length")
@@ -31,7 +35,16 @@ describe("Fakes.llm", () => {
       assert.strictEqual((yield* echo.service.complete(request("hi"))).text, "echo hi")
       const plain = Fakes.llm()
       const text = (yield* plain.service.complete(request("hi"))).text
-      assert.strictEqual(text, Simulator.defaultResponder({ api: "openai", route: "", model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }], body: {} }))
+      assert.strictEqual(
+        text,
+        Simulator.defaultResponder({
+          api: "openai",
+          route: "",
+          model: "gpt-4o-mini",
+          messages: [{ role: "user", content: "hi" }],
+          body: {}
+        })
+      )
     }))
 
   it.effect("sleeps through the Clock, so TestClock controls latency", () =>
@@ -72,7 +85,10 @@ describe("Fakes.llm", () => {
       assert.deepStrictEqual(chunks.map((chunk) => chunk.text), Simulator.tokenize("one two three"))
       assert.strictEqual(chunks.at(-1)!.finishReason, "stop")
       assert.strictEqual(chunks.at(-1)!.usage?.outputTokens, 4)
-      const folded = yield* Completion.fromStream(fake.service.stream(request("s")).pipe(Stream.take(100)), { model: "m", provider: "fake" }).pipe(
+      const folded = yield* Completion.fromStream(fake.service.stream(request("s")).pipe(Stream.take(100)), {
+        model: "m",
+        provider: "fake"
+      }).pipe(
         Effect.forkChild,
         Effect.tap(() => TestClock.adjust("3 seconds")),
         Effect.flatMap(Fiber.join)
@@ -94,7 +110,13 @@ describe("Fakes.embedder", () => {
       assert.strictEqual(result.usage.inputTokens, 3 * Simulator.countTokens("a cat"))
       const sim = yield* Effect.promise(() => Simulator.start())
       const remote = yield* Effect.promise(() =>
-        new OpenAI({ baseURL: sim.openaiBaseUrl, apiKey: "k", maxRetries: 0 }).embeddings.create({ model: "text-embedding-3-small", input: "a cat", dimensions: 8, encoding_format: "float" }))
+        new OpenAI({ baseURL: sim.openaiBaseUrl, apiKey: "k", maxRetries: 0 }).embeddings.create({
+          model: "text-embedding-3-small",
+          input: "a cat",
+          dimensions: 8,
+          encoding_format: "float"
+        })
+      )
       yield* Effect.promise(() => sim.close())
       assert.deepStrictEqual(remote.data[0]!.embedding, result.vectors[0])
       const failing = Fakes.embedder({ failWith: { 0: new LlmError.Timeout({ description: "slow" }) } })

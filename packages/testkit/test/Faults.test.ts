@@ -49,7 +49,9 @@ describe("seeded faults", () => {
 
   it("500 and 503 carry OpenAI's server_error body and rate-limit headers; 503 says overloaded", async () => {
     const sim = await start({ faults: { rate: 1, kinds: ["503"] }, limits: { rpm: 10 } })
-    const error = await client(sim).chat.completions.create(chat("x")).catch((error: unknown) => error) as InstanceType<typeof OpenAI.InternalServerError>
+    const error = await client(sim).chat.completions.create(chat("x")).catch((error: unknown) => error) as InstanceType<
+      typeof OpenAI.InternalServerError
+    >
     assert.instanceOf(error, OpenAI.InternalServerError)
     assert.strictEqual(error.status, 503)
     assert.strictEqual(error.type, "server_error")

@@ -13,7 +13,11 @@ afterEach(async () => {
 })
 
 const client = (sim: Simulator.Instance, apiKey = "sk-test") => new OpenAI({ baseURL: sim.openaiBaseUrl, apiKey, maxRetries: 0 })
-const chat = (content: string, maxTokens: number) => ({ model: "gpt-4o-mini", messages: [{ role: "user" as const, content }], max_tokens: maxTokens })
+const chat = (content: string, maxTokens: number) => ({
+  model: "gpt-4o-mini",
+  messages: [{ role: "user" as const, content }],
+  max_tokens: maxTokens
+})
 const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Sends a request, waiting `retry-after-ms` after every 429 until it is admitted. */
@@ -38,7 +42,9 @@ describe("rate limits", () => {
     const sim = await start({ limits })
     const openai = client(sim)
     // 16 requests, each reserving its prompt plus 12-30 output tokens, fired at once.
-    const rejections = await Promise.all(Array.from({ length: 16 }, (_, i) => untilAdmitted(openai, chat(`request number ${i}`, 12 + (i % 4) * 6))))
+    const rejections = await Promise.all(
+      Array.from({ length: 16 }, (_, i) => untilAdmitted(openai, chat(`request number ${i}`, 12 + (i % 4) * 6)))
+    )
     const events = sim.events()
     const max = Simulator.maxInWindow(events, windowMs)
     assert.isAtMost(max.requests, limits.rpm)
@@ -58,7 +64,9 @@ describe("rate limits", () => {
     const sim = await start({ limits: { rpm: 1, windowMs: 100 } })
     const openai = client(sim)
     await openai.chat.completions.create(chat("a", 5))
-    const error = await openai.chat.completions.create(chat("b", 5)).catch((error: unknown) => error) as InstanceType<typeof OpenAI.RateLimitError>
+    const error = await openai.chat.completions.create(chat("b", 5)).catch((error: unknown) => error) as InstanceType<
+      typeof OpenAI.RateLimitError
+    >
     assert.instanceOf(error, OpenAI.RateLimitError)
     const retryAfterMs = Number(error.headers?.get("retry-after-ms"))
     assert.isAbove(retryAfterMs, 0)
@@ -114,12 +122,16 @@ describe("rate limits", () => {
     const openai = client(sim)
     const ok = await openai.chat.completions.create(chat("twelve chars", 40)).withResponse()
     assert.strictEqual(ok.response.headers.get("x-ratelimit-remaining-tokens"), String(50 - Simulator.countTokens("twelve chars") - 40))
-    const tokens = await openai.chat.completions.create(chat("x", 20)).catch((error: unknown) => error) as InstanceType<typeof OpenAI.RateLimitError>
+    const tokens = await openai.chat.completions.create(chat("x", 20)).catch((error: unknown) => error) as InstanceType<
+      typeof OpenAI.RateLimitError
+    >
     assert.instanceOf(tokens, OpenAI.RateLimitError)
     assert.strictEqual(tokens.type, "tokens")
     const used = Simulator.countTokens("twelve chars") + 40
     assert.include(tokens.message, `tokens per min (TPM): Limit 50, Used ${used}, Requested 21.`)
-    const large = await client(sim, "sk-other").chat.completions.create(chat("x", 100)).catch((error: unknown) => error) as InstanceType<typeof OpenAI.RateLimitError>
+    const large = await client(sim, "sk-other").chat.completions.create(chat("x", 100)).catch((error: unknown) => error) as InstanceType<
+      typeof OpenAI.RateLimitError
+    >
     assert.match(large.message, /Request too large/)
     assert.deepStrictEqual(sim.counters().http429, { requests: 0, tokens: 2, quota: 0, concurrency: 0 })
   })
@@ -127,7 +139,9 @@ describe("rate limits", () => {
   it("an exhausted quota answers insufficient_quota forever, for that key only", async () => {
     const sim = await start({ limits: { quotaExhausted: ["sk-broke"], windowMs: 20 } })
     for (let attempt = 0; attempt < 3; attempt++) {
-      const error = await client(sim, "sk-broke").chat.completions.create(chat("x", 5)).catch((error: unknown) => error) as InstanceType<typeof OpenAI.RateLimitError>
+      const error = await client(sim, "sk-broke").chat.completions.create(chat("x", 5)).catch((error: unknown) => error) as InstanceType<
+        typeof OpenAI.RateLimitError
+      >
       assert.instanceOf(error, OpenAI.RateLimitError)
       assert.strictEqual(error.code, "insufficient_quota")
       assert.strictEqual(error.type, "insufficient_quota")
@@ -143,10 +157,14 @@ describe("rate limits", () => {
     const sim = await start({ limits: { quotaTokens: 30, windowMs: 10 } })
     const openai = client(sim)
     await openai.chat.completions.create(chat("x", 20))
-    const error = await openai.chat.completions.create(chat("x", 20)).catch((error: unknown) => error) as InstanceType<typeof OpenAI.RateLimitError>
+    const error = await openai.chat.completions.create(chat("x", 20)).catch((error: unknown) => error) as InstanceType<
+      typeof OpenAI.RateLimitError
+    >
     assert.strictEqual(error.code, "insufficient_quota")
     await wait(20)
-    const again = await openai.chat.completions.create(chat("x", 20)).catch((error: unknown) => error) as InstanceType<typeof OpenAI.RateLimitError>
+    const again = await openai.chat.completions.create(chat("x", 20)).catch((error: unknown) => error) as InstanceType<
+      typeof OpenAI.RateLimitError
+    >
     assert.strictEqual(again.code, "insufficient_quota")
   })
 
@@ -156,8 +174,9 @@ describe("rate limits", () => {
     const gate = new Promise<void>((resolve) => (open = resolve))
     const sim = await start({ limits: { maxConcurrency: 2 }, responder: () => gate.then(() => "done") })
     const openai = client(sim)
-    const pending = Promise.all(Array.from({ length: 5 }, (_, i) =>
-      openai.chat.completions.create(chat(`c${i}`, 5)).then(() => "ok", (error: unknown) => error)))
+    const pending = Promise.all(
+      Array.from({ length: 5 }, (_, i) => openai.chat.completions.create(chat(`c${i}`, 5)).then(() => "ok", (error: unknown) => error))
+    )
     while (sim.counters().http429.concurrency < 3) await wait(5)
     assert.strictEqual(sim.counters().inFlight, 2)
     open()

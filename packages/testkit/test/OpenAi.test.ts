@@ -1,6 +1,6 @@
 import { afterEach, assert, describe, it } from "@effect/vitest"
-import OpenAI from "openai"
 import { Simulator } from "@hasten/testkit"
+import OpenAI from "openai"
 
 const running: Array<Simulator.Instance> = []
 const start = async (options: Simulator.Options = {}) => {
@@ -135,7 +135,12 @@ describe("OpenAI simulator through the official SDK", () => {
     const norm = Math.hypot(...batch.data[1]!.embedding)
     assert.approximately(norm, 1, 1e-9)
     assert.strictEqual(batch.usage.prompt_tokens, Simulator.countTokens("a cat") + Simulator.countTokens("a dog"))
-    const sized = await openai.embeddings.create({ model: "text-embedding-3-small", input: "a cat", dimensions: 4, encoding_format: "float" })
+    const sized = await openai.embeddings.create({
+      model: "text-embedding-3-small",
+      input: "a cat",
+      dimensions: 4,
+      encoding_format: "float"
+    })
     assert.strictEqual(sized.data[0]!.embedding.length, 4)
   })
 
@@ -146,7 +151,12 @@ describe("OpenAI simulator through the official SDK", () => {
     assert.strictEqual(completion.object, "text_completion")
     assert.strictEqual(completion.usage?.completion_tokens, 5)
     assert.strictEqual(completion.choices[0]!.finish_reason, "length")
-    const stream = await openai.completions.create({ model: "gpt-3.5-turbo-instruct", prompt: "Once upon a time", max_tokens: 5, stream: true })
+    const stream = await openai.completions.create({
+      model: "gpt-3.5-turbo-instruct",
+      prompt: "Once upon a time",
+      max_tokens: 5,
+      stream: true
+    })
     const parts: Array<string> = []
     for await (const chunk of stream) parts.push(chunk.choices[0]?.text ?? "")
     assert.strictEqual(parts.join(""), completion.choices[0]!.text)
@@ -175,9 +185,15 @@ describe("OpenAI simulator through the official SDK", () => {
       assert.strictEqual(badRequest.type, "invalid_request_error")
       assert.strictEqual(badRequest.param, param, JSON.stringify(body))
     }
-    const embedding = await openai.embeddings.create({ model: "text-embedding-3-small", input: [] as Array<string> }).catch((error: unknown) => error)
+    const embedding = await openai.embeddings.create({ model: "text-embedding-3-small", input: [] as Array<string> }).catch((
+      error: unknown
+    ) => error)
     assert.strictEqual((embedding as InstanceType<typeof OpenAI.BadRequestError>).param, "input")
-    const raw = await fetch(`${sim.openaiBaseUrl}/chat/completions`, { method: "POST", headers: { authorization: "Bearer k", "content-type": "application/json" }, body: "{\"model\": " })
+    const raw = await fetch(`${sim.openaiBaseUrl}/chat/completions`, {
+      method: "POST",
+      headers: { authorization: "Bearer k", "content-type": "application/json" },
+      body: "{\"model\": "
+    })
     assert.strictEqual(raw.status, 400)
     const rawBody = await raw.json() as { error: { type: string; message: string; param: unknown; code: unknown } }
     assert.strictEqual(rawBody.error.type, "invalid_request_error")

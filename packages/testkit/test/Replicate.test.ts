@@ -26,7 +26,9 @@ describe("Replicate simulator through the official SDK", () => {
   it("replicate.run returns the output tokens for the model and version forms", async () => {
     const sim = await start({ responder: (request) => `You said: ${request.prompt}` })
     const replicate = client(sim)
-    const byModel = await replicate.run("meta/meta-llama-3-8b-instruct", { input: { prompt: "hello world", max_tokens: 50 } }) as Array<string>
+    const byModel = await replicate.run("meta/meta-llama-3-8b-instruct", { input: { prompt: "hello world", max_tokens: 50 } }) as Array<
+      string
+    >
     assert.isArray(byModel)
     assert.strictEqual(byModel.join(""), "You said: hello world")
     assert.deepStrictEqual(byModel, Simulator.tokenize("You said: hello world"))
@@ -84,11 +86,17 @@ describe("Replicate simulator through the official SDK", () => {
 
   it("rejects bad input with a 422 problem body and a missing token with 401", async () => {
     const sim = await start()
-    const error = await client(sim).predictions.create({ model: "meta/llama", input: { prompt: "x", max_tokens: "lots" } }).catch((error: unknown) => error) as Error & { response: Response }
+    const error = await client(sim).predictions.create({ model: "meta/llama", input: { prompt: "x", max_tokens: "lots" } }).catch((
+      error: unknown
+    ) => error) as Error & { response: Response }
     assert.strictEqual(error.name, "ApiError")
     assert.strictEqual(error.response.status, 422)
     assert.match(error.message, /max_tokens/)
-    const missing = await fetch(`${sim.replicateBaseUrl}/predictions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ version: "abc", input: {} }) })
+    const missing = await fetch(`${sim.replicateBaseUrl}/predictions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ version: "abc", input: {} })
+    })
     assert.strictEqual(missing.status, 401)
     const body = await missing.json() as { title: string; status: number }
     assert.strictEqual(body.status, 401)
@@ -101,7 +109,9 @@ describe("Replicate simulator through the official SDK", () => {
     const sim = await start({ limits: { rpm: 1 } })
     const replicate = client(sim)
     await replicate.run("meta/llama", { input: { prompt: "one" } })
-    const error = await replicate.run("meta/llama", { input: { prompt: "two" } }).catch((error: unknown) => error) as Error & { response: Response }
+    const error = await replicate.run("meta/llama", { input: { prompt: "two" } }).catch((error: unknown) => error) as Error & {
+      response: Response
+    }
     assert.strictEqual(error.response.status, 429)
     assert.match(error.message, /Request was throttled/)
     // replicate 1.4 retries a 429 five times before giving up: six refusals in all.
@@ -110,7 +120,9 @@ describe("Replicate simulator through the official SDK", () => {
 
   it("answers 402 when the quota is exhausted", async () => {
     const sim = await start({ limits: { quotaExhausted: ["r8_broke"] } })
-    const error = await client(sim, "r8_broke").run("meta/llama", { input: { prompt: "x" } }).catch((error: unknown) => error) as Error & { response: Response }
+    const error = await client(sim, "r8_broke").run("meta/llama", { input: { prompt: "x" } }).catch((error: unknown) => error) as Error & {
+      response: Response
+    }
     assert.strictEqual(error.response.status, 402)
     assert.match(error.message, /insufficient credit/)
   })
@@ -122,7 +134,9 @@ describe("Replicate simulator through the official SDK", () => {
     assert.match(String((run as Error).message), /Prediction failed: .*midstream/)
     const outputs: Array<string> = []
     const streamed = await (async () => {
-      for await (const event of replicate.stream("meta/llama", { input: { prompt: "x" } })) if (event.event === "output") outputs.push(event.data)
+      for await (const event of replicate.stream("meta/llama", { input: { prompt: "x" } })) {
+        if (event.event === "output") outputs.push(event.data)
+      }
     })().then(() => undefined, (error: unknown) => error)
     assert.instanceOf(streamed, Error)
     assert.deepStrictEqual(outputs, ["a", " b", " c"])

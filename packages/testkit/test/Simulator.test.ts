@@ -79,7 +79,9 @@ describe("Simulator robustness and bookkeeping", () => {
     })
     try {
       const openai = new OpenAI({ baseURL: sim.openaiBaseUrl, apiKey: "k", maxRetries: 0 })
-      const error = await openai.chat.completions.create(chat("x")).catch((error: unknown) => error) as InstanceType<typeof OpenAI.InternalServerError>
+      const error = await openai.chat.completions.create(chat("x")).catch((error: unknown) => error) as InstanceType<
+        typeof OpenAI.InternalServerError
+      >
       assert.instanceOf(error, OpenAI.InternalServerError)
       assert.match(error.message, /model crashed/)
       assert.strictEqual(sim.counters().inFlight, 0)
@@ -135,15 +137,29 @@ describe("Simulator robustness and bookkeeping", () => {
         ["/v1/models/meta/llama/predictions", { authorization: "Bearer k" }]
       ]
       const bodies = [
-        "", "null", "[]", "42", "\"text\"", "{}", "{\"model\":null}", "{\"model\":\"m\",\"messages\":[null]}",
+        "",
+        "null",
+        "[]",
+        "42",
+        "\"text\"",
+        "{}",
+        "{\"model\":null}",
+        "{\"model\":\"m\",\"messages\":[null]}",
         "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\"}]}]}",
         "{\"model\":\"m\",\"max_tokens\":-1,\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
-        "{\"model\":\"m\",\"input\":{\"prompt\":5},\"prompt\":{}}", "{\"version\":7,\"input\":[]}", "{\"input\":\"x\",\"model\":\"m\",\"dimensions\":0}",
-        "{\"input_file_id\":1}", "\u0000\u0001garbage"
+        "{\"model\":\"m\",\"input\":{\"prompt\":5},\"prompt\":{}}",
+        "{\"version\":7,\"input\":[]}",
+        "{\"input\":\"x\",\"model\":\"m\",\"dimensions\":0}",
+        "{\"input_file_id\":1}",
+        "\u0000\u0001garbage"
       ]
       for (const [path, headers] of routes) {
         for (const body of bodies) {
-          const response = await fetch(`${sim.url}${path}`, { method: "POST", headers: { ...headers, "content-type": "application/json" }, body })
+          const response = await fetch(`${sim.url}${path}`, {
+            method: "POST",
+            headers: { ...headers, "content-type": "application/json" },
+            body
+          })
           const label = `${path} ${JSON.stringify(body)} -> ${response.status}`
           assert.isAtLeast(response.status, 400, label)
           assert.isBelow(response.status, 500, label)

@@ -3,8 +3,8 @@
  * call, and the others wait for its result.
  * @since 0.1.0
  */
-import { Deferred, Effect, Exit, Fiber, Metric, type Scope } from "effect"
 import type { LlmError } from "@hasten/core"
+import { Deferred, Effect, Exit, Fiber, Metric, type Scope } from "effect"
 import { coalesced } from "../CacheMetrics.js"
 
 /** One upstream call in progress and who waits on it. */

@@ -3,8 +3,8 @@
  * a fallback value with one warning per outage, `fail` into an `LlmError`.
  * @since 0.1.0
  */
-import { Effect, Metric } from "effect"
 import { LlmError } from "@hasten/core"
+import { Effect, Metric } from "effect"
 import type { OnStoreError } from "../CacheConfig.js"
 import type { CacheStoreError, CacheStoreService } from "../CacheStore.js"
 import { metricsFor } from "./metrics.js"

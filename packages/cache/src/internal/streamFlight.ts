@@ -5,8 +5,8 @@
  * the stream has finished successfully.
  * @since 0.1.0
  */
-import { Deferred, Effect, Exit, Fiber, Metric, Option, type Scope, Stream } from "effect"
 import type { LlmError } from "@hasten/core"
+import { Deferred, Effect, Exit, Fiber, Metric, Option, type Scope, Stream } from "effect"
 import { coalesced } from "../CacheMetrics.js"
 
 /** One upstream stream in progress: what it has emitted so far, how it ended, who follows it. */

@@ -5,8 +5,8 @@
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import type { Event, FlushMode } from "../RunLog.js"
 import { InvalidRunFile, PerfLoggerError } from "../PerfLoggerError.js"
+import type { Event, FlushMode } from "../RunLog.js"
 
 const flushSignals = ["SIGINT", "SIGTERM", "SIGHUP"] as const
 
@@ -216,7 +216,6 @@ export class EventLog {
     this.writing = false
     this.onError(error)
   }
-
 
   /** Closes the descriptor once nothing writes to it (an asynchronous write may still run). */
   private closeWhenIdle(): void {

@@ -17,13 +17,7 @@ import {
   timeToFirstChunk,
   tokenUsage
 } from "../Metrics.js"
-import {
-  acceptanceBoundaries,
-  batchBoundaries,
-  chunkBoundaries,
-  durationBoundaries,
-  tokenBoundaries
-} from "./buckets.js"
+import { acceptanceBoundaries, batchBoundaries, chunkBoundaries, durationBoundaries, tokenBoundaries } from "./buckets.js"
 
 /** Metric instances bound to one attribute set, cached so the hot path does not rebuild them. */
 export interface Instruments {
@@ -137,7 +131,10 @@ export const instrumentsFor = (
   return instruments
 }
 
-const stageInstruments = new Map<string, { readonly duration: Metric.Metric<number, unknown>; readonly items: Metric.Metric<number, unknown> }>()
+const stageInstruments = new Map<
+  string,
+  { readonly duration: Metric.Metric<number, unknown>; readonly items: Metric.Metric<number, unknown> }
+>()
 
 export const stageInstrumentsFor = (stage: string) => {
   let instruments = stageInstruments.get(stage)
@@ -148,7 +145,11 @@ export const stageInstrumentsFor = (stage: string) => {
         boundaries: durationBoundaries,
         attributes: { "hasten.stage": stage, unit: "s" }
       }),
-      items: Metric.counter(stageItems.id, { description: stageItems.description, incremental: true, attributes: { "hasten.stage": stage } })
+      items: Metric.counter(stageItems.id, {
+        description: stageItems.description,
+        incremental: true,
+        attributes: { "hasten.stage": stage }
+      })
     }
     if (stageInstruments.size > 1_000) stageInstruments.clear()
     stageInstruments.set(stage, instruments)

@@ -15,8 +15,7 @@ export interface ReportData {
   readonly pointWeight?: number
 }
 
-const escapeHtml = (text: string): string =>
-  text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;")
+const escapeHtml = (text: string): string => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;")
 
 /** JSON safe to embed in a `<script>` element. */
 const embedJson = (value: unknown): string =>
@@ -25,8 +24,7 @@ const embedJson = (value: unknown): string =>
 const fmtMs = (value: number | null | undefined): string =>
   value === null || value === undefined ? "–" : value >= 1000 ? `${(value / 1000).toFixed(2)} s` : `${value.toFixed(2)} ms`
 
-const fmt = (value: number | null | undefined, digits = 1): string =>
-  value === null || value === undefined ? "–" : value.toFixed(digits)
+const fmt = (value: number | null | undefined, digits = 1): string => value === null || value === undefined ? "–" : value.toFixed(digits)
 
 const modelRow = (name: string, stats: CallStats): string =>
   `<tr><td>${escapeHtml(name)}</td><td>${stats.calls}</td><td>${stats.errors}</td><td>${fmtMs(stats.latencyMs?.p50)}</td>` +
@@ -217,7 +215,9 @@ figcaption { font-weight: 600; margin-bottom: 4px; }
     escapeHtml(summary.startedAt)
   }${summary.complete ? "" : " (run did not finish cleanly)"}.</p>
 ${cost}${memory}${
-    sampled ? `<p>Charts use an even sample of ${points.length / 4} of the ${summary.overall.calls} calls; the tables use all of them.</p>` : ""
+    sampled
+      ? `<p>Charts use an even sample of ${points.length / 4} of the ${summary.overall.calls} calls; the tables use all of them.</p>`
+      : ""
   }
 <table><thead><tr><th>model</th><th>calls</th><th>errors</th><th>p50</th><th>p90</th><th>p99</th><th>TTFT p50</th><th>ITL p50</th><th>TPOT p50</th><th>out tok/s</th><th>req/s</th><th>tokens in/out/cached</th><th>cache hit</th><th>cost</th></tr></thead>
 <tbody>${models}</tbody></table>

@@ -173,7 +173,7 @@ class CallGroup {
         this.latency.push(event.latencyMs)
         this.upstreamOutputTokens += event.outputTokens ?? 0
         if (event.ttftMs !== undefined) this.ttft.push(event.ttftMs)
-        if (event.itlMs !== undefined) for (const value of event.itlMs) this.itl.push(value)
+        if (event.itlMs !== undefined) { for (const value of event.itlMs) this.itl.push(value) }
         const tpot = timePerOutputToken(event)
         if (tpot !== undefined) this.tpot.push(tpot)
       }

@@ -29,8 +29,7 @@ const ms = (value: number | null | undefined): string =>
 const num = (value: number | null | undefined, digits = 1): string =>
   value === null || value === undefined || Number.isNaN(value) ? "-" : value.toFixed(digits)
 
-const pct = (value: number | null | undefined): string =>
-  value === null || value === undefined ? "-" : `${(value * 100).toFixed(1)}%`
+const pct = (value: number | null | undefined): string => value === null || value === undefined ? "-" : `${(value * 100).toFixed(1)}%`
 
 const usd = (value: number | null | undefined): string => (value === null || value === undefined ? "-" : `$${value.toFixed(4)}`)
 
@@ -121,12 +120,18 @@ export const renderSummary = (summary: Summary): string => {
   }
   if (summary.memory !== null) {
     extras.push(
-      `memory: rss peak ${(summary.memory.rssPeakBytes / 2 ** 20).toFixed(1)} MiB, heap peak ${(summary.memory.heapUsedPeakBytes / 2 ** 20).toFixed(1)} MiB`
+      `memory: rss peak ${(summary.memory.rssPeakBytes / 2 ** 20).toFixed(1)} MiB, heap peak ${
+        (summary.memory.heapUsedPeakBytes / 2 ** 20).toFixed(1)
+      } MiB`
     )
   }
   const sketched = overall.latencyMs?.relativeError ?? overall.itlMs?.relativeError ?? overall.tpotMs?.relativeError
   if (sketched !== undefined) {
-    extras.push(`quantiles: past ${EXACT_SAMPLES.toLocaleString("en-US")} samples a distribution's p50/p90/p99 are DDSketch estimates within ${sketched * 100}%`)
+    extras.push(
+      `quantiles: past ${EXACT_SAMPLES.toLocaleString("en-US")} samples a distribution's p50/p90/p99 are DDSketch estimates within ${
+        sketched * 100
+      }%`
+    )
   }
   parts.push(...extras)
   return parts.join("\n")
@@ -135,10 +140,13 @@ export const renderSummary = (summary: Summary): string => {
 const ratio = (a: number | null | undefined, b: number | null | undefined): string =>
   a === null || a === undefined || b === null || b === undefined || a === 0 ? "-" : `${(b / a).toFixed(2)}x`
 
-type Metric = readonly [label: string, pick: (stats: CallStats) => number | null | undefined, format: (value: number | null | undefined) => string]
+type Metric = readonly [
+  label: string,
+  pick: (stats: CallStats) => number | null | undefined,
+  format: (value: number | null | undefined) => string
+]
 
-const dist = (pick: (stats: CallStats) => Distribution | null, field: keyof Distribution) => (stats: CallStats) =>
-  pick(stats)?.[field]
+const dist = (pick: (stats: CallStats) => Distribution | null, field: keyof Distribution) => (stats: CallStats) => pick(stats)?.[field]
 
 const compareMetrics: ReadonlyArray<Metric> = [
   ["calls", (stats) => stats.calls, (value) => num(value, 0)],

@@ -74,7 +74,9 @@ export const make = (sequence: LlamaContextSequence): GreedyDecoder | undefined 
   const internals = sequence as unknown as SequenceInternals
   const native = internals.model?._model
   const Sampler = internals.model?._llama?._bindings?.AddonSampler as (new(model: unknown) => NativeSampler) | undefined
-  const context = internals.context?._ctx as { sampleToken: (batchLogitIndex: number, sampler: NativeSampler) => Promise<number> } | undefined
+  const context = internals.context?._ctx as
+    | { sampleToken: (batchLogitIndex: number, sampler: NativeSampler) => Promise<number> }
+    | undefined
   const contextShift = internals._contextShift
   if (
     typeof internals._decodeTokens !== "function" || typeof internals._resolveSamplerConfig !== "function" ||

@@ -5,9 +5,9 @@
  * @since 0.1.0
  */
 import { Effect } from "effect"
+import type { Llama, LlamaModel, Token } from "node-llama-cpp"
 import * as Crypto from "node:crypto"
 import * as Path from "node:path"
-import type { Llama, LlamaModel, Token } from "node-llama-cpp"
 import { resolveModelPath } from "../LocalModelFile.js"
 import type { Options } from "../LocalOptions.js"
 import * as ModelPool from "../ModelPool.js"

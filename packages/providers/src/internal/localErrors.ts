@@ -12,8 +12,7 @@ export const provider = "local"
 export const errorMessage = (cause: unknown): string => cause instanceof Error ? cause.message : String(cause)
 
 /** A local `LlmError` with an `InvalidRequest` reason. */
-export const invalid = (description: string): LlmError.LlmError =>
-  LlmError.make(provider, new LlmError.InvalidRequest({ description }))
+export const invalid = (description: string): LlmError.LlmError => LlmError.make(provider, new LlmError.InvalidRequest({ description }))
 
 /** Maps an unexpected failure (a rejected node-llama-cpp promise) to a local `LlmError`. */
 export const failure = (what: string) => (cause: unknown): LlmError.LlmError =>

@@ -32,6 +32,5 @@ export const isFile = (path: string): boolean => {
 export const sha256File = (path: string): Promise<string> =>
   new Promise((resolve, reject) => {
     const hash = Crypto.createHash("sha256")
-    Fs.createReadStream(path).on("data", (chunk) => hash.update(chunk)).on("error", reject).on("end", () =>
-      resolve(hash.digest("hex")))
+    Fs.createReadStream(path).on("data", (chunk) => hash.update(chunk)).on("error", reject).on("end", () => resolve(hash.digest("hex")))
   })

@@ -140,7 +140,8 @@ export const make = (
             return LlmError.make(
               provider,
               new LlmError.ContextLengthExceeded({
-                description: `appending ${newTokens.length} tokens to ${tokens.length} exceeds the context size of ${sequence.contextSize} (one position stays free)`
+                description:
+                  `appending ${newTokens.length} tokens to ${tokens.length} exceeds the context size of ${sequence.contextSize} (one position stays free)`
               })
             )
           }
@@ -154,27 +155,29 @@ export const make = (
         const controlled = (newTokens: ReadonlyArray<number>, item: (token: Token, index: number) => ControlledEvaluateInputItem) =>
           evaluate(newTokens, () => sequence.controlledEvaluate(newTokens.map((token, index) => item(token as Token, index))))
         const stepGreedy = (newTokens: ReadonlyArray<number>) =>
-          decoder !== undefined ? evaluate(newTokens, () => decoder.decode(newTokens, newTokens.length - 1)) : evaluate(newTokens, async () => {
-            const input = newTokens as Array<Token>
-            let step: IteratorResult<Token, void>
-            try {
-              if (generator === undefined) {
-                generator = sequence.evaluate(input, { temperature: 0, yieldEogToken: true })
-                step = await generator.next()
-              } else {
-                step = await generator.next(input)
+          decoder !== undefined ?
+            evaluate(newTokens, () => decoder.decode(newTokens, newTokens.length - 1)) :
+            evaluate(newTokens, async () => {
+              const input = newTokens as Array<Token>
+              let step: IteratorResult<Token, void>
+              try {
+                if (generator === undefined) {
+                  generator = sequence.evaluate(input, { temperature: 0, yieldEogToken: true })
+                  step = await generator.next()
+                } else {
+                  step = await generator.next(input)
+                }
+              } catch (error) {
+                // a failed step ends the generator; the next step starts a new one
+                generator = undefined
+                throw error
               }
-            } catch (error) {
-              // a failed step ends the generator; the next step starts a new one
-              generator = undefined
-              throw error
-            }
-            if (step.done === true) {
-              generator = undefined
-              throw new Error("the greedy generator ended")
-            }
-            return [step.value as number]
-          })
+              if (step.done === true) {
+                generator = undefined
+                throw new Error("the greedy generator ended")
+              }
+              return [step.value as number]
+            })
         /**
          * Plain greedy decoding, natively: `newTokens` then up to `count - 1` sampled tokens are
          * evaluated by the greedy generator in one loop, as node-llama-cpp's own generation runs
@@ -253,7 +256,9 @@ export const make = (
           }
           // the decoding step: no Effect.gen on the way, one lock, one forward pass
           if (from === newTokens.length - 1) return lock.withPermits(1)(Effect.suspend(() => stepGreedy(newTokens)))
-          if (decoder !== undefined) return lock.withPermits(1)(Effect.suspend(() => evaluate(newTokens, () => decoder.decode(newTokens, from))))
+          if (decoder !== undefined) {
+            return lock.withPermits(1)(Effect.suspend(() => evaluate(newTokens, () => decoder.decode(newTokens, from))))
+          }
           return lock.withPermits(1)(Effect.gen(function*() {
             const results = yield* controlled(newTokens, (token, index) => (index < from ? token : [token, greedyNext]))
             const nexts: Array<number> = []
@@ -287,8 +292,12 @@ export const make = (
         }
         const truncate = (length: number) =>
           lock.withPermits(1)(Effect.gen(function*() {
-            if (!Number.isInteger(length) || length < 0) return yield* invalid(`truncate length must be a non-negative integer, got ${length}`)
-            if (length >= tokens.length) return
+            if (!Number.isInteger(length) || length < 0) {
+              return yield* invalid(`truncate length must be a non-negative integer, got ${length}`)
+            }
+            if (length >= tokens.length) {
+              return
+            }
             yield* native(() =>
               sequence.eraseContextTokenRanges([{ start: length, end: sequence.nextTokenIndex }]).then(() => {
                 tokens.length = length
@@ -299,7 +308,8 @@ export const make = (
           readonly generateGreedy: typeof generateGreedy
         } = {
           // a live read-only view (no copy per decoding step); it changes as the sequence does
-          tokens: () => tokens,
+          tokens: () =>
+            tokens,
           append,
           appendGreedy,
           generateGreedy,

@@ -26,10 +26,15 @@ export const make = ({ base, key, options, pool }: LoadedModel): ContextFor => {
       const candidates = [adapter, ...modelFolders(options).map((folder) => Path.join(folder, adapter))]
       const found = candidates.find(isFile)
       if (found === undefined) {
-        return Effect.fail(invalid(`LoRA adapter file not found: "${adapter}" (looked in the cwd and ${modelFolders(options).join(", ") || "no shared/models folder"})`))
+        return Effect.fail(
+          invalid(
+            `LoRA adapter file not found: "${adapter}" (looked in the cwd and ${
+              modelFolders(options).join(", ") || "no shared/models folder"
+            })`
+          )
+        )
       }
       return pool.context({ ...key, adapter: Path.resolve(found) })
     })
-  return (request) =>
-    request.adapter === undefined || request.adapter.length === 0 ? Effect.succeed(base) : adapterContext(request.adapter)
+  return (request) => request.adapter === undefined || request.adapter.length === 0 ? Effect.succeed(base) : adapterContext(request.adapter)
 }

@@ -3,10 +3,9 @@
  * classification and configuration errors. Not exported from the package.
  * @internal
  */
+import { LlmError, RateLimitHeaders } from "@hasten/core"
 import { Clock, Config, Effect, Option, Redacted } from "effect"
 import { ProviderConfigError, ProviderError } from "../ProviderError.js"
-import { LlmError, RateLimitHeaders } from "@hasten/core"
-
 
 /** Epoch milliseconds through Effect's `Clock` (so `TestClock` drives it). */
 export const now: Effect.Effect<number> = Clock.currentTimeMillis

@@ -61,10 +61,15 @@ export const make = (deps: {
       for (const window of windows) {
         const tokens = tokensOf(window.unit, input, output)
         if (window.unit !== "request" && tokens > window.limit) {
-          return yield* LlmError.make(provider, new LlmError.InvalidRequest({
-            description: `request needs ${tokens} ${window.name.replace("_", " ")} (estimated prompt ${input} + maxTokens ${output}) ` +
-              `but the budget for ${key} is ${window.limit} per ${window.windowMillis / 1000} s: it can never be admitted; shorten it or lower maxTokens`
-          }))
+          return yield* LlmError.make(
+            provider,
+            new LlmError.InvalidRequest({
+              description: `request needs ${tokens} ${window.name.replace("_", " ")} (estimated prompt ${input} + maxTokens ${output}) ` +
+                `but the budget for ${key} is ${window.limit} per ${
+                  window.windowMillis / 1000
+                } s: it can never be admitted; shorten it or lower maxTokens`
+            })
+          )
         }
       }
       const start = yield* Clock.currentTimeMillis
@@ -83,9 +88,14 @@ export const make = (deps: {
         // A cooldown after a 429 (shared through the store) or the pace the store learned.
         const requestWindow = state.requestWindow
         const adaptive = requestWindow === undefined ? undefined : yield* limiter.adaptiveConsume({
-          key: `${key}:adaptive`, tokens: 1, fallbackLimit: requestWindow.limit, fallbackWindow: Duration.millis(requestWindow.windowMillis)
+          key: `${key}:adaptive`,
+          tokens: 1,
+          fallbackLimit: requestWindow.limit,
+          fallbackWindow: Duration.millis(requestWindow.windowMillis)
         })
-        if (adaptive !== undefined && Duration.isPositive(adaptive.delay)) yield* waitFor(Duration.toMillis(adaptive.delay), `adaptive_${adaptive.phase}`)
+        if (adaptive !== undefined && Duration.isPositive(adaptive.delay)) {
+          yield* waitFor(Duration.toMillis(adaptive.delay), `adaptive_${adaptive.phase}`)
+        }
         // Take every window at the moment of sending, never a future slot: a fiber that wakes
         // late (a busy event loop) re-checks instead of bunching with the calls after it.
         yield* state.admission.withPermits(1)(Effect.gen(function*() {
@@ -101,7 +111,9 @@ export const make = (deps: {
             // the budgets may have been learnt while this call waited
             for (const window of state.windows) {
               const tokens = tokensOf(window.unit, input, output)
-              if (tokens === 0) continue
+              if (tokens === 0) {
+                continue
+              }
               const exit = yield* Effect.exit(consume(window, key, tokens, true, "fail"))
               if (Exit.isSuccess(exit)) {
                 taken.push([window, tokens])
@@ -127,14 +139,18 @@ export const make = (deps: {
           totals.waits++
           totals.waitMillis += wait
           // Metrics count every wait; the log only shows waits visible at its precision (10 ms).
-          if (wait >= 10) yield* event(`pre_wait=${seconds(wait)}`, { event: "rate_limit.pre_wait", key, pre_wait_seconds: seconds(wait), reason })
+          if (wait >= 10) {
+            yield* event(`pre_wait=${seconds(wait)}`, { event: "rate_limit.pre_wait", key, pre_wait_seconds: seconds(wait), reason })
+          }
           yield* Metric.update(Metric.withAttributes(waitsTotal, { key, reason }), 1)
           yield* Metric.update(Metric.withAttributes(waitSecondsTotal, { key, reason }), wait / 1000)
         }
         let settled = false
         const once = (effect: Effect.Effect<void>) =>
           Effect.suspend(() => {
-            if (settled) return Effect.void
+            if (settled) {
+              return Effect.void
+            }
             settled = true
             return effect
           })
@@ -151,53 +167,67 @@ export const make = (deps: {
             ? undefined
             : () => state.latency!.deadlineMillis(output),
           succeed: (observed) =>
-            once(Effect.gen(function*() {
-              const usage = observed?.usage
-              if (state.latency !== undefined) {
-                const now = yield* Clock.currentTimeMillis
-                state.latency.record(now - end, usage?.outputTokens ?? output)
-              }
-              if (usage !== undefined && accounting === "usage") {
-                yield* adjust(charged, key, provider, usage.inputTokens - input, usage.outputTokens - output)
-              }
-              yield* learn(state, observed?.rateLimit, key, { input, output })
-              if (probing) yield* endProbe(state)
-              yield* increase(key, state)
-            }).pipe(Effect.catch(() => Effect.void))),
-          fail: (error) =>
-            once(Effect.gen(function*() {
-              if (probing) yield* endProbe(state)
-              // The provider reported no usage for a failed call: give its tokens back, unless
-              // its policy keeps them charged. The request itself stays counted unless the
-              // policy says otherwise: providers count unsuccessful requests against the
-              // request window (OpenAI: "unsuccessful requests contribute to your per-minute
-              // limit"), so handing the place back would send more than the limit and turn
-              // every fault into 429s that count too.
-              const refundRequest = policy !== undefined && !policy.unsuccessfulRequestsCount ? -1 : 0
-              if (policy?.unsuccessfulTokensCount !== true || refundRequest !== 0) {
-                yield* adjust(charged, key, provider, policy?.unsuccessfulTokensCount === true ? 0 : -input, policy?.unsuccessfulTokensCount === true ? 0 : -output, refundRequest)
-              }
-              if (!LlmError.isLlmError(error)) return
-              const reason = error.reason
-              if (reason._tag === "Timeout") {
-                totals.timeouts++
-                yield* Metric.update(Metric.withAttributes(timeoutsTotal, { key }), 1)
-              }
-              if (reason._tag === "RateLimited") {
-                totals.http429++
-                yield* Metric.update(Metric.withAttributes(http429Total, { key, scope: reason.scope }), 1)
-                if (reason.scope === "quota") return
-                yield* decrease(key, state, `429_${reason.scope}`, 0.5)
-                if (adaptive !== undefined && reason.retryAfterMillis !== undefined) {
-                  yield* limiter.adaptiveFeedback({
-                    key: `${key}:adaptive`, epoch: adaptive.epoch, tokens: 1, status: 429,
-                    retryAfter: Duration.millis(Math.min(reason.retryAfterMillis, options.retryAfterCapMillis))
-                  })
+            once(
+              Effect.gen(function*() {
+                const usage = observed?.usage
+                if (state.latency !== undefined) {
+                  const now = yield* Clock.currentTimeMillis
+                  state.latency.record(now - end, usage?.outputTokens ?? output)
                 }
-              } else if (reason._tag === "Overloaded") {
-                yield* decrease(key, state, "overloaded", 0.75)
-              }
-            }).pipe(Effect.catch(() => Effect.void)))
+                if (usage !== undefined && accounting === "usage") {
+                  yield* adjust(charged, key, provider, usage.inputTokens - input, usage.outputTokens - output)
+                }
+                yield* learn(state, observed?.rateLimit, key, { input, output })
+                if (probing) yield* endProbe(state)
+                yield* increase(key, state)
+              }).pipe(Effect.catch(() => Effect.void))
+            ),
+          fail: (error) =>
+            once(
+              Effect.gen(function*() {
+                if (probing) yield* endProbe(state)
+                // The provider reported no usage for a failed call: give its tokens back, unless
+                // its policy keeps them charged. The request itself stays counted unless the
+                // policy says otherwise: providers count unsuccessful requests against the
+                // request window (OpenAI: "unsuccessful requests contribute to your per-minute
+                // limit"), so handing the place back would send more than the limit and turn
+                // every fault into 429s that count too.
+                const refundRequest = policy !== undefined && !policy.unsuccessfulRequestsCount ? -1 : 0
+                if (policy?.unsuccessfulTokensCount !== true || refundRequest !== 0) {
+                  yield* adjust(
+                    charged,
+                    key,
+                    provider,
+                    policy?.unsuccessfulTokensCount === true ? 0 : -input,
+                    policy?.unsuccessfulTokensCount === true ? 0 : -output,
+                    refundRequest
+                  )
+                }
+                if (!LlmError.isLlmError(error)) return
+                const reason = error.reason
+                if (reason._tag === "Timeout") {
+                  totals.timeouts++
+                  yield* Metric.update(Metric.withAttributes(timeoutsTotal, { key }), 1)
+                }
+                if (reason._tag === "RateLimited") {
+                  totals.http429++
+                  yield* Metric.update(Metric.withAttributes(http429Total, { key, scope: reason.scope }), 1)
+                  if (reason.scope === "quota") return
+                  yield* decrease(key, state, `429_${reason.scope}`, 0.5)
+                  if (adaptive !== undefined && reason.retryAfterMillis !== undefined) {
+                    yield* limiter.adaptiveFeedback({
+                      key: `${key}:adaptive`,
+                      epoch: adaptive.epoch,
+                      tokens: 1,
+                      status: 429,
+                      retryAfter: Duration.millis(Math.min(reason.retryAfterMillis, options.retryAfterCapMillis))
+                    })
+                  }
+                } else if (reason._tag === "Overloaded") {
+                  yield* decrease(key, state, "overloaded", 0.75)
+                }
+              }).pipe(Effect.catch(() => Effect.void))
+            )
         } satisfies Admission
       }).pipe(Effect.mapError(storeError(provider)))
     })

@@ -25,9 +25,11 @@ export const classify = (exit: Exit.Exit<unknown, unknown>): CircuitBreaker.Outc
   if (Option.isSome(error) && LlmError.isLlmError(error.value)) {
     const reason = error.value.reason
     if (reason._tag === "ServerError" || reason._tag === "Overloaded") {
-      return CircuitBreaker.failure(reason._tag === "Overloaded" && reason.retryAfterMillis !== undefined
-        ? { retryAfter: Duration.millis(reason.retryAfterMillis) }
-        : undefined)
+      return CircuitBreaker.failure(
+        reason._tag === "Overloaded" && reason.retryAfterMillis !== undefined
+          ? { retryAfter: Duration.millis(reason.retryAfterMillis) }
+          : undefined
+      )
     }
   }
   return CircuitBreaker.ignored
@@ -36,12 +38,15 @@ export const classify = (exit: Exit.Exit<unknown, unknown>): CircuitBreaker.Outc
 /** A breaker error as a retryable `Overloaded` carrying the remaining open time. */
 export const breakerError = (provider: string, key: string) => (error: CircuitBreaker.CircuitBreakerError) => {
   const reason = error.reason
-  return LlmError.make(provider, new LlmError.Overloaded({
-    description: reason._tag === "CircuitOpen"
-      ? `circuit open for ${key} after repeated server errors; retry in ${seconds(Duration.toMillis(reason.retryAfter))}s`
-      : reason._tag === "CircuitHalfOpen"
-      ? `circuit half-open for ${key}: a probe call is running`
-      : `circuit breaker store: ${reason.message}`,
-    ...(reason._tag === "CircuitOpen" ? { retryAfterMillis: Duration.toMillis(reason.retryAfter) } : {})
-  }))
+  return LlmError.make(
+    provider,
+    new LlmError.Overloaded({
+      description: reason._tag === "CircuitOpen"
+        ? `circuit open for ${key} after repeated server errors; retry in ${seconds(Duration.toMillis(reason.retryAfter))}s`
+        : reason._tag === "CircuitHalfOpen"
+        ? `circuit half-open for ${key}: a probe call is running`
+        : `circuit breaker store: ${reason.message}`,
+      ...(reason._tag === "CircuitOpen" ? { retryAfterMillis: Duration.toMillis(reason.retryAfter) } : {})
+    })
+  )
 }

@@ -4,9 +4,9 @@
  * `logFile` is set.
  * @internal
  */
+import { Clock, Effect } from "effect"
 import { createWriteStream, mkdirSync } from "node:fs"
 import { dirname } from "node:path"
-import { Clock, Effect } from "effect"
 import type { Resolved } from "../Options.js"
 
 /** Milliseconds as seconds with two decimals, the precision of the events. */

@@ -29,8 +29,11 @@ const statedWindows = (info: RateLimitHeaders.RateLimitInfo, windowMillis: numbe
 
 /** Whether every stated window is already among the key's learnt ones (the hot path: most responses restate the same limits). */
 const known = (state: KeyState, stated: ReadonlyArray<Window>): boolean =>
-  state.learnt && stated.every((window) =>
-    state.windows.some((current) => current.name === window.name && current.limit === window.limit && current.windowMillis === window.windowMillis)
+  state.learnt &&
+  stated.every((window) =>
+    state.windows.some((current) =>
+      current.name === window.name && current.limit === window.limit && current.windowMillis === window.windowMillis
+    )
   )
 
 /** The header learning of one limiter. */
@@ -45,7 +48,9 @@ export const make = (options: Resolved, event: Event) => {
       const names = new Set(stated.map((window) => window.name))
       // The provider stated its limits: the assumed defaults go; what it restated replaces
       // the previous learnt value; what the user set stays.
-      const kept = state.windows.filter((window) => window.source === "configured" || (window.source === "learnt" && !names.has(window.name)))
+      const kept = state.windows.filter((window) =>
+        window.source === "configured" || (window.source === "learnt" && !names.has(window.name))
+      )
       const above: Array<string> = []
       for (const window of stated) {
         for (const mine of kept) {
@@ -53,7 +58,11 @@ export const make = (options: Resolved, event: Event) => {
           const perMinute = (limit: number, millis: number) => (limit * 60_000) / millis
           if (perMinute(mine.limit, mine.windowMillis) > perMinute(window.limit, window.windowMillis) && !state.lowered.has(mine.name)) {
             state.lowered.add(mine.name)
-            above.push(`${mine.name} ${mine.limit} per ${mine.windowMillis / 1000} s is above the provider's ${window.limit} per ${window.windowMillis / 1000} s`)
+            above.push(
+              `${mine.name} ${mine.limit} per ${mine.windowMillis / 1000} s is above the provider's ${window.limit} per ${
+                window.windowMillis / 1000
+              } s`
+            )
           }
         }
       }
@@ -62,7 +71,9 @@ export const make = (options: Resolved, event: Event) => {
       const first = !state.learnt
       state.learnt = true
       if (!options.configured.maxConcurrency) state.maxLimit = options.learntMaxConcurrency
-      const budgets = stated.map((window) => `${window.name.replace("provider_", "")}=${window.limit}/${window.windowMillis / 1000}s`).join(" ")
+      const budgets = stated.map((window) => `${window.name.replace("provider_", "")}=${window.limit}/${window.windowMillis / 1000}s`).join(
+        " "
+      )
       return Effect.andThen(
         event(`learnt ${budgets}`, { event: "rate_limit.learnt", key, budgets, first }),
         above.length === 0
@@ -71,7 +82,12 @@ export const make = (options: Resolved, event: Event) => {
       )
     })
 
-  const learn = (state: KeyState, info: RateLimitHeaders.RateLimitInfo | undefined, key: string, cost: { readonly input: number; readonly output: number }) =>
+  const learn = (
+    state: KeyState,
+    info: RateLimitHeaders.RateLimitInfo | undefined,
+    key: string,
+    cost: { readonly input: number; readonly output: number }
+  ) =>
     Effect.gen(function*() {
       if (!options.learnFromHeaders || info === undefined) return
       yield* learnBudgets(state, info, key)

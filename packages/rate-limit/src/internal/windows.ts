@@ -42,16 +42,34 @@ export const initial = (options: Resolved): ReadonlyArray<Window> => {
     windows.push({ name: "requests_per_second", unit: "request", limit: options.requestsPerSecond, windowMillis: 1000, source: requests })
   }
   if (Number.isFinite(options.requestsPerMinute)) {
-    windows.push({ name: "requests_per_minute", unit: "request", limit: options.requestsPerMinute, windowMillis: options.requestWindowMillis, source: requests })
+    windows.push({
+      name: "requests_per_minute",
+      unit: "request",
+      limit: options.requestsPerMinute,
+      windowMillis: options.requestWindowMillis,
+      source: requests
+    })
   }
   if (Number.isFinite(options.tokensPerMinute)) {
     windows.push({ name: "tokens", unit: "total", limit: options.tokensPerMinute, windowMillis: options.tokenWindowMillis, source: tokens })
   }
   if (Number.isFinite(options.inputTokensPerMinute)) {
-    windows.push({ name: "input_tokens", unit: "input", limit: options.inputTokensPerMinute, windowMillis: options.tokenWindowMillis, source: tokens })
+    windows.push({
+      name: "input_tokens",
+      unit: "input",
+      limit: options.inputTokensPerMinute,
+      windowMillis: options.tokenWindowMillis,
+      source: tokens
+    })
   }
   if (Number.isFinite(options.outputTokensPerMinute)) {
-    windows.push({ name: "output_tokens", unit: "output", limit: options.outputTokensPerMinute, windowMillis: options.tokenWindowMillis, source: tokens })
+    windows.push({
+      name: "output_tokens",
+      unit: "output",
+      limit: options.outputTokensPerMinute,
+      windowMillis: options.tokenWindowMillis,
+      source: tokens
+    })
   }
   return windows
 }
@@ -68,7 +86,12 @@ export const storeError = (provider: string) => (error: RateLimiter.RateLimiterE
 export const make = (options: Resolved, limiter: RateLimiter.RateLimiter) => {
   const largest = new Map<string, number>()
   /** The RateLimiter arguments (capacity and the window that gives the pacing rate) for a call. */
-  const bucketOf = (window: Window, windowKey: string, tokens: number, admission: boolean): { readonly limit: number; readonly window: Duration.Duration } => {
+  const bucketOf = (
+    window: Window,
+    windowKey: string,
+    tokens: number,
+    admission: boolean
+  ): { readonly limit: number; readonly window: Duration.Duration } => {
     const budget = window.limit * (1 - options.safetyMargin)
     if (window.unit === "request") {
       const extra = Math.floor(budget * options.catchUp)
@@ -104,8 +127,12 @@ export const make = (options: Resolved, limiter: RateLimiter.RateLimiter) => {
           : (largest.get(result.windowKey) ?? result.bucket.limit) + window.limit * (1 - options.safetyMargin) * options.catchUp
         if (tokens < 0 && result.remaining > cap) {
           yield* limiter.consume({
-            algorithm: "token-bucket", onExceeded: "delay", key: result.windowKey, limit: result.bucket.limit,
-            window: result.bucket.window, tokens: result.remaining - cap
+            algorithm: "token-bucket",
+            onExceeded: "delay",
+            key: result.windowKey,
+            limit: result.bucket.limit,
+            window: result.bucket.window,
+            tokens: result.remaining - cap
           })
         }
       }).pipe(Effect.mapError(storeError(provider))), { discard: true })

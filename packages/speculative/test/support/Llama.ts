@@ -5,10 +5,10 @@
  */
 import { LlmError, TokenModel } from "@hasten/core"
 import { Effect } from "effect"
+import { getLlama, type Llama, LlamaLogLevel, type LlamaModel, type Token } from "node-llama-cpp"
 import * as NodeCrypto from "node:crypto"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
-import { getLlama, type Llama, LlamaLogLevel, type LlamaModel, type Token } from "node-llama-cpp"
 import type { SequenceExtensions } from "../../src/Drafter.js"
 
 /** shared/models: env HASTEN_MODELS_DIR, else the first `shared/models` walking up from the cwd. */
@@ -35,7 +35,10 @@ export const loadModel = async (file: string): Promise<LlamaModel> => {
 const failure = (name: string, what: string) => (cause: unknown) =>
   LlmError.make(name, new LlmError.BadResponse({ description: `${what}: ${String(cause)}` }))
 
-export const tokenModel = (model: LlamaModel, options: { readonly name: string; readonly contextSize?: number }): TokenModel.TokenModelService => {
+export const tokenModel = (
+  model: LlamaModel,
+  options: { readonly name: string; readonly contextSize?: number }
+): TokenModel.TokenModelService => {
   const name = options.name
   const vocabulary = (model.fileInfo.metadata as any).tokenizer.ggml.tokens as ReadonlyArray<string>
   const vocabularySize = vocabulary.length
@@ -86,7 +89,8 @@ export const tokenModel = (model: LlamaModel, options: { readonly name: string; 
           })
         const evaluate = <A>(newTokens: ReadonlyArray<number>, generateNext: object, read: (output: any) => A, from = 0) =>
           Effect.tryPromise({
-            try: () => sequence.controlledEvaluate(newTokens.map((token, i) => i >= from ? [token as Token, { generateNext }] : token as Token)),
+            try: () =>
+              sequence.controlledEvaluate(newTokens.map((token, i) => i >= from ? [token as Token, { generateNext }] : token as Token)),
             catch: failure(name, "evaluate")
           }).pipe(Effect.map((results) => {
             tokens.push(...newTokens)
@@ -105,7 +109,9 @@ export const tokenModel = (model: LlamaModel, options: { readonly name: string; 
               return out
             }),
           appendGreedy: (newTokens, from?: number) =>
-            (from ?? 0) === newTokens.length - 1 ? stepGreedy(newTokens) : evaluate(newTokens, { token: true }, (next) => next.token as number, from),
+            (from ?? 0) === newTokens.length - 1
+              ? stepGreedy(newTokens)
+              : evaluate(newTokens, { token: true }, (next) => next.token as number, from),
           truncate: (length) =>
             length >= tokens.length ? Effect.void : Effect.tryPromise({
               try: () => sequence.eraseContextTokenRanges([{ start: length, end: sequence.nextTokenIndex }]),
@@ -139,12 +145,21 @@ export const greedyReference = async (model: LlamaModel, prompt: ReadonlyArray<n
  * |logit(a) − logit(b)| after `prompt + expected[0..position)`, evaluated as plain decoding
  * does (prompt in one batch, then one token at a time): how near a tie the two tokens were.
  */
-export const logitGap = async (model: LlamaModel, prompt: ReadonlyArray<number>, expected: ReadonlyArray<number>, position: number, a: number, b: number): Promise<number> => {
+export const logitGap = async (
+  model: LlamaModel,
+  prompt: ReadonlyArray<number>,
+  expected: ReadonlyArray<number>,
+  position: number,
+  a: number,
+  b: number
+): Promise<number> => {
   const context = await model.createContext({ contextSize: 512, threads: 1, sequences: 1, flashAttention: false })
   try {
     const sequence = context.getSequence()
     const generateNext = { logits: true }
-    let results = await sequence.controlledEvaluate(prompt.map((token, i) => i === prompt.length - 1 ? [token as Token, { generateNext }] : token as Token))
+    let results = await sequence.controlledEvaluate(
+      prompt.map((token, i) => i === prompt.length - 1 ? [token as Token, { generateNext }] : token as Token)
+    )
     for (let i = 0; i < position; i++) results = await sequence.controlledEvaluate([[expected[i]! as Token, { generateNext }]])
     const logits = results[results.length - 1]!.next.logits!
     return Math.abs(logits.get(a as Token)! - logits.get(b as Token)!)

@@ -43,14 +43,20 @@ export const make = (options: SyntheticOptions): Synthetic => {
         for (const char of text) {
           const id = alphabet.indexOf(char)
           if (id < 0) {
-            return Effect.fail(LlmError.make(provider, new LlmError.InvalidRequest({ description: `no token for ${JSON.stringify(char)}` })))
+            return Effect.fail(
+              LlmError.make(provider, new LlmError.InvalidRequest({ description: `no token for ${JSON.stringify(char)}` }))
+            )
           }
           tokens.push(id)
         }
         return Effect.succeed(tokens)
       }),
     detokenize: (tokens) =>
-      Effect.sync(() => tokens.filter((token) => token !== options.bos && !(options.endTokens ?? []).includes(token)).map((token) => alphabet[token]).join("")),
+      Effect.sync(() =>
+        tokens.filter((token) => token !== options.bos && !(options.endTokens ?? []).includes(token)).map((token) => alphabet[token]).join(
+          ""
+        )
+      ),
     sequence: () =>
       Effect.sync(() => {
         counters.sequences++

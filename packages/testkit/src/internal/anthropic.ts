@@ -92,7 +92,11 @@ const blocksOf = (content: unknown, path: string): Array<Block> | string => {
     const block: unknown = content[i]
     if (!isObject(block) || typeof block.type !== "string") return `${path}.${i}: Input should be a valid content block with a 'type'`
     if (block.type === "text" && typeof block.text !== "string") return `${path}.${i}.text: Field required`
-    const text = block.type === "text" ? (block.text as string) : block.type === "tool_result" && typeof block.content === "string" ? block.content : ""
+    const text = block.type === "text"
+      ? (block.text as string)
+      : block.type === "tool_result" && typeof block.content === "string"
+      ? block.content
+      : ""
     blocks.push({ text, cached: isObject(block.cache_control) })
   }
   return blocks
@@ -101,11 +105,19 @@ const blocksOf = (content: unknown, path: string): Array<Block> | string => {
 /** Validates a Messages body, naming the offending field as Anthropic does (`messages.0.role: …`). */
 export const validateMessages = (body: unknown): MessagesInput | string => {
   if (!isObject(body)) return "The request body must be a JSON object."
-  if (typeof body.model !== "string" || body.model.length === 0) return body.model === undefined ? "model: Field required" : "model: Input should be a valid string"
+  if (typeof body.model !== "string" || body.model.length === 0) {
+    return body.model === undefined
+      ? "model: Field required"
+      : "model: Input should be a valid string"
+  }
   if (body.max_tokens === undefined) return "max_tokens: Field required"
   if (typeof body.max_tokens !== "number" || !Number.isInteger(body.max_tokens)) return "max_tokens: Input should be a valid integer"
   if (body.max_tokens < 1) return "max_tokens: Input should be greater than or equal to 1"
-  if (!Array.isArray(body.messages)) return body.messages === undefined ? "messages: Field required" : "messages: Input should be a valid list"
+  if (!Array.isArray(body.messages)) {
+    return body.messages === undefined
+      ? "messages: Field required"
+      : "messages: Input should be a valid list"
+  }
   if (body.messages.length === 0) return "messages: at least one message is required"
   const blocks: Array<Block> = []
   const messages: Array<ResponderMessage> = []
@@ -126,7 +138,9 @@ export const validateMessages = (body: unknown): MessagesInput | string => {
   }
   let stop: ReadonlyArray<string> | undefined
   if (body.stop_sequences !== undefined) {
-    if (!Array.isArray(body.stop_sequences) || !body.stop_sequences.every((item) => typeof item === "string")) return "stop_sequences: Input should be a valid list of strings"
+    if (!Array.isArray(body.stop_sequences) || !body.stop_sequences.every((item) => typeof item === "string")) {
+      return "stop_sequences: Input should be a valid list of strings"
+    }
     stop = body.stop_sequences as Array<string>
   }
   if (body.temperature !== undefined && (typeof body.temperature !== "number" || body.temperature < 0 || body.temperature > 1)) {
@@ -230,8 +244,12 @@ const messages = async (context: RouteContext): Promise<void> => {
   })
   event("content_block_start", { index: 0, content_block: { type: "text", text: "" } })
   event("ping", {})
-  const finished = await paceTokens(engine, response, call, (token) =>
-    event("content_block_delta", { index: 0, delta: { type: "text_delta", text: token } }))
+  const finished = await paceTokens(
+    engine,
+    response,
+    call,
+    (token) => event("content_block_delta", { index: 0, delta: { type: "text_delta", text: token } })
+  )
   if (!finished) return
   event("content_block_stop", { index: 0 })
   event("message_delta", {

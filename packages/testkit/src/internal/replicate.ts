@@ -36,7 +36,9 @@ export const vendor: Vendor = {
     const detail = kind === "quota"
       ? "You have insufficient credit to run this model. Go to https://replicate.com/account/billing#billing to purchase credit."
       : status === 429 && state?.retryAfterMs !== undefined
-      ? `${message} Request was throttled. Expected available in ${Math.ceil(state.retryAfterMs / 1000)} second${Math.ceil(state.retryAfterMs / 1000) === 1 ? "" : "s"}.`
+      ? `${message} Request was throttled. Expected available in ${Math.ceil(state.retryAfterMs / 1000)} second${
+        Math.ceil(state.retryAfterMs / 1000) === 1 ? "" : "s"
+      }.`
       : message
     return { status, body: { title, detail, status }, contentType: "application/problem+json" }
   },
@@ -80,7 +82,9 @@ const iso = (ms: number | undefined) => ms === undefined ? null : new Date(ms).t
 
 const render = (origin: string, prediction: Prediction) => {
   const done = terminal(prediction.status)
-  const predictTime = prediction.startedAt !== undefined ? ((prediction.completedAt ?? Date.now()) - prediction.startedAt) / 1000 : undefined
+  const predictTime = prediction.startedAt !== undefined
+    ? ((prediction.completedAt ?? Date.now()) - prediction.startedAt) / 1000
+    : undefined
   return {
     id: prediction.id,
     model: prediction.model,
@@ -170,20 +174,31 @@ interface PredictionInput {
 export const validateInput = (input: unknown): PredictionInput | { readonly field: string; readonly message: string } => {
   if (input === undefined) return { field: "input", message: "input: Field required" }
   if (!isObject(input)) return { field: "input", message: "input: Input should be a valid dictionary" }
-  if (input.prompt !== undefined && typeof input.prompt !== "string") return { field: "prompt", message: "prompt: Invalid type. Expected: string" }
-  if (input.system_prompt !== undefined && typeof input.system_prompt !== "string") return { field: "system_prompt", message: "system_prompt: Invalid type. Expected: string" }
+  if (input.prompt !== undefined && typeof input.prompt !== "string") {
+    return { field: "prompt", message: "prompt: Invalid type. Expected: string" }
+  }
+  if (input.system_prompt !== undefined && typeof input.system_prompt !== "string") {
+    return { field: "system_prompt", message: "system_prompt: Invalid type. Expected: string" }
+  }
   let maxTokens: number | undefined
   for (const name of ["max_tokens", "max_new_tokens", "max_length"]) {
     const value = input[name]
     if (value === undefined) continue
-    if (typeof value !== "number" || !Number.isInteger(value) || value < 1) return { field: name, message: `${name}: Must be an integer greater than or equal to 1` }
+    if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
+      return { field: name, message: `${name}: Must be an integer greater than or equal to 1` }
+    }
     maxTokens = value
   }
-  if (input.temperature !== undefined && typeof input.temperature !== "number") return { field: "temperature", message: "temperature: Invalid type. Expected: number" }
+  if (input.temperature !== undefined && typeof input.temperature !== "number") {
+    return { field: "temperature", message: "temperature: Invalid type. Expected: number" }
+  }
   let stop: ReadonlyArray<string> | undefined
   if (typeof input.stop_sequences === "string") stop = input.stop_sequences.split(",").filter((item) => item.length > 0)
-  else if (Array.isArray(input.stop_sequences) && input.stop_sequences.every((item) => typeof item === "string")) stop = input.stop_sequences as Array<string>
-  else if (input.stop_sequences !== undefined) return { field: "stop_sequences", message: "stop_sequences: Invalid type. Expected: string" }
+  else if (Array.isArray(input.stop_sequences) && input.stop_sequences.every((item) => typeof item === "string")) {
+    stop = input.stop_sequences as Array<string>
+  } else if (input.stop_sequences !== undefined) {
+    return { field: "stop_sequences", message: "stop_sequences: Invalid type. Expected: string" }
+  }
   const prompt = typeof input.prompt === "string" ? input.prompt : JSON.stringify(input)
   const messages: Array<ResponderMessage> = []
   if (typeof input.system_prompt === "string") messages.push({ role: "system", content: input.system_prompt })
@@ -209,7 +224,9 @@ const create = (form: "version" | "model" | "deployment") => async (context: Rou
   let version: string
   if (form === "version") {
     if (typeof body.version !== "string" || body.version.length === 0) {
-      return problem(context, 422, "Input validation failed", "version: Field required", { invalid_fields: [{ type: "required", field: "version", description: "version is required" }] })
+      return problem(context, 422, "Input validation failed", "version: Field required", {
+        invalid_fields: [{ type: "required", field: "version", description: "version is required" }]
+      })
     }
     const [name, hashPart] = body.version.includes(":") ? body.version.split(":", 2) as [string, string] : [undefined, body.version]
     model = name ?? (body.version.includes("/") ? body.version : "simulator/unknown")
@@ -220,7 +237,9 @@ const create = (form: "version" | "model" | "deployment") => async (context: Rou
   }
   const input = validateInput(body.input)
   if ("field" in input) {
-    return problem(context, 422, "Input validation failed", input.message, { invalid_fields: [{ type: "invalid", field: input.field, description: input.message }] })
+    return problem(context, 422, "Input validation failed", input.message, {
+      invalid_fields: [{ type: "invalid", field: input.field, description: input.message }]
+    })
   }
   const { engine } = context
   const inputTokens = input.messages.reduce((sum, message) => sum + countTokens(message.content), 0)
@@ -321,8 +340,20 @@ const stream = async (context: RouteContext): Promise<void> => {
 /** Every Replicate route the simulator serves. */
 export const routes: ReadonlyArray<Route> = [
   { method: "POST", pattern: /^\/v1\/predictions$/, name: "POST /v1/predictions", vendor, handle: create("version") },
-  { method: "POST", pattern: /^\/v1\/models\/([^/]+)\/([^/]+)\/predictions$/, name: "POST /v1/models/:owner/:name/predictions", vendor, handle: create("model") },
-  { method: "POST", pattern: /^\/v1\/deployments\/([^/]+)\/([^/]+)\/predictions$/, name: "POST /v1/deployments/:owner/:name/predictions", vendor, handle: create("deployment") },
+  {
+    method: "POST",
+    pattern: /^\/v1\/models\/([^/]+)\/([^/]+)\/predictions$/,
+    name: "POST /v1/models/:owner/:name/predictions",
+    vendor,
+    handle: create("model")
+  },
+  {
+    method: "POST",
+    pattern: /^\/v1\/deployments\/([^/]+)\/([^/]+)\/predictions$/,
+    name: "POST /v1/deployments/:owner/:name/predictions",
+    vendor,
+    handle: create("deployment")
+  },
   { method: "GET", pattern: /^\/v1\/predictions$/, name: "GET /v1/predictions", vendor, handle: list },
   { method: "GET", pattern: /^\/v1\/predictions\/([^/]+)$/, name: "GET /v1/predictions/:id", vendor, handle: get },
   { method: "POST", pattern: /^\/v1\/predictions\/([^/]+)\/cancel$/, name: "POST /v1/predictions/:id/cancel", vendor, handle: cancel },

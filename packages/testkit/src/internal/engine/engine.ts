@@ -141,7 +141,15 @@ export class Engine {
     if (refusal !== undefined) {
       this.counters.http429[refusal.scope] += 1
       limiter.chargeUnsuccessful(window, at)
-      this.record({ t: at, key: options.key, route: options.route, status: 429, scope: refusal.scope, inputTokens: options.inputTokens, reservedTokens: 0 })
+      this.record({
+        t: at,
+        key: options.key,
+        route: options.route,
+        status: 429,
+        scope: refusal.scope,
+        inputTokens: options.inputTokens,
+        reservedTokens: 0
+      })
       const state = limiter.state(options.key, at)
       return {
         kind: refusal.scope,

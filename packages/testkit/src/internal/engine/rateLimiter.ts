@@ -125,7 +125,11 @@ export class RateLimiter {
       return { scope: "quota", message: "You exceeded your current quota, please check your plan and billing details." }
     }
     if (limits?.maxConcurrency !== undefined && window.inFlight >= limits.maxConcurrency) {
-      return { scope: "concurrency", message: `Concurrency limit reached: at most ${limits.maxConcurrency} calls in flight per key.`, retryAfterMs: 50 }
+      return {
+        scope: "concurrency",
+        message: `Concurrency limit reached: at most ${limits.maxConcurrency} calls in flight per key.`,
+        retryAfterMs: 50
+      }
     }
     if (limits?.rpm !== undefined && window.entries.length + 1 > limits.rpm) {
       // With `countUnsuccessful` this rejection takes a place too: wait for the one after it to free.
@@ -135,7 +139,10 @@ export class RateLimiter {
       const wait = freeingAt + this.windowMs - at
       return {
         scope: "requests",
-        message: `Rate limit reached for requests per min (RPM): Limit ${limits.rpm}, Used ${window.entries.length}, Requested 1. Please try again in ${formatDuration(wait)}.`,
+        message:
+          `Rate limit reached for requests per min (RPM): Limit ${limits.rpm}, Used ${window.entries.length}, Requested 1. Please try again in ${
+            formatDuration(wait)
+          }.`,
         retryAfterMs: wait
       }
     }
@@ -157,7 +164,9 @@ export class RateLimiter {
           scope: "tokens",
           message: reservedTokens > limits.tpm
             ? `Request too large for tokens per min (TPM): Limit ${limits.tpm}, Requested ${reservedTokens}.`
-            : `Rate limit reached for tokens per min (TPM): Limit ${limits.tpm}, Used ${used}, Requested ${reservedTokens}. Please try again in ${formatDuration(wait)}.`,
+            : `Rate limit reached for tokens per min (TPM): Limit ${limits.tpm}, Used ${used}, Requested ${reservedTokens}. Please try again in ${
+              formatDuration(wait)
+            }.`,
           retryAfterMs: wait
         }
       }

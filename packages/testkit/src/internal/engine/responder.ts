@@ -6,9 +6,43 @@ import type { Responder } from "../../SimulatorOptions.js"
 import { hash, mulberry32 } from "../random.js"
 
 const vocabulary = [
-  "the", "model", "answers", "quickly", "with", "a", "simulated", "reply", "about", "your", "question", "and",
-  "then", "stops", "here", "is", "some", "deterministic", "text", "from", "loopback", "server", "every", "token",
-  "arrives", "in", "order", "so", "tests", "can", "check", "it", "carefully", "today", "while", "limits", "hold"
+  "the",
+  "model",
+  "answers",
+  "quickly",
+  "with",
+  "a",
+  "simulated",
+  "reply",
+  "about",
+  "your",
+  "question",
+  "and",
+  "then",
+  "stops",
+  "here",
+  "is",
+  "some",
+  "deterministic",
+  "text",
+  "from",
+  "loopback",
+  "server",
+  "every",
+  "token",
+  "arrives",
+  "in",
+  "order",
+  "so",
+  "tests",
+  "can",
+  "check",
+  "it",
+  "carefully",
+  "today",
+  "while",
+  "limits",
+  "hold"
 ]
 
 /**

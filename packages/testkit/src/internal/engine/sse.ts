@@ -9,7 +9,12 @@ import { countStatus } from "./http.js"
 /** Starts a server-sent-event response. */
 export const startSse = (engine: Engine, response: ServerResponse, headers: Record<string, string>): void => {
   countStatus(engine, 200)
-  response.writeHead(200, { ...headers, "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive" })
+  response.writeHead(200, {
+    ...headers,
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache",
+    connection: "keep-alive"
+  })
   response.flushHeaders()
 }
 

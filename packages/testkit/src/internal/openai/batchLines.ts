@@ -33,17 +33,38 @@ export const parseBatchLines = (
       return { failure: { code: "invalid_json_line", message: `This line is not parseable as valid JSON.`, line: i + 1, param: null } }
     }
     if (!isObject(value) || typeof value.custom_id !== "string") {
-      return { failure: { code: "missing_required_parameter", message: "Missing required parameter: 'custom_id'.", line: i + 1, param: "custom_id" } }
+      return {
+        failure: {
+          code: "missing_required_parameter",
+          message: "Missing required parameter: 'custom_id'.",
+          line: i + 1,
+          param: "custom_id"
+        }
+      }
     }
     if (seen.has(value.custom_id)) {
-      return { failure: { code: "duplicate_custom_id", message: `The custom_id '${value.custom_id}' is used more than once.`, line: i + 1, param: "custom_id" } }
+      return {
+        failure: {
+          code: "duplicate_custom_id",
+          message: `The custom_id '${value.custom_id}' is used more than once.`,
+          line: i + 1,
+          param: "custom_id"
+        }
+      }
     }
     seen.add(value.custom_id)
     if (value.method !== "POST") {
       return { failure: { code: "invalid_request", message: "The 'method' of every line must be POST.", line: i + 1, param: "method" } }
     }
     if (value.url !== endpoint) {
-      return { failure: { code: "mismatched_endpoint", message: `The url '${String(value.url)}' does not match the batch endpoint '${endpoint}'.`, line: i + 1, param: "url" } }
+      return {
+        failure: {
+          code: "mismatched_endpoint",
+          message: `The url '${String(value.url)}' does not match the batch endpoint '${endpoint}'.`,
+          line: i + 1,
+          param: "url"
+        }
+      }
     }
     lines.push({ custom_id: value.custom_id, body: value.body })
   }
@@ -61,14 +82,23 @@ export const runBatchLine = async (engine: Engine, endpoint: string, line: Batch
     line: JSON.stringify({
       id: lineId,
       custom_id: line.custom_id,
-      response: { status_code: 400, request_id: requestId, body: { error: { message: problem.message, type: "invalid_request_error", param: problem.param, code: null } } },
+      response: {
+        status_code: 400,
+        request_id: requestId,
+        body: { error: { message: problem.message, type: "invalid_request_error", param: problem.param, code: null } }
+      },
       error: null
     })
   })
   const succeeded = (body: unknown): BatchResult => ({
     customId: line.custom_id,
     ok: true,
-    line: JSON.stringify({ id: lineId, custom_id: line.custom_id, response: { status_code: 200, request_id: requestId, body }, error: null })
+    line: JSON.stringify({
+      id: lineId,
+      custom_id: line.custom_id,
+      response: { status_code: 200, request_id: requestId, body },
+      error: null
+    })
   })
   if (endpoint === "/v1/embeddings") {
     const input = validateEmbeddings(line.body)
@@ -83,11 +113,21 @@ export const runBatchLine = async (engine: Engine, endpoint: string, line: Batch
   }
   if (endpoint === "/v1/completions") {
     const body = line.body
-    if (!isObject(body) || typeof body.prompt !== "string") return failed({ param: "prompt", message: "Missing required parameter: 'prompt'." })
+    if (!isObject(body) || typeof body.prompt !== "string") {
+      return failed({ param: "prompt", message: "Missing required parameter: 'prompt'." })
+    }
     const common = sampling(body, ["max_tokens"])
     if (isProblem(common)) return failed(common)
     const maxTokens = common.maxTokens ?? 16
-    const raw = await engine.responder({ api: "openai", route: "POST /v1/completions", model: common.model, messages: [], prompt: body.prompt, maxTokens, body })
+    const raw = await engine.responder({
+      api: "openai",
+      route: "POST /v1/completions",
+      model: common.model,
+      messages: [],
+      prompt: body.prompt,
+      maxTokens,
+      body
+    })
     const generated = shape(raw, maxTokens, common.stop)
     const inputTokens = countTokens(body.prompt)
     engine.counters.outputTokens += generated.tokens.length

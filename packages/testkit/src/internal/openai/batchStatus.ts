@@ -27,7 +27,11 @@ export const renderBatch = (engine: Engine, batch: Batch, at: number) => {
   const processingEnd = inProgressAt + timing.perRequestMs * total
   const expiresAt = batch.createdAt + timing.expiresAfterMs
   const processedBy = (instant: number) =>
-    instant < inProgressAt ? 0 : timing.perRequestMs <= 0 ? total : Math.min(total, Math.floor((instant - inProgressAt) / timing.perRequestMs))
+    instant < inProgressAt
+      ? 0
+      : timing.perRequestMs <= 0
+      ? total
+      : Math.min(total, Math.floor((instant - inProgressAt) / timing.perRequestMs))
   const base = {
     id: batch.id,
     object: "batch",
@@ -72,8 +76,12 @@ export const renderBatch = (engine: Engine, batch: Batch, at: number) => {
           errors.push(JSON.stringify({ id: engine.id("batch_req_"), custom_id: line.custom_id, response: null, error: reason }))
         }
       }
-      const outputFileId = outputs.length > 0 ? saveFile(engine, `${batch.id}_output.jsonl`, "batch_output", Buffer.from(outputs.join("\n") + "\n")).meta.id : null
-      const errorFileId = errors.length > 0 ? saveFile(engine, `${batch.id}_error.jsonl`, "batch_output", Buffer.from(errors.join("\n") + "\n")).meta.id : null
+      const outputFileId = outputs.length > 0
+        ? saveFile(engine, `${batch.id}_output.jsonl`, "batch_output", Buffer.from(outputs.join("\n") + "\n")).meta.id
+        : null
+      const errorFileId = errors.length > 0
+        ? saveFile(engine, `${batch.id}_error.jsonl`, "batch_output", Buffer.from(errors.join("\n") + "\n")).meta.id
+        : null
       batch.terminal = { status, at: atInstant, outputFileId, errorFileId, completed: outputs.length, failed: errors.length }
     }
     const terminal = batch.terminal
@@ -89,7 +97,12 @@ export const renderBatch = (engine: Engine, batch: Batch, at: number) => {
   if (batch.cancelledAt !== undefined) {
     const cancelledAt = batch.cancelledAt
     if (at < cancelledAt + timing.finalizingMs || batch.results === undefined) {
-      return { ...base, status: "cancelling", in_progress_at: at >= inProgressAt ? toSeconds(inProgressAt) : null, cancelling_at: toSeconds(cancelledAt) }
+      return {
+        ...base,
+        status: "cancelling",
+        in_progress_at: at >= inProgressAt ? toSeconds(inProgressAt) : null,
+        cancelling_at: toSeconds(cancelledAt)
+      }
     }
     return {
       ...finish("cancelled", cancelledAt + timing.finalizingMs, processedBy(cancelledAt), undefined),

@@ -18,13 +18,21 @@ export const createBatch = async (context: RouteContext): Promise<void> => {
   if (!isObject(body)) return invalid(context, "The request body must be a JSON object.", "body")
   if (typeof body.input_file_id !== "string") return invalid(context, "Missing required parameter: 'input_file_id'.", "input_file_id")
   if (typeof body.endpoint !== "string" || !batchEndpoints.has(body.endpoint)) {
-    return invalid(context, `Invalid value for 'endpoint': expected one of /v1/chat/completions, /v1/embeddings, /v1/completions.`, "endpoint")
+    return invalid(
+      context,
+      `Invalid value for 'endpoint': expected one of /v1/chat/completions, /v1/embeddings, /v1/completions.`,
+      "endpoint"
+    )
   }
-  if (body.completion_window !== "24h") return invalid(context, "Invalid value for 'completion_window': only '24h' is supported.", "completion_window")
+  if (body.completion_window !== "24h") {
+    return invalid(context, "Invalid value for 'completion_window': only '24h' is supported.", "completion_window")
+  }
   const { engine } = context
   const file = storeOf(engine).files.get(body.input_file_id)
   if (file === undefined) return invalid(context, `Invalid 'input_file_id': no file with id '${body.input_file_id}'.`, "input_file_id")
-  if (file.meta.purpose !== "batch") return invalid(context, `Invalid 'input_file_id': the file's purpose must be 'batch', not '${file.meta.purpose}'.`, "input_file_id")
+  if (file.meta.purpose !== "batch") {
+    return invalid(context, `Invalid 'input_file_id': the file's purpose must be 'batch', not '${file.meta.purpose}'.`, "input_file_id")
+  }
   const parsed = parseBatchLines(file.content, body.endpoint)
   const batch: Batch = {
     id: engine.id("batch_"),
@@ -47,7 +55,12 @@ export const createBatch = async (context: RouteContext): Promise<void> => {
           results.push({
             customId: line.custom_id,
             ok: false,
-            line: JSON.stringify({ id: engine.id("batch_req_"), custom_id: line.custom_id, response: null, error: { code: "server_error", message: String(error) } })
+            line: JSON.stringify({
+              id: engine.id("batch_req_"),
+              custom_id: line.custom_id,
+              response: null,
+              error: { code: "server_error", message: String(error) }
+            })
           })
         }
       }

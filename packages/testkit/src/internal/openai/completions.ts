@@ -29,13 +29,22 @@ export const completions = async (context: RouteContext): Promise<void> => {
     ? promptValue[0]
     : undefined
   if (prompt === undefined) {
-    return invalid(context, promptValue === undefined ? "Missing required parameter: 'prompt'." : "Invalid type for 'prompt': expected a string.", "prompt")
+    return invalid(
+      context,
+      promptValue === undefined ? "Missing required parameter: 'prompt'." : "Invalid type for 'prompt': expected a string.",
+      "prompt"
+    )
   }
   // The legacy endpoint defaults to 16 output tokens.
   const maxTokens = common.maxTokens ?? 16
   const input = { ...common, maxTokens, prompt }
   const inputTokens = countTokens(prompt)
-  const call = await runCall(context, vendor, { inputTokens, promptCharacters: prompt.length, maxTokens, responderRequest: responderRequest(context, input, body) })
+  const call = await runCall(context, vendor, {
+    inputTokens,
+    promptCharacters: prompt.length,
+    maxTokens,
+    responderRequest: responderRequest(context, input, body)
+  })
   if (call === undefined) return
   const { engine, response } = context
   const id = engine.id("cmpl-")
@@ -50,7 +59,11 @@ export const completions = async (context: RouteContext): Promise<void> => {
       created,
       model: common.model,
       choices: [choice(call.generated.text, call.generated.finishReason)],
-      usage: { prompt_tokens: inputTokens, completion_tokens: call.generated.tokens.length, total_tokens: inputTokens + call.generated.tokens.length }
+      usage: {
+        prompt_tokens: inputTokens,
+        completion_tokens: call.generated.tokens.length,
+        total_tokens: inputTokens + call.generated.tokens.length
+      }
     }, headers)
   }
   const chunk = (choices: Array<unknown>, usage: unknown = null) => ({
@@ -66,7 +79,16 @@ export const completions = async (context: RouteContext): Promise<void> => {
   if (!finished) return
   writeSse(response, JSON.stringify(chunk([choice("", call.generated.finishReason)])))
   if (common.includeUsage) {
-    writeSse(response, JSON.stringify(chunk([], { prompt_tokens: inputTokens, completion_tokens: call.generated.tokens.length, total_tokens: inputTokens + call.generated.tokens.length })))
+    writeSse(
+      response,
+      JSON.stringify(
+        chunk([], {
+          prompt_tokens: inputTokens,
+          completion_tokens: call.generated.tokens.length,
+          total_tokens: inputTokens + call.generated.tokens.length
+        })
+      )
+    )
   }
   writeSse(response, "[DONE]")
   response.end()

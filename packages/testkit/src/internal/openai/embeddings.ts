@@ -14,7 +14,8 @@ import { isProblem, validateEmbeddings } from "./validation.js"
 import { vendor } from "./vendor.js"
 
 /** The same vector every time for the same text, model and dimensions. */
-export const embeddingVector = (model: string, text: string, dimensions: number): Array<number> => hashVector(`${model}\u0000${text}`, dimensions)
+export const embeddingVector = (model: string, text: string, dimensions: number): Array<number> =>
+  hashVector(`${model}\u0000${text}`, dimensions)
 
 const toBase64 = (vector: ReadonlyArray<number>): string => Buffer.from(new Float32Array(vector).buffer).toString("base64")
 

@@ -36,4 +36,10 @@ export const invalid = (context: RouteContext, message: string, param: string | 
 
 /** Answers 404 `invalid_request_error`. */
 export const notFound = (context: RouteContext, message: string): void =>
-  sendJson(context.engine, context.response, 404, { error: { message, type: "invalid_request_error", param: null, code: null } }, commonHeaders(context))
+  sendJson(
+    context.engine,
+    context.response,
+    404,
+    { error: { message, type: "invalid_request_error", param: null, code: null } },
+    commonHeaders(context)
+  )

@@ -16,7 +16,11 @@ export const uploadFile = async (context: RouteContext): Promise<void> => {
   }
   let form: FormData
   try {
-    form = await new Request("http://simulator/upload", { method: "POST", headers: { "content-type": contentType }, body: new Uint8Array(body) }).formData()
+    form = await new Request("http://simulator/upload", {
+      method: "POST",
+      headers: { "content-type": contentType },
+      body: new Uint8Array(body)
+    }).formData()
   } catch (error) {
     return invalid(context, `Could not parse the multipart body: ${(error as Error).message}`, "file")
   }
@@ -37,7 +41,13 @@ export const listFiles = async (context: RouteContext): Promise<void> => {
   const data = [...storeOf(context.engine).files.values()]
     .filter((file) => purpose === null || file.meta.purpose === purpose)
     .map((file) => file.meta)
-  sendJson(context.engine, context.response, 200, { object: "list", data, has_more: false, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null }, commonHeaders(context))
+  sendJson(context.engine, context.response, 200, {
+    object: "list",
+    data,
+    has_more: false,
+    first_id: data[0]?.id ?? null,
+    last_id: data.at(-1)?.id ?? null
+  }, commonHeaders(context))
 }
 
 export const getFile = async (context: RouteContext): Promise<void> => {
@@ -50,7 +60,11 @@ export const fileContent = async (context: RouteContext): Promise<void> => {
   const file = storeOf(context.engine).files.get(context.params[0]!)
   if (file === undefined) return notFound(context, `No such File object: ${context.params[0]}`)
   countStatus(context.engine, 200)
-  context.response.writeHead(200, { ...commonHeaders(context), "content-type": "application/octet-stream", "content-length": file.content.length })
+  context.response.writeHead(200, {
+    ...commonHeaders(context),
+    "content-type": "application/octet-stream",
+    "content-length": file.content.length
+  })
   context.response.end(file.content)
 }
 

@@ -9,7 +9,11 @@ import { invalid } from "./errors.js"
 import type { ChatInput, Sampling } from "./validation.js"
 
 /** What the responder is asked for a chat or text completion. */
-export const responderRequest = (context: RouteContext, input: ChatInput | (Sampling & { prompt: string }), body: unknown): ResponderRequest => ({
+export const responderRequest = (
+  context: RouteContext,
+  input: ChatInput | (Sampling & { prompt: string }),
+  body: unknown
+): ResponderRequest => ({
   api: "openai",
   route: context.route,
   model: input.model,
@@ -25,7 +29,10 @@ export const responderRequest = (context: RouteContext, input: ChatInput | (Samp
 export const readJson = async (context: RouteContext): Promise<unknown | undefined> => {
   const parsed = parseJson(await readBody(context.request))
   if (!parsed.ok) {
-    invalid(context, `We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.) ${parsed.message}`)
+    invalid(
+      context,
+      `We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.) ${parsed.message}`
+    )
     return undefined
   }
   return parsed.value

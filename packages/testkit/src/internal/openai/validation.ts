@@ -24,7 +24,9 @@ const contentText = (content: unknown, param: string): string | Problem => {
         return { param: `${param}[${i}]`, message: `Invalid value for '${param}[${i}]': expected an object with a 'type'.` }
       }
       if (part.type === "text") {
-        if (typeof part.text !== "string") return { param: `${param}[${i}].text`, message: `Invalid type for '${param}[${i}].text': expected a string.` }
+        if (typeof part.text !== "string") {
+          return { param: `${param}[${i}].text`, message: `Invalid type for '${param}[${i}].text': expected a string.` }
+        }
         parts.push(part.text)
       }
     }
@@ -48,16 +50,27 @@ export interface Sampling {
 const optionalInteger = (body: Record<string, unknown>, name: string, minimum: number): number | undefined | Problem => {
   const value = body[name]
   if (value === undefined || value === null) return undefined
-  if (typeof value !== "number" || !Number.isInteger(value)) return { param: name, message: `Invalid type for '${name}': expected an integer, but got ${JSON.stringify(value)}.` }
-  if (value < minimum) return { param: name, message: `Invalid '${name}': integer below minimum value. Expected a value >= ${minimum}, but got ${value} instead.` }
+  if (typeof value !== "number" || !Number.isInteger(value)) {
+    return { param: name, message: `Invalid type for '${name}': expected an integer, but got ${JSON.stringify(value)}.` }
+  }
+  if (value < minimum) {
+    return {
+      param: name,
+      message: `Invalid '${name}': integer below minimum value. Expected a value >= ${minimum}, but got ${value} instead.`
+    }
+  }
   return value
 }
 
-export const isProblem = (value: unknown): value is Problem => isObject(value) && typeof value.param === "string" && typeof value.message === "string"
+export const isProblem = (value: unknown): value is Problem =>
+  isObject(value) && typeof value.param === "string" && typeof value.message === "string"
 
 export const sampling = (body: Record<string, unknown>, maxNames: ReadonlyArray<string>): Sampling | Problem => {
   if (typeof body.model !== "string" || body.model.length === 0) {
-    return { param: "model", message: body.model === undefined ? "you must provide a model parameter" : "Invalid type for 'model': expected a non-empty string." }
+    return {
+      param: "model",
+      message: body.model === undefined ? "you must provide a model parameter" : "Invalid type for 'model': expected a non-empty string."
+    }
   }
   let maxTokens: number | undefined
   for (const name of maxNames) {
@@ -67,12 +80,17 @@ export const sampling = (body: Record<string, unknown>, maxNames: ReadonlyArray<
   }
   const temperature = body.temperature
   if (temperature !== undefined && temperature !== null && (typeof temperature !== "number" || temperature < 0 || temperature > 2)) {
-    return { param: "temperature", message: `Invalid 'temperature': expected a number between 0 and 2, but got ${JSON.stringify(temperature)}.` }
+    return {
+      param: "temperature",
+      message: `Invalid 'temperature': expected a number between 0 and 2, but got ${JSON.stringify(temperature)}.`
+    }
   }
   let stop: ReadonlyArray<string> | undefined
   if (typeof body.stop === "string") stop = [body.stop]
   else if (Array.isArray(body.stop) && body.stop.every((item) => typeof item === "string")) stop = body.stop as Array<string>
-  else if (body.stop !== undefined && body.stop !== null) return { param: "stop", message: "Invalid type for 'stop': expected a string or an array of strings." }
+  else if (body.stop !== undefined && body.stop !== null) {
+    return { param: "stop", message: "Invalid type for 'stop': expected a string or an array of strings." }
+  }
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== "boolean") {
     return { param: "stream", message: `Invalid type for 'stream': expected a boolean, but got ${JSON.stringify(body.stream)}.` }
   }
@@ -103,15 +121,28 @@ export const validateChat = (body: unknown): ChatInput | Problem => {
   const common = sampling(body, ["max_tokens", "max_completion_tokens"])
   if (isProblem(common)) return common
   if (!Array.isArray(body.messages)) {
-    return { param: "messages", message: body.messages === undefined ? "Missing required parameter: 'messages'." : "Invalid type for 'messages': expected an array." }
+    return {
+      param: "messages",
+      message: body.messages === undefined ? "Missing required parameter: 'messages'." : "Invalid type for 'messages': expected an array."
+    }
   }
-  if (body.messages.length === 0) return { param: "messages", message: "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead." }
+  if (body.messages.length === 0) {
+    return {
+      param: "messages",
+      message: "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead."
+    }
+  }
   const messages: Array<ResponderMessage> = []
   for (let i = 0; i < body.messages.length; i++) {
     const message: unknown = body.messages[i]
     if (!isObject(message)) return { param: `messages[${i}]`, message: `Invalid type for 'messages[${i}]': expected an object.` }
     if (typeof message.role !== "string" || !roles.has(message.role)) {
-      return { param: `messages[${i}].role`, message: `Invalid value: '${String(message.role)}'. Supported values are: 'system', 'developer', 'user', 'assistant', 'tool', and 'function'.` }
+      return {
+        param: `messages[${i}].role`,
+        message: `Invalid value: '${
+          String(message.role)
+        }'. Supported values are: 'system', 'developer', 'user', 'assistant', 'tool', and 'function'.`
+      }
     }
     const content = contentText(message.content, `messages[${i}].content`)
     if (isProblem(content)) return content
@@ -129,7 +160,8 @@ export interface EmbeddingInput {
   readonly base64: boolean
 }
 
-const isTokenArray = (value: unknown): value is Array<number> => Array.isArray(value) && value.length > 0 && value.every((item) => typeof item === "number" && Number.isInteger(item))
+const isTokenArray = (value: unknown): value is Array<number> =>
+  Array.isArray(value) && value.length > 0 && value.every((item) => typeof item === "number" && Number.isInteger(item))
 
 /** Validates an embeddings body: `input` is a string, strings, tokens or token arrays. */
 export const validateEmbeddings = (body: unknown): EmbeddingInput | Problem => {
@@ -163,7 +195,10 @@ export const validateEmbeddings = (body: unknown): EmbeddingInput | Problem => {
   if (isProblem(dimensions)) return dimensions
   const format = body.encoding_format
   if (format !== undefined && format !== null && format !== "float" && format !== "base64") {
-    return { param: "encoding_format", message: `Invalid value for 'encoding_format': expected 'float' or 'base64', but got ${JSON.stringify(format)}.` }
+    return {
+      param: "encoding_format",
+      message: `Invalid value for 'encoding_format': expected 'float' or 'base64', but got ${JSON.stringify(format)}.`
+    }
   }
   return { model: body.model, texts, inputTokens, dimensions, base64: format === "base64" }
 }
