@@ -11,7 +11,6 @@ import { createReadStream, existsSync } from "node:fs"
 import { mkdir, readFile, rename, stat, writeFile as writeTextFile } from "node:fs/promises"
 import { basename, dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
-import { gguf } from "@huggingface/gguf"
 import { SyntheticModelError, TestkitError } from "./TestkitError.js"
 import { type Donor, formatVersion, parameterCount, type Spec, writeFile } from "./internal/syntheticWeights.js"
 
@@ -217,6 +216,7 @@ const loadDonor = async (path?: string): Promise<Donor> => {
     donor = (async () => {
       const actual = await sha256File(found)
       if (actual !== donorFile.sha256) fail(`${found} is not the known ${donorFile.name} (sha256 ${actual}, expected ${donorFile.sha256})`)
+      const { gguf } = await import("@huggingface/gguf")
       const { typedMetadata } = await gguf(found, { typedMetadata: true, allowLocalFile: true })
       const tokenizer: Donor["tokenizer"] = {}
       for (const [key, entry] of Object.entries(typedMetadata)) if (key.startsWith("tokenizer.")) tokenizer[key] = entry as Donor["tokenizer"][string]

@@ -3,7 +3,7 @@
  * aligned header around its serialized metadata, and IEEE half floats.
  * @since 0.2.0
  */
-import { serializeGgufMetadata, type GGUFTypedMetadata } from "@huggingface/gguf"
+import type { GGUFTypedMetadata } from "@huggingface/gguf"
 
 /** ggml tensor types used here (`ggml_type`). */
 export const GgmlType = { F32: 0, F16: 1, Q8_0: 8 } as const
@@ -44,10 +44,12 @@ export const pad = (n: number, to: number = alignment): number => Math.ceil(n / 
  * `@huggingface/gguf` (without its padding), the tensor infos, then zeros to the alignment.
  * Returns the header and each tensor's offset inside the data section.
  */
-export const header = (
+export const header = async (
   metadata: Record<string, GGUFTypedMetadata[string]>,
   tensors: ReadonlyArray<TensorInfo>
-): { readonly bytes: Uint8Array; readonly offsets: ReadonlyArray<number>; readonly dataBytes: number } => {
+): Promise<{ readonly bytes: Uint8Array; readonly offsets: ReadonlyArray<number>; readonly dataBytes: number }> => {
+  // loaded on first use: importing `@hasten/testkit` for the simulator should not load it
+  const { serializeGgufMetadata } = await import("@huggingface/gguf")
   const typed = {
     version: { value: 3, type: 4 },
     tensor_count: { value: BigInt(tensors.length), type: 10 },

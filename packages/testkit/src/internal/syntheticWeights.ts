@@ -258,7 +258,7 @@ export const writeFile = async (
 ): Promise<{ readonly sha256: string; readonly bytes: number; readonly parameters: number }> => {
   const vocabulary = donor.tokenTypes.length
   const { tensors } = plan(spec, vocabulary, donor.tokenTypes)
-  const head = header(metadata(spec, name, donor, vocabulary), tensors.map((tensor) => tensor.info))
+  const head = await header(metadata(spec, name, donor, vocabulary), tensors.map((tensor) => tensor.info))
   const digest = createHash("sha256")
   const temporary = `${path}.${process.pid}.${Date.now()}.tmp`
   const file = await open(temporary, "w")
