@@ -9,6 +9,7 @@ export default defineConfig({
     "src/SimulatorCounters.ts",
     "src/Fakes.ts",
     "src/RedisServer.ts",
+    "src/SyntheticModel.ts",
     "src/cli.ts"
   ],
   format: ["esm"],

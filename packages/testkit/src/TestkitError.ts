@@ -1,6 +1,6 @@
 /**
  * The one error of `@hasten/testkit`: a simulator or `redis-server` that did not start,
- * or a bad `hasten-simulator` flag.
+ * a bad `hasten-simulator` flag, or a synthetic model that could not be written.
  * @since 0.2.0
  */
 import { Schema } from "effect"
@@ -22,13 +22,18 @@ export class InvalidFlag extends Schema.TaggedError<InvalidFlag>()("InvalidFlag"
   description: Schema.String
 }) {}
 
+/** Bad `SyntheticModel` options, or a missing or unknown tokenizer donor file. @category errors @since 0.2.0 */
+export class SyntheticModelError extends Schema.TaggedError<SyntheticModelError>()("SyntheticModelError", {
+  description: Schema.String
+}) {}
+
 /**
  * The one error of `@hasten/testkit`; handle one reason with
  * `Effect.catchReason("TestkitError", "RedisServerError", …)`.
  * @category errors @since 0.2.0
  */
 export class TestkitError extends Schema.TaggedError<TestkitError>()("TestkitError", {
-  reason: Schema.Union([SimulatorError, RedisServerError, InvalidFlag])
+  reason: Schema.Union([SimulatorError, RedisServerError, InvalidFlag, SyntheticModelError])
 }) {
   /** The reason's description. */
   override get message(): string {

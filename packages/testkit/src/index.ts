@@ -11,3 +11,5 @@ export * as Fakes from "./Fakes.js"
 export * as TestkitError from "./TestkitError.js"
 /** A real `redis-server` on a free loopback port. @since 0.1.0 */
 export * as RedisServer from "./RedisServer.js"
+/** Deterministic synthetic llama GGUF models at real sizes, and draft/target pairs, for timing local inference. @since 0.2.0 */
+export * as SyntheticModel from "./SyntheticModel.js"
