@@ -19,7 +19,8 @@ import type * as IoRedis from "./IoRedis.js"
 export interface Options {
   /**
    * Calls in flight per key (`MAX_CONCURRENCY`); AIMD moves between 1 and this. Unset: 2
-   * until the provider states its limits, then AIMD may grow it up to `learntMaxConcurrency`.
+   * until the provider states its limits; then as many as its request rate needs at the
+   * key's latency (twice Little's law), grown by slow start, at most `learntMaxConcurrency`.
    */
   readonly maxConcurrency?: number | undefined
   /** Requests per second (`RPS_LIMIT`; assumed 2 while no request budget is set or learnt); `Infinity` disables it. */
@@ -81,7 +82,11 @@ export interface Options {
    * reset when the headers say a budget is spent.
    */
   readonly learnFromHeaders?: boolean | undefined
-  /** The ceiling AIMD may grow concurrency to once the provider has stated its limits, when `maxConcurrency` is unset (default 64). */
+  /**
+   * The most calls in flight per key once the provider has stated its limits, when
+   * `maxConcurrency` is unset (default 1024); below it the ceiling is twice the stated
+   * request rate × the key's recent latency.
+   */
   readonly learntMaxConcurrency?: number | undefined
   /**
    * A fixed per-attempt deadline in milliseconds (`REQUEST_TIMEOUT_MS`); it replaces the
@@ -255,7 +260,7 @@ export const resolve = (options: Options): Effect.Effect<Resolved, RateLimitErro
         : check("defaultMaxTokens", options.defaultMaxTokens, "nonNegativeInt"),
       adaptiveConcurrency: options.adaptiveConcurrency ?? true,
       learnFromHeaders: options.learnFromHeaders ?? true,
-      learntMaxConcurrency: check("learntMaxConcurrency", options.learntMaxConcurrency ?? 64, "positiveInt"),
+      learntMaxConcurrency: check("learntMaxConcurrency", options.learntMaxConcurrency ?? 1024, "positiveInt"),
       configured,
       requestTimeoutMillis: options.requestTimeoutMillis === undefined
         ? undefined

@@ -147,6 +147,38 @@ describe("budgets learnt from headers", () => {
   })
 })
 
+describe("concurrency once the limits are stated", () => {
+  it.effect("grows by slow start to what the stated rate needs at the key's latency (Little's law), not to a fixed cap", () => {
+    // 6000 requests per minute at 2 s a call: about 200 calls must be in flight to use it
+    const fake = makeFake(
+      [{ rateLimit: { ...states, limitRequests: 6000, remainingRequests: 5999 }, latencyMillis: 2_000 }],
+      "fake",
+      RateLimitPolicy.openAi
+    )
+    return Effect.gen(function*() {
+      const fibers = yield* Effect.forEach(Array.from({ length: 1200 }), () => Effect.forkChild(Effect.exit(Llm.complete(request()))))
+      yield* TestClock.adjust("30 seconds")
+      assert.isAtLeast(fake.peakInFlight, 150)
+      // and never more than the ceiling: twice the rate × the latency, plus one
+      assert.isAtMost(fake.peakInFlight, 401)
+      yield* TestClock.adjust("60 seconds")
+      yield* Effect.forEach(fibers, Fiber.join)
+    }).pipe(Effect.provide(stack(zero, fake.layer)))
+  })
+
+  it.effect("stays at what the user set", () => {
+    const fake = makeFake(
+      [{ rateLimit: { ...states, limitRequests: 6000, remainingRequests: 5999 }, latencyMillis: 2_000 }],
+      "fake",
+      RateLimitPolicy.openAi
+    )
+    return Effect.gen(function*() {
+      yield* burst(20, "30 seconds")
+      assert.strictEqual(fake.peakInFlight, 4)
+    }).pipe(Effect.provide(stack({ ...zero, maxConcurrency: 4 }, fake.layer)))
+  })
+})
+
 describe("cautious start", () => {
   it.effect("sends one call first and the rest once its response states the budgets", () => {
     const fake = makeFake([{ rateLimit: states, latencyMillis: 300 }, { rateLimit: states }], "fake", RateLimitPolicy.openAi)

@@ -35,7 +35,7 @@ export const make = (deps: {
   const totals = deps.totals
   const { options, limiter, stateFor, learn, event } = deps
   const { consume, adjust } = deps.windows
-  const { increase, decrease } = deps.aimd
+  const { increase, decrease, observe } = deps.aimd
 
   const admit = (cost: Cost): Effect.Effect<Admission, LlmError.LlmError, Scope.Scope> =>
     Effect.gen(function*() {
@@ -170,15 +170,14 @@ export const make = (deps: {
             once(
               Effect.gen(function*() {
                 const usage = observed?.usage
-                if (state.latency !== undefined) {
-                  const now = yield* Clock.currentTimeMillis
-                  state.latency.record(now - end, usage?.outputTokens ?? output)
-                }
+                const latency = (yield* Clock.currentTimeMillis) - end
+                state.latency?.record(latency, usage?.outputTokens ?? output)
                 if (usage !== undefined && accounting === "usage") {
                   yield* adjust(charged, key, provider, usage.inputTokens - input, usage.outputTokens - output)
                 }
                 yield* learn(state, observed?.rateLimit, key, { input, output })
                 if (probing) yield* endProbe(state)
+                observe(state, latency)
                 yield* increase(key, state)
               }).pipe(Effect.catch(() => Effect.void))
             ),

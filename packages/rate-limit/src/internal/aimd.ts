@@ -1,6 +1,9 @@
 /**
- * Adaptive concurrency (AIMD): a window of `limit` successes adds one permit; a 429 halves
- * the limit and an overload takes a quarter off, at most once a second.
+ * Adaptive concurrency (AIMD): a window of `limit` successes adds one permit (doubles the
+ * limit during slow start, which ends at the first decrease); a 429 halves the limit and an
+ * overload takes a quarter off, at most once a second. Once the provider has stated its
+ * limits and `maxConcurrency` is unset, the ceiling follows Little's law: twice the stated
+ * request rate × the key's recent latency.
  * @internal
  */
 import { Clock, Effect, Metric } from "effect"
@@ -26,8 +29,22 @@ export const make = (options: Resolved, event: Event) => {
     Effect.suspend(() => {
       if (!options.adaptiveConcurrency || state.limit >= state.maxLimit) return Effect.void
       state.successes++
-      return state.successes >= state.limit ? resize(key, state, state.limit + 1) : Effect.void
+      if (state.successes < state.limit) return Effect.void
+      return resize(key, state, Math.min(state.maxLimit, state.slowStart ? state.limit * 2 : state.limit + 1))
     })
+
+  /** Records a success's latency and, once the provider has stated its limits, moves the ceiling with it. */
+  const observe = (state: KeyState, latencyMillis: number) => {
+    state.latencyMillis = state.latencyMillis === 0 ? latencyMillis : 0.9 * state.latencyMillis + 0.1 * latencyMillis
+    if (!state.learnt || options.configured.maxConcurrency) return
+    let perMilli = Infinity
+    for (const window of state.windows) {
+      if (window.unit === "request") perMilli = Math.min(perMilli, window.limit / window.windowMillis)
+    }
+    state.maxLimit = perMilli === Infinity
+      ? options.learntMaxConcurrency
+      : Math.min(options.learntMaxConcurrency, Math.max(2, Math.ceil(2 * perMilli * state.latencyMillis) + 1))
+  }
 
   // A 429 halves the limit; an overload (often a lone 503 that says nothing about this
   // client's pace) takes a quarter off.
@@ -38,6 +55,7 @@ export const make = (options: Resolved, event: Event) => {
       // One decrease per burst: the calls already in flight answer 429 together.
       if (now - state.lastDecrease < DECREASE_INTERVAL_MILLIS) return
       state.lastDecrease = now
+      state.slowStart = false
       const next = Math.max(1, Math.floor(state.limit * factor))
       if (next < state.limit) {
         yield* event(`concurrency=${next}`, { event: "rate_limit.concurrency", key, concurrency: next, reason })
@@ -45,5 +63,5 @@ export const make = (options: Resolved, event: Event) => {
       yield* resize(key, state, next)
     })
 
-  return { increase, decrease }
+  return { increase, decrease, observe }
 }

@@ -70,7 +70,6 @@ export const make = (options: Resolved, event: Event) => {
       state.requestWindow = state.windows.find((window) => window.unit === "request")
       const first = !state.learnt
       state.learnt = true
-      if (!options.configured.maxConcurrency) state.maxLimit = options.learntMaxConcurrency
       const budgets = stated.map((window) => `${window.name.replace("provider_", "")}=${window.limit}/${window.windowMillis / 1000}s`).join(
         " "
       )

@@ -34,8 +34,16 @@ export interface KeyState {
   windows: ReadonlyArray<Window>
   /** The request window the store's adaptive cooldown paces by. */
   requestWindow: Window | undefined
-  /** The ceiling AIMD grows `limit` to: `maxConcurrency`, or `learntMaxConcurrency` once learnt (when unset). */
+  /**
+   * The ceiling AIMD grows `limit` to: `maxConcurrency`; once the provider has stated its
+   * limits (and `maxConcurrency` is unset), twice its request rate × `latencyMillis`, within
+   * [2, `learntMaxConcurrency`].
+   */
   maxLimit: number
+  /** Slow start: `limit` doubles per window of successes until the first decrease, then grows by one. */
+  slowStart: boolean
+  /** Recent latency of the key's successful calls (exponentially weighted), milliseconds. */
+  latencyMillis: number
   /** How the provider admits and counts (from the first call's `Llm`); `undefined`: it declared none. */
   policy: RateLimitPolicy.RateLimitPolicy | undefined
   /** Whether the provider has stated its limits in headers. */
@@ -71,6 +79,8 @@ export const make = (options: Resolved) => {
         windows: startWindows,
         requestWindow: startWindows.find((window) => window.unit === "request"),
         maxLimit: options.maxConcurrency,
+        slowStart: true,
+        latencyMillis: 0,
         policy: undefined,
         learnt: false,
         lowered: new Set(),
