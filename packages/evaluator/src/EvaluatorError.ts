@@ -10,6 +10,8 @@ import { Schema } from "effect"
 export class DatasetError extends Schema.TaggedError<DatasetError>()("DatasetError", {
   source: Schema.String,
   line: Schema.optionalKey(Schema.Number),
+  /** The first bad field of the row, when one is at fault. @since 0.2.0 */
+  field: Schema.optionalKey(Schema.String),
   description: Schema.String
 }) {
   override get message(): string {

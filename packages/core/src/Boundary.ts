@@ -1,0 +1,133 @@
+/**
+ * Decoding at the edges, one way for every package: JSON text and JSON Lines through a
+ * `Schema`, keeping `JSON.parse`'s own detail; a failed decode as problems that name the
+ * field (`judge.concurrency`, `messages[0].content`) or the line; and options checked by a
+ * `Schema` struct.
+ * @since 0.2.0
+ */
+import { Effect, Exit, Schema, SchemaIssue, SchemaTransformation } from "effect"
+
+/** One thing wrong with a decoded value: the field it is at (`""` for the value itself) and what is wrong. @category models @since 0.2.0 */
+export interface Problem {
+  /** `a.b`, `items[2].name`; `""` when the value itself is wrong. */
+  readonly field: string
+  readonly message: string
+}
+
+const fieldPath = (path: ReadonlyArray<PropertyKey>): string =>
+  path.reduce<string>((text, key) =>
+    typeof key === "number"
+      ? `${text}[${key}]`
+      : text.length === 0
+      ? String(key)
+      : `${text}.${String(key)}`, "")
+
+const standard = SchemaIssue.makeFormatterStandardSchemaV1()
+
+/**
+ * The problems of a schema issue, each naming its field.
+ * @category utils @since 0.2.0
+ */
+export const problemsOf = (issue: SchemaIssue.Issue): Array<Problem> =>
+  standard(issue).issues.map((entry) => ({
+    field: fieldPath((entry.path ?? []).map((segment) => typeof segment === "object" ? segment.key : segment)),
+    message: entry.message
+  }))
+
+/**
+ * One line for people: `field: message` for each problem, joined with `; `.
+ * @category utils @since 0.2.0
+ */
+export const formatProblems = (problems: ReadonlyArray<Problem>): string =>
+  problems.map((problem) => problem.field.length === 0 ? problem.message : `${problem.field}: ${problem.message}`).join("; ")
+
+/**
+ * The problems of a failed decode (a `SchemaError`, or anything else as one problem at `""`).
+ * @category utils @since 0.2.0
+ */
+export const problemsOfError = (error: unknown): Array<Problem> =>
+  Schema.isSchemaError(error)
+    ? problemsOf(error.issue)
+    : [{ field: "", message: error instanceof Error ? error.message : String(error) }]
+
+/**
+ * A string decoded as JSON. Unlike `Schema.UnknownFromJsonString`, a failure keeps
+ * `JSON.parse`'s detail: `invalid JSON: Unexpected token … in JSON at position 3`.
+ * @category schemas @since 0.2.0
+ */
+export const JsonText: Schema.decodeTo<Schema.Unknown, Schema.String> = Schema.String.pipe(
+  Schema.decodeTo(
+    Schema.Unknown,
+    SchemaTransformation.transformEffect({
+      decode: (text: string) =>
+        Effect.try({
+          try: () => JSON.parse(text) as unknown,
+          catch: (error) =>
+            new SchemaIssue.InvalidValue({
+              message: `invalid JSON: ${error instanceof Error ? error.message : String(error)}`
+            }, text)
+        }),
+      encode: (value: unknown) =>
+        Effect.try({
+          try: () => JSON.stringify(value),
+          catch: (error) => new SchemaIssue.InvalidValue({ message: `not JSON-serializable: ${String(error)}` })
+        })
+    })
+  )
+)
+
+/**
+ * JSON text decoded with `schema`: one decode from the text to the value, a bad JSON text and
+ * a bad field reported alike.
+ * @category schemas @since 0.2.0
+ */
+export const fromJsonText = <S extends Schema.Constraint>(schema: S): Schema.decodeTo<S, Schema.decodeTo<Schema.Unknown, Schema.String>> =>
+  JsonText.pipe(Schema.decodeTo(schema))
+
+/** The result of decoding one value: the value, or its problems. @category models @since 0.2.0 */
+export type Decoded<A> =
+  | { readonly _tag: "Success"; readonly value: A }
+  | { readonly _tag: "Failure"; readonly problems: ReadonlyArray<Problem> }
+
+/**
+ * A synchronous decoder that reports every problem (not only the first), each naming its field.
+ * @category constructors @since 0.2.0
+ */
+export const decoder = <S extends Schema.Codec<any, any, never, never>>(schema: S): (input: unknown) => Decoded<S["Type"]> => {
+  const decode = Schema.decodeUnknownExit(schema)
+  return (input) => {
+    const exit = decode(input, { errors: "all", reportInput: true })
+    if (Exit.isSuccess(exit)) return { _tag: "Success", value: exit.value }
+    const failure = exit.cause.reasons.find((reason) => reason._tag === "Fail")
+    return {
+      _tag: "Failure",
+      problems: failure?._tag === "Fail"
+        ? problemsOfError(failure.error)
+        : [{ field: "", message: String(exit.cause) }]
+    }
+  }
+}
+
+/** One line of JSON Lines text: its 1-based number and the decoded value or its problems. @category models @since 0.2.0 */
+export interface JsonLine<A> {
+  readonly line: number
+  readonly result: Decoded<A>
+}
+
+/**
+ * Decodes JSON Lines text with `schema`, line by line: blank lines are skipped, a leading
+ * byte-order mark and CRLF line ends are accepted, and each line's result carries its
+ * 1-based line number.
+ * @category constructors @since 0.2.0
+ */
+export const decodeJsonLines = <S extends Schema.Codec<any, any, never, never>>(schema: S) => {
+  const decode = decoder(fromJsonText(schema) as unknown as Schema.Codec<S["Type"], string, never, never>)
+  return (text: string): Array<JsonLine<S["Type"]>> => {
+    const lines = (text.charCodeAt(0) === 0xfeff ? text.slice(1) : text).split(/\r?\n/)
+    const out: Array<JsonLine<S["Type"]>> = []
+    lines.forEach((content, index) => {
+      if (content.trim().length > 0) out.push({ line: index + 1, result: decode(content) })
+    })
+    return out
+  }
+}

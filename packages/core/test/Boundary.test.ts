@@ -1,0 +1,33 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Schema } from "effect"
+import { Boundary } from "@hasten/core"
+
+const Row = Schema.Struct({
+  question: Schema.String.check(Schema.isNonEmpty()),
+  judge: Schema.optionalKey(Schema.Struct({ concurrency: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)) })),
+  tags: Schema.optionalKey(Schema.Array(Schema.String))
+})
+
+describe("Boundary", () => {
+  it("names the field of every problem, nested fields with dots and indexes", () => {
+    const decode = Boundary.decoder(Row)
+    const result = decode({ question: "", judge: { concurrency: 0 }, tags: ["a", 1] })
+    assert.strictEqual(result._tag, "Failure")
+    if (result._tag !== "Failure") return
+    assert.deepStrictEqual(result.problems.map((problem) => problem.field), ["question", "judge.concurrency", "tags[1]"])
+    assert.strictEqual(Boundary.formatProblems(result.problems), "question: Expected a value with a length of at least 1, got \"\"; judge.concurrency: Expected a value greater than or equal to 1, got 0; tags[1]: Expected string, got 1")
+  })
+
+  it("decodes JSON Lines with line numbers, keeping JSON.parse's detail", () => {
+    const lines = Boundary.decodeJsonLines(Row)("\uFEFF{\"question\":\"q\"}\r\n\n{\"question\":\n{\"question\":\"\"}\n")
+    assert.deepStrictEqual(lines.map((line) => [line.line, line.result._tag]), [[1, "Success"], [3, "Failure"], [4, "Failure"]])
+    const [, bad, empty] = lines
+    assert.match(bad!.result._tag === "Failure" ? bad!.result.problems[0]!.message : "", /^invalid JSON: .+/)
+    assert.strictEqual(empty!.result._tag === "Failure" ? empty!.result.problems[0]!.field : "", "question")
+  })
+
+  it("JsonText round-trips", () => {
+    assert.deepStrictEqual(Schema.decodeSync(Boundary.fromJsonText(Row))("{\"question\":\"q\"}"), { question: "q" })
+    assert.strictEqual(Schema.encodeSync(Boundary.JsonText)({ a: 1 }), "{\"a\":1}")
+  })
+})
