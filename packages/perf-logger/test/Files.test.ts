@@ -136,6 +136,21 @@ describe("run files", () => {
     assert.throws(() => PerfLogger.parseEvents(`${good}\n{"type":"ca\n${good}\n`, "x.jsonl"), PerfLogger.PerfLoggerError, /x\.jsonl:2: not a JSON event/)
   })
 
+  it("decodes each line with the event schema: a bad field is named with its line, an unknown event type is skipped", () => {
+    const good = JSON.stringify({ type: "run_end", t: 1 })
+    const badCall = JSON.stringify({ type: "call", op: "complete", provider: "p", model: "m", start: 1, latencyMs: "5", ok: true })
+    try {
+      PerfLogger.parseEvents(`${good}\n${badCall}\n${good}\n`, "x.jsonl")
+      assert.fail("expected a PerfLoggerError")
+    } catch (error) {
+      assert.instanceOf(error, PerfLogger.PerfLoggerError)
+      assert.strictEqual(error.reason._tag === "InvalidRunFile" ? error.reason.line : undefined, 2)
+      assert.match(error.message, /x\.jsonl:2: not a valid call event \(latencyMs: Expected number, got "5"\)/)
+    }
+    const events = PerfLogger.parseEvents(`${good}\n{"type":"gpu","t":2}\n${good}\n`)
+    assert.deepStrictEqual(events.map((event) => event.type), ["run_end", "run_end"])
+  })
+
   it("the file readers throw PerfLoggerError naming the path; InvalidOptions (deprecated) still matches it", () => {
     const dir = tmp()
     const thrown = (run: () => unknown): PerfLogger.PerfLoggerError => {
