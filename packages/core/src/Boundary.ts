@@ -35,11 +35,18 @@ export const problemsOf = (issue: SchemaIssue.Issue): Array<Problem> =>
   }))
 
 /**
- * One line for people: `field: message` for each problem, joined with `; `.
+ * One line for people, the problems joined with `; `: `field: message`, or `field must be …`
+ * for the messages of {@link mustBe} checks.
  * @category utils @since 0.2.0
  */
 export const formatProblems = (problems: ReadonlyArray<Problem>): string =>
-  problems.map((problem) => problem.field.length === 0 ? problem.message : `${problem.field}: ${problem.message}`).join("; ")
+  problems.map((problem) =>
+    problem.field.length === 0
+      ? problem.message
+      : problem.message.startsWith("must ")
+      ? `${problem.field} ${problem.message}`
+      : `${problem.field}: ${problem.message}`
+  ).join("; ")
 
 /**
  * The problems of a failed decode (a `SchemaError`, or anything else as one problem at `""`).
@@ -150,5 +157,46 @@ export const decodeJsonLines = <S extends Schema.Codec<any, any, never, never>>(
       if (content.trim().length > 0) out.push({ line: index + 1, result: decode(content) })
     })
     return out
+  }
+}
+
+/**
+ * A number check whose message reads after the field's name: `must be <description>, got <value>`
+ * (`concurrency must be a positive integer, got 0`).
+ * @category schemas @since 0.2.0
+ */
+export const mustBe = (description: string, ok: (value: number) => boolean): Schema.Number =>
+  Schema.Number.check(Schema.makeFilter((value: number) => ok(value) ? undefined : `must be ${description}, got ${value}`))
+
+/** An integer ≥ 1. @category schemas @since 0.2.0 */
+export const PositiveInt: Schema.Number = mustBe("a positive integer", (value) => Number.isInteger(value) && value >= 1)
+/** An integer ≥ 0. @category schemas @since 0.2.0 */
+export const NonNegativeInt: Schema.Number = mustBe("a non-negative integer", (value) => Number.isInteger(value) && value >= 0)
+/** A number > 0 (`Infinity` allowed). @category schemas @since 0.2.0 */
+export const Positive: Schema.Number = mustBe("> 0", (value) => value > 0)
+/** A number ≥ 0 (`Infinity` allowed). @category schemas @since 0.2.0 */
+export const NonNegative: Schema.Number = mustBe(">= 0", (value) => value >= 0)
+/** An integer in `minimum..maximum`. @category schemas @since 0.2.0 */
+export const IntBetween = (minimum: number, maximum: number): Schema.Number =>
+  mustBe(`an integer in ${minimum}..${maximum}`, (value) => Number.isInteger(value) && value >= minimum && value <= maximum)
+
+/** Options that failed their schema: the first bad field, and every problem in one line. @category models @since 0.2.0 */
+export interface InvalidOptions {
+  readonly field: string
+  readonly message: string
+  readonly problems: ReadonlyArray<Problem>
+}
+
+/**
+ * A check of an options object against a `Schema` struct (its fields optional, with checks):
+ * `undefined` when the options pass, else the first bad field and every problem.
+ * @category constructors @since 0.2.0
+ */
+export const optionsChecker = <S extends Schema.Codec<any, any, never, never>>(schema: S) => {
+  const decode = decoder(schema)
+  return (options: unknown): InvalidOptions | undefined => {
+    const decoded = decode(options)
+    if (decoded._tag === "Success") return undefined
+    return { field: decoded.problems[0]?.field ?? "", message: formatProblems(decoded.problems), problems: decoded.problems }
   }
 }

@@ -32,6 +32,21 @@ describe("Boundary", () => {
     }
   })
 
+  it("optionsChecker: the first bad field, and every problem in words that follow the field's name", () => {
+    const check = Boundary.optionsChecker(Schema.Struct({
+      trials: Schema.optionalKey(Boundary.PositiveInt),
+      judge: Schema.optionalKey(Schema.Struct({ concurrency: Schema.optionalKey(Boundary.PositiveInt) })),
+      gamma: Schema.optionalKey(Boundary.IntBetween(1, 64))
+    }))
+    assert.isUndefined(check({ trials: 2, judge: {} }))
+    const invalid = check({ trials: 1.5, judge: { concurrency: 0 }, gamma: "x" })
+    assert.strictEqual(invalid?.field, "trials")
+    assert.strictEqual(
+      invalid?.message,
+      "trials must be a positive integer, got 1.5; judge.concurrency must be a positive integer, got 0; gamma: Expected number, got \"x\""
+    )
+  })
+
   it("JsonText round-trips", () => {
     assert.deepStrictEqual(Schema.decodeSync(Boundary.fromJsonText(Row))("{\"question\":\"q\"}"), { question: "q" })
     assert.strictEqual(Schema.encodeSync(Boundary.JsonText)({ a: 1 }), "{\"a\":1}")

@@ -207,7 +207,10 @@ const ngramBounds = (options: NgramOptions | undefined): Effect.Effect<{ min: nu
     ? Effect.succeed({ min, max })
     : Effect.fail(
       new SpeculativeError({
-        reason: new InvalidOptions({ description: `n-gram bounds must be integers with 1 <= minNgram <= maxNgram, got ${min}..${max}` })
+        reason: new InvalidOptions({
+          field: Number.isInteger(min) && min >= 1 ? "maxNgram" : "minNgram",
+          description: `n-gram bounds must be integers with 1 <= minNgram <= maxNgram, got ${min}..${max}`
+        })
       })
     )
 }

@@ -231,8 +231,16 @@ describe("edges", () => {
       const exit = yield* Effect.exit(Effect.scoped(Layer.build(
         Speculative.layer({ drafter: Drafter.promptLookup(), gamma: -1 }).pipe(Layer.provide(Layer.succeed(TokenModel.TokenModel, targetChain())))
       )))
-      const error = Cause.squash((exit as Exit.Failure<unknown, unknown>).cause) as { reason: { _tag: string } }
+      const error = Cause.squash((exit as Exit.Failure<unknown, unknown>).cause) as { reason: { _tag: string; field: string }; message: string }
       assert.strictEqual(error.reason._tag, "InvalidOptions")
+      assert.strictEqual(error.reason.field, "gamma")
+      assert.strictEqual(error.message, "InvalidOptions: gamma must be \"adaptive\" or an integer in 0..64, got -1")
+      const several = yield* Effect.exit(Effect.scoped(Layer.build(
+        Speculative.layer({ drafter: Drafter.promptLookup(), maxGamma: 65, temperature: -1 }).pipe(Layer.provide(Layer.succeed(TokenModel.TokenModel, targetChain())))
+      )))
+      const both = Cause.squash((several as Exit.Failure<unknown, unknown>).cause) as { reason: { field: string }; message: string }
+      assert.strictEqual(both.reason.field, "maxGamma")
+      assert.strictEqual(both.message, "InvalidOptions: maxGamma must be an integer in 1..64, got 65; temperature must be >= 0, got -1")
     }))
 
   it.effect("maxTokens 0 evaluates nothing; maxTokens 1 gives the greedy first token", () =>
