@@ -141,7 +141,7 @@ describe("Batcher.config", () => {
       const fibers = yield* Effect.forEach(["a", "b", "c"], fork)
       yield* TestClock.adjust("50 millis") // options' window, not the environment's 1 s
       const results = yield* Effect.forEach(fibers, Fiber.join)
-      assert.deepStrictEqual(results.map((r) => r.metadata?.batchSize), [3, 3, 3]) // batching on, against BATCHING_ENABLED=false
+      assert.deepStrictEqual(results.map((r) => r.facts?.batchSize), [3, 3, 3]) // batching on, against BATCHING_ENABLED=false
     }).pipe(Effect.provide(Batcher.layerConfig({ enabled: true, window: "50 millis" }).pipe(Layer.provide(upstream.layer), Layer.provide(env))))
   })
 
