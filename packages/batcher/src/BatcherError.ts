@@ -4,7 +4,7 @@
  * @since 0.2.0
  */
 import { Boundary } from "@hasten/core"
-import { Duration, Option, Schema } from "effect"
+import { Schema } from "effect"
 
 /** Options that fail validation: `field` names the first bad option, `message` lists every problem. @category errors @since 0.2.0 */
 export class InvalidOptions extends Schema.TaggedError<InvalidOptions>()("InvalidOptions", {
@@ -27,11 +27,6 @@ export class BatcherError extends Schema.TaggedError<BatcherError>()("BatcherErr
 
 const optional = Schema.optionalKey
 
-/** A `Duration.Input` (`"50 millis"`, a number of milliseconds, a `Duration`). @category schemas @since 0.2.0 */
-export const DurationInput = Schema.Unknown.check(Schema.makeFilter((input: unknown) =>
-  Option.isSome(Duration.fromInput(input as Duration.Input)) ? undefined : `must be a duration ("50 millis", milliseconds), got ${String(input)}`
-))
-
 /** `Adaptive.Options`, checked. @category schemas @since 0.2.0 */
 export const AdaptiveOptions = Schema.Struct({
   max: Boundary.PositiveInt,
@@ -46,7 +41,7 @@ export const AdaptiveOptions = Schema.Struct({
 /** `Batcher.Options` and `EmbedderOptions`, checked. @category schemas @since 0.2.0 */
 export const OptionsSchema = Schema.Struct({
   maxBatchSize: optional(Boundary.PositiveInt),
-  window: optional(DurationInput),
+  window: optional(Boundary.DurationInput),
   enabled: optional(Schema.Boolean),
   concurrency: optional(Schema.Union([Boundary.PositiveInt, AdaptiveOptions]))
 })

@@ -5,7 +5,7 @@
  * `Schema` struct.
  * @since 0.2.0
  */
-import { Effect, Exit, Schema, SchemaIssue, SchemaTransformation } from "effect"
+import { Duration, Effect, Exit, Option, Schema, SchemaIssue, SchemaTransformation } from "effect"
 
 /** One thing wrong with a decoded value: the field it is at (`""` for the value itself) and what is wrong. @category models @since 0.2.0 */
 export interface Problem {
@@ -179,6 +179,13 @@ export const NonNegative: Schema.Number = mustBe(">= 0", (value) => value >= 0)
 /** An integer in `minimum..maximum`. @category schemas @since 0.2.0 */
 export const IntBetween = (minimum: number, maximum: number): Schema.Number =>
   mustBe(`an integer in ${minimum}..${maximum}`, (value) => Number.isInteger(value) && value >= minimum && value <= maximum)
+
+/** A `Duration.Input` (`"50 millis"`, a number of milliseconds, a `Duration`). @category schemas @since 0.2.0 */
+export const DurationInput = Schema.Unknown.check(Schema.makeFilter((input: unknown) =>
+  Option.isSome(Duration.fromInput(input as Duration.Input))
+    ? undefined
+    : `must be a duration ("50 millis", milliseconds), got ${String(input)}`
+))
 
 /** Options that failed their schema: the first bad field, and every problem in one line. @category models @since 0.2.0 */
 export interface InvalidOptions {
