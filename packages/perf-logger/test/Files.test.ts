@@ -130,6 +130,23 @@ describe("run files", () => {
       assert.strictEqual(memory.reason._tag, "InvalidRunId")
     }))
 
+  it.effect("bad options fail the run with PerfLoggerError (InvalidOptions) naming the field, every problem listed", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Effect.scoped(PerfLogger.make({
+        dir: tmp(),
+        console: false,
+        flush: { intervalMs: -1, maxEvents: 10 },
+        memoryInterval: "soon" as never,
+        prices: { m: { input: 1, output: -2 } }
+      })))
+      assert.strictEqual(error.reason._tag, "InvalidOptions")
+      assert.strictEqual(error.reason._tag === "InvalidOptions" ? error.reason.field : "", "prices.m.output")
+      assert.strictEqual(
+        error.message,
+        "perf-logger: invalid options: prices.m.output must be >= 0, got -2; flush.intervalMs must be >= 0, got -1; memoryInterval must be a duration (\"1 second\", milliseconds) or false, got soon"
+      )
+    }))
+
   it("parses a log with a torn last line and names a malformed line elsewhere", () => {
     const good = JSON.stringify({ type: "run_end", t: 1 })
     assert.strictEqual(PerfLogger.parseEvents(`${good}\n${good}\n{"type":"ca`).length, 2)
