@@ -6,6 +6,7 @@
  * @since 0.2.0
  */
 import { Duration, Effect, Exit, Option, Schema, SchemaIssue, SchemaTransformation } from "effect"
+import { parseArgs } from "node:util"
 
 /** One thing wrong with a decoded value: the field it is at (`""` for the value itself) and what is wrong. @category models @since 0.2.0 */
 export interface Problem {
@@ -206,4 +207,136 @@ export const optionsChecker = <S extends Schema.Codec<any, any, never, never>>(s
     if (decoded._tag === "Success") return undefined
     return { field: decoded.problems[0]?.field ?? "", message: formatProblems(decoded.problems), problems: decoded.problems }
   }
+}
+
+// ---------------------------------------------------------------------------
+// Command-line flags
+
+/**
+ * One command-line flag: how it is read (`string`, `boolean`, or `strings` for a repeatable
+ * flag), an optional one-letter alias, and the schema that decodes what was read.
+ * @category models @since 0.2.0
+ */
+export interface Flag<A> {
+  readonly kind: "string" | "boolean" | "strings"
+  readonly short?: string | undefined
+  readonly schema: Schema.Codec<A, any, never, never>
+}
+
+/** What a flag decodes to. @category models @since 0.2.0 */
+export type FlagType<F> = F extends Flag<infer A> ? A : never
+
+type Read<A> = { readonly value: A } | { readonly problem: string }
+
+const fromText = <A>(decode: (text: string) => Read<A>): Schema.Codec<A, string, never, never> =>
+  Schema.String.pipe(Schema.decodeTo(
+    Schema.Any as unknown as Schema.Codec<A, A, never, never>,
+    SchemaTransformation.transformEffect({
+      decode: (text: string) => {
+        const result = decode(text)
+        return "problem" in result
+          ? Effect.fail(new SchemaIssue.InvalidValue({ message: result.problem }, text))
+          : Effect.succeed(result.value)
+      },
+      encode: (value: A) => Effect.succeed(String(value))
+    })
+  )) as unknown as Schema.Codec<A, string, never, never>
+
+/**
+ * Flag constructors: every CLI reads its flags through these, so a bad value always reads
+ * `--name must be …, got "value"`.
+ * @category constructors @since 0.2.0
+ */
+export const Flag = {
+  /** A string flag (`--out report.json`). */
+  string: (options?: { readonly short?: string }): Flag<string> => ({ kind: "string", short: options?.short, schema: Schema.String }),
+  /** A switch (`--fresh`). */
+  boolean: (options?: { readonly short?: string }): Flag<boolean> => ({ kind: "boolean", short: options?.short, schema: Schema.Boolean }),
+  /** A repeatable string flag (`--candidate a --candidate b`). */
+  strings: (options?: { readonly short?: string }): Flag<ReadonlyArray<string>> => ({
+    kind: "strings",
+    short: options?.short,
+    schema: Schema.Array(Schema.String)
+  }),
+  /** An integer ≥ `minimum`: `--threads must be an integer >= 1, got "x"`. */
+  integer: (minimum: number, options?: { readonly short?: string }): Flag<number> => ({
+    kind: "string",
+    short: options?.short,
+    schema: fromText((text) => {
+      const value = Number(text)
+      return text.trim() !== "" && Number.isInteger(value) && value >= minimum
+        ? { value }
+        : { problem: `must be an integer >= ${minimum}, got ${JSON.stringify(text)}` }
+    })
+  }),
+  /** A finite number ≥ 0, or within `0..maximum`: `--rpm must be a non-negative number, got "many"`. */
+  number: (options?: { readonly maximum?: number; readonly short?: string }): Flag<number> => ({
+    kind: "string",
+    short: options?.short,
+    schema: fromText((text) => {
+      const value = Number(text)
+      if (text.trim() === "" || !Number.isFinite(value) || value < 0) return { problem: `must be a non-negative number, got ${JSON.stringify(text)}` }
+      return options?.maximum !== undefined && value > options.maximum
+        ? { problem: `must be between 0 and ${options.maximum}, got ${value}` }
+        : { value }
+    })
+  }),
+  /** One of a fixed set of words: `--scorer must be one of gsm8k, judge, got "bleu"`. */
+  choice: <const A extends string>(choices: ReadonlyArray<A>, options?: { readonly short?: string }): Flag<A> => ({
+    kind: "string",
+    short: options?.short,
+    schema: fromText<A>((text) =>
+      (choices as ReadonlyArray<string>).includes(text)
+        ? { value: text as A }
+        : { problem: `must be one of ${choices.join(", ")}, got ${JSON.stringify(text)}` }
+    )
+  })
+}
+
+/** A command line that could not be read: the flag at fault (`""` when none) and the message. @category models @since 0.2.0 */
+export interface FlagsProblem {
+  readonly flag: string
+  readonly message: string
+}
+
+/** Decoded flags and the positional arguments. @category models @since 0.2.0 */
+export interface ParsedFlags<F extends Record<string, Flag<any>>> {
+  readonly values: { readonly [K in keyof F]?: FlagType<F[K]> }
+  readonly positionals: ReadonlyArray<string>
+}
+
+/**
+ * Reads `argv` (without the node and script paths) with `node:util`'s `parseArgs` (strict:
+ * an unknown flag or a missing value is a problem naming the flag) and decodes each flag's
+ * text with its schema; every bad flag is listed, the first is the problem's `flag`.
+ * @category constructors @since 0.2.0
+ */
+export const parseFlags = <F extends Record<string, Flag<any>>>(
+  argv: ReadonlyArray<string>,
+  flags: F,
+  options?: { readonly positionals?: boolean }
+): { readonly _tag: "Success"; readonly flags: ParsedFlags<F> } | { readonly _tag: "Failure"; readonly problem: FlagsProblem } => {
+  let tokens: { values: Record<string, unknown>; positionals: Array<string> }
+  try {
+    tokens = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: options?.positionals === true,
+      options: Object.fromEntries(Object.entries(flags).map(([name, flag]) => [name, {
+        type: flag.kind === "boolean" ? "boolean" as const : "string" as const,
+        ...(flag.kind === "strings" ? { multiple: true } : {}),
+        ...(flag.short !== undefined ? { short: flag.short } : {})
+      }]))
+    }) as typeof tokens
+  } catch (error) {
+    // node:util names the flag: "Unknown option '--modle'", "Option '-p, --port <value>' argument missing"
+    const message = error instanceof Error ? error.message : String(error)
+    return { _tag: "Failure", problem: { flag: /--([\w-]+)/.exec(message)?.[1] ?? "", message } }
+  }
+  const decoded = decoder(Schema.Struct(Object.fromEntries(Object.entries(flags).map(([name, flag]) => [name, Schema.optionalKey(flag.schema)]))))(tokens.values)
+  if (decoded._tag === "Failure") {
+    const problems = decoded.problems.map((problem) => ({ ...problem, field: problem.field.length === 0 ? "" : `--${problem.field.replace(/\[\d+\]$/, "")}` }))
+    return { _tag: "Failure", problem: { flag: problems[0]?.field.replace(/^--/, "") ?? "", message: formatProblems(problems) } }
+  }
+  return { _tag: "Success", flags: { values: decoded.value as ParsedFlags<F>["values"], positionals: tokens.positionals } }
 }

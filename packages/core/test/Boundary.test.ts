@@ -52,3 +52,37 @@ describe("Boundary", () => {
     assert.strictEqual(Schema.encodeSync(Boundary.JsonText)({ a: 1 }), "{\"a\":1}")
   })
 })
+
+describe("Boundary.parseFlags", () => {
+  const flags = {
+    threads: Boundary.Flag.integer(1, { short: "t" }),
+    rate: Boundary.Flag.number({ maximum: 1 }),
+    scorer: Boundary.Flag.choice(["gsm8k", "judge"]),
+    candidate: Boundary.Flag.strings(),
+    fresh: Boundary.Flag.boolean(),
+    out: Boundary.Flag.string()
+  }
+
+  it("decodes every kind of flag, with short aliases and positionals", () => {
+    const parsed = Boundary.parseFlags(["-t", "3", "--rate", "0.5", "--scorer", "judge", "--candidate", "a", "--candidate", "b", "--fresh", "x.json"], flags, { positionals: true })
+    assert.deepStrictEqual(parsed, {
+      _tag: "Success",
+      flags: { values: { threads: 3, rate: 0.5, scorer: "judge", candidate: ["a", "b"], fresh: true }, positionals: ["x.json"] }
+    })
+  })
+
+  it("names the flag of an unknown option, a missing value and every bad value", () => {
+    const failure = (argv: Array<string>) => {
+      const parsed = Boundary.parseFlags(argv, flags)
+      return parsed._tag === "Failure" ? parsed.problem : undefined
+    }
+    assert.strictEqual(failure(["--bogus"])?.flag, "bogus")
+    assert.match(failure(["--bogus"])!.message, /^Unknown option '--bogus'/)
+    assert.strictEqual(failure(["--out"])?.flag, "out")
+    assert.deepStrictEqual(failure(["--threads", "0", "--rate", "2", "--scorer", "bleu"]), {
+      flag: "threads",
+      message: "--threads must be an integer >= 1, got \"0\"; --rate must be between 0 and 1, got 2; --scorer must be one of gsm8k, judge, got \"bleu\""
+    })
+    assert.match(failure(["x"])!.message, /Unexpected argument 'x'/)
+  })
+})
