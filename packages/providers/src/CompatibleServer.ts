@@ -5,12 +5,11 @@
  * talk to a local model through it.
  * @since 0.1.0
  */
-import { Completion, CompletionRequest, Embedder, Llm, LlmError } from "@hasten/core"
+import { Boundary, Completion, CompletionRequest, Embedder, Llm, LlmError } from "@hasten/core"
 import { Cause, Context, Effect, Exit, Layer, Option, Stream } from "effect"
 import * as Crypto from "node:crypto"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
-import { parseArgs } from "node:util"
 import * as LocalProvider from "./LocalProvider.js"
 import { LocalModel } from "./LocalModel.js"
 import { HttpError, InvalidOptions, ProviderError, Usage } from "./ProviderError.js"
@@ -457,36 +456,17 @@ export const usage = `hasten-serve: an OpenAI-compatible server over a local GGU
 const invalidOption = (option: string, description: string): ProviderError =>
   new ProviderError({ reason: new InvalidOptions({ option, description }) })
 
-const integer = (name: string, value: string | undefined, fallback: number, minimum: number): number => {
-  if (value === undefined) return fallback
-  const parsed = Number(value)
-  if (!Number.isInteger(parsed) || parsed < minimum) throw invalidOption(name, `--${name} must be an integer >= ${minimum}, got "${value}"`)
-  return parsed
-}
-
-const parseFlags = (argv: ReadonlyArray<string>) => {
-  try {
-    return parseArgs({
-      args: [...argv],
-      options: {
-        model: { type: "string", short: "m" },
-        port: { type: "string", short: "p" },
-        host: { type: "string" },
-        sequences: { type: "string", short: "s" },
-        threads: { type: "string", short: "t" },
-        "context-size": { type: "string", short: "c" },
-        gpu: { type: "boolean" },
-        id: { type: "string" },
-        help: { type: "boolean", short: "h" }
-      },
-      strict: true,
-      allowPositionals: false
-    }).values
-  } catch (error) {
-    // node:util names the flag: "Unknown option '--modle'", "Option '-p, --port <value>' argument missing"
-    const message = error instanceof Error ? error.message : String(error)
-    throw invalidOption(/--([\w-]+)/.exec(message)?.[1] ?? "", message)
-  }
+/** The flags of `hasten-serve`, each with its decoder. */
+const flags = {
+  model: Boundary.Flag.string({ short: "m" }),
+  port: Boundary.Flag.integer(0, { short: "p" }),
+  host: Boundary.Flag.string(),
+  sequences: Boundary.Flag.integer(1, { short: "s" }),
+  threads: Boundary.Flag.integer(0, { short: "t" }),
+  "context-size": Boundary.Flag.integer(16, { short: "c" }),
+  gpu: Boundary.Flag.boolean(),
+  id: Boundary.Flag.string(),
+  help: Boundary.Flag.boolean({ short: "h" })
 }
 
 /**
@@ -495,15 +475,17 @@ const parseFlags = (argv: ReadonlyArray<string>) => {
  * @category constructors @since 0.1.0
  */
 export const parseCli = (argv: ReadonlyArray<string>): CliOptions => {
-  const values = parseFlags(argv)
+  const parsed = Boundary.parseFlags(argv, flags)
+  if (parsed._tag === "Failure") throw invalidOption(parsed.problem.flag, parsed.problem.message)
+  const values = parsed.flags.values
   if (values.help === true) throw new ProviderError({ reason: new Usage({ description: usage }) })
   return {
     model: values.model,
-    port: integer("port", values.port, 8080, 0),
+    port: values.port ?? 8080,
     host: values.host ?? "127.0.0.1",
-    sequences: integer("sequences", values.sequences, 1, 1),
-    threads: integer("threads", values.threads, 1, 0),
-    contextSize: values["context-size"] !== undefined ? integer("context-size", values["context-size"], 0, 16) : undefined,
+    sequences: values.sequences ?? 1,
+    threads: values.threads ?? 1,
+    contextSize: values["context-size"],
     gpu: values.gpu === true,
     id: values.id
   }
