@@ -619,6 +619,18 @@ describe("n-gram cache", () => {
       assert.strictEqual(error.reason._tag, "VocabularyMismatch")
     }))
 
+  it.effect("a file that is not an n-gram cache fails with CacheFile naming the field", () =>
+    Effect.gen(function*() {
+      const dir = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "ngram-bad-"))
+      const path = NodePath.join(dir, "cache.json")
+      NodeFs.writeFileSync(path, JSON.stringify({ version: 1, minNgram: 2, maxNgram: 4, entries: [["1,2", [[3, "x"]]]] }))
+      const error = yield* Effect.flip(Drafter.NgramCache.load(path))
+      assert.strictEqual(error.reason._tag, "CacheFile")
+      assert.match(error.message, /not an n-gram cache \(version 1\): entries\[0\]\[1\]\[0\]\[1\]: Expected number, got "x"/)
+      NodeFs.writeFileSync(path, "{oops")
+      assert.match((yield* Effect.flip(Drafter.NgramCache.load(path))).message, /invalid JSON/)
+    }))
+
   it("prompt lookup copies what followed the longest recent match", () => {
     assert.deepStrictEqual(Drafter.lookup([1, 2, 3, 4, 9, 1, 2, 3, 5, 6, 1, 2, 3], 2, 1, 3), [5, 6])
     assert.deepStrictEqual(Drafter.lookup([1, 2, 3], 2, 2, 3), [])
