@@ -8,7 +8,7 @@
 import { Boundary, Llm } from "@hasten/core"
 import { PerfLogger } from "@hasten/perf-logger"
 import { RateLimit } from "@hasten/rate-limit"
-import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer } from "effect"
+import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Schema } from "effect"
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as Path from "node:path"
 import * as Dataset from "./Dataset.js"
@@ -25,6 +25,9 @@ export { EvaluatorError, UsageError } from "./EvaluatorError.js"
 
 const usageError = (description: string, flag?: string): EvaluatorError =>
   new EvaluatorError({ reason: new UsageError(flag === undefined || flag.length === 0 ? { description } : { flag, description }) })
+
+/** What marks a `report.json` that `--compare` reads. */
+const reportFile = Boundary.jsonDecoder(Schema.Struct({ report: Schema.Struct({ format: Schema.Literal("hasten-evaluator/1") }) }))
 
 /** The usage text. @category configuration @since 0.1.0 */
 export const usage = `Usage: hasten-eval --dataset <name|file> --candidate <spec> [--candidate <spec> ...] [options]
@@ -328,14 +331,11 @@ export const main = async (argv: ReadonlyArray<string>, io: { readonly out: (tex
     try {
       const runs = args.compare.map((file) => {
         if (!existsSync(file)) throw usageError(`${file}: file not found`)
-        let parsedFile: { report?: Report.Report } | undefined
-        try {
-          parsedFile = JSON.parse(readFileSync(file, "utf8")) as { report?: Report.Report }
-        } catch {
-          parsedFile = undefined
-        }
-        if (parsedFile?.report?.format !== "hasten-evaluator/1") throw usageError(`${file}: not a hasten-evaluator report`)
-        return { label: Path.basename(Path.dirname(Path.resolve(file))), report: parsedFile.report }
+        const text = readFileSync(file, "utf8")
+        const shape = reportFile(text)
+        if (shape._tag === "Failure") throw usageError(`${file}: not a hasten-evaluator report (${Boundary.formatProblems(shape.problems)})`)
+        // The shape is checked; the report itself is kept as written.
+        return { label: Path.basename(Path.dirname(Path.resolve(file))), report: (JSON.parse(text) as { report: Report.Report }).report }
       })
       io.out(Report.compare(runs))
       return 0
