@@ -1,7 +1,7 @@
 import { defineConfig } from "tsup"
 
 export default defineConfig({
-  entry: ["src/index.ts", "src/Batcher.ts", "src/Adaptive.ts", "src/OpenAiBatch.ts"],
+  entry: ["src/index.ts", "src/Batcher.ts", "src/Adaptive.ts", "src/BatcherError.ts", "src/OpenAiBatch.ts"],
   format: ["esm"],
   dts: true,
   clean: true,

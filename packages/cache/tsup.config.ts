@@ -7,6 +7,7 @@ export default defineConfig({
     "src/LlmCache.ts",
     "src/EmbedderCache.ts",
     "src/CacheConfig.ts",
+    "src/CacheError.ts",
     "src/CacheKey.ts",
     "src/CachePayload.ts",
     "src/CacheMetrics.ts",

@@ -6,6 +6,7 @@ export default defineConfig({
     "src/CompletionRequest.ts",
     "src/Completion.ts",
     "src/Facts.ts",
+    "src/Boundary.ts",
     "src/LlmError.ts",
     "src/Llm.ts",
     "src/Embedder.ts",

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 /** Evaluate several models/adapters with a judge: before vs Hasten cold vs warm. Run with --help. */
+import { Boundary } from "@hasten/core"
 import { Cause, Effect, Exit } from "effect"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { parseArgs } from "node:util"
 import type { Options } from "./EvalAdapters.js"
 // Node 24 is needed (node:sqlite, type stripping); check before loading the stack so an older
 // Node gets a sentence instead of a loader stack trace.
@@ -47,59 +47,47 @@ const fail = (message: string): never => {
   console.error(`error: ${message}`)
   process.exit(1)
 }
-const values = (() => {
-  try {
-    return parseArgs({
-      options: {
-        candidate: { type: "string", multiple: true },
-        judge: { type: "string" },
-        dataset: { type: "string" },
-        questions: { type: "string" },
-        seed: { type: "string" },
-        "max-tokens": { type: "string" },
-        concurrency: { type: "string" },
-        "judge-concurrency": { type: "string" },
-        threads: { type: "string" },
-        "ttft-ms": { type: "string" },
-        "per-token-ms": { type: "string" },
-        prompt: { type: "string" },
-        "no-baseline": { type: "boolean" },
-        out: { type: "string" },
-        quick: { type: "boolean" },
-        help: { type: "boolean", short: "h" }
-      }
-    }).values
-  } catch (error) {
-    return fail(`${(error as Error).message}\n\n${usage}`)
-  }
-})()
+const parsed = Boundary.parseFlags(process.argv.slice(2), {
+  candidate: Boundary.Flag.strings(),
+  judge: Boundary.Flag.string(),
+  dataset: Boundary.Flag.string(),
+  questions: Boundary.Flag.integer(1),
+  seed: Boundary.Flag.integer(0),
+  "max-tokens": Boundary.Flag.integer(1),
+  concurrency: Boundary.Flag.integer(1),
+  "judge-concurrency": Boundary.Flag.integer(1),
+  threads: Boundary.Flag.integer(1),
+  "ttft-ms": Boundary.Flag.integer(0),
+  "per-token-ms": Boundary.Flag.integer(0),
+  prompt: Boundary.Flag.choice(["qa", "continue"]),
+  "no-baseline": Boundary.Flag.boolean(),
+  out: Boundary.Flag.string(),
+  quick: Boundary.Flag.boolean(),
+  help: Boundary.Flag.boolean({ short: "h" })
+})
+if (parsed._tag === "Failure") fail(`${parsed.problem.message}\n\n${usage}`)
+const values = parsed._tag === "Success" ? parsed.flags.values : {}
 if (values.help) {
   console.log(usage)
   process.exit(0)
 }
-const int = (name: string, value: string | undefined, fallback: number, min: number) => {
-  if (value === undefined) return fallback
-  const n = Number(value)
-  return Number.isInteger(n) && n >= min ? n : fail(`--${name} must be an integer >= ${min}, got "${value}"`)
-}
 const quick = values.quick === true
 const prompt = values.prompt ?? (values.dataset === undefined ? "continue" : "qa")
-if (prompt !== "qa" && prompt !== "continue") fail(`--prompt must be qa or continue, got "${prompt}"`)
 const options: Options = {
   dataset: values.dataset ?? bundled,
   candidates: values.candidate ?? defaultCandidates,
   judge: values.judge,
-  questions: values.questions !== undefined ? int("questions", values.questions, 0, 1) : quick ? 3 : undefined,
-  seed: int("seed", values.seed, 42, 0),
-  maxTokens: int("max-tokens", values["max-tokens"], quick ? 24 : 48, 1),
-  concurrency: int("concurrency", values.concurrency, 4, 1),
-  judgeConcurrency: int("judge-concurrency", values["judge-concurrency"], 8, 1),
-  threads: int("threads", values.threads, 1, 1),
+  questions: values.questions ?? (quick ? 3 : undefined),
+  seed: values.seed ?? 42,
+  maxTokens: values["max-tokens"] ?? (quick ? 24 : 48),
+  concurrency: values.concurrency ?? 4,
+  judgeConcurrency: values["judge-concurrency"] ?? 8,
+  threads: values.threads ?? 1,
   contextSize: 512,
-  prompt: prompt as Options["prompt"],
+  prompt,
   baseline: values["no-baseline"] !== true,
   out: values.out ?? Path.join(".hasten", "eval-adapters"),
-  latency: { ttftMs: int("ttft-ms", values["ttft-ms"], 150, 0), perTokenMs: int("per-token-ms", values["per-token-ms"], 5, 0) },
+  latency: { ttftMs: values["ttft-ms"] ?? 150, perTokenMs: values["per-token-ms"] ?? 5 },
   log: (line) => console.log(line)
 }
 Effect.runPromiseExit(run(options)).then((exit) => {

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 /** GSM8K self-correction example. Run with --help. */
+import { Boundary } from "@hasten/core"
 import { Cause, Effect, Exit } from "effect"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { parseArgs } from "node:util"
 import type { Options } from "./SelfCorrection.js"
 // Node 24 is needed (node:sqlite, type stripping); check before loading the stack so an older
 // Node gets a sentence instead of a loader stack trace.
@@ -38,53 +38,39 @@ const fail = (message: string): never => {
   console.error(`error: ${message}`)
   process.exit(1)
 }
-const values = (() => {
-  try {
-    return parseArgs({
-      options: {
-        dataset: { type: "string" },
-        provider: { type: "string" },
-        model: { type: "string" },
-        turns: { type: "string" },
-        questions: { type: "string" },
-        seed: { type: "string" },
-        "max-tokens": { type: "string" },
-        "no-cache": { type: "boolean" },
-        out: { type: "string" },
-        fresh: { type: "boolean" },
-        quick: { type: "boolean" },
-        help: { type: "boolean", short: "h" }
-      }
-    }).values
-  } catch (error) {
-    return fail(`${(error as Error).message}\n\n${usage}`)
-  }
-})()
+const parsed = Boundary.parseFlags(process.argv.slice(2), {
+  dataset: Boundary.Flag.string(),
+  provider: Boundary.Flag.choice(["local", "openai", "anthropic", "replicate"]),
+  model: Boundary.Flag.string(),
+  turns: Boundary.Flag.integer(0),
+  questions: Boundary.Flag.integer(1),
+  seed: Boundary.Flag.integer(0),
+  "max-tokens": Boundary.Flag.integer(1),
+  "no-cache": Boundary.Flag.boolean(),
+  out: Boundary.Flag.string(),
+  fresh: Boundary.Flag.boolean(),
+  quick: Boundary.Flag.boolean(),
+  help: Boundary.Flag.boolean({ short: "h" })
+})
+if (parsed._tag === "Failure") fail(`${parsed.problem.message}\n\n${usage}`)
+const values = parsed._tag === "Success" ? parsed.flags.values : {}
 if (values.help) {
   console.log(usage)
   process.exit(0)
 }
-const int = (name: string, value: string | undefined, fallback: number, min: number) => {
-  if (value === undefined) return fallback
-  const n = Number(value)
-  return Number.isInteger(n) && n >= min ? n : fail(`--${name} must be an integer >= ${min}, got "${value}"`)
-}
 const provider = values.provider ?? "local"
-if (!["local", "openai", "anthropic", "replicate"].includes(provider)) {
-  fail(`--provider must be local, openai, anthropic or replicate, got "${provider}"`)
-}
 const quick = values.quick === true
 const options: Options = {
   dataset: values.dataset ?? bundled,
-  provider: provider as Options["provider"],
+  provider,
   model: values.model,
-  turns: int("turns", values.turns, quick ? 1 : 2, 0),
-  questions: int("questions", values.questions, quick ? 3 : 10, 1),
-  seed: int("seed", values.seed, 42, 0),
+  turns: values.turns ?? (quick ? 1 : 2),
+  questions: values.questions ?? (quick ? 3 : 10),
+  seed: values.seed ?? 42,
   cache: values["no-cache"] !== true,
   cachePath: Path.join(".hasten", "cache.db"),
   out: values.out ?? Path.join(".hasten", "gsm8k-self-correction"),
-  maxTokens: int("max-tokens", values["max-tokens"], quick ? 64 : 256, 1),
+  maxTokens: values["max-tokens"] ?? (quick ? 64 : 256),
   fresh: values.fresh === true,
   log: (line) => console.log(line)
 }

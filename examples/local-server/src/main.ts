@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** `hasten-local-server`: serve a local model over HTTP and load-test it. Run with --help. */
+import { Boundary } from "@hasten/core"
 import { Cause, Effect, Exit } from "effect"
-import { parseArgs } from "node:util"
 // Node 24 is needed (node:sqlite, type stripping); check before loading the stack so an older
 // Node gets a sentence instead of a loader stack trace.
 if (Number(process.versions.node.split(".")[0]) < 24) {
@@ -30,42 +30,31 @@ const fail = (message: string): never => {
   console.error(`error: ${message}`)
   process.exit(1)
 }
-const values = (() => {
-  try {
-    return parseArgs({
-      options: {
-        model: { type: "string" },
-        sequences: { type: "string" },
-        clients: { type: "string" },
-        requests: { type: "string" },
-        "max-tokens": { type: "string" },
-        port: { type: "string" },
-        "no-cache": { type: "boolean" },
-        quick: { type: "boolean" },
-        help: { type: "boolean", short: "h" }
-      }
-    }).values
-  } catch (error) {
-    return fail(`${(error as Error).message}\n\n${usage}`)
-  }
-})()
+const parsed = Boundary.parseFlags(process.argv.slice(2), {
+  model: Boundary.Flag.string(),
+  sequences: Boundary.Flag.integer(1),
+  clients: Boundary.Flag.integer(1),
+  requests: Boundary.Flag.integer(1),
+  "max-tokens": Boundary.Flag.integer(1),
+  port: Boundary.Flag.integer(0),
+  "no-cache": Boundary.Flag.boolean(),
+  quick: Boundary.Flag.boolean(),
+  help: Boundary.Flag.boolean({ short: "h" })
+})
+if (parsed._tag === "Failure") fail(`${parsed.problem.message}\n\n${usage}`)
+const values = parsed._tag === "Success" ? parsed.flags.values : {}
 if (values.help) {
   console.log(usage)
   process.exit(0)
 }
-const int = (name: string, value: string | undefined, fallback: number, min: number) => {
-  if (value === undefined) return fallback
-  const n = Number(value)
-  return Number.isInteger(n) && n >= min ? n : fail(`--${name} must be an integer >= ${min}, got "${value}"`)
-}
 const quick = values.quick === true
 Effect.runPromiseExit(run({
   model: values.model ?? process.env.HASTEN_MODEL ?? "stories260K.gguf",
-  sequences: int("sequences", values.sequences, 4, 1),
-  clients: int("clients", values.clients, 4, 1),
-  requests: int("requests", values.requests, quick ? 8 : 32, 1),
-  maxTokens: int("max-tokens", values["max-tokens"], quick ? 16 : 48, 1),
-  port: int("port", values.port, 0, 0),
+  sequences: values.sequences ?? 4,
+  clients: values.clients ?? 4,
+  requests: values.requests ?? (quick ? 8 : 32),
+  maxTokens: values["max-tokens"] ?? (quick ? 16 : 48),
+  port: values.port ?? 0,
   cache: values["no-cache"] !== true,
   log: (line) => console.log(line)
 })).then((exit) => {

@@ -3,10 +3,10 @@
  * `hasten-pipeline`: filter → structure → classify → align over a dataset, with
  * batching, caching, rate limits and metrics. Run with --help for the options.
  */
+import { Boundary } from "@hasten/core"
 import { Cause, Effect, Exit } from "effect"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { parseArgs } from "node:util"
 import type { PipelineOptions } from "./Pipeline.js"
 // Node 24 is needed (node:sqlite, type stripping); check before loading the stack so an older
 // Node gets a sentence instead of a loader stack trace.
@@ -51,64 +51,47 @@ const fail = (message: string): never => {
   process.exit(1)
 }
 
-const parsed = (() => {
-  try {
-    return parseArgs({
-      options: {
-        dataset: { type: "string" },
-        provider: { type: "string" },
-        model: { type: "string" },
-        "batch-size": { type: "string" },
-        "batch-timeout": { type: "string" },
-        "no-batching": { type: "boolean" },
-        "enable-speculative": { type: "boolean" },
-        "draft-model": { type: "string" },
-        "no-cache": { type: "boolean" },
-        "cache-path": { type: "string" },
-        seed: { type: "string" },
-        limit: { type: "string" },
-        quick: { type: "boolean" },
-        out: { type: "string" },
-        "log-dir": { type: "string" },
-        "skip-bad-lines": { type: "boolean" },
-        help: { type: "boolean", short: "h" }
-      },
-      allowPositionals: false
-    }).values
-  } catch (error) {
-    return fail(`${(error as Error).message}\n\n${usage}`)
-  }
-})()
+const flags = Boundary.parseFlags(process.argv.slice(2), {
+  dataset: Boundary.Flag.string(),
+  provider: Boundary.Flag.choice(["local", "openai", "anthropic", "replicate"]),
+  model: Boundary.Flag.string(),
+  "batch-size": Boundary.Flag.integer(1),
+  "batch-timeout": Boundary.Flag.number(),
+  "no-batching": Boundary.Flag.boolean(),
+  "enable-speculative": Boundary.Flag.boolean(),
+  "draft-model": Boundary.Flag.string(),
+  "no-cache": Boundary.Flag.boolean(),
+  "cache-path": Boundary.Flag.string(),
+  seed: Boundary.Flag.integer(0),
+  limit: Boundary.Flag.integer(1),
+  quick: Boundary.Flag.boolean(),
+  out: Boundary.Flag.string(),
+  "log-dir": Boundary.Flag.string(),
+  "skip-bad-lines": Boundary.Flag.boolean(),
+  help: Boundary.Flag.boolean({ short: "h" })
+})
+if (flags._tag === "Failure") fail(`${flags.problem.message}\n\n${usage}`)
+const parsed = flags._tag === "Success" ? flags.flags.values : {}
 
 if (parsed.help) {
   console.log(usage)
   process.exit(0)
 }
 
-const number = (name: string, value: string | undefined, fallback: number, check: (n: number) => boolean) => {
-  if (value === undefined) return fallback
-  const n = Number(value)
-  return Number.isFinite(n) && check(n) ? n : fail(`--${name} must be a valid number, got "${value}"`)
-}
-const provider = parsed.provider ?? "local"
-if (!["local", "openai", "anthropic", "replicate"].includes(provider)) {
-  fail(`--provider must be local, openai, anthropic or replicate, got "${provider}"`)
-}
-
 const quick = parsed.quick === true
 const options: PipelineOptions = {
   dataset: parsed.dataset ?? bundledDataset,
-  provider: provider as PipelineOptions["provider"],
+  provider: parsed.provider ?? "local",
   model: parsed.model,
-  batchSize: number("batch-size", parsed["batch-size"], 32, (n) => Number.isInteger(n) && n >= 1),
-  batchTimeoutSeconds: number("batch-timeout", parsed["batch-timeout"], 0.1, (n) => n >= 0),
+  batchSize: parsed["batch-size"] ?? 32,
+  batchTimeoutSeconds: parsed["batch-timeout"] ?? 0.1,
   batching: parsed["no-batching"] !== true,
   speculative: parsed["enable-speculative"] === true,
   draftModel: parsed["draft-model"],
   cache: parsed["no-cache"] !== true,
   cachePath: parsed["cache-path"] ?? Path.join(".hasten", "cache.db"),
-  seed: number("seed", parsed.seed, 42, Number.isInteger),
-  limit: parsed.limit !== undefined ? number("limit", parsed.limit, 0, (n) => Number.isInteger(n) && n >= 1) : quick ? 12 : undefined,
+  seed: parsed.seed ?? 42,
+  limit: parsed.limit ?? (quick ? 12 : undefined),
   quick,
   out: parsed.out ?? Path.join(".hasten", "pipeline-output.jsonl"),
   logDir: parsed["log-dir"] ?? "performance_logs",

@@ -11,6 +11,7 @@ import { Completion, type CompletionRequest, Embedder, Facts, Llm, type LlmError
 import { Cause, Config, Duration, Effect, Exit, Layer, Metric, Request, RequestResolver, Schema } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Adaptive from "./Adaptive.js"
+import { validate } from "./BatcherError.js"
 
 /**
  * A batch backend: runs many requests at once and returns one `Exit` per request, in
@@ -102,11 +103,14 @@ const runItem = (
   }).pipe(Facts.annotate(facts))
 
 /**
- * Builds the batching `Llm` over `inner`.
+ * Builds the batching `Llm` over `inner`; dies with a `BatcherError` (`InvalidOptions`,
+ * naming the field) when the options fail their schema.
  * @category constructors @since 0.1.0
  */
 export const make = (inner: Llm.LlmService, options: Options = {}): Effect.Effect<Llm.LlmService> =>
   Effect.gen(function*() {
+    const invalid = validate(options)
+    if (invalid !== undefined) return yield* Effect.die(invalid)
     if (options.enabled === false) return inner
     const maxBatchSize = options.maxBatchSize ?? 32
     const concurrency = options.concurrency ?? maxBatchSize
@@ -219,6 +223,8 @@ export interface EmbedderOptions {
  */
 export const makeEmbedder = (inner: Embedder.EmbedderService, options: EmbedderOptions = {}): Effect.Effect<Embedder.EmbedderService> =>
   Effect.sync(() => {
+    const invalid = validate(options)
+    if (invalid !== undefined) throw invalid
     if (options.enabled === false) return inner
     const resolver = RequestResolver.makeGrouped<EmbedItem, string>({
       key: (entry) => `${entry.request.model ?? ""}\u0000${entry.request.dimensions ?? ""}`,

@@ -7,8 +7,8 @@
  * the SDK itself.
  * @since 0.1.0
  */
-import { Completion, type CompletionRequest, LlmError } from "@hasten/core"
-import { Duration, Effect, Exit } from "effect"
+import { Boundary, Completion, type CompletionRequest, LlmError } from "@hasten/core"
+import { Duration, Effect, Exit, Schema } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import type { BatchBackend } from "./Batcher.js"
 
@@ -91,34 +91,41 @@ export const isTransient = (result: Extract<JobResult, { ok: false }>): boolean 
   result.code === "batch_expired" || result.code === "batch_cancelled" || result.status === 429 ||
   (result.status !== undefined && result.status >= 500) || result.code === "rate_limit_exceeded" || result.code === "server_error"
 
+const optional = Schema.optionalKey
+const nullable = <S extends Schema.Constraint>(schema: S) => optional(Schema.NullOr(schema))
+
+/** One line of a Batch API output or error file. */
+const ResultLine = Schema.Struct({
+  custom_id: Schema.String,
+  response: nullable(Schema.Struct({
+    status_code: optional(Schema.Number),
+    body: optional(Schema.Record(Schema.String, Schema.Unknown))
+  })),
+  error: nullable(Schema.Struct({ code: nullable(Schema.String), message: nullable(Schema.String) }))
+})
+
+const resultLines = Boundary.decodeJsonLines(ResultLine)
+
 /**
- * Parses a Batch API output or error file (JSONL) into results. Lines that are not
- * valid JSON fail with the line number.
+ * Parses a Batch API output or error file (JSONL) into results, each line decoded by a
+ * schema. A bad line fails with its number and the field (`result file line 3: custom_id:
+ * Missing key`).
  * @category parsers @since 0.1.0
  */
 export const parseResults = (jsonl: string): Effect.Effect<Array<JobResult>, LlmError.LlmError> =>
   Effect.suspend(() => {
     const results: Array<JobResult> = []
-    const lines = jsonl.split("\n")
-    for (let index = 0; index < lines.length; index++) {
-      const line = lines[index]!.trim()
-      if (line.length === 0) continue
-      let row: {
-        custom_id?: string
-        response?: { status_code?: number; body?: Record<string, unknown> } | null
-        error?: { code?: string | null; message?: string | null } | null
+    for (const { line, result } of resultLines(jsonl)) {
+      if (result._tag === "Failure") {
+        return Effect.fail(LlmError.make(
+          provider,
+          new LlmError.BadResponse({
+            description: `result file line ${line}: ${Boundary.formatProblems(result.problems)}`
+          })
+        ))
       }
-      try {
-        row = JSON.parse(line)
-      } catch {
-        return Effect.fail(LlmError.make(provider, new LlmError.BadResponse({ description: `result file line ${index + 1} is not JSON` })))
-      }
+      const row = result.value
       const customId = row.custom_id
-      if (typeof customId !== "string") {
-        return Effect.fail(
-          LlmError.make(provider, new LlmError.BadResponse({ description: `result file line ${index + 1} has no custom_id` }))
-        )
-      }
       const status = row.response?.status_code
       if (row.error == null && status !== undefined && status >= 200 && status < 300 && row.response?.body !== undefined) {
         results.push({ customId, ok: true, status, body: row.response.body })

@@ -9,3 +9,5 @@ export * as Batcher from "./Batcher.js"
 export * as Adaptive from "./Adaptive.js"
 /** The OpenAI Batch API as a job runner and a batch backend. @since 0.1.0 */
 export * as OpenAiBatch from "./OpenAiBatch.js"
+/** `BatcherError`, the package's one error (bad options), and its reasons. @since 0.2.0 */
+export * as BatcherError from "./BatcherError.js"

@@ -1,13 +1,36 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Batcher } from "@hasten/batcher"
+import { Batcher, BatcherError } from "@hasten/batcher"
 import { Embedder, Llm } from "@hasten/core"
-import { ConfigProvider, Effect, Exit, Fiber, Layer } from "effect"
+import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer } from "effect"
 import { TestClock } from "effect/testing"
 import { ask, makeEmbedUpstream, makeUpstream } from "./fakes.js"
 
 const fork = (content: string) => Effect.forkChild(Llm.complete(ask(content)))
 
 describe("Batcher.layer", () => {
+  it.effect("bad options: the layer dies with BatcherError naming the field, every problem listed", () =>
+    Effect.gen(function*() {
+      const build = (options: Batcher.Options) =>
+        Effect.exit(Effect.scoped(Layer.build(Batcher.layer(options).pipe(Layer.provide(Llm.Llm.layerEcho)))))
+      const exit = yield* build({ maxBatchSize: 0, concurrency: { max: 4, memoryFraction: 2 }, window: "soon" as never })
+      assert.isTrue(Exit.isFailure(exit))
+      const error = Cause.squash((exit as Exit.Failure<unknown, unknown>).cause)
+      assert.instanceOf(error, BatcherError.BatcherError)
+      assert.strictEqual(error.reason.field, "maxBatchSize")
+      assert.strictEqual(
+        error.message,
+        "invalid batcher options: maxBatchSize must be a positive integer, got 0; window must be a duration (\"50 millis\", milliseconds), got soon; concurrency.memoryFraction must be in (0, 1], got 2"
+      )
+      assert.isTrue(Exit.isSuccess(yield* build({ maxBatchSize: 8, window: "20 millis", concurrency: 4 })))
+      const embedder = yield* Effect.exit(
+        Effect.scoped(Layer.build(Batcher.layerEmbedder({ maxBatchSize: -1 }).pipe(Layer.provide(Embedder.Embedder.layerHash))))
+      )
+      assert.strictEqual(
+        (Cause.squash((embedder as Exit.Failure<unknown, unknown>).cause) as BatcherError.BatcherError).reason.field,
+        "maxBatchSize"
+      )
+    }))
+
   it.effect("flushes nothing before the window and one batch of 3 at the window", () => {
     const upstream = makeUpstream()
     return Effect.gen(function*() {

@@ -116,3 +116,21 @@ describe("OpenAiBatch.backend behind Batcher.layer", () => {
         Batcher.layer({ window: "20 millis", backend: OpenAiBatch.backend(client, fast) }).pipe(Layer.provide(Llm.Llm.layerEcho))
       ))))
 })
+
+describe("OpenAiBatch.parseResults", () => {
+  it.effect("decodes each line by schema; a bad line fails naming its number and field", () =>
+    Effect.gen(function*() {
+      const ok = JSON.stringify({ custom_id: "a", response: { status_code: 200, body: { id: "x" } }, error: null })
+      const failed = JSON.stringify({ custom_id: "b", response: null, error: { code: "batch_expired", message: "expired" } })
+      const results = yield* OpenAiBatch.parseResults(`${ok}\r\n\n${failed}\n`)
+      assert.deepStrictEqual(results, [
+        { customId: "a", ok: true, status: 200, body: { id: "x" } },
+        { customId: "b", ok: false, code: "batch_expired", message: "expired" }
+      ])
+      const noId = yield* Effect.flip(OpenAiBatch.parseResults(`${ok}\n${JSON.stringify({ response: { status_code: "200" } })}\n`))
+      assert.strictEqual(noId.reason._tag, "BadResponse")
+      assert.match(noId.message, /result file line 2: custom_id: Missing key; response\.status_code: Expected number, got "200"/)
+      const notJson = yield* Effect.flip(OpenAiBatch.parseResults(`${ok}\n{oops\n`))
+      assert.match(notJson.message, /result file line 2: invalid JSON/)
+    }))
+})

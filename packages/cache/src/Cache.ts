@@ -23,3 +23,5 @@ export * from "./CachePayload.js"
 export * from "./CacheMetrics.js"
 /** The Promise facade for code that does not use Effect. @since 0.1.0 */
 export * from "./CachedLlm.js"
+/** The package's one error (bad options) and its reason. @since 0.2.0 */
+export { CacheError, InvalidOptions } from "./CacheError.js"

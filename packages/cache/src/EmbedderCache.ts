@@ -8,6 +8,7 @@ import { Embedder, type LlmError } from "@hasten/core"
 import { Clock, Duration, Effect, Layer, Metric } from "effect"
 import { createHash } from "node:crypto"
 import type { Options, Settings } from "./CacheConfig.js"
+import { validateSettings } from "./CacheError.js"
 import { embeddingKey } from "./CacheKey.js"
 import { decodePayload, encodePayload } from "./CachePayload.js"
 import { CacheStore, type CacheStoreService } from "./CacheStore.js"
@@ -22,6 +23,8 @@ import { withStore } from "./internal/withStore.js"
  * @category constructors @since 0.1.0
  */
 export const make = Effect.fnUntraced(function*(inner: Embedder.EmbedderService, store: CacheStoreService, settings: Settings = {}) {
+  const invalid = validateSettings(settings)
+  if (invalid !== undefined) return yield* Effect.die(invalid)
   if (settings.enabled === false) return inner
   const scope = yield* Effect.scope
   const namespace = settings.namespace ?? "default"

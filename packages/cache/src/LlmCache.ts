@@ -9,6 +9,7 @@ import { Completion, type CompletionRequest, Llm, type LlmError, RequestKey } fr
 import { Clock, type Config, Duration, Effect, Layer, Metric, Stream } from "effect"
 import { LRUCache } from "lru-cache"
 import { config, type Options, type Settings } from "./CacheConfig.js"
+import { validateSettings } from "./CacheError.js"
 import { completionKey } from "./CacheKey.js"
 import { decodePayload, encodePayload, type Payload } from "./CachePayload.js"
 import { CacheStore, type CacheStoreService, type Entry } from "./CacheStore.js"
@@ -33,6 +34,8 @@ const markCompletion = (completion: Completion.Completion): Completion.Completio
  * @category constructors @since 0.1.0
  */
 export const make = Effect.fnUntraced(function*(inner: Llm.LlmService, store: CacheStoreService, settings: Settings = {}) {
+  const invalid = validateSettings(settings)
+  if (invalid !== undefined) return yield* Effect.die(invalid)
   if (settings.enabled === false) return inner
   const scope = yield* Effect.scope
   const policy = settings.policy ?? "deterministic"

@@ -28,3 +28,5 @@ export * as MemoryStore from "./MemoryStore.js"
 export * as SqliteStore from "./SqliteStore.js"
 /** The Redis store (shared). @since 0.1.0 */
 export * as RedisStore from "./RedisStore.js"
+/** `CacheError`, the package's one error (bad options), and its reasons. @since 0.2.0 */
+export * as CacheError from "./CacheError.js"

@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cache, CachePayload, CacheStore, MemoryStore } from "@hasten/cache"
 import { Completion, CompletionRequest, Embedder, Llm, RequestKey } from "@hasten/core"
-import { ConfigProvider, Effect, Exit, Fiber, Layer, Logger, Metric, Stream } from "effect"
+import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Logger, Metric, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -596,4 +596,30 @@ describe("CachePayload", () => {
     const replay = CachePayload.decodePayload(CachePayload.encodePayload({ _tag: "stream", chunks })!, true)
     assert.deepStrictEqual(replay?._tag === "stream" ? replay.chunks[0]?.facts : undefined, completion.facts)
   })
+})
+
+describe("options", () => {
+  it.effect("bad options: the layer dies with CacheError naming the field, every problem listed", () =>
+    Effect.gen(function*() {
+      const build = (options: Cache.Options) =>
+        Effect.exit(Effect.scoped(Layer.build(Cache.layer(options).pipe(Layer.provide(Llm.Llm.layerEcho)))))
+      const exit = yield* build({ store: "memory", version: -1, ttl: "later" as never, memory: { maxEntries: 0 } })
+      assert.isTrue(Exit.isFailure(exit))
+      const error = Cause.squash((exit as Exit.Failure<unknown, unknown>).cause)
+      assert.instanceOf(error, Cache.CacheError)
+      assert.strictEqual(error.reason.field, "version")
+      assert.strictEqual(
+        error.message,
+        "invalid cache options: version must be a non-negative integer, got -1; ttl must be a duration (\"50 millis\", milliseconds), got later; memory.maxEntries must be a positive integer, got 0"
+      )
+      const policy = yield* build({ store: "memory", policy: "sometimes" as never })
+      assert.strictEqual((Cause.squash((policy as Exit.Failure<unknown, unknown>).cause) as Cache.CacheError).reason.field, "policy")
+      assert.isTrue(Exit.isSuccess(yield* build({ store: "memory", ttl: "1 hour", version: 2, memory: { maxEntries: 10 } })))
+      const embedder = yield* Effect.exit(
+        Effect.scoped(
+          Layer.build(Cache.layerEmbedder({ store: "memory", namespace: 1 as never }).pipe(Layer.provide(Embedder.Embedder.layerHash)))
+        )
+      )
+      assert.strictEqual((Cause.squash((embedder as Exit.Failure<unknown, unknown>).cause) as Cache.CacheError).reason.field, "namespace")
+    }))
 })

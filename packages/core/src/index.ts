@@ -25,3 +25,5 @@ export * as RateLimitPolicy from "./RateLimitPolicy.js"
 export * as RequestKey from "./RequestKey.js"
 /** `Llm` as an `effect/ai` `LanguageModel`. @since 0.1.0 */
 export * as AiLanguageModel from "./AiLanguageModel.js"
+/** Decoding at the edges: JSON text and lines through a Schema, problems that name the field. @since 0.2.0 */
+export * as Boundary from "./Boundary.js"

@@ -5,13 +5,12 @@
  * Bad arguments, missing files and models end with a one-line message, not a stack trace.
  * @since 0.1.0
  */
-import { Llm } from "@hasten/core"
+import { Boundary, Llm } from "@hasten/core"
 import { PerfLogger } from "@hasten/perf-logger"
 import { RateLimit } from "@hasten/rate-limit"
-import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer } from "effect"
+import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Schema } from "effect"
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as Path from "node:path"
-import { parseArgs } from "node:util"
 import * as Dataset from "./Dataset.js"
 import * as Evaluator from "./Evaluator.js"
 import { EvaluatorError, UsageError } from "./EvaluatorError.js"
@@ -24,7 +23,11 @@ import * as Stack from "./Stack.js"
 /** Wrong command-line usage: a reason of `EvaluatorError`. @category errors @since 0.1.0 */
 export { EvaluatorError, UsageError } from "./EvaluatorError.js"
 
-const usageError = (description: string): EvaluatorError => new EvaluatorError({ reason: new UsageError({ description }) })
+const usageError = (description: string, flag?: string): EvaluatorError =>
+  new EvaluatorError({ reason: new UsageError(flag === undefined || flag.length === 0 ? { description } : { flag, description }) })
+
+/** What marks a `report.json` that `--compare` reads. */
+const reportFile = Boundary.jsonDecoder(Schema.Struct({ report: Schema.Struct({ format: Schema.Literal("hasten-evaluator/1") }) }))
 
 /** The usage text. @category configuration @since 0.1.0 */
 export const usage = `Usage: hasten-eval --dataset <name|file> --candidate <spec> [--candidate <spec> ...] [options]
@@ -77,91 +80,77 @@ export interface Args {
   readonly threads: number
 }
 
-const integer = (name: string, value: string | undefined, fallback: number, minimum: number): Effect.Effect<number, EvaluatorError> => {
-  if (value === undefined) return Effect.succeed(fallback)
-  const parsed = Number(value)
-  return Number.isInteger(parsed) && parsed >= minimum
-    ? Effect.succeed(parsed)
-    : Effect.fail(usageError(`--${name} must be an integer ≥ ${minimum}, got "${value}"`))
+const scorers = ["gsm8k", "gsm8k-strict", "multiple-choice", "exact-match", "judge"] as const
+
+/** The flags of `hasten-eval`, each with its decoder. */
+const flags = {
+  dataset: Boundary.Flag.string(),
+  candidate: Boundary.Flag.strings(),
+  judge: Boundary.Flag.string(),
+  scorer: Boundary.Flag.choice(scorers),
+  rubric: Boundary.Flag.string(),
+  questions: Boundary.Flag.integer(1),
+  seed: Boundary.Flag.integer(0),
+  trials: Boundary.Flag.integer(1),
+  "self-correct": Boundary.Flag.integer(0),
+  concurrency: Boundary.Flag.integer(1),
+  "judge-concurrency": Boundary.Flag.integer(1),
+  "max-tokens": Boundary.Flag.integer(1),
+  out: Boundary.Flag.string(),
+  cache: Boundary.Flag.string(),
+  "no-cache": Boundary.Flag.boolean(),
+  "no-perf": Boundary.Flag.boolean(),
+  fresh: Boundary.Flag.boolean(),
+  "on-invalid": Boundary.Flag.choice(["skip", "fail"]),
+  threads: Boundary.Flag.integer(1),
+  compare: Boundary.Flag.boolean(),
+  help: Boundary.Flag.boolean({ short: "h" })
 }
 
 /**
- * Parses `hasten-eval` arguments (without the node and script paths).
+ * Parses `hasten-eval` arguments (without the node and script paths) with core's
+ * `Boundary.parseFlags`; a bad flag is a `UsageError` that names it.
  * @category parsing @since 0.1.0
  */
 export const parse = (
   argv: ReadonlyArray<string>
 ): Effect.Effect<Args | { readonly help: true } | { readonly compare: ReadonlyArray<string> }, EvaluatorError> =>
   Effect.gen(function*() {
-    const parsed = yield* Effect.try({
-      try: () =>
-        parseArgs({
-          args: [...argv],
-          allowPositionals: true,
-          strict: true,
-          options: {
-            dataset: { type: "string" },
-            candidate: { type: "string", multiple: true },
-            judge: { type: "string" },
-            scorer: { type: "string" },
-            rubric: { type: "string" },
-            questions: { type: "string" },
-            seed: { type: "string" },
-            trials: { type: "string" },
-            "self-correct": { type: "string" },
-            concurrency: { type: "string" },
-            "judge-concurrency": { type: "string" },
-            "max-tokens": { type: "string" },
-            out: { type: "string" },
-            cache: { type: "string" },
-            "no-cache": { type: "boolean" },
-            "no-perf": { type: "boolean" },
-            fresh: { type: "boolean" },
-            "on-invalid": { type: "string" },
-            threads: { type: "string" },
-            compare: { type: "boolean" },
-            help: { type: "boolean", short: "h" }
-          }
-        }),
-      catch: (error) => usageError(`${error instanceof Error ? error.message : String(error)}\n\n${usage}`)
-    })
-    const values = parsed.values
+    const parsed = Boundary.parseFlags(argv, flags, { positionals: true })
+    if (parsed._tag === "Failure") return yield* usageError(`${parsed.problem.message}\n\n${usage}`, parsed.problem.flag)
+    const { positionals, values } = parsed.flags
     if (values.help === true) return { help: true } as const
     if (values.compare === true) {
-      if (parsed.positionals.length < 1) return yield* usageError("--compare needs one or more report.json files")
-      return { compare: parsed.positionals } as const
+      if (positionals.length < 1) return yield* usageError("--compare needs one or more report.json files", "compare")
+      return { compare: positionals } as const
     }
-    if (parsed.positionals.length > 0) return yield* usageError(`unexpected argument "${parsed.positionals[0]}"\n\n${usage}`)
-    if (values.dataset === undefined) return yield* usageError(`--dataset is required\n\n${usage}`)
+    if (positionals.length > 0) return yield* usageError(`unexpected argument "${positionals[0]}"\n\n${usage}`)
+    if (values.dataset === undefined) return yield* usageError(`--dataset is required\n\n${usage}`, "dataset")
     if (values.candidate === undefined || values.candidate.length === 0) {
-      return yield* usageError(`at least one --candidate is required\n\n${usage}`)
+      return yield* usageError(`at least one --candidate is required\n\n${usage}`, "candidate")
     }
-    const scorers = ["gsm8k", "gsm8k-strict", "multiple-choice", "exact-match", "judge"]
-    if (values.scorer !== undefined && !scorers.includes(values.scorer)) {
-      return yield* usageError(`--scorer must be one of ${scorers.join(", ")}, got "${values.scorer}"`)
+    for (const spec of [...values.candidate, ...(values.judge !== undefined ? [values.judge] : [])]) {
+      yield* parseSpec(spec)
     }
-    const onInvalid = values["on-invalid"] ?? "skip"
-    if (onInvalid !== "skip" && onInvalid !== "fail") return yield* usageError(`--on-invalid must be skip or fail, got "${onInvalid}"`)
-    for (const spec of [...values.candidate, ...(values.judge !== undefined ? [values.judge] : [])]) yield* parseSpec(spec)
     return {
       dataset: values.dataset,
       candidates: values.candidate,
       judge: values.judge,
       scorer: values.scorer,
       rubric: values.rubric,
-      questions: values.questions === undefined ? undefined : yield* integer("questions", values.questions, 0, 1),
-      seed: yield* integer("seed", values.seed, Sampling.defaultSeed, 0),
-      trials: yield* integer("trials", values.trials, 1, 1),
-      selfCorrect: yield* integer("self-correct", values["self-correct"], 0, 0),
-      concurrency: yield* integer("concurrency", values.concurrency, 4, 1),
-      judgeConcurrency: yield* integer("judge-concurrency", values["judge-concurrency"], 8, 1),
-      maxTokens: yield* integer("max-tokens", values["max-tokens"], 256, 1),
+      questions: values.questions,
+      seed: values.seed ?? Sampling.defaultSeed,
+      trials: values.trials ?? 1,
+      selfCorrect: values["self-correct"] ?? 0,
+      concurrency: values.concurrency ?? 4,
+      judgeConcurrency: values["judge-concurrency"] ?? 8,
+      maxTokens: values["max-tokens"] ?? 256,
       out: values.out,
       cache: values["no-cache"] === true ? false : values.cache ?? ".hasten/cache.db",
       perf: values["no-perf"] !== true,
       fresh: values.fresh === true,
-      onInvalid,
-      threads: yield* integer("threads", values.threads, 1, 1)
+      onInvalid: values["on-invalid"] ?? "skip",
+      threads: values.threads ?? 1
     } satisfies Args
   })
 
@@ -388,14 +377,13 @@ export const main = async (
     try {
       const runs = args.compare.map((file) => {
         if (!existsSync(file)) throw usageError(`${file}: file not found`)
-        let parsedFile: { report?: Report.Report } | undefined
-        try {
-          parsedFile = JSON.parse(readFileSync(file, "utf8")) as { report?: Report.Report }
-        } catch {
-          parsedFile = undefined
+        const text = readFileSync(file, "utf8")
+        const shape = reportFile(text)
+        if (shape._tag === "Failure") {
+          throw usageError(`${file}: not a hasten-evaluator report (${Boundary.formatProblems(shape.problems)})`)
         }
-        if (parsedFile?.report?.format !== "hasten-evaluator/1") throw usageError(`${file}: not a hasten-evaluator report`)
-        return { label: Path.basename(Path.dirname(Path.resolve(file))), report: parsedFile.report }
+        // The shape is checked; the report itself is kept as written.
+        return { label: Path.basename(Path.dirname(Path.resolve(file))), report: (JSON.parse(text) as { report: Report.Report }).report }
       })
       io.out(Report.compare(runs))
       return 0

@@ -5,6 +5,7 @@
  * load report) or fatal, never dropped silently.
  * @since 0.1.0
  */
+import { Boundary } from "@hasten/core"
 import { Effect, Schema } from "effect"
 import { existsSync, readFileSync, statSync } from "node:fs"
 import * as Path from "node:path"
@@ -33,9 +34,11 @@ export interface Item {
   readonly reference?: string
 }
 
-/** A row that failed validation. @category models @since 0.1.0 */
+/** A row that failed validation: its line, the first field at fault (when a field is), and every problem. @category models @since 0.1.0 */
 export interface InvalidRow {
   readonly line: number
+  /** The first bad field (`answer`, `mc1_targets`); absent when the row itself is unreadable. @since 0.2.0 */
+  readonly field?: string
   readonly message: string
 }
 
@@ -83,10 +86,19 @@ const readText = (path: string): Effect.Effect<string, EvaluatorError> =>
     catch: (error) => datasetError({ source: path, description: error instanceof Error ? error.message : String(error) })
   })
 
-const schemaMessage = (error: unknown): string => {
-  const message = error instanceof Error ? error.message : String(error)
-  return message.replace(/\s+/g, " ").trim()
+const invalidRow = (line: number, problems: ReadonlyArray<Boundary.Problem>): InvalidRow => {
+  const field = problems.find((problem) => problem.field.length > 0)?.field
+  return field === undefined
+    ? { line, message: Boundary.formatProblems(problems) }
+    : { line, field, message: Boundary.formatProblems(problems) }
 }
+
+const rowError = (source: string, row: InvalidRow): EvaluatorError =>
+  datasetError(
+    row.field === undefined
+      ? { source, line: row.line, description: row.message }
+      : { source, line: row.line, field: row.field, description: row.message }
+  )
 
 /** A parsed, not yet validated row with its 1-based line. @category models @since 0.1.0 */
 export interface RawRow {
@@ -104,13 +116,11 @@ const collect = <S extends Schema.Codec<any, any, never, never>>(
   name: string
 ): Effect.Effect<Dataset, EvaluatorError> =>
   Effect.gen(function*() {
-    const decode = Schema.decodeUnknownExit(schema)
+    const decode = Boundary.decoder(schema)
     const skipped: Array<InvalidRow> = [...problems]
     const items: Array<Item> = []
     const fail = options?.onInvalid === "fail"
-    if (fail && problems.length > 0) {
-      return yield* datasetError({ source, line: problems[0]!.line, description: problems[0]!.message })
-    }
+    if (fail && problems.length > 0) return yield* rowError(source, problems[0]!)
     // An item's index is its record's position in the source, counting bad records too,
     // so ids stay stable when a bad record is fixed.
     const ordinal = new Map<RawRow, number>()
@@ -122,18 +132,12 @@ const collect = <S extends Schema.Codec<any, any, never, never>>(
     })
     rows.forEach((row) => {
       const index = ordinal.get(row)!
-      const exit = decode(row.value)
-      if (exit._tag === "Success") {
-        items.push({ id: `${name}:${index}`, index, ...toItem(exit.value, index) })
-      } else {
-        const error = exit.cause.reasons.find((reason) => reason._tag === "Fail")
-        skipped.push({ line: row.line, message: schemaMessage(error?._tag === "Fail" ? error.error : exit.cause) })
-      }
+      const decoded = decode(row.value)
+      if (decoded._tag === "Success") items.push({ id: `${name}:${index}`, index, ...toItem(decoded.value, index) })
+      else skipped.push(invalidRow(row.line, decoded.problems))
     })
     skipped.sort((a, b) => a.line - b.line)
-    if (fail && skipped.length > 0) {
-      return yield* datasetError({ source, line: skipped[0]!.line, description: skipped[0]!.message })
-    }
+    if (fail && skipped.length > 0) return yield* rowError(source, skipped[0]!)
     return {
       name,
       items,
@@ -143,29 +147,28 @@ const collect = <S extends Schema.Codec<any, any, never, never>>(
 
 const baseName = (path: string): string => Path.basename(path).replace(/\.[^.]+$/, "")
 
+const jsonLines = Boundary.decodeJsonLines(Schema.Unknown)
+
 /**
- * Parses JSON Lines text: one JSON value per line, blank lines ignored. Unparseable lines
- * become `InvalidRow`s with their line numbers.
+ * Parses JSON Lines text: one JSON value per line, blank lines ignored, through
+ * `Boundary.JsonText`. Unparseable lines become `InvalidRow`s with their line numbers and
+ * `JSON.parse`'s detail.
  * @category parsing @since 0.1.0
  */
 export const parseJsonl = (text: string): { readonly rows: Array<RawRow>; readonly problems: Array<InvalidRow> } => {
   const rows: Array<RawRow> = []
   const problems: Array<InvalidRow> = []
-  const lines = (text.charCodeAt(0) === 0xfeff ? text.slice(1) : text).split(/\r?\n/)
-  lines.forEach((content, index) => {
-    if (content.trim().length === 0) return
-    try {
-      rows.push({ line: index + 1, value: JSON.parse(content) })
-    } catch (error) {
-      problems.push({ line: index + 1, message: `invalid JSON: ${error instanceof Error ? error.message : String(error)}` })
-    }
-  })
+  for (const { line, result } of jsonLines(text)) {
+    if (result._tag === "Success") rows.push({ line, value: result.value })
+    else problems.push(invalidRow(line, result.problems))
+  }
   return { rows, problems }
 }
 
 /**
- * Parses CSV text (RFC 4180, header row first) into objects keyed by the header.
- * Rows whose field count differs from the header's are problems.
+ * Parses CSV text (RFC 4180, header row first; `effect/encoding`'s `Csv`) into objects keyed
+ * by the header. Malformed records (with their column) and rows whose field count differs
+ * from the header's are problems; parsing carries on after them.
  * @category parsing @since 0.1.0
  */
 export const parseCsv = (text: string): { readonly rows: Array<RawRow>; readonly problems: Array<InvalidRow> } => {
@@ -283,10 +286,9 @@ const mcItem = (question: string, targets: Record<string, number>, index: number
 export const truthfulQaMc = (path: string, options?: LoadOptions): Effect.Effect<Dataset, EvaluatorError> =>
   Effect.gen(function*() {
     const text = yield* readText(path)
-    const parsed = yield* Effect.try({
-      try: () => JSON.parse(text) as unknown,
-      catch: (error) => datasetError({ source: path, description: `invalid JSON: ${schemaMessage(error)}` })
-    })
+    const decoded = Boundary.decoder(Boundary.JsonText)(text)
+    if (decoded._tag === "Failure") return yield* datasetError({ source: path, description: Boundary.formatProblems(decoded.problems) })
+    const parsed = decoded.value
     if (!Array.isArray(parsed)) return yield* datasetError({ source: path, description: "expected a JSON array of questions" })
     // Line numbers: the line on which each top-level element starts.
     const starts = topLevelElementLines(text)

@@ -5,8 +5,8 @@
  * with bounded concurrency, and a JSONL checkpoint that lets a killed run resume.
  * @since 0.1.0
  */
-import { CompletionRequest, Llm, RequestKey } from "@hasten/core"
-import { Cause, Clock, Context, Effect, Exit, Layer, Semaphore } from "effect"
+import { Boundary, CompletionRequest, Llm, RequestKey } from "@hasten/core"
+import { Cause, Clock, Context, Effect, Exit, Layer, Schema, Semaphore } from "effect"
 import type * as Scope from "effect/Scope"
 import { createHash } from "node:crypto"
 import { appendFileSync, existsSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs"
@@ -68,6 +68,18 @@ export interface Options {
 /** The one error of the evaluator (reasons in `EvaluatorError`). @category errors @since 0.1.0 */
 export { EvaluatorError } from "./EvaluatorError.js"
 
+const optional = Schema.optionalKey
+
+/** The numeric options of {@link run}, checked before anything starts. */
+const checkOptions = Boundary.optionsChecker(Schema.Struct({
+  trials: optional(Boundary.PositiveInt),
+  selfCorrect: optional(Boundary.NonNegativeInt),
+  concurrency: optional(Boundary.PositiveInt),
+  judge: optional(Schema.Struct({ concurrency: optional(Boundary.PositiveInt) })),
+  questions: optional(Boundary.PositiveInt),
+  maxTokens: optional(Boundary.PositiveInt)
+}))
+
 const invalid = (field: string, description: string) => new EvaluatorError({ reason: new InvalidOptions({ field, description }) })
 
 /** The outcome of one (candidate, item, trial) and its timing (defined in `ItemRecord`). @category models @since 0.1.0 */
@@ -87,6 +99,17 @@ interface CheckpointLine {
   readonly timing: ItemTiming
 }
 
+const checkpointLines = Boundary.decodeJsonLines(Schema.Unknown)
+// What identifies a checkpoint line; an item line is kept as written.
+const checkpointLine = Boundary.decoder(Schema.Union([
+  Schema.Struct({ type: Schema.Literal("header"), config: Schema.String }),
+  Schema.Struct({
+    type: Schema.Literal("item"),
+    record: Schema.Struct({ candidate: Schema.String, itemId: Schema.String, trial: Schema.Number }),
+    timing: Schema.Unknown
+  })
+]))
+
 const readCheckpoint = (path: string, configHash: string) =>
   Effect.gen(function*() {
     const records = new Map<string, { record: ItemRecord; timing: ItemTiming }>()
@@ -96,21 +119,19 @@ const readCheckpoint = (path: string, configHash: string) =>
       // The run was killed mid-write: drop the torn tail so new lines start on their own line.
       truncateSync(path, Buffer.byteLength(text.slice(0, text.lastIndexOf("\n") + 1)))
     }
-    const lines = text.split("\n")
     let torn = 0
-    let header: unknown
-    for (const line of lines) {
-      if (line.trim().length === 0) continue
-      let value: any
-      try {
-        value = JSON.parse(line)
-      } catch {
-        torn++ // a line cut off when the run was killed: that item runs again
+    let header: { readonly config: string } | undefined
+    for (const { result } of checkpointLines(text)) {
+      // A line cut off when the run was killed: that item runs again.
+      if (result._tag === "Failure") {
+        torn++
         continue
       }
-      if (value?.type === "header") header = value
-      else if (value?.type === "item") {
-        const entry = value as CheckpointLine
+      const line = checkpointLine(result.value)
+      if (line._tag === "Failure") continue // not a line this version writes
+      if (line.value.type === "header") header = line.value
+      else {
+        const entry = result.value as CheckpointLine
         records.set(recordKey(entry.record.candidate, entry.record.itemId, entry.record.trial), {
           record: entry.record,
           timing: entry.timing
@@ -122,7 +143,7 @@ const readCheckpoint = (path: string, configHash: string) =>
         reason: new CheckpointMismatch({ path, description: `checkpoint ${path} has no header line; delete it to start over` })
       })
     }
-    if (header !== undefined && (header as { config?: string }).config !== configHash) {
+    if (header !== undefined && header.config !== configHash) {
       return yield* new EvaluatorError({
         reason: new CheckpointMismatch({
           path,
@@ -183,20 +204,8 @@ export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
   if (scorer.usesJudge && options.judge === undefined) {
     return yield* invalid("judge", `scorer "${scorer.name}" needs a judge (--judge)`)
   }
-  if (!Number.isInteger(trials) || trials < 1) return yield* invalid("trials", `trials must be a positive integer, got ${trials}`)
-  if (!Number.isInteger(selfCorrect) || selfCorrect < 0) {
-    return yield* invalid("selfCorrect", `selfCorrect must be a non-negative integer, got ${selfCorrect}`)
-  }
-  for (
-    const [label, value] of [["concurrency", options.concurrency], ["judge.concurrency", options.judge?.concurrency], [
-      "questions",
-      options.questions
-    ], ["maxTokens", options.maxTokens]] as const
-  ) {
-    if (value !== undefined && (!Number.isInteger(value) || value < 1)) {
-      return yield* invalid(label, `${label} must be a positive integer, got ${value}`)
-    }
-  }
+  const bad = checkOptions(options)
+  if (bad !== undefined) return yield* invalid(bad.field, bad.message)
   if (options.dataset.items.length === 0) return yield* invalid("dataset", `dataset ${options.dataset.name} has no valid items`)
 
   const selection = Sampling.select(options.dataset.items.length, options.questions, seed)

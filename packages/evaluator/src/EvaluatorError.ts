@@ -10,6 +10,8 @@ import { Schema } from "effect"
 export class DatasetError extends Schema.TaggedError<DatasetError>()("DatasetError", {
   source: Schema.String,
   line: Schema.optionalKey(Schema.Number),
+  /** The first bad field of the row, when one is at fault. @since 0.2.0 */
+  field: Schema.optionalKey(Schema.String),
   description: Schema.String
 }) {
   override get message(): string {
@@ -19,6 +21,8 @@ export class DatasetError extends Schema.TaggedError<DatasetError>()("DatasetErr
 
 /** Wrong command-line usage. @category errors @since 0.1.0 */
 export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", {
+  /** The flag at fault, without its dashes (`questions`, `bogus`), when one is. @since 0.2.0 */
+  flag: Schema.optionalKey(Schema.String),
   description: Schema.String
 }) {
   override get message(): string {

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Command } from "@hasten/evaluator"
 import { Simulator } from "@hasten/testkit"
+import { Effect } from "effect"
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
@@ -28,7 +29,7 @@ describe("hasten-eval", () => {
       [["--candidate", "echo:x"], /--dataset is required/],
       [["--dataset", "gsm8k"], /at least one --candidate/],
       [["--dataset", "gsm8k", "--candidate", "gpt4"], /bad model spec "gpt4"/],
-      [["--dataset", "gsm8k", "--candidate", "echo:x", "--questions", "abc"], /--questions must be an integer ≥ 1, got "abc"/],
+      [["--dataset", "gsm8k", "--candidate", "echo:x", "--questions", "abc"], /--questions must be an integer >= 1, got "abc"/],
       [["--dataset", "gsm8k", "--candidate", "echo:x", "--bogus"], /Unknown option '--bogus'/],
       [["--dataset", "gsm8k", "--candidate", "echo:x", "--scorer", "bleu"], /--scorer must be one of/],
       [["--compare", Path.join(dir, "missing.json")], /missing\.json: file not found/],
@@ -40,6 +41,17 @@ describe("hasten-eval", () => {
       assert.match(result.err, pattern)
       assert.notMatch(result.err, /\n\s+at /) // no stack trace
     }
+  })
+
+  it("a bad flag is a UsageError naming it; every bad flag is listed", async () => {
+    const error = await Effect.runPromise(
+      Effect.flip(Command.parse(["--dataset", "d.jsonl", "--candidate", "echo:x", "--trials", "0", "--on-invalid", "drop"]))
+    )
+    assert.strictEqual(error.reason._tag, "UsageError")
+    assert.strictEqual(error.reason._tag === "UsageError" ? error.reason.flag : undefined, "trials")
+    assert.match(error.message, /^--trials must be an integer >= 1, got "0"; --on-invalid must be one of skip, fail, got "drop"\n/)
+    const unknown = await Effect.runPromise(Effect.flip(Command.parse(["--bogus"])))
+    assert.strictEqual(unknown.reason._tag === "UsageError" ? unknown.reason.flag : undefined, "bogus")
   })
 
   it("reports a missing dataset file and a missing local model clearly (exit 1)", async () => {

@@ -28,6 +28,15 @@ describe("CSV parsing", () => {
     assert.deepStrictEqual(rows.map((row) => row.line), [2])
     assert.deepStrictEqual(problems.map((problem) => problem.line).sort(), [3, 4])
   })
+
+  it("names the column of a malformed record and carries on after it", () => {
+    const { problems, rows } = Dataset.parseCsv("q,a\n\"multi\nline\"junk,1\nok,2\n5\" tall,3\nlast,4\n")
+    assert.deepStrictEqual(rows.map((row) => [row.line, row.value]), [[4, { q: "ok", a: "2" }], [6, { q: "last", a: "4" }]])
+    assert.deepStrictEqual(problems, [
+      { line: 2, message: "column 1: Expected a delimiter or line break after a closing quote" },
+      { line: 5, message: "column 1: Unexpected quote in an unquoted field" }
+    ])
+  })
 })
 
 describe("Dataset", () => {
@@ -60,7 +69,22 @@ describe("Dataset", () => {
       assert.strictEqual(error._tag, "EvaluatorError")
       assert.strictEqual(error.reason._tag, "DatasetError")
       assert.strictEqual(error.reason._tag === "DatasetError" ? error.reason.line : undefined, 2)
-      assert.match(error.message, /bad\.jsonl:2:/)
+      assert.match(error.message, /bad\.jsonl:2: question: Expected string, got 1$/)
+      assert.strictEqual(error.reason._tag === "DatasetError" ? error.reason.field : undefined, "question")
+    }))
+
+  it.effect("a skipped row names its field and lists every problem of the row", () =>
+    Effect.gen(function*() {
+      const path = file("fields.csv", "question,answer\nq1,a1\n,a2\nq3\n")
+      const dataset = yield* Dataset.qa(path)
+      assert.deepStrictEqual(dataset.report.skipped, [
+        { line: 3, field: "question", message: "question: Expected a value with a length of at least 1, got \"\"" },
+        { line: 4, message: "expected 2 fields, found 1" }
+      ])
+      const missing = yield* Dataset.qa(file("missing.jsonl", "{\"answer\":1}\n"))
+      assert.deepStrictEqual(missing.report.skipped, [
+        { line: 1, field: "question", message: "question: Missing key; answer: Expected string, got 1" }
+      ])
     }))
 
   it.effect("a missing file is a DatasetError naming the path", () =>

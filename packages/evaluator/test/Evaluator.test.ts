@@ -243,6 +243,12 @@ describe("Evaluator.run", () => {
           Effect.map((failure) => failure.reason._tag === "InvalidOptions" ? failure.reason.field : failure.reason._tag)
         ))
       assert.deepStrictEqual(fields, ["concurrency", "trials", "selfCorrect", "judge.concurrency"])
+      // every bad option is listed, the first is the reason's field
+      const several = yield* Effect.flip(
+        Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [candidate(halfRight())], trials: 1.5, maxTokens: 0 })
+      )
+      assert.strictEqual(several.reason._tag === "InvalidOptions" ? several.reason.field : "", "trials")
+      assert.strictEqual(several.message, "trials must be a positive integer, got 1.5; maxTokens must be a positive integer, got 0")
     }))
 
   it.effect("candidates sharing one layer build it once", () =>

@@ -1,5 +1,5 @@
 /**
- * The one error of `@hasten/perf-logger`: bad options, or a run folder or file that cannot
+ * The one error of `@hasten/perf-logger`: bad options or run id, or a run folder or file that cannot
  * be read. Effects fail with it; the synchronous file readers (`readRun`, `readSummary`,
  * `parseEvents`) throw it.
  * @since 0.2.0
@@ -21,6 +21,19 @@ export class RunNotFound extends Schema.TaggedError<RunNotFound>()("RunNotFound"
 /** A run file that is not what perf-logger wrote (a malformed event line, a foreign JSON). @category errors @since 0.2.0 */
 export class InvalidRunFile extends Schema.TaggedError<InvalidRunFile>()("InvalidRunFile", {
   path: Schema.String,
+  /** The 1-based line of `events.jsonl` at fault. @since 0.2.0 */
+  line: Schema.optionalKey(Schema.Number),
+  description: Schema.String
+}) {}
+
+/**
+ * An option of the recorder that fails its schema (`Recorder.OptionsSchema`): `field` names
+ * the first bad one, `description` lists every problem. Its tag is `InvalidOptions`, as in
+ * the other packages (the class name keeps the deprecated `InvalidOptions` alias below free).
+ * @category errors @since 0.2.0
+ */
+export class InvalidOptionsReason extends Schema.TaggedError<InvalidOptionsReason>()("InvalidOptions", {
+  field: Schema.String,
   description: Schema.String
 }) {}
 
@@ -30,7 +43,7 @@ export class InvalidRunFile extends Schema.TaggedError<InvalidRunFile>()("Invali
  * @category errors @since 0.2.0
  */
 export class PerfLoggerError extends Schema.TaggedError<PerfLoggerError>()("PerfLoggerError", {
-  reason: Schema.Union([InvalidRunId, RunNotFound, InvalidRunFile])
+  reason: Schema.Union([InvalidRunId, RunNotFound, InvalidRunFile, InvalidOptionsReason])
 }) {
   /** `perf-logger: <description>`. */
   override get message(): string {

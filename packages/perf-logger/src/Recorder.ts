@@ -4,6 +4,7 @@
  * `report.html` — and the console summary table.
  * @since 0.1.0
  */
+import { Boundary } from "@hasten/core"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Console from "effect/Console"
@@ -12,6 +13,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Path from "node:path"
 import { EventLog } from "./internal/events.js"
@@ -22,7 +24,7 @@ import { Aggregator } from "./internal/stats.js"
 import { renderSummary } from "./internal/table.js"
 import { nowMs, round3 } from "./internal/time.js"
 import { memoryHeapUsed, memoryRss } from "./Metrics.js"
-import { InvalidRunId, PerfLoggerError } from "./PerfLoggerError.js"
+import { InvalidOptionsReason, InvalidRunId, PerfLoggerError } from "./PerfLoggerError.js"
 import type { PriceTable } from "./Price.js"
 import type { Event, FlushMode, MemoryEvent } from "./RunLog.js"
 import { bufferedFlush, groupFlush } from "./RunLog.js"
@@ -127,6 +129,53 @@ const defaultRunId = (t: number): string => `${new Date(Math.floor(t)).toISOStri
 /** Bad input, as it was named before 0.2.0: now `PerfLoggerError`. @category errors @since 0.1.0 */
 export { InvalidOptions } from "./PerfLoggerError.js"
 
+const optional = Schema.optionalKey
+const durationOrOff = Schema.Unknown.check(
+  Schema.makeFilter((input: unknown) =>
+    input === false || Option.isSome(Duration.fromInput(input as Duration.Input))
+      ? undefined
+      : `must be a duration ("1 second", milliseconds) or false, got ${String(input)}`
+  )
+)
+
+/**
+ * The recorder's {@link Options}, checked when a run starts.
+ * @category configuration @since 0.2.0
+ */
+export const OptionsSchema = Schema.Struct({
+  dir: optional(Schema.String),
+  runId: optional(Schema.String),
+  prices: optional(Schema.Record(
+    Schema.String,
+    Schema.Struct({
+      input: Boundary.NonNegative,
+      output: Boundary.NonNegative,
+      cachedInput: optional(Boundary.NonNegative)
+    })
+  )),
+  flush: optional(Schema.Union([
+    Schema.Literal("event"),
+    Schema.Struct({ intervalMs: Boundary.NonNegative, maxEvents: Boundary.PositiveInt })
+  ])),
+  console: optional(Schema.Boolean),
+  report: optional(Schema.Boolean),
+  memoryInterval: optional(durationOrOff),
+  summaryInterval: optional(durationOrOff),
+  spans: optional(Schema.Union([Schema.Boolean, Schema.Literal("auto")])),
+  metrics: optional(Schema.Boolean)
+})
+
+const checkOptions = Boundary.optionsChecker(OptionsSchema)
+
+const validateOptions = (options: Options): Effect.Effect<void, PerfLoggerError> => {
+  const bad = checkOptions(options)
+  return bad === undefined
+    ? Effect.void
+    : Effect.fail(
+      new PerfLoggerError({ reason: new InvalidOptionsReason({ field: bad.field, description: `invalid options: ${bad.message}` }) })
+    )
+}
+
 const validateRunId = (runId: string): Effect.Effect<string, PerfLoggerError> =>
   runId.length === 0 || runId === "." || runId === ".." || /[/\\\0]/.test(runId)
     ? Effect.fail(
@@ -146,6 +195,7 @@ const makeRecorder = (
   options: Options & { readonly write: boolean }
 ): Effect.Effect<RecorderHandle, PerfLoggerError> =>
   Effect.gen(function*() {
+    yield* validateOptions(options)
     const clock = yield* Clock.Clock
     const start = nowMs(clock)
     const runId = yield* validateRunId(options.runId ?? defaultRunId(clock.currentTimeMillisUnsafe()))

@@ -3,6 +3,8 @@
  * regenerate `summary.json` and `report.html` (also for a run that crashed).
  * @since 0.1.0
  */
+import { Boundary } from "@hasten/core"
+import { Schema } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { parseEvents } from "./internal/events.js"
@@ -54,6 +56,10 @@ export const writeReport = (runDir: string): Summary => {
   return current
 }
 
+const parseJson = Boundary.jsonDecoder(Schema.Unknown)
+// What marks a perf-logger summary; the rest is kept as written.
+const checkShape = Boundary.decoder(Schema.Struct({ version: Schema.Literal(1), overall: Schema.Record(Schema.String, Schema.Unknown) }))
+
 /**
  * Reads a run's `summary.json` (a run folder, or the file itself); throws
  * `PerfLoggerError` (`RunNotFound`, `InvalidRunFile`).
@@ -64,12 +70,9 @@ export const readSummary = (path: string): Summary => {
   if (!Fs.existsSync(file)) throw new PerfLoggerError({ reason: new RunNotFound({ path, description: `no summary.json at ${path}` }) })
   const notASummary = (detail: string) =>
     new PerfLoggerError({ reason: new InvalidRunFile({ path: file, description: `${file} is not a perf-logger summary${detail}` }) })
-  let parsed: Summary | undefined
-  try {
-    parsed = JSON.parse(Fs.readFileSync(file, "utf8")) as Summary
-  } catch (error) {
-    throw notASummary(` (${(error as Error).message})`)
-  }
-  if (parsed === null || typeof parsed !== "object" || parsed.version !== 1 || typeof parsed.overall !== "object") throw notASummary("")
-  return parsed
+  const json = parseJson(Fs.readFileSync(file, "utf8"))
+  if (json._tag === "Failure") throw notASummary(` (${Boundary.formatProblems(json.problems)})`)
+  const shape = checkShape(json.value)
+  if (shape._tag === "Failure") throw notASummary(` (${Boundary.formatProblems(shape.problems)})`)
+  return json.value as Summary
 }

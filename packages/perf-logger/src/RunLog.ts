@@ -4,6 +4,7 @@
  * @since 0.1.0
  */
 import * as internal from "./internal/events.js"
+import * as schema from "./internal/eventSchema.js"
 import type { PriceTable } from "./Price.js"
 
 /**
@@ -141,9 +142,16 @@ export const groupFlush: FlushMode = { intervalMs: 10, maxEvents: 1_000 }
 export const bufferedFlush: FlushMode = { intervalMs: 100, maxEvents: 1_000 }
 
 /**
- * Reads the text of `events.jsonl`, skipping a torn last line (the one event a crash may cut
- * short). A malformed line elsewhere throws a `PerfLoggerError` (`InvalidRunFile`) that
- * names the line.
+ * The schema of one line of `events.jsonl` (its `Type` is {@link Event}).
+ * @category schemas @since 0.2.0
+ */
+export const EventSchema: typeof schema.EventSchema = schema.EventSchema
+
+/**
+ * Reads the text of `events.jsonl`, each line decoded with {@link EventSchema}, skipping a
+ * torn last line (the one event a crash may cut short) and events of types this version does
+ * not know. A malformed line elsewhere throws a `PerfLoggerError` (`InvalidRunFile`, with
+ * its `line`) that names the line and the field.
  * @category files @since 0.1.0
  */
 export const parseEvents: (text: string, source?: string) => Array<Event> = internal.parseEvents

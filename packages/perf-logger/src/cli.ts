@@ -9,6 +9,7 @@
  * A run is a run folder, its `summary.json`, or a run id under `./performance_logs`.
  * @since 0.1.0
  */
+import { Boundary } from "@hasten/core"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
@@ -20,6 +21,9 @@ const usage = `usage:
   hasten-perf report <run>            regenerate summary.json and report.html from events.jsonl
   hasten-perf summary <run>           print a run's summary table
 a run is a run folder, a summary.json file, or a run id under ./performance_logs`
+
+/** The flags of `hasten-perf` (core's `Boundary.parseFlags`, as every Hasten CLI). */
+const flags = { help: Boundary.Flag.boolean({ short: "h" }) }
 
 const resolveRun = (run: string, cwd: string): string => {
   const direct = Path.resolve(cwd, run)
@@ -40,12 +44,15 @@ const loadSummary = (run: string, cwd: string): PerfLogger.Summary => {
 
 /**
  * Runs the CLI on `argv` (without `node` and the script) and returns the exit code and
- * what it printed: 0 ok, 2 bad usage or a run that cannot be read (`PerfLoggerError`, its
+ * what it printed: 0 ok, 2 bad usage (an unknown flag is named) or a run that cannot be read (`PerfLoggerError`, its
  * message), 1 anything else.
  * @category cli @since 0.1.0
  */
 export const main = (argv: ReadonlyArray<string>, cwd = process.cwd()): { readonly code: number; readonly output: string } => {
-  const [command, ...rest] = argv
+  const parsed = Boundary.parseFlags(argv, flags, { positionals: true })
+  if (parsed._tag === "Failure") return { code: 2, output: `hasten-perf: ${parsed.problem.message}\n${usage}` }
+  if (parsed.flags.values.help === true) return { code: 0, output: usage }
+  const [command, ...rest] = parsed.flags.positionals
   try {
     switch (command) {
       case "compare": {
@@ -68,8 +75,6 @@ export const main = (argv: ReadonlyArray<string>, cwd = process.cwd()): { readon
         return { code: 0, output: PerfLogger.renderSummary(loadSummary(rest[0]!, cwd)) }
       }
       case "help":
-      case "--help":
-      case "-h":
         return { code: 0, output: usage }
       default:
         return { code: 2, output: command === undefined ? usage : `hasten-perf: unknown command ${command}\n${usage}` }

@@ -141,6 +141,23 @@ describe("run files", () => {
       assert.strictEqual(memory.reason._tag, "InvalidRunId")
     }))
 
+  it.effect("bad options fail the run with PerfLoggerError (InvalidOptions) naming the field, every problem listed", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Effect.scoped(PerfLogger.make({
+        dir: tmp(),
+        console: false,
+        flush: { intervalMs: -1, maxEvents: 10 },
+        memoryInterval: "soon" as never,
+        prices: { m: { input: 1, output: -2 } }
+      })))
+      assert.strictEqual(error.reason._tag, "InvalidOptions")
+      assert.strictEqual(error.reason._tag === "InvalidOptions" ? error.reason.field : "", "prices.m.output")
+      assert.strictEqual(
+        error.message,
+        "perf-logger: invalid options: prices.m.output must be >= 0, got -2; flush.intervalMs must be >= 0, got -1; memoryInterval must be a duration (\"1 second\", milliseconds) or false, got soon"
+      )
+    }))
+
   it("parses a log with a torn last line and names a malformed line elsewhere", () => {
     const good = JSON.stringify({ type: "run_end", t: 1 })
     assert.strictEqual(PerfLogger.parseEvents(`${good}\n${good}\n{"type":"ca`).length, 2)
@@ -149,6 +166,21 @@ describe("run files", () => {
       PerfLogger.PerfLoggerError,
       /x\.jsonl:2: not a JSON event/
     )
+  })
+
+  it("decodes each line with the event schema: a bad field is named with its line, an unknown event type is skipped", () => {
+    const good = JSON.stringify({ type: "run_end", t: 1 })
+    const badCall = JSON.stringify({ type: "call", op: "complete", provider: "p", model: "m", start: 1, latencyMs: "5", ok: true })
+    try {
+      PerfLogger.parseEvents(`${good}\n${badCall}\n${good}\n`, "x.jsonl")
+      assert.fail("expected a PerfLoggerError")
+    } catch (error) {
+      assert.instanceOf(error, PerfLogger.PerfLoggerError)
+      assert.strictEqual(error.reason._tag === "InvalidRunFile" ? error.reason.line : undefined, 2)
+      assert.match(error.message, /x\.jsonl:2: not a valid call event \(latencyMs: Expected number, got "5"\)/)
+    }
+    const events = PerfLogger.parseEvents(`${good}\n{"type":"gpu","t":2}\n${good}\n`)
+    assert.deepStrictEqual(events.map((event) => event.type), ["run_end", "run_end"])
   })
 
   it("the file readers throw PerfLoggerError naming the path; InvalidOptions (deprecated) still matches it", () => {

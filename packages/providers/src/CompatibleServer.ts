@@ -5,12 +5,11 @@
  * talk to a local model through it.
  * @since 0.1.0
  */
-import { Completion, CompletionRequest, Embedder, Llm, LlmError } from "@hasten/core"
-import { Cause, Context, Effect, Exit, Layer, Option, Stream } from "effect"
+import { Boundary, Completion, CompletionRequest, Embedder, Llm, LlmError } from "@hasten/core"
+import { Cause, Context, Effect, Exit, Layer, Option, Schema, Stream } from "effect"
 import * as Crypto from "node:crypto"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
-import { parseArgs } from "node:util"
 import { LocalModel } from "./LocalModel.js"
 import * as LocalProvider from "./LocalProvider.js"
 import { HttpError, InvalidOptions, ProviderError, Usage } from "./ProviderError.js"
@@ -87,59 +86,100 @@ type Json = Record<string, unknown>
 
 const isRecord = (value: unknown): value is Json => typeof value === "object" && value !== null && !Array.isArray(value)
 
-const optionalNumber = (body: Json, field: string): number | undefined => {
-  const value = body[field]
-  if (value === undefined || value === null) return undefined
-  if (typeof value !== "number" || !Number.isFinite(value)) throw badRequest(`'${field}' must be a number`, field)
-  return value
-}
+const optional = Schema.optionalKey
+const Num = optional(Schema.NullOr(Schema.Finite))
 
-const stopOf = (body: Json): Array<string> | undefined => {
-  const stop = body.stop
-  if (stop === undefined || stop === null) return undefined
-  if (typeof stop === "string") return [stop]
-  if (Array.isArray(stop) && stop.every((item) => typeof item === "string")) return stop as Array<string>
-  throw badRequest("'stop' must be a string or an array of strings", "stop")
-}
+/** The sampling fields of a chat or text completion body. */
+const SamplingBody = Schema.Struct({
+  max_completion_tokens: Num,
+  max_tokens: Num,
+  temperature: Num,
+  top_p: Num,
+  top_k: Num,
+  seed: Num,
+  stop: optional(Schema.NullOr(Schema.Union([Schema.String, Schema.Array(Schema.String)]))),
+  frequency_penalty: Num,
+  presence_penalty: Num,
+  repeat_penalty: Num,
+  repeat_last_n: Num,
+  penalty_window: Num,
+  n: Num,
+  response_format: optional(Schema.NullOr(Schema.Union([
+    Schema.Struct({ type: Schema.Literals(["text", "json_object"]) }),
+    Schema.Struct({
+      type: Schema.Literal("json_schema"),
+      json_schema: Schema.Struct({ name: optional(Schema.String), schema: Schema.Record(Schema.String, Schema.Unknown) })
+    })
+  ]))),
+  stream: optional(Schema.NullOr(Schema.Boolean)),
+  stream_options: optional(Schema.NullOr(Schema.Struct({ include_usage: optional(Schema.Boolean) })))
+})
+type SamplingBody = typeof SamplingBody.Type
 
-const contentOf = (content: unknown, index: number): string => {
-  if (typeof content === "string") return content
-  if (content === null || content === undefined) return ""
-  if (Array.isArray(content)) {
-    return content.map((part) => {
-      if (isRecord(part) && part.type === "text" && typeof part.text === "string") return part.text
-      throw badRequest(`messages[${index}].content: only text parts are supported`, `messages[${index}].content`)
-    }).join("")
+const TextPart = Schema.Struct({ type: Schema.Literal("text"), text: Schema.String })
+
+/** A `/v1/chat/completions` body. */
+const ChatBody = Schema.Struct({
+  ...SamplingBody.fields,
+  messages: Schema.NonEmptyArray(Schema.Struct({
+    role: Schema.Literals(["system", "developer", "user", "assistant"]),
+    content: optional(Schema.NullOr(Schema.Union([Schema.String, Schema.Array(TextPart)])))
+  }))
+})
+
+/** A `/v1/completions` body: one prompt per request. */
+const CompletionsBody = Schema.Struct({
+  ...SamplingBody.fields,
+  prompt: Schema.Union([Schema.String, Schema.Tuple([Schema.String])])
+})
+
+/** A `/v1/embeddings` body. */
+const EmbeddingsBody = Schema.Struct({
+  input: Schema.Union([Schema.String, Schema.NonEmptyArray(Schema.String)]),
+  encoding_format: optional(Schema.NullOr(Schema.Literals(["float", "base64"]))),
+  dimensions: Num
+})
+
+/** Decodes a body with `schema`; a bad body is a 400 whose message names every bad field and whose `param` is the first. */
+const decodeBody = <S extends Schema.Codec<any, any, never, never>>(schema: S) => {
+  const decode = Boundary.decoder(schema)
+  return (body: Json): S["Type"] => {
+    const decoded = decode(body)
+    if (decoded._tag === "Success") return decoded.value
+    throw badRequest(Boundary.formatProblems(decoded.problems), decoded.problems[0]?.field || null)
   }
-  throw badRequest(`messages[${index}].content must be a string or an array of text parts`, `messages[${index}].content`)
 }
+const decodeChat = decodeBody(ChatBody)
+const decodeCompletions = decodeBody(CompletionsBody)
+const decodeEmbeddings = decodeBody(EmbeddingsBody)
 
-const samplingOf = (body: Json): Partial<CompletionRequest.CompletionRequestInput> => {
-  const maxTokens = optionalNumber(body, "max_completion_tokens") ?? optionalNumber(body, "max_tokens")
+const contentOf = (content: typeof ChatBody.Type["messages"][number]["content"]): string =>
+  content === undefined || content === null ? "" : typeof content === "string" ? content : content.map((part) => part.text).join("")
+
+const samplingOf = (body: SamplingBody): Partial<CompletionRequest.CompletionRequestInput> => {
+  const value = (field: keyof SamplingBody) => {
+    const number = body[field]
+    return typeof number === "number" ? number : undefined
+  }
   const fields: Record<string, unknown> = {
-    maxTokens,
-    temperature: optionalNumber(body, "temperature"),
-    topP: optionalNumber(body, "top_p"),
-    topK: optionalNumber(body, "top_k"),
-    seed: optionalNumber(body, "seed"),
-    stop: stopOf(body),
-    frequencyPenalty: optionalNumber(body, "frequency_penalty"),
-    presencePenalty: optionalNumber(body, "presence_penalty"),
-    repeatPenalty: optionalNumber(body, "repeat_penalty"),
-    penaltyWindow: optionalNumber(body, "repeat_last_n") ?? optionalNumber(body, "penalty_window")
+    maxTokens: value("max_completion_tokens") ?? value("max_tokens"),
+    temperature: value("temperature"),
+    topP: value("top_p"),
+    topK: value("top_k"),
+    seed: value("seed"),
+    stop: typeof body.stop === "string" ? [body.stop] : body.stop ?? undefined,
+    frequencyPenalty: value("frequency_penalty"),
+    presencePenalty: value("presence_penalty"),
+    repeatPenalty: value("repeat_penalty"),
+    penaltyWindow: value("repeat_last_n") ?? value("penalty_window")
   }
   const format = body.response_format
-  if (isRecord(format)) {
-    if (format.type === "json_object") fields.responseFormat = { type: "json" }
-    else if (format.type === "json_schema") {
-      const schema = isRecord(format.json_schema) ? format.json_schema : undefined
-      if (schema === undefined || !isRecord(schema.schema)) {
-        throw badRequest("'response_format.json_schema.schema' must be an object", "response_format")
-      }
-      fields.responseFormat = { type: "json", schema: schema.schema, ...(typeof schema.name === "string" ? { name: schema.name } : {}) }
-    } else if (format.type !== "text") throw badRequest(`unsupported response_format type ${String(format.type)}`, "response_format")
-  } else if (format !== undefined && format !== null) throw badRequest("'response_format' must be an object", "response_format")
-  const n = optionalNumber(body, "n")
+  if (format?.type === "json_object") fields.responseFormat = { type: "json" }
+  else if (format?.type === "json_schema") {
+    const schema = format.json_schema
+    fields.responseFormat = { type: "json", schema: schema.schema, ...(schema.name !== undefined ? { name: schema.name } : {}) }
+  }
+  const n = value("n")
   if (n !== undefined && n !== 1) throw badRequest("only n=1 is supported", "n")
   return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined)) as Partial<
     CompletionRequest.CompletionRequestInput
@@ -267,22 +307,18 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     })
   }
 
-  const chatCompletions = async (body: Json, response: Http.ServerResponse) => {
-    const model = checkModel(body)
-    if (!Array.isArray(body.messages) || body.messages.length === 0) throw badRequest("'messages' must be a non-empty array", "messages")
-    const messages = body.messages.map((message: unknown, index) => {
-      if (!isRecord(message)) throw badRequest(`messages[${index}] must be an object`, `messages[${index}]`)
-      const role = message.role === "developer" ? "system" : message.role
-      if (role !== "system" && role !== "user" && role !== "assistant") {
-        throw badRequest(`messages[${index}].role must be system, user or assistant`, `messages[${index}].role`)
-      }
-      return { role, content: contentOf(message.content, index) } as const
-    })
+  const chatCompletions = async (json: Json, response: Http.ServerResponse) => {
+    const model = checkModel(json)
+    const body = decodeChat(json)
+    const messages = body.messages.map((message) => ({
+      role: message.role === "developer" ? "system" as const : message.role,
+      content: contentOf(message.content)
+    }))
     const request = await run(toRequest({ model, messages, ...samplingOf(body) }), response)
     const id = `chatcmpl-${Crypto.randomUUID()}`
     const created = Math.floor(clock.currentTimeMillisUnsafe() / 1000)
     if (body.stream === true) {
-      const includeUsage = isRecord(body.stream_options) && body.stream_options.include_usage === true
+      const includeUsage = body.stream_options?.include_usage === true
       const frame = (choices: Array<unknown>, extra: Json = {}) => ({
         id,
         object: "chat.completion.chunk",
@@ -315,19 +351,17 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     })
   }
 
-  const completions = async (body: Json, response: Http.ServerResponse) => {
-    const model = checkModel(body)
-    let prompt = body.prompt
-    if (Array.isArray(prompt) && prompt.length === 1 && typeof prompt[0] === "string") prompt = prompt[0]
-    if (typeof prompt !== "string" || prompt.length === 0) {
-      throw badRequest("'prompt' must be a non-empty string (one prompt per request)", "prompt")
-    }
+  const completions = async (json: Json, response: Http.ServerResponse) => {
+    const model = checkModel(json)
+    const body = decodeCompletions(json)
+    const prompt = typeof body.prompt === "string" ? body.prompt : body.prompt[0]
+    if (prompt.length === 0) throw badRequest("prompt: must be a non-empty string (one prompt per request)", "prompt")
     const sampling = samplingOf(body)
     const request = await run(toRequest({ model, messages: [], prompt, maxTokens: 16, ...sampling }), response)
     const id = `cmpl-${Crypto.randomUUID()}`
     const created = Math.floor(clock.currentTimeMillisUnsafe() / 1000)
     if (body.stream === true) {
-      const includeUsage = isRecord(body.stream_options) && body.stream_options.include_usage === true
+      const includeUsage = body.stream_options?.include_usage === true
       const frame = (choices: Array<unknown>, extra: Json = {}) => ({ id, object: "text_completion", created, model, choices, ...extra })
       return streamSse(response, request, {
         delta: (chunk) => chunk.text.length > 0 ? frame([{ index: 0, text: chunk.text, logprobs: null, finish_reason: null }]) : undefined,
@@ -346,16 +380,13 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     })
   }
 
-  const embeddings = async (body: Json, response: Http.ServerResponse) => {
+  const embeddings = async (json: Json, response: Http.ServerResponse) => {
     if (embedder === undefined) throw failure(404, "this server has no embedding model", "invalid_request_error", "model_not_found")
-    const model = checkModel(body)
+    const model = checkModel(json)
+    const body = decodeEmbeddings(json)
     const input = typeof body.input === "string" ? [body.input] : body.input
-    if (!Array.isArray(input) || input.length === 0 || !input.every((item) => typeof item === "string")) {
-      throw badRequest("'input' must be a string or a non-empty array of strings", "input")
-    }
     const format = body.encoding_format ?? "float"
-    if (format !== "float" && format !== "base64") throw badRequest("'encoding_format' must be float or base64", "encoding_format")
-    const dimensions = optionalNumber(body, "dimensions")
+    const dimensions = typeof body.dimensions === "number" ? body.dimensions : undefined
     const result = await run(embedder.embed(input as Array<string>, dimensions !== undefined ? { dimensions } : {}), response)
     sendJson(response, 200, {
       object: "list",
@@ -489,36 +520,17 @@ export const usage = `hasten-serve: an OpenAI-compatible server over a local GGU
 const invalidOption = (option: string, description: string): ProviderError =>
   new ProviderError({ reason: new InvalidOptions({ option, description }) })
 
-const integer = (name: string, value: string | undefined, fallback: number, minimum: number): number => {
-  if (value === undefined) return fallback
-  const parsed = Number(value)
-  if (!Number.isInteger(parsed) || parsed < minimum) throw invalidOption(name, `--${name} must be an integer >= ${minimum}, got "${value}"`)
-  return parsed
-}
-
-const parseFlags = (argv: ReadonlyArray<string>) => {
-  try {
-    return parseArgs({
-      args: [...argv],
-      options: {
-        model: { type: "string", short: "m" },
-        port: { type: "string", short: "p" },
-        host: { type: "string" },
-        sequences: { type: "string", short: "s" },
-        threads: { type: "string", short: "t" },
-        "context-size": { type: "string", short: "c" },
-        gpu: { type: "boolean" },
-        id: { type: "string" },
-        help: { type: "boolean", short: "h" }
-      },
-      strict: true,
-      allowPositionals: false
-    }).values
-  } catch (error) {
-    // node:util names the flag: "Unknown option '--modle'", "Option '-p, --port <value>' argument missing"
-    const message = error instanceof Error ? error.message : String(error)
-    throw invalidOption(/--([\w-]+)/.exec(message)?.[1] ?? "", message)
-  }
+/** The flags of `hasten-serve`, each with its decoder. */
+const flags = {
+  model: Boundary.Flag.string({ short: "m" }),
+  port: Boundary.Flag.integer(0, { short: "p" }),
+  host: Boundary.Flag.string(),
+  sequences: Boundary.Flag.integer(1, { short: "s" }),
+  threads: Boundary.Flag.integer(0, { short: "t" }),
+  "context-size": Boundary.Flag.integer(16, { short: "c" }),
+  gpu: Boundary.Flag.boolean(),
+  id: Boundary.Flag.string(),
+  help: Boundary.Flag.boolean({ short: "h" })
 }
 
 /**
@@ -527,15 +539,17 @@ const parseFlags = (argv: ReadonlyArray<string>) => {
  * @category constructors @since 0.1.0
  */
 export const parseCli = (argv: ReadonlyArray<string>): CliOptions => {
-  const values = parseFlags(argv)
+  const parsed = Boundary.parseFlags(argv, flags)
+  if (parsed._tag === "Failure") throw invalidOption(parsed.problem.flag, parsed.problem.message)
+  const values = parsed.flags.values
   if (values.help === true) throw new ProviderError({ reason: new Usage({ description: usage }) })
   return {
     model: values.model,
-    port: integer("port", values.port, 8080, 0),
+    port: values.port ?? 8080,
     host: values.host ?? "127.0.0.1",
-    sequences: integer("sequences", values.sequences, 1, 1),
-    threads: integer("threads", values.threads, 1, 0),
-    contextSize: values["context-size"] !== undefined ? integer("context-size", values["context-size"], 0, 16) : undefined,
+    sequences: values.sequences ?? 1,
+    threads: values.threads ?? 1,
+    contextSize: values["context-size"],
     gpu: values.gpu === true,
     id: values.id
   }

@@ -10,7 +10,7 @@ import { Context, Duration, Effect, Exit, Layer, Redacted, Stream } from "effect
 import ReplicateClient from "replicate"
 import type { Prediction } from "replicate"
 import * as Remote from "./internal/remote.js"
-import { readEvents } from "./internal/sse.js"
+import * as Sse from "./internal/sse.js"
 import type { ProviderError } from "./ProviderError.js"
 
 /** The provider name used in `Llm.name`, errors and cache keys. @category models @since 0.1.0 */
@@ -416,7 +416,7 @@ export const make = (options: Options): ReplicateLlm => {
       }
       const rateLimit = RateLimitHeaders.parse(response.headers, yield* Remote.now)
       const parts: Array<string> = []
-      const events = Stream.fromAsyncIterable(readEvents(response.body), catchError).pipe(
+      const events = Sse.events(response.body, catchError).pipe(
         Stream.takeUntil((event) => event.event === "done" || event.event === "error"),
         Stream.mapEffect((event) => {
           if (event.event === "error") {

@@ -194,6 +194,31 @@ layer(Live, { timeout: "60 seconds" })("Server (openai SDK against a local model
       const body = (yield* Effect.promise(() => notJson.json())) as { error: { type: string; message: string } }
       assert.strictEqual(body.error.type, "invalid_request_error")
       assert.match(body.error.message, /not valid JSON/)
+
+      // bodies are decoded by a schema: the message names every bad field, `param` the first
+      const post = (payload: unknown) =>
+        Effect.promise(async () => {
+          const reply = await fetch(`${server.baseUrl}/chat/completions`, {
+            method: "POST",
+            body: JSON.stringify(payload),
+            headers: { "content-type": "application/json" }
+          })
+          return { status: reply.status, error: ((await reply.json()) as { error: { message: string; param: string | null } }).error }
+        })
+      const bad = yield* post({
+        model: "stories260K",
+        messages: [{ role: "user", content: [{ type: "image_url" }] }],
+        stop: 3,
+        temperature: "hot"
+      })
+      assert.strictEqual(bad.status, 400)
+      assert.strictEqual(bad.error.param, "temperature")
+      assert.strictEqual(
+        bad.error.message,
+        "temperature: Expected number | null, got \"hot\"; stop: Expected string | array | null, got 3; messages[0].content[0].type: Expected \"text\", got \"image_url\"; messages[0].content[0].text: Missing key"
+      )
+      const role = yield* post({ model: "stories260K", messages: [{ role: "tool", content: "x" }] })
+      assert.strictEqual(role.error.param, "messages[0].role")
     }))
 
   it.effect("a client that aborts mid-stream frees its sequence for the next request", () =>

@@ -6,8 +6,8 @@
  * @since 0.1.0
  */
 import type { LlmError } from "@hasten/core"
-import { TokenModel } from "@hasten/core"
-import { Context, Effect, Layer } from "effect"
+import { Boundary, TokenModel } from "@hasten/core"
+import { Context, Effect, Layer, Schema } from "effect"
 import type * as Scope from "effect/Scope"
 import * as NodeFs from "node:fs"
 import * as Sampling from "./Sampling.js"
@@ -206,7 +206,10 @@ const ngramBounds = (options: NgramOptions | undefined): Effect.Effect<{ min: nu
     ? Effect.succeed({ min, max })
     : Effect.fail(
       new SpeculativeError({
-        reason: new InvalidOptions({ description: `n-gram bounds must be integers with 1 <= minNgram <= maxNgram, got ${min}..${max}` })
+        reason: new InvalidOptions({
+          field: Number.isInteger(min) && min >= 1 ? "maxNgram" : "minNgram",
+          description: `n-gram bounds must be integers with 1 <= minNgram <= maxNgram, got ${min}..${max}`
+        })
       })
     )
 }
@@ -257,6 +260,19 @@ export interface NgramCacheJson {
   /** `[key, [[token, count], …]]`, key = the n-gram's tokens joined by ",". */
   readonly entries: ReadonlyArray<readonly [string, ReadonlyArray<readonly [number, number]>]>
 }
+
+const Count = Schema.Tuple([Schema.Number, Schema.Number])
+
+/** The schema of an n-gram cache file ({@link NgramCacheJson}). @category schemas @since 0.2.0 */
+export const NgramCacheFile = Schema.Struct({
+  version: Schema.Literal(1),
+  vocabularyId: Schema.optionalKey(Schema.UndefinedOr(Schema.String)),
+  minNgram: Boundary.PositiveInt,
+  maxNgram: Boundary.PositiveInt,
+  entries: Schema.Array(Schema.Tuple([Schema.String, Schema.Array(Count)]))
+})
+
+const decodeCacheFile = Boundary.jsonDecoder(NgramCacheFile)
 
 /**
  * Counts which token followed each n-gram (n in minNgram..maxNgram) in text the target
@@ -363,14 +379,10 @@ export class NgramCache {
     }).pipe(
       Effect.flatMap((text) => {
         if (text === undefined) return Effect.succeed(new NgramCache(options))
-        let json: NgramCacheJson
-        try {
-          json = JSON.parse(text)
-        } catch (cause) {
-          return Effect.fail(fail(`not JSON: ${String(cause)}`))
-        }
-        if (json?.version !== 1 || !Array.isArray(json.entries)) return Effect.fail(fail("not an n-gram cache (version 1)"))
-        return Effect.succeed(NgramCache.fromJson(json))
+        const decoded = decodeCacheFile(text)
+        return decoded._tag === "Failure"
+          ? Effect.fail(fail(`not an n-gram cache (version 1): ${Boundary.formatProblems(decoded.problems)}`))
+          : Effect.succeed(NgramCache.fromJson({ ...decoded.value, vocabularyId: decoded.value.vocabularyId }))
       })
     )
   }

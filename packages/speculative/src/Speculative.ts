@@ -5,8 +5,8 @@
  * it (token-for-token identical in greedy mode).
  * @since 0.1.0
  */
-import { Completion, CompletionRequest, Llm, LlmError, TokenModel } from "@hasten/core"
-import { Context, Effect, Layer, Metric, Queue, Ref, Semaphore, Stream } from "effect"
+import { Boundary, Completion, CompletionRequest, Llm, LlmError, TokenModel } from "@hasten/core"
+import { Context, Effect, Layer, Metric, Queue, Ref, Schema, Semaphore, Stream } from "effect"
 import type * as Scope from "effect/Scope"
 import type { Drafter, DraftSession, ExtendedSequence } from "./Drafter.js"
 import { commonPrefix } from "./Drafter.js"
@@ -187,26 +187,30 @@ const cpuNanos = (): number => {
   return (usage.user + usage.system) * 1000
 }
 
-const invalid = (description: string) => new SpeculativeError({ reason: new InvalidOptions({ description }) })
+const optional = Schema.optionalKey
+
+/** The numeric options, checked when the layer is built. */
+const checkOptions = Boundary.optionsChecker(Schema.Struct({
+  gamma: optional(
+    Schema.Unknown.check(
+      Schema.makeFilter((gamma: unknown) =>
+        gamma === "adaptive" || (typeof gamma === "number" && Number.isInteger(gamma) && gamma >= 0 && gamma <= 64)
+          ? undefined
+          : `must be "adaptive" or an integer in 0..64, got ${String(gamma)}`
+      )
+    )
+  ),
+  maxGamma: optional(Boundary.IntBetween(1, 64)),
+  probeInterval: optional(Boundary.PositiveInt),
+  maxTokens: optional(Boundary.NonNegativeInt),
+  temperature: optional(Boundary.NonNegative)
+}))
 
 const validate = (options: Options<any, any>): Effect.Effect<void, SpeculativeError> => {
-  const { gamma, maxGamma, probeInterval, maxTokens, temperature } = options
-  if (gamma !== undefined && gamma !== "adaptive" && !(Number.isInteger(gamma) && gamma >= 0 && gamma <= 64)) {
-    return Effect.fail(invalid(`gamma must be "adaptive" or an integer in 0..64, got ${gamma}`))
-  }
-  if (maxGamma !== undefined && !(Number.isInteger(maxGamma) && maxGamma >= 1 && maxGamma <= 64)) {
-    return Effect.fail(invalid(`maxGamma must be an integer in 1..64, got ${maxGamma}`))
-  }
-  if (probeInterval !== undefined && !(Number.isInteger(probeInterval) && probeInterval >= 1)) {
-    return Effect.fail(invalid(`probeInterval must be a positive integer, got ${probeInterval}`))
-  }
-  if (maxTokens !== undefined && !(Number.isInteger(maxTokens) && maxTokens >= 0)) {
-    return Effect.fail(invalid(`maxTokens must be a non-negative integer, got ${maxTokens}`))
-  }
-  if (temperature !== undefined && !(temperature >= 0)) {
-    return Effect.fail(invalid(`temperature must be >= 0, got ${temperature}`))
-  }
-  return Effect.void
+  const bad = checkOptions(options)
+  return bad === undefined
+    ? Effect.void
+    : Effect.fail(new SpeculativeError({ reason: new InvalidOptions({ field: bad.field, description: bad.message }) }))
 }
 
 /**

@@ -12,8 +12,10 @@ export class VocabularyMismatch extends Schema.TaggedError<VocabularyMismatch>()
   description: Schema.String
 }) {}
 
-/** An option is out of range. @category errors @since 0.1.0 */
+/** An option is out of range: `field` names the first bad one, `description` lists every problem. @category errors @since 0.1.0 */
 export class InvalidOptions extends Schema.TaggedError<InvalidOptions>()("InvalidOptions", {
+  /** `gamma`, `maxGamma`, `sampling.temperature`, `minNgram`, … @since 0.2.0 */
+  field: Schema.String,
   description: Schema.String
 }) {}
 

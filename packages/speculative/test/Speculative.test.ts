@@ -267,8 +267,21 @@ describe("edges", () => {
           Layer.provide(Layer.succeed(TokenModel.TokenModel, targetChain()))
         )
       )))
-      const error = Cause.squash((exit as Exit.Failure<unknown, unknown>).cause) as { reason: { _tag: string } }
+      const error = Cause.squash((exit as Exit.Failure<unknown, unknown>).cause) as {
+        reason: { _tag: string; field: string }
+        message: string
+      }
       assert.strictEqual(error.reason._tag, "InvalidOptions")
+      assert.strictEqual(error.reason.field, "gamma")
+      assert.strictEqual(error.message, "InvalidOptions: gamma must be \"adaptive\" or an integer in 0..64, got -1")
+      const several = yield* Effect.exit(Effect.scoped(Layer.build(
+        Speculative.layer({ drafter: Drafter.promptLookup(), maxGamma: 65, temperature: -1 }).pipe(
+          Layer.provide(Layer.succeed(TokenModel.TokenModel, targetChain()))
+        )
+      )))
+      const both = Cause.squash((several as Exit.Failure<unknown, unknown>).cause) as { reason: { field: string }; message: string }
+      assert.strictEqual(both.reason.field, "maxGamma")
+      assert.strictEqual(both.message, "InvalidOptions: maxGamma must be an integer in 1..64, got 65; temperature must be >= 0, got -1")
     }))
 
   it.effect("maxTokens 0 evaluates nothing; maxTokens 1 gives the greedy first token", () =>
@@ -712,6 +725,18 @@ describe("n-gram cache", () => {
       )))
       const error = Cause.squash((mismatch as Exit.Failure<unknown, unknown>).cause) as { reason: { _tag: string } }
       assert.strictEqual(error.reason._tag, "VocabularyMismatch")
+    }))
+
+  it.effect("a file that is not an n-gram cache fails with CacheFile naming the field", () =>
+    Effect.gen(function*() {
+      const dir = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "ngram-bad-"))
+      const path = NodePath.join(dir, "cache.json")
+      NodeFs.writeFileSync(path, JSON.stringify({ version: 1, minNgram: 2, maxNgram: 4, entries: [["1,2", [[3, "x"]]]] }))
+      const error = yield* Effect.flip(Drafter.NgramCache.load(path))
+      assert.strictEqual(error.reason._tag, "CacheFile")
+      assert.match(error.message, /not an n-gram cache \(version 1\): entries\[0\]\[1\]\[0\]\[1\]: Expected number, got "x"/)
+      NodeFs.writeFileSync(path, "{oops")
+      assert.match((yield* Effect.flip(Drafter.NgramCache.load(path))).message, /invalid JSON/)
     }))
 
   it("prompt lookup copies what followed the longest recent match", () => {

@@ -6,9 +6,9 @@
  * log at `GET /_hasten/events`, `POST /_hasten/reset` clears both. Stops on SIGINT/SIGTERM.
  * @since 0.1.0
  */
+import { Boundary } from "@hasten/core"
 import { realpathSync } from "node:fs"
 import { fileURLToPath } from "node:url"
-import { parseArgs } from "node:util"
 import * as Simulator from "./Simulator.js"
 import { InvalidFlag, TestkitError } from "./TestkitError.js"
 
@@ -56,6 +56,24 @@ const numberFlags = [
   "batch-expires-after-ms"
 ] as const
 
+/** The flags of `hasten-simulator`, each with its decoder. */
+const flags = {
+  ...Object.fromEntries(numberFlags.map((name) => [name, Boundary.Flag.number()])) as Record<
+    (typeof numberFlags)[number],
+    Boundary.Flag<number>
+  >,
+  jitter: Boundary.Flag.number({ maximum: 1 }),
+  "fault-rate": Boundary.Flag.number({ maximum: 1 }),
+  host: Boundary.Flag.string(),
+  "fault-kinds": Boundary.Flag.string(),
+  "api-keys": Boundary.Flag.string(),
+  "quota-exhausted": Boundary.Flag.boolean(),
+  "count-unsuccessful": Boundary.Flag.boolean(),
+  "prompt-charge": Boundary.Flag.choice(["tokens", "characters"]),
+  "no-limit-headers": Boundary.Flag.boolean(),
+  help: Boundary.Flag.boolean()
+}
+
 /**
  * What {@link parseFlags} threw before 0.2.0, now `TestkitError` (reason `InvalidFlag`), so
  * `instanceof CliError` keeps matching.
@@ -74,42 +92,14 @@ const invalid = (flag: string, description: string): TestkitError => new Testkit
  * @category constructors @since 0.1.0
  */
 export const parseFlags = (argv: ReadonlyArray<string>): Simulator.Options | undefined => {
-  let values: Record<string, string | boolean | undefined>
-  try {
-    values = parseArgs({
-      args: [...argv],
-      strict: true,
-      allowPositionals: false,
-      options: {
-        ...Object.fromEntries(numberFlags.map((name) => [name, { type: "string" as const }])),
-        host: { type: "string" },
-        "fault-kinds": { type: "string" },
-        "api-keys": { type: "string" },
-        "quota-exhausted": { type: "boolean" },
-        "count-unsuccessful": { type: "boolean" },
-        "prompt-charge": { type: "string" },
-        "no-limit-headers": { type: "boolean" },
-        help: { type: "boolean" }
-      }
-    }).values as Record<string, string | boolean | undefined>
-  } catch (error) {
-    const message = (error as Error).message
-    throw invalid(/'--([\w-]+)'/.exec(message)?.[1] ?? "", `${message}\n${usage}`)
+  const parsed = Boundary.parseFlags(argv, flags)
+  if (parsed._tag === "Failure") {
+    const { flag, message } = parsed.problem
+    // A bad value names its flag; an unknown flag or a missing value also shows the usage.
+    throw invalid(flag, message.startsWith("--") ? message : `${message}\n${usage}`)
   }
+  const values = parsed.flags.values
   if (values.help === true) return undefined
-  const numbers: Partial<Record<(typeof numberFlags)[number], number>> = {}
-  for (const name of numberFlags) {
-    const raw = values[name]
-    if (raw === undefined) continue
-    const value = Number(raw)
-    if (typeof raw !== "string" || raw.trim() === "" || !Number.isFinite(value) || value < 0) {
-      throw invalid(name, `--${name} must be a non-negative number, got ${JSON.stringify(raw)}`)
-    }
-    numbers[name] = value
-  }
-  for (const name of ["jitter", "fault-rate"] as const) {
-    if ((numbers[name] ?? 0) > 1) throw invalid(name, `--${name} must be between 0 and 1, got ${numbers[name]}`)
-  }
   const kinds = typeof values["fault-kinds"] === "string"
     ? values["fault-kinds"].split(",").map((kind) => kind.trim()).filter((kind) => kind.length > 0)
     : undefined
@@ -119,43 +109,40 @@ export const parseFlags = (argv: ReadonlyArray<string>): Simulator.Options | und
     }
   }
   const promptCharge = values["prompt-charge"]
-  if (promptCharge !== undefined && promptCharge !== "tokens" && promptCharge !== "characters") {
-    throw invalid("prompt-charge", `--prompt-charge must be tokens or characters, got ${JSON.stringify(promptCharge)}`)
-  }
   const defined = <T extends Record<string, unknown>>(record: T): T =>
     Object.fromEntries(Object.entries(record).filter(([, value]) => value !== undefined)) as T
   const limits = defined({
-    rpm: numbers.rpm,
-    tpm: numbers.tpm,
-    windowMs: numbers["window-ms"],
-    maxConcurrency: numbers["max-concurrency"],
+    rpm: values.rpm,
+    tpm: values.tpm,
+    windowMs: values["window-ms"],
+    maxConcurrency: values["max-concurrency"],
     quotaExhausted: values["quota-exhausted"] === true ? true : undefined,
-    quotaTokens: numbers["quota-tokens"],
-    defaultMaxTokens: numbers["default-max-tokens"],
+    quotaTokens: values["quota-tokens"],
+    defaultMaxTokens: values["default-max-tokens"],
     countUnsuccessful: values["count-unsuccessful"] === true ? true : undefined,
-    promptCharge: promptCharge as "tokens" | "characters" | undefined,
+    promptCharge,
     headers: values["no-limit-headers"] === true ? false : undefined
   })
-  const latency = defined({ ttftMs: numbers["ttft-ms"], perTokenMs: numbers["per-token-ms"], jitter: numbers.jitter })
+  const latency = defined({ ttftMs: values["ttft-ms"], perTokenMs: values["per-token-ms"], jitter: values.jitter })
   const batch = defined({
-    validatingMs: numbers["batch-validating-ms"],
-    perRequestMs: numbers["batch-per-request-ms"],
-    finalizingMs: numbers["batch-finalizing-ms"],
-    expiresAfterMs: numbers["batch-expires-after-ms"]
+    validatingMs: values["batch-validating-ms"],
+    perRequestMs: values["batch-per-request-ms"],
+    finalizingMs: values["batch-finalizing-ms"],
+    expiresAfterMs: values["batch-expires-after-ms"]
   })
   return defined({
-    port: numbers.port,
+    port: values.port,
     host: typeof values.host === "string" ? values.host : undefined,
-    seed: numbers.seed,
+    seed: values.seed,
     limits: Object.keys(limits).length > 0 ? limits : undefined,
     latency: Object.keys(latency).length > 0 ? latency : undefined,
-    faults: numbers["fault-rate"] !== undefined
-      ? { rate: numbers["fault-rate"], ...(kinds !== undefined ? { kinds: kinds as Array<Simulator.FaultKind> } : {}) }
+    faults: values["fault-rate"] !== undefined
+      ? { rate: values["fault-rate"], ...(kinds !== undefined ? { kinds: kinds as Array<Simulator.FaultKind> } : {}) }
       : undefined,
     apiKeys: typeof values["api-keys"] === "string"
       ? values["api-keys"].split(",").map((key) => key.trim()).filter((key) => key.length > 0)
       : undefined,
-    embeddingDimensions: numbers["embedding-dimensions"],
+    embeddingDimensions: values["embedding-dimensions"],
     batch: Object.keys(batch).length > 0 ? batch : undefined
   }) as Simulator.Options
 }

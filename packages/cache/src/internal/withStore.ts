@@ -1,10 +1,12 @@
 /**
- * Opening the store for a cache layer: when it cannot be opened, `bypass` warns and
+ * Opening the store for a cache layer: options that fail their schema die with a
+ * `CacheError`; when the store cannot be opened, `bypass` warns and
  * passes through, `fail` dies.
  * @since 0.1.0
  */
 import { type Context, Effect, Layer } from "effect"
 import { layerStore, type Options, type Settings } from "../CacheConfig.js"
+import { validate } from "../CacheError.js"
 import type { CacheStore, CacheStoreError } from "../CacheStore.js"
 
 /** Opens the store; when it cannot be opened, `bypass` warns and passes through, `fail` dies. */
@@ -13,6 +15,8 @@ export const withStore = <I, S>(
   options: Options,
   wrap: (settings: Settings) => Layer.Layer<I, never, I | CacheStore>
 ): Layer.Layer<I, never, I> => {
+  const invalid = validate(options)
+  if (invalid !== undefined) return Layer.effect(tag, Effect.die(invalid))
   const passThrough = Layer.effect(tag, Effect.service(tag))
   if (options.enabled === false) return passThrough
   return wrap(options).pipe(

@@ -2,11 +2,14 @@
  * The writer and reader of the run log, `events.jsonl` (its records are in `RunLog.ts`).
  * @since 0.1.0
  */
+import { Boundary } from "@hasten/core"
+import { Schema } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { InvalidRunFile, PerfLoggerError } from "../PerfLoggerError.js"
 import type { Event, FlushMode } from "../RunLog.js"
+import { EventSchema, eventTypes } from "./eventSchema.js"
 
 const flushSignals = ["SIGINT", "SIGTERM", "SIGHUP"] as const
 
@@ -239,9 +242,14 @@ export class EventLog {
   }
 }
 
+const decodeLine = Boundary.jsonDecoder(EventSchema)
+const typeOf = Boundary.jsonDecoder(Schema.Struct({ type: Schema.String }))
+
 /**
- * Reads `events.jsonl`, skipping a torn last line (the one event a crash may cut short).
- * A malformed line elsewhere is an error that names the line.
+ * Reads `events.jsonl`, each line decoded with the event schema: a torn last line (the one
+ * event a crash may cut short) is skipped, and so is an event of a type this version does
+ * not know (a newer writer's). A malformed line elsewhere is an error that names the line
+ * and the field.
  */
 export const parseEvents = (text: string, source = "events.jsonl"): Array<Event> => {
   const lines = text.split("\n")
@@ -249,15 +257,23 @@ export const parseEvents = (text: string, source = "events.jsonl"): Array<Event>
   for (let index = 0; index < lines.length; index++) {
     const line = lines[index]!
     if (line.trim().length === 0) continue
-    try {
-      events.push(JSON.parse(line) as Event)
-    } catch (error) {
-      const isLast = lines.slice(index + 1).every((rest) => rest.trim().length === 0)
-      if (isLast && !text.endsWith("\n")) continue
-      throw new PerfLoggerError({
-        reason: new InvalidRunFile({ path: source, description: `${source}:${index + 1}: not a JSON event (${(error as Error).message})` })
-      })
+    const decoded = decodeLine(line)
+    if (decoded._tag === "Success") {
+      events.push(decoded.value)
+      continue
     }
+    const typed = typeOf(line)
+    if (typed._tag === "Success" && !eventTypes.has(typed.value.type)) continue
+    const isLast = lines.slice(index + 1).every((rest) => rest.trim().length === 0)
+    if (isLast && !text.endsWith("\n") && typed._tag === "Failure") continue
+    const what = typed._tag === "Failure" ? "not a JSON event" : `not a valid ${typed.value.type} event`
+    throw new PerfLoggerError({
+      reason: new InvalidRunFile({
+        path: source,
+        line: index + 1,
+        description: `${source}:${index + 1}: ${what} (${Boundary.formatProblems(decoded.problems)})`
+      })
+    })
   }
   return events
 }
