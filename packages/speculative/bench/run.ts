@@ -550,12 +550,18 @@ interface DraftModelResult {
   readonly rows: ReadonlyArray<Row>
   /** Median CPU milliseconds of one greedy target pass over k tokens (Local.layer's `appendGreedy`, as greedy verification runs). */
   readonly verifyMillis: Record<number, number>
+  /** Median CPU milliseconds of one draft step through Local.layer (`appendGreedy` of one token). */
+  readonly draftStepMillis: number
   readonly firstAcceptance: number | undefined
 }
 const draftResults: Array<DraftModelResult> = []
 
 /** CPU cost of one target pass over k tokens (greedy: `appendGreedy`), then truncate, interleaved over k. */
-const verifyCosts = async (target: Layer.Layer<TokenModel.TokenModel, LlmError.LlmError>, repeats: number) => {
+const verifyCosts = async (
+  target: Layer.Layer<TokenModel.TokenModel, LlmError.LlmError>,
+  lengths: ReadonlyArray<number>,
+  repeats: number
+): Promise<Record<number, number>> => {
   const runtime = ManagedRuntime.make(target)
   const costs = await runtime.runPromise(Effect.scoped(Effect.gen(function*() {
     const model = yield* TokenModel.TokenModel
@@ -563,11 +569,11 @@ const verifyCosts = async (target: Layer.Layer<TokenModel.TokenModel, LlmError.L
     yield* sequence.append(yield* model.tokenize(storyPrompts[0]!, { addBos: true }))
     const base = sequence.tokens().length
     const extended = sequence as TokenModel.TokenSequence & Drafter.SequenceExtensions
-    const samples = new Map<number, Array<number>>(verifyLengths.map((k) => [k, []]))
+    const samples = new Map<number, Array<number>>(lengths.map((k) => [k, []]))
     const random = seeded(17)
     for (let repeat = 0; repeat < repeats; repeat++) {
-      for (const index of shuffled(verifyLengths.length, random)) {
-        const k = verifyLengths[index]!
+      for (const index of shuffled(lengths.length, random)) {
+        const k = lengths[index]!
         const tokens = Array.from({ length: k }, (_, j) => 1000 + ((repeat * 31 + j * 7) % 20000))
         const start = cpuNow()
         // greedy verification's own call where the backend has it (Local.layer does)
@@ -635,7 +641,9 @@ for (const shape of draftModelSection ? draftShapes : []) {
   const timings = await interleaved(configs.map((config) => config.open), storyPrompts, rounds)
   const rows = toRows(shape, "draft-model", configs, timings)
   draftRows.push(...rows)
-  const verifyMillis = await verifyCosts(await localTokenModel(pair.target.path), quick ? 10 : 30)
+  const verifyMillis = await verifyCosts(await localTokenModel(pair.target.path), verifyLengths, quick ? 10 : 30)
+  // one step of the draft as Hasten's drafter runs it (appendGreedy of one token through Local.layer)
+  const draftStepMillis = (await verifyCosts(await localTokenModel(pair.draft.path), [1], quick ? 20 : 60))[1]!
   const withFirst = timings[configs.findIndex((config) => config.name.endsWith("γ=4"))]!.flat()
     .flatMap((timed) =>
       timed.result.firstAcceptance !== undefined && Number.isFinite(timed.result.firstAcceptance) ? [timed.result.firstAcceptance] : []
@@ -647,6 +655,7 @@ for (const shape of draftModelSection ? draftShapes : []) {
     fullLength: timings.every((perConfig) => perConfig.flat().every((timed) => timed.result.tokens.length === draftTokens)),
     rows,
     verifyMillis,
+    draftStepMillis,
     firstAcceptance: withFirst.length > 0 ? withFirst.reduce((a, b) => a + b, 0) / withFirst.length : undefined
   })
   for (const pool of pools) await pool.dispose()
@@ -797,13 +806,14 @@ const draftModelSummary = (result: DraftModelResult) => {
   const draftCostRatio = plain.cpuTokPerS / draftAlone.cpuTokPerS
   const alpha = result.firstAcceptance
   const verify = (k: number) => result.verifyMillis[k]! / result.verifyMillis[1]!
+  // a draft step as Hasten's drafter pays it, in target steps (both appendGreedy of one token)
+  const hastenDraftCostRatio = result.draftStepMillis / result.verifyMillis[1]!
   // the step-count bound on the speculation factor: expected tokens per step over the step's
-  // cost in target steps (verifying γ + 1 tokens, measured, plus γ draft steps)
-  const bounds = alpha === undefined ? {} : Object.fromEntries(
-    verifyLengths.filter((k) => k > 1).map((
-      k
-    ) => [`γ=${k - 1}`, round3(expectedTokens(alpha, k - 1) / (verify(k) + (k - 1) * draftCostRatio))])
-  )
+  // cost in target steps (verifying γ + 1 tokens, measured, plus γ draft steps); no fixed
+  // cost per speculative step is counted, so real steps come in under it
+  const bound = (gamma: number, verifyCost: number) =>
+    alpha === undefined ? null : round3(expectedTokens(alpha, gamma) / (verifyCost + gamma * hastenDraftCostRatio))
+  const bounds = Object.fromEntries(verifyLengths.filter((k) => k > 1).map((k) => [`γ=${k - 1}`, bound(k - 1, verify(k))]))
   return {
     target: result.target,
     draft: result.draft,
@@ -825,7 +835,10 @@ const draftModelSummary = (result: DraftModelResult) => {
     tokensPerEvaluation: best.tokensPerEvaluation === undefined ? null : round3(best.tokensPerEvaluation),
     draftCostRatio: round3(draftCostRatio),
     verifyCost: Object.fromEntries(verifyLengths.map((k) => [k, round3(verify(k))])),
+    hastenDraftCostRatio: round3(hastenDraftCostRatio),
     speculationBound: bounds,
+    /** The same bound at γ = 4 if verifying 5 tokens cost 2 target steps. */
+    speculationBoundVerify5At2x: bound(4, 2),
     nodeLlamaCppSpeedup: round3(nodeBest.speedup),
     nodeLlamaCppBest: nodeBest.config,
     nodeLlamaCppIdentical: nodeBest.identical === nodeBest.requests,
@@ -842,7 +855,7 @@ if (draftRows.length > 0) {
 const draftModels = Object.fromEntries(draftResults.map((result) => [result.target, draftModelSummary(result)]))
 for (const summary of Object.values(draftModels)) {
   console.log(
-    `\n${summary.target}: draft/target step ${summary.draftCostRatio}, verify(5)/verify(1) ${
+    `\n${summary.target}: draft/target step ${summary.draftCostRatio} (through Local.layer: ${summary.hastenDraftCostRatio}), verify(5)/verify(1) ${
       summary.verifyCost[5]
     }, first-draft acceptance ${summary.firstDraftAcceptance}, step-count bound on the speculation factor ${
       JSON.stringify(summary.speculationBound)
