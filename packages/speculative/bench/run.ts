@@ -553,6 +553,15 @@ interface DraftModelResult {
   /** Median CPU milliseconds of one draft step through Local.layer (`appendGreedy` of one token). */
   readonly draftStepMillis: number
   readonly firstAcceptance: number | undefined
+  /**
+   * Per prompt: whether node-llama-cpp's own evaluation of plain greedy's output in one batch
+   * picks the same greedy token at every position. The synthetic models' next-token
+   * distributions are nearly flat, so the two best logits can be closer than batched and
+   * one-token evaluation differ by; where they are, no batched verification can be identical.
+   */
+  readonly batchStable: ReadonlyArray<boolean>
+  /** Per configuration: requests identical to plain greedy in every round, among the batch-stable prompts. */
+  readonly identicalStable: ReadonlyArray<number>
 }
 const draftResults: Array<DraftModelResult> = []
 
@@ -641,6 +650,24 @@ for (const shape of draftModelSection ? draftShapes : []) {
   const timings = await interleaved(configs.map((config) => config.open), storyPrompts, rounds)
   const rows = toRows(shape, "draft-model", configs, timings)
   draftRows.push(...rows)
+  const batchStable: Array<boolean> = []
+  for (const [i, text] of storyPrompts.entries()) {
+    const output = timings[0]![0]![i]!.result.tokens as ReadonlyArray<Token>
+    const input = [target.tokens.bos!, ...target.tokenize(text, false)]
+    const context = await target.createContext({ contextSize, threads: 1, sequences: 1, flashAttention: false })
+    const along = [...input, ...output.slice(0, -1)]
+    const from = input.length - 1
+    const results = await context.getSequence().controlledEvaluate(
+      along.map((token, j) => j >= from ? [token, { generateNext: { token: true, options: { temperature: 0 } } }] : token)
+    )
+    await context.dispose()
+    batchStable.push(results.slice(from).every((result, j) => result?.next?.token === output[j]))
+  }
+  const identicalStable = timings.map((perConfig) =>
+    storyPrompts.filter((_, i) =>
+      batchStable[i]! && perConfig.every((round) => sameTokens(round[i]!.result.tokens, timings[0]![0]![i]!.result.tokens))
+    ).length
+  )
   const verifyMillis = await verifyCosts(await localTokenModel(pair.target.path), verifyLengths, quick ? 10 : 30)
   // one step of the draft as Hasten's drafter runs it (appendGreedy of one token through Local.layer)
   const draftStepMillis = (await verifyCosts(await localTokenModel(pair.draft.path), [1], quick ? 20 : 60))[1]!
@@ -656,6 +683,8 @@ for (const shape of draftModelSection ? draftShapes : []) {
     rows,
     verifyMillis,
     draftStepMillis,
+    batchStable,
+    identicalStable,
     firstAcceptance: withFirst.length > 0 ? withFirst.reduce((a, b) => a + b, 0) / withFirst.length : undefined
   })
   for (const pool of pools) await pool.dispose()
@@ -829,6 +858,15 @@ const draftModelSummary = (result: DraftModelResult) => {
     speculationFactor: round3(best.speedup / lean.speedup),
     adaptiveSpeculationFactor: round3(adaptive.speedup / lean.speedup),
     identical: result.rows.filter((row) => row.family !== "draft").every((row) => row.identical === row.requests),
+    identicalRequests: Object.fromEntries(
+      result.rows.filter((row) => row.family !== "draft").map((row) => [row.config, `${row.identical}/${row.requests}`])
+    ),
+    /** Prompts where one batched evaluation of plain greedy's output reproduces it (see `batchStable`). */
+    batchStablePrompts: `${result.batchStable.filter((stable) => stable).length}/${result.batchStable.length}`,
+    /** Every configuration identical on every batch-stable prompt. */
+    identicalWhereBatchStable: result.rows.every((row, c) =>
+      row.family === "draft" || result.identicalStable[c] === result.batchStable.filter((stable) => stable).length
+    ),
     acceptance: best.acceptance === undefined ? null : round3(best.acceptance),
     firstDraftAcceptance: alpha === undefined ? null : round3(alpha),
     meanAcceptedLength: best.meanAccepted === undefined ? null : round3(best.meanAccepted),
@@ -859,7 +897,7 @@ for (const summary of Object.values(draftModels)) {
       summary.verifyCost[5]
     }, first-draft acceptance ${summary.firstDraftAcceptance}, step-count bound on the speculation factor ${
       JSON.stringify(summary.speculationBound)
-    }; speculation factor ${summary.speculationFactor} (${summary.best}), all ${summary.tokens} tokens every request: ${summary.fullLength}`
+    }; speculation factor ${summary.speculationFactor} (${summary.best}), all ${summary.tokens} tokens every request: ${summary.fullLength}; batch-stable prompts ${summary.batchStablePrompts}, every configuration identical on them: ${summary.identicalWhereBatchStable}`
   )
 }
 const models = [...new Set(rows.map((row) => row.model))]
