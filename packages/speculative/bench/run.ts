@@ -15,12 +15,20 @@
  * over its own, summed over every request of every round; the median and quartiles of the
  * per-request ratios are printed beside it, and plain measured a second time (A/A) shows the
  * noise floor. On the story workload, a free-text guard then pairs plain decoding with
- * Hasten's γ=0 and each adaptive configuration on 48 distinct openings. The last line is one
- * JSON object.
+ * Hasten's γ=0 and each adaptive configuration on 48 distinct openings.
+ *
+ * Then, at real sizes (`--draft-model` runs only this section, `--no-draft-model` skips it):
+ * a synthetic target of each of `--shapes` (default `110M`; `--quick`: `15M`) and its
+ * synthetic draft (`SyntheticModel.pair`, @hasten/testkit: random weights of real shapes, so
+ * timing only), a fixed `--tokens` (default 128) per request: node-llama-cpp plain greedy,
+ * Hasten γ=0 (lean greedy), Hasten with `Drafter.model` over the draft at γ 2, 4, 8 and
+ * adaptive, node-llama-cpp's DraftSequenceTokenPredictor with the same draft, and the draft
+ * decoding alone (its step cost). The last line is one JSON object.
  */
 import { CompletionRequest, Llm, LlmError, TokenModel } from "@hasten/core"
 import { Local, ModelPool } from "@hasten/providers/local"
 import { Drafter, Speculative } from "@hasten/speculative"
+import { SyntheticModel } from "@hasten/testkit"
 import { Effect, Layer, ManagedRuntime } from "effect"
 import {
   DraftSequenceTokenPredictor,
@@ -37,7 +45,16 @@ import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 
 const quick = process.argv.includes("--quick")
-const option = (name: string) => process.argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3)
+const option = (name: string): string | undefined => {
+  const inline = process.argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3)
+  if (inline !== undefined) return inline
+  const at = process.argv.indexOf(`--${name}`)
+  const next = at >= 0 ? process.argv[at + 1] : undefined
+  return next !== undefined && !next.startsWith("--") ? next : undefined
+}
+/** `--draft-model`: only the section at real sizes; `--no-draft-model`: skip it. */
+const onlyDraftModel = process.argv.includes("--draft-model")
+const draftModelSection = !process.argv.includes("--no-draft-model")
 const modelFiles = ["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"].filter((file) => file.includes(option("model") ?? ""))
 const onlyWorkload = option("workload")
 const onlyConfig = option("config")
@@ -138,6 +155,8 @@ interface RequestResult {
   readonly steps: number
   /** Target forward passes (Hasten's count; node-llama-cpp does not report one). */
   readonly evaluations: number | undefined
+  /** Acceptance of a step's first draft (Hasten, when it drafted). */
+  readonly firstAcceptance?: number | undefined
 }
 
 /**
@@ -212,7 +231,8 @@ const hastenSession = async (
         drafted: stats.draftTokens,
         accepted: stats.acceptedTokens,
         steps: stats.speculativeSteps,
-        evaluations: stats.targetEvaluations
+        evaluations: stats.targetEvaluations,
+        firstAcceptance: stats.perPosition[0]
       }
     },
     close: () => runtime.dispose()
@@ -290,8 +310,8 @@ interface Row {
   readonly model: string
   readonly workload: string
   readonly config: string
-  /** "plain-again": plain decoding measured a second time, the noise floor (A/A). */
-  readonly family: "plain" | "plain-again" | "node-llama-cpp" | "hasten"
+  /** "plain-again": plain decoding measured a second time, the noise floor (A/A); "draft": the draft model decoding alone. */
+  readonly family: "plain" | "plain-again" | "node-llama-cpp" | "hasten" | "draft"
   readonly tokens: number
   /** Output tokens per wall-clock second. */
   readonly tokPerS: number
@@ -325,6 +345,50 @@ const quartiles = (values: ReadonlyArray<number>): readonly [number, number] => 
 }
 const sameTokens = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) => a.length === b.length && a.every((token, j) => token === b[j])
 
+/**
+ * A table row per configuration: `timings[0]` is plain decoding, the reference for speedups
+ * and for identical output.
+ */
+const toRows = (
+  model: string,
+  workload: string,
+  configs: ReadonlyArray<{ readonly name: string; readonly family: Row["family"] }>,
+  timings: ReadonlyArray<ReadonlyArray<ReadonlyArray<Timed>>>
+): Array<Row> => {
+  const plain = timings[0]!.flat()
+  const reference = timings[0]![0]!.map((timed) => timed.result.tokens)
+  const total = (list: ReadonlyArray<Timed>, field: "cpu" | "wall") => list.reduce((sum, timed) => sum + timed[field], 0)
+  return configs.map((config, c) => {
+    const list = timings[c]!.flat()
+    const tokens = timings[c]![0]!.reduce((sum, timed) => sum + timed.result.tokens.length, 0)
+    const allTokens = list.reduce((sum, timed) => sum + timed.result.tokens.length, 0)
+    const ratios = list.map((timed, j) => plain[j]!.cpu / timed.cpu)
+    const drafted = list.reduce((sum, timed) => sum + timed.result.drafted, 0)
+    const accepted = list.reduce((sum, timed) => sum + timed.result.accepted, 0)
+    const steps = list.reduce((sum, timed) => sum + timed.result.steps, 0)
+    const evaluations = list.reduce((sum, timed) => sum + (timed.result.evaluations ?? 0), 0)
+    const identical = reference.filter((output, i) => timings[c]!.every((round) => sameTokens(round[i]!.result.tokens, output))).length
+    return {
+      model,
+      workload,
+      config: config.name,
+      family: config.family,
+      tokens,
+      tokPerS: allTokens / total(list, "wall"),
+      cpuTokPerS: allTokens / total(list, "cpu"),
+      speedup: total(plain, "cpu") / total(list, "cpu"),
+      wallSpeedup: total(plain, "wall") / total(list, "wall"),
+      medianSpeedup: median(ratios),
+      quartiles: quartiles(ratios),
+      tokensPerEvaluation: config.family === "hasten" && evaluations > 0 ? allTokens / evaluations : undefined,
+      acceptance: drafted > 0 ? accepted / drafted : config.family.startsWith("plain") || config.family === "draft" ? undefined : 0,
+      meanAccepted: config.family === "hasten" ? (steps > 0 ? accepted / steps : 0) : undefined,
+      identical,
+      requests: reference.length
+    }
+  })
+}
+
 const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error })
 const rows: Array<Row> = []
 /** Paired free-text guard results. */
@@ -344,7 +408,7 @@ const guards: Array<Guard> = []
 /** Request pairs per configuration in the free-text guard (48 distinct openings; more pairs repeat them). */
 const pairCount = Number(option("pairs") ?? (quick ? 12 : 48))
 
-for (const file of quick && option("model") === undefined ? modelFiles.slice(0, 1) : modelFiles) {
+for (const file of onlyDraftModel ? [] : quick && option("model") === undefined ? modelFiles.slice(0, 1) : modelFiles) {
   const path = NodePath.join(modelsDir(), file)
   const model = await llama.loadModel({ modelPath: path })
   const draftModel = await llama.loadModel({ modelPath: path }) // self-draft: the same file loaded twice
@@ -456,42 +520,176 @@ for (const file of quick && option("model") === undefined ? modelFiles.slice(0, 
         })
       }
     }
-    const plain = timings[0]!.flat()
-    const reference = timings[0]![0]!.map((timed) => timed.result.tokens)
-    const total = (list: ReadonlyArray<Timed>, field: "cpu" | "wall") => list.reduce((sum, timed) => sum + timed[field], 0)
-    configs.forEach((config, c) => {
-      const list = timings[c]!.flat()
-      const tokens = timings[c]![0]!.reduce((sum, timed) => sum + timed.result.tokens.length, 0)
-      const allTokens = list.reduce((sum, timed) => sum + timed.result.tokens.length, 0)
-      const ratios = list.map((timed, j) => plain[j]!.cpu / timed.cpu)
-      const drafted = list.reduce((sum, timed) => sum + timed.result.drafted, 0)
-      const accepted = list.reduce((sum, timed) => sum + timed.result.accepted, 0)
-      const steps = list.reduce((sum, timed) => sum + timed.result.steps, 0)
-      const evaluations = list.reduce((sum, timed) => sum + (timed.result.evaluations ?? 0), 0)
-      const identical = reference.filter((output, i) => timings[c]!.every((round) => sameTokens(round[i]!.result.tokens, output))).length
-      rows.push({
-        model: file.replace(/\.gguf$/, ""),
-        workload: workload.name,
-        config: config.name,
-        family: config.family,
-        tokens,
-        tokPerS: allTokens / total(list, "wall"),
-        cpuTokPerS: allTokens / total(list, "cpu"),
-        speedup: total(plain, "cpu") / total(list, "cpu"),
-        wallSpeedup: total(plain, "wall") / total(list, "wall"),
-        medianSpeedup: median(ratios),
-        quartiles: quartiles(ratios),
-        tokensPerEvaluation: config.family === "hasten" && evaluations > 0 ? allTokens / evaluations : undefined,
-        acceptance: drafted > 0 ? accepted / drafted : config.family.startsWith("plain") ? undefined : 0,
-        meanAccepted: config.family === "hasten" ? (steps > 0 ? accepted / steps : 0) : undefined,
-        identical,
-        requests: reference.length
-      })
-    })
+    rows.push(...toRows(file.replace(/\.gguf$/, ""), workload.name, configs, timings))
   }
   for (const pool of pools) await pool.dispose()
   await draftModel.dispose()
   await model.dispose()
+}
+
+// ---------------------------------------------------------------------------------------
+// at real sizes: a synthetic draft/target pair (random weights of real shapes: timing only)
+// ---------------------------------------------------------------------------------------
+
+const draftShapes = (option("shapes") ?? (quick ? "15M" : "110M")).split(",").filter((shape) => shape.length > 0)
+for (const shape of draftShapes) {
+  if (!(shape in SyntheticModel.shapes)) {
+    throw new Error(`--shapes: unknown shape ${shape} (${Object.keys(SyntheticModel.shapes).join(", ")})`)
+  }
+}
+/** Output tokens per request: fixed (the synthetic models never emit an end token; lengths are checked). */
+const draftTokens = Number(option("tokens") ?? (quick ? 32 : 128))
+/** The draft lengths whose verification is timed: γ + 1 tokens in one target pass. */
+const verifyLengths = [1, 3, 5, 9] as const
+const draftRows: Array<Row> = []
+interface DraftModelResult {
+  readonly target: string
+  readonly draft: string
+  readonly tokens: number
+  readonly fullLength: boolean
+  readonly rows: ReadonlyArray<Row>
+  /** Median CPU milliseconds of one greedy target pass over k tokens (Local.layer's `appendGreedy`, as greedy verification runs). */
+  readonly verifyMillis: Record<number, number>
+  /** Median CPU milliseconds of one draft step through Local.layer (`appendGreedy` of one token). */
+  readonly draftStepMillis: number
+  readonly firstAcceptance: number | undefined
+  /**
+   * Per prompt: whether node-llama-cpp's own evaluation of plain greedy's output in one batch
+   * picks the same greedy token at every position. The synthetic models' next-token
+   * distributions are nearly flat, so the two best logits can be closer than batched and
+   * one-token evaluation differ by; where they are, no batched verification can be identical.
+   */
+  readonly batchStable: ReadonlyArray<boolean>
+  /** Per configuration: requests identical to plain greedy in every round, among the batch-stable prompts. */
+  readonly identicalStable: ReadonlyArray<number>
+}
+const draftResults: Array<DraftModelResult> = []
+
+/** CPU cost of one target pass over k tokens (greedy: `appendGreedy`), then truncate, interleaved over k. */
+const verifyCosts = async (
+  target: Layer.Layer<TokenModel.TokenModel, LlmError.LlmError>,
+  lengths: ReadonlyArray<number>,
+  repeats: number
+): Promise<Record<number, number>> => {
+  const runtime = ManagedRuntime.make(target)
+  const costs = await runtime.runPromise(Effect.scoped(Effect.gen(function*() {
+    const model = yield* TokenModel.TokenModel
+    const sequence = yield* model.sequence()
+    yield* sequence.append(yield* model.tokenize(storyPrompts[0]!, { addBos: true }))
+    const base = sequence.tokens().length
+    const extended = sequence as TokenModel.TokenSequence & Drafter.SequenceExtensions
+    const samples = new Map<number, Array<number>>(lengths.map((k) => [k, []]))
+    const random = seeded(17)
+    for (let repeat = 0; repeat < repeats; repeat++) {
+      for (const index of shuffled(lengths.length, random)) {
+        const k = lengths[index]!
+        const tokens = Array.from({ length: k }, (_, j) => 1000 + ((repeat * 31 + j * 7) % 20000))
+        const start = cpuNow()
+        // greedy verification's own call where the backend has it (Local.layer does)
+        if (extended.appendGreedy !== undefined) yield* extended.appendGreedy(tokens)
+        else yield* sequence.append(tokens)
+        samples.get(k)!.push((cpuNow() - start) * 1000)
+        yield* sequence.truncate(base)
+      }
+    }
+    return Object.fromEntries([...samples].map(([k, list]) => [k, median(list)]))
+  })))
+  await runtime.dispose()
+  return costs
+}
+
+for (const shape of draftModelSection ? draftShapes : []) {
+  const pair = await SyntheticModel.pair({ target: shape as SyntheticModel.ShapeName })
+  const target = await llama.loadModel({ modelPath: pair.target.path, gpuLayers: 0 })
+  const draft = await llama.loadModel({ modelPath: pair.draft.path, gpuLayers: 0 })
+  const pools: Array<ManagedRuntime.ManagedRuntime<ModelPool.ModelPool, never>> = []
+  const localTokenModel = async (path: string) => {
+    const poolRuntime = ManagedRuntime.make(ModelPool.layer({ idleTimeToLive: "1 hour" }))
+    pools.push(poolRuntime)
+    const pool = Layer.succeed(ModelPool.ModelPool, await poolRuntime.runPromise(Effect.service(ModelPool.ModelPool)))
+    return Layer.effect(TokenModel.TokenModel, Effect.service(TokenModel.TokenModel)).pipe(
+      Layer.provide(Local.layerWithPool({ model: path, contextSize, sequences: 1, threads: 1, flashAttention: false })),
+      Layer.provide(pool)
+    )
+  }
+  type Config = { readonly name: string; readonly family: Row["family"]; readonly open: () => Promise<Session> }
+  const none = async () => ({ predictor: undefined, dispose: async () => {} })
+  const draftPredictor = (options: ConstructorParameters<typeof DraftSequenceTokenPredictor>[1]) => async () => {
+    const draftContext = await draft.createContext({ contextSize, threads: 1, sequences: 1, flashAttention: false })
+    return { predictor: new DraftSequenceTokenPredictor(draftContext.getSequence(), options), dispose: () => draftContext.dispose() }
+  }
+  const hasten = async (name: string, gamma: number | "adaptive"): Promise<Config> => {
+    const targetLayer = await localTokenModel(pair.target.path)
+    const drafter = gamma === 0 ? Drafter.promptLookup() : Drafter.modelLayer(await localTokenModel(pair.draft.path))
+    return { name, family: "hasten", open: () => hastenSession(targetLayer, drafter, gamma, draftTokens) }
+  }
+  const configs: Array<Config> = [
+    { name: "plain (node-llama-cpp evaluate)", family: "plain", open: () => nodeLlamaCppSession(target, draftTokens, none) },
+    { name: "plain again (A/A: the noise floor)", family: "plain-again", open: () => nodeLlamaCppSession(target, draftTokens, none) },
+    { name: "draft alone (node-llama-cpp evaluate)", family: "draft", open: () => nodeLlamaCppSession(draft, draftTokens, none) },
+    {
+      name: "node-llama-cpp DraftSequenceTokenPredictor",
+      family: "node-llama-cpp",
+      open: () => nodeLlamaCppSession(target, draftTokens, draftPredictor(undefined))
+    },
+    // the defaults draft concurrently (minTokens 0), which with a thread per context rarely has
+    // drafts ready in time; these wait for exactly n drafts of any confidence, like Hasten's γ = n
+    ...[2, 4].map((n): Config => ({
+      name: `node-llama-cpp DraftSequenceTokenPredictor ${n} drafts`,
+      family: "node-llama-cpp",
+      open: () => nodeLlamaCppSession(target, draftTokens, draftPredictor({ minTokens: n, maxTokens: n, minConfidence: 0 }))
+    })),
+    await hasten("hasten lean greedy (γ=0)", 0),
+    await hasten("hasten draft model γ=2", 2),
+    await hasten("hasten draft model γ=4", 4),
+    await hasten("hasten draft model γ=8", 8),
+    await hasten("hasten draft model adaptive", "adaptive")
+  ]
+  const warmUntil = performance.now() + (quick ? 1_000 : 4_000)
+  while (performance.now() < warmUntil) await interleaved(configs.map((config) => config.open), storyPrompts.slice(0, 2), 1)
+  const timings = await interleaved(configs.map((config) => config.open), storyPrompts, rounds)
+  const rows = toRows(shape, "draft-model", configs, timings)
+  draftRows.push(...rows)
+  const batchStable: Array<boolean> = []
+  for (const [i, text] of storyPrompts.entries()) {
+    const output = timings[0]![0]![i]!.result.tokens as ReadonlyArray<Token>
+    const input = [target.tokens.bos!, ...target.tokenize(text, false)]
+    const context = await target.createContext({ contextSize, threads: 1, sequences: 1, flashAttention: false })
+    const along = [...input, ...output.slice(0, -1)]
+    const from = input.length - 1
+    const results = await context.getSequence().controlledEvaluate(
+      along.map((token, j) => j >= from ? [token, { generateNext: { token: true, options: { temperature: 0 } } }] : token)
+    )
+    await context.dispose()
+    batchStable.push(results.slice(from).every((result, j) => result?.next?.token === output[j]))
+  }
+  const identicalStable = timings.map((perConfig) =>
+    storyPrompts.filter((_, i) =>
+      batchStable[i]! && perConfig.every((round) => sameTokens(round[i]!.result.tokens, timings[0]![0]![i]!.result.tokens))
+    ).length
+  )
+  const verifyMillis = await verifyCosts(await localTokenModel(pair.target.path), verifyLengths, quick ? 10 : 30)
+  // one step of the draft as Hasten's drafter runs it (appendGreedy of one token through Local.layer)
+  const draftStepMillis = (await verifyCosts(await localTokenModel(pair.draft.path), [1], quick ? 20 : 60))[1]!
+  const withFirst = timings[configs.findIndex((config) => config.name.endsWith("γ=4"))]!.flat()
+    .flatMap((timed) =>
+      timed.result.firstAcceptance !== undefined && Number.isFinite(timed.result.firstAcceptance) ? [timed.result.firstAcceptance] : []
+    )
+  draftResults.push({
+    target: shape,
+    draft: `${pair.draft.shape.embedding}x${pair.draft.shape.layers} (${(pair.draft.parameters / 1e6).toFixed(1)}M)`,
+    tokens: draftTokens,
+    fullLength: timings.every((perConfig) => perConfig.flat().every((timed) => timed.result.tokens.length === draftTokens)),
+    rows,
+    verifyMillis,
+    draftStepMillis,
+    batchStable,
+    identicalStable,
+    firstAcceptance: withFirst.length > 0 ? withFirst.reduce((a, b) => a + b, 0) / withFirst.length : undefined
+  })
+  for (const pool of pools) await pool.dispose()
+  await draft.dispose()
+  await target.dispose()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -500,46 +698,51 @@ for (const file of quick && option("model") === undefined ? modelFiles.slice(0, 
 
 const pad = (text: string, width: number) => text.length >= width ? text : text + " ".repeat(width - text.length)
 const fixed = (value: number | undefined, digits: number) => value === undefined ? "-" : value.toFixed(digits)
-console.log(
-  `\nSpeculative decoding, greedy, threads 1, ${rounds} round(s) (${
-    quick ? "quick" : "full"
-  }), configurations interleaved request by request\n`
-)
-console.log(
-  "speedup = plain's CPU seconds / the configuration's (all threads of this process), summed over every request of every round; per request = the same ratio request by request, median (quartiles); wall = the summed ratio on wall-clock time; tok/eval = output tokens per target forward pass\n"
-)
-console.log(
-  [
-    pad("model", 22),
-    pad("workload", 12),
-    pad("configuration", 56),
-    "tokens",
-    "tok/CPU-s",
-    "speedup",
-    "per request (quartiles) ",
-    " wall ",
-    "tok/eval",
-    "accept",
-    "mean acc.",
-    "identical"
-  ].join(" | ")
-)
-for (const row of rows) {
-  console.log([
-    pad(row.model, 22),
-    pad(row.workload, 12),
-    pad(row.config, 56),
-    pad(String(row.tokens), 6),
-    pad(row.cpuTokPerS.toFixed(0), 9),
-    pad(row.speedup.toFixed(2) + "x", 7),
-    pad(`${row.medianSpeedup.toFixed(2)}x (${row.quartiles[0].toFixed(2)}–${row.quartiles[1].toFixed(2)})`, 24),
-    pad(row.wallSpeedup.toFixed(2) + "x", 6),
-    pad(fixed(row.tokensPerEvaluation, 2), 8),
-    pad(fixed(row.acceptance, 2), 6),
-    pad(fixed(row.meanAccepted, 2), 9),
-    `${row.identical}/${row.requests}`
-  ].join(" | "))
+if (rows.length > 0) {
+  console.log(
+    `\nSpeculative decoding, greedy, threads 1, ${rounds} round(s) (${
+      quick ? "quick" : "full"
+    }), configurations interleaved request by request\n`
+  )
+  console.log(
+    "speedup = plain's CPU seconds / the configuration's (all threads of this process), summed over every request of every round; per request = the same ratio request by request, median (quartiles); wall = the summed ratio on wall-clock time; tok/eval = output tokens per target forward pass\n"
+  )
 }
+const printTable = (list: ReadonlyArray<Row>) => {
+  console.log(
+    [
+      pad("model", 22),
+      pad("workload", 12),
+      pad("configuration", 56),
+      "tokens",
+      "tok/CPU-s",
+      "speedup",
+      "per request (quartiles) ",
+      " wall ",
+      "tok/eval",
+      "accept",
+      "mean acc.",
+      "identical"
+    ].join(" | ")
+  )
+  for (const row of list) {
+    console.log([
+      pad(row.model, 22),
+      pad(row.workload, 12),
+      pad(row.config, 56),
+      pad(String(row.tokens), 6),
+      pad(row.cpuTokPerS.toFixed(0), 9),
+      pad(row.speedup.toFixed(2) + "x", 7),
+      pad(`${row.medianSpeedup.toFixed(2)}x (${row.quartiles[0].toFixed(2)}–${row.quartiles[1].toFixed(2)})`, 24),
+      pad(row.wallSpeedup.toFixed(2) + "x", 6),
+      pad(fixed(row.tokensPerEvaluation, 2), 8),
+      pad(fixed(row.acceptance, 2), 6),
+      pad(fixed(row.meanAccepted, 2), 9),
+      `${row.identical}/${row.requests}`
+    ].join(" | "))
+  }
+}
+if (rows.length > 0) printTable(rows)
 
 const summary = (model: string, workload: string) => {
   const selected = rows.filter((row) => row.model === model && row.workload === workload)
@@ -612,6 +815,91 @@ const guardSummary = (model: string) => {
     )
   }
 }
+/** Expected output tokens of a speculative step with γ drafts, each accepted with probability α (Leviathan et al.). */
+const expectedTokens = (alpha: number, gamma: number) => alpha >= 1 ? gamma + 1 : (1 - alpha ** (gamma + 1)) / (1 - alpha)
+const round3 = (value: number) => Number(value.toFixed(3))
+const draftModelSummary = (result: DraftModelResult) => {
+  const byName = (name: string) => result.rows.find((row) => row.config === name)!
+  const plain = result.rows.find((row) => row.family === "plain")!
+  const again = result.rows.find((row) => row.family === "plain-again")!
+  const draftAlone = result.rows.find((row) => row.family === "draft")!
+  const lean = byName("hasten lean greedy (γ=0)")
+  const speculative = result.rows.filter((row) => row.config.startsWith("hasten draft model"))
+  const fixedRows = speculative.filter((row) => !row.config.endsWith("adaptive"))
+  const adaptive = byName("hasten draft model adaptive")
+  const exact = speculative.filter((row) => row.identical === row.requests)
+  const best = (exact.length > 0 ? exact : speculative).reduce((a, b) => (b.speedup > a.speedup ? b : a))
+  const bestFixed = fixedRows.reduce((a, b) => (b.speedup > a.speedup ? b : a))
+  const nodeBest = result.rows.filter((row) => row.family === "node-llama-cpp").reduce((a, b) => (b.speedup > a.speedup ? b : a))
+  // draft step / target step: CPU per token of each model decoding alone (node-llama-cpp)
+  const draftCostRatio = plain.cpuTokPerS / draftAlone.cpuTokPerS
+  const alpha = result.firstAcceptance
+  const verify = (k: number) => result.verifyMillis[k]! / result.verifyMillis[1]!
+  // a draft step as Hasten's drafter pays it, in target steps (both appendGreedy of one token)
+  const hastenDraftCostRatio = result.draftStepMillis / result.verifyMillis[1]!
+  // the step-count bound on the speculation factor: expected tokens per step over the step's
+  // cost in target steps (verifying γ + 1 tokens, measured, plus γ draft steps); no fixed
+  // cost per speculative step is counted, so real steps come in under it
+  const bound = (gamma: number, verifyCost: number) =>
+    alpha === undefined ? null : round3(expectedTokens(alpha, gamma) / (verifyCost + gamma * hastenDraftCostRatio))
+  const bounds = Object.fromEntries(verifyLengths.filter((k) => k > 1).map((k) => [`γ=${k - 1}`, bound(k - 1, verify(k))]))
+  return {
+    target: result.target,
+    draft: result.draft,
+    tokens: result.tokens,
+    fullLength: result.fullLength,
+    plainTokPerS: Math.round(plain.cpuTokPerS),
+    noiseFloorSpeedup: round3(again.speedup),
+    speedup: round3(best.speedup),
+    best: best.config,
+    wallSpeedup: round3(best.wallSpeedup),
+    adaptiveSpeedup: round3(adaptive.speedup),
+    leanGreedySpeedup: round3(lean.speedup),
+    speculationFactor: round3(best.speedup / lean.speedup),
+    adaptiveSpeculationFactor: round3(adaptive.speedup / lean.speedup),
+    identical: result.rows.filter((row) => row.family !== "draft").every((row) => row.identical === row.requests),
+    identicalRequests: Object.fromEntries(
+      result.rows.filter((row) => row.family !== "draft").map((row) => [row.config, `${row.identical}/${row.requests}`])
+    ),
+    /** Prompts where one batched evaluation of plain greedy's output reproduces it (see `batchStable`). */
+    batchStablePrompts: `${result.batchStable.filter((stable) => stable).length}/${result.batchStable.length}`,
+    /** Every configuration identical on every batch-stable prompt. */
+    identicalWhereBatchStable: result.rows.every((row, c) =>
+      row.family === "draft" || result.identicalStable[c] === result.batchStable.filter((stable) => stable).length
+    ),
+    acceptance: best.acceptance === undefined ? null : round3(best.acceptance),
+    firstDraftAcceptance: alpha === undefined ? null : round3(alpha),
+    meanAcceptedLength: best.meanAccepted === undefined ? null : round3(best.meanAccepted),
+    tokensPerEvaluation: best.tokensPerEvaluation === undefined ? null : round3(best.tokensPerEvaluation),
+    draftCostRatio: round3(draftCostRatio),
+    verifyCost: Object.fromEntries(verifyLengths.map((k) => [k, round3(verify(k))])),
+    hastenDraftCostRatio: round3(hastenDraftCostRatio),
+    speculationBound: bounds,
+    /** The same bound at γ = 4 if verifying 5 tokens cost 2 target steps. */
+    speculationBoundVerify5At2x: bound(4, 2),
+    nodeLlamaCppSpeedup: round3(nodeBest.speedup),
+    nodeLlamaCppBest: nodeBest.config,
+    nodeLlamaCppIdentical: nodeBest.identical === nodeBest.requests,
+    bestFixed: bestFixed.config,
+    adaptiveToBestFixed: round3(adaptive.speedup / bestFixed.speedup)
+  }
+}
+if (draftRows.length > 0) {
+  console.log(
+    `\nAt real sizes (synthetic weights of real shapes: timing only, the text is meaningless): ${draftTokens} tokens per request, ${storyPrompts.length} prompts, ${rounds} round(s), threads 1 per context; speedup over node-llama-cpp plain greedy (CPU time)\n`
+  )
+  printTable(draftRows)
+}
+const draftModels = Object.fromEntries(draftResults.map((result) => [result.target, draftModelSummary(result)]))
+for (const summary of Object.values(draftModels)) {
+  console.log(
+    `\n${summary.target}: draft/target step ${summary.draftCostRatio} (through Local.layer: ${summary.hastenDraftCostRatio}), verify(5)/verify(1) ${
+      summary.verifyCost[5]
+    }, first-draft acceptance ${summary.firstDraftAcceptance}, step-count bound on the speculation factor ${
+      JSON.stringify(summary.speculationBound)
+    }; speculation factor ${summary.speculationFactor} (${summary.best}), all ${summary.tokens} tokens every request: ${summary.fullLength}; batch-stable prompts ${summary.batchStablePrompts}, every configuration identical on them: ${summary.identicalWhereBatchStable}`
+  )
+}
 const models = [...new Set(rows.map((row) => row.model))]
 const perModel = Object.fromEntries(models.map((model) => {
   const story = summary(model, "story")
@@ -621,8 +909,10 @@ console.log(JSON.stringify({
   bench: "speculative",
   quick,
   clock: "cpu",
-  model: models[0],
-  structuring: perModel[models[0]!]!.structuring,
-  story: perModel[models[0]!]!.story,
-  models: perModel
+  model: models[0] ?? null,
+  structuring: models[0] === undefined ? null : perModel[models[0]]!.structuring,
+  story: models[0] === undefined ? null : perModel[models[0]]!.story,
+  models: perModel,
+  draftModel: draftResults.length === 0 ? null : draftModels[draftResults[0]!.target],
+  draftModels
 }))
