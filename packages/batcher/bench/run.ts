@@ -1,21 +1,36 @@
 // Batcher benchmark: sequential vs batched local inference (items/s, tokens/s, identical
 // greedy output) on the fixture models, and embeddings one-per-call vs merged against the
 // testkit simulator with per-call latency. Table for people, one JSON line last.
-// Run: pnpm --filter @hasten/batcher bench [--quick]
+// At real sizes (testkit's SyntheticModel: synthetic weights of the 42M/110M shapes, timing
+// only): Hasten at 1/4/8/16 sequences, node-llama-cpp alone at 16 and the forward-only limit
+// at 16, interleaved in one run.
+// Run: pnpm --filter @hasten/batcher bench [--quick] [--shapes 42M,110M] [--sizes-only]
 import { Batcher } from "@hasten/batcher"
 import { CompletionRequest, Embedder, Llm } from "@hasten/core"
 import { Local, ModelPool } from "@hasten/providers/local"
 import { Effect, Layer, Redacted } from "effect"
 import { getLlama, LlamaLogLevel, type Token } from "node-llama-cpp"
+import * as os from "node:os"
 
 const quick = process.argv.includes("--quick")
+const flag = (name: string) => {
+  const at = process.argv.indexOf(name)
+  return at >= 0 ? process.argv[at + 1] : undefined
+}
+/** Synthetic shapes for the real-size section (`--shapes none` skips it). */
+const sizeShapes = (flag("--shapes") ?? (quick ? "15M" : "42M,110M")).split(",").map((s) => s.trim()).filter((s) =>
+  s.length > 0 && s !== "none"
+)
+/** Only the real-size section (no fixture models, no embeddings). */
+const sizesOnly = process.argv.includes("--sizes-only")
 const itemCount = quick ? 32 : 64
 const maxTokens = quick ? 24 : 32
 const widths = quick ? [4, 8, 16] : [4, 8, 16, 32]
 
 const subjects = ["a dog", "a red ball", "the park", "a big tree", "a little bird", "the sea", "a cake", "a toy car"]
 const prompts = Array.from({ length: itemCount }, (_, i) => `Story ${i}: Once upon a time there was ${subjects[i % subjects.length]} and`)
-const request = (prompt: string, model: string) => CompletionRequest.makeUnsafe({ model, messages: [], prompt, temperature: 0, maxTokens })
+const request = (prompt: string, model: string, tokens = maxTokens) =>
+  CompletionRequest.makeUnsafe({ model, messages: [], prompt, temperature: 0, maxTokens: tokens })
 
 interface Row {
   model: string
@@ -129,6 +144,223 @@ const nativeCeiling = (file: string, widths: ReadonlyArray<number>) =>
     })
   })
 
+// ---------------------------------------------------------------------------------------
+// At real sizes: synthetic weights of real shapes (SyntheticModel), timing only. Each item
+// is a prompt then exactly `sizeTokens` greedy tokens (synthetic models never pick EOS).
+
+const sizeItems = quick ? 16 : 32
+const sizeTokens = quick ? 16 : 32
+const sizeRounds = quick ? 1 : 2
+const sizePrompts = Array.from(
+  { length: sizeItems },
+  (_, i) => `Story ${i}: Once upon a time there was ${subjects[i % subjects.length]} and`
+)
+
+interface SizeRun {
+  readonly seconds: number
+  readonly cpuSeconds: number
+  readonly tokens: number
+}
+
+/** The internals of a sequence the forward-only limit drives (as providers' greedyDecoder uses them). */
+interface DecodeInternals {
+  _decodeTokens(
+    tokens: Array<number>,
+    logits: Array<boolean>,
+    evaluationPriority: number,
+    tokenMeter: unknown,
+    contextShiftOptions: { readonly size: unknown; readonly strategy: unknown },
+    logitDataMapper: (batchLogitIndex: number, tokenIndex: number) => unknown
+  ): Promise<Array<unknown>>
+  readonly _tokenMeter: unknown
+  readonly _contextShift: { readonly size: unknown; readonly strategy: unknown }
+}
+
+/**
+ * node-llama-cpp alone (`mode: "evaluate"`): 16 sequences of one context each pull the next
+ * prompt and generate `sizeTokens` greedy tokens through `sequence.evaluate` (no
+ * `LlamaCompletion`, no Hasten code). The forward-only limit (`mode: "forward"`): the same
+ * items and steps, but each step is only the sequence's forward pass (`_decodeTokens`, the
+ * logits of the last position computed, never read or sampled) and feeds a fixed token:
+ * 16 sequences × 1 token per step, what any sampler on top can at best approach.
+ */
+const nativeRun = async (
+  model: import("node-llama-cpp").LlamaModel,
+  width: number,
+  mode: "evaluate" | "forward"
+): Promise<SizeRun | undefined> => {
+  const context = await model.createContext({ contextSize: 128, sequences: width, threads: 1 })
+  try {
+    let next = 0
+    let tokens = 0
+    const fixed = model.tokenize(" the", false)[0] as number
+    const start = performance.now()
+    const cpu = process.cpuUsage()
+    let unsupported = false
+    await Promise.all(Array.from({ length: width }, async () => {
+      const sequence = context.getSequence()
+      const internals = sequence as unknown as DecodeInternals
+      if (mode === "forward" && typeof internals._decodeTokens !== "function") {
+        unsupported = true
+        return
+      }
+      while (next < sizePrompts.length) {
+        const prompt = sizePrompts[next++]!
+        await sequence.clearHistory()
+        const input = model.tokenize(prompt, true) as Array<Token>
+        let count = 0
+        if (mode === "evaluate") {
+          for await (const _token of sequence.evaluate(input, { temperature: 0, yieldEogToken: true })) {
+            if (++count >= sizeTokens) break
+          }
+        } else {
+          const shift = { size: internals._contextShift.size, strategy: internals._contextShift.strategy }
+          let step: Array<number> = input
+          while (count < sizeTokens) {
+            const logits: Array<boolean> = []
+            logits[step.length - 1] = true
+            await internals._decodeTokens(step, logits, 5, internals._tokenMeter, shift, () => null)
+            count++
+            step = [fixed]
+          }
+        }
+        tokens += count
+      }
+    }))
+    const used = process.cpuUsage(cpu)
+    if (unsupported) return undefined
+    return { seconds: (performance.now() - start) / 1000, cpuSeconds: (used.user + used.system) / 1e6, tokens }
+  } finally {
+    await context.dispose()
+  }
+}
+
+interface SizeRow {
+  readonly model: string
+  readonly params: number
+  readonly mode: string
+  readonly seconds: number
+  readonly itemsPerS: number
+  readonly tokensPerS: number
+  readonly tokensPerCpuS: number
+  /** Items whose text differs from one-at-a-time (Hasten rows only). */
+  readonly differing: number | null
+}
+
+const best = (runs: ReadonlyArray<SizeRun>): SizeRun => runs.reduce((a, b) => (b.seconds < a.seconds ? b : a))
+
+const benchShape = (shape: string) =>
+  Effect.gen(function*() {
+    const { SyntheticModel } = yield* Effect.promise(() => import("@hasten/testkit"))
+    const file = yield* Effect.promise(() => SyntheticModel.ensure({ shape: shape as "15M" | "42M" | "110M" }))
+    const model = `synthetic-${shape}`
+    const hastenLayer = (width: number) =>
+      width === 1 ?
+        Local.layerWithPool({ model: file.path, sequences: 1, contextSize: 128 }) :
+        Batcher.layer({ window: "100 millis", maxBatchSize: 32, concurrency: width }).pipe(
+          Layer.provide(Local.layerWithPool({ model: file.path, sequences: width, contextSize: 128 }))
+        )
+    const hasten = (width: number) =>
+      timeRun(
+        Effect.forEach(sizePrompts, (prompt) => Llm.complete(request(prompt, model, sizeTokens)), {
+          concurrency: width === 1 ? 1 : "unbounded"
+        }).pipe(Effect.provide(hastenLayer(width)))
+      ).pipe(Effect.map(({ cpuSeconds, seconds, value }) => {
+        const short = value.filter((c) => c.usage.outputTokens !== sizeTokens).length
+        if (short > 0) throw new Error(`${model} ×${width}: ${short} items ended before ${sizeTokens} tokens`)
+        return { run: { seconds, cpuSeconds, tokens: sizeItems * sizeTokens }, texts: value.map((c) => c.text) }
+      }))
+    const llama = yield* Effect.promise(() => getLlama({ gpu: false, logLevel: LlamaLogLevel.error }))
+    const native = yield* Effect.acquireRelease(
+      Effect.promise(() => llama.loadModel({ modelPath: file.path })),
+      (m) => Effect.promise(() => m.dispose())
+    )
+    // warm-up (load + first evaluations) outside the timed region
+    yield* Llm.complete(request(sizePrompts[0]!, model, 4)).pipe(Effect.provide(hastenLayer(1)))
+    yield* Effect.promise(() => nativeRun(native, 16, "forward"))
+    // interleaved: each round runs sequential, node-llama-cpp alone, Hasten ×16 and the
+    // forward-only limit back to back; the best round of each counts
+    const runs: Record<string, Array<SizeRun>> = { seq: [], native16: [], h16: [], forward16: [], h4: [], h8: [] }
+    let reference: Array<string> = []
+    const differing: Record<string, number> = {}
+    const compare = (key: string, texts: Array<string>) => {
+      const count = texts.filter((t, i) => t !== reference[i]).length
+      differing[key] = Math.max(differing[key] ?? 0, count)
+    }
+    for (let round = 0; round < sizeRounds; round++) {
+      const seq = yield* hasten(1)
+      if (round === 0) reference = seq.texts
+      else compare("seq", seq.texts)
+      runs.seq!.push(seq.run)
+      const alone = yield* Effect.promise(() => nativeRun(native, 16, "evaluate"))
+      if (alone) runs.native16!.push(alone)
+      const h16 = yield* hasten(16)
+      runs.h16!.push(h16.run)
+      compare("h16", h16.texts)
+      const forward = yield* Effect.promise(() => nativeRun(native, 16, "forward"))
+      if (forward) runs.forward16!.push(forward)
+      if (round === 0) {
+        for (const width of [4, 8]) {
+          const h = yield* hasten(width)
+          runs[`h${width}`]!.push(h.run)
+          compare(`h${width}`, h.texts)
+        }
+      }
+    }
+    const rows: Array<SizeRow> = []
+    const row = (mode: string, key: string, diff: number | null) => {
+      const list = runs[key]!
+      if (list.length === 0) return
+      const r = best(list)
+      rows.push({
+        model,
+        params: file.parameters,
+        mode,
+        seconds: r.seconds,
+        itemsPerS: sizeItems / r.seconds,
+        tokensPerS: r.tokens / r.seconds,
+        tokensPerCpuS: r.tokens / r.cpuSeconds,
+        differing: diff
+      })
+    }
+    row("hasten ×1", "seq", differing.seq ?? 0)
+    row("hasten ×4", "h4", differing.h4 ?? 0)
+    row("hasten ×8", "h8", differing.h8 ?? 0)
+    row("hasten ×16", "h16", differing.h16 ?? 0)
+    row("node-llama-cpp alone ×16", "native16", null)
+    row("forward only ×16", "forward16", null)
+    return rows
+  }).pipe(Effect.scoped)
+
+const sizeSummary = (rows: ReadonlyArray<SizeRow>) => {
+  const of = (mode: string) => rows.find((r) => r.mode === mode)
+  const seq = of("hasten ×1")!
+  const h16 = of("hasten ×16")
+  const alone = of("node-llama-cpp alone ×16")
+  const forward = of("forward only ×16")
+  const fixed = (n: number | undefined) => (n === undefined ? null : Number(n.toFixed(2)))
+  return {
+    model: seq.model,
+    params: seq.params,
+    sequentialItemsPerS: fixed(seq.itemsPerS),
+    itemsPerS: Object.fromEntries(
+      rows.filter((r) => r.mode.startsWith("hasten")).map((r) => [r.mode.replace("hasten ×", ""), fixed(r.itemsPerS)])
+    ),
+    tokensPerS: Object.fromEntries(
+      rows.filter((r) => r.mode.startsWith("hasten")).map((r) => [r.mode.replace("hasten ×", ""), fixed(r.tokensPerS)])
+    ),
+    speedup16: fixed(h16 && h16.itemsPerS / seq.itemsPerS),
+    // Hasten ×16 over node-llama-cpp alone ×16 (the goal is ≥ 2 on 110M)
+    nodeLlamaCppSpeedup16: fixed(h16 && alone && h16.itemsPerS / alone.itemsPerS),
+    nodeLlamaCppAlone16OverSequential: fixed(alone && alone.itemsPerS / seq.itemsPerS),
+    // the forward-only limit at 16 over sequential (the most speedup16 could be), and the share of it Hasten reaches
+    forwardLimit16: fixed(forward && forward.itemsPerS / seq.itemsPerS),
+    hastenOfForwardLimit16: fixed(h16 && forward && h16.itemsPerS / forward.itemsPerS),
+    identical: rows.every((r) => r.differing === null || r.differing === 0),
+    differingItems: Object.fromEntries(rows.filter((r) => r.differing !== null).map((r) => [r.mode.replace("hasten ×", ""), r.differing]))
+  }
+}
+
 const embeddings = Effect.gen(function*() {
   const { Simulator } = yield* Effect.promise(() => import("@hasten/testkit"))
   const { OpenAi } = yield* Effect.promise(() => import("@hasten/providers/openai"))
@@ -148,7 +380,8 @@ const embeddings = Effect.gen(function*() {
   return { texts: texts.length, sequentialS: one.seconds, batchedS: merged.seconds, speedup: one.seconds / merged.seconds, identical: same }
 })
 
-const main = Effect.gen(function*() {
+/** The fixture models (stories260K, TinyStories-656K) and embeddings: prints their tables, returns their JSON. */
+const fixtureSection = Effect.gen(function*() {
   const rows = [
     ...(yield* benchModel("stories260K.gguf", "stories260K")),
     ...(yield* benchModel("TinyStories-656K-Q8_0.gguf", "TinyStories-656K"))
@@ -196,8 +429,7 @@ const main = Effect.gen(function*() {
     const r = list.find((x) => x.mode === "batched ×16")
     return r ? Number((r.itemsPerS / base.itemsPerS).toFixed(2)) : null
   }
-  console.log(JSON.stringify({
-    bench: "batcher",
+  return {
     local: {
       model: "stories260K",
       sequentialItemsPerS: Number(seq.itemsPerS.toFixed(2)),
@@ -212,6 +444,38 @@ const main = Effect.gen(function*() {
       nodeLlamaCppAlone16: { itemsSpeedup: Number(ceilingItems.toFixed(2)), cpuSpeedup: Number(ceilingCpu.toFixed(2)) }
     },
     embeddings: "speedup" in embed ? { speedup: Number(embed.speedup.toFixed(2)), identical: embed.identical } : { error: embed.error }
+  }
+})
+
+const main = Effect.gen(function*() {
+  const fixtures = sizesOnly ? undefined : yield* fixtureSection
+  const sizeRows: Array<SizeRow> = []
+  for (const shape of sizeShapes) sizeRows.push(...(yield* benchShape(shape)))
+  const load = os.loadavg().map((n) => Number(n.toFixed(2)))
+  if (sizeRows.length > 0) {
+    console.log(
+      `\nAt real sizes (synthetic weights of real shapes, timing only; ${sizeItems} items × ${sizeTokens} tokens, threads 1, best of ${sizeRounds} interleaved rounds, load ${
+        load.join(" ")
+      })\n`
+    )
+    console.log("model            params  mode                      seconds  items/s  tokens/s  tok/cpu-s  vs ×1  differing")
+    for (const row of sizeRows) {
+      const base = sizeRows.find((r) => r.model === row.model && r.mode === "hasten ×1")!
+      console.log(
+        `${row.model.padEnd(16)} ${(row.params / 1e6).toFixed(0).padStart(5)}M  ${row.mode.padEnd(24)} ${
+          row.seconds.toFixed(2).padStart(8)
+        } ${row.itemsPerS.toFixed(2).padStart(8)} ${row.tokensPerS.toFixed(0).padStart(9)} ${row.tokensPerCpuS.toFixed(0).padStart(10)} ${
+          (row.itemsPerS / base.itemsPerS).toFixed(2).padStart(5)
+        }x  ${row.differing ?? "-"}`
+      )
+    }
+  }
+  const bySize = sizeShapes.map((shape) => sizeSummary(sizeRows.filter((r) => r.model === `synthetic-${shape}`)))
+  console.log(JSON.stringify({
+    bench: "batcher",
+    loadAverage: load,
+    local: { ...fixtures?.local, bySize },
+    ...(fixtures === undefined ? {} : { embeddings: fixtures.embeddings })
   }))
 })
 
