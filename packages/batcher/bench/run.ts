@@ -356,6 +356,16 @@ const sizeSummary = (rows: ReadonlyArray<SizeRow>) => {
     // the forward-only limit at 16 over sequential (the most speedup16 could be), and the share of it Hasten reaches
     forwardLimit16: fixed(forward && forward.itemsPerS / seq.itemsPerS),
     hastenOfForwardLimit16: fixed(h16 && forward && h16.itemsPerS / forward.itemsPerS),
+    // wall time per decoding step (prompt evaluation spread over the steps): one sequence's
+    // step for ×1, a 16-sequence step for the others; nodeLlamaCpp16 − forward16 is the
+    // sampling of 16 positions over the 32k vocabulary, hasten16 − nodeLlamaCpp16 what
+    // Hasten's path adds on top
+    stepMs: {
+      sequential: fixed(seq.seconds * 1000 / (sizeItems * sizeTokens)),
+      forward16: fixed(forward && forward.seconds * 1000 / (sizeItems * sizeTokens / 16)),
+      nodeLlamaCpp16: fixed(alone && alone.seconds * 1000 / (sizeItems * sizeTokens / 16)),
+      hasten16: fixed(h16 && h16.seconds * 1000 / (sizeItems * sizeTokens / 16))
+    },
     identical: rows.every((r) => r.differing === null || r.differing === 0),
     differingItems: Object.fromEntries(rows.filter((r) => r.differing !== null).map((r) => [r.mode.replace("hasten ×", ""), r.differing]))
   }
