@@ -187,9 +187,10 @@ interface DecodeInternals {
 const nativeRun = async (
   model: import("node-llama-cpp").LlamaModel,
   width: number,
-  mode: "evaluate" | "forward"
+  mode: "evaluate" | "forward",
+  flashAttention: boolean
 ): Promise<SizeRun | undefined> => {
-  const context = await model.createContext({ contextSize: 128, sequences: width, threads: 1 })
+  const context = await model.createContext({ contextSize: 128, sequences: width, threads: 1, flashAttention })
   try {
     let next = 0
     let tokens = 0
@@ -249,22 +250,25 @@ interface SizeRow {
 
 const best = (runs: ReadonlyArray<SizeRun>): SizeRun => runs.reduce((a, b) => (b.seconds < a.seconds ? b : a))
 
+/** The two settings each 16-sequence row runs under: Hasten's default (flash attention off) and flash attention on. */
+const flashVariants = [{ flash: false, suffix: "" }, { flash: true, suffix: " +flash" }] as const
+
 const benchShape = (shape: string) =>
   Effect.gen(function*() {
     const { SyntheticModel } = yield* Effect.promise(() => import("@hasten/testkit"))
     const file = yield* Effect.promise(() => SyntheticModel.ensure({ shape: shape as "15M" | "42M" | "110M" }))
     const model = `synthetic-${shape}`
-    const hastenLayer = (width: number) =>
+    const hastenLayer = (width: number, flashAttention: boolean) =>
       width === 1 ?
-        Local.layerWithPool({ model: file.path, sequences: 1, contextSize: 128 }) :
+        Local.layerWithPool({ model: file.path, sequences: 1, contextSize: 128, flashAttention }) :
         Batcher.layer({ window: "100 millis", maxBatchSize: 32, concurrency: width }).pipe(
-          Layer.provide(Local.layerWithPool({ model: file.path, sequences: width, contextSize: 128 }))
+          Layer.provide(Local.layerWithPool({ model: file.path, sequences: width, contextSize: 128, flashAttention }))
         )
-    const hasten = (width: number) =>
+    const hasten = (width: number, flash: boolean) =>
       timeRun(
         Effect.forEach(sizePrompts, (prompt) => Llm.complete(request(prompt, model, sizeTokens)), {
           concurrency: width === 1 ? 1 : "unbounded"
-        }).pipe(Effect.provide(hastenLayer(width)))
+        }).pipe(Effect.provide(hastenLayer(width, flash)))
       ).pipe(Effect.map(({ cpuSeconds, seconds, value }) => {
         const short = value.filter((c) => c.usage.outputTokens !== sizeTokens).length
         if (short > 0) throw new Error(`${model} ×${width}: ${short} items ended before ${sizeTokens} tokens`)
@@ -276,41 +280,58 @@ const benchShape = (shape: string) =>
       (m) => Effect.promise(() => m.dispose())
     )
     // warm-up (load + first evaluations) outside the timed region
-    yield* Llm.complete(request(sizePrompts[0]!, model, 4)).pipe(Effect.provide(hastenLayer(1)))
-    yield* Effect.promise(() => nativeRun(native, 16, "forward"))
-    // interleaved: each round runs sequential, node-llama-cpp alone, Hasten ×16 and the
-    // forward-only limit back to back; the best round of each counts
-    const runs: Record<string, Array<SizeRun>> = { seq: [], native16: [], h16: [], forward16: [], h4: [], h8: [] }
-    let reference: Array<string> = []
+    for (const { flash } of flashVariants) {
+      yield* Llm.complete(request(sizePrompts[0]!, model, 4)).pipe(Effect.provide(hastenLayer(1, flash)))
+      yield* Effect.promise(() => nativeRun(native, 16, "forward", flash))
+    }
+    // interleaved: each round runs, per setting, sequential, node-llama-cpp alone, Hasten ×16
+    // and the forward-only limit back to back; the best round of each counts
+    const runs: Record<string, Array<SizeRun>> = {}
+    const push = (mode: string, run: SizeRun | undefined) => {
+      if (run !== undefined) (runs[mode] ??= []).push(run)
+    }
+    const references: Record<string, Array<string>> = {}
     const differing: Record<string, number> = {}
-    const compare = (key: string, texts: Array<string>) => {
-      const count = texts.filter((t, i) => t !== reference[i]).length
-      differing[key] = Math.max(differing[key] ?? 0, count)
+    const compare = (mode: string, suffix: string, texts: Array<string>) => {
+      const count = texts.filter((t, i) => t !== references[suffix]![i]).length
+      differing[mode] = Math.max(differing[mode] ?? 0, count)
     }
     for (let round = 0; round < sizeRounds; round++) {
-      const seq = yield* hasten(1)
-      if (round === 0) reference = seq.texts
-      else compare("seq", seq.texts)
-      runs.seq!.push(seq.run)
-      const alone = yield* Effect.promise(() => nativeRun(native, 16, "evaluate"))
-      if (alone) runs.native16!.push(alone)
-      const h16 = yield* hasten(16)
-      runs.h16!.push(h16.run)
-      compare("h16", h16.texts)
-      const forward = yield* Effect.promise(() => nativeRun(native, 16, "forward"))
-      if (forward) runs.forward16!.push(forward)
+      for (const { flash, suffix } of flashVariants) {
+        const seq = yield* hasten(1, flash)
+        if (round === 0) references[suffix] = seq.texts
+        compare(`hasten ×1${suffix}`, suffix, seq.texts)
+        push(`hasten ×1${suffix}`, seq.run)
+        push(`node-llama-cpp alone ×16${suffix}`, yield* Effect.promise(() => nativeRun(native, 16, "evaluate", flash)))
+        const h16 = yield* hasten(16, flash)
+        push(`hasten ×16${suffix}`, h16.run)
+        compare(`hasten ×16${suffix}`, suffix, h16.texts)
+        push(`forward only ×16${suffix}`, yield* Effect.promise(() => nativeRun(native, 16, "forward", flash)))
+      }
       if (round === 0) {
         for (const width of [4, 8]) {
-          const h = yield* hasten(width)
-          runs[`h${width}`]!.push(h.run)
-          compare(`h${width}`, h.texts)
+          const h = yield* hasten(width, false)
+          push(`hasten ×${width}`, h.run)
+          compare(`hasten ×${width}`, "", h.texts)
         }
       }
     }
     const rows: Array<SizeRow> = []
-    const row = (mode: string, key: string, diff: number | null) => {
-      const list = runs[key]!
-      if (list.length === 0) return
+    const modes = [
+      "hasten ×1",
+      "hasten ×4",
+      "hasten ×8",
+      "hasten ×16",
+      "node-llama-cpp alone ×16",
+      "forward only ×16",
+      "hasten ×1 +flash",
+      "hasten ×16 +flash",
+      "node-llama-cpp alone ×16 +flash",
+      "forward only ×16 +flash"
+    ]
+    for (const mode of modes) {
+      const list = runs[mode]
+      if (list === undefined || list.length === 0) continue
       const r = best(list)
       rows.push({
         model,
@@ -320,54 +341,60 @@ const benchShape = (shape: string) =>
         itemsPerS: sizeItems / r.seconds,
         tokensPerS: r.tokens / r.seconds,
         tokensPerCpuS: r.tokens / r.cpuSeconds,
-        differing: diff
+        differing: mode.startsWith("hasten") ? differing[mode] ?? 0 : null
       })
     }
-    row("hasten ×1", "seq", differing.seq ?? 0)
-    row("hasten ×4", "h4", differing.h4 ?? 0)
-    row("hasten ×8", "h8", differing.h8 ?? 0)
-    row("hasten ×16", "h16", differing.h16 ?? 0)
-    row("node-llama-cpp alone ×16", "native16", null)
-    row("forward only ×16", "forward16", null)
     return rows
   }).pipe(Effect.scoped)
 
 const sizeSummary = (rows: ReadonlyArray<SizeRow>) => {
-  const of = (mode: string) => rows.find((r) => r.mode === mode)
-  const seq = of("hasten ×1")!
-  const h16 = of("hasten ×16")
-  const alone = of("node-llama-cpp alone ×16")
-  const forward = of("forward only ×16")
   const fixed = (n: number | undefined) => (n === undefined ? null : Number(n.toFixed(2)))
+  const variant = (suffix: string) => {
+    const of = (mode: string) => rows.find((r) => r.mode === `${mode}${suffix}`)
+    const seq = of("hasten ×1")!
+    const h16 = of("hasten ×16")
+    const alone = of("node-llama-cpp alone ×16")
+    const forward = of("forward only ×16")
+    const mine = rows.filter((r) => r.mode.startsWith("hasten") && r.mode.endsWith(suffix) && (suffix !== "" || !r.mode.includes("+")))
+    const width = (r: SizeRow) => r.mode.replace("hasten ×", "").replace(suffix, "")
+    return {
+      sequentialItemsPerS: fixed(seq.itemsPerS),
+      itemsPerS: Object.fromEntries(mine.map((r) => [width(r), fixed(r.itemsPerS)])),
+      tokensPerS: Object.fromEntries(mine.map((r) => [width(r), fixed(r.tokensPerS)])),
+      speedup16: fixed(h16 && h16.itemsPerS / seq.itemsPerS),
+      // Hasten ×16 over node-llama-cpp alone ×16 under the same settings
+      nodeLlamaCppSpeedup16: fixed(h16 && alone && h16.itemsPerS / alone.itemsPerS),
+      nodeLlamaCppAlone16OverSequential: fixed(alone && alone.itemsPerS / seq.itemsPerS),
+      // the forward-only limit at 16 over sequential (the most speedup16 could be), and the share of it Hasten reaches
+      forwardLimit16: fixed(forward && forward.itemsPerS / seq.itemsPerS),
+      hastenOfForwardLimit16: fixed(h16 && forward && h16.itemsPerS / forward.itemsPerS),
+      // wall time per decoding step (prompt evaluation spread over the steps): one sequence's
+      // step for ×1, a 16-sequence step for the others; nodeLlamaCpp16 − forward16 is the
+      // sampling of 16 positions over the 32k vocabulary, hasten16 − nodeLlamaCpp16 what
+      // Hasten's path adds on top
+      stepMs: {
+        sequential: fixed(seq.seconds * 1000 / (sizeItems * sizeTokens)),
+        forward16: fixed(forward && forward.seconds * 1000 / (sizeItems * sizeTokens / 16)),
+        nodeLlamaCpp16: fixed(alone && alone.seconds * 1000 / (sizeItems * sizeTokens / 16)),
+        hasten16: fixed(h16 && h16.seconds * 1000 / (sizeItems * sizeTokens / 16))
+      },
+      identical: mine.every((r) => r.differing === 0),
+      differingItems: Object.fromEntries(mine.map((r) => [width(r), r.differing]))
+    }
+  }
+  const base = variant("")
+  const flash = rows.some((r) => r.mode === "hasten ×1 +flash") ? variant(" +flash") : undefined
+  const h16 = rows.find((r) => r.mode === "hasten ×16")
+  const aloneDefaults = rows.find((r) => r.mode === "node-llama-cpp alone ×16 +flash")
   return {
-    model: seq.model,
-    params: seq.params,
-    sequentialItemsPerS: fixed(seq.itemsPerS),
-    itemsPerS: Object.fromEntries(
-      rows.filter((r) => r.mode.startsWith("hasten")).map((r) => [r.mode.replace("hasten ×", ""), fixed(r.itemsPerS)])
-    ),
-    tokensPerS: Object.fromEntries(
-      rows.filter((r) => r.mode.startsWith("hasten")).map((r) => [r.mode.replace("hasten ×", ""), fixed(r.tokensPerS)])
-    ),
-    speedup16: fixed(h16 && h16.itemsPerS / seq.itemsPerS),
-    // Hasten ×16 over node-llama-cpp alone ×16 (the goal is ≥ 2 on 110M)
-    nodeLlamaCppSpeedup16: fixed(h16 && alone && h16.itemsPerS / alone.itemsPerS),
-    nodeLlamaCppAlone16OverSequential: fixed(alone && alone.itemsPerS / seq.itemsPerS),
-    // the forward-only limit at 16 over sequential (the most speedup16 could be), and the share of it Hasten reaches
-    forwardLimit16: fixed(forward && forward.itemsPerS / seq.itemsPerS),
-    hastenOfForwardLimit16: fixed(h16 && forward && h16.itemsPerS / forward.itemsPerS),
-    // wall time per decoding step (prompt evaluation spread over the steps): one sequence's
-    // step for ×1, a 16-sequence step for the others; nodeLlamaCpp16 − forward16 is the
-    // sampling of 16 positions over the 32k vocabulary, hasten16 − nodeLlamaCpp16 what
-    // Hasten's path adds on top
-    stepMs: {
-      sequential: fixed(seq.seconds * 1000 / (sizeItems * sizeTokens)),
-      forward16: fixed(forward && forward.seconds * 1000 / (sizeItems * sizeTokens / 16)),
-      nodeLlamaCpp16: fixed(alone && alone.seconds * 1000 / (sizeItems * sizeTokens / 16)),
-      hasten16: fixed(h16 && h16.seconds * 1000 / (sizeItems * sizeTokens / 16))
-    },
-    identical: rows.every((r) => r.differing === null || r.differing === 0),
-    differingItems: Object.fromEntries(rows.filter((r) => r.differing !== null).map((r) => [r.mode.replace("hasten ×", ""), r.differing]))
+    model: rows[0]!.model,
+    params: rows[0]!.params,
+    // Hasten's defaults (flash attention off)
+    ...base,
+    // Hasten ×16 (defaults) over node-llama-cpp alone ×16 at its defaults (flash attention on)
+    vsNodeLlamaCppDefaults16: fixed(h16 && aloneDefaults && h16.itemsPerS / aloneDefaults.itemsPerS),
+    // everything with flash attention on (node-llama-cpp's default), ratios within this setting
+    flashAttention: flash
   }
 }
 
@@ -458,6 +485,7 @@ const fixtureSection = Effect.gen(function*() {
 })
 
 const main = Effect.gen(function*() {
+  const loadAtStart = os.loadavg().map((n) => Number(n.toFixed(2)))
   const fixtures = sizesOnly ? undefined : yield* fixtureSection
   const sizeRows: Array<SizeRow> = []
   for (const shape of sizeShapes) sizeRows.push(...(yield* benchShape(shape)))
@@ -465,14 +493,16 @@ const main = Effect.gen(function*() {
   if (sizeRows.length > 0) {
     console.log(
       `\nAt real sizes (synthetic weights of real shapes, timing only; ${sizeItems} items × ${sizeTokens} tokens, threads 1, best of ${sizeRounds} interleaved rounds, load ${
-        load.join(" ")
-      })\n`
+        loadAtStart.join(" ")
+      } at start, ${load.join(" ")} at end; +flash: flash attention on, ×N over its own ×1)\n`
     )
-    console.log("model            params  mode                      seconds  items/s  tokens/s  tok/cpu-s  vs ×1  differing")
+    console.log("model            params  mode                              seconds  items/s  tokens/s  tok/cpu-s  vs ×1  differing")
     for (const row of sizeRows) {
-      const base = sizeRows.find((r) => r.model === row.model && r.mode === "hasten ×1")!
+      const base = sizeRows.find((r) =>
+        r.model === row.model && r.mode === (row.mode.endsWith("+flash") ? "hasten ×1 +flash" : "hasten ×1")
+      )!
       console.log(
-        `${row.model.padEnd(16)} ${(row.params / 1e6).toFixed(0).padStart(5)}M  ${row.mode.padEnd(24)} ${
+        `${row.model.padEnd(16)} ${(row.params / 1e6).toFixed(0).padStart(5)}M  ${row.mode.padEnd(32)} ${
           row.seconds.toFixed(2).padStart(8)
         } ${row.itemsPerS.toFixed(2).padStart(8)} ${row.tokensPerS.toFixed(0).padStart(9)} ${row.tokensPerCpuS.toFixed(0).padStart(10)} ${
           (row.itemsPerS / base.itemsPerS).toFixed(2).padStart(5)
@@ -483,7 +513,7 @@ const main = Effect.gen(function*() {
   const bySize = sizeShapes.map((shape) => sizeSummary(sizeRows.filter((r) => r.model === `synthetic-${shape}`)))
   console.log(JSON.stringify({
     bench: "batcher",
-    loadAverage: load,
+    loadAverage: { start: loadAtStart, end: load },
     local: { ...fixtures?.local, bySize },
     ...(fixtures === undefined ? {} : { embeddings: fixtures.embeddings })
   }))
