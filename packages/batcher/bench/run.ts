@@ -162,6 +162,12 @@ interface SizeRun {
   readonly tokens: number
 }
 
+/** A native sampler (`AddonSampler`). */
+interface NativeSampler {
+  applyConfig(config: object): void
+  dispose(): void
+}
+
 /** The internals of a sequence the forward-only limit drives (as providers' greedyDecoder uses them). */
 interface DecodeInternals {
   _decodeTokens(
@@ -170,9 +176,16 @@ interface DecodeInternals {
     evaluationPriority: number,
     tokenMeter: unknown,
     contextShiftOptions: { readonly size: unknown; readonly strategy: unknown },
-    logitDataMapper: (batchLogitIndex: number, tokenIndex: number) => unknown
+    logitDataMapper: (batchLogitIndex: number, tokenIndex: number) => unknown,
+    afterBatchAction?: () => Promise<unknown>
   ): Promise<Array<unknown>>
+  _resolveSamplerConfig(options: { readonly temperature: number }): object
   readonly _tokenMeter: unknown
+  readonly model: {
+    readonly _model: unknown
+    readonly _llama: { readonly _bindings: { readonly AddonSampler: new(model: unknown) => NativeSampler } }
+  }
+  readonly context: { readonly _ctx: { sampleToken(batchLogitIndex: number, sampler: NativeSampler): Promise<number> } }
   readonly _contextShift: { readonly size: unknown; readonly strategy: unknown }
 }
 
@@ -183,11 +196,14 @@ interface DecodeInternals {
  * items and steps, but each step is only the sequence's forward pass (`_decodeTokens`, the
  * logits of the last position computed, never read or sampled) and feeds a fixed token:
  * 16 sequences × 1 token per step, what any sampler on top can at best approach.
+ * `mode: "greedy"`: those forward passes plus greedy sampling of each sequence on a
+ * persistent native sampler, all 16 at once after the batch (providers' greedyDecoder), to
+ * separate sampling itself from how `sequence.evaluate` drives it.
  */
 const nativeRun = async (
   model: import("node-llama-cpp").LlamaModel,
   width: number,
-  mode: "evaluate" | "forward",
+  mode: "evaluate" | "forward" | "greedy",
   flashAttention: boolean
 ): Promise<SizeRun | undefined> => {
   const context = await model.createContext({ contextSize: 128, sequences: width, threads: 1, flashAttention })
@@ -201,9 +217,14 @@ const nativeRun = async (
     await Promise.all(Array.from({ length: width }, async () => {
       const sequence = context.getSequence()
       const internals = sequence as unknown as DecodeInternals
-      if (mode === "forward" && typeof internals._decodeTokens !== "function") {
+      if (mode !== "evaluate" && typeof internals._decodeTokens !== "function") {
         unsupported = true
         return
+      }
+      let sampler: NativeSampler | undefined
+      if (mode === "greedy") {
+        sampler = new internals.model._llama._bindings.AddonSampler(internals.model._model)
+        sampler.applyConfig(internals._resolveSamplerConfig({ temperature: 0 }))
       }
       while (next < sizePrompts.length) {
         const prompt = sizePrompts[next++]!
@@ -220,13 +241,26 @@ const nativeRun = async (
           while (count < sizeTokens) {
             const logits: Array<boolean> = []
             logits[step.length - 1] = true
-            await internals._decodeTokens(step, logits, 5, internals._tokenMeter, shift, () => null)
+            if (mode === "forward") {
+              await internals._decodeTokens(step, logits, 5, internals._tokenMeter, shift, () => null)
+              step = [fixed]
+            } else {
+              // greedy: one persistent native sampler per sequence, sampled as soon as the batch
+              // is decoded, the batch done when its samples are (as providers' greedyDecoder does)
+              const started: Array<Promise<number>> = []
+              const out = await internals._decodeTokens(step, logits, 5, internals._tokenMeter, shift, (batchLogitIndex) => {
+                const token = internals.context._ctx.sampleToken(batchLogitIndex, sampler!)
+                started.push(token)
+                return { token }
+              }, () => Promise.allSettled(started))
+              step = [await (out[step.length - 1] as { token: Promise<number> }).token]
+            }
             count++
-            step = [fixed]
           }
         }
         tokens += count
       }
+      sampler?.dispose()
     }))
     const used = process.cpuUsage(cpu)
     if (unsupported) return undefined
@@ -307,6 +341,7 @@ const benchShape = (shape: string) =>
         push(`hasten ×16${suffix}`, h16.run)
         compare(`hasten ×16${suffix}`, suffix, h16.texts)
         push(`forward only ×16${suffix}`, yield* Effect.promise(() => nativeRun(native, 16, "forward", flash)))
+        push(`native greedy ×16${suffix}`, yield* Effect.promise(() => nativeRun(native, 16, "greedy", flash)))
       }
       if (round === 0) {
         for (const width of [4, 8]) {
@@ -324,10 +359,12 @@ const benchShape = (shape: string) =>
       "hasten ×16",
       "node-llama-cpp alone ×16",
       "forward only ×16",
+      "native greedy ×16",
       "hasten ×1 +flash",
       "hasten ×16 +flash",
       "node-llama-cpp alone ×16 +flash",
-      "forward only ×16 +flash"
+      "forward only ×16 +flash",
+      "native greedy ×16 +flash"
     ]
     for (const mode of modes) {
       const list = runs[mode]
@@ -355,6 +392,7 @@ const sizeSummary = (rows: ReadonlyArray<SizeRow>) => {
     const h16 = of("hasten ×16")
     const alone = of("node-llama-cpp alone ×16")
     const forward = of("forward only ×16")
+    const greedy = of("native greedy ×16")
     const mine = rows.filter((r) => r.mode.startsWith("hasten") && r.mode.endsWith(suffix) && (suffix !== "" || !r.mode.includes("+")))
     const width = (r: SizeRow) => r.mode.replace("hasten ×", "").replace(suffix, "")
     return {
@@ -376,8 +414,11 @@ const sizeSummary = (rows: ReadonlyArray<SizeRow>) => {
         sequential: fixed(seq.seconds * 1000 / (sizeItems * sizeTokens)),
         forward16: fixed(forward && forward.seconds * 1000 / (sizeItems * sizeTokens / 16)),
         nodeLlamaCpp16: fixed(alone && alone.seconds * 1000 / (sizeItems * sizeTokens / 16)),
-        hasten16: fixed(h16 && h16.seconds * 1000 / (sizeItems * sizeTokens / 16))
+        hasten16: fixed(h16 && h16.seconds * 1000 / (sizeItems * sizeTokens / 16)),
+        // forward plus greedy sampling on persistent samplers, 16 at once (greedyDecoder's way)
+        nativeGreedy16: fixed(greedy && greedy.seconds * 1000 / (sizeItems * sizeTokens / 16))
       },
+      nativeGreedy16OverSequential: fixed(greedy && greedy.itemsPerS / seq.itemsPerS),
       identical: mine.every((r) => r.differing === 0),
       differingItems: Object.fromEntries(mine.map((r) => [width(r), r.differing]))
     }
