@@ -113,7 +113,9 @@ for (const shape of shapes) {
     const start = now()
     const completion = await runtime.runPromise(Llm.complete(request(prompt, maxTokens)))
     pool.push(now() - start)
-    if (completion.usage.outputTokens !== maxTokens) throw new Error(`${shape}: pool answer ended at ${completion.usage.outputTokens} tokens`)
+    if (completion.usage.outputTokens !== maxTokens) {
+      throw new Error(`${shape}: pool answer ended at ${completion.usage.outputTokens} tokens`)
+    }
   }
   for (let i = 0; i < count; i++) {
     const prompt = prompts[i % prompts.length]!
@@ -164,9 +166,9 @@ for (const shape of shapes) {
   rows.push(
     [
       `(g) ${shape} ${count} prompts x ${maxTokens} tok`,
-      `reload ${round(reloadMs / count, 0)} ms/call (startup ${round(childStartupMs / count, 0)}, load ${
-        round(loadMs / count, 0)
-      }, gen ${round(childGenerateMs / count, 0)})`,
+      `reload ${round(reloadMs / count, 0)} ms/call (startup ${round(childStartupMs / count, 0)}, load ${round(loadMs / count, 0)}, gen ${
+        round(childGenerateMs / count, 0)
+      })`,
       `pool ${round(poolMs / count, 0)} ms/call (load once ${round(poolLoadMs, 0)} ms, apart)`,
       `${round(speedup, 2)}x, load removed ${round(loadAmortizedPct, 0)}% (${round(inChildPct, 0)}% w/o startup; goal >= 95%)`
     ],
