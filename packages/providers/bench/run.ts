@@ -9,7 +9,9 @@
  *     concurrency cap) through `Router.layer`, against a single endpoint and against naive
  *     round-robin over the same three.
  * Also runs the local provider's `bench/local.ts` as a child process when it exists and
- * includes its JSON. Prints a table, then ONE JSON line last.
+ * includes its JSON, and (g) `bench/pool-size.ts` (ModelPool vs a new process per question
+ * at real sizes, synthetic weights: `--shapes 42M,110M`, default `110M`, `--quick` → `15M`,
+ * 3 prompts) as `poolBySize`. Prints a table, then ONE JSON line last.
  */
 import { Completion, CompletionRequest, Llm } from "@hasten/core"
 import { OpenAi } from "@hasten/providers/openai"
@@ -293,14 +295,11 @@ const routing = async () => {
 // ---------------------------------------------------------------------------------------
 // the local provider's benchmark, as a child process
 // ---------------------------------------------------------------------------------------
-const local = async () => {
-  const script = join(here, "local.ts")
-  if (!existsSync(script)) {
-    result.local = null
-    return
-  }
+const childJson = async (name: string, args: ReadonlyArray<string>): Promise<unknown> => {
+  const script = join(here, name)
+  if (!existsSync(script)) return null
   const output = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
-    const child = spawn(process.execPath, [script, ...(quick ? ["--quick"] : [])], {
+    const child = spawn(process.execPath, [script, ...args], {
       cwd: join(here, ".."),
       stdio: ["ignore", "pipe", "inherit"]
     })
@@ -313,15 +312,28 @@ const local = async () => {
   })
   const last = output.stdout.trim().split("\n").reverse().find((line) => line.trim().startsWith("{"))
   try {
-    result.local = last === undefined ? { error: `bench/local.ts exited ${output.code} without JSON` } : JSON.parse(last)
+    return last === undefined ? { error: `bench/${name} exited ${output.code} without JSON` } : JSON.parse(last)
   } catch {
-    result.local = { error: `bench/local.ts printed no parsable JSON (exit ${output.code})` }
+    return { error: `bench/${name} printed no parsable JSON (exit ${output.code})` }
   }
+}
+
+const local = async () => {
+  result.local = await childJson("local.ts", quick ? ["--quick"] : [])
+}
+
+// (g) ModelPool vs reload per call (a new process per question) at real sizes
+const poolSize = async () => {
+  const at = process.argv.indexOf("--shapes")
+  const shapes = at >= 0 ? ["--shapes", process.argv[at + 1]!] : []
+  const output = await childJson("pool-size.ts", [...(quick ? ["--quick"] : []), ...shapes]) as { poolBySize?: unknown } | null
+  result.poolBySize = output?.poolBySize ?? output
 }
 
 await collection()
 await routing()
 await local()
+await poolSize()
 
 const widths = [14, 52, 28, 8]
 const line = (cells: ReadonlyArray<string>) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join(" | ")
