@@ -189,7 +189,9 @@ describe("SyntheticModel with node-llama-cpp (15M)", () => {
     }
   })
 
-  it("pairs a draft that agrees with the target's greedy next token most of the time, not always; the target's logits are peaked", { timeout: 60_000 }, async () => {
+  it("pairs a draft that agrees with the target's greedy next token most of the time, not always; the target's logits are peaked", {
+    timeout: 60_000
+  }, async () => {
     const { llama, target, draft } = await load()
     const targetModel = await llama.loadModel({ modelPath: target.path, gpuLayers: 0 })
     const draftModel = await llama.loadModel({ modelPath: draft.path, gpuLayers: 0 })
