@@ -555,9 +555,9 @@ interface DraftModelResult {
   readonly firstAcceptance: number | undefined
   /**
    * Per prompt: whether node-llama-cpp's own evaluation of plain greedy's output in one batch
-   * picks the same greedy token at every position. The synthetic models' next-token
-   * distributions are nearly flat, so the two best logits can be closer than batched and
-   * one-token evaluation differ by; where they are, no batched verification can be identical.
+   * picks the same greedy token at every position. Where the two best logits are closer than
+   * batched and one-token evaluation differ by, no batched verification can be identical (the
+   * synthetic models before testkit's format v2 had nearly flat distributions; v2's are peaked).
    */
   readonly batchStable: ReadonlyArray<boolean>
   /** Per configuration: requests identical to plain greedy in every round, among the batch-stable prompts. */

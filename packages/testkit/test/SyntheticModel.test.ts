@@ -80,7 +80,7 @@ describe("SyntheticModel.write", () => {
     const other = await SyntheticModel.write({ shape: small, seed: 8, path: join(folder, "c.gguf") })
     assert.strictEqual(first.sha256, second.sha256)
     assert.notStrictEqual(first.sha256, other.sha256)
-    assert.strictEqual(first.sha256, "fd33f84249497a2228801f5d1242a7db590455005dbda6b2a9fc512ce51b3d9e")
+    assert.strictEqual(first.sha256, "b42402950eaae7fa2bc5858ca082a8b690404f0fff5b727610e4df76f9f697c0")
   })
 
   it("writes F16 weights holding the Q8_0 file's values", async () => {
@@ -145,14 +145,14 @@ describe("SyntheticModel.ensure", () => {
   })
 
   it("names files by shape, quantization, seed and format version", () => {
-    assert.strictEqual(SyntheticModel.fileName({ shape: "15M" }), "hasten-synthetic-15M-Q8_0-seed0-v1.gguf")
+    assert.strictEqual(SyntheticModel.fileName({ shape: "15M" }), "hasten-synthetic-15M-Q8_0-seed0-v2.gguf")
     assert.strictEqual(
       SyntheticModel.fileName({ shape: "110M", quantization: "F16", seed: 3 }),
-      "hasten-synthetic-110M-F16-seed3-v1.gguf"
+      "hasten-synthetic-110M-F16-seed3-v2.gguf"
     )
     assert.strictEqual(
       SyntheticModel.fileName({ shape: small, draft: 32 }),
-      "hasten-synthetic-d128-l2-h4-kv2-f96-c512-draft32-Q8_0-seed0-v1.gguf"
+      "hasten-synthetic-d128-l2-h4-kv2-f96-c512-draft32-Q8_0-seed0-v2.gguf"
     )
   })
 })
@@ -169,7 +169,7 @@ describe("SyntheticModel with node-llama-cpp (15M)", () => {
     const { llama, target } = await load()
     assert.strictEqual(target.parameters, 24_407_712)
     // every machine writes the same bytes
-    assert.strictEqual(target.sha256, "fb221434b8493d807c08aa69aeb6901bda93eb549ddad42d758fb95c89a02526")
+    assert.strictEqual(target.sha256, "8a089e2e91768dd5ee4b417b75be4a59eb21d509e86f4a0d0165421c225eca6b")
     const model = await llama.loadModel({ modelPath: target.path, gpuLayers: 0 })
     try {
       const prompt = model.tokenize("Once upon a time")
@@ -189,7 +189,9 @@ describe("SyntheticModel with node-llama-cpp (15M)", () => {
     }
   })
 
-  it("pairs a draft that agrees with the target's greedy next token most of the time, not always", { timeout: 60_000 }, async () => {
+  it("pairs a draft that agrees with the target's greedy next token most of the time, not always; the target's logits are peaked", {
+    timeout: 60_000
+  }, async () => {
     const { llama, target, draft } = await load()
     const targetModel = await llama.loadModel({ modelPath: target.path, gpuLayers: 0 })
     const draftModel = await llama.loadModel({ modelPath: draft.path, gpuLayers: 0 })
@@ -203,15 +205,22 @@ describe("SyntheticModel with node-llama-cpp (15M)", () => {
       }
       const draftContext = await draftModel.createContext({ contextSize: 256, threads: 1 })
       const along = [...input, ...text.slice(0, -1)]
-      const results = await draftContext.getSequence().controlledEvaluate(
-        along.map((token, index) =>
-          index >= input.length - 1 ? [token, { generateNext: { token: true, options: { temperature: 0 } } }] : token
+      const batched = async (context: typeof draftContext) => {
+        const results = await context.getSequence().controlledEvaluate(
+          along.map((token, index) =>
+            index >= input.length - 1 ? [token, { generateNext: { token: true, options: { temperature: 0 } } }] : token
+          )
         )
-      )
-      const guesses = results.slice(input.length - 1).map((result) => result?.next?.token)
+        return results.slice(input.length - 1).map((result) => result?.next?.token)
+      }
+      const guesses = await batched(draftContext)
       const acceptance = guesses.filter((token, index) => token === text[index]).length / text.length
-      assert.isAbove(acceptance, 0.55)
-      assert.isBelow(acceptance, 0.85)
+      assert.isAbove(acceptance, 0.6)
+      assert.isBelow(acceptance, 0.8)
+      // peaked logits: the target evaluating its own text in one batch picks the same greedy tokens
+      const again = await targetModel.createContext({ contextSize: 256, threads: 1 })
+      assert.deepStrictEqual(await batched(again), text)
+      await again.dispose()
       await targetContext.dispose()
       await draftContext.dispose()
     } finally {

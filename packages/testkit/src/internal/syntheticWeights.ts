@@ -5,12 +5,19 @@
  * products. Only integer arithmetic and `Math.sqrt` feed the bytes, so every machine
  * writes the same file.
  *
+ * The logits are peaked, like a trained model's: each normal token's output row is aligned
+ * with the embedding of the token it follows, so greedy's choice wins by several standard
+ * deviations of the other logits and batched and one-token evaluation pick the same token.
  * The first `shared` coordinates of the token embeddings and of the output head come from
  * streams that do not depend on the model's shape: a model of width `shared` (the draft)
- * and a wider one (the target) share them. In the target, layers write little into that
- * subspace, so its logits are the draft's (nearly a bigram table) plus a context-dependent
- * perturbation from the other coordinates, weighted by `output_norm`: that weight sets the
- * draft's greedy acceptance.
+ * and a wider one (the target) share them, and there row `v` is aligned with the embedding
+ * of `v`'s draft predecessor. The target's other coordinates align row `v` with the
+ * embedding of its target predecessor, weighted by `output_norm` above the shared part.
+ * The target's successors form one cycle through every normal token (its text never
+ * loops); the draft's are the same except for a `switched` share of tokens, whose
+ * successors are rotated among themselves: that share sets the draft's greedy acceptance.
+ * Layers write little into the shared subspace; elsewhere they add context that only
+ * perturbs the logits.
  * @since 0.2.0
  */
 import type { GGUFTypedMetadata } from "@huggingface/gguf"
@@ -20,7 +27,7 @@ import { elements, fromHalf, GgmlType, header, pad, tensorBytes, type TensorInfo
 import { hash } from "./random.js"
 
 /** Bumped whenever the bytes written for the same options change. */
-export const formatVersion = 1
+export const formatVersion = 2
 
 /** A model shape with every field resolved. */
 export interface ResolvedShape {
@@ -57,8 +64,10 @@ const attentionSharpness = 3
 const contextVariance = 2
 /** Standard deviation, relative to the bigram logits, of what layers add to the shared subspace. */
 const sharedNoise = 0.03
-/** Standard deviation, relative to the bigram logits, of the target's perturbation through the other coordinates. */
-export const headNoise = 0.16
+/** The target's successor logit against the draft's (both peaked), set by `output_norm` on the other coordinates. */
+const targetStrength = 1.7
+/** Share of normal tokens whose draft successor differs from the target's: 1 − greedy acceptance. */
+export const switched = 0.3
 /** Rough variance a layer (attention + gated FFN) adds per unit of output scale squared. */
 const layerGain = 1.4
 
@@ -149,14 +158,29 @@ export const plan = (
   const ones = new Float32Array(D).fill(1)
   const tensors: Array<Tensor> = []
 
-  const sharedEmbedding = stream(seed, "token_embd.shared")
-  const restEmbedding = stream(seed, `${key}.token_embd.rest`)
+  // the embeddings, kept (built on first use, not for `parameterCount`): output rows copy them
+  let tables: { readonly sharedTable: Int8Array; readonly restTable: Int8Array } | undefined
+  const embeddings = () => {
+    if (tables === undefined) {
+      const sharedTable = new Int8Array(vocabulary * shared)
+      const restTable = new Int8Array(vocabulary * rest)
+      const sharedEmbedding = stream(seed, "token_embd.shared")
+      const restEmbedding = stream(seed, `${key}.token_embd.rest`)
+      for (let row = 0; row < vocabulary; row++) {
+        sharedEmbedding(sharedTable.subarray(row * shared, (row + 1) * shared))
+        if (rest > 0) restEmbedding(restTable.subarray(row * rest, (row + 1) * rest))
+      }
+      tables = { sharedTable, restTable }
+    }
+    return tables
+  }
   const unit = scaleFor(1)
   tensors.push({
     info: { name: "token_embd.weight", dims: [D, vocabulary], type },
-    fillRow: (_row, quants, scales) => {
-      sharedEmbedding(quants.subarray(0, shared))
-      if (rest > 0) restEmbedding(quants.subarray(shared))
+    fillRow: (row, quants, scales) => {
+      const { restTable, sharedTable } = embeddings()
+      quants.set(sharedTable.subarray(row * shared, (row + 1) * shared), 0)
+      if (rest > 0) quants.set(restTable.subarray(row * rest, (row + 1) * rest), shared)
       fillScales(scales, 0, scales.length, unit)
     }
   })
@@ -188,36 +212,81 @@ export const plan = (
     )
   }
 
-  // output_norm weighs the coordinates outside the shared subspace so that their part of the
-  // logits has `headNoise` times the standard deviation of the shared (bigram) part
+  // output_norm weighs the coordinates outside the shared subspace so that the aligned row's
+  // logit there is `targetStrength` times the shared (draft) one: |e_rest| · g = strength · |e_shared|
   const outputNorm = new Float32Array(D).fill(1)
-  if (rest > 0) outputNorm.fill(headNoise / Math.sqrt(1 + contextVariance), shared)
+  if (rest > 0) outputNorm.fill(targetStrength * Math.sqrt(shared / rest), shared)
   tensors.push({ info: { name: "output_norm.weight", dims: [D], type: GgmlType.F32 }, values: outputNorm })
 
-  const sharedHead = stream(seed, "output.shared")
-  const restHead = stream(seed, `${key}.output.rest`)
-  const restScale = rest > 0 ? scaleFor(1 / Math.sqrt(rest)) : 0
+  let maps: ReturnType<typeof successors> | undefined
   const sharedBlocks = shared / 32
+  /** Copies an embedding part into a row part and scales it to norm 1. */
+  const aligned = (table: Int8Array, width: number, token: number, into: Int8Array, scales: Uint16Array, from: number, to: number) => {
+    const source = table.subarray(token * width, (token + 1) * width)
+    into.set(source)
+    let squares = 0
+    for (let i = 0; i < width; i++) squares += source[i]! * source[i]!
+    fillScales(scales, from, to, squares === 0 ? 0 : toHalf(1 / Math.sqrt(squares)))
+  }
   tensors.push({
     info: { name: "output.weight", dims: [D, vocabulary], type },
     fillRow: (row, quants, scales) => {
-      const head = quants.subarray(0, shared)
-      sharedHead(head)
-      if (rest > 0) restHead(quants.subarray(shared))
-      if (row < tokenTypes.length && tokenTypes[row] !== 1) {
+      maps ??= successors(seed, vocabulary, tokenTypes)
+      const { draftPredecessor, targetPredecessor } = maps
+      const { restTable, sharedTable } = embeddings()
+      const draftFrom = draftPredecessor[row]!
+      if (draftFrom < 0) {
         // unknown, control (BOS, EOS) and byte tokens: a zero row, so greedy never picks them
         quants.fill(0)
         scales.fill(0)
         return
       }
-      // the shared part of each row has norm 1: every token is the argmax for a similar share of contexts
-      let squares = 0
-      for (let i = 0; i < shared; i++) squares += head[i]! * head[i]!
-      fillScales(scales, 0, sharedBlocks, toHalf(1 / Math.sqrt(squares)))
-      fillScales(scales, sharedBlocks, scales.length, restScale)
+      aligned(sharedTable, shared, draftFrom, quants.subarray(0, shared), scales, 0, sharedBlocks)
+      if (rest > 0) aligned(restTable, rest, targetPredecessor[row]!, quants.subarray(shared), scales, sharedBlocks, scales.length)
     }
   })
   return { tensors }
+}
+
+/**
+ * The successor maps as predecessors per row (−1 for tokens that are never generated): the
+ * target's successors are one seeded cycle through the normal tokens, and the draft's the
+ * same but for a `switched` share of tokens whose successors are rotated among themselves.
+ * They depend on the seed and the tokenizer only, never on the shape.
+ */
+const successors = (seed: number, vocabulary: number, tokenTypes: ReadonlyArray<number>) => {
+  const normal: Array<number> = []
+  for (let token = 0; token < vocabulary; token++) if ((tokenTypes[token] ?? 1) === 1) normal.push(token)
+  const n = normal.length
+  const bytes = new Int8Array(4 * n)
+  stream(seed, "successors")(bytes)
+  const words = new Uint32Array(bytes.buffer, 0, n)
+  // Fisher–Yates with integer draws: the order of the target's cycle
+  const order = normal.slice()
+  for (let i = n - 1; i > 0; i--) {
+    const j = words[i]! % (i + 1)
+    const swap = order[i]!
+    order[i] = order[j]!
+    order[j] = swap
+  }
+  const targetSuccessor = new Int32Array(vocabulary).fill(-1)
+  for (let i = 0; i < n; i++) targetSuccessor[order[i]!] = order[(i + 1) % n]!
+  const draftSuccessor = targetSuccessor.slice()
+  const choice = new Int8Array(4 * n)
+  stream(seed, "switched")(choice)
+  const draws = new Uint32Array(choice.buffer, 0, n)
+  const threshold = Math.round(switched * 2 ** 32)
+  const rotated = normal.filter((_, i) => draws[i]! < threshold)
+  for (let i = 0; i < rotated.length; i++) {
+    draftSuccessor[rotated[i]!] = targetSuccessor[rotated[(i + 1) % rotated.length]!]!
+  }
+  const draftPredecessor = new Int32Array(vocabulary).fill(-1)
+  const targetPredecessor = new Int32Array(vocabulary).fill(-1)
+  for (const token of normal) {
+    draftPredecessor[draftSuccessor[token]!] = token
+    targetPredecessor[targetSuccessor[token]!] = token
+  }
+  return { draftPredecessor, targetPredecessor }
 }
 
 /** The GGUF metadata: llama hyperparameters, then every tokenizer key of the donor. */
