@@ -161,7 +161,8 @@ export const make = Effect.fnUntraced(function*(inner: Llm.LlmService, store: Ca
     }))
   }
 
-  return Llm.Llm.of({ name: inner.name, complete, stream })
+  // the provider's rate-limit policy stays visible to a rate limiter placed above the cache
+  return Llm.inherit(inner, Llm.Llm.of({ name: inner.name, complete, stream }))
 })
 
 /**

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cache, CachePayload, CacheStore, MemoryStore } from "@hasten/cache"
-import { Completion, CompletionRequest, Embedder, Llm, RequestKey } from "@hasten/core"
+import { Completion, CompletionRequest, Embedder, Llm, RateLimitPolicy, RequestKey } from "@hasten/core"
 import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Logger, Metric, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
@@ -97,6 +97,19 @@ describe("key", () => {
       }).pipe(Effect.provide(Cache.layer({ store: "memory" }).pipe(Layer.provide(fake.layer))))
       assert.strictEqual(fake.completeCalls, 2)
     }))
+})
+
+describe("rate-limit policy", () => {
+  it.effect("passes the provider's RateLimitPolicy up, so a rate limiter above the cache still follows it", () =>
+    Effect.gen(function*() {
+      const llm = yield* Effect.service(Llm.Llm)
+      assert.strictEqual(llm.rateLimitPolicy, RateLimitPolicy.openAi)
+    }).pipe(Effect.provide(
+      Cache.layer({ store: "memory" }).pipe(Layer.provide(Layer.succeed(Llm.Llm, {
+        ...Llm.fromComplete("p", () => Effect.die("unused")),
+        rateLimitPolicy: RateLimitPolicy.openAi
+      })))
+    )))
 })
 
 describe("policy", () => {
