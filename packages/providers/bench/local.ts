@@ -13,31 +13,10 @@ import { Server } from "@hasten/providers/server"
 import { Effect, Layer, ManagedRuntime } from "effect"
 import { LlamaCompletion } from "node-llama-cpp"
 import OpenAI from "openai"
+import { prompts } from "./prompts.js"
 
 const quick = process.argv.includes("--quick")
 const modelName = "stories260K.gguf"
-const prompts = [
-  "Once upon a time",
-  "The little dog",
-  "Lily and Ben went to the park",
-  "One day, a big bird",
-  "Tom had a red ball",
-  "The sun was shining",
-  "There was a small cat",
-  "Mom said",
-  "The boy wanted to play",
-  "In the forest",
-  "A girl named Sue",
-  "The old tree",
-  "Sam found a box",
-  "The happy frog",
-  "It was a rainy day",
-  "The car was fast",
-  "Anna liked flowers",
-  "The fish swam",
-  "Max saw a bug",
-  "The princess smiled"
-]
 
 const now = (): number => performance.now()
 const median = (values: ReadonlyArray<number>): number => {

@@ -24,6 +24,7 @@ import { SyntheticModel } from "@hasten/testkit"
 import { Effect, ManagedRuntime } from "effect"
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
+import { prompts as allPrompts } from "./prompts.js"
 
 const startupMs = performance.now() // process start → imports done
 const now = (): number => performance.now()
@@ -64,16 +65,7 @@ const shapes = shapesAt >= 0 ? argv[shapesAt + 1]!.split(",") : [quick ? "15M" :
 const count = quick ? 3 : 8
 const maxTokens = 32
 const script = fileURLToPath(import.meta.url)
-const prompts = [
-  "Once upon a time",
-  "The little dog",
-  "Lily and Ben went to the park",
-  "One day, a big bird",
-  "Tom had a red ball",
-  "The sun was shining",
-  "There was a small cat",
-  "Mom said"
-]
+const prompts = allPrompts.slice(0, 8)
 
 const reloadOnce = (modelPath: string, prompt: string) =>
   new Promise<ChildTiming & { wallMs: number }>((resolve, reject) => {
