@@ -14,6 +14,8 @@ export default defineConfig({
     "src/Progress.ts",
     "src/Stack.ts",
     "src/Command.ts",
+    "src/Distributed.ts",
+    "src/WorkerCommand.ts",
     "src/cli.ts"
   ],
   format: ["esm"],
@@ -22,5 +24,5 @@ export default defineConfig({
   sourcemap: true,
   target: "node24",
   // Providers and SDKs are loaded on demand by the CLI; never bundle them.
-  external: [/^@hasten\//, /^effect/, "node-llama-cpp", "openai", "@anthropic-ai/sdk", "replicate"]
+  external: [/^@hasten\//, "bullmq", "ioredis", /^effect/, "node-llama-cpp", "openai", "@anthropic-ai/sdk", "replicate"]
 })

@@ -8,7 +8,7 @@
 import { Boundary, Llm } from "@hasten/core"
 import { PerfLogger } from "@hasten/perf-logger"
 import { RateLimit } from "@hasten/rate-limit"
-import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Schema } from "effect"
+import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Redacted, Schema } from "effect"
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as Path from "node:path"
 import * as Dataset from "./Dataset.js"
@@ -51,12 +51,16 @@ export const usage = `Usage: hasten-eval --dataset <name|file> --candidate <spec
   --fresh                 ignore (delete) the checkpoint in --out and start over
   --on-invalid <mode>     skip | fail: what to do with invalid dataset rows (default skip)
   --threads <n>           CPU threads of local models (default 1)
+  --redis <url>           run the items on the workers of this Redis (or HASTEN_REDIS_URL); see below
   --compare <a.json> <b.json> ...   print a side-by-side comparison of report files and exit
   --help
 
+hasten-eval worker --redis <url> [--concurrency <n>] [--threads <n>] [--cache <path> | --no-cache]
+                        evaluate items of every run started with --redis on that Redis (one per machine)
+
 Environment: OPENAI_API_KEY, OPENAI_BASE_URL, ANTHROPIC_API_KEY, REPLICATE_API_TOKEN,
 rate limits of remote calls: MAX_CONCURRENCY, RPS_LIMIT, RPM_LIMIT, TPM_LIMIT, MAX_RETRIES, RETRIES_ENABLED;
-HASTEN_DATA_DIR, HASTEN_MODELS_DIR, CI (plain progress lines).`
+HASTEN_DATA_DIR, HASTEN_MODELS_DIR, HASTEN_REDIS_URL (distributed runs), CI (plain progress lines).`
 
 /** Parsed command-line options. @category models @since 0.1.0 */
 export interface Args {
@@ -78,6 +82,8 @@ export interface Args {
   readonly fresh: boolean
   readonly onInvalid: Dataset.OnInvalid
   readonly threads: number
+  /** A distributed run's Redis (`--redis`); `HASTEN_REDIS_URL` when omitted. */
+  readonly redis?: string | undefined
 }
 
 const scorers = ["gsm8k", "gsm8k-strict", "multiple-choice", "exact-match", "judge"] as const
@@ -103,6 +109,7 @@ const flags = {
   fresh: Boundary.Flag.boolean(),
   "on-invalid": Boundary.Flag.choice(["skip", "fail"]),
   threads: Boundary.Flag.integer(1),
+  redis: Boundary.Flag.string(),
   compare: Boundary.Flag.boolean(),
   help: Boundary.Flag.boolean({ short: "h" })
 }
@@ -150,7 +157,8 @@ export const parse = (
       perf: values["no-perf"] !== true,
       fresh: values.fresh === true,
       onInvalid: values["on-invalid"] ?? "skip",
-      threads: values.threads ?? 1
+      threads: values.threads ?? 1,
+      redis: values.redis
     } satisfies Args
   })
 
@@ -190,7 +198,8 @@ export const parseSpec = (spec: string): Effect.Effect<Spec, EvaluatorError> => 
 export const defaultScorer = (dataset: string, hasJudge: boolean): string =>
   /gsm8k/i.test(dataset) ? "gsm8k" : /truthfulqa|\.json$/i.test(dataset) ? "multiple-choice" : hasJudge ? "judge" : "exact-match"
 
-const scorerOf = (name: string, rubric: string | undefined): Scorer.Scorer => {
+/** The scorer of a `--scorer` name. @category parsing @since 0.3.0 */
+export const scorerOf = (name: string, rubric: string | undefined): Scorer.Scorer => {
   switch (name) {
     case "gsm8k":
       return Scorer.gsm8k()
@@ -253,6 +262,29 @@ export const providerLayer = (
       )
   }))
 
+/**
+ * Builds candidate and judge stacks from specs: one provider layer per model (adapters
+ * share it, so a local model loads once), remote ones under the rate limiter
+ * (`MAX_CONCURRENCY`, `RPS_LIMIT`, `TPM_LIMIT`, `MAX_RETRIES`…), all under `middleware`.
+ * @category constructors @since 0.3.0
+ */
+export const stacks = (threads: number, middleware: Stack.Middleware) => {
+  const providers = new Map<string, Layer.Layer<Llm.Llm, unknown>>()
+  return (spec: Spec, sequences: number): Layer.Layer<Llm.Llm, unknown> => {
+    const key = `${spec.provider}:${spec.model}`
+    let layer = providers.get(key)
+    if (layer === undefined) {
+      const remote = spec.provider === "openai" || spec.provider === "anthropic" || spec.provider === "replicate"
+      layer = Stack.wrap(
+        providerLayer(spec, { threads, sequences }),
+        remote ? { ...middleware, rateLimit: RateLimit.layerConfig() } : middleware
+      )
+      providers.set(key, layer)
+    }
+    return layer
+  }
+}
+
 /** Writes the report files; returns their paths. @category rendering @since 0.1.0 */
 export const writeReports = (out: string, result: Evaluator.RunResult): { readonly json: string; readonly markdown: string } => {
   mkdirSync(out, { recursive: true })
@@ -286,22 +318,7 @@ export const evaluate = (
     const cache = args.cache === false ? undefined : Stack.cacheStore({ path: args.cache })
     const perf = args.perf ? PerfLogger.layerRun({ dir: out, runId: "perf", console: false }) : undefined
     const middleware: Stack.Middleware = { ...(cache !== undefined ? { cache } : {}), ...(perf !== undefined ? { perf } : {}) }
-    // One provider layer per model (adapters share it), so a local model loads once.
-    const providers = new Map<string, Layer.Layer<Llm.Llm, unknown>>()
-    const stackFor = (spec: Spec, sequences: number) => {
-      const key = `${spec.provider}:${spec.model}`
-      let layer = providers.get(key)
-      if (layer === undefined) {
-        // Remote calls go through the rate limiter (MAX_CONCURRENCY, RPS_LIMIT, TPM_LIMIT, MAX_RETRIES…).
-        const remote = spec.provider === "openai" || spec.provider === "anthropic" || spec.provider === "replicate"
-        layer = Stack.wrap(
-          providerLayer(spec, { threads: args.threads, sequences }),
-          remote ? { ...middleware, rateLimit: RateLimit.layerConfig() } : middleware
-        )
-        providers.set(key, layer)
-      }
-      return layer
-    }
+    const stackFor = stacks(args.threads, middleware)
     const candidates: Array<Evaluator.Candidate> = []
     for (const text of args.candidates) {
       const spec = yield* parseSpec(text)
@@ -315,9 +332,33 @@ export const evaluate = (
     }
     const judgeSpec = args.judge === undefined ? undefined : yield* parseSpec(args.judge)
     const scorerName = args.scorer ?? defaultScorer(args.dataset, judgeSpec !== undefined)
+    const scorer = scorerOf(scorerName, args.rubric)
+    // With a Redis URL the items run on the workers of that Redis (see `Distributed`).
+    const redis = args.redis ?? process.env.HASTEN_REDIS_URL
+    const executor = redis === undefined || redis.length === 0 ? undefined : yield* Effect.promise(() => import("./Distributed.js")).pipe(
+      Effect.map((Distributed) =>
+        Distributed.executor({
+          redis: Redacted.make(redis),
+          scorer,
+          spec: {
+            format: "hasten-evaluator-run/1",
+            dataset: dataset.name,
+            scorer: scorerName,
+            ...(args.rubric !== undefined ? { rubric: args.rubric } : {}),
+            seed: args.seed,
+            trials: args.trials,
+            selfCorrect: args.selfCorrect,
+            maxTokens: args.maxTokens,
+            candidates: args.candidates,
+            judge: args.judge ?? null
+          }
+        })
+      )
+    )
     const result = yield* Evaluator.run({
       dataset,
-      scorer: scorerOf(scorerName, args.rubric),
+      scorer,
+      ...(executor !== undefined ? { executor } : {}),
       candidates,
       ...(judgeSpec !== undefined
         ? {

@@ -14,7 +14,7 @@ import * as Path from "node:path"
 import type { Dataset, Item } from "./Dataset.js"
 import { CheckpointMismatch, EvaluatorError, InvalidOptions, StartFailed } from "./EvaluatorError.js"
 import type { ItemError, ItemRecord, ItemTiming, Turn } from "./ItemRecord.js"
-import type { Progress } from "./Progress.js"
+import type { Progress, RateLimitFacts } from "./Progress.js"
 import * as Report from "./Report.js"
 import * as Sampling from "./Sampling.js"
 import { Judge, type Score, type Scorer } from "./Scorer.js"
@@ -63,6 +63,39 @@ export interface Options {
   /** A JSONL checkpoint file: finished items are appended; a re-run skips them. */
   readonly checkpoint?: string
   readonly progress?: Progress
+  /** Where the pending items run: default in this process; `Distributed.executor` runs them on a fleet of workers. */
+  readonly executor?: Executor
+}
+
+/** One (candidate, item, trial) of a run. @category models @since 0.3.0 */
+export interface Task {
+  readonly candidate: Candidate
+  readonly item: Item
+  readonly trial: number
+}
+
+/** What evaluating one task gives: its record, its timing and what the rate limiter reported. @category models @since 0.3.0 */
+export interface Entry {
+  readonly record: ItemRecord
+  readonly timing: ItemTiming
+  readonly rateLimit?: RateLimitFacts
+  /** The worker that evaluated it, in a distributed run. */
+  readonly worker?: string
+}
+
+/**
+ * Runs a run's pending tasks: `evaluate` runs one here, `record` files its entry (report,
+ * checkpoint, progress; once per task). The default runs them in this process;
+ * `Distributed.executor` (`@hasten/evaluator/Distributed`) sends them to workers.
+ * @category models @since 0.3.0
+ */
+export interface Executor {
+  readonly execute: (run: {
+    readonly config: Report.RunConfig
+    readonly tasks: ReadonlyArray<Task>
+    readonly evaluate: (task: Task) => Effect.Effect<Entry>
+    readonly record: (task: Task, entry: Entry) => void
+  }) => Effect.Effect<void, unknown>
 }
 
 /** The one error of the evaluator (reasons in `EvaluatorError`). @category errors @since 0.1.0 */
@@ -275,11 +308,6 @@ export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
     }
   }
 
-  interface Task {
-    readonly candidate: Candidate
-    readonly item: Item
-    readonly trial: number
-  }
   const tasks: Array<Task> = []
   for (const candidate of options.candidates) {
     for (const item of items) {
@@ -372,18 +400,23 @@ export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
       return { record, timing, rateLimit }
     })
 
-  yield* Effect.forEach(pending, (task) =>
-    evaluate(task).pipe(
-      Effect.tap((entry) =>
-        Effect.sync(() => {
-          done.set(recordKey(task.candidate.name, task.item.id, task.trial), entry)
-          if (options.checkpoint !== undefined) {
-            appendFileSync(options.checkpoint, JSON.stringify({ type: "item", record: entry.record, timing: entry.timing }) + "\n")
-          }
-          options.progress?.advance({ error: entry.record.status === "error", rateLimit: entry.rateLimit })
-        })
-      )
-    ), { concurrency: (options.concurrency ?? 4) + (options.judge?.concurrency ?? 8), discard: true })
+  const record = (task: Task, entry: Entry) => {
+    done.set(recordKey(task.candidate.name, task.item.id, task.trial), entry)
+    if (options.checkpoint !== undefined) {
+      appendFileSync(options.checkpoint, JSON.stringify({ type: "item", record: entry.record, timing: entry.timing }) + "\n")
+    }
+    options.progress?.advance({ error: entry.record.status === "error", rateLimit: entry.rateLimit, worker: entry.worker })
+  }
+  if (options.executor !== undefined) {
+    yield* options.executor.execute({ config, tasks: pending, evaluate, record }).pipe(
+      Effect.mapError((error) => new EvaluatorError({ reason: new StartFailed({ what: "distributed run", description: error instanceof Error ? error.message : String(error) }) }))
+    )
+  } else {
+    yield* Effect.forEach(pending, (task) => evaluate(task).pipe(Effect.tap((entry) => Effect.sync(() => record(task, entry)))), {
+      concurrency: (options.concurrency ?? 4) + (options.judge?.concurrency ?? 8),
+      discard: true
+    })
+  }
   options.progress?.finish()
 
   const finishedAt = yield* Clock.currentTimeMillis

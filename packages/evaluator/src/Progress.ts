@@ -15,7 +15,14 @@ export interface RateLimitFacts {
 /** A progress sink the runner reports to. @category models @since 0.1.0 */
 export interface Progress {
   readonly start: (state: { readonly total: number; readonly done: number; readonly errors: number }) => void
-  readonly advance: (outcome: { readonly error: boolean; readonly rateLimit?: RateLimitFacts | undefined }) => void
+  readonly advance: (
+    outcome: {
+      readonly error: boolean
+      readonly rateLimit?: RateLimitFacts | undefined
+      /** The worker that produced the item, in a distributed run: counted per worker on the line. */
+      readonly worker?: string | undefined
+    }
+  ) => void
   readonly finish: () => void
 }
 
@@ -52,6 +59,7 @@ export const make = (options?: Options): Progress => {
   let startedAt = 0
   let lastDecile = -1
   const limits = { retries: 0, waitMillis: 0, http429: 0, timeouts: 0 }
+  const workers = new Map<string, number>()
   const line = (): string => {
     const elapsed = (now() - startedAt) / 1000
     const rate = elapsed > 0 ? (done - startDone) / elapsed : 0
@@ -60,7 +68,9 @@ export const make = (options?: Options): Progress => {
     const limiter = limits.retries + limits.waitMillis + limits.http429 + limits.timeouts > 0
       ? ` | waited ${seconds(limits.waitMillis / 1000)} retries ${limits.retries} 429s ${limits.http429} timeouts ${limits.timeouts}`
       : ""
-    return `${label} ${done}/${total} ${rate.toFixed(1)}/s ETA ${done >= total ? "0s" : seconds(eta)} errors ${errors}${limiter}`
+    // a distributed run: items per worker, in first-seen order
+    const fleet = workers.size === 0 ? "" : ` | workers ${[...workers].map(([name, count]) => `${name} ${count}`).join(", ")}`
+    return `${label} ${done}/${total} ${rate.toFixed(1)}/s ETA ${done >= total ? "0s" : seconds(eta)} errors ${errors}${limiter}${fleet}`
   }
   const render = () => {
     if (tty) {
@@ -84,8 +94,9 @@ export const make = (options?: Options): Progress => {
       lastDecile = -1
       render()
     },
-    advance: ({ error, rateLimit }) => {
+    advance: ({ error, rateLimit, worker }) => {
       done++
+      if (worker !== undefined) workers.set(worker, (workers.get(worker) ?? 0) + 1)
       if (error) errors++
       if (rateLimit !== undefined) {
         limits.retries += rateLimit.retries

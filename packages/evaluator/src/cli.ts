@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 /**
- * `hasten-eval`: the evaluator's command line (see `Command.usage`).
+ * `hasten-eval`: the evaluator's command line (see `Command.usage`); `hasten-eval worker`
+ * is a worker of a distributed run (see `WorkerCommand.usage`).
  * @since 0.1.0
  */
-import { main } from "./Command.js"
-
-process.exitCode = await main(process.argv.slice(2))
+const argv = process.argv.slice(2)
+process.exitCode = argv[0] === "worker"
+  ? await (await import("./WorkerCommand.js")).main(argv.slice(1))
+  : await (await import("./Command.js")).main(argv)
