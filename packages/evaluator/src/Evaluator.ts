@@ -270,13 +270,14 @@ export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
   const memoMap = yield* Layer.makeMemoMap
   const scope = yield* Effect.scope
   const llms = new Map<string, Llm.LlmService>()
-  for (const candidate of options.candidates) {
+  // With an executor the items run elsewhere: nothing is built here.
+  for (const candidate of options.executor === undefined ? options.candidates : []) {
     const context = yield* build(candidate.llm, memoMap, scope, `candidate ${candidate.name}`)
     llms.set(candidate.name, Context.get(context, Llm.Llm))
   }
   let judgeContext = Context.empty() as Context.Context<Judge>
   const judgeCalls = { calls: 0, cachedCalls: 0 }
-  if (options.judge !== undefined) {
+  if (options.judge !== undefined && options.executor === undefined) {
     const context = yield* build(options.judge.llm, memoMap, scope, `judge ${options.judge.name}`)
     const semaphore = yield* Semaphore.make(options.judge.concurrency ?? 8)
     const judgeLlm = Context.get(context, Llm.Llm)
@@ -409,7 +410,11 @@ export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
   }
   if (options.executor !== undefined) {
     yield* options.executor.execute({ config, tasks: pending, evaluate, record }).pipe(
-      Effect.mapError((error) => new EvaluatorError({ reason: new StartFailed({ what: "distributed run", description: error instanceof Error ? error.message : String(error) }) }))
+      Effect.mapError((error) =>
+        new EvaluatorError({
+          reason: new StartFailed({ what: "distributed run", description: error instanceof Error ? error.message : String(error) })
+        })
+      )
     )
   } else {
     yield* Effect.forEach(pending, (task) => evaluate(task).pipe(Effect.tap((entry) => Effect.sync(() => record(task, entry)))), {

@@ -9,8 +9,8 @@
  */
 import { Boundary } from "@hasten/core"
 import { Cause, ConfigProvider, Effect, Exit, Fiber, Redacted } from "effect"
-import { EvaluatorError, UsageError } from "./EvaluatorError.js"
 import * as Command from "./Command.js"
+import { EvaluatorError, UsageError } from "./EvaluatorError.js"
 import * as Stack from "./Stack.js"
 
 /** The usage text of `hasten-eval worker`. @category configuration @since 0.3.0 */
@@ -86,7 +86,10 @@ export const main = async (
         llm: stackFor(spec, Math.min(concurrency, 8))
       })),
     judge: (name) =>
-      Effect.map(Command.parseSpec(name), (spec) => ({ name, model: Command.modelId(spec), llm: stackFor(spec, Math.min(concurrency, 8)) })),
+      Effect.map(
+        Command.parseSpec(name),
+        (spec) => ({ name, model: Command.modelId(spec), llm: stackFor(spec, Math.min(concurrency, 8)) })
+      ),
     scorer: Command.scorerOf,
     onEvent: (event) =>
       io.err(`hasten-eval worker: ${event.type} run ${event.run.slice(0, 12)}${event.detail !== undefined ? `: ${event.detail}` : ""}\n`)
@@ -103,7 +106,9 @@ export const main = async (
   process.removeListener("SIGTERM", stop)
   if (Exit.isFailure(exit) && !Cause.hasInterruptsOnly(exit.cause)) {
     const failure = exit.cause.reasons.find((reason) => reason._tag === "Fail")
-    const message = failure?._tag === "Fail" ? (failure.error as { message?: string }).message ?? String(failure.error) : Cause.pretty(exit.cause)
+    const message = failure?._tag === "Fail"
+      ? (failure.error as { message?: string }).message ?? String(failure.error)
+      : Cause.pretty(exit.cause)
     io.err(`hasten-eval worker: ${message}\n`)
     return 1
   }

@@ -141,10 +141,14 @@ export const coordinate = Effect.fn("WorkQueue.coordinate")(function*<In, Out>(o
     })
   }
   const redis = yield* RedisConnection.scoped(options.redis)
+  // BullMQ does not close a connection it is given: close it after the queue.
   const queue = yield* Effect.acquireRelease(
-    Effect.sync(() => new Queue(layout.queue(run), { connection: redis.duplicate(), prefix: layout.prefix })),
-    (queue) => Effect.promise(() => queue.close().catch(() => undefined))
-  )
+    Effect.sync(() => {
+      const connection = redis.duplicate()
+      return { queue: new Queue(layout.queue(run), { connection, prefix: layout.prefix }), connection }
+    }),
+    ({ connection, queue }) => Effect.promise(() => queue.close().catch(() => undefined).then(() => connection.disconnect()))
+  ).pipe(Effect.map(({ queue }) => queue))
   const redisFailure = (error: unknown) =>
     Effect.die(new Error(`Redis at ${RedisConnection.redact(options.redis)} failed: ${describe(error)}`))
   const call = <A>(f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: (error) => error }).pipe(Effect.catch(redisFailure))
@@ -266,7 +270,10 @@ export const serve = Effect.fn("WorkQueue.serve")(function*<In, Out, R>(options:
   const redis = yield* RedisConnection.scoped(options.redis)
   const context = yield* Effect.context<R>()
   const runPromise = Effect.runPromiseWith(context)
-  const served = new Map<string, { readonly worker: Worker; readonly scope: Scope.Closeable }>()
+  const served = new Map<
+    string,
+    { readonly worker: Worker; readonly scope: Scope.Closeable; readonly connection: { disconnect(): void } }
+  >()
 
   const start = (run: string) =>
     Effect.gen(function*() {
@@ -279,6 +286,7 @@ export const serve = Effect.fn("WorkQueue.serve")(function*<In, Out, R>(options:
         options.onEvent?.({ type: "prepare-failed", run, detail: String(handler.cause) })
         return
       }
+      const connection = RedisConnection.client(options.redis, { blocking: true })
       const worker = new Worker<In, number>(
         layout.queue(run),
         async (job) => {
@@ -286,7 +294,7 @@ export const serve = Effect.fn("WorkQueue.serve")(function*<In, Out, R>(options:
           return await recordResult(redis, layout, run, job.id!, JSON.stringify({ worker: name, result } satisfies Envelope<Out>)) as number
         },
         {
-          connection: RedisConnection.client(options.redis, { blocking: true }),
+          connection,
           prefix: layout.prefix,
           name,
           concurrency: options.concurrency ?? 4,
@@ -297,7 +305,7 @@ export const serve = Effect.fn("WorkQueue.serve")(function*<In, Out, R>(options:
         }
       )
       worker.on("error", () => {})
-      served.set(run, { worker, scope })
+      served.set(run, { worker, scope, connection })
       options.onEvent?.({ type: "serving", run })
     })
 
@@ -306,7 +314,7 @@ export const serve = Effect.fn("WorkQueue.serve")(function*<In, Out, R>(options:
       const entry = served.get(run)
       if (entry === undefined) return
       served.delete(run)
-      yield* Effect.promise(() => entry.worker.close().catch(() => undefined))
+      yield* Effect.promise(() => entry.worker.close().catch(() => undefined).then(() => entry.connection.disconnect()))
       yield* Scope.close(entry.scope, Exit.void)
       options.onEvent?.({ type: "stopped", run })
     })

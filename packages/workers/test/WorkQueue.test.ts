@@ -77,7 +77,7 @@ describe("WorkQueue", () => {
         prepare: () => Effect.succeed((data) => data.n === 3 ? Effect.die(new Error("poisoned item")) : Effect.succeed(`ok ${data.n}`))
       }))
       const results = new Map<string, string>()
-      yield* WorkQueue.coordinate({
+      yield* WorkQueue.coordinate<{ n: number }, string>({
         redis: redis.url,
         run,
         spec: {},
