@@ -248,7 +248,7 @@ export interface ServeOptions<In, Out, R> {
   readonly prepare: (run: string, spec: unknown) => Effect.Effect<Handler<In, Out>, unknown, R | Scope.Scope>
   readonly settings?: Settings
   readonly prefix?: string
-  /** How often the set of active runs is read. Default 500 ms. */
+  /** How often the set of active runs is read. Default 200 ms. */
   readonly pollMillis?: number
   /** Called when the worker starts or stops serving a run, or a run fails to prepare. */
   readonly onEvent?: (
@@ -320,7 +320,7 @@ export const serve = Effect.fn("WorkQueue.serve")(function*<In, Out, R>(options:
     })
 
   yield* Effect.addFinalizer(() => Effect.forEach([...served.keys()], stop, { discard: true }))
-  const pollMillis = options.pollMillis ?? 500
+  const pollMillis = options.pollMillis ?? 200
   while (true) {
     const runs = yield* Effect.tryPromise(() => redis.smembers(layout.runs)).pipe(Effect.option)
     if (Option.isSome(runs)) {
