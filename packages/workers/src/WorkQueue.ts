@@ -45,6 +45,8 @@ export interface Keys {
   readonly prefix: string
   /** The set of runs workers should serve. */
   readonly runs: string
+  /** The channel a coordinator publishes on when it registers a run, so workers look at once. */
+  readonly wake: string
   readonly queue: (run: string) => string
   readonly spec: (run: string) => string
   readonly results: (run: string) => string
@@ -55,6 +57,7 @@ export interface Keys {
 export const keys = (prefix = "hasten"): Keys => ({
   prefix,
   runs: `${prefix}:workers:runs`,
+  wake: `${prefix}:workers:wake`,
   // BullMQ queue names may not hold ':'; the fingerprint is hex.
   queue: (run) => `run-${run.slice(0, 40)}`,
   spec: (run) => `${prefix}:workers:run:${run}:spec`,
@@ -153,7 +156,7 @@ export const coordinate = Effect.fn("WorkQueue.coordinate")(function*<In, Out>(o
     Effect.die(new Error(`Redis at ${RedisConnection.redact(options.redis)} failed: ${describe(error)}`))
   const call = <A>(f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: (error) => error }).pipe(Effect.catch(redisFailure))
 
-  yield* call(() => redis.multi().set(layout.spec(run), JSON.stringify(options.spec)).sadd(layout.runs, run).exec())
+  yield* call(() => redis.multi().set(layout.spec(run), JSON.stringify(options.spec)).sadd(layout.runs, run).publish(layout.wake, run).exec())
 
   // Enqueue in chunks; an item with a result is not enqueued, an item with a job is a no-op.
   const pending = new Map<string, WorkItem<In>>()
@@ -320,7 +323,23 @@ export const serve = Effect.fn("WorkQueue.serve")(function*<In, Out, R>(options:
     })
 
   yield* Effect.addFinalizer(() => Effect.forEach([...served.keys()], stop, { discard: true }))
+  // A new run wakes the loop at once (pub/sub); polling catches anything missed.
+  let wake: (() => void) | undefined
+  const subscriber = yield* Effect.acquireRelease(
+    Effect.sync(() => RedisConnection.client(options.redis)),
+    (client) => Effect.sync(() => client.disconnect())
+  )
+  subscriber.on("message", () => wake?.())
+  yield* Effect.tryPromise(() => subscriber.subscribe(layout.wake)).pipe(Effect.ignore)
   const pollMillis = options.pollMillis ?? 200
+  const nap = Effect.callback<void>((resume) => {
+    const timer = setTimeout(() => resume(Effect.void), pollMillis)
+    wake = () => resume(Effect.void)
+    return Effect.sync(() => {
+      clearTimeout(timer)
+      wake = undefined
+    })
+  })
   while (true) {
     const runs = yield* Effect.tryPromise(() => redis.smembers(layout.runs)).pipe(Effect.option)
     if (Option.isSome(runs)) {
@@ -328,7 +347,7 @@ export const serve = Effect.fn("WorkQueue.serve")(function*<In, Out, R>(options:
       for (const run of active) if (!served.has(run)) yield* start(run)
       for (const run of [...served.keys()]) if (!active.has(run)) yield* stop(run)
     }
-    yield* Effect.sleep(pollMillis)
+    yield* nap
   }
 })
 
