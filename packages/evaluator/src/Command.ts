@@ -268,7 +268,7 @@ export const providerLayer = (
  * (`MAX_CONCURRENCY`, `RPS_LIMIT`, `TPM_LIMIT`, `MAX_RETRIES`…), all under `middleware`.
  * @category constructors @since 0.3.0
  */
-export const stacks = (threads: number, middleware: Stack.Middleware) => {
+export const stacks = (threads: number, middleware: Stack.Middleware, rateLimit: RateLimit.Options = {}) => {
   const providers = new Map<string, Layer.Layer<Llm.Llm, unknown>>()
   return (spec: Spec, sequences: number): Layer.Layer<Llm.Llm, unknown> => {
     const key = `${spec.provider}:${spec.model}`
@@ -277,7 +277,7 @@ export const stacks = (threads: number, middleware: Stack.Middleware) => {
       const remote = spec.provider === "openai" || spec.provider === "anthropic" || spec.provider === "replicate"
       layer = Stack.wrap(
         providerLayer(spec, { threads, sequences }),
-        remote ? { ...middleware, rateLimit: RateLimit.layerConfig() } : middleware
+        remote ? { ...middleware, rateLimit: RateLimit.layerConfig(rateLimit) } : middleware
       )
       providers.set(key, layer)
     }

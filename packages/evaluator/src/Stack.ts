@@ -24,6 +24,13 @@ export interface Middleware {
    * Each stack gets its own instance (budgets are per provider and model anyway).
    */
   readonly rateLimit?: Layer.Layer<Llm.Llm, unknown, Llm.Llm>
+  /**
+   * Fleet middleware of a distributed run (e.g. `FleetSingleFlight.layer` from `@hasten/workers`),
+   * placed just under the cache: a miss there is coalesced with identical calls in flight
+   * anywhere in the fleet before it reaches perf-logger, the rate limiter and the provider.
+   * @since 0.3.0
+   */
+  readonly fleet?: Layer.Layer<Llm.Llm, unknown, Llm.Llm>
 }
 
 /**
@@ -36,7 +43,7 @@ export const cacheStore = (
   Cache.layerStore({ store: options?.store ?? "sqlite", path: options?.path ?? ".hasten/cache.db" })
 
 /**
- * Wraps `provider` in the given middleware: cache → perf-logger → rate limit → provider.
+ * Wraps `provider` in the given middleware: cache → fleet → perf-logger → rate limit → provider.
  * @category constructors @since 0.1.0
  */
 export const wrap = (provider: Layer.Layer<Llm.Llm, unknown>, middleware: Middleware = {}): Layer.Layer<Llm.Llm, unknown> => {
@@ -44,6 +51,7 @@ export const wrap = (provider: Layer.Layer<Llm.Llm, unknown>, middleware: Middle
   // the store and the recorder are provided outside it, so every stack shares them.
   let llm: Layer.Layer<Llm.Llm, unknown> = middleware.rateLimit === undefined ? provider : Llm.stack(provider, middleware.rateLimit)
   if (middleware.perf !== undefined) llm = Llm.stack(llm, PerfLogger.layer).pipe(Layer.provide(middleware.perf))
+  if (middleware.fleet !== undefined) llm = Llm.stack(llm, middleware.fleet)
   if (middleware.cache !== undefined) {
     llm = Llm.stack(llm, Cache.layerFromStore(middleware.cacheSettings)).pipe(Layer.provide(middleware.cache))
   }

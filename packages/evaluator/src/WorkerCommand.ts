@@ -8,7 +8,7 @@
  * @since 0.3.0
  */
 import { Boundary } from "@hasten/core"
-import { Cause, ConfigProvider, Effect, Exit, Fiber, Redacted } from "effect"
+import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Redacted } from "effect"
 import * as Command from "./Command.js"
 import { EvaluatorError, UsageError } from "./EvaluatorError.js"
 import * as Stack from "./Stack.js"
@@ -22,6 +22,8 @@ export const usage = `Usage: hasten-eval worker --redis <url> [options]
   --cache <path>          SQLite response cache on this machine (default .hasten/cache.db)
   --no-cache              do not read or write the response cache
   --name <name>           this worker's name in the progress line (default <hostname>:<pid>)
+  --fleet-concurrency <n> upstream calls at once across the whole fleet (default: no fleet-wide cap)
+  --no-single-flight      do not coalesce identical calls in flight across the fleet
   --help
 
 Serves every run started with \`hasten-eval ... --redis <url>\` on that Redis until stopped
@@ -35,6 +37,8 @@ const flags = {
   cache: Boundary.Flag.string(),
   "no-cache": Boundary.Flag.boolean(),
   name: Boundary.Flag.string(),
+  "fleet-concurrency": Boundary.Flag.integer(1),
+  "no-single-flight": Boundary.Flag.boolean(),
   help: Boundary.Flag.boolean({ short: "h" })
 }
 
@@ -70,10 +74,20 @@ export const main = async (
   }
   const concurrency = values.concurrency ?? 4
   const cache = values["no-cache"] === true ? undefined : Stack.cacheStore({ path: values.cache ?? ".hasten/cache.db" })
-  const stackFor = Command.stacks(values.threads ?? 1, cache !== undefined ? { cache } : {})
-  const { RedisConnection } = await import("@hasten/workers")
+  const { FleetConcurrency, FleetSingleFlight, RedisConnection } = await import("@hasten/workers")
   const Distributed = await import("./Distributed.js")
   const url = Redacted.make(redis)
+  // Shared through the fleet's Redis: identical calls in flight anywhere make one upstream
+  // call; remote budgets (rate-limit's Redis store) and, with --fleet-concurrency, calls at once.
+  const fleetConcurrency = values["fleet-concurrency"]
+  const fleet = fleetConcurrency === undefined
+    ? FleetSingleFlight.layer({ redis: url })
+    : FleetSingleFlight.layer({ redis: url }).pipe(Layer.provide(FleetConcurrency.layer({ redis: url, limit: fleetConcurrency })))
+  const stackFor = Command.stacks(
+    values.threads ?? 1,
+    { ...(cache !== undefined ? { cache } : {}), ...(values["no-single-flight"] === true ? {} : { fleet }) },
+    { redis: { url: redis } }
+  )
   const program = Distributed.serve({
     redis: url,
     ...(values.name !== undefined ? { name: values.name } : {}),

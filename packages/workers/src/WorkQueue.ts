@@ -156,7 +156,9 @@ export const coordinate = Effect.fn("WorkQueue.coordinate")(function*<In, Out>(o
     Effect.die(new Error(`Redis at ${RedisConnection.redact(options.redis)} failed: ${describe(error)}`))
   const call = <A>(f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: (error) => error }).pipe(Effect.catch(redisFailure))
 
-  yield* call(() => redis.multi().set(layout.spec(run), JSON.stringify(options.spec)).sadd(layout.runs, run).publish(layout.wake, run).exec())
+  yield* call(() =>
+    redis.multi().set(layout.spec(run), JSON.stringify(options.spec)).sadd(layout.runs, run).publish(layout.wake, run).exec()
+  )
 
   // Enqueue in chunks; an item with a result is not enqueued, an item with a job is a no-op.
   const pending = new Map<string, WorkItem<In>>()
