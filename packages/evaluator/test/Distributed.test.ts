@@ -74,7 +74,7 @@ const launch = (args: ReadonlyArray<string>, environment: NodeJS.ProcessEnv) => 
 const worker = (name: string, sim: Simulator.Instance, concurrency = 4) =>
   launch(["worker", "--redis", redis.url, "--name", name, "--no-cache", "--concurrency", String(concurrency)], env(sim))
 
-const until = async (condition: () => boolean, what: string, timeoutMillis = 30_000) => {
+const until = async (condition: () => boolean, what: string, timeoutMillis = 60_000) => {
   const deadline = Date.now() + timeoutMillis
   while (!condition()) {
     if (Date.now() > deadline) {
@@ -140,7 +140,7 @@ describe("hasten-eval --redis with worker processes", () => {
     } finally {
       await sim.close()
     }
-  }, 60_000)
+  }, 120_000)
 
   it(
     "a worker killed with SIGKILL mid-run: its items finish on the others, no row lost or duplicated, calls re-spent only for its items in flight",
@@ -187,7 +187,7 @@ describe("hasten-eval --redis with worker processes", () => {
       worker("c1", sim, 2)
       const argv = [...args(file, Path.join(dir, "coord-fleet")), "--redis", redis.url]
       const first = launch(argv, env(sim))
-      await until(() => sim.counters().requests >= 4, "the first calls", 20_000)
+      await until(() => sim.counters().requests >= 4, "the first calls")
       assert.isNull(first.child.exitCode, "the first coordinator finished before it could be killed")
       const exited = once(first.child, "exit")
       first.child.kill("SIGKILL")
@@ -201,7 +201,7 @@ describe("hasten-eval --redis with worker processes", () => {
     } finally {
       await sim.close()
     }
-  }, 60_000)
+  }, 120_000)
 
   it("an unreachable Redis ends the run and the worker with one line naming the URL, password redacted", async () => {
     const sim = await Simulator.start({ seed: 8 })
