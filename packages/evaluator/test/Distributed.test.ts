@@ -174,7 +174,7 @@ describe("hasten-eval --redis with worker processes", () => {
         await sim.close()
       }
     },
-    60_000
+    120_000
   )
 
   it("a coordinator killed with SIGKILL and started again resumes collecting: the same report, no item evaluated twice", async () => {
