@@ -7,8 +7,7 @@ export default defineConfig({
     "src/RedisConnection.ts",
     "src/WorkQueue.ts",
     "src/FleetSingleFlight.ts",
-    "src/FleetConcurrency.ts",
-    "src/FleetProgress.ts"
+    "src/FleetConcurrency.ts"
   ],
   format: ["esm"],
   dts: true,

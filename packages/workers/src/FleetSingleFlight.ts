@@ -11,7 +11,7 @@
  */
 import * as CachePayload from "@hasten/cache/CachePayload"
 import { type Completion, type CompletionRequest, Llm, type LlmError, RequestKey } from "@hasten/core"
-import { Deferred, Effect, Exit, Fiber, Layer, Metric, type Scope } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer, Metric } from "effect"
 import type { Redis } from "ioredis"
 import { randomUUID } from "node:crypto"
 import * as RedisConnection from "./RedisConnection.js"
@@ -137,5 +137,3 @@ export const make = Effect.fnUntraced(function*(options: Options) {
  * @category layers @since 0.1.0
  */
 export const layer = (options: Options): Layer.Layer<Llm.Llm, WorkersError, Llm.Llm> => Layer.effect(Llm.Llm, make(options))
-
-export type { Scope }

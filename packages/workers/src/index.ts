@@ -13,7 +13,5 @@ export * as RedisConnection from "./RedisConnection.js"
 export * as FleetSingleFlight from "./FleetSingleFlight.js"
 /** A concurrency limit shared by every process of the fleet. @since 0.1.0 */
 export * as FleetConcurrency from "./FleetConcurrency.js"
-/** One progress line across the fleet: per-worker counts. @since 0.1.0 */
-export * as FleetProgress from "./FleetProgress.js"
 /** The one error of the package and its reasons. @since 0.1.0 */
 export { InvalidOptions, RedisUnreachable, WorkersError } from "./WorkersError.js"
