@@ -347,7 +347,7 @@ export const serve = Effect.fn("WorkQueue.serve")(function*<In, Out, R>(options:
     if (Option.isSome(runs)) {
       const active = new Set(runs.value)
       for (const run of active) if (!served.has(run)) yield* start(run)
-      for (const run of [...served.keys()]) if (!active.has(run)) yield* stop(run)
+      for (const run of served.keys()) if (!active.has(run)) yield* stop(run)
     }
     yield* nap
   }
