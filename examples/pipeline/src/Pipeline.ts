@@ -155,12 +155,13 @@ const defaultModel = (options: PipelineOptions) =>
       ? "meta/meta-llama-3-8b-instruct"
       : "stories260K")
 
-/** Runs the whole pipeline; returns the summary it printed. */
-export const run = (options: PipelineOptions) =>
+/**
+ * The pipeline's stack and request builder for `options`: what `run` uses in one process
+ * and what each worker of a distributed run (`Fleet.ts`) builds for itself.
+ */
+export const makeStack = (options: PipelineOptions) =>
   Effect.gen(function*() {
     const log = options.log
-    const records = yield* readDataset(options.dataset, options.skipBadLines, log)
-    const limited = options.limit !== undefined ? records.slice(0, options.limit) : records
     const model = defaultModel(options)
     let modelPath: string | undefined
     if (options.provider === "local") {
@@ -207,7 +208,6 @@ export const run = (options: PipelineOptions) =>
     if (options.speculative && !local) log("--enable-speculative needs the local provider: ignored")
 
     const maxTokens = options.quick ? 24 : 48
-    const concurrency = options.batching ? "unbounded" as const : 1
     const request = (content: string, extra: Partial<CompletionRequest.CompletionRequestInput> = {}) =>
       CompletionRequest.makeUnsafe({
         model,
@@ -217,6 +217,61 @@ export const run = (options: PipelineOptions) =>
         maxTokens,
         ...extra
       })
+    /** Provides what every stack needs: the perf-logger run, the model pool, the environment. */
+    const provideShared = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      effect.pipe(
+        Effect.provide(PerfLogger.layerRun({ dir: options.logDir, console: false })),
+        Effect.provide(ModelPool.layer()),
+        // Read the environment as it is now (Effect's default provider snapshots it at first use).
+        Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv())
+      )
+    return { model, Stack, speculativeStack, request, provideShared }
+  })
+
+/** The three model stages' prompts for one record. */
+export const prompts = {
+  structure: (instruction: string) => `Describe this security instruction as JSON {risk, audience, urgent}: ${instruction}`,
+  classify: (instruction: string) => `Which security domain (${domains.join(", ")}) does this belong to? ${instruction}`,
+  align: (instruction: string) => `Instruction: ${instruction}\nResponse:`
+}
+
+/** The structure stage's request options: JSON schema output, or a longer budget under speculative decoding. */
+export const structureExtra = (speculative: boolean): Partial<CompletionRequest.CompletionRequestInput> =>
+  speculative
+    ? { maxTokens: 64 }
+    : { maxTokens: 128, responseFormat: { type: "json", name: "structure", schema: structureSchema as never } }
+
+/** The classify stage's request options: the domain as an enum the grammar enforces. */
+export const classifyExtra: Partial<CompletionRequest.CompletionRequestInput> = {
+  maxTokens: 64,
+  responseFormat: { type: "json", name: "domain", schema: classifySchema as never }
+}
+
+/** An output row from a record and its three completions (`undefined` where a call failed). */
+export const outputRow = (
+  record: InputRecord,
+  structured: Completion.Completion | undefined,
+  classified: Completion.Completion | undefined,
+  aligned: Completion.Completion | undefined
+) => {
+  const domain = classified !== undefined ? parseJson(classified.text)?.domain : undefined
+  return {
+    id: record.id,
+    instruction: record.instruction,
+    structure: (structured !== undefined ? parseJson(structured.text) : undefined) ?? null,
+    domain: typeof domain === "string" ? domain : null,
+    response: aligned?.text.trim() ?? null
+  }
+}
+
+/** Runs the whole pipeline; returns the summary it printed. */
+export const run = (options: PipelineOptions) =>
+  Effect.gen(function*() {
+    const log = options.log
+    const records = yield* readDataset(options.dataset, options.skipBadLines, log)
+    const limited = options.limit !== undefined ? records.slice(0, options.limit) : records
+    const { Stack, provideShared, request, speculativeStack } = yield* makeStack(options)
+    const concurrency = options.batching ? "unbounded" as const : 1
 
     const program = Effect.gen(function*() {
       const upstreamOf = (completions: ReadonlyArray<Completion.Completion | undefined>) =>
@@ -285,39 +340,24 @@ export const run = (options: PipelineOptions) =>
       const structured = yield* stage("structure", kept, (record) =>
         Llm.complete(
           request(
-            `Describe this security instruction as JSON {risk, audience, urgent}: ${record.instruction}`,
-            speculativeLlm !== undefined
-              ? { maxTokens: 64 }
-              : { maxTokens: 128, responseFormat: { type: "json", name: "structure", schema: structureSchema as never } }
+            prompts.structure(record.instruction),
+            structureExtra(speculativeLlm !== undefined)
           )
         ), speculativeLlm)
       // 3. classify (domain, an enum the grammar enforces)
       const classified = yield* stage("classify", kept, (record) =>
-        Llm.complete(request(`Which security domain (${domains.join(", ")}) does this belong to? ${record.instruction}`, {
-          maxTokens: 64,
-          responseFormat: { type: "json", name: "domain", schema: classifySchema as never }
-        })))
+        Llm.complete(request(prompts.classify(record.instruction), classifyExtra)))
       // 4. align (a short response to the instruction)
       const aligned = yield* stage("align", kept, (record) =>
-        Llm.complete(request(`Instruction: ${record.instruction}\nResponse:`)))
+        Llm.complete(request(prompts.align(record.instruction))))
 
-      const output = kept.map((record, index) => {
-        const structure = structured[index] !== undefined ? parseJson(structured[index]!.text) : undefined
-        const domain = classified[index] !== undefined ? parseJson(classified[index]!.text)?.domain : undefined
-        return {
-          id: record.id,
-          instruction: record.instruction,
-          structure: structure ?? null,
-          domain: typeof domain === "string" ? domain : null,
-          response: aligned[index]?.text.trim() ?? null
-        }
-      })
+      const output = kept.map((record, index) =>
+        outputRow(record, structured[index], classified[index], aligned[index])
+      )
       Fs.mkdirSync(Path.dirname(Path.resolve(options.out)), { recursive: true })
       Fs.writeFileSync(
         options.out,
-        output.map((row) =>
-          JSON.stringify(row)
-        ).join("\n") + "\n"
+        output.map((row) => JSON.stringify(row)).join("\n") + "\n"
       )
       const invalidStructure = output.filter((row) => structured[output.indexOf(row)] !== undefined && row.structure === null).length
 
@@ -349,12 +389,7 @@ export const run = (options: PipelineOptions) =>
       if (recorder.runDir !== undefined) log(`report: ${Path.join(recorder.runDir, "report.html")}`)
       return { stats, calls, cached, upstream, errors, output, runDir: recorder.runDir }
     })
-    return yield* program.pipe(
-      Effect.provide(Stack),
-      Effect.provide(PerfLogger.layerRun({ dir: options.logDir, console: false })),
-      Effect.provide(ModelPool.layer()),
-      // Read the environment as it is now (Effect's default provider snapshots it at first use).
-      Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv()),
+    return yield* provideShared(program.pipe(Effect.provide(Stack))).pipe(
       Effect.mapError((error) => error instanceof PipelineError ? error : new PipelineError({ message: messageOf(error) }))
     )
   })

@@ -4,7 +4,7 @@
  * batching, caching, rate limits and metrics. Run with --help for the options.
  */
 import { Boundary } from "@hasten/core"
-import { Cause, Effect, Exit } from "effect"
+import { Cause, Effect, Exit, Fiber } from "effect"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import type { PipelineOptions } from "./Pipeline.js"
@@ -41,10 +41,13 @@ Usage: hasten-pipeline [options]
   --out <file>            output JSONL (default .hasten/pipeline-output.jsonl)
   --log-dir <dir>         performance logs folder (default performance_logs)
   --skip-bad-lines        skip malformed dataset lines instead of stopping
+  --redis <url>           run the model stages on the workers of this Redis (default: HASTEN_REDIS_URL; none: one process)
+  --worker                be a worker: serve every pipeline run on --redis until Ctrl-C (uses --provider/--cache-path/--batch-size here)
+  --concurrency <n>       records a worker runs at once (default 8)
   -h, --help              this text
 
 Environment: HASTEN_MODEL, OPENAI_API_KEY, OPENAI_BASE_URL, ANTHROPIC_API_KEY, REPLICATE_API_TOKEN,
-MAX_CONCURRENCY, RPS_LIMIT, TPM_LIMIT, MAX_RETRIES, RETRIES_ENABLED (remote providers).`
+MAX_CONCURRENCY, RPS_LIMIT, TPM_LIMIT, MAX_RETRIES, RETRIES_ENABLED (remote providers), HASTEN_REDIS_URL.`
 
 const fail = (message: string): never => {
   console.error(`error: ${message}`)
@@ -68,6 +71,9 @@ const flags = Boundary.parseFlags(process.argv.slice(2), {
   out: Boundary.Flag.string(),
   "log-dir": Boundary.Flag.string(),
   "skip-bad-lines": Boundary.Flag.boolean(),
+  redis: Boundary.Flag.string(),
+  worker: Boundary.Flag.boolean(),
+  concurrency: Boundary.Flag.integer(1),
   help: Boundary.Flag.boolean({ short: "h" })
 })
 if (flags._tag === "Failure") fail(`${flags.problem.message}\n\n${usage}`)
@@ -97,6 +103,30 @@ const options: PipelineOptions = {
   logDir: parsed["log-dir"] ?? "performance_logs",
   skipBadLines: parsed["skip-bad-lines"] === true,
   log: (line) => console.log(line)
+}
+
+const redis = parsed.redis ?? (process.env.HASTEN_REDIS_URL || undefined)
+if (parsed.worker === true) {
+  if (redis === undefined) fail("--worker needs --redis <url> (or HASTEN_REDIS_URL)")
+  const { serveWorker } = await import("./Fleet.js")
+  console.log(`hasten pipeline worker: serving pipeline runs (Ctrl-C to stop)`)
+  const fiber = Effect.runFork(Effect.scoped(serveWorker(options, redis!, parsed.concurrency ?? 8)))
+  const stop = () => Effect.runFork(Fiber.interrupt(fiber))
+  process.once("SIGINT", stop)
+  process.once("SIGTERM", stop)
+  const exit = await Effect.runPromise(Fiber.await(fiber))
+  if (Exit.isFailure(exit) && !Cause.hasInterruptsOnly(exit.cause)) {
+    fail(String((Cause.squash(exit.cause) as { message?: unknown }).message))
+  }
+  process.exit(0)
+}
+if (redis !== undefined) {
+  const { runDistributed } = await import("./Fleet.js")
+  const started = performance.now()
+  const exit = await Effect.runPromiseExit(runDistributed(options, redis))
+  if (Exit.isFailure(exit)) fail(String((Cause.squash(exit.cause) as { message?: unknown }).message))
+  console.log(`done in ${((performance.now() - started) / 1000).toFixed(1)} s`)
+  process.exit(0)
 }
 
 console.log(`hasten pipeline: ${Path.relative(process.cwd(), options.dataset) || options.dataset} → filter → structure → classify → align`)
