@@ -262,6 +262,8 @@ export const providerLayer = (
       )
   }))
 
+const withoutFleet = ({ fleet: _fleet, ...rest }: Stack.Middleware): Stack.Middleware => rest
+
 /**
  * Builds candidate and judge stacks from specs: one provider layer per model (adapters
  * share it, so a local model loads once), remote ones under the rate limiter
@@ -277,7 +279,9 @@ export const stacks = (threads: number, middleware: Stack.Middleware, rateLimit:
       const remote = spec.provider === "openai" || spec.provider === "anthropic" || spec.provider === "replicate"
       layer = Stack.wrap(
         providerLayer(spec, { threads, sequences }),
-        remote ? { ...middleware, rateLimit: RateLimit.layerConfig(rateLimit) } : middleware
+        // Fleet middleware (a distributed run's single-flight) pays Redis round trips per call:
+        // worth it for remote calls only.
+        remote ? { ...middleware, rateLimit: RateLimit.layerConfig(rateLimit) } : withoutFleet(middleware)
       )
       providers.set(key, layer)
     }

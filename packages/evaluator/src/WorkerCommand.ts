@@ -22,8 +22,8 @@ export const usage = `Usage: hasten-eval worker --redis <url> [options]
   --cache <path>          SQLite response cache on this machine (default .hasten/cache.db)
   --no-cache              do not read or write the response cache
   --name <name>           this worker's name in the progress line (default <hostname>:<pid>)
-  --fleet-concurrency <n> upstream calls at once across the whole fleet (default: no fleet-wide cap)
-  --no-single-flight      do not coalesce identical calls in flight across the fleet
+  --fleet-concurrency <n> remote calls at once across the whole fleet (default: no fleet-wide cap)
+  --no-single-flight      do not coalesce identical remote calls in flight across the fleet
   --help
 
 Serves every run started with \`hasten-eval ... --redis <url>\` on that Redis until stopped
