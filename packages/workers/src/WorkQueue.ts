@@ -10,7 +10,7 @@
  * @since 0.1.0
  */
 import { Queue, Worker } from "bullmq"
-import { Effect, Exit, Option, Scope } from "effect"
+import { Clock, Effect, Exit, Option, Scope } from "effect"
 import { createHash } from "node:crypto"
 import { hostname } from "node:os"
 import * as RedisConnection from "./RedisConnection.js"
@@ -280,6 +280,7 @@ export const serve = Effect.fn("WorkQueue.serve")(function*<In, Out, R>(options:
     { readonly worker: Worker; readonly scope: Scope.Closeable; readonly connection: { disconnect(): void } }
   >()
 
+  const retryAt = new Map<string, number>()
   const start = (run: string) =>
     Effect.gen(function*() {
       const specText = yield* Effect.promise(() => redis.get(layout.spec(run)))
@@ -288,6 +289,8 @@ export const serve = Effect.fn("WorkQueue.serve")(function*<In, Out, R>(options:
       const handler = yield* options.prepare(run, JSON.parse(specText)).pipe(Scope.provide(scope), Effect.exit)
       if (Exit.isFailure(handler)) {
         yield* Scope.close(scope, Exit.void)
+        // Try this run again in 10 s, not on every poll.
+        retryAt.set(run, (yield* Clock.currentTimeMillis) + 10_000)
         options.onEvent?.({ type: "prepare-failed", run, detail: String(handler.cause) })
         return
       }
@@ -346,7 +349,8 @@ export const serve = Effect.fn("WorkQueue.serve")(function*<In, Out, R>(options:
     const runs = yield* Effect.tryPromise(() => redis.smembers(layout.runs)).pipe(Effect.option)
     if (Option.isSome(runs)) {
       const active = new Set(runs.value)
-      for (const run of active) if (!served.has(run)) yield* start(run)
+      const now = yield* Clock.currentTimeMillis
+      for (const run of active) if (!served.has(run) && (retryAt.get(run) ?? 0) <= now) yield* start(run)
       for (const run of served.keys()) if (!active.has(run)) yield* stop(run)
     }
     yield* nap
