@@ -38,6 +38,7 @@ export const make = Effect.fnUntraced(function*(loaded: LoadedModel, prepare: Pr
   const { LlamaCompletion } = yield* Effect.promise(() => import("node-llama-cpp"))
   const contextFor = LoraAdapter.make(loaded)
   const defaultTemperature = loaded.options.defaultTemperature ?? 0.8
+  const modelMemory = { model: id, ...loaded.memory }
   let generatedTokens = 0
 
   /**
@@ -101,7 +102,7 @@ export const make = Effect.fnUntraced(function*(loaded: LoadedModel, prepare: Pr
       provider,
       timing: firstToken === undefined ? { start, end } : { start, firstToken, end },
       // how long the request waited for a free sequence (perf-logger reads it)
-      facts: { queueWaitMillis: result.queueWaitMillis }
+      facts: { queueWaitMillis: result.queueWaitMillis, modelMemory }
     })
   })
 
@@ -119,7 +120,7 @@ export const make = Effect.fnUntraced(function*(loaded: LoadedModel, prepare: Pr
                 finishReason: finishReasonOf(result.stopReason),
                 usage: { inputTokens: result.prepared.inputTokens, outputTokens: result.outputTokens },
                 model: request.model.length > 0 ? request.model : id,
-                facts: { queueWaitMillis: result.queueWaitMillis }
+                facts: { queueWaitMillis: result.queueWaitMillis, modelMemory }
               })
             )
             Queue.endUnsafe(queue)
