@@ -279,7 +279,8 @@ export const make = <E = never, R = never>(
           decoding++
           return free.pop()!
         }),
-        use,
+        // requests started together all count before the first chooses its γ
+        (slot) => Effect.andThen(Effect.yieldNow, use(slot)),
         (slot) =>
           Effect.sync(() => {
             decoding--
