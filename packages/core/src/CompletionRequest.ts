@@ -132,6 +132,14 @@ const decodeSync = Schema.decodeUnknownExit(CompletionRequest)
 const noContent = (request: CompletionRequest): boolean =>
   request.messages.length === 0 && (request.prompt === undefined || request.prompt.length === 0)
 
+/** What is wrong with a request's combination of fields, if anything. */
+const problemOf = (request: CompletionRequest): string | undefined =>
+  noContent(request)
+    ? "a request needs messages or a prompt"
+    : request.topLogprobs !== undefined && request.logprobs !== true
+    ? "topLogprobs needs logprobs: true"
+    : undefined
+
 /**
  * Validates a plain object into a `CompletionRequest`, failing with a message that
  * names the offending field.
@@ -140,11 +148,10 @@ const noContent = (request: CompletionRequest): boolean =>
 export const make = (input: CompletionRequestInput): Effect.Effect<CompletionRequest, InvalidCompletionRequest> =>
   decode(input).pipe(
     Effect.mapError((error) => new InvalidCompletionRequest({ message: String(error.message ?? error) })),
-    Effect.flatMap((request) =>
-      noContent(request)
-        ? Effect.fail(new InvalidCompletionRequest({ message: "a request needs messages or a prompt" }))
-        : Effect.succeed(request)
-    )
+    Effect.flatMap((request) => {
+      const problem = problemOf(request)
+      return problem !== undefined ? Effect.fail(new InvalidCompletionRequest({ message: problem })) : Effect.succeed(request)
+    })
   )
 
 /**
@@ -159,7 +166,8 @@ export const makeUnsafe = (input: CompletionRequestInput): CompletionRequest => 
     const error = Cause.squash(exit.cause) as { readonly message?: unknown }
     throw new InvalidCompletionRequest({ message: String(error.message ?? error) })
   }
-  if (noContent(exit.value)) throw new InvalidCompletionRequest({ message: "a request needs messages or a prompt" })
+  const problem = problemOf(exit.value)
+  if (problem !== undefined) throw new InvalidCompletionRequest({ message: problem })
   return exit.value
 }
 

@@ -83,7 +83,7 @@ export const check = (provider: string, support: FieldSupport, request: Completi
 
 /**
  * The members a request's `param` fields put on a wire body: `{ [rule.name]: value }` for
- * every set field whose rule is `param` (`logprobs: false` included as set).
+ * every set field whose rule is `param`; an empty array (`stop: []`) counts as unset.
  * @category utils @since 0.3.0
  */
 export const params = (support: FieldSupport, request: CompletionRequest): Record<string, unknown> => {
@@ -92,7 +92,8 @@ export const params = (support: FieldSupport, request: CompletionRequest): Recor
     const rule = support[field as Field]
     if (rule._tag !== "param") continue
     const value = (request as unknown as Record<string, unknown>)[field]
-    if (value !== undefined) out[rule.name] = Array.isArray(value) ? [...value] : value
+    if (value === undefined || (Array.isArray(value) && value.length === 0)) continue
+    out[rule.name] = Array.isArray(value) ? [...value] : value
   }
   return out
 }

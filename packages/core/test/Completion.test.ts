@@ -112,6 +112,17 @@ describe("CompletionRequest", () => {
       assert.match(error.message, /messages or a prompt/)
     }))
 
+  it.effect("rejects topLogprobs without logprobs: true, and more than 20", () =>
+    Effect.gen(function*() {
+      const messages = [{ role: "user" as const, content: "x" }]
+      const alone = yield* Effect.flip(CompletionRequest.make({ model: "m", messages, topLogprobs: 2 }))
+      assert.match(alone.message, /topLogprobs needs logprobs: true/)
+      assert.throws(() => CompletionRequest.makeUnsafe({ model: "m", messages, logprobs: false, topLogprobs: 2 }), /topLogprobs/)
+      const many = yield* Effect.flip(CompletionRequest.make({ model: "m", messages, logprobs: true, topLogprobs: 21 }))
+      assert.match(many.message, /topLogprobs/)
+      assert.strictEqual(CompletionRequest.makeUnsafe({ model: "m", messages, logprobs: true, topLogprobs: 20 }).topLogprobs, 20)
+    }))
+
   it.effect("rejects out-of-range sampling fields, naming the field", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(CompletionRequest.make({ model: "m", messages: [{ role: "user", content: "x" }], topP: 2 }))
