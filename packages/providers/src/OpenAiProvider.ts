@@ -47,7 +47,13 @@ const overflow = FieldSupport.refused(
  * @category utils @since 0.3.0
  */
 export const fieldSupport = (compat: Compat = "openai"): FieldSupport.FieldSupport => {
-  const server = compat === "openai" ? "OpenAI's API" : compat === "ollama" ? "Ollama's OpenAI-compatible API" : compat
+  const server = compat === "openai"
+    ? "OpenAI's API"
+    : compat === "ollama"
+    ? "Ollama's OpenAI-compatible API (`/v1`)"
+    : compat === "vllm"
+    ? "vLLM"
+    : "llama-server"
   return {
     model: FieldSupport.mapped("`model`"),
     messages: FieldSupport.mapped("`messages`"),
@@ -57,7 +63,7 @@ export const fieldSupport = (compat: Compat = "openai"): FieldSupport.FieldSuppo
     topP: FieldSupport.param("top_p"),
     topK: compat === "vllm" || compat === "llama.cpp"
       ? FieldSupport.param("top_k")
-      : FieldSupport.refused(`${server} has no top-k sampling parameter`),
+      : FieldSupport.refused(`${server} takes no top-k parameter`),
     seed: FieldSupport.param("seed"),
     stop: FieldSupport.param("stop"),
     adapter: compat === "vllm"
@@ -72,12 +78,12 @@ export const fieldSupport = (compat: Compat = "openai"): FieldSupport.FieldSuppo
       ? FieldSupport.param("repetition_penalty")
       : compat === "llama.cpp"
       ? FieldSupport.param("repeat_penalty")
-      : FieldSupport.refused(`${server} has no repeat penalty: use frequencyPenalty or presencePenalty`),
+      : FieldSupport.refused(`${server} takes no repeat penalty: use frequencyPenalty or presencePenalty`),
     frequencyPenalty: FieldSupport.param("frequency_penalty"),
     presencePenalty: FieldSupport.param("presence_penalty"),
     penaltyWindow: compat === "llama.cpp"
       ? FieldSupport.param("repeat_last_n")
-      : FieldSupport.refused(`${server} has no penalty window: its penalties look at the whole output`),
+      : FieldSupport.refused(`${server} takes no penalty window: its penalties look at the whole output`),
     logprobs: FieldSupport.mapped("`logprobs` (chat), `logprobs: n` (`/v1/completions`)"),
     topLogprobs: FieldSupport.mapped("`top_logprobs` (chat), `logprobs: n` (`/v1/completions`, at most 5)"),
     contextOverflow: overflow,
