@@ -37,7 +37,7 @@ describe("FieldSupport", () => {
     assert.isUndefined(FieldSupport.firstRefusal("acme", support, request({ logprobs: false })))
     assert.strictEqual(FieldSupport.firstRefusal("acme", support, request({ contextOverflow: "shift" }))?.reason._tag, "InvalidRequest")
     assert.strictEqual(
-      (FieldSupport.firstRefusal("acme", support, request({ logprobs: true }))?.reason as LlmError.InvalidRequest).field,
+      (FieldSupport.firstRefusal("acme", support, request({ logprobs: true }))?.reason as LlmError.InvalidRequest | undefined)?.field,
       "logprobs"
     )
   })

@@ -114,7 +114,8 @@ describe("no silent drops", () => {
     for (const wire of wires) {
       assert.isUndefined(wire.refusal(CompletionRequest.makeUnsafe({ ...user, contextOverflow: "error" })), wire.name)
       assert.strictEqual(
-        (wire.refusal(CompletionRequest.makeUnsafe({ ...user, contextOverflow: "shift" }))?.reason as LlmError.InvalidRequest).field,
+        (wire.refusal(CompletionRequest.makeUnsafe({ ...user, contextOverflow: "shift" }))?.reason as LlmError.InvalidRequest | undefined)
+          ?.field,
         "contextOverflow"
       )
     }
