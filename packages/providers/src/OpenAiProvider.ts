@@ -373,10 +373,7 @@ export const make = (options: Options = {}): { readonly llm: Llm.LlmService; rea
   /** A completion that was asked for logprobs and came back without them: the endpoint ignored the field. */
   const ensureLogprobs = (request: CompletionRequest.CompletionRequest, completion: Completion.Completion) =>
     request.logprobs === true && completion.logprobs === undefined && completion.text.length > 0
-      ? Effect.fail(LlmError.make(
-        name,
-        new LlmError.BadResponse({ description: "the request asked for logprobs and the endpoint returned none" })
-      ))
+      ? missingLogprobs(name)
       : Effect.succeed(completion)
 
   const complete = Effect.fn("OpenAi.complete")(function*(request: CompletionRequest.CompletionRequest) {
@@ -425,12 +422,22 @@ export const make = (options: Options = {}): { readonly llm: Llm.LlmService; rea
       })
       const rateLimit = RateLimitHeaders.parse(response.headers, yield* Remote.now)
       let first = true
-      return Stream.fromAsyncIterable(data, catchError).pipe(
+      let sawText = false
+      let sawLogprobs = false
+      const chunks = Stream.fromAsyncIterable(data, catchError).pipe(
         Stream.map((chunk) => {
           const out = toChunk(chunk, first ? rateLimit : undefined)
           first = false
+          if (out.text.length > 0) sawText = true
+          if (out.logprobs !== undefined) sawLogprobs = true
           return out
         })
+      )
+      if (request.logprobs !== true) return chunks
+      // as in `complete`: an endpoint that ignored `logprobs` fails instead of dropping them
+      return Stream.concat(
+        chunks,
+        Stream.fromEffect(Effect.suspend(() => sawText && !sawLogprobs ? missingLogprobs(name) : Effect.void)).pipe(Stream.drain)
       )
     }))
 
@@ -473,6 +480,12 @@ const abortOnRelease: Effect.Effect<AbortController, never, Scope.Scope> = Effec
   Effect.sync(() => new AbortController()),
   (controller) => Effect.sync(() => controller.abort())
 )
+
+const missingLogprobs = (name: string) =>
+  Effect.fail(LlmError.make(
+    name,
+    new LlmError.BadResponse({ description: "the request asked for logprobs and the endpoint returned none" })
+  ))
 
 const badShape = (name: string, data: unknown) =>
   Effect.fail(LlmError.make(

@@ -212,19 +212,43 @@ describe("OpenAI logprobs (official openai SDK, simulator)", () => {
 
   it.live("an endpoint that ignores logprobs fails with BadResponse instead of a completion without them", () =>
     Effect.gen(function*() {
+      const sse = [
+        {
+          id: "x",
+          object: "chat.completion.chunk",
+          created: 0,
+          model: "m",
+          choices: [{ index: 0, delta: { content: "hi" }, logprobs: null, finish_reason: null }]
+        },
+        {
+          id: "x",
+          object: "chat.completion.chunk",
+          created: 0,
+          model: "m",
+          choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: "stop" }]
+        }
+      ].map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`).join("") + "data: [DONE]\n\n"
       const server = yield* Effect.acquireRelease(
         Effect.promise(() =>
-          startScripted(() => ({
-            status: 200,
-            body: {
-              id: "x",
-              object: "chat.completion",
-              created: 0,
-              model: "m",
-              choices: [{ index: 0, message: { role: "assistant", content: "hi" }, logprobs: null, finish_reason: "stop" }],
-              usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 }
-            }
-          }))
+          startScripted((request) =>
+            JSON.parse(request.body).stream === true ?
+              {
+                status: 200,
+                raw: sse,
+                headers: { "content-type": "text/event-stream" }
+              } :
+              ({
+                status: 200,
+                body: {
+                  id: "x",
+                  object: "chat.completion",
+                  created: 0,
+                  model: "m",
+                  choices: [{ index: 0, message: { role: "assistant", content: "hi" }, logprobs: null, finish_reason: "stop" }],
+                  usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 }
+                }
+              })
+          )
         ),
         (server) => Effect.promise(() => server.close())
       )
@@ -232,6 +256,11 @@ describe("OpenAI logprobs (official openai SDK, simulator)", () => {
       const error = yield* Effect.flip(llm.complete(ask({ logprobs: true })))
       assert.strictEqual(error.reason._tag, "BadResponse")
       assert.match(error.message, /logprobs/)
+      const streamed = yield* Effect.flip(Stream.runCollect(llm.stream(ask({ logprobs: true }))))
+      assert.strictEqual(streamed.reason._tag, "BadResponse")
+      // without logprobs asked, the same stream is fine
+      const text = Array.from(yield* Stream.runCollect(llm.stream(ask({})))).map((chunk) => chunk.text).join("")
+      assert.strictEqual(text, "hi")
     }).pipe(Effect.scoped))
 })
 
