@@ -6,12 +6,13 @@
  * logprobs, Anthropic's JSON through a forced tool, Replicate's model input schemas.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Completion, CompletionRequest, FieldSupport, LlmError } from "@hasten/core"
+import { Completion, CompletionRequest, FieldSupport, Llm, LlmError } from "@hasten/core"
 import { Anthropic } from "@hasten/providers/anthropic"
 import { OpenAi } from "@hasten/providers/openai"
 import { Replicate } from "@hasten/providers/replicate"
+import { Router } from "@hasten/providers/router"
 import { Simulator } from "@hasten/testkit"
-import { Effect, Redacted, Stream } from "effect"
+import { Context, Effect, Layer, Redacted, Stream } from "effect"
 import { startScripted } from "./remote-support.js"
 
 type Input = CompletionRequest.CompletionRequestInput
@@ -346,4 +347,22 @@ describe("endpoint identity", () => {
     assert.strictEqual(Anthropic.make({ apiKey: Redacted.make("k") }).endpoint, "https://api.anthropic.com")
     assert.strictEqual(Replicate.make({ apiToken: Redacted.make("k") }).endpoint, "https://api.replicate.com/v1")
   })
+})
+
+describe("a router's endpoint identity", () => {
+  it.effect("names the endpoints it routes over, so two routers over different servers key apart", () =>
+    Effect.gen(function*() {
+      const gpu = (port: number) => ({
+        name: `gpu-${port}`,
+        layer: OpenAi.layer({ baseURL: `http://127.0.0.1:${port}/v1`, name: "vllm" })
+      })
+      const over = (first: number, second: number) =>
+        Effect.map(
+          Effect.scoped(Layer.build(Router.layer({ endpoints: [gpu(first), gpu(second)] }))),
+          (context) => Context.get(context, Llm.Llm).endpoint
+        )
+      const a = yield* over(8001, 8002)
+      assert.strictEqual(a, "router:http://127.0.0.1:8001/v1,http://127.0.0.1:8002/v1")
+      assert.notStrictEqual(yield* over(8003, 8004), a)
+    }))
 })
