@@ -59,7 +59,8 @@ export const keyFields = (request: CompletionRequest): Record<string, unknown> =
   frequencyPenalty: request.frequencyPenalty,
   presencePenalty: request.presencePenalty,
   penaltyWindow: request.penaltyWindow,
-  logprobs: request.logprobs,
+  // `logprobs: false` asks for the same output as no `logprobs`
+  logprobs: request.logprobs === true ? true : undefined,
   topLogprobs: request.topLogprobs,
   contextOverflow: request.contextOverflow,
   providerOptions: request.providerOptions,
@@ -87,7 +88,7 @@ export const keyText = (request: CompletionRequest, options: KeyOptions): string
   field("adapter", request.adapter === undefined ? undefined : json(request.adapter))
   field("contextOverflow", request.contextOverflow === undefined ? undefined : json(request.contextOverflow))
   field("frequencyPenalty", number(request.frequencyPenalty))
-  field("logprobs", request.logprobs === undefined ? undefined : String(request.logprobs))
+  field("logprobs", request.logprobs === true ? "true" : undefined)
   field("maxTokens", number(request.maxTokens))
   let messages = "["
   for (let i = 0; i < request.messages.length; i++) {

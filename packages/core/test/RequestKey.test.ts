@@ -41,7 +41,6 @@ describe("RequestKey", () => {
       { ...base, presencePenalty: 0.5 },
       { ...base, penaltyWindow: 64 },
       { ...base, logprobs: true },
-      { ...base, logprobs: false },
       { ...base, logprobs: true, topLogprobs: 3 },
       { ...base, contextOverflow: "truncate" },
       { ...base, contextOverflow: "shift" },
@@ -71,6 +70,10 @@ describe("RequestKey", () => {
     assert.isTrue(RequestKey.isDeterministic(CompletionRequest.makeUnsafe({ ...rest, seed: 3 })))
     assert.isFalse(RequestKey.isDeterministic(CompletionRequest.makeUnsafe(rest)))
     assert.isFalse(RequestKey.isDeterministic(CompletionRequest.makeUnsafe({ ...base, temperature: 0.7 })))
+  })
+
+  it("treats logprobs: false as no logprobs", () => {
+    assert.strictEqual(key({ ...base, logprobs: false }), key(base))
   })
 
   it("covers every request field", () => {
