@@ -15,8 +15,17 @@ export interface Options extends ResolveOptions {
   readonly id?: string | undefined
   /** Tokens per sequence. Default: min(2048, the model's training context). */
   readonly contextSize?: number | undefined
-  /** Parallel sequences (concurrent requests without queueing). Default 1. */
-  readonly sequences?: number | undefined
+  /**
+   * Parallel sequences (concurrent requests without queueing). Default 1. `"auto"`: as many
+   * as `memoryFraction` of free memory holds, at what one sequence costs this model (its KV
+   * cache — bytes per token from the GGUF's attention shape × `contextSize` — plus what
+   * node-llama-cpp estimates one more sequence adds), within `[1, maxSequences]`.
+   */
+  readonly sequences?: number | "auto" | undefined
+  /** The most sequences `sequences: "auto"` picks. Default 16. */
+  readonly maxSequences?: number | undefined
+  /** The fraction of free memory `sequences: "auto"` may fill. Default 0.5. */
+  readonly memoryFraction?: number | undefined
   /** CPU threads. Default 1 (tiny models run far faster on one thread). */
   readonly threads?: number | undefined
   /** Offload to a GPU when one is usable. Default false (the prebuilt CPU binary). */

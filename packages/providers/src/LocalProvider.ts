@@ -70,7 +70,12 @@ export const make: (
       trainContextSize: model.trainContextSize,
       vocabularySize,
       hasChatTemplate,
-      generatedTokens: llm.generatedTokens()
+      generatedTokens: llm.generatedTokens(),
+      memory: {
+        weightsBytes: loaded.memory.weightsBytes,
+        kvCacheBytes: loaded.memory.kvCacheBytes,
+        computeBytes: loaded.memory.computeBytes
+      }
     })),
     countPromptTokens: (request) => Effect.map(prepare(request, Number.MAX_SAFE_INTEGER), (prepared) => prepared.inputTokens)
   }

@@ -42,6 +42,12 @@ export interface Options {
   readonly timeout?: Duration.Input | undefined
   /** A custom `fetch`. */
   readonly fetch?: typeof globalThis.fetch | undefined
+  /**
+   * How the rate limiter counts calls to this endpoint (default `RateLimitPolicy.replicate`:
+   * Replicate's documented 600 predictions created per minute, no token budget). Declare
+   * another for a proxy with its own limits, or a simulator with scaled windows.
+   */
+  readonly rateLimitPolicy?: RateLimitPolicy.RateLimitPolicy | undefined
 }
 
 /** Which max-token input a model family takes. @category utils @since 0.1.0 */
@@ -619,7 +625,7 @@ export const make = (options: Options): ReplicateLlm => {
     name: providerName,
     complete,
     stream,
-    rateLimitPolicy: RateLimitPolicy.replicate,
+    rateLimitPolicy: options.rateLimitPolicy ?? RateLimitPolicy.replicate,
     endpoint: (options.baseUrl ?? "https://api.replicate.com/v1").replace(/\/+$/, ""),
     pendingCancellations: () => Promise.allSettled(pending).then(() => undefined)
   }

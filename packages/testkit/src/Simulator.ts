@@ -31,6 +31,7 @@ export type {
   FaultOptions,
   LatencyOptions,
   LimitOptions,
+  ReplicateOptions,
   Responder,
   ResponderMessage,
   ResponderRequest,

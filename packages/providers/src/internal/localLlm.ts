@@ -97,6 +97,7 @@ export const make = Effect.fnUntraced(function*(loaded: LoadedModel, prepare: Pr
   const { LlamaCompletion } = yield* Effect.promise(() => import("node-llama-cpp"))
   const contextFor = LoraAdapter.make(loaded)
   const defaultTemperature = loaded.options.defaultTemperature ?? 0.8
+  const modelMemory = { model: id, ...loaded.memory }
   let generatedCount = 0
 
   /**
@@ -201,7 +202,7 @@ export const make = Effect.fnUntraced(function*(loaded: LoadedModel, prepare: Pr
       provider,
       timing: firstToken === undefined ? { start, end } : { start, firstToken, end },
       // how long the request waited for a free sequence (perf-logger reads it)
-      facts: factsOf(result),
+      facts: { ...factsOf(result), modelMemory },
       ...(result.logprobs !== undefined ? { logprobs: result.logprobs } : {})
     })
   })
@@ -220,7 +221,7 @@ export const make = Effect.fnUntraced(function*(loaded: LoadedModel, prepare: Pr
                 finishReason: finishReasonOf(result.stopReason),
                 usage: { inputTokens: result.prepared.inputTokens, outputTokens: result.outputTokens },
                 model: request.model.length > 0 ? request.model : id,
-                facts: factsOf(result),
+                facts: { ...factsOf(result), modelMemory },
                 // computed once the output is known: all on the last chunk
                 ...(result.logprobs !== undefined ? { logprobs: result.logprobs } : {})
               })

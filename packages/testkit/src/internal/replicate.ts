@@ -2,6 +2,9 @@
  * The simulated Replicate predictions API: create (version, model and deployment forms),
  * get, cancel, list, `Prefer: wait`, and an SSE stream URL with `output` and `done` events.
  * LLM output is an array of string tokens, as Replicate's language models return it.
+ * Cold starts (`replicate.coldStartMs`), the longest `Prefer: wait` hold
+ * (`replicate.maxWaitMs`), and stuck predictions (a `hang` fault: created, never started,
+ * running — and holding its place — until cancelled).
  * @since 0.1.0
  */
 import type { ServerResponse } from "node:http"
@@ -77,6 +80,39 @@ const store = (engine: Engine): Map<string, Prediction> => {
   return map
 }
 
+/** When each model's boot ends, and when it last had a prediction. */
+interface ModelState {
+  readyAt: number
+  lastUsed: number
+}
+const modelsOf = new WeakMap<Engine, Map<string, ModelState>>()
+
+/** How long a prediction created now waits for its model to boot (0 when the model is warm). */
+const coldStart = (engine: Engine, model: string, now: number): number => {
+  const options = engine.options.replicate
+  const bootMs = options?.coldStartMs ?? 0
+  if (bootMs <= 0) return 0
+  let models = modelsOf.get(engine)
+  if (models === undefined) {
+    models = new Map()
+    modelsOf.set(engine, models)
+  }
+  const state = models.get(model)
+  if (state === undefined || (now >= state.readyAt && now - state.lastUsed > (options?.idleShutdownMs ?? 60_000))) {
+    models.set(model, { readyAt: now + bootMs, lastUsed: now })
+    engine.counters.coldStarts += 1
+    return bootMs
+  }
+  state.lastUsed = Math.max(state.lastUsed, now)
+  return Math.max(0, state.readyAt - now)
+}
+
+/** Keeps a model warm while its predictions run. */
+const touch = (engine: Engine, model: string) => {
+  const state = modelsOf.get(engine)?.get(model)
+  if (state !== undefined) state.lastUsed = Date.now()
+}
+
 const terminal = (status: Status) => status === "succeeded" || status === "failed" || status === "canceled"
 
 const iso = (ms: number | undefined) => ms === undefined ? null : new Date(ms).toISOString()
@@ -128,6 +164,7 @@ const finish = (engine: Engine, prediction: Prediction, status: Status) => {
   prediction.status = status
   prediction.completedAt = Date.now()
   prediction.admission.release()
+  touch(engine, prediction.model)
   if (status === "failed") emit(prediction, "error", JSON.stringify({ detail: prediction.error ?? "Prediction failed" }))
   else emit(prediction, "done", status === "canceled" ? JSON.stringify({ reason: "canceled" }) : "{}")
   for (const waiter of prediction.waiters) waiter()
@@ -135,9 +172,10 @@ const finish = (engine: Engine, prediction: Prediction, status: Status) => {
   if (status === "canceled") engine.counters.cancellations += 1
 }
 
-/** Runs a prediction at the modelled pace until it succeeds or is cancelled. */
-const run = async (engine: Engine, prediction: Prediction, latency: { ttftMs: number; perTokenMs: number }) => {
-  await engine.sleep(latency.ttftMs)
+/** Runs a prediction at the modelled pace (after its model's boot) until it succeeds or is cancelled; a stuck one never starts. */
+const run = async (engine: Engine, prediction: Prediction, latency: { ttftMs: number; perTokenMs: number }, bootMs: number) => {
+  if (prediction.admission.stuck === true) return
+  await engine.sleep(bootMs + latency.ttftMs)
   if (terminal(prediction.status) || engine.closed) return
   prediction.status = "processing"
   prediction.startedAt = Date.now()
@@ -276,9 +314,9 @@ const create = (form: "version" | "model" | "deployment") => async (context: Rou
     admission: call.admission
   }
   store(engine).set(prediction.id, prediction)
-  void run(engine, prediction, call.latency)
+  void run(engine, prediction, call.latency, coldStart(engine, model, prediction.createdAt))
   const wait = preferWaitSeconds(context)
-  if (wait !== undefined) await waitFor(engine, prediction, wait * 1000)
+  if (wait !== undefined) await waitFor(engine, prediction, Math.min(wait * 1000, engine.options.replicate?.maxWaitMs ?? 60_000))
   sendJson(engine, context.response, 201, render(context.origin, prediction))
 }
 
