@@ -200,11 +200,12 @@ describe("OpenAI logprobs (official openai SDK, simulator)", () => {
     Effect.gen(function*() {
       const sim = yield* simulator()
       const { llm } = OpenAi.make({ apiKey: openAiKey, baseURL: sim.openaiBaseUrl })
-      const completion = yield* llm.complete(
-        CompletionRequest.makeUnsafe({ model: "m", messages: [], prompt: "Once", logprobs: true, topLogprobs: 3 })
-      )
+      const raw = CompletionRequest.makeUnsafe({ model: "m", messages: [], prompt: "Once", logprobs: true, topLogprobs: 3 })
+      const completion = yield* llm.complete(raw)
       assert.strictEqual(completion.logprobs!.map((entry) => entry.token).join(""), completion.text)
       assert.strictEqual(completion.logprobs![0]!.topLogprobs!.length, 3)
+      const streamed = yield* Completion.fromStream(llm.stream(raw), { model: "m", provider: "openai" })
+      assert.deepStrictEqual(streamed.logprobs, completion.logprobs)
       const error = yield* Effect.flip(
         llm.complete(CompletionRequest.makeUnsafe({ model: "m", messages: [], prompt: "Once", logprobs: true, topLogprobs: 6 }))
       )
