@@ -7,6 +7,10 @@ import { assert, layer } from "@effect/vitest"
 import { Completion, CompletionRequest, Llm, LlmError, TokenModel } from "@hasten/core"
 import { Local, ModelPool } from "@hasten/providers/local"
 import { Effect, Layer, Stream } from "effect"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { writeLoraAdapter } from "./local-lora-fixture.js"
 
 const CONTEXT = 256
 
@@ -174,5 +178,25 @@ layer(
       assert.isAbove(completion.facts?.droppedPromptTokens ?? 0, 0)
       const error = yield* Effect.flip(Llm.complete(request({ prompt: long, contextOverflow: "error" })))
       assert.strictEqual(error.reason._tag, "ContextLengthExceeded")
+    }))
+})
+
+layer(
+  Local.layerWithPool({ model: "stories260K.gguf", contextSize: CONTEXT }).pipe(Layer.provideMerge(ModelPool.layer())),
+  { timeout: "60 seconds" }
+)("Local fields: logprobs under a LoRA adapter", (it) => {
+  it.effect("come from the adapter's context: they score the adapter's own greedy choices as most likely", () =>
+    Effect.gen(function*() {
+      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "hasten-lora-logprobs-"))
+      const adapter = Path.join(dir, "adapter.gguf")
+      writeLoraAdapter(adapter, { seed: 1 })
+      const base = yield* Llm.complete(request({ logprobs: true, topLogprobs: 1 }))
+      const adapted = yield* Llm.complete(request({ logprobs: true, topLogprobs: 1, adapter }))
+      assert.notStrictEqual(adapted.text, base.text)
+      // greedy under the adapter: each generated token is the adapter distribution's argmax,
+      // which base-model logprobs would not say
+      for (const entry of adapted.logprobs!) assert.strictEqual(entry.topLogprobs![0]!.token, entry.token)
+      assert.notDeepEqual(adapted.logprobs, base.logprobs)
+      Fs.rmSync(dir, { recursive: true })
     }))
 })
