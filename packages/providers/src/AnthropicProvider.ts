@@ -74,6 +74,24 @@ export const fieldSupport: FieldSupport.FieldSupport = {
   trial: FieldSupport.identity("cache key only")
 }
 
+/**
+ * Checks a request against {@link fieldSupport}, and a JSON schema against what a tool's
+ * `input_schema` can be (an object).
+ */
+const check = (request: CompletionRequest.CompletionRequest): Effect.Effect<void, LlmError.LlmError> => {
+  const format = request.responseFormat
+  if (format?.type === "json" && format.schema !== undefined && format.schema.type !== undefined && format.schema.type !== "object") {
+    return Effect.fail(
+      LlmError.unsupportedField(
+        providerName,
+        "responseFormat",
+        `JSON output goes through a tool whose input must be an object; the schema's type is ${JSON.stringify(format.schema.type)}`
+      )
+    )
+  }
+  return FieldSupport.check(providerName, fieldSupport, request)
+}
+
 /** The name of the forced tool a JSON `responseFormat` becomes. */
 const toolName = (format: CompletionRequest.ResponseFormat & { type: "json" }): string =>
   (format.name ?? "response").replace(/[^a-zA-Z0-9_-]/g, "_").slice(0, 64) || "response"
@@ -228,7 +246,7 @@ export const make = (options: Options): Llm.LlmService => {
   const catchError = (error: unknown) => mapError(error, { secrets, now: Date.now() })
 
   const complete = Effect.fn("Anthropic.complete")(function*(request: CompletionRequest.CompletionRequest) {
-    yield* FieldSupport.check(providerName, fieldSupport, request)
+    yield* check(request)
     const start = yield* Remote.now
     const { data, response } = yield* Effect.tryPromise({
       try: (signal): Promise<{ data: Message; response: Response }> =>
@@ -265,7 +283,7 @@ export const make = (options: Options): Llm.LlmService => {
 
   const stream = (request: CompletionRequest.CompletionRequest): Stream.Stream<Completion.CompletionChunk, LlmError.LlmError> =>
     Stream.unwrap(Effect.gen(function*() {
-      yield* FieldSupport.check(providerName, fieldSupport, request)
+      yield* check(request)
       const json = request.responseFormat?.type === "json"
       const controller = yield* abortOnRelease
       const { data, response } = yield* Effect.tryPromise({

@@ -306,6 +306,9 @@ describe("Anthropic JSON output through a forced tool (official SDK, simulator)"
         assert.strictEqual(error.provider, "anthropic")
         assert.strictEqual((error.reason as LlmError.InvalidRequest).field, field)
       }
+      const array = yield* Effect.flip(llm.complete(ask({ responseFormat: { type: "json", schema: { type: "array" } } })))
+      assert.strictEqual((array.reason as LlmError.InvalidRequest).field, "responseFormat")
+      assert.match(array.message, /input must be an object/)
       assert.strictEqual(sim.counters().requests, 0)
     }).pipe(Effect.scoped))
 })
