@@ -136,6 +136,8 @@ const noContent = (request: CompletionRequest): boolean =>
 const problemOf = (request: CompletionRequest): string | undefined =>
   noContent(request)
     ? "a request needs messages or a prompt"
+    : request.messages.length > 0 && request.prompt !== undefined && request.prompt.length > 0
+    ? "a request has messages or a prompt, not both (one of them would be ignored)"
     : request.topLogprobs !== undefined && request.logprobs !== true
     ? "topLogprobs needs logprobs: true"
     : undefined

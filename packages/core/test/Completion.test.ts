@@ -112,6 +112,14 @@ describe("CompletionRequest", () => {
       assert.match(error.message, /messages or a prompt/)
     }))
 
+  it.effect("rejects a request with both messages and a prompt (a backend would ignore one)", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(CompletionRequest.make({ model: "m", messages: [{ role: "user", content: "x" }], prompt: "y" }))
+      assert.match(error.message, /messages or a prompt, not both/)
+      assert.strictEqual(CompletionRequest.makeUnsafe({ model: "m", messages: [], prompt: "y" }).prompt, "y")
+      assert.strictEqual(CompletionRequest.makeUnsafe({ model: "m", messages: [{ role: "user", content: "x" }], prompt: "" }).prompt, "")
+    }))
+
   it.effect("rejects topLogprobs without logprobs: true, and more than 20", () =>
     Effect.gen(function*() {
       const messages = [{ role: "user" as const, content: "x" }]

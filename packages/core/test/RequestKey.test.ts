@@ -27,7 +27,7 @@ describe("RequestKey", () => {
       { ...base, model: "gpt-4o" },
       { ...base, messages: [{ role: "user", content: "What is 2+3?" }] },
       { ...base, messages: [{ role: "system", content: "What is 2+2?" }] },
-      { ...base, prompt: "raw" },
+      { ...base, messages: [], prompt: "raw" },
       { ...base, maxTokens: 10 },
       { ...base, temperature: 0.5 },
       { ...base, topP: 0.9 },
