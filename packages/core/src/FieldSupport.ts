@@ -25,7 +25,7 @@ export type Rule =
   | {
     readonly _tag: "refused"
     readonly reason: string
-    readonly accepts?: ((value: unknown) => boolean) | undefined
+    readonly accepts?: ((value: unknown, request: CompletionRequest) => boolean) | undefined
     /** When `accepts` holds for some values: what is still honoured (for documentation). */
     readonly except?: string | undefined
   }
@@ -43,11 +43,16 @@ export const mapped = (to: string): Rule => ({ _tag: "mapped", to })
 export const identity = (note: string): Rule => ({ _tag: "identity", note })
 
 /**
- * Refused with `reason`; with `accepts`, the values it returns true for pass (e.g. the
- * neutral `contextOverflow: "error"`), described by `except`.
+ * Refused with `reason`; with `accepts`, the values (in their request) it returns true for
+ * pass because the provider honours them anyway (the neutral `contextOverflow: "error"`; a
+ * `seed` at temperature 0, where it changes nothing), described by `except`.
  * @category constructors @since 0.3.0
  */
-export const refused = (reason: string, accepts?: (value: unknown) => boolean, except?: string): Rule => ({
+export const refused = (
+  reason: string,
+  accepts?: (value: unknown, request: CompletionRequest) => boolean,
+  except?: string
+): Rule => ({
   _tag: "refused",
   reason,
   ...(accepts !== undefined ? { accepts } : {}),
@@ -65,7 +70,7 @@ export const firstRefusal = (provider: string, support: FieldSupport, request: C
     if (rule._tag !== "refused") continue
     const value = (request as unknown as Record<string, unknown>)[field]
     if (value === undefined || (field === "logprobs" && value === false)) continue
-    if (rule.accepts !== undefined && rule.accepts(value)) continue
+    if (rule.accepts !== undefined && rule.accepts(value, request)) continue
     return LlmError.unsupportedField(provider, field, rule.reason)
   }
   return undefined

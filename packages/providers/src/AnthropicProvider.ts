@@ -53,7 +53,11 @@ export const fieldSupport: FieldSupport.FieldSupport = {
   temperature: FieldSupport.param("temperature"),
   topP: FieldSupport.param("top_p"),
   topK: FieldSupport.param("top_k"),
-  seed: FieldSupport.refused("Anthropic's Messages API has no sampling seed"),
+  seed: FieldSupport.refused(
+    "Anthropic's Messages API has no sampling seed",
+    (_, request) => request.temperature === 0,
+    "with `temperature: 0` (greedy: a seed changes nothing)"
+  ),
   stop: FieldSupport.param("stop_sequences"),
   adapter: FieldSupport.refused("Anthropic serves no LoRA adapters"),
   responseFormat: FieldSupport.mapped(

@@ -293,6 +293,16 @@ describe("Anthropic JSON output through a forced tool (official SDK, simulator)"
       assert.strictEqual(streamed.finishReason, "stop")
     }).pipe(Effect.scoped))
 
+  it("accepts a seed at temperature 0, where it changes nothing (an evaluator's seeded greedy runs)", () => {
+    const greedy = CompletionRequest.makeUnsafe({ ...user, temperature: 0, seed: 7 })
+    assert.isUndefined(FieldSupport.firstRefusal("anthropic", Anthropic.fieldSupport, greedy))
+    const sampled = CompletionRequest.makeUnsafe({ ...user, temperature: 0.7, seed: 7 })
+    assert.strictEqual(
+      (FieldSupport.firstRefusal("anthropic", Anthropic.fieldSupport, sampled)?.reason as LlmError.InvalidRequest | undefined)?.field,
+      "seed"
+    )
+  })
+
   it.live("refuses seed, penalties and logprobs before any HTTP request", () =>
     Effect.gen(function*() {
       const sim = yield* simulator()
