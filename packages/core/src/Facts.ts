@@ -88,6 +88,10 @@ export const Facts = Schema.Struct({
   endpoint: Schema.optionalKey(Schema.String),
   /** EndpointRouter: which try of the failover plan served it (1 = the first endpoint). */
   routerAttempts: Schema.optionalKey(Count),
+  /** local (`contextOverflow: "truncate"`): prompt tokens dropped so the prompt fits the context window. */
+  droppedPromptTokens: Schema.optionalKey(Count),
+  /** local (`contextOverflow: "shift"`): whether the context was shifted during generation. */
+  contextShifted: Schema.optionalKey(Schema.Boolean),
   /** Replicate: the prediction's id. */
   predictionId: Schema.optionalKey(Schema.String),
   /** Replicate: status polls after the prediction was created (0 when it finished within the wait). */

@@ -3,6 +3,7 @@
  * messages become a prompt, and the sampling defaults.
  * @since 0.1.0
  */
+import type { CompletionRequest } from "@hasten/core"
 import type { ChatWrapper } from "node-llama-cpp"
 import type { ResolveOptions } from "./LocalModelFile.js"
 
@@ -38,6 +39,13 @@ export interface Options extends ResolveOptions {
    * `ChatWrapper` instance.
    */
   readonly chatTemplate?: "auto" | "none" | ChatWrapper | undefined
+  /**
+   * What to do with a prompt that does not fit the context when a request does not say
+   * (`CompletionRequest.contextOverflow`): `error` (default), `truncate` (keep the system
+   * prompt and the most recent turns that fit; `facts.droppedPromptTokens`), or `shift`
+   * (generation may run past the window, dropping the oldest tokens).
+   */
+  readonly contextOverflow?: CompletionRequest.ContextOverflow | undefined
   /** Temperature used when a request omits it. Default 0.8 (llama.cpp's default). */
   readonly defaultTemperature?: number | undefined
   /**

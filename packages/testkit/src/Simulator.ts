@@ -37,6 +37,8 @@ export type {
   ResponderRequest,
   SimulatorOptions as Options
 } from "./SimulatorOptions.js"
+/** The inputs a simulated Replicate model declares unless `replicateInputs` names it. @category models @since 0.3.0 */
+export { defaultReplicateInputs } from "./SimulatorOptions.js"
 
 /** A running simulator. @category models @since 0.1.0 */
 export interface Instance {

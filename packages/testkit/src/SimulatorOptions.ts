@@ -145,4 +145,31 @@ export interface SimulatorOptions {
   readonly embeddingDimensions?: number
   readonly batch?: BatchOptions
   readonly replicate?: ReplicateOptions
+  /**
+   * The input fields each Replicate model (`owner/name`) declares in its OpenAPI schema,
+   * served by `GET /v1/models/:owner/:name` (and `…/versions/:id`). Models not listed
+   * declare `defaultReplicateInputs`.
+   */
+  readonly replicateInputs?: Readonly<Record<string, ReadonlyArray<string>>>
 }
+
+/**
+ * The inputs a Replicate model declares when `replicateInputs` does not name it: those of
+ * `meta/meta-llama-3-70b-instruct`.
+ * @category models @since 0.3.0
+ */
+export const defaultReplicateInputs: ReadonlyArray<string> = [
+  "prompt",
+  "system_prompt",
+  "max_tokens",
+  "min_tokens",
+  "temperature",
+  "top_p",
+  "top_k",
+  "presence_penalty",
+  "frequency_penalty",
+  "stop_sequences",
+  "seed",
+  "prompt_template",
+  "log_performance_metrics"
+]

@@ -8,6 +8,7 @@
  * @since 0.1.0
  */
 import type { ServerResponse } from "node:http"
+import { defaultReplicateInputs } from "../SimulatorOptions.js"
 import type { ResponderMessage } from "../SimulatorOptions.js"
 import type { Admission } from "./engine/admission.js"
 import { runCall } from "./engine/call.js"
@@ -375,6 +376,49 @@ const stream = async (context: RouteContext): Promise<void> => {
   response.once("close", () => prediction.listeners.delete(send))
 }
 
+const openapiSchema = (inputs: ReadonlyArray<string>) => ({
+  openapi: "3.0.2",
+  components: {
+    schemas: {
+      Input: {
+        type: "object",
+        title: "Input",
+        properties: Object.fromEntries(inputs.map((name, index) => [name, { title: name, "x-order": index }]))
+      }
+    }
+  }
+})
+
+const versionOf = (engine: Engine, model: string, id: string) => ({
+  id,
+  created_at: "2024-04-17T21:44:00.000000Z",
+  cog_version: "0.9.4",
+  openapi_schema: openapiSchema(engine.options.replicateInputs?.[model] ?? defaultReplicateInputs)
+})
+
+/** `GET /v1/models/:owner/:name`: the model with its latest version's OpenAPI schema. */
+const getModel = async (context: RouteContext): Promise<void> => {
+  const model = `${context.params[0]}/${context.params[1]}`
+  sendJson(context.engine, context.response, 200, {
+    url: `https://replicate.com/${model}`,
+    owner: context.params[0],
+    name: context.params[1],
+    description: "A simulated language model.",
+    visibility: "public",
+    latest_version: versionOf(context.engine, model, "official")
+  })
+}
+
+/** `GET /v1/models/:owner/:name/versions/:id`: one version with its OpenAPI schema. */
+const getVersion = async (context: RouteContext): Promise<void> => {
+  sendJson(
+    context.engine,
+    context.response,
+    200,
+    versionOf(context.engine, `${context.params[0]}/${context.params[1]}`, context.params[2]!)
+  )
+}
+
 /** Every Replicate route the simulator serves. */
 export const routes: ReadonlyArray<Route> = [
   { method: "POST", pattern: /^\/v1\/predictions$/, name: "POST /v1/predictions", vendor, handle: create("version") },
@@ -391,6 +435,14 @@ export const routes: ReadonlyArray<Route> = [
     name: "POST /v1/deployments/:owner/:name/predictions",
     vendor,
     handle: create("deployment")
+  },
+  { method: "GET", pattern: /^\/v1\/models\/([^/]+)\/([^/]+)$/, name: "GET /v1/models/:owner/:name", vendor, handle: getModel },
+  {
+    method: "GET",
+    pattern: /^\/v1\/models\/([^/]+)\/([^/]+)\/versions\/([^/]+)$/,
+    name: "GET /v1/models/:owner/:name/versions/:id",
+    vendor,
+    handle: getVersion
   },
   { method: "GET", pattern: /^\/v1\/predictions$/, name: "GET /v1/predictions", vendor, handle: list },
   { method: "GET", pattern: /^\/v1\/predictions\/([^/]+)$/, name: "GET /v1/predictions/:id", vendor, handle: get },
