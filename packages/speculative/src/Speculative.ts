@@ -181,13 +181,23 @@ const summarize = (drafter: string, tally: Tally): RequestStats => ({
 })
 
 /** Request fields that change the output but that this engine does not implement. */
-const unsupportedFields = (request: CompletionRequest.CompletionRequest): Array<string> => {
-  const fields: Array<string> = []
-  if (request.responseFormat !== undefined && request.responseFormat.type !== "text") fields.push("responseFormat (json)")
-  if (request.adapter !== undefined) fields.push("adapter (LoRA)")
-  if (request.repeatPenalty !== undefined && request.repeatPenalty !== 1) fields.push("repeatPenalty")
-  if (request.frequencyPenalty !== undefined && request.frequencyPenalty !== 0) fields.push("frequencyPenalty")
-  if (request.presencePenalty !== undefined && request.presencePenalty !== 0) fields.push("presencePenalty")
+/** The request fields speculative decoding cannot honour, as `[field, what]` (refused, never dropped). */
+const unsupportedFields = (request: CompletionRequest.CompletionRequest): Array<readonly [string, string]> => {
+  const fields: Array<readonly [string, string]> = []
+  if (request.responseFormat !== undefined && request.responseFormat.type !== "text") {
+    fields.push(["responseFormat", "responseFormat (json)"])
+  }
+  if (request.adapter !== undefined) fields.push(["adapter", "adapter (LoRA)"])
+  if (request.repeatPenalty !== undefined && request.repeatPenalty !== 1) fields.push(["repeatPenalty", "repeatPenalty"])
+  if (request.frequencyPenalty !== undefined && request.frequencyPenalty !== 0) fields.push(["frequencyPenalty", "frequencyPenalty"])
+  if (request.presencePenalty !== undefined && request.presencePenalty !== 0) fields.push(["presencePenalty", "presencePenalty"])
+  if (request.logprobs === true) fields.push(["logprobs", "logprobs"])
+  if (request.contextOverflow !== undefined && request.contextOverflow !== "error") {
+    fields.push(["contextOverflow", `contextOverflow "${request.contextOverflow}"`])
+  }
+  if (request.providerOptions !== undefined && Object.keys(request.providerOptions).length > 0) {
+    fields.push(["providerOptions", "providerOptions"])
+  }
   return fields
 }
 
@@ -301,7 +311,10 @@ export const make = <E = never, R = never>(
       if (unsupported.length > 0) {
         return yield* LlmError.make(
           name,
-          new LlmError.InvalidRequest({ description: `speculative decoding does not support ${unsupported.join(", ")}` })
+          new LlmError.InvalidRequest({
+            field: unsupported[0]![0],
+            description: `speculative decoding does not support ${unsupported.map(([, what]) => what).join(", ")}`
+          })
         )
       }
       const clock = yield* Effect.clockWith(Effect.succeed)

@@ -372,13 +372,25 @@ describe("edges", () => {
       assert.strictEqual(error.reason._tag, "InvalidRequest")
     }))
 
-  it.effect("fields the engine does not implement (json format, LoRA, penalties) are an InvalidRequest naming them", () =>
+  it.effect("fields the engine does not implement (json format, LoRA, penalties, logprobs, context strategies, provider options) are an InvalidRequest naming them", () =>
     Effect.gen(function*() {
       const llm = yield* Llm.Llm
       const error = yield* Effect.flip(llm.complete(request("abcd", { responseFormat: { type: "json" }, repeatPenalty: 1.1 })))
       assert.strictEqual(error.reason._tag, "InvalidRequest")
       assert.include(error.message, "responseFormat")
       assert.include(error.message, "repeatPenalty")
+      for (
+        const [field, extra] of [
+          ["logprobs", { logprobs: true }],
+          ["contextOverflow", { contextOverflow: "truncate" }],
+          ["providerOptions", { providerOptions: { mirostat: 2 } }]
+        ] as const
+      ) {
+        const refused = yield* Effect.flip(llm.complete(request("abcd", extra)))
+        assert.strictEqual(refused.reason._tag, "InvalidRequest")
+        assert.strictEqual((refused.reason as { field?: string }).field, field)
+        assert.include(refused.message, field)
+      }
       const fine = yield* llm.complete(request("abcd", { responseFormat: { type: "text" }, repeatPenalty: 1, maxTokens: 2 }))
       assert.strictEqual(fine.text, "ab")
     }).pipe(provide(cyclic(), Speculative.layer({ drafter: Drafter.promptLookup() }))))
