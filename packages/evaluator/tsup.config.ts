@@ -14,6 +14,7 @@ export default defineConfig({
     "src/Progress.ts",
     "src/Stack.ts",
     "src/Command.ts",
+    "src/Paired.ts",
     "src/cli.ts"
   ],
   format: ["esm"],

@@ -6,6 +6,7 @@
  */
 import type { InvalidRow } from "./Dataset.js"
 import type { ItemRecord, ItemTiming } from "./ItemRecord.js"
+import * as Paired from "./Paired.js"
 import * as Stats from "./Stats.js"
 
 /** The run's inputs, recorded in the report (and fingerprinted for checkpoints). @category models @since 0.1.0 */
@@ -71,6 +72,12 @@ export interface Report {
   readonly format: "hasten-evaluator/1"
   readonly config: RunConfig
   readonly results: ReadonlyArray<CandidateResult>
+  /**
+   * With two or more candidates: each later candidate paired with the first on the same
+   * items (McNemar's exact test, paired bootstrap interval of the score difference).
+   * @since 0.3.0
+   */
+  readonly comparisons?: ReadonlyArray<Paired.PairedComparison>
 }
 
 /** Run-dependent facts: wall time, per-item latency, cache hits, resumed items. @category models @since 0.1.0 */
@@ -167,15 +174,67 @@ export const selfCorrection = (turns: number, records: ReadonlyArray<ItemRecord>
   return summaries
 }
 
-/** Builds the report from the config and the records in task order. @category constructors @since 0.1.0 */
-export const build = (config: RunConfig, records: ReadonlyArray<ItemRecord>): Report => ({
-  format: "hasten-evaluator/1",
-  config,
-  results: config.candidates.map((candidate) => {
+/**
+ * Builds the report from the config and the records in task order; with two or more
+ * candidates it adds the paired comparisons against the first.
+ * @category constructors @since 0.1.0
+ */
+export const build = (config: RunConfig, records: ReadonlyArray<ItemRecord>): Report => {
+  const results = config.candidates.map((candidate) => {
     const own = records.filter((record) => record.candidate === candidate.name)
     return { candidate: candidate.name, summary: summarize(config, own), items: own }
   })
-})
+  const [first, ...rest] = results
+  return {
+    format: "hasten-evaluator/1",
+    config,
+    results,
+    ...(first !== undefined && rest.length > 0
+      ? {
+        comparisons: rest.map((result) =>
+          Paired.compare({
+            base: { name: first.candidate, items: first.items },
+            other: { name: result.candidate, items: result.items },
+            selection: config.selection,
+            seed: config.seed
+          })
+        )
+      }
+      : {})
+  }
+}
+
+const signed = (value: number, digits: number): string => `${value >= 0 ? "+" : ""}${value.toFixed(digits)}`
+
+/** Formats a p-value for tables: 4 significant digits, `< 0.0001` below that. */
+const pValue = (p: number): string => (p < 1e-4 ? "< 0.0001" : p.toPrecision(4).replace(/\.?0+$/, ""))
+
+/**
+ * The Markdown table of paired comparisons: discordant counts, McNemar's exact p, the
+ * accuracy difference and the paired 95% interval of the mean score difference.
+ * @category rendering @since 0.3.0
+ */
+export const pairedTable = (
+  rows: ReadonlyArray<{ readonly label?: string; readonly comparison: Paired.PairedComparison }>
+): Array<string> => {
+  const labelled = rows.some((row) => row.label !== undefined)
+  const lines = [
+    `| ${
+      labelled ? "run | " : ""
+    }candidate | vs | pairs | both right | only base | only this | neither | Δ accuracy | McNemar p | Δ mean (95% paired CI) |`,
+    `| ${labelled ? "--- | " : ""}--- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`
+  ]
+  for (const { comparison: c, label } of rows) {
+    lines.push(
+      `| ${
+        labelled ? `${label ?? ""} | ` : ""
+      }${c.other} | ${c.base} | ${c.pairs} | ${c.bothRight} | ${c.onlyBase} | ${c.onlyOther} | ${c.neither} | ${
+        signed(c.accuracyDifference * 100, 1)
+      } pt | ${pValue(c.mcnemarP)} | ${signed(c.meanDifference, 3)} [${signed(c.ci95[0], 3)}, ${signed(c.ci95[1], 3)}] |`
+    )
+  }
+  return lines
+}
 
 /** Builds the timing section. @category constructors @since 0.1.0 */
 export const timing = (options: {
@@ -266,6 +325,19 @@ export const toMarkdown = (report: Report, timingSection?: Timing): string => {
       }
     }
   }
+  if (report.comparisons !== undefined && report.comparisons.length > 0) {
+    const excluded = report.comparisons.reduce((sum, c) => sum + c.excluded, 0)
+    lines.push(
+      "",
+      `Paired against ${
+        report.comparisons[0]!.base
+      } (McNemar's exact test on the items only one got right; bootstrap over items, seed ${config.seed}${
+        excluded > 0 ? `; items with an error in either candidate left out` : ""
+      }):`,
+      "",
+      ...pairedTable(report.comparisons.map((comparison) => ({ comparison })))
+    )
+  }
   if (timingSection !== undefined) {
     lines.push(
       "",
@@ -279,7 +351,9 @@ export const toMarkdown = (report: Report, timingSection?: Timing): string => {
 
 /**
  * A side-by-side Markdown comparison of candidates across one or more labelled reports,
- * with paired outcomes (both right, only one right, neither) against the first entry.
+ * with a paired test of each against the first entry (see `Paired.compare`): outcomes
+ * (both right, only one right, neither), McNemar's exact p and a paired bootstrap
+ * interval of the score difference.
  * @category rendering @since 0.1.0
  */
 export const compare = (runs: ReadonlyArray<{ readonly label: string; readonly report: Report }>): string => {
@@ -301,30 +375,26 @@ export const compare = (runs: ReadonlyArray<{ readonly label: string; readonly r
     )
   }
   if (base !== undefined && rows.length > 1) {
+    // the base run's selection and seed: items are paired by id, in the base run's order
+    const baseReport = runs.find((run) => run.report.results.includes(base.result))!.report
+    const selection = baseReport.config.selection
+    const seed = baseReport.config.seed
     lines.push(
       "",
-      `Paired outcomes against ${base.label} / ${base.result.candidate} (items scored in both):`,
+      `Paired against ${base.label} / ${base.result.candidate} on the items scored in both (McNemar's exact test; bootstrap over items, seed ${seed}):`,
       "",
-      "| run | candidate | both right | only base | only this | neither |",
-      "| --- | --- | ---: | ---: | ---: | ---: |"
+      ...pairedTable(
+        rows.slice(1).map((row) => ({
+          label: row.label,
+          comparison: Paired.compare({
+            base: { name: base.result.candidate, items: base.result.items },
+            other: { name: row.result.candidate, items: row.result.items },
+            selection,
+            seed
+          })
+        }))
+      )
     )
-    const key = (record: ItemRecord) => `${record.itemId}#${record.trial}`
-    const baseline = new Map(
-      base.result.items.filter((record) => record.status === "ok").map((record) => [key(record), record.correct === true])
-    )
-    for (const row of rows.slice(1)) {
-      let both = 0, onlyBase = 0, onlyThis = 0, neither = 0
-      for (const record of row.result.items) {
-        if (record.status !== "ok") continue
-        const other = baseline.get(key(record))
-        if (other === undefined) continue
-        if (other && record.correct) both++
-        else if (other) onlyBase++
-        else if (record.correct) onlyThis++
-        else neither++
-      }
-      lines.push(`| ${row.label} | ${row.result.candidate} | ${both} | ${onlyBase} | ${onlyThis} | ${neither} |`)
-    }
   }
   return lines.join("\n") + "\n"
 }

@@ -96,6 +96,11 @@ describe("hasten-eval", () => {
     assert.strictEqual(compared.code, 0, compared.err)
     assert.match(compared.out, /# Comparison/)
     assert.match(compared.out, /both right/)
+    // the same report against itself: 6 pairs, no discordant pair, McNemar p = 1, Δ = 0 [0, 0]
+    assert.match(
+      compared.out,
+      /\| run \| echo:a \| echo:a \| 6 \| \d \| 0 \| 0 \| \d \| \+0\.0 pt \| 1 \| \+0\.000 \[\+0\.000, \+0\.000\] \|/
+    )
   })
 
   it("judges through the OpenAI provider against the simulator (env config), with trials", async () => {
