@@ -49,6 +49,8 @@ export const usage = `Usage: hasten-eval --dataset <name|file> --candidate <spec
   --no-cache              do not read or write the response cache
   --no-perf               do not record perf-logger measurements
   --fresh                 ignore (delete) the checkpoint in --out and start over
+  --retry-errors          on resume, run items that failed in the checkpoint again (the default)
+  --keep-errors           on resume, keep the checkpoint's failed items as they are
   --on-invalid <mode>     skip | fail: what to do with invalid dataset rows (default skip)
   --threads <n>           CPU threads of local models (default 1)
   --compare <a.json> <b.json> ...   print a side-by-side comparison of report files and exit
@@ -76,6 +78,8 @@ export interface Args {
   readonly cache: string | false
   readonly perf: boolean
   readonly fresh: boolean
+  /** Run the checkpoint's errored items again on resume (default true; `--keep-errors` turns it off). */
+  readonly retryErrors: boolean
   readonly onInvalid: Dataset.OnInvalid
   readonly threads: number
 }
@@ -101,6 +105,8 @@ const flags = {
   "no-cache": Boundary.Flag.boolean(),
   "no-perf": Boundary.Flag.boolean(),
   fresh: Boundary.Flag.boolean(),
+  "retry-errors": Boundary.Flag.boolean(),
+  "keep-errors": Boundary.Flag.boolean(),
   "on-invalid": Boundary.Flag.choice(["skip", "fail"]),
   threads: Boundary.Flag.integer(1),
   compare: Boundary.Flag.boolean(),
@@ -129,6 +135,9 @@ export const parse = (
     if (values.candidate === undefined || values.candidate.length === 0) {
       return yield* usageError(`at least one --candidate is required\n\n${usage}`, "candidate")
     }
+    if (values["retry-errors"] === true && values["keep-errors"] === true) {
+      return yield* usageError("--retry-errors and --keep-errors contradict each other; give one", "keep-errors")
+    }
     for (const spec of [...values.candidate, ...(values.judge !== undefined ? [values.judge] : [])]) {
       yield* parseSpec(spec)
     }
@@ -149,6 +158,7 @@ export const parse = (
       cache: values["no-cache"] === true ? false : values.cache ?? ".hasten/cache.db",
       perf: values["no-perf"] !== true,
       fresh: values.fresh === true,
+      retryErrors: values["keep-errors"] !== true,
       onInvalid: values["on-invalid"] ?? "skip",
       threads: values.threads ?? 1
     } satisfies Args
@@ -336,6 +346,7 @@ export const evaluate = (
       concurrency: args.concurrency,
       maxTokens: args.maxTokens,
       checkpoint,
+      retryErrors: args.retryErrors,
       progress
     })
     const files = writeReports(out, result)

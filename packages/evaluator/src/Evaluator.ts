@@ -62,6 +62,13 @@ export interface Options {
   readonly maxTokens?: number
   /** A JSONL checkpoint file: finished items are appended; a re-run skips them. */
   readonly checkpoint?: string
+  /**
+   * On resume, run the checkpoint's errored items again (their new outcome is appended and
+   * replaces the old one); `timing.retried` lists them. Default true; `false` keeps them as
+   * they were.
+   * @since 0.3.0
+   */
+  readonly retryErrors?: boolean
   readonly progress?: Progress
 }
 
@@ -266,9 +273,14 @@ export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
   }
 
   const done = new Map<string, { record: ItemRecord; timing: ItemTiming }>()
+  // errored items from the checkpoint that run again, with the error they had
+  const retrying = new Map<string, ItemError>()
   if (options.checkpoint !== undefined) {
     const previous = yield* readCheckpoint(options.checkpoint, hash)
-    for (const [key, entry] of previous.records) done.set(key, { record: entry.record, timing: { ...entry.timing, resumed: true } })
+    for (const [key, entry] of previous.records) {
+      if (entry.record.status === "error" && options.retryErrors !== false) retrying.set(key, entry.record.error!)
+      else done.set(key, { record: entry.record, timing: { ...entry.timing, resumed: true } })
+    }
     if (!existsSync(options.checkpoint)) {
       mkdirSync(Path.dirname(options.checkpoint), { recursive: true })
       writeFileSync(options.checkpoint, JSON.stringify({ type: "header", config: hash }) + "\n")
@@ -388,13 +400,27 @@ export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
 
   const finishedAt = yield* Clock.currentTimeMillis
   const ordered = tasks.map((task) => done.get(recordKey(task.candidate.name, task.item.id, task.trial))!)
+  const retried = tasks.flatMap((task) => {
+    const previousError = retrying.get(recordKey(task.candidate.name, task.item.id, task.trial))
+    if (previousError === undefined) return []
+    const now = done.get(recordKey(task.candidate.name, task.item.id, task.trial))!.record
+    return [{
+      candidate: task.candidate.name,
+      itemId: task.item.id,
+      trial: task.trial,
+      previous: previousError.tag,
+      status: now.status,
+      ...(now.error !== undefined ? { error: now.error.tag } : {})
+    }]
+  })
   return {
     report: Report.build(config, ordered.map((entry) => entry.record)),
     timing: Report.timing({
       startedAt,
       finishedAt,
       judge: judgeCalls,
-      entries: ordered.map((entry) => ({ record: entry.record, timing: entry.timing }))
+      entries: ordered.map((entry) => ({ record: entry.record, timing: entry.timing })),
+      retried
     })
   } satisfies RunResult
 }, Effect.scoped)

@@ -80,6 +80,18 @@ export interface Report {
   readonly comparisons?: ReadonlyArray<Paired.PairedComparison>
 }
 
+/** An errored item from the checkpoint that a resumed run tried again. @category models @since 0.3.0 */
+export interface RetriedItem {
+  readonly candidate: string
+  readonly itemId: string
+  readonly trial: number
+  /** The tag of the error it had in the checkpoint. */
+  readonly previous: string
+  readonly status: "ok" | "error"
+  /** The tag of the error it failed with again. */
+  readonly error?: string
+}
+
 /** Run-dependent facts: wall time, per-item latency, cache hits, resumed items. @category models @since 0.1.0 */
 export interface Timing {
   readonly startedAt: string
@@ -91,6 +103,12 @@ export interface Timing {
   /** Judge calls made in this run, and how many a cache answered. */
   readonly judge: { readonly calls: number; readonly cachedCalls: number; readonly upstreamCalls: number }
   readonly resumedItems: number
+  /**
+   * Errored items from the checkpoint that this run tried again: the error they had, and
+   * how they ended this time (`status`, and the new error's tag when it failed again).
+   * @since 0.3.0
+   */
+  readonly retried: ReadonlyArray<RetriedItem>
   readonly items: ReadonlyArray<{ readonly candidate: string; readonly itemId: string; readonly trial: number } & ItemTiming>
 }
 
@@ -242,6 +260,7 @@ export const timing = (options: {
   readonly finishedAt: number
   readonly judge?: { readonly calls: number; readonly cachedCalls: number }
   readonly entries: ReadonlyArray<{ readonly record: ItemRecord; readonly timing: ItemTiming }>
+  readonly retried?: ReadonlyArray<RetriedItem>
 }): Timing => {
   const judge = options.judge ?? { calls: 0, cachedCalls: 0 }
   const fresh = options.entries.filter((entry) => !entry.timing.resumed)
@@ -255,6 +274,7 @@ export const timing = (options: {
     upstreamCalls: calls - cachedCalls,
     judge: { calls: judge.calls, cachedCalls: judge.cachedCalls, upstreamCalls: judge.calls - judge.cachedCalls },
     resumedItems: options.entries.length - fresh.length,
+    retried: options.retried ?? [],
     items: options.entries.map((entry) => ({
       candidate: entry.record.candidate,
       itemId: entry.record.itemId,
@@ -345,6 +365,22 @@ export const toMarkdown = (report: Report, timingSection?: Timing): string => {
         (timingSection.wallMillis / 1000).toFixed(2)
       } s; ${timingSection.calls} candidate calls, ${timingSection.cachedCalls} from cache; ${timingSection.judge.calls} judge calls, ${timingSection.judge.cachedCalls} from cache; ${timingSection.resumedItems} item(s) resumed from the checkpoint.`
     )
+    const retried = timingSection.retried ?? []
+    if (retried.length > 0) {
+      const fixed = retried.filter((item) => item.status === "ok").length
+      const byTag = (items: ReadonlyArray<RetriedItem>, tag: (item: RetriedItem) => string) => {
+        const counts = new Map<string, number>()
+        for (const item of items) counts.set(tag(item), (counts.get(tag(item)) ?? 0) + 1)
+        return [...counts].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([name, count]) => `${name} ×${count}`).join(", ")
+      }
+      const again = retried.filter((item) => item.status === "error")
+      lines.push(
+        "",
+        `Retried ${retried.length} item(s) that had failed in the checkpoint (${
+          byTag(retried, (item) => item.previous)
+        }): ${fixed} now scored, ${again.length} failed again${again.length > 0 ? ` (${byTag(again, (item) => item.error ?? "?")})` : ""}.`
+      )
+    }
   }
   return lines.join("\n") + "\n"
 }

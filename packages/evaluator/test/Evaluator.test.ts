@@ -207,6 +207,63 @@ describe("Evaluator.run", () => {
       assert.strictEqual(Report.reportJson(again.report), Report.reportJson(resumed.report))
     }))
 
+  it.effect("resume retries the checkpoint's errored items, lists them in timing, and ends like a clean run", () =>
+    Effect.gen(function*() {
+      const checkpoint = Path.join(tempDir(), "checkpoint.jsonl")
+      // first run: questions 3 and 5 fail upstream, 7 fails in scoring (no number at all is fine: it scores 0)
+      const flaky = scripted("fake", (request) => {
+        const i = questionIndex(request)
+        if (i === 3 || i === 5) return new LlmError.ServerError({ status: 503, description: "try later" })
+        if (i === 7) return new LlmError.Timeout({ description: "hung" })
+        return `#### ${i * 2}`
+      })
+      const options = { dataset, scorer: Scorer.gsm8k(), checkpoint, seed: 3 }
+      const first = yield* Evaluator.run({ ...options, candidates: [candidate(flaky)] })
+      assert.strictEqual(first.report.results[0]!.summary.errors, 3)
+      assert.deepStrictEqual(first.timing.retried, [])
+
+      // keepErrors: nothing runs, the errors stay
+      const kept = calls()
+      const frozen = yield* Evaluator.run({ ...options, retryErrors: false, candidates: [candidate(halfRight(kept))] })
+      assert.strictEqual(kept.requests.length, 0)
+      assert.strictEqual(frozen.report.results[0]!.summary.errors, 3)
+
+      // default: only the three errored items run again; 7 fails again
+      const second = calls()
+      const healed = scripted("fake", (request) => {
+        const i = questionIndex(request)
+        return i === 7 ? new LlmError.Timeout({ description: "hung again" }) : `#### ${i * 2}`
+      }, second)
+      const resumed = yield* Evaluator.run({ ...options, candidates: [candidate(healed)] })
+      assert.deepStrictEqual(second.requests.map(questionIndex).sort(), [3, 5, 7])
+      assert.strictEqual(resumed.timing.resumedItems, 7)
+      const retried = [...resumed.timing.retried].sort((a, b) => (a.itemId < b.itemId ? -1 : 1))
+      assert.deepStrictEqual(retried.map((item) => [item.itemId, item.previous, item.status, item.error]), [
+        ["toy:3", "LlmError.ServerError", "ok", undefined],
+        ["toy:5", "LlmError.ServerError", "ok", undefined],
+        ["toy:7", "LlmError.Timeout", "error", "LlmError.Timeout"]
+      ])
+      assert.deepStrictEqual(resumed.report.results[0]!.summary.errorsByTag, { "LlmError.Timeout": 1 })
+      assert.match(
+        Report.toMarkdown(resumed.report, resumed.timing),
+        /Retried 3 item\(s\) that had failed in the checkpoint \(LlmError.ServerError ×2, LlmError.Timeout ×1\): 2 now scored, 1 failed again \(LlmError.Timeout ×1\)\./
+      )
+
+      // the last line of an item wins: a healthy third run retries only 7, and the report equals a clean run's
+      const third = calls()
+      const finalRun = yield* Evaluator.run({
+        ...options,
+        candidates: [candidate(scripted("fake", (request) => `#### ${questionIndex(request) * 2}`, third))]
+      })
+      assert.deepStrictEqual(third.requests.map(questionIndex), [7])
+      const clean = yield* Evaluator.run({
+        ...options,
+        checkpoint: Path.join(tempDir(), "clean.jsonl"),
+        candidates: [candidate(scripted("fake", (request) => `#### ${questionIndex(request) * 2}`))]
+      })
+      assert.strictEqual(Report.reportJson(finalRun.report), Report.reportJson(clean.report))
+    }))
+
   it.effect("refuses a checkpoint written by a different run", () =>
     Effect.gen(function*() {
       const checkpoint = Path.join(tempDir(), "checkpoint.jsonl")
