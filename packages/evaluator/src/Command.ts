@@ -39,7 +39,9 @@ export const usage = `Usage: hasten-eval --dataset <name|file> --candidate <spec
   --rubric <text>         the judge's rubric
   --questions <n>         questions to sample (default: all)
   --seed <n>              selection, generation and bootstrap seed (default 42)
-  --trials <n>            trials per question (default 1)
+  --trials <n>            trials per question (default 1); more than one needs --temperature > 0,
+                          and each trial samples with its own seed (recorded in the report)
+  --temperature <t>       candidate sampling temperature (default 0: greedy)
   --self-correct <k>      revision turns after the first answer (default 0)
   --concurrency <n>       concurrent candidate calls (default 4)
   --judge-concurrency <n> concurrent judge calls (default 8)
@@ -70,6 +72,8 @@ export interface Args {
   readonly questions: number | undefined
   readonly seed: number
   readonly trials: number
+  /** Candidate sampling temperature (default 0). */
+  readonly temperature: number
   readonly selfCorrect: number
   readonly concurrency: number
   readonly judgeConcurrency: number
@@ -96,6 +100,7 @@ const flags = {
   questions: Boundary.Flag.integer(1),
   seed: Boundary.Flag.integer(0),
   trials: Boundary.Flag.integer(1),
+  temperature: Boundary.Flag.number({ maximum: 2 }),
   "self-correct": Boundary.Flag.integer(0),
   concurrency: Boundary.Flag.integer(1),
   "judge-concurrency": Boundary.Flag.integer(1),
@@ -150,6 +155,7 @@ export const parse = (
       questions: values.questions,
       seed: values.seed ?? Sampling.defaultSeed,
       trials: values.trials ?? 1,
+      temperature: values.temperature ?? 0,
       selfCorrect: values["self-correct"] ?? 0,
       concurrency: values.concurrency ?? 4,
       judgeConcurrency: values["judge-concurrency"] ?? 8,
@@ -342,6 +348,7 @@ export const evaluate = (
       ...(args.questions !== undefined ? { questions: args.questions } : {}),
       seed: args.seed,
       trials: args.trials,
+      temperature: args.temperature,
       selfCorrect: args.selfCorrect,
       concurrency: args.concurrency,
       maxTokens: args.maxTokens,

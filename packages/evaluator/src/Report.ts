@@ -16,6 +16,10 @@ export interface RunConfig {
   readonly seed: number
   readonly questions: number
   readonly trials: number
+  /** The candidates' sampling temperature, when not 0. @since 0.3.0 */
+  readonly temperature?: number
+  /** With several trials: trial i's sampling seed at index i. @since 0.3.0 */
+  readonly trialSeeds?: ReadonlyArray<number>
   readonly selfCorrect: number
   readonly maxTokens: number
   /** Selected item ids, in selection order. */
@@ -304,6 +308,8 @@ export const toMarkdown = (report: Report, timingSection?: Timing): string => {
   lines.push(`# Evaluation: ${config.dataset.name}`, "")
   lines.push(
     `Scorer \`${config.scorer}\`, ${config.questions} questions (seed ${config.seed}), ${config.trials} trial(s)` +
+      (config.temperature !== undefined ? ` at temperature ${config.temperature}` : "") +
+      (config.trialSeeds !== undefined ? ` (trial seeds ${config.trialSeeds.join(", ")})` : "") +
       (config.selfCorrect > 0 ? `, ${config.selfCorrect} self-correction turn(s)` : "") +
       (config.judge !== null ? `, judge \`${config.judge.name}\`` : "") + "."
   )

@@ -148,6 +148,8 @@ describe("hasten-eval", () => {
         "3",
         "--trials",
         "2",
+        "--temperature",
+        "0.5",
         "--out",
         Path.join(dir, "judged"),
         "--no-cache",

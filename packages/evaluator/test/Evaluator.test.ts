@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Llm, LlmError } from "@hasten/core"
 import type { Dataset } from "@hasten/evaluator"
-import { Evaluator, Report, Scorer } from "@hasten/evaluator"
+import { Evaluator, Report, Sampling, Scorer } from "@hasten/evaluator"
 import { Deferred, Effect, Fiber, Layer } from "effect"
 import { appendFileSync, mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -118,12 +118,43 @@ describe("Evaluator.run", () => {
         const i = questionIndex(request)
         return request.trial === 2 && i === 0 ? "#### 99" : `#### ${i * 2}`
       }, record)
-      const result = yield* Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [candidate(llm)], questions: 4, trials: 3 })
+      const result = yield* Evaluator.run({
+        dataset,
+        scorer: Scorer.gsm8k(),
+        candidates: [candidate(llm)],
+        questions: 4,
+        trials: 3,
+        temperature: 0.7,
+        seed: 42
+      })
       assert.deepStrictEqual([...new Set(record.requests.map((request) => request.trial))].sort(), [0, 1, 2])
+      // each trial samples with its own seed (trial 0 keeps the run's), recorded in config and records
+      const seeds = result.report.config.trialSeeds!
+      assert.deepStrictEqual(seeds, [42, Sampling.trialSeed(42, 1), Sampling.trialSeed(42, 2)])
+      assert.strictEqual(new Set(seeds).size, 3)
+      assert.isTrue(record.requests.every((request) => request.seed === seeds[request.trial!] && request.temperature === 0.7))
+      assert.isTrue(result.report.results[0]!.items.every((item) => item.seed === seeds[item.trial]))
+      assert.strictEqual(result.report.config.temperature, 0.7)
       const summary = result.report.results[0]!.summary
       assert.strictEqual(summary.total, 12)
       const hasZero = result.report.config.selection.includes("toy:0")
       assert.strictEqual(summary.trialAgreement, hasZero ? Number(((3 + 1 / 3) / 4).toFixed(6)) : 1)
+    }))
+
+  it.effect("refuses several trials at temperature 0, which would repeat one greedy answer", () =>
+    Effect.gen(function*() {
+      const record = calls()
+      const error = yield* Effect.flip(
+        Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [candidate(halfRight(record))], trials: 3 })
+      )
+      assert.strictEqual(error.reason._tag, "InvalidOptions")
+      assert.strictEqual(error.reason._tag === "InvalidOptions" ? error.reason.field : "", "trials")
+      assert.match(error.message, /trials 3 at temperature 0 would repeat one greedy answer 3 times .*set a temperature above 0/)
+      assert.strictEqual(record.requests.length, 0)
+      // one trial at temperature 0: no per-trial seeds recorded, the report keeps its old shape
+      const one = yield* Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [candidate(halfRight())], questions: 2 })
+      assert.isFalse("trialSeeds" in one.report.config || "temperature" in one.report.config)
+      assert.isFalse("seed" in one.report.results[0]!.items[0]!)
     }))
 
   it.effect("the same inputs and seed give a byte-identical report; timing is separate", () =>
@@ -134,6 +165,7 @@ describe("Evaluator.run", () => {
         candidates: [candidate(halfRight()), candidate(halfRight(), "fake:other")],
         questions: 8,
         trials: 2,
+        temperature: 0.5,
         seed: 7
       }
       const first = yield* Evaluator.run(options)
