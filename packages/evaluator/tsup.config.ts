@@ -15,6 +15,7 @@ export default defineConfig({
     "src/Stack.ts",
     "src/Command.ts",
     "src/Paired.ts",
+    "src/MultipleChoice.ts",
     "src/cli.ts"
   ],
   format: ["esm"],

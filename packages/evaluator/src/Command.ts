@@ -14,6 +14,7 @@ import * as Path from "node:path"
 import * as Dataset from "./Dataset.js"
 import * as Evaluator from "./Evaluator.js"
 import { EvaluatorError, UsageError } from "./EvaluatorError.js"
+import * as MultipleChoice from "./MultipleChoice.js"
 import * as Progress from "./Progress.js"
 import * as Report from "./Report.js"
 import * as Sampling from "./Sampling.js"
@@ -32,10 +33,12 @@ const reportFile = Boundary.jsonDecoder(Schema.Struct({ report: Schema.Struct({ 
 /** The usage text. @category configuration @since 0.1.0 */
 export const usage = `Usage: hasten-eval --dataset <name|file> --candidate <spec> [--candidate <spec> ...] [options]
 
-  --dataset <d>           gsm8k | gsm8k-train | truthfulqa-mc | truthfulqa | path to .jsonl/.csv/.json
+  --dataset <d>           gsm8k | gsm8k-train | truthfulqa-mc | truthfulqa-mc1 | truthfulqa-mc2 | truthfulqa | path to .jsonl/.csv/.json
   --candidate <spec>      local:<model.gguf>[@<lora.gguf>] | openai:<model> | anthropic:<model> | replicate:<owner/model> | echo:<name>
   --judge <spec>          the LLM judge (same spec forms); required by --scorer judge
-  --scorer <s>            gsm8k | gsm8k-strict | multiple-choice | exact-match | judge (default: by dataset)
+  --scorer <s>            gsm8k | gsm8k-strict | multiple-choice | exact-match | judge | loglikelihood
+                          (default: by dataset; loglikelihood for truthfulqa-mc1/-mc2: options scored by
+                          log-probability on local: candidates, as lm-evaluation-harness does)
   --rubric <text>         the judge's rubric
   --questions <n>         questions to sample (default: all)
   --seed <n>              selection, generation and bootstrap seed (default 42)
@@ -88,7 +91,7 @@ export interface Args {
   readonly threads: number
 }
 
-const scorers = ["gsm8k", "gsm8k-strict", "multiple-choice", "exact-match", "judge"] as const
+const scorers = ["gsm8k", "gsm8k-strict", "multiple-choice", "exact-match", "judge", "loglikelihood"] as const
 
 /** The flags of `hasten-eval`, each with its decoder. */
 const flags = {
@@ -204,7 +207,15 @@ export const parseSpec = (spec: string): Effect.Effect<Spec, EvaluatorError> => 
 
 /** The scorer a dataset uses when `--scorer` is not given. @category parsing @since 0.1.0 */
 export const defaultScorer = (dataset: string, hasJudge: boolean): string =>
-  /gsm8k/i.test(dataset) ? "gsm8k" : /truthfulqa|\.json$/i.test(dataset) ? "multiple-choice" : hasJudge ? "judge" : "exact-match"
+  /^truthfulqa-mc[12]$/i.test(dataset)
+    ? "loglikelihood"
+    : /gsm8k/i.test(dataset)
+    ? "gsm8k"
+    : /truthfulqa|\.json$/i.test(dataset)
+    ? "multiple-choice"
+    : hasJudge
+    ? "judge"
+    : "exact-match"
 
 const scorerOf = (name: string, rubric: string | undefined): Scorer.Scorer => {
   switch (name) {
@@ -269,6 +280,41 @@ export const providerLayer = (
       )
   }))
 
+/**
+ * `--scorer loglikelihood`: every candidate must be `local:` (token probabilities come from
+ * the model itself); runs `MultipleChoice.run` on the dataset.
+ * @category runners @since 0.3.0
+ */
+export const loglikelihood = (args: Args, dataset: Dataset.Dataset, progress: Progress.Progress) =>
+  Effect.gen(function*() {
+    const candidates: Array<MultipleChoice.Candidate> = []
+    for (const text of args.candidates) {
+      const spec = yield* parseSpec(text)
+      if (spec.provider !== "local") {
+        return yield* usageError(
+          `--scorer loglikelihood needs token probabilities, which only local: candidates give; "${text}" is ${spec.provider}`,
+          "scorer"
+        )
+      }
+      const tokenModel = Layer.unwrap(Effect.tryPromise({
+        try: async () => {
+          const { Local } = await import("@hasten/providers/local")
+          return Local.layer({ model: spec.model, threads: args.threads, sequences: Math.min(args.concurrency, 8) })
+        },
+        catch: (error) => usageError(`cannot load the local provider: ${error instanceof Error ? error.message : String(error)}`)
+      }))
+      candidates.push({ name: text, model: modelId(spec), tokenModel })
+    }
+    return yield* MultipleChoice.run({
+      dataset,
+      candidates,
+      ...(args.questions !== undefined ? { questions: args.questions } : {}),
+      seed: args.seed,
+      concurrency: Math.min(args.concurrency, 8),
+      progress
+    })
+  })
+
 /** Writes the report files; returns their paths. @category rendering @since 0.1.0 */
 export const writeReports = (out: string, result: Evaluator.RunResult): { readonly json: string; readonly markdown: string } => {
   mkdirSync(out, { recursive: true })
@@ -297,6 +343,10 @@ export const evaluate = (
     }
     const out = args.out ?? Path.join(".hasten", "eval", `${dataset.name}-seed${args.seed}`)
     mkdirSync(out, { recursive: true })
+    if ((args.scorer ?? defaultScorer(args.dataset, args.judge !== undefined)) === "loglikelihood") {
+      const result = yield* loglikelihood(args, dataset, progress)
+      return { result, files: writeReports(out, result), out, perfReport: undefined }
+    }
     const checkpoint = Path.join(out, "checkpoint.jsonl")
     if (args.fresh && existsSync(checkpoint)) rmSync(checkpoint)
     const cache = args.cache === false ? undefined : Stack.cacheStore({ path: args.cache })

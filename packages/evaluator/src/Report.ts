@@ -56,6 +56,12 @@ export interface Summary {
   readonly ci95: readonly [number, number]
   /** GSM8K: accuracy under the strict and flexible filters. */
   readonly filters?: { readonly strict: number; readonly flexible: number }
+  /**
+   * Log-likelihood multiple choice (`MultipleChoice.run`): the means of the harness's `acc`,
+   * `acc_norm` and TruthfulQA `mc2` over the scored items.
+   * @since 0.3.0
+   */
+  readonly multipleChoice?: { readonly acc: number; readonly accNorm: number; readonly mc2: number }
   /** With trials ≥ 2: how often trials of an item agree on correctness (pairwise). */
   readonly trialAgreement?: number
   /** With a judge and trials ≥ 2: how often the judge's scores of an item agree across trials. */
@@ -138,6 +144,13 @@ const summarize = (config: RunConfig, records: ReadonlyArray<ItemRecord>): Summa
       flexible: r(scored.filter((record) => record.details!.flexible === true).length / scored.length)
     }
     : undefined
+  const multipleChoice = scored.length > 0 && scored.every((record) => typeof record.details?.accNorm === "number")
+    ? {
+      acc: r(Stats.mean(scored.map((record) => record.details!.acc as number))),
+      accNorm: r(Stats.mean(scored.map((record) => record.details!.accNorm as number))),
+      mc2: r(Stats.mean(scored.map((record) => record.details!.mc2 as number)))
+    }
+    : undefined
   const groups = itemIds.map((id) => byItem.get(id)!)
   const trialAgreement = config.trials >= 2
     ? Stats.pairwiseAgreement(groups.map((group) => group.map((record) => (record.correct ? 1 : 0))))
@@ -163,6 +176,7 @@ const summarize = (config: RunConfig, records: ReadonlyArray<ItemRecord>): Summa
     standardError: r(Stats.standardError(itemMeans)),
     ci95: [r(interval[0]), r(interval[1])],
     ...(filters !== undefined ? { filters } : {}),
+    ...(multipleChoice !== undefined ? { multipleChoice } : {}),
     ...(trialAgreement !== undefined ? { trialAgreement: r(trialAgreement) } : {}),
     ...(judgeAgreement !== undefined ? { judgeAgreement: r(judgeAgreement) } : {}),
     usage,
@@ -334,6 +348,13 @@ export const toMarkdown = (report: Report, timingSection?: Timing): string => {
     const s = result.summary
     const extras: Array<string> = []
     if (s.filters !== undefined) extras.push(`GSM8K strict ${percent(s.filters.strict)}, flexible ${percent(s.filters.flexible)}`)
+    if (s.multipleChoice !== undefined) {
+      extras.push(
+        `log-likelihood acc ${s.multipleChoice.acc.toFixed(4)}, acc_norm ${s.multipleChoice.accNorm.toFixed(4)}, mc2 ${
+          s.multipleChoice.mc2.toFixed(4)
+        }`
+      )
+    }
     if (s.trialAgreement !== undefined) extras.push(`trial agreement ${percent(s.trialAgreement)}`)
     if (s.judgeAgreement !== undefined) extras.push(`judge agreement ${percent(s.judgeAgreement)}`)
     if (s.errors > 0) extras.push(`errors: ${Object.entries(s.errorsByTag).map(([tag, count]) => `${tag} ×${count}`).join(", ")}`)
