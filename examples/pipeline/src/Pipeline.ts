@@ -250,7 +250,29 @@ export const run = (options: PipelineOptions) =>
     const program = Effect.gen(function*() {
       const upstreamOf = (completions: ReadonlyArray<Completion.Completion | undefined>) =>
         completions.filter((c) => c !== undefined && c.cached !== true).length
-      const stats: Array<{ stage: string; items: number; seconds: number; errors: number; cached: number; upstream: number }> = []
+      // what the middleware reported on the stage's upstream calls: proof each layer was on the path
+      const factsOf = (completions: ReadonlyArray<Completion.Completion | undefined>) => {
+        const upstream = completions.filter((c): c is Completion.Completion => c !== undefined && c.cached !== true)
+        return {
+          largestBatch: Math.max(0, ...upstream.map((c) => c.facts?.batchSize ?? 0)),
+          rateLimited: upstream.filter((c) => c.facts?.retries !== undefined).length,
+          speculative: upstream.filter((c) => c.facts?.speculative !== undefined).length
+        }
+      }
+      const stats: Array<{
+        stage: string
+        items: number
+        seconds: number
+        errors: number
+        cached: number
+        upstream: number
+        /** The largest batch the batcher dispatched this stage's upstream calls in (its `batchSize` fact). */
+        largestBatch?: number
+        /** Upstream calls the rate limiter admitted (they carry its `retries` fact). */
+        rateLimited?: number
+        /** Upstream calls decoded speculatively (they carry the `speculative` fact). */
+        speculative?: number
+      }> = []
       const errors: Array<string> = []
       const stage = <A>(
         name: string,
@@ -282,7 +304,8 @@ export const run = (options: PipelineOptions) =>
             cached: results.filter((r) =>
               r?.cached === true
             ).length,
-            upstream: upstreamOf(results)
+            upstream: upstreamOf(results),
+            ...factsOf(results)
           })
           if (items.length > 0 && failed === items.length) {
             return yield* new PipelineError({ message: `every ${name} call failed; the first error: ${errors[errors.length - failed]}` })

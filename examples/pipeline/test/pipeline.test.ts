@@ -100,6 +100,9 @@ describe("examples/pipeline (quick mode, stories260K)", () => {
         const first = yield* run(options(dir, { ...llm, log: (line) => lines.push(line) }))
         const filter = first.stats[0]!
         assert.deepStrictEqual([filter.stage, filter.items, filter.errors, filter.upstream], ["filter", 12, 0, 12])
+        // through the batcher (several records per dispatch) and the rate limiter, like every stage
+        assert.isAbove(filter.largestBatch!, 1)
+        assert.strictEqual(filter.rateLimited, 12)
         assert.strictEqual(first.kept.length, expected)
         assert.deepStrictEqual(first.output.map((row) => row.id), first.kept)
         assert.include(lines, `filter: kept ${expected} of 12 (dropped: ${12 - expected} model said drop)`)
@@ -121,6 +124,13 @@ describe("examples/pipeline (quick mode, stories260K)", () => {
         const lines: Array<string> = []
         const first = yield* run(options(dir, { limit: 4, speculative: true, log: (line) => lines.push(line) }))
         assert.strictEqual(first.speculative!.requests, 4)
+        // align: decoded speculatively, dispatched by the batcher, admitted by the rate limiter
+        const align = first.stats.find((stage) => stage.stage === "align")!
+        assert.deepStrictEqual([align.speculative, align.rateLimited], [4, 4])
+        assert.isAbove(align.largestBatch!, 1)
+        // structure: the plain model with its JSON grammar, not the speculative engine
+        const structure = first.stats.find((stage) => stage.stage === "structure")!
+        assert.deepStrictEqual([structure.speculative, structure.rateLimited], [0, 4])
         assert.strictEqual(first.speculative!.drafter, "prompt-lookup")
         for (const row of first.output) {
           assert.include(["low", "medium", "high"], (row.structure as { risk: string }).risk)
