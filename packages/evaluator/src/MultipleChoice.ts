@@ -58,6 +58,11 @@ export const encodePair = (
     return { context: contextTokens, continuation: whole.slice(contextTokens.length) }
   })
 
+/** The optional fast path of the local model's sequences (`@hasten/providers`' TokenModel; speculative decoding uses it too). */
+interface GreedyExtension {
+  readonly appendGreedy: (tokens: ReadonlyArray<number>, from?: number) => Effect.Effect<ReadonlyArray<number>, unknown>
+}
+
 const argmaxFirst = (values: ReadonlyArray<number>): number => {
   let best = 0
   for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i
@@ -82,8 +87,16 @@ export const loglikelihoods = (
     const results: Array<ContinuationLikelihood> = []
     if (pairs.length === 0) return results
     const contextTokens = pairs[0]!.context
-    const sequence = yield* model.sequence()
-    const contextDistributions = yield* sequence.append(contextTokens)
+    const sequence: TokenModel.TokenSequence & Partial<GreedyExtension> = yield* model.sequence()
+    // Only the distribution after the context's last token is needed: a sequence that can
+    // evaluate tokens without returning distributions (the local model's `appendGreedy`)
+    // takes the rest of the context that way, which spares a vocabulary-sized array per token.
+    if (contextTokens.length > 1 && sequence.appendGreedy !== undefined) {
+      yield* sequence.appendGreedy(contextTokens.slice(0, -1), contextTokens.length - 2)
+    }
+    const contextDistributions = yield* sequence.append(
+      sequence.tokens().length === 0 ? contextTokens : contextTokens.slice(sequence.tokens().length)
+    )
     const afterContext = contextDistributions.at(-1)!
     for (const [index, pair] of pairs.entries()) {
       const tokens = pair.continuation
