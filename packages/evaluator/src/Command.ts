@@ -287,6 +287,16 @@ export const providerLayer = (
  */
 export const loglikelihood = (args: Args, dataset: Dataset.Dataset, progress: Progress.Progress) =>
   Effect.gen(function*() {
+    // log-likelihoods are computed, not sampled: nothing varies between trials or turns
+    if (args.trials > 1) {
+      return yield* usageError("--scorer loglikelihood computes probabilities, not samples: --trials must be 1", "trials")
+    }
+    if (args.selfCorrect > 0) {
+      return yield* usageError("--scorer loglikelihood generates no answer to revise: drop --self-correct", "self-correct")
+    }
+    if (args.judge !== undefined) {
+      return yield* usageError("--scorer loglikelihood needs no judge: drop --judge", "judge")
+    }
     const candidates: Array<MultipleChoice.Candidate> = []
     for (const text of args.candidates) {
       const spec = yield* parseSpec(text)

@@ -196,7 +196,7 @@ describe("hasten-eval --scorer loglikelihood", () => {
     assert.strictEqual(report.results[0].summary.scored, 2)
   }, 120_000)
 
-  it("refuses a remote candidate: token probabilities come from local models only", async () => {
+  it("refuses a remote candidate (no token probabilities), trials, self-correction and a judge", async () => {
     const dir = mkdtempSync(Path.join(tmpdir(), "hasten-mc-"))
     const dataset = Path.join(dir, "mc.json")
     writeFileSync(dataset, JSON.stringify([{ question: "q", mc1_targets: { a: 1, b: 0 } }]))
@@ -206,5 +206,26 @@ describe("hasten-eval --scorer loglikelihood", () => {
       result.err,
       /--scorer loglikelihood needs token probabilities, which only local: candidates give; "openai:gpt-4o-mini" is openai/
     )
+    for (
+      const [flags, pattern] of [
+        [["--trials", "2", "--temperature", "0.5"], /--trials must be 1/],
+        [["--self-correct", "1"], /drop --self-correct/],
+        [["--judge", "echo:j"], /needs no judge/]
+      ] as const
+    ) {
+      const refused = await run([
+        "--dataset",
+        dataset,
+        "--candidate",
+        "local:stories260K.gguf",
+        "--scorer",
+        "loglikelihood",
+        "--out",
+        dir,
+        ...flags
+      ])
+      assert.strictEqual(refused.code, 1)
+      assert.match(refused.err, pattern)
+    }
   })
 })
