@@ -309,7 +309,9 @@ export const loglikelihood = (args: Args, dataset: Dataset.Dataset, progress: Pr
       const tokenModel = Layer.unwrap(Effect.tryPromise({
         try: async () => {
           const { Local } = await import("@hasten/providers/local")
-          return Local.layer({ model: spec.model, threads: args.threads, sequences: Math.min(args.concurrency, 8) })
+          // one sequence: llama.cpp's logits depend on which sequences share a batch, and the
+          // report keeps every log-likelihood, so items run one at a time for identical reports
+          return Local.layer({ model: spec.model, threads: args.threads, sequences: 1 })
         },
         catch: (error) => usageError(`cannot load the local provider: ${error instanceof Error ? error.message : String(error)}`)
       }))
@@ -320,7 +322,6 @@ export const loglikelihood = (args: Args, dataset: Dataset.Dataset, progress: Pr
       candidates,
       ...(args.questions !== undefined ? { questions: args.questions } : {}),
       seed: args.seed,
-      concurrency: Math.min(args.concurrency, 8),
       progress
     })
   })

@@ -214,7 +214,11 @@ export interface Options {
   readonly addBos?: boolean
   readonly questions?: number
   readonly seed?: number
-  /** Items scored at once (each holds a sequence of the model). Default 1. */
+  /**
+   * Items scored at once (each holds a sequence of the model). Default 1: llama.cpp's logits
+   * move slightly when sequences share a batch (see `@hasten/batcher`'s README), so only one
+   * at a time gives byte-identical reports.
+   */
   readonly concurrency?: number
   readonly progress?: Progress
 }

@@ -194,6 +194,20 @@ describe("hasten-eval --scorer loglikelihood", () => {
     const report = JSON.parse(readFileSync(Path.join(dir, "report.json"), "utf8")).report
     assert.strictEqual(report.config.scorer, "loglikelihood-mc2")
     assert.strictEqual(report.results[0].summary.scored, 2)
+    // deterministic: a second run writes the same report, byte for byte
+    const again = await run([
+      "--dataset",
+      "truthfulqa-mc2",
+      "--candidate",
+      "local:stories260K.gguf",
+      "--questions",
+      "2",
+      "--out",
+      dir,
+      "--no-perf"
+    ])
+    assert.strictEqual(again.code, 0, again.err)
+    assert.strictEqual(JSON.stringify(JSON.parse(readFileSync(Path.join(dir, "report.json"), "utf8")).report), JSON.stringify(report))
   }, 120_000)
 
   it("refuses a remote candidate (no token probabilities), trials, self-correction and a judge", async () => {
