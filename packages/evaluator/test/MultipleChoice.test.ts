@@ -14,29 +14,34 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
 
-const sharedDir = (() => {
+/** A folder under shared/: its env variable when set, else the first `shared/<name>` walking up from here. */
+const sharedFolder = (name: "models" | "data", variable: string): string => {
+  const fromEnv = process.env[variable]
+  if (fromEnv !== undefined && fromEnv.length > 0) return fromEnv
   let dir = process.cwd()
-  while (!existsSync(Path.join(dir, "shared", "models", "stories260K.gguf"))) {
+  while (!existsSync(Path.join(dir, "shared", name))) {
     const parent = Path.dirname(dir)
-    if (parent === dir) throw new Error("shared/ not found walking up from the working directory")
+    if (parent === dir) throw new Error(`shared/${name} not found walking up from the working directory; set ${variable}`)
     dir = parent
   }
-  return Path.join(dir, "shared")
-})()
+  return Path.join(dir, "shared", name)
+}
+const modelsDir = sharedFolder("models", "HASTEN_MODELS_DIR")
+const dataDir = sharedFolder("data", "HASTEN_DATA_DIR")
 
 interface McTask {
   readonly question: string
   readonly mc1_targets: Record<string, number>
   readonly mc2_targets: Record<string, number>
 }
-const tasks = JSON.parse(readFileSync(Path.join(sharedDir, "data", "truthfulqa", "mc_task.json"), "utf8")) as Array<McTask>
+const tasks = JSON.parse(readFileSync(Path.join(dataDir, "truthfulqa", "mc_task.json"), "utf8")) as Array<McTask>
 
 let reference: Promise<{ readonly model: LlamaModel; readonly sequence: LlamaContextSequence }> | undefined
 /** node-llama-cpp directly, no Hasten code; flash attention off, as `Local.layer` runs it. */
 const referenceModel = () =>
   reference ??= (async () => {
     const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error })
-    const model = await llama.loadModel({ modelPath: Path.join(sharedDir, "models", "stories260K.gguf") })
+    const model = await llama.loadModel({ modelPath: Path.join(modelsDir, "stories260K.gguf") })
     const context = await model.createContext({ contextSize: 2048, threads: 1, flashAttention: false })
     return { model, sequence: context.getSequence() }
   })()
