@@ -14,6 +14,8 @@ export default defineConfig({
     "src/Progress.ts",
     "src/Stack.ts",
     "src/Command.ts",
+    "src/Paired.ts",
+    "src/MultipleChoice.ts",
     "src/cli.ts"
   ],
   format: ["esm"],

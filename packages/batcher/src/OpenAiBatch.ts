@@ -10,6 +10,9 @@
 import { Boundary, Completion, type CompletionRequest, LlmError } from "@hasten/core"
 import { Duration, Effect, Exit, Schema } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
+import { createHash } from "node:crypto"
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs"
+import * as Path from "node:path"
 import type { BatchBackend } from "./Batcher.js"
 
 /** The batch object as the API returns it (fields used here). @category models @since 0.1.0 */
@@ -66,6 +69,82 @@ export interface JobOptions {
   /** How many times items that failed transiently or expired are resubmitted (default 2). */
   readonly maxResubmits?: number
   readonly metadata?: Record<string, string>
+  /**
+   * Where the ids of in-flight batches are kept ({@link journalFile}): a job whose exact
+   * items already have a batch in flight re-attaches to it (polls it, downloads its results)
+   * instead of uploading and paying for it again, so a restarted run picks up where the
+   * killed one left off. With a journal, interrupting the job leaves the batch running (a
+   * restart re-attaches) instead of cancelling it.
+   * @since 0.3.0
+   */
+  readonly journal?: Journal
+}
+
+/** What a journal keeps for one in-flight batch. @category models @since 0.3.0 */
+export interface JournalEntry {
+  readonly batchId: string
+  readonly inputFileId: string
+  /** The custom ids of the batch's items, in order. */
+  readonly customIds: ReadonlyArray<string>
+}
+
+/**
+ * Persists in-flight batches by job key (a hash of the endpoint and the exact JSONL), so a
+ * restarted run finds the batch its items were sent in.
+ * @category models @since 0.3.0
+ */
+export interface Journal {
+  readonly get: (key: string) => Effect.Effect<JournalEntry | undefined>
+  readonly set: (key: string, entry: JournalEntry) => Effect.Effect<void>
+  readonly remove: (key: string) => Effect.Effect<void>
+}
+
+/** The key a journal files a batch under: sha256 of the endpoint and the batch's JSONL. @category constructors @since 0.3.0 */
+export const jobKey = (endpoint: string, jsonl: string): string => createHash("sha256").update(`${endpoint}\n${jsonl}`).digest("hex")
+
+/**
+ * A journal in a JSON file (`{ [jobKey]: JournalEntry }`), rewritten atomically (a temporary
+ * file renamed over it) on every change, so a kill never leaves it half written. A file that
+ * cannot be read as a journal is treated as empty.
+ * @category constructors @since 0.3.0
+ */
+export const journalFile = (path: string): Journal => {
+  const read = (): Record<string, JournalEntry> => {
+    if (!existsSync(path)) return {}
+    try {
+      const value = JSON.parse(readFileSync(path, "utf8")) as unknown
+      return typeof value === "object" && value !== null && !Array.isArray(value) ? value as Record<string, JournalEntry> : {}
+    } catch {
+      return {}
+    }
+  }
+  const write = (entries: Record<string, JournalEntry>) => {
+    mkdirSync(Path.dirname(Path.resolve(path)), { recursive: true })
+    const temporary = `${path}.${process.pid}.tmp`
+    writeFileSync(temporary, JSON.stringify(entries, null, 2) + "\n")
+    renameSync(temporary, path)
+  }
+  return {
+    get: (key) => Effect.sync(() => read()[key]),
+    set: (key, entry) => Effect.sync(() => write({ ...read(), [key]: entry })),
+    remove: (key) =>
+      Effect.sync(() => {
+        const entries = read()
+        if (!(key in entries)) return
+        delete entries[key]
+        write(entries)
+      })
+  }
+}
+
+/** A journal in memory (one process; for tests and for sharing between jobs of one run). @category constructors @since 0.3.0 */
+export const journalMemory = (): Journal => {
+  const entries = new Map<string, JournalEntry>()
+  return {
+    get: (key) => Effect.sync(() => entries.get(key)),
+    set: (key, entry) => Effect.sync(() => void entries.set(key, entry)),
+    remove: (key) => Effect.sync(() => void entries.delete(key))
+  }
 }
 
 const provider = "openai-batch"
@@ -152,24 +231,57 @@ const submitOnce = (client: BatchClient, items: ReadonlyArray<JobItem>, options:
     const jsonl = items.map((item) =>
       JSON.stringify({ custom_id: item.customId, method: "POST", url: endpoint, body: item.body })
     ).join("\n") + "\n"
-    const file = yield* call(
-      "uploading the batch file",
-      (signal) =>
-        client.files.create({ file: new File([jsonl], "hasten-batch.jsonl", { type: "application/jsonl" }), purpose: "batch" }, { signal })
-    )
-    let batch = yield* call("creating the batch", (signal) =>
-      client.batches.create({
-        input_file_id: file.id,
-        endpoint,
-        completion_window: "24h",
-        ...(options.metadata ? { metadata: options.metadata } : {})
-      }, { signal }))
+    const journal = options.journal
+    const key = jobKey(endpoint, jsonl)
+    // A batch of exactly these items already in flight (a restarted run): re-attach to it.
+    const previous = journal === undefined ? undefined : yield* journal.get(key)
+    let attached: BatchObject | undefined
+    if (previous !== undefined) {
+      const found = yield* Effect.exit(call("re-attaching to the batch", (signal) => client.batches.retrieve(previous.batchId, { signal })))
+      if (Exit.isSuccess(found)) attached = found.value
+      else if (
+        found.cause.reasons.some((reason) =>
+          reason._tag === "Fail" && reason.error.reason._tag === "InvalidRequest" && reason.error.reason.status === 404
+        )
+      ) {
+        // the API no longer knows it (404): submit again
+        yield* journal!.remove(key)
+      } else return yield* Effect.failCause(found.cause)
+    }
+    let batch: BatchObject
+    if (attached !== undefined) {
+      batch = attached
+      yield* Effect.annotateCurrentSpan({ "openai.batch.reattached": true })
+    } else {
+      const file = yield* call(
+        "uploading the batch file",
+        (signal) =>
+          client.files.create({ file: new File([jsonl], "hasten-batch.jsonl", { type: "application/jsonl" }), purpose: "batch" }, {
+            signal
+          })
+      )
+      batch = yield* call("creating the batch", (signal) =>
+        client.batches.create({
+          input_file_id: file.id,
+          endpoint,
+          completion_window: "24h",
+          ...(options.metadata ? { metadata: options.metadata } : {})
+        }, { signal }))
+      if (journal !== undefined) {
+        yield* journal.set(key, {
+          batchId: batch.id,
+          inputFileId: file.id,
+          customIds: items.map((item) => item.customId)
+        })
+      }
+    }
     yield* Effect.annotateCurrentSpan({ "openai.batch.id": batch.id, "openai.batch.items": items.length })
     let delay = Duration.toMillis(Duration.fromInputUnsafe(options.pollInterval ?? "1 second"))
     const maxDelay = Duration.toMillis(Duration.fromInputUnsafe(options.maxPollInterval ?? "60 seconds"))
-    const cancelOnInterrupt = Effect.onInterrupt(() =>
-      Effect.ignore(call("cancelling the batch", (signal) => client.batches.cancel(batch.id, { signal })))
-    )
+    // Without a journal an interrupted job cancels its batch; with one the batch runs on, for a restart to re-attach to.
+    const cancelOnInterrupt = journal !== undefined
+      ? <A, E, R>(effect: Effect.Effect<A, E, R>) => effect
+      : Effect.onInterrupt(() => Effect.ignore(call("cancelling the batch", (signal) => client.batches.cancel(batch.id, { signal }))))
     while (!terminal.has(batch.status)) {
       yield* Effect.sleep(Duration.millis(delay)).pipe(cancelOnInterrupt)
       delay = Math.min(maxDelay, delay * 2)
@@ -177,6 +289,7 @@ const submitOnce = (client: BatchClient, items: ReadonlyArray<JobItem>, options:
       batch = yield* call("polling the batch", (signal) => client.batches.retrieve(id, { signal })).pipe(cancelOnInterrupt)
     }
     if (batch.status === "failed") {
+      if (journal !== undefined) yield* journal.remove(key)
       const reasons = (batch.errors?.data ?? []).map((error) =>
         `${error.code ?? "error"}${error.line != null ? ` (line ${error.line})` : ""}: ${error.message ?? ""}`
       )
@@ -195,6 +308,8 @@ const submitOnce = (client: BatchClient, items: ReadonlyArray<JobItem>, options:
         )
     const output = yield* download(batch.output_file_id)
     const errors = yield* download(batch.error_file_id)
+    // the results are in hand: the batch is no longer in flight
+    if (journal !== undefined) yield* journal.remove(key)
     const byId = new Map<string, JobResult>()
     for (const result of [...errors, ...output]) {
       byId.set(result.customId, result)
@@ -214,7 +329,9 @@ const submitOnce = (client: BatchClient, items: ReadonlyArray<JobItem>, options:
 /**
  * Runs a job to completion: submit, poll with exponential backoff, collect results,
  * and resubmit only transient failures (expired, 429, 5xx) up to `maxResubmits` times.
- * Results come back in input order. Interrupting the effect cancels the batch.
+ * Results come back in input order. Interrupting the effect cancels the batch (unless
+ * `journal` is set: then the batch runs on, and a restarted job with the same items
+ * re-attaches to it instead of submitting again).
  * @category constructors @since 0.1.0
  */
 export const runJob = Effect.fn("OpenAiBatch.runJob")(
