@@ -7,7 +7,7 @@
  * the SDK itself.
  * @since 0.1.0
  */
-import { Boundary, Completion, type CompletionRequest, LlmError } from "@hasten/core"
+import { Boundary, Completion, type CompletionRequest, FieldSupport, LlmError } from "@hasten/core"
 import { Duration, Effect, Exit, Schema } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import { createHash } from "node:crypto"
@@ -362,26 +362,63 @@ export const runJob = Effect.fn("OpenAiBatch.runJob")(
   }
 )
 
-/** The chat-completions body for a request (what the OpenAI provider would send). @category constructors @since 0.1.0 */
-export const chatBody = (request: CompletionRequest.CompletionRequest): Record<string, unknown> => ({
-  model: request.model,
-  messages: request.prompt !== undefined && request.messages.length === 0 ? [{ role: "user", content: request.prompt }] : request.messages,
-  ...(request.maxTokens !== undefined ? { max_tokens: request.maxTokens } : {}),
-  ...(request.temperature !== undefined ? { temperature: request.temperature } : {}),
-  ...(request.topP !== undefined ? { top_p: request.topP } : {}),
-  ...(request.seed !== undefined ? { seed: request.seed } : {}),
-  ...(request.stop !== undefined ? { stop: request.stop } : {}),
-  ...(request.frequencyPenalty !== undefined ? { frequency_penalty: request.frequencyPenalty } : {}),
-  ...(request.presencePenalty !== undefined ? { presence_penalty: request.presencePenalty } : {}),
-  ...(request.responseFormat?.type === "json"
-    ? {
-      response_format: request.responseFormat.schema !== undefined
-        ? { type: "json_schema", json_schema: { name: request.responseFormat.name ?? "response", schema: request.responseFormat.schema } }
-        : { type: "json_object" }
-    }
-    : {}),
-  ...request.providerOptions
-})
+/**
+ * How the Batch API backend treats every request field: OpenAI's chat-completions members
+ * are sent, the rest refused with `InvalidRequest` naming the field — never dropped.
+ * @category utils @since 0.3.0
+ */
+export const fieldSupport: FieldSupport.FieldSupport = {
+  model: FieldSupport.mapped("`model`"),
+  messages: FieldSupport.mapped("`messages`"),
+  prompt: FieldSupport.mapped("one user message"),
+  maxTokens: FieldSupport.param("max_tokens"),
+  temperature: FieldSupport.param("temperature"),
+  topP: FieldSupport.param("top_p"),
+  topK: FieldSupport.refused("OpenAI's API takes no top-k parameter"),
+  seed: FieldSupport.param("seed"),
+  stop: FieldSupport.param("stop"),
+  adapter: FieldSupport.refused("OpenAI serves fine-tunes as model ids: name the fine-tuned model in `model`"),
+  responseFormat: FieldSupport.mapped("`response_format` (`json_schema`, or `json_object`)"),
+  repeatPenalty: FieldSupport.refused("OpenAI's API takes no repeat penalty: use frequencyPenalty or presencePenalty"),
+  frequencyPenalty: FieldSupport.param("frequency_penalty"),
+  presencePenalty: FieldSupport.param("presence_penalty"),
+  penaltyWindow: FieldSupport.refused("OpenAI's penalties look at the whole output"),
+  logprobs: FieldSupport.refused("the Batch API backend does not read logprobs back: use the OpenAI provider"),
+  topLogprobs: FieldSupport.refused("the Batch API backend does not read logprobs back: use the OpenAI provider"),
+  contextOverflow: FieldSupport.refused(
+    "the API fails an oversized prompt itself; truncate it before sending",
+    FieldSupport.onlyErrorOverflow,
+    "`error`"
+  ),
+  providerOptions: FieldSupport.mapped("spread onto the body last"),
+  trial: FieldSupport.identity("cache key only")
+}
+
+/**
+ * The chat-completions body for a request (what the OpenAI provider would send); a field
+ * the Batch API cannot take ({@link fieldSupport}) throws an `LlmError` (`InvalidRequest`
+ * naming it) — {@link backend} checks first and fails that item.
+ * @category constructors @since 0.1.0
+ */
+export const chatBody = (request: CompletionRequest.CompletionRequest): Record<string, unknown> => {
+  const refusal = FieldSupport.firstRefusal(provider, fieldSupport, request)
+  if (refusal !== undefined) throw refusal
+  return {
+    model: request.model,
+    messages: request.prompt !== undefined && request.messages.length === 0
+      ? [{ role: "user", content: request.prompt }]
+      : request.messages,
+    ...FieldSupport.params(fieldSupport, request),
+    ...(request.responseFormat?.type === "json"
+      ? {
+        response_format: request.responseFormat.schema !== undefined
+          ? { type: "json_schema", json_schema: { name: request.responseFormat.name ?? "response", schema: request.responseFormat.schema } }
+          : { type: "json_object" }
+      }
+      : {}),
+    ...request.providerOptions
+  }
+}
 
 const finishReasons: Record<string, Completion.FinishReason> = {
   stop: "stop",
@@ -418,13 +455,24 @@ export const backend = (client: BatchClient, options: JobOptions = {}): BatchBac
   name: provider,
   run: (requests: NonEmptyReadonlyArray<CompletionRequest.CompletionRequest>) =>
     Effect.gen(function*() {
-      const items = requests.map((request, index) => ({ customId: `item-${index}`, body: chatBody(request) }))
+      // a field the Batch API cannot take fails its own item, before anything is uploaded
+      const refusals = requests.map((request) => FieldSupport.firstRefusal(provider, fieldSupport, request))
+      const accepted = requests.flatMap((request, index) => refusals[index] === undefined ? [index] : [])
+      if (accepted.length === 0) return refusals.map((refusal) => Exit.fail(refusal!))
+      const items = accepted.map((index) => ({ customId: `item-${index}`, body: chatBody(requests[index]!) }))
       const exit = yield* Effect.exit(runJob(client, items, { ...options, endpoint: "/v1/chat/completions" }))
-      if (Exit.isFailure(exit)) return requests.map(() => exit as Exit.Exit<never, LlmError.LlmError>)
+      if (Exit.isFailure(exit)) {
+        return requests.map((_, index) =>
+          refusals[index] !== undefined ? Exit.fail(refusals[index]) : exit as Exit.Exit<never, LlmError.LlmError>
+        )
+      }
       const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
-      return exit.value.map((result, index): Exit.Exit<Completion.Completion, LlmError.LlmError> =>
-        result.ok
-          ? Exit.succeed(toCompletion(requests[index]!, result.body, now))
+      const results = new Map(accepted.map((index, at) => [index, exit.value[at]!]))
+      return requests.map((request, index): Exit.Exit<Completion.Completion, LlmError.LlmError> => {
+        if (refusals[index] !== undefined) return Exit.fail(refusals[index])
+        const result = results.get(index)!
+        return result.ok
+          ? Exit.succeed(toCompletion(request, result.body, now))
           : Exit.fail(LlmError.make(
             provider,
             result.status !== undefined
@@ -433,6 +481,6 @@ export const backend = (client: BatchClient, options: JobOptions = {}): BatchBac
               ? new LlmError.Timeout({ description: result.message })
               : new LlmError.ServerError({ status: 500, description: `${result.code}: ${result.message}` })
           ))
-      )
+      })
     })
 })

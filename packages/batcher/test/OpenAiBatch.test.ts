@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Batcher, OpenAiBatch } from "@hasten/batcher"
 import { CompletionRequest, Llm } from "@hasten/core"
 import { Simulator } from "@hasten/testkit"
-import { Deferred, Effect, Exit, Fiber, Layer } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer } from "effect"
 import { mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
@@ -197,6 +197,53 @@ describe("OpenAiBatch.backend behind Batcher.layer", () => {
       }).pipe(Effect.provide(
         Batcher.layer({ window: "20 millis", backend: OpenAiBatch.backend(client, fast) }).pipe(Layer.provide(Llm.Llm.layerEcho))
       ))))
+})
+
+describe("OpenAiBatch fields", () => {
+  it.live("a field the Batch API cannot take fails its own item naming it, before anything is uploaded; the others run", () =>
+    withSimulator({ seed: 1, batch: { validatingMs: 5, perRequestMs: 1, finalizingMs: 5 } }, (client, sim) =>
+      Effect.gen(function*() {
+        const [ok, topK, logprobs] = yield* Effect.forEach(
+          [
+            CompletionRequest.user("gpt-4o-mini", "fine", { maxTokens: 8 }),
+            CompletionRequest.user("gpt-4o-mini", "top-k", { maxTokens: 8, topK: 5 }),
+            CompletionRequest.user("gpt-4o-mini", "logprobs", { maxTokens: 8, logprobs: true })
+          ],
+          (request) => Effect.exit(Llm.complete(request)),
+          { concurrency: "unbounded" }
+        )
+        assert.isTrue(Exit.isSuccess(ok!))
+        for (const [exit, field] of [[topK!, "topK"], [logprobs!, "logprobs"]] as const) {
+          assert.isTrue(Exit.isFailure(exit))
+          const error = Exit.isFailure(exit) ? Cause.findErrorOption(exit.cause) : undefined
+          assert.strictEqual(error?._tag === "Some" ? (error.value.reason as { field?: string }).field : undefined, field)
+        }
+        // one upload, with only the item the API can take
+        assert.strictEqual(sim.counters().requestsByRoute["POST /v1/batches"], 1)
+        // nothing to upload when every item is refused
+        const alone = yield* Effect.exit(Llm.complete(CompletionRequest.user("gpt-4o-mini", "alone", { maxTokens: 8, penaltyWindow: 32 })))
+        assert.isTrue(Exit.isFailure(alone))
+        assert.strictEqual(sim.counters().requestsByRoute["POST /v1/batches"], 1)
+      }).pipe(Effect.provide(
+        Batcher.layer({ window: "20 millis", backend: OpenAiBatch.backend(client, fast) }).pipe(Layer.provide(Llm.Llm.layerEcho))
+      ))))
+
+  it("chatBody sends OpenAI's members under their wire names", () => {
+    const body = OpenAiBatch.chatBody(
+      CompletionRequest.user("gpt-4o-mini", "x", { maxTokens: 8, temperature: 0.5, topP: 0.9, seed: 3, stop: ["."], frequencyPenalty: 0.1 })
+    )
+    assert.deepStrictEqual(
+      {
+        max_tokens: body.max_tokens,
+        temperature: body.temperature,
+        top_p: body.top_p,
+        seed: body.seed,
+        stop: body.stop,
+        frequency_penalty: body.frequency_penalty
+      },
+      { max_tokens: 8, temperature: 0.5, top_p: 0.9, seed: 3, stop: ["."], frequency_penalty: 0.1 }
+    )
+  })
 })
 
 describe("OpenAiBatch.parseResults", () => {
