@@ -58,7 +58,7 @@ export class ServerMetrics {
     const histogramKey = `route="${route}",model="${escapeLabel(model)}"`
     let histogram = this.durations.get(histogramKey)
     if (histogram === undefined) {
-      histogram = { counts: new Array<number>(latencyBuckets.length).fill(0), sum: 0, count: 0 }
+      histogram = { counts: Array.from({ length: latencyBuckets.length }, () => 0), sum: 0, count: 0 }
       this.durations.set(histogramKey, histogram)
     }
     for (let index = 0; index < latencyBuckets.length; index++) {
