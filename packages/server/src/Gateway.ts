@@ -60,14 +60,21 @@ const upstreamLayer = (upstream: ServerConfig.Upstream): Layer.Layer<Llm.Llm, Se
         ...(upstream.timeoutMs !== undefined ? { timeout: upstream.timeoutMs } : {})
       })
     }
-    const { OpenAi } = yield* Effect.promise(() => import("@hasten/providers/openai"))
-    return OpenAi.layer({
+    const [{ OpenAi }, Upstream] = yield* Effect.promise(() =>
+      Promise.all([import("@hasten/providers/openai"), import("./internal/upstream.js")])
+    )
+    // the SDK for streams (and embeddings); a lean node:http client for complete
+    const sdk = OpenAi.make({
       name,
       model: upstream.model,
       ...(apiKey !== undefined ? { apiKey } : {}),
       ...(upstream.url !== undefined ? { baseURL: upstream.url } : {}),
       ...(upstream.timeoutMs !== undefined ? { timeout: upstream.timeoutMs } : {})
-    }) as Layer.Layer<Llm.Llm>
+    })
+    return Layer.succeed(
+      Llm.Llm,
+      Upstream.make({ name, baseURL: upstream.url, apiKey, timeout: upstream.timeoutMs, sdk: sdk.llm })
+    )
   }))
 
 /** Sends requests for the served id to the upstream under its own model id. */
@@ -134,7 +141,7 @@ const cacheLayer = (id: string, cache: string): Layer.Layer<Llm.Llm, never, Llm.
 }
 
 /** The middleware layers of a model, outermost first. */
-const middlewareOf = (id: string, middleware: ServerConfig.Middleware) => {
+const middlewareOf = (id: string, middleware: ServerConfig.Middleware, maxInFlight: number) => {
   const layers: Array<Layer.Layer<Llm.Llm, never, any>> = []
   const cache = middleware.cache !== undefined ? cacheLayer(id, middleware.cache) : undefined
   if (cache !== undefined) layers.push(cache)
@@ -147,11 +154,13 @@ const middlewareOf = (id: string, middleware: ServerConfig.Middleware) => {
   if (middleware.perfLogs === true) layers.push(PerfLogger.layer)
   const limit = middleware.rateLimit
   if (limit !== undefined) {
+    // Only the budgets given apply: rate-limit's seed defaults for unset ones (2 in flight,
+    // 2 requests/s, 120k tokens/min until a provider states its limits) would throttle a gateway.
     layers.push(RateLimit.layer({
-      ...(limit.requestsPerSecond !== undefined ? { requestsPerSecond: limit.requestsPerSecond } : {}),
+      requestsPerSecond: limit.requestsPerSecond ?? Infinity,
       ...(limit.requestsPerMinute !== undefined ? { requestsPerMinute: limit.requestsPerMinute } : {}),
-      ...(limit.tokensPerMinute !== undefined ? { tokensPerMinute: limit.tokensPerMinute } : {}),
-      ...(limit.maxConcurrency !== undefined ? { maxConcurrency: limit.maxConcurrency } : {})
+      tokensPerMinute: limit.tokensPerMinute ?? Infinity,
+      maxConcurrency: limit.maxConcurrency ?? maxInFlight
     }))
   }
   return layers
@@ -176,7 +185,7 @@ export const servedModels = (plan: ServerConfig.Plan): ReadonlyArray<Server.Serv
   plan.models.map((model) => {
     const id = idOf(model)
     const provider = providerOf(id, model)
-    const middleware = middlewareOf(id, { ...plan.middleware, ...model.middleware })
+    const middleware = middlewareOf(id, { ...plan.middleware, ...model.middleware }, plan.maxInFlight ?? 256)
     const stack = Llm.stack(provider.layer as Layer.Layer<Llm.Llm, unknown>, ...middleware)
     // a local model's Embedder is served beside the stack (the middleware wraps the Llm only)
     const layer = model.local !== undefined

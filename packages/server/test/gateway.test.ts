@@ -1,6 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Simulator } from "@hasten/testkit"
-import { Effect, Layer } from "effect"
+import { Context, Effect, Layer } from "effect"
+import * as Http from "node:http"
+import type { AddressInfo } from "node:net"
 import OpenAI from "openai"
 import { Gateway, Server, ServerConfig } from "../src/index.js"
 import { http } from "./support.js"
@@ -160,4 +162,87 @@ describe("Gateway: the openai SDK through hasten-serve to a simulated upstream",
         })).pipe(Layer.provideMerge(Simulator.layer({ seed: 7, responder: (request) => `upstream model ${request.model}` })))
       )
     ))
+})
+
+describe("Gateway: upstream failures, as a client sees them", () => {
+  it.effect("429 keeps its retry-after, 5xx is 502, a refused key is 502 with the secret scrubbed, a bad body is 502", () =>
+    Effect.gen(function*() {
+      const replies: Array<{ status: number; body: unknown; headers?: Record<string, string> }> = [
+        {
+          status: 429,
+          body: { error: { message: "Rate limit reached for requests", type: "requests", code: "rate_limit_exceeded" } },
+          headers: { "retry-after": "7" }
+        },
+        { status: 500, body: { error: { message: "boom", type: "server_error", code: null } } },
+        {
+          status: 401,
+          body: {
+            error: { message: "Incorrect API key provided: sk-upstream-secret", type: "invalid_request_error", code: "invalid_api_key" }
+          }
+        },
+        { status: 200, body: { nothing: true } },
+        {
+          status: 400,
+          body: {
+            error: {
+              message: "This model's maximum context length is 16 tokens",
+              type: "invalid_request_error",
+              code: "context_length_exceeded"
+            }
+          }
+        }
+      ]
+      const seen: Array<{ authorization: string | undefined; body: string }> = []
+      const upstream = yield* Effect.acquireRelease(
+        Effect.promise(() =>
+          new Promise<Http.Server>((resolve) => {
+            const server = Http.createServer((request, response) => {
+              let body = ""
+              request.on("data", (chunk: Buffer) => void (body += chunk.toString("utf8")))
+              request.on("end", () => {
+                seen.push({ authorization: request.headers.authorization, body })
+                const reply = replies.shift()!
+                response.writeHead(reply.status, { "content-type": "application/json", ...reply.headers })
+                response.end(JSON.stringify(reply.body))
+              })
+            })
+            server.listen(0, "127.0.0.1", () => resolve(server))
+          })
+        ),
+        (server) => Effect.sync(() => server.close())
+      )
+      const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`
+      const plan = ServerConfig.decode({
+        port: 0,
+        models: [{ id: "m", upstreams: [{ url, model: "up-model", apiKeyEnv: "TEST_UPSTREAM_KEY" }] }]
+      })
+      process.env.TEST_UPSTREAM_KEY = "sk-upstream-secret"
+      const server = Context.get(yield* Layer.build(Gateway.layer(plan)), Server.Server)
+      yield* server.ready
+      const body = { model: "m", messages: [{ role: "user", content: "hi" }], max_tokens: 3, temperature: 0.5 }
+      const limited = yield* http(server, "/v1/chat/completions", { body })
+      assert.strictEqual(limited.status, 429)
+      assert.strictEqual(limited.headers.get("retry-after"), "7")
+      assert.strictEqual(limited.json.error.code, "rate_limit_exceeded")
+      const boom = yield* http(server, "/v1/chat/completions", { body })
+      assert.strictEqual(boom.status, 502)
+      const refused = yield* http(server, "/v1/chat/completions", { body })
+      assert.strictEqual(refused.status, 502)
+      assert.strictEqual(refused.json.error.code, "upstream_unauthorized")
+      assert.notInclude(refused.text, "sk-upstream-secret")
+      const bad = yield* http(server, "/v1/chat/completions", { body })
+      assert.strictEqual(bad.status, 502)
+      const long = yield* http(server, "/v1/chat/completions", { body })
+      assert.strictEqual(long.status, 400)
+      assert.strictEqual(long.json.error.code, "context_length_exceeded")
+      // what reached the upstream: its own model id, the request's fields, the upstream key
+      assert.strictEqual(seen[0]!.authorization, "Bearer sk-upstream-secret")
+      assert.deepStrictEqual(JSON.parse(seen[0]!.body), {
+        model: "up-model",
+        messages: [{ role: "user", content: "hi" }],
+        max_tokens: 3,
+        temperature: 0.5
+      })
+      delete process.env.TEST_UPSTREAM_KEY
+    }).pipe(Effect.scoped))
 })
