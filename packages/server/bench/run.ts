@@ -165,10 +165,12 @@ const micro = (count: number, run: (index: number) => void): number => {
 }
 const parsed = JSON.parse(body) as Record<string, unknown>
 const parseMs = micro(5000, () => JSON.parse(body))
+let built: CompletionRequest.CompletionRequest | undefined
 const validationMs = micro(5000, () => {
   const call = OpenAiRequest.decodeChat(parsed, OpenAiRequest.upstreamCapabilities)
-  if (!(call instanceof Error)) new CompletionRequest.CompletionRequest(call.request)
+  if (!(call instanceof Error)) built = new CompletionRequest.CompletionRequest(call.request)
 })
+if (built === undefined) throw new Error("the bench body did not validate")
 const sampleResponse = {
   id: "chatcmpl-req_1",
   object: "chat.completion",

@@ -135,9 +135,12 @@ const providerOf = (id: string, model: ServerConfig.Model) => {
 const cacheLayer = (id: string, cache: string): Layer.Layer<Llm.Llm, never, Llm.Llm> | undefined => {
   if (cache === "off") return undefined
   if (cache === "memory") return Cache.layer({ store: "memory", namespace: id })
-  if (cache === "sqlite") return Cache.layer({ store: "sqlite", namespace: id })
-  if (cache.startsWith("sqlite:")) return Cache.layer({ store: "sqlite", path: cache.slice("sqlite:".length), namespace: id })
-  return Cache.layer({ store: "redis", redisUrl: Redacted.make(cache), namespace: id })
+  // a memory LRU in front of the shared store: hot entries never leave the process
+  if (cache === "sqlite") return Cache.layer({ store: "sqlite", tier: true, namespace: id })
+  if (cache.startsWith("sqlite:")) {
+    return Cache.layer({ store: "sqlite", tier: true, path: cache.slice("sqlite:".length), namespace: id })
+  }
+  return Cache.layer({ store: "redis", tier: true, redisUrl: Redacted.make(cache), namespace: id })
 }
 
 /** The middleware layers of a model, outermost first. */
