@@ -1,11 +1,16 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Simulator } from "@hasten/testkit"
 import { Context, Effect, Layer } from "effect"
+import * as Fs from "node:fs"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
+import * as Os from "node:os"
+import * as Path from "node:path"
 import OpenAI from "openai"
 import { Gateway, Server, ServerConfig } from "../src/index.js"
 import { http } from "./support.js"
+
+const perfDir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "hasten-serve-perf-"))
 
 const sdk = (server: Server.ServerService) => new OpenAI({ baseURL: server.baseUrl, apiKey: "client", maxRetries: 0 })
 
@@ -29,88 +34,104 @@ const gateway = (argv: (simulator: Simulator.Instance) => ReadonlyArray<string>)
   })).pipe(Layer.provideMerge(Simulator.layer({ seed: 7 })))
 
 describe("Gateway: the openai SDK through hasten-serve to a simulated upstream", () => {
-  it.effect("chat, streaming with usage, text completions and errors, through cache and rate limit", () =>
-    Effect.gen(function*() {
-      const server = yield* Server.Server
-      const simulator = yield* Simulator.Simulator
-      const openai = sdk(server)
-      const messages = [{ role: "user" as const, content: "Name a colour." }]
-      const first = yield* Effect.promise(() =>
-        openai.chat.completions.create({ model: "gpt-4o-mini", messages, temperature: 0, max_tokens: 8 })
-      )
-      assert.strictEqual(first.object, "chat.completion")
-      assert.strictEqual(first.model, "gpt-4o-mini")
-      assert.isAbove(first.choices[0]!.message.content!.length, 0)
-      assert.isAbove(first.usage!.completion_tokens, 0)
-      assert.strictEqual(first.usage!.total_tokens, first.usage!.prompt_tokens + first.usage!.completion_tokens)
-      // the same request again is a cache hit: same text, no upstream call
-      const before = simulator.counters().requests
-      const again = yield* Effect.promise(() =>
-        openai.chat.completions.create({ model: "gpt-4o-mini", messages, temperature: 0, max_tokens: 8 })
-      )
-      assert.strictEqual(again.choices[0]!.message.content, first.choices[0]!.message.content)
-      assert.strictEqual(simulator.counters().requests, before)
+  // live clock: the batcher's window is a real sleep
+  it.live(
+    "chat, streaming with usage, text completions and errors, through cache, batcher, perf logs and rate limit",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* Server.Server
+        const simulator = yield* Simulator.Simulator
+        const openai = sdk(server)
+        const messages = [{ role: "user" as const, content: "Name a colour." }]
+        const first = yield* Effect.promise(() =>
+          openai.chat.completions.create({ model: "gpt-4o-mini", messages, temperature: 0, max_tokens: 8 })
+        )
+        assert.strictEqual(first.object, "chat.completion")
+        assert.strictEqual(first.model, "gpt-4o-mini")
+        assert.isAbove(first.choices[0]!.message.content!.length, 0)
+        assert.isAbove(first.usage!.completion_tokens, 0)
+        assert.strictEqual(first.usage!.total_tokens, first.usage!.prompt_tokens + first.usage!.completion_tokens)
+        // the same request again is a cache hit: same text, no upstream call
+        const before = simulator.counters().requests
+        const again = yield* Effect.promise(() =>
+          openai.chat.completions.create({ model: "gpt-4o-mini", messages, temperature: 0, max_tokens: 8 })
+        )
+        assert.strictEqual(again.choices[0]!.message.content, first.choices[0]!.message.content)
+        assert.strictEqual(simulator.counters().requests, before)
 
-      const chunks = yield* Effect.promise(async () => {
-        const stream = await openai.chat.completions.create({
-          model: "gpt-4o-mini",
-          messages: [{ role: "user", content: "Tell a story." }],
-          temperature: 0,
-          max_tokens: 12,
-          stream: true,
-          stream_options: { include_usage: true }
+        const chunks = yield* Effect.promise(async () => {
+          const stream = await openai.chat.completions.create({
+            model: "gpt-4o-mini",
+            messages: [{ role: "user", content: "Tell a story." }],
+            temperature: 0,
+            max_tokens: 12,
+            stream: true,
+            stream_options: { include_usage: true }
+          })
+          const all = []
+          for await (const chunk of stream) all.push(chunk)
+          return all
         })
-        const all = []
-        for await (const chunk of stream) all.push(chunk)
-        return all
-      })
-      assert.strictEqual(chunks[0]!.choices[0]!.delta.role, "assistant")
-      const text = chunks.map((chunk) => chunk.choices[0]?.delta.content ?? "").join("")
-      assert.isAbove(text.length, 0)
-      const last = chunks.at(-1)!
-      assert.deepStrictEqual(last.choices, [])
-      assert.strictEqual(last.usage!.completion_tokens, 12)
-      assert.isTrue(chunks.some((chunk) => chunk.choices[0]?.finish_reason === "length"))
+        assert.strictEqual(chunks[0]!.choices[0]!.delta.role, "assistant")
+        const text = chunks.map((chunk) => chunk.choices[0]?.delta.content ?? "").join("")
+        assert.isAbove(text.length, 0)
+        const last = chunks.at(-1)!
+        assert.deepStrictEqual(last.choices, [])
+        assert.strictEqual(last.usage!.completion_tokens, 12)
+        assert.isTrue(chunks.some((chunk) => chunk.choices[0]?.finish_reason === "length"))
 
-      const completion = yield* Effect.promise(() => openai.completions.create({ model: "gpt-4o-mini", prompt: "Once", max_tokens: 5 }))
-      assert.strictEqual(completion.object, "text_completion")
-      assert.strictEqual(completion.usage!.completion_tokens, 5)
+        const completion = yield* Effect.promise(() => openai.completions.create({ model: "gpt-4o-mini", prompt: "Once", max_tokens: 5 }))
+        assert.strictEqual(completion.object, "text_completion")
+        assert.strictEqual(completion.usage!.completion_tokens, 5)
 
-      const tools = yield* apiError(() =>
-        openai.chat.completions.create({
-          model: "gpt-4o-mini",
-          messages,
-          tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }]
-        })
-      )
-      assert.instanceOf(tools, OpenAI.BadRequestError)
-      assert.strictEqual(tools.param, "tools")
-      const logprobs = yield* apiError(() => openai.chat.completions.create({ model: "gpt-4o-mini", messages, logprobs: true }))
-      assert.strictEqual(logprobs.status, 400)
-      assert.strictEqual(logprobs.param, "logprobs")
-      const temperature = yield* apiError(() => openai.chat.completions.create({ model: "gpt-4o-mini", messages, temperature: 2.1 }))
-      assert.strictEqual(temperature.param, "temperature")
-      const missing = yield* apiError(() => openai.chat.completions.create({ model: "gpt-5", messages }))
-      assert.instanceOf(missing, OpenAI.NotFoundError)
-      const models = yield* Effect.promise(() => openai.models.list())
-      assert.deepStrictEqual(models.data.map((model) => model.id), ["gpt-4o-mini"])
+        const tools = yield* apiError(() =>
+          openai.chat.completions.create({
+            model: "gpt-4o-mini",
+            messages,
+            tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }]
+          })
+        )
+        assert.instanceOf(tools, OpenAI.BadRequestError)
+        assert.strictEqual(tools.param, "tools")
+        const logprobs = yield* apiError(() => openai.chat.completions.create({ model: "gpt-4o-mini", messages, logprobs: true }))
+        assert.strictEqual(logprobs.status, 400)
+        assert.strictEqual(logprobs.param, "logprobs")
+        const temperature = yield* apiError(() => openai.chat.completions.create({ model: "gpt-4o-mini", messages, temperature: 2.1 }))
+        assert.strictEqual(temperature.param, "temperature")
+        const missing = yield* apiError(() => openai.chat.completions.create({ model: "gpt-5", messages }))
+        assert.instanceOf(missing, OpenAI.NotFoundError)
+        const models = yield* Effect.promise(() => openai.models.list())
+        assert.deepStrictEqual(models.data.map((model) => model.id), ["gpt-4o-mini"])
 
-      // the stacks' own metrics reach /metrics too: the cache's hits and the server's tokens
-      const metrics = yield* http(server, "/metrics")
-      assert.match(metrics.text, /hasten_cache_hits_total[^\n]* [1-9]/)
-      assert.match(metrics.text, /hasten_server_tokens_total\{model="gpt-4o-mini",type="output"\} [1-9]/)
-    }).pipe(
-      Effect.provide(gateway((simulator) => [
-        "--port",
-        "0",
-        "--upstream",
-        `sim@${simulator.openaiBaseUrl}:gpt-4o-mini`,
-        "--cache",
-        "memory",
-        "--rps",
-        "1000"
-      ]))
-    ), { timeout: 30_000 })
+        // the stacks' own metrics reach /metrics too: the cache's hits and the server's tokens
+        const metrics = yield* http(server, "/metrics")
+        assert.match(metrics.text, /hasten_cache_hits_total[^\n]* [1-9]/)
+        assert.match(metrics.text, /hasten_server_tokens_total\{model="gpt-4o-mini",type="output"\} [1-9]/)
+        // perf logs: one run folder with the calls that reached the upstream
+        const runs = Fs.readdirSync(perfDir)
+        assert.strictEqual(runs.length, 1)
+        const events = Fs.readFileSync(Path.join(perfDir, runs[0]!, "events.jsonl"), "utf8").trim().split("\n")
+        assert.isAtLeast(events.length, 3)
+      }).pipe(
+        Effect.provide(gateway((simulator) => [
+          "--port",
+          "0",
+          "--upstream",
+          `sim@${simulator.openaiBaseUrl}:gpt-4o-mini`,
+          "--cache",
+          "memory",
+          "--rps",
+          "1000",
+          "--batch-size",
+          "4",
+          "--batch-timeout",
+          "1",
+          "--perf-logs",
+          perfDir
+        ]))
+      ),
+    { timeout: 30_000 }
+  )
 
   it.effect("two upstreams for one model are routed: a dead one fails over to the live one", () =>
     Effect.gen(function*() {
