@@ -2,7 +2,7 @@
  * What hasten-serve adds to a call, against the testkit simulator at zero latency (its own
  * process), measured in one run, interleaved request by request in rotating order:
  *   direct      the openai SDK calling the simulator
- *   bare proxy  the SDK through a minimal node:http keep-alive proxy (the floor for any gateway)
+ *   bare proxy  the SDK through a minimal node:http keep-alive proxy in its own process (the floor)
  *   routing     the SDK through hasten-serve, no middleware
  *   full        through hasten-serve with cache (a miss: every prompt new) + rate limit + perf logs
  *   cache hit   through hasten-serve, a prompt the cache has
@@ -10,22 +10,18 @@
  * serialisation) and 64 concurrent clients. hasten-serve runs as its CLI in its own process.
  * `npx -y pnpm@12.21.0 --filter @hasten/server bench [-- --quick]`. A table, then ONE JSON line.
  */
-import { Cache } from "@hasten/cache"
 import { CompletionRequest, Llm } from "@hasten/core"
 import { PerfLogger } from "@hasten/perf-logger"
 import { OpenAi } from "@hasten/providers/openai"
-import { RateLimit } from "@hasten/rate-limit"
 import { Layer, ManagedRuntime } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import * as Fs from "node:fs"
-import * as Http from "node:http"
-import type { AddressInfo } from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import OpenAI from "openai"
-import { OpenAiRequest } from "../src/index.js"
+import { Gateway, OpenAiRequest, ServerConfig } from "../src/index.js"
 
 const quick = process.argv.includes("--quick")
 const rounds = quick ? 150 : 500
@@ -77,32 +73,33 @@ const startServe = async (upstream: string): Promise<string> => {
   return info.baseUrl
 }
 
-/** The floor: a node:http proxy that pipes each request to the upstream over a keep-alive agent. */
-const startBareProxy = (upstream: string): Promise<string> => {
-  const target = new URL(upstream)
-  const agent = new Http.Agent({ keepAlive: true, maxSockets: 256 })
-  const server = Http.createServer((request, response) => {
-    const forward = Http.request({
-      host: target.hostname,
-      port: target.port,
-      method: request.method,
-      path: request.url,
-      headers: request.headers,
-      agent
-    }, (upstreamResponse) => {
-      response.writeHead(upstreamResponse.statusCode ?? 502, upstreamResponse.headers)
-      upstreamResponse.pipe(response)
-    })
-    forward.on("error", () => {
-      response.writeHead(502)
-      response.end()
-    })
-    request.pipe(forward)
+/**
+ * The floor: a node:http proxy that pipes each request to the upstream over a keep-alive
+ * agent, in its own process like hasten-serve (so both pay the same process hop).
+ */
+const proxySource = `
+const Http = require("node:http")
+const target = new URL(process.argv[1])
+const agent = new Http.Agent({ keepAlive: true, maxSockets: 1024 })
+const server = Http.createServer((request, response) => {
+  const forward = Http.request({ host: target.hostname, port: target.port, method: request.method, path: request.url, headers: request.headers, agent }, (upstream) => {
+    response.writeHead(upstream.statusCode ?? 502, upstream.headers)
+    upstream.pipe(response)
   })
-  server.keepAliveTimeout = 65_000
-  return new Promise((resolve) =>
-    server.listen(0, "127.0.0.1", () => resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`))
-  )
+  forward.on("error", () => { response.writeHead(502); response.end() })
+  request.pipe(forward)
+})
+server.keepAliveTimeout = 65000
+server.listen(0, "127.0.0.1", () => console.log(server.address().port))
+`
+const startBareProxy = async (upstream: string): Promise<string> => {
+  // plain JavaScript: no loader needed
+  const child = spawn(process.execPath, ["-e", proxySource, upstream], {
+    stdio: ["ignore", "pipe", "inherit"],
+    env: { ...process.env, NODE_OPTIONS: "" }
+  })
+  children.push(child)
+  return `http://127.0.0.1:${await firstLine(child, "bare proxy")}/v1`
 }
 
 const percentile = (values: ReadonlyArray<number>, q: number): number => {
@@ -186,31 +183,36 @@ const sampleResponse = {
 }
 const serialiseMs = micro(5000, () => JSON.stringify(sampleResponse))
 
-// the stack over an upstream that answers at once: what cache (miss) + perf + rate limit add
-const instant = Llm.Llm.layerEcho
-const bare = ManagedRuntime.make(instant)
-const stacked = ManagedRuntime.make(
-  Llm.stack(
-    instant,
-    Cache.layer({ store: "sqlite", path: Path.join(tmp, "micro.db"), namespace: "micro" }),
-    PerfLogger.layer,
-    RateLimit.layer({ requestsPerSecond: 1_000_000, tokensPerMinute: Infinity, maxConcurrency: 256 })
-  ).pipe(Layer.provide(PerfLogger.layerRun({ dir: Path.join(tmp, "perf-micro") })))
-)
-const timeRuntime = async (runtime: ManagedRuntime.ManagedRuntime<Llm.Llm, unknown>, count: number, tag: string) => {
-  const times: Array<number> = []
-  for (let index = 0; index < count; index++) {
-    const request = CompletionRequest.user("gpt-4o-mini", `${tag} ${index}`, { maxTokens: 8, temperature: 0 })
-    const start = performance.now()
-    await runtime.runPromise(Llm.complete(request))
-    times.push(performance.now() - start)
-  }
-  return percentile(times, 0.5)
+// each middleware's share, in this process, over the same lean upstream client hasten-serve
+// uses, calling the simulator: what a call costs with it minus without it
+const stackOf = (middleware: Record<string, unknown>) =>
+  ManagedRuntime.make(
+    Gateway.servedModels(ServerConfig.decode({
+      perfLogsDir: Path.join(tmp, "perf-micro"),
+      middleware,
+      models: [{ id: "m", upstreams: [{ url: upstream, model: "gpt-4o-mini" }] }]
+    }))[0]!.layer.pipe(Layer.provide(PerfLogger.layerRun({ dir: Path.join(tmp, "perf-micro") }))) as Layer.Layer<Llm.Llm, unknown>
+  )
+const stacks = {
+  none: stackOf({}),
+  cacheMiss: stackOf({ cache: `sqlite:${Path.join(tmp, "micro.db")}` }),
+  perfLogs: stackOf({ perfLogs: true }),
+  rateLimit: stackOf({ rateLimit: { requestsPerSecond: 1_000_000 } }),
+  all: stackOf({ cache: `sqlite:${Path.join(tmp, "micro-all.db")}`, perfLogs: true, rateLimit: { requestsPerSecond: 1_000_000 } })
 }
-await timeRuntime(bare, 300, "warm")
-await timeRuntime(stacked, 300, "warm")
-const bareRunMs = await timeRuntime(bare, 2000, "bare")
-const stackRunMs = await timeRuntime(stacked, 2000, "stack")
+type StackName = keyof typeof stacks
+const stackTimes: Record<StackName, Array<number>> = { none: [], cacheMiss: [], perfLogs: [], rateLimit: [], all: [] }
+const stackNames = Object.keys(stacks) as Array<StackName>
+for (let index = 0; index < (quick ? 200 : 600); index++) {
+  for (const name of stackNames) {
+    const request = CompletionRequest.user("m", `stack ${index}`, { maxTokens: 8, temperature: 0 })
+    const start = performance.now()
+    await stacks[name].runPromise(Llm.complete(request))
+    if (index >= 20) stackTimes[name].push(performance.now() - start)
+  }
+}
+const stackP50 = Object.fromEntries(stackNames.map((name) => [name, percentile(stackTimes[name], 0.5)])) as Record<StackName, number>
+const share = (name: StackName) => (stackP50[name] - stackP50.none) * 1000
 
 // the upstream client: the OpenAI provider (official SDK) vs a raw fetch of the same body
 const provider = ManagedRuntime.make(OpenAi.layer({ baseURL: upstream, apiKey: undefined }))
@@ -254,7 +256,7 @@ await Promise.all(clients.map(async (openai, worker) => {
 const rps64 = completed / loadSeconds
 
 for (const child of children) child.kill("SIGTERM")
-await Promise.all([bare.dispose(), stacked.dispose(), provider.dispose()])
+await Promise.all([...Object.values(stacks).map((runtime) => runtime.dispose()), provider.dispose()])
 
 // --- report ---------------------------------------------------------------------------------------
 const overhead = (name: Variant) => p50[name] - p50.direct
@@ -276,12 +278,12 @@ console.log("where the time goes (p50, in-process):")
 console.log(`  parse (JSON.parse of the body)                       ${round(parseMs * 1000, 1)} µs`)
 console.log(`  validation (OpenAiRequest.decodeChat + CompletionRequest) ${round(validationMs * 1000, 1)} µs`)
 console.log(
-  `  stack: cache miss + perf logs + rate limit           ${round((stackRunMs - bareRunMs) * 1000, 1)} µs (over a bare Effect run of ${
-    round(bareRunMs * 1000, 1)
-  } µs)`
+  `  stack over the upstream client (${round(stackP50.none)} ms): cache miss (SQLite) +${round(share("cacheMiss"), 0)} µs, perf logs +${
+    round(share("perfLogs"), 0)
+  } µs, rate limit +${round(share("rateLimit"), 0)} µs; all three +${round(share("all"), 0)} µs`
 )
 console.log(
-  `  upstream client: OpenAi provider (SDK)               ${round(providerMs)} ms vs raw fetch ${round(fetchMs)} ms (+${
+  `  upstream client: the SDK (OpenAi provider, streams)  ${round(providerMs)} ms vs raw fetch ${round(fetchMs)} ms (+${
     round(providerMs - fetchMs)
   } ms)`
 )
@@ -307,7 +309,10 @@ console.log(JSON.stringify({
   breakdownUs: {
     parse: round(parseMs * 1000, 1),
     validation: round(validationMs * 1000, 1),
-    stack: round((stackRunMs - bareRunMs) * 1000, 1),
+    stackCacheMiss: round(share("cacheMiss"), 0),
+    stackPerfLogs: round(share("perfLogs"), 0),
+    stackRateLimit: round(share("rateLimit"), 0),
+    stackAll: round(share("all"), 0),
     upstreamClientOverFetch: round((providerMs - fetchMs) * 1000, 1),
     serialisation: round(serialiseMs * 1000, 1)
   }
