@@ -1,4 +1,4 @@
-import { assert, layer } from "@effect/vitest"
+import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import OpenAI from "openai"
 import { Gateway, Server, ServerConfig } from "../src/index.js"
@@ -249,4 +249,37 @@ layer(Live, { timeout: "60 seconds" })("hasten-serve --model: the openai SDK aga
         assert.isTrue(response.choices[0]!.text.startsWith(story))
       }
     }))
+})
+
+describe("hasten-serve --config: several local models, each with its sequences", () => {
+  it.effect("both are listed and answer under their ids; embeddings come from each model", () =>
+    Effect.gen(function*() {
+      const server = yield* Server.Server
+      const openai = new OpenAI({ baseURL: server.baseUrl, apiKey: "local", maxRetries: 0 })
+      const models = yield* Effect.promise(() => openai.models.list())
+      assert.deepStrictEqual(models.data.map((model) => model.id), ["stories", "tiny"])
+      for (const model of ["stories", "tiny"]) {
+        const reply = yield* Effect.promise(() =>
+          openai.completions.create({ model, prompt: "Once upon a time", temperature: 0, max_tokens: 6 })
+        )
+        assert.strictEqual(reply.model, model)
+        assert.strictEqual(reply.usage?.completion_tokens, 6)
+      }
+      const tiny = yield* Effect.promise(() => openai.embeddings.create({ model: "tiny", input: "a dog", encoding_format: "float" }))
+      const stories = yield* Effect.promise(() => openai.embeddings.create({ model: "stories", input: "a dog", encoding_format: "float" }))
+      assert.notStrictEqual(tiny.data[0]!.embedding.length, 0)
+      assert.strictEqual(stories.data[0]!.embedding.length, 64)
+    }).pipe(
+      Effect.provide(
+        Layer.effect(Server.Server, Effect.tap(Effect.service(Server.Server), (server) => server.ready)).pipe(
+          Layer.provide(Gateway.layer(ServerConfig.decode({
+            port: 0,
+            models: [
+              { id: "stories", local: { path: "stories260K.gguf", sequences: 2, contextSize: 128 } },
+              { id: "tiny", local: { path: "TinyStories-656K-Q8_0.gguf", sequences: 1, contextSize: 128 } }
+            ]
+          })))
+        )
+      )
+    ), { timeout: 60_000 })
 })
