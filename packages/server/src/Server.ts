@@ -561,11 +561,16 @@ export const make = Effect.fnUntraced(function*<R>(options: Options<R>) {
     }
     const parts: Array<Buffer> = []
     let size = 0
+    // a client that goes away mid-body: nothing to answer
+    request.on("error", () => exchange.finish(499))
     request.on("data", (chunk: Buffer) => {
+      if (exchange.done) return
       size += chunk.length
       if (size > maxBodyBytes) {
-        if (!exchange.done) exchange.error(failure(413, `The request body is larger than ${maxBodyBytes} bytes.`, "invalid_request_error"))
-        request.destroy()
+        parts.length = 0
+        // the rest of the body is read and dropped; the connection closes after the answer
+        exchange.response.shouldKeepAlive = false
+        exchange.error(failure(413, `The request body is larger than ${maxBodyBytes} bytes.`, "invalid_request_error"))
         return
       }
       parts.push(chunk)

@@ -302,3 +302,35 @@ describe("Server: backpressure and shutdown", () => {
       yield* Scope.close(scope, Exit.void)
     }))
 })
+
+describe("Server: oversized bodies", () => {
+  it.effect("a chunked body (no content-length) over maxBodyBytes is answered 413", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const server = yield* Server.make({ port: 0, models: [{ id: "echo", layer: Llm.Llm.layerEcho }], maxBodyBytes: 1024 }).pipe(
+        Scope.provide(scope)
+      )
+      yield* server.ready
+      const reply = yield* Effect.promise(async () => {
+        const big = JSON.stringify(chat({ user: "x".repeat(64 * 1024) }))
+        // a stream body: no content-length, so the size is only known while reading
+        const body = new ReadableStream<Uint8Array>({
+          start(controller) {
+            const bytes = new TextEncoder().encode(big)
+            for (let offset = 0; offset < bytes.length; offset += 4096) controller.enqueue(bytes.slice(offset, offset + 4096))
+            controller.close()
+          }
+        })
+        const response = await fetch(`${server.baseUrl}/chat/completions`, {
+          method: "POST",
+          body,
+          headers: { "content-type": "application/json" },
+          duplex: "half"
+        } as RequestInit)
+        return { status: response.status, json: (await response.json()) as { error: { message: string } } }
+      })
+      assert.strictEqual(reply.status, 413)
+      assert.match(reply.json.error.message, /larger than 1024 bytes/)
+      yield* Scope.close(scope, Exit.void)
+    }))
+})
