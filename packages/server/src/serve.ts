@@ -29,9 +29,17 @@ const fiber = Effect.runFork(Gateway.serve(cli, {
   onReady: () => process.stdout.write(`${JSON.stringify({ ready: true })}\n`),
   ...(cli.plan.logRequests === true ? { onRequest: (log) => process.stdout.write(`${JSON.stringify(log)}\n`) } : {})
 }))
-const stop = () => fiber.interruptUnsafe()
-process.once("SIGINT", stop)
-process.once("SIGTERM", stop)
+// The first signal drains (the listeners stay registered: a library that re-raises a signal when
+// it sees no other listener, as signal-exit does for node-llama-cpp's spinners, would otherwise
+// kill the process mid-drain); a second one exits at once.
+let stopping = false
+const stop = (signal: NodeJS.Signals) => {
+  if (stopping) process.exit(signal === "SIGINT" ? 130 : 143)
+  stopping = true
+  fiber.interruptUnsafe()
+}
+process.on("SIGINT", stop)
+process.on("SIGTERM", stop)
 fiber.addObserver((exit) => {
   if (Exit.isFailure(exit) && !Cause.hasInterruptsOnly(exit.cause)) {
     const error = Cause.findErrorOption(exit.cause)

@@ -92,11 +92,12 @@ describe("hasten-serve (the CLI, run from source)", () => {
   it.live("SIGTERM drains the request in flight, then exits 0", () =>
     Effect.gen(function*() {
       const upstream = yield* Effect.promise(heldUpstream)
-      const serve = start(["--upstream", `held@${upstream.url}:m`, "--port", "0", "--log-requests"])
+      // a local model too: node-llama-cpp brings signal-exit, which re-raises a signal nobody else listens to
+      const serve = start(["--upstream", `held@${upstream.url}:m`, "--model", "stories260K.gguf", "--port", "0", "--log-requests"])
       const ready = yield* serve.line("\"ready\":true")
       assert.isDefined(ready, serve.stderr())
       const info = JSON.parse(serve.lines[0]!) as { baseUrl: string; models: Array<string> }
-      assert.deepStrictEqual(info.models, ["m"])
+      assert.deepStrictEqual(info.models, ["stories260K", "m"])
       const openai = new OpenAI({ baseURL: info.baseUrl, apiKey: "x", maxRetries: 0 })
       const reply = openai.chat.completions.create({ model: "m", messages: [{ role: "user", content: "hi" }] })
       yield* until(() => upstream.received() === 1, "the upstream got the request")
