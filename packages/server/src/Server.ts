@@ -154,6 +154,16 @@ const toBase64 = (vector: ReadonlyArray<number>): string => Buffer.from(new Floa
 
 const requestIdPattern = /^[\w.:@-]{1,128}$/
 
+const knownRoutes: ReadonlySet<string> = new Set([
+  "/v1/chat/completions",
+  "/v1/completions",
+  "/v1/embeddings",
+  "/v1/models",
+  "/health",
+  "/ready",
+  "/metrics"
+])
+
 interface Loaded {
   readonly llm: Llm.LlmService
   readonly embedder: Embedder.EmbedderService | undefined
@@ -255,7 +265,8 @@ export const make = Effect.fnUntraced(function*<R>(options: Options<R>) {
       if (this.done) return
       this.done = true
       const seconds = (performance.now() - this.start) / 1000
-      metrics.record(this.path, this.model ?? "", status, seconds)
+      // labels only from a fixed set (served ids, known routes): client input never mints a series
+      metrics.record(knownRoutes.has(this.path) ? this.path : "other", this.model ?? "", status, seconds)
       if (this.admitted) release()
       if (onRequest !== undefined) {
         onRequest({
@@ -336,7 +347,7 @@ export const make = Effect.fnUntraced(function*<R>(options: Options<R>) {
     const chat = call.kind === "chat"
     const id = `${chat ? "chatcmpl" : "cmpl"}-${exchange.id}`
     run(exchange, loaded.llm.complete(request), (completion) => {
-      metrics.addTokens(call.model, completion.usage.inputTokens, completion.usage.outputTokens)
+      metrics.addTokens(exchange.model ?? call.model, completion.usage.inputTokens, completion.usage.outputTokens)
       const choice = chat
         ? {
           index: 0,
@@ -413,7 +424,7 @@ export const make = Effect.fnUntraced(function*<R>(options: Options<R>) {
       }
       start()
       const final = usage ?? Completion.emptyUsage
-      metrics.addTokens(call.model, final.inputTokens, final.outputTokens)
+      metrics.addTokens(exchange.model ?? call.model, final.inputTokens, final.outputTokens)
       let tail = frame([
         chat
           ? { index: 0, delta: {}, logprobs: null, finish_reason: finishReasonOf(finishReason) }
@@ -484,9 +495,9 @@ export const make = Effect.fnUntraced(function*<R>(options: Options<R>) {
   const completion = (exchange: Exchange, body: Json, kind: "chat" | "text") => {
     const model = OpenAiRequest.readModel(body)
     if (model instanceof HttpError) return exchange.error(model)
-    exchange.model = model
     const entry = lookup(model)
     if (entry === undefined) return exchange.error(notFound(model))
+    exchange.model = entry.id
     const call = kind === "chat" ? OpenAiRequest.decodeChat(body, entry.capabilities) : OpenAiRequest.decodeText(body, entry.capabilities)
     if (call instanceof HttpError) return exchange.error(call)
     const loaded = available(entry)
@@ -505,9 +516,9 @@ export const make = Effect.fnUntraced(function*<R>(options: Options<R>) {
   const embeddings = (exchange: Exchange, body: Json) => {
     const call = OpenAiRequest.decodeEmbeddings(body)
     if (call instanceof HttpError) return exchange.error(call)
-    exchange.model = call.model
     const entry = lookup(call.model)
     if (entry === undefined) return exchange.error(notFound(call.model))
+    exchange.model = entry.id
     const loaded = available(entry)
     if (loaded instanceof HttpError) return exchange.error(loaded)
     const embedder = loaded.embedder
@@ -527,7 +538,7 @@ export const make = Effect.fnUntraced(function*<R>(options: Options<R>) {
         exchange,
         embedder.embed(call.input, call.dimensions !== undefined ? { dimensions: call.dimensions } : {}),
         (result) => {
-          metrics.addTokens(call.model, result.usage.inputTokens, 0)
+          metrics.addTokens(exchange.model ?? call.model, result.usage.inputTokens, 0)
           exchange.json(200, {
             object: "list",
             data: result.vectors.map((vector, index) => ({

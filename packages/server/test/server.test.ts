@@ -334,3 +334,22 @@ describe("Server: oversized bodies", () => {
       yield* Scope.close(scope, Exit.void)
     }))
 })
+
+describe("Server: metric labels", () => {
+  it.effect("unknown models and paths never mint new series (bounded cardinality)", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const server = yield* Server.make({ port: 0, models: [{ id: "echo", layer: Llm.Llm.layerEcho }] }).pipe(Scope.provide(scope))
+      yield* server.ready
+      for (let index = 0; index < 5; index++) {
+        yield* http(server, "/v1/chat/completions", { body: chat({ model: `made-up-${index}` }) })
+        yield* http(server, `/v1/nothing-${index}`, { body: {} })
+      }
+      const metrics = yield* http(server, "/metrics")
+      assert.notInclude(metrics.text, "made-up")
+      assert.notInclude(metrics.text, "nothing-")
+      assert.match(metrics.text, /hasten_server_requests_total\{route="\/v1\/chat\/completions",model="",status="404"\} 5/)
+      assert.match(metrics.text, /hasten_server_requests_total\{route="other",model="",status="404"\} 5/)
+      yield* Scope.close(scope, Exit.void)
+    }))
+})
