@@ -392,17 +392,23 @@ export const make = Effect.fnUntraced(function*<R>(options: Options<R>) {
       )
       if (chat) response.write(frame([{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }]))
     }
+    // a slow client slows the stream down (its socket buffer is full: wait for drain) instead of
+    // the server buffering the whole completion for it
+    const drained = Effect.callback<void>((resume) => {
+      response.once("drain", () => resume(Effect.void))
+    })
     const effect = Stream.runForEach(loaded.llm.stream(request), (chunk) =>
-      Effect.sync(() => {
+      Effect.suspend(() => {
         if (chunk.finishReason !== undefined) finishReason = chunk.finishReason
         if (chunk.usage !== undefined) usage = chunk.usage
-        if (chunk.text.length === 0) return
+        if (chunk.text.length === 0) return Effect.void
         start()
-        response.write(frame([
+        const flushed = response.write(frame([
           chat
             ? { index: 0, delta: { content: chunk.text }, logprobs: logprobsOf(call, chunk), finish_reason: null }
             : { index: 0, text: chunk.text, logprobs: logprobsOf(call, chunk), finish_reason: null }
         ]))
+        return flushed ? Effect.void : drained
       }))
     const fiber = runFork(effect)
     const onClose = () => {

@@ -1,6 +1,7 @@
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Llm } from "@hasten/core"
-import { Deferred, Effect, Exit, Fiber, Layer, Redacted, Scope } from "effect"
+import { Completion, Llm } from "@hasten/core"
+import { Deferred, Effect, Exit, Fiber, Layer, Redacted, Scope, Stream } from "effect"
+import * as Http from "node:http"
 import { OpenAiRequest, Server } from "../src/index.js"
 import { gatedLlm, http, until } from "./support.js"
 
@@ -350,6 +351,49 @@ describe("Server: metric labels", () => {
       assert.notInclude(metrics.text, "nothing-")
       assert.match(metrics.text, /hasten_server_requests_total\{route="\/v1\/chat\/completions",model="",status="404"\} 5/)
       assert.match(metrics.text, /hasten_server_requests_total\{route="other",model="",status="404"\} 5/)
+      yield* Scope.close(scope, Exit.void)
+    }))
+})
+
+describe("Server: streaming backpressure", () => {
+  it.effect("a client that stops reading stops the stream being pulled; reading again finishes it", () =>
+    Effect.gen(function*() {
+      let pulled = 0
+      const big = "x".repeat(64 * 1024)
+      const llm = Llm.fromStream("big", () =>
+        Stream.fromEffectRepeat(Effect.sync(() => {
+          pulled++
+          return new Completion.CompletionChunk({ text: big })
+        })).pipe(Stream.take(200)))
+      const scope = yield* Scope.make()
+      const server = yield* Server.make({ port: 0, models: [{ id: "big", layer: Layer.succeed(Llm.Llm, llm) }] }).pipe(
+        Scope.provide(scope)
+      )
+      yield* server.ready
+      const response = yield* Effect.promise(() =>
+        new Promise<Http.IncomingMessage>((resolve) => {
+          const request = Http.request(`${server.baseUrl}/chat/completions`, {
+            method: "POST",
+            headers: { "content-type": "application/json" }
+          }, resolve)
+          request.end(JSON.stringify({ model: "big", messages: [{ role: "user", content: "x" }], stream: true }))
+        })
+      )
+      response.pause()
+      yield* until(() => pulled > 5, "the stream started")
+      // many event-loop turns later the server still holds back: 200 chunks of 64 KiB (12.5 MiB) are not buffered
+      for (let turn = 0; turn < 500; turn++) yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+      assert.isBelow(pulled, 200)
+      const received = yield* Effect.promise(() =>
+        new Promise<number>((resolve) => {
+          let bytes = 0
+          response.on("data", (chunk: Buffer) => void (bytes += chunk.length))
+          response.on("end", () => resolve(bytes))
+          response.resume()
+        })
+      )
+      assert.strictEqual(pulled, 200)
+      assert.isAbove(received, 200 * 64 * 1024)
       yield* Scope.close(scope, Exit.void)
     }))
 })
