@@ -22,8 +22,11 @@ const startError = (description: string) => new ServerError({ reason: new StartE
 
 /** Reads an upstream's API key from the environment as `Redacted`; a missing required key names the variable. */
 const apiKeyOf = (upstream: ServerConfig.Upstream): Effect.Effect<Redacted.Redacted<string> | undefined, ServerError> => {
-  const vendorDefault = upstream.url === undefined
-    ? upstream.provider === "anthropic" ? "ANTHROPIC_API_KEY" : "OPENAI_API_KEY"
+  // Anthropic always needs a key; OpenAI's own API too, an OpenAI-compatible server by URL may not
+  const vendorDefault = upstream.provider === "anthropic"
+    ? "ANTHROPIC_API_KEY"
+    : upstream.url === undefined
+    ? "OPENAI_API_KEY"
     : undefined
   const variable = upstream.apiKeyEnv ?? vendorDefault
   if (variable === undefined) return Effect.succeed(undefined)

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Simulator } from "@hasten/testkit"
-import { Context, Effect, Layer } from "effect"
+import { ConfigProvider, Context, Effect, Layer } from "effect"
 import * as Fs from "node:fs"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
@@ -237,8 +237,8 @@ describe("Gateway: upstream failures, as a client sees them", () => {
         port: 0,
         models: [{ id: "m", upstreams: [{ url, model: "up-model", apiKeyEnv: "TEST_UPSTREAM_KEY" }] }]
       })
-      process.env.TEST_UPSTREAM_KEY = "sk-upstream-secret"
-      const server = Context.get(yield* Layer.build(Gateway.layer(plan)), Server.Server)
+      const environment = ConfigProvider.layer(ConfigProvider.fromEnvRecord({ TEST_UPSTREAM_KEY: "sk-upstream-secret" }))
+      const server = Context.get(yield* Layer.build(Gateway.layer(plan).pipe(Layer.provide(environment))), Server.Server)
       yield* server.ready
       const body = { model: "m", messages: [{ role: "user", content: "hi" }], max_tokens: 3, temperature: 0.5 }
       const limited = yield* http(server, "/v1/chat/completions", { body })
@@ -264,6 +264,61 @@ describe("Gateway: upstream failures, as a client sees them", () => {
         max_tokens: 3,
         temperature: 0.5
       })
-      delete process.env.TEST_UPSTREAM_KEY
+    }).pipe(Effect.scoped))
+})
+
+describe("Gateway: more upstream shapes", () => {
+  it.effect("two live upstreams for one model share the requests (least outstanding, rotating on ties)", () =>
+    Effect.gen(function*() {
+      const first = yield* Effect.acquireRelease(Effect.promise(() => Simulator.start({ seed: 1 })), (sim) =>
+        Effect.promise(() => sim.close()))
+      const second = yield* Effect.acquireRelease(
+        Effect.promise(() =>
+          Simulator.start({ seed: 2 })
+        ),
+        (sim) => Effect.promise(() => sim.close())
+      )
+      const cli = ServerConfig.parseCli([
+        "--port",
+        "0",
+        "--upstream",
+        `a@${first.openaiBaseUrl}:gpt-4o-mini`,
+        "--upstream",
+        `b@${second.openaiBaseUrl}:gpt-4o-mini`
+      ])
+      const server = Context.get(yield* Layer.build(Gateway.layer(cli.plan)), Server.Server)
+      yield* server.ready
+      const openai = sdk(server)
+      for (let index = 0; index < 10; index++) {
+        yield* Effect.promise(() =>
+          openai.chat.completions.create({ model: "gpt-4o-mini", messages: [{ role: "user", content: `q${index}` }], max_tokens: 2 })
+        )
+      }
+      const served = [first.counters().requests, second.counters().requests]
+      assert.strictEqual(served[0]! + served[1]!, 10)
+      assert.isAtLeast(Math.min(...served), 3)
+    }).pipe(Effect.scoped))
+
+  it.effect("an anthropic upstream: answers through its SDK; seed and penalties are refused by name", () =>
+    Effect.gen(function*() {
+      const simulator = yield* Effect.acquireRelease(Effect.promise(() => Simulator.start({ seed: 3 })), (sim) =>
+        Effect.promise(() => sim.close()))
+      const cli = ServerConfig.parseCli(["--port", "0", "--upstream", `anthropic@${simulator.anthropicBaseUrl}:claude-3-5-haiku-latest`])
+      // the key from the environment the server is built in
+      const environment = ConfigProvider.layer(ConfigProvider.fromEnvRecord({ ANTHROPIC_API_KEY: "sk-ant-test" }))
+      const server = Context.get(yield* Layer.build(Gateway.layer(cli.plan).pipe(Layer.provide(environment))), Server.Server)
+      yield* server.ready
+      const openai = sdk(server)
+      const reply = yield* Effect.promise(() =>
+        openai.chat.completions.create({ model: "claude-3-5-haiku-latest", messages: [{ role: "user", content: "hi" }], max_tokens: 4 })
+      )
+      assert.isAbove(reply.choices[0]!.message.content!.length, 0)
+      assert.strictEqual(reply.usage!.completion_tokens, 4)
+      for (const param of ["seed", "frequency_penalty", "presence_penalty"] as const) {
+        const error = yield* apiError(() =>
+          openai.chat.completions.create({ model: "claude-3-5-haiku-latest", messages: [{ role: "user", content: "hi" }], [param]: 1 })
+        )
+        assert.strictEqual(error.param, param)
+      }
     }).pipe(Effect.scoped))
 })
