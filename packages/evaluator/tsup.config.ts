@@ -16,6 +16,8 @@ export default defineConfig({
     "src/Command.ts",
     "src/Distributed.ts",
     "src/WorkerCommand.ts",
+    "src/Paired.ts",
+    "src/MultipleChoice.ts",
     "src/cli.ts"
   ],
   format: ["esm"],

@@ -7,9 +7,7 @@ export default defineConfig({
     "src/anthropic.ts",
     "src/replicate.ts",
     "src/local.ts",
-    "src/router.ts",
-    "src/server.ts",
-    "src/serve.ts"
+    "src/router.ts"
   ],
   format: ["esm"],
   dts: true,

@@ -6,8 +6,9 @@
  */
 import { Cache } from "@hasten/cache"
 import { Local, ModelPool } from "@hasten/providers/local"
-import { Server } from "@hasten/providers/server"
+import { OpenAiRequest, Server } from "@hasten/server"
 import { Data, Effect, Layer } from "effect"
+import * as Path from "node:path"
 import OpenAI from "openai"
 
 export interface LoadTestOptions {
@@ -88,16 +89,22 @@ export const run = (options: LoadTestOptions) =>
       contextSize: 256,
       chatTemplate: "none"
     })
-    const Stack = Server.layer({ port: options.port }).pipe(
-      Layer.provide(Layer.merge(
-        Cache.layer({ store: "memory", enabled: options.cache, namespace: "local-server" }),
-        Cache.layerEmbedder({ store: "memory", enabled: options.cache, namespace: "local-server" })
-      )),
-      Layer.provide(Model),
-      Layer.provide(ModelPool.layer())
-    )
+    // the served model: the cache (completions and embeddings) over the local model
+    const Cached = Layer.merge(
+      Cache.layer({ store: "memory", enabled: options.cache, namespace: "local-server" }),
+      Cache.layerEmbedder({ store: "memory", enabled: options.cache, namespace: "local-server" })
+    ).pipe(Layer.provide(Model), Layer.provide(ModelPool.layer()))
+    const Stack = Server.layerReady({
+      port: options.port,
+      models: [{
+        id: Path.basename(modelPath).replace(/\.gguf$/i, ""),
+        layer: Cached,
+        capabilities: OpenAiRequest.localCapabilities,
+        ownedBy: "local"
+      }]
+    })
     return yield* Effect.gen(function*() {
-      const server = yield* Effect.service(Server.Server)
+      const server = yield* Server.Server
       options.log(`serving ${modelPath} at ${server.baseUrl} (${options.sequences} sequences, cache ${options.cache ? "on" : "off"})`)
       const client = new OpenAI({ baseURL: server.baseUrl, apiKey: "local", maxRetries: 0 })
       const models = yield* Effect.promise(() => client.models.list())

@@ -6,25 +6,75 @@
  * the rows in dataset order. A re-run enqueues only records without a result.
  * Speculative decoding is a one-process option; workers use the plain stack.
  */
-import { type Completion, Llm, RequestKey } from "@hasten/core"
+import { Batcher } from "@hasten/batcher"
+import { Cache } from "@hasten/cache"
+import { type Completion, CompletionRequest, Llm, RequestKey } from "@hasten/core"
 import { PerfLogger } from "@hasten/perf-logger"
-import { ModelPool } from "@hasten/providers/local"
+import { Local, ModelPool } from "@hasten/providers/local"
+import { RateLimit } from "@hasten/rate-limit"
 import { WorkQueue } from "@hasten/workers"
-import { ConfigProvider, Context, Effect, Exit, Layer } from "effect"
+import { ConfigProvider, Context, Duration, Effect, Exit, Layer } from "effect"
 import { createHash } from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import {
-  classifyExtra,
+  classifySchema,
+  defaultModel,
   filterRecords,
   type InputRecord,
-  makeStack,
   outputRow,
+  PipelineError,
   type PipelineOptions,
   prompts,
   readDataset,
-  structureExtra
+  remoteLayer,
+  structureSchema
 } from "./Pipeline.js"
+
+/**
+ * A worker's stack for a run: the composition `run` uses (Cache → Batcher → PerfLogger →
+ * RateLimit → provider; the local model through the pool), without speculative decoding.
+ */
+const workerStack = (options: PipelineOptions) =>
+  Effect.gen(function*() {
+    const model = defaultModel(options)
+    const local = options.provider === "local"
+    const modelPath = local ? yield* Local.resolveModelPath(options.model ?? process.env.HASTEN_MODEL ?? "stories260K.gguf") : undefined
+    const sequences = options.batching ? Math.min(16, options.batchSize) : 1
+    const provider: Layer.Layer<Llm.Llm, unknown, ModelPool.ModelPool> = local
+      ? Local.layerWithPool({ model: modelPath, sequences, contextSize: 256, threads: 1, chatTemplate: "none" })
+      : remoteLayer(options)
+    const rateLimit = local
+      ? RateLimit.layer({ maxConcurrency: sequences, requestsPerSecond: Infinity, tokensPerMinute: Infinity, adaptiveConcurrency: false })
+      : RateLimit.layerConfig()
+    const cache = Cache.layer({ store: "sqlite", path: options.cachePath, enabled: options.cache, namespace: "pipeline" })
+    const batcher = Batcher.layer({
+      enabled: options.batching,
+      maxBatchSize: options.batchSize,
+      window: Duration.millis(options.batchTimeoutSeconds * 1000),
+      concurrency: sequences
+    })
+    const maxTokens = options.quick ? 24 : 48
+    const request = (content: string, extra: Partial<CompletionRequest.CompletionRequestInput> = {}) =>
+      CompletionRequest.makeUnsafe({
+        model,
+        messages: [{ role: "user", content }],
+        temperature: 0,
+        seed: options.seed,
+        maxTokens,
+        ...extra
+      })
+    return { Stack: Llm.stack(provider, cache, batcher, PerfLogger.layer, rateLimit), request }
+  })
+
+const structureExtra = {
+  maxTokens: 128,
+  responseFormat: { type: "json", name: "structure", schema: structureSchema as never }
+} satisfies Partial<CompletionRequest.CompletionRequestInput>
+const classifyExtra = {
+  maxTokens: 64,
+  responseFormat: { type: "json", name: "domain", schema: classifySchema as never }
+} satisfies Partial<CompletionRequest.CompletionRequestInput>
 
 /** What every worker must agree on: whatever changes a row. */
 interface Spec {
@@ -66,7 +116,7 @@ export const serveWorker = (options: PipelineOptions, redis: string, concurrency
     prepare: (_run, raw) =>
       Effect.gen(function*() {
         const run: PipelineOptions = { ...options, ...(raw as Spec), speculative: false }
-        const { Stack, request } = yield* makeStack(run)
+        const { Stack, request } = yield* workerStack(run)
         const context = yield* Layer.build(
           Stack.pipe(Layer.provide(PerfLogger.layerRun({ dir: run.logDir, console: false })), Layer.provide(ModelPool.layer()))
         ).pipe(Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv()))
@@ -74,7 +124,7 @@ export const serveWorker = (options: PipelineOptions, redis: string, concurrency
         return ({ record }: Job) =>
           Effect.gen(function*() {
             const [structured, classified, aligned] = yield* Effect.all([
-              Effect.exit(llm.complete(request(prompts.structure(record.instruction), structureExtra(false)))),
+              Effect.exit(llm.complete(request(prompts.structure(record.instruction), structureExtra))),
               Effect.exit(llm.complete(request(prompts.classify(record.instruction), classifyExtra))),
               Effect.exit(llm.complete(request(prompts.align(record.instruction))))
             ], { concurrency: "unbounded" })
@@ -95,6 +145,9 @@ export const serveWorker = (options: PipelineOptions, redis: string, concurrency
 export const runDistributed = (options: PipelineOptions, redis: string) =>
   Effect.gen(function*() {
     const log = options.log
+    if (options.filter === "llm") {
+      return yield* new PipelineError({ message: "--filter llm runs in one process only; use the rule filter (the default) with --redis" })
+    }
     const records = yield* readDataset(options.dataset, options.skipBadLines, log)
     const limited = options.limit !== undefined ? records.slice(0, options.limit) : records
     const { kept } = filterRecords(limited)

@@ -13,7 +13,7 @@ import { OpenAi } from "@hasten/providers/openai"
 import { Replicate } from "@hasten/providers/replicate"
 import { RateLimit } from "@hasten/rate-limit"
 import { Drafter, Speculative } from "@hasten/speculative"
-import { ConfigProvider, Data, Duration, Effect, Layer } from "effect"
+import { ConfigProvider, Context, Data, Duration, Effect, Layer } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 
@@ -25,6 +25,8 @@ export interface PipelineOptions {
   readonly batchSize: number
   readonly batchTimeoutSeconds: number
   readonly batching: boolean
+  /** The filter stage: `rules` (length bounds, duplicates; no model call) or `llm` (the model keeps or drops each record). */
+  readonly filter: "rules" | "llm"
   readonly speculative: boolean
   readonly draftModel: string | undefined
   readonly cache: boolean
@@ -50,7 +52,7 @@ export class PipelineError extends Data.TaggedError("PipelineError")<{ readonly 
 
 export const domains = ["network", "web", "crypto", "identity", "malware", "cloud"] as const
 
-const structureSchema = {
+export const structureSchema = {
   type: "object",
   properties: {
     risk: { enum: ["low", "medium", "high"] },
@@ -60,7 +62,27 @@ const structureSchema = {
   required: ["risk", "audience", "urgent"]
 } as const
 
-const classifySchema = { type: "object", properties: { domain: { enum: domains } }, required: ["domain"] } as const
+export const classifySchema = { type: "object", properties: { domain: { enum: domains } }, required: ["domain"] } as const
+
+const keepSchema = { type: "object", properties: { keep: { type: "boolean" } }, required: ["keep"] } as const
+
+/** The prompt of the LLM filter: keep a record that reads as a clear, answerable security instruction. */
+export const filterPrompt = (instruction: string): string =>
+  `Is this a clear, self-contained security instruction worth answering? Reply as JSON {"keep": true} or {"keep": false}.\nInstruction: ${instruction}`
+
+/**
+ * Checks option combinations before anything loads: speculative decoding needs the local
+ * model's tokens, and a draft model means nothing without it.
+ */
+export const checkOptions = (options: Pick<PipelineOptions, "provider" | "speculative" | "draftModel">): string | undefined => {
+  if (options.speculative && options.provider !== "local") {
+    return `--enable-speculative needs --provider local: speculative decoding verifies drafted tokens on the model's own token probabilities, which ${options.provider}'s API does not expose`
+  }
+  if (options.draftModel !== undefined && !options.speculative) {
+    return "--draft-model is the draft model of speculative decoding: add --enable-speculative (or drop --draft-model)"
+  }
+  return undefined
+}
 
 /** Reads the JSONL dataset; a malformed line is an error naming its line number (or skipped with `skipBadLines`). */
 export const readDataset = (path: string, skipBadLines: boolean, log: (line: string) => void) =>
@@ -118,7 +140,7 @@ export const filterRecords = (records: ReadonlyArray<InputRecord>) => {
   return { kept, dropped }
 }
 
-const parseJson = (text: string): Record<string, unknown> | undefined => {
+export const parseJson = (text: string): Record<string, unknown> | undefined => {
   const start = text.indexOf("{")
   const end = text.lastIndexOf("}")
   if (start < 0 || end <= start) return undefined
@@ -130,7 +152,7 @@ const parseJson = (text: string): Record<string, unknown> | undefined => {
 }
 
 /** The remote provider layer for the chosen backend (keys from the environment). */
-const remoteLayer = (options: PipelineOptions): Layer.Layer<Llm.Llm, unknown> => {
+export const remoteLayer = (options: PipelineOptions): Layer.Layer<Llm.Llm, unknown> => {
   const model = options.model !== undefined ? { model: options.model } : {}
   switch (options.provider) {
     case "openai":
@@ -145,7 +167,7 @@ const remoteLayer = (options: PipelineOptions): Layer.Layer<Llm.Llm, unknown> =>
 const messageOf = (error: unknown): string =>
   typeof error === "object" && error !== null && "message" in error ? String((error as { message: unknown }).message) : String(error)
 
-const defaultModel = (options: PipelineOptions) =>
+export const defaultModel = (options: PipelineOptions) =>
   options.model ??
     (options.provider === "openai"
       ? "gpt-4o-mini"
@@ -155,13 +177,38 @@ const defaultModel = (options: PipelineOptions) =>
       ? "meta/meta-llama-3-8b-instruct"
       : "stories260K")
 
-/**
- * The pipeline's stack and request builder for `options`: what `run` uses in one process
- * and what each worker of a distributed run (`Fleet.ts`) builds for itself.
- */
-export const makeStack = (options: PipelineOptions) =>
+/** The model stages' prompts for one record (shared with the fleet workers of `Fleet.ts`). */
+export const prompts = {
+  structure: (instruction: string) => `Describe this security instruction as JSON {risk, audience, urgent}: ${instruction}`,
+  classify: (instruction: string) => `Which security domain (${domains.join(", ")}) does this belong to? ${instruction}`,
+  align: (instruction: string) => `Instruction: ${instruction}\nResponse:`
+}
+
+/** An output row from a record and its three completions (`undefined` where a call failed). */
+export const outputRow = (
+  record: InputRecord,
+  structured: Completion.Completion | undefined,
+  classified: Completion.Completion | undefined,
+  aligned: Completion.Completion | undefined
+) => {
+  const domain = classified !== undefined ? parseJson(classified.text)?.domain : undefined
+  return {
+    id: record.id,
+    instruction: record.instruction,
+    structure: (structured !== undefined ? parseJson(structured.text) : undefined) ?? null,
+    domain: typeof domain === "string" ? domain : null,
+    response: aligned?.text.trim() ?? null
+  }
+}
+
+/** Runs the whole pipeline; returns the summary it printed. */
+export const run = (options: PipelineOptions) =>
   Effect.gen(function*() {
     const log = options.log
+    const refused = checkOptions(options)
+    if (refused !== undefined) return yield* new PipelineError({ message: refused })
+    const records = yield* readDataset(options.dataset, options.skipBadLines, log)
+    const limited = options.limit !== undefined ? records.slice(0, options.limit) : records
     const model = defaultModel(options)
     let modelPath: string | undefined
     if (options.provider === "local") {
@@ -190,24 +237,30 @@ export const makeStack = (options: PipelineOptions) =>
     })
     // Top to bottom as the call path; each middleware is built fresh per stack.
     const Stack = Llm.stack(provider, cache, batcher, PerfLogger.layer, rateLimit)
-    // The structure stage's own stack when speculative decoding is on (local only).
-    const speculativeStack = options.speculative && local
-      ? Llm.stack(
-        Speculative.layer({
-          drafter: options.draftModel !== undefined
-            ? Drafter.modelLayer(Local.layerWithPool({ model: options.draftModel, threads: 1, contextSize: 256 }))
-            : Drafter.promptLookup(),
-          gamma: "adaptive",
-          temperature: 0,
-          seed: options.seed
-        }).pipe(Layer.provide(localLayer)),
-        Cache.layer({ store: "sqlite", path: options.cachePath, enabled: options.cache, namespace: "pipeline-speculative" }),
-        PerfLogger.layer
-      )
+    // Speculative decoding (local only) runs the align stage: free text, the only stage without a
+    // JSON grammar (the speculative engine refuses response formats, so structure and classify
+    // keep their grammars on the plain model). Its calls go through the same middleware:
+    // Cache → Batcher → PerfLogger → RateLimit → speculative engine over the local model.
+    const speculativeLayer = options.speculative
+      ? Speculative.layer({
+        drafter: options.draftModel !== undefined
+          ? Drafter.modelLayer(Local.layerWithPool({ model: options.draftModel, threads: 1, contextSize: 256, chatTemplate: "none" }))
+          : Drafter.promptLookup(),
+        gamma: "adaptive",
+        temperature: 0,
+        seed: options.seed
+      }).pipe(Layer.provide(localLayer))
       : undefined
-    if (options.speculative && !local) log("--enable-speculative needs the local provider: ignored")
+    if (speculativeLayer !== undefined) {
+      log(
+        `speculative decoding: align stage, drafter ${
+          options.draftModel ?? "prompt lookup"
+        } (structure and classify keep their JSON grammar on the plain model)`
+      )
+    }
 
     const maxTokens = options.quick ? 24 : 48
+    const concurrency = options.batching ? "unbounded" as const : 1
     const request = (content: string, extra: Partial<CompletionRequest.CompletionRequestInput> = {}) =>
       CompletionRequest.makeUnsafe({
         model,
@@ -217,66 +270,33 @@ export const makeStack = (options: PipelineOptions) =>
         maxTokens,
         ...extra
       })
-    /** Provides what every stack needs: the perf-logger run, the model pool, the environment. */
-    const provideShared = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      effect.pipe(
-        Effect.provide(PerfLogger.layerRun({ dir: options.logDir, console: false })),
-        Effect.provide(ModelPool.layer()),
-        // Read the environment as it is now (Effect's default provider snapshots it at first use).
-        Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv())
-      )
-    return { model, Stack, speculativeStack, request, provideShared }
-  })
-
-/** The three model stages' prompts for one record. */
-export const prompts = {
-  structure: (instruction: string) => `Describe this security instruction as JSON {risk, audience, urgent}: ${instruction}`,
-  classify: (instruction: string) => `Which security domain (${domains.join(", ")}) does this belong to? ${instruction}`,
-  align: (instruction: string) => `Instruction: ${instruction}\nResponse:`
-}
-
-/** The structure stage's request options: JSON schema output, or a longer budget under speculative decoding. */
-export const structureExtra = (speculative: boolean): Partial<CompletionRequest.CompletionRequestInput> =>
-  speculative
-    ? { maxTokens: 64 }
-    : { maxTokens: 128, responseFormat: { type: "json", name: "structure", schema: structureSchema as never } }
-
-/** The classify stage's request options: the domain as an enum the grammar enforces. */
-export const classifyExtra: Partial<CompletionRequest.CompletionRequestInput> = {
-  maxTokens: 64,
-  responseFormat: { type: "json", name: "domain", schema: classifySchema as never }
-}
-
-/** An output row from a record and its three completions (`undefined` where a call failed). */
-export const outputRow = (
-  record: InputRecord,
-  structured: Completion.Completion | undefined,
-  classified: Completion.Completion | undefined,
-  aligned: Completion.Completion | undefined
-) => {
-  const domain = classified !== undefined ? parseJson(classified.text)?.domain : undefined
-  return {
-    id: record.id,
-    instruction: record.instruction,
-    structure: (structured !== undefined ? parseJson(structured.text) : undefined) ?? null,
-    domain: typeof domain === "string" ? domain : null,
-    response: aligned?.text.trim() ?? null
-  }
-}
-
-/** Runs the whole pipeline; returns the summary it printed. */
-export const run = (options: PipelineOptions) =>
-  Effect.gen(function*() {
-    const log = options.log
-    const records = yield* readDataset(options.dataset, options.skipBadLines, log)
-    const limited = options.limit !== undefined ? records.slice(0, options.limit) : records
-    const { Stack, provideShared, request, speculativeStack } = yield* makeStack(options)
-    const concurrency = options.batching ? "unbounded" as const : 1
 
     const program = Effect.gen(function*() {
       const upstreamOf = (completions: ReadonlyArray<Completion.Completion | undefined>) =>
         completions.filter((c) => c !== undefined && c.cached !== true).length
-      const stats: Array<{ stage: string; items: number; seconds: number; errors: number; cached: number; upstream: number }> = []
+      // what the middleware reported on the stage's upstream calls: proof each layer was on the path
+      const factsOf = (completions: ReadonlyArray<Completion.Completion | undefined>) => {
+        const upstream = completions.filter((c): c is Completion.Completion => c !== undefined && c.cached !== true)
+        return {
+          largestBatch: Math.max(0, ...upstream.map((c) => c.facts?.batchSize ?? 0)),
+          rateLimited: upstream.filter((c) => c.facts?.retries !== undefined).length,
+          speculative: upstream.filter((c) => c.facts?.speculative !== undefined).length
+        }
+      }
+      const stats: Array<{
+        stage: string
+        items: number
+        seconds: number
+        errors: number
+        cached: number
+        upstream: number
+        /** The largest batch the batcher dispatched this stage's upstream calls in (its `batchSize` fact). */
+        largestBatch?: number
+        /** Upstream calls the rate limiter admitted (they carry its `retries` fact). */
+        rateLimited?: number
+        /** Upstream calls decoded speculatively (they carry the `speculative` fact). */
+        speculative?: number
+      }> = []
       const errors: Array<string> = []
       const stage = <A>(
         name: string,
@@ -308,7 +328,8 @@ export const run = (options: PipelineOptions) =>
             cached: results.filter((r) =>
               r?.cached === true
             ).length,
-            upstream: upstreamOf(results)
+            upstream: upstreamOf(results),
+            ...factsOf(results)
           })
           if (items.length > 0 && failed === items.length) {
             return yield* new PipelineError({ message: `every ${name} call failed; the first error: ${errors[errors.length - failed]}` })
@@ -316,44 +337,77 @@ export const run = (options: PipelineOptions) =>
           return results
         })
 
-      // 1. filter (rules)
+      // 1. filter: rules, or the model's keep/drop decision (a JSON grammar; batched like every stage)
       const filterStart = performance.now()
-      const { dropped, kept } = filterRecords(limited)
-      stats.push({
-        stage: "filter",
-        items: limited.length,
-        seconds: (performance.now() - filterStart) / 1000,
-        errors: 0,
-        cached: 0,
-        upstream: 0
-      })
+      const { dropped, kept } = options.filter === "llm"
+        ? yield* Effect.gen(function*() {
+          const decisions = yield* stage("filter", limited, (record) =>
+            Llm.complete(request(filterPrompt(record.instruction), {
+              maxTokens: 16,
+              responseFormat: { type: "json", name: "keep", schema: keepSchema as never }
+            })))
+          const dropped: Record<string, number> = {}
+          const kept = limited.filter((_, index) => {
+            const completion = decisions[index]
+            const keep = completion === undefined ? undefined : parseJson(completion.text)?.keep
+            const reason = completion === undefined
+              ? "filter call failed"
+              : keep === false
+              ? "model said drop"
+              : keep === true
+              ? undefined
+              : "no decision"
+            if (reason !== undefined) dropped[reason] = (dropped[reason] ?? 0) + 1
+            return reason === undefined
+          })
+          return { dropped, kept }
+        })
+        : filterRecords(limited)
+      if (options.filter !== "llm") {
+        stats.push({
+          stage: "filter",
+          items: limited.length,
+          seconds: (performance.now() - filterStart) / 1000,
+          errors: 0,
+          cached: 0,
+          upstream: 0
+        })
+      }
       log(
         `filter: kept ${kept.length} of ${limited.length}${
           Object.keys(dropped).length > 0 ? ` (dropped: ${Object.entries(dropped).map(([k, v]) => `${v} ${k}`).join(", ")})` : ""
         }`
       )
 
-      // 2. structure (JSON schema output; speculative decoding when enabled)
-      const speculativeLlm = speculativeStack !== undefined
-        ? yield* Effect.service(Llm.Llm).pipe(Effect.provide(speculativeStack))
-        : undefined
+      // 2. structure (JSON schema output)
       const structured = yield* stage("structure", kept, (record) =>
         Llm.complete(
-          request(
-            prompts.structure(record.instruction),
-            structureExtra(speculativeLlm !== undefined)
-          )
-        ), speculativeLlm)
+          request(prompts.structure(record.instruction), {
+            maxTokens: 128,
+            responseFormat: { type: "json", name: "structure", schema: structureSchema as never }
+          })
+        ))
       // 3. classify (domain, an enum the grammar enforces)
       const classified = yield* stage("classify", kept, (record) =>
-        Llm.complete(request(prompts.classify(record.instruction), classifyExtra)))
-      // 4. align (a short response to the instruction)
-      const aligned = yield* stage("align", kept, (record) =>
-        Llm.complete(request(prompts.align(record.instruction))))
+        Llm.complete(request(prompts.classify(record.instruction), {
+          maxTokens: 64,
+          responseFormat: { type: "json", name: "domain", schema: classifySchema as never }
+        })))
+      // 4. align (a short response to the instruction; speculative decoding when enabled)
+      let speculativeLlm: Llm.LlmService | undefined
+      let speculativeStats: Speculative.SpeculativeStats["Service"] | undefined
+      if (speculativeLayer !== undefined) {
+        const built = yield* Layer.build(speculativeLayer)
+        speculativeStats = Context.get(built, Speculative.SpeculativeStats)
+        speculativeLlm = yield* Layer.build(
+          Llm.stack(Layer.succeed(Llm.Llm, Context.get(built, Llm.Llm)), cache, batcher, PerfLogger.layer, rateLimit)
+        )
+          .pipe(Effect.map((context) => Context.get(context, Llm.Llm)))
+      }
+      const aligned = yield* stage("align", kept, (record) => Llm.complete(request(prompts.align(record.instruction))), speculativeLlm)
+      const speculative = speculativeStats !== undefined ? yield* speculativeStats.get : undefined
 
-      const output = kept.map((record, index) =>
-        outputRow(record, structured[index], classified[index], aligned[index])
-      )
+      const output = kept.map((record, index) => outputRow(record, structured[index], classified[index], aligned[index]))
       Fs.mkdirSync(Path.dirname(Path.resolve(options.out)), { recursive: true })
       Fs.writeFileSync(
         options.out,
@@ -361,7 +415,8 @@ export const run = (options: PipelineOptions) =>
       )
       const invalidStructure = output.filter((row) => structured[output.indexOf(row)] !== undefined && row.structure === null).length
 
-      const llmStats = stats.filter((s) => s.stage !== "filter")
+      // the rule-based filter makes no call; the LLM filter's calls count like every stage's
+      const llmStats = stats.filter((s) => s.stage !== "filter" || options.filter === "llm")
       const calls = llmStats.reduce((sum, s) => sum + s.items - s.errors, 0)
       const cached = llmStats.reduce((sum, s) => sum + s.cached, 0)
       const upstream = llmStats.reduce((sum, s) => sum + s.upstream, 0)
@@ -387,9 +442,22 @@ export const run = (options: PipelineOptions) =>
       )
       const recorder = yield* Effect.service(PerfLogger.PerfLogger)
       if (recorder.runDir !== undefined) log(`report: ${Path.join(recorder.runDir, "report.html")}`)
-      return { stats, calls, cached, upstream, errors, output, runDir: recorder.runDir }
+      if (speculative !== undefined) {
+        log(
+          `speculative: ${speculative.requests} align requests, acceptance ${(speculative.acceptanceRate * 100).toFixed(1)}%, ${
+            speculative.tokensPerEvaluation.toFixed(2)
+          } tokens per target pass`
+        )
+      }
+      return { stats, calls, cached, upstream, errors, output, runDir: recorder.runDir, speculative, kept: kept.map((record) => record.id) }
     })
-    return yield* provideShared(program.pipe(Effect.provide(Stack))).pipe(
+    return yield* program.pipe(
+      Effect.scoped,
+      Effect.provide(Stack),
+      Effect.provide(PerfLogger.layerRun({ dir: options.logDir, console: false })),
+      Effect.provide(ModelPool.layer()),
+      // Read the environment as it is now (Effect's default provider snapshots it at first use).
+      Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv()),
       Effect.mapError((error) => error instanceof PipelineError ? error : new PipelineError({ message: messageOf(error) }))
     )
   })

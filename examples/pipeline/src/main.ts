@@ -31,8 +31,10 @@ Usage: hasten-pipeline [options]
   --batch-size <n>        largest batch (default 32)
   --batch-timeout <s>     batch window in seconds (default 0.1)
   --no-batching           one call at a time, no batching
-  --enable-speculative    speculative decoding in the structure stage (local)
-  --draft-model <file>    draft model for speculative decoding (default: prompt lookup)
+  --filter <mode>         rules (length bounds, duplicates; default) | llm (the model keeps or drops each record)
+  --enable-speculative    speculative decoding in the align stage (local; structure and classify keep
+                          their JSON grammars, and every stage keeps the cache, batcher and rate limiter)
+  --draft-model <file>    draft model for speculative decoding (default: prompt lookup); needs --enable-speculative
   --no-cache              do not read or write the response cache
   --cache-path <file>     SQLite cache file (default .hasten/cache.db)
   --seed <n>              sampling seed (default 42)
@@ -61,6 +63,7 @@ const flags = Boundary.parseFlags(process.argv.slice(2), {
   "batch-size": Boundary.Flag.integer(1),
   "batch-timeout": Boundary.Flag.number(),
   "no-batching": Boundary.Flag.boolean(),
+  filter: Boundary.Flag.choice(["rules", "llm"]),
   "enable-speculative": Boundary.Flag.boolean(),
   "draft-model": Boundary.Flag.string(),
   "no-cache": Boundary.Flag.boolean(),
@@ -92,6 +95,7 @@ const options: PipelineOptions = {
   batchSize: parsed["batch-size"] ?? 32,
   batchTimeoutSeconds: parsed["batch-timeout"] ?? 0.1,
   batching: parsed["no-batching"] !== true,
+  filter: parsed.filter ?? "rules",
   speculative: parsed["enable-speculative"] === true,
   draftModel: parsed["draft-model"],
   cache: parsed["no-cache"] !== true,

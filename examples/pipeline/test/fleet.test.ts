@@ -41,6 +41,7 @@ const options = (dir: string): PipelineOptions => ({
   dataset,
   provider: "openai",
   model: "gpt-4o-mini",
+  filter: "rules",
   batchSize: 8,
   batchTimeoutSeconds: 0.01,
   batching: true,

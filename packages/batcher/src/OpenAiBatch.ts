@@ -7,9 +7,12 @@
  * the SDK itself.
  * @since 0.1.0
  */
-import { Boundary, Completion, type CompletionRequest, LlmError } from "@hasten/core"
+import { Boundary, Completion, type CompletionRequest, FieldSupport, LlmError } from "@hasten/core"
 import { Duration, Effect, Exit, Schema } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
+import { createHash } from "node:crypto"
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs"
+import * as Path from "node:path"
 import type { BatchBackend } from "./Batcher.js"
 
 /** The batch object as the API returns it (fields used here). @category models @since 0.1.0 */
@@ -66,6 +69,82 @@ export interface JobOptions {
   /** How many times items that failed transiently or expired are resubmitted (default 2). */
   readonly maxResubmits?: number
   readonly metadata?: Record<string, string>
+  /**
+   * Where the ids of in-flight batches are kept ({@link journalFile}): a job whose exact
+   * items already have a batch in flight re-attaches to it (polls it, downloads its results)
+   * instead of uploading and paying for it again, so a restarted run picks up where the
+   * killed one left off. With a journal, interrupting the job leaves the batch running (a
+   * restart re-attaches) instead of cancelling it.
+   * @since 0.3.0
+   */
+  readonly journal?: Journal
+}
+
+/** What a journal keeps for one in-flight batch. @category models @since 0.3.0 */
+export interface JournalEntry {
+  readonly batchId: string
+  readonly inputFileId: string
+  /** The custom ids of the batch's items, in order. */
+  readonly customIds: ReadonlyArray<string>
+}
+
+/**
+ * Persists in-flight batches by job key (a hash of the endpoint and the exact JSONL), so a
+ * restarted run finds the batch its items were sent in.
+ * @category models @since 0.3.0
+ */
+export interface Journal {
+  readonly get: (key: string) => Effect.Effect<JournalEntry | undefined>
+  readonly set: (key: string, entry: JournalEntry) => Effect.Effect<void>
+  readonly remove: (key: string) => Effect.Effect<void>
+}
+
+/** The key a journal files a batch under: sha256 of the endpoint and the batch's JSONL. @category constructors @since 0.3.0 */
+export const jobKey = (endpoint: string, jsonl: string): string => createHash("sha256").update(`${endpoint}\n${jsonl}`).digest("hex")
+
+/**
+ * A journal in a JSON file (`{ [jobKey]: JournalEntry }`), rewritten atomically (a temporary
+ * file renamed over it) on every change, so a kill never leaves it half written. A file that
+ * cannot be read as a journal is treated as empty.
+ * @category constructors @since 0.3.0
+ */
+export const journalFile = (path: string): Journal => {
+  const read = (): Record<string, JournalEntry> => {
+    if (!existsSync(path)) return {}
+    try {
+      const value = JSON.parse(readFileSync(path, "utf8")) as unknown
+      return typeof value === "object" && value !== null && !Array.isArray(value) ? value as Record<string, JournalEntry> : {}
+    } catch {
+      return {}
+    }
+  }
+  const write = (entries: Record<string, JournalEntry>) => {
+    mkdirSync(Path.dirname(Path.resolve(path)), { recursive: true })
+    const temporary = `${path}.${process.pid}.tmp`
+    writeFileSync(temporary, JSON.stringify(entries, null, 2) + "\n")
+    renameSync(temporary, path)
+  }
+  return {
+    get: (key) => Effect.sync(() => read()[key]),
+    set: (key, entry) => Effect.sync(() => write({ ...read(), [key]: entry })),
+    remove: (key) =>
+      Effect.sync(() => {
+        const entries = read()
+        if (!(key in entries)) return
+        delete entries[key]
+        write(entries)
+      })
+  }
+}
+
+/** A journal in memory (one process; for tests and for sharing between jobs of one run). @category constructors @since 0.3.0 */
+export const journalMemory = (): Journal => {
+  const entries = new Map<string, JournalEntry>()
+  return {
+    get: (key) => Effect.sync(() => entries.get(key)),
+    set: (key, entry) => Effect.sync(() => void entries.set(key, entry)),
+    remove: (key) => Effect.sync(() => void entries.delete(key))
+  }
 }
 
 const provider = "openai-batch"
@@ -152,24 +231,57 @@ const submitOnce = (client: BatchClient, items: ReadonlyArray<JobItem>, options:
     const jsonl = items.map((item) =>
       JSON.stringify({ custom_id: item.customId, method: "POST", url: endpoint, body: item.body })
     ).join("\n") + "\n"
-    const file = yield* call(
-      "uploading the batch file",
-      (signal) =>
-        client.files.create({ file: new File([jsonl], "hasten-batch.jsonl", { type: "application/jsonl" }), purpose: "batch" }, { signal })
-    )
-    let batch = yield* call("creating the batch", (signal) =>
-      client.batches.create({
-        input_file_id: file.id,
-        endpoint,
-        completion_window: "24h",
-        ...(options.metadata ? { metadata: options.metadata } : {})
-      }, { signal }))
+    const journal = options.journal
+    const key = jobKey(endpoint, jsonl)
+    // A batch of exactly these items already in flight (a restarted run): re-attach to it.
+    const previous = journal === undefined ? undefined : yield* journal.get(key)
+    let attached: BatchObject | undefined
+    if (previous !== undefined) {
+      const found = yield* Effect.exit(call("re-attaching to the batch", (signal) => client.batches.retrieve(previous.batchId, { signal })))
+      if (Exit.isSuccess(found)) attached = found.value
+      else if (
+        found.cause.reasons.some((reason) =>
+          reason._tag === "Fail" && reason.error.reason._tag === "InvalidRequest" && reason.error.reason.status === 404
+        )
+      ) {
+        // the API no longer knows it (404): submit again
+        yield* journal!.remove(key)
+      } else return yield* Effect.failCause(found.cause)
+    }
+    let batch: BatchObject
+    if (attached !== undefined) {
+      batch = attached
+      yield* Effect.annotateCurrentSpan({ "openai.batch.reattached": true })
+    } else {
+      const file = yield* call(
+        "uploading the batch file",
+        (signal) =>
+          client.files.create({ file: new File([jsonl], "hasten-batch.jsonl", { type: "application/jsonl" }), purpose: "batch" }, {
+            signal
+          })
+      )
+      batch = yield* call("creating the batch", (signal) =>
+        client.batches.create({
+          input_file_id: file.id,
+          endpoint,
+          completion_window: "24h",
+          ...(options.metadata ? { metadata: options.metadata } : {})
+        }, { signal }))
+      if (journal !== undefined) {
+        yield* journal.set(key, {
+          batchId: batch.id,
+          inputFileId: file.id,
+          customIds: items.map((item) => item.customId)
+        })
+      }
+    }
     yield* Effect.annotateCurrentSpan({ "openai.batch.id": batch.id, "openai.batch.items": items.length })
     let delay = Duration.toMillis(Duration.fromInputUnsafe(options.pollInterval ?? "1 second"))
     const maxDelay = Duration.toMillis(Duration.fromInputUnsafe(options.maxPollInterval ?? "60 seconds"))
-    const cancelOnInterrupt = Effect.onInterrupt(() =>
-      Effect.ignore(call("cancelling the batch", (signal) => client.batches.cancel(batch.id, { signal })))
-    )
+    // Without a journal an interrupted job cancels its batch; with one the batch runs on, for a restart to re-attach to.
+    const cancelOnInterrupt = journal !== undefined
+      ? <A, E, R>(effect: Effect.Effect<A, E, R>) => effect
+      : Effect.onInterrupt(() => Effect.ignore(call("cancelling the batch", (signal) => client.batches.cancel(batch.id, { signal }))))
     while (!terminal.has(batch.status)) {
       yield* Effect.sleep(Duration.millis(delay)).pipe(cancelOnInterrupt)
       delay = Math.min(maxDelay, delay * 2)
@@ -177,6 +289,7 @@ const submitOnce = (client: BatchClient, items: ReadonlyArray<JobItem>, options:
       batch = yield* call("polling the batch", (signal) => client.batches.retrieve(id, { signal })).pipe(cancelOnInterrupt)
     }
     if (batch.status === "failed") {
+      if (journal !== undefined) yield* journal.remove(key)
       const reasons = (batch.errors?.data ?? []).map((error) =>
         `${error.code ?? "error"}${error.line != null ? ` (line ${error.line})` : ""}: ${error.message ?? ""}`
       )
@@ -195,6 +308,8 @@ const submitOnce = (client: BatchClient, items: ReadonlyArray<JobItem>, options:
         )
     const output = yield* download(batch.output_file_id)
     const errors = yield* download(batch.error_file_id)
+    // the results are in hand: the batch is no longer in flight
+    if (journal !== undefined) yield* journal.remove(key)
     const byId = new Map<string, JobResult>()
     for (const result of [...errors, ...output]) {
       byId.set(result.customId, result)
@@ -214,7 +329,9 @@ const submitOnce = (client: BatchClient, items: ReadonlyArray<JobItem>, options:
 /**
  * Runs a job to completion: submit, poll with exponential backoff, collect results,
  * and resubmit only transient failures (expired, 429, 5xx) up to `maxResubmits` times.
- * Results come back in input order. Interrupting the effect cancels the batch.
+ * Results come back in input order. Interrupting the effect cancels the batch (unless
+ * `journal` is set: then the batch runs on, and a restarted job with the same items
+ * re-attaches to it instead of submitting again).
  * @category constructors @since 0.1.0
  */
 export const runJob = Effect.fn("OpenAiBatch.runJob")(
@@ -245,26 +362,63 @@ export const runJob = Effect.fn("OpenAiBatch.runJob")(
   }
 )
 
-/** The chat-completions body for a request (what the OpenAI provider would send). @category constructors @since 0.1.0 */
-export const chatBody = (request: CompletionRequest.CompletionRequest): Record<string, unknown> => ({
-  model: request.model,
-  messages: request.prompt !== undefined && request.messages.length === 0 ? [{ role: "user", content: request.prompt }] : request.messages,
-  ...(request.maxTokens !== undefined ? { max_tokens: request.maxTokens } : {}),
-  ...(request.temperature !== undefined ? { temperature: request.temperature } : {}),
-  ...(request.topP !== undefined ? { top_p: request.topP } : {}),
-  ...(request.seed !== undefined ? { seed: request.seed } : {}),
-  ...(request.stop !== undefined ? { stop: request.stop } : {}),
-  ...(request.frequencyPenalty !== undefined ? { frequency_penalty: request.frequencyPenalty } : {}),
-  ...(request.presencePenalty !== undefined ? { presence_penalty: request.presencePenalty } : {}),
-  ...(request.responseFormat?.type === "json"
-    ? {
-      response_format: request.responseFormat.schema !== undefined
-        ? { type: "json_schema", json_schema: { name: request.responseFormat.name ?? "response", schema: request.responseFormat.schema } }
-        : { type: "json_object" }
-    }
-    : {}),
-  ...request.providerOptions
-})
+/**
+ * How the Batch API backend treats every request field: OpenAI's chat-completions members
+ * are sent, the rest refused with `InvalidRequest` naming the field — never dropped.
+ * @category utils @since 0.3.0
+ */
+export const fieldSupport: FieldSupport.FieldSupport = {
+  model: FieldSupport.mapped("`model`"),
+  messages: FieldSupport.mapped("`messages`"),
+  prompt: FieldSupport.mapped("one user message"),
+  maxTokens: FieldSupport.param("max_tokens"),
+  temperature: FieldSupport.param("temperature"),
+  topP: FieldSupport.param("top_p"),
+  topK: FieldSupport.refused("OpenAI's API takes no top-k parameter"),
+  seed: FieldSupport.param("seed"),
+  stop: FieldSupport.param("stop"),
+  adapter: FieldSupport.refused("OpenAI serves fine-tunes as model ids: name the fine-tuned model in `model`"),
+  responseFormat: FieldSupport.mapped("`response_format` (`json_schema`, or `json_object`)"),
+  repeatPenalty: FieldSupport.refused("OpenAI's API takes no repeat penalty: use frequencyPenalty or presencePenalty"),
+  frequencyPenalty: FieldSupport.param("frequency_penalty"),
+  presencePenalty: FieldSupport.param("presence_penalty"),
+  penaltyWindow: FieldSupport.refused("OpenAI's penalties look at the whole output"),
+  logprobs: FieldSupport.refused("the Batch API backend does not read logprobs back: use the OpenAI provider"),
+  topLogprobs: FieldSupport.refused("the Batch API backend does not read logprobs back: use the OpenAI provider"),
+  contextOverflow: FieldSupport.refused(
+    "the API fails an oversized prompt itself; truncate it before sending",
+    FieldSupport.onlyErrorOverflow,
+    "`error`"
+  ),
+  providerOptions: FieldSupport.mapped("spread onto the body last"),
+  trial: FieldSupport.identity("cache key only")
+}
+
+/**
+ * The chat-completions body for a request (what the OpenAI provider would send); a field
+ * the Batch API cannot take ({@link fieldSupport}) throws an `LlmError` (`InvalidRequest`
+ * naming it) — {@link backend} checks first and fails that item.
+ * @category constructors @since 0.1.0
+ */
+export const chatBody = (request: CompletionRequest.CompletionRequest): Record<string, unknown> => {
+  const refusal = FieldSupport.firstRefusal(provider, fieldSupport, request)
+  if (refusal !== undefined) throw refusal
+  return {
+    model: request.model,
+    messages: request.prompt !== undefined && request.messages.length === 0
+      ? [{ role: "user", content: request.prompt }]
+      : request.messages,
+    ...FieldSupport.params(fieldSupport, request),
+    ...(request.responseFormat?.type === "json"
+      ? {
+        response_format: request.responseFormat.schema !== undefined
+          ? { type: "json_schema", json_schema: { name: request.responseFormat.name ?? "response", schema: request.responseFormat.schema } }
+          : { type: "json_object" }
+      }
+      : {}),
+    ...request.providerOptions
+  }
+}
 
 const finishReasons: Record<string, Completion.FinishReason> = {
   stop: "stop",
@@ -301,13 +455,24 @@ export const backend = (client: BatchClient, options: JobOptions = {}): BatchBac
   name: provider,
   run: (requests: NonEmptyReadonlyArray<CompletionRequest.CompletionRequest>) =>
     Effect.gen(function*() {
-      const items = requests.map((request, index) => ({ customId: `item-${index}`, body: chatBody(request) }))
+      // a field the Batch API cannot take fails its own item, before anything is uploaded
+      const refusals = requests.map((request) => FieldSupport.firstRefusal(provider, fieldSupport, request))
+      const accepted = requests.flatMap((request, index) => refusals[index] === undefined ? [index] : [])
+      if (accepted.length === 0) return refusals.map((refusal) => Exit.fail(refusal!))
+      const items = accepted.map((index) => ({ customId: `item-${index}`, body: chatBody(requests[index]!) }))
       const exit = yield* Effect.exit(runJob(client, items, { ...options, endpoint: "/v1/chat/completions" }))
-      if (Exit.isFailure(exit)) return requests.map(() => exit as Exit.Exit<never, LlmError.LlmError>)
+      if (Exit.isFailure(exit)) {
+        return requests.map((_, index) =>
+          refusals[index] !== undefined ? Exit.fail(refusals[index]) : exit as Exit.Exit<never, LlmError.LlmError>
+        )
+      }
       const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
-      return exit.value.map((result, index): Exit.Exit<Completion.Completion, LlmError.LlmError> =>
-        result.ok
-          ? Exit.succeed(toCompletion(requests[index]!, result.body, now))
+      const results = new Map(accepted.map((index, at) => [index, exit.value[at]!]))
+      return requests.map((request, index): Exit.Exit<Completion.Completion, LlmError.LlmError> => {
+        if (refusals[index] !== undefined) return Exit.fail(refusals[index])
+        const result = results.get(index)!
+        return result.ok
+          ? Exit.succeed(toCompletion(request, result.body, now))
           : Exit.fail(LlmError.make(
             provider,
             result.status !== undefined
@@ -316,6 +481,6 @@ export const backend = (client: BatchClient, options: JobOptions = {}): BatchBac
               ? new LlmError.Timeout({ description: result.message })
               : new LlmError.ServerError({ status: 500, description: `${result.code}: ${result.message}` })
           ))
-      )
+      })
     })
 })

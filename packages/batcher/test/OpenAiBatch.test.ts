@@ -2,7 +2,10 @@ import { assert, describe, it } from "@effect/vitest"
 import { Batcher, OpenAiBatch } from "@hasten/batcher"
 import { CompletionRequest, Llm } from "@hasten/core"
 import { Simulator } from "@hasten/testkit"
-import { Effect, Exit, Layer } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer } from "effect"
+import { mkdtempSync, readFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import * as Path from "node:path"
 import OpenAI from "openai"
 
 const withSimulator = <A, E>(
@@ -89,6 +92,85 @@ describe("OpenAiBatch.runJob (official SDK against the simulator)", () => {
     }))
 })
 
+describe("OpenAiBatch journal: a restarted job re-attaches to its batch", () => {
+  it.live("a killed run's batch is picked up by the next run: one upload, one batch, results as usual", () =>
+    withSimulator({ seed: 1, batch: { validatingMs: 20, perRequestMs: 20, finalizingMs: 5 } }, (client, sim) =>
+      Effect.gen(function*() {
+        const path = Path.join(mkdtempSync(Path.join(tmpdir(), "hasten-batch-")), "journal.json")
+        const items = ["a", "b", "c"].map((x) => ({ customId: `q-${x}`, body: chat(`say ${x}`) }))
+        // the first run is killed right after the batch is created (its journal entry is written)
+        const created = yield* Deferred.make<void>()
+        const file = OpenAiBatch.journalFile(path)
+        const watched: OpenAiBatch.Journal = {
+          ...file,
+          set: (key, entry) => Effect.andThen(file.set(key, entry), Deferred.succeed(created, undefined))
+        }
+        const first = yield* Effect.forkChild(OpenAiBatch.runJob(client, items, { ...fast, journal: watched }))
+        yield* Deferred.await(created)
+        yield* Fiber.interrupt(first)
+        const entries = JSON.parse(readFileSync(path, "utf8")) as Record<string, OpenAiBatch.JournalEntry>
+        const [entry] = Object.values(entries)
+        assert.deepStrictEqual(entry!.customIds, ["q-a", "q-b", "q-c"])
+        const routes = () => sim.counters().requestsByRoute
+        assert.deepStrictEqual([routes()["POST /v1/files"], routes()["POST /v1/batches"], routes()["POST /v1/batches/:id/cancel"]], [
+          1,
+          1,
+          undefined
+        ])
+
+        // a new process: a fresh journal over the same file
+        const results = yield* OpenAiBatch.runJob(client, items, { ...fast, journal: OpenAiBatch.journalFile(path) })
+        assert.isTrue(results.every((result) => result.ok))
+        assert.deepStrictEqual(results.map((result) => result.customId), ["q-a", "q-b", "q-c"])
+        assert.deepStrictEqual([routes()["POST /v1/files"], routes()["POST /v1/batches"]], [1, 1])
+        assert.isAtLeast(routes()["GET /v1/batches/:id"] ?? 0, 1)
+        // done: the entry is gone, so the same items later make a new batch
+        assert.deepStrictEqual(JSON.parse(readFileSync(path, "utf8")), {})
+        yield* OpenAiBatch.runJob(client, items, { ...fast, journal: OpenAiBatch.journalFile(path) })
+        assert.strictEqual(routes()["POST /v1/batches"], 2)
+      })))
+
+  it.live("an entry the API does not know (404) is dropped and the items are submitted again", () =>
+    withSimulator({ seed: 1, batch: { validatingMs: 5, perRequestMs: 1, finalizingMs: 5 } }, (client, sim) =>
+      Effect.gen(function*() {
+        const journal = OpenAiBatch.journalMemory()
+        const items = [{ customId: "x", body: chat("x") }]
+        const jsonl = items.map((item) =>
+          JSON.stringify({ custom_id: item.customId, method: "POST", url: "/v1/chat/completions", body: item.body })
+        )
+          .join("\n") + "\n"
+        yield* journal.set(OpenAiBatch.jobKey("/v1/chat/completions", jsonl), {
+          batchId: "batch_gone",
+          inputFileId: "file_gone",
+          customIds: ["x"]
+        })
+        const results = yield* OpenAiBatch.runJob(client, items, { ...fast, journal })
+        assert.isTrue(results[0]!.ok)
+        assert.strictEqual(sim.counters().requestsByRoute["POST /v1/batches"], 1)
+        assert.isUndefined(yield* journal.get(OpenAiBatch.jobKey("/v1/chat/completions", jsonl)))
+      })))
+
+  it.live("without a journal, interrupting a job still cancels its batch", () =>
+    withSimulator({ seed: 1, batch: { validatingMs: 50, perRequestMs: 50, finalizingMs: 5 } }, (client, sim) =>
+      Effect.gen(function*() {
+        const polling = yield* Deferred.make<void>()
+        const watching: OpenAiBatch.BatchClient = {
+          files: client.files,
+          batches: {
+            create: (body, options) => client.batches.create(body, options),
+            // the job is polling: interrupting it now must cancel the batch
+            retrieve: (id, options) =>
+              client.batches.retrieve(id, options).then((batch) => (Effect.runSync(Deferred.succeed(polling, undefined)), batch)),
+            cancel: (id, options) => client.batches.cancel(id, options)
+          }
+        }
+        const fiber = yield* Effect.forkChild(OpenAiBatch.runJob(watching, [{ customId: "x", body: chat("x") }], fast))
+        yield* Deferred.await(polling)
+        yield* Fiber.interrupt(fiber)
+        assert.strictEqual(sim.counters().requestsByRoute["POST /v1/batches/:id/cancel"], 1)
+      })))
+})
+
 describe("OpenAiBatch.backend behind Batcher.layer", () => {
   it.live("callers calling complete one at a time are served by one Batch API job", () =>
     withSimulator({ seed: 1, batch: { validatingMs: 5, perRequestMs: 1, finalizingMs: 5 } }, (client, sim) =>
@@ -115,6 +197,53 @@ describe("OpenAiBatch.backend behind Batcher.layer", () => {
       }).pipe(Effect.provide(
         Batcher.layer({ window: "20 millis", backend: OpenAiBatch.backend(client, fast) }).pipe(Layer.provide(Llm.Llm.layerEcho))
       ))))
+})
+
+describe("OpenAiBatch fields", () => {
+  it.live("a field the Batch API cannot take fails its own item naming it, before anything is uploaded; the others run", () =>
+    withSimulator({ seed: 1, batch: { validatingMs: 5, perRequestMs: 1, finalizingMs: 5 } }, (client, sim) =>
+      Effect.gen(function*() {
+        const [ok, topK, logprobs] = yield* Effect.forEach(
+          [
+            CompletionRequest.user("gpt-4o-mini", "fine", { maxTokens: 8 }),
+            CompletionRequest.user("gpt-4o-mini", "top-k", { maxTokens: 8, topK: 5 }),
+            CompletionRequest.user("gpt-4o-mini", "logprobs", { maxTokens: 8, logprobs: true })
+          ],
+          (request) => Effect.exit(Llm.complete(request)),
+          { concurrency: "unbounded" }
+        )
+        assert.isTrue(Exit.isSuccess(ok!))
+        for (const [exit, field] of [[topK!, "topK"], [logprobs!, "logprobs"]] as const) {
+          assert.isTrue(Exit.isFailure(exit))
+          const error = Exit.isFailure(exit) ? Cause.findErrorOption(exit.cause) : undefined
+          assert.strictEqual(error?._tag === "Some" ? (error.value.reason as { field?: string }).field : undefined, field)
+        }
+        // one upload, with only the item the API can take
+        assert.strictEqual(sim.counters().requestsByRoute["POST /v1/batches"], 1)
+        // nothing to upload when every item is refused
+        const alone = yield* Effect.exit(Llm.complete(CompletionRequest.user("gpt-4o-mini", "alone", { maxTokens: 8, penaltyWindow: 32 })))
+        assert.isTrue(Exit.isFailure(alone))
+        assert.strictEqual(sim.counters().requestsByRoute["POST /v1/batches"], 1)
+      }).pipe(Effect.provide(
+        Batcher.layer({ window: "20 millis", backend: OpenAiBatch.backend(client, fast) }).pipe(Layer.provide(Llm.Llm.layerEcho))
+      ))))
+
+  it("chatBody sends OpenAI's members under their wire names", () => {
+    const body = OpenAiBatch.chatBody(
+      CompletionRequest.user("gpt-4o-mini", "x", { maxTokens: 8, temperature: 0.5, topP: 0.9, seed: 3, stop: ["."], frequencyPenalty: 0.1 })
+    )
+    assert.deepStrictEqual(
+      {
+        max_tokens: body.max_tokens,
+        temperature: body.temperature,
+        top_p: body.top_p,
+        seed: body.seed,
+        stop: body.stop,
+        frequency_penalty: body.frequency_penalty
+      },
+      { max_tokens: 8, temperature: 0.5, top_p: 0.9, seed: 3, stop: ["."], frequency_penalty: 0.1 }
+    )
+  })
 })
 
 describe("OpenAiBatch.parseResults", () => {

@@ -61,7 +61,8 @@ export const make = Effect.fnUntraced(function*(inner: Llm.LlmService, store: Ca
   const cacheable = (request: CompletionRequest.CompletionRequest): boolean => policy === "all" || RequestKey.isDeterministic(request)
 
   const keyOf = (request: CompletionRequest.CompletionRequest): string =>
-    completionKey(request, { provider: inner.name, namespace, version })
+    // the endpoint's identity: two servers under one provider name never share entries
+    completionKey(request, { provider: inner.name, endpoint: inner.endpoint, namespace, version })
 
   const decodeEntry = (entry: Entry): Decoded | undefined => {
     const memo = decodedEntries.get(entry.key)

@@ -46,7 +46,7 @@ describe("key", () => {
       { ...base, messages: [{ role: "user", content: "hi!" }] },
       { ...base, messages: [{ role: "system", content: "hi" }] },
       { ...base, messages: [{ role: "system", content: "be brief" }, { role: "user", content: "hi" }] },
-      { ...base, prompt: "raw" },
+      { ...base, messages: [], prompt: "raw" },
       { ...base, maxTokens: 10 },
       { ...base, maxTokens: 0 },
       { ...base, topP: 0.9 },

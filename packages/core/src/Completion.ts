@@ -38,6 +38,33 @@ export const Timing = Schema.Struct({
 export type Timing = typeof Timing.Type
 
 /**
+ * One alternative at a generated position: the token's text, its natural-log probability,
+ * and its UTF-8 bytes (a token may be part of a multi-byte character).
+ * @category models @since 0.3.0
+ */
+export const TopLogprob = Schema.Struct({
+  token: Schema.String,
+  logprob: Schema.Number,
+  bytes: Schema.optionalKey(Schema.Array(Schema.Int))
+})
+/** @category models @since 0.3.0 */
+export type TopLogprob = typeof TopLogprob.Type
+
+/**
+ * One generated token with its log probability and, when `topLogprobs` was asked for,
+ * the most likely alternatives at its position, most likely first (OpenAI's shape).
+ * @category models @since 0.3.0
+ */
+export const TokenLogprob = Schema.Struct({
+  token: Schema.String,
+  logprob: Schema.Number,
+  bytes: Schema.optionalKey(Schema.Array(Schema.Int)),
+  topLogprobs: Schema.optionalKey(Schema.Array(TopLogprob))
+})
+/** @category models @since 0.3.0 */
+export type TokenLogprob = typeof TokenLogprob.Type
+
+/**
  * A finished completion.
  * @category models @since 0.1.0
  */
@@ -54,6 +81,8 @@ export class Completion extends Schema.Class<Completion>("@hasten/core/Completio
   cached: Schema.optionalKey(Schema.Boolean),
   /** Typed facts Hasten's layers report about the call (retries, batch size, speculative statistics, …). */
   facts: Schema.optionalKey(Facts.Facts),
+  /** Per-token log probabilities of the output, when the request set `logprobs`. */
+  logprobs: Schema.optionalKey(Schema.Array(TokenLogprob)),
   /** Provider-specific free-form data; Hasten's own layers report in `facts`. */
   metadata: Schema.optionalKey(Schema.Record(Schema.String, Schema.Unknown))
 }) {}
@@ -74,6 +103,8 @@ export class CompletionChunk extends Schema.Class<CompletionChunk>("@hasten/core
   cached: Schema.optionalKey(Schema.Boolean),
   /** Facts about the call; `fromStream` merges those of every chunk, later chunks winning. */
   facts: Schema.optionalKey(Facts.Facts),
+  /** Log probabilities of the tokens in this chunk, when the request set `logprobs`; `fromStream` concatenates them. */
+  logprobs: Schema.optionalKey(Schema.Array(TokenLogprob)),
   metadata: Schema.optionalKey(Schema.Record(Schema.String, Schema.Unknown))
 }) {}
 
@@ -115,6 +146,7 @@ export const fromStream = <E, R>(
     let cached: boolean | undefined
     let facts: Facts.Facts | undefined
     let metadata: Record<string, unknown> | undefined
+    let logprobs: Array<TokenLogprob> | undefined
     let outputTokens = 0
     yield* Stream.runForEach(stream, (chunk) =>
       Effect.clockWith((clock) =>
@@ -131,6 +163,10 @@ export const fromStream = <E, R>(
           if (chunk.cached !== undefined) cached = chunk.cached
           if (chunk.facts !== undefined) facts = facts === undefined ? chunk.facts : Facts.merge(facts, chunk.facts)
           if (chunk.metadata !== undefined) metadata = { ...metadata, ...chunk.metadata }
+          if (chunk.logprobs !== undefined) {
+            if (logprobs === undefined) logprobs = []
+            for (const entry of chunk.logprobs) logprobs.push(entry)
+          }
         })
       ))
     const end = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
@@ -144,6 +180,7 @@ export const fromStream = <E, R>(
       ...(rateLimit !== undefined ? { rateLimit } : {}),
       ...(cached !== undefined ? { cached } : {}),
       ...(facts !== undefined ? { facts } : {}),
+      ...(logprobs !== undefined ? { logprobs } : {}),
       ...(metadata !== undefined ? { metadata } : {})
     })
   })
@@ -163,6 +200,7 @@ export const toChunks = (completion: Completion): ReadonlyArray<CompletionChunk>
     ...(completion.rateLimit !== undefined ? { rateLimit: completion.rateLimit } : {}),
     ...(completion.cached !== undefined ? { cached: completion.cached } : {}),
     ...(completion.facts !== undefined ? { facts: completion.facts } : {}),
+    ...(completion.logprobs !== undefined ? { logprobs: completion.logprobs } : {}),
     ...(completion.metadata !== undefined ? { metadata: completion.metadata } : {})
   })
 ]

@@ -38,6 +38,19 @@ export type ResponseFormat = typeof ResponseFormat.Type
 const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 
 /**
+ * What a backend does with a prompt that does not fit its context window: `error` (the
+ * default) fails with `ContextLengthExceeded` and the numbers; `truncate` keeps the
+ * system prompt and the most recent turns that fit and reports the tokens it dropped
+ * (`Completion.facts.droppedPromptTokens`); `shift` lets a long generation run past the
+ * window by dropping the oldest tokens as it goes (llama.cpp's context shift). Local
+ * models honour all three; remote providers refuse `truncate` and `shift`.
+ * @category models @since 0.3.0
+ */
+export const ContextOverflow = Schema.Literals(["error", "truncate", "shift"])
+/** @category models @since 0.3.0 */
+export type ContextOverflow = typeof ContextOverflow.Type
+
+/**
  * A completion request. `messages` is the chat; `prompt` is a raw prompt sent without a
  * chat template (text completion). Exactly one of them must be non-empty.
  *
@@ -76,6 +89,15 @@ export class CompletionRequest extends Schema.Class<CompletionRequest>("@hasten/
   presencePenalty: Schema.optionalKey(Schema.Finite),
   /** How many of the last tokens the penalties look at (local models). */
   penaltyWindow: Schema.optionalKey(NonNegativeInt),
+  /**
+   * Return the log probability of each generated token (`Completion.logprobs`). Providers
+   * that cannot refuse the request with `InvalidRequest`.
+   */
+  logprobs: Schema.optionalKey(Schema.Boolean),
+  /** With `logprobs`, also the `topLogprobs` most likely alternatives at each position (0–20). */
+  topLogprobs: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 20 }))),
+  /** What to do with a prompt longer than the context window (see {@link ContextOverflow}); omitted: the backend's default. */
+  contextOverflow: Schema.optionalKey(ContextOverflow),
   /** Provider-specific options, passed through verbatim (they are part of the cache key). */
   providerOptions: Schema.optionalKey(Schema.Record(Schema.String, Schema.Unknown)),
   /**
@@ -84,6 +106,16 @@ export class CompletionRequest extends Schema.Class<CompletionRequest>("@hasten/
    */
   trial: Schema.optionalKey(NonNegativeInt)
 }) {}
+
+/**
+ * The name of every request field, for code that must account for each one (a provider's
+ * field mapping, a key builder).
+ * @category models @since 0.3.0
+ */
+export type Field = keyof typeof CompletionRequest.fields
+
+/** Every request field's name, in declaration order. @category models @since 0.3.0 */
+export const fields: ReadonlyArray<Field> = Object.keys(CompletionRequest.fields) as Array<Field>
 
 /** The plain-object form a caller may pass to {@link make}. @category models @since 0.1.0 */
 export type CompletionRequestInput = typeof CompletionRequest.Encoded
@@ -100,6 +132,16 @@ const decodeSync = Schema.decodeUnknownExit(CompletionRequest)
 const noContent = (request: CompletionRequest): boolean =>
   request.messages.length === 0 && (request.prompt === undefined || request.prompt.length === 0)
 
+/** What is wrong with a request's combination of fields, if anything. */
+const problemOf = (request: CompletionRequest): string | undefined =>
+  noContent(request)
+    ? "a request needs messages or a prompt"
+    : request.messages.length > 0 && request.prompt !== undefined && request.prompt.length > 0
+    ? "a request has messages or a prompt, not both (one of them would be ignored)"
+    : request.topLogprobs !== undefined && request.logprobs !== true
+    ? "topLogprobs needs logprobs: true"
+    : undefined
+
 /**
  * Validates a plain object into a `CompletionRequest`, failing with a message that
  * names the offending field.
@@ -108,11 +150,10 @@ const noContent = (request: CompletionRequest): boolean =>
 export const make = (input: CompletionRequestInput): Effect.Effect<CompletionRequest, InvalidCompletionRequest> =>
   decode(input).pipe(
     Effect.mapError((error) => new InvalidCompletionRequest({ message: String(error.message ?? error) })),
-    Effect.flatMap((request) =>
-      noContent(request)
-        ? Effect.fail(new InvalidCompletionRequest({ message: "a request needs messages or a prompt" }))
-        : Effect.succeed(request)
-    )
+    Effect.flatMap((request) => {
+      const problem = problemOf(request)
+      return problem !== undefined ? Effect.fail(new InvalidCompletionRequest({ message: problem })) : Effect.succeed(request)
+    })
   )
 
 /**
@@ -127,7 +168,8 @@ export const makeUnsafe = (input: CompletionRequestInput): CompletionRequest => 
     const error = Cause.squash(exit.cause) as { readonly message?: unknown }
     throw new InvalidCompletionRequest({ message: String(error.message ?? error) })
   }
-  if (noContent(exit.value)) throw new InvalidCompletionRequest({ message: "a request needs messages or a prompt" })
+  const problem = problemOf(exit.value)
+  if (problem !== undefined) throw new InvalidCompletionRequest({ message: problem })
   return exit.value
 }
 

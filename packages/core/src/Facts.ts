@@ -44,6 +44,25 @@ export const Speculative = Schema.Struct({
 export type Speculative = typeof Speculative.Type
 
 /**
+ * A local model's memory, from the model itself: weights, KV cache (bytes per token × the
+ * context's cells) and the rest of its context (output buffers, compute graph, as
+ * node-llama-cpp estimates them), in bytes.
+ * @category models @since 0.2.0
+ */
+export const ModelMemory = Schema.Struct({
+  /** The model id. */
+  model: Schema.String,
+  weightsBytes: Count,
+  kvCacheBytes: Count,
+  computeBytes: Count,
+  /** Tokens per sequence. */
+  contextSize: Count,
+  sequences: Count
+})
+/** @category models @since 0.2.0 */
+export type ModelMemory = typeof ModelMemory.Type
+
+/**
  * Every fact a Hasten layer reports about a call; each is optional and written by the
  * layer named beside it.
  * @category models @since 0.2.0
@@ -69,10 +88,16 @@ export const Facts = Schema.Struct({
   endpoint: Schema.optionalKey(Schema.String),
   /** EndpointRouter: which try of the failover plan served it (1 = the first endpoint). */
   routerAttempts: Schema.optionalKey(Count),
+  /** local (`contextOverflow: "truncate"`): prompt tokens dropped so the prompt fits the context window. */
+  droppedPromptTokens: Schema.optionalKey(Count),
+  /** local (`contextOverflow: "shift"`): whether the context was shifted during generation. */
+  contextShifted: Schema.optionalKey(Schema.Boolean),
   /** Replicate: the prediction's id. */
   predictionId: Schema.optionalKey(Schema.String),
   /** Replicate: status polls after the prediction was created (0 when it finished within the wait). */
-  polls: Schema.optionalKey(Count)
+  polls: Schema.optionalKey(Count),
+  /** Local provider: the memory of the model that served the call (perf-logger reports it per model). */
+  modelMemory: Schema.optionalKey(ModelMemory)
 })
 /** @category models @since 0.2.0 */
 export type Facts = typeof Facts.Type

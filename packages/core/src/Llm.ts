@@ -24,6 +24,13 @@ export interface LlmService {
    * provider budget is known.
    */
   readonly rateLimitPolicy?: RateLimitPolicy | undefined
+  /**
+   * The identity of the endpoint behind this `Llm` (a base URL, a Replicate deployment),
+   * so two compatible servers that share a provider name and a model id are told apart
+   * (the cache puts it in its keys). Middleware built with {@link middleware} passes it
+   * on. Absent: the provider name alone identifies the backend.
+   */
+  readonly endpoint?: string | undefined
 }
 
 /**
@@ -97,14 +104,20 @@ export const middleware = <E = never, R = never>(
   Layer.effect(Llm, Effect.flatMap(Effect.service(Llm), (inner) => Effect.map(wrap(inner), (outer) => inherit(inner, outer))))
 
 /**
- * Carries what describes the backend (`rateLimitPolicy`) from an inner `Llm` to the one
- * that wraps it, unless the outer one sets its own.
+ * Carries what describes the backend (`rateLimitPolicy`, `endpoint`) from an inner `Llm`
+ * to the one that wraps it, unless the outer one sets its own.
  * @category constructors @since 0.2.0
  */
-export const inherit = (inner: LlmService, outer: LlmService): LlmService =>
-  outer.rateLimitPolicy !== undefined || inner.rateLimitPolicy === undefined
-    ? outer
-    : { ...outer, rateLimitPolicy: inner.rateLimitPolicy }
+export const inherit = (inner: LlmService, outer: LlmService): LlmService => {
+  const policy = outer.rateLimitPolicy === undefined && inner.rateLimitPolicy !== undefined
+  const endpoint = outer.endpoint === undefined && inner.endpoint !== undefined
+  if (!policy && !endpoint) return outer
+  return {
+    ...outer,
+    ...(policy ? { rateLimitPolicy: inner.rateLimitPolicy } : {}),
+    ...(endpoint ? { endpoint: inner.endpoint } : {})
+  }
+}
 
 /** Calls `complete` on the current `Llm`. @category accessors @since 0.1.0 */
 export const complete = (request: CompletionRequest): Effect.Effect<Completion.Completion, LlmError, Llm> =>

@@ -43,6 +43,8 @@ export class ServerError extends Schema.TaggedError<ServerError>()("ServerError"
 /** HTTP 400/404/422: the request itself is wrong (unknown model, bad field). @category errors @since 0.1.0 */
 export class InvalidRequest extends Schema.TaggedError<InvalidRequest>()("InvalidRequest", {
   status: Schema.optionalKey(Schema.Number),
+  /** The request field at fault, when one is (`topK`, `logprobs`, …). */
+  field: Schema.optionalKey(Schema.String),
   description: Schema.String
 }) {}
 
@@ -53,7 +55,13 @@ export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthoriz
 
 /** The prompt (plus `maxTokens`) does not fit the model's context window. @category errors @since 0.1.0 */
 export class ContextLengthExceeded extends Schema.TaggedError<ContextLengthExceeded>()("ContextLengthExceeded", {
-  description: Schema.String
+  description: Schema.String,
+  /** Prompt tokens, when the backend counted them. */
+  promptTokens: Schema.optionalKey(Schema.Number),
+  /** The context window in tokens, when known. */
+  contextSize: Schema.optionalKey(Schema.Number),
+  /** The request's `maxTokens`, when it set one. */
+  maxTokens: Schema.optionalKey(Schema.Number)
 }) {}
 
 /** The provider answered, but not in a shape we understand. @category errors @since 0.1.0 */
@@ -133,6 +141,14 @@ export const isLlmError = (error: unknown): error is LlmError => error instanceo
  * @category constructors @since 0.1.0
  */
 export const make = (provider: string, reason: LlmErrorReason): LlmError => new LlmError({ provider, reason })
+
+/**
+ * The error of a provider that cannot honour a request field: an `InvalidRequest` naming
+ * the field and the provider, so nothing is silently dropped.
+ * @category constructors @since 0.3.0
+ */
+export const unsupportedField = (provider: string, field: string, reason: string): LlmError =>
+  make(provider, new InvalidRequest({ field, description: `${provider} does not support the request field \`${field}\`: ${reason}` }))
 
 /**
  * Classifies an HTTP status and provider error body into a reason, the way OpenAI,

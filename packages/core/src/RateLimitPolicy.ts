@@ -39,6 +39,23 @@ export interface RateLimitPolicy {
    * per minute). `undefined`: the provider states no budgets, so none are learnt.
    */
   readonly headerWindowMillis: number | undefined
+  /**
+   * Limits the provider documents for every account, applied from a key's first call in
+   * place of the seeds' assumed defaults, for a provider whose responses state no budgets
+   * (Replicate: 600 prediction creations per minute). A budget its headers state later
+   * replaces them; a budget the user sets stays a hard cap. `undefined`: none documented.
+   */
+  readonly documentedLimits?: DocumentedLimits | undefined
+}
+
+/**
+ * A provider's documented limits: `requests` and/or `tokens` per `windowMillis`.
+ * @category models @since 0.2.0
+ */
+export interface DocumentedLimits {
+  readonly requests?: number | undefined
+  readonly tokens?: number | undefined
+  readonly windowMillis: number
 }
 
 /**
@@ -75,7 +92,8 @@ export const anthropic: RateLimitPolicy = {
 }
 
 /**
- * Replicate: prediction creation is limited per minute; there is no token budget.
+ * Replicate: prediction creation is limited to 600 per minute (its documented limit; the
+ * responses state none, a 429 says when to retry); there is no token budget.
  * @category constructors @since 0.2.0
  */
 export const replicate: RateLimitPolicy = {
@@ -85,7 +103,8 @@ export const replicate: RateLimitPolicy = {
   unsuccessfulTokensCount: false,
   defaultMaxTokens: 0,
   separateInputOutput: false,
-  headerWindowMillis: undefined
+  headerWindowMillis: undefined,
+  documentedLimits: { requests: 600, windowMillis: 60_000 }
 }
 
 /**

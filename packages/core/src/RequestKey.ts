@@ -11,6 +11,12 @@ import type { CompletionRequest } from "./CompletionRequest.js"
 export interface KeyOptions {
   /** The provider name (`Llm.name`): the same model id on two providers differs. */
   readonly provider: string
+  /**
+   * The endpoint's identity (`Llm.endpoint`: a base URL, a deployment): two compatible
+   * servers serving the same model id under one provider name differ. Omitted: not part
+   * of the key (keys written before endpoints were known stay valid).
+   */
+  readonly endpoint?: string | undefined
   /** Separates users of one store (an app, an experiment). Default `"default"`. */
   readonly namespace?: string
   /** Bump to invalidate every entry written under an older version. Default `1`. */
@@ -53,6 +59,10 @@ export const keyFields = (request: CompletionRequest): Record<string, unknown> =
   frequencyPenalty: request.frequencyPenalty,
   presencePenalty: request.presencePenalty,
   penaltyWindow: request.penaltyWindow,
+  // `logprobs: false` asks for the same output as no `logprobs`
+  logprobs: request.logprobs === true ? true : undefined,
+  topLogprobs: request.topLogprobs,
+  contextOverflow: request.contextOverflow,
   providerOptions: request.providerOptions,
   trial: request.trial
 })
@@ -60,13 +70,14 @@ export const keyFields = (request: CompletionRequest): Record<string, unknown> =
 const json = JSON.stringify
 
 /**
- * The canonical text a key hashes: exactly `canonicalJson({ v, namespace, provider,
- * request: keyFields(request) })`, written directly in its (sorted) field order because
+ * The canonical text a key hashes: exactly `canonicalJson({ v, endpoint, namespace,
+ * provider, request: keyFields(request) })`, written directly in its (sorted) field order because
  * the cache computes it on every hit. A test pins it to the generic form.
  * @category utils @since 0.1.0
  */
 export const keyText = (request: CompletionRequest, options: KeyOptions): string => {
-  let out = `{"namespace":${json(options.namespace ?? "default")},"provider":${json(options.provider)},"request":{`
+  let out = options.endpoint === undefined ? "{" : `{"endpoint":${json(options.endpoint)},`
+  out += `"namespace":${json(options.namespace ?? "default")},"provider":${json(options.provider)},"request":{`
   let first = true
   const field = (name: string, value: string | undefined) => {
     if (value === undefined) return
@@ -75,7 +86,9 @@ export const keyText = (request: CompletionRequest, options: KeyOptions): string
   }
   const number = (value: number | undefined) => (value === undefined ? undefined : canonicalJson(value))
   field("adapter", request.adapter === undefined ? undefined : json(request.adapter))
+  field("contextOverflow", request.contextOverflow === undefined ? undefined : json(request.contextOverflow))
   field("frequencyPenalty", number(request.frequencyPenalty))
+  field("logprobs", request.logprobs === true ? "true" : undefined)
   field("maxTokens", number(request.maxTokens))
   let messages = "["
   for (let i = 0; i < request.messages.length; i++) {
@@ -94,13 +107,14 @@ export const keyText = (request: CompletionRequest, options: KeyOptions): string
   field("stop", request.stop === undefined ? undefined : canonicalJson(request.stop))
   field("temperature", request.temperature === undefined ? `{"default":true}` : `{"value":${canonicalJson(request.temperature)}}`)
   field("topK", number(request.topK))
+  field("topLogprobs", number(request.topLogprobs))
   field("topP", number(request.topP))
   field("trial", number(request.trial))
   return `${out}},"v":${canonicalJson(options.version ?? 1)}}`
 }
 
 /**
- * The request key: hex SHA-256 of `{ v, namespace, provider, request fields }` in
+ * The request key: hex SHA-256 of `{ v, endpoint, namespace, provider, request fields }` in
  * canonical JSON (see {@link keyText}).
  * @category constructors @since 0.1.0
  */

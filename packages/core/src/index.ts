@@ -5,6 +5,8 @@
 
 /** Requests: messages, sampling controls, response format. @since 0.1.0 */
 export * as CompletionRequest from "./CompletionRequest.js"
+/** How a provider treats each request field: sent, mapped, identity only, or refused. @since 0.3.0 */
+export * as FieldSupport from "./FieldSupport.js"
 /** Completions, stream chunks, usage and timings. @since 0.1.0 */
 export * as Completion from "./Completion.js"
 /** Typed facts layers report about a call (retries, waits, batch size, speculative statistics). @since 0.2.0 */

@@ -33,6 +33,20 @@ describe("Completion.fromStream", () => {
       const exit = yield* Effect.exit(Completion.fromStream(Stream.fail("boom"), { model: "m", provider: "p" }))
       assert.deepStrictEqual(exit, Exit.fail("boom"))
     }))
+
+  it.effect("concatenates the chunks' logprobs in order, and toChunks carries them back", () =>
+    Effect.gen(function*() {
+      const a = { token: "He", logprob: -0.5, bytes: [72, 101], topLogprobs: [{ token: "He", logprob: -0.5 }] }
+      const b = { token: "llo", logprob: -1.25 }
+      const completion = yield* Completion.fromStream(
+        Stream.make(chunk("He", { logprobs: [a] }), chunk("llo", { logprobs: [b] }), chunk("", { finishReason: "stop" })),
+        { model: "m", provider: "p" }
+      )
+      assert.deepStrictEqual(completion.logprobs, [a, b])
+      assert.deepStrictEqual(Completion.toChunks(completion)[0]!.logprobs, [a, b])
+      const none = yield* Completion.fromStream(Stream.make(chunk("x")), { model: "m", provider: "p" })
+      assert.isUndefined(none.logprobs)
+    }))
 })
 
 describe("Llm", () => {
@@ -77,6 +91,17 @@ describe("Llm", () => {
       const unknown = yield* Effect.service(Llm.Llm).pipe(Effect.provide(plain.pipe(Layer.provide(Llm.Llm.layerEcho))))
       assert.isUndefined(unknown.rateLimitPolicy)
     }))
+
+  it.effect("middleware passes the provider's endpoint identity up unless it declares its own", () =>
+    Effect.gen(function*() {
+      const provider = Layer.succeed(Llm.Llm, { ...Llm.fromComplete("p", () => Effect.die("unused")), endpoint: "http://a/v1" })
+      const plain = Llm.middleware((inner) => Effect.succeed(Llm.fromComplete(inner.name, inner.complete)))
+      const own = Llm.middleware((inner) => Effect.succeed({ ...Llm.fromComplete(inner.name, inner.complete), endpoint: "router" }))
+      const through = yield* Effect.service(Llm.Llm).pipe(Effect.provide(plain.pipe(Layer.provide(plain), Layer.provide(provider))))
+      assert.strictEqual(through.endpoint, "http://a/v1")
+      const overridden = yield* Effect.service(Llm.Llm).pipe(Effect.provide(own.pipe(Layer.provide(provider))))
+      assert.strictEqual(overridden.endpoint, "router")
+    }))
 })
 
 describe("CompletionRequest", () => {
@@ -85,6 +110,25 @@ describe("CompletionRequest", () => {
       const error = yield* Effect.flip(CompletionRequest.make({ model: "m", messages: [] }))
       assert.strictEqual(error._tag, "InvalidCompletionRequest")
       assert.match(error.message, /messages or a prompt/)
+    }))
+
+  it.effect("rejects a request with both messages and a prompt (a backend would ignore one)", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(CompletionRequest.make({ model: "m", messages: [{ role: "user", content: "x" }], prompt: "y" }))
+      assert.match(error.message, /messages or a prompt, not both/)
+      assert.strictEqual(CompletionRequest.makeUnsafe({ model: "m", messages: [], prompt: "y" }).prompt, "y")
+      assert.strictEqual(CompletionRequest.makeUnsafe({ model: "m", messages: [{ role: "user", content: "x" }], prompt: "" }).prompt, "")
+    }))
+
+  it.effect("rejects topLogprobs without logprobs: true, and more than 20", () =>
+    Effect.gen(function*() {
+      const messages = [{ role: "user" as const, content: "x" }]
+      const alone = yield* Effect.flip(CompletionRequest.make({ model: "m", messages, topLogprobs: 2 }))
+      assert.match(alone.message, /topLogprobs needs logprobs: true/)
+      assert.throws(() => CompletionRequest.makeUnsafe({ model: "m", messages, logprobs: false, topLogprobs: 2 }), /topLogprobs/)
+      const many = yield* Effect.flip(CompletionRequest.make({ model: "m", messages, logprobs: true, topLogprobs: 21 }))
+      assert.match(many.message, /topLogprobs/)
+      assert.strictEqual(CompletionRequest.makeUnsafe({ model: "m", messages, logprobs: true, topLogprobs: 20 }).topLogprobs, 20)
     }))
 
   it.effect("rejects out-of-range sampling fields, naming the field", () =>

@@ -27,7 +27,7 @@ describe("RequestKey", () => {
       { ...base, model: "gpt-4o" },
       { ...base, messages: [{ role: "user", content: "What is 2+3?" }] },
       { ...base, messages: [{ role: "system", content: "What is 2+2?" }] },
-      { ...base, prompt: "raw" },
+      { ...base, messages: [], prompt: "raw" },
       { ...base, maxTokens: 10 },
       { ...base, temperature: 0.5 },
       { ...base, topP: 0.9 },
@@ -40,6 +40,10 @@ describe("RequestKey", () => {
       { ...base, frequencyPenalty: 0.5 },
       { ...base, presencePenalty: 0.5 },
       { ...base, penaltyWindow: 64 },
+      { ...base, logprobs: true },
+      { ...base, logprobs: true, topLogprobs: 3 },
+      { ...base, contextOverflow: "truncate" },
+      { ...base, contextOverflow: "shift" },
       { ...base, providerOptions: { user: "x" } },
       { ...base, trial: 1 }
     ]
@@ -53,9 +57,11 @@ describe("RequestKey", () => {
       RequestKey.make(request, { provider: "openai" }),
       RequestKey.make(request, { provider: "anthropic" }),
       RequestKey.make(request, { provider: "openai", namespace: "exp-2" }),
-      RequestKey.make(request, { provider: "openai", version: 2 })
+      RequestKey.make(request, { provider: "openai", version: 2 }),
+      RequestKey.make(request, { provider: "openai", endpoint: "http://127.0.0.1:8001/v1" }),
+      RequestKey.make(request, { provider: "openai", endpoint: "http://127.0.0.1:8002/v1" })
     ])
-    assert.strictEqual(keys.size, 4)
+    assert.strictEqual(keys.size, 6)
   })
 
   it("calls only temperature 0 or seeded requests deterministic", () => {
@@ -64,6 +70,15 @@ describe("RequestKey", () => {
     assert.isTrue(RequestKey.isDeterministic(CompletionRequest.makeUnsafe({ ...rest, seed: 3 })))
     assert.isFalse(RequestKey.isDeterministic(CompletionRequest.makeUnsafe(rest)))
     assert.isFalse(RequestKey.isDeterministic(CompletionRequest.makeUnsafe({ ...base, temperature: 0.7 })))
+  })
+
+  it("treats logprobs: false as no logprobs", () => {
+    assert.strictEqual(key({ ...base, logprobs: false }), key(base))
+  })
+
+  it("covers every request field", () => {
+    const request = CompletionRequest.makeUnsafe(base)
+    assert.deepStrictEqual(Object.keys(RequestKey.keyFields(request)).sort(), [...CompletionRequest.fields].sort())
   })
 
   it("writes exactly the generic canonical JSON, for every combination of fields", () => {
@@ -85,17 +100,28 @@ describe("RequestKey", () => {
         frequencyPenalty: -0.5,
         presencePenalty: 0.5,
         penaltyWindow: 64,
+        logprobs: true,
+        topLogprobs: 5,
+        contextOverflow: "truncate",
         providerOptions: { z: 1, a: { y: [true, false], b: "q" } },
         trial: 3
-      }
+      },
+      { model: "m", messages: [{ role: "user", content: "x" }], logprobs: false, contextOverflow: "shift" }
     ]
     for (const input of variants) {
       const request = CompletionRequest.makeUnsafe(input)
-      for (const options of [{ provider: "openai" }, { provider: "local", namespace: "n", version: 7 }]) {
+      for (
+        const options of [
+          { provider: "openai" },
+          { provider: "local", namespace: "n", version: 7 },
+          { provider: "vllm", endpoint: "http://gpu-1:8000/v1" }
+        ]
+      ) {
         assert.strictEqual(
           RequestKey.keyText(request, options),
           RequestKey.canonicalJson({
             v: options.version ?? 1,
+            endpoint: options.endpoint,
             namespace: options.namespace ?? "default",
             provider: options.provider,
             request: RequestKey.keyFields(request)

@@ -14,6 +14,7 @@ import * as Path from "node:path"
 import * as Dataset from "./Dataset.js"
 import * as Evaluator from "./Evaluator.js"
 import { EvaluatorError, UsageError } from "./EvaluatorError.js"
+import * as MultipleChoice from "./MultipleChoice.js"
 import * as Progress from "./Progress.js"
 import * as Report from "./Report.js"
 import * as Sampling from "./Sampling.js"
@@ -32,14 +33,18 @@ const reportFile = Boundary.jsonDecoder(Schema.Struct({ report: Schema.Struct({ 
 /** The usage text. @category configuration @since 0.1.0 */
 export const usage = `Usage: hasten-eval --dataset <name|file> --candidate <spec> [--candidate <spec> ...] [options]
 
-  --dataset <d>           gsm8k | gsm8k-train | truthfulqa-mc | truthfulqa | path to .jsonl/.csv/.json
+  --dataset <d>           gsm8k | gsm8k-train | truthfulqa-mc | truthfulqa-mc1 | truthfulqa-mc2 | truthfulqa | path to .jsonl/.csv/.json
   --candidate <spec>      local:<model.gguf>[@<lora.gguf>] | openai:<model> | anthropic:<model> | replicate:<owner/model> | echo:<name>
   --judge <spec>          the LLM judge (same spec forms); required by --scorer judge
-  --scorer <s>            gsm8k | gsm8k-strict | multiple-choice | exact-match | judge (default: by dataset)
+  --scorer <s>            gsm8k | gsm8k-strict | multiple-choice | exact-match | judge | loglikelihood
+                          (default: by dataset; loglikelihood for truthfulqa-mc1/-mc2: options scored by
+                          log-probability on local: candidates, as lm-evaluation-harness does)
   --rubric <text>         the judge's rubric
   --questions <n>         questions to sample (default: all)
   --seed <n>              selection, generation and bootstrap seed (default 42)
-  --trials <n>            trials per question (default 1)
+  --trials <n>            trials per question (default 1); more than one needs --temperature > 0,
+                          and each trial samples with its own seed (recorded in the report)
+  --temperature <t>       candidate sampling temperature (default 0: greedy)
   --self-correct <k>      revision turns after the first answer (default 0)
   --concurrency <n>       concurrent candidate calls (default 4)
   --judge-concurrency <n> concurrent judge calls (default 8)
@@ -49,6 +54,8 @@ export const usage = `Usage: hasten-eval --dataset <name|file> --candidate <spec
   --no-cache              do not read or write the response cache
   --no-perf               do not record perf-logger measurements
   --fresh                 ignore (delete) the checkpoint in --out and start over
+  --retry-errors          on resume, run items that failed in the checkpoint again (the default)
+  --keep-errors           on resume, keep the checkpoint's failed items as they are
   --on-invalid <mode>     skip | fail: what to do with invalid dataset rows (default skip)
   --threads <n>           CPU threads of local models (default 1)
   --redis <url>           run the items on the workers of this Redis (or HASTEN_REDIS_URL); see below
@@ -72,6 +79,8 @@ export interface Args {
   readonly questions: number | undefined
   readonly seed: number
   readonly trials: number
+  /** Candidate sampling temperature (default 0). */
+  readonly temperature: number
   readonly selfCorrect: number
   readonly concurrency: number
   readonly judgeConcurrency: number
@@ -80,13 +89,15 @@ export interface Args {
   readonly cache: string | false
   readonly perf: boolean
   readonly fresh: boolean
+  /** Run the checkpoint's errored items again on resume (default true; `--keep-errors` turns it off). */
+  readonly retryErrors: boolean
   readonly onInvalid: Dataset.OnInvalid
   readonly threads: number
   /** A distributed run's Redis (`--redis`); `HASTEN_REDIS_URL` when omitted. */
   readonly redis?: string | undefined
 }
 
-const scorers = ["gsm8k", "gsm8k-strict", "multiple-choice", "exact-match", "judge"] as const
+const scorers = ["gsm8k", "gsm8k-strict", "multiple-choice", "exact-match", "judge", "loglikelihood"] as const
 
 /** The flags of `hasten-eval`, each with its decoder. */
 const flags = {
@@ -98,6 +109,7 @@ const flags = {
   questions: Boundary.Flag.integer(1),
   seed: Boundary.Flag.integer(0),
   trials: Boundary.Flag.integer(1),
+  temperature: Boundary.Flag.number({ maximum: 2 }),
   "self-correct": Boundary.Flag.integer(0),
   concurrency: Boundary.Flag.integer(1),
   "judge-concurrency": Boundary.Flag.integer(1),
@@ -107,6 +119,8 @@ const flags = {
   "no-cache": Boundary.Flag.boolean(),
   "no-perf": Boundary.Flag.boolean(),
   fresh: Boundary.Flag.boolean(),
+  "retry-errors": Boundary.Flag.boolean(),
+  "keep-errors": Boundary.Flag.boolean(),
   "on-invalid": Boundary.Flag.choice(["skip", "fail"]),
   threads: Boundary.Flag.integer(1),
   redis: Boundary.Flag.string(),
@@ -136,6 +150,9 @@ export const parse = (
     if (values.candidate === undefined || values.candidate.length === 0) {
       return yield* usageError(`at least one --candidate is required\n\n${usage}`, "candidate")
     }
+    if (values["retry-errors"] === true && values["keep-errors"] === true) {
+      return yield* usageError("--retry-errors and --keep-errors contradict each other; give one", "keep-errors")
+    }
     for (const spec of [...values.candidate, ...(values.judge !== undefined ? [values.judge] : [])]) {
       yield* parseSpec(spec)
     }
@@ -148,6 +165,7 @@ export const parse = (
       questions: values.questions,
       seed: values.seed ?? Sampling.defaultSeed,
       trials: values.trials ?? 1,
+      temperature: values.temperature ?? 0,
       selfCorrect: values["self-correct"] ?? 0,
       concurrency: values.concurrency ?? 4,
       judgeConcurrency: values["judge-concurrency"] ?? 8,
@@ -156,6 +174,7 @@ export const parse = (
       cache: values["no-cache"] === true ? false : values.cache ?? ".hasten/cache.db",
       perf: values["no-perf"] !== true,
       fresh: values.fresh === true,
+      retryErrors: values["keep-errors"] !== true,
       onInvalid: values["on-invalid"] ?? "skip",
       threads: values.threads ?? 1,
       redis: values.redis
@@ -196,7 +215,15 @@ export const parseSpec = (spec: string): Effect.Effect<Spec, EvaluatorError> => 
 
 /** The scorer a dataset uses when `--scorer` is not given. @category parsing @since 0.1.0 */
 export const defaultScorer = (dataset: string, hasJudge: boolean): string =>
-  /gsm8k/i.test(dataset) ? "gsm8k" : /truthfulqa|\.json$/i.test(dataset) ? "multiple-choice" : hasJudge ? "judge" : "exact-match"
+  /^truthfulqa-mc[12]$/i.test(dataset)
+    ? "loglikelihood"
+    : /gsm8k/i.test(dataset)
+    ? "gsm8k"
+    : /truthfulqa|\.json$/i.test(dataset)
+    ? "multiple-choice"
+    : hasJudge
+    ? "judge"
+    : "exact-match"
 
 /** The scorer of a `--scorer` name. @category parsing @since 0.3.0 */
 export const scorerOf = (name: string, rubric: string | undefined): Scorer.Scorer => {
@@ -289,6 +316,52 @@ export const stacks = (threads: number, middleware: Stack.Middleware, rateLimit:
   }
 }
 
+/**
+ * `--scorer loglikelihood`: every candidate must be `local:` (token probabilities come from
+ * the model itself); runs `MultipleChoice.run` on the dataset.
+ * @category runners @since 0.3.0
+ */
+export const loglikelihood = (args: Args, dataset: Dataset.Dataset, progress: Progress.Progress) =>
+  Effect.gen(function*() {
+    // log-likelihoods are computed, not sampled: nothing varies between trials or turns
+    if (args.trials > 1) {
+      return yield* usageError("--scorer loglikelihood computes probabilities, not samples: --trials must be 1", "trials")
+    }
+    if (args.selfCorrect > 0) {
+      return yield* usageError("--scorer loglikelihood generates no answer to revise: drop --self-correct", "self-correct")
+    }
+    if (args.judge !== undefined) {
+      return yield* usageError("--scorer loglikelihood needs no judge: drop --judge", "judge")
+    }
+    const candidates: Array<MultipleChoice.Candidate> = []
+    for (const text of args.candidates) {
+      const spec = yield* parseSpec(text)
+      if (spec.provider !== "local") {
+        return yield* usageError(
+          `--scorer loglikelihood needs token probabilities, which only local: candidates give; "${text}" is ${spec.provider}`,
+          "scorer"
+        )
+      }
+      const tokenModel = Layer.unwrap(Effect.tryPromise({
+        try: async () => {
+          const { Local } = await import("@hasten/providers/local")
+          // one sequence: llama.cpp's logits depend on which sequences share a batch, and the
+          // report keeps every log-likelihood, so items run one at a time for identical reports
+          return Local.layer({ model: spec.model, threads: args.threads, sequences: 1 })
+        },
+        catch: (error) => usageError(`cannot load the local provider: ${error instanceof Error ? error.message : String(error)}`)
+      }))
+      candidates.push({ name: text, model: modelId(spec), tokenModel })
+    }
+    return yield* MultipleChoice.run({
+      dataset,
+      candidates,
+      ...(args.questions !== undefined ? { questions: args.questions } : {}),
+      seed: args.seed,
+      progress
+    })
+  })
+
 /** Writes the report files; returns their paths. @category rendering @since 0.1.0 */
 export const writeReports = (out: string, result: Evaluator.RunResult): { readonly json: string; readonly markdown: string } => {
   mkdirSync(out, { recursive: true })
@@ -317,6 +390,10 @@ export const evaluate = (
     }
     const out = args.out ?? Path.join(".hasten", "eval", `${dataset.name}-seed${args.seed}`)
     mkdirSync(out, { recursive: true })
+    if ((args.scorer ?? defaultScorer(args.dataset, args.judge !== undefined)) === "loglikelihood") {
+      const result = yield* loglikelihood(args, dataset, progress)
+      return { result, files: writeReports(out, result), out, perfReport: undefined }
+    }
     const checkpoint = Path.join(out, "checkpoint.jsonl")
     if (args.fresh && existsSync(checkpoint)) rmSync(checkpoint)
     const cache = args.cache === false ? undefined : Stack.cacheStore({ path: args.cache })
@@ -350,6 +427,7 @@ export const evaluate = (
             scorer: scorerName,
             ...(args.rubric !== undefined ? { rubric: args.rubric } : {}),
             seed: args.seed,
+            ...(args.temperature !== 0 ? { temperature: args.temperature } : {}),
             trials: args.trials,
             selfCorrect: args.selfCorrect,
             maxTokens: args.maxTokens,
@@ -377,10 +455,12 @@ export const evaluate = (
       ...(args.questions !== undefined ? { questions: args.questions } : {}),
       seed: args.seed,
       trials: args.trials,
+      temperature: args.temperature,
       selfCorrect: args.selfCorrect,
       concurrency: args.concurrency,
       maxTokens: args.maxTokens,
       checkpoint,
+      retryErrors: args.retryErrors,
       progress
     })
     const files = writeReports(out, result)

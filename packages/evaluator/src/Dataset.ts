@@ -30,6 +30,12 @@ export interface Item {
   readonly choices?: ReadonlyArray<string>
   /** Index of the correct option in `choices`. */
   readonly correct?: number
+  /**
+   * Per option, 1 when it is a true answer and 0 when not (several may be true, as in
+   * TruthfulQA's MC2 targets); what log-likelihood scoring (`MultipleChoice`) reads.
+   * @since 0.3.0
+   */
+  readonly labels?: ReadonlyArray<number>
   /** A longer reference (worked solution, best answer) a judge may use as its rubric. */
   readonly reference?: string
 }
@@ -308,6 +314,56 @@ export const truthfulQaMc = (path: string, options?: LoadOptions): Effect.Effect
     )
   })
 
+/** A TruthfulQA `mc_task.json` entry with both target sets. @category schemas @since 0.3.0 */
+export const TruthfulQaTargetsRow = Schema.Struct({
+  question: NonEmpty,
+  mc1_targets: Schema.Record(Schema.String, Schema.Number),
+  mc2_targets: Schema.Record(Schema.String, Schema.Number)
+})
+
+/**
+ * TruthfulQA from `mc_task.json` for log-likelihood scoring, as lm-evaluation-harness's
+ * `truthfulqa_mc1` / `truthfulqa_mc2` tasks read it: the options of `mc1_targets` or
+ * `mc2_targets` in their listed order (not shuffled: the harness breaks ties towards the
+ * first option), with `labels` (1 true, 0 false). An entry whose targets are not all 0 or 1,
+ * that has no true or no false option, or (MC1) more than one true option, is invalid.
+ * @category loaders @since 0.3.0
+ */
+export const truthfulQaTargets = (
+  path: string,
+  options: LoadOptions & { readonly targets: "mc1" | "mc2" }
+): Effect.Effect<Dataset, EvaluatorError> =>
+  Effect.gen(function*() {
+    const text = yield* readText(path)
+    const decoded = Boundary.decoder(Boundary.JsonText)(text)
+    if (decoded._tag === "Failure") return yield* datasetError({ source: path, description: Boundary.formatProblems(decoded.problems) })
+    const parsed = decoded.value
+    if (!Array.isArray(parsed)) return yield* datasetError({ source: path, description: "expected a JSON array of questions" })
+    const starts = topLevelElementLines(text)
+    const rows = parsed.map((value, index) => ({ line: starts[index] ?? 1, value }))
+    const key = options.targets === "mc1" ? "mc1_targets" : "mc2_targets"
+    const schema = TruthfulQaTargetsRow.check(Schema.makeFilter((row: typeof TruthfulQaTargetsRow.Type) => {
+      const labels = Object.values(row[key])
+      if (labels.some((label) => label !== 0 && label !== 1)) return `${key} labels must be 0 or 1`
+      const trues = labels.filter((label) => label === 1).length
+      if (trues === 0 || trues === labels.length) return `${key} needs at least one true and one false option`
+      return options.targets === "mc1" && trues !== 1 ? "mc1_targets must mark exactly one option 1" : undefined
+    }))
+    return yield* collect(
+      path,
+      rows,
+      [],
+      schema,
+      (row) => {
+        const choices = Object.keys(row[key])
+        const labels = choices.map((choice) => row[key][choice]!)
+        return { question: row.question, answer: choices[labels.indexOf(1)]!, choices, correct: labels.indexOf(1), labels }
+      },
+      options,
+      options.name ?? `truthfulqa-${options.targets}`
+    )
+  })
+
 const topLevelElementLines = (text: string): Array<number> => {
   const lines: Array<number> = []
   let depth = 0
@@ -414,10 +470,11 @@ export const locateDataDir = (from: string = process.cwd()): Effect.Effect<strin
   })
 
 /** The built-in dataset names `load` understands. @category models @since 0.1.0 */
-export const builtins = ["gsm8k", "gsm8k-train", "truthfulqa-mc", "truthfulqa"] as const
+export const builtins = ["gsm8k", "gsm8k-train", "truthfulqa-mc", "truthfulqa-mc1", "truthfulqa-mc2", "truthfulqa"] as const
 
 /**
- * Loads a dataset by built-in name (`gsm8k`, `gsm8k-train`, `truthfulqa-mc`, `truthfulqa`)
+ * Loads a dataset by built-in name (`gsm8k`, `gsm8k-train`, `truthfulqa-mc`, `truthfulqa`, and
+ * `truthfulqa-mc1` / `truthfulqa-mc2` for log-likelihood scoring)
  * from the shared data folder, or by file path (`.jsonl`/`.csv` question/answer pairs,
  * or a GSM8K-shaped file when its name contains `gsm8k`).
  * @category loaders @since 0.1.0
@@ -431,6 +488,12 @@ export const load = (spec: string, options?: LoadOptions): Effect.Effect<Dataset
         return yield* gsm8k(Path.join(yield* locateDataDir(), "gsm8k", "train.jsonl"), { ...options, name: options?.name ?? "gsm8k-train" })
       case "truthfulqa-mc":
         return yield* truthfulQaMc(Path.join(yield* locateDataDir(), "truthfulqa", "mc_task.json"), options)
+      case "truthfulqa-mc1":
+      case "truthfulqa-mc2":
+        return yield* truthfulQaTargets(Path.join(yield* locateDataDir(), "truthfulqa", "mc_task.json"), {
+          ...options,
+          targets: spec === "truthfulqa-mc1" ? "mc1" : "mc2"
+        })
       case "truthfulqa":
         return yield* truthfulQaCsv(Path.join(yield* locateDataDir(), "truthfulqa", "TruthfulQA.csv"), options)
     }

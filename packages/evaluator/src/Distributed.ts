@@ -30,6 +30,8 @@ export interface RunSpec {
   readonly scorer: string
   readonly rubric?: string
   readonly seed: number
+  /** Candidate sampling temperature (default 0). */
+  readonly temperature?: number
   readonly trials: number
   readonly selfCorrect: number
   readonly maxTokens: number
@@ -203,6 +205,7 @@ export const serve = Effect.fn("Distributed.serve")(function*(options: ServeOpti
               candidates: [candidate],
               ...(judge !== undefined ? { judge } : {}),
               seed: spec.seed,
+              ...(spec.temperature !== undefined ? { temperature: spec.temperature } : {}),
               trials: spec.trials,
               selfCorrect: spec.selfCorrect,
               maxTokens: spec.maxTokens

@@ -1,8 +1,9 @@
 /**
  * The runner: evaluates one or more candidate `Llm`s on the same seeded selection of a
- * dataset, at temperature 0 with the run's seed, with per-item error isolation, repeated
- * trials, an optional self-correction loop, an optional LLM judge called in parallel
- * with bounded concurrency, and a JSONL checkpoint that lets a killed run resume.
+ * dataset, at temperature 0 with the run's seed (or a set temperature, each trial with its
+ * own seed), with per-item error isolation, repeated trials, an optional self-correction
+ * loop, an optional LLM judge called in parallel with bounded concurrency, and a JSONL
+ * checkpoint that lets a killed run resume.
  * @since 0.1.0
  */
 import { Boundary, CompletionRequest, Llm, RequestKey } from "@hasten/core"
@@ -52,8 +53,18 @@ export interface Options {
   readonly questions?: number
   /** Selection, generation, judge and bootstrap seed. Default 42. */
   readonly seed?: number
-  /** Trials per item, each with a distinct `trial` index (distinct cache keys). Default 1. */
+  /**
+   * Trials per item. Each trial samples with its own seed (`Sampling.trialSeed`, recorded in
+   * `ItemRecord.seed` and `config.trialSeeds`) and a distinct `trial` index (distinct cache
+   * keys). More than one trial needs `temperature > 0`: at temperature 0 every trial decodes
+   * the same greedy answer whatever its seed, so the run is refused. Default 1.
+   */
   readonly trials?: number
+  /**
+   * Candidate sampling temperature. Default 0 (greedy: the reproducible single answer).
+   * @since 0.3.0
+   */
+  readonly temperature?: number
   /** Self-correction: revision turns after the first answer. Default 0 (off). */
   readonly selfCorrect?: number
   /** Concurrent candidate generations. Default 4. */
@@ -62,6 +73,13 @@ export interface Options {
   readonly maxTokens?: number
   /** A JSONL checkpoint file: finished items are appended; a re-run skips them. */
   readonly checkpoint?: string
+  /**
+   * On resume, run the checkpoint's errored items again (their new outcome is appended and
+   * replaces the old one); `timing.retried` lists them. Default true; `false` keeps them as
+   * they were.
+   * @since 0.3.0
+   */
+  readonly retryErrors?: boolean
   readonly progress?: Progress
   /** Where the pending items run: default in this process; `Distributed.executor` runs them on a fleet of workers. */
   readonly executor?: Executor
@@ -109,6 +127,7 @@ const checkOptions = Boundary.optionsChecker(Schema.Struct({
   selfCorrect: optional(Boundary.NonNegativeInt),
   concurrency: optional(Boundary.PositiveInt),
   judge: optional(Schema.Struct({ concurrency: optional(Boundary.PositiveInt) })),
+  temperature: optional(Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))),
   questions: optional(Boundary.PositiveInt),
   maxTokens: optional(Boundary.PositiveInt)
 }))
@@ -239,6 +258,13 @@ export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
   }
   const bad = checkOptions(options)
   if (bad !== undefined) return yield* invalid(bad.field, bad.message)
+  const temperature = options.temperature ?? 0
+  if (trials > 1 && temperature === 0) {
+    return yield* invalid(
+      "trials",
+      `trials ${trials} at temperature 0 would repeat one greedy answer ${trials} times (a seed changes nothing at temperature 0); set a temperature above 0 (each trial then samples with its own seed) or run 1 trial`
+    )
+  }
   if (options.dataset.items.length === 0) return yield* invalid("dataset", `dataset ${options.dataset.name} has no valid items`)
 
   const selection = Sampling.select(options.dataset.items.length, options.questions, seed)
@@ -254,6 +280,8 @@ export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
     seed,
     questions: items.length,
     trials,
+    ...(temperature !== 0 ? { temperature } : {}),
+    ...(trials > 1 ? { trialSeeds: Array.from({ length: trials }, (_, trial) => Sampling.trialSeed(seed, trial)) } : {}),
     selfCorrect,
     maxTokens,
     selection: items.map((item) => item.id),
@@ -300,9 +328,14 @@ export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
   }
 
   const done = new Map<string, { record: ItemRecord; timing: ItemTiming }>()
+  // errored items from the checkpoint that run again, with the error they had
+  const retrying = new Map<string, ItemError>()
   if (options.checkpoint !== undefined) {
     const previous = yield* readCheckpoint(options.checkpoint, hash)
-    for (const [key, entry] of previous.records) done.set(key, { record: entry.record, timing: { ...entry.timing, resumed: true } })
+    for (const [key, entry] of previous.records) {
+      if (entry.record.status === "error" && options.retryErrors !== false) retrying.set(key, entry.record.error!)
+      else done.set(key, { record: entry.record, timing: { ...entry.timing, resumed: true } })
+    }
     if (!existsSync(options.checkpoint)) {
       mkdirSync(Path.dirname(options.checkpoint), { recursive: true })
       writeFileSync(options.checkpoint, JSON.stringify({ type: "header", config: hash }) + "\n")
@@ -339,8 +372,8 @@ export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
         const request = CompletionRequest.makeUnsafe({
           model: task.candidate.model,
           messages: [...messages],
-          temperature: 0,
-          seed,
+          temperature,
+          seed: Sampling.trialSeed(seed, task.trial),
           maxTokens,
           trial: task.trial,
           ...(task.candidate.adapter !== undefined ? { adapter: task.candidate.adapter } : {})
@@ -383,7 +416,13 @@ export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
       }
       const end = yield* Clock.currentTimeMillis
       const last = turns.at(-1)
-      const base = { candidate: task.candidate.name, itemId: task.item.id, index: task.item.index, trial: task.trial }
+      const base = {
+        candidate: task.candidate.name,
+        itemId: task.item.id,
+        index: task.item.index,
+        trial: task.trial,
+        ...(trials > 1 ? { seed: Sampling.trialSeed(seed, task.trial) } : {})
+      }
       const record: ItemRecord = failure !== undefined
         ? { ...base, status: "error", error: failure, ...(selfCorrect > 0 ? { turns } : {}), usage }
         : {
@@ -426,13 +465,27 @@ export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
 
   const finishedAt = yield* Clock.currentTimeMillis
   const ordered = tasks.map((task) => done.get(recordKey(task.candidate.name, task.item.id, task.trial))!)
+  const retried = tasks.flatMap((task) => {
+    const previousError = retrying.get(recordKey(task.candidate.name, task.item.id, task.trial))
+    if (previousError === undefined) return []
+    const now = done.get(recordKey(task.candidate.name, task.item.id, task.trial))!.record
+    return [{
+      candidate: task.candidate.name,
+      itemId: task.item.id,
+      trial: task.trial,
+      previous: previousError.tag,
+      status: now.status,
+      ...(now.error !== undefined ? { error: now.error.tag } : {})
+    }]
+  })
   return {
     report: Report.build(config, ordered.map((entry) => entry.record)),
     timing: Report.timing({
       startedAt,
       finishedAt,
       judge: judgeCalls,
-      entries: ordered.map((entry) => ({ record: entry.record, timing: entry.timing }))
+      entries: ordered.map((entry) => ({ record: entry.record, timing: entry.timing })),
+      retried
     })
   } satisfies RunResult
 }, Effect.scoped)

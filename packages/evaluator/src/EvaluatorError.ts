@@ -72,6 +72,21 @@ export class JudgeParseError extends Schema.TaggedError<JudgeParseError>()("Judg
   }
 }
 
+/**
+ * Log-likelihood scoring could not score an item: a continuation with no tokens of its
+ * own, a probability that underflowed to 0, or a model without token access.
+ * @category errors @since 0.3.0
+ */
+export class LoglikelihoodError extends Schema.TaggedError<LoglikelihoodError>()("LoglikelihoodError", {
+  /** The item id, when one item is at fault. */
+  itemId: Schema.optionalKey(Schema.String),
+  description: Schema.String
+}) {
+  override get message(): string {
+    return this.itemId === undefined ? this.description : `${this.itemId}: ${this.description}`
+  }
+}
+
 /** Every reason an `EvaluatorError` can carry. @category models @since 0.2.0 */
 export const EvaluatorErrorReason = Schema.Union([
   DatasetError,
@@ -79,7 +94,8 @@ export const EvaluatorErrorReason = Schema.Union([
   InvalidOptions,
   StartFailed,
   CheckpointMismatch,
-  JudgeParseError
+  JudgeParseError,
+  LoglikelihoodError
 ])
 /** @category models @since 0.2.0 */
 export type EvaluatorErrorReason = typeof EvaluatorErrorReason.Type

@@ -34,6 +34,8 @@ export interface ItemRecord {
   readonly itemId: string
   readonly index: number
   readonly trial: number
+  /** The sampling seed of this trial (`Sampling.trialSeed`), recorded when a run has several trials. @since 0.3.0 */
+  readonly seed?: number
   readonly status: "ok" | "error"
   /** The final answer (the last turn's in self-correction). */
   readonly output?: string

@@ -6,6 +6,7 @@
  */
 import type { InvalidRow } from "./Dataset.js"
 import type { ItemRecord, ItemTiming } from "./ItemRecord.js"
+import * as Paired from "./Paired.js"
 import * as Stats from "./Stats.js"
 
 /** The run's inputs, recorded in the report (and fingerprinted for checkpoints). @category models @since 0.1.0 */
@@ -15,6 +16,10 @@ export interface RunConfig {
   readonly seed: number
   readonly questions: number
   readonly trials: number
+  /** The candidates' sampling temperature, when not 0. @since 0.3.0 */
+  readonly temperature?: number
+  /** With several trials: trial i's sampling seed at index i. @since 0.3.0 */
+  readonly trialSeeds?: ReadonlyArray<number>
   readonly selfCorrect: number
   readonly maxTokens: number
   /** Selected item ids, in selection order. */
@@ -51,6 +56,12 @@ export interface Summary {
   readonly ci95: readonly [number, number]
   /** GSM8K: accuracy under the strict and flexible filters. */
   readonly filters?: { readonly strict: number; readonly flexible: number }
+  /**
+   * Log-likelihood multiple choice (`MultipleChoice.run`): the means of the harness's `acc`,
+   * `acc_norm` and TruthfulQA `mc2` over the scored items.
+   * @since 0.3.0
+   */
+  readonly multipleChoice?: { readonly acc: number; readonly accNorm: number; readonly mc2: number }
   /** With trials ≥ 2: how often trials of an item agree on correctness (pairwise). */
   readonly trialAgreement?: number
   /** With a judge and trials ≥ 2: how often the judge's scores of an item agree across trials. */
@@ -71,6 +82,24 @@ export interface Report {
   readonly format: "hasten-evaluator/1"
   readonly config: RunConfig
   readonly results: ReadonlyArray<CandidateResult>
+  /**
+   * With two or more candidates: each later candidate paired with the first on the same
+   * items (McNemar's exact test, paired bootstrap interval of the score difference).
+   * @since 0.3.0
+   */
+  readonly comparisons?: ReadonlyArray<Paired.PairedComparison>
+}
+
+/** An errored item from the checkpoint that a resumed run tried again. @category models @since 0.3.0 */
+export interface RetriedItem {
+  readonly candidate: string
+  readonly itemId: string
+  readonly trial: number
+  /** The tag of the error it had in the checkpoint. */
+  readonly previous: string
+  readonly status: "ok" | "error"
+  /** The tag of the error it failed with again. */
+  readonly error?: string
 }
 
 /** Run-dependent facts: wall time, per-item latency, cache hits, resumed items. @category models @since 0.1.0 */
@@ -84,6 +113,12 @@ export interface Timing {
   /** Judge calls made in this run, and how many a cache answered. */
   readonly judge: { readonly calls: number; readonly cachedCalls: number; readonly upstreamCalls: number }
   readonly resumedItems: number
+  /**
+   * Errored items from the checkpoint that this run tried again: the error they had, and
+   * how they ended this time (`status`, and the new error's tag when it failed again).
+   * @since 0.3.0
+   */
+  readonly retried: ReadonlyArray<RetriedItem>
   readonly items: ReadonlyArray<{ readonly candidate: string; readonly itemId: string; readonly trial: number } & ItemTiming>
 }
 
@@ -107,6 +142,13 @@ const summarize = (config: RunConfig, records: ReadonlyArray<ItemRecord>): Summa
     ? {
       strict: r(scored.filter((record) => record.details!.strict === true).length / scored.length),
       flexible: r(scored.filter((record) => record.details!.flexible === true).length / scored.length)
+    }
+    : undefined
+  const multipleChoice = scored.length > 0 && scored.every((record) => typeof record.details?.accNorm === "number")
+    ? {
+      acc: r(Stats.mean(scored.map((record) => record.details!.acc as number))),
+      accNorm: r(Stats.mean(scored.map((record) => record.details!.accNorm as number))),
+      mc2: r(Stats.mean(scored.map((record) => record.details!.mc2 as number)))
     }
     : undefined
   const groups = itemIds.map((id) => byItem.get(id)!)
@@ -134,6 +176,7 @@ const summarize = (config: RunConfig, records: ReadonlyArray<ItemRecord>): Summa
     standardError: r(Stats.standardError(itemMeans)),
     ci95: [r(interval[0]), r(interval[1])],
     ...(filters !== undefined ? { filters } : {}),
+    ...(multipleChoice !== undefined ? { multipleChoice } : {}),
     ...(trialAgreement !== undefined ? { trialAgreement: r(trialAgreement) } : {}),
     ...(judgeAgreement !== undefined ? { judgeAgreement: r(judgeAgreement) } : {}),
     usage,
@@ -167,15 +210,67 @@ export const selfCorrection = (turns: number, records: ReadonlyArray<ItemRecord>
   return summaries
 }
 
-/** Builds the report from the config and the records in task order. @category constructors @since 0.1.0 */
-export const build = (config: RunConfig, records: ReadonlyArray<ItemRecord>): Report => ({
-  format: "hasten-evaluator/1",
-  config,
-  results: config.candidates.map((candidate) => {
+/**
+ * Builds the report from the config and the records in task order; with two or more
+ * candidates it adds the paired comparisons against the first.
+ * @category constructors @since 0.1.0
+ */
+export const build = (config: RunConfig, records: ReadonlyArray<ItemRecord>): Report => {
+  const results = config.candidates.map((candidate) => {
     const own = records.filter((record) => record.candidate === candidate.name)
     return { candidate: candidate.name, summary: summarize(config, own), items: own }
   })
-})
+  const [first, ...rest] = results
+  return {
+    format: "hasten-evaluator/1",
+    config,
+    results,
+    ...(first !== undefined && rest.length > 0
+      ? {
+        comparisons: rest.map((result) =>
+          Paired.compare({
+            base: { name: first.candidate, items: first.items },
+            other: { name: result.candidate, items: result.items },
+            selection: config.selection,
+            seed: config.seed
+          })
+        )
+      }
+      : {})
+  }
+}
+
+const signed = (value: number, digits: number): string => `${value >= 0 ? "+" : ""}${value.toFixed(digits)}`
+
+/** Formats a p-value for tables: 4 significant digits, `< 0.0001` below that. */
+const pValue = (p: number): string => (p < 1e-4 ? "< 0.0001" : p.toPrecision(4).replace(/\.?0+$/, ""))
+
+/**
+ * The Markdown table of paired comparisons: discordant counts, McNemar's exact p, the
+ * accuracy difference and the paired 95% interval of the mean score difference.
+ * @category rendering @since 0.3.0
+ */
+export const pairedTable = (
+  rows: ReadonlyArray<{ readonly label?: string; readonly comparison: Paired.PairedComparison }>
+): Array<string> => {
+  const labelled = rows.some((row) => row.label !== undefined)
+  const lines = [
+    `| ${
+      labelled ? "run | " : ""
+    }candidate | vs | pairs | both right | only base | only this | neither | Δ accuracy | McNemar p | Δ mean (95% paired CI) |`,
+    `| ${labelled ? "--- | " : ""}--- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`
+  ]
+  for (const { comparison: c, label } of rows) {
+    lines.push(
+      `| ${
+        labelled ? `${label ?? ""} | ` : ""
+      }${c.other} | ${c.base} | ${c.pairs} | ${c.bothRight} | ${c.onlyBase} | ${c.onlyOther} | ${c.neither} | ${
+        signed(c.accuracyDifference * 100, 1)
+      } pt | ${pValue(c.mcnemarP)} | ${signed(c.meanDifference, 3)} [${signed(c.ci95[0], 3)}, ${signed(c.ci95[1], 3)}] |`
+    )
+  }
+  return lines
+}
 
 /** Builds the timing section. @category constructors @since 0.1.0 */
 export const timing = (options: {
@@ -183,6 +278,7 @@ export const timing = (options: {
   readonly finishedAt: number
   readonly judge?: { readonly calls: number; readonly cachedCalls: number }
   readonly entries: ReadonlyArray<{ readonly record: ItemRecord; readonly timing: ItemTiming }>
+  readonly retried?: ReadonlyArray<RetriedItem>
 }): Timing => {
   const judge = options.judge ?? { calls: 0, cachedCalls: 0 }
   const fresh = options.entries.filter((entry) => !entry.timing.resumed)
@@ -196,6 +292,7 @@ export const timing = (options: {
     upstreamCalls: calls - cachedCalls,
     judge: { calls: judge.calls, cachedCalls: judge.cachedCalls, upstreamCalls: judge.calls - judge.cachedCalls },
     resumedItems: options.entries.length - fresh.length,
+    retried: options.retried ?? [],
     items: options.entries.map((entry) => ({
       candidate: entry.record.candidate,
       itemId: entry.record.itemId,
@@ -225,6 +322,8 @@ export const toMarkdown = (report: Report, timingSection?: Timing): string => {
   lines.push(`# Evaluation: ${config.dataset.name}`, "")
   lines.push(
     `Scorer \`${config.scorer}\`, ${config.questions} questions (seed ${config.seed}), ${config.trials} trial(s)` +
+      (config.temperature !== undefined ? ` at temperature ${config.temperature}` : "") +
+      (config.trialSeeds !== undefined ? ` (trial seeds ${config.trialSeeds.join(", ")})` : "") +
       (config.selfCorrect > 0 ? `, ${config.selfCorrect} self-correction turn(s)` : "") +
       (config.judge !== null ? `, judge \`${config.judge.name}\`` : "") + "."
   )
@@ -249,6 +348,13 @@ export const toMarkdown = (report: Report, timingSection?: Timing): string => {
     const s = result.summary
     const extras: Array<string> = []
     if (s.filters !== undefined) extras.push(`GSM8K strict ${percent(s.filters.strict)}, flexible ${percent(s.filters.flexible)}`)
+    if (s.multipleChoice !== undefined) {
+      extras.push(
+        `log-likelihood acc ${s.multipleChoice.acc.toFixed(4)}, acc_norm ${s.multipleChoice.accNorm.toFixed(4)}, mc2 ${
+          s.multipleChoice.mc2.toFixed(4)
+        }`
+      )
+    }
     if (s.trialAgreement !== undefined) extras.push(`trial agreement ${percent(s.trialAgreement)}`)
     if (s.judgeAgreement !== undefined) extras.push(`judge agreement ${percent(s.judgeAgreement)}`)
     if (s.errors > 0) extras.push(`errors: ${Object.entries(s.errorsByTag).map(([tag, count]) => `${tag} ×${count}`).join(", ")}`)
@@ -266,6 +372,19 @@ export const toMarkdown = (report: Report, timingSection?: Timing): string => {
       }
     }
   }
+  if (report.comparisons !== undefined && report.comparisons.length > 0) {
+    const excluded = report.comparisons.reduce((sum, c) => sum + c.excluded, 0)
+    lines.push(
+      "",
+      `Paired against ${
+        report.comparisons[0]!.base
+      } (McNemar's exact test on the items only one got right; bootstrap over items, seed ${config.seed}${
+        excluded > 0 ? `; items with an error in either candidate left out` : ""
+      }):`,
+      "",
+      ...pairedTable(report.comparisons.map((comparison) => ({ comparison })))
+    )
+  }
   if (timingSection !== undefined) {
     lines.push(
       "",
@@ -273,13 +392,31 @@ export const toMarkdown = (report: Report, timingSection?: Timing): string => {
         (timingSection.wallMillis / 1000).toFixed(2)
       } s; ${timingSection.calls} candidate calls, ${timingSection.cachedCalls} from cache; ${timingSection.judge.calls} judge calls, ${timingSection.judge.cachedCalls} from cache; ${timingSection.resumedItems} item(s) resumed from the checkpoint.`
     )
+    const retried = timingSection.retried ?? []
+    if (retried.length > 0) {
+      const fixed = retried.filter((item) => item.status === "ok").length
+      const byTag = (items: ReadonlyArray<RetriedItem>, tag: (item: RetriedItem) => string) => {
+        const counts = new Map<string, number>()
+        for (const item of items) counts.set(tag(item), (counts.get(tag(item)) ?? 0) + 1)
+        return [...counts].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([name, count]) => `${name} ×${count}`).join(", ")
+      }
+      const again = retried.filter((item) => item.status === "error")
+      lines.push(
+        "",
+        `Retried ${retried.length} item(s) that had failed in the checkpoint (${
+          byTag(retried, (item) => item.previous)
+        }): ${fixed} now scored, ${again.length} failed again${again.length > 0 ? ` (${byTag(again, (item) => item.error ?? "?")})` : ""}.`
+      )
+    }
   }
   return lines.join("\n") + "\n"
 }
 
 /**
  * A side-by-side Markdown comparison of candidates across one or more labelled reports,
- * with paired outcomes (both right, only one right, neither) against the first entry.
+ * with a paired test of each against the first entry (see `Paired.compare`): outcomes
+ * (both right, only one right, neither), McNemar's exact p and a paired bootstrap
+ * interval of the score difference.
  * @category rendering @since 0.1.0
  */
 export const compare = (runs: ReadonlyArray<{ readonly label: string; readonly report: Report }>): string => {
@@ -301,30 +438,26 @@ export const compare = (runs: ReadonlyArray<{ readonly label: string; readonly r
     )
   }
   if (base !== undefined && rows.length > 1) {
+    // the base run's selection and seed: items are paired by id, in the base run's order
+    const baseReport = runs.find((run) => run.report.results.includes(base.result))!.report
+    const selection = baseReport.config.selection
+    const seed = baseReport.config.seed
     lines.push(
       "",
-      `Paired outcomes against ${base.label} / ${base.result.candidate} (items scored in both):`,
+      `Paired against ${base.label} / ${base.result.candidate} on the items scored in both (McNemar's exact test; bootstrap over items, seed ${seed}):`,
       "",
-      "| run | candidate | both right | only base | only this | neither |",
-      "| --- | --- | ---: | ---: | ---: | ---: |"
+      ...pairedTable(
+        rows.slice(1).map((row) => ({
+          label: row.label,
+          comparison: Paired.compare({
+            base: { name: base.result.candidate, items: base.result.items },
+            other: { name: row.result.candidate, items: row.result.items },
+            selection,
+            seed
+          })
+        }))
+      )
     )
-    const key = (record: ItemRecord) => `${record.itemId}#${record.trial}`
-    const baseline = new Map(
-      base.result.items.filter((record) => record.status === "ok").map((record) => [key(record), record.correct === true])
-    )
-    for (const row of rows.slice(1)) {
-      let both = 0, onlyBase = 0, onlyThis = 0, neither = 0
-      for (const record of row.result.items) {
-        if (record.status !== "ok") continue
-        const other = baseline.get(key(record))
-        if (other === undefined) continue
-        if (other && record.correct) both++
-        else if (other) onlyBase++
-        else if (record.correct) onlyThis++
-        else neither++
-      }
-      lines.push(`| ${row.label} | ${row.result.candidate} | ${both} | ${onlyBase} | ${onlyThis} | ${neither} |`)
-    }
   }
   return lines.join("\n") + "\n"
 }

@@ -65,3 +65,15 @@ export const select = (n: number, count: number | undefined, seed: number = defa
   const all = permutation(n, seed)
   return count === undefined || count >= n ? all : all.slice(0, Math.max(0, count))
 }
+
+/**
+ * The sampling seed of trial `trial` of a run seeded `seed`: trial 0 uses `seed` itself
+ * (a one-trial run is unchanged), later trials a seed drawn from mulberry32, a 31-bit
+ * non-negative integer every provider accepts. Distinct trials get distinct seeds.
+ * @category constructors @since 0.3.0
+ */
+export const trialSeed = (seed: number, trial: number): number => {
+  if (trial === 0) return seed
+  const next = mulberry32((seed ^ Math.imul(trial, 0x9e3779b9)) >>> 0)
+  return next() >>> 1
+}

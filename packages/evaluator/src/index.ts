@@ -17,6 +17,10 @@ export * as EvaluatorError from "./EvaluatorError.js"
 export * as Evaluator from "./Evaluator.js"
 /** The outcome of one (candidate, item, trial) and its timing: what the runner records and reports summarize. @since 0.1.0 */
 export * as ItemRecord from "./ItemRecord.js"
+/** Log-likelihood multiple choice as lm-evaluation-harness scores it: acc, acc_norm, TruthfulQA MC1/MC2. @since 0.3.0 */
+export * as MultipleChoice from "./MultipleChoice.js"
+/** Paired comparison of two candidates: McNemar's exact test, paired bootstrap interval. @since 0.3.0 */
+export * as Paired from "./Paired.js"
 /** JSON and Markdown reports, comparisons. @since 0.1.0 */
 export * as Report from "./Report.js"
 /** Progress bar on a TTY, plain lines in CI. @since 0.1.0 */

@@ -50,6 +50,14 @@ describe("hasten-eval", () => {
     assert.strictEqual(error.reason._tag, "UsageError")
     assert.strictEqual(error.reason._tag === "UsageError" ? error.reason.flag : undefined, "trials")
     assert.match(error.message, /^--trials must be an integer >= 1, got "0"; --on-invalid must be one of skip, fail, got "drop"\n/)
+    const both = await Effect.runPromise(
+      Effect.flip(Command.parse(["--dataset", "d.jsonl", "--candidate", "echo:x", "--retry-errors", "--keep-errors"]))
+    )
+    assert.match(both.message, /--retry-errors and --keep-errors contradict each other/)
+    const keep = await Effect.runPromise(Command.parse(["--dataset", "d.jsonl", "--candidate", "echo:x", "--keep-errors"]))
+    assert.isFalse("retryErrors" in keep && keep.retryErrors)
+    const retry = await Effect.runPromise(Command.parse(["--dataset", "d.jsonl", "--candidate", "echo:x"]))
+    assert.isTrue("retryErrors" in retry && retry.retryErrors)
     const unknown = await Effect.runPromise(Effect.flip(Command.parse(["--bogus"])))
     assert.strictEqual(unknown.reason._tag === "UsageError" ? unknown.reason.flag : undefined, "bogus")
   })
@@ -96,6 +104,11 @@ describe("hasten-eval", () => {
     assert.strictEqual(compared.code, 0, compared.err)
     assert.match(compared.out, /# Comparison/)
     assert.match(compared.out, /both right/)
+    // the same report against itself: 6 pairs, no discordant pair, McNemar p = 1, Δ = 0 [0, 0]
+    assert.match(
+      compared.out,
+      /\| run \| echo:a \| echo:a \| 6 \| \d \| 0 \| 0 \| \d \| \+0\.0 pt \| 1 \| \+0\.000 \[\+0\.000, \+0\.000\] \|/
+    )
   })
 
   it("judges through the OpenAI provider against the simulator (env config), with trials", async () => {
@@ -135,6 +148,8 @@ describe("hasten-eval", () => {
         "3",
         "--trials",
         "2",
+        "--temperature",
+        "0.5",
         "--out",
         Path.join(dir, "judged"),
         "--no-cache",

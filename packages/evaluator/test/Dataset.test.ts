@@ -129,6 +129,43 @@ describe("Dataset", () => {
     }))
 })
 
+describe("TruthfulQA targets for log-likelihood scoring", () => {
+  it.effect("keeps the listed order with labels; bad targets are reported on their line with their field", () =>
+    Effect.gen(function*() {
+      const path = file(
+        "targets.json",
+        `[
+  {"question": "Q1", "mc1_targets": {"right": 1, "wrong": 0}, "mc2_targets": {"r1": 1, "w1": 0, "r2": 1}},
+  {"question": "Q2", "mc1_targets": {"a": 1, "b": 1, "c": 0}, "mc2_targets": {"a": 1, "b": 0}},
+  {"question": "Q3", "mc1_targets": {"a": 1, "b": 0}, "mc2_targets": {"a": 2, "b": 0}},
+  {"question": "Q4", "mc1_targets": {"a": 1, "b": 0}}
+]`
+      )
+      const mc1 = yield* Dataset.truthfulQaTargets(path, { targets: "mc1" })
+      assert.deepStrictEqual(mc1.items.map((item) => item.question), ["Q1", "Q3"])
+      assert.deepStrictEqual(mc1.report.skipped.map((row) => [row.line, row.message]), [
+        [3, "mc1_targets must mark exactly one option 1"],
+        [5, "mc2_targets: Missing key"]
+      ])
+      const mc2 = yield* Dataset.truthfulQaTargets(path, { targets: "mc2" })
+      assert.deepStrictEqual(mc2.items[0]!.choices, ["r1", "w1", "r2"])
+      assert.deepStrictEqual(mc2.items[0]!.labels, [1, 0, 1])
+      assert.deepStrictEqual(mc2.report.skipped.map((row) => row.line), [4, 5])
+      assert.match(mc2.report.skipped[0]!.message, /mc2_targets labels must be 0 or 1/)
+      const failed = yield* Effect.flip(Dataset.truthfulQaTargets(path, { targets: "mc2", onInvalid: "fail" }))
+      assert.match(failed.message, /targets\.json:4: /)
+    }))
+
+  it.effect("the real mc_task.json: 817 MC1 and 817 MC2 items, none skipped", () =>
+    Effect.gen(function*() {
+      const mc1 = yield* Dataset.load("truthfulqa-mc1")
+      const mc2 = yield* Dataset.load("truthfulqa-mc2")
+      assert.deepStrictEqual([mc1.items.length, mc1.report.skipped.length, mc2.items.length, mc2.report.skipped.length], [817, 0, 817, 0])
+      assert.isTrue(mc1.items.every((item) => item.labels!.filter((label) => label === 1).length === 1 && item.labels![0] === 1))
+      assert.isTrue(mc2.items.some((item) => item.labels!.filter((label) => label === 1).length > 1))
+    }))
+})
+
 describe("shared data", () => {
   it.effect("loads the real GSM8K test set (1,319 items, none skipped)", () =>
     Effect.gen(function*() {

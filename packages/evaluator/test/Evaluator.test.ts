@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Llm, LlmError } from "@hasten/core"
 import type { Dataset } from "@hasten/evaluator"
-import { Evaluator, Report, Scorer } from "@hasten/evaluator"
+import { Evaluator, Report, Sampling, Scorer } from "@hasten/evaluator"
 import { Deferred, Effect, Fiber, Layer } from "effect"
 import { appendFileSync, mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -118,12 +118,43 @@ describe("Evaluator.run", () => {
         const i = questionIndex(request)
         return request.trial === 2 && i === 0 ? "#### 99" : `#### ${i * 2}`
       }, record)
-      const result = yield* Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [candidate(llm)], questions: 4, trials: 3 })
+      const result = yield* Evaluator.run({
+        dataset,
+        scorer: Scorer.gsm8k(),
+        candidates: [candidate(llm)],
+        questions: 4,
+        trials: 3,
+        temperature: 0.7,
+        seed: 42
+      })
       assert.deepStrictEqual([...new Set(record.requests.map((request) => request.trial))].sort(), [0, 1, 2])
+      // each trial samples with its own seed (trial 0 keeps the run's), recorded in config and records
+      const seeds = result.report.config.trialSeeds!
+      assert.deepStrictEqual(seeds, [42, Sampling.trialSeed(42, 1), Sampling.trialSeed(42, 2)])
+      assert.strictEqual(new Set(seeds).size, 3)
+      assert.isTrue(record.requests.every((request) => request.seed === seeds[request.trial!] && request.temperature === 0.7))
+      assert.isTrue(result.report.results[0]!.items.every((item) => item.seed === seeds[item.trial]))
+      assert.strictEqual(result.report.config.temperature, 0.7)
       const summary = result.report.results[0]!.summary
       assert.strictEqual(summary.total, 12)
       const hasZero = result.report.config.selection.includes("toy:0")
       assert.strictEqual(summary.trialAgreement, hasZero ? Number(((3 + 1 / 3) / 4).toFixed(6)) : 1)
+    }))
+
+  it.effect("refuses several trials at temperature 0, which would repeat one greedy answer", () =>
+    Effect.gen(function*() {
+      const record = calls()
+      const error = yield* Effect.flip(
+        Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [candidate(halfRight(record))], trials: 3 })
+      )
+      assert.strictEqual(error.reason._tag, "InvalidOptions")
+      assert.strictEqual(error.reason._tag === "InvalidOptions" ? error.reason.field : "", "trials")
+      assert.match(error.message, /trials 3 at temperature 0 would repeat one greedy answer 3 times .*set a temperature above 0/)
+      assert.strictEqual(record.requests.length, 0)
+      // one trial at temperature 0: no per-trial seeds recorded, the report keeps its old shape
+      const one = yield* Evaluator.run({ dataset, scorer: Scorer.gsm8k(), candidates: [candidate(halfRight())], questions: 2 })
+      assert.isFalse("trialSeeds" in one.report.config || "temperature" in one.report.config)
+      assert.isFalse("seed" in one.report.results[0]!.items[0]!)
     }))
 
   it.effect("the same inputs and seed give a byte-identical report; timing is separate", () =>
@@ -134,6 +165,7 @@ describe("Evaluator.run", () => {
         candidates: [candidate(halfRight()), candidate(halfRight(), "fake:other")],
         questions: 8,
         trials: 2,
+        temperature: 0.5,
         seed: 7
       }
       const first = yield* Evaluator.run(options)
@@ -205,6 +237,63 @@ describe("Evaluator.run", () => {
       const again = yield* Evaluator.run({ ...options, candidates: [candidate(halfRight(thirdCalls))] })
       assert.strictEqual(thirdCalls.requests.length, 0)
       assert.strictEqual(Report.reportJson(again.report), Report.reportJson(resumed.report))
+    }))
+
+  it.effect("resume retries the checkpoint's errored items, lists them in timing, and ends like a clean run", () =>
+    Effect.gen(function*() {
+      const checkpoint = Path.join(tempDir(), "checkpoint.jsonl")
+      // first run: questions 3 and 5 fail upstream, 7 fails in scoring (no number at all is fine: it scores 0)
+      const flaky = scripted("fake", (request) => {
+        const i = questionIndex(request)
+        if (i === 3 || i === 5) return new LlmError.ServerError({ status: 503, description: "try later" })
+        if (i === 7) return new LlmError.Timeout({ description: "hung" })
+        return `#### ${i * 2}`
+      })
+      const options = { dataset, scorer: Scorer.gsm8k(), checkpoint, seed: 3 }
+      const first = yield* Evaluator.run({ ...options, candidates: [candidate(flaky)] })
+      assert.strictEqual(first.report.results[0]!.summary.errors, 3)
+      assert.deepStrictEqual(first.timing.retried, [])
+
+      // keepErrors: nothing runs, the errors stay
+      const kept = calls()
+      const frozen = yield* Evaluator.run({ ...options, retryErrors: false, candidates: [candidate(halfRight(kept))] })
+      assert.strictEqual(kept.requests.length, 0)
+      assert.strictEqual(frozen.report.results[0]!.summary.errors, 3)
+
+      // default: only the three errored items run again; 7 fails again
+      const second = calls()
+      const healed = scripted("fake", (request) => {
+        const i = questionIndex(request)
+        return i === 7 ? new LlmError.Timeout({ description: "hung again" }) : `#### ${i * 2}`
+      }, second)
+      const resumed = yield* Evaluator.run({ ...options, candidates: [candidate(healed)] })
+      assert.deepStrictEqual(second.requests.map(questionIndex).sort(), [3, 5, 7])
+      assert.strictEqual(resumed.timing.resumedItems, 7)
+      const retried = [...resumed.timing.retried].sort((a, b) => (a.itemId < b.itemId ? -1 : 1))
+      assert.deepStrictEqual(retried.map((item) => [item.itemId, item.previous, item.status, item.error]), [
+        ["toy:3", "LlmError.ServerError", "ok", undefined],
+        ["toy:5", "LlmError.ServerError", "ok", undefined],
+        ["toy:7", "LlmError.Timeout", "error", "LlmError.Timeout"]
+      ])
+      assert.deepStrictEqual(resumed.report.results[0]!.summary.errorsByTag, { "LlmError.Timeout": 1 })
+      assert.match(
+        Report.toMarkdown(resumed.report, resumed.timing),
+        /Retried 3 item\(s\) that had failed in the checkpoint \(LlmError.ServerError ×2, LlmError.Timeout ×1\): 2 now scored, 1 failed again \(LlmError.Timeout ×1\)\./
+      )
+
+      // the last line of an item wins: a healthy third run retries only 7, and the report equals a clean run's
+      const third = calls()
+      const finalRun = yield* Evaluator.run({
+        ...options,
+        candidates: [candidate(scripted("fake", (request) => `#### ${questionIndex(request) * 2}`, third))]
+      })
+      assert.deepStrictEqual(third.requests.map(questionIndex), [7])
+      const clean = yield* Evaluator.run({
+        ...options,
+        checkpoint: Path.join(tempDir(), "clean.jsonl"),
+        candidates: [candidate(scripted("fake", (request) => `#### ${questionIndex(request) * 2}`))]
+      })
+      assert.strictEqual(Report.reportJson(finalRun.report), Report.reportJson(clean.report))
     }))
 
   it.effect("refuses a checkpoint written by a different run", () =>

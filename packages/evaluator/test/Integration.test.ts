@@ -73,4 +73,29 @@ describe("with the local fixture model and the simulator", () => {
       }),
     { timeout: 60_000 }
   )
+
+  it.effect(
+    "trials at temperature > 0 on stories260K: each trial's own seed gives different answers, reproducibly",
+    () =>
+      Effect.gen(function*() {
+        const dataset = yield* Dataset.load("gsm8k")
+        const options: Evaluator.Options = {
+          dataset,
+          scorer: Scorer.exactMatch,
+          questions: 2,
+          trials: 3,
+          temperature: 1,
+          maxTokens: 12,
+          candidates: [{ name: "local", model: "stories260K", llm: model }]
+        }
+        const first = yield* Evaluator.run(options)
+        const items = first.report.results[0]!.items
+        const outputs = (itemId: string) => items.filter((item) => item.itemId === itemId).map((item) => item.output)
+        // with one seed for every trial the three answers would be identical; with a seed per trial they differ
+        for (const itemId of first.report.config.selection) assert.isAbove(new Set(outputs(itemId)).size, 1, itemId)
+        const second = yield* Evaluator.run(options)
+        assert.deepStrictEqual(second.report.results[0]!.items.map((item) => item.output), items.map((item) => item.output))
+      }),
+    { timeout: 60_000 }
+  )
 })

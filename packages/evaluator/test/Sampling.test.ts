@@ -47,6 +47,19 @@ describe("Stats", () => {
   })
 })
 
+describe("trialSeed", () => {
+  it("trial 0 keeps the run seed; later trials get distinct 31-bit seeds (golden values from an independent Python port)", () => {
+    assert.deepStrictEqual(
+      [0, 1, 2, 3, 4].map((trial) => Sampling.trialSeed(42, trial)),
+      [42, 1033618434, 1628824601, 288886595, 907504856]
+    )
+    assert.deepStrictEqual([0, 1, 2].map((trial) => Sampling.trialSeed(0, trial)), [0, 770710364, 966766118])
+    const seeds = Array.from({ length: 100 }, (_, trial) => Sampling.trialSeed(7, trial))
+    assert.strictEqual(new Set(seeds).size, 100)
+    assert.isTrue(seeds.every((seed) => Number.isInteger(seed) && seed >= 0 && seed < 2 ** 31))
+  })
+})
+
 // Cross-checked with an independent Python implementation of mulberry32 + Fisher–Yates.
 const GOLDEN_1319_10_SEED_42 = [289, 1028, 477, 188, 627, 927, 127, 22, 1054, 67]
 const GOLDEN_20_SEED_7 = [18, 17, 5, 15, 0, 11, 4, 2, 16, 3, 6, 19, 9, 1, 8, 7, 13, 14, 10, 12]

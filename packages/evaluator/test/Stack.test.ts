@@ -30,6 +30,7 @@ describe("Stack (cache middleware)", () => {
           dataset,
           scorer: Scorer.judge(),
           trials: 2,
+          temperature: 0.7,
           candidates: [{
             name: "fake",
             model: "m",

@@ -166,6 +166,18 @@ const wantsSpan = (spans: boolean | "auto", context: Context.Context<never>): bo
  * @category constructors @since 0.1.0
  */
 export const wrap = (inner: Llm.LlmService, recorder: PerfLoggerService): Llm.LlmService => {
+  /** The memory last recorded per local model: a `model_memory` event when it is new or changed. */
+  const memories = new Map<string, Facts.ModelMemory>()
+  const noteMemory = (memory: Facts.ModelMemory | undefined, t: number) => {
+    if (memory === undefined) return
+    const last = memories.get(memory.model)
+    if (
+      last === memory || (last !== undefined && last.weightsBytes === memory.weightsBytes && last.kvCacheBytes === memory.kvCacheBytes &&
+        last.computeBytes === memory.computeBytes && last.sequences === memory.sequences && last.contextSize === memory.contextSize)
+    ) return
+    memories.set(memory.model, memory)
+    recorder.recordUnsafe({ type: "model_memory", t: round3(t), ...memory })
+  }
   /** The call's event (and its metric updates), built once the call has returned. */
   const completeEvent = (
     request: CompletionRequest.CompletionRequest,
@@ -240,6 +252,7 @@ export const wrap = (inner: Llm.LlmService, recorder: PerfLoggerService): Llm.Ll
     // per-call `Effect.sync` on the measured path.
     return Effect.onExit(inner.complete(request), (exit) => {
       const latencyMs = nowMs(clock) - start
+      if (Exit.isSuccess(exit) && exit.value.cached !== true) noteMemory(exit.value.facts?.modelMemory, start + latencyMs)
       const span = withSpan ? Context.getOrUndefined(context, Tracer.ParentSpan) : undefined
       if (span !== undefined && span._tag === "Span") {
         // the span ends right after this: its attributes need the event now
@@ -312,6 +325,7 @@ export const wrap = (inner: Llm.LlmService, recorder: PerfLoggerService): Llm.Ll
       const onExit = (exit: Exit.Exit<unknown, LlmError.LlmError>) =>
         Effect.sync(() => {
           const end = nowMs(clock)
+          if (cached !== true) noteMemory(facts?.modelMemory, end)
           const build = (): CallEvent => {
             const error = Exit.isSuccess(exit) ? undefined : errorClass(exit.cause)
             const reported = usage?.outputTokens

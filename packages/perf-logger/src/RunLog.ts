@@ -114,10 +114,27 @@ export interface MemoryEvent {
 }
 
 /**
+ * A local model's memory (the `modelMemory` fact of its calls), recorded the first time a
+ * call of the model reports it and whenever it changes: weights, KV cache and compute buffers.
+ * @category models @since 0.2.0
+ */
+export interface ModelMemoryEvent {
+  readonly type: "model_memory"
+  readonly t: number
+  readonly model: string
+  readonly weightsBytes: number
+  readonly kvCacheBytes: number
+  readonly computeBytes: number
+  /** Tokens per sequence. */
+  readonly contextSize: number
+  readonly sequences: number
+}
+
+/**
  * One line of `events.jsonl`.
  * @category models @since 0.1.0
  */
-export type Event = RunStartEvent | RunEndEvent | CallEvent | StageEvent | ItemsEvent | MemoryEvent
+export type Event = RunStartEvent | RunEndEvent | CallEvent | StageEvent | ItemsEvent | MemoryEvent | ModelMemoryEvent
 
 /**
  * How events reach `events.jsonl`: `"event"` (one write per event, before the measured call

@@ -114,11 +114,31 @@ export interface Summary {
     readonly rssLastBytes: number
     readonly heapUsedLastBytes: number
   } | null
+  /**
+   * Each local model's memory as it reported it (`modelMemory` facts): weights, KV cache and
+   * compute buffers, in bytes, beside the process RSS in `memory`. Absent when no call reported one.
+   */
+  readonly modelMemory?: ReadonlyArray<ModelMemorySummary>
   readonly cost: {
     readonly totalUsd: number
     readonly byModel: Readonly<Record<string, number>>
     readonly unpricedModels: ReadonlyArray<string>
   } | null
+}
+
+/**
+ * One local model's memory in a {@link Summary}.
+ * @category models @since 0.2.0
+ */
+export interface ModelMemorySummary {
+  readonly model: string
+  readonly weightsBytes: number
+  readonly kvCacheBytes: number
+  readonly computeBytes: number
+  /** weights + KV cache + compute. */
+  readonly totalBytes: number
+  readonly contextSize: number
+  readonly sequences: number
 }
 
 /**

@@ -82,3 +82,48 @@ describe("facts from the layers above", () => {
       assert.isUndefined(plain.batchSize)
     }))
 })
+
+describe("local model memory", () => {
+  it.effect("a model's memory fact is recorded once per model, summarized beside RSS, and shown in the table and report", () =>
+    Effect.gen(function*() {
+      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "perf-logger-memory-"))
+      const memory = {
+        model: "stories",
+        weightsBytes: 3 * 2 ** 20,
+        kvCacheBytes: 2 ** 20,
+        computeBytes: 2 ** 19,
+        contextSize: 256,
+        sequences: 4
+      }
+      const Stack = PerfLogger.layer.pipe(
+        Layer.provide(Scripted.layer),
+        Layer.provideMerge(PerfLogger.layerRun({ dir, runId: "memory", console: false, summaryInterval: false, flush: "event" }))
+      )
+      const live = yield* Effect.gen(function*() {
+        yield* Effect.forEach([1, 2, 3], () => Llm.complete(Scripted.request({ facts: { modelMemory: memory } })))
+        // a cache hit's facts describe the call that filled it: not a new measurement
+        yield* Llm.complete(Scripted.request({ cached: true, facts: { modelMemory: { ...memory, sequences: 99 } } }))
+        return yield* PerfLogger.summary
+      }).pipe(Effect.provide(Stack))
+      const events = Fs.readFileSync(Path.join(dir, "memory", "events.jsonl"), "utf8").split("\n").filter((line) => line.length > 0)
+        .map((line) => JSON.parse(line))
+      assert.strictEqual(events.filter((event) => event.type === "model_memory").length, 1)
+      const expected = { ...memory, totalBytes: 4.5 * 2 ** 20 }
+      assert.deepStrictEqual(live.modelMemory, [expected])
+      const written = JSON.parse(Fs.readFileSync(Path.join(dir, "memory", "summary.json"), "utf8"))
+      assert.deepStrictEqual(written.modelMemory, [expected])
+      assert.include(
+        PerfLogger.renderSummary(live),
+        "model stories: 4.5 MiB (weights 3.0 MiB, KV cache 1.0 MiB for 4 x 256 tokens, compute 0.5 MiB)"
+      )
+      const html = Fs.readFileSync(Path.join(dir, "memory", "report.html"), "utf8")
+      assert.include(html, "<td>stories</td><td>3.0 MiB</td><td>1.0 MiB</td><td>0.5 MiB</td><td>4.5 MiB</td><td>4 × 256</td>")
+      // a run read back from its events gives the same summary
+      assert.deepStrictEqual(
+        PerfLogger.summarize(PerfLogger.parseEvents(events.map((event) => JSON.stringify(event)).join("\n"))).modelMemory,
+        [
+          expected
+        ]
+      )
+    }))
+})

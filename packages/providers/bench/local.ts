@@ -1,18 +1,15 @@
 /**
  * Benchmarks of the local provider (node-llama-cpp, stories260K on CPU, threads 1):
  *   (a) model reload per call vs ModelPool (20 prompts)
- *   (b) local OpenAI-compatible server vs direct provider: overhead per request
  *   (d) repeat/frequency/presence penalties on vs off: tokens/s (goal: within 5%)
- *   (e) the local server with 1 vs 4 concurrent clients (4 sequences)
+ * The OpenAI-compatible server's overhead and concurrency are measured by @hasten/server's bench.
  * Run from packages/providers after `tsup`: `node bench/local.ts [--quick]`.
  * Prints a table, then ONE JSON line, last.
  */
 import { CompletionRequest, Llm } from "@hasten/core"
 import { Local, ModelPool } from "@hasten/providers/local"
-import { Server } from "@hasten/providers/server"
-import { Effect, Layer, ManagedRuntime } from "effect"
+import { Effect, ManagedRuntime } from "effect"
 import { LlamaCompletion } from "node-llama-cpp"
-import OpenAI from "openai"
 import { prompts } from "./prompts.js"
 
 const quick = process.argv.includes("--quick")
@@ -65,47 +62,8 @@ const result: Record<string, unknown> = { bench: "providers-local", quick, model
   result.a = { prompts: count, reloadMs: round(baselineMs, 1), poolMs: round(pooledMs, 1), speedup: round(speedup, 2) }
 }
 
-// one runtime for (b), (d), (e): a 4-sequence model behind a server ----------------------
-const runtime = ManagedRuntime.make(
-  Server.layer({ port: 0 }).pipe(Layer.provideMerge(Local.layer({ model: modelPath, contextSize: 512, sequences: 4 })))
-)
-const server = await runtime.runPromise(Effect.service(Server.Server))
-const openai = new OpenAI({ baseURL: server.baseUrl, apiKey: "local", maxRetries: 0 })
-
-// (b) server vs direct overhead --------------------------------------------------------
-{
-  const count = quick ? 20 : 60
-  const maxTokens = 16
-  const direct: Array<number> = []
-  const viaServer: Array<number> = []
-  // warm up both paths
-  await runtime.runPromise(Llm.complete(request("Once upon a time", maxTokens)))
-  await openai.completions.create({ model: "stories260K", prompt: "Once upon a time", temperature: 0, max_tokens: maxTokens })
-  for (let i = 0; i < count; i++) {
-    const prompt = prompts[i % prompts.length]!
-    let start = now()
-    await runtime.runPromise(Llm.complete(request(prompt, maxTokens)))
-    direct.push(now() - start)
-    start = now()
-    await openai.completions.create({ model: "stories260K", prompt, temperature: 0, max_tokens: maxTokens })
-    viaServer.push(now() - start)
-  }
-  const overhead = median(viaServer) - median(direct)
-  const ratio = median(viaServer) / median(direct)
-  rows.push([
-    `(b) ${count} requests x ${maxTokens} tokens`,
-    `direct ${round(median(direct))} ms/req`,
-    `server (openai SDK) ${round(median(viaServer))} ms/req`,
-    `+${round(overhead)} ms (${round(ratio)}x)`
-  ])
-  result.b = {
-    requests: count,
-    directMedianMs: round(median(direct), 3),
-    serverMedianMs: round(median(viaServer), 3),
-    overheadMs: round(overhead, 3),
-    ratio: round(ratio, 3)
-  }
-}
+// one runtime for (d): a 4-sequence model ------------------------------------------------
+const runtime = ManagedRuntime.make(Local.layer({ model: modelPath, contextSize: 512, sequences: 4 }))
 
 // Wall-clock rates swing several-fold on a shared machine, so (d) and (e) also measure this
 // process's CPU time (process.cpuUsage covers llama.cpp's threads too): tokens per CPU
@@ -208,56 +166,6 @@ const cpuMs = (): number => {
     onTokensPerSecond: round(median(on.map((x) => x.wall)), 1),
     wallRatio: round(wallRatio, 3),
     withinFivePercent: cpuRatio >= 0.95
-  }
-}
-
-// (e) 1 vs 4 concurrent clients ------------------------------------------------------
-{
-  const total = quick ? 16 : 32
-  const trials = quick ? 3 : 5
-  const maxTokens = 64
-  const run = async (clients: number) => {
-    let next = 0
-    let tokens = 0
-    const wall = now()
-    const cpu = cpuMs()
-    await Promise.all(Array.from({ length: clients }, async () => {
-      while (next < total) {
-        const prompt = prompts[next++ % prompts.length]!
-        const response = await openai.completions.create({ model: "stories260K", prompt, temperature: 0, max_tokens: maxTokens })
-        tokens += response.usage?.completion_tokens ?? 0
-      }
-    }))
-    return { wall: (tokens / (now() - wall)) * 1000, cpu: (tokens / (cpuMs() - cpu)) * 1000 }
-  }
-  await run(4)
-  const one: Array<{ wall: number; cpu: number }> = []
-  const four: Array<{ wall: number; cpu: number }> = []
-  for (let i = 0; i < trials; i++) {
-    if (i % 2 === 0) {
-      one.push(await run(1))
-      four.push(await run(4))
-    } else {
-      four.push(await run(4))
-      one.push(await run(1))
-    }
-  }
-  const wallSpeedup = median(four.map((x) => x.wall)) / median(one.map((x) => x.wall))
-  const cpuSpeedup = median(four.map((x) => x.cpu)) / median(one.map((x) => x.cpu))
-  rows.push([
-    `(e) ${total} requests x ${maxTokens} tokens, ${trials} trials`,
-    `1 client ${round(median(one.map((x) => x.wall)), 0)} tok/s, ${round(median(one.map((x) => x.cpu)), 0)} tok/cpu-s`,
-    `4 clients ${round(median(four.map((x) => x.wall)), 0)} tok/s, ${round(median(four.map((x) => x.cpu)), 0)} tok/cpu-s`,
-    `wall ${round(wallSpeedup)}x, cpu ${round(cpuSpeedup)}x`
-  ])
-  result.e = {
-    requests: total,
-    oneClientTokensPerSecond: round(median(one.map((x) => x.wall)), 1),
-    fourClientsTokensPerSecond: round(median(four.map((x) => x.wall)), 1),
-    wallSpeedup: round(wallSpeedup, 3),
-    oneClientTokensPerCpuSecond: round(median(one.map((x) => x.cpu)), 1),
-    fourClientsTokensPerCpuSecond: round(median(four.map((x) => x.cpu)), 1),
-    cpuSpeedup: round(cpuSpeedup, 3)
   }
 }
 

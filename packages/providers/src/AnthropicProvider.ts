@@ -6,7 +6,7 @@
  */
 import AnthropicClient, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "@anthropic-ai/sdk"
 import type { Message, MessageCreateParamsNonStreaming, MessageParam, RawMessageStreamEvent } from "@anthropic-ai/sdk/resources/messages"
-import { Completion, CompletionRequest, Llm, LlmError, RateLimitHeaders, RateLimitPolicy } from "@hasten/core"
+import { Completion, CompletionRequest, FieldSupport, Llm, LlmError, RateLimitHeaders, RateLimitPolicy } from "@hasten/core"
 import { Context, Effect, Layer, Redacted, Result, Stream } from "effect"
 import type * as Scope from "effect/Scope"
 import * as Remote from "./internal/remote.js"
@@ -38,6 +38,68 @@ export interface Options {
   readonly promptCaching?: boolean | undefined
 }
 
+const noPenalties = "Anthropic's Messages API has no repetition penalties"
+
+/**
+ * How Anthropic treats every request field — the mapping `toBody` applies and
+ * `complete`/`stream` check, and the providers README's table.
+ * @category utils @since 0.3.0
+ */
+export const fieldSupport: FieldSupport.FieldSupport = {
+  model: FieldSupport.mapped("`model`"),
+  messages: FieldSupport.mapped("`messages`; system messages joined into `system`"),
+  prompt: FieldSupport.mapped("one user message"),
+  maxTokens: FieldSupport.mapped("`max_tokens` (default `defaultMaxTokens`, 1024)"),
+  temperature: FieldSupport.param("temperature"),
+  topP: FieldSupport.param("top_p"),
+  topK: FieldSupport.param("top_k"),
+  seed: FieldSupport.refused(
+    "Anthropic's Messages API has no sampling seed",
+    (_, request) => request.temperature === 0,
+    "with `temperature: 0` (greedy: a seed changes nothing)"
+  ),
+  stop: FieldSupport.param("stop_sequences"),
+  adapter: FieldSupport.refused("Anthropic serves no LoRA adapters"),
+  responseFormat: FieldSupport.mapped(
+    "a forced tool (`tools` + `tool_choice`) whose `input_schema` is the schema; the tool's input is the completion text"
+  ),
+  repeatPenalty: FieldSupport.refused(noPenalties),
+  frequencyPenalty: FieldSupport.refused(noPenalties),
+  presencePenalty: FieldSupport.refused(noPenalties),
+  penaltyWindow: FieldSupport.refused(noPenalties),
+  logprobs: FieldSupport.refused("Anthropic's Messages API returns no log probabilities"),
+  topLogprobs: FieldSupport.refused("Anthropic's Messages API returns no log probabilities"),
+  contextOverflow: FieldSupport.refused(
+    "an HTTP API fails an oversized prompt itself (ContextLengthExceeded); truncate it before sending",
+    FieldSupport.onlyErrorOverflow,
+    "`error`"
+  ),
+  providerOptions: FieldSupport.mapped("spread onto the body last"),
+  trial: FieldSupport.identity("cache key only")
+}
+
+/**
+ * Checks a request against {@link fieldSupport}, and a JSON schema against what a tool's
+ * `input_schema` can be (an object).
+ */
+const check = (request: CompletionRequest.CompletionRequest): Effect.Effect<void, LlmError.LlmError> => {
+  const format = request.responseFormat
+  if (format?.type === "json" && format.schema !== undefined && format.schema.type !== undefined && format.schema.type !== "object") {
+    return Effect.fail(
+      LlmError.unsupportedField(
+        providerName,
+        "responseFormat",
+        `JSON output goes through a tool whose input must be an object; the schema's type is ${JSON.stringify(format.schema.type)}`
+      )
+    )
+  }
+  return FieldSupport.check(providerName, fieldSupport, request)
+}
+
+/** The name of the forced tool a JSON `responseFormat` becomes. */
+const toolName = (format: CompletionRequest.ResponseFormat & { type: "json" }): string =>
+  (format.name ?? "response").replace(/[^a-zA-Z0-9_-]/g, "_").slice(0, 64) || "response"
+
 /** The Messages API body a request maps to (exported for tests and debugging). @category utils @since 0.1.0 */
 export const toBody = (
   request: CompletionRequest.CompletionRequest,
@@ -61,10 +123,17 @@ export const toBody = (
           : system.join("\n\n")
       }
       : {}),
-    ...(request.temperature !== undefined ? { temperature: request.temperature } : {}),
-    ...(request.topP !== undefined ? { top_p: request.topP } : {}),
-    ...(request.topK !== undefined ? { top_k: request.topK } : {}),
-    ...(request.stop !== undefined && request.stop.length > 0 ? { stop_sequences: [...request.stop] } : {}),
+    ...FieldSupport.params(fieldSupport, request),
+    ...(request.responseFormat?.type === "json"
+      ? {
+        tools: [{
+          name: toolName(request.responseFormat),
+          description: "Answer by calling this tool with the response as its input.",
+          input_schema: request.responseFormat.schema ?? { type: "object" }
+        }],
+        tool_choice: { type: "tool", name: toolName(request.responseFormat) }
+      }
+      : {}),
     ...request.providerOptions
   } as MessageCreateParamsNonStreaming
 }
@@ -181,6 +250,7 @@ export const make = (options: Options): Llm.LlmService => {
   const catchError = (error: unknown) => mapError(error, { secrets, now: Date.now() })
 
   const complete = Effect.fn("Anthropic.complete")(function*(request: CompletionRequest.CompletionRequest) {
+    yield* check(request)
     const start = yield* Remote.now
     const { data, response } = yield* Effect.tryPromise({
       try: (signal): Promise<{ data: Message; response: Response }> =>
@@ -198,10 +268,15 @@ export const make = (options: Options): Llm.LlmService => {
         })
       )
     }
-    for (const block of data.content) if (block.type === "text") parts.push(block.text)
+    const json = request.responseFormat?.type === "json"
+    for (const block of data.content) {
+      if (block.type === "text" && !json) parts.push(block.text)
+      // JSON output: the forced tool's input is the answer
+      else if (block.type === "tool_use" && json) parts.push(JSON.stringify(block.input))
+    }
     return new Completion.Completion({
       text: parts.join(""),
-      finishReason: finishReason(data.stop_reason),
+      finishReason: json && data.stop_reason === "tool_use" ? "stop" : finishReason(data.stop_reason),
       usage: toUsage(data.usage),
       model: data.model || request.model,
       provider: providerName,
@@ -212,6 +287,8 @@ export const make = (options: Options): Llm.LlmService => {
 
   const stream = (request: CompletionRequest.CompletionRequest): Stream.Stream<Completion.CompletionChunk, LlmError.LlmError> =>
     Stream.unwrap(Effect.gen(function*() {
+      yield* check(request)
+      const json = request.responseFormat?.type === "json"
       const controller = yield* abortOnRelease
       const { data, response } = yield* Effect.tryPromise({
         try: (): Promise<{ data: AsyncIterable<RawMessageStreamEvent>; response: Response }> =>
@@ -230,8 +307,10 @@ export const make = (options: Options): Llm.LlmService => {
               return emit(new Completion.CompletionChunk({ text: "", model, ...takeRateLimit() }))
             }
             case "content_block_delta":
-              return event.delta.type === "text_delta"
+              return event.delta.type === "text_delta" && !json
                 ? emit(new Completion.CompletionChunk({ text: event.delta.text, ...takeRateLimit() }))
+                : event.delta.type === "input_json_delta" && json
+                ? emit(new Completion.CompletionChunk({ text: event.delta.partial_json, ...takeRateLimit() }))
                 : skip
             case "message_delta": {
               // message_delta's usage is cumulative; input counts may only be on message_start
@@ -246,7 +325,7 @@ export const make = (options: Options): Llm.LlmService => {
                 new Completion.CompletionChunk({
                   text: "",
                   model,
-                  finishReason: finishReason(event.delta.stop_reason),
+                  finishReason: json && event.delta.stop_reason === "tool_use" ? "stop" : finishReason(event.delta.stop_reason),
                   usage,
                   ...takeRateLimit()
                 })
@@ -269,6 +348,7 @@ export const make = (options: Options): Llm.LlmService => {
     name: providerName,
     complete,
     stream,
+    endpoint: (options.baseURL ?? "https://api.anthropic.com").replace(/\/+$/, ""),
     rateLimitPolicy: {
       ...RateLimitPolicy.anthropic,
       defaultMaxTokens: options.defaultMaxTokens ?? RateLimitPolicy.anthropic.defaultMaxTokens

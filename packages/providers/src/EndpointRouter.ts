@@ -231,7 +231,11 @@ export const make = Effect.fnUntraced(function*(options: {
     }))
   )
 
-  return { llm: { name, complete, stream } satisfies Llm.LlmService, stats: { snapshot } }
+  // one logical model: its identity is the set of endpoints it routes over (cache keys)
+  const endpoint = `router:${
+    [...options.endpoints, ...(options.fallback ?? [])].map((entry) => entry.llm.endpoint ?? entry.name).join(",")
+  }`
+  return { llm: { name, complete, stream, endpoint } satisfies Llm.LlmService, stats: { snapshot } }
 })
 
 /**

@@ -3,6 +3,7 @@
  * messages become a prompt, and the sampling defaults.
  * @since 0.1.0
  */
+import type { CompletionRequest } from "@hasten/core"
 import type { ChatWrapper } from "node-llama-cpp"
 import type { ResolveOptions } from "./LocalModelFile.js"
 
@@ -14,8 +15,17 @@ export interface Options extends ResolveOptions {
   readonly id?: string | undefined
   /** Tokens per sequence. Default: min(2048, the model's training context). */
   readonly contextSize?: number | undefined
-  /** Parallel sequences (concurrent requests without queueing). Default 1. */
-  readonly sequences?: number | undefined
+  /**
+   * Parallel sequences (concurrent requests without queueing). Default 1. `"auto"`: as many
+   * as `memoryFraction` of free memory holds, at what one sequence costs this model (its KV
+   * cache — bytes per token from the GGUF's attention shape × `contextSize` — plus what
+   * node-llama-cpp estimates one more sequence adds), within `[1, maxSequences]`.
+   */
+  readonly sequences?: number | "auto" | undefined
+  /** The most sequences `sequences: "auto"` picks. Default 16. */
+  readonly maxSequences?: number | undefined
+  /** The fraction of free memory `sequences: "auto"` may fill. Default 0.5. */
+  readonly memoryFraction?: number | undefined
   /** CPU threads. Default 1 (tiny models run far faster on one thread). */
   readonly threads?: number | undefined
   /** Offload to a GPU when one is usable. Default false (the prebuilt CPU binary). */
@@ -29,6 +39,13 @@ export interface Options extends ResolveOptions {
    * `ChatWrapper` instance.
    */
   readonly chatTemplate?: "auto" | "none" | ChatWrapper | undefined
+  /**
+   * What to do with a prompt that does not fit the context when a request does not say
+   * (`CompletionRequest.contextOverflow`): `error` (default), `truncate` (keep the system
+   * prompt and the most recent turns that fit; `facts.droppedPromptTokens`), or `shift`
+   * (generation may run past the window, dropping the oldest tokens).
+   */
+  readonly contextOverflow?: CompletionRequest.ContextOverflow | undefined
   /** Temperature used when a request omits it. Default 0.8 (llama.cpp's default). */
   readonly defaultTemperature?: number | undefined
   /**

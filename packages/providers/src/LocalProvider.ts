@@ -34,6 +34,12 @@ export { modelFolders, resolveModelPath } from "./LocalModelFile.js"
 export type { ResolveOptions } from "./LocalModelFile.js"
 /** Settings of a local model. @category models @since 0.1.0 */
 export type { Options } from "./LocalOptions.js"
+/**
+ * How the local provider treats every request field (the providers README's table):
+ * everything maps onto node-llama-cpp except `providerOptions`, which is refused.
+ * @category utils @since 0.3.0
+ */
+export { fieldSupport } from "./internal/localFields.js"
 
 /**
  * Builds the services over a pooled model. Requires a `ModelPool`; {@link layer} provides
@@ -64,7 +70,12 @@ export const make: (
       trainContextSize: model.trainContextSize,
       vocabularySize,
       hasChatTemplate,
-      generatedTokens: llm.generatedTokens()
+      generatedTokens: llm.generatedTokens(),
+      memory: {
+        weightsBytes: loaded.memory.weightsBytes,
+        kvCacheBytes: loaded.memory.kvCacheBytes,
+        computeBytes: loaded.memory.computeBytes
+      }
     })),
     countPromptTokens: (request) => Effect.map(prepare(request, Number.MAX_SAFE_INTEGER), (prepared) => prepared.inputTokens)
   }

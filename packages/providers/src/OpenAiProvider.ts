@@ -4,7 +4,7 @@
  * `openai` SDK. SDK retries are off: Hasten has exactly one retry layer (`rate-limit`).
  * @since 0.1.0
  */
-import { Completion, CompletionRequest, Embedder, Llm, LlmError, RateLimitHeaders, RateLimitPolicy } from "@hasten/core"
+import { Completion, CompletionRequest, Embedder, FieldSupport, Llm, LlmError, RateLimitHeaders, RateLimitPolicy } from "@hasten/core"
 import { Context, Effect, Layer, Redacted, Stream } from "effect"
 import type * as Scope from "effect/Scope"
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "openai"
@@ -20,6 +20,77 @@ import type { ProviderError } from "./ProviderError.js"
 
 /** The provider name used in `Llm.name`, errors and cache keys. @category models @since 0.1.0 */
 export const providerName = "openai"
+
+/**
+ * Which server speaks at the endpoint, deciding the parameters beyond OpenAI's own that it
+ * is sent: `openai` (the default: OpenAI's API, and any server not declared), `vllm`
+ * (`top_k`, `repetition_penalty`, LoRA adapters as model names), `llama.cpp` (llama-server:
+ * `top_k`, `repeat_penalty`, `repeat_last_n`), `ollama` (its OpenAI-compatible `/v1`, which
+ * reads OpenAI's fields only). A field the endpoint cannot take is refused with
+ * `InvalidRequest`, never dropped.
+ * @category models @since 0.3.0
+ */
+export type Compat = "openai" | "vllm" | "llama.cpp" | "ollama"
+
+/** Every {@link Compat}, in the order the providers README lists them. @category models @since 0.3.0 */
+export const compats: ReadonlyArray<Compat> = ["openai", "vllm", "llama.cpp", "ollama"]
+
+const overflow = FieldSupport.refused(
+  "an HTTP API fails an oversized prompt itself (ContextLengthExceeded); truncate or shift it before sending",
+  FieldSupport.onlyErrorOverflow,
+  "`error`"
+)
+
+/**
+ * How an endpoint of kind `compat` treats every request field — the mapping `toChatBody`
+ * applies and `complete`/`stream` check, and the providers README's table.
+ * @category utils @since 0.3.0
+ */
+export const fieldSupport = (compat: Compat = "openai"): FieldSupport.FieldSupport => {
+  const server = compat === "openai"
+    ? "OpenAI's API"
+    : compat === "ollama"
+    ? "Ollama's OpenAI-compatible API (`/v1`)"
+    : compat === "vllm"
+    ? "vLLM"
+    : "llama-server"
+  return {
+    model: FieldSupport.mapped("`model`"),
+    messages: FieldSupport.mapped("`messages`"),
+    prompt: FieldSupport.mapped("`prompt` on `/v1/completions`"),
+    maxTokens: FieldSupport.mapped("`max_completion_tokens` (api.openai.com) or `max_tokens`"),
+    temperature: FieldSupport.param("temperature"),
+    topP: FieldSupport.param("top_p"),
+    topK: compat === "vllm" || compat === "llama.cpp"
+      ? FieldSupport.param("top_k")
+      : FieldSupport.refused(`${server} takes no top-k parameter`),
+    seed: FieldSupport.param("seed"),
+    stop: FieldSupport.param("stop"),
+    adapter: compat === "vllm"
+      ? FieldSupport.mapped("`model` (vLLM serves each LoRA adapter as a model: `--lora-modules name=path`)")
+      : compat === "llama.cpp"
+      ? FieldSupport.refused("llama-server selects adapters by numeric id: pass `providerOptions: { lora: [{ id, scale }] }`")
+      : compat === "ollama"
+      ? FieldSupport.refused("Ollama builds adapters into a model (Modelfile `ADAPTER`): name that model in `model`")
+      : FieldSupport.refused("OpenAI serves fine-tunes as model ids: name the fine-tuned model in `model`"),
+    responseFormat: FieldSupport.mapped("`response_format` (`json_schema` strict, or `json_object`)"),
+    repeatPenalty: compat === "vllm"
+      ? FieldSupport.param("repetition_penalty")
+      : compat === "llama.cpp"
+      ? FieldSupport.param("repeat_penalty")
+      : FieldSupport.refused(`${server} takes no repeat penalty: use frequencyPenalty or presencePenalty`),
+    frequencyPenalty: FieldSupport.param("frequency_penalty"),
+    presencePenalty: FieldSupport.param("presence_penalty"),
+    penaltyWindow: compat === "llama.cpp"
+      ? FieldSupport.param("repeat_last_n")
+      : FieldSupport.refused(`${server} takes no penalty window: its penalties look at the whole output`),
+    logprobs: FieldSupport.mapped("`logprobs` (chat), `logprobs: n` (`/v1/completions`)"),
+    topLogprobs: FieldSupport.mapped("`top_logprobs` (chat), `logprobs: n` (`/v1/completions`, at most 5)"),
+    contextOverflow: overflow,
+    providerOptions: FieldSupport.mapped("spread onto the body last"),
+    trial: FieldSupport.identity("cache key only")
+  }
+}
 
 /** Options for {@link layer} and {@link make}. @category models @since 0.1.0 */
 export interface Options {
@@ -53,7 +124,19 @@ export interface Options {
    * OpenAI, a gateway, the testkit simulator), so budgets are learnt from its headers.
    */
   readonly rateLimitPolicy?: RateLimitPolicy.RateLimitPolicy | undefined
+  /**
+   * Which server the endpoint is (see {@link Compat}; default `openai`): it decides which
+   * request fields beyond OpenAI's are sent, and under which names, and which are refused.
+   */
+  readonly compat?: Compat | undefined
 }
+
+/**
+ * The endpoint's identity (`Llm.endpoint`): its base URL without a trailing slash.
+ * @category utils @since 0.3.0
+ */
+export const endpointOf = (options: Pick<Options, "baseURL">): string =>
+  (options.baseURL ?? "https://api.openai.com/v1").replace(/\/+$/, "")
 
 /**
  * The rate-limit policy an endpoint gets when none is given: OpenAI's for api.openai.com
@@ -73,7 +156,7 @@ export const policyFor = (options: Pick<Options, "baseURL" | "rateLimitPolicy">)
 /** The chat-completions body a request maps to (exported for tests and debugging). @category utils @since 0.1.0 */
 export const toChatBody = (
   request: CompletionRequest.CompletionRequest,
-  options: Pick<Options, "model" | "maxTokensField" | "baseURL"> = {}
+  options: Pick<Options, "model" | "maxTokensField" | "baseURL" | "compat"> = {}
 ): ChatCompletionCreateParamsNonStreaming => {
   const maxTokensField = options.maxTokensField ?? (options.baseURL === undefined ? "max_completion_tokens" : "max_tokens")
   const messages: Array<ChatCompletionMessageParam> = request.messages.map((message) => ({
@@ -82,10 +165,13 @@ export const toChatBody = (
   }))
   if (messages.length === 0 && request.prompt !== undefined) messages.push({ role: "user", content: request.prompt })
   return {
-    model: modelOf(request, options.model),
+    model: modelOf(request, options),
     messages,
     ...(request.maxTokens !== undefined ? { [maxTokensField]: request.maxTokens } : {}),
-    ...samplingFields(request),
+    ...FieldSupport.params(fieldSupport(options.compat), request),
+    ...(request.logprobs === true
+      ? { logprobs: true, ...(request.topLogprobs !== undefined ? { top_logprobs: request.topLogprobs } : {}) }
+      : {}),
     ...(request.responseFormat?.type === "json"
       ? {
         response_format: request.responseFormat.schema !== undefined
@@ -107,27 +193,75 @@ export const toChatBody = (
 /** The legacy text-completions body for a raw `prompt` request. @category utils @since 0.1.0 */
 export const toCompletionBody = (
   request: CompletionRequest.CompletionRequest,
-  options: Pick<Options, "model"> = {}
+  options: Pick<Options, "model" | "compat"> = {}
 ): CompletionCreateParamsNonStreaming =>
   ({
-    model: modelOf(request, options.model),
+    model: modelOf(request, options),
     prompt: request.prompt ?? "",
     ...(request.maxTokens !== undefined ? { max_tokens: request.maxTokens } : {}),
-    ...samplingFields(request),
+    ...FieldSupport.params(fieldSupport(options.compat), request),
+    ...(request.logprobs === true ? { logprobs: Math.min(5, request.topLogprobs ?? 0) } : {}),
     ...request.providerOptions
   }) as CompletionCreateParamsNonStreaming
 
-const samplingFields = (request: CompletionRequest.CompletionRequest) => ({
-  ...(request.temperature !== undefined ? { temperature: request.temperature } : {}),
-  ...(request.topP !== undefined ? { top_p: request.topP } : {}),
-  ...(request.seed !== undefined ? { seed: request.seed } : {}),
-  ...(request.stop !== undefined && request.stop.length > 0 ? { stop: [...request.stop] } : {}),
-  ...(request.frequencyPenalty !== undefined ? { frequency_penalty: request.frequencyPenalty } : {}),
-  ...(request.presencePenalty !== undefined ? { presence_penalty: request.presencePenalty } : {})
-})
+/** The model sent: vLLM serves a LoRA adapter as a model of its own name. */
+const modelOf = (request: CompletionRequest.CompletionRequest, options: Pick<Options, "model" | "compat">): string =>
+  options.compat === "vllm" && request.adapter !== undefined
+    ? request.adapter
+    : request.model.length > 0
+    ? request.model
+    : options.model ?? ""
 
-const modelOf = (request: CompletionRequest.CompletionRequest, fallback: string | undefined): string =>
-  request.model.length > 0 ? request.model : fallback ?? ""
+interface WireLogprob {
+  readonly token: string
+  readonly logprob: number
+  readonly bytes?: ReadonlyArray<number> | null
+  readonly top_logprobs?: ReadonlyArray<{ token: string; logprob: number; bytes?: ReadonlyArray<number> | null }> | null
+}
+
+interface WireTextLogprobs {
+  readonly tokens?: ReadonlyArray<string> | null
+  readonly token_logprobs?: ReadonlyArray<number | null> | null
+  readonly top_logprobs?: ReadonlyArray<Record<string, number> | null> | null
+}
+
+/**
+ * Core's per-token logprobs from a chat choice's `logprobs` (`content`) or a legacy text
+ * choice's (`tokens`, `token_logprobs`, `top_logprobs` maps); `undefined` when absent.
+ * @category utils @since 0.3.0
+ */
+export const toLogprobs = (logprobs: unknown): Array<Completion.TokenLogprob> | undefined => {
+  if (logprobs === null || typeof logprobs !== "object") return undefined
+  const chat = (logprobs as { content?: ReadonlyArray<WireLogprob> | null }).content
+  if (Array.isArray(chat)) {
+    return chat.map((entry: WireLogprob) => ({
+      token: entry.token,
+      logprob: entry.logprob,
+      ...(entry.bytes !== undefined && entry.bytes !== null ? { bytes: [...entry.bytes] } : {}),
+      ...(entry.top_logprobs !== undefined && entry.top_logprobs !== null
+        ? {
+          topLogprobs: entry.top_logprobs.map((top) => ({
+            token: top.token,
+            logprob: top.logprob,
+            ...(top.bytes !== undefined && top.bytes !== null ? { bytes: [...top.bytes] } : {})
+          }))
+        }
+        : {})
+    }))
+  }
+  const text = logprobs as WireTextLogprobs
+  if (!Array.isArray(text.tokens)) return undefined
+  return text.tokens.map((token, index) => {
+    const top = text.top_logprobs?.[index]
+    return {
+      token,
+      logprob: text.token_logprobs?.[index] ?? Number.NEGATIVE_INFINITY,
+      ...(top !== undefined && top !== null
+        ? { topLogprobs: Object.entries(top).map(([alternative, logprob]) => ({ token: alternative, logprob })) }
+        : {})
+    }
+  })
+}
 
 const isRawPrompt = (request: CompletionRequest.CompletionRequest): boolean =>
   request.messages.length === 0 && request.prompt !== undefined && request.prompt.length > 0
@@ -229,7 +363,21 @@ export const make = (options: Options = {}): { readonly llm: Llm.LlmService; rea
 
   const catchError = (error: unknown) => mapError(error, { provider: name, secrets, now: Date.now() })
 
+  const support = fieldSupport(options.compat)
+  const endpoint = endpointOf(options)
+  const check = (request: CompletionRequest.CompletionRequest) =>
+    isRawPrompt(request) && request.logprobs === true && (request.topLogprobs ?? 0) > 5
+      ? Effect.fail(LlmError.unsupportedField(name, "topLogprobs", "`/v1/completions` (a raw `prompt`) returns at most 5 alternatives"))
+      : FieldSupport.check(name, support, request)
+
+  /** A completion that was asked for logprobs and came back without them: the endpoint ignored the field. */
+  const ensureLogprobs = (request: CompletionRequest.CompletionRequest, completion: Completion.Completion) =>
+    request.logprobs === true && completion.logprobs === undefined && completion.text.length > 0
+      ? missingLogprobs(name)
+      : Effect.succeed(completion)
+
   const complete = Effect.fn("OpenAi.complete")(function*(request: CompletionRequest.CompletionRequest) {
+    yield* check(request)
     const start = yield* Remote.now
     if (isRawPrompt(request)) {
       const { data, response } = yield* Effect.tryPromise({
@@ -238,7 +386,10 @@ export const make = (options: Options = {}): { readonly llm: Llm.LlmService; rea
       })
       const end = yield* Remote.now
       if (!Array.isArray(data?.choices) || data.choices.length === 0) return yield* badShape(name, data)
-      return buildCompletion(name, request, data, response, start, end, data.choices[0]?.text ?? "")
+      return yield* ensureLogprobs(
+        request,
+        buildCompletion(name, request, data, response, start, end, data.choices[0]?.text ?? "", data.choices[0]?.logprobs)
+      )
     }
     const { data, response } = yield* Effect.tryPromise({
       try: (signal) => client.chat.completions.create(toChatBody(request, options), { signal }).withResponse(),
@@ -246,11 +397,15 @@ export const make = (options: Options = {}): { readonly llm: Llm.LlmService; rea
     })
     const end = yield* Remote.now
     if (!Array.isArray(data?.choices) || data.choices.length === 0) return yield* badShape(name, data)
-    return buildCompletion(name, request, data, response, start, end, data.choices[0]?.message?.content ?? "")
+    return yield* ensureLogprobs(
+      request,
+      buildCompletion(name, request, data, response, start, end, data.choices[0]?.message?.content ?? "", data.choices[0]?.logprobs)
+    )
   })
 
   const stream = (request: CompletionRequest.CompletionRequest): Stream.Stream<Completion.CompletionChunk, LlmError.LlmError> =>
     Stream.unwrap(Effect.gen(function*() {
+      yield* check(request)
       const controller = yield* abortOnRelease
       const { data, response } = yield* Effect.tryPromise({
         try: (): Promise<{ data: AsyncIterable<ChatCompletionChunk | TextCompletion>; response: Response }> =>
@@ -267,12 +422,22 @@ export const make = (options: Options = {}): { readonly llm: Llm.LlmService; rea
       })
       const rateLimit = RateLimitHeaders.parse(response.headers, yield* Remote.now)
       let first = true
-      return Stream.fromAsyncIterable(data, catchError).pipe(
+      let sawText = false
+      let sawLogprobs = false
+      const chunks = Stream.fromAsyncIterable(data, catchError).pipe(
         Stream.map((chunk) => {
           const out = toChunk(chunk, first ? rateLimit : undefined)
           first = false
+          if (out.text.length > 0) sawText = true
+          if (out.logprobs !== undefined) sawLogprobs = true
           return out
         })
+      )
+      if (request.logprobs !== true) return chunks
+      // as in `complete`: an endpoint that ignored `logprobs` fails instead of dropping them
+      return Stream.concat(
+        chunks,
+        Stream.fromEffect(Effect.suspend(() => sawText && !sawLogprobs ? missingLogprobs(name) : Effect.void)).pipe(Stream.drain)
       )
     }))
 
@@ -305,7 +470,7 @@ export const make = (options: Options = {}): { readonly llm: Llm.LlmService; rea
   })
 
   return {
-    llm: { name, complete, stream, rateLimitPolicy: policyFor(options) },
+    llm: { name, complete, stream, rateLimitPolicy: policyFor(options), endpoint },
     embedder: { name, model: options.embeddingModel ?? "text-embedding-3-small", embed }
   }
 }
@@ -315,6 +480,12 @@ const abortOnRelease: Effect.Effect<AbortController, never, Scope.Scope> = Effec
   Effect.sync(() => new AbortController()),
   (controller) => Effect.sync(() => controller.abort())
 )
+
+const missingLogprobs = (name: string) =>
+  Effect.fail(LlmError.make(
+    name,
+    new LlmError.BadResponse({ description: "the request asked for logprobs and the endpoint returned none" })
+  ))
 
 const badShape = (name: string, data: unknown) =>
   Effect.fail(LlmError.make(
@@ -328,11 +499,15 @@ const toChunk = (
   chunk: ChatCompletionChunk | TextCompletion,
   rateLimit: RateLimitHeaders.RateLimitInfo | undefined
 ): Completion.CompletionChunk => {
-  const choice = chunk.choices?.[0] as { delta?: { content?: string | null }; text?: string; finish_reason?: string | null } | undefined
+  const choice = chunk.choices?.[0] as
+    | { delta?: { content?: string | null }; text?: string; finish_reason?: string | null; logprobs?: unknown }
+    | undefined
   const text = choice?.delta?.content ?? choice?.text ?? ""
   const usage = toUsage(chunk.usage)
+  const logprobs = toLogprobs(choice?.logprobs)
   return new Completion.CompletionChunk({
     text,
+    ...(logprobs !== undefined && logprobs.length > 0 ? { logprobs } : {}),
     ...(chunk.model ? { model: chunk.model } : {}),
     ...(choice?.finish_reason ? { finishReason: finishReason(choice.finish_reason) } : {}),
     ...(usage !== undefined ? { usage } : {}),
@@ -347,9 +522,11 @@ const buildCompletion = (
   response: Response,
   start: number,
   end: number,
-  text: string
+  text: string,
+  wireLogprobs: unknown
 ): Completion.Completion => {
   const rateLimit = RateLimitHeaders.parse(response.headers, end)
+  const logprobs = request.logprobs === true ? toLogprobs(wireLogprobs) : undefined
   return new Completion.Completion({
     text,
     finishReason: finishReason(data.choices[0]?.finish_reason),
@@ -357,7 +534,8 @@ const buildCompletion = (
     model: data.model || request.model,
     provider: name,
     timing: { start, firstToken: end, end },
-    ...(rateLimit !== undefined ? { rateLimit } : {})
+    ...(rateLimit !== undefined ? { rateLimit } : {}),
+    ...(logprobs !== undefined ? { logprobs } : {})
   })
 }
 

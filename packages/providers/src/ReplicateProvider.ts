@@ -5,7 +5,7 @@
  * gives up (interruption or timeout), so nothing keeps running and billing.
  * @since 0.1.0
  */
-import { Completion, CompletionRequest, Llm, LlmError, RateLimitHeaders, RateLimitPolicy } from "@hasten/core"
+import { Completion, CompletionRequest, FieldSupport, Llm, LlmError, RateLimitHeaders, RateLimitPolicy } from "@hasten/core"
 import { Context, Duration, Effect, Exit, Layer, Redacted, Stream } from "effect"
 import ReplicateClient from "replicate"
 import type { Prediction } from "replicate"
@@ -42,6 +42,12 @@ export interface Options {
   readonly timeout?: Duration.Input | undefined
   /** A custom `fetch`. */
   readonly fetch?: typeof globalThis.fetch | undefined
+  /**
+   * How the rate limiter counts calls to this endpoint (default `RateLimitPolicy.replicate`:
+   * Replicate's documented 600 predictions created per minute, no token budget). Declare
+   * another for a proxy with its own limits, or a simulator with scaled windows.
+   */
+  readonly rateLimitPolicy?: RateLimitPolicy.RateLimitPolicy | undefined
 }
 
 /** Which max-token input a model family takes. @category utils @since 0.1.0 */
@@ -60,6 +66,100 @@ const llama3Template = (messages: ReadonlyArray<CompletionRequest.Message>): str
 }
 
 /**
+ * The request fields whose input depends on the model, with the input names that carry
+ * them, first match wins: a request that sets one is checked against the model's OpenAPI
+ * input schema (fetched once per model) and refused when the model declares none of them.
+ * @category utils @since 0.3.0
+ */
+export const modelInputs = {
+  topK: ["top_k"],
+  seed: ["seed"],
+  stop: ["stop_sequences"],
+  frequencyPenalty: ["frequency_penalty"],
+  presencePenalty: ["presence_penalty"],
+  repeatPenalty: ["repetition_penalty", "repeat_penalty"],
+  penaltyWindow: ["repeat_last_n"],
+  responseFormat: ["json_schema"],
+  adapter: ["lora_weights"]
+} as const satisfies Partial<Record<CompletionRequest.Field, ReadonlyArray<string>>>
+
+type ModelInputField = keyof typeof modelInputs
+
+const bySchema = (field: ModelInputField, note?: string) =>
+  FieldSupport.mapped(
+    `${modelInputs[field].map((name) => `\`${name}\``).join(" or ")}${
+      note !== undefined ? ` (${note})` : ""
+    }, when the model's input schema has it; else refused`
+  )
+
+/**
+ * How Replicate treats every request field — the mapping `toInput` applies and
+ * `complete`/`stream` check (with the model's input schema), and the providers README's table.
+ * @category utils @since 0.3.0
+ */
+export const fieldSupport: FieldSupport.FieldSupport = {
+  model: FieldSupport.mapped("the model (`owner/name`) or version (`owner/name:version`) predicted"),
+  messages: FieldSupport.mapped("`prompt` + `system_prompt`; a multi-turn Llama 3 chat through its chat template"),
+  prompt: FieldSupport.mapped("`prompt`"),
+  maxTokens: FieldSupport.mapped("`max_tokens` (Llama 3 and most) or `max_new_tokens` (Llama 2, Mistral, Mixtral)"),
+  temperature: FieldSupport.param("temperature"),
+  topP: FieldSupport.param("top_p"),
+  topK: bySchema("topK"),
+  seed: bySchema("seed"),
+  stop: bySchema("stop", "comma separated"),
+  adapter: bySchema("adapter", "the adapter's weights URL"),
+  responseFormat: bySchema("responseFormat", "the JSON schema as text; `text` needs nothing"),
+  repeatPenalty: bySchema("repeatPenalty"),
+  frequencyPenalty: bySchema("frequencyPenalty"),
+  presencePenalty: bySchema("presencePenalty"),
+  penaltyWindow: bySchema("penaltyWindow"),
+  logprobs: FieldSupport.refused("Replicate predictions return no log probabilities"),
+  topLogprobs: FieldSupport.refused("Replicate predictions return no log probabilities"),
+  contextOverflow: FieldSupport.refused(
+    "a prediction fails an oversized prompt itself; truncate it before sending",
+    FieldSupport.onlyErrorOverflow,
+    "`error`"
+  ),
+  providerOptions: FieldSupport.mapped("merged into the input last"),
+  trial: FieldSupport.identity("cache key only")
+}
+
+const isSet = (request: CompletionRequest.CompletionRequest, field: ModelInputField): boolean => {
+  const value = request[field]
+  if (value === undefined) return false
+  if (field === "stop") return (value as ReadonlyArray<string>).length > 0
+  if (field === "responseFormat") return (value as CompletionRequest.ResponseFormat).type === "json"
+  return true
+}
+
+/** The request's fields that need the model's input schema. @category utils @since 0.3.0 */
+export const schemaFields = (request: CompletionRequest.CompletionRequest): Array<ModelInputField> =>
+  (Object.keys(modelInputs) as Array<ModelInputField>).filter((field) => isSet(request, field))
+
+/**
+ * The first of `fields` the model's declared inputs cannot carry, as an `InvalidRequest`
+ * naming the field, the provider and the model; `undefined` when all can.
+ * @category utils @since 0.3.0
+ */
+export const schemaRefusal = (
+  model: string,
+  fields: ReadonlyArray<ModelInputField>,
+  declared: ReadonlySet<string>
+): LlmError.LlmError | undefined => {
+  for (const field of fields) {
+    const names: ReadonlyArray<string> = modelInputs[field]
+    if (!names.some((name) => declared.has(name))) {
+      return LlmError.unsupportedField(
+        providerName,
+        field,
+        `${model}'s input schema has no ${names.map((name) => `\`${name}\``).join(" or ")}`
+      )
+    }
+  }
+  return undefined
+}
+
+/**
  * The prediction input a request maps to, for the common Replicate LLMs (Llama 2/3,
  * Mistral, Mixtral, …): `prompt`, `system_prompt`, `max_tokens` or `max_new_tokens`,
  * `temperature`, `top_p`, `top_k`, `seed`, `stop_sequences` (comma separated), penalties;
@@ -67,7 +167,15 @@ const llama3Template = (messages: ReadonlyArray<CompletionRequest.Message>): str
  * (and `prompt_template: "{prompt}"`); other multi-turn chats become a `role: content` transcript.
  * @category utils @since 0.1.0
  */
-export const toInput = (request: CompletionRequest.CompletionRequest, model: string): Record<string, unknown> => {
+export const toInput = (
+  request: CompletionRequest.CompletionRequest,
+  model: string,
+  declared?: ReadonlySet<string>
+): Record<string, unknown> => {
+  const nameOf = (field: ModelInputField): string => {
+    const names: ReadonlyArray<string> = modelInputs[field]
+    return (declared === undefined ? undefined : names.find((name) => declared.has(name))) ?? names[0]!
+  }
   const system = request.messages.filter((message) => message.role === "system").map((message) => message.content)
   const turns = request.messages.filter((message) => message.role !== "system")
   const input: Record<string, unknown> = {}
@@ -87,11 +195,17 @@ export const toInput = (request: CompletionRequest.CompletionRequest, model: str
   if (request.maxTokens !== undefined) input[maxTokensInput(model)] = request.maxTokens
   if (request.temperature !== undefined) input.temperature = request.temperature
   if (request.topP !== undefined) input.top_p = request.topP
-  if (request.topK !== undefined) input.top_k = request.topK
-  if (request.seed !== undefined) input.seed = request.seed
-  if (request.stop !== undefined && request.stop.length > 0) input.stop_sequences = request.stop.join(",")
-  if (request.presencePenalty !== undefined) input.presence_penalty = request.presencePenalty
-  if (request.frequencyPenalty !== undefined) input.frequency_penalty = request.frequencyPenalty
+  if (request.topK !== undefined) input[nameOf("topK")] = request.topK
+  if (request.seed !== undefined) input[nameOf("seed")] = request.seed
+  if (request.stop !== undefined && request.stop.length > 0) input[nameOf("stop")] = request.stop.join(",")
+  if (request.presencePenalty !== undefined) input[nameOf("presencePenalty")] = request.presencePenalty
+  if (request.frequencyPenalty !== undefined) input[nameOf("frequencyPenalty")] = request.frequencyPenalty
+  if (request.repeatPenalty !== undefined) input[nameOf("repeatPenalty")] = request.repeatPenalty
+  if (request.penaltyWindow !== undefined) input[nameOf("penaltyWindow")] = request.penaltyWindow
+  if (request.adapter !== undefined) input[nameOf("adapter")] = request.adapter
+  if (request.responseFormat?.type === "json") {
+    input[nameOf("responseFormat")] = JSON.stringify(request.responseFormat.schema ?? { type: "object" })
+  }
   return { ...input, ...request.providerOptions }
 }
 
@@ -352,10 +466,51 @@ export const make = (options: Options): ReplicateLlm => {
       ))
   }
 
+  const schemas = new Map<string, Promise<ReadonlySet<string>>>()
+
+  /** The input names the model's OpenAPI schema declares, fetched once per model (a failed fetch is retried next time). */
+  const declaredInputs = (model: string): Effect.Effect<ReadonlySet<string>, LlmError.LlmError> =>
+    Effect.tryPromise({
+      try: () => {
+        let pending = schemas.get(model)
+        if (pending === undefined) {
+          const [owner = "", rest = ""] = model.split("/")
+          const [name = "", version] = rest.split(":")
+          pending = (version === undefined
+            ? client.models.get(owner, name).then((found) => found.latest_version?.openapi_schema)
+            : client.models.versions.get(owner, name, version).then((found) => found.openapi_schema))
+            .then((schema) => {
+              const properties = (schema as { components?: { schemas?: { Input?: { properties?: object } } } } | undefined)
+                ?.components?.schemas?.Input?.properties
+              return new Set(Object.keys(properties ?? {}))
+            })
+          schemas.set(model, pending)
+          pending.catch(() => schemas.delete(model))
+        }
+        return pending
+      },
+      catch: catchError
+    })
+
+  /**
+   * The input of a request after its checks: fields Replicate never honours are refused;
+   * fields that depend on the model are checked against its input schema.
+   */
+  const inputOf = (request: CompletionRequest.CompletionRequest, model: string) =>
+    Effect.gen(function*() {
+      yield* FieldSupport.check(providerName, fieldSupport, request)
+      const fields = schemaFields(request)
+      if (fields.length === 0) return toInput(request, model)
+      const declared = yield* declaredInputs(model)
+      const refusal = schemaRefusal(model, fields, declared)
+      if (refusal !== undefined) return yield* refusal
+      return toInput(request, model, declared)
+    })
+
   const complete = Effect.fn("Replicate.complete")(function*(request: CompletionRequest.CompletionRequest) {
     const start = yield* Remote.now
     const model = yield* modelOf(request)
-    const created = yield* create(model, toInput(request, model), true)
+    const created = yield* create(model, yield* inputOf(request, model), true)
     let done = terminal(created.status)
     const { polls, prediction } = yield* cancelUnlessDone(
       created.id,
@@ -380,7 +535,7 @@ export const make = (options: Options): ReplicateLlm => {
   const stream = (request: CompletionRequest.CompletionRequest): Stream.Stream<Completion.CompletionChunk, LlmError.LlmError> =>
     withStreamTimeout(Stream.unwrap(Effect.gen(function*() {
       const model = yield* modelOf(request)
-      const created = yield* create(model, toInput(request, model), false)
+      const created = yield* create(model, yield* inputOf(request, model), false)
       const state = { done: terminal(created.status) }
       yield* Effect.addFinalizer(() => state.done ? Effect.void : cancel(created.id))
       const url = created.urls?.stream
@@ -470,7 +625,8 @@ export const make = (options: Options): ReplicateLlm => {
     name: providerName,
     complete,
     stream,
-    rateLimitPolicy: RateLimitPolicy.replicate,
+    rateLimitPolicy: options.rateLimitPolicy ?? RateLimitPolicy.replicate,
+    endpoint: (options.baseUrl ?? "https://api.replicate.com/v1").replace(/\/+$/, ""),
     pendingCancellations: () => Promise.allSettled(pending).then(() => undefined)
   }
 }

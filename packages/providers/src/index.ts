@@ -1,7 +1,7 @@
 /**
  * `@hasten/providers`: OpenAI, Anthropic, Replicate and local llama.cpp models as Hasten
  * `Llm` layers. Each provider has its own entry so an app installs only the SDKs it uses:
- * `@hasten/providers/openai`, `/anthropic`, `/replicate`, `/local`, `/server`. This root
+ * `@hasten/providers/openai`, `/anthropic`, `/replicate`, `/local`, `/router`. This root
  * entry imports no SDK: it re-exports the router (which needs none) and the providers'
  * option types.
  * @since 0.1.0

@@ -225,9 +225,8 @@ describe("entry points", () => {
     return [...packages].sort()
   }
 
-  it("local and server load node-llama-cpp lazily: importing them needs only effect and core", () => {
+  it("local loads node-llama-cpp lazily: importing it needs only effect and core", () => {
     assert.deepStrictEqual(runtimeImports("local.ts"), ["@hasten/core", "effect"])
-    assert.deepStrictEqual(runtimeImports("server.ts"), ["@hasten/core", "effect"])
     assert.match(Fs.readFileSync(Path.join(src, "ModelPool.ts"), "utf8"), /await import\("node-llama-cpp"\)/)
   })
 })

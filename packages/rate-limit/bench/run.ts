@@ -14,6 +14,9 @@
  *       limit in every window), and the same with nothing configured
  *   (g) hangs: 2% of calls never answered plus 2% 5xx/resets, against the same run without
  *       the hangs (default options: hung attempts are cut at the learnt deadline)
+ *   (h) seed 000's scenario on Replicate (bench/replicate.ts): the seed's loop against
+ *       Hasten with nothing configured, and with stuck predictions
+ *       (`pnpm bench -- --only-replicate` runs it alone)
  * The provider declares what the simulator is: a server that admits and counts as OpenAI
  * does, with 2-second windows (`rateLimitPolicy: { ...RateLimitPolicy.openAi,
  * headerWindowMillis: 2000 }`) — a user of api.openai.com gets OpenAI's policy (minute
@@ -29,13 +32,15 @@ import { RateLimit } from "@hasten/rate-limit"
 import { RedisServer } from "@hasten/testkit"
 import Bottleneck from "bottleneck"
 import { Effect, Exit, Layer, Logger, Redacted } from "effect"
-import { type ChildProcess, spawn } from "node:child_process"
+import { spawn } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
 import { dirname, join, resolve } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import OpenAI from "openai"
 import pRetry from "p-retry"
+import { replicateScenario } from "./replicate.js"
+import { control, startSimulator } from "./simulator.js"
 
 const here = dirname(fileURLToPath(import.meta.url))
 const quick = process.argv.includes("--quick")
@@ -110,20 +115,6 @@ interface SimEvent {
   readonly status: number
   readonly reservedTokens: number
 }
-
-const startSimulator = (args: ReadonlyArray<string>): Promise<{ readonly url: string; readonly child: ChildProcess }> =>
-  new Promise((resolvePromise, reject) => {
-    // testkit's CLI: its source under the `@hasten/source` condition (`pnpm bench`), else its build.
-    const cli = fileURLToPath(import.meta.resolve("@hasten/testkit/cli"))
-    if (!existsSync(cli)) reject(new Error(`${cli} is missing: run tsup in packages/testkit first`))
-    const child = spawn(process.execPath, [cli, "--port", "0", ...args], { stdio: ["ignore", "pipe", "inherit"] })
-    const lines = createInterface({ input: child.stdout! })
-    lines.once("line", (line) => resolvePromise({ url: (JSON.parse(line) as { url: string }).url, child }))
-    child.once("exit", (code) => reject(new Error(`simulator exited with ${code}`)))
-  })
-
-const control = async <A>(url: string, path: string, method = "GET"): Promise<A> =>
-  (await (await fetch(`${url}${path}`, { method })).json()) as A
 
 // ---------------------------------------------------------------------------
 // the four ways to run the workload
@@ -469,7 +460,38 @@ const tokenLimitFor = (items: ReadonlyArray<Item>, requestLimit: number) =>
   // Tokens bind about as hard as requests (the token ideal is 90% of the request ideal).
   Math.ceil((items.reduce((sum, item) => sum + charged(item), 0) * requestLimit) / (0.9 * items.length))
 
+/** Seed 000's scenario on Replicate (bench/replicate.ts): its table rows, and its JSON. */
+const replicate = async () => {
+  const problems = quick ? 100 : 1000
+  const { runs, summary } = await replicateScenario(questions(), problems)
+  const pad = (text: string, width: number) => text.padEnd(width)
+  console.log(
+    `\nreplicate: seed 000's GSM8K self-correction, ${problems} problems x 3 turns to Llama-3-70B through the Replicate provider; ` +
+      `simulator as Replicate documents, time scaled 1/100 (600 creations per 600 ms, ~45 ms answers, 1.2 s cold start, ` +
+      `Prefer: wait held 600 ms, 2% faults)`
+  )
+  console.log(
+    `${pad("variant", 20)}${pad("wall s", 9)}${pad("failed", 8)}${pad("429s", 7)}${pad("429 %", 8)}${pad("stuck", 7)}${
+      pad("cancelled", 11)
+    }orphaned`
+  )
+  for (const run of runs) {
+    console.log(
+      `${pad(run.name, 20)}${pad((run.wallMs / 1000).toFixed(2), 9)}${pad(String(run.failed), 8)}${pad(String(run.http429), 7)}${
+        pad(run.http429Pct.toFixed(2), 8)
+      }${pad(String(run.stuck), 7)}${pad(String(run.cancellations), 11)}${run.orphanedPredictions}`
+    )
+  }
+  console.log(`speedup (before / hasten): ${summary.speedup}x`)
+  return summary
+}
+
 const main = async () => {
+  if (process.argv.includes("--only-replicate")) {
+    const summary = await replicate()
+    console.log(JSON.stringify({ bench: "rate-limit", quick, replicate: summary }))
+    return
+  }
   const n = quick ? 300 : 3000
   const windowMs = WINDOW_MS
   const requestLimit = quick ? 100 : 200
@@ -515,6 +537,7 @@ const main = async () => {
     async (url) => hasten("no hangs", setupFor(url), configuredOptions(setupFor(url)))
   )
   log(noHangs)
+  const replicateSummary = await replicate()
 
   const pad = (text: string, width: number) => text.padEnd(width)
   console.log(
@@ -586,6 +609,7 @@ const main = async () => {
       wallMs: Math.round(hangs.wallMs),
       withoutHangsWallMs: Math.round(noHangs.wallMs)
     },
+    replicate: replicateSummary,
     baselines: { naive: byName["naive"], before: byName["before"], bottleneck: byName["bottleneck"] }
   }))
 }

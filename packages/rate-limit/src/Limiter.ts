@@ -185,6 +185,7 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
   const { stateFor, lobby, enterLobby } = KeyStates.make(options)
   const totals = { attempts: 0, waits: 0, waitMillis: 0, retries: 0, http429: 0, timeouts: 0 }
   yield* Effect.addFinalizer(() => totals.attempts === 0 ? Effect.void : Effect.logInfo(describeTotals(totals)))
+  const headers = Headers.make(options, event)
   const admit = Admit.make({
     options,
     totals,
@@ -192,7 +193,8 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
     windows: Windows.make(options, limiter),
     stateFor,
     aimd: Aimd.make(options, event),
-    learn: Headers.make(options, event).learn,
+    learn: headers.learn,
+    documented: headers.documented,
     event
   })
 

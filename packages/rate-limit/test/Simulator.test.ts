@@ -6,6 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { CompletionRequest, Llm } from "@hasten/core"
 import { OpenAi } from "@hasten/providers/openai"
+import { Replicate } from "@hasten/providers/replicate"
 import { Simulator } from "@hasten/testkit"
 import { Effect, Exit, Layer, Redacted } from "effect"
 import { Estimator, RateLimit } from "../src/index.js"
@@ -151,4 +152,31 @@ describe("against the simulator through the OpenAI provider", () => {
         assert.include(error.message, "quota exhausted")
         assert.strictEqual(sim.counters().requests, 1)
       })))
+})
+
+describe("the Replicate provider against the simulator", () => {
+  it.live("a stuck prediction is cut at the deadline, cancelled and retried: answered, nothing left running", () =>
+    Effect.scoped(Effect.gen(function*() {
+      // the first prediction is stuck in `starting` forever; the retry is not (seeded draw, `rate` 0.5)
+      const sim = yield* Effect.acquireRelease(
+        Effect.promise(() => Simulator.start({ seed: 3, faults: { rate: 0.5, kinds: ["hang"] }, replicate: { maxWaitMs: 50 } })),
+        (sim) => Effect.promise(() => sim.close())
+      )
+      const provider = Replicate.layer({ apiToken: Redacted.make("r8_rate_limit"), baseUrl: sim.replicateBaseUrl, model: "meta/llama" })
+      const completions = yield* Effect.forEach(
+        ["a", "b", "c", "d"],
+        (prompt) => Llm.complete(CompletionRequest.user("meta/llama", prompt)),
+        { concurrency: 1 }
+      ).pipe(
+        Effect.provide(
+          RateLimit.layer({ requestTimeoutMillis: 300, retryBaseMillis: 5, circuitBreaker: false }).pipe(Layer.provide(provider))
+        )
+      )
+      assert.strictEqual(completions.length, 4)
+      const stuck = sim.counters().faultsByKind.hang
+      assert.isAbove(stuck, 0)
+      // every stuck prediction was cancelled when its attempt was cut: none is left running
+      assert.strictEqual(sim.counters().cancellations, stuck)
+      assert.strictEqual(sim.counters().inFlight, 0)
+    })))
 })

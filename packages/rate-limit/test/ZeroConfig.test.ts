@@ -147,6 +147,37 @@ describe("budgets learnt from headers", () => {
   })
 })
 
+describe("limits the provider documents (Replicate: no limit headers)", () => {
+  it.effect("the documented 600 per minute replace the assumed 2 per second and 120k tokens from the first call", () => {
+    // Replicate states no limits in its responses; its policy documents 600 creations per minute.
+    const fake = makeFake([{}], "fake", RateLimitPolicy.replicate)
+    return Effect.gen(function*() {
+      const exits = yield* burst(21, "20 seconds", 100_000)
+      assert.isTrue(exits.every(Exit.isSuccess))
+      // one per 100 ms: 20 calls after the first in about 2 s, not 10 s; no token budget
+      // (each call reserves 100k tokens, beyond the assumed 120k per minute)
+      assert.isBelow(fake.starts[20]! - fake.starts[0]!, 2_500)
+      assert.isAtLeast(fake.starts[20]! - fake.starts[10]!, 900)
+    }).pipe(Effect.provide(stack(zero, fake.layer)))
+  })
+
+  it.effect("lets concurrency grow past the assumed 2 by the documented rate", () => {
+    const fake = makeFake([{ latencyMillis: 1_000 }], "fake", RateLimitPolicy.replicate)
+    return Effect.gen(function*() {
+      yield* burst(120, "60 seconds")
+      assert.isAbove(fake.peakInFlight, 2)
+    }).pipe(Effect.provide(stack(zero, fake.layer)))
+  })
+
+  it.effect("a budget the user set stays a hard cap", () => {
+    const fake = makeFake([{}], "fake", RateLimitPolicy.replicate)
+    return Effect.gen(function*() {
+      yield* burst(6, "20 seconds")
+      assert.isAtLeast(fake.starts[5]! - fake.starts[0]!, 4_900)
+    }).pipe(Effect.provide(stack({ ...zero, requestsPerSecond: 1 }, fake.layer)))
+  })
+})
+
 describe("concurrency once the limits are stated", () => {
   it.effect("grows by slow start to what the stated rate needs at the key's latency (Little's law), not to a fixed cap", () => {
     // 6000 requests per minute at 2 s a call: about 200 calls must be in flight to use it

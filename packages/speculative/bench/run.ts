@@ -23,7 +23,13 @@
  * timing only), a fixed `--tokens` (default 128) per request: node-llama-cpp plain greedy,
  * Hasten γ=0 (lean greedy), Hasten with `Drafter.model` over the draft at γ 2, 4, 8 and
  * adaptive, node-llama-cpp's DraftSequenceTokenPredictor with the same draft, and the draft
- * decoding alone (its step cost). The last line is one JSON object.
+ * decoding alone (its step cost).
+ *
+ * Then batching and speculation together (bench/concurrency.ts; `--concurrency-only` runs
+ * only it, `--no-concurrency` skips it): 4 and 16 concurrent requests (`--concurrency 4,16`)
+ * on the `--concurrency-shape` pair (default `42M`; `--quick`: `15M`): batching alone,
+ * speculation alone, both, and both without the back-off.
+ * The last line is one JSON object.
  */
 import { CompletionRequest, Llm, LlmError, TokenModel } from "@hasten/core"
 import { Local, ModelPool } from "@hasten/providers/local"
@@ -43,6 +49,7 @@ import {
 } from "node-llama-cpp"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
+import { type ConcurrencyResult, concurrencySection } from "./concurrency.js"
 
 const quick = process.argv.includes("--quick")
 const option = (name: string): string | undefined => {
@@ -53,8 +60,12 @@ const option = (name: string): string | undefined => {
   return next !== undefined && !next.startsWith("--") ? next : undefined
 }
 /** `--draft-model`: only the section at real sizes; `--no-draft-model`: skip it. */
-const onlyDraftModel = process.argv.includes("--draft-model")
-const draftModelSection = !process.argv.includes("--no-draft-model")
+const onlyConcurrency = process.argv.includes("--concurrency-only")
+const onlyDraftModel = process.argv.includes("--draft-model") || onlyConcurrency
+const draftModelSection = !process.argv.includes("--no-draft-model") && !onlyConcurrency
+const concurrencyLevels = process.argv.includes("--no-concurrency")
+  ? []
+  : (option("concurrency") ?? "4,16").split(",").map(Number).filter((k) => Number.isInteger(k) && k > 0)
 const modelFiles = ["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"].filter((file) => file.includes(option("model") ?? ""))
 const onlyWorkload = option("workload")
 const onlyConfig = option("config")
@@ -900,6 +911,24 @@ for (const summary of Object.values(draftModels)) {
     }; speculation factor ${summary.speculationFactor} (${summary.best}), all ${summary.tokens} tokens every request: ${summary.fullLength}; batch-stable prompts ${summary.batchStablePrompts}, every configuration identical on them: ${summary.identicalWhereBatchStable}`
   )
 }
+let concurrency: Array<ConcurrencyResult> = []
+if (concurrencyLevels.length > 0) {
+  const shape = (option("concurrency-shape") ?? (quick ? "15M" : "42M")) as SyntheticModel.ShapeName
+  const tokens = Number(option("concurrency-tokens") ?? (quick ? 16 : 64))
+  concurrency = await concurrencySection({ shape, concurrencies: concurrencyLevels, tokens, rounds: quick ? 1 : 2, prompts: storyPrompts })
+  console.log(
+    `\nBatching and speculation together (${shape} pair, synthetic weights: timing only), ${tokens} tokens per request, greedy, output tokens per wall second of all k requests:\n`
+  )
+  for (const result of concurrency) {
+    console.log(
+      `k=${result.concurrency}: ${
+        Object.entries(result.tokPerS).map(([name, rate]) => `${name} ${rate}`).join(", ")
+      }; both / best single ${result.combinedOverBestSingle}x, back-off ${result.backoffGain}x, mean γ when both ${result.combinedMeanGamma}; identical to batching alone ${
+        JSON.stringify(result.identical)
+      }`
+    )
+  }
+}
 const models = [...new Set(rows.map((row) => row.model))]
 const perModel = Object.fromEntries(models.map((model) => {
   const story = summary(model, "story")
@@ -914,5 +943,6 @@ console.log(JSON.stringify({
   story: models[0] === undefined ? null : perModel[models[0]]!.story,
   models: perModel,
   draftModel: draftResults.length === 0 ? null : draftModels[draftResults[0]!.target],
-  draftModels
+  draftModels,
+  concurrency
 }))

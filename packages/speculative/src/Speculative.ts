@@ -26,6 +26,18 @@ export interface Options<E = never, R = never> {
   readonly probeInterval?: number | undefined
   /** `maxTokens` when the request has none (default 256). */
   readonly maxTokens?: number | undefined
+  /**
+   * Requests decoded at once (default 1), each on its own target sequence with its own
+   * drafter session and adaptive γ; their evaluations batch in the target's context. The
+   * target (and a draft model) must offer that many sequences (`Local.layer({ sequences })`).
+   */
+  readonly sequences?: number | undefined
+  /**
+   * Adaptive γ under concurrency: with k requests decoding, γ ≤ floor(budget / k) − 1, so a
+   * batched step verifies at most about `stepTokenBudget` tokens — speculation backs off
+   * (γ → 0) once batching already fills the step (default 16). A fixed γ is used as given.
+   */
+  readonly stepTokenBudget?: number | undefined
   /** Temperature when the request has none (default 0.8; 0 is greedy). */
   readonly temperature?: number | undefined
   /** Seed when the request has none (default 0): sampling is reproducible. */
@@ -169,14 +181,31 @@ const summarize = (drafter: string, tally: Tally): RequestStats => ({
 })
 
 /** Request fields that change the output but that this engine does not implement. */
-const unsupportedFields = (request: CompletionRequest.CompletionRequest): Array<string> => {
-  const fields: Array<string> = []
-  if (request.responseFormat !== undefined && request.responseFormat.type !== "text") fields.push("responseFormat (json)")
-  if (request.adapter !== undefined) fields.push("adapter (LoRA)")
-  if (request.repeatPenalty !== undefined && request.repeatPenalty !== 1) fields.push("repeatPenalty")
-  if (request.frequencyPenalty !== undefined && request.frequencyPenalty !== 0) fields.push("frequencyPenalty")
-  if (request.presencePenalty !== undefined && request.presencePenalty !== 0) fields.push("presencePenalty")
+/** The request fields speculative decoding cannot honour, as `[field, what]` (refused, never dropped). */
+const unsupportedFields = (request: CompletionRequest.CompletionRequest): Array<readonly [string, string]> => {
+  const fields: Array<readonly [string, string]> = []
+  if (request.responseFormat !== undefined && request.responseFormat.type !== "text") {
+    fields.push(["responseFormat", "responseFormat (json)"])
+  }
+  if (request.adapter !== undefined) fields.push(["adapter", "adapter (LoRA)"])
+  if (request.repeatPenalty !== undefined && request.repeatPenalty !== 1) fields.push(["repeatPenalty", "repeatPenalty"])
+  if (request.frequencyPenalty !== undefined && request.frequencyPenalty !== 0) fields.push(["frequencyPenalty", "frequencyPenalty"])
+  if (request.presencePenalty !== undefined && request.presencePenalty !== 0) fields.push(["presencePenalty", "presencePenalty"])
+  if (request.logprobs === true) fields.push(["logprobs", "logprobs"])
+  if (request.contextOverflow !== undefined && request.contextOverflow !== "error") {
+    fields.push(["contextOverflow", `contextOverflow "${request.contextOverflow}"`])
+  }
+  if (request.providerOptions !== undefined && Object.keys(request.providerOptions).length > 0) {
+    fields.push(["providerOptions", "providerOptions"])
+  }
   return fields
+}
+
+/** What one concurrent request decodes with. */
+interface Slot {
+  readonly session: DraftSession
+  readonly sequence: ExtendedSequence
+  readonly controller: AdaptiveGamma
 }
 
 /** Longest plain run for streams (chunk granularity) and requests with stop sequences (overshoot). */
@@ -202,6 +231,8 @@ const checkOptions = Boundary.optionsChecker(Schema.Struct({
   ),
   maxGamma: optional(Boundary.IntBetween(1, 64)),
   probeInterval: optional(Boundary.PositiveInt),
+  sequences: optional(Boundary.IntBetween(1, 256)),
+  stepTokenBudget: optional(Boundary.PositiveInt),
   maxTokens: optional(Boundary.NonNegativeInt),
   temperature: optional(Boundary.NonNegative)
 }))
@@ -215,8 +246,8 @@ const validate = (options: Options<any, any>): Effect.Effect<void, SpeculativeEr
 
 /**
  * Builds the speculative `Llm` and its run statistics over the `TokenModel` in context.
- * One target sequence is kept for the layer's lifetime, so calls that share a prompt
- * prefix reuse its KV state; requests are served one at a time.
+ * `sequences` target sequences (default 1) are kept for the layer's lifetime, so calls that
+ * share a prompt prefix reuse their KV state; that many requests are decoded at once.
  * @category constructors @since 0.1.0
  */
 export const make = <E = never, R = never>(
@@ -229,31 +260,61 @@ export const make = <E = never, R = never>(
   Effect.gen(function*() {
     yield* validate(options)
     const target = yield* TokenModel.TokenModel
-    const session: DraftSession = yield* options.drafter.make(target)
-    const sequence: ExtendedSequence = yield* target.sequence()
-    const semaphore = yield* Semaphore.make(1)
     const name = options.name ?? "speculative"
     const drafterName = options.drafter.name
     const fixedGamma = options.gamma === undefined || options.gamma === "adaptive" ? undefined : options.gamma
     const maxGamma = fixedGamma ?? options.maxGamma ?? 12
-    const controller = new AdaptiveGamma({
-      maxGamma: Math.max(1, maxGamma),
-      probeInterval: options.probeInterval ?? 16,
-      kind: options.drafter.kind
-    })
+    const stepTokenBudget = options.stepTokenBudget ?? 16
+    /** One per concurrent request: a target sequence, a drafter session, an adaptive γ. */
+    const slots: Array<Slot> = []
+    for (let i = 0; i < (options.sequences ?? 1); i++) {
+      slots.push({
+        session: yield* options.drafter.make(target),
+        sequence: yield* target.sequence(),
+        controller: new AdaptiveGamma({
+          maxGamma: Math.max(1, maxGamma),
+          probeInterval: options.probeInterval ?? 16,
+          kind: options.drafter.kind
+        })
+      })
+    }
+    const free = slots.slice()
+    const semaphore = yield* Semaphore.make(slots.length)
+    /** Requests decoding now: γ's cap under concurrency. */
+    let decoding = 0
+    /** Takes a free slot for the request's lifetime (the semaphore guarantees one). */
+    const withSlot = <A, E2, R2>(use: (slot: Slot) => Effect.Effect<A, E2, R2>) =>
+      semaphore.withPermit(Effect.acquireUseRelease(
+        Effect.sync(() => {
+          decoding++
+          return free.pop()!
+        }),
+        // requests started together all count before the first chooses its γ
+        (slot) => Effect.andThen(Effect.yieldNow, use(slot)),
+        (slot) =>
+          Effect.sync(() => {
+            decoding--
+            free.push(slot)
+          })
+      ))
     const totals = yield* Ref.make(emptyTally())
     const endTokens = new Set(target.endTokens)
     const costClock = options.costClock ?? "cpu"
 
     const decode = Effect.fnUntraced(function*(
+      slot: Slot,
       request: CompletionRequest.CompletionRequest,
       onText?: (delta: string) => void
     ) {
+      const { session, sequence, controller } = slot
       const unsupported = unsupportedFields(request)
       if (unsupported.length > 0) {
         return yield* LlmError.make(
           name,
-          new LlmError.InvalidRequest({ description: `speculative decoding does not support ${unsupported.join(", ")}` })
+          new LlmError.InvalidRequest({
+            field: unsupported[0]![0],
+            description: `speculative decoding does not support ${unsupported.map(([, what]) => what).join(", ")}`
+          })
         )
       }
       const clock = yield* Effect.clockWith(Effect.succeed)
@@ -343,7 +404,14 @@ export const make = <E = never, R = never>(
         while (!done) {
           const remaining = maxTokens - output.length
           // the first step also evaluates the prompt's uncached tail, which a longer draft shares
-          const gamma = fixedGamma !== undefined ? Math.min(fixedGamma, remaining - 1) : controller.choose(remaining - 1, head.length - 1)
+          // with k requests decoding, their steps batch: keep a step within the token budget
+          const concurrencyCap = Math.max(0, Math.floor(stepTokenBudget / decoding) - 1)
+          const backedOff = fixedGamma === undefined && concurrencyCap === 0
+          const gamma = fixedGamma !== undefined
+            ? Math.min(fixedGamma, remaining - 1)
+            : backedOff
+            ? 0
+            : controller.choose(Math.min(remaining - 1, concurrencyCap), head.length - 1)
           // The clock is read only for steps whose cost the controller will use: every step with
           // drafts, and a sample of the plain ones; none with a fixed γ (each read of the CPU clock
           // is a system call).
@@ -352,7 +420,8 @@ export const make = <E = never, R = never>(
             // Its length is what the controller would choose step by step (plain steps up to the
             // next probe); streams and stop sequences take short runs (granularity, overshoot).
             const limit = onText !== undefined || stops.length > 0 ? Math.min(remaining, PLAIN_RUN_SHORT) : remaining
-            const count = fixedGamma !== undefined ? limit : controller.plainRun(limit)
+            // backed off under concurrency: plain runs of a few tokens, then look again
+            const count = fixedGamma !== undefined ? limit : backedOff ? Math.min(limit, PLAIN_RUN_SHORT) : controller.plainRun(limit)
             const t0 = fixedGamma === undefined ? now() : 0
             const out = yield* sequence.generateGreedy(head, count, endTokens)
             if (out.length === 0) {
@@ -462,11 +531,11 @@ export const make = <E = never, R = never>(
 
     // no stack capture per call: on a tiny local model a whole request can take a millisecond
     const complete = (request: CompletionRequest.CompletionRequest) =>
-      semaphore.withPermit(decode(request)).pipe(Effect.withSpan("Speculative.complete", {}, { captureStackTrace: false }))
+      withSlot((slot) => decode(slot, request)).pipe(Effect.withSpan("Speculative.complete", {}, { captureStackTrace: false }))
 
     const stream = (request: CompletionRequest.CompletionRequest) =>
       Stream.callback<Completion.CompletionChunk, LlmError.LlmError>((queue) =>
-        semaphore.withPermit(decode(request, (text) => Queue.offerUnsafe(queue, new Completion.CompletionChunk({ text })))).pipe(
+        withSlot((slot) => decode(slot, request, (text) => Queue.offerUnsafe(queue, new Completion.CompletionChunk({ text })))).pipe(
           Effect.flatMap((completion) =>
             Effect.sync(() => {
               Queue.offerUnsafe(

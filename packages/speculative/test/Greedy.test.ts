@@ -123,6 +123,43 @@ for (const file of ["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"]) {
       () => Drafter.ngramCache()
     )
     it.effect(
+      "Local.layer TokenModel with 4 sequences: concurrent requests each speculate on their own sequence, identical to plain greedy",
+      () =>
+        Effect.gen(function*() {
+          const llm = yield* Llm.Llm
+          const completions = yield* Effect.forEach(prompts, (prompt) => llm.complete(request(prompt)), { concurrency: "unbounded" })
+          let identical = 0
+          for (const [index, prompt] of prompts.entries()) {
+            const got = completions[index]!.metadata!["tokens"] as ReadonlyArray<number>
+            const want = expected.get(prompt)!
+            let i = 0
+            while (i < want.length && want[i] === got[i]) i++
+            if (i === want.length && got.length === want.length) {
+              identical++
+              continue
+            }
+            // sequences batched together sum in another order: only a near-tie may flip
+            const eos = model.tokens.eos!
+            const gap = yield* Effect.promise(() =>
+              Llama.logitGap(model, Effect.runSync(target.tokenize(prompt, { addBos: true })), want, i, want[i] ?? eos, got[i] ?? eos)
+            )
+            assert.isBelow(gap, 0.01, `${prompt}: diverged at ${i} where the logit gap was ${gap}`)
+          }
+          assert.isAtLeast(identical, prompts.length - 1, "at most one near-tie divergence")
+        }).pipe(
+          Effect.provide(
+            Speculative.layer({ drafter: Drafter.promptLookup(), sequences: 4 }).pipe(
+              Layer.provide(
+                Layer.effect(TokenModel.TokenModel, Effect.service(TokenModel.TokenModel)).pipe(
+                  Layer.provide(Local.layer({ model: NodePath.join(Llama.modelsDir(), file), contextSize: 512, sequences: 4 }))
+                )
+              )
+            )
+          )
+        ),
+      60_000
+    )
+    it.effect(
       "Local.layer TokenModel: a request interrupted mid-decoding leaves the layer's sequence usable",
       () =>
         Effect.gen(function*() {

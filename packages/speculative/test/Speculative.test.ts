@@ -98,6 +98,52 @@ describe("greedy equality (synthetic)", () => {
   }
 })
 
+describe("concurrency", () => {
+  it.effect("a step token budget of 1 backs speculation off entirely (γ → 0), output unchanged", () => {
+    const model = cyclic(true)
+    return Effect.gen(function*() {
+      const llm = yield* Llm.Llm
+      const completion = yield* llm.complete(request("abcabc", { maxTokens: 24 }))
+      assert.deepStrictEqual(tokensOf(completion), yield* greedyReference(model, yield* model.tokenize("abcabc"), 24))
+      assert.strictEqual(statsOf(completion).draftTokens, 0)
+      assert.strictEqual(statsOf(completion).speculativeSteps, 0)
+    }).pipe(provide(model, Speculative.layer({ drafter: Drafter.promptLookup({ minNgram: 1 }), stepTokenBudget: 1 })))
+  })
+
+  it.effect("the default budget lets a lone request speculate", () => {
+    const model = cyclic(true)
+    return Effect.gen(function*() {
+      const completion = yield* Llm.complete(request("abcabc", { maxTokens: 24 }))
+      assert.isAbove(statsOf(completion).draftTokens, 0)
+    }).pipe(provide(model, Speculative.layer({ drafter: Drafter.promptLookup({ minNgram: 1 }) })))
+  })
+
+  it.effect("3 sequences serve 3 requests at once, each on its own sequence, identical to plain greedy", () => {
+    const model = cyclic(true)
+    return Effect.gen(function*() {
+      const prompts = ["abc", "bcdabcd", "ddd"]
+      const completions = yield* Effect.forEach(prompts, (prompt) => Llm.complete(request(prompt, { maxTokens: 30 })), {
+        concurrency: "unbounded"
+      })
+      for (const [index, prompt] of prompts.entries()) {
+        assert.deepStrictEqual(tokensOf(completions[index]!), yield* greedyReference(model, yield* model.tokenize(prompt), 30), prompt)
+      }
+    }).pipe(provide(model, Speculative.layer({ drafter: Drafter.promptLookup({ minNgram: 1 }), sequences: 3 })))
+  })
+
+  it.effect("sequences out of range are refused, naming the option", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(
+        Layer.build(
+          Speculative.layer({ drafter: Drafter.promptLookup(), sequences: 0 }).pipe(
+            Layer.provide(Layer.succeed(TokenModel.TokenModel, cyclic()))
+          )
+        ).pipe(Effect.scoped)
+      )
+      assert.match(error.message, /sequences/)
+    }))
+})
+
 // --- distribution exactness -------------------------------------------------------------
 
 const P = [[0.1, 0.4, 0.3, 0.2], [0.3, 0.1, 0.2, 0.4], [0.25, 0.25, 0.4, 0.1], [0.5, 0.2, 0.2, 0.1]]
@@ -326,13 +372,25 @@ describe("edges", () => {
       assert.strictEqual(error.reason._tag, "InvalidRequest")
     }))
 
-  it.effect("fields the engine does not implement (json format, LoRA, penalties) are an InvalidRequest naming them", () =>
+  it.effect("fields the engine does not implement (json format, LoRA, penalties, logprobs, context strategies, provider options) are an InvalidRequest naming them", () =>
     Effect.gen(function*() {
       const llm = yield* Llm.Llm
       const error = yield* Effect.flip(llm.complete(request("abcd", { responseFormat: { type: "json" }, repeatPenalty: 1.1 })))
       assert.strictEqual(error.reason._tag, "InvalidRequest")
       assert.include(error.message, "responseFormat")
       assert.include(error.message, "repeatPenalty")
+      for (
+        const [field, extra] of [
+          ["logprobs", { logprobs: true }],
+          ["contextOverflow", { contextOverflow: "truncate" }],
+          ["providerOptions", { providerOptions: { mirostat: 2 } }]
+        ] as const
+      ) {
+        const refused = yield* Effect.flip(llm.complete(request("abcd", extra)))
+        assert.strictEqual(refused.reason._tag, "InvalidRequest")
+        assert.strictEqual((refused.reason as { field?: string }).field, field)
+        assert.include(refused.message, field)
+      }
       const fine = yield* llm.complete(request("abcd", { responseFormat: { type: "text" }, repeatPenalty: 1, maxTokens: 2 }))
       assert.strictEqual(fine.text, "ab")
     }).pipe(provide(cyclic(), Speculative.layer({ drafter: Drafter.promptLookup() }))))

@@ -31,11 +31,14 @@ export type {
   FaultOptions,
   LatencyOptions,
   LimitOptions,
+  ReplicateOptions,
   Responder,
   ResponderMessage,
   ResponderRequest,
   SimulatorOptions as Options
 } from "./SimulatorOptions.js"
+/** The inputs a simulated Replicate model declares unless `replicateInputs` names it. @category models @since 0.3.0 */
+export { defaultReplicateInputs } from "./SimulatorOptions.js"
 
 /** A running simulator. @category models @since 0.1.0 */
 export interface Instance {

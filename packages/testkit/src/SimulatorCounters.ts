@@ -32,6 +32,8 @@ export interface Counters {
   cancellations: number
   /** Model calls whose client went away before the response was complete. */
   aborted: number
+  /** Replicate model boots (`replicate.coldStartMs`). */
+  coldStarts: number
 }
 
 /** One model call as the rate limiter saw it. @category models @since 0.1.0 */

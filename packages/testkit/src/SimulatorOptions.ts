@@ -108,6 +108,24 @@ export interface BatchOptions {
   readonly expiresAfterMs?: number
 }
 
+/**
+ * Replicate's prediction lifecycle: cold starts and how long `Prefer: wait` holds a
+ * request. A `hang` fault on Replicate is a prediction stuck in `starting` until cancelled.
+ * @category models @since 0.2.0
+ */
+export interface ReplicateOptions {
+  /**
+   * A model's boot time: its first prediction, and the first after `idleShutdownMs` without
+   * any, waits this long in `starting` (predictions arriving meanwhile wait for the same
+   * boot). Default 0: always warm.
+   */
+  readonly coldStartMs?: number
+  /** How long a model stays warm after its last prediction (default 60000). */
+  readonly idleShutdownMs?: number
+  /** The longest a `Prefer: wait` create request is held before the unfinished prediction is returned (Replicate: 60 s, the default). */
+  readonly maxWaitMs?: number
+}
+
 /** Options of a simulator. @category models @since 0.1.0 */
 export interface SimulatorOptions {
   /** Port to listen on (default 0: a free port). */
@@ -126,4 +144,32 @@ export interface SimulatorOptions {
   /** Embedding vector length when a request sets no `dimensions` (default 16). */
   readonly embeddingDimensions?: number
   readonly batch?: BatchOptions
+  readonly replicate?: ReplicateOptions
+  /**
+   * The input fields each Replicate model (`owner/name`) declares in its OpenAPI schema,
+   * served by `GET /v1/models/:owner/:name` (and `…/versions/:id`). Models not listed
+   * declare `defaultReplicateInputs`.
+   */
+  readonly replicateInputs?: Readonly<Record<string, ReadonlyArray<string>>>
 }
+
+/**
+ * The inputs a Replicate model declares when `replicateInputs` does not name it: those of
+ * `meta/meta-llama-3-70b-instruct`.
+ * @category models @since 0.3.0
+ */
+export const defaultReplicateInputs: ReadonlyArray<string> = [
+  "prompt",
+  "system_prompt",
+  "max_tokens",
+  "min_tokens",
+  "temperature",
+  "top_p",
+  "top_k",
+  "presence_penalty",
+  "frequency_penalty",
+  "stop_sequences",
+  "seed",
+  "prompt_template",
+  "log_performance_metrics"
+]

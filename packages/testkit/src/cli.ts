@@ -34,6 +34,9 @@ const usage = `Usage: hasten-simulator [options]
   --api-keys <list>          comma-separated keys to accept (default: any non-empty key)
   --embedding-dimensions <n> embedding length when a request sets none (default 16)
   --batch-validating-ms <n>, --batch-per-request-ms <n>, --batch-finalizing-ms <n>, --batch-expires-after-ms <n>
+  --replicate-cold-start-ms <n>     a Replicate model's boot: its first prediction (and the first after idling) waits this long
+  --replicate-idle-shutdown-ms <n>  how long a Replicate model stays warm after its last prediction (default 60000)
+  --replicate-max-wait-ms <n>       the longest a Prefer: wait create request is held (default 60000, as Replicate)
   --help                     print this help`
 
 const numberFlags = [
@@ -53,7 +56,10 @@ const numberFlags = [
   "batch-validating-ms",
   "batch-per-request-ms",
   "batch-finalizing-ms",
-  "batch-expires-after-ms"
+  "batch-expires-after-ms",
+  "replicate-cold-start-ms",
+  "replicate-idle-shutdown-ms",
+  "replicate-max-wait-ms"
 ] as const
 
 /** The flags of `hasten-simulator`, each with its decoder. */
@@ -130,6 +136,11 @@ export const parseFlags = (argv: ReadonlyArray<string>): Simulator.Options | und
     finalizingMs: values["batch-finalizing-ms"],
     expiresAfterMs: values["batch-expires-after-ms"]
   })
+  const replicate = defined({
+    coldStartMs: values["replicate-cold-start-ms"],
+    idleShutdownMs: values["replicate-idle-shutdown-ms"],
+    maxWaitMs: values["replicate-max-wait-ms"]
+  })
   return defined({
     port: values.port,
     host: typeof values.host === "string" ? values.host : undefined,
@@ -143,7 +154,8 @@ export const parseFlags = (argv: ReadonlyArray<string>): Simulator.Options | und
       ? values["api-keys"].split(",").map((key) => key.trim()).filter((key) => key.length > 0)
       : undefined,
     embeddingDimensions: values["embedding-dimensions"],
-    batch: Object.keys(batch).length > 0 ? batch : undefined
+    batch: Object.keys(batch).length > 0 ? batch : undefined,
+    replicate: Object.keys(replicate).length > 0 ? replicate : undefined
   }) as Simulator.Options
 }
 

@@ -84,6 +84,39 @@ describe("Replicate simulator through the official SDK", () => {
     assert.strictEqual(sim.counters().inFlight, 0)
   })
 
+  it("a cold model boots once: predictions created during the boot wait for it, Prefer: wait gives up at maxWaitMs", async () => {
+    // The boot (1 s) outlasts the longest hold (20 ms): the create answers with the unfinished prediction.
+    const sim = await start({ replicate: { coldStartMs: 1_000, maxWaitMs: 20 }, latency: { ttftMs: 0, perTokenMs: 0 } })
+    const replicate = client(sim)
+    const first = await replicate.predictions.create({ model: "meta/llama", input: { prompt: "a" }, wait: true }) as Prediction
+    const second = await replicate.predictions.create({ model: "meta/llama", input: { prompt: "b" }, wait: true }) as Prediction
+    assert.strictEqual(first.status, "starting")
+    assert.strictEqual(second.status, "starting")
+    assert.strictEqual(sim.counters().coldStarts, 1)
+    const done = await Promise.all([first, second].map((prediction) => replicate.wait(prediction as never, { interval: 20 }))) as Array<
+      Prediction
+    >
+    assert.deepStrictEqual(done.map((prediction) => prediction.status), ["succeeded", "succeeded"])
+    // warm now: the next one finishes within its hold, and no second boot
+    const warm = await replicate.predictions.create({ model: "meta/llama", input: { prompt: "c" }, wait: true }) as Prediction
+    assert.strictEqual(warm.status, "succeeded")
+    assert.strictEqual(sim.counters().coldStarts, 1)
+  })
+
+  it("a hang fault is a stuck prediction: created, never started, holding its place until cancelled", async () => {
+    const sim = await start({ faults: { rate: 1, kinds: ["hang"] }, replicate: { maxWaitMs: 20 } })
+    const replicate = client(sim)
+    const stuck = await replicate.predictions.create({ model: "meta/llama", input: { prompt: "x" }, wait: true }) as Prediction
+    assert.strictEqual(stuck.status, "starting")
+    assert.strictEqual(sim.counters().inFlight, 1)
+    const later = await replicate.predictions.get(stuck.id) as Prediction
+    assert.strictEqual(later.status, "starting")
+    const cancelled = await replicate.predictions.cancel(stuck.id) as Prediction
+    assert.strictEqual(cancelled.status, "canceled")
+    assert.strictEqual(sim.counters().inFlight, 0)
+    assert.strictEqual(sim.counters().faultsByKind.hang, 1)
+  })
+
   it("rejects bad input with a 422 problem body and a missing token with 401", async () => {
     const sim = await start()
     const error = await client(sim).predictions.create({ model: "meta/llama", input: { prompt: "x", max_tokens: "lots" } }).catch((

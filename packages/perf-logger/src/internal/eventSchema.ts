@@ -74,11 +74,22 @@ const Memory = Schema.Struct({
   external: Schema.Number
 })
 
+const ModelMemory = Schema.Struct({
+  type: Schema.Literal("model_memory"),
+  t: Schema.Number,
+  model: Schema.String,
+  weightsBytes: Schema.Number,
+  kvCacheBytes: Schema.Number,
+  computeBytes: Schema.Number,
+  contextSize: Schema.Number,
+  sequences: Schema.Number
+})
+
 /** One line of `events.jsonl`. */
-export const EventSchema = Schema.Union([Call, RunStart, RunEnd, Stage, Items, Memory])
+export const EventSchema = Schema.Union([Call, RunStart, RunEnd, Stage, Items, Memory, ModelMemory])
 
 /** The event types this version writes and reads. */
-export const eventTypes: ReadonlySet<string> = new Set(["run_start", "run_end", "call", "stage", "items", "memory"])
+export const eventTypes: ReadonlySet<string> = new Set(["run_start", "run_end", "call", "stage", "items", "memory", "model_memory"])
 
 // The schema and the interfaces agree both ways.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false

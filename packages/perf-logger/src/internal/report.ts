@@ -192,6 +192,16 @@ export const renderReport = (input: ReportData): string => {
     : `<p>Memory: RSS peak ${(summary.memory.rssPeakBytes / 2 ** 20).toFixed(1)} MiB, heap peak ${
       (summary.memory.heapUsedPeakBytes / 2 ** 20).toFixed(1)
     } MiB (${summary.memory.samples} samples).</p>`
+  const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`
+  const modelMemory = summary.modelMemory === undefined || summary.modelMemory.length === 0
+    ? ""
+    : `<table id="model-memory"><thead><tr><th>local model</th><th>weights</th><th>KV cache</th><th>compute</th><th>total</th><th>sequences × context</th></tr></thead><tbody>${
+      summary.modelMemory.map((model) =>
+        `<tr><td>${escapeHtml(model.model)}</td><td>${mib(model.weightsBytes)}</td><td>${mib(model.kvCacheBytes)}</td><td>${
+          mib(model.computeBytes)
+        }</td><td>${mib(model.totalBytes)}</td><td>${model.sequences} × ${model.contextSize}</td></tr>`
+      ).join("")
+    }</tbody></table>`
   const cost = summary.cost === null ? "" : `<p>Estimated cost: $${summary.cost.totalUsd.toFixed(4)}</p>`
   return `<!doctype html>
 <html lang="en">
@@ -214,7 +224,7 @@ figcaption { font-weight: 600; margin-bottom: 4px; }
 <p>${summary.overall.calls} calls, ${summary.overall.errors} errors, wall ${fmtMs(summary.wallMs)}, started ${
     escapeHtml(summary.startedAt)
   }${summary.complete ? "" : " (run did not finish cleanly)"}.</p>
-${cost}${memory}${
+${cost}${memory}${modelMemory}${
     sampled
       ? `<p>Charts use an even sample of ${points.length / 4} of the ${summary.overall.calls} calls; the tables use all of them.</p>`
       : ""

@@ -5,7 +5,7 @@
  */
 import { DDSketch } from "@datadog/sketches-js"
 import type { Price, PriceTable } from "../Price.js"
-import type { CallEvent, Event, MemoryEvent, SpeculativeStats } from "../RunLog.js"
+import type { CallEvent, Event, MemoryEvent, ModelMemoryEvent, SpeculativeStats } from "../RunLog.js"
 import type { CallStats, Distribution, StageStats, Summary } from "../Summary.js"
 
 /** Samples a distribution keeps exactly before it folds them into a sketch. */
@@ -316,6 +316,8 @@ export class Aggregator {
   private callIndex = 0
   memorySamples = 0
   memory: MemoryEvent | undefined
+  /** The latest memory each local model reported, by model id. */
+  readonly modelMemory = new Map<string, ModelMemoryEvent>()
   rssPeak = 0
   heapPeak = 0
 
@@ -395,6 +397,11 @@ export class Aggregator {
         group.span(event.t, event.t)
         return
       }
+      case "model_memory": {
+        this.seen(event.t)
+        this.modelMemory.set(event.model, event)
+        return
+      }
       case "memory": {
         this.seen(event.t)
         this.memorySamples++
@@ -447,6 +454,17 @@ export class Aggregator {
         rssLastBytes: this.memory.rss,
         heapUsedLastBytes: this.memory.heapUsed
       },
+      ...(this.modelMemory.size === 0 ? {} : {
+        modelMemory: [...this.modelMemory.values()].map((event) => ({
+          model: event.model,
+          weightsBytes: event.weightsBytes,
+          kvCacheBytes: event.kvCacheBytes,
+          computeBytes: event.computeBytes,
+          totalBytes: event.weightsBytes + event.kvCacheBytes + event.computeBytes,
+          contextSize: event.contextSize,
+          sequences: event.sequences
+        }))
+      }),
       cost
     }
   }

@@ -125,6 +125,14 @@ export const renderSummary = (summary: Summary): string => {
       } MiB`
     )
   }
+  for (const model of summary.modelMemory ?? []) {
+    const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`
+    extras.push(
+      `model ${model.model}: ${mib(model.totalBytes)} (weights ${mib(model.weightsBytes)}, KV cache ${
+        mib(model.kvCacheBytes)
+      } for ${model.sequences} x ${model.contextSize} tokens, compute ${mib(model.computeBytes)})`
+    )
+  }
   const sketched = overall.latencyMs?.relativeError ?? overall.itlMs?.relativeError ?? overall.tpotMs?.relativeError
   if (sketched !== undefined) {
     extras.push(

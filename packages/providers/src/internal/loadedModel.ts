@@ -7,11 +7,13 @@
 import { Effect } from "effect"
 import type { Llama, LlamaModel, Token } from "node-llama-cpp"
 import * as Crypto from "node:crypto"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import { resolveModelPath } from "../LocalModelFile.js"
 import type { Options } from "../LocalOptions.js"
 import * as ModelPool from "../ModelPool.js"
 import { invalid } from "./localErrors.js"
+import * as ModelMemory from "./modelMemory.js"
 import * as VocabularyText from "./vocabularyText.js"
 
 /** A pooled model and the facts every local service shares. */
@@ -37,6 +39,8 @@ export interface LoadedModel {
   readonly prependBos: boolean
   readonly endTokens: Array<Token>
   readonly hasChatTemplate: boolean
+  /** Weights, KV cache and compute buffers of the base context (perf-logger's `modelMemory` fact). */
+  readonly memory: ModelMemory.ModelMemory
 }
 
 /**
@@ -49,11 +53,26 @@ export const load = Effect.fnUntraced(function*(options: Options) {
   const id = options.id ?? Path.basename(modelPath).replace(/\.gguf$/i, "")
   const gpu = options.gpu ?? false
   const threads = options.threads ?? 1
-  const sequences = options.sequences ?? 1
-  if (!Number.isInteger(sequences) || sequences < 1) return yield* invalid(`sequences must be a positive integer, got ${sequences}`)
+  const requested = options.sequences ?? 1
+  if (requested !== "auto" && (!Number.isInteger(requested) || requested < 1)) {
+    return yield* invalid(`sequences must be a positive integer or "auto", got ${requested}`)
+  }
+  const maxSequences = options.maxSequences ?? 16
+  if (!Number.isInteger(maxSequences) || maxSequences < 1) {
+    return yield* invalid(`maxSequences must be a positive integer, got ${maxSequences}`)
+  }
+  const memoryFraction = options.memoryFraction ?? 0.5
+  if (!(memoryFraction > 0 && memoryFraction <= 1)) return yield* invalid(`memoryFraction must be in (0, 1], got ${memoryFraction}`)
   if (!Number.isInteger(threads) || threads < 0) return yield* invalid(`threads must be a non-negative integer, got ${threads}`)
   const loadedModel = yield* pool.model(modelPath, gpu)
   const contextSize = options.contextSize ?? Math.min(2048, loadedModel.trainContextSize || 2048)
+  const flashAttention = options.flashAttention ?? false
+  const sequences = requested !== "auto" ? requested : ModelMemory.sequencesFor(
+    yield* Effect.promise(() => ModelMemory.perSequenceBytes(loadedModel, { contextSize, batchSize: options.batchSize, flashAttention })),
+    Os.freemem(),
+    memoryFraction,
+    maxSequences
+  )
   const key: ModelPool.ContextKey = {
     modelPath,
     contextSize,
@@ -61,7 +80,7 @@ export const load = Effect.fnUntraced(function*(options: Options) {
     threads,
     batchSize: options.batchSize,
     gpu,
-    flashAttention: options.flashAttention ?? false
+    flashAttention
   }
   const base = yield* pool.context(key)
   const model: LlamaModel = base.model
@@ -88,7 +107,10 @@ export const load = Effect.fnUntraced(function*(options: Options) {
     bos,
     prependBos: bos !== undefined && model.tokens.shouldPrependBosToken,
     endTokens: [model.tokens.eos, model.tokens.eot].filter((token): token is Token => token !== null),
-    hasChatTemplate: typeof metadata.tokenizer?.chat_template === "string" && metadata.tokenizer.chat_template.length > 0
+    hasChatTemplate: typeof metadata.tokenizer?.chat_template === "string" && metadata.tokenizer.chat_template.length > 0,
+    memory: yield* Effect.promise(() =>
+      ModelMemory.measure(model, { contextSize, sequences, batchSize: options.batchSize, flashAttention })
+    )
   }
   return loaded
 })

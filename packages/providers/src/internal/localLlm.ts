@@ -3,12 +3,14 @@
  * request's context (the base one, or its LoRA adapter's) and queue when all are busy.
  * @since 0.1.0
  */
-import { Completion } from "@hasten/core"
-import type { CompletionRequest, Llm, LlmError } from "@hasten/core"
+import { Completion, FieldSupport, LlmError } from "@hasten/core"
+import type { CompletionRequest, Facts, Llm } from "@hasten/core"
 import { Effect, Queue, Stream } from "effect"
+import type { LlamaContextSequence, Token } from "node-llama-cpp"
 import * as ModelPool from "../ModelPool.js"
 import type { LoadedModel } from "./loadedModel.js"
 import { failure, provider } from "./localErrors.js"
+import { fieldSupport } from "./localFields.js"
 import type { Prepare } from "./localPrompt.js"
 import * as LoraAdapter from "./loraAdapter.js"
 import { generationOptions } from "./samplingOptions.js"
@@ -26,11 +28,68 @@ const finishReasonOf = (stopReason: string): Completion.FinishReason => {
   }
 }
 
+/**
+ * Log probabilities of `generated` after `prefix` (BOS included when the model uses one):
+ * the sequence is cleared and `prefix + generated` evaluated in one pass, with the raw
+ * logits at every position that predicts a generated token, so each entry is the exact
+ * log-softmax of the model's logits (temperature 1, before any sampling option).
+ */
+export const logprobsOf = async (
+  loaded: LoadedModel,
+  sequence: LlamaContextSequence,
+  prefix: ReadonlyArray<Token>,
+  generated: ReadonlyArray<Token>,
+  top: number
+): Promise<Array<Completion.TokenLogprob>> => {
+  if (generated.length === 0) return []
+  await sequence.clearHistory()
+  const input = [...prefix, ...generated.slice(0, -1)]
+  const first = prefix.length - 1
+  const results = await sequence.controlledEvaluate(
+    input.map((token, index) => index >= first ? [token, { generateNext: { logits: true } }] as const : token)
+  )
+  const text = (token: Token, index: number) =>
+    loaded.model.detokenize([token], false, index === 0 ? prefix.slice(-4) : generated.slice(Math.max(0, index - 4), index))
+  const entry = (token: Token, logprob: number, index: number) => {
+    const piece = text(token, index)
+    return { token: piece, logprob, bytes: [...Buffer.from(piece, "utf8")] }
+  }
+  return generated.map((token, index) => {
+    const logits = results[first + index]?.next?.logits
+    if (logits === undefined) throw new Error(`no logits at generated position ${index}`)
+    let max = -Infinity
+    for (const value of logits.values()) if (value > max) max = value
+    let sum = 0
+    for (const value of logits.values()) sum += Math.exp(value - max)
+    const normalizer = max + Math.log(sum)
+    const chosen = entry(token, (logits.get(token) ?? -Infinity) - normalizer, index)
+    if (top === 0) return chosen
+    const best = [...logits.entries()].sort((a, b) => b[1] - a[1]).slice(0, top)
+    return { ...chosen, topLogprobs: best.map(([alternative, logit]) => entry(alternative, logit - normalizer, index)) }
+  })
+}
+
 /** The `Llm` service and the count of tokens it has generated (for `LocalModel.status`). */
 export interface LocalLlm {
   readonly service: Llm.LlmService
   readonly generatedTokens: () => number
 }
+
+/** What a generation reports in `facts`: the queue wait, and what the overflow strategy did. */
+const factsOf = (
+  result: {
+    readonly queueWaitMillis: number
+    readonly prepared: { readonly droppedTokens: number; readonly overflow: string; readonly inputTokens: number }
+    readonly outputTokens: number
+    readonly contextSize: number
+  }
+): Facts.Facts => ({
+  queueWaitMillis: result.queueWaitMillis,
+  ...(result.prepared.droppedTokens > 0 ? { droppedPromptTokens: result.prepared.droppedTokens } : {}),
+  ...(result.prepared.overflow === "shift"
+    ? { contextShifted: result.prepared.inputTokens + result.outputTokens > result.contextSize }
+    : {})
+})
 
 /** The `Llm` over a loaded model. */
 export const make = Effect.fnUntraced(function*(loaded: LoadedModel, prepare: Prepare) {
@@ -38,7 +97,8 @@ export const make = Effect.fnUntraced(function*(loaded: LoadedModel, prepare: Pr
   const { LlamaCompletion } = yield* Effect.promise(() => import("node-llama-cpp"))
   const contextFor = LoraAdapter.make(loaded)
   const defaultTemperature = loaded.options.defaultTemperature ?? 0.8
-  let generatedTokens = 0
+  const modelMemory = { model: id, ...loaded.memory }
+  let generatedCount = 0
 
   /**
    * Runs one generation on a free sequence of the request's context; `onText` receives
@@ -49,15 +109,35 @@ export const make = Effect.fnUntraced(function*(loaded: LoadedModel, prepare: Pr
     onText: (text: string, tokens: number) => void
   ) =>
     Effect.scoped(Effect.gen(function*() {
+      yield* FieldSupport.check(provider, fieldSupport, request)
+      if (request.logprobs === true && (request.contextOverflow ?? loaded.options.contextOverflow) === "shift") {
+        return yield* LlmError.unsupportedField(
+          provider,
+          "logprobs",
+          "log probabilities need the prompt and the output in one context window, which contextOverflow: \"shift\" gives up"
+        )
+      }
       const context = yield* contextFor(request)
-      const prepared = yield* prepare(request, context.context.contextSize)
-      if (request.maxTokens === 0) return { prepared, outputTokens: 0, stopReason: "maxTokens", text: "", queueWaitMillis: 0 }
+      const contextSize = context.context.contextSize
+      const prepared = yield* prepare(request, contextSize)
+      if (request.maxTokens === 0) {
+        return {
+          prepared,
+          outputTokens: 0,
+          stopReason: "maxTokens",
+          text: "",
+          queueWaitMillis: 0,
+          logprobs: request.logprobs === true ? [] : undefined,
+          contextSize
+        }
+      }
       const clock = yield* Effect.clockWith(Effect.succeed)
       const waitStart = clock.currentTimeMillisUnsafe()
       const slot = yield* ModelPool.acquireSlot(context)
       const queueWaitMillis = clock.currentTimeMillisUnsafe() - waitStart
       let outputTokens = 0
       let pendingTokens = 0
+      const generatedTokens: Array<Token> = []
       const result = yield* Effect.tryPromise({
         try: (signal) => {
           const completion = new LlamaCompletion({ contextSequence: slot.sequence, autoDisposeSequence: false })
@@ -65,7 +145,8 @@ export const make = Effect.fnUntraced(function*(loaded: LoadedModel, prepare: Pr
             ...generationOptions(request, prepared, defaultTemperature),
             signal,
             onToken: (tokens) => {
-              generatedTokens += tokens.length
+              if (request.logprobs === true) { for (const token of tokens) generatedTokens.push(token) }
+              generatedCount += tokens.length
               outputTokens += tokens.length
               pendingTokens += tokens.length
             },
@@ -82,7 +163,27 @@ export const make = Effect.fnUntraced(function*(loaded: LoadedModel, prepare: Pr
         catch: failure("generation failed")
       })
       if (pendingTokens > 0) onText("", pendingTokens)
-      return { prepared, outputTokens, stopReason: result.metadata.stopReason, text: result.response, queueWaitMillis }
+      let logprobs: Array<Completion.TokenLogprob> | undefined
+      if (request.logprobs === true) {
+        const prefix = loaded.prependBos && loaded.bos !== undefined ? [loaded.bos, ...prepared.tokens] : prepared.tokens
+        logprobs = yield* Effect.tryPromise({
+          try: () => {
+            const run = logprobsOf(loaded, slot.sequence, prefix, generatedTokens, request.topLogprobs ?? 0)
+            slot.pending = run
+            return run
+          },
+          catch: failure("computing logprobs failed")
+        })
+      }
+      return {
+        prepared,
+        outputTokens,
+        stopReason: result.metadata.stopReason,
+        text: result.response,
+        queueWaitMillis,
+        logprobs,
+        contextSize
+      }
     }))
 
   const complete = Effect.fn("Local.complete")(function*(request: CompletionRequest.CompletionRequest) {
@@ -101,7 +202,8 @@ export const make = Effect.fnUntraced(function*(loaded: LoadedModel, prepare: Pr
       provider,
       timing: firstToken === undefined ? { start, end } : { start, firstToken, end },
       // how long the request waited for a free sequence (perf-logger reads it)
-      facts: { queueWaitMillis: result.queueWaitMillis }
+      facts: { ...factsOf(result), modelMemory },
+      ...(result.logprobs !== undefined ? { logprobs: result.logprobs } : {})
     })
   })
 
@@ -119,7 +221,9 @@ export const make = Effect.fnUntraced(function*(loaded: LoadedModel, prepare: Pr
                 finishReason: finishReasonOf(result.stopReason),
                 usage: { inputTokens: result.prepared.inputTokens, outputTokens: result.outputTokens },
                 model: request.model.length > 0 ? request.model : id,
-                facts: { queueWaitMillis: result.queueWaitMillis }
+                facts: { ...factsOf(result), modelMemory },
+                // computed once the output is known: all on the last chunk
+                ...(result.logprobs !== undefined ? { logprobs: result.logprobs } : {})
               })
             )
             Queue.endUnsafe(queue)
@@ -130,6 +234,9 @@ export const make = Effect.fnUntraced(function*(loaded: LoadedModel, prepare: Pr
       )
     )
 
-  const llm: LocalLlm = { service: { name: provider, complete, stream }, generatedTokens: () => generatedTokens }
+  const llm: LocalLlm = {
+    service: { name: provider, complete, stream, endpoint: `local:${loaded.id}` },
+    generatedTokens: () => generatedCount
+  }
   return llm
 })

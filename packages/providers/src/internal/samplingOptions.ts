@@ -9,7 +9,7 @@ import type { Prepared } from "./localPrompt.js"
 
 /**
  * The options of one generation. Penalties are off (`repeatPenalty: false`) unless the
- * request sets one to a non-neutral value; the context never shifts.
+ * request sets one to a non-neutral value; the context shifts only under `contextOverflow: "shift"`.
  */
 export const generationOptions = (request: CompletionRequest.CompletionRequest, prepared: Prepared, defaultTemperature: number) => {
   const penalized = (request.repeatPenalty !== undefined && request.repeatPenalty !== 1) ||
@@ -31,6 +31,6 @@ export const generationOptions = (request: CompletionRequest.CompletionRequest, 
       : false as const,
     ...(prepared.grammar !== undefined ? { grammar: prepared.grammar } : {}),
     ...(prepared.stopTriggers.length > 0 ? { customStopTriggers: prepared.stopTriggers } : {}),
-    disableContextShift: true
+    disableContextShift: prepared.overflow !== "shift"
   }
 }

@@ -28,12 +28,13 @@ export const make = (deps: {
   readonly stateFor: ReturnType<typeof KeyStates.make>["stateFor"]
   readonly aimd: ReturnType<typeof Aimd.make>
   readonly learn: ReturnType<typeof Headers.make>["learn"]
+  readonly documented: ReturnType<typeof Headers.make>["documented"]
   readonly event: Event
   /** The limiter's running totals (mutated here). */
   readonly totals: { attempts: number; waits: number; waitMillis: number; http429: number; timeouts: number }
 }) => {
   const totals = deps.totals
-  const { options, limiter, stateFor, learn, event } = deps
+  const { options, limiter, stateFor, learn, documented, event } = deps
   const { consume, adjust } = deps.windows
   const { increase, decrease, observe } = deps.aimd
 
@@ -45,6 +46,7 @@ export const make = (deps: {
       const output = cost.outputTokens ?? 0
       const state = stateFor(key)
       if (state.policy === undefined && cost.policy !== undefined) state.policy = cost.policy
+      if (!state.learnt && state.policy?.documentedLimits !== undefined) yield* documented(state, key)
       // Cautious start: a provider that states its limits in headers gets one call first, so
       // a burst is paced by the budgets it states rather than by guesses.
       let probing = false

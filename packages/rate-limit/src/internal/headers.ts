@@ -1,7 +1,7 @@
 /**
  * Learning from the provider's rate-limit headers. The limits they state become the key's
  * budgets (per the window the provider's `RateLimitPolicy` gives them), replacing the
- * seeds' assumed defaults; a budget the user set stays as a hard cap, and one above the
+ * seeds' assumed defaults (as the limits a policy documents do from the first call); a budget the user set stays as a hard cap, and one above the
  * provider's is reported once. A spent budget (`remaining` 0) holds the key for the time
  * one more call's worth replenishes, as the provider's continuous refill does (reset /
  * limit per unit; the whole reset when the provider does not send its limit).
@@ -38,47 +38,65 @@ const known = (state: KeyState, stated: ReadonlyArray<Window>): boolean =>
 
 /** The header learning of one limiter. */
 export const make = (options: Resolved, event: Event) => {
-  /** Makes the limits a response states the key's budgets (see the module comment). */
+  /** Makes `stated` the key's budgets, in place of the assumed ones (see the module comment). */
+  const adopt = (state: KeyState, stated: ReadonlyArray<Window>, key: string, how: "learnt" | "documented") => {
+    const names = new Set(stated.map((window) => window.name))
+    // The provider stated its limits: the assumed defaults go; what it restated replaces
+    // the previous learnt value; what the user set stays.
+    const kept = state.windows.filter((window) => window.source === "configured" || (window.source === "learnt" && !names.has(window.name)))
+    const above: Array<string> = []
+    for (const window of stated) {
+      for (const mine of kept) {
+        if (mine.source !== "configured" || mine.unit !== window.unit) continue
+        const perMinute = (limit: number, millis: number) => (limit * 60_000) / millis
+        if (perMinute(mine.limit, mine.windowMillis) > perMinute(window.limit, window.windowMillis) && !state.lowered.has(mine.name)) {
+          state.lowered.add(mine.name)
+          above.push(
+            `${mine.name} ${mine.limit} per ${mine.windowMillis / 1000} s is above the provider's ${window.limit} per ${
+              window.windowMillis / 1000
+            } s`
+          )
+        }
+      }
+    }
+    state.windows = [...kept, ...stated]
+    state.requestWindow = state.windows.find((window) => window.unit === "request")
+    const first = !state.learnt
+    state.learnt = true
+    const budgets = stated.map((window) => `${window.name.replace("provider_", "")}=${window.limit}/${window.windowMillis / 1000}s`).join(
+      " "
+    )
+    return Effect.andThen(
+      event(`${how} ${budgets}`, { event: `rate_limit.${how}`, key, budgets, first }),
+      above.length === 0
+        ? Effect.void
+        : Effect.logWarning(`rate-limit ${key}: configured ${above.join("; ")}: the provider's limit applies`)
+    )
+  }
+
+  /** Makes the limits a response states the key's budgets. */
   const learnBudgets = (state: KeyState, info: RateLimitHeaders.RateLimitInfo, key: string) =>
     Effect.suspend(() => {
       const windowMillis = state.policy?.headerWindowMillis
       if (windowMillis === undefined) return Effect.void
       const stated = statedWindows(info, windowMillis)
       if (stated.length === 0 || known(state, stated)) return Effect.void
-      const names = new Set(stated.map((window) => window.name))
-      // The provider stated its limits: the assumed defaults go; what it restated replaces
-      // the previous learnt value; what the user set stays.
-      const kept = state.windows.filter((window) =>
-        window.source === "configured" || (window.source === "learnt" && !names.has(window.name))
-      )
-      const above: Array<string> = []
-      for (const window of stated) {
-        for (const mine of kept) {
-          if (mine.source !== "configured" || mine.unit !== window.unit) continue
-          const perMinute = (limit: number, millis: number) => (limit * 60_000) / millis
-          if (perMinute(mine.limit, mine.windowMillis) > perMinute(window.limit, window.windowMillis) && !state.lowered.has(mine.name)) {
-            state.lowered.add(mine.name)
-            above.push(
-              `${mine.name} ${mine.limit} per ${mine.windowMillis / 1000} s is above the provider's ${window.limit} per ${
-                window.windowMillis / 1000
-              } s`
-            )
-          }
-        }
-      }
-      state.windows = [...kept, ...stated]
-      state.requestWindow = state.windows.find((window) => window.unit === "request")
-      const first = !state.learnt
-      state.learnt = true
-      const budgets = stated.map((window) => `${window.name.replace("provider_", "")}=${window.limit}/${window.windowMillis / 1000}s`).join(
-        " "
-      )
-      return Effect.andThen(
-        event(`learnt ${budgets}`, { event: "rate_limit.learnt", key, budgets, first }),
-        above.length === 0
-          ? Effect.void
-          : Effect.logWarning(`rate-limit ${key}: configured ${above.join("; ")}: the provider's limit applies`)
-      )
+      return adopt(state, stated, key, "learnt")
+    })
+
+  /**
+   * Before any response has stated a budget: the limits the provider documents (its
+   * policy's `documentedLimits`) replace the assumed defaults.
+   */
+  const documented = (state: KeyState, key: string) =>
+    Effect.suspend(() => {
+      const limits = state.policy?.documentedLimits
+      if (limits === undefined || state.learnt || !options.learnFromHeaders) return Effect.void
+      const stated = statedWindows({
+        ...(limits.requests !== undefined ? { limitRequests: limits.requests } : {}),
+        ...(limits.tokens !== undefined ? { limitTokens: limits.tokens } : {})
+      }, limits.windowMillis)
+      return stated.length === 0 ? Effect.void : adopt(state, stated, key, "documented")
     })
 
   const learn = (
@@ -108,5 +126,5 @@ export const make = (options: Resolved, event: Event) => {
       }
     })
 
-  return { learn }
+  return { learn, documented }
 }

@@ -82,6 +82,8 @@ interface MessagesInput {
   readonly stop: ReadonlyArray<string> | undefined
   readonly temperature: number | undefined
   readonly stream: boolean
+  /** The tool `tool_choice: { type: "tool", name }` forces: the answer is its `tool_use` input. */
+  readonly forcedTool: string | undefined
 }
 
 const blocksOf = (content: unknown, path: string): Array<Block> | string => {
@@ -147,6 +149,27 @@ export const validateMessages = (body: unknown): MessagesInput | string => {
     return "temperature: Input should be a number between 0 and 1"
   }
   if (body.stream !== undefined && typeof body.stream !== "boolean") return "stream: Input should be a valid boolean"
+  const names = new Set<string>()
+  if (body.tools !== undefined) {
+    if (!Array.isArray(body.tools)) return "tools: Input should be a valid list"
+    for (let i = 0; i < body.tools.length; i++) {
+      const tool: unknown = body.tools[i]
+      if (!isObject(tool) || typeof tool.name !== "string") return `tools.${i}.name: Field required`
+      if (!isObject(tool.input_schema)) return `tools.${i}.input_schema: Field required`
+      names.add(tool.name)
+    }
+  }
+  let forcedTool: string | undefined
+  if (body.tool_choice !== undefined) {
+    const choice = body.tool_choice
+    if (!isObject(choice) || typeof choice.type !== "string") return "tool_choice: Input should be a valid dictionary"
+    if (choice.type === "tool") {
+      if (typeof choice.name !== "string" || !names.has(choice.name)) {
+        return `tool_choice.name: Tool '${String(choice.name)}' not found in tools`
+      }
+      forcedTool = choice.name
+    }
+  }
   return {
     model: body.model,
     maxTokens: body.max_tokens,
@@ -154,7 +177,8 @@ export const validateMessages = (body: unknown): MessagesInput | string => {
     blocks,
     stop,
     temperature: typeof body.temperature === "number" ? body.temperature : undefined,
-    stream: body.stream === true
+    stream: body.stream === true,
+    forcedTool
   }
 }
 
@@ -181,6 +205,17 @@ const cacheUsage = (engine: Engine, key: string, input: MessagesInput) => {
     cache_read_input_tokens: hit ? prefixTokens : 0,
     total
   }
+}
+
+/** A tool's input from the responder's text: the JSON object it holds, else `{ "text": … }`. */
+const toolInput = (text: string): Record<string, unknown> => {
+  try {
+    const value: unknown = JSON.parse(text)
+    if (isObject(value)) return value
+  } catch {
+    // not JSON: wrapped below
+  }
+  return { text }
 }
 
 const stopReason = (finishReason: "stop" | "length", stopSequence: string | undefined) =>
@@ -214,7 +249,12 @@ const messages = async (context: RouteContext): Promise<void> => {
   const id = engine.id("msg_")
   const headers = headersOf(context, call.admission.state)
   const generated = call.generated
-  const reason = stopReason(generated.finishReason, generated.stopSequence)
+  const tool = input.forcedTool
+  // a forced tool answers with a tool_use block whose input is the responder's JSON text
+  const reason = tool !== undefined && generated.finishReason !== "length"
+    ? "tool_use"
+    : stopReason(generated.finishReason, generated.stopSequence)
+  const toolId = tool === undefined ? "" : engine.id("toolu_")
   if (!input.stream) {
     if (!(await waitWhole(engine, response, call))) return
     return sendJson(engine, response, 200, {
@@ -222,7 +262,9 @@ const messages = async (context: RouteContext): Promise<void> => {
       type: "message",
       role: "assistant",
       model: input.model,
-      content: [{ type: "text", text: generated.text }],
+      content: tool === undefined
+        ? [{ type: "text", text: generated.text }]
+        : [{ type: "tool_use", id: toolId, name: tool, input: toolInput(generated.text) }],
       stop_reason: reason,
       stop_sequence: generated.stopSequence ?? null,
       usage: { ...usage, output_tokens: generated.tokens.length, service_tier: "standard" }
@@ -242,13 +284,20 @@ const messages = async (context: RouteContext): Promise<void> => {
       usage: { ...usage, output_tokens: 1, service_tier: "standard" }
     }
   })
-  event("content_block_start", { index: 0, content_block: { type: "text", text: "" } })
+  event(
+    "content_block_start",
+    { index: 0, content_block: tool === undefined ? { type: "text", text: "" } : { type: "tool_use", id: toolId, name: tool, input: {} } }
+  )
   event("ping", {})
   const finished = await paceTokens(
     engine,
     response,
     call,
-    (token) => event("content_block_delta", { index: 0, delta: { type: "text_delta", text: token } })
+    (token) =>
+      event("content_block_delta", {
+        index: 0,
+        delta: tool === undefined ? { type: "text_delta", text: token } : { type: "input_json_delta", partial_json: token }
+      })
   )
   if (!finished) return
   event("content_block_stop", { index: 0 })

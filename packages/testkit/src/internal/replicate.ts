@@ -2,9 +2,13 @@
  * The simulated Replicate predictions API: create (version, model and deployment forms),
  * get, cancel, list, `Prefer: wait`, and an SSE stream URL with `output` and `done` events.
  * LLM output is an array of string tokens, as Replicate's language models return it.
+ * Cold starts (`replicate.coldStartMs`), the longest `Prefer: wait` hold
+ * (`replicate.maxWaitMs`), and stuck predictions (a `hang` fault: created, never started,
+ * running — and holding its place — until cancelled).
  * @since 0.1.0
  */
 import type { ServerResponse } from "node:http"
+import { defaultReplicateInputs } from "../SimulatorOptions.js"
 import type { ResponderMessage } from "../SimulatorOptions.js"
 import type { Admission } from "./engine/admission.js"
 import { runCall } from "./engine/call.js"
@@ -76,6 +80,39 @@ const store = (engine: Engine): Map<string, Prediction> => {
   return map
 }
 
+/** When each model's boot ends, and when it last had a prediction. */
+interface ModelState {
+  readyAt: number
+  lastUsed: number
+}
+const modelsOf = new WeakMap<Engine, Map<string, ModelState>>()
+
+/** How long a prediction created now waits for its model to boot (0 when the model is warm). */
+const coldStart = (engine: Engine, model: string, now: number): number => {
+  const options = engine.options.replicate
+  const bootMs = options?.coldStartMs ?? 0
+  if (bootMs <= 0) return 0
+  let models = modelsOf.get(engine)
+  if (models === undefined) {
+    models = new Map()
+    modelsOf.set(engine, models)
+  }
+  const state = models.get(model)
+  if (state === undefined || (now >= state.readyAt && now - state.lastUsed > (options?.idleShutdownMs ?? 60_000))) {
+    models.set(model, { readyAt: now + bootMs, lastUsed: now })
+    engine.counters.coldStarts += 1
+    return bootMs
+  }
+  state.lastUsed = Math.max(state.lastUsed, now)
+  return Math.max(0, state.readyAt - now)
+}
+
+/** Keeps a model warm while its predictions run. */
+const touch = (engine: Engine, model: string) => {
+  const state = modelsOf.get(engine)?.get(model)
+  if (state !== undefined) state.lastUsed = Date.now()
+}
+
 const terminal = (status: Status) => status === "succeeded" || status === "failed" || status === "canceled"
 
 const iso = (ms: number | undefined) => ms === undefined ? null : new Date(ms).toISOString()
@@ -127,6 +164,7 @@ const finish = (engine: Engine, prediction: Prediction, status: Status) => {
   prediction.status = status
   prediction.completedAt = Date.now()
   prediction.admission.release()
+  touch(engine, prediction.model)
   if (status === "failed") emit(prediction, "error", JSON.stringify({ detail: prediction.error ?? "Prediction failed" }))
   else emit(prediction, "done", status === "canceled" ? JSON.stringify({ reason: "canceled" }) : "{}")
   for (const waiter of prediction.waiters) waiter()
@@ -134,9 +172,10 @@ const finish = (engine: Engine, prediction: Prediction, status: Status) => {
   if (status === "canceled") engine.counters.cancellations += 1
 }
 
-/** Runs a prediction at the modelled pace until it succeeds or is cancelled. */
-const run = async (engine: Engine, prediction: Prediction, latency: { ttftMs: number; perTokenMs: number }) => {
-  await engine.sleep(latency.ttftMs)
+/** Runs a prediction at the modelled pace (after its model's boot) until it succeeds or is cancelled; a stuck one never starts. */
+const run = async (engine: Engine, prediction: Prediction, latency: { ttftMs: number; perTokenMs: number }, bootMs: number) => {
+  if (prediction.admission.stuck === true) return
+  await engine.sleep(bootMs + latency.ttftMs)
   if (terminal(prediction.status) || engine.closed) return
   prediction.status = "processing"
   prediction.startedAt = Date.now()
@@ -275,9 +314,9 @@ const create = (form: "version" | "model" | "deployment") => async (context: Rou
     admission: call.admission
   }
   store(engine).set(prediction.id, prediction)
-  void run(engine, prediction, call.latency)
+  void run(engine, prediction, call.latency, coldStart(engine, model, prediction.createdAt))
   const wait = preferWaitSeconds(context)
-  if (wait !== undefined) await waitFor(engine, prediction, wait * 1000)
+  if (wait !== undefined) await waitFor(engine, prediction, Math.min(wait * 1000, engine.options.replicate?.maxWaitMs ?? 60_000))
   sendJson(engine, context.response, 201, render(context.origin, prediction))
 }
 
@@ -337,6 +376,49 @@ const stream = async (context: RouteContext): Promise<void> => {
   response.once("close", () => prediction.listeners.delete(send))
 }
 
+const openapiSchema = (inputs: ReadonlyArray<string>) => ({
+  openapi: "3.0.2",
+  components: {
+    schemas: {
+      Input: {
+        type: "object",
+        title: "Input",
+        properties: Object.fromEntries(inputs.map((name, index) => [name, { title: name, "x-order": index }]))
+      }
+    }
+  }
+})
+
+const versionOf = (engine: Engine, model: string, id: string) => ({
+  id,
+  created_at: "2024-04-17T21:44:00.000000Z",
+  cog_version: "0.9.4",
+  openapi_schema: openapiSchema(engine.options.replicateInputs?.[model] ?? defaultReplicateInputs)
+})
+
+/** `GET /v1/models/:owner/:name`: the model with its latest version's OpenAPI schema. */
+const getModel = async (context: RouteContext): Promise<void> => {
+  const model = `${context.params[0]}/${context.params[1]}`
+  sendJson(context.engine, context.response, 200, {
+    url: `https://replicate.com/${model}`,
+    owner: context.params[0],
+    name: context.params[1],
+    description: "A simulated language model.",
+    visibility: "public",
+    latest_version: versionOf(context.engine, model, "official")
+  })
+}
+
+/** `GET /v1/models/:owner/:name/versions/:id`: one version with its OpenAPI schema. */
+const getVersion = async (context: RouteContext): Promise<void> => {
+  sendJson(
+    context.engine,
+    context.response,
+    200,
+    versionOf(context.engine, `${context.params[0]}/${context.params[1]}`, context.params[2]!)
+  )
+}
+
 /** Every Replicate route the simulator serves. */
 export const routes: ReadonlyArray<Route> = [
   { method: "POST", pattern: /^\/v1\/predictions$/, name: "POST /v1/predictions", vendor, handle: create("version") },
@@ -353,6 +435,14 @@ export const routes: ReadonlyArray<Route> = [
     name: "POST /v1/deployments/:owner/:name/predictions",
     vendor,
     handle: create("deployment")
+  },
+  { method: "GET", pattern: /^\/v1\/models\/([^/]+)\/([^/]+)$/, name: "GET /v1/models/:owner/:name", vendor, handle: getModel },
+  {
+    method: "GET",
+    pattern: /^\/v1\/models\/([^/]+)\/([^/]+)\/versions\/([^/]+)$/,
+    name: "GET /v1/models/:owner/:name/versions/:id",
+    vendor,
+    handle: getVersion
   },
   { method: "GET", pattern: /^\/v1\/predictions$/, name: "GET /v1/predictions", vendor, handle: list },
   { method: "GET", pattern: /^\/v1\/predictions\/([^/]+)$/, name: "GET /v1/predictions/:id", vendor, handle: get },

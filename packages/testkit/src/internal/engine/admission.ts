@@ -17,6 +17,8 @@ export interface Admission {
   readonly release: () => void
   /** A `midstream` fault: cut the response after half of the tokens. */
   readonly cut?: boolean
+  /** A `hang` fault on a call that outlives its response (a Replicate prediction): admitted, then never progresses. */
+  readonly stuck?: boolean
 }
 
 /** `retry-after` (whole seconds) and `retry-after-ms` (exact), sent with every 429 that knows its wait. */
@@ -45,13 +47,19 @@ export const admitCall = (
   }
 ): Admission | undefined => {
   const kind = engine.fault(options.index)
-  if (kind !== undefined && kind !== "midstream") {
+  // A prediction hangs by being created and never starting, as Replicate's stuck ones do.
+  const stuck = kind === "hang" && options.manualRelease === true
+  if (kind !== undefined && kind !== "midstream" && !stuck) {
     engine.recordRefusal(options.key, options.route, faultStatus(kind))
     injectFault(engine, vendor, kind, response, vendor.rateHeaders(engine.state(options.key), Date.now()))
     return undefined
   }
   const admitted = engine.admit(options)
-  const admission = "release" in admitted && kind === "midstream" ? { ...admitted, cut: true } : admitted
+  const admission = "release" in admitted && kind === "midstream"
+    ? { ...admitted, cut: true }
+    : "release" in admitted && stuck
+    ? { ...admitted, stuck: true }
+    : admitted
   if ("release" in admission) {
     if (options.manualRelease === true) return admission
     response.once("close", () => {

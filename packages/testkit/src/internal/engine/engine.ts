@@ -59,7 +59,8 @@ export class Engine {
       faults: 0,
       faultsByKind: { "500": 0, "503": 0, reset: 0, hang: 0, midstream: 0 },
       cancellations: 0,
-      aborted: 0
+      aborted: 0,
+      coldStarts: 0
     }
   }
 

@@ -8,7 +8,7 @@ import { sendJson } from "../engine/http.js"
 import { paceTokens, waitWhole } from "../engine/pacing.js"
 import type { RouteContext } from "../engine/route.js"
 import { startSse, writeSse } from "../engine/sse.js"
-import { chatCompletionBody, seconds, usageOf } from "./bodies.js"
+import { chatCompletionBody, chatLogprobs, seconds, usageOf } from "./bodies.js"
 import { invalid } from "./errors.js"
 import { commonHeaders } from "./headers.js"
 import { readJson, responderRequest } from "./request.js"
@@ -33,22 +33,28 @@ export const chatCompletions = async (context: RouteContext): Promise<void> => {
   const headers = commonHeaders(context, call.admission.state)
   if (!input.stream) {
     if (!(await waitWhole(engine, response, call))) return
-    return sendJson(engine, response, 200, chatCompletionBody(id, input.model, input.inputTokens, call.generated), headers)
+    return sendJson(engine, response, 200, chatCompletionBody(id, input.model, input.inputTokens, call.generated, input.logprobs), headers)
   }
   const created = seconds()
-  const chunk = (delta: Record<string, unknown>, finishReason: string | null) => ({
+  const chunk = (delta: Record<string, unknown>, finishReason: string | null, logprobs: unknown = null) => ({
     id,
     object: "chat.completion.chunk",
     created,
     model: input.model,
     service_tier: "default",
     system_fingerprint: "fp_hasten_sim",
-    choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
+    choices: [{ index: 0, delta, logprobs, finish_reason: finishReason }],
     ...(input.includeUsage ? { usage: null } : {})
   })
   startSse(engine, response, headers)
   writeSse(response, JSON.stringify(chunk({ role: "assistant", content: "", refusal: null }, null)))
-  const finished = await paceTokens(engine, response, call, (token) => writeSse(response, JSON.stringify(chunk({ content: token }, null))))
+  let position = 0
+  const finished = await paceTokens(
+    engine,
+    response,
+    call,
+    (token) => writeSse(response, JSON.stringify(chunk({ content: token }, null, chatLogprobs([token], input.logprobs, position++))))
+  )
   if (!finished) return
   writeSse(response, JSON.stringify(chunk({}, call.generated.finishReason)))
   if (input.includeUsage) {

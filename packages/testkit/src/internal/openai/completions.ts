@@ -8,7 +8,7 @@ import { paceTokens, waitWhole } from "../engine/pacing.js"
 import type { RouteContext } from "../engine/route.js"
 import { startSse, writeSse } from "../engine/sse.js"
 import { countTokens } from "../tokens.js"
-import { seconds } from "./bodies.js"
+import { seconds, textLogprobs } from "./bodies.js"
 import { invalid } from "./errors.js"
 import { commonHeaders } from "./headers.js"
 import { readJson, responderRequest } from "./request.js"
@@ -50,7 +50,12 @@ export const completions = async (context: RouteContext): Promise<void> => {
   const id = engine.id("cmpl-")
   const headers = commonHeaders(context, call.admission.state)
   const created = seconds()
-  const choice = (text: string, finishReason: string | null) => ({ text, index: 0, logprobs: null, finish_reason: finishReason })
+  const choice = (text: string, finishReason: string | null, logprobs: unknown = null) => ({
+    text,
+    index: 0,
+    logprobs,
+    finish_reason: finishReason
+  })
   if (!common.stream) {
     if (!(await waitWhole(engine, response, call))) return
     return sendJson(engine, response, 200, {
@@ -58,7 +63,7 @@ export const completions = async (context: RouteContext): Promise<void> => {
       object: "text_completion",
       created,
       model: common.model,
-      choices: [choice(call.generated.text, call.generated.finishReason)],
+      choices: [choice(call.generated.text, call.generated.finishReason, textLogprobs(call.generated.tokens, common.logprobs))],
       usage: {
         prompt_tokens: inputTokens,
         completion_tokens: call.generated.tokens.length,
@@ -75,7 +80,13 @@ export const completions = async (context: RouteContext): Promise<void> => {
     ...(common.includeUsage ? { usage } : {})
   })
   startSse(engine, response, headers)
-  const finished = await paceTokens(engine, response, call, (token) => writeSse(response, JSON.stringify(chunk([choice(token, null)]))))
+  let position = 0
+  let offset = 0
+  const finished = await paceTokens(engine, response, call, (token) => {
+    const logprobs = textLogprobs([token], common.logprobs, position++, offset)
+    offset += token.length
+    writeSse(response, JSON.stringify(chunk([choice(token, null, logprobs)])))
+  })
   if (!finished) return
   writeSse(response, JSON.stringify(chunk([choice("", call.generated.finishReason)])))
   if (common.includeUsage) {

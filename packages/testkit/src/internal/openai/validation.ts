@@ -45,6 +45,8 @@ export interface Sampling {
   readonly stop: ReadonlyArray<string> | undefined
   readonly stream: boolean
   readonly includeUsage: boolean
+  /** Log probabilities asked for: `undefined` for none, else the alternatives per position. */
+  readonly logprobs: { readonly top: number } | undefined
 }
 
 const optionalInteger = (body: Record<string, unknown>, name: string, minimum: number): number | undefined | Problem => {
@@ -65,7 +67,40 @@ const optionalInteger = (body: Record<string, unknown>, name: string, minimum: n
 export const isProblem = (value: unknown): value is Problem =>
   isObject(value) && typeof value.param === "string" && typeof value.message === "string"
 
-export const sampling = (body: Record<string, unknown>, maxNames: ReadonlyArray<string>): Sampling | Problem => {
+/** Chat's `logprobs: true` + `top_logprobs` (0–20), validated as OpenAI does. */
+const chatLogprobs = (body: Record<string, unknown>): Sampling["logprobs"] | Problem => {
+  const flag = body.logprobs
+  if (flag !== undefined && flag !== null && typeof flag !== "boolean") {
+    return { param: "logprobs", message: `Invalid type for 'logprobs': expected a boolean, but got ${JSON.stringify(flag)}.` }
+  }
+  const top = optionalInteger(body, "top_logprobs", 0)
+  if (isProblem(top)) return top
+  if (top !== undefined && top > 20) {
+    return {
+      param: "top_logprobs",
+      message: `Invalid 'top_logprobs': integer above maximum value. Expected a value <= 20, but got ${top} instead.`
+    }
+  }
+  if (top !== undefined && flag !== true) {
+    return {
+      param: "top_logprobs",
+      message: "Invalid value for 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is used."
+    }
+  }
+  return flag === true ? { top: top ?? 0 } : undefined
+}
+
+/** The legacy completions' `logprobs: n` (0–5 alternatives). */
+const textLogprobs = (body: Record<string, unknown>): Sampling["logprobs"] | Problem => {
+  const top = optionalInteger(body, "logprobs", 0)
+  if (isProblem(top)) return top
+  if (top !== undefined && top > 5) {
+    return { param: "logprobs", message: `Invalid 'logprobs': integer above maximum value. Expected a value <= 5, but got ${top} instead.` }
+  }
+  return top === undefined ? undefined : { top }
+}
+
+export const sampling = (body: Record<string, unknown>, maxNames: ReadonlyArray<string>, chat = false): Sampling | Problem => {
   if (typeof body.model !== "string" || body.model.length === 0) {
     return {
       param: "model",
@@ -99,13 +134,16 @@ export const sampling = (body: Record<string, unknown>, maxNames: ReadonlyArray<
   if (n !== undefined && n > 1) return { param: "n", message: "The simulator supports n = 1 only." }
   const streamOptions = body.stream_options
   const includeUsage = isObject(streamOptions) && streamOptions.include_usage === true
+  const logprobs = chat ? chatLogprobs(body) : textLogprobs(body)
+  if (isProblem(logprobs)) return logprobs
   return {
     model: body.model,
     maxTokens,
     temperature: typeof temperature === "number" ? temperature : undefined,
     stop,
     stream: body.stream === true,
-    includeUsage
+    includeUsage,
+    logprobs
   }
 }
 
@@ -118,7 +156,7 @@ export interface ChatInput extends Sampling {
 /** Validates a chat completion body the way OpenAI does, naming the offending field. */
 export const validateChat = (body: unknown): ChatInput | Problem => {
   if (!isObject(body)) return { param: "body", message: "The request body must be a JSON object." }
-  const common = sampling(body, ["max_tokens", "max_completion_tokens"])
+  const common = sampling(body, ["max_tokens", "max_completion_tokens"], true)
   if (isProblem(common)) return common
   if (!Array.isArray(body.messages)) {
     return {
