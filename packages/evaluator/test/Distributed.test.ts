@@ -21,7 +21,9 @@ const dataset = (name: string, count: number) => {
   const file = Path.join(dir, `${name}.jsonl`)
   writeFileSync(
     file,
-    Array.from({ length: count }, (_, i) => JSON.stringify({ question: `What is ${i} + ${i}?`, answer: String(2 * i) })).join("\n") + "\n"
+    Array.from({ length: count }, (_, i) => JSON.stringify({ question: `${name}: what is ${i} + ${i}?`, answer: String(2 * i) })).join(
+      "\n"
+    ) + "\n"
   )
   return file
 }
@@ -74,6 +76,10 @@ const launch = (args: ReadonlyArray<string>, environment: NodeJS.ProcessEnv) => 
 const worker = (name: string, sim: Simulator.Instance, concurrency = 4) =>
   launch(["worker", "--redis", redis.url, "--name", name, "--no-cache", "--concurrency", String(concurrency)], env(sim))
 
+/** Waits until every worker process has loaded and connected (slow on a busy machine). */
+const ready = (...workers: ReadonlyArray<{ readonly output: () => string }>) =>
+  until(() => workers.every((one) => one.output().includes("serving runs on")), "the workers to start", 100_000)
+
 const until = async (condition: () => boolean, what: string, timeoutMillis = 60_000) => {
   const deadline = Date.now() + timeoutMillis
   while (!condition()) {
@@ -125,6 +131,8 @@ describe("hasten-eval --redis with worker processes", () => {
       assert.strictEqual(local.code, 0, local.err)
       assert.strictEqual(sim.counters().requests, 24)
       const workers = [worker("wA", sim), worker("wB", sim)]
+      await ready(...workers)
+      await ready(...workers)
       const fleet = await inProcess([...args(file, Path.join(dir, "fleet")), "--redis", redis.url], sim)
       assert.strictEqual(fleet.code, 0, fleet.err)
       assert.strictEqual(reportOf(Path.join(dir, "fleet")), reportOf(Path.join(dir, "local")))
@@ -140,7 +148,7 @@ describe("hasten-eval --redis with worker processes", () => {
     } finally {
       await sim.close()
     }
-  }, 120_000)
+  }, 180_000)
 
   it(
     "a worker killed with SIGKILL mid-run: its items finish on the others, no row lost or duplicated, calls re-spent only for its items in flight",
@@ -152,8 +160,7 @@ describe("hasten-eval --redis with worker processes", () => {
         assert.strictEqual(local.code, 0, local.err)
         sim.reset()
         const victim = worker("victim", sim, 4)
-        worker("w2", sim, 2)
-        worker("w3", sim, 2)
+        await ready(victim, worker("w2", sim, 2), worker("w3", sim, 2))
         const running = inProcess([...args(file, Path.join(dir, "kill-fleet")), "--redis", redis.url], sim)
         await until(() => sim.counters().requests >= 8, "the first calls")
         victim.child.kill("SIGKILL")
@@ -174,7 +181,7 @@ describe("hasten-eval --redis with worker processes", () => {
         await sim.close()
       }
     },
-    120_000
+    180_000
   )
 
   it("a coordinator killed with SIGKILL and started again resumes collecting: the same report, no item evaluated twice", async () => {
@@ -184,7 +191,7 @@ describe("hasten-eval --redis with worker processes", () => {
       const local = await inProcess([...args(file, Path.join(dir, "coord-local")), "--concurrency", "8"], sim)
       assert.strictEqual(local.code, 0, local.err)
       sim.reset()
-      worker("c1", sim, 2)
+      await ready(worker("c1", sim, 2))
       const argv = [...args(file, Path.join(dir, "coord-fleet")), "--redis", redis.url]
       const first = launch(argv, env(sim))
       await until(() => sim.counters().requests >= 4, "the first calls")
@@ -201,7 +208,7 @@ describe("hasten-eval --redis with worker processes", () => {
     } finally {
       await sim.close()
     }
-  }, 120_000)
+  }, 180_000)
 
   it("an unreachable Redis ends the run and the worker with one line naming the URL, password redacted", async () => {
     const sim = await Simulator.start({ seed: 8 })

@@ -25,9 +25,12 @@ export interface Options {
   readonly prefix?: string
   /** Separates users of one Redis (as the cache's namespace). Default `default`. */
   readonly namespace?: string
-  /** A holder's lock lifetime; renewed every third of it while its call runs. Default 30,000 ms. */
+  /**
+   * A holder's lock lifetime; renewed every third of it while its call runs. When a holder
+   * dies, waiters take over after at most this long. Default 5,000 ms.
+   */
   readonly lockMillis?: number
-  /** How long a finished result stays readable for late waiters. Default 60,000 ms. */
+  /** How long a finished result stays readable for late waiters. Default 10,000 ms. */
   readonly resultTtlMillis?: number
   /** How often a waiter looks for the result. Default 20 ms. */
   readonly pollMillis?: number
@@ -54,8 +57,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     : yield* RedisConnection.scoped(options.redis as RedisConnection.Url)
   const prefix = options.prefix ?? "hasten:flight:"
   const namespace = options.namespace ?? "default"
-  const lockMillis = options.lockMillis ?? 30_000
-  const ttl = options.resultTtlMillis ?? 60_000
+  const lockMillis = options.lockMillis ?? 5_000
+  const ttl = options.resultTtlMillis ?? 10_000
   const pollMillis = options.pollMillis ?? 20
   const local = new Map<string, Deferred.Deferred<Completion.Completion, LlmError.LlmError>>()
 
