@@ -23,7 +23,9 @@ const quick = argv.includes("--quick")
 const itemsFlag = argv.indexOf("--items")
 const bigItems = itemsFlag >= 0 ? Number(argv[itemsFlag + 1]) : quick ? 5_000 : 100_000
 const only = argv.includes("--only") ? argv[argv.indexOf("--only") + 1]!.split(",") : ["a", "b", "c", "d", "e"]
-const cli = fileURLToPath(new URL("../../evaluator/src/cli.ts", import.meta.url))
+// `--dist`: run the built CLI (`turbo run build` first), as deployed, instead of the sources through tsx.
+const dist = argv.includes("--dist")
+const cli = fileURLToPath(new URL(dist ? "../../evaluator/dist/cli.js" : "../../evaluator/src/cli.ts", import.meta.url))
 const flightClient = fileURLToPath(new URL("./fixtures/flight-client.ts", import.meta.url))
 const work = mkdtempSync(join(tmpdir(), "hasten-workers-bench-"))
 const round = (value: number, digits = 2) => Math.round(value * 10 ** digits) / 10 ** digits
@@ -56,8 +58,10 @@ interface Proc {
 }
 
 const launch = (args: ReadonlyArray<string>, env: Record<string, string>, script = cli): Proc => {
-  const child = spawn(process.execPath, ["--conditions=@hasten/source", "--import", "tsx", script, ...args], {
-    env: { ...process.env, CI: "1", ...env },
+  const fromDist = dist && script === cli
+  const child = spawn(process.execPath, [...(fromDist ? [] : ["--conditions=@hasten/source", "--import", "tsx"]), script, ...args], {
+    // the bench's own NODE_OPTIONS (tsx) stay out of the children: they get what they need above
+    env: { ...process.env, NODE_OPTIONS: "", CI: "1", ...env },
     stdio: ["pipe", "pipe", "pipe"]
   })
   children.add(child)
@@ -296,23 +300,26 @@ try {
     const file = dataset("big", bigItems)
     // A worker holds nothing per item (its heap after GC stays flat), so a bounded V8 heap keeps
     // its RSS bounded too; without the flags V8 lets the heap grow with the allocation rate.
-    const bounded = { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --max-old-space-size=160 --max-semi-space-size=4` }
+    const bounded = { NODE_OPTIONS: "--max-old-space-size=160 --max-semi-space-size=4" }
     const workers = await startWorkers(["m1", "m2", "m3"], 16, bounded)
     const fleet = await evaluate(["--dataset", file, "--candidate", "echo:sim", "--redis", redis.url], {
-      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --max-semi-space-size=4`
+      NODE_OPTIONS: "--max-semi-space-size=4"
     })
     const workerPeak = Math.max(...workers.map((worker) => worker.peak()))
     await stopWorkers(workers)
     await admin.flushall()
     const local = await evaluate(["--dataset", file, "--candidate", "echo:sim", "--concurrency", "16"], {
-      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --max-semi-space-size=4`
+      NODE_OPTIONS: "--max-semi-space-size=4"
     })
     summary.peakRssMb100k = { coordinator: Math.round(fleet.peakRssMb), worker: Math.round(workerPeak) }
     summary.bigItems = bigItems
+    summary.bigFrom = dist ? "dist" : "source"
     summary.peakRssMbOneProcess = Math.round(local.peakRssMb)
     summary.bigReportsIdentical = local.report === fleet.report
     rows.push([
-      `(e) ${bigItems} items, echo model, 3 workers × 16 (workers: --max-old-space-size=160)`,
+      `(e) ${bigItems} items, echo model, 3 workers × 16 (workers: --max-old-space-size=160)${
+        dist ? ", built CLI" : ", from source (tsx)"
+      }`,
       `peak RSS coordinator ${Math.round(fleet.peakRssMb)} MB, worker ${Math.round(workerPeak)} MB`,
       `${round(fleet.items / (fleet.wallMillis / 1000), 0)} items/s; one process: ${Math.round(local.peakRssMb)} MB`
     ])
