@@ -95,6 +95,10 @@ export const scoped = (url: Url, options?: { readonly blocking?: boolean }) =>
     check(url),
     Effect.acquireRelease(
       Effect.sync(() => client(url, options)),
-      (redis) => Effect.promise(() => redis.quit().then(() => undefined, () => redis.disconnect()))
+      // QUIT waits for Redis; if it has gone away, drop the connection instead of waiting forever.
+      (redis) =>
+        Effect.promise(() => redis.quit().then(() => undefined, () => redis.disconnect())).pipe(
+          Effect.timeoutOrElse({ duration: 1_000, orElse: () => Effect.sync(() => redis.disconnect()) })
+        )
     )
   )

@@ -322,7 +322,11 @@ export const serve = Effect.fn("WorkQueue.serve")(function*<In, Out, R>(options:
       const entry = served.get(run)
       if (entry === undefined) return
       served.delete(run)
-      yield* Effect.promise(() => entry.worker.close().catch(() => undefined).then(() => entry.connection.disconnect()))
+      // Let active jobs finish; if Redis is gone, close at once rather than wait on it.
+      yield* Effect.promise(() => entry.worker.close().catch(() => undefined)).pipe(
+        Effect.timeoutOrElse({ duration: 30_000, orElse: () => Effect.promise(() => entry.worker.close(true).catch(() => undefined)) }),
+        Effect.ensuring(Effect.sync(() => entry.connection.disconnect()))
+      )
       yield* Scope.close(entry.scope, Exit.void)
       options.onEvent?.({ type: "stopped", run })
     })
