@@ -52,6 +52,17 @@ describe("Completion facts", () => {
     assert.strictEqual(merged.text, "hi")
   })
 
+  it("withFacts gives a real Completion: same class, schema-valid, equal to one built by the constructor, the original untouched", () => {
+    const original = completion({ retries: 1 })
+    const merged = Completion.withFacts(original, { batchSize: 2 })
+    assert.instanceOf(merged, Completion.Completion)
+    assert.isTrue(Schema.is(Completion.Completion)(merged))
+    const built = new Completion.Completion({ ...original, facts: { retries: 1, batchSize: 2 } })
+    assert.deepStrictEqual(merged, built)
+    assert.deepStrictEqual(Schema.encodeSync(Completion.Completion)(merged), Schema.encodeSync(Completion.Completion)(built))
+    assert.deepStrictEqual(original.facts, { retries: 1 })
+  })
+
   it.effect("fromStream merges the facts of every chunk and toChunks carries them", () =>
     Effect.gen(function*() {
       const folded = yield* Completion.fromStream(

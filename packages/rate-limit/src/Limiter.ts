@@ -85,6 +85,12 @@ export interface LimiterService {
   readonly heldUntil: (key: string) => Effect.Effect<number>
   /** What the limiter has done so far (a snapshot). */
   readonly totals: () => Totals
+  /**
+   * Whether a call of `key` can meet a token budget — one configured, assumed or learnt, or
+   * one its `policy` may still state or documents — so its prompt must be estimated. When
+   * not, the middleware skips the estimate (a tokenizer pass per call).
+   */
+  readonly needsInputTokens?: ((key: string, policy: RateLimitPolicy.RateLimitPolicy | undefined) => boolean) | undefined
 }
 
 /** An admitted attempt; call exactly one of its settle functions. @category models @since 0.1.0 */
@@ -276,7 +282,15 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
     enterLobby,
     concurrency: (key) => Effect.sync(() => stateFor(key).limit),
     heldUntil: (key) => Effect.sync(() => stateFor(key).holdUntil),
-    totals: () => ({ ...totals })
+    totals: () => ({ ...totals }),
+    needsInputTokens: (key, policy) => {
+      const state = stateFor(key)
+      if (state.windows.some((window) => window.unit !== "request")) return true
+      const current = state.policy ?? policy
+      // budgets not learnt yet: a provider that states them in headers, or documents a token budget
+      if (!state.learnt && options.learnFromHeaders && current?.headerWindowMillis !== undefined) return true
+      return current?.documentedLimits?.tokens !== undefined && !state.learnt
+    }
   })
 })
 

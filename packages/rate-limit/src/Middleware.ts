@@ -81,8 +81,11 @@ export const wrapLlm = (inner: Llm.LlmService, limiter: LimiterService, options:
   const estimator = options.estimator ?? Estimator.safe
   const policy = inner.rateLimitPolicy
   const defaultMaxTokens = limiter.options.defaultMaxTokens ?? policy?.defaultMaxTokens ?? 256
+  // no token budget can apply to the key: no prompt estimate (a tokenizer pass) is needed
+  const estimate = (request: CompletionRequest.CompletionRequest, key: string) =>
+    limiter.needsInputTokens?.(key, policy) === false ? Effect.succeed(0) : estimator(request)
   const costOf = (request: CompletionRequest.CompletionRequest, key: string) =>
-    Effect.map(estimator(request), (inputTokens): Cost => ({
+    Effect.map(estimate(request, key), (inputTokens): Cost => ({
       key,
       provider: inner.name,
       inputTokens,

@@ -515,7 +515,7 @@ describe("lobby", () => {
       const call = (index: number) => Llm.complete(CompletionRequest.user("gpt-4o-mini", String(index)))
       const fibers = yield* Effect.forEach(Array.from({ length: 40 }, (_, index) => index), (index) => Effect.forkChild(call(index)))
       yield* TestClock.adjust(0)
-      // concurrency 2: a lobby of 16 (the minimum); the other 24 wait before any per-call work
+      // concurrency 2: a lobby of 16 (the minimum); the other 24 wait before any per-call work (the estimate: a token budget applies)
       assert.strictEqual(estimated, 16)
       yield* TestClock.adjust("1 minute")
       yield* Effect.forEach(fibers, Fiber.join, { discard: true })
@@ -531,7 +531,7 @@ describe("lobby", () => {
       assert.strictEqual(estimated - before, 16)
       yield* TestClock.adjust("1 minute")
       yield* Effect.forEach(more, Fiber.join, { discard: true })
-    }).pipe(Effect.provide(stack({ ...base, maxConcurrency: 2, estimator: counting }, fake)))
+    }).pipe(Effect.provide(stack({ ...base, maxConcurrency: 2, tokensPerMinute: 1e12, estimator: counting }, fake)))
   })
 })
 
@@ -558,7 +558,7 @@ describe("lobby (streams)", () => {
       assert.strictEqual(estimated - before, 16)
       yield* TestClock.adjust("1 minute")
       yield* Effect.forEach(more, Fiber.join, { discard: true })
-    }).pipe(Effect.provide(stack({ ...base, maxConcurrency: 2, estimator: counting }, fake)))
+    }).pipe(Effect.provide(stack({ ...base, maxConcurrency: 2, tokensPerMinute: 1e12, estimator: counting }, fake)))
   })
 })
 

@@ -352,3 +352,42 @@ describe("the run's summary", () => {
     }).pipe(Effect.provide(Logger.layer([collector])), Effect.provideService(References.MinimumLogLevel, "Info"))
   })
 })
+
+describe("the prompt estimate", () => {
+  const counting = () => {
+    let calls = 0
+    const estimator: Estimator.Estimator = () =>
+      Effect.sync(() => {
+        calls++
+        return 10
+      })
+    return { estimator, calls: () => calls }
+  }
+
+  it.effect("is skipped when no token budget can apply (none configured, none assumed, none to learn)", () => {
+    const fake = makeFake([{}], "fake", RateLimitPolicy.none)
+    const count = counting()
+    return Effect.gen(function*() {
+      yield* burst(3, "5 seconds")
+      assert.strictEqual(fake.starts.length, 3)
+      assert.strictEqual(count.calls(), 0)
+    }).pipe(Effect.provide(stack({ ...zero, tokensPerMinute: Infinity, estimator: count.estimator }, fake.layer)))
+  })
+
+  it.effect("is made while a token budget applies: the assumed 120k, or one the provider may state", () => {
+    const assumed = counting()
+    const stated = counting()
+    return Effect.gen(function*() {
+      yield* burst(2, "5 seconds").pipe(
+        Effect.provide(stack({ ...zero, estimator: assumed.estimator }, makeFake([{}], "fake", RateLimitPolicy.none).layer))
+      )
+      yield* burst(2, "5 seconds").pipe(
+        Effect.provide(
+          stack({ ...zero, tokensPerMinute: Infinity, estimator: stated.estimator }, makeFake([{}], "fake", RateLimitPolicy.openAi).layer)
+        )
+      )
+      assert.strictEqual(assumed.calls(), 2)
+      assert.strictEqual(stated.calls(), 2)
+    })
+  })
+})

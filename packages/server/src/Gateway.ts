@@ -70,13 +70,14 @@ const upstreamLayer = (upstream: ServerConfig.Upstream): Layer.Layer<Llm.Llm, Se
     const sdk = OpenAi.make({
       name,
       model: upstream.model,
+      ...(upstream.compat !== undefined ? { compat: upstream.compat } : {}),
       ...(apiKey !== undefined ? { apiKey } : {}),
       ...(upstream.url !== undefined ? { baseURL: upstream.url } : {}),
       ...(upstream.timeoutMs !== undefined ? { timeout: upstream.timeoutMs } : {})
     })
     return Layer.succeed(
       Llm.Llm,
-      Upstream.make({ name, baseURL: upstream.url, apiKey, timeout: upstream.timeoutMs, sdk: sdk.llm })
+      Upstream.make({ name, baseURL: upstream.url, apiKey, timeout: upstream.timeoutMs, sdk: sdk.llm, compat: upstream.compat })
     )
   }))
 
@@ -111,7 +112,7 @@ const providerOf = (id: string, model: ServerConfig.Model) => {
   const upstreams = model.upstreams ?? []
   const capabilities = OpenAiRequest.intersect(
     upstreams.map((upstream) =>
-      upstream.provider === "anthropic" ? OpenAiRequest.anthropicCapabilities : OpenAiRequest.upstreamCapabilities
+      upstream.provider === "anthropic" ? OpenAiRequest.anthropicCapabilities : OpenAiRequest.openAiUpstreamCapabilities
     )
   )
   if (upstreams.length === 1) {

@@ -38,13 +38,18 @@ export interface Capabilities {
 export const localCapabilities: Capabilities = {
   samplingExtensions: true,
   passthrough: new Set(),
-  logprobs: false,
+  logprobs: true,
   tools: false,
   embeddings: true,
   unsupported: new Set()
 }
 
-/** An OpenAI-compatible upstream: `logit_bias` and `user` are forwarded. @category models @since 0.1.0 */
+/**
+ * An OpenAI-compatible upstream: `logit_bias` and `user` are forwarded. Also the default
+ * for a served `Llm` that declares nothing, so `logprobs` is refused (an arbitrary `Llm` may
+ * ignore it); the gateway serves OpenAI upstreams with {@link openAiUpstreamCapabilities}.
+ * @category models @since 0.1.0
+ */
 export const upstreamCapabilities: Capabilities = {
   samplingExtensions: false,
   passthrough: new Set(["logit_bias", "user"]),
@@ -53,6 +58,9 @@ export const upstreamCapabilities: Capabilities = {
   embeddings: false,
   unsupported: new Set()
 }
+
+/** An upstream through `@hasten/providers`' OpenAI provider, which requests and parses log-probabilities. @category models @since 0.3.0 */
+export const openAiUpstreamCapabilities: Capabilities = { ...upstreamCapabilities, logprobs: true }
 
 /** Anthropic through its SDK: no seed, penalties or logit bias. @category models @since 0.1.0 */
 export const anthropicCapabilities: Capabilities = {
@@ -561,6 +569,10 @@ export const decodeChat = (body: Json, capabilities: Capabilities): CompletionCa
       responseFormat: responseFormatOf(body)
     }
     sampling(body, model, capabilities, fields)
+    if (logprobs === true) {
+      fields.logprobs = true
+      if (top !== undefined && top > 0) fields.topLogprobs = top
+    }
     const stream = boolean(body, "stream") === true
     const includeUsage = streamOptionsOf(body, stream)
     return {
@@ -602,6 +614,11 @@ export const decodeText = (body: Json, capabilities: Capabilities): CompletionCa
     if (logprobs !== undefined && !capabilities.logprobs) throw unsupported("logprobs", model)
     const fields: Record<string, unknown> = { model, messages: [], prompt, maxTokens: maxTokensOf(body, "max_tokens") ?? 16 }
     sampling(body, model, capabilities, fields)
+    // `/v1/completions`' `logprobs: n` is the token's log-probability plus n alternatives
+    if (logprobs !== undefined) {
+      fields.logprobs = true
+      if (logprobs > 0) fields.topLogprobs = logprobs
+    }
     const stream = boolean(body, "stream") === true
     const includeUsage = streamOptionsOf(body, stream)
     return {

@@ -144,11 +144,44 @@ const usageOf = (usage: Completion.Usage) => ({
 })
 
 /**
- * The `logprobs` of a choice. Always `null` today: requests asking for log-probabilities
- * are refused by `OpenAiRequest` unless the model's capabilities include them; once core's
- * `Completion` carries them, this is the one place that renders them.
+ * The `logprobs` of a choice in OpenAI's shape: chat `{ content: [{ token, logprob, bytes,
+ * top_logprobs }] }`, text completions `{ tokens, token_logprobs, top_logprobs, text_offset }`;
+ * `null` when the call did not ask for them (a model that cannot give them refused the call).
  */
-const logprobsOf = (_call: OpenAiRequest.CompletionCall, _completion: Completion.Completion | Completion.CompletionChunk): null => null
+const logprobsOf = (call: OpenAiRequest.CompletionCall, completion: Completion.Completion | Completion.CompletionChunk): unknown => {
+  if (call.logprobs === undefined) return null
+  const entries = completion.logprobs ?? []
+  const bytesOf = (token: string, bytes: ReadonlyArray<number> | undefined) => bytes ?? [...Buffer.from(token, "utf8")]
+  if (call.kind === "chat") {
+    return {
+      content: entries.map((entry) => ({
+        token: entry.token,
+        logprob: entry.logprob,
+        bytes: bytesOf(entry.token, entry.bytes),
+        top_logprobs: (entry.topLogprobs ?? []).slice(0, call.logprobs!.top).map((top) => ({
+          token: top.token,
+          logprob: top.logprob,
+          bytes: bytesOf(top.token, top.bytes)
+        }))
+      })),
+      refusal: null
+    }
+  }
+  let offset = 0
+  const textOffset = entries.map((entry) => {
+    const at = offset
+    offset += entry.token.length
+    return at
+  })
+  return {
+    tokens: entries.map((entry) => entry.token),
+    token_logprobs: entries.map((entry) => entry.logprob),
+    top_logprobs: entries.map((entry) =>
+      Object.fromEntries((entry.topLogprobs ?? []).slice(0, call.logprobs!.top).map((top) => [top.token, top.logprob]))
+    ),
+    text_offset: textOffset
+  }
+}
 
 const toBase64 = (vector: ReadonlyArray<number>): string => Buffer.from(new Float32Array(vector).buffer).toString("base64")
 
@@ -348,6 +381,12 @@ export const make = Effect.fnUntraced(function*<R>(options: Options<R>) {
     const id = `${chat ? "chatcmpl" : "cmpl"}-${exchange.id}`
     run(exchange, loaded.llm.complete(request), (completion) => {
       metrics.addTokens(exchange.model ?? call.model, completion.usage.inputTokens, completion.usage.outputTokens)
+      if (call.logprobs !== undefined && completion.logprobs === undefined && completion.usage.outputTokens > 0) {
+        // asked for and not given: an error, not an empty list
+        return exchange.json(502, {
+          error: { message: `model ${call.model} returned no logprobs`, type: "server_error", param: "logprobs", code: null }
+        })
+      }
       const choice = chat
         ? {
           index: 0,
@@ -401,7 +440,8 @@ export const make = Effect.fnUntraced(function*<R>(options: Options<R>) {
       Effect.suspend(() => {
         if (chunk.finishReason !== undefined) finishReason = chunk.finishReason
         if (chunk.usage !== undefined) usage = chunk.usage
-        if (chunk.text.length === 0) return Effect.void
+        // a chunk with no text still carries what the client asked for (a local model's logprobs come last)
+        if (chunk.text.length === 0 && (call.logprobs === undefined || (chunk.logprobs?.length ?? 0) === 0)) return Effect.void
         start()
         const flushed = response.write(frame([
           chat

@@ -70,7 +70,13 @@ export const Upstream = Schema.Struct({
   /** The environment variable holding the upstream's API key (default `OPENAI_API_KEY` / `ANTHROPIC_API_KEY` for the vendors' own URLs). */
   apiKeyEnv: optional(NonEmpty),
   /** Per-request timeout in milliseconds. */
-  timeoutMs: optional(Boundary.PositiveInt)
+  timeoutMs: optional(Boundary.PositiveInt),
+  /**
+   * The kind of OpenAI-compatible server (`vllm`, `llama.cpp`, `ollama`; default `openai`):
+   * which request fields beyond OpenAI's it takes (see the providers README's field table).
+   * From flags, a `vllm@…`, `llama.cpp@…` or `ollama@…` upstream says so by its name.
+   */
+  compat: optional(Schema.Literals(["openai", "vllm", "llama.cpp", "ollama"]))
 })
 /** @category models @since 0.1.0 */
 export type Upstream = typeof Upstream.Type
@@ -193,9 +199,10 @@ export const parseUpstream = (text: string): Upstream | string => {
     } catch {
       return `must be <name>@<base URL>:<model> with an http(s) URL, got ${JSON.stringify(text)}`
     }
+    const compat = name === "vllm" || name === "llama.cpp" || name === "ollama" ? { compat: name as "vllm" | "llama.cpp" | "ollama" } : {}
     return name === "anthropic"
       ? { provider: "anthropic", url, model }
-      : { provider: "openai", ...(name !== "openai" ? { name } : {}), url, model }
+      : { provider: "openai", ...(name !== "openai" ? { name } : {}), url, model, ...compat }
   }
   const colon = text.indexOf(":")
   const provider = colon > 0 ? text.slice(0, colon) : ""

@@ -83,7 +83,8 @@ describe("ServerConfig", () => {
     assert.deepStrictEqual(models.map(Gateway.idOf), ["stories", "TinyStories-656K-Q8_0", "gpt-4o-mini", "qwen"])
     assert.deepStrictEqual(models[0]!.local, { path: "stories260K.gguf", sequences: 4, threads: 2 })
     assert.deepStrictEqual(models[3]!.upstreams, [
-      { provider: "openai", name: "vllm", url: "http://10.0.0.5:8000/v1", model: "qwen" },
+      // a vllm@… upstream declares its kind: which fields beyond OpenAI's it takes
+      { provider: "openai", name: "vllm", url: "http://10.0.0.5:8000/v1", model: "qwen", compat: "vllm" },
       { provider: "openai", name: "vllm2", url: "http://10.0.0.6:8000/v1", model: "qwen" }
     ])
     assert.deepStrictEqual(cli.plan.middleware, {

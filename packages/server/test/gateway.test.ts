@@ -93,9 +93,14 @@ describe("Gateway: the openai SDK through hasten-serve to a simulated upstream",
         )
         assert.instanceOf(tools, OpenAI.BadRequestError)
         assert.strictEqual(tools.param, "tools")
-        const logprobs = yield* apiError(() => openai.chat.completions.create({ model: "gpt-4o-mini", messages, logprobs: true }))
-        assert.strictEqual(logprobs.status, 400)
-        assert.strictEqual(logprobs.param, "logprobs")
+        // logprobs go through the OpenAI provider, which asks the upstream for them and parses them
+        const withLogprobs = yield* Effect.promise(() =>
+          openai.chat.completions.create({ model: "gpt-4o-mini", messages, logprobs: true, top_logprobs: 2, max_tokens: 4 })
+        )
+        const content = withLogprobs.choices[0]!.logprobs!.content!
+        assert.strictEqual(content.length, withLogprobs.usage!.completion_tokens)
+        assert.strictEqual(content.map((entry) => entry.token).join(""), withLogprobs.choices[0]!.message.content)
+        assert.isTrue(content.every((entry) => entry.logprob <= 0 && entry.top_logprobs.length === 2))
         const temperature = yield* apiError(() => openai.chat.completions.create({ model: "gpt-4o-mini", messages, temperature: 2.1 }))
         assert.strictEqual(temperature.param, "temperature")
         const missing = yield* apiError(() => openai.chat.completions.create({ model: "gpt-5", messages }))

@@ -51,6 +51,48 @@ layer(Live, { timeout: "60 seconds" })("hasten-serve --model: the openai SDK aga
       assert.strictEqual(response.object, "chat.completion")
     }))
 
+  it.effect("logprobs and top_logprobs in OpenAI's shape, chat and text, plain and streamed", () =>
+    Effect.gen(function*() {
+      const openai = yield* client
+      const messages = [{ role: "user" as const, content: "Once upon a time" }]
+      const chat = yield* Effect.promise(() =>
+        openai.chat.completions.create({ model: "stories260K", messages, temperature: 0, max_tokens: 8, logprobs: true, top_logprobs: 3 })
+      )
+      const content = chat.choices[0]!.logprobs!.content!
+      assert.strictEqual(content.length, 8)
+      assert.strictEqual(content.map((entry) => entry.token).join(""), chat.choices[0]!.message.content)
+      for (const entry of content) {
+        assert.isAtMost(entry.logprob, 0)
+        assert.strictEqual(entry.top_logprobs.length, 3)
+        // greedy: the chosen token is the most likely one
+        assert.strictEqual(entry.top_logprobs[0]!.token, entry.token)
+        assert.closeTo(entry.top_logprobs[0]!.logprob, entry.logprob, 1e-6)
+        assert.deepStrictEqual(entry.bytes, [...Buffer.from(entry.token, "utf8")])
+      }
+      const text = yield* Effect.promise(() =>
+        openai.completions.create({ model: "stories260K", prompt: "Once upon a time", temperature: 0, max_tokens: 6, logprobs: 2 })
+      )
+      const logprobs = text.choices[0]!.logprobs!
+      assert.strictEqual(logprobs.tokens!.join(""), text.choices[0]!.text)
+      assert.strictEqual(logprobs.token_logprobs!.length, 6)
+      assert.strictEqual(Object.keys(logprobs.top_logprobs![0]!).length, 2)
+      assert.deepStrictEqual(logprobs.text_offset![1], logprobs.tokens![0]!.length)
+      const streamed = yield* Effect.promise(async () => {
+        const stream = await openai.chat.completions.create({
+          model: "stories260K",
+          messages,
+          temperature: 0,
+          max_tokens: 8,
+          logprobs: true,
+          stream: true
+        })
+        const tokens: Array<string> = []
+        for await (const chunk of stream) for (const entry of chunk.choices[0]?.logprobs?.content ?? []) tokens.push(entry.token)
+        return tokens
+      })
+      assert.deepStrictEqual(streamed, content.map((entry) => entry.token))
+    }))
+
   it.effect("chat completion streams over SSE with usage on the last chunk", () =>
     Effect.gen(function*() {
       const openai = yield* client

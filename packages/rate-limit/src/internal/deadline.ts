@@ -61,7 +61,8 @@ export class LatencyTracker {
 
   private recompute(): void {
     this.sinceRecompute = 0
-    const sorted = Array.from(this.samples.subarray(0, this.count)).sort((a, b) => a - b)
+    // a typed array sorts numerically, natively, without a comparator call per comparison
+    const sorted = this.samples.slice(0, this.count).sort()
     const p99 = sorted[Math.min(sorted.length - 1, Math.ceil(0.99 * sorted.length) - 1)]!
     this.factor = this.policy.multiple * p99
   }

@@ -5,7 +5,7 @@
  * streams, its request pipeline) costs about half a millisecond per call on a loopback
  * upstream, as much as the whole bare proxy hop; streams and embeddings stay on the SDK.
  */
-import { Completion, CompletionRequest, Llm, LlmError, RateLimitHeaders } from "@hasten/core"
+import { Completion, CompletionRequest, FieldSupport, Llm, LlmError, RateLimitHeaders } from "@hasten/core"
 import { OpenAi } from "@hasten/providers/openai"
 import { Effect, Redacted } from "effect"
 import * as Http from "node:http"
@@ -17,8 +17,10 @@ interface Options {
   readonly baseURL: string | undefined
   readonly apiKey: Redacted.Redacted<string> | undefined
   readonly timeout: number | undefined
-  /** The SDK-based `Llm` whose `stream` (and `rateLimitPolicy`) is used as is. */
+  /** The SDK-based `Llm` whose `stream` (and `rateLimitPolicy`, `endpoint`) is used as is. */
   readonly sdk: Llm.LlmService
+  /** The endpoint's kind, as the OpenAI provider's `compat` (which extra fields it takes). */
+  readonly compat?: OpenAi.Compat | undefined
 }
 
 interface ChoiceBody {
@@ -52,12 +54,16 @@ export const make = (options: Options): Llm.LlmService => {
   const basePath = base.pathname.replace(/\/+$/, "")
   const secret = options.apiKey !== undefined ? Redacted.value(options.apiKey) : undefined
   const authorization = `Bearer ${secret ?? "not-needed"}`
-  const bodyOptions = options.baseURL !== undefined ? { baseURL: options.baseURL } : {}
+  const bodyOptions = {
+    ...(options.baseURL !== undefined ? { baseURL: options.baseURL } : {}),
+    ...(options.compat !== undefined ? { compat: options.compat } : {})
+  }
   const name = options.name
 
   const failure = (reason: LlmError.LlmErrorReason) => LlmError.make(name, reason)
 
-  const complete = (request: CompletionRequest.CompletionRequest): Effect.Effect<Completion.Completion, LlmError.LlmError> =>
+  const support = OpenAi.fieldSupport(options.compat)
+  const lean = (request: CompletionRequest.CompletionRequest): Effect.Effect<Completion.Completion, LlmError.LlmError> =>
     Effect.clockWith((clock) =>
       Effect.callback<Completion.Completion, LlmError.LlmError>((resumeOnce) => {
         let settled = false
@@ -68,7 +74,11 @@ export const make = (options: Options): Llm.LlmService => {
         }
         const start = clock.currentTimeMillisUnsafe()
         const raw = request.messages.length === 0 && request.prompt !== undefined && request.prompt.length > 0
-        const payload = JSON.stringify(raw ? OpenAi.toCompletionBody(request) : OpenAi.toChatBody(request, bodyOptions))
+        const payload = JSON.stringify(
+          raw
+            ? OpenAi.toCompletionBody(request, options.compat !== undefined ? { compat: options.compat } : {})
+            : OpenAi.toChatBody(request, bodyOptions)
+        )
         const outgoing = transport.request({
           agent,
           protocol: base.protocol,
@@ -153,10 +163,22 @@ export const make = (options: Options): Llm.LlmService => {
       })
     )
 
+  /**
+   * The lean path for what it maps as the provider does; a request asking for logprobs takes
+   * the SDK-based provider (which requests and parses them); a field the endpoint refuses
+   * fails as the provider fails it, naming the field.
+   */
+  const complete = (request: CompletionRequest.CompletionRequest): Effect.Effect<Completion.Completion, LlmError.LlmError> => {
+    const refusal = FieldSupport.firstRefusal(name, support, request)
+    if (refusal !== undefined) return Effect.fail(refusal)
+    return request.logprobs === true ? options.sdk.complete(request) : lean(request)
+  }
+
   return {
     name,
     complete,
     stream: options.sdk.stream,
+    ...(options.sdk.endpoint !== undefined ? { endpoint: options.sdk.endpoint } : {}),
     ...(options.sdk.rateLimitPolicy !== undefined ? { rateLimitPolicy: options.sdk.rateLimitPolicy } : {})
   }
 }
