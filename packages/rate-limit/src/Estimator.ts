@@ -9,7 +9,20 @@
  */
 import { CompletionRequest, type LlmError, type TokenModel } from "@hasten/core"
 import { Effect } from "effect"
-import { countTokens, encodeChat } from "gpt-tokenizer"
+
+type Tokenizer = typeof import("gpt-tokenizer")
+let tokenizer: Tokenizer | undefined
+let loading: Promise<Tokenizer> | undefined
+/**
+ * `gpt-tokenizer` with its o200k ranks (~80 MB of memory once loaded) is loaded on the first
+ * count, not when this package is imported: a process whose keys have no token budget never
+ * pays for it.
+ */
+const loadTokenizer: Effect.Effect<Tokenizer> = Effect.suspend(() =>
+  tokenizer !== undefined
+    ? Effect.succeed(tokenizer)
+    : Effect.promise(() => loading ??= import("gpt-tokenizer").then((module) => tokenizer = module))
+)
 
 /**
  * Counts the input (prompt) tokens a request will be charged.
@@ -26,11 +39,10 @@ const plain = { disallowedSpecial: new Set<string>() }
  * @category constructors @since 0.1.0
  */
 export const openAi: Estimator = (request) =>
-  Effect.sync(() =>
+  Effect.map(loadTokenizer, ({ countTokens, encodeChat }) =>
     request.prompt !== undefined && request.prompt.length > 0
       ? countTokens(request.prompt, plain)
-      : encodeChat(request.messages.map((message) => ({ role: message.role, content: message.content })), "gpt-4o", plain).length
-  )
+      : encodeChat(request.messages.map((message) => ({ role: message.role, content: message.content })), "gpt-4o", plain).length)
 
 /**
  * Counts with a local model's tokenizer (the `TokenModel` a GGUF provider offers).
