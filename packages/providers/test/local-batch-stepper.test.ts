@@ -3,7 +3,7 @@ import { CompletionRequest, Llm } from "@hasten/core"
 import type { Completion } from "@hasten/core"
 import { Local, ModelPool } from "@hasten/providers/local"
 import { Effect, Fiber, Layer, Stream } from "effect"
-import { acquireLock } from "lifecycle-utils"
+import * as LifecycleUtils from "lifecycle-utils"
 import { getLlama, LlamaCompletion, LlamaLogLevel, type LlamaModel } from "node-llama-cpp"
 import * as BatchStepper from "../src/internal/batchStepper.js"
 
@@ -197,7 +197,7 @@ describe("the batch stepper's safety", () => {
       const model = yield* loadModel("stories260K.gguf")
       const context = yield* openContext(model, 2)
       const sequence = context.getSequence()
-      const lock = yield* Effect.promise(() => acquireLock([context, "context"]))
+      const lock = yield* Effect.promise(() => LifecycleUtils.acquireLock([context, "context"]))
       let done = false
       const completion = new LlamaCompletion({ contextSequence: sequence })
       const run = completion.generateCompletion("Once upon a time", { maxTokens: 4, temperature: 0 }).finally(() => {
@@ -252,7 +252,7 @@ describe("the batch stepper's safety", () => {
     Effect.gen(function*() {
       const model = yield* loadModel("stories260K.gguf")
       const context = yield* openContext(model, 2)
-      const stepper = BatchStepper.make(context)
+      const stepper = BatchStepper.make(context, LifecycleUtils)
       assert.isDefined(stepper)
       const sequence = context.getSequence()
       // leftover history the stepper must clear before it writes
@@ -293,9 +293,9 @@ describe("the batch stepper's safety", () => {
         const patched = new Proxy(context, {
           get: (object, key) => key === "_ctx" ? hiding(contextInternals._ctx, member) : Reflect.get(object, key, object)
         })
-        assert.isUndefined(BatchStepper.make(patched), member)
+        assert.isUndefined(BatchStepper.make(patched, LifecycleUtils), member)
       }
-      const stepper = BatchStepper.make(context)!
+      const stepper = BatchStepper.make(context, LifecycleUtils)!
       const sequence = context.getSequence()
       for (const member of ["_sequenceId", "_resolveSamplerConfig"]) {
         assert.isUndefined(yield* Effect.promise(() => stepper.lean(hiding(sequence, member))), member)

@@ -28,8 +28,14 @@
  * `LlamaCompletion` on the sequence itself.
  * @internal
  */
-import { acquireLock, withLock } from "lifecycle-utils"
+import type * as LifecycleUtils from "lifecycle-utils"
 import type { LlamaContext, LlamaContextSequence } from "node-llama-cpp"
+
+/**
+ * node-llama-cpp's lock functions: `lifecycle-utils`, imported by the caller when it loads
+ * node-llama-cpp (the local entry points load neither eagerly). @internal
+ */
+export type Locks = Pick<typeof LifecycleUtils, "acquireLock" | "withLock">
 
 /** A native greedy sampler (`AddonSampler`). */
 interface NativeSampler {
@@ -112,11 +118,11 @@ const unsupported = (options: Record<string, unknown> | undefined): string | und
 }
 
 /**
- * The stepper of `context`, or `undefined` when this node-llama-cpp lacks an internal it
- * needs.
+ * The stepper of `context` (its lock taken with `locks`), or `undefined` when this
+ * node-llama-cpp lacks an internal it needs.
  * @internal
  */
-export const make = (context: LlamaContext): Stepper | undefined => {
+export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): Stepper | undefined => {
   const internals = context as unknown as ContextInternals
   const native = internals._ctx
   const model = internals.model?._model

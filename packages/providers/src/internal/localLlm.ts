@@ -101,7 +101,10 @@ export const make = Effect.fnUntraced(function*(loaded: LoadedModel, prepare: Pr
   const modelMemory = { model: id, ...loaded.memory }
   let generatedCount = 0
   // one continuous batch for the greedy requests on the base context (adapters keep node-llama-cpp's)
-  const stepper = loaded.options.leanGreedy === false ? undefined : BatchStepper.make(loaded.base.context)
+  const stepper = loaded.options.leanGreedy === false ? undefined : BatchStepper.make(
+    loaded.base.context,
+    yield* Effect.promise(() => import("lifecycle-utils"))
+  )
   if (stepper !== undefined) yield* Effect.addFinalizer(() => Effect.sync(stepper.dispose))
 
   /** Whether a request can run in the stepper: greedy, and nothing only `LlamaCompletion`'s own sampling does. */
