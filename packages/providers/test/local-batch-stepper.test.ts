@@ -41,8 +41,8 @@ const requests = (model: string) =>
     })
   )
 
-const localLayer = (model: string, leanGreedy: boolean, sequences = 16) =>
-  Local.layerWithPool({ model, sequences, contextSize: CONTEXT, threads: 1, leanGreedy }).pipe(
+const localLayer = (model: string, leanGreedy: boolean, sequences = 16, batchSize?: number) =>
+  Local.layerWithPool({ model, sequences, contextSize: CONTEXT, threads: 1, leanGreedy, batchSize }).pipe(
     Layer.provideMerge(ModelPool.layer())
   )
 
@@ -116,6 +116,12 @@ describe.each(["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"])("the batch ste
       assert.strictEqual(BatchStepper.counters.joined - before.joined, batch.length)
       assert.isAtLeast(sampled, expected.reduce((sum, each) => sum + each.usage.outputTokens, 0))
       assert.isBelow(steps, sampled / 2)
+      // a batch of 8 tokens: prompts prefilled in chunks over several steps, and not every
+      // generation's next token fits each step
+      const small = yield* Effect.forEach(batch, (request) => Effect.map(Llm.complete(request), outcome), {
+        concurrency: "unbounded"
+      }).pipe(Effect.provide(localLayer(name, true, 16, 8)))
+      assert.deepStrictEqual(small, expected)
       // one at a time through the stepper too
       const alone = yield* Effect.forEach(batch.slice(0, 4), (request) => Effect.map(Llm.complete(request), outcome)).pipe(
         Effect.provide(localLayer(name, true, 1))
