@@ -209,10 +209,11 @@ describe("the batch stepper's safety", () => {
       const run = completion.generateCompletion("Once upon a time", { maxTokens: 4, temperature: 0 }).finally(() => {
         done = true
       })
+      const isDone = () => done
       const queued = (context as unknown as { _queuedDecodes: ReadonlyArray<unknown> })._queuedDecodes
       yield* Effect.promise(async () => {
         // until node-llama-cpp has queued its prompt's decode, then long enough for its dispatcher to run
-        while (queued.length === 0 && !done) await new Promise((resolve) => setImmediate(resolve))
+        while (queued.length === 0 && !isDone()) await new Promise((resolve) => setImmediate(resolve))
         await new Promise((resolve) => setTimeout(resolve, 200))
       })
       // its decode still waits for the lock: nothing evaluated
