@@ -4,7 +4,7 @@
 // At real sizes (testkit's SyntheticModel: synthetic weights of the 42M/110M shapes, timing
 // only): Hasten at 1/4/8/16 sequences, node-llama-cpp alone at 16 and the forward-only limit
 // at 16, interleaved in one run.
-// Run: pnpm --filter @hasten/batcher bench [--quick] [--shapes 42M,110M] [--sizes-only]
+// Run: pnpm --filter @hasten/batcher bench [--quick] [--shapes 42M,110M] [--sizes-only] [--lean-off]
 import { Batcher } from "@hasten/batcher"
 import { CompletionRequest, Embedder, Llm } from "@hasten/core"
 import { Local, ModelPool } from "@hasten/providers/local"
@@ -23,6 +23,8 @@ const sizeShapes = (flag("--shapes") ?? (quick ? "15M" : "42M,110M")).split(",")
 )
 /** Only the real-size section (no fixture models, no embeddings). */
 const sizesOnly = process.argv.includes("--sizes-only")
+/** Also run Hasten ×1 and ×16 with `leanGreedy: false` in each round (before/after the batch stepper). */
+const leanOff = process.argv.includes("--lean-off")
 const itemCount = quick ? 32 : 64
 const maxTokens = quick ? 24 : 32
 const widths = quick ? [4, 8, 16] : [4, 8, 16, 32]
@@ -292,17 +294,18 @@ const benchShape = (shape: string) =>
     const { SyntheticModel } = yield* Effect.promise(() => import("@hasten/testkit"))
     const file = yield* Effect.promise(() => SyntheticModel.ensure({ shape: shape as "15M" | "42M" | "110M" }))
     const model = `synthetic-${shape}`
-    const hastenLayer = (width: number, flashAttention: boolean) =>
+    // leanGreedy: false is the path before the batch stepper (node-llama-cpp's own generation per request)
+    const hastenLayer = (width: number, flashAttention: boolean, leanGreedy = true) =>
       width === 1 ?
-        Local.layerWithPool({ model: file.path, sequences: 1, contextSize: 128, flashAttention }) :
+        Local.layerWithPool({ model: file.path, sequences: 1, contextSize: 128, flashAttention, leanGreedy }) :
         Batcher.layer({ window: "100 millis", maxBatchSize: 32, concurrency: width }).pipe(
-          Layer.provide(Local.layerWithPool({ model: file.path, sequences: width, contextSize: 128, flashAttention }))
+          Layer.provide(Local.layerWithPool({ model: file.path, sequences: width, contextSize: 128, flashAttention, leanGreedy }))
         )
-    const hasten = (width: number, flash: boolean) =>
+    const hasten = (width: number, flash: boolean, leanGreedy = true) =>
       timeRun(
         Effect.forEach(sizePrompts, (prompt) => Llm.complete(request(prompt, model, sizeTokens)), {
           concurrency: width === 1 ? 1 : "unbounded"
-        }).pipe(Effect.provide(hastenLayer(width, flash)))
+        }).pipe(Effect.provide(hastenLayer(width, flash, leanGreedy)))
       ).pipe(Effect.map(({ cpuSeconds, seconds, value }) => {
         const short = value.filter((c) => c.usage.outputTokens !== sizeTokens).length
         if (short > 0) throw new Error(`${model} ×${width}: ${short} items ended before ${sizeTokens} tokens`)
@@ -342,6 +345,14 @@ const benchShape = (shape: string) =>
         compare(`hasten ×16${suffix}`, suffix, h16.texts)
         push(`forward only ×16${suffix}`, yield* Effect.promise(() => nativeRun(native, 16, "forward", flash)))
         push(`native greedy ×16${suffix}`, yield* Effect.promise(() => nativeRun(native, 16, "greedy", flash)))
+        if (leanOff) {
+          const seqOff = yield* hasten(1, flash, false)
+          push(`hasten ×1 lean off${suffix}`, seqOff.run)
+          compare(`hasten ×1 lean off${suffix}`, suffix, seqOff.texts)
+          const h16Off = yield* hasten(16, flash, false)
+          push(`hasten ×16 lean off${suffix}`, h16Off.run)
+          compare(`hasten ×16 lean off${suffix}`, suffix, h16Off.texts)
+        }
       }
       if (round === 0) {
         for (const width of [4, 8]) {
@@ -360,11 +371,15 @@ const benchShape = (shape: string) =>
       "node-llama-cpp alone ×16",
       "forward only ×16",
       "native greedy ×16",
+      "hasten ×1 lean off",
+      "hasten ×16 lean off",
       "hasten ×1 +flash",
       "hasten ×16 +flash",
       "node-llama-cpp alone ×16 +flash",
       "forward only ×16 +flash",
-      "native greedy ×16 +flash"
+      "native greedy ×16 +flash",
+      "hasten ×1 lean off +flash",
+      "hasten ×16 lean off +flash"
     ]
     for (const mode of modes) {
       const list = runs[mode]
@@ -393,6 +408,8 @@ const sizeSummary = (rows: ReadonlyArray<SizeRow>) => {
     const alone = of("node-llama-cpp alone ×16")
     const forward = of("forward only ×16")
     const greedy = of("native greedy ×16")
+    const off1 = of("hasten ×1 lean off")
+    const off16 = of("hasten ×16 lean off")
     const mine = rows.filter((r) => r.mode.startsWith("hasten") && r.mode.endsWith(suffix) && (suffix !== "" || !r.mode.includes("+")))
     const width = (r: SizeRow) => r.mode.replace("hasten ×", "").replace(suffix, "")
     return {
@@ -419,6 +436,19 @@ const sizeSummary = (rows: ReadonlyArray<SizeRow>) => {
         nativeGreedy16: fixed(greedy && greedy.seconds * 1000 / (sizeItems * sizeTokens / 16))
       },
       nativeGreedy16OverSequential: fixed(greedy && greedy.itemsPerS / seq.itemsPerS),
+      // --lean-off: the same runs with leanGreedy: false (node-llama-cpp's own generation per request, the path before the stepper)
+      ...(off1 === undefined ? {} : {
+        leanOff: {
+          sequentialItemsPerS: fixed(off1.itemsPerS),
+          speedup16: fixed(off16 && off16.itemsPerS / off1.itemsPerS),
+          nodeLlamaCppSpeedup16: fixed(off16 && alone && off16.itemsPerS / alone.itemsPerS),
+          // lean over lean off, at 16 sequences and sequentially
+          leanGain16: fixed(off16 && h16 && h16.itemsPerS / off16.itemsPerS),
+          leanGain1: fixed(seq.itemsPerS / off1.itemsPerS),
+          // ×16 with the stepper over sequential without it (before-the-change sequential)
+          speedup16OverLeanOffSequential: fixed(h16 && h16.itemsPerS / off1.itemsPerS)
+        }
+      }),
       identical: mine.every((r) => r.differing === 0),
       differingItems: Object.fromEntries(mine.map((r) => [width(r), r.differing]))
     }

@@ -8,6 +8,7 @@ import type { CompletionRequest, Facts, Llm } from "@hasten/core"
 import { Effect, Queue, Stream } from "effect"
 import type { LlamaContextSequence, Token } from "node-llama-cpp"
 import * as ModelPool from "../ModelPool.js"
+import * as BatchStepper from "./batchStepper.js"
 import type { LoadedModel } from "./loadedModel.js"
 import { failure, provider } from "./localErrors.js"
 import { fieldSupport } from "./localFields.js"
@@ -99,6 +100,22 @@ export const make = Effect.fnUntraced(function*(loaded: LoadedModel, prepare: Pr
   const defaultTemperature = loaded.options.defaultTemperature ?? 0.8
   const modelMemory = { model: id, ...loaded.memory }
   let generatedCount = 0
+  // one continuous batch for the greedy requests on the base context (adapters keep node-llama-cpp's)
+  const stepper = loaded.options.leanGreedy === false ? undefined : BatchStepper.make(
+    loaded.base.context,
+    yield* Effect.promise(() => import("lifecycle-utils"))
+  )
+  if (stepper !== undefined) yield* Effect.addFinalizer(() => Effect.sync(stepper.dispose))
+
+  /** Whether a request can run in the stepper: greedy, and nothing only `LlamaCompletion`'s own sampling does. */
+  const leanEligible = (
+    request: CompletionRequest.CompletionRequest,
+    prepared: { readonly grammar: unknown; readonly overflow: string },
+    options: ReturnType<typeof generationOptions>
+  ) =>
+    stepper !== undefined && options.temperature === 0 && options.repeatPenalty === false && prepared.grammar === undefined &&
+    prepared.overflow !== "shift" && options.disableContextShift && request.logprobs !== true &&
+    (request.adapter === undefined || request.adapter.length === 0)
 
   /**
    * Runs one generation on a free sequence of the request's context; `onText` receives
@@ -138,25 +155,30 @@ export const make = Effect.fnUntraced(function*(loaded: LoadedModel, prepare: Pr
       let outputTokens = 0
       let pendingTokens = 0
       const generatedTokens: Array<Token> = []
+      const options = generationOptions(request, prepared, defaultTemperature)
+      const lean = context === loaded.base && leanEligible(request, prepared, options)
       const result = yield* Effect.tryPromise({
         try: (signal) => {
-          const completion = new LlamaCompletion({ contextSequence: slot.sequence, autoDisposeSequence: false })
-          const run = completion.generateCompletionWithMeta(prepared.tokens, {
-            ...generationOptions(request, prepared, defaultTemperature),
-            signal,
-            onToken: (tokens) => {
-              if (request.logprobs === true) { for (const token of tokens) generatedTokens.push(token) }
-              generatedCount += tokens.length
-              outputTokens += tokens.length
-              pendingTokens += tokens.length
-            },
-            onTextChunk: (text) => {
-              if (text.length === 0) return
-              const tokens = pendingTokens
-              pendingTokens = 0
-              onText(text, tokens)
-            }
-          }).finally(() => completion.dispose({ disposeSequence: false }))
+          const run = (async () => {
+            const contextSequence = (lean ? await stepper!.lean(slot.sequence) : undefined) ?? slot.sequence
+            const completion = new LlamaCompletion({ contextSequence, autoDisposeSequence: false })
+            return completion.generateCompletionWithMeta(prepared.tokens, {
+              ...options,
+              signal,
+              onToken: (tokens) => {
+                if (request.logprobs === true) { for (const token of tokens) generatedTokens.push(token) }
+                generatedCount += tokens.length
+                outputTokens += tokens.length
+                pendingTokens += tokens.length
+              },
+              onTextChunk: (text) => {
+                if (text.length === 0) return
+                const tokens = pendingTokens
+                pendingTokens = 0
+                onText(text, tokens)
+              }
+            }).finally(() => completion.dispose({ disposeSequence: false }))
+          })()
           slot.pending = run
           return run
         },

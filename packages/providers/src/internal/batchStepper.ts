@@ -1,0 +1,353 @@
+/**
+ * Continuous batching for greedy generations on one context, on node-llama-cpp internals.
+ *
+ * node-llama-cpp batches the sequences of a context through a dispatcher: every sequence
+ * queues its decode, the dispatcher gathers what is queued into one native batch, and each
+ * sampled position then travels back through a promise chain per sequence before that
+ * sequence queues its next token. At 16 sequences that bookkeeping (and what it allocates)
+ * costs about as much as the forward pass on real model sizes. The stepper drives the native
+ * context itself: each step builds ONE batch with the next token of every active generation
+ * (and chunks of new generations' prompts, within the context's batch size), decodes it once,
+ * starts the greedy sampling of every position that needs a token at once (each generation on
+ * its own persistent native greedy sampler, as `greedyDecoder.ts` does), and resolves them;
+ * generations join and leave between steps.
+ *
+ * Text, stop triggers, end tokens and `maxTokens` stay node-llama-cpp's: `LlamaCompletion`
+ * runs as usual over a {@link LeanSequence}, a stand-in for the request's sequence whose
+ * `evaluate` yields the stepper's tokens. Safety with node-llama-cpp's own state:
+ * - each step, and each removal of a finished generation's KV cells, holds node-llama-cpp's
+ *   context lock (`withLock([context, "context"])` of the same `lifecycle-utils` instance;
+ *   checked once on a real sequence: node-llama-cpp's own `eraseContextTokenRanges` must wait
+ *   for it), so no dispatcher batch of another sequence interleaves with a step;
+ * - the sequence's JavaScript state stays that of an empty sequence: it is cleared before the
+ *   stepper writes to its KV cells, and the cells the stepper wrote are removed before the
+ *   generation's promise settles (so before the pool hands the sequence to anyone else).
+ *
+ * It depends on members node-llama-cpp marks internal: {@link make} and {@link Stepper.lean}
+ * check each of them and return `undefined` when one is missing; the caller then runs
+ * `LlamaCompletion` on the sequence itself.
+ * @internal
+ */
+import type * as LifecycleUtils from "lifecycle-utils"
+import type { LlamaContext, LlamaContextSequence } from "node-llama-cpp"
+
+/**
+ * node-llama-cpp's lock functions: `lifecycle-utils`, imported by the caller when it loads
+ * node-llama-cpp (the local entry points load neither eagerly). @internal
+ */
+export type Locks = Pick<typeof LifecycleUtils, "acquireLock" | "withLock">
+
+/** A native greedy sampler (`AddonSampler`). */
+interface NativeSampler {
+  applyConfig(config: object): void
+  dispose(): void
+}
+
+/** The native context (`AddonContext`) members used. */
+interface NativeContext {
+  initBatch(size: number): void
+  addToBatch(sequenceId: number, firstTokenIndex: number, tokens: Uint32Array, logitIndexes: Uint32Array): ArrayLike<number>
+  decodeBatch(): Promise<void>
+  sampleToken(batchLogitIndex: number, sampler: NativeSampler): Promise<number>
+  removeTokenCellsFromSequence(sequenceId: number, start: number, end: number): boolean
+}
+
+interface ContextInternals {
+  readonly _ctx?: Partial<NativeContext>
+  readonly _backendContextDisposeGuard?: { createPreventDisposalHandle?: () => { dispose(): void } }
+  readonly batchSize: number
+  readonly disposed: boolean
+  readonly model: { readonly _model?: unknown; readonly _llama?: { readonly _bindings?: { readonly AddonSampler?: unknown } } }
+}
+
+interface SequenceInternals {
+  readonly _sequenceId?: number
+  readonly _resolveSamplerConfig?: (options: { readonly temperature: number }) => object
+  readonly needsCheckpoints?: boolean
+  readonly context: unknown
+  readonly nextTokenIndex: number
+  readonly disposed: boolean
+  readonly model: unknown
+  readonly onDispose: unknown
+  clearHistory(): Promise<void>
+  eraseContextTokenRanges(ranges: Array<{ start: number; end: number }>): Promise<void>
+}
+
+/** Steps and tokens the steppers of this process have run (for tests). @internal */
+export const counters = { steps: 0, sampled: 0, joined: 0 }
+
+/** One generation in the stepper. */
+interface Entry {
+  readonly sequenceId: number
+  readonly sampler: NativeSampler
+  /** Tokens to evaluate before the next token is due (the prompt, then each sampled token). */
+  pending: Array<number>
+  /** The next KV position of the sequence (tokens written so far). */
+  position: number
+  waiter: { resolve: (token: number) => void; reject: (error: unknown) => void } | undefined
+  left: boolean
+}
+
+/**
+ * A stand-in for one sequence that `LlamaCompletion` generates on: one generation, greedy,
+ * without context shift. @internal
+ */
+export type LeanSequence = LlamaContextSequence
+
+/** The stepper of one context. @internal */
+export interface Stepper {
+  /**
+   * A stand-in for `sequence` whose generation runs in the stepper (the sequence cleared
+   * first), or `undefined` when the sequence lacks an internal or node-llama-cpp does not
+   * share the stepper's lock (the caller then generates on `sequence` itself). The caller
+   * holds the sequence until the generation's promise settles.
+   */
+  readonly lean: (sequence: LlamaContextSequence) => Promise<LeanSequence | undefined>
+  /** Frees the native samplers once no generation runs. */
+  readonly dispose: () => void
+}
+
+/** Options `LlamaCompletion` passes to `evaluate` that the stepper cannot honour. */
+const unsupported = (options: Record<string, unknown> | undefined): string | undefined => {
+  if (options === undefined) return undefined
+  if (options["temperature"] !== undefined && options["temperature"] !== 0) return "temperature"
+  for (const key of ["grammarEvaluationState", "repeatPenalty", "dryRepeatPenalty", "tokenBias", "xtc"]) {
+    if (options[key] != null) return key
+  }
+  return undefined
+}
+
+/**
+ * The stepper of `context` (its lock taken with `locks`), or `undefined` when this
+ * node-llama-cpp lacks an internal it needs.
+ * @internal
+ */
+export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): Stepper | undefined => {
+  const internals = context as unknown as ContextInternals
+  const native = internals._ctx
+  const model = internals.model?._model
+  const Sampler = internals.model?._llama?._bindings?.AddonSampler as (new(model: unknown) => NativeSampler) | undefined
+  if (
+    native == null || typeof native.initBatch !== "function" || typeof native.addToBatch !== "function" ||
+    typeof native.decodeBatch !== "function" || typeof native.sampleToken !== "function" ||
+    typeof native.removeTokenCellsFromSequence !== "function" || typeof Sampler !== "function" || model == null ||
+    !Number.isInteger(internals.batchSize) || internals.batchSize < 1
+  ) {
+    return undefined
+  }
+  const ctx = native as NativeContext
+  const batchSize = internals.batchSize
+  const guard = internals._backendContextDisposeGuard
+  const entries: Array<Entry> = []
+  const freeSamplers: Array<NativeSampler> = []
+  let samplerConfig: object | undefined
+  let scheduled = false
+  let running = false
+  let disposed = false
+  /** Whether node-llama-cpp waits for this module's context lock (checked once, on a real sequence). */
+  let sharedLock: Promise<boolean> | undefined
+
+  const checkSharedLock = (sequence: SequenceInternals): Promise<boolean> =>
+    sharedLock ??= (async () => {
+      const lock = await acquireLock([context, "context"])
+      let settled = false
+      const probe = sequence.eraseContextTokenRanges([]).finally(() => {
+        settled = true
+      })
+      // node-llama-cpp's own erase takes the context lock first: with the same lock it waits
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve))
+      const waited = !settled
+      lock.dispose()
+      await probe.catch(() => undefined)
+      return waited
+    })()
+
+  const ready = (entry: Entry) => !entry.left && entry.waiter !== undefined && entry.pending.length > 0
+
+  const schedule = () => {
+    if (scheduled || running || disposed) return
+    scheduled = true
+    // after the microtasks of the step just resolved: every generation has queued its next token
+    setImmediate(() => void step())
+  }
+
+  const step = async () => {
+    scheduled = false
+    running = true
+    const sampled: Array<{ entry: Entry; token: number }> = []
+    const failed: Array<{ entry: Entry; error: unknown }> = []
+    try {
+      await withLock([context, "context"], async () => {
+        if (internals.disposed) {
+          for (const entry of entries) if (ready(entry)) failed.push({ entry, error: new Error("the context is disposed") })
+          return
+        }
+        // running generations' next tokens first, then prompt chunks (first come, first served)
+        const batch: Array<{ entry: Entry; count: number }> = []
+        let budget = batchSize
+        for (const prefill of [false, true]) {
+          for (const entry of entries) {
+            if (budget === 0 || !ready(entry) || (entry.pending.length > 1) !== prefill) continue
+            const count = Math.min(budget, entry.pending.length)
+            batch.push({ entry, count })
+            budget -= count
+          }
+        }
+        if (batch.length === 0) return
+        ctx.initBatch(batchSize - budget)
+        const logits: Array<{ entry: Entry; index: number }> = []
+        for (const { count, entry } of batch) {
+          const last = count === entry.pending.length
+          let indexes: ArrayLike<number>
+          try {
+            indexes = ctx.addToBatch(
+              entry.sequenceId,
+              entry.position,
+              Uint32Array.from(entry.pending.slice(0, count)),
+              last ? Uint32Array.of(count - 1) : new Uint32Array(0)
+            )
+          } catch (error) {
+            failed.push({ entry, error })
+            continue
+          }
+          entry.position += count
+          entry.pending = entry.pending.slice(count)
+          if (last) logits.push({ entry, index: indexes[0]! })
+        }
+        const handle = guard?.createPreventDisposalHandle?.()
+        try {
+          await ctx.decodeBatch()
+        } catch (error) {
+          for (const { entry } of batch) failed.push({ entry, error })
+          return
+        } finally {
+          handle?.dispose()
+        }
+        counters.steps++
+        // every position at once: the next batch may not decode over these logits before
+        const tokens = await Promise.allSettled(logits.map(({ entry, index }) => ctx.sampleToken(index, entry.sampler)))
+        tokens.forEach((result, i) => {
+          const entry = logits[i]!.entry
+          if (result.status === "fulfilled" && result.value !== -1) sampled.push({ entry, token: result.value })
+          else failed.push({ entry, error: result.status === "rejected" ? result.reason : new Error("no greedy token") })
+        })
+        counters.sampled += sampled.length
+      })
+    } catch (error) {
+      for (const entry of entries) if (ready(entry)) failed.push({ entry, error })
+    } finally {
+      running = false
+    }
+    for (const { entry, token } of sampled) {
+      const waiter = entry.waiter
+      entry.waiter = undefined
+      waiter?.resolve(token)
+    }
+    for (const { entry, error } of failed) {
+      const waiter = entry.waiter
+      entry.waiter = undefined
+      entry.pending = []
+      waiter?.reject(error)
+    }
+    if (entries.some(ready)) schedule()
+  }
+
+  const join = (sequenceId: number, sampler: NativeSampler, prompt: Array<number>): Entry => {
+    const entry: Entry = { sequenceId, sampler, pending: prompt, position: 0, waiter: undefined, left: false }
+    entries.push(entry)
+    counters.joined++
+    return entry
+  }
+
+  const next = (entry: Entry) =>
+    new Promise<number>((resolve, reject) => {
+      entry.waiter = { resolve, reject }
+      schedule()
+    })
+
+  /** Takes the generation out of the stepper and removes the KV cells it wrote. */
+  const leave = async (entry: Entry) => {
+    entry.left = true
+    const index = entries.indexOf(entry)
+    if (index >= 0) entries.splice(index, 1)
+    try {
+      if (entry.position > 0) {
+        await withLock([context, "context"], () => {
+          if (!internals.disposed) ctx.removeTokenCellsFromSequence(entry.sequenceId, 0, entry.position)
+        })
+      }
+    } finally {
+      if (disposed) entry.sampler.dispose()
+      else freeSamplers.push(entry.sampler)
+    }
+  }
+
+  const samplerFor = (sequence: SequenceInternals): NativeSampler => {
+    const reused = freeSamplers.pop()
+    if (reused !== undefined) return reused
+    samplerConfig ??= sequence._resolveSamplerConfig!({ temperature: 0 })
+    const created = new Sampler(model)
+    created.applyConfig(samplerConfig)
+    return created
+  }
+
+  const lean = async (sequence: LlamaContextSequence): Promise<LeanSequence | undefined> => {
+    const real = sequence as unknown as SequenceInternals
+    const sequenceId = real._sequenceId
+    if (
+      disposed || typeof sequenceId !== "number" || typeof real._resolveSamplerConfig !== "function" ||
+      real.needsCheckpoints === true || (real.context as unknown) !== context ||
+      typeof real.clearHistory !== "function" || typeof real.eraseContextTokenRanges !== "function"
+    ) {
+      return undefined
+    }
+    if (!(await checkSharedLock(real))) return undefined
+    // the KV cells the stepper writes must be the sequence's only ones
+    if (real.nextTokenIndex !== 0) await real.clearHistory()
+    const id: number = sequenceId
+    let evaluated = 0
+    let used = false
+    async function* evaluate(tokens: ReadonlyArray<number>, options?: Record<string, unknown>): AsyncGenerator<number> {
+      if (used) throw new Error("a lean sequence runs one generation (no context shift)")
+      used = true
+      const refused = unsupported(options)
+      if (refused !== undefined) throw new Error(`the batch stepper cannot honour ${refused}`)
+      const entry = join(id, samplerFor(real), [...tokens])
+      try {
+        while (true) {
+          const token = await next(entry)
+          evaluated = entry.position
+          yield token
+          entry.pending = [token]
+        }
+      } finally {
+        await leave(entry)
+      }
+    }
+    const stand: Record<string, unknown> = {
+      evaluate,
+      adaptStateToTokens: async () => {},
+      eraseContextTokenRanges: async (ranges: ReadonlyArray<unknown>) => {
+        if (ranges.length > 0) throw new Error("a lean sequence erases nothing")
+      },
+      tokenPredictor: undefined
+    }
+    Object.defineProperties(stand, {
+      model: { get: () => real.model },
+      context: { get: () => real.context },
+      disposed: { get: () => real.disposed },
+      onDispose: { get: () => real.onDispose },
+      nextTokenIndex: { get: () => evaluated }
+    })
+    return stand as unknown as LeanSequence
+  }
+
+  return {
+    lean,
+    dispose: () => {
+      disposed = true
+      for (const sampler of freeSamplers) sampler.dispose()
+      freeSamplers.length = 0
+    }
+  }
+}
