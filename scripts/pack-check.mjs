@@ -67,9 +67,11 @@ try {
     )
   )
   // The packages' dependencies on each other resolve to the tarballs, not the registry.
+  // The build-script decisions of the workspace apply there too (pnpm refuses unreviewed ones).
+  const allowBuilds = readFileSync(join(root, "pnpm-workspace.yaml"), "utf8").match(/^allowBuilds:\n(?:(?: {2}.*)?\n)+/m)?.[0] ?? ""
   writeFileSync(
     join(app, "pnpm-workspace.yaml"),
-    `overrides:\n${Object.entries(files).map(([name, file]) => `  "${name}": "${file}"\n`).join("")}`
+    `${allowBuilds}overrides:\n${Object.entries(files).map(([name, file]) => `  "${name}": "${file}"\n`).join("")}`
   )
   run("npx", [...pnpm, "install", "--prefer-offline", "--reporter=append-only"], { cwd: app, stdio: ["ignore", "ignore", "inherit"] })
 
