@@ -11,7 +11,9 @@
  * Also runs the local provider's `bench/local.ts` as a child process when it exists and
  * includes its JSON, and (g) `bench/pool-size.ts` (ModelPool vs a new process per question
  * at real sizes, synthetic weights: `--shapes 42M,110M`, default `110M`, `--quick` → `15M`,
- * 3 prompts) as `poolBySize`. Prints a table, then ONE JSON line last.
+ * 3 prompts) as `poolBySize`, and (h) `bench/penalties-size.ts` (penalties on vs off at real sizes,
+ * through Hasten and node-llama-cpp alone; default `42M`) as `penaltyRatioBySize`. Prints a
+ * table, then ONE JSON line last.
  */
 import { Completion, CompletionRequest, Llm } from "@hasten/core"
 import { OpenAi } from "@hasten/providers/openai"
@@ -330,10 +332,21 @@ const poolSize = async () => {
   result.poolBySize = output?.poolBySize ?? output
 }
 
+// (h) penalties on vs off at real sizes
+const penaltiesSize = async () => {
+  const at = process.argv.indexOf("--shapes")
+  const shapes = at >= 0 ? ["--shapes", process.argv[at + 1]!] : []
+  const output = await childJson("penalties-size.ts", [...(quick ? ["--quick"] : []), ...shapes]) as
+    | { penaltyRatioBySize?: unknown }
+    | null
+  result.penaltyRatioBySize = output?.penaltyRatioBySize ?? output
+}
+
 await collection()
 await routing()
 await local()
 await poolSize()
+await penaltiesSize()
 
 const widths = [14, 52, 28, 8]
 const line = (cells: ReadonlyArray<string>) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join(" | ")

@@ -1,0 +1,121 @@
+/**
+ * Penalties on vs off at real sizes (testkit's SyntheticModel: synthetic weights of real
+ * shapes with the 32k Llama-2 vocabulary, timing only; the models never end early, so every
+ * answer is exactly `maxTokens` greedy tokens). Per shape, strictly alternating rounds of one
+ * request each, tokens per CPU second of this process (llama.cpp's threads included):
+ *
+ *   Hasten            `Local.layer`'s `Llm.complete`, no penalties vs `repeatPenalty` 1.1,
+ *                     `frequencyPenalty` / `presencePenalty` 0.1 over a window of 64 (what users get:
+ *                     an unpenalised greedy request runs on `Local`'s batching engine, a
+ *                     penalised one on node-llama-cpp's `LlamaCompletion` with native penalties)
+ *   node-llama-cpp    `LlamaCompletion` alone, `repeatPenalty` off vs the same penalties
+ *
+ * Run from packages/providers: `node bench/penalties-size.ts [--quick] [--shapes 42M,110M]`
+ * (default `42M`; `--quick` → `15M`). Prints a table, then ONE JSON line last:
+ * `{ penaltyRatioBySize: { "<shape>": { hasten, nodeLlamaCpp, … } } }` (on / off, tokens per CPU second).
+ */
+import { CompletionRequest, Llm } from "@hasten/core"
+import { Local, ModelPool } from "@hasten/providers/local"
+import { SyntheticModel } from "@hasten/testkit"
+import { Effect, ManagedRuntime } from "effect"
+import { LlamaCompletion } from "node-llama-cpp"
+
+const quick = process.argv.includes("--quick")
+const at = process.argv.indexOf("--shapes")
+const shapes = (at >= 0 ? process.argv[at + 1]! : quick ? "15M" : "42M").split(",").filter((shape) => shape.length > 0)
+const rounds = quick ? 6 : 12
+const maxTokens = quick ? 48 : 128
+const prompt = "Once upon a time, there was a little girl named Lily. She loved to play outside"
+const penalties = { repeatPenalty: 1.1, frequencyPenalty: 0.1, presencePenalty: 0.1, penaltyWindow: 64 }
+
+const cpuMs = (): number => {
+  const usage = process.cpuUsage()
+  return (usage.user + usage.system) / 1000
+}
+const median = (values: ReadonlyArray<number>): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
+const round = (value: number, digits = 3): number => Number(value.toFixed(digits))
+
+/** Strictly alternating off/on rounds (the order flips every round); returns median tokens per CPU second of each. */
+const alternate = async (measure: (penalized: boolean) => Promise<number>) => {
+  await measure(false)
+  await measure(true)
+  const off: Array<number> = []
+  const on: Array<number> = []
+  for (let i = 0; i < rounds; i++) {
+    if (i % 2 === 0) {
+      off.push(await measure(false))
+      on.push(await measure(true))
+    } else {
+      on.push(await measure(true))
+      off.push(await measure(false))
+    }
+  }
+  return { off: median(off), on: median(on) }
+}
+
+const penaltyRatioBySize: Record<string, unknown> = {}
+for (const shape of shapes) {
+  const file = await SyntheticModel.ensure({ shape: shape as SyntheticModel.ShapeName })
+  // Hasten: Local.layer's Llm
+  const runtime = ManagedRuntime.make(Local.layer({ model: file.path, contextSize: 512, threads: 1 }))
+  const hasten = await alternate(async (penalized) => {
+    const cpu = cpuMs()
+    const completion = await runtime.runPromise(Llm.complete(CompletionRequest.makeUnsafe({
+      model: "synthetic",
+      messages: [],
+      prompt,
+      temperature: 0,
+      maxTokens,
+      ...(penalized ? penalties : {})
+    })))
+    return (completion.usage.outputTokens / (cpuMs() - cpu)) * 1000
+  })
+  await runtime.dispose()
+  // node-llama-cpp alone
+  const llama = await Effect.runPromise(ModelPool.getLlama(false))
+  const model = await llama.loadModel({ modelPath: file.path })
+  const context = await model.createContext({ contextSize: 512, threads: 1, flashAttention: false })
+  const sequence = context.getSequence()
+  const completion = new LlamaCompletion({ contextSequence: sequence })
+  const alone = await alternate(async (penalized) => {
+    await sequence.clearHistory()
+    const cpu = cpuMs()
+    let tokens = 0
+    await completion.generateCompletion(prompt, {
+      temperature: 0,
+      maxTokens,
+      onToken: (chunk) => void (tokens += chunk.length),
+      repeatPenalty: penalized
+        ? {
+          lastTokens: penalties.penaltyWindow,
+          penalty: penalties.repeatPenalty,
+          frequencyPenalty: penalties.frequencyPenalty,
+          presencePenalty: penalties.presencePenalty
+        }
+        : false
+    })
+    return (tokens / (cpuMs() - cpu)) * 1000
+  })
+  completion.dispose()
+  await context.dispose()
+  await model.dispose()
+  const entry = {
+    hasten: round(hasten.on / hasten.off),
+    nodeLlamaCpp: round(alone.on / alone.off),
+    hastenTokensPerCpuSecond: { off: round(hasten.off, 1), on: round(hasten.on, 1) },
+    nodeLlamaCppTokensPerCpuSecond: { off: round(alone.off, 1), on: round(alone.on, 1) },
+    withinFivePercent: hasten.on / hasten.off >= 0.95
+  }
+  penaltyRatioBySize[shape] = entry
+  console.log(
+    `${shape}: penalties on/off ${entry.hasten} through Hasten (${entry.hastenTokensPerCpuSecond.on} / ${entry.hastenTokensPerCpuSecond.off} tok/CPU-s), ` +
+      `${entry.nodeLlamaCpp} with node-llama-cpp alone (${entry.nodeLlamaCppTokensPerCpuSecond.on} / ${entry.nodeLlamaCppTokensPerCpuSecond.off}); ` +
+      `${rounds} alternating rounds of ${maxTokens} tokens, synthetic weights (timing only)`
+  )
+}
+console.log(JSON.stringify({ bench: "providers-penalties-size", quick, maxTokens, rounds, penaltyRatioBySize }))
+process.exit(0)
