@@ -10,6 +10,7 @@ import { CompletionRequest, Llm } from "@hasten/core"
 import { Local, ModelPool } from "@hasten/providers/local"
 import { Effect, ManagedRuntime } from "effect"
 import { LlamaCompletion } from "node-llama-cpp"
+import { alternate, cpuMs, nodeLlamaCppAlone, penalties } from "./penalties.js"
 import { prompts } from "./prompts.js"
 
 const quick = process.argv.includes("--quick")
@@ -68,16 +69,11 @@ const runtime = ManagedRuntime.make(Local.layer({ model: modelPath, contextSize:
 // Wall-clock rates swing several-fold on a shared machine, so (d) and (e) also measure this
 // process's CPU time (process.cpuUsage covers llama.cpp's threads too): tokens per CPU
 // second is what penalties or batching change, and it is far less disturbed by neighbours.
-const cpuMs = (): number => {
-  const usage = process.cpuUsage()
-  return (usage.user + usage.system) / 1000
-}
 
 // (d) penalties on vs off ----------------------------------------------------------------
 {
   const rounds = quick ? 8 : 20
   const maxTokens = 200
-  const penalties = { repeatPenalty: 1.1, frequencyPenalty: 0.1, presencePenalty: 0.1, penaltyWindow: 64 }
   const measure = async (extra: Partial<CompletionRequest.CompletionRequestInput>) => {
     const wall = now()
     const cpu = cpuMs()
@@ -85,20 +81,7 @@ const cpuMs = (): number => {
     const tokens = completion.usage.outputTokens
     return { wall: (tokens / (now() - wall)) * 1000, cpu: (tokens / (cpuMs() - cpu)) * 1000 }
   }
-  await measure({})
-  await measure(penalties)
-  const off: Array<{ wall: number; cpu: number }> = []
-  const on: Array<{ wall: number; cpu: number }> = []
-  for (let i = 0; i < rounds; i++) {
-    // strictly alternating, so drift hits both sides
-    if (i % 2 === 0) {
-      off.push(await measure({}))
-      on.push(await measure(penalties))
-    } else {
-      on.push(await measure(penalties))
-      off.push(await measure({}))
-    }
-  }
+  const { off, on } = await alternate(rounds, (penalized) => measure(penalized ? penalties : {}))
   const wallRatio = median(on.map((x) => x.wall)) / median(off.map((x) => x.wall))
   const cpuRatio = median(on.map((x) => x.cpu)) / median(off.map((x) => x.cpu))
   rows.push([
@@ -109,47 +92,13 @@ const cpuMs = (): number => {
   ])
   // The same comparison on node-llama-cpp alone (LlamaCompletion, no Hasten code), to tell
   // what the native penalty path costs by itself from what Hasten adds.
-  const llama = await Effect.runPromise(ModelPool.getLlama(false))
-  const bareModel = await llama.loadModel({ modelPath })
-  const bareContext = await bareModel.createContext({ contextSize: 256, threads: 1 })
-  const bareSequence = bareContext.getSequence()
-  const bare = new LlamaCompletion({ contextSequence: bareSequence })
-  const bareMeasure = async (penalized: boolean) => {
-    await bareSequence.clearHistory()
-    const wall = now()
-    const cpu = cpuMs()
-    let tokens = 0
-    await bare.generateCompletion("Once upon a time", {
-      temperature: 0,
-      maxTokens,
-      onToken: (chunk) => void (tokens += chunk.length),
-      repeatPenalty: penalized
-        ? {
-          lastTokens: penalties.penaltyWindow,
-          penalty: penalties.repeatPenalty,
-          frequencyPenalty: penalties.frequencyPenalty,
-          presencePenalty: penalties.presencePenalty
-        }
-        : false
-    })
-    return { wall: (tokens / (now() - wall)) * 1000, cpu: (tokens / (cpuMs() - cpu)) * 1000 }
-  }
-  await bareMeasure(false)
-  await bareMeasure(true)
-  const bareOff: Array<{ wall: number; cpu: number }> = []
-  const bareOn: Array<{ wall: number; cpu: number }> = []
-  for (let i = 0; i < rounds; i++) {
-    if (i % 2 === 0) {
-      bareOff.push(await bareMeasure(false))
-      bareOn.push(await bareMeasure(true))
-    } else {
-      bareOn.push(await bareMeasure(true))
-      bareOff.push(await bareMeasure(false))
-    }
-  }
-  bare.dispose()
-  await bareContext.dispose()
-  await bareModel.dispose()
+  const { off: bareOff, on: bareOn } = await nodeLlamaCppAlone({
+    modelPath,
+    prompt: "Once upon a time",
+    maxTokens,
+    rounds,
+    contextSize: 256
+  })
   const bareCpuRatio = median(bareOn.map((x) => x.cpu)) / median(bareOff.map((x) => x.cpu))
   rows.push([
     `(d) node-llama-cpp alone, same`,

@@ -15,10 +15,10 @@
  * `{ penaltyRatioBySize: { "<shape>": { hasten, nodeLlamaCpp, … } } }` (on / off, tokens per CPU second).
  */
 import { CompletionRequest, Llm } from "@hasten/core"
-import { Local, ModelPool } from "@hasten/providers/local"
+import { Local } from "@hasten/providers/local"
 import { SyntheticModel } from "@hasten/testkit"
-import { Effect, ManagedRuntime } from "effect"
-import { LlamaCompletion } from "node-llama-cpp"
+import { ManagedRuntime } from "effect"
+import { alternate, cpuMs, nodeLlamaCppAlone, penalties } from "./penalties.js"
 
 const quick = process.argv.includes("--quick")
 const at = process.argv.indexOf("--shapes")
@@ -26,12 +26,6 @@ const shapes = (at >= 0 ? process.argv[at + 1]! : quick ? "15M" : "42M").split("
 const rounds = quick ? 6 : 12
 const maxTokens = quick ? 48 : 128
 const prompt = "Once upon a time, there was a little girl named Lily. She loved to play outside"
-const penalties = { repeatPenalty: 1.1, frequencyPenalty: 0.1, presencePenalty: 0.1, penaltyWindow: 64 }
-
-const cpuMs = (): number => {
-  const usage = process.cpuUsage()
-  return (usage.user + usage.system) / 1000
-}
 const median = (values: ReadonlyArray<number>): number => {
   const sorted = [...values].sort((a, b) => a - b)
   const middle = Math.floor(sorted.length / 2)
@@ -39,30 +33,12 @@ const median = (values: ReadonlyArray<number>): number => {
 }
 const round = (value: number, digits = 3): number => Number(value.toFixed(digits))
 
-/** Strictly alternating off/on rounds (the order flips every round); returns median tokens per CPU second of each. */
-const alternate = async (measure: (penalized: boolean) => Promise<number>) => {
-  await measure(false)
-  await measure(true)
-  const off: Array<number> = []
-  const on: Array<number> = []
-  for (let i = 0; i < rounds; i++) {
-    if (i % 2 === 0) {
-      off.push(await measure(false))
-      on.push(await measure(true))
-    } else {
-      on.push(await measure(true))
-      off.push(await measure(false))
-    }
-  }
-  return { off: median(off), on: median(on) }
-}
-
 const penaltyRatioBySize: Record<string, unknown> = {}
 for (const shape of shapes) {
   const file = await SyntheticModel.ensure({ shape: shape as SyntheticModel.ShapeName })
   // Hasten: Local.layer's Llm
   const runtime = ManagedRuntime.make(Local.layer({ model: file.path, contextSize: 512, threads: 1 }))
-  const hasten = await alternate(async (penalized) => {
+  const hastenRounds = await alternate(rounds, async (penalized) => {
     const cpu = cpuMs()
     const completion = await runtime.runPromise(Llm.complete(CompletionRequest.makeUnsafe({
       model: "synthetic",
@@ -75,34 +51,10 @@ for (const shape of shapes) {
     return (completion.usage.outputTokens / (cpuMs() - cpu)) * 1000
   })
   await runtime.dispose()
+  const hasten = { off: median(hastenRounds.off), on: median(hastenRounds.on) }
   // node-llama-cpp alone
-  const llama = await Effect.runPromise(ModelPool.getLlama(false))
-  const model = await llama.loadModel({ modelPath: file.path })
-  const context = await model.createContext({ contextSize: 512, threads: 1, flashAttention: false })
-  const sequence = context.getSequence()
-  const completion = new LlamaCompletion({ contextSequence: sequence })
-  const alone = await alternate(async (penalized) => {
-    await sequence.clearHistory()
-    const cpu = cpuMs()
-    let tokens = 0
-    await completion.generateCompletion(prompt, {
-      temperature: 0,
-      maxTokens,
-      onToken: (chunk) => void (tokens += chunk.length),
-      repeatPenalty: penalized
-        ? {
-          lastTokens: penalties.penaltyWindow,
-          penalty: penalties.repeatPenalty,
-          frequencyPenalty: penalties.frequencyPenalty,
-          presencePenalty: penalties.presencePenalty
-        }
-        : false
-    })
-    return (tokens / (cpuMs() - cpu)) * 1000
-  })
-  completion.dispose()
-  await context.dispose()
-  await model.dispose()
+  const aloneRounds = await nodeLlamaCppAlone({ modelPath: file.path, prompt, maxTokens, rounds, contextSize: 512 })
+  const alone = { off: median(aloneRounds.off.map((x) => x.cpu)), on: median(aloneRounds.on.map((x) => x.cpu)) }
   const entry = {
     hasten: round(hasten.on / hasten.off),
     nodeLlamaCpp: round(alone.on / alone.off),
