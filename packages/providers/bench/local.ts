@@ -97,7 +97,9 @@ const runtime = ManagedRuntime.make(Local.layer({ model: modelPath, contextSize:
     prompt: "Once upon a time",
     maxTokens,
     rounds,
-    contextSize: 256
+    // the same context as Hasten's runtime above: llama.cpp attends over all of its cells
+    contextSize: 512,
+    sequences: 4
   })
   const bareCpuRatio = median(bareOn.map((x) => x.cpu)) / median(bareOff.map((x) => x.cpu))
   rows.push([

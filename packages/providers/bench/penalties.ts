@@ -44,11 +44,18 @@ export const nodeLlamaCppAlone = async (options: {
   readonly prompt: string
   readonly maxTokens: number
   readonly rounds: number
+  /** The context Hasten's side runs on (its size per sequence and its sequences), so both attend over the same cells. */
   readonly contextSize: number
+  readonly sequences?: number
 }) => {
   const llama = await Effect.runPromise(ModelPool.getLlama(false))
   const model = await llama.loadModel({ modelPath: options.modelPath })
-  const context = await model.createContext({ contextSize: options.contextSize, threads: 1, flashAttention: false })
+  const context = await model.createContext({
+    contextSize: options.contextSize,
+    sequences: options.sequences ?? 1,
+    threads: 1,
+    flashAttention: false
+  })
   const sequence = context.getSequence()
   const completion = new LlamaCompletion({ contextSequence: sequence })
   try {
