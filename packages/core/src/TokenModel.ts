@@ -6,6 +6,7 @@
  */
 import { Context, Effect } from "effect"
 import type * as Scope from "effect/Scope"
+import type { CompletionRequest } from "./CompletionRequest.js"
 import type { LlmError } from "./LlmError.js"
 
 /**
@@ -48,6 +49,17 @@ export interface TokenModelService {
   readonly detokenize: (tokens: ReadonlyArray<number>) => Effect.Effect<string, LlmError>
   /** Opens a sequence (a KV slot) for the lifetime of the scope. */
   readonly sequence: () => Effect.Effect<TokenSequence, LlmError, Scope.Scope>
+  /**
+   * How the backend's own `Llm` renders a request: the prompt tokens it evaluates (chat
+   * template and BOS included) and the stop strings it generates with (the template's and the
+   * request's). A decoder over this model (speculative decoding) uses it, so the same request
+   * gets the same prompt either way; without it, `CompletionRequest.promptText` is tokenized.
+   */
+  readonly prompt?:
+    | ((
+      request: CompletionRequest
+    ) => Effect.Effect<{ readonly tokens: ReadonlyArray<number>; readonly stop: ReadonlyArray<string> }, LlmError>)
+    | undefined
 }
 
 /**

@@ -82,7 +82,7 @@ export const make: (
 
   return Context.make(Llm.Llm, llm.service).pipe(
     Context.add(Embedder.Embedder, LocalEmbedder.make(loaded)),
-    Context.add(TokenModel.TokenModel, LocalTokenModel.make(loaded)),
+    Context.add(TokenModel.TokenModel, LocalTokenModel.make(loaded, prepare)),
     Context.add(LocalModel, localModel)
   )
 })

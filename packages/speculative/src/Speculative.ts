@@ -328,8 +328,12 @@ export const make = <E = never, R = never>(
       }
       const greedy = Sampling.isGreedy(sampling)
       const random = Sampling.prng(((request.seed ?? options.seed ?? 0) ^ Math.imul(request.trial ?? 0, 0x9e3779b1)) >>> 0)
-      const promptText = CompletionRequest.promptText(request)
-      let prompt = yield* target.tokenize(promptText, { addBos: target.bos !== undefined })
+      // the prompt as the target's own Llm renders it (chat template, BOS, the template's stop
+      // strings) when the backend says; else the request's text, tokenized
+      const rendered = target.prompt !== undefined ? yield* target.prompt(request) : undefined
+      let prompt = rendered !== undefined
+        ? rendered.tokens
+        : yield* target.tokenize(CompletionRequest.promptText(request), { addBos: target.bos !== undefined })
       if (prompt.length === 0 && target.bos !== undefined) prompt = [target.bos]
       if (prompt.length === 0) {
         return yield* LlmError.make(
@@ -337,7 +341,7 @@ export const make = <E = never, R = never>(
           new LlmError.InvalidRequest({ description: `empty prompt and ${target.name} has no BOS token to start from` })
         )
       }
-      const stops = (request.stop ?? []).filter((stop) => stop.length > 0)
+      const stops = (rendered?.stop ?? request.stop ?? []).filter((stop) => stop.length > 0)
       const tally = emptyTally()
       tally.requests = 1
       const output: Array<number> = []

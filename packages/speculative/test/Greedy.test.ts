@@ -129,6 +129,33 @@ for (const file of ["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"]) {
       () => Drafter.ngramCache()
     )
     it.effect(
+      "Local.layer TokenModel: a chat request gets the prompt Local's own Llm renders (same prompt tokens, same text)",
+      () =>
+        Effect.gen(function*() {
+          const chat = CompletionRequest.makeUnsafe({
+            model: "m",
+            messages: [
+              { role: "system", content: "You tell short stories." },
+              { role: "user", content: "Once upon a time there was a dog" }
+            ],
+            temperature: 0,
+            maxTokens: 24
+          })
+          const local = Local.layer({ model: NodePath.join(Llama.modelsDir(), file), contextSize: 512 })
+          const direct = yield* Llm.complete(chat).pipe(Effect.provide(local))
+          const speculative = yield* Llm.complete(chat).pipe(
+            Effect.provide(
+              Speculative.layer({ drafter: Drafter.promptLookup() }).pipe(
+                Layer.provide(Layer.effect(TokenModel.TokenModel, Effect.service(TokenModel.TokenModel)).pipe(Layer.provide(local)))
+              )
+            )
+          )
+          assert.strictEqual(speculative.usage.inputTokens, direct.usage.inputTokens)
+          assert.strictEqual(speculative.text, direct.text)
+        }),
+      60_000
+    )
+    it.effect(
       "Local.layer TokenModel with 4 sequences: concurrent requests each speculate on their own sequence, identical to plain greedy",
       () =>
         Effect.gen(function*() {

@@ -14,6 +14,7 @@ import * as ModelPool from "../ModelPool.js"
 import * as GreedyDecoder from "./greedyDecoder.js"
 import type { LoadedModel } from "./loadedModel.js"
 import { failure, invalid, provider } from "./localErrors.js"
+import type { Prepare } from "./localPrompt.js"
 
 /** `controlledEvaluate` options: the raw logits after a position. */
 const withLogits = { generateNext: { logits: true } } as const
@@ -37,7 +38,8 @@ const softmax = (logits: ReadonlyMap<number, number>, size: number): Float32Arra
 
 /** The `TokenModel` over a loaded model. */
 export const make = (
-  { base, bos, endTokens, id, model, options, sanitize, vocabularyId, vocabularySize }: LoadedModel
+  { base, bos, endTokens, id, model, options, prependBos, sanitize, vocabularyId, vocabularySize }: LoadedModel,
+  prepare?: Prepare
 ): TokenModel.TokenModelService => {
   /** The error for the first token outside the vocabulary, if any (checked on every decoding step). */
   const outOfVocabulary = (tokens: ReadonlyArray<number>) => {
@@ -59,6 +61,17 @@ export const make = (
     vocabularyId,
     bos,
     endTokens,
+    // the prompt `Local`'s Llm evaluates for a request (its chat template, BOS), with the stop
+    // strings it generates with, fitted to one sequence by the request's overflow strategy
+    ...(prepare !== undefined
+      ? {
+        prompt: (request) =>
+          Effect.map(prepare(request, base.context.contextSize), (prepared) => ({
+            tokens: prependBos && bos !== undefined ? [bos, ...prepared.tokens] : [...prepared.tokens],
+            stop: prepared.stopTriggers.filter((trigger): trigger is string => typeof trigger === "string")
+          }))
+      }
+      : {}),
     tokenize: (text, tokenizeOptions) =>
       Effect.sync(() => {
         const addBos = tokenizeOptions?.addBos === true && bos !== undefined
