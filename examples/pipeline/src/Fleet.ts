@@ -6,14 +6,11 @@
  * the rows in dataset order. A re-run enqueues only records without a result.
  * Speculative decoding is a one-process option; workers use the plain stack.
  */
-import { Batcher } from "@hasten/batcher"
-import { Cache } from "@hasten/cache"
 import { type Completion, CompletionRequest, Llm, RequestKey } from "@hasten/core"
 import { PerfLogger } from "@hasten/perf-logger"
 import { Local, ModelPool } from "@hasten/providers/local"
-import { RateLimit } from "@hasten/rate-limit"
 import { WorkQueue } from "@hasten/workers"
-import { ConfigProvider, Context, Duration, Effect, Exit, Layer } from "effect"
+import { ConfigProvider, Context, Effect, Exit, Layer } from "effect"
 import { createHash } from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -27,7 +24,7 @@ import {
   type PipelineOptions,
   prompts,
   readDataset,
-  remoteLayer,
+  stackParts,
   structureSchema
 } from "./Pipeline.js"
 
@@ -40,20 +37,7 @@ const workerStack = (options: PipelineOptions) =>
     const model = defaultModel(options)
     const local = options.provider === "local"
     const modelPath = local ? yield* Local.resolveModelPath(options.model ?? process.env.HASTEN_MODEL ?? "stories260K.gguf") : undefined
-    const sequences = options.batching ? Math.min(16, options.batchSize) : 1
-    const provider: Layer.Layer<Llm.Llm, unknown, ModelPool.ModelPool> = local
-      ? Local.layerWithPool({ model: modelPath, sequences, contextSize: 256, threads: 1, chatTemplate: "none" })
-      : remoteLayer(options)
-    const rateLimit = local
-      ? RateLimit.layer({ maxConcurrency: sequences, requestsPerSecond: Infinity, tokensPerMinute: Infinity, adaptiveConcurrency: false })
-      : RateLimit.layerConfig()
-    const cache = Cache.layer({ store: "sqlite", path: options.cachePath, enabled: options.cache, namespace: "pipeline" })
-    const batcher = Batcher.layer({
-      enabled: options.batching,
-      maxBatchSize: options.batchSize,
-      window: Duration.millis(options.batchTimeoutSeconds * 1000),
-      concurrency: sequences
-    })
+    const { provider, cache, batcher, rateLimit } = stackParts(options, modelPath)
     const maxTokens = options.quick ? 24 : 48
     const request = (content: string, extra: Partial<CompletionRequest.CompletionRequestInput> = {}) =>
       CompletionRequest.makeUnsafe({

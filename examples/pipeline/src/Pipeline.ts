@@ -201,6 +201,30 @@ export const outputRow = (
   }
 }
 
+/**
+ * The parts of the pipeline's stack, shared by `run` and the fleet's workers: the provider
+ * (the local model through the pool, loaded once and shared by every stack, or a remote
+ * one), the cache, the batcher and the rate limit.
+ */
+export const stackParts = (options: PipelineOptions, modelPath: string | undefined) => {
+  const sequences = options.batching ? Math.min(16, options.batchSize) : 1
+  const local = options.provider === "local"
+  const localLayer = Local.layerWithPool({ model: modelPath, sequences, contextSize: 256, threads: 1, chatTemplate: "none" })
+  const provider: Layer.Layer<Llm.Llm, unknown, ModelPool.ModelPool> = local ? localLayer : remoteLayer(options)
+  const rateLimit = local
+    // a local model has no request or token budget: only bound concurrency to its sequences
+    ? RateLimit.layer({ maxConcurrency: sequences, requestsPerSecond: Infinity, tokensPerMinute: Infinity, adaptiveConcurrency: false })
+    : RateLimit.layerConfig()
+  const cache = Cache.layer({ store: "sqlite", path: options.cachePath, enabled: options.cache, namespace: "pipeline" })
+  const batcher = Batcher.layer({
+    enabled: options.batching,
+    maxBatchSize: options.batchSize,
+    window: Duration.millis(options.batchTimeoutSeconds * 1000),
+    concurrency: sequences
+  })
+  return { local, localLayer, provider, cache, batcher, rateLimit, sequences }
+}
+
 /** Runs the whole pipeline; returns the summary it printed. */
 export const run = (options: PipelineOptions) =>
   Effect.gen(function*() {
@@ -219,22 +243,7 @@ export const run = (options: PipelineOptions) =>
     } else {
       log(`model: ${model} via ${options.provider}`)
     }
-    const sequences = options.batching ? Math.min(16, options.batchSize) : 1
-    const local = options.provider === "local"
-    // The local model is loaded once (through the pool) and shared by every stack below.
-    const localLayer = Local.layerWithPool({ model: modelPath, sequences, contextSize: 256, threads: 1, chatTemplate: "none" })
-    const provider: Layer.Layer<Llm.Llm, unknown, ModelPool.ModelPool> = local ? localLayer : remoteLayer(options)
-    const rateLimit = local
-      // a local model has no request or token budget: only bound concurrency to its sequences
-      ? RateLimit.layer({ maxConcurrency: sequences, requestsPerSecond: Infinity, tokensPerMinute: Infinity, adaptiveConcurrency: false })
-      : RateLimit.layerConfig()
-    const cache = Cache.layer({ store: "sqlite", path: options.cachePath, enabled: options.cache, namespace: "pipeline" })
-    const batcher = Batcher.layer({
-      enabled: options.batching,
-      maxBatchSize: options.batchSize,
-      window: Duration.millis(options.batchTimeoutSeconds * 1000),
-      concurrency: sequences
-    })
+    const { localLayer, provider, cache, batcher, rateLimit } = stackParts(options, modelPath)
     // Top to bottom as the call path; each middleware is built fresh per stack.
     const Stack = Llm.stack(provider, cache, batcher, PerfLogger.layer, rateLimit)
     // Speculative decoding (local only) runs the align stage: free text, the only stage without a

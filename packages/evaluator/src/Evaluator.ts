@@ -270,12 +270,7 @@ export const run = Effect.fn("Evaluator.run")(function*(options: Options) {
   const selection = Sampling.select(options.dataset.items.length, options.questions, seed)
   const items = selection.map((index) => options.dataset.items[index]!)
   const config: Report.RunConfig = {
-    dataset: {
-      name: options.dataset.name,
-      rows: options.dataset.report.rows,
-      loaded: options.dataset.report.loaded,
-      skipped: options.dataset.report.skipped
-    },
+    dataset: Report.datasetOf(options.dataset),
     scorer: scorer.name,
     seed,
     questions: items.length,

@@ -273,12 +273,7 @@ export const run: (
     const selection = Sampling.select(options.dataset.items.length, options.questions, seed)
     const items = selection.map((index) => options.dataset.items[index]!)
     const config: Report.RunConfig = {
-      dataset: {
-        name: options.dataset.name,
-        rows: options.dataset.report.rows,
-        loaded: options.dataset.report.loaded,
-        skipped: options.dataset.report.skipped
-      },
+      dataset: Report.datasetOf(options.dataset),
       scorer: `loglikelihood-${mode}`,
       seed,
       questions: items.length,

@@ -4,10 +4,18 @@
  * and a side-by-side comparison of candidates or runs.
  * @since 0.1.0
  */
-import type { InvalidRow } from "./Dataset.js"
+import type { Dataset, InvalidRow } from "./Dataset.js"
 import type { ItemRecord, ItemTiming } from "./ItemRecord.js"
 import * as Paired from "./Paired.js"
 import * as Stats from "./Stats.js"
+
+/** A dataset as a report records it: its name, rows read, items loaded and rows skipped. @category constructors @since 0.3.0 */
+export const datasetOf = (dataset: Dataset): RunConfig["dataset"] => ({
+  name: dataset.name,
+  rows: dataset.report.rows,
+  loaded: dataset.report.loaded,
+  skipped: dataset.report.skipped
+})
 
 /** The run's inputs, recorded in the report (and fingerprinted for checkpoints). @category models @since 0.1.0 */
 export interface RunConfig {
