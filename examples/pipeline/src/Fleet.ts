@@ -144,15 +144,23 @@ export const runDistributed = (options: PipelineOptions, redis: string) =>
     const perWorker = new Map<string, number>()
     const totals = { cached: 0, upstream: 0, errors: [] as Array<string> }
     const started = performance.now()
-    const index = new Map(kept.map((record, position) => [record, position]))
+    const keyOf = (record: (typeof kept)[number]) => `${record.id}\u0000${record.instruction}`
+    // A record's rows by its key (identical records are one job; each gets its row).
+    const positions = new Map<string, Array<number>>()
+    kept.forEach((record, position) => {
+      const key = keyOf(record)
+      const list = positions.get(key)
+      if (list === undefined) positions.set(key, [position])
+      else list.push(position)
+    })
     yield* WorkQueue.coordinate<Job, Result>({
       redis,
       run: fingerprint(options),
       spec: specOf(options),
-      items: kept.map((record) => ({ key: `${record.id}\u0000${record.instruction}`, data: { record } })),
-      onResult: (item, result, worker) =>
+      items: kept.map((record) => ({ key: keyOf(record), data: { record } })),
+      onResult: (key, result, worker) =>
         Effect.sync(() => {
-          rows[index.get(item.data.record)!] = result.row
+          for (const position of positions.get(key) ?? []) rows[position] = result.row
           perWorker.set(worker, (perWorker.get(worker) ?? 0) + 1)
           totals.cached += result.cached
           totals.upstream += result.upstream

@@ -14,6 +14,7 @@ import * as Path from "node:path"
 import * as Dataset from "./Dataset.js"
 import * as Evaluator from "./Evaluator.js"
 import { EvaluatorError, UsageError } from "./EvaluatorError.js"
+import * as Memory from "./internal/memory.js"
 import * as MultipleChoice from "./MultipleChoice.js"
 import * as Progress from "./Progress.js"
 import * as Report from "./Report.js"
@@ -59,6 +60,9 @@ export const usage = `Usage: hasten-eval --dataset <name|file> --candidate <spec
   --on-invalid <mode>     skip | fail: what to do with invalid dataset rows (default skip)
   --threads <n>           CPU threads of local models (default 1)
   --redis <url>           run the items on the workers of this Redis (or HASTEN_REDIS_URL); see below
+  --memory <mode>         saver | default: saver (the default) runs V8 in memory-saver mode, the heap kept
+                          near what is live (flat memory however long the run), for some CPU in hasten-eval's
+                          own code; default leaves V8's heap growth as it is
   --compare <a.json> <b.json> ...   print a side-by-side comparison of report files and exit
   --help
 
@@ -95,6 +99,8 @@ export interface Args {
   readonly threads: number
   /** A distributed run's Redis (`--redis`); `HASTEN_REDIS_URL` when omitted. */
   readonly redis?: string | undefined
+  /** V8's heap mode of the `hasten-eval` process (`saver`, the default, or `default`); the CLI entry applies it. @since 0.3.0 */
+  readonly memory?: Memory.Mode | undefined
 }
 
 const scorers = ["gsm8k", "gsm8k-strict", "multiple-choice", "exact-match", "judge", "loglikelihood"] as const
@@ -124,6 +130,7 @@ const flags = {
   "on-invalid": Boundary.Flag.choice(["skip", "fail"]),
   threads: Boundary.Flag.integer(1),
   redis: Boundary.Flag.string(),
+  memory: Boundary.Flag.choice(Memory.modes),
   compare: Boundary.Flag.boolean(),
   help: Boundary.Flag.boolean({ short: "h" })
 }
@@ -177,7 +184,8 @@ export const parse = (
       retryErrors: values["keep-errors"] !== true,
       onInvalid: values["on-invalid"] ?? "skip",
       threads: values.threads ?? 1,
-      redis: values.redis
+      redis: values.redis,
+      memory: values.memory ?? "saver"
     } satisfies Args
   })
 
@@ -437,7 +445,9 @@ export const evaluate = (
         })
       )
     )
-    const result = yield* Evaluator.run({
+    // The records stay in the checkpoint and stream into report.json: memory stays flat.
+    const { files, ...result } = yield* Evaluator.runToFiles({
+      out,
       dataset,
       scorer,
       ...(executor !== undefined ? { executor } : {}),
@@ -463,7 +473,6 @@ export const evaluate = (
       retryErrors: args.retryErrors,
       progress
     })
-    const files = writeReports(out, result)
     return { result, files, out, perfReport: args.perf ? Path.join(out, "perf", "report.html") : undefined }
   })
 

@@ -94,17 +94,14 @@ export const executor = (options: ExecutorOptions): Evaluator.Executor => ({
     Effect.gen(function*() {
       const spec = options.spec
       const run = fingerprint(spec)
-      // One job per (candidate, item): its pending trials are filed from the job's result.
-      const groups = new Map<string, Array<Evaluator.Task>>()
-      for (const task of tasks) {
-        const key = `${task.candidate.name}\u0000${task.item.id}`
-        const group = groups.get(key)
-        if (group === undefined) groups.set(key, [task])
-        else group.push(task)
-      }
+      // One job per (candidate, item): the tasks come grouped by candidate, then item, so a
+      // group is a run of consecutive tasks and nothing per item is held here.
       function* items(): Generator<WorkQueue.WorkItem<JobData>> {
-        for (const group of groups.values()) {
-          const { candidate, item } = group[0]!
+        let previous: Evaluator.Task | undefined
+        for (const task of tasks) {
+          if (previous !== undefined && previous.candidate === task.candidate && previous.item === task.item) continue
+          previous = task
+          const { candidate, item } = task
           const request = CompletionRequest.makeUnsafe({
             model: candidate.model,
             messages: [...options.scorer.prompt(item)],
@@ -129,14 +126,10 @@ export const executor = (options: ExecutorOptions): Evaluator.Executor => ({
         ...(options.onEnqueued !== undefined ? { onEnqueued: options.onEnqueued } : {}),
         ...(options.settings !== undefined ? { settings: options.settings } : {}),
         ...(options.prefix !== undefined ? { prefix: options.prefix } : {}),
-        onResult: (work, result, worker) =>
+        // The job's result holds every trial of its item; `record` files the pending ones.
+        onResult: (_key, result, worker) =>
           Effect.sync(() => {
-            const key = `${work.data.candidate}\u0000${work.data.item.id}`
-            for (const task of groups.get(key) ?? []) {
-              const entry = result.entries[task.trial]
-              if (entry !== undefined) record(task, { record: entry.record, timing: entry.timing, worker })
-            }
-            groups.delete(key)
+            for (const entry of result.entries) record({ record: entry.record, timing: entry.timing, worker })
           }),
         onFailed: (work, reason) => failedEntries(spec, work.data, reason)
       })

@@ -4,6 +4,8 @@
  * and a side-by-side comparison of candidates or runs.
  * @since 0.1.0
  */
+import { randomUUID } from "node:crypto"
+import { closeSync, openSync, writeSync } from "node:fs"
 import type { Dataset, InvalidRow } from "./Dataset.js"
 import type { ItemRecord, ItemTiming } from "./ItemRecord.js"
 import * as Paired from "./Paired.js"
@@ -307,6 +309,116 @@ export const timing = (options: {
       trial: entry.record.trial,
       ...entry.timing
     }))
+  }
+}
+
+/** The `details` keys summaries read (GSM8K filters, log-likelihood multiple choice). */
+const summaryDetails = ["strict", "flexible", "acc", "accNorm", "mc2"] as const
+
+/**
+ * What a summary, the self-correction accounting and the paired comparisons read of a
+ * record: ids, status, score, correctness, usage, the error's tag, the summary `details`
+ * and each turn's correctness. `build` over slim records gives the same summaries and
+ * comparisons as over the records themselves; a long run keeps only these in memory and
+ * streams the records into `report.json` (`writeJson`).
+ * @category constructors @since 0.3.0
+ */
+export const slim = (record: ItemRecord): ItemRecord => {
+  let details: Record<string, unknown> | undefined
+  if (record.details !== undefined) {
+    for (const key of summaryDetails) {
+      if (key in record.details) (details ??= {})[key] = record.details[key]
+    }
+  }
+  return {
+    candidate: record.candidate,
+    itemId: record.itemId,
+    index: record.index,
+    trial: record.trial,
+    status: record.status,
+    ...(record.score !== undefined ? { score: record.score } : {}),
+    ...(record.correct !== undefined ? { correct: record.correct } : {}),
+    ...(details !== undefined ? { details } : {}),
+    ...(record.turns !== undefined
+      ? { turns: record.turns.map((turn) => ({ turn: turn.turn, output: "", score: turn.score, correct: turn.correct, extracted: null })) }
+      : {}),
+    ...(record.error !== undefined ? { error: { ...record.error, message: "" } } : {}),
+    usage: record.usage
+  }
+}
+
+/** A placeholder string for array `index` (`nonce` keeps it from matching anything in the data). */
+const marker = (nonce: string, index: number): string => `\u0000hasten-array-${nonce}-${index}\u0000`
+
+/**
+ * Writes `value` as `JSON.stringify(value, null, 2)` would, except that each placeholder
+ * `marker(nonce, i)` in it becomes the array of `arrays[i]`'s elements, written one at a
+ * time: a report of 100k items is never one string in memory.
+ */
+const writeStreamed = (
+  write: (text: string) => void,
+  value: unknown,
+  nonce: string,
+  arrays: ReadonlyArray<() => Iterable<unknown>>
+): void => {
+  const text = JSON.stringify(value, null, 2)
+  const pattern = new RegExp(`"\\\\u0000hasten-array-${nonce}-(\\d+)\\\\u0000"`, "g")
+  let from = 0
+  for (const match of text.matchAll(pattern)) {
+    write(text.slice(from, match.index))
+    const lineStart = text.lastIndexOf("\n", match.index) + 1
+    let indentEnd = lineStart
+    while (text.charCodeAt(indentEnd) === 32) indentEnd++
+    const at = text.slice(lineStart, indentEnd)
+    const inner = at + "  "
+    let first = true
+    for (const element of arrays[Number(match[1])]!()) {
+      write((first ? "[\n" : ",\n") + inner + JSON.stringify(element, null, 2).replaceAll("\n", "\n" + inner))
+      first = false
+    }
+    write(first ? "[]" : "\n" + at + "]")
+    from = match.index + match[0].length
+  }
+  write(text.slice(from))
+}
+
+/**
+ * Writes the JSON report to `path` byte for byte as `toJson` renders it, taking each
+ * candidate's items from `items(candidateIndex)` (called once each, in order) instead of
+ * `report.results[i].items`, and the timing section's items one at a time. Writes go through
+ * a 64 KB buffer.
+ * @category rendering @since 0.3.0
+ */
+export const writeJson = (
+  path: string,
+  result: { readonly report: Report; readonly timing: Timing },
+  items: (candidateIndex: number) => Iterable<ItemRecord>
+): void => {
+  const fd = openSync(path, "w")
+  try {
+    let buffered: Array<string> = []
+    let size = 0
+    const flush = () => {
+      if (buffered.length > 0) writeSync(fd, buffered.join(""))
+      buffered = []
+      size = 0
+    }
+    const write = (text: string) => {
+      buffered.push(text)
+      size += text.length
+      if (size >= 65_536) flush()
+    }
+    const nonce = randomUUID().replaceAll("-", "")
+    const results = result.report.results
+    const report = { ...result.report, results: results.map((entry, index) => ({ ...entry, items: marker(nonce, index) })) }
+    write(`{\n"report": `)
+    writeStreamed(write, report, nonce, results.map((_, index) => () => items(index)))
+    write(`,\n"timing": `)
+    writeStreamed(write, { ...result.timing, items: marker(nonce, 0) }, nonce, [() => result.timing.items])
+    write("\n}\n")
+    flush()
+  } finally {
+    closeSync(fd)
   }
 }
 

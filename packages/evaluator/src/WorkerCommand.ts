@@ -11,6 +11,7 @@ import { Boundary } from "@hasten/core"
 import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Redacted } from "effect"
 import * as Command from "./Command.js"
 import { EvaluatorError, UsageError } from "./EvaluatorError.js"
+import * as Memory from "./internal/memory.js"
 import * as Stack from "./Stack.js"
 
 /** The usage text of `hasten-eval worker`. @category configuration @since 0.3.0 */
@@ -24,6 +25,8 @@ export const usage = `Usage: hasten-eval worker --redis <url> [options]
   --name <name>           this worker's name in the progress line (default <hostname>:<pid>)
   --fleet-concurrency <n> remote calls at once across the whole fleet (default: no fleet-wide cap)
   --no-single-flight      do not coalesce identical remote calls in flight across the fleet
+  --memory <mode>         saver | default: V8's memory-saver mode, the heap kept near what is live
+                          (default saver)
   --help
 
 Serves every run started with \`hasten-eval ... --redis <url>\` on that Redis until stopped
@@ -39,6 +42,7 @@ const flags = {
   name: Boundary.Flag.string(),
   "fleet-concurrency": Boundary.Flag.integer(1),
   "no-single-flight": Boundary.Flag.boolean(),
+  memory: Boundary.Flag.choice(Memory.modes),
   help: Boundary.Flag.boolean({ short: "h" })
 }
 

@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Llm, LlmError } from "@hasten/core"
 import type { Dataset } from "@hasten/evaluator"
 import { Evaluator, Report, Sampling, Scorer } from "@hasten/evaluator"
+import type { ItemRecord } from "@hasten/evaluator/ItemRecord"
 import { Deferred, Effect, Fiber, Layer } from "effect"
 import { appendFileSync, mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -388,4 +389,127 @@ describe("Evaluator.run", () => {
       assert.strictEqual(revision.messages[2]!.content, "A grader said: the sum of 3 and 3 is not 1 Revise your answer.")
       assert.strictEqual(result.report.results[0]!.items[0]!.turns!.length, 2)
     }))
+})
+
+describe("Evaluator.runToFiles", () => {
+  // Two candidates (paired comparisons), a judge, self-correction turns, errors and
+  // outputs with newlines and non-ASCII text: every part of the report that is streamed.
+  const options = () => {
+    const learner = scripted("learner", (request) => {
+      const i = questionIndex(request)
+      if (i === 4) return new LlmError.ServerError({ status: 500, description: "boom" })
+      return request.messages.length === 1 ? `Réponse…\n"quoted"\n#### ${i % 3 === 0 ? 1 : i * 2}` : `#### ${i * 2}`
+    })
+    const other = scripted("other", (request) => `#### ${questionIndex(request) * 2 + (questionIndex(request) % 2)}`)
+    return {
+      dataset,
+      scorer: Scorer.gsm8k(),
+      selfCorrect: 1,
+      seed: 7,
+      candidates: [candidate(learner, "a:learner"), candidate(other, "b:other")]
+    }
+  }
+
+  it.effect("writes report.json byte for byte as Report.toJson renders run's result, with the records read back from the checkpoint", () =>
+    Effect.gen(function*() {
+      const inMemory = yield* Evaluator.run({ ...options(), checkpoint: Path.join(tempDir(), "checkpoint.jsonl") })
+      const out = tempDir()
+      const streamed = yield* Evaluator.runToFiles({ ...options(), out })
+      // TestClock: both runs have the same (zero) timing, so the whole file is comparable.
+      assert.strictEqual(readFileSync(streamed.files.json, "utf8"), Report.toJson(inMemory))
+      assert.strictEqual(readFileSync(streamed.files.markdown, "utf8"), Report.toMarkdown(inMemory.report, inMemory.timing))
+      assert.isTrue(inMemory.report.results.every((result) => result.items.length === 10))
+      assert.isTrue(streamed.report.results.every((result) => result.items.length === 0))
+      assert.deepStrictEqual(
+        streamed.report.results.map((result) => result.summary),
+        inMemory.report.results.map((result) => result.summary)
+      )
+      assert.deepStrictEqual(streamed.report.comparisons, inMemory.report.comparisons)
+      assert.isDefined(inMemory.report.comparisons)
+    }))
+
+  it.effect("resumes from a killed run's checkpoint (torn last line) and writes the same report as an uninterrupted run", () =>
+    Effect.gen(function*() {
+      const out = tempDir()
+      const checkpoint = Path.join(out, "checkpoint.jsonl")
+      const reached = yield* Deferred.make<void>()
+      const firstCalls = calls()
+      const hanging = scripted("fake", (request) => {
+        if (firstCalls.requests.length >= 5) return Deferred.succeed(reached, undefined).pipe(Effect.andThen(Effect.never))
+        return `#### ${questionIndex(request) * 2}`
+      }, firstCalls)
+      const base = { dataset, scorer: Scorer.gsm8k(), questions: 8, concurrency: 1, out }
+      const fiber = yield* Effect.forkChild(Evaluator.runToFiles({ ...base, candidates: [candidate(hanging)] }))
+      yield* Deferred.await(reached)
+      yield* Fiber.interrupt(fiber)
+      appendFileSync(checkpoint, "{\"type\":\"item\",\"record\":{\"candi") // a torn last line
+      const answer = (record = calls()) => scripted("fake", (request) => `#### ${questionIndex(request) * 2}`, record)
+      const second = calls()
+      const resumed = yield* Evaluator.runToFiles({ ...base, candidates: [candidate(answer(second))] })
+      assert.strictEqual(second.requests.length, 4)
+      assert.strictEqual(resumed.timing.resumedItems, 4)
+      const clean = yield* Evaluator.run({ ...base, candidates: [candidate(answer())] })
+      const written = JSON.parse(readFileSync(resumed.files.json, "utf8")) as { report: Report.Report }
+      assert.strictEqual(Report.reportJson(written.report), Report.reportJson(clean.report))
+      assert.strictEqual(readFileSync(checkpoint, "utf8").split("\n").filter((line) => line.length > 0).length, 1 + 8)
+    }))
+})
+
+describe("Report.slim", () => {
+  it("summaries and comparisons over slim records equal those over the records", () => {
+    const record = (candidate: string, itemId: string, trial: number, correct: boolean, turns = false): ItemRecord => ({
+      candidate,
+      itemId,
+      index: Number(itemId.slice(1)),
+      trial,
+      status: "ok" as const,
+      output: "a long answer\n#### 4",
+      score: correct ? 1 : 0,
+      correct,
+      extracted: "4",
+      details: { strict: correct, flexible: true, reason: "kept out of slim" },
+      ...(turns
+        ? {
+          turns: [{ turn: 0, output: "x", score: 0, correct: false, extracted: null }, {
+            turn: 1,
+            output: "y",
+            score: 1,
+            correct,
+            extracted: "4"
+          }]
+        }
+        : {}),
+      usage: { inputTokens: 5, outputTokens: 7, calls: turns ? 2 : 1 }
+    })
+    const records: Array<ItemRecord> = [
+      record("a", "q0", 0, true, true),
+      record("a", "q1", 0, false, true),
+      {
+        ...record("a", "q2", 0, false, true),
+        status: "error" as const,
+        error: { stage: "generate" as const, tag: "LlmError.Timeout", message: "hung", turn: 0 }
+      },
+      record("b", "q0", 0, true, true),
+      record("b", "q1", 0, true, true),
+      record("b", "q2", 0, false, true)
+    ]
+    const config: Report.RunConfig = {
+      dataset: { name: "d", rows: 3, loaded: 3, skipped: [] },
+      scorer: "gsm8k",
+      seed: 1,
+      questions: 3,
+      trials: 1,
+      selfCorrect: 1,
+      maxTokens: 16,
+      selection: ["q0", "q1", "q2"],
+      candidates: [{ name: "a", model: "m" }, { name: "b", model: "m" }],
+      judge: null
+    }
+    const full = Report.build(config, records)
+    const slim = Report.build(config, records.map(Report.slim))
+    assert.deepStrictEqual(slim.results.map((result) => result.summary), full.results.map((result) => result.summary))
+    assert.deepStrictEqual(slim.comparisons, full.comparisons)
+    assert.isUndefined(Report.slim(records[0]!).output)
+    assert.deepStrictEqual(Report.slim(records[0]!).details, { strict: true, flexible: true })
+  })
 })

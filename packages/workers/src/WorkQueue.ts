@@ -73,10 +73,17 @@ export const keys = (prefix = "hasten"): Keys => ({
 export const jobId = (fingerprint: string, key: string): string =>
   createHash("sha256").update(fingerprint).update("\u0000").update(key).digest("hex")
 
-/** What the result hash holds for one job: the result and the worker that produced it. */
+/** What the result hash holds for one job: the item's key, its result and the worker that produced it. */
 interface Envelope<Out> {
   readonly worker: string
+  readonly key: string
   readonly result: Out
+}
+
+/** A job's data: the item's key (returned with its result, so the coordinator keeps no item in memory) and its data. */
+interface JobData<In> {
+  readonly key: string
+  readonly data: In
 }
 
 // Records a result exactly once: the first writer wins and appends the id to the finished list.
@@ -112,9 +119,13 @@ export interface CoordinateOptions<In, Out> {
   readonly spec: unknown
   /** The run's items, iterated once in chunks (they are streamed into the queue). */
   readonly items: Iterable<WorkItem<In>>
-  /** Called once per item with its result and the worker that produced it. */
-  readonly onResult: (item: WorkItem<In>, result: Out, worker: string) => Effect.Effect<void>
-  /** The result of an item whose job failed for good (the handler kept throwing, or it stalled too often). */
+  /**
+   * Called once per item with its key, its result and the worker that produced it. The
+   * coordinator keeps only the job ids of pending items (not their data), so memory stays
+   * flat however many items the run has.
+   */
+  readonly onResult: (key: string, result: Out, worker: string) => Effect.Effect<void>
+  /** The result of an item whose job failed for good (the handler kept throwing, or it stalled too often); the item is read back from its job. */
   readonly onFailed: (item: WorkItem<In>, reason: string) => Out
   /** Called once items are enqueued: how many, and how many already had a result or a job. */
   readonly onEnqueued?: (counts: { readonly items: number; readonly added: number }) => void
@@ -161,7 +172,8 @@ export const coordinate = Effect.fn("WorkQueue.coordinate")(function*<In, Out>(o
   )
 
   // Enqueue in chunks; an item with a result is not enqueued, an item with a job is a no-op.
-  const pending = new Map<string, WorkItem<In>>()
+  // Only the ids of items without a result: a 64-character string each, never the items.
+  const pending = new Set<string>()
   const chunkSize = options.chunkSize ?? 500
   const attempts = resolveSettings(options.settings).attempts
   let chunk: Array<readonly [string, WorkItem<In>]> = []
@@ -177,7 +189,7 @@ export const coordinate = Effect.fn("WorkQueue.coordinate")(function*<In, Out>(o
       if (missing.length === 0) return
       await queue.addBulk(missing.map(([id, item]) => ({
         name: "item",
-        data: item.data,
+        data: { key: item.key, data: item.data } satisfies JobData<In>,
         opts: { jobId: id, attempts, removeOnComplete: { count: 1000 }, removeOnFail: false }
       })))
       added += missing.length
@@ -186,7 +198,7 @@ export const coordinate = Effect.fn("WorkQueue.coordinate")(function*<In, Out>(o
   for (const item of options.items) {
     const id = jobId(run, item.key)
     if (pending.has(id)) continue
-    pending.set(id, item)
+    pending.add(id)
     total++
     chunk.push([id, item])
     if (chunk.length >= chunkSize) yield* flush
@@ -209,10 +221,9 @@ export const coordinate = Effect.fn("WorkQueue.coordinate")(function*<In, Out>(o
       const values = yield* call(() => redis.hmget(layout.results(run), ...wanted))
       for (let index = 0; index < wanted.length; index++) {
         const id = wanted[index]!
-        const item = pending.get(id)!
         const envelope = JSON.parse(values[index]!) as Envelope<Out>
         pending.delete(id)
-        yield* options.onResult(item, envelope.result, envelope.worker)
+        yield* options.onResult(envelope.key, envelope.result, envelope.worker)
       }
       continue
     }
@@ -224,8 +235,12 @@ export const coordinate = Effect.fn("WorkQueue.coordinate")(function*<In, Out>(o
         const jobs = yield* call(() => queue.getFailed(0, -1))
         for (const job of jobs) {
           if (job?.id === undefined || !pending.has(job.id)) continue
-          const item = pending.get(job.id)!
-          const envelope: Envelope<Out> = { worker: "coordinator", result: options.onFailed(item, job.failedReason ?? "job failed") }
+          const item = job.data as JobData<In>
+          const envelope: Envelope<Out> = {
+            worker: "coordinator",
+            key: item.key,
+            result: options.onFailed({ key: item.key, data: item.data }, job.failedReason ?? "job failed")
+          }
           yield* call(() => recordResult(redis, layout, run, job.id!, JSON.stringify(envelope)))
         }
       }
@@ -295,11 +310,17 @@ export const serve = Effect.fn("WorkQueue.serve")(function*<In, Out, R>(options:
         return
       }
       const connection = RedisConnection.client(options.redis, { blocking: true })
-      const worker = new Worker<In, number>(
+      const worker = new Worker<JobData<In>, number>(
         layout.queue(run),
         async (job) => {
-          const result = await runPromise(handler.value(job.data))
-          return await recordResult(redis, layout, run, job.id!, JSON.stringify({ worker: name, result } satisfies Envelope<Out>)) as number
+          const result = await runPromise(handler.value(job.data.data))
+          return await recordResult(
+            redis,
+            layout,
+            run,
+            job.id!,
+            JSON.stringify({ worker: name, key: job.data.key, result } satisfies Envelope<Out>)
+          ) as number
         },
         {
           connection,

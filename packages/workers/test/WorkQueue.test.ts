@@ -39,11 +39,11 @@ describe("WorkQueue", () => {
           run,
           spec: {},
           items: [...items, ...items], // the same items twice: no duplicate jobs or rows
-          onResult: (item, result, by) =>
+          onResult: (key, result, by) =>
             Effect.sync(() => {
-              assert.isFalse(results.has(item.key), `duplicate ${item.key}`)
+              assert.isFalse(results.has(key), `duplicate ${key}`)
               assert.strictEqual(by, "w1")
-              results.set(item.key, result)
+              results.set(key, result)
             }),
           onFailed: () => -1
         })
@@ -57,7 +57,7 @@ describe("WorkQueue", () => {
           run,
           spec: {},
           items,
-          onResult: (item, result) => Effect.sync(() => void again.set(item.key, result)),
+          onResult: (key, result) => Effect.sync(() => void again.set(key, result)),
           onFailed: () => -1
         })
         assert.deepStrictEqual(second, { items: 20, added: 0 })
@@ -83,7 +83,7 @@ describe("WorkQueue", () => {
         spec: {},
         pollMillis: 20,
         items: Array.from({ length: 6 }, (_, n) => ({ key: `k${n}`, data: { n } })),
-        onResult: (item, result) => Effect.sync(() => void results.set(item.key, result)),
+        onResult: (key, result) => Effect.sync(() => void results.set(key, result)),
         onFailed: (item, reason) => `error ${item.key}: ${reason}`
       })
       assert.strictEqual(results.size, 6)
