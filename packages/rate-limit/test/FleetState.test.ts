@@ -9,8 +9,13 @@ import { LlmError } from "@hasten/core"
 import { RedisServer } from "@hasten/testkit"
 import { Cause, Clock, Context, Effect, Exit, Fiber, Layer, Option } from "effect"
 import { TestClock } from "effect/testing"
+import { spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
 import { RateLimit } from "../src/index.js"
 import { rateLimited } from "./support.js"
+
+const processFixture = fileURLToPath(new URL("./fixtures/fleet-process.ts", import.meta.url))
+const hooks = fileURLToPath(new URL("./fixtures/source-hooks.mjs", import.meta.url))
 
 let redis: RedisServer.RedisServer
 beforeAll(async () => {
@@ -155,4 +160,39 @@ describe("fleet state through Redis", () => {
       const [late] = yield* fleet(1, {}, own.url)
       assert.strictEqual((yield* late!.execute({ key, effect: ok })).value, "ok")
     }).pipe(Effect.scoped), 20_000)
+
+  it("a trip in one real process makes another fail fast with the same error (and the tripping process may exit at once)", async () => {
+    const prefix = `fleet-process-${process.pid}-${run++}:`
+    /** Starts a process; `ready` resolves on its `ready` line (or report), `report` with its JSON report. */
+    const start = (role: "trip" | "follow") => {
+      const child = spawn(process.execPath, ["--import", hooks, processFixture, JSON.stringify({ redisUrl: redis.url, prefix, role })], {
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      let stdout = ""
+      let stderr = ""
+      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+      const ready = new Promise<void>((resolve) =>
+        child.stdout.on("data", (chunk: Buffer) => {
+          stdout += chunk.toString()
+          if (stdout.includes("\n")) resolve()
+        })
+      )
+      const report = new Promise<{ readonly error: string; readonly ran?: number }>((resolve, reject) =>
+        child.once("exit", (code) => {
+          const line = stdout.split("\n").find((text) => text.startsWith("{"))
+          if (line === undefined) reject(new Error(`${role} exited ${code} without a report:\n${stderr.slice(-2000)}`))
+          else resolve(JSON.parse(line))
+        })
+      )
+      return { ready, report }
+    }
+    const follower = start("follow")
+    await follower.ready
+    const tripper = await start("trip").report
+    const followed = await follower.report
+    const general = (text: string) => text.replace(/retry in [\d.]+s/, "retry in …")
+    assert.match(tripper.error, /^Overloaded: circuit open for fake:gpt-4o-mini:fleet after repeated server errors/)
+    assert.strictEqual(general(followed.error), general(tripper.error))
+    assert.strictEqual(followed.ran, 0)
+  }, 60_000)
 })

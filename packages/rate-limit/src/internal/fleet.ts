@@ -12,7 +12,7 @@
  * own state (logged once); no call ever fails or waits because of it.
  * @internal
  */
-import { Clock, Deferred, Effect, Exit, Queue } from "effect"
+import { Clock, Deferred, Effect, Exit, Fiber, Queue } from "effect"
 import { Redis as IoRedisClient, type RedisOptions } from "ioredis"
 import { randomUUID } from "node:crypto"
 import type * as IoRedis from "../IoRedis.js"
@@ -155,6 +155,11 @@ export const make = Effect.fnUntraced(function*(config: {
   // The subscriber queues its SUBSCRIBE until connected, and subscribes again on every
   // (re)connection; a reconnection also re-reads the keys' state (messages may have been missed).
   const subscriber = yield* connect({ enableOfflineQueue: true, commandTimeout: undefined })
+  // Publications run on their own (never awaited by a call); closing the limiter lets those
+  // in flight finish (bounded by the command timeout) before the connections go, so a
+  // process that exits right after a 429 or a trip still tells the others.
+  const publishing = new Set<Fiber.Fiber<unknown>>()
+  yield* Effect.addFinalizer(() => Fiber.awaitAll([...publishing]))
   const inbox = yield* Queue.unbounded<Inbox>()
   subscriber.on("message", (from: string, text: string) => {
     if (from === channel) Queue.offerUnsafe(inbox, { _tag: "message", text })
@@ -271,7 +276,7 @@ export const make = Effect.fnUntraced(function*(config: {
     },
     ready: (state) => (state.fleetReady === undefined ? Effect.void : Deferred.await(state.fleetReady)),
     publish: (key, change) =>
-      Effect.forkIn(
+      Effect.forkDetach(
         healthy(Effect.tryPromise(() =>
           commands.eval(
             publishScript,
@@ -286,9 +291,13 @@ export const make = Effect.fnUntraced(function*(config: {
             String(config.decreaseIntervalMillis),
             change.decrease?.reason ?? ""
           )
-        )),
-        scope
-      ).pipe(Effect.asVoid)
+        ))
+      ).pipe(
+        Effect.map((fiber) => {
+          publishing.add(fiber)
+          fiber.addObserver(() => publishing.delete(fiber))
+        })
+      )
   }
   return fleet
 })
