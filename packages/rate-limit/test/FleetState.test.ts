@@ -161,6 +161,17 @@ describe("fleet state through Redis", () => {
       assert.strictEqual((yield* late!.execute({ key, effect: ok })).value, "ok")
     }).pipe(Effect.scoped), 20_000)
 
+  it.effect("with fleetState: false, processes sharing Redis keep their own holds and limits", () =>
+    Effect.gen(function*() {
+      const [a, b] = yield* fleet(2, { maxConcurrency: 8, fleetState: false })
+      yield* b!.execute({ key, effect: ok })
+      yield* Effect.exit(a!.execute({ key, effect: fail(rateLimited("requests", 5_000)) }))
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 200)))
+      assert.strictEqual(yield* a!.concurrency(key), 4)
+      assert.strictEqual(yield* b!.concurrency(key), 8)
+      assert.strictEqual(yield* b!.heldUntil(key), 0)
+    }).pipe(Effect.scoped))
+
   it("a trip in one real process makes another fail fast with the same error (and the tripping process may exit at once)", async () => {
     const prefix = `fleet-process-${process.pid}-${run++}:`
     /** Starts a process; `ready` resolves on its `ready` line (or report), `report` with its JSON report. */
