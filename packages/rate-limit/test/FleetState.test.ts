@@ -9,6 +9,7 @@ import { LlmError } from "@hasten/core"
 import { RedisServer } from "@hasten/testkit"
 import { Cause, Clock, Context, Effect, Exit, Fiber, Layer, Option } from "effect"
 import { TestClock } from "effect/testing"
+import { Redis as IoRedisClient } from "ioredis"
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { RateLimit } from "../src/index.js"
@@ -160,6 +161,30 @@ describe("fleet state through Redis", () => {
       const [late] = yield* fleet(1, {}, own.url)
       assert.strictEqual((yield* late!.execute({ key, effect: ok })).value, "ok")
     }).pipe(Effect.scoped), 20_000)
+
+  it.effect("a process whose Redis connection comes back re-reads what it missed meanwhile", () =>
+    Effect.gen(function*() {
+      const redisPrefix = `fleet-test-${process.pid}-${run++}:`
+      const b = Context.get(
+        yield* Layer.build(RateLimit.layerLimiter({ ...base, redis: { url: redis.url }, redisPrefix })),
+        RateLimit.Limiter
+      )
+      yield* b.execute({ key, effect: ok })
+      const admin = yield* Effect.acquireRelease(Effect.sync(() => new IoRedisClient(redis.url)), (client) =>
+        Effect.sync(() => client.disconnect()))
+      // B's subscription drops; a hold is written while it is gone, and never published
+      yield* Effect.promise(() =>
+        admin.call("CLIENT", "KILL", "TYPE", "pubsub")
+      )
+      yield* Effect.promise(() =>
+        admin.eval(
+          `local t = redis.call('TIME') redis.call('HSET', KEYS[1], 'hold', t[1] * 1000 + 5000) redis.call('PEXPIRE', KEYS[1], 10000)`,
+          1,
+          `${redisPrefix}${key}:fleet`
+        )
+      )
+      yield* eventually("B re-reads the key after reconnecting", Effect.map(b.heldUntil(key), (until) => until > 0))
+    }).pipe(Effect.scoped))
 
   it.effect("with fleetState: false, processes sharing Redis keep their own holds and limits", () =>
     Effect.gen(function*() {
