@@ -29,7 +29,8 @@ const optional = <A>(config: Config.Config<A>) => Config.map(Config.option(confi
  * per second, 120000 tokens per minute) assumed until the provider states its limits —
  * `MAX_RETRIES` (6), `RETRIES_ENABLED` (1), `RETRY_BASE_MS` (500), `RETRY_CAP_MS` (30000),
  * `RETRY_AFTER_CAP_MS` (60000), `REQUEST_TIMEOUT_MS` (a fixed per-attempt deadline instead
- * of the learnt one), `RATE_LIMIT_LOG_FILE`, `RATE_LIMIT_REDIS_URL`.
+ * of the learnt one), `RATE_LIMIT_LOG_FILE`, `RATE_LIMIT_REDIS_URL`, `RATE_LIMIT_FLEET_STATE` (1: with
+ * Redis, holds, AIMD decreases and circuit trips are shared between processes).
  * An invalid value fails with a `ConfigError` naming the variable.
  * @category configuration @since 0.1.0
  */
@@ -47,7 +48,8 @@ export const config: Config.Config<Options> = Config.all({
   retryAfterCapMillis: number("RETRY_AFTER_CAP_MS", "nonNegative").pipe(Config.withDefault(60_000)),
   requestTimeoutMillis: optional(number("REQUEST_TIMEOUT_MS", "positive")),
   logFile: optional(Config.String("RATE_LIMIT_LOG_FILE")),
-  redisUrl: optional(Config.String("RATE_LIMIT_REDIS_URL"))
+  redisUrl: optional(Config.String("RATE_LIMIT_REDIS_URL")),
+  fleetState: optional(Config.Boolean("RATE_LIMIT_FLEET_STATE"))
 }).pipe(
   Config.map(({ redisUrl, ...rest }): Options => ({ ...rest, ...(redisUrl !== undefined ? { redis: { url: redisUrl } } : {}) }))
 )

@@ -12,6 +12,7 @@ import * as Admit from "./internal/admit.js"
 import * as Aimd from "./internal/aimd.js"
 import * as Breaker from "./internal/breaker.js"
 import * as Events from "./internal/events.js"
+import * as Fleet from "./internal/fleet.js"
 import * as Headers from "./internal/headers.js"
 import * as KeyStates from "./internal/keyState.js"
 import * as Windows from "./internal/windows.js"
@@ -81,8 +82,13 @@ export interface LimiterService {
   readonly enterLobby: (key: string) => Effect.Effect<void, never, Scope.Scope>
   /** The current adaptive concurrency limit of a key. */
   readonly concurrency: (key: string) => Effect.Effect<number>
-  /** Until when (epoch millis) headers hold a key; 0 when not held. */
+  /** Until when (epoch millis) headers hold a key — this process's or, with fleet state, another's; 0 when not held. */
   readonly heldUntil: (key: string) => Effect.Effect<number>
+  /**
+   * Until when (epoch millis) the key's circuit is open — tripped here or, with fleet state,
+   * in another process — so its calls fail fast; 0 when closed.
+   */
+  readonly circuitOpenUntil?: ((key: string) => Effect.Effect<number>) | undefined
   /** What the limiter has done so far (a snapshot). */
   readonly totals: () => Totals
   /**
@@ -185,23 +191,56 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
   const options = yield* Effect.orDie(resolve(input))
   const seed = input.seed
   const limiter = yield* RateLimiter.RateLimiter
-  const breaker = yield* Breaker.make(options)
   const random = seed === undefined ? undefined : yield* Random.withSeed(Effect.service(Random.Random), seed)
   const event = yield* Events.make(options)
-  const { stateFor, lobby, enterLobby } = KeyStates.make(options)
+  // Fleet state: with Redis, each key's AIMD decreases, holds and circuit trips are shared
+  // with the other processes (internal/fleet.ts); a key starts following it on its first call.
+  let fleet: Fleet.Fleet | undefined
+  const { stateFor, lobby, enterLobby, known, keys } = KeyStates.make(options, (key, state) => fleet?.watch(key, state))
+  const sharing = input.redis !== undefined && input.fleetState !== false
+  const aimd = Aimd.make(
+    options,
+    event,
+    sharing ? (key, factor, reason) => fleet?.publish(key, { decrease: { factor, reason } }) ?? Effect.void : undefined
+  )
+  if (sharing) {
+    fleet = yield* Fleet.make({
+      redis: input.redis!,
+      prefix: input.redisPrefix ?? "hasten:ratelimit:",
+      decreaseIntervalMillis: Aimd.DECREASE_INTERVAL_MILLIS,
+      known,
+      keys,
+      decrease: (key, state, reason, factor) => aimd.decrease(key, state, reason, factor, true),
+      event
+    })
+  }
+  const breaker = yield* Breaker.make(
+    options,
+    fleet === undefined ? undefined : {
+      openFor: (key) =>
+        Effect.gen(function*() {
+          const state = stateFor(key)
+          if (state.fleetReady !== undefined) yield* fleet!.ready(state)
+          if (state.fleetOpenUntil === 0) return 0
+          return Math.max(0, state.fleetOpenUntil - (yield* Clock.currentTimeMillis))
+        }),
+      opened: (key, millis) => fleet!.publish(key, { open: millis })
+    }
+  )
   const totals = { attempts: 0, waits: 0, waitMillis: 0, retries: 0, http429: 0, timeouts: 0 }
   yield* Effect.addFinalizer(() => totals.attempts === 0 ? Effect.void : Effect.logInfo(describeTotals(totals)))
-  const headers = Headers.make(options, event)
+  const headers = Headers.make(options, event, fleet === undefined ? undefined : (key, millis) => fleet!.publish(key, { hold: millis }))
   const admit = Admit.make({
     options,
     totals,
     limiter,
     windows: Windows.make(options, limiter),
     stateFor,
-    aimd: Aimd.make(options, event),
+    aimd,
     learn: headers.learn,
     documented: headers.documented,
-    event
+    event,
+    fleet
   })
 
   const execute = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Outcome<A>, E | LlmError.LlmError, R> =>
@@ -282,6 +321,11 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
     enterLobby,
     concurrency: (key) => Effect.sync(() => stateFor(key).limit),
     heldUntil: (key) => Effect.sync(() => stateFor(key).holdUntil),
+    circuitOpenUntil: (key) =>
+      breaker === undefined ? Effect.succeed(0) : Effect.gen(function*() {
+        const state = yield* breaker.state(key)
+        return state._tag === "Open" ? (yield* Clock.currentTimeMillis) + Duration.toMillis(state.retryAfter) : 0
+      }).pipe(Effect.orElseSucceed(() => 0)),
     totals: () => ({ ...totals }),
     needsInputTokens: (key, policy) => {
       const state = stateFor(key)

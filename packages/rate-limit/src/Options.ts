@@ -117,6 +117,13 @@ export interface Options {
   readonly redis?: IoRedis.Options | undefined
   /** Key prefix in Redis (default `hasten:ratelimit:`). */
   readonly redisPrefix?: string | undefined
+  /**
+   * With `redis`: share each key's AIMD decreases, holds (spent-budget headers, a 429's
+   * `retry-after`) and circuit-breaker trips with every process using the same Redis and
+   * prefix (`RATE_LIMIT_FLEET_STATE`, default true). Published when they happen, never read
+   * per call; while Redis does not answer, each process keeps its own.
+   */
+  readonly fleetState?: boolean | undefined
 }
 
 /** Options with every default applied and validated. @category models @since 0.1.0 */

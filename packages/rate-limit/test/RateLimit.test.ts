@@ -637,7 +637,11 @@ describe("configuration", () => {
       assert.strictEqual(options.maxRetries, 6)
       assert.strictEqual(options.retriesEnabled, true)
       assert.isUndefined(options.requestsPerMinute)
-      const set = yield* RateLimit.config.pipe(withEnv({ RPS_LIMIT: "0.5", RETRIES_ENABLED: "0", RPM_LIMIT: "30", MAX_RETRIES: "0" }))
+      assert.isUndefined(options.fleetState)
+      const set = yield* RateLimit.config.pipe(
+        withEnv({ RPS_LIMIT: "0.5", RETRIES_ENABLED: "0", RPM_LIMIT: "30", MAX_RETRIES: "0", RATE_LIMIT_FLEET_STATE: "0" })
+      )
+      assert.strictEqual(set.fleetState, false)
       assert.strictEqual(set.requestsPerSecond, 0.5)
       assert.strictEqual(set.retriesEnabled, false)
       assert.strictEqual(set.requestsPerMinute, 30)
@@ -661,7 +665,8 @@ describe("configuration", () => {
       ["MAX_RETRIES", "-1"],
       ["RETRIES_ENABLED", "maybe"],
       ["RPM_LIMIT", "x"],
-      ["RETRY_AFTER_CAP_MS", "-3"]
+      ["RETRY_AFTER_CAP_MS", "-3"],
+      ["RATE_LIMIT_FLEET_STATE", "maybe"]
     ] as const
   ) {
     it.effect(`fails at startup naming ${name} for ${JSON.stringify(value)}`, () =>

@@ -13,6 +13,7 @@ import { http429Total, timeoutsTotal, waitSecondsTotal, waitsTotal } from "../Me
 import type { Resolved } from "../Options.js"
 import type * as Aimd from "./aimd.js"
 import { type Event, seconds } from "./events.js"
+import type * as Fleet from "./fleet.js"
 import type * as Headers from "./headers.js"
 import type * as KeyStates from "./keyState.js"
 import { storeError, tokensOf, type Window, type Windows } from "./windows.js"
@@ -30,11 +31,13 @@ export const make = (deps: {
   readonly learn: ReturnType<typeof Headers.make>["learn"]
   readonly documented: ReturnType<typeof Headers.make>["documented"]
   readonly event: Event
+  /** The fleet state shared through Redis, when on. */
+  readonly fleet?: Fleet.Fleet | undefined
   /** The limiter's running totals (mutated here). */
   readonly totals: { attempts: number; waits: number; waitMillis: number; http429: number; timeouts: number }
 }) => {
   const totals = deps.totals
-  const { options, limiter, stateFor, learn, documented, event } = deps
+  const { options, limiter, stateFor, learn, documented, event, fleet } = deps
   const { consume, adjust } = deps.windows
   const { increase, decrease, observe } = deps.aimd
 
@@ -45,6 +48,8 @@ export const make = (deps: {
       const input = cost.inputTokens ?? 0
       const output = cost.outputTokens ?? 0
       const state = stateFor(key)
+      // the key's first call: what the fleet holds for it (a hold, a decrease) is known before it goes
+      if (state.fleetReady !== undefined && fleet !== undefined) yield* fleet.ready(state)
       if (state.policy === undefined && cost.policy !== undefined) state.policy = cost.policy
       if (!state.learnt && state.policy?.documentedLimits !== undefined) yield* documented(state, key)
       // Cautious start: a provider that states its limits in headers gets one call first, so
@@ -215,6 +220,10 @@ export const make = (deps: {
                   yield* Metric.update(Metric.withAttributes(http429Total, { key, scope: reason.scope }), 1)
                   if (reason.scope === "quota") return
                   yield* decrease(key, state, `429_${reason.scope}`, 0.5)
+                  // the other processes hold the key for the retry-after (this one waits it in its retry schedule)
+                  if (fleet !== undefined && reason.retryAfterMillis !== undefined && reason.retryAfterMillis > 0) {
+                    yield* fleet.publish(key, { hold: Math.min(reason.retryAfterMillis, options.retryAfterCapMillis) })
+                  }
                   if (adaptive !== undefined && reason.retryAfterMillis !== undefined) {
                     yield* limiter.adaptiveFeedback({
                       key: `${key}:adaptive`,

@@ -12,10 +12,18 @@ import type { Resolved } from "../Options.js"
 import type { Event } from "./events.js"
 import type { KeyState } from "./keyState.js"
 
-const DECREASE_INTERVAL_MILLIS = 1000
+/** The shortest time between two decreases of a key (one per burst of 429s). */
+export const DECREASE_INTERVAL_MILLIS = 1000
 
-/** The increase and decrease of one limiter. */
-export const make = (options: Resolved, event: Event) => {
+/**
+ * The increase and decrease of one limiter; `shared` publishes each decrease to the other
+ * processes of the fleet (with fleet state on), which apply it to their own limits.
+ */
+export const make = (
+  options: Resolved,
+  event: Event,
+  shared?: (key: string, factor: number, reason: string) => Effect.Effect<void>
+) => {
   const resize = (key: string, state: KeyState, limit: number) =>
     Effect.gen(function*() {
       state.successes = 0
@@ -47,8 +55,9 @@ export const make = (options: Resolved, event: Event) => {
   }
 
   // A 429 halves the limit; an overload (often a lone 503 that says nothing about this
-  // client's pace) takes a quarter off.
-  const decrease = (key: string, state: KeyState, reason: string, factor: number) =>
+  // client's pace) takes a quarter off. `fromFleet`: another process's decrease, applied
+  // here and not published again.
+  const decrease = (key: string, state: KeyState, reason: string, factor: number, fromFleet = false) =>
     Effect.gen(function*() {
       if (!options.adaptiveConcurrency) return
       const now = yield* Clock.currentTimeMillis
@@ -61,6 +70,7 @@ export const make = (options: Resolved, event: Event) => {
         yield* event(`concurrency=${next}`, { event: "rate_limit.concurrency", key, concurrency: next, reason })
       }
       yield* resize(key, state, next)
+      if (!fromFleet && shared !== undefined) yield* shared(key, factor, reason)
     })
 
   return { increase, decrease, observe }

@@ -9,14 +9,55 @@ import { CircuitBreaker } from "effect/persistence"
 import type { Resolved } from "../Options.js"
 import { seconds } from "./events.js"
 
-/** The breaker of `options.circuitBreaker`, or `undefined` when it is off. */
-export const make = (options: Resolved) =>
-  options.circuitBreaker === false ? Effect.succeed(undefined) : CircuitBreaker.make({
-    tripPolicy: CircuitBreaker.consecutive(options.circuitBreaker.failures),
-    openDuration: Schedule.exponential(Duration.millis(options.circuitBreaker.openMillis)).pipe(
-      Schedule.upTo({ duration: Duration.minutes(1) })
-    )
+/**
+ * What the fleet state knows of a key's circuit: how long another process's breaker keeps
+ * it open (milliseconds, 0 when closed), and where this process's trips are published.
+ */
+export interface Shared {
+  readonly openFor: (key: string) => Effect.Effect<number>
+  readonly opened: (key: string, millis: number) => Effect.Effect<void>
+}
+
+/**
+ * The store with the fleet's trips over it: a key another process opened rejects calls
+ * as an open circuit of this process does (`CircuitOpen` with the time left), and each
+ * trip of this process is published. Closed, half-open and probes stay per process.
+ */
+const overlay = (store: CircuitBreaker.CircuitBreakerStore["Service"], shared: Shared) =>
+  CircuitBreaker.CircuitBreakerStore.of({
+    admit: (key) =>
+      Effect.flatMap(shared.openFor(key), (millis) =>
+        millis > 0
+          ? Effect.fail(
+            new CircuitBreaker.CircuitBreakerError({ reason: new CircuitBreaker.CircuitOpen({ key, retryAfter: Duration.millis(millis) }) })
+          )
+          : store.admit(key)),
+    record: (outcome) =>
+      Effect.tap(store.record(outcome), (transition) =>
+        transition?.to === "Open" ? shared.opened(outcome.key, Duration.toMillis(transition.retryAfter)) : Effect.void),
+    state: (key) =>
+      Effect.flatMap(shared.openFor(key), (millis): Effect.Effect<CircuitBreaker.State, CircuitBreaker.CircuitBreakerError> =>
+        millis > 0 ? Effect.succeed({ _tag: "Open", key, retryAfter: Duration.millis(millis), consecutiveOpenings: 1 }) : store.state(key))
   })
+
+/**
+ * The breaker of `options.circuitBreaker`, or `undefined` when it is off; with `shared`
+ * (fleet state on), trips are shared between the processes.
+ */
+export const make = (options: Resolved, shared?: Shared) => {
+  const settings = options.circuitBreaker
+  return settings === false ? Effect.succeed(undefined) : Effect.gen(function*() {
+    const breaker = CircuitBreaker.make({
+      tripPolicy: CircuitBreaker.consecutive(settings.failures),
+      openDuration: Schedule.exponential(Duration.millis(settings.openMillis)).pipe(
+        Schedule.upTo({ duration: Duration.minutes(1) })
+      )
+    })
+    if (shared === undefined) return yield* breaker
+    const store = yield* CircuitBreaker.CircuitBreakerStore
+    return yield* Effect.provideService(breaker, CircuitBreaker.CircuitBreakerStore, overlay(store, shared))
+  })
+}
 
 /** Server errors and overloads count as failures; every other error is ignored. */
 export const classify = (exit: Exit.Exit<unknown, unknown>): CircuitBreaker.Outcome => {

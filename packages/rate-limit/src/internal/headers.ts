@@ -36,8 +36,8 @@ const known = (state: KeyState, stated: ReadonlyArray<Window>): boolean =>
     )
   )
 
-/** The header learning of one limiter. */
-export const make = (options: Resolved, event: Event) => {
+/** The header learning of one limiter; `shared` publishes each hold to the other processes of the fleet. */
+export const make = (options: Resolved, event: Event, shared?: (key: string, holdMillis: number) => Effect.Effect<void>) => {
   /** Makes `stated` the key's budgets, in place of the assumed ones (see the module comment). */
   const adopt = (state: KeyState, stated: ReadonlyArray<Window>, key: string, how: "learnt" | "documented") => {
     const names = new Set(stated.map((window) => window.name))
@@ -123,6 +123,7 @@ export const make = (options: Resolved, event: Event) => {
       if (now + millis > state.holdUntil) {
         state.holdUntil = now + millis
         yield* event(`hold=${seconds(millis)}`, { event: "rate_limit.hold", key, hold_seconds: seconds(millis), budget: name })
+        if (shared !== undefined) yield* shared(key, millis)
       }
     })
 

@@ -29,7 +29,12 @@ export interface KeyState {
   /** Successes since the limit last changed (a window of `limit` successes adds one). */
   successes: number
   lastDecrease: number
+  /** Until when (the limiter's clock) calls wait: spent-budget headers here, or a hold another process published. */
   holdUntil: number
+  /** Until when another process's circuit breaker keeps the key open (fleet state); 0 when not. */
+  fleetOpenUntil: number
+  /** Completed once the key's fleet state has been read on its first call; `undefined` afterwards or without fleet state. */
+  fleetReady: Deferred.Deferred<void> | undefined
   /** The budgets of this key: configured, assumed, then learnt from the headers. */
   windows: ReadonlyArray<Window>
   /** The request window the store's adaptive cooldown paces by. */
@@ -59,8 +64,11 @@ export interface KeyState {
   readonly latency: LatencyTracker | undefined
 }
 
-/** The key states of one limiter, and its lobby operations. */
-export const make = (options: Resolved) => {
+/**
+ * The key states of one limiter, and its lobby operations; `onNew` sees each key as it is
+ * first used (the fleet state starts following it).
+ */
+export const make = (options: Resolved, onNew?: (key: string, state: KeyState) => void) => {
   const states = new Map<string, KeyState>()
   const lobbySize = Math.max(16, (options.configured.maxConcurrency ? options.maxConcurrency : options.learntMaxConcurrency) * 4)
   const startWindows = initial(options)
@@ -76,6 +84,8 @@ export const make = (options: Resolved) => {
         successes: 0,
         lastDecrease: -Infinity,
         holdUntil: 0,
+        fleetOpenUntil: 0,
+        fleetReady: undefined,
         windows: startWindows,
         requestWindow: startWindows.find((window) => window.unit === "request"),
         maxLimit: options.maxConcurrency,
@@ -89,6 +99,7 @@ export const make = (options: Resolved) => {
         latency: options.timeout === false || options.requestTimeoutMillis !== undefined ? undefined : new LatencyTracker(options.timeout)
       }
       states.set(key, state)
+      onNew?.(key, state)
     }
     return state
   }
@@ -106,5 +117,5 @@ export const make = (options: Resolved) => {
       )
     })
 
-  return { stateFor, lobby, enterLobby }
+  return { stateFor, lobby, enterLobby, known: (key: string) => states.get(key), keys: () => states.entries() }
 }
