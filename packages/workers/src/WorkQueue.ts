@@ -135,6 +135,12 @@ export interface CoordinateOptions<In, Out> {
   readonly pollMillis?: number
   /** Items enqueued per `addBulk`. Default 500. */
   readonly chunkSize?: number
+  /**
+   * How long a finished run's results, finished list and spec stay in Redis (a re-run within
+   * it reads every result back without a call); its BullMQ queue is removed at once.
+   * Default 7 days (`HASTEN_WORKERS_RETAIN_MS`).
+   */
+  readonly retainMillis?: number
   /** Job attempts (`settings.attempts`). */
   readonly settings?: Settings
 }
@@ -247,7 +253,18 @@ export const coordinate = Effect.fn("WorkQueue.coordinate")(function*<In, Out>(o
     }
     yield* Effect.sleep(pollMillis)
   }
-  yield* call(() => redis.srem(layout.runs, run))
+  // The run is done: workers stop serving it; what it left in Redis expires (nothing grows forever).
+  const retain = options.retainMillis ?? envNumber("HASTEN_WORKERS_RETAIN_MS") ?? 7 * 24 * 3_600_000
+  yield* call(() =>
+    redis.multi()
+      .srem(layout.runs, run)
+      .pexpire(layout.results(run), retain)
+      .pexpire(layout.finished(run), retain)
+      .pexpire(layout.spec(run), retain)
+      .exec()
+  )
+  // No job of the run is waiting or active any more; failed ones were recorded as results.
+  yield* call(() => queue.obliterate({ force: true }))
   return { items: total, added }
 })
 

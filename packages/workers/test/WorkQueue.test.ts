@@ -49,6 +49,13 @@ describe("WorkQueue", () => {
         })
         assert.deepStrictEqual(first, { items: 20, added: 20 })
         assert.strictEqual(results.size, 20)
+        // A finished run leaves nothing that grows forever: its results expire, its queue is gone.
+        const admin = new Redis(redis.url)
+        const layout = WorkQueue.keys()
+        const ttl = yield* Effect.promise(() => admin.pttl(layout.results(run)))
+        assert.isTrue(ttl > 0 && ttl <= 7 * 24 * 3_600_000, `results ttl ${ttl}`)
+        assert.deepStrictEqual(yield* Effect.promise(() => admin.keys(`${layout.prefix}:${layout.queue(run)}:*`)), [])
+        admin.disconnect()
         assert.strictEqual(results.get("item-7"), 14)
         assert.strictEqual(calls, 20)
         const again = new Map<string, number>()
