@@ -34,16 +34,25 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   const client = "client" in options
     ? options.client
     : yield* Effect.acquireRelease(
-      Effect.sync(() =>
-        options.options === undefined ? new IoRedisClient(options.url) : new IoRedisClient(options.url, options.options as never)
-      ),
+      Effect.sync(() => {
+        const created = options.options === undefined
+          ? new IoRedisClient(options.url)
+          : new IoRedisClient(options.url, options.options as never)
+        // Connection errors reach callers through their commands (a retryable `Transport`);
+        // without a listener ioredis also prints "Unhandled error event" on every reconnect.
+        created.on("error", () => {})
+        return created
+      }),
       quit
     )
   return yield* Redis.make({
     send: sendWith(client),
     subscribe: (channel, onMessage) =>
       Effect.gen(function*() {
-        const subscriber = yield* Effect.acquireRelease(Effect.sync(() => client.duplicate()), quit)
+        const subscriber = yield* Effect.acquireRelease(
+          Effect.sync(() => client.duplicate().on("error", () => {})),
+          quit
+        )
         subscriber.on("message", (from: string, message: string) => {
           if (from === channel) onMessage({ channel: from, message })
         })
@@ -56,7 +65,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         })
       }),
     connect: Effect.sync(() => {
-      const connection = client.duplicate()
+      const connection = client.duplicate().on("error", () => {})
       return {
         send: sendWith(connection),
         // disconnect() rejects any command still in flight, as Redis.make requires.
