@@ -5,7 +5,7 @@
  * Their logits are peaked like a trained model's (each token's output row is aligned with
  * the embedding of the token it follows), so batched and one-token greedy evaluation agree.
  * Draft/target pairs share part of their embeddings and output head, and their successors
- * differ on 30% of tokens, so a draft's greedy guesses are accepted about 70% of the time.
+ * differ on 25% of tokens, so a draft's greedy guesses are accepted about 70–75% of the time.
  * @since 0.2.0
  */
 import { createHash } from "node:crypto"
@@ -157,7 +157,7 @@ const shapeLabel = (spec: Spec): string => {
 
 /**
  * The file name for the options: shape, quantization, seed and format version, e.g.
- * `hasten-synthetic-15M-Q8_0-seed0-v2.gguf`.
+ * `hasten-synthetic-15M-Q8_0-seed0-v3.gguf`.
  * @category constructors @since 0.2.0
  */
 export const fileName = (options: Options): string => {

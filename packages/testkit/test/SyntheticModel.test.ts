@@ -80,7 +80,7 @@ describe("SyntheticModel.write", () => {
     const other = await SyntheticModel.write({ shape: small, seed: 8, path: join(folder, "c.gguf") })
     assert.strictEqual(first.sha256, second.sha256)
     assert.notStrictEqual(first.sha256, other.sha256)
-    assert.strictEqual(first.sha256, "b42402950eaae7fa2bc5858ca082a8b690404f0fff5b727610e4df76f9f697c0")
+    assert.strictEqual(first.sha256, "653594ea8eb15cb5022da9328b441fb79f0fa6c26180f50d136076b0cb0bb8a2")
   })
 
   it("writes F16 weights holding the Q8_0 file's values", async () => {
@@ -145,14 +145,14 @@ describe("SyntheticModel.ensure", () => {
   })
 
   it("names files by shape, quantization, seed and format version", () => {
-    assert.strictEqual(SyntheticModel.fileName({ shape: "15M" }), "hasten-synthetic-15M-Q8_0-seed0-v2.gguf")
+    assert.strictEqual(SyntheticModel.fileName({ shape: "15M" }), "hasten-synthetic-15M-Q8_0-seed0-v3.gguf")
     assert.strictEqual(
       SyntheticModel.fileName({ shape: "110M", quantization: "F16", seed: 3 }),
-      "hasten-synthetic-110M-F16-seed3-v2.gguf"
+      "hasten-synthetic-110M-F16-seed3-v3.gguf"
     )
     assert.strictEqual(
       SyntheticModel.fileName({ shape: small, draft: 32 }),
-      "hasten-synthetic-d128-l2-h4-kv2-f96-c512-draft32-Q8_0-seed0-v2.gguf"
+      "hasten-synthetic-d128-l2-h4-kv2-f96-c512-draft32-Q8_0-seed0-v3.gguf"
     )
   })
 })
@@ -169,7 +169,7 @@ describe("SyntheticModel with node-llama-cpp (15M)", () => {
     const { llama, target } = await load()
     assert.strictEqual(target.parameters, 24_407_712)
     // every machine writes the same bytes
-    assert.strictEqual(target.sha256, "8a089e2e91768dd5ee4b417b75be4a59eb21d509e86f4a0d0165421c225eca6b")
+    assert.strictEqual(target.sha256, "33ba56b4c4c87e8692b70537a6e20ed9d5d2779d06c5716cf4f95fa8ec60b7e9")
     const model = await llama.loadModel({ modelPath: target.path, gpuLayers: 0 })
     try {
       const prompt = model.tokenize("Once upon a time")

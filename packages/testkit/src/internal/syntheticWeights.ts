@@ -27,7 +27,7 @@ import { elements, fromHalf, GgmlType, header, pad, tensorBytes, type TensorInfo
 import { hash } from "./random.js"
 
 /** Bumped whenever the bytes written for the same options change. */
-export const formatVersion = 2
+export const formatVersion = 3
 
 /** A model shape with every field resolved. */
 export interface ResolvedShape {
@@ -67,7 +67,7 @@ const sharedNoise = 0.03
 /** The target's successor logit against the draft's (both peaked), set by `output_norm` on the other coordinates. */
 const targetStrength = 1.7
 /** Share of normal tokens whose draft successor differs from the target's: 1 − greedy acceptance. */
-export const switched = 0.3
+export const switched = 0.25
 /** Rough variance a layer (attention + gated FFN) adds per unit of output scale squared. */
 const layerGain = 1.4
 
