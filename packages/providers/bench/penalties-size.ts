@@ -6,8 +6,9 @@
  *
  *   Hasten            `Local.layer`'s `Llm.complete`, no penalties vs `repeatPenalty` 1.1,
  *                     `frequencyPenalty` / `presencePenalty` 0.1 over a window of 64 (what users get:
- *                     an unpenalised greedy request runs on `Local`'s batching engine, a
- *                     penalised one on node-llama-cpp's `LlamaCompletion` with native penalties)
+ *                     both run on `Local`'s batching engine; the penalised one samples with a
+ *                     bias on the window's tokens and takes llama.cpp's full penalty pass only
+ *                     when the winner is in the window — `fallbackShare` is how often)
  *   node-llama-cpp    `LlamaCompletion` alone, `repeatPenalty` off vs the same penalties
  *
  * Run from packages/providers: `node bench/penalties-size.ts [--quick] [--shapes 42M,110M]`
@@ -18,6 +19,7 @@ import { CompletionRequest, Llm } from "@hasten/core"
 import { Local } from "@hasten/providers/local"
 import { SyntheticModel } from "@hasten/testkit"
 import { ManagedRuntime } from "effect"
+import { counters } from "../src/internal/batchStepper.js"
 import { alternate, cpuMs, nodeLlamaCppAlone, penalties } from "./penalties.js"
 
 const quick = process.argv.includes("--quick")
@@ -38,6 +40,7 @@ for (const shape of shapes) {
   const file = await SyntheticModel.ensure({ shape: shape as SyntheticModel.ShapeName })
   // Hasten: Local.layer's Llm
   const runtime = ManagedRuntime.make(Local.layer({ model: file.path, contextSize: 512, threads: 1 }))
+  const before = { ...counters }
   const hastenRounds = await alternate(rounds, async (penalized) => {
     const cpu = cpuMs()
     const completion = await runtime.runPromise(Llm.complete(CompletionRequest.makeUnsafe({
@@ -51,6 +54,8 @@ for (const shape of shapes) {
     return (completion.usage.outputTokens / (cpuMs() - cpu)) * 1000
   })
   await runtime.dispose()
+  const penalized = counters.penalized - before.penalized
+  const fallbackShare = penalized === 0 ? 0 : (counters.penaltyFallbacks - before.penaltyFallbacks) / penalized
   const hasten = { off: median(hastenRounds.off), on: median(hastenRounds.on) }
   // node-llama-cpp alone
   const aloneRounds = await nodeLlamaCppAlone({ modelPath: file.path, prompt, maxTokens, rounds, contextSize: 512 })
@@ -60,13 +65,16 @@ for (const shape of shapes) {
     nodeLlamaCpp: round(alone.on / alone.off),
     hastenTokensPerCpuSecond: { off: round(hasten.off, 1), on: round(hasten.on, 1) },
     nodeLlamaCppTokensPerCpuSecond: { off: round(alone.off, 1), on: round(alone.on, 1) },
-    withinFivePercent: hasten.on / hasten.off >= 0.95
+    withinFivePercent: hasten.on / hasten.off >= 0.95,
+    /** Share of penalised tokens whose biased greedy winner was in the window (llama.cpp's full penalty pass). */
+    fallbackShare: round(fallbackShare)
   }
   penaltyRatioBySize[shape] = entry
   console.log(
     `${shape}: penalties on/off ${entry.hasten} through Hasten (${entry.hastenTokensPerCpuSecond.on} / ${entry.hastenTokensPerCpuSecond.off} tok/CPU-s), ` +
       `${entry.nodeLlamaCpp} with node-llama-cpp alone (${entry.nodeLlamaCppTokensPerCpuSecond.on} / ${entry.nodeLlamaCppTokensPerCpuSecond.off}); ` +
-      `${rounds} alternating rounds of ${maxTokens} tokens, synthetic weights (timing only)`
+      `${rounds} alternating rounds of ${maxTokens} tokens, synthetic weights (timing only); ` +
+      `full penalty pass on ${(entry.fallbackShare * 100).toFixed(1)}% of penalised tokens`
   )
 }
 console.log(JSON.stringify({ bench: "providers-penalties-size", quick, maxTokens, rounds, penaltyRatioBySize }))
