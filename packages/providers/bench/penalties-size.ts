@@ -12,20 +12,25 @@
  *   node-llama-cpp    `LlamaCompletion` alone, `repeatPenalty` off vs the same penalties
  *
  * Run from packages/providers: `node bench/penalties-size.ts [--quick] [--shapes 42M,110M]`
- * (default `42M`; `--quick` → `15M`). Prints a table, then ONE JSON line last:
+ * (default `42M`; `--quick` → `15M`; `--rounds N`, default 12). A third Hasten side,
+ * `worstCase`, forces llama.cpp's full penalty pass on every penalised token (as if every
+ * biased greedy pick were a window token: the synthetic weights never repeat a token, so the
+ * measured `fallbackShare` is 0 there, while trained models fall back on a share of tokens).
+ * Prints a table, then ONE JSON line last:
  * `{ penaltyRatioBySize: { "<shape>": { hasten, nodeLlamaCpp, … } } }` (on / off, tokens per CPU second).
  */
 import { CompletionRequest, Llm } from "@hasten/core"
 import { Local } from "@hasten/providers/local"
 import { SyntheticModel } from "@hasten/testkit"
 import { ManagedRuntime } from "effect"
-import { counters } from "../src/internal/batchStepper.js"
+import { benchOptions, counters } from "../src/internal/batchStepper.js"
 import { alternate, cpuMs, nodeLlamaCppAlone, penalties } from "./penalties.js"
 
 const quick = process.argv.includes("--quick")
 const at = process.argv.indexOf("--shapes")
 const shapes = (at >= 0 ? process.argv[at + 1]! : quick ? "15M" : "42M").split(",").filter((shape) => shape.length > 0)
-const rounds = quick ? 6 : 12
+const roundsAt = process.argv.indexOf("--rounds")
+const rounds = roundsAt >= 0 ? Number(process.argv[roundsAt + 1]) : quick ? 6 : 12
 const maxTokens = quick ? 48 : 128
 const prompt = "Once upon a time, there was a little girl named Lily. She loved to play outside"
 const median = (values: ReadonlyArray<number>): number => {
@@ -41,7 +46,7 @@ for (const shape of shapes) {
   // Hasten: Local.layer's Llm
   const runtime = ManagedRuntime.make(Local.layer({ model: file.path, contextSize: 512, threads: 1 }))
   const before = { ...counters }
-  const hastenRounds = await alternate(rounds, async (penalized) => {
+  const measure = async (penalized: boolean) => {
     const cpu = cpuMs()
     const completion = await runtime.runPromise(Llm.complete(CompletionRequest.makeUnsafe({
       model: "synthetic",
@@ -52,11 +57,20 @@ for (const shape of shapes) {
       ...(penalized ? penalties : {})
     })))
     return (completion.usage.outputTokens / (cpuMs() - cpu)) * 1000
-  })
-  await runtime.dispose()
+  }
+  const hastenRounds = await alternate(rounds, measure)
   const penalized = counters.penalized - before.penalized
   const fallbackShare = penalized === 0 ? 0 : (counters.penaltyFallbacks - before.penaltyFallbacks) / penalized
+  // the same with llama.cpp's full penalty pass on every penalised token
+  const worstRounds = await alternate(rounds, (penalized) => {
+    benchOptions.forceFullPass = penalized
+    return measure(penalized).finally(() => {
+      benchOptions.forceFullPass = false
+    })
+  })
+  await runtime.dispose()
   const hasten = { off: median(hastenRounds.off), on: median(hastenRounds.on) }
+  const worst = { off: median(worstRounds.off), on: median(worstRounds.on) }
   // node-llama-cpp alone
   const aloneRounds = await nodeLlamaCppAlone({ modelPath: file.path, prompt, maxTokens, rounds, contextSize: 512 })
   const alone = { off: median(aloneRounds.off.map((x) => x.cpu)), on: median(aloneRounds.on.map((x) => x.cpu)) }
@@ -66,6 +80,9 @@ for (const shape of shapes) {
     hastenTokensPerCpuSecond: { off: round(hasten.off, 1), on: round(hasten.on, 1) },
     nodeLlamaCppTokensPerCpuSecond: { off: round(alone.off, 1), on: round(alone.on, 1) },
     withinFivePercent: hasten.on / hasten.off >= 0.95,
+    /** Through Hasten with the full penalty pass on every penalised token (the fast path's worst case). */
+    hastenWorstCase: round(worst.on / worst.off),
+    hastenWorstCaseTokensPerCpuSecond: { off: round(worst.off, 1), on: round(worst.on, 1) },
     /** Share of penalised tokens whose biased greedy winner was in the window (llama.cpp's full penalty pass). */
     fallbackShare: round(fallbackShare)
   }
@@ -74,7 +91,8 @@ for (const shape of shapes) {
     `${shape}: penalties on/off ${entry.hasten} through Hasten (${entry.hastenTokensPerCpuSecond.on} / ${entry.hastenTokensPerCpuSecond.off} tok/CPU-s), ` +
       `${entry.nodeLlamaCpp} with node-llama-cpp alone (${entry.nodeLlamaCppTokensPerCpuSecond.on} / ${entry.nodeLlamaCppTokensPerCpuSecond.off}); ` +
       `${rounds} alternating rounds of ${maxTokens} tokens, synthetic weights (timing only); ` +
-      `full penalty pass on ${(entry.fallbackShare * 100).toFixed(1)}% of penalised tokens`
+      `full penalty pass on ${(entry.fallbackShare * 100).toFixed(1)}% of penalised tokens; ` +
+      `${entry.hastenWorstCase} through Hasten with it on every token (${entry.hastenWorstCaseTokensPerCpuSecond.on} / ${entry.hastenWorstCaseTokensPerCpuSecond.off})`
   )
 }
 console.log(JSON.stringify({ bench: "providers-penalties-size", quick, maxTokens, rounds, penaltyRatioBySize }))

@@ -93,6 +93,12 @@ interface SequenceInternals {
  */
 export const counters = { steps: 0, sampled: 0, joined: 0, penalized: 0, penaltyFallbacks: 0 }
 
+/**
+ * For the penalty bench only: every penalised token takes llama.cpp's full penalty pass, as
+ * if every biased greedy pick were a window token (the worst case of the fast path). @internal
+ */
+export const benchOptions = { forceFullPass: false }
+
 /** node-llama-cpp's `repeatPenalty` evaluate option, as `LlamaCompletion` passes it. */
 interface RepeatPenalty {
   readonly punishTokens: ReadonlyArray<number> | (() => ReadonlyArray<number>)
@@ -325,7 +331,7 @@ export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): S
     const penalty = entry.penalty
     if (penalty === undefined || penalty.distinct.size === 0) return token
     counters.penalized++
-    if (token === -1 || !penalty.distinct.has(token)) return token
+    if (token === -1 || (!penalty.distinct.has(token) && !benchOptions.forceFullPass)) return token
     counters.penaltyFallbacks++
     const native = penalty.native ??= newSampler()
     native.applyConfig(resolveConfig!({
