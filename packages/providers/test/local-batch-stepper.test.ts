@@ -200,25 +200,27 @@ describe.each(["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"])("the batch ste
     Effect.gen(function*() {
       const batch = penalizedRequests(name)
       const expected = yield* Effect.forEach(batch, chunksOf).pipe(Effect.provide(localLayer(name, false, 1)))
-      const before = { ...BatchStepper.counters }
-      const got = yield* Effect.forEach(batch, chunksOf, { concurrency: "unbounded" }).pipe(
-        Effect.provide(localLayer(name, true))
+      const unpenalized = batch.map((request) =>
+        CompletionRequest.makeUnsafe({
+          model: request.model,
+          messages: [],
+          prompt: request.prompt!,
+          temperature: 0,
+          maxTokens: request.maxTokens!,
+          ...(request.stop !== undefined ? { stop: request.stop } : {})
+        })
       )
-      assert.strictEqual(BatchStepper.counters.joined - before.joined, batch.length)
+      const plainExpected = yield* Effect.forEach(unpenalized, chunksOf).pipe(Effect.provide(localLayer(name, false, 1)))
+      const before = { ...BatchStepper.counters }
+      const [got, plain] = yield* Effect.all([
+        Effect.forEach(batch, chunksOf, { concurrency: "unbounded" }),
+        // then unpenalised requests on the same samplers: no bias is left behind
+        Effect.forEach(unpenalized, chunksOf, { concurrency: "unbounded" })
+      ]).pipe(Effect.provide(localLayer(name, true)))
+      assert.strictEqual(BatchStepper.counters.joined - before.joined, 2 * batch.length)
       assert.deepStrictEqual(got, expected)
+      assert.deepStrictEqual(plain, plainExpected)
       // the penalties changed the output (the test is not of plain greedy text) …
-      const plain = yield* Effect.forEach(
-        batch,
-        (request) =>
-          chunksOf(CompletionRequest.makeUnsafe({
-            model: request.model,
-            messages: [],
-            prompt: request.prompt!,
-            temperature: 0,
-            maxTokens: request.maxTokens!,
-            ...(request.stop !== undefined ? { stop: request.stop } : {})
-          }))
-      ).pipe(Effect.provide(localLayer(name, true, 1)))
       assert.isAtLeast(plain.filter((chunks, i) => textOf(chunks) !== textOf(expected[i]!)).length, 8)
       // … and both ways of picking a token ran: the biased greedy winner and the full penalty pass
       const penalized = BatchStepper.counters.penalized - before.penalized

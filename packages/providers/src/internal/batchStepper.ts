@@ -152,6 +152,8 @@ interface Penalty {
   distinct: Set<number>
   /** The sampler with llama.cpp's own penalties, for a winner inside the window. */
   native: NativeSampler | undefined
+  /** Whether the greedy sampler carries a bias now. */
+  biased: boolean
 }
 
 /**
@@ -209,8 +211,6 @@ export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): S
   const freeSamplers: Array<NativeSampler> = []
   const freePenaltySamplers: Array<NativeSampler> = []
   let samplerConfig: object | undefined
-  /** node-llama-cpp's sampler configuration of evaluate options (a sequence's `_resolveSamplerConfig`). */
-  let resolveConfig: ((options: Record<string, unknown>) => object) | undefined
   let scheduled = false
   let running = false
   let disposed = false
@@ -334,11 +334,27 @@ export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): S
     if (token === -1 || (!penalty.distinct.has(token) && !benchOptions.forceFullPass)) return token
     counters.penaltyFallbacks++
     const native = penalty.native ??= newSampler()
-    native.applyConfig(resolveConfig!({
-      ...penalty.options,
-      repeatPenalty: { ...penalty.options.repeatPenalty, punishTokens: penalty.window }
-    }))
+    native.applyConfig(penaltyConfig(penalty))
     return ctx.sampleToken(index, native)
+  }
+
+  /**
+   * The penalty part of the configuration node-llama-cpp's `_resolveSamplerConfig` gives for
+   * `LlamaCompletion`'s options (the same fields and values). At temperature 0 the native
+   * chain is the penalty sampler, then the greedy one: what the missing fields configure
+   * (top-k, top-p, min-p, seed) is not in a greedy chain, and the options that are
+   * (token bias, DRY, XTC, grammar) never reach the stepper.
+   */
+  const penaltyConfig = (penalty: Penalty): Record<string, unknown> => {
+    const { frequencyPenalty, maxPunishTokens, penalty: repeat, presencePenalty } = penalty.options.repeatPenalty
+    const config: Record<string, unknown> = {
+      repeatPenaltyMaxTokens: Math.max(maxPunishTokens ?? 64, penalty.window.length),
+      repeatPenaltyTokens: Uint32Array.from(penalty.window)
+    }
+    if (repeat != null) config["repeatPenalty"] = repeat
+    if (presencePenalty != null) config["repeatPenaltyPresencePenalty"] = presencePenalty
+    if (frequencyPenalty != null) config["repeatPenaltyFrequencyPenalty"] = frequencyPenalty
+    return config
   }
 
   /** Reads the penalty window for the entry's next token and biases its greedy sampler by it. */
@@ -360,11 +376,15 @@ export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): S
         values.push(bias)
       }
     }
-    entry.sampler.applyConfig(
-      keys.length === 0
-        ? samplerConfig!
-        : { ...samplerConfig, tokenBiasKeys: Uint32Array.from(keys), tokenBiasValues: Float32Array.from(values) }
-    )
+    if (keys.length > 0) {
+      // at temperature 0 the chain is the bias, then the greedy sampler (the other fields
+      // configure samplers a greedy chain leaves out)
+      entry.sampler.applyConfig({ tokenBiasKeys: Uint32Array.from(keys), tokenBiasValues: Float32Array.from(values) })
+      penalty.biased = true
+    } else if (penalty.biased) {
+      entry.sampler.applyConfig(samplerConfig!)
+      penalty.biased = false
+    }
   }
 
   const newSampler = (): NativeSampler => new Sampler(model)
@@ -402,7 +422,7 @@ export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): S
       if (disposed) entry.sampler.dispose()
       else {
         // a penalised generation's bias goes with it
-        if (entry.penalty !== undefined) entry.sampler.applyConfig(samplerConfig!)
+        if (entry.penalty?.biased === true) entry.sampler.applyConfig(samplerConfig!)
         freeSamplers.push(entry.sampler)
       }
     }
@@ -410,7 +430,6 @@ export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): S
 
   const samplerFor = (sequence: SequenceInternals): NativeSampler => {
     samplerConfig ??= sequence._resolveSamplerConfig!({ temperature: 0 })
-    resolveConfig ??= sequence._resolveSamplerConfig!.bind(sequence)
     const reused = freeSamplers.pop()
     if (reused !== undefined) return reused
     const created = new Sampler(model)
@@ -441,7 +460,7 @@ export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): S
       if (refused !== undefined) throw new Error(`the batch stepper cannot honour ${refused}`)
       const repeatPenalty = options?.["repeatPenalty"]
       const penalty: Penalty | undefined = isRepeatPenalty(repeatPenalty)
-        ? { options: { ...options, repeatPenalty }, window: [], distinct: new Set(), native: freePenaltySamplers.pop() }
+        ? { options: { ...options, repeatPenalty }, window: [], distinct: new Set(), native: freePenaltySamplers.pop(), biased: false }
         : undefined
       const entry = join(id, samplerFor(real), [...tokens], penalty)
       try {
