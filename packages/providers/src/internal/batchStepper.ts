@@ -146,7 +146,7 @@ interface Entry {
 }
 
 interface Penalty {
-  readonly options: Record<string, unknown> & { readonly repeatPenalty: RepeatPenalty }
+  readonly repeatPenalty: RepeatPenalty
   /** `punishTokens` for the next token, and its distinct tokens. */
   window: ReadonlyArray<number>
   distinct: Set<number>
@@ -346,7 +346,7 @@ export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): S
    * (token bias, DRY, XTC, grammar) never reach the stepper.
    */
   const penaltyConfig = (penalty: Penalty): Record<string, unknown> => {
-    const { frequencyPenalty, maxPunishTokens, penalty: repeat, presencePenalty } = penalty.options.repeatPenalty
+    const { frequencyPenalty, maxPunishTokens, penalty: repeat, presencePenalty } = penalty.repeatPenalty
     const config: Record<string, unknown> = {
       repeatPenaltyMaxTokens: Math.max(maxPunishTokens ?? 64, penalty.window.length),
       repeatPenaltyTokens: Uint32Array.from(penalty.window)
@@ -361,7 +361,7 @@ export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): S
   const prepareWindow = (entry: Entry) => {
     const penalty = entry.penalty
     if (penalty === undefined) return
-    const { frequencyPenalty = 0, punishTokens, presencePenalty = 0 } = penalty.options.repeatPenalty
+    const { frequencyPenalty = 0, punishTokens, presencePenalty = 0 } = penalty.repeatPenalty
     const window = typeof punishTokens === "function" ? punishTokens() : punishTokens
     const counts = new Map<number, number>()
     for (const token of window) counts.set(token, (counts.get(token) ?? 0) + 1)
@@ -460,7 +460,7 @@ export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): S
       if (refused !== undefined) throw new Error(`the batch stepper cannot honour ${refused}`)
       const repeatPenalty = options?.["repeatPenalty"]
       const penalty: Penalty | undefined = isRepeatPenalty(repeatPenalty)
-        ? { options: { ...options, repeatPenalty }, window: [], distinct: new Set(), native: freePenaltySamplers.pop(), biased: false }
+        ? { repeatPenalty, window: [], distinct: new Set(), native: freePenaltySamplers.pop(), biased: false }
         : undefined
       const entry = join(id, samplerFor(real), [...tokens], penalty)
       try {
