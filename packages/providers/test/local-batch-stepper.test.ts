@@ -196,61 +196,69 @@ describe.each(["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"])("the batch ste
       assert.deepStrictEqual(got, expected)
     }), 120_000)
 
-  it.effect("16 concurrent penalised greedy requests give node-llama-cpp's penalised output (text and tokens)", () =>
-    Effect.gen(function*() {
-      const batch = penalizedRequests(name)
-      const expected = yield* Effect.forEach(batch, chunksOf).pipe(Effect.provide(localLayer(name, false, 1)))
-      const unpenalized = batch.map((request) =>
-        CompletionRequest.makeUnsafe({
-          model: request.model,
-          messages: [],
-          prompt: request.prompt!,
-          temperature: 0,
-          maxTokens: request.maxTokens!,
-          ...(request.stop !== undefined ? { stop: request.stop } : {})
-        })
-      )
-      const plainExpected = yield* Effect.forEach(unpenalized, chunksOf).pipe(Effect.provide(localLayer(name, false, 1)))
-      const before = { ...BatchStepper.counters }
-      const [got, plain] = yield* Effect.all([
-        Effect.forEach(batch, chunksOf, { concurrency: "unbounded" }),
-        // then unpenalised requests on the same samplers: no bias is left behind
-        Effect.forEach(unpenalized, chunksOf, { concurrency: "unbounded" })
-      ]).pipe(Effect.provide(localLayer(name, true)))
-      assert.strictEqual(BatchStepper.counters.joined - before.joined, 2 * batch.length)
-      assert.deepStrictEqual(got, expected)
-      assert.deepStrictEqual(plain, plainExpected)
-      // the penalties changed the output (the test is not of plain greedy text) …
-      assert.isAtLeast(plain.filter((chunks, i) => textOf(chunks) !== textOf(expected[i]!)).length, 8)
-      // … and both ways of picking a token ran: the biased greedy winner and the full penalty pass
-      const penalized = BatchStepper.counters.penalized - before.penalized
-      const fallbacks = BatchStepper.counters.penaltyFallbacks - before.penaltyFallbacks
-      assert.isAbove(fallbacks, 0)
-      assert.isBelow(fallbacks, penalized)
-      // a batch of 8 tokens: prefill over several steps, not every generation each step
-      const small = yield* Effect.forEach(batch, chunksOf, { concurrency: "unbounded" }).pipe(
-        Effect.provide(localLayer(name, true, 16, 8))
-      )
-      assert.deepStrictEqual(small, expected)
-    }), 180_000)
+  it.effect(
+    "16 concurrent penalised greedy requests give node-llama-cpp's penalised output (text and tokens)",
+    () =>
+      Effect.gen(function*() {
+        const batch = penalizedRequests(name)
+        const expected = yield* Effect.forEach(batch, chunksOf).pipe(Effect.provide(localLayer(name, false, 1)))
+        const unpenalized = batch.map((request) =>
+          CompletionRequest.makeUnsafe({
+            model: request.model,
+            messages: [],
+            prompt: request.prompt!,
+            temperature: 0,
+            maxTokens: request.maxTokens!,
+            ...(request.stop !== undefined ? { stop: request.stop } : {})
+          })
+        )
+        const plainExpected = yield* Effect.forEach(unpenalized, chunksOf).pipe(Effect.provide(localLayer(name, false, 1)))
+        const before = { ...BatchStepper.counters }
+        const [got, plain] = yield* Effect.all([
+          Effect.forEach(batch, chunksOf, { concurrency: "unbounded" }),
+          // then unpenalised requests on the same samplers: no bias is left behind
+          Effect.forEach(unpenalized, chunksOf, { concurrency: "unbounded" })
+        ]).pipe(Effect.provide(localLayer(name, true)))
+        assert.strictEqual(BatchStepper.counters.joined - before.joined, 2 * batch.length)
+        assert.deepStrictEqual(got, expected)
+        assert.deepStrictEqual(plain, plainExpected)
+        // the penalties changed the output (the test is not of plain greedy text) …
+        assert.isAtLeast(plain.filter((chunks, i) => textOf(chunks) !== textOf(expected[i]!)).length, 8)
+        // … and both ways of picking a token ran: the biased greedy winner and the full penalty pass
+        const penalized = BatchStepper.counters.penalized - before.penalized
+        const fallbacks = BatchStepper.counters.penaltyFallbacks - before.penaltyFallbacks
+        assert.isAbove(fallbacks, 0)
+        assert.isBelow(fallbacks, penalized)
+        // a batch of 8 tokens: prefill over several steps, not every generation each step
+        const small = yield* Effect.forEach(batch, chunksOf, { concurrency: "unbounded" }).pipe(
+          Effect.provide(localLayer(name, true, 16, 8))
+        )
+        assert.deepStrictEqual(small, expected)
+      }),
+    180_000
+  )
 
-  it.effect("penalties that can raise a value (repeat < 1, negative frequency or presence) keep node-llama-cpp's path", () =>
-    Effect.gen(function*() {
-      const batch = [
-        { repeatPenalty: 0.8 },
-        { frequencyPenalty: -0.5 },
-        { presencePenalty: -0.5, repeatPenalty: 1.2 }
-      ].map((penalty, i) =>
-        CompletionRequest.makeUnsafe({ model: name, messages: [], prompt: prompts[i]!, temperature: 0, maxTokens: 30, ...penalty })
-      )
-      const expected = yield* reference(name, batch)
-      const before = BatchStepper.counters.joined
-      const got = yield* Effect.forEach(batch, (request) => Effect.map(Llm.complete(request), outcome), {
-        concurrency: "unbounded"
-      }).pipe(Effect.provide(localLayer(name, true, 4)))
-      assert.strictEqual(BatchStepper.counters.joined, before)
-      assert.deepStrictEqual(got, expected)
-    }), 60_000)
+  it.effect(
+    "penalties that can raise a value (repeat < 1, negative frequency or presence) keep node-llama-cpp's path",
+    () =>
+      Effect.gen(function*() {
+        const batch = [
+          { repeatPenalty: 0.8 },
+          { frequencyPenalty: -0.5 },
+          { presencePenalty: -0.5, repeatPenalty: 1.2 }
+        ].map((penalty, i) =>
+          CompletionRequest.makeUnsafe({ model: name, messages: [], prompt: prompts[i]!, temperature: 0, maxTokens: 30, ...penalty })
+        )
+        const expected = yield* reference(name, batch)
+        const before = BatchStepper.counters.joined
+        const got = yield* Effect.forEach(batch, (request) => Effect.map(Llm.complete(request), outcome), {
+          concurrency: "unbounded"
+        }).pipe(Effect.provide(localLayer(name, true, 4)))
+        assert.strictEqual(BatchStepper.counters.joined, before)
+        assert.deepStrictEqual(got, expected)
+      }),
+    60_000
+  )
 })
 
 describe("the batch stepper at a real shape", () => {
