@@ -4,7 +4,7 @@ import type { Completion } from "@hasten/core"
 import { Local, ModelPool } from "@hasten/providers/local"
 import { Effect, Fiber, Layer, Stream } from "effect"
 import * as LifecycleUtils from "lifecycle-utils"
-import { getLlama, LlamaCompletion, LlamaLogLevel, type LlamaModel } from "node-llama-cpp"
+import { getLlama, LlamaCompletion, type LLamaContextualRepeatPenalty, LlamaLogLevel, type LlamaModel, type Token } from "node-llama-cpp"
 import * as BatchStepper from "../src/internal/batchStepper.js"
 
 const CONTEXT = 256
@@ -401,6 +401,54 @@ describe("the batch stepper's safety", () => {
       assert.strictEqual(leanText, plainText)
       stepper!.dispose()
     }), 60_000)
+
+  it.effect(
+    "LlamaCompletion's own penalty options on the stepper: new lines penalised, a token filter, a short window",
+    () =>
+      Effect.gen(function*() {
+        const model = yield* loadModel("TinyStories-656K-Q8_0.gguf")
+        const context = yield* openContext(model, 3)
+        const stepper = BatchStepper.make(context, LifecycleUtils)!
+        const space = model.tokenize(" ")[0]
+        const variants: Array<LLamaContextualRepeatPenalty> = [
+          { lastTokens: 8, penalty: 1.3, frequencyPenalty: 0.4, presencePenalty: 0.2, penalizeNewLine: true },
+          {
+            lastTokens: 32,
+            penalty: 1.2,
+            presencePenalty: 0.5,
+            punishTokensFilter: (tokens: Array<Token>) => tokens.filter((token) => token !== space)
+          }
+        ]
+        const generate = (sequence: Parameters<typeof stepper.lean>[0], repeatPenalty: LLamaContextualRepeatPenalty) => {
+          const tokens: Array<Token> = []
+          return new LlamaCompletion({ contextSequence: sequence }).generateCompletion("One day.\nTim saw a dog.\n", {
+            maxTokens: 60,
+            temperature: 0,
+            repeatPenalty,
+            disableContextShift: true,
+            onToken: (chunk) => void tokens.push(...chunk)
+          }).then((text) => ({ text, tokens }))
+        }
+        const plain = context.getSequence()
+        const expected = []
+        for (const variant of variants) {
+          expected.push(yield* Effect.promise(() => generate(plain, variant)))
+          yield* Effect.promise(() => plain.clearHistory())
+        }
+        const before = { ...BatchStepper.counters }
+        const got = yield* Effect.promise(() =>
+          Promise.all(variants.map(async (variant) => {
+            const lean = await stepper.lean(context.getSequence())
+            return generate(lean!, variant)
+          }))
+        )
+        assert.strictEqual(BatchStepper.counters.joined - before.joined, variants.length)
+        assert.isAbove(BatchStepper.counters.penaltyFallbacks - before.penaltyFallbacks, 0)
+        assert.deepStrictEqual(got, expected)
+        stepper.dispose()
+      }),
+    60_000
+  )
 
   it.effect("falls back when an internal is missing", () =>
     Effect.gen(function*() {
