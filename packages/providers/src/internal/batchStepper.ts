@@ -32,9 +32,9 @@
  * window token's penalised value is then at most its biased value, and a winner outside the
  * window is the penalised argmax too (ties included: the greedy sampler keeps the lowest
  * token id, and every lower id's biased value is below the winner's). Only when the winner is
- * a window token does the step sample the same logits again with node-llama-cpp's own
- * penalised sampler configuration (the logits stay until the next decode, which waits for
- * every sampling). The window is what `LlamaCompletion` passes (`punishTokens`: the released
+ * a window token does the step sample the same logits again on a sampler given the penalty
+ * fields node-llama-cpp's `_resolveSamplerConfig` would give (the logits stay until the next
+ * decode, which waits for every sampling). The window is what `LlamaCompletion` passes (`punishTokens`: the released
  * output tokens, new lines excluded), read when node-llama-cpp would read it.
  *
  * It depends on members node-llama-cpp marks internal: {@link make} and {@link Stepper.lean}
