@@ -4,7 +4,7 @@ import type { Completion } from "@hasten/core"
 import { Local, ModelPool } from "@hasten/providers/local"
 import { Effect, Fiber, Layer, Stream } from "effect"
 import * as LifecycleUtils from "lifecycle-utils"
-import { getLlama, LlamaCompletion, LlamaLogLevel, type LlamaModel } from "node-llama-cpp"
+import { getLlama, LlamaCompletion, type LLamaContextualRepeatPenalty, LlamaLogLevel, type LlamaModel, type Token } from "node-llama-cpp"
 import * as BatchStepper from "../src/internal/batchStepper.js"
 
 const CONTEXT = 256
@@ -40,6 +40,34 @@ const requests = (model: string) =>
       ...(i % 3 === 1 ? { stop: i % 2 === 0 ? ["."] : [" the", "!"] } : {})
     })
   )
+
+/**
+ * 16 penalised greedy requests: repeat, frequency and presence penalties alone and together,
+ * windows from 3 to the default 64 and beyond the output, new lines in the prompt, stop sequences.
+ */
+const penalizedRequests = (model: string) =>
+  prompts.map((prompt, i) =>
+    CompletionRequest.makeUnsafe({
+      model,
+      messages: [],
+      prompt: i % 5 === 4 ? `${prompt}.\n\n` : prompt,
+      temperature: 0,
+      maxTokens: 40 + 5 * i,
+      ...[
+        { repeatPenalty: 1.3 },
+        { frequencyPenalty: 0.6 },
+        { presencePenalty: 0.8 },
+        { repeatPenalty: 1.1, frequencyPenalty: 0.1, presencePenalty: 0.1 },
+        { repeatPenalty: 1.5, penaltyWindow: 3 },
+        { repeatPenalty: 1.2, frequencyPenalty: 0.3, penaltyWindow: 16 },
+        { repeatPenalty: 2, presencePenalty: 1, penaltyWindow: 256 },
+        { repeatPenalty: 1.05, frequencyPenalty: 1.5 }
+      ][i % 8]!,
+      ...(i % 6 === 5 ? { stop: [" the", "."] } : {})
+    })
+  )
+
+const textOf = (chunks: ReadonlyArray<{ readonly text: string }>) => chunks.map((chunk) => chunk.text).join("")
 
 const localLayer = (model: string, leanGreedy: boolean, sequences = 16, batchSize?: number) =>
   Local.layerWithPool({ model, sequences, contextSize: CONTEXT, threads: 1, leanGreedy, batchSize }).pipe(
@@ -163,9 +191,74 @@ describe.each(["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"])("the batch ste
       const got = yield* Effect.forEach(all, (request) => Effect.map(Llm.complete(request), outcome), {
         concurrency: "unbounded"
       }).pipe(Effect.provide(localLayer(name, true, 6)))
-      assert.strictEqual(BatchStepper.counters.joined - before, greedy.length)
+      // the greedy and the penalised greedy requests ran in the stepper
+      assert.strictEqual(BatchStepper.counters.joined - before, greedy.length + 1)
       assert.deepStrictEqual(got, expected)
     }), 120_000)
+
+  it.effect(
+    "16 concurrent penalised greedy requests give node-llama-cpp's penalised output (text and tokens)",
+    () =>
+      Effect.gen(function*() {
+        const batch = penalizedRequests(name)
+        const expected = yield* Effect.forEach(batch, chunksOf).pipe(Effect.provide(localLayer(name, false, 1)))
+        const unpenalized = batch.map((request) =>
+          CompletionRequest.makeUnsafe({
+            model: request.model,
+            messages: [],
+            prompt: request.prompt!,
+            temperature: 0,
+            maxTokens: request.maxTokens!,
+            ...(request.stop !== undefined ? { stop: request.stop } : {})
+          })
+        )
+        const plainExpected = yield* Effect.forEach(unpenalized, chunksOf).pipe(Effect.provide(localLayer(name, false, 1)))
+        const before = { ...BatchStepper.counters }
+        const [got, plain] = yield* Effect.all([
+          Effect.forEach(batch, chunksOf, { concurrency: "unbounded" }),
+          // then unpenalised requests on the same samplers: no bias is left behind
+          Effect.forEach(unpenalized, chunksOf, { concurrency: "unbounded" })
+        ]).pipe(Effect.provide(localLayer(name, true)))
+        assert.strictEqual(BatchStepper.counters.joined - before.joined, 2 * batch.length)
+        assert.deepStrictEqual(got, expected)
+        assert.deepStrictEqual(plain, plainExpected)
+        // the penalties changed the output (the test is not of plain greedy text) …
+        assert.isAtLeast(plain.filter((chunks, i) => textOf(chunks) !== textOf(expected[i]!)).length, 8)
+        // … and both ways of picking a token ran: the biased greedy winner and the full penalty pass
+        const penalized = BatchStepper.counters.penalized - before.penalized
+        const fallbacks = BatchStepper.counters.penaltyFallbacks - before.penaltyFallbacks
+        assert.isAbove(fallbacks, 0)
+        assert.isBelow(fallbacks, penalized)
+        // a batch of 8 tokens: prefill over several steps, not every generation each step
+        const small = yield* Effect.forEach(batch, chunksOf, { concurrency: "unbounded" }).pipe(
+          Effect.provide(localLayer(name, true, 16, 8))
+        )
+        assert.deepStrictEqual(small, expected)
+      }),
+    180_000
+  )
+
+  it.effect(
+    "penalties that can raise a value (repeat < 1, negative frequency or presence) keep node-llama-cpp's path",
+    () =>
+      Effect.gen(function*() {
+        const batch = [
+          { repeatPenalty: 0.8 },
+          { frequencyPenalty: -0.5 },
+          { presencePenalty: -0.5, repeatPenalty: 1.2 }
+        ].map((penalty, i) =>
+          CompletionRequest.makeUnsafe({ model: name, messages: [], prompt: prompts[i]!, temperature: 0, maxTokens: 30, ...penalty })
+        )
+        const expected = yield* reference(name, batch)
+        const before = BatchStepper.counters.joined
+        const got = yield* Effect.forEach(batch, (request) => Effect.map(Llm.complete(request), outcome), {
+          concurrency: "unbounded"
+        }).pipe(Effect.provide(localLayer(name, true, 4)))
+        assert.strictEqual(BatchStepper.counters.joined, before)
+        assert.deepStrictEqual(got, expected)
+      }),
+    60_000
+  )
 })
 
 describe("the batch stepper at a real shape", () => {
@@ -192,6 +285,26 @@ describe("the batch stepper at a real shape", () => {
         assert.strictEqual(BatchStepper.counters.joined - before, batch.length)
         // exact here; on other shapes a batched forward pass may flip a near-tie (logits within ~1e-5)
         assert.deepStrictEqual(got, expected)
+        // penalised, 16 at once: node-llama-cpp's penalised output, token for token
+        const penalized = batch.map((request, i) =>
+          CompletionRequest.makeUnsafe({
+            ...request,
+            maxTokens: 24 + (i % 5),
+            ...[
+              { repeatPenalty: 1.1, frequencyPenalty: 0.1, presencePenalty: 0.1 },
+              { repeatPenalty: 1.3 },
+              { frequencyPenalty: 0.5, penaltyWindow: 8 },
+              { presencePenalty: 0.5, repeatPenalty: 1.2 }
+            ][i % 4]!
+          })
+        )
+        const penalizedExpected = yield* Effect.forEach(penalized, chunksOf).pipe(Effect.provide(layerOf(false, 1)))
+        const beforePenalized = { ...BatchStepper.counters }
+        const penalizedGot = yield* Effect.forEach(penalized, chunksOf, { concurrency: "unbounded" }).pipe(
+          Effect.provide(layerOf(true, 16))
+        )
+        assert.strictEqual(BatchStepper.counters.joined - beforePenalized.joined, penalized.length)
+        assert.deepStrictEqual(penalizedGot, penalizedExpected)
       }),
     300_000
   )
@@ -288,6 +401,54 @@ describe("the batch stepper's safety", () => {
       assert.strictEqual(leanText, plainText)
       stepper!.dispose()
     }), 60_000)
+
+  it.effect(
+    "LlamaCompletion's own penalty options on the stepper: new lines penalised, a token filter, a short window",
+    () =>
+      Effect.gen(function*() {
+        const model = yield* loadModel("TinyStories-656K-Q8_0.gguf")
+        const context = yield* openContext(model, 3)
+        const stepper = BatchStepper.make(context, LifecycleUtils)!
+        const space = model.tokenize(" ")[0]
+        const variants: Array<LLamaContextualRepeatPenalty> = [
+          { lastTokens: 8, penalty: 1.3, frequencyPenalty: 0.4, presencePenalty: 0.2, penalizeNewLine: true },
+          {
+            lastTokens: 32,
+            penalty: 1.2,
+            presencePenalty: 0.5,
+            punishTokensFilter: (tokens: Array<Token>) => tokens.filter((token) => token !== space)
+          }
+        ]
+        const generate = (sequence: Parameters<typeof stepper.lean>[0], repeatPenalty: LLamaContextualRepeatPenalty) => {
+          const tokens: Array<Token> = []
+          return new LlamaCompletion({ contextSequence: sequence }).generateCompletion("One day.\nTim saw a dog.\n", {
+            maxTokens: 60,
+            temperature: 0,
+            repeatPenalty,
+            disableContextShift: true,
+            onToken: (chunk) => void tokens.push(...chunk)
+          }).then((text) => ({ text, tokens }))
+        }
+        const plain = context.getSequence()
+        const expected = []
+        for (const variant of variants) {
+          expected.push(yield* Effect.promise(() => generate(plain, variant)))
+          yield* Effect.promise(() => plain.clearHistory())
+        }
+        const before = { ...BatchStepper.counters }
+        const got = yield* Effect.promise(() =>
+          Promise.all(variants.map(async (variant) => {
+            const lean = await stepper.lean(context.getSequence())
+            return generate(lean!, variant)
+          }))
+        )
+        assert.strictEqual(BatchStepper.counters.joined - before.joined, variants.length)
+        assert.isAbove(BatchStepper.counters.penaltyFallbacks - before.penaltyFallbacks, 0)
+        assert.deepStrictEqual(got, expected)
+        stepper.dispose()
+      }),
+    60_000
+  )
 
   it.effect("falls back when an internal is missing", () =>
     Effect.gen(function*() {

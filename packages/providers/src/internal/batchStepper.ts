@@ -23,6 +23,20 @@
  *   stepper writes to its KV cells, and the cells the stepper wrote are removed before the
  *   generation's promise settles (so before the pool hands the sequence to anyone else).
  *
+ * Penalised greedy generations (`repeatPenalty` ≥ 1, frequency and presence penalties ≥ 0)
+ * run here too, without llama.cpp's penalty pass over the whole vocabulary on every token.
+ * llama.cpp penalises a token of the window as `v' = (v > 0 ? v / repeat : v * repeat) −
+ * count·frequency − presence`, which never raises a value. So each step samples greedily with
+ * only an additive bias on the window's distinct tokens (llama.cpp's logit-bias sampler, one
+ * step per biased token), each bias a hair smaller than llama.cpp's own subtraction: every
+ * window token's penalised value is then at most its biased value, and a winner outside the
+ * window is the penalised argmax too (ties included: the greedy sampler keeps the lowest
+ * token id, and every lower id's biased value is below the winner's). Only when the winner is
+ * a window token does the step sample the same logits again on a sampler given the penalty
+ * fields node-llama-cpp's `_resolveSamplerConfig` would give (the logits stay until the next
+ * decode, which waits for every sampling). The window is what `LlamaCompletion` passes (`punishTokens`: the released
+ * output tokens, new lines excluded), read when node-llama-cpp would read it.
+ *
  * It depends on members node-llama-cpp marks internal: {@link make} and {@link Stepper.lean}
  * check each of them and return `undefined` when one is missing; the caller then runs
  * `LlamaCompletion` on the sequence itself.
@@ -62,7 +76,7 @@ interface ContextInternals {
 
 interface SequenceInternals {
   readonly _sequenceId?: number
-  readonly _resolveSamplerConfig?: (options: { readonly temperature: number }) => object
+  readonly _resolveSamplerConfig?: (options: Record<string, unknown>) => object
   readonly needsCheckpoints?: boolean
   readonly context: unknown
   readonly nextTokenIndex: number
@@ -73,8 +87,49 @@ interface SequenceInternals {
   eraseContextTokenRanges(ranges: Array<{ start: number; end: number }>): Promise<void>
 }
 
-/** Steps and tokens the steppers of this process have run (for tests). @internal */
-export const counters = { steps: 0, sampled: 0, joined: 0 }
+/**
+ * Steps and tokens the steppers of this process have run, penalised samples and how many of
+ * them needed llama.cpp's full penalty pass (for tests and benches). @internal
+ */
+export const counters = { steps: 0, sampled: 0, joined: 0, penalized: 0, penaltyFallbacks: 0 }
+
+/**
+ * For the penalty bench only: every penalised token takes llama.cpp's full penalty pass, as
+ * if every biased greedy pick were a window token (the worst case of the fast path). @internal
+ */
+export const benchOptions = { forceFullPass: false }
+
+/** node-llama-cpp's `repeatPenalty` evaluate option, as `LlamaCompletion` passes it. */
+interface RepeatPenalty {
+  readonly punishTokens: ReadonlyArray<number> | (() => ReadonlyArray<number>)
+  readonly maxPunishTokens?: number
+  readonly penalty?: number
+  readonly frequencyPenalty?: number
+  readonly presencePenalty?: number
+}
+
+const nonNegative = (value: unknown) => value === undefined || (typeof value === "number" && Number.isFinite(value) && value >= 0)
+
+/**
+ * Whether the stepper runs a generation with these penalties exactly: a repeat penalty of at
+ * least 1 and non-negative frequency and presence penalties (penalties that only lower a
+ * window token's value). Others keep node-llama-cpp's path. @internal
+ */
+export const penaltiesSupported = (penalty: {
+  readonly penalty?: number
+  readonly frequencyPenalty?: number
+  readonly presencePenalty?: number
+}): boolean =>
+  (penalty.penalty === undefined || (Number.isFinite(penalty.penalty) && penalty.penalty >= 1)) &&
+  nonNegative(penalty.frequencyPenalty) && nonNegative(penalty.presencePenalty)
+
+const isRepeatPenalty = (value: unknown): value is RepeatPenalty =>
+  typeof value === "object" && value !== null &&
+  (typeof (value as RepeatPenalty).punishTokens === "function" || Array.isArray((value as RepeatPenalty).punishTokens)) &&
+  penaltiesSupported(value as RepeatPenalty)
+
+/** Slightly less than 1: a bias never subtracts more than llama.cpp's float32 penalty does. */
+const biasScale = 1 - 2 ** -16
 
 /** One generation in the stepper. */
 interface Entry {
@@ -86,6 +141,19 @@ interface Entry {
   position: number
   waiter: { resolve: (token: number) => void; reject: (error: unknown) => void } | undefined
   left: boolean
+  /** The penalties of a penalised generation, with its window for the next token. */
+  penalty: Penalty | undefined
+}
+
+interface Penalty {
+  readonly repeatPenalty: RepeatPenalty
+  /** `punishTokens` for the next token, and its distinct tokens. */
+  window: ReadonlyArray<number>
+  distinct: Set<number>
+  /** The sampler with llama.cpp's own penalties, for a winner inside the window. */
+  native: NativeSampler | undefined
+  /** Whether the greedy sampler carries a bias now. */
+  biased: boolean
 }
 
 /**
@@ -111,9 +179,10 @@ export interface Stepper {
 const unsupported = (options: Record<string, unknown> | undefined): string | undefined => {
   if (options === undefined) return undefined
   if (options["temperature"] !== undefined && options["temperature"] !== 0) return "temperature"
-  for (const key of ["grammarEvaluationState", "repeatPenalty", "dryRepeatPenalty", "tokenBias", "xtc"]) {
+  for (const key of ["grammarEvaluationState", "dryRepeatPenalty", "tokenBias", "xtc"]) {
     if (options[key] != null) return key
   }
+  if (options["repeatPenalty"] != null && !isRepeatPenalty(options["repeatPenalty"])) return "repeatPenalty"
   return undefined
 }
 
@@ -140,6 +209,7 @@ export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): S
   const guard = internals._backendContextDisposeGuard
   const entries: Array<Entry> = []
   const freeSamplers: Array<NativeSampler> = []
+  const freePenaltySamplers: Array<NativeSampler> = []
   let samplerConfig: object | undefined
   let scheduled = false
   let running = false
@@ -225,7 +295,7 @@ export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): S
         }
         counters.steps++
         // every position at once: the next batch may not decode over these logits before
-        const tokens = await Promise.allSettled(logits.map(({ entry, index }) => ctx.sampleToken(index, entry.sampler)))
+        const tokens = await Promise.allSettled(logits.map(({ entry, index }) => sample(entry, index)))
         tokens.forEach((result, i) => {
           const entry = logits[i]!.entry
           if (result.status === "fulfilled" && result.value !== -1) sampled.push({ entry, token: result.value })
@@ -252,8 +322,75 @@ export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): S
     if (entries.some(ready)) schedule()
   }
 
-  const join = (sequenceId: number, sampler: NativeSampler, prompt: Array<number>): Entry => {
-    const entry: Entry = { sequenceId, sampler, pending: prompt, position: 0, waiter: undefined, left: false }
+  /**
+   * The entry's next token from the logits at `index`: its greedy sampler's (with the window's
+   * bias), else, when that winner is in the window, llama.cpp's penalised sampling of them.
+   */
+  const sample = async (entry: Entry, index: number): Promise<number> => {
+    const token = await ctx.sampleToken(index, entry.sampler)
+    const penalty = entry.penalty
+    if (penalty === undefined || penalty.distinct.size === 0) return token
+    counters.penalized++
+    if (token === -1 || (!penalty.distinct.has(token) && !benchOptions.forceFullPass)) return token
+    counters.penaltyFallbacks++
+    const native = penalty.native ??= newSampler()
+    native.applyConfig(penaltyConfig(penalty))
+    return ctx.sampleToken(index, native)
+  }
+
+  /**
+   * The penalty part of the configuration node-llama-cpp's `_resolveSamplerConfig` gives for
+   * `LlamaCompletion`'s options (the same fields and values). At temperature 0 the native
+   * chain is the penalty sampler, then the greedy one: what the missing fields configure
+   * (top-k, top-p, min-p, seed) is not in a greedy chain, and the options that are
+   * (token bias, DRY, XTC, grammar) never reach the stepper.
+   */
+  const penaltyConfig = (penalty: Penalty): Record<string, unknown> => {
+    const { frequencyPenalty, maxPunishTokens, penalty: repeat, presencePenalty } = penalty.repeatPenalty
+    const config: Record<string, unknown> = {
+      repeatPenaltyMaxTokens: Math.max(maxPunishTokens ?? 64, penalty.window.length),
+      repeatPenaltyTokens: Uint32Array.from(penalty.window)
+    }
+    if (repeat != null) config["repeatPenalty"] = repeat
+    if (presencePenalty != null) config["repeatPenaltyPresencePenalty"] = presencePenalty
+    if (frequencyPenalty != null) config["repeatPenaltyFrequencyPenalty"] = frequencyPenalty
+    return config
+  }
+
+  /** Reads the penalty window for the entry's next token and biases its greedy sampler by it. */
+  const prepareWindow = (entry: Entry) => {
+    const penalty = entry.penalty
+    if (penalty === undefined) return
+    const { frequencyPenalty = 0, punishTokens, presencePenalty = 0 } = penalty.repeatPenalty
+    const window = typeof punishTokens === "function" ? punishTokens() : punishTokens
+    const counts = new Map<number, number>()
+    for (const token of window) counts.set(token, (counts.get(token) ?? 0) + 1)
+    penalty.window = window
+    penalty.distinct = new Set(counts.keys())
+    const keys: Array<number> = []
+    const values: Array<number> = []
+    for (const [token, count] of counts) {
+      const bias = -(count * frequencyPenalty + presencePenalty) * biasScale
+      if (bias < 0) {
+        keys.push(token)
+        values.push(bias)
+      }
+    }
+    if (keys.length > 0) {
+      // at temperature 0 the chain is the bias, then the greedy sampler (the other fields
+      // configure samplers a greedy chain leaves out)
+      entry.sampler.applyConfig({ tokenBiasKeys: Uint32Array.from(keys), tokenBiasValues: Float32Array.from(values) })
+      penalty.biased = true
+    } else if (penalty.biased) {
+      entry.sampler.applyConfig(samplerConfig!)
+      penalty.biased = false
+    }
+  }
+
+  const newSampler = (): NativeSampler => new Sampler(model)
+
+  const join = (sequenceId: number, sampler: NativeSampler, prompt: Array<number>, penalty: Penalty | undefined): Entry => {
+    const entry: Entry = { sequenceId, sampler, pending: prompt, position: 0, waiter: undefined, left: false, penalty }
     entries.push(entry)
     counters.joined++
     return entry
@@ -277,15 +414,24 @@ export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): S
         })
       }
     } finally {
+      const native = entry.penalty?.native
+      if (native !== undefined) {
+        if (disposed) native.dispose()
+        else freePenaltySamplers.push(native)
+      }
       if (disposed) entry.sampler.dispose()
-      else freeSamplers.push(entry.sampler)
+      else {
+        // a penalised generation's bias goes with it
+        if (entry.penalty?.biased === true) entry.sampler.applyConfig(samplerConfig!)
+        freeSamplers.push(entry.sampler)
+      }
     }
   }
 
   const samplerFor = (sequence: SequenceInternals): NativeSampler => {
+    samplerConfig ??= sequence._resolveSamplerConfig!({ temperature: 0 })
     const reused = freeSamplers.pop()
     if (reused !== undefined) return reused
-    samplerConfig ??= sequence._resolveSamplerConfig!({ temperature: 0 })
     const created = new Sampler(model)
     created.applyConfig(samplerConfig)
     return created
@@ -312,9 +458,15 @@ export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): S
       used = true
       const refused = unsupported(options)
       if (refused !== undefined) throw new Error(`the batch stepper cannot honour ${refused}`)
-      const entry = join(id, samplerFor(real), [...tokens])
+      const repeatPenalty = options?.["repeatPenalty"]
+      const penalty: Penalty | undefined = isRepeatPenalty(repeatPenalty)
+        ? { repeatPenalty, window: [], distinct: new Set(), native: freePenaltySamplers.pop(), biased: false }
+        : undefined
+      const entry = join(id, samplerFor(real), [...tokens], penalty)
       try {
         while (true) {
+          // the window as node-llama-cpp reads it: when the token is due, after the last one was handled
+          prepareWindow(entry)
           const token = await next(entry)
           evaluated = entry.position
           yield token
@@ -346,8 +498,9 @@ export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): S
     lean,
     dispose: () => {
       disposed = true
-      for (const sampler of freeSamplers) sampler.dispose()
+      for (const sampler of [...freeSamplers, ...freePenaltySamplers]) sampler.dispose()
       freeSamplers.length = 0
+      freePenaltySamplers.length = 0
     }
   }
 }

@@ -107,13 +107,18 @@ export const make = Effect.fnUntraced(function*(loaded: LoadedModel, prepare: Pr
   )
   if (stepper !== undefined) yield* Effect.addFinalizer(() => Effect.sync(stepper.dispose))
 
-  /** Whether a request can run in the stepper: greedy, and nothing only `LlamaCompletion`'s own sampling does. */
+  /**
+   * Whether a request can run in the stepper: greedy, penalties (if any) that only lower a
+   * repeated token's value, and nothing only `LlamaCompletion`'s own sampling does.
+   */
   const leanEligible = (
     request: CompletionRequest.CompletionRequest,
     prepared: { readonly grammar: unknown; readonly overflow: string },
     options: ReturnType<typeof generationOptions>
   ) =>
-    stepper !== undefined && options.temperature === 0 && options.repeatPenalty === false && prepared.grammar === undefined &&
+    stepper !== undefined && options.temperature === 0 &&
+    (options.repeatPenalty === false || BatchStepper.penaltiesSupported(options.repeatPenalty)) &&
+    prepared.grammar === undefined &&
     prepared.overflow !== "shift" && options.disableContextShift && request.logprobs !== true &&
     (request.adapter === undefined || request.adapter.length === 0)
 
