@@ -40,7 +40,8 @@ export const singleFlight = <A>(
         created.fiber = yield* Effect.forkIn(
           Effect.exit(run).pipe(
             // Write first, then leave the map, then answer: a caller that sees the answer
-            // finds it in the store, and nobody joins a finished flight.
+            // finds it in the store, and nobody joins a finished flight. (A write-behind
+            // store makes the write a queue insert; its commit comes after the answer.)
             Effect.flatMap((exit) =>
               (Exit.isSuccess(exit) ? after(exit.value) : Effect.void).pipe(
                 Effect.andThen(leave),
@@ -49,7 +50,9 @@ export const singleFlight = <A>(
             ),
             Effect.ensuring(leave)
           ),
-          scope
+          scope,
+          // the upstream request goes out now, not on the scheduler's next turn
+          { startImmediately: true }
         )
       } else {
         yield* Metric.update(coalesced, 1)
