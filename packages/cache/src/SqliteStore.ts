@@ -4,14 +4,15 @@
  * write the same file at once. Built on `node:sqlite` (Node 24), no native addon.
  *
  * Writes are write-behind by default: `set` queues the entry (reads of this store see it at
- * once) and the queue is written on the next turn of the event loop, every entry queued in
- * that turn in one transaction, so a cache miss answers before its entry is on disk and a
- * burst of misses costs one commit. Closing the store (its scope, the layer's release) and
- * the process's `exit` event write what is queued; a crash (`kill -9`, power loss) loses at
- * most the entries of the last few milliseconds. `writeBehind: false` writes in `set`.
+ * once) and the queue is committed `lingerMillis` (5 ms, read through `Clock`) after its
+ * first entry, everything queued by then in one transaction, so a cache miss answers before
+ * its entry is on disk, the commit stays off the next request's path, and a burst of misses
+ * costs one commit. Closing the store (its scope, the layer's release) and the process's
+ * `exit` event write what is queued; a crash (`kill -9`, power loss) loses at most the
+ * entries of the last few milliseconds. `writeBehind: false` commits in `set`.
  * @since 0.1.0
  */
-import { Clock, Effect, Layer } from "effect"
+import { Clock, Duration, Effect, type Fiber, Layer } from "effect"
 import { CacheStore, CacheStoreError, type CacheStoreService, type Entry, isExpired, pruneCutoff } from "./CacheStore.js"
 import { SqliteDatabase } from "./internal/sqlite.js"
 
@@ -22,10 +23,12 @@ export interface Options {
   /** How long to wait for another process's write lock (default 5 s). */
   readonly busyTimeoutMillis?: number | undefined
   /**
-   * Queue writes and commit them together on the next event-loop turn (default `true`);
-   * `false`: every `set` commits before it succeeds.
+   * Queue writes and commit them together shortly after (default `true`); `false`: every
+   * `set` commits before it succeeds.
    */
   readonly writeBehind?: boolean | undefined
+  /** How long a queued write waits for others to share its commit (default 5 ms). */
+  readonly lingerMillis?: number | undefined
 }
 
 /** The default file. @category configuration @since 0.1.0 */
@@ -93,18 +96,24 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     }
     atExit.add(onExit)
   }
+  const linger = Duration.millis(Math.max(0, options.lingerMillis ?? 5))
+  const runFork = Effect.runForkWith(yield* Effect.context<never>())
+  let timer: Fiber.Fiber<void> | undefined
+  const commitQueued = Effect.sync(() => {
+    timer = undefined
+    if (!scheduled) return
+    try {
+      flush(db)
+    } catch (error) {
+      failed = error
+    }
+  })
   const flushSoon = () => {
     if (scheduled) return
     scheduled = true
-    setImmediate(() => {
-      if (!scheduled) return
-      try {
-        flush(db)
-      } catch (error) {
-        failed = error
-      }
-    })
+    timer = runFork(Effect.andThen(Effect.sleep(linger), commitQueued))
   }
+  yield* Effect.addFinalizer(() => Effect.sync(() => timer?.interruptUnsafe()))
   /** Commits the queue first: operations that read or change many rows see every write. */
   const flushed = <A>(operation: string, f: () => A): Effect.Effect<A, CacheStoreError> =>
     attempt(operation, () => {

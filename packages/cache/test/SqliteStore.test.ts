@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { SqliteStore } from "@hasten/cache"
 import { Effect } from "effect"
+import { TestClock } from "effect/testing"
 import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -47,17 +48,22 @@ const onDisk = (path: string, key: string) => {
 const entry = (key: string) => ({ key, namespace: "n", value: JSON.stringify({ key }), createdAt: 0 })
 
 describe("SqliteStore write-behind", () => {
-  it.live("a set is read back at once, and committed on the next turn of the event loop", () =>
+  it.effect("a set is read back at once, and committed with the others queued within the linger", () =>
     Effect.gen(function*() {
       const path = join(yield* tempDir, "cache.db")
       const store = yield* SqliteStore.make({ path })
       yield* store.set(entry("a"))
+      yield* TestClock.adjust("4 millis")
       yield* store.set(entry("b"))
       assert.strictEqual((yield* store.get("a"))?.value, JSON.stringify({ key: "a" }))
       assert.isUndefined(onDisk(path, "a"), "queued, not committed yet")
-      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+      yield* TestClock.adjust("1 millis")
       assert.strictEqual(onDisk(path, "a"), JSON.stringify({ key: "a" }))
-      assert.strictEqual(onDisk(path, "b"), JSON.stringify({ key: "b" }))
+      assert.strictEqual(onDisk(path, "b"), JSON.stringify({ key: "b" }), "committed with the first")
+      yield* store.set(entry("c"))
+      assert.isUndefined(onDisk(path, "c"))
+      yield* TestClock.adjust("5 millis")
+      assert.strictEqual(onDisk(path, "c"), JSON.stringify({ key: "c" }))
     }).pipe(Effect.scoped))
 
   it.live("closing the store writes what is queued", () =>
