@@ -233,12 +233,12 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
         return yield* (deadlineMillis === undefined
           ? call.effect
           : deadlines.run(call.effect, deadlineMillis, (millis) => timeoutError(provider, millis))).pipe(
-          Effect.onExit((exit) =>
-            Exit.isSuccess(exit)
-              ? admission.succeed(call.observe?.(exit.value))
-              : admission.fail(Option.getOrUndefined(Cause.findErrorOption(exit.cause)))
+            Effect.onExit((exit) =>
+              Exit.isSuccess(exit)
+                ? admission.succeed(call.observe?.(exit.value))
+                : admission.fail(Option.getOrUndefined(Cause.findErrorOption(exit.cause)))
+            )
           )
-        )
       }))
       const throughBreaker = <B, E2, R2>(effect: Effect.Effect<B, E2, R2>) =>
         breaker!.execute(effect, { key: call.key, classify: Breaker.classify }).pipe(
