@@ -164,10 +164,10 @@ const sqliteStorageHits = () =>
     return percentile(samples, 50)
   })))
 
-/** SQLite write latency: encode a completion and upsert it, as the cache does on a miss. */
+/** SQLite write latency: encode a completion and upsert it (committed in `set`, as with `writeBehind: false`; write-behind defers the commit). */
 const sqliteWrites = () =>
   Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-    const store = yield* SqliteStore.make({ path: join(workDir, "writes.db") })
+    const store = yield* SqliteStore.make({ path: join(workDir, "writes.db"), writeBehind: false })
     const completion = new Completion.Completion({
       text: "Natalia sold 48 clips in April and 24 in May. The answer is 72",
       finishReason: "stop",

@@ -60,9 +60,18 @@ export const make = Effect.fnUntraced(function*(inner: Llm.LlmService, store: Ca
 
   const cacheable = (request: CompletionRequest.CompletionRequest): boolean => policy === "all" || RequestKey.isDeterministic(request)
 
-  const keyOf = (request: CompletionRequest.CompletionRequest): string =>
-    // the endpoint's identity: two servers under one provider name never share entries
-    completionKey(request, { provider: inner.name, endpoint: inner.endpoint, namespace, version })
+  // Keys by request object: a caller that sends the same (immutable) request again, as a
+  // server does for a repeated body, skips the canonical JSON and its SHA-256.
+  const keys = new WeakMap<CompletionRequest.CompletionRequest, string>()
+  const keyOf = (request: CompletionRequest.CompletionRequest): string => {
+    let key = keys.get(request)
+    if (key === undefined) {
+      // the endpoint's identity: two servers under one provider name never share entries
+      key = completionKey(request, { provider: inner.name, endpoint: inner.endpoint, namespace, version })
+      keys.set(request, key)
+    }
+    return key
+  }
 
   const decodeEntry = (entry: Entry): Decoded | undefined => {
     const memo = decodedEntries.get(entry.key)

@@ -2,9 +2,17 @@
  * The SQLite store, the embedded default: one file (`.hasten/cache.db`) in WAL mode
  * with a busy timeout, so entries survive restarts and several processes can read and
  * write the same file at once. Built on `node:sqlite` (Node 24), no native addon.
+ *
+ * Writes are write-behind by default: `set` queues the entry (reads of this store see it at
+ * once) and the queue is committed `lingerMillis` (5 ms, read through `Clock`) after its
+ * first entry, everything queued by then in one transaction, so a cache miss answers before
+ * its entry is on disk, the commit stays off the next request's path, and a burst of misses
+ * costs one commit. Closing the store (its scope, the layer's release) and the process's
+ * `exit` event write what is queued; a crash (`kill -9`, power loss) loses at most the
+ * entries of the last few milliseconds. `writeBehind: false` commits in `set`.
  * @since 0.1.0
  */
-import { Clock, Effect, Layer } from "effect"
+import { Clock, Duration, Effect, type Fiber, Layer } from "effect"
 import { CacheStore, CacheStoreError, type CacheStoreService, type Entry, isExpired, pruneCutoff } from "./CacheStore.js"
 import { SqliteDatabase } from "./internal/sqlite.js"
 
@@ -14,6 +22,13 @@ export interface Options {
   readonly path?: string | undefined
   /** How long to wait for another process's write lock (default 5 s). */
   readonly busyTimeoutMillis?: number | undefined
+  /**
+   * Queue writes and commit them together shortly after (default `true`); `false`: every
+   * `set` commits before it succeeds.
+   */
+  readonly writeBehind?: boolean | undefined
+  /** How long a queued write waits for others to share its commit (default 5 ms). */
+  readonly lingerMillis?: number | undefined
 }
 
 /** The default file. @category configuration @since 0.1.0 */
@@ -25,43 +40,127 @@ const storeError = (operation: string, error: unknown) =>
 const attempt = <A>(operation: string, f: () => A): Effect.Effect<A, CacheStoreError> =>
   Effect.try({ try: f, catch: (error) => storeError(operation, error) })
 
+/** The queues of the stores open in this process, written when it exits. */
+const atExit = new Set<() => void>()
+let exitHooked = false
+const flushAllAtExit = () => {
+  for (const flush of atExit) {
+    try {
+      flush()
+    } catch {
+      // exiting: nowhere left to report it
+    }
+  }
+  atExit.clear()
+}
+
 /**
  * Opens (creating if needed) the database; it is closed when the scope closes.
  * @category constructors @since 0.1.0
  */
 export const make = Effect.fnUntraced(function*(options: Options = {}) {
+  const writeBehind = options.writeBehind ?? true
+  // Entries `set` but not yet committed, by key; reads see them first.
+  const pending = new Map<string, Entry>()
+  let scheduled = false
+  // A background commit that failed: reported by the next `set` (the cache's error policy sees it).
+  let failed: unknown = undefined
+  const flush = (db: SqliteDatabase) => {
+    scheduled = false
+    if (pending.size === 0) return
+    const rows = [...pending.values()]
+    pending.clear()
+    db.setMany(rows)
+  }
   const db = yield* Effect.acquireRelease(
     attempt("open", () => new SqliteDatabase({ path: options.path ?? defaultPath, busyTimeoutMillis: options.busyTimeoutMillis })),
-    (db) => Effect.sync(() => db.close())
+    (db) =>
+      Effect.suspend(() => {
+        atExit.delete(onExit)
+        try {
+          flush(db)
+          return Effect.void
+        } catch (error) {
+          return Effect.logWarning(`${storeError("set", error).message}; the last queued entries were not written`)
+        } finally {
+          db.close()
+        }
+      })
   )
+  const onExit = () => flush(db)
+  if (writeBehind) {
+    // a process that exits without closing the store (process.exit) still writes the queue
+    if (!exitHooked) {
+      exitHooked = true
+      process.once("exit", flushAllAtExit)
+    }
+    atExit.add(onExit)
+  }
+  const linger = Duration.millis(Math.max(0, options.lingerMillis ?? 5))
+  const runFork = Effect.runForkWith(yield* Effect.context<never>())
+  let timer: Fiber.Fiber<void> | undefined
+  const commitQueued = Effect.sync(() => {
+    timer = undefined
+    if (!scheduled) return
+    try {
+      flush(db)
+    } catch (error) {
+      failed = error
+    }
+  })
+  const flushSoon = () => {
+    if (scheduled) return
+    scheduled = true
+    timer = runFork(Effect.andThen(Effect.sleep(linger), commitQueued))
+  }
+  yield* Effect.addFinalizer(() => Effect.sync(() => timer?.interruptUnsafe()))
+  /** Commits the queue first: operations that read or change many rows see every write. */
+  const flushed = <A>(operation: string, f: () => A): Effect.Effect<A, CacheStoreError> =>
+    attempt(operation, () => {
+      flush(db)
+      return f()
+    })
   const store: CacheStoreService = {
     name: "sqlite",
     // The hot path: no `Effect.try`, one clock read, one object per row.
     get: (key) =>
       Clock.clockWith((clock) => {
-        let row: Entry | undefined
-        try {
-          row = db.get(key)
-        } catch (error) {
-          return Effect.fail(storeError("get", error))
+        let row: Entry | undefined = pending.get(key)
+        if (row === undefined) {
+          try {
+            row = db.get(key)
+          } catch (error) {
+            return Effect.fail(storeError("get", error))
+          }
         }
         return Effect.succeed(row === undefined || isExpired(row, clock.currentTimeMillisUnsafe()) ? undefined : row)
       }),
     set: (entry) =>
-      attempt("set", () => {
-        db.set(entry)
-        return 0
-      }),
-    delete: (key) => attempt("delete", () => db.delete(key)),
+      writeBehind
+        ? Effect.suspend(() => {
+          if (failed !== undefined) {
+            const error = failed
+            failed = undefined
+            return Effect.fail(storeError("set", error))
+          }
+          pending.set(entry.key, entry)
+          flushSoon()
+          return Effect.succeed(0)
+        })
+        : attempt("set", () => {
+          db.set(entry)
+          return 0
+        }),
+    delete: (key) => flushed("delete", () => db.delete(key)),
     prune: (options) =>
       Clock.clockWith((clock) =>
-        attempt("prune", () => {
+        flushed("prune", () => {
           const now = clock.currentTimeMillisUnsafe()
           return db.prune({ namespace: options?.namespace, cutoff: pruneCutoff(now, options), now })
         })
       ),
-    clear: attempt("clear", () => db.clear()),
-    stats: attempt("stats", () => db.stats())
+    clear: flushed("clear", () => db.clear()),
+    stats: flushed("stats", () => db.stats())
   }
   return store
 })

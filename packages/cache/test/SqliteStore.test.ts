@@ -1,11 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import { SqliteStore } from "@hasten/cache"
 import { Effect } from "effect"
+import { TestClock } from "effect/testing"
 import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { SqliteDatabase } from "../src/internal/sqlite.js"
 import { conformance } from "./CacheStoreConformance.js"
 
 conformance(
@@ -19,6 +21,86 @@ conformance(
   })
 )
 
+conformance(
+  "sqlite, writing in set",
+  Effect.gen(function*() {
+    const dir = yield* Effect.acquireRelease(
+      Effect.sync(() => mkdtempSync(join(tmpdir(), "hasten-cache-conformance-"))),
+      (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+    )
+    return yield* SqliteStore.make({ path: join(dir, "cache.db"), writeBehind: false })
+  })
+)
+
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => mkdtempSync(join(tmpdir(), "hasten-cache-behind-"))),
+  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+)
+/** What another connection to the file sees (not this store's queue). */
+const onDisk = (path: string, key: string) => {
+  const other = new SqliteDatabase({ path })
+  try {
+    return other.get(key)?.value
+  } finally {
+    other.close()
+  }
+}
+const entry = (key: string) => ({ key, namespace: "n", value: JSON.stringify({ key }), createdAt: 0 })
+
+describe("SqliteStore write-behind", () => {
+  it.effect("a set is read back at once, and committed with the others queued within the linger", () =>
+    Effect.gen(function*() {
+      const path = join(yield* tempDir, "cache.db")
+      const store = yield* SqliteStore.make({ path })
+      yield* store.set(entry("a"))
+      yield* TestClock.adjust("4 millis")
+      yield* store.set(entry("b"))
+      assert.strictEqual((yield* store.get("a"))?.value, JSON.stringify({ key: "a" }))
+      assert.isUndefined(onDisk(path, "a"), "queued, not committed yet")
+      yield* TestClock.adjust("1 millis")
+      assert.strictEqual(onDisk(path, "a"), JSON.stringify({ key: "a" }))
+      assert.strictEqual(onDisk(path, "b"), JSON.stringify({ key: "b" }), "committed with the first")
+      yield* store.set(entry("c"))
+      assert.isUndefined(onDisk(path, "c"))
+      yield* TestClock.adjust("5 millis")
+      assert.strictEqual(onDisk(path, "c"), JSON.stringify({ key: "c" }))
+    }).pipe(Effect.scoped))
+
+  it.live("closing the store writes what is queued", () =>
+    Effect.gen(function*() {
+      const path = join(yield* tempDir, "cache.db")
+      // set and close in one synchronous run: the next turn never comes before the close
+      yield* Effect.scoped(Effect.flatMap(SqliteStore.make({ path }), (store) => store.set(entry("closed"))))
+      assert.strictEqual(onDisk(path, "closed"), JSON.stringify({ key: "closed" }))
+    }).pipe(Effect.scoped))
+
+  it.live("a process that exits without closing the store writes what is queued", () =>
+    Effect.gen(function*() {
+      const path = join(yield* tempDir, "cache.db")
+      const code = yield* Effect.callback<number | null>((resume) => {
+        const child = spawn(process.execPath, ["--conditions=@hasten/source", "--import", "tsx", exiting, path, "50"], {
+          stdio: ["ignore", "ignore", "inherit"]
+        })
+        child.once("exit", (code) => resume(Effect.succeed(code)))
+      })
+      assert.strictEqual(code, 0)
+      assert.strictEqual(onDisk(path, "exit-0"), JSON.stringify({ index: 0 }))
+      assert.strictEqual(onDisk(path, "exit-49"), JSON.stringify({ index: 49 }))
+    }).pipe(Effect.scoped))
+
+  it.live("operations over many rows see queued entries: stats, prune, delete", () =>
+    Effect.gen(function*() {
+      const store = yield* SqliteStore.make({ path: join(yield* tempDir, "cache.db") })
+      yield* store.set(entry("x"))
+      yield* store.set(entry("y"))
+      assert.strictEqual((yield* store.stats).entries, 2)
+      yield* store.set(entry("z"))
+      assert.isTrue(yield* store.delete("z"))
+      assert.strictEqual(yield* store.prune({ namespace: "n" }), 2)
+    }).pipe(Effect.scoped))
+})
+
+const exiting = fileURLToPath(new URL("./fixtures/sqlite-exit.ts", import.meta.url))
 const writer = fileURLToPath(new URL("./fixtures/sqlite-writer.mjs", import.meta.url))
 
 describe("SqliteStore shared by two processes", () => {

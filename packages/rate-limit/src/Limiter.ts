@@ -11,6 +11,7 @@ import type * as Scope from "effect/Scope"
 import * as Admit from "./internal/admit.js"
 import * as Aimd from "./internal/aimd.js"
 import * as Breaker from "./internal/breaker.js"
+import { DeadlineWheel } from "./internal/deadline.js"
 import * as Events from "./internal/events.js"
 import * as Fleet from "./internal/fleet.js"
 import * as Headers from "./internal/headers.js"
@@ -146,6 +147,15 @@ export interface Admission {
  */
 export class Limiter extends Context.Service<Limiter, LimiterService>()("@hasten/rate-limit/Limiter") {}
 
+const timeoutError = (provider: string, millis: number) =>
+  LlmError.make(
+    provider,
+    new LlmError.Timeout({
+      description: `no answer within ${(millis / 1000).toFixed(1)} s (the attempt was cut and will be retried; ` +
+        `set REQUEST_TIMEOUT_MS or the timeout option to change the deadline)`
+    })
+  )
+
 /**
  * Cuts an attempt that runs past its deadline: the effect is interrupted (which aborts the
  * provider's HTTP request) and the attempt fails with a retryable `Timeout`.
@@ -158,14 +168,7 @@ export const withDeadline = <A, E, R>(
   recheckMillis = 1_000
 ): Effect.Effect<A, E | LlmError.LlmError, R> => {
   if (deadlineMillis === undefined) return effect
-  const timeout = (millis: number) =>
-    LlmError.make(
-      provider,
-      new LlmError.Timeout({
-        description: `no answer within ${(millis / 1000).toFixed(1)} s (the attempt was cut and will be retried; ` +
-          `set REQUEST_TIMEOUT_MS or the timeout option to change the deadline)`
-      })
-    )
+  const timeout = (millis: number) => timeoutError(provider, millis)
   if (typeof deadlineMillis === "number") {
     return Effect.timeoutOrElse(effect, { duration: Duration.millis(deadlineMillis), orElse: () => Effect.fail(timeout(deadlineMillis)) })
   }
@@ -230,6 +233,17 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
   const totals = { attempts: 0, waits: 0, waitMillis: 0, retries: 0, http429: 0, timeouts: 0 }
   yield* Effect.addFinalizer(() => totals.attempts === 0 ? Effect.void : Effect.logInfo(describeTotals(totals)))
   const headers = Headers.make(options, event, fleet === undefined ? undefined : (key, millis) => fleet!.publish(key, { hold: millis }))
+  // Keys whose circuit is closed with no failure counted (the breaker's store is this
+  // limiter's own memory store, so nothing else changes it; a trip another process shares
+  // through the fleet state sends the key's calls back through the breaker, below).
+  const clean = new Set<string>()
+  // every attempt's deadline on one timer (see DeadlineWheel), stopped when the limiter closes
+  const context = yield* Effect.context<never>()
+  const deadlines = new DeadlineWheel(
+    Effect.runForkWith(context),
+    options.timeout === false ? 1_000 : options.timeout.floorMillis
+  )
+  yield* Effect.addFinalizer(() => Effect.sync(() => deadlines.close()))
   const admit = Admit.make({
     options,
     totals,
@@ -255,26 +269,39 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
         attempts++
         const admission = yield* admit(call)
         waitMillis += admission.waitMillis
-        return yield* withDeadline(
-          call.effect,
-          admission.deadlineMillis,
-          provider,
-          options.timeout === false ? undefined : options.timeout.floorMillis
-        ).pipe(
-          Effect.onExit((exit) =>
-            Exit.isSuccess(exit)
-              ? admission.succeed(call.observe?.(exit.value))
-              : admission.fail(Option.getOrUndefined(Cause.findErrorOption(exit.cause)))
+        const deadlineMillis = admission.deadlineMillis
+        return yield* (deadlineMillis === undefined
+          ? call.effect
+          : deadlines.run(call.effect, deadlineMillis, (millis) => timeoutError(provider, millis))).pipe(
+            Effect.onExit((exit) =>
+              Exit.isSuccess(exit)
+                ? admission.succeed(call.observe?.(exit.value))
+                : admission.fail(Option.getOrUndefined(Cause.findErrorOption(exit.cause)))
+            )
           )
-        )
       }))
-      const guarded = breaker === undefined
-        ? attempt
-        : breaker.execute(attempt, { key: call.key, classify: Breaker.classify }).pipe(
+      const throughBreaker = <B, E2, R2>(effect: Effect.Effect<B, E2, R2>) =>
+        breaker!.execute(effect, { key: call.key, classify: Breaker.classify }).pipe(
           Effect.mapError((error) =>
             error instanceof CircuitBreaker.CircuitBreakerError ? Breaker.breakerError(provider, call.key)(error) : error
           )
         )
+      // A key whose circuit is closed with no failure counted (`clean`) runs the attempt
+      // without the breaker's admit/record round; an outcome that counts is then recorded
+      // through the breaker, with the same effect on its state as going through it.
+      const guarded = breaker === undefined ? attempt : Effect.suspend(() => {
+        // the fleet state says another process tripped the key: its calls go through the breaker
+        if (!clean.has(call.key) || (fleet !== undefined && stateFor(call.key).fleetOpenUntil > 0)) {
+          return Effect.tap(throughBreaker(attempt), () => Effect.sync(() => clean.add(call.key)))
+        }
+        return Effect.onExit(attempt, (exit) => {
+          const outcome = Breaker.classify(exit)
+          if (outcome._tag === "Ignored" || (outcome._tag === "Success" && clean.has(call.key))) return Effect.void
+          // a failure; or a success while another call's failure made the key unclean (a success resets the count)
+          clean.delete(call.key)
+          return Effect.ignore(throughBreaker(exit))
+        })
+      })
       const onBackoff = (backoff: Backoff) =>
         Effect.gen(function*() {
           const millis = Duration.toMillis(backoff.delay)
@@ -292,8 +319,18 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
           })
           yield* Metric.update(Metric.withAttributes(retriesTotal, { key: call.key, reason: backoff.error.reason._tag }), 1)
         })
+      // The retry schedule is built only once an attempt fails: it then sees that failure
+      // first, exactly as when it wraps the first attempt.
       const retried = options.retriesEnabled
-        ? Effect.retry(guarded, retrySchedule({ ...options, random }, onBackoff))
+        ? Effect.catch(guarded, (first) => {
+          let replay = true
+          const again = Effect.suspend(() => {
+            if (!replay) return guarded
+            replay = false
+            return Effect.fail(first)
+          })
+          return Effect.retry(again, retrySchedule({ ...options, random }, onBackoff))
+        })
         : guarded
       const value = yield* retried.pipe(
         Effect.mapError((error) => {

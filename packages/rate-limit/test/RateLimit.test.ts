@@ -448,6 +448,52 @@ describe("circuit breaker", () => {
     }).pipe(Effect.provide(stack({ ...base, circuitBreaker: { failures: 3, openMillis: 10_000 } }, fake)))
   })
 
+  it.effect("after successes (no breaker round on the way), consecutive server errors still open it", () => {
+    const fake = makeFake([{}, {}, { error: serverError() }])
+    return Effect.gen(function*() {
+      yield* complete()
+      yield* complete()
+      for (let i = 0; i < 3; i++) yield* Effect.flip(complete())
+      const error = yield* Effect.flip(complete())
+      assert.strictEqual(fake.starts.length, 5)
+      assert.include(error.message, "circuit open")
+    }).pipe(Effect.provide(stack({ ...base, circuitBreaker: { failures: 3, openMillis: 10_000 } }, fake)))
+  })
+
+  it.effect("a success between server errors resets the count: the circuit stays closed", () => {
+    const fake = makeFake([{}, { error: serverError() }, { error: serverError() }, {}, { error: serverError() }, {
+      error: serverError()
+    }, {}])
+    return Effect.gen(function*() {
+      yield* complete()
+      yield* Effect.flip(complete())
+      yield* Effect.flip(complete())
+      yield* complete()
+      yield* Effect.flip(complete())
+      yield* Effect.flip(complete())
+      const last = yield* complete()
+      assert.strictEqual(last.text, "ok")
+      assert.strictEqual(fake.starts.length, 7)
+    }).pipe(Effect.provide(stack({ ...base, circuitBreaker: { failures: 3, openMillis: 10_000 } }, fake)))
+  })
+
+  it.effect("a success that lands after other calls' server errors still resets the count", () => {
+    const fake = makeFake([{}, { latencyMillis: 100 }, { error: serverError() }])
+    return Effect.gen(function*() {
+      yield* complete()
+      const slow = yield* Effect.forkChild(complete(), { startImmediately: true })
+      yield* Effect.flip(complete())
+      yield* Effect.flip(complete())
+      yield* TestClock.adjust("100 millis")
+      yield* Fiber.join(slow)
+      yield* Effect.flip(complete())
+      yield* Effect.flip(complete())
+      const error = yield* Effect.flip(complete())
+      assert.notInclude(error.message, "circuit open")
+      assert.strictEqual(fake.starts.length, 7)
+    }).pipe(Effect.provide(stack({ ...base, circuitBreaker: { failures: 3, openMillis: 10_000 } }, fake)))
+  })
+
   it.effect("ignores client errors", () => {
     const fake = makeFake([{ error: new LlmError.InvalidRequest({ description: "bad" }) }])
     return Effect.gen(function*() {

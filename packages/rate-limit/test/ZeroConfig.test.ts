@@ -266,6 +266,25 @@ describe("deadlines", () => {
     }).pipe(Effect.provide(stack({ ...retrying, requestTimeoutMillis: 5_000 }, fake.layer)))
   })
 
+  it.effect("hung calls started at different times are each cut at their own deadline, on one timer", () => {
+    const fake = makeFake([{ latencyMillis: 1_000_000 }])
+    return Effect.gen(function*() {
+      const first = yield* Effect.forkChild(Effect.flip(Llm.complete(request())))
+      yield* TestClock.adjust("1500 millis")
+      const second = yield* Effect.forkChild(Effect.flip(Llm.complete(request())))
+      yield* TestClock.adjust("2 seconds")
+      const cutFirst = yield* Fiber.join(first)
+      assert.strictEqual(cutFirst.reason._tag, "Timeout")
+      // the first was cut at 3 s; the second (started at 1.5 s) is still running
+      assert.deepStrictEqual(fake.ends, [3_000])
+      yield* TestClock.adjust("1 second")
+      const cutSecond = yield* Fiber.join(second)
+      assert.strictEqual(cutSecond.reason._tag, "Timeout")
+      assert.deepStrictEqual(fake.ends, [3_000, 4_500])
+      assert.strictEqual(fake.inFlight, 0)
+    }).pipe(Effect.provide(stack({ ...zero, requestsPerSecond: Infinity, maxConcurrency: 10, requestTimeoutMillis: 3_000 }, fake.layer)))
+  })
+
   it.effect("learns the deadline from the key's latency: a multiple of its p99, not the initial 30 s", () => {
     const script: Array<Step> = [
       ...Array.from({ length: 10 }, () => ({ latencyMillis: 200, usage: { inputTokens: 10, outputTokens: 4 } })),

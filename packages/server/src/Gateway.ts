@@ -81,16 +81,30 @@ const upstreamLayer = (upstream: ServerConfig.Upstream): Layer.Layer<Llm.Llm, Se
     )
   }))
 
-/** Sends requests for the served id to the upstream under its own model id. */
+/**
+ * Sends requests for the served id to the upstream under its own model id. `model` is a plain
+ * string field without checks, so the copy of an already checked request skips the
+ * constructor's validation (a schema pass per call); a request sent again (a server's repeated
+ * body) reuses its copy.
+ */
 const renamed = (model: string): Layer.Layer<Llm.Llm, never, Llm.Llm> =>
-  Llm.middleware((inner) =>
-    Effect.succeed<Llm.LlmService>({
+  Llm.middleware((inner) => {
+    const copies = new WeakMap<CompletionRequest.CompletionRequest, CompletionRequest.CompletionRequest>()
+    const rename = (request: CompletionRequest.CompletionRequest): CompletionRequest.CompletionRequest => {
+      if (request.model === model) return request
+      let copy = copies.get(request)
+      if (copy === undefined) {
+        copy = Object.assign(Object.create(Object.getPrototypeOf(request)) as CompletionRequest.CompletionRequest, request, { model })
+        copies.set(request, copy)
+      }
+      return copy
+    }
+    return Effect.succeed<Llm.LlmService>({
       name: inner.name,
-      complete: (request) =>
-        inner.complete(request.model === model ? request : new CompletionRequest.CompletionRequest({ ...request, model })),
-      stream: (request) => inner.stream(request.model === model ? request : new CompletionRequest.CompletionRequest({ ...request, model }))
+      complete: (request) => inner.complete(rename(request)),
+      stream: (request) => inner.stream(rename(request))
     })
-  )
+  })
 
 /** The provider of a model: a local model, one upstream, or a router over several. */
 const providerOf = (id: string, model: ServerConfig.Model) => {

@@ -197,6 +197,17 @@ const knownRoutes: ReadonlySet<string> = new Set([
   "/metrics"
 ])
 
+/** A completion request that passed validation, with the model it is for. */
+interface Validated {
+  readonly entry: Entry
+  readonly call: OpenAiRequest.CompletionCall
+  readonly request: CompletionRequest.CompletionRequest
+}
+
+/** How many validated bodies are remembered, and the largest one remembered. */
+const maxValidated = 1_024
+const maxValidatedBytes = 16 * 1024
+
 interface Loaded {
   readonly llm: Llm.LlmService
   readonly embedder: Embedder.EmbedderService | undefined
@@ -313,7 +324,10 @@ export const make = Effect.fnUntraced(function*<R>(options: Options<R>) {
       }
     }
     json(status: number, body: unknown) {
-      const text = JSON.stringify(body)
+      this.send(status, JSON.stringify(body))
+    }
+    /** Sends JSON text already serialised. */
+    send(status: number, text: string) {
       this.response.writeHead(
         status,
         this.headers({ "content-type": "application/json", "content-length": Buffer.byteLength(text) })
@@ -343,30 +357,44 @@ export const make = Effect.fnUntraced(function*<R>(options: Options<R>) {
     }
   }
 
+  /** A body route: its handler, and for completions the kind whose validated bodies are remembered. */
+  interface Route {
+    readonly kind: "chat" | "text" | undefined
+    readonly handle: (exchange: Exchange, body: Json, text: string) => void
+  }
+
   /** Runs `effect` for the exchange; interrupted when the client goes away. */
   const run = <A, E>(exchange: Exchange, effect: Effect.Effect<A, E>, onSuccess: (value: A) => void) => {
     const fiber = runFork(effect)
+    const done = fiber.pollUnsafe()
+    // finished at once (a cache hit): nothing to interrupt if the client goes away
+    if (done !== undefined) return settle(exchange, done, onSuccess)
     const onClose = () => {
       if (!exchange.response.writableFinished) fiber.interruptUnsafe()
     }
     exchange.response.once("close", onClose)
     fiber.addObserver((exit) => {
       exchange.response.off("close", onClose)
-      if (Exit.isSuccess(exit)) return onSuccess(exit.value)
-      if (exchange.response.destroyed) return exchange.finish(499)
-      const error = Cause.findErrorOption(exit.cause)
-      if (Option.isSome(error)) {
-        const value = error.value as unknown
-        return exchange.error(
-          value instanceof HttpError
-            ? value
-            : LlmError.isLlmError(value)
-            ? fromLlmError(value)
-            : failure(500, String(value), "server_error")
-        )
-      }
-      exchange.error(failure(500, Cause.pretty(exit.cause), "server_error"))
+      settle(exchange, exit, onSuccess)
     })
+  }
+
+  /** Answers the exchange with how its effect ended. */
+  const settle = <A, E>(exchange: Exchange, exit: Exit.Exit<A, E>, onSuccess: (value: A) => void) => {
+    if (Exit.isSuccess(exit)) return onSuccess(exit.value)
+    if (exchange.response.destroyed) return exchange.finish(499)
+    const error = Cause.findErrorOption(exit.cause)
+    if (Option.isSome(error)) {
+      const value = error.value as unknown
+      return exchange.error(
+        value instanceof HttpError
+          ? value
+          : LlmError.isLlmError(value)
+          ? fromLlmError(value)
+          : failure(500, String(value), "server_error")
+      )
+    }
+    exchange.error(failure(500, Cause.pretty(exit.cause), "server_error"))
   }
 
   const created = () => Math.floor(clock.currentTimeMillisUnsafe() / 1000)
@@ -387,29 +415,44 @@ export const make = Effect.fnUntraced(function*<R>(options: Options<R>) {
           error: { message: `model ${call.model} returned no logprobs`, type: "server_error", param: "logprobs", code: null }
         })
       }
-      const choice = chat
-        ? {
-          index: 0,
-          message: { role: "assistant", content: completion.text, refusal: null },
-          logprobs: logprobsOf(call, completion),
-          finish_reason: finishReasonOf(completion.finishReason)
-        }
-        : {
-          index: 0,
-          text: completion.text,
-          logprobs: logprobsOf(call, completion),
-          finish_reason: finishReasonOf(completion.finishReason)
-        }
-      exchange.json(200, {
-        id,
-        object: chat ? "chat.completion" : "text_completion",
-        created: created(),
-        model: call.model,
-        choices: [choice],
-        usage: usageOf(completion.usage)
-      })
+      // `{"id":…,"object":…,"created":…,"model":…,` + the choices and usage, serialised once
+      // per cached completion and shape of answer (a hit answers from the same object again)
+      exchange.send(
+        200,
+        `{"id":${JSON.stringify(id)},"object":"${chat ? "chat.completion" : "text_completion"}","created":${created()},"model":${
+          JSON.stringify(call.model)
+        },${answerTail(call, completion)}`
+      )
     })
   }
+
+  /** `"choices":[…],"usage":{…}}` of a completion, kept for a cached one. */
+  const answerTail = (call: OpenAiRequest.CompletionCall, completion: Completion.Completion): string => {
+    const shape = `${call.kind}:${call.logprobs?.top ?? "-"}`
+    const known = completion.cached === true ? tails.get(completion)?.get(shape) : undefined
+    if (known !== undefined) return known
+    const choice = call.kind === "chat"
+      ? {
+        index: 0,
+        message: { role: "assistant", content: completion.text, refusal: null },
+        logprobs: logprobsOf(call, completion),
+        finish_reason: finishReasonOf(completion.finishReason)
+      }
+      : {
+        index: 0,
+        text: completion.text,
+        logprobs: logprobsOf(call, completion),
+        finish_reason: finishReasonOf(completion.finishReason)
+      }
+    const tail = JSON.stringify({ choices: [choice], usage: usageOf(completion.usage) }).slice(1)
+    if (completion.cached === true) {
+      let shapes = tails.get(completion)
+      if (shapes === undefined) tails.set(completion, shapes = new Map())
+      shapes.set(shape, tail)
+    }
+    return tail
+  }
+  const tails = new WeakMap<Completion.Completion, Map<string, string>>()
 
   const stream = (exchange: Exchange, call: OpenAiRequest.CompletionCall, loaded: Loaded, request: CompletionRequest.CompletionRequest) => {
     const chat = call.kind === "chat"
@@ -538,7 +581,23 @@ export const make = Effect.fnUntraced(function*<R>(options: Options<R>) {
     })
   }
 
-  const completion = (exchange: Exchange, body: Json, kind: "chat" | "text") => {
+  // Validated completion requests by route and body text. Validation is a function of the
+  // body and the served model alone, so an identical body (a repeated deterministic request:
+  // typically a cache hit) skips parsing, validation and building the request; only bodies
+  // that passed are kept, so a malformed one is always checked (and refused) again.
+  const validated = new Map<string, Validated>()
+  const remember = (key: string, value: Validated) => {
+    if (validated.size >= maxValidated) validated.clear()
+    validated.set(key, value)
+  }
+  const fromValidated = (exchange: Exchange, known: Validated) => {
+    exchange.model = known.entry.id
+    const loaded = available(known.entry)
+    if (loaded instanceof HttpError) return exchange.error(loaded)
+    admit(exchange, () => (known.call.stream ? stream : complete)(exchange, known.call, loaded, known.request))
+  }
+
+  const completion = (exchange: Exchange, body: Json, kind: "chat" | "text", text: string) => {
     const model = OpenAiRequest.readModel(body)
     if (model instanceof HttpError) return exchange.error(model)
     const entry = lookup(model)
@@ -556,6 +615,7 @@ export const make = Effect.fnUntraced(function*<R>(options: Options<R>) {
     } catch (error) {
       return exchange.error(badRequest(error instanceof Error ? error.message : String(error)))
     }
+    if (text.length <= maxValidatedBytes) remember(`${kind}\n${text}`, { entry, call, request })
     admit(exchange, () => (call.stream ? stream : complete)(exchange, call, loaded, request))
   }
 
@@ -609,7 +669,7 @@ export const make = Effect.fnUntraced(function*<R>(options: Options<R>) {
     return { status: draining ? "draining" : ready ? "ready" : "not_ready", ready, models }
   }
 
-  const withBody = (exchange: Exchange, handle: (exchange: Exchange, body: Json) => void) => {
+  const withBody = (exchange: Exchange, route: Route) => {
     const request = exchange.request
     const length = Number(request.headers["content-length"])
     if (length > maxBodyBytes) {
@@ -634,9 +694,14 @@ export const make = Effect.fnUntraced(function*<R>(options: Options<R>) {
     })
     request.on("end", () => {
       if (exchange.done) return
+      const text = parts.length === 1 ? parts[0]!.toString("utf8") : Buffer.concat(parts).toString("utf8")
+      if (route.kind !== undefined) {
+        const known = validated.get(`${route.kind}\n${text}`)
+        if (known !== undefined) return fromValidated(exchange, known)
+      }
       let body: unknown
       try {
-        body = JSON.parse(parts.length === 1 ? parts[0]!.toString("utf8") : Buffer.concat(parts).toString("utf8"))
+        body = JSON.parse(text)
       } catch {
         return exchange.error(
           badRequest(
@@ -647,14 +712,14 @@ export const make = Effect.fnUntraced(function*<R>(options: Options<R>) {
       if (typeof body !== "object" || body === null || Array.isArray(body)) {
         return exchange.error(badRequest("The request body must be a JSON object."))
       }
-      handle(exchange, body as Json)
+      route.handle(exchange, body as Json, text)
     })
   }
 
-  const apiRoutes: Record<string, (exchange: Exchange, body: Json) => void> = {
-    "/v1/chat/completions": (exchange, body) => completion(exchange, body, "chat"),
-    "/v1/completions": (exchange, body) => completion(exchange, body, "text"),
-    "/v1/embeddings": embeddings
+  const apiRoutes: Record<string, Route> = {
+    "/v1/chat/completions": { kind: "chat", handle: (exchange, body, text) => completion(exchange, body, "chat", text) },
+    "/v1/completions": { kind: "text", handle: (exchange, body, text) => completion(exchange, body, "text", text) },
+    "/v1/embeddings": { kind: undefined, handle: embeddings }
   }
 
   const handle = (request: Http.IncomingMessage, response: Http.ServerResponse) => {

@@ -190,6 +190,63 @@ describe("Gateway: the openai SDK through hasten-serve to a simulated upstream",
     ))
 })
 
+describe("Gateway: a repeated request body", () => {
+  it.effect("is checked like any other: each answer fresh, hits counted, keys required, a body never answered by another route", () =>
+    Effect.gen(function*() {
+      const server = yield* Server.Server
+      const simulator = yield* Simulator.Simulator
+      const auth = { authorization: "Bearer k1" }
+      const body = JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Name a tree." }], temperature: 0 })
+      const hitsSoFar = Effect.map(
+        http(server, "/metrics"),
+        (metrics) => Number(/hasten_cache_hits_total\{store="memory"\} (\d+)/.exec(metrics.text)?.[1] ?? 0)
+      )
+      const first = yield* http(server, "/v1/chat/completions", { body, headers: auth })
+      assert.strictEqual(first.status, 200)
+      const upstream = simulator.counters().requests
+      const hitsBefore = yield* hitsSoFar
+      const hits = yield* Effect.forEach([1, 2, 3], () => http(server, "/v1/chat/completions", { body, headers: auth }))
+      for (const hit of hits) {
+        assert.strictEqual(hit.status, 200)
+        assert.deepStrictEqual(hit.json.choices, first.json.choices)
+        assert.deepStrictEqual(hit.json.usage, first.json.usage)
+        // a fresh id per answer, the request id it was answered under
+        assert.strictEqual(hit.json.id, `chatcmpl-${hit.headers.get("x-request-id")}`)
+        assert.strictEqual(hit.json.object, "chat.completion")
+        assert.strictEqual(hit.json.model, "gpt-4o-mini")
+      }
+      assert.strictEqual(new Set([first, ...hits].map((reply) => reply.json.id)).size, 4)
+      assert.strictEqual(simulator.counters().requests, upstream, "answered from the cache")
+      assert.strictEqual((yield* hitsSoFar) - hitsBefore, 3, "each counted as a hit")
+      // the same body still needs a key
+      const noKey = yield* http(server, "/v1/chat/completions", { body })
+      assert.strictEqual(noKey.status, 401)
+      // the same text on the text-completions route is that route's request: no prompt, a 400
+      const wrongRoute = yield* http(server, "/v1/completions", { body, headers: auth })
+      assert.strictEqual(wrongRoute.status, 400)
+      // a malformed body is refused every time it comes
+      const bad = JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Name a tree." }], temperature: 9 })
+      for (let i = 0; i < 2; i++) {
+        const refused = yield* http(server, "/v1/chat/completions", { body: bad, headers: auth })
+        assert.strictEqual(refused.status, 400)
+        assert.strictEqual(refused.json.error.param, "temperature")
+      }
+    }).pipe(
+      Effect.provide(gateway((simulator) => [
+        "--port",
+        "0",
+        "--upstream",
+        `sim@${simulator.openaiBaseUrl}:gpt-4o-mini`,
+        "--cache",
+        "memory",
+        "--rps",
+        "1000",
+        "--api-key",
+        "k1"
+      ]))
+    ))
+})
+
 describe("Gateway: upstream failures, as a client sees them", () => {
   it.effect("429 keeps its retry-after, 5xx is 502, a refused key is 502 with the secret scrubbed, a bad body is 502", () =>
     Effect.gen(function*() {

@@ -88,6 +88,18 @@ export class SqliteDatabase {
     this.#set.run(row.key, row.namespace, row.value, Buffer.byteLength(row.value), row.createdAt, row.expiresAt ?? null)
   }
 
+  /** Inserts or replaces several rows in one transaction (one commit, one WAL append): all or none. */
+  setMany(rows: Iterable<Row>): void {
+    this.#db.exec("BEGIN IMMEDIATE")
+    try {
+      for (const row of rows) this.set(row)
+      this.#db.exec("COMMIT")
+    } catch (error) {
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK")
+      throw error
+    }
+  }
+
   /** Deletes one row; whether it existed. */
   delete(key: string): boolean {
     return Number(this.#delete.run(key).changes) > 0

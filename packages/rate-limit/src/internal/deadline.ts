@@ -5,7 +5,11 @@
  * the allowance), clamped to `[floor, cap]`. Until `MIN_SAMPLES` calls have succeeded it
  * is `initial`. One tracker per key; the percentile is recomputed every few samples, so
  * reading a deadline costs a multiplication.
+ *
+ * The deadlines are enforced by one {@link DeadlineWheel} per limiter: a single sleeping
+ * fiber for every attempt in flight instead of a race and a timer per attempt.
  */
+import { Cause, Clock, Duration, Effect, Exit, Fiber } from "effect"
 
 /** The first-token allowance, in output tokens: a call's fixed cost is about as much as this many tokens. */
 const ALLOWANCE_TOKENS = 16
@@ -66,4 +70,117 @@ export class LatencyTracker {
     const p99 = sorted[Math.min(sorted.length - 1, Math.ceil(0.99 * sorted.length) - 1)]!
     this.factor = this.policy.multiple * p99
   }
+}
+
+/** One attempt the wheel watches. */
+interface Watch {
+  readonly fiber: Fiber.Fiber<unknown, unknown>
+  readonly start: number
+  readonly deadlineMillis: () => number
+  /** The deadline it was cut at; `undefined` while it runs. */
+  expiredAt: number | undefined
+}
+
+/**
+ * Deadlines for every attempt of a limiter on one timer. An attempt runs in its own fiber
+ * (started at once, so no scheduler turn is lost); the wheel is a single fiber that sleeps
+ * (through `Clock`, so `TestClock` drives it) until the earliest deadline of the attempts in
+ * flight, and at most `recheckMillis`, reading each attempt's deadline again when it wakes (a
+ * learnt deadline tightens while an attempt runs). An attempt past its deadline is
+ * interrupted (which aborts its HTTP request) and fails with what `onTimeout` makes. With
+ * nothing in flight the wheel stops; the next attempt starts it again, so a steady stream of
+ * calls costs one timer per `recheckMillis`, not one per call.
+ */
+export class DeadlineWheel {
+  private readonly watches = new Set<Watch>()
+  /** When the sleeping wheel wakes (epoch millis); `Infinity` when it is not running. */
+  private wakeAt = Infinity
+  private wheel: Fiber.Fiber<void> | undefined = undefined
+
+  /** Forks the wheel's fiber (in the limiter's context). */
+  private readonly fork: (effect: Effect.Effect<void>) => Fiber.Fiber<void>
+  private readonly recheckMillis: number
+
+  constructor(fork: (effect: Effect.Effect<void>) => Fiber.Fiber<void>, recheckMillis: number) {
+    this.fork = fork
+    this.recheckMillis = recheckMillis
+  }
+
+  /** Stops the wheel (the limiter is closing). */
+  close(): void {
+    this.wheel?.interruptUnsafe()
+    this.wheel = undefined
+    this.wakeAt = Infinity
+  }
+
+  /** Attempts in flight under a deadline. */
+  get size(): number {
+    return this.watches.size
+  }
+
+  /** Runs `effect` cut at its deadline (read again while it runs): a timeout fails with `onTimeout(deadline)`. */
+  run<A, E, R, E2>(
+    effect: Effect.Effect<A, E, R>,
+    deadlineMillis: () => number,
+    onTimeout: (millis: number) => E2
+  ): Effect.Effect<A, E | E2, R> {
+    return Clock.clockWith((clock) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(Effect.forkChild(effect, { startImmediately: true }), (fiber) => {
+          const watch = this.watch(fiber, clock.currentTimeMillisUnsafe(), deadlineMillis)
+          return restore(Fiber.await(fiber)).pipe(
+            Effect.onInterrupt(() => Fiber.interrupt(fiber)),
+            Effect.ensuring(Effect.sync(() => this.watches.delete(watch))),
+            Effect.flatMap((exit): Effect.Effect<A, E | E2> =>
+              watch.expiredAt !== undefined && Exit.isFailure(exit) && Cause.hasInterrupts(exit.cause)
+                ? Effect.fail(onTimeout(watch.expiredAt))
+                : exit
+            )
+          )
+        })
+      )
+    )
+  }
+
+  private watch(fiber: Fiber.Fiber<unknown, unknown>, start: number, deadlineMillis: () => number): Watch {
+    const watch: Watch = { fiber, start, deadlineMillis, expiredAt: undefined }
+    if (fiber.pollUnsafe() !== undefined) return watch
+    this.watches.add(watch)
+    const due = start + Math.min(deadlineMillis(), this.recheckMillis)
+    if (this.wheel === undefined || due < this.wakeAt) {
+      // not running, or sleeping past this attempt's first check: (re)start it
+      if (this.wheel !== undefined) this.wheel.interruptUnsafe()
+      this.wakeAt = due
+      this.wheel = this.fork(this.turn)
+    }
+    return watch
+  }
+
+  /** The wheel: cut what is due, sleep until the next deadline (at most `recheckMillis`), again. */
+  private readonly turn: Effect.Effect<void> = Effect.suspend(() =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      let next = Infinity
+      const due: Array<Watch> = []
+      for (const watch of this.watches) {
+        const limit = watch.deadlineMillis()
+        if (now - watch.start >= limit) {
+          watch.expiredAt = limit
+          due.push(watch)
+        } else {
+          next = Math.min(next, watch.start + limit)
+        }
+      }
+      for (const watch of due) {
+        this.watches.delete(watch)
+        watch.fiber.interruptUnsafe()
+      }
+      if (this.watches.size === 0) {
+        this.wakeAt = Infinity
+        this.wheel = undefined
+        return Effect.void
+      }
+      this.wakeAt = Math.min(next, now + this.recheckMillis)
+      return Effect.andThen(Effect.sleep(Duration.millis(this.wakeAt - now)), this.turn)
+    })
+  )
 }
