@@ -98,9 +98,9 @@ export class RecordTable {
   readonly #resumed: Uint8Array
   constructor(readonly size: number, keep: "full" | "slim") {
     this.#done = new Uint8Array(size)
-    this.#slim = new Array(size)
+    this.#slim = Array.from({ length: size })
     this.#keep = keep
-    this.#full = new Array(size)
+    this.#full = Array.from({ length: size })
     this.#at = new Float64Array(size).fill(-1)
     this.#length = new Uint32Array(size)
     this.#millis = new Float64Array(size)
