@@ -6,8 +6,9 @@
  * 156–160 MB for the same runs. The flag must be there when the process starts (set later
  * with `v8.setFlagsFromString` it did only part of that: 305–353 MB and 265–291 MB), so the
  * CLI re-executes itself with it (`process.execve`: the same process id, stdio and
- * signals). It costs up to ~40% more CPU in hasten-eval's own JavaScript when that is all
- * the process does (an instant simulated model), little next to a real model's time.
+ * signals). Node 22's V8 has no memory-saver mode, so there it changes nothing. It costs
+ * up to ~40% more CPU in hasten-eval's own JavaScript when that is all the process does (an
+ * instant simulated model), little next to a real model's time.
  * @internal
  */
 import { setFlagsFromString } from "node:v8"
@@ -36,6 +37,8 @@ export const modeOf = (argv: ReadonlyArray<string>): Mode => {
  */
 export const ensure = (argv: ReadonlyArray<string>): void => {
   if (modeOf(argv) !== "saver" || process.execArgv.includes(FLAG) || process.env[MARK] === "1") return
+  // Node 22's V8 has no such flag ("bad option" at start-up): there the heap grows as V8 decides.
+  if (Number(process.versions.node.split(".")[0]) < 24) return
   const execve = (process as { execve?: (file: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv) => never }).execve
   if (typeof execve !== "function") {
     setFlagsFromString(FLAG)
