@@ -27,6 +27,7 @@ describe("memory-saver mode", () => {
   it("re-executes the process with --memory-saver-mode, keeping its arguments and loaders; --memory default does not", () => {
     const saver = run("--dataset", "gsm8k")
     assert.include(saver.execArgv, "--memory-saver-mode")
+    assert.include(saver.execArgv, "--max-semi-space-size=4")
     assert.include(saver.execArgv, "--conditions=@hasten/source")
     assert.deepStrictEqual(saver.argv, ["--dataset", "gsm8k"])
     const plain = run("--memory", "default")
