@@ -322,6 +322,24 @@ describe("streams", () => {
       rmSync(dir, { recursive: true, force: true })
     }))
 
+  it.live("a second identical call right after the first is a hit, even before the SQLite write is committed", () =>
+    Effect.gen(function*() {
+      // The README's example: two identical requests, one after the other, make one upstream
+      // call. The first's write is queued behind the answer (write-behind), so the second
+      // call can arrive before it is in the store: it must still be answered as a hit.
+      const dir = mkdtempSync(join(tmpdir(), "hasten-cache-seq-"))
+      const fake = makeCounting({ latency: 1 })
+      const [first, second] = yield* Effect.gen(function*() {
+        const llm = yield* Llm.Llm
+        return yield* Effect.all([llm.complete(deterministic("seq")), llm.complete(deterministic("seq"))])
+      }).pipe(Effect.provide(Cache.layer({ store: "sqlite", path: join(dir, "c.db") }).pipe(Layer.provide(fake.layer))))
+      assert.strictEqual(fake.completeCalls, 1)
+      assert.notStrictEqual(first.cached, true)
+      assert.isTrue(second.cached)
+      assert.strictEqual(second.text, first.text)
+      rmSync(dir, { recursive: true, force: true })
+    }))
+
   it.effect("a stored completion is replayed to stream callers", () =>
     Effect.gen(function*() {
       const fake = makeCounting()

@@ -39,19 +39,13 @@ export const singleFlight = <A>(
         })
         created.fiber = yield* Effect.forkIn(
           Effect.exit(run).pipe(
-            // Leave the map, answer, then write, in one uninterruptible step: the waiters
-            // resume at once (a server sends its response before the entry is encoded and
-            // stored), nobody joins a finished flight, and the write is started in the same
-            // turn, before any other request can be read, so a caller that sees the answer
-            // finds it in the store (an asynchronous store gets the write before that
-            // caller's read on its connection). A waiter that closes the layer's scope as
-            // soon as it is answered waits for the write.
+            // Write first, then leave the map, then answer: a caller that sees the answer
+            // finds it in the store, and nobody joins a finished flight. (A write-behind
+            // store makes the write a queue insert; its commit comes after the answer.)
             Effect.flatMap((exit) =>
-              Effect.uninterruptible(
-                leave.pipe(
-                  Effect.andThen(Deferred.done(created.deferred, exit)),
-                  Effect.andThen(Exit.isSuccess(exit) ? after(exit.value) : Effect.void)
-                )
+              (Exit.isSuccess(exit) ? after(exit.value) : Effect.void).pipe(
+                Effect.andThen(leave),
+                Effect.andThen(Deferred.done(created.deferred, exit))
               )
             ),
             Effect.ensuring(leave)
