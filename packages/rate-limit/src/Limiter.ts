@@ -225,7 +225,10 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
           const state = stateFor(key)
           if (state.fleetReady !== undefined) yield* fleet!.ready(state)
           if (state.fleetOpenUntil === 0) return 0
-          return Math.max(0, state.fleetOpenUntil - (yield* Clock.currentTimeMillis))
+          const left = state.fleetOpenUntil - (yield* Clock.currentTimeMillis)
+          // the other process's open time is over: the key's calls may skip the breaker again
+          if (left <= 0) state.fleetOpenUntil = 0
+          return Math.max(0, left)
         }),
       opened: (key, millis) => fleet!.publish(key, { open: millis })
     }
