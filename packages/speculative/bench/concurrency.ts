@@ -53,7 +53,7 @@ export const concurrencySection = async (options: {
   const pool = Layer.succeed(ModelPool.ModelPool, await poolRuntime.runPromise(Effect.service(ModelPool.ModelPool)))
   const tokenModel = (path: string, sequences: number): Layer.Layer<TokenModel.TokenModel, LlmError.LlmError> =>
     Layer.effect(TokenModel.TokenModel, Effect.service(TokenModel.TokenModel)).pipe(
-      Layer.provide(Local.layerWithPool({ model: path, contextSize: CONTEXT, sequences, threads: 1, flashAttention: false })),
+      Layer.provide(Local.layerWithPool({ model: path, contextSize: CONTEXT, sequences, threads: 1 })),
       Layer.provide(pool)
     ) as never
   const speculative = (k: number, options: Partial<Speculative.Options<LlmError.LlmError>>, draft: boolean) =>
@@ -65,7 +65,7 @@ export const concurrencySection = async (options: {
   const localLlm = (k: number): Layer.Layer<Llm.Llm, unknown> =>
     Layer.effect(Llm.Llm, Effect.service(Llm.Llm)).pipe(
       Layer.provide(
-        Local.layerWithPool({ model: pair.target.path, contextSize: CONTEXT, sequences: k, threads: 1, flashAttention: false })
+        Local.layerWithPool({ model: pair.target.path, contextSize: CONTEXT, sequences: k, threads: 1 })
       ),
       Layer.provide(pool)
     )
