@@ -42,7 +42,7 @@ const referenceModel = () =>
   reference ??= (async () => {
     const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error })
     const model = await llama.loadModel({ modelPath: Path.join(modelsDir, "stories260K.gguf") })
-    const context = await model.createContext({ contextSize: 2048, threads: 1, flashAttention: true })
+    const context = await model.createContext({ contextSize: 2048, threads: 1, flashAttention: false })
     return { model, sequence: context.getSequence() }
   })()
 

@@ -31,7 +31,7 @@ export interface Options extends ResolveOptions {
   /** Offload to a GPU when one is usable. Default false (the prebuilt CPU binary). */
   readonly gpu?: boolean | undefined
   readonly batchSize?: number | undefined
-  /** llama.cpp flash attention (default true since 0.3.0; see `ModelPool.ContextKey`). */
+  /** llama.cpp flash attention (default: on from an embedding width of 512; see `ModelPool.defaultFlashAttention`). */
   readonly flashAttention?: boolean | undefined
   /**
    * How `messages` become a prompt: `"auto"` uses the model's chat template when the GGUF

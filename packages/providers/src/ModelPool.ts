@@ -29,10 +29,11 @@ export interface ContextKey {
   readonly batchSize?: number | undefined
   readonly gpu: boolean
   /**
-   * llama.cpp flash attention. On by default (node-llama-cpp's own default, `"auto"`, turns
-   * it on for CPU too): at real model sizes it is faster in every measured case (batcher
-   * bench, 42M and 110M). Batched and one-token evaluations differ a little more with it
-   * (distributions by ~2e-5 instead of ~1e-5 on stories260K); greedy outputs stay equal.
+   * llama.cpp flash attention. Default {@link defaultFlashAttention}: on for models of
+   * embedding width 512 and up, where it is faster in every measured case (batcher bench,
+   * 42M and 110M), off for smaller ones, where it is slower (the README demo on the tiny
+   * fixtures: 4.6–4.7 s with it against 3.7–4.1 s without). Batched and one-token
+   * evaluations differ a little more with it; greedy outputs stay equal.
    */
   readonly flashAttention?: boolean | undefined
 }
@@ -126,6 +127,22 @@ export const getLlama = (gpu: boolean): Effect.Effect<Llama, LlmError.LlmError> 
     catch: failure("could not load the llama.cpp binding (node-llama-cpp)")
   })
 
+/** Embedding width from which flash attention is on by default. */
+const FLASH_FROM_EMBEDDING = 512
+
+/**
+ * Whether a model's contexts use flash attention when the options do not say: on from an
+ * embedding width of 512 (the llama2.c `42M` shape and up: faster per CPU second in every
+ * measured case, 1.08–2.16x, and 16 sequences batch to 2.99x / 4.56x of one at 42M / 110M
+ * against 1.77x / 2.98x without), off below (slower on the tiny fixture models). node-llama-cpp's
+ * own default, `"auto"`, turns it on for every CPU model.
+ * @category models @since 0.3.0
+ */
+export const defaultFlashAttention = (model: { readonly fileInfo: { readonly architectureMetadata: unknown } }): boolean => {
+  const shape = model.fileInfo.architectureMetadata as { readonly embedding_length?: number } | undefined
+  return (shape?.embedding_length ?? 0) >= FLASH_FROM_EMBEDDING
+}
+
 const contextKeyString = (key: ContextKey): string =>
   JSON.stringify([
     key.modelPath,
@@ -135,7 +152,7 @@ const contextKeyString = (key: ContextKey): string =>
     key.threads,
     key.batchSize ?? null,
     key.gpu,
-    key.flashAttention ?? true
+    key.flashAttention ?? null
   ])
 
 /**
@@ -176,13 +193,14 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     idleTimeToLive,
     lookup: (keyString: string) =>
       Effect.gen(function*() {
-        const key = JSON.parse(keyString) as [string, string | null, number, number, number, number | null, boolean, boolean]
-        const [modelPath, adapter, contextSize, sequences, threads, batchSize, gpu, flashAttention] = key
+        const key = JSON.parse(keyString) as [string, string | null, number, number, number, number | null, boolean, boolean | null]
+        const [modelPath, adapter, contextSize, sequences, threads, batchSize, gpu, flashOption] = key
         if (adapter !== null && !Fs.existsSync(adapter)) {
           return yield* invalid(`LoRA adapter file not found: ${adapter}`)
         }
         const llama = yield* getLlama(gpu)
         const loaded = yield* model(modelPath, gpu)
+        const flashAttention = flashOption ?? defaultFlashAttention(loaded)
         const context = yield* Effect.acquireRelease(
           Effect.tryPromise({
             try: () =>
@@ -283,7 +301,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           number,
           number | null,
           boolean,
-          boolean
+          boolean | null
         ]
         return {
           key: {
@@ -294,7 +312,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
             threads,
             batchSize: batchSize ?? undefined,
             gpu,
-            flashAttention
+            ...(flashAttention !== null ? { flashAttention } : {})
           },
           refCount
         }

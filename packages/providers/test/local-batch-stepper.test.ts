@@ -113,7 +113,7 @@ const loadModel = (name: string) =>
 
 const openContext = (model: LlamaModel, sequences: number) =>
   Effect.acquireRelease(
-    Effect.promise(() => model.createContext({ contextSize: CONTEXT, sequences, threads: 1, flashAttention: true })),
+    Effect.promise(() => model.createContext({ contextSize: CONTEXT, sequences, threads: 1, flashAttention: false })),
     (context) => Effect.promise(() => context.dispose())
   )
 

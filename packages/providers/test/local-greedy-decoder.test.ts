@@ -18,7 +18,7 @@ const loadModel = (name: string) =>
 
 const openContext = (model: LlamaModel, options: { readonly sequences: number; readonly batchSize?: number }) =>
   Effect.acquireRelease(
-    Effect.promise(() => model.createContext({ contextSize: 512, threads: 1, flashAttention: true, ...options })),
+    Effect.promise(() => model.createContext({ contextSize: 512, threads: 1, flashAttention: false, ...options })),
     (context) => Effect.promise(() => context.dispose())
   )
 

@@ -230,3 +230,16 @@ describe("entry points", () => {
     assert.match(Fs.readFileSync(Path.join(src, "ModelPool.ts"), "utf8"), /await import\("node-llama-cpp"\)/)
   })
 })
+
+describe("ModelPool.defaultFlashAttention", () => {
+  it("is on from an embedding width of 512 (the 42M shape and up), off below and when unknown", () => {
+    const model = (embedding_length?: number) => ({
+      fileInfo: { architectureMetadata: embedding_length === undefined ? {} : { embedding_length } }
+    })
+    assert.isTrue(ModelPool.defaultFlashAttention(model(512)))
+    assert.isTrue(ModelPool.defaultFlashAttention(model(768)))
+    assert.isFalse(ModelPool.defaultFlashAttention(model(288)))
+    assert.isFalse(ModelPool.defaultFlashAttention(model(64)))
+    assert.isFalse(ModelPool.defaultFlashAttention(model()))
+  })
+})

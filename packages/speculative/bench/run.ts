@@ -7,7 +7,7 @@
  *   node bench/run.ts [--quick] [--model=stories260K] [--workload=story|structuring] [--config=ngram] [--rounds=3] [--pairs=48]
  *   (build @hasten/core and @hasten/speculative with tsup first)
  *
- * Every configuration runs the same requests, greedy, threads: 1, flash attention at its default (on),
+ * Every configuration runs the same requests, greedy, threads: 1, flash attention as Hasten's default for the model (on from embedding width 512),
  * reusing the KV state of the prompt prefix shared with the previous request (baselines
  * too), after a few seconds of warm-up. The configurations are interleaved request by
  * request (see `interleaved`): every configuration runs request i before any runs request
@@ -195,7 +195,12 @@ const nodeLlamaCppSession = async (
   predictor: () => Promise<{ predictor: TokenPredictor | undefined; dispose: () => Promise<void> }>
 ): Promise<Session> => {
   const { dispose, predictor: tokenPredictor } = await predictor()
-  const context: LlamaContext = await model.createContext({ contextSize, threads: 1, sequences: 1 })
+  const context: LlamaContext = await model.createContext({
+    contextSize,
+    threads: 1,
+    sequences: 1,
+    flashAttention: ModelPool.defaultFlashAttention(model)
+  })
   const sequence: LlamaContextSequence = context.getSequence(tokenPredictor !== undefined ? { tokenPredictor } : {})
   const ends = new Set([model.tokens.eos, model.tokens.eot].filter((token) => token !== null))
   return {
@@ -423,7 +428,7 @@ for (const file of onlyDraftModel ? [] : quick && option("model") === undefined 
   const path = NodePath.join(modelsDir(), file)
   const model = await llama.loadModel({ modelPath: path })
   const draftModel = await llama.loadModel({ modelPath: path }) // self-draft: the same file loaded twice
-  // Local.layer's TokenModel, threads 1, flash attention at its default (on), one sequence. Configurations run
+  // Local.layer's TokenModel, threads 1, flash attention as Hasten's default for the model (on from embedding width 512), one sequence. Configurations run
   // side by side, so each Hasten configuration has its own ModelPool (its own copy of the
   // model and its context), kept loaded for the whole run as the baselines keep theirs; the
   // self-draft gets a second context (another size) in the same pool.
@@ -492,7 +497,12 @@ for (const file of onlyDraftModel ? [] : quick && option("model") === undefined 
         family: "node-llama-cpp",
         open: () =>
           nodeLlamaCppSession(model, workload.maxTokens, async () => {
-            const draftContext = await draftModel.createContext({ contextSize, threads: 1, sequences: 1 })
+            const draftContext = await draftModel.createContext({
+              contextSize,
+              threads: 1,
+              sequences: 1,
+              flashAttention: ModelPool.defaultFlashAttention(draftModel)
+            })
             return { predictor: new DraftSequenceTokenPredictor(draftContext.getSequence()), dispose: () => draftContext.dispose() }
           })
       }
@@ -626,7 +636,12 @@ for (const shape of draftModelSection ? draftShapes : []) {
   type Config = { readonly name: string; readonly family: Row["family"]; readonly open: () => Promise<Session> }
   const none = async () => ({ predictor: undefined, dispose: async () => {} })
   const draftPredictor = (options: ConstructorParameters<typeof DraftSequenceTokenPredictor>[1]) => async () => {
-    const draftContext = await draft.createContext({ contextSize, threads: 1, sequences: 1 })
+    const draftContext = await draft.createContext({
+      contextSize,
+      threads: 1,
+      sequences: 1,
+      flashAttention: ModelPool.defaultFlashAttention(draft)
+    })
     return { predictor: new DraftSequenceTokenPredictor(draftContext.getSequence(), options), dispose: () => draftContext.dispose() }
   }
   const hasten = async (name: string, gamma: number | "adaptive"): Promise<Config> => {
@@ -665,7 +680,12 @@ for (const shape of draftModelSection ? draftShapes : []) {
   for (const [i, text] of storyPrompts.entries()) {
     const output = timings[0]![0]![i]!.result.tokens as ReadonlyArray<Token>
     const input = [target.tokens.bos!, ...target.tokenize(text, false)]
-    const context = await target.createContext({ contextSize, threads: 1, sequences: 1 })
+    const context = await target.createContext({
+      contextSize,
+      threads: 1,
+      sequences: 1,
+      flashAttention: ModelPool.defaultFlashAttention(target)
+    })
     const along = [...input, ...output.slice(0, -1)]
     const from = input.length - 1
     const results = await context.getSequence().controlledEvaluate(

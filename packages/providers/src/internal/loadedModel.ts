@@ -66,7 +66,7 @@ export const load = Effect.fnUntraced(function*(options: Options) {
   if (!Number.isInteger(threads) || threads < 0) return yield* invalid(`threads must be a non-negative integer, got ${threads}`)
   const loadedModel = yield* pool.model(modelPath, gpu)
   const contextSize = options.contextSize ?? Math.min(2048, loadedModel.trainContextSize || 2048)
-  const flashAttention = options.flashAttention ?? true
+  const flashAttention = options.flashAttention ?? ModelPool.defaultFlashAttention(loadedModel)
   const sequences = requested !== "auto" ? requested : ModelMemory.sequencesFor(
     yield* Effect.promise(() => ModelMemory.perSequenceBytes(loadedModel, { contextSize, batchSize: options.batchSize, flashAttention })),
     Os.freemem(),

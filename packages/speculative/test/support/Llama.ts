@@ -59,7 +59,7 @@ export const tokenModel = (
       Effect.gen(function*() {
         const context = yield* Effect.acquireRelease(
           Effect.tryPromise({
-            try: () => model.createContext({ contextSize: options.contextSize ?? 512, threads: 1, sequences: 1, flashAttention: true }),
+            try: () => model.createContext({ contextSize: options.contextSize ?? 512, threads: 1, sequences: 1, flashAttention: false }),
             catch: failure(name, "createContext")
           }),
           (context) => Effect.promise(() => context.dispose())
@@ -125,7 +125,7 @@ export const tokenModel = (
 
 /** Plain greedy decoding with node-llama-cpp alone (the reference): prompt tokens → output tokens. */
 export const greedyReference = async (model: LlamaModel, prompt: ReadonlyArray<number>, maxTokens: number): Promise<Array<number>> => {
-  const context = await model.createContext({ contextSize: 512, threads: 1, sequences: 1, flashAttention: true })
+  const context = await model.createContext({ contextSize: 512, threads: 1, sequences: 1, flashAttention: false })
   try {
     const out: Array<number> = []
     const ends = new Set([model.tokens.eos, model.tokens.eot].filter((token) => token !== null))
@@ -153,7 +153,7 @@ export const logitGap = async (
   a: number,
   b: number
 ): Promise<number> => {
-  const context = await model.createContext({ contextSize: 512, threads: 1, sequences: 1, flashAttention: true })
+  const context = await model.createContext({ contextSize: 512, threads: 1, sequences: 1, flashAttention: false })
   try {
     const sequence = context.getSequence()
     const generateNext = { logits: true }
