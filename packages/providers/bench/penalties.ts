@@ -54,7 +54,7 @@ export const nodeLlamaCppAlone = async (options: {
     contextSize: options.contextSize,
     sequences: options.sequences ?? 1,
     threads: 1,
-    flashAttention: true // as Local's context (its default)
+    flashAttention: ModelPool.defaultFlashAttention(model) // as Local's context (its default for this model)
   })
   const sequence = context.getSequence()
   const completion = new LlamaCompletion({ contextSequence: sequence })
