@@ -200,6 +200,10 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
   // with the other processes (internal/fleet.ts); a key starts following it on its first call.
   let fleet: Fleet.Fleet | undefined
   const { stateFor, lobby, enterLobby, known, keys } = KeyStates.make(options, (key, state) => fleet?.watch(key, state))
+  // Keys whose circuit is closed with no failure counted: their calls skip the breaker's
+  // admit/record round (below). The breaker's store is this limiter's own memory store; a
+  // trip another process shares through the fleet state takes the key out of this set.
+  const clean = new Set<string>()
   const sharing = input.redis !== undefined && input.fleetState !== false
   const aimd = Aimd.make(
     options,
@@ -214,6 +218,7 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
       known,
       keys,
       decrease: (key, state, reason, factor) => aimd.decrease(key, state, reason, factor, true),
+      opened: (key) => void clean.delete(key),
       event
     })
   }
@@ -225,10 +230,7 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
           const state = stateFor(key)
           if (state.fleetReady !== undefined) yield* fleet!.ready(state)
           if (state.fleetOpenUntil === 0) return 0
-          const left = state.fleetOpenUntil - (yield* Clock.currentTimeMillis)
-          // the other process's open time is over: the key's calls may skip the breaker again
-          if (left <= 0) state.fleetOpenUntil = 0
-          return Math.max(0, left)
+          return Math.max(0, state.fleetOpenUntil - (yield* Clock.currentTimeMillis))
         }),
       opened: (key, millis) => fleet!.publish(key, { open: millis })
     }
@@ -236,10 +238,6 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
   const totals = { attempts: 0, waits: 0, waitMillis: 0, retries: 0, http429: 0, timeouts: 0 }
   yield* Effect.addFinalizer(() => totals.attempts === 0 ? Effect.void : Effect.logInfo(describeTotals(totals)))
   const headers = Headers.make(options, event, fleet === undefined ? undefined : (key, millis) => fleet!.publish(key, { hold: millis }))
-  // Keys whose circuit is closed with no failure counted (the breaker's store is this
-  // limiter's own memory store, so nothing else changes it; a trip another process shares
-  // through the fleet state sends the key's calls back through the breaker, below).
-  const clean = new Set<string>()
   // every attempt's deadline on one timer (see DeadlineWheel), stopped when the limiter closes
   const context = yield* Effect.context<never>()
   const deadlines = new DeadlineWheel(
@@ -293,8 +291,7 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
       // without the breaker's admit/record round; an outcome that counts is then recorded
       // through the breaker, with the same effect on its state as going through it.
       const guarded = breaker === undefined ? attempt : Effect.suspend(() => {
-        // the fleet state says another process tripped the key: its calls go through the breaker
-        if (!clean.has(call.key) || (fleet !== undefined && stateFor(call.key).fleetOpenUntil > 0)) {
+        if (!clean.has(call.key)) {
           return Effect.tap(throughBreaker(attempt), () => Effect.sync(() => clean.add(call.key)))
         }
         return Effect.onExit(attempt, (exit) => {

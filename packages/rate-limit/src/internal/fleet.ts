@@ -42,22 +42,18 @@ local interval = tonumber(ARGV[7])
 local message = { k = ARGV[2], o = ARGV[3] }
 local changed = false
 local keep = 0
-if hold > 0 then
-  if now + hold > tonumber(redis.call('HGET', hash, 'hold') or '0') then
-    redis.call('HSET', hash, 'hold', now + hold)
-    message.h = hold
+-- a hold or an open circuit: extends the field's end, never shortens it
+local function extend(field, millis, short)
+  if millis <= 0 then return end
+  if now + millis > tonumber(redis.call('HGET', hash, field) or '0') then
+    redis.call('HSET', hash, field, now + millis)
+    message[short] = millis
     changed = true
   end
-  keep = math.max(keep, hold)
+  keep = math.max(keep, millis)
 end
-if open > 0 then
-  if now + open > tonumber(redis.call('HGET', hash, 'open') or '0') then
-    redis.call('HSET', hash, 'open', now + open)
-    message.b = open
-    changed = true
-  end
-  keep = math.max(keep, open)
-end
+extend('hold', hold, 'h')
+extend('open', open, 'b')
 if factor > 0 then
   if now - tonumber(redis.call('HGET', hash, 'decreased') or '0') >= interval then
     redis.call('HSET', hash, 'decreased', now)
@@ -133,6 +129,8 @@ export const make = Effect.fnUntraced(function*(config: {
   readonly keys: () => Iterable<readonly [string, KeyState]>
   /** Applies another process's decrease (local once-a-second guard included; never republished). */
   readonly decrease: (key: string, state: KeyState, reason: string, factor: number) => Effect.Effect<void>
+  /** Another process's breaker opened the key (its calls must go through this process's breaker again). */
+  readonly opened: (key: string) => void
   readonly event: Event
 }) {
   const scope = yield* Effect.scope
@@ -203,6 +201,7 @@ export const make = Effect.fnUntraced(function*(config: {
       }
       if (change.open !== undefined && change.open > 0 && now + change.open > state.fleetOpenUntil) {
         state.fleetOpenUntil = now + change.open
+        config.opened(key)
         yield* config.event(`circuit_open=${seconds(change.open)}`, {
           event: "rate_limit.circuit_open",
           key,
