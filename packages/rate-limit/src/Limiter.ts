@@ -13,6 +13,7 @@ import * as Aimd from "./internal/aimd.js"
 import * as Breaker from "./internal/breaker.js"
 import { DeadlineWheel } from "./internal/deadline.js"
 import * as Events from "./internal/events.js"
+import * as Fast from "./internal/fast.js"
 import * as Fleet from "./internal/fleet.js"
 import * as Headers from "./internal/headers.js"
 import * as KeyStates from "./internal/keyState.js"
@@ -147,6 +148,11 @@ export interface Admission {
  */
 export class Limiter extends Context.Service<Limiter, LimiterService>()("@hasten/rate-limit/Limiter") {}
 
+/** `fastAttempt`'s answer when the key must take the full admission. */
+const FULL: unique symbol = Symbol("FULL")
+/** What the store's adaptive cooldown answers a key it has never been fed (its epoch for feedback). */
+const INACTIVE = { epoch: 0 } as const
+
 const timeoutError = (provider: string, millis: number) =>
   LlmError.make(
     provider,
@@ -187,10 +193,12 @@ export const withDeadline = <A, E, R>(
 }
 
 /**
- * Builds the limiter over the `RateLimiter` in context (memory or Redis store).
+ * Builds the limiter over the `RateLimiter` in context (memory or Redis store). `local`:
+ * the store is this limiter's own memory store, shared with no other process, which lets
+ * keys far from their budgets take the fast path (internal/fast.ts); default false.
  * @category constructors @since 0.1.0
  */
-export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
+export const makeLimiter = Effect.fnUntraced(function*(input: Options, local = false) {
   const options = yield* Effect.orDie(resolve(input))
   const seed = input.seed
   const limiter = yield* RateLimiter.RateLimiter
@@ -245,11 +253,12 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
     options.timeout === false ? 1_000 : options.timeout.floorMillis
   )
   yield* Effect.addFinalizer(() => Effect.sync(() => deadlines.close()))
-  const admit = Admit.make({
+  const windows = Windows.make(options, limiter)
+  const { admit, failed } = Admit.make({
     options,
     totals,
     limiter,
-    windows: Windows.make(options, limiter),
+    windows,
     stateFor,
     aimd,
     learn: headers.learn,
@@ -257,6 +266,100 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
     event,
     fleet
   })
+
+  // The fast path (internal/fast.ts) for keys far from every budget and hold: memory store only.
+  const fast = local && input.redis === undefined
+    ? Fast.make({ options, windows, clean: breaker === undefined ? undefined : clean })
+    : undefined
+
+  /**
+   * One attempt on the fast path when the key allows it (`fallback`, the full attempt,
+   * otherwise): budgets from the leases, the concurrency slot if one is free at once, the
+   * deadline, then the full path's settlement.
+   */
+  const fastAttempt = <A, E, R>(
+    call: Call<A, E, R>,
+    provider: string,
+    onAttempt: () => void,
+    fallback: Effect.Effect<A, E | LlmError.LlmError, R>
+  ): Effect.Effect<A, E | LlmError.LlmError, R> =>
+    Effect.clockWith((clock) => {
+      const state = known(call.key)
+      // a key's first call (or the first that brings its provider's policy) takes the full path
+      if (state === undefined || fast === undefined || (state.policy === undefined && call.policy !== undefined)) return fallback
+      const input = call.inputTokens ?? 0
+      const output = call.outputTokens ?? 0
+      const admitted: Effect.Effect<A | typeof FULL, E | LlmError.LlmError, R> = Effect.flatMap(
+        fast.admit(call.key, state, clock.currentTimeMillisUnsafe(), input, output, provider),
+        (ticket) => {
+          if (Option.isNone(ticket)) return Effect.succeed<A | typeof FULL>(FULL)
+          onAttempt()
+          totals.attempts++
+          const deadline = Admit.deadlineOf(options, state, output)
+          const run = deadline === undefined
+            ? call.effect
+            : deadlines.run(call.effect, deadline, (millis) => timeoutError(provider, millis))
+          return Effect.onExit(run, (exit) =>
+            Exit.isSuccess(exit)
+              ? settleFast(call.key, provider, ticket.value, clock.currentTimeMillisUnsafe(), call.observe?.(exit.value))
+              : Exit.hasInterrupts(exit) && Option.isNone(Cause.findErrorOption(exit.cause))
+              ? failed(state, call.key, provider, input, output, ticket.value.charged, undefined, undefined)
+              : failed(
+                state,
+                call.key,
+                provider,
+                input,
+                output,
+                ticket.value.charged,
+                state.requestWindow === undefined ? undefined : INACTIVE,
+                Option.getOrUndefined(Cause.findErrorOption(exit.cause))
+              ))
+        }
+      )
+      return Effect.flatMap(
+        state.semaphore.withPermitsIfAvailable(1)(admitted),
+        (result): Effect.Effect<A, E | LlmError.LlmError, R> =>
+          Option.isSome(result) && result.value !== FULL ? Effect.succeed(result.value as A) : fallback
+      )
+    })
+
+  /** A fast attempt's success: the full path's settlement, with reconciliation through the leases. */
+  const settleFast = (
+    key: string,
+    provider: string,
+    ticket: Fast.FastTicket,
+    end: number,
+    observed: ReturnType<NonNullable<Call<unknown, unknown, unknown>["observe"]>> | undefined
+  ): Effect.Effect<void> => {
+    const { state, input, output } = ticket
+    const usage = observed?.usage
+    const latency = end - ticket.start
+    state.latency?.record(latency, usage?.outputTokens ?? output)
+    const accounting = options.tokenAccounting ?? (state.policy?.tokenAccounting === "reconciled" ? "usage" : "reserved")
+    let overrun: Effect.Effect<void, LlmError.LlmError> = Effect.void
+    if (usage !== undefined && accounting === "usage") {
+      for (const window of ticket.charged) {
+        if (window.unit === "request") continue
+        const delta = Windows.tokensOf(window.unit, usage.inputTokens - input, usage.outputTokens - output)
+        if (delta === 0) continue
+        const unpaid = fast!.settle(state, window, -delta)
+        if (unpaid > 0) {
+          overrun = Effect.andThen(
+            overrun,
+            Effect.mapError(windows.consume(window, key, unpaid, false, "delay"), Windows.storeError(provider))
+          )
+        }
+      }
+    }
+    aimd.observe(state, latency)
+    return Effect.andThen(
+      overrun,
+      Effect.andThen(
+        observed?.rateLimit === undefined ? Effect.void : headers.learn(state, observed.rateLimit, key, { input, output }),
+        aimd.increase(key, state)
+      )
+    ).pipe(Effect.catch(() => Effect.void))
+  }
 
   const execute = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Outcome<A>, E | LlmError.LlmError, R> =>
     Effect.gen(function*() {
@@ -290,18 +393,22 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
       // A key whose circuit is closed with no failure counted (`clean`) runs the attempt
       // without the breaker's admit/record round; an outcome that counts is then recorded
       // through the breaker, with the same effect on its state as going through it.
-      const guarded = breaker === undefined ? attempt : Effect.suspend(() => {
-        if (!clean.has(call.key)) {
-          return Effect.tap(throughBreaker(attempt), () => Effect.sync(() => clean.add(call.key)))
-        }
-        return Effect.onExit(attempt, (exit) => {
-          const outcome = Breaker.classify(exit)
-          if (outcome._tag === "Ignored" || (outcome._tag === "Success" && clean.has(call.key))) return Effect.void
-          // a failure; or a success while another call's failure made the key unclean (a success resets the count)
-          clean.delete(call.key)
-          return Effect.ignore(throughBreaker(exit))
+      const guard = (attempt: Effect.Effect<A, E | LlmError.LlmError, R>) =>
+        breaker === undefined ? attempt : Effect.suspend(() => {
+          if (!clean.has(call.key)) {
+            return Effect.tap(throughBreaker(attempt), () => Effect.sync(() => clean.add(call.key)))
+          }
+          return Effect.onExit(attempt, (exit) => {
+            const outcome = Breaker.classify(exit)
+            if (outcome._tag === "Ignored" || (outcome._tag === "Success" && clean.has(call.key))) return Effect.void
+            // a failure; or a success while another call's failure made the key unclean (a success resets the count)
+            clean.delete(call.key)
+            return Effect.ignore(throughBreaker(exit))
+          })
         })
-      })
+      const guarded = guard(attempt)
+      // the first attempt may take the fast path; retries take the full one
+      const first = fast === undefined ? guarded : guard(fastAttempt(call, provider, () => attempts++, attempt))
       const onBackoff = (backoff: Backoff) =>
         Effect.gen(function*() {
           const millis = Duration.toMillis(backoff.delay)
@@ -322,16 +429,16 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options) {
       // The retry schedule is built only once an attempt fails: it then sees that failure
       // first, exactly as when it wraps the first attempt.
       const retried = options.retriesEnabled
-        ? Effect.catch(guarded, (first) => {
+        ? Effect.catch(first, (error) => {
           let replay = true
           const again = Effect.suspend(() => {
             if (!replay) return guarded
             replay = false
-            return Effect.fail(first)
+            return Effect.fail(error)
           })
           return Effect.retry(again, retrySchedule({ ...options, random }, onBackoff))
         })
-        : guarded
+        : first
       const value = yield* retried.pipe(
         Effect.mapError((error) => {
           if (LlmError.isLlmError(error) && error.reason._tag === "RateLimited" && error.reason.scope === "quota") {
@@ -387,7 +494,10 @@ const storeLayer = (options: Options): Layer.Layer<RateLimiter.RateLimiterStore>
  * @category layers @since 0.1.0
  */
 export const layerLimiterWithStore = (options: Options = {}): Layer.Layer<Limiter, never, RateLimiter.RateLimiterStore> =>
-  Layer.effect(Limiter, makeLimiter(options)).pipe(
+  limiterLayer(options, false)
+
+const limiterLayer = (options: Options, local: boolean): Layer.Layer<Limiter, never, RateLimiter.RateLimiterStore> =>
+  Layer.effect(Limiter, makeLimiter(options, local)).pipe(
     Layer.provide(Layer.merge(RateLimiter.layer, CircuitBreaker.layerStoreMemory()))
   )
 
@@ -397,7 +507,7 @@ export const layerLimiterWithStore = (options: Options = {}): Layer.Layer<Limite
  * @category layers @since 0.1.0
  */
 export const layerLimiter = (options: Options = {}): Layer.Layer<Limiter> =>
-  layerLimiterWithStore(options).pipe(Layer.provide(storeLayer(options)))
+  limiterLayer(options, options.redis === undefined).pipe(Layer.provide(storeLayer(options)))
 
 /**
  * Runs any effect under the budgets of `cost.key` (concurrency, request and token

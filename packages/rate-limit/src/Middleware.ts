@@ -4,10 +4,11 @@
  * @since 0.1.0
  */
 import { Completion, type CompletionRequest, Facts, Llm, LlmError, type RateLimitHeaders } from "@hasten/core"
-import { Cause, Duration, Effect, Exit, Layer, Option, Redacted, Stream } from "effect"
+import { Cause, Context, Duration, Effect, Exit, Layer, Option, Redacted, Stream } from "effect"
+import * as Tracer from "effect/Tracer"
 import { createHash } from "node:crypto"
 import * as Estimator from "./Estimator.js"
-import { type Cost, layerLimiter, Limiter, type LimiterService } from "./Limiter.js"
+import { type Cost, layerLimiter, Limiter, type LimiterService, type Outcome } from "./Limiter.js"
 import type { Options } from "./Options.js"
 
 // Hashed once per key object or string: a SHA-256 per call was 4% of a call's CPU.
@@ -93,28 +94,38 @@ export const wrapLlm = (inner: Llm.LlmService, limiter: LimiterService, options:
       policy
     }))
 
-  // `fnUntraced` + `withSpan` without a stack capture: the same span, less per-call work.
-  const completeUntraced = Effect.fnUntraced(function*(request: CompletionRequest.CompletionRequest, key: string) {
-    const cost = yield* costOf(request, key)
-    yield* Effect.annotateCurrentSpan("rateLimit.key", cost.key)
-    const outcome = yield* limiter.execute({
-      ...cost,
-      effect: inner.complete(request),
-      observe: (completion) => ({ usage: completion.usage, rateLimit: completion.rateLimit })
-    })
-    yield* Effect.annotateCurrentSpan("rateLimit.waitMillis", outcome.waitMillis)
-    return Completion.withFacts(outcome.value, {
+  const facts = (outcome: Outcome<Completion.Completion>): Completion.Completion =>
+    Completion.withFacts(outcome.value, {
       retries: outcome.attempts - 1,
       rateLimitWaitMillis: outcome.waitMillis,
       backoffMillis: outcome.backoffMillis,
       ...(outcome.timeouts > 0 ? { timeouts: outcome.timeouts } : {}),
       ...(outcome.http429 > 0 ? { http429: outcome.http429 } : {})
     })
+  const run = (request: CompletionRequest.CompletionRequest, key: string) =>
+    Effect.flatMap(costOf(request, key), (cost) =>
+      limiter.execute({
+        ...cost,
+        effect: inner.complete(request),
+        observe: (completion) => ({ usage: completion.usage, rateLimit: completion.rateLimit })
+      }))
+  // With a tracer that exports spans (OTLP, DevTools): one `RateLimit.complete` span per call
+  // with its key and wait; with Effect's native in-memory tracer nobody reads them, so none is
+  // opened (as perf-logger's `spans: "auto"`).
+  const traced = Effect.fnUntraced(function*(request: CompletionRequest.CompletionRequest, key: string) {
+    yield* Effect.annotateCurrentSpan("rateLimit.key", key)
+    const outcome = yield* run(request, key)
+    yield* Effect.annotateCurrentSpan("rateLimit.waitMillis", outcome.waitMillis)
+    return facts(outcome)
   })
   const complete = (request: CompletionRequest.CompletionRequest) =>
-    Effect.suspend(() => {
+    Effect.contextWith((context: Context.Context<never>) => {
       const key = keyOf(options, inner.name, request)
-      return limiter.lobby(key)(Effect.withSpan(completeUntraced(request, key), "RateLimit.complete", { captureStackTrace: false }))
+      return limiter.lobby(key)(
+        Context.get(context, Tracer.Tracer) === Tracer.nativeTracer
+          ? Effect.map(run(request, key), facts)
+          : Effect.withSpan(traced(request, key), "RateLimit.complete", { captureStackTrace: false })
+      )
     })
 
   // A stream is budgeted like a call and holds its concurrency slot until it ends; it is

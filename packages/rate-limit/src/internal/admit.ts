@@ -41,6 +41,71 @@ export const make = (deps: {
   const { consume, adjust } = deps.windows
   const { increase, decrease, observe } = deps.aimd
 
+  /**
+   * What a failed attempt settles: refunds its reserve as the key's policy says, then counts
+   * a timeout, or a 429 (AIMD decrease, fleet hold, the store's adaptive cooldown) or an
+   * overload. Shared by the full admission and the fast path (`fast.ts`).
+   */
+  const failed = (
+    state: KeyStates.KeyState,
+    key: string,
+    provider: string,
+    input: number,
+    output: number,
+    charged: ReadonlyArray<Window>,
+    adaptive: { readonly epoch: number } | undefined,
+    error: unknown
+  ): Effect.Effect<void> =>
+    Effect.gen(function*() {
+      const policy = state.policy
+      // The provider reported no usage for a failed call: give its tokens back, unless
+      // its policy keeps them charged. The request itself stays counted unless the
+      // policy says otherwise: providers count unsuccessful requests against the
+      // request window (OpenAI: "unsuccessful requests contribute to your per-minute
+      // limit"), so handing the place back would send more than the limit and turn
+      // every fault into 429s that count too.
+      const refundRequest = policy !== undefined && !policy.unsuccessfulRequestsCount ? -1 : 0
+      if (policy?.unsuccessfulTokensCount !== true || refundRequest !== 0) {
+        yield* adjust(
+          charged,
+          key,
+          provider,
+          policy?.unsuccessfulTokensCount === true ? 0 : -input,
+          policy?.unsuccessfulTokensCount === true ? 0 : -output,
+          refundRequest
+        )
+      }
+      if (!LlmError.isLlmError(error)) return
+      const reason = error.reason
+      if (reason._tag === "Timeout") {
+        totals.timeouts++
+        yield* Metric.update(Metric.withAttributes(timeoutsTotal, { key }), 1)
+      }
+      if (reason._tag === "RateLimited") {
+        totals.http429++
+        yield* Metric.update(Metric.withAttributes(http429Total, { key, scope: reason.scope }), 1)
+        if (reason.scope === "quota") return
+        yield* decrease(key, state, `429_${reason.scope}`, 0.5)
+        // the other processes hold the key for the retry-after (this one waits it in its retry schedule)
+        if (fleet !== undefined && reason.retryAfterMillis !== undefined && reason.retryAfterMillis > 0) {
+          yield* fleet.publish(key, { hold: Math.min(reason.retryAfterMillis, options.retryAfterCapMillis) })
+        }
+        if (adaptive !== undefined && reason.retryAfterMillis !== undefined) {
+          // the store paces the key from now on: its calls take the full admission (fast.ts)
+          state.adaptiveFed = true
+          yield* limiter.adaptiveFeedback({
+            key: `${key}:adaptive`,
+            epoch: adaptive.epoch,
+            tokens: 1,
+            status: 429,
+            retryAfter: Duration.millis(Math.min(reason.retryAfterMillis, options.retryAfterCapMillis))
+          })
+        }
+      } else if (reason._tag === "Overloaded") {
+        yield* decrease(key, state, "overloaded", 0.75)
+      }
+    }).pipe(Effect.catch(() => Effect.void))
+
   const admit = (cost: Cost): Effect.Effect<Admission, LlmError.LlmError, Scope.Scope> =>
     Effect.gen(function*() {
       const provider = cost.provider ?? cost.key
@@ -105,40 +170,46 @@ export const make = (deps: {
         }
         // Take every window at the moment of sending, never a future slot: a fiber that wakes
         // late (a busy event loop) re-checks instead of bunching with the calls after it.
-        yield* state.admission.withPermits(1)(Effect.gen(function*() {
-          while (true) {
-            const now = yield* Clock.currentTimeMillis
-            if (state.holdUntil > now) {
-              yield* waitFor(state.holdUntil - now, "headers")
-              continue
-            }
-            const taken: Array<readonly [Window, number]> = []
-            let retryAfter = 0
-            let blocking = "none"
-            // the budgets may have been learnt while this call waited
-            for (const window of state.windows) {
-              const tokens = tokensOf(window.unit, input, output)
-              if (tokens === 0) {
-                continue
+        // counted while queued or waiting here: the fast path (fast.ts) does not overtake them
+        yield* Effect.acquireUseRelease(
+          Effect.sync(() => state.admitting++),
+          () =>
+            state.admission.withPermits(1)(Effect.gen(function*() {
+              while (true) {
+                const now = yield* Clock.currentTimeMillis
+                if (state.holdUntil > now) {
+                  yield* waitFor(state.holdUntil - now, "headers")
+                  continue
+                }
+                const taken: Array<readonly [Window, number]> = []
+                let retryAfter = 0
+                let blocking = "none"
+                // the budgets may have been learnt while this call waited
+                for (const window of state.windows) {
+                  const tokens = tokensOf(window.unit, input, output)
+                  if (tokens === 0) {
+                    continue
+                  }
+                  const exit = yield* Effect.exit(consume(window, key, tokens, true, "fail"))
+                  if (Exit.isSuccess(exit)) {
+                    taken.push([window, tokens])
+                    continue
+                  }
+                  const error = Cause.findErrorOption(exit.cause)
+                  if (Option.isSome(error) && error.value.reason._tag === "RateLimitExceeded") {
+                    retryAfter = Math.max(1, Duration.toMillis(error.value.reason.retryAfter))
+                    blocking = window.name
+                    break
+                  }
+                  return yield* Effect.failCause(exit.cause)
+                }
+                if (retryAfter === 0) break
+                yield* Effect.forEach(taken, ([window, tokens]) => consume(window, key, -tokens, false, "delay"), { discard: true })
+                yield* waitFor(retryAfter, blocking)
               }
-              const exit = yield* Effect.exit(consume(window, key, tokens, true, "fail"))
-              if (Exit.isSuccess(exit)) {
-                taken.push([window, tokens])
-                continue
-              }
-              const error = Cause.findErrorOption(exit.cause)
-              if (Option.isSome(error) && error.value.reason._tag === "RateLimitExceeded") {
-                retryAfter = Math.max(1, Duration.toMillis(error.value.reason.retryAfter))
-                blocking = window.name
-                break
-              }
-              return yield* Effect.failCause(exit.cause)
-            }
-            if (retryAfter === 0) break
-            yield* Effect.forEach(taken, ([window, tokens]) => consume(window, key, -tokens, false, "delay"), { discard: true })
-            yield* waitFor(retryAfter, blocking)
-          }
-        }))
+            })),
+          () => Effect.sync(() => state.admitting--)
+        )
         const end = yield* Clock.currentTimeMillis
         const wait = end - begin
         totals.attempts++
@@ -166,13 +237,7 @@ export const make = (deps: {
         const charged = state.windows
         return {
           waitMillis: end - start,
-          deadlineMillis: options.timeout === false
-            ? undefined
-            : options.requestTimeoutMillis !== undefined
-            ? () => options.requestTimeoutMillis!
-            : state.latency === undefined
-            ? undefined
-            : () => state.latency!.deadlineMillis(output),
+          deadlineMillis: deadlineOf(options, state, output),
           succeed: (observed) =>
             once(
               Effect.gen(function*() {
@@ -190,60 +255,24 @@ export const make = (deps: {
             ),
           fail: (error) =>
             once(
-              Effect.gen(function*() {
-                if (probing) yield* endProbe(state)
-                // The provider reported no usage for a failed call: give its tokens back, unless
-                // its policy keeps them charged. The request itself stays counted unless the
-                // policy says otherwise: providers count unsuccessful requests against the
-                // request window (OpenAI: "unsuccessful requests contribute to your per-minute
-                // limit"), so handing the place back would send more than the limit and turn
-                // every fault into 429s that count too.
-                const refundRequest = policy !== undefined && !policy.unsuccessfulRequestsCount ? -1 : 0
-                if (policy?.unsuccessfulTokensCount !== true || refundRequest !== 0) {
-                  yield* adjust(
-                    charged,
-                    key,
-                    provider,
-                    policy?.unsuccessfulTokensCount === true ? 0 : -input,
-                    policy?.unsuccessfulTokensCount === true ? 0 : -output,
-                    refundRequest
-                  )
-                }
-                if (!LlmError.isLlmError(error)) return
-                const reason = error.reason
-                if (reason._tag === "Timeout") {
-                  totals.timeouts++
-                  yield* Metric.update(Metric.withAttributes(timeoutsTotal, { key }), 1)
-                }
-                if (reason._tag === "RateLimited") {
-                  totals.http429++
-                  yield* Metric.update(Metric.withAttributes(http429Total, { key, scope: reason.scope }), 1)
-                  if (reason.scope === "quota") return
-                  yield* decrease(key, state, `429_${reason.scope}`, 0.5)
-                  // the other processes hold the key for the retry-after (this one waits it in its retry schedule)
-                  if (fleet !== undefined && reason.retryAfterMillis !== undefined && reason.retryAfterMillis > 0) {
-                    yield* fleet.publish(key, { hold: Math.min(reason.retryAfterMillis, options.retryAfterCapMillis) })
-                  }
-                  if (adaptive !== undefined && reason.retryAfterMillis !== undefined) {
-                    yield* limiter.adaptiveFeedback({
-                      key: `${key}:adaptive`,
-                      epoch: adaptive.epoch,
-                      tokens: 1,
-                      status: 429,
-                      retryAfter: Duration.millis(Math.min(reason.retryAfterMillis, options.retryAfterCapMillis))
-                    })
-                  }
-                } else if (reason._tag === "Overloaded") {
-                  yield* decrease(key, state, "overloaded", 0.75)
-                }
-              }).pipe(Effect.catch(() => Effect.void))
+              Effect.andThen(probing ? endProbe(state) : Effect.void, failed(state, key, provider, input, output, charged, adaptive, error))
             )
         } satisfies Admission
       }).pipe(Effect.mapError(storeError(provider)))
     })
 
-  return admit
+  return { admit, failed }
 }
+
+/** An attempt's deadline: the configured one, or the key's learnt one for `output` tokens; `undefined` when off. */
+export const deadlineOf = (options: Resolved, state: KeyStates.KeyState, output: number): (() => number) | undefined =>
+  options.timeout === false
+    ? undefined
+    : options.requestTimeoutMillis !== undefined
+    ? () => options.requestTimeoutMillis!
+    : state.latency === undefined
+    ? undefined
+    : () => state.latency!.deadlineMillis(output)
 
 /** Ends a key's cautious start: the calls waiting behind its first one go ahead. */
 const endProbe = (state: KeyStates.KeyState) =>

@@ -62,6 +62,10 @@ export interface KeyState {
   probe: "none" | "running" | "done"
   readonly probeDone: Deferred.Deferred<void>
   readonly latency: LatencyTracker | undefined
+  /** Calls queued for or waiting in the window admission (the fast path does not overtake them). */
+  admitting: number
+  /** Whether a 429 was fed to the store's adaptive cooldown for this key (its calls then take the full admission). */
+  adaptiveFed: boolean
 }
 
 /**
@@ -96,7 +100,9 @@ export const make = (options: Resolved, onNew?: (key: string, state: KeyState) =
         lowered: new Set(),
         probe: "none",
         probeDone: Deferred.makeUnsafe<void>(),
-        latency: options.timeout === false || options.requestTimeoutMillis !== undefined ? undefined : new LatencyTracker(options.timeout)
+        latency: options.timeout === false || options.requestTimeoutMillis !== undefined ? undefined : new LatencyTracker(options.timeout),
+        admitting: 0,
+        adaptiveFed: false
       }
       states.set(key, state)
       onNew?.(key, state)

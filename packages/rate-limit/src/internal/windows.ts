@@ -115,6 +115,31 @@ export const make = (options: Resolved, limiter: RateLimiter.RateLimiter) => {
     )
   }
 
+  /**
+   * A lease for the fast path (`fast.ts`): the call's `tokens` plus a quarter of the bucket's
+   * spare room, taken in one consume that fails rather than waits. `undefined` when the
+   * bucket has no room for a lease of at least one more such call, or refuses it now.
+   * `validMillis`: the time the bucket needs to refill the lease at its steady rate.
+   */
+  const lease = (window: Window, key: string, tokens: number) =>
+    Effect.suspend(() => {
+      const windowKey = `${key}:${window.name}`
+      const bucket = bucketOf(window, windowKey, tokens, true)
+      const extra = Math.floor((bucket.limit - tokens) / 4)
+      if (extra < tokens) return Effect.succeed(undefined)
+      const units = tokens + extra
+      return Effect.clockWith((clock) =>
+        limiter.consume({ algorithm: "token-bucket", onExceeded: "fail", key: windowKey, tokens: units, ...bucket }).pipe(
+          Effect.map(() => ({
+            units,
+            at: clock.currentTimeMillisUnsafe(),
+            validMillis: (extra * Duration.toMillis(bucket.window)) / bucket.limit
+          })),
+          Effect.catchReason("RateLimiterError", "RateLimitExceeded", () => Effect.succeed(undefined))
+        )
+      )
+    })
+
   /** Refunds (negative) or charges (positive) token windows; a refund never fills a bucket past one call's worth. */
   const adjust = (windows: ReadonlyArray<Window>, key: string, provider: string, input: number, output: number, requests = 0) =>
     Effect.forEach(windows, (window) =>
@@ -137,7 +162,7 @@ export const make = (options: Resolved, limiter: RateLimiter.RateLimiter) => {
         }
       }).pipe(Effect.mapError(storeError(provider))), { discard: true })
 
-  return { consume, adjust }
+  return { consume, adjust, lease }
 }
 
 /** The windows of one limiter. */
