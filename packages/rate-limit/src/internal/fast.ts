@@ -171,6 +171,3 @@ export const make = (deps: {
 
   return { admit, settle }
 }
-
-/** The fast path of one limiter. */
-export type Fast = ReturnType<typeof make>
