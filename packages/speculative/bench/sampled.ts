@@ -1,0 +1,188 @@
+/**
+ * Sampled speculative decoding (temperature > 0) at a 32,000-token vocabulary, on the
+ * synthetic draft/target pair of `--shape` (default `110M`; synthetic weights of real shapes:
+ * timing only). What exact speculative sampling needs per position is the whole next-token
+ * distribution of the target (p) and of the draft (q); this measures what one costs through
+ * node-llama-cpp, and what the speculation gains over node-llama-cpp's own sampled generation.
+ *
+ *   1. per-position costs (CPU ms, medians): a one-token greedy step (`appendGreedy`) and a
+ *      one-token step that returns the distribution (`append`), target and draft;
+ *   2. generation, interleaved request by request: node-llama-cpp's `sequence.evaluate` at
+ *      `temperature` (plain sampled decoding), and Hasten's speculative layer with the draft
+ *      model (adaptive γ, the default, and γ = 2) at the same temperature;
+ *   3. the step-count bound for sampled speculation from the measured parts.
+ *
+ * `npx -y pnpm@12.21.0 --filter @hasten/speculative bench:sampled [-- --shape 15M --tokens 32 --rounds 2]`.
+ * A table, then ONE JSON line.
+ */
+import { CompletionRequest, Llm, type LlmError, TokenModel } from "@hasten/core"
+import { Local, ModelPool } from "@hasten/providers/local"
+import { Drafter, Speculative } from "@hasten/speculative"
+import { SyntheticModel } from "@hasten/testkit"
+import { Effect, Layer, ManagedRuntime } from "effect"
+import { getLlama, type Token } from "node-llama-cpp"
+
+const option = (name: string): string | undefined => {
+  const index = process.argv.indexOf(`--${name}`)
+  if (index >= 0) return process.argv[index + 1]
+  return process.argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3)
+}
+const shape = (option("shape") ?? "110M") as SyntheticModel.ShapeName
+const tokens = Number(option("tokens") ?? 64)
+const rounds = Number(option("rounds") ?? 2)
+const temperature = Number(option("temperature") ?? 0.8)
+const contextSize = 1024
+const prompts = ["Once upon a time", "Lily went to the park with her mom.", "Tom had a big red ball. One day,"]
+
+const cpuNow = () => {
+  const usage = process.cpuUsage()
+  return (usage.user + usage.system) / 1e3
+}
+const median = (values: ReadonlyArray<number>) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]!
+}
+
+const pair = await SyntheticModel.pair({ target: shape })
+const llama = await getLlama({ gpu: false })
+const pools: Array<ManagedRuntime.ManagedRuntime<ModelPool.ModelPool, never>> = []
+const tokenModel = async (path: string): Promise<Layer.Layer<TokenModel.TokenModel, LlmError.LlmError>> => {
+  const poolRuntime = ManagedRuntime.make(ModelPool.layer({ idleTimeToLive: "1 hour" }))
+  pools.push(poolRuntime)
+  const pool = Layer.succeed(ModelPool.ModelPool, await poolRuntime.runPromise(Effect.service(ModelPool.ModelPool)))
+  return Layer.effect(TokenModel.TokenModel, Effect.service(TokenModel.TokenModel)).pipe(
+    Layer.provide(Local.layerWithPool({ model: path, contextSize, sequences: 1, threads: 1 })),
+    Layer.provide(pool)
+  )
+}
+
+// --- 1. per-position costs -------------------------------------------------------------------
+const stepCosts = async (layer: Layer.Layer<TokenModel.TokenModel, LlmError.LlmError>, repeats: number) => {
+  const runtime = ManagedRuntime.make(layer)
+  const result = await runtime.runPromise(Effect.scoped(Effect.gen(function*() {
+    const model = yield* TokenModel.TokenModel
+    const sequence = yield* model.sequence()
+    yield* sequence.append(yield* model.tokenize(prompts[0]!, { addBos: true }))
+    const base = sequence.tokens().length
+    const extended = sequence as TokenModel.TokenSequence & Drafter.SequenceExtensions
+    const greedy: Array<number> = []
+    const distribution: Array<number> = []
+    for (let repeat = 0; repeat < repeats; repeat++) {
+      const token = 1000 + ((repeat * 37) % 20000)
+      let start = cpuNow()
+      yield* extended.appendGreedy!([token])
+      greedy.push(cpuNow() - start)
+      yield* sequence.truncate(base)
+      start = cpuNow()
+      yield* sequence.append([token])
+      distribution.push(cpuNow() - start)
+      yield* sequence.truncate(base)
+    }
+    return { greedyMillis: median(greedy), distributionMillis: median(distribution) }
+  })))
+  await runtime.dispose()
+  return result
+}
+const targetLayer = await tokenModel(pair.target.path)
+const draftLayer = await tokenModel(pair.draft.path)
+const targetCosts = await stepCosts(targetLayer, 30)
+const draftCosts = await stepCosts(draftLayer, 60)
+
+// --- 2. generation ---------------------------------------------------------------------------
+interface Session {
+  readonly request: (prompt: string, seed: number) => Promise<number>
+  readonly close: () => Promise<void>
+}
+const plainSession = async (): Promise<Session> => {
+  const model = await llama.loadModel({ modelPath: pair.target.path, gpuLayers: 0 })
+  const context = await model.createContext({ contextSize, threads: 1, sequences: 1, flashAttention: ModelPool.defaultFlashAttention(model) })
+  const sequence = context.getSequence()
+  return {
+    request: async (text, seed) => {
+      await sequence.clearHistory()
+      const prompt = [model.tokens.bos!, ...model.tokenize(text, false)] as Array<Token>
+      let count = 0
+      for await (const _ of sequence.evaluate(prompt, { temperature, seed, yieldEogToken: true })) {
+        if (++count >= tokens) break
+      }
+      return count
+    },
+    close: async () => {
+      await context.dispose()
+      await model.dispose()
+    }
+  }
+}
+const hastenSession = async (gamma: number | "adaptive"): Promise<Session> => {
+  // each session its own pools: a context of one sequence serves one session at a time
+  const runtime = ManagedRuntime.make(
+    Speculative.layer({ drafter: Drafter.modelLayer(await tokenModel(pair.draft.path)), gamma }).pipe(
+      Layer.provide(await tokenModel(pair.target.path))
+    )
+  )
+  const llm = await runtime.runPromise(Effect.service(Llm.Llm))
+  return {
+    request: async (prompt, seed) => {
+      const completion = await runtime.runPromise(
+        llm.complete(CompletionRequest.makeUnsafe({ model: "target", messages: [], prompt, temperature, seed, maxTokens: tokens }))
+      )
+      return (completion.metadata!["tokens"] as ReadonlyArray<number>).length
+    },
+    close: () => runtime.dispose()
+  }
+}
+const configs: Array<{ readonly name: string; readonly open: () => Promise<Session> }> = [
+  { name: `node-llama-cpp sampled (temperature ${temperature})`, open: plainSession },
+  { name: "hasten speculative, draft model, adaptive γ", open: () => hastenSession("adaptive") },
+  { name: "hasten speculative, draft model, γ = 2", open: () => hastenSession(2) }
+]
+const sessions: Array<Session> = []
+for (const config of configs) sessions.push(await config.open())
+const cpu = configs.map(() => 0)
+const produced = configs.map(() => 0)
+for (const session of sessions) await session.request(prompts[0]!, 1) // warm-up
+for (let round = 0; round < rounds; round++) {
+  for (const [p, prompt] of prompts.entries()) {
+    for (const [index, session] of sessions.entries()) {
+      const start = cpuNow()
+      produced[index]! += await session.request(prompt, 100 * round + p + 1)
+      cpu[index]! += cpuNow() - start
+    }
+  }
+}
+for (const session of sessions) await session.close()
+for (const pool of pools) await pool.dispose()
+
+// --- 3. report -------------------------------------------------------------------------------
+const perSecond = configs.map((_, index) => produced[index]! / (cpu[index]! / 1000))
+console.log(`\nSampled decoding at temperature ${temperature}, ${shape} target (synthetic weights: timing only), ${tokens} tokens × ${prompts.length} prompts × ${rounds} rounds, threads 1\n`)
+console.log(`per position (CPU ms, median): target greedy step ${targetCosts.greedyMillis.toFixed(2)}, target step with its distribution ${
+  targetCosts.distributionMillis.toFixed(2)
+}; draft greedy step ${draftCosts.greedyMillis.toFixed(2)}, draft step with its distribution ${draftCosts.distributionMillis.toFixed(2)}`)
+for (const [index, config] of configs.entries()) {
+  console.log(`${config.name.padEnd(48)} ${produced[index]} tokens  ${perSecond[index]!.toFixed(1)} tok/CPU-s  ${(perSecond[index]! / perSecond[0]!).toFixed(3)}x`)
+}
+// Sampled speculation per cycle of γ drafts: γ draft steps with q, one target pass over γ + 1
+// positions with p at each; at best every draft is accepted (γ + 1 tokens per cycle).
+const distributionExtra = targetCosts.distributionMillis - targetCosts.greedyMillis
+const bound = (gamma: number) =>
+  ((gamma + 1) * targetCosts.greedyMillis) /
+  (gamma * draftCosts.distributionMillis + targetCosts.greedyMillis + (gamma + 1) * Math.max(0, distributionExtra))
+console.log(`\nupper bound (every draft accepted; verification as cheap as one step; + the measured cost of each distribution): γ=2 ${bound(2).toFixed(2)}x, γ=4 ${
+  bound(4).toFixed(2)
+}x`)
+console.log(JSON.stringify({
+  bench: "speculative-sampled",
+  shape,
+  temperature,
+  tokens,
+  targetGreedyStepMillis: Number(targetCosts.greedyMillis.toFixed(3)),
+  targetDistributionStepMillis: Number(targetCosts.distributionMillis.toFixed(3)),
+  draftGreedyStepMillis: Number(draftCosts.greedyMillis.toFixed(3)),
+  draftDistributionStepMillis: Number(draftCosts.distributionMillis.toFixed(3)),
+  speedupAdaptive: Number((perSecond[1]! / perSecond[0]!).toFixed(3)),
+  speedupGamma2: Number((perSecond[2]! / perSecond[0]!).toFixed(3)),
+  boundGamma2: Number(bound(2).toFixed(3)),
+  boundGamma4: Number(bound(4).toFixed(3))
+}))
+process.exit(0)
