@@ -92,20 +92,26 @@ const factsOf = (
     : {})
 })
 
-/** The `Llm` over a loaded model. */
-export const make = Effect.fnUntraced(function*(loaded: LoadedModel, prepare: Prepare) {
+/**
+ * The continuous batch of the base context (`leanGreedy`, default on), shared by the `Llm`'s
+ * greedy requests and the `TokenModel`'s greedy runs; `undefined` when off or when this
+ * node-llama-cpp lacks an internal it needs. Freed with the scope.
+ */
+export const makeStepper = Effect.fnUntraced(function*(loaded: LoadedModel) {
+  if (loaded.options.leanGreedy === false) return undefined
+  const stepper = BatchStepper.make(loaded.base.context, yield* Effect.promise(() => import("lifecycle-utils")))
+  if (stepper !== undefined) yield* Effect.addFinalizer(() => Effect.sync(stepper.dispose))
+  return stepper
+})
+
+/** The `Llm` over a loaded model, its greedy requests on `stepper` (see {@link makeStepper}). */
+export const make = Effect.fnUntraced(function*(loaded: LoadedModel, prepare: Prepare, stepper: BatchStepper.Stepper | undefined) {
   const { id } = loaded
   const { LlamaCompletion } = yield* Effect.promise(() => import("node-llama-cpp"))
   const contextFor = LoraAdapter.make(loaded)
   const defaultTemperature = loaded.options.defaultTemperature ?? 0.8
   const modelMemory = { model: id, ...loaded.memory }
   let generatedCount = 0
-  // one continuous batch for the greedy requests on the base context (adapters keep node-llama-cpp's)
-  const stepper = loaded.options.leanGreedy === false ? undefined : BatchStepper.make(
-    loaded.base.context,
-    yield* Effect.promise(() => import("lifecycle-utils"))
-  )
-  if (stepper !== undefined) yield* Effect.addFinalizer(() => Effect.sync(stepper.dispose))
 
   /**
    * Whether a request can run in the stepper: greedy, penalties (if any) that only lower a
