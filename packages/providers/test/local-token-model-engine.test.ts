@@ -2,6 +2,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { CompletionRequest, Llm, TokenModel } from "@hasten/core"
 import { Local, ModelPool } from "@hasten/providers/local"
 import { Effect, Layer } from "effect"
+import * as LifecycleUtils from "lifecycle-utils"
+import { getLlama, LlamaLogLevel } from "node-llama-cpp"
 import * as BatchStepper from "../src/internal/batchStepper.js"
 
 const CONTEXT = 256
@@ -119,4 +121,52 @@ describe.each(["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"])("TokenModel's 
       }),
     120_000
   )
+})
+
+describe("the batching engine's batch order", () => {
+  it.effect("each step adds its sequences in id order (llama.cpp micro-batches consecutive ids), whatever order they joined in", () =>
+    Effect.gen(function*() {
+      const path = yield* Local.resolveModelPath("stories260K.gguf")
+      const model = yield* Effect.acquireRelease(
+        Effect.promise(async () => {
+          const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error })
+          return llama.loadModel({ modelPath: path })
+        }),
+        (loaded) => Effect.promise(() => loaded.dispose())
+      )
+      const context = yield* Effect.acquireRelease(
+        Effect.promise(() => model.createContext({ contextSize: CONTEXT, sequences: 4, threads: 1, flashAttention: false })),
+        (created) => Effect.promise(() => created.dispose())
+      )
+      const sequences = Array.from({ length: 4 }, () => context.getSequence())
+      const internals = context as unknown as { _ctx: Record<string, unknown> }
+      const native = internals._ctx
+      // record the sequence ids of every batch the stepper builds (a stand-in over the native context)
+      const batches: Array<Array<number>> = []
+      internals._ctx = new Proxy(native, {
+        get: (target, key) => {
+          const member = Reflect.get(target, key) as unknown
+          if (typeof member !== "function") return member
+          if (key === "initBatch") batches.push([])
+          return (...args: Array<unknown>) => {
+            if (key === "addToBatch") batches.at(-1)!.push(args[0] as number)
+            return (member as (...args: Array<unknown>) => unknown).apply(target, args)
+          }
+        }
+      })
+      const stepper = BatchStepper.make(context, LifecycleUtils)!
+      const prompt = model.tokenize("Once upon a time")
+      // the sequences join in descending id order
+      const runs = yield* Effect.promise(() =>
+        Promise.all(
+          sequences.toReversed().map((sequence) => stepper.stretch(sequence, [model.tokens.bos!, ...prompt], 8, undefined, undefined))
+        )
+      )
+      stepper.dispose()
+      internals._ctx = native
+      for (const run of runs) assert.deepStrictEqual(run, runs[0])
+      assert.isAtLeast(batches.length, 8)
+      for (const batch of batches) assert.deepStrictEqual(batch, batch.toSorted((a, b) => a - b))
+      assert.isTrue(batches.some((batch) => batch.length === 4), "the four sequences stepped together")
+    }))
 })

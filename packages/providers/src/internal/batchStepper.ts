@@ -299,6 +299,10 @@ export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): S
           }
         }
         if (batch.length === 0) return
+        // in sequence order: llama.cpp splits a batch over per-sequence KV streams (node-llama-cpp's
+        // contexts are not unified) into micro-batches of consecutive sequence ids, in batch order;
+        // out of order, a step of k sequences could run as k forward passes
+        batch.sort((a, b) => a.entry.sequenceId - b.entry.sequenceId)
         ctx.initBatch(batchSize - budget)
         const logits: Array<{ entry: Entry; index: number }> = []
         for (const item of batch) {
