@@ -30,9 +30,11 @@ const maximumParallelism = (items: ReadonlyArray<BatchItem>, size: number): Arra
     if (prioritized.processAmount < item.tokens.length) clipped.push(prioritized)
     if (left === 0) break
   }
-  for (let passes = 3; left > 0 && clipped.length > 0 && passes > 0; passes--) {
+  // what is left stays what the first pass left (node-llama-cpp's passes do not subtract)
+  if (left === 0) return out
+  for (let passes = 3; clipped.length > 0 && passes > 0; passes--) {
     const increase = Math.ceil(left / clipped.length)
-    for (let i = 0; i < clipped.length && left > 0; i++) {
+    for (let i = 0; i < clipped.length; i++) {
       const prioritized = clipped[i]!
       const unprocessed = prioritized.item.tokens.length - prioritized.processAmount
       const amount = Math.min(unprocessed, left, increase)
@@ -41,7 +43,7 @@ const maximumParallelism = (items: ReadonlyArray<BatchItem>, size: number): Arra
     }
   }
   clipped.sort((a, b) => b.item.evaluationPriority - a.item.evaluationPriority)
-  for (let i = 0; i < clipped.length && left > 0; i++) {
+  for (let i = 0; i < clipped.length; i++) {
     const prioritized = clipped[i]!
     const unprocessed = prioritized.item.tokens.length - prioritized.processAmount
     const amount = Math.min(unprocessed, left)
