@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { CompletionRequest, Llm, TokenModel } from "@hasten/core"
 import { Local, ModelPool } from "@hasten/providers/local"
-import { Effect, Layer } from "effect"
+import { Context, Effect, Layer } from "effect"
 import * as LifecycleUtils from "lifecycle-utils"
 import { getLlama, LlamaLogLevel } from "node-llama-cpp"
 import * as BatchStepper from "../src/internal/batchStepper.js"
@@ -119,6 +119,40 @@ describe.each(["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"])("TokenModel's 
         assert.deepStrictEqual(runs, expected.slice(0, 4))
         assert.deepStrictEqual(completions.map((each) => each.text), alone.map((each) => each.text))
       }),
+    120_000
+  )
+})
+
+describe("one batching engine per context", () => {
+  it.effect(
+    "two Local layers on one pooled context share its engine: one's greedy requests and the other's greedy runs step together",
+    () =>
+      Effect.gen(function*() {
+        const pool = yield* ModelPool.make({ idleTimeToLive: "1 minute" })
+        const options = { model: "stories260K.gguf", sequences: 8, contextSize: CONTEXT, threads: 1 }
+        const first = yield* Layer.build(Local.layerWithPool(options).pipe(Layer.provide(Layer.succeed(ModelPool.ModelPool, pool))))
+        const second = yield* Layer.build(Local.layerWithPool(options).pipe(Layer.provide(Layer.succeed(ModelPool.ModelPool, pool))))
+        assert.strictEqual((yield* pool.stats).contextLoads, 1)
+        const llm = Context.get(first, Llm.Llm)
+        const tokenModel = Context.get(second, TokenModel.TokenModel)
+        const before = { ...BatchStepper.counters }
+        yield* Effect.all([
+          Effect.forEach(prompts.slice(0, 4), (prompt) =>
+            Effect.scoped(Effect.gen(function*() {
+              const sequence = (yield* tokenModel.sequence()) as GreedySequence
+              return yield* sequence.generateGreedy(yield* tokenModel.tokenize(prompt, { addBos: true }), 24)
+            })), { concurrency: "unbounded" }),
+          Effect.forEach(
+            prompts.slice(4),
+            (prompt) => llm.complete(CompletionRequest.makeUnsafe({ model: "m", messages: [], prompt, temperature: 0, maxTokens: 24 })),
+            { concurrency: "unbounded" }
+          )
+        ], { concurrency: "unbounded" })
+        assert.strictEqual(BatchStepper.counters.stretches - before.stretches, 4)
+        assert.strictEqual(BatchStepper.counters.joined - before.joined, 8)
+        // two engines would take at least 24 steps each
+        assert.isBelow(BatchStepper.counters.steps - before.steps, 48)
+      }).pipe(Effect.scoped),
     120_000
   )
 })
