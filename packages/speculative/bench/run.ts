@@ -29,7 +29,7 @@
  * only it, `--no-concurrency` skips it): 4 and 16 concurrent requests (`--concurrency 4,16`)
  * on the `--concurrency-shape` pair (default `42M`; `--quick`: `15M`), `--concurrency-tokens`
  * per request (default 64), `--concurrency-rounds` interleaved rounds (default 2): batching
- * alone, speculation alone, both, and both without the back-off.
+ * alone, speculation alone, plain decoding alone, both, and both without the back-off.
  * The last line is one JSON object.
  */
 import { CompletionRequest, Llm, LlmError, TokenModel } from "@hasten/core"
@@ -945,7 +945,7 @@ if (concurrencyLevels.length > 0) {
     console.log(
       `k=${result.concurrency}: ${
         Object.entries(result.tokPerS).map(([name, rate]) => `${name} ${rate}`).join(", ")
-      }; both / best single ${result.combinedOverBestSingle}x, back-off ${result.backoffGain}x, mean γ when both ${result.combinedMeanGamma}; identical to batching alone ${
+      }; both / best single ${result.combinedOverBestSingle}x, back-off ${result.backoffGain}x, speculation alone / plain alone ${result.speculationAloneFactor}x, mean γ when both ${result.combinedMeanGamma}; identical to batching alone ${
         JSON.stringify(result.identical)
       }`
     )
