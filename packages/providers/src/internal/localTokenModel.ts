@@ -199,10 +199,11 @@ export const make = (
             })
         /**
          * Plain greedy decoding, natively: `newTokens` then up to `count - 1` sampled tokens are
-         * evaluated by the greedy generator in one loop, as node-llama-cpp's own generation runs
-         * (no Effect step, lock or bookkeeping per token). Afterwards the sequence holds
-         * `newTokens` and every decoded token but the last (not evaluated yet, as after
-         * `appendGreedy`).
+         * evaluated in one loop (no Effect step, lock or bookkeeping per token): in the context's
+         * batching engine when there is one (every sequence's run in one decode per step), else
+         * by the greedy decoder or generator, as node-llama-cpp's own generation runs. Afterwards
+         * the sequence holds `newTokens` and every decoded token but the last (not evaluated
+         * yet, as after `appendGreedy`).
          */
         const runGreedy = (newTokens: ReadonlyArray<number>, count: number, stopAt: ReadonlySet<number> | undefined) =>
           evaluate(newTokens, async (signal) => {
