@@ -55,7 +55,9 @@ export const make: (
 > = Effect.fnUntraced(function*(options: Options = {}) {
   const loaded = yield* LoadedModel.load(options)
   const prepare = yield* LocalPrompt.make(loaded)
-  const llm = yield* LocalLlm.make(loaded, prepare)
+  // one continuous batch per base context: `Llm`'s greedy requests and `TokenModel`'s greedy runs step together
+  const stepper = yield* LocalLlm.makeStepper(loaded)
+  const llm = yield* LocalLlm.make(loaded, prepare, stepper)
   const { base, id, model, modelPath, vocabularySize, hasChatTemplate } = loaded
 
   const localModel: LocalModelService = {
@@ -82,7 +84,7 @@ export const make: (
 
   return Context.make(Llm.Llm, llm.service).pipe(
     Context.add(Embedder.Embedder, LocalEmbedder.make(loaded)),
-    Context.add(TokenModel.TokenModel, LocalTokenModel.make(loaded, prepare)),
+    Context.add(TokenModel.TokenModel, LocalTokenModel.make(loaded, prepare, stepper)),
     Context.add(LocalModel, localModel)
   )
 })

@@ -10,6 +10,7 @@ import { Context, Duration, Effect, Layer, Queue, RcMap } from "effect"
 import type * as Scope from "effect/Scope"
 import type { Llama, LlamaContext, LlamaContextSequence, LlamaEmbeddingContext, LlamaModel } from "node-llama-cpp"
 import * as Fs from "node:fs"
+import * as BatchOrder from "./internal/batchOrder.js"
 import { failure, invalid } from "./internal/localErrors.js"
 
 /**
@@ -201,6 +202,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         const llama = yield* getLlama(gpu)
         const loaded = yield* model(modelPath, gpu)
         const flashAttention = flashOption ?? defaultFlashAttention(loaded)
+        // node-llama-cpp's batches in sequence-id order (one forward pass for consecutive ids)
+        const order = BatchOrder.make()
         const context = yield* Effect.acquireRelease(
           Effect.tryPromise({
             try: () =>
@@ -209,6 +212,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
                 sequences,
                 threads,
                 flashAttention,
+                batching: { itemPrioritizationStrategy: order.strategy },
                 ...(batchSize !== null ? { batchSize } : {}),
                 ...(adapter !== null ? { lora: { adapters: [{ filePath: adapter }] } } : {})
               }),
@@ -216,6 +220,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           }),
           (context) => Effect.promise(() => context.dispose()).pipe(Effect.tap(() => Effect.sync(() => counters.contextReleases++)))
         )
+        order.attach(context)
         counters.contextLoads++
         if (adapter !== null) {
           const modelKey = JSON.stringify([modelPath, gpu])

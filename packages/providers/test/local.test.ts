@@ -334,6 +334,16 @@ layer(Stories, { timeout: "60 seconds" })("Local (stories260K, 2 sequences)", (i
     }))
 })
 
+// `leanGreedy: false`: greedy runs on the sequence's own decoder loop instead of the context's batching engine
+const StoriesNoEngine = Local.layerWithPool({ model: "stories260K.gguf", sequences: 2, contextSize: CONTEXT, leanGreedy: false }).pipe(
+  Layer.provideMerge(ModelPool.layer())
+)
+
+layer(StoriesNoEngine, { timeout: "60 seconds" })("Local (stories260K, leanGreedy: false)", (it) => {
+  it.effect("TokenModel: generateGreedy decodes a run natively, equal to single greedy steps", generateGreedyMatchesSteps)
+  it.effect("TokenModel: an interrupted greedy run leaves the sequence consistent", interruptedRunLeavesSequenceConsistent)
+})
+
 // `fastGreedy: false`: the same greedy contracts on node-llama-cpp's public API alone
 const StoriesPublic = Local.layerWithPool({ model: "stories260K.gguf", sequences: 2, contextSize: CONTEXT, fastGreedy: false }).pipe(
   Layer.provideMerge(ModelPool.layer())

@@ -4,9 +4,11 @@
  * threads 1 per context, each configuration a fresh layer per round, interleaved:
  *   - batching alone: `Local.layer({ sequences: k })`'s own `Llm` — its continuous-batching
  *     greedy engine steps the k requests together (what a user of plain batching gets);
- *   - batching alone, speculative layer at γ = 0: the same over the speculative layer's lean
- *     greedy loop (`sequences: k`);
+ *   - batching alone, speculative layer at γ = 0 (`sequences: k`): its plain stretches run on
+ *     the same engine (`Local`'s `TokenModel`), without `LlamaCompletion`'s per-token work;
  *   - speculation alone: the draft model with adaptive γ, one sequence (requests in turn);
+ *   - plain alone: the speculative layer at γ = 0, one sequence (requests in turn): what
+ *     speculation alone is measured against (its own factor at this shape);
  *   - both: `sequences: k`, the draft model (k draft sequences), adaptive γ, default
  *     `stepTokenBudget` (16: γ ≤ 16 / k − 1, so γ → 0 at 16 requests);
  *   - both, no back-off: the same with an unbounded step budget.
@@ -34,6 +36,8 @@ export interface ConcurrencyResult {
   readonly combinedOverBestSingle: number
   /** both / both without back-off. */
   readonly backoffGain: number
+  /** speculation alone / plain alone (one sequence each): speculation's own factor at this shape. */
+  readonly speculationAloneFactor: number
   /** Requests whose text equals batching alone's. */
   readonly identical: Record<string, string>
   /** Mean γ of the combined configuration's speculative steps, and its share of speculative steps. */
@@ -73,6 +77,7 @@ export const concurrencySection = async (options: {
     { name: "batching alone", layer: localLlm },
     { name: "batching alone, γ=0 layer", layer: (k) => speculative(k, { gamma: 0 }, false) },
     { name: "speculation alone", layer: () => speculative(1, {}, true) },
+    { name: "plain alone", layer: () => speculative(1, { gamma: 0 }, false) },
     { name: "both", layer: (k) => speculative(k, {}, true) },
     { name: "both, no back-off", layer: (k) => speculative(k, { stepTokenBudget: 1_000_000 }, true) }
   ]
@@ -122,6 +127,7 @@ export const concurrencySection = async (options: {
         (rate("both") / Math.max(rate("batching alone"), rate("batching alone, γ=0 layer"), rate("speculation alone"))) * 1000
       ) / 1000,
       backoffGain: Math.round((rate("both") / rate("both, no back-off")) * 1000) / 1000,
+      speculationAloneFactor: Math.round((rate("speculation alone") / rate("plain alone")) * 1000) / 1000,
       identical: Object.fromEntries(
         configs.map((config, c) => [config.name, `${outputs[c]!.filter((output, i) => output === outputs[0]![i]).length}/${k}`])
       ),

@@ -27,8 +27,9 @@
  *
  * Then batching and speculation together (bench/concurrency.ts; `--concurrency-only` runs
  * only it, `--no-concurrency` skips it): 4 and 16 concurrent requests (`--concurrency 4,16`)
- * on the `--concurrency-shape` pair (default `42M`; `--quick`: `15M`): batching alone,
- * speculation alone, both, and both without the back-off.
+ * on the `--concurrency-shape` pair (default `42M`; `--quick`: `15M`), `--concurrency-tokens`
+ * per request (default 64), `--concurrency-rounds` interleaved rounds (default 2): batching
+ * alone, speculation alone, plain decoding alone, both, and both without the back-off.
  * The last line is one JSON object.
  */
 import { CompletionRequest, Llm, LlmError, TokenModel } from "@hasten/core"
@@ -935,7 +936,8 @@ let concurrency: Array<ConcurrencyResult> = []
 if (concurrencyLevels.length > 0) {
   const shape = (option("concurrency-shape") ?? (quick ? "15M" : "42M")) as SyntheticModel.ShapeName
   const tokens = Number(option("concurrency-tokens") ?? (quick ? 16 : 64))
-  concurrency = await concurrencySection({ shape, concurrencies: concurrencyLevels, tokens, rounds: quick ? 1 : 2, prompts: storyPrompts })
+  const rounds = Number(option("concurrency-rounds") ?? (quick ? 1 : 2))
+  concurrency = await concurrencySection({ shape, concurrencies: concurrencyLevels, tokens, rounds, prompts: storyPrompts })
   console.log(
     `\nBatching and speculation together (${shape} pair, synthetic weights: timing only), ${tokens} tokens per request, greedy, output tokens per wall second of all k requests:\n`
   )
@@ -943,7 +945,7 @@ if (concurrencyLevels.length > 0) {
     console.log(
       `k=${result.concurrency}: ${
         Object.entries(result.tokPerS).map(([name, rate]) => `${name} ${rate}`).join(", ")
-      }; both / best single ${result.combinedOverBestSingle}x, back-off ${result.backoffGain}x, mean γ when both ${result.combinedMeanGamma}; identical to batching alone ${
+      }; both / best single ${result.combinedOverBestSingle}x, back-off ${result.backoffGain}x, speculation alone / plain alone ${result.speculationAloneFactor}x, mean γ when both ${result.combinedMeanGamma}; identical to batching alone ${
         JSON.stringify(result.identical)
       }`
     )

@@ -181,6 +181,38 @@ for (const file of ["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"]) {
       60_000
     )
     it.effect(
+      "Local.layer TokenModel with 4 sequences, backed off (stepTokenBudget 4): the plain stretches of concurrent requests, on Local's batching engine, give plain greedy",
+      () =>
+        Effect.gen(function*() {
+          const llm = yield* Llm.Llm
+          // twice: the second round reuses each sequence's KV cells the engine left there
+          for (let round = 0; round < 2; round++) {
+            const completions = yield* Effect.forEach(prompts, (prompt) => llm.complete(request(prompt)), {
+              concurrency: "unbounded"
+            })
+            let identical = 0
+            for (const [index, prompt] of prompts.entries()) {
+              const stats = completions[index]!.facts?.speculative as Speculative.RequestStats | undefined
+              // backed off while the 4 decode together: plain steps, no drafts verified at first
+              assert.isAbove(stats!.plainSteps, 0)
+              if (yield* greedyOrNearTie(prompt, completions[index]!.metadata!["tokens"] as ReadonlyArray<number>)) identical++
+            }
+            assert.isAtLeast(identical, prompts.length - 1, "at most one near-tie divergence")
+          }
+        }).pipe(
+          Effect.provide(
+            Speculative.layer({ drafter: Drafter.promptLookup(), sequences: 4, stepTokenBudget: 4 }).pipe(
+              Layer.provide(
+                Layer.effect(TokenModel.TokenModel, Effect.service(TokenModel.TokenModel)).pipe(
+                  Layer.provide(Local.layer({ model: NodePath.join(Llama.modelsDir(), file), contextSize: 512, sequences: 4 }))
+                )
+              )
+            )
+          )
+        ),
+      60_000
+    )
+    it.effect(
       "Local.layer TokenModel: a request interrupted mid-decoding leaves the layer's sequence usable",
       () =>
         Effect.gen(function*() {

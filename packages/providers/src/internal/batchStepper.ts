@@ -37,9 +37,16 @@
  * decode, which waits for every sampling). The window is what `LlamaCompletion` passes (`punishTokens`: the released
  * output tokens, new lines excluded), read when node-llama-cpp would read it.
  *
- * It depends on members node-llama-cpp marks internal: {@link make} and {@link Stepper.lean}
- * check each of them and return `undefined` when one is missing; the caller then runs
- * `LlamaCompletion` on the sequence itself.
+ * Greedy stretches of `TokenModel` sequences run here too ({@link Stepper.stretch}: speculative
+ * decoding's plain runs): the sequence's KV cells already hold its node-llama-cpp history, the
+ * stretch's tokens join the next step at the sequence's next position, and the cells it writes
+ * stay. node-llama-cpp's view of that sequence (`_contextTokens`, `_nextTokenIndex`) is advanced
+ * under the context lock in the step that writes the cells, so it always matches them, and the
+ * sequence's next `_decodeTokens`/`eraseContextTokenRanges` continue from there.
+ *
+ * It depends on members node-llama-cpp marks internal: {@link make}, {@link Stepper.lean} and
+ * {@link Stepper.stretch} check each of them and return `undefined` when one is missing; the
+ * caller then runs `LlamaCompletion` (or its own greedy loop) on the sequence itself.
  * @internal
  */
 import type * as LifecycleUtils from "lifecycle-utils"
@@ -89,9 +96,10 @@ interface SequenceInternals {
 
 /**
  * Steps and tokens the steppers of this process have run, penalised samples and how many of
- * them needed llama.cpp's full penalty pass (for tests and benches). @internal
+ * them needed llama.cpp's full penalty pass, greedy stretches of `TokenModel` sequences and the
+ * tokens they decoded (for tests and benches). @internal
  */
-export const counters = { steps: 0, sampled: 0, joined: 0, penalized: 0, penaltyFallbacks: 0 }
+export const counters = { steps: 0, sampled: 0, joined: 0, penalized: 0, penaltyFallbacks: 0, stretches: 0, stretchTokens: 0 }
 
 /**
  * For the penalty bench only: every penalised token takes llama.cpp's full penalty pass, as
@@ -143,6 +151,15 @@ interface Entry {
   left: boolean
   /** The penalties of a penalised generation, with its window for the next token. */
   penalty: Penalty | undefined
+  /** A stretch's sequence: node-llama-cpp's view of it advances with every step that writes its cells. */
+  readonly attached: AttachedSequence | undefined
+}
+
+/** node-llama-cpp's JavaScript view of a sequence's KV cells (`LlamaContextSequence` internals). */
+interface AttachedSequence {
+  _contextTokens: Array<number>
+  _nextTokenIndex: number
+  readonly _loadedTokenPredictions?: ReadonlyArray<unknown>
 }
 
 interface Penalty {
@@ -171,6 +188,24 @@ export interface Stepper {
    * holds the sequence until the generation's promise settles.
    */
   readonly lean: (sequence: LlamaContextSequence) => Promise<LeanSequence | undefined>
+  /**
+   * Greedy decoding on `sequence`, whose KV cells hold its node-llama-cpp history: evaluates
+   * `tokens` at its next position, then each decoded token but the last, in the context's
+   * continuous batch; up to `count` tokens, ending after a token of `stopAt`, or after the step
+   * in progress once `signal` is aborted (at least one token). The cells it writes stay in the
+   * sequence (node-llama-cpp's view advances with them). Fails only when no token was decoded
+   * (then the sequence is as before); a later failure ends the run with what it decoded.
+   * `undefined` when the sequence lacks an internal, needs checkpoints, would fill the context,
+   * or node-llama-cpp does not share the stepper's lock (the caller runs its own loop). The
+   * caller runs nothing else on the sequence until the promise settles.
+   */
+  readonly stretch: (
+    sequence: LlamaContextSequence,
+    tokens: ReadonlyArray<number>,
+    count: number,
+    stopAt: ReadonlySet<number> | undefined,
+    signal: AbortSignal | undefined
+  ) => Promise<Array<number> | undefined>
   /** Frees the native samplers once no generation runs. */
   readonly dispose: () => void
 }
@@ -253,7 +288,7 @@ export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): S
           return
         }
         // running generations' next tokens first, then prompt chunks (first come, first served)
-        const batch: Array<{ entry: Entry; count: number }> = []
+        const batch: Array<{ entry: Entry; count: number; tokens?: Array<number> }> = []
         let budget = batchSize
         for (const prefill of [false, true]) {
           for (const entry of entries) {
@@ -264,22 +299,29 @@ export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): S
           }
         }
         if (batch.length === 0) return
+        // in sequence order: llama.cpp splits a batch over per-sequence KV streams (node-llama-cpp's
+        // contexts are not unified) into micro-batches of consecutive sequence ids, in batch order;
+        // out of order, a step of k sequences could run as k forward passes
+        batch.sort((a, b) => a.entry.sequenceId - b.entry.sequenceId)
         ctx.initBatch(batchSize - budget)
         const logits: Array<{ entry: Entry; index: number }> = []
-        for (const { count, entry } of batch) {
+        for (const item of batch) {
+          const { count, entry } = item
           const last = count === entry.pending.length
+          const tokens = entry.pending.slice(0, count)
           let indexes: ArrayLike<number>
           try {
             indexes = ctx.addToBatch(
               entry.sequenceId,
               entry.position,
-              Uint32Array.from(entry.pending.slice(0, count)),
+              Uint32Array.from(tokens),
               last ? Uint32Array.of(count - 1) : new Uint32Array(0)
             )
           } catch (error) {
             failed.push({ entry, error })
             continue
           }
+          item.tokens = tokens
           entry.position += count
           entry.pending = entry.pending.slice(count)
           if (last) logits.push({ entry, index: indexes[0]! })
@@ -288,12 +330,30 @@ export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): S
         try {
           await ctx.decodeBatch()
         } catch (error) {
-          for (const { entry } of batch) failed.push({ entry, error })
+          for (const { count, entry, tokens } of batch) {
+            failed.push({ entry, error })
+            // a stretch's sequence keeps only the cells node-llama-cpp's view knows of
+            if (entry.attached !== undefined && tokens !== undefined) {
+              entry.position -= count
+              try {
+                ctx.removeTokenCellsFromSequence(entry.sequenceId, entry.position, entry.position + count)
+              } catch {
+                // the decode failed before writing them
+              }
+            }
+          }
           return
         } finally {
           handle?.dispose()
         }
         counters.steps++
+        // node-llama-cpp's view of a stretch's sequence advances with the cells just written
+        for (const { entry, tokens } of batch) {
+          const attached = entry.attached
+          if (attached === undefined || tokens === undefined) continue
+          for (const token of tokens) attached._contextTokens.push(token)
+          attached._nextTokenIndex += tokens.length
+        }
         // every position at once: the next batch may not decode over these logits before
         const tokens = await Promise.allSettled(logits.map(({ entry, index }) => sample(entry, index)))
         tokens.forEach((result, i) => {
@@ -389,8 +449,23 @@ export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): S
 
   const newSampler = (): NativeSampler => new Sampler(model)
 
-  const join = (sequenceId: number, sampler: NativeSampler, prompt: Array<number>, penalty: Penalty | undefined): Entry => {
-    const entry: Entry = { sequenceId, sampler, pending: prompt, position: 0, waiter: undefined, left: false, penalty }
+  const join = (
+    sequenceId: number,
+    sampler: NativeSampler,
+    prompt: Array<number>,
+    penalty: Penalty | undefined,
+    attached?: AttachedSequence
+  ): Entry => {
+    const entry: Entry = {
+      sequenceId,
+      sampler,
+      pending: prompt,
+      position: attached?._nextTokenIndex ?? 0,
+      waiter: undefined,
+      left: false,
+      penalty,
+      attached
+    }
     entries.push(entry)
     counters.joined++
     return entry
@@ -402,13 +477,13 @@ export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): S
       schedule()
     })
 
-  /** Takes the generation out of the stepper and removes the KV cells it wrote. */
+  /** Takes the generation out of the stepper and removes the KV cells it wrote (a stretch's stay). */
   const leave = async (entry: Entry) => {
     entry.left = true
     const index = entries.indexOf(entry)
     if (index >= 0) entries.splice(index, 1)
     try {
-      if (entry.position > 0) {
+      if (entry.position > 0 && entry.attached === undefined) {
         await withLock([context, "context"], () => {
           if (!internals.disposed) ctx.removeTokenCellsFromSequence(entry.sequenceId, 0, entry.position)
         })
@@ -494,8 +569,70 @@ export const make = (context: LlamaContext, { acquireLock, withLock }: Locks): S
     return stand as unknown as LeanSequence
   }
 
+  const stretch = async (
+    sequence: LlamaContextSequence,
+    tokens: ReadonlyArray<number>,
+    count: number,
+    stopAt: ReadonlySet<number> | undefined,
+    signal: AbortSignal | undefined
+  ): Promise<Array<number> | undefined> => {
+    const real = sequence as unknown as SequenceInternals & Partial<AttachedSequence>
+    const sequenceId = real._sequenceId
+    const contextTokens = real._contextTokens
+    const start = real._nextTokenIndex
+    if (
+      disposed || internals.disposed || typeof sequenceId !== "number" || typeof real._resolveSamplerConfig !== "function" ||
+      real.needsCheckpoints === true || (real.context as unknown) !== context ||
+      typeof real.eraseContextTokenRanges !== "function" || !Array.isArray(contextTokens) ||
+      !Number.isInteger(start) || start !== contextTokens.length || (real._loadedTokenPredictions?.length ?? 0) !== 0 ||
+      tokens.length === 0 || !Number.isInteger(count) || count < 1 ||
+      // node-llama-cpp keeps one position free (it would shift the context to evaluate more)
+      start + tokens.length + count - 1 > context.contextSize - 1
+    ) {
+      return undefined
+    }
+    if (!(await checkSharedLock(real))) return undefined
+    const attached = real as unknown as AttachedSequence
+    if (disposed || attached._nextTokenIndex !== start) return undefined
+    const entry = join(sequenceId, samplerFor(real), [...tokens], undefined, attached)
+    counters.stretches++
+    const out: Array<number> = []
+    try {
+      while (out.length < count) {
+        let token: number
+        try {
+          token = await next(entry)
+        } catch (error) {
+          if (out.length > 0) break
+          // nothing decoded: the sequence goes back to what it held (a prompt may have been
+          // written over several steps before the failure)
+          await withLock([context, "context"], () => {
+            try {
+              if (attached._nextTokenIndex > start && !internals.disposed) {
+                ctx.removeTokenCellsFromSequence(sequenceId, start, attached._nextTokenIndex)
+              }
+            } catch {
+              // the context is going away: its cells with it
+            }
+            attached._contextTokens.length = start
+            attached._nextTokenIndex = start
+          })
+          throw error
+        }
+        out.push(token)
+        counters.stretchTokens++
+        if (stopAt?.has(token) === true || signal?.aborted === true) break
+        entry.pending = [token]
+      }
+      return out
+    } finally {
+      await leave(entry)
+    }
+  }
+
   return {
     lean,
+    stretch,
     dispose: () => {
       disposed = true
       for (const sampler of [...freeSamplers, ...freePenaltySamplers]) sampler.dispose()

@@ -6,7 +6,7 @@
 import { Completion, FieldSupport, LlmError } from "@hasten/core"
 import type { CompletionRequest, Facts, Llm } from "@hasten/core"
 import { Effect, Queue, Stream } from "effect"
-import type { LlamaContextSequence, Token } from "node-llama-cpp"
+import type { LlamaContext, LlamaContextSequence, Token } from "node-llama-cpp"
 import * as ModelPool from "../ModelPool.js"
 import * as BatchStepper from "./batchStepper.js"
 import type { LoadedModel } from "./loadedModel.js"
@@ -92,20 +92,52 @@ const factsOf = (
     : {})
 })
 
-/** The `Llm` over a loaded model. */
-export const make = Effect.fnUntraced(function*(loaded: LoadedModel, prepare: Prepare) {
+/** The engine of each live context, and how many `Local` layers use it. */
+const engines = new WeakMap<LlamaContext, { readonly stepper: BatchStepper.Stepper; users: number }>()
+
+/**
+ * The continuous batch of the base context (`leanGreedy`, default on), shared by the `Llm`'s
+ * greedy requests and the `TokenModel`'s greedy runs, and by every `Local` layer on the same
+ * pooled context (so their greedy work steps together); `undefined` when off or when this
+ * node-llama-cpp lacks an internal it needs. Freed when its last layer's scope closes.
+ */
+export const makeStepper = Effect.fnUntraced(function*(loaded: LoadedModel) {
+  if (loaded.options.leanGreedy === false) return undefined
+  const context = loaded.base.context
+  const locks = yield* Effect.promise(() => import("lifecycle-utils"))
+  return yield* Effect.acquireRelease(
+    Effect.sync(() => {
+      let engine = engines.get(context)
+      if (engine === undefined) {
+        const stepper = BatchStepper.make(context, locks)
+        if (stepper === undefined) return undefined
+        engine = { stepper, users: 0 }
+        engines.set(context, engine)
+      }
+      engine.users++
+      return engine.stepper
+    }),
+    (stepper) =>
+      Effect.sync(() => {
+        const engine = engines.get(context)
+        if (stepper === undefined || engine?.stepper !== stepper) return
+        engine.users--
+        if (engine.users === 0) {
+          engines.delete(context)
+          stepper.dispose()
+        }
+      })
+  )
+})
+
+/** The `Llm` over a loaded model, its greedy requests on `stepper` (see {@link makeStepper}). */
+export const make = Effect.fnUntraced(function*(loaded: LoadedModel, prepare: Prepare, stepper: BatchStepper.Stepper | undefined) {
   const { id } = loaded
   const { LlamaCompletion } = yield* Effect.promise(() => import("node-llama-cpp"))
   const contextFor = LoraAdapter.make(loaded)
   const defaultTemperature = loaded.options.defaultTemperature ?? 0.8
   const modelMemory = { model: id, ...loaded.memory }
   let generatedCount = 0
-  // one continuous batch for the greedy requests on the base context (adapters keep node-llama-cpp's)
-  const stepper = loaded.options.leanGreedy === false ? undefined : BatchStepper.make(
-    loaded.base.context,
-    yield* Effect.promise(() => import("lifecycle-utils"))
-  )
-  if (stepper !== undefined) yield* Effect.addFinalizer(() => Effect.sync(stepper.dispose))
 
   /**
    * Whether a request can run in the stepper: greedy, penalties (if any) that only lower a

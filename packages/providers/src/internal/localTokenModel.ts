@@ -11,6 +11,7 @@ import type { TokenModel } from "@hasten/core"
 import { Effect, Semaphore } from "effect"
 import type { ControlledEvaluateInputItem, Token } from "node-llama-cpp"
 import * as ModelPool from "../ModelPool.js"
+import type * as BatchStepper from "./batchStepper.js"
 import * as GreedyDecoder from "./greedyDecoder.js"
 import type { LoadedModel } from "./loadedModel.js"
 import { failure, invalid, provider } from "./localErrors.js"
@@ -36,10 +37,15 @@ const softmax = (logits: ReadonlyMap<number, number>, size: number): Float32Arra
   return out
 }
 
-/** The `TokenModel` over a loaded model. */
+/**
+ * The `TokenModel` over a loaded model. With `stepper` (the base context's continuous batch)
+ * and the greedy decoder (`fastGreedy`), `generateGreedy` runs in that batch, one step with
+ * every other greedy run and `Llm` request on the context.
+ */
 export const make = (
   { base, bos, endTokens, id, model, options, prependBos, sanitize, vocabularyId, vocabularySize }: LoadedModel,
-  prepare?: Prepare
+  prepare?: Prepare,
+  stepper?: BatchStepper.Stepper
 ): TokenModel.TokenModelService => {
   /** The error for the first token outside the vocabulary, if any (checked on every decoding step). */
   const outOfVocabulary = (tokens: ReadonlyArray<number>) => {
@@ -193,16 +199,22 @@ export const make = (
             })
         /**
          * Plain greedy decoding, natively: `newTokens` then up to `count - 1` sampled tokens are
-         * evaluated by the greedy generator in one loop, as node-llama-cpp's own generation runs
-         * (no Effect step, lock or bookkeeping per token). Afterwards the sequence holds
-         * `newTokens` and every decoded token but the last (not evaluated yet, as after
-         * `appendGreedy`).
+         * evaluated in one loop (no Effect step, lock or bookkeeping per token): in the context's
+         * batching engine when there is one (every sequence's run in one decode per step), else
+         * by the greedy decoder or generator, as node-llama-cpp's own generation runs. Afterwards
+         * the sequence holds `newTokens` and every decoded token but the last (not evaluated
+         * yet, as after `appendGreedy`).
          */
         const runGreedy = (newTokens: ReadonlyArray<number>, count: number, stopAt: ReadonlySet<number> | undefined) =>
           evaluate(newTokens, async (signal) => {
             const out: Array<number> = []
             // an interrupted run stops after the step in progress (what it decoded stays decoded)
             const more = () => out.length < count && !(out.length > 0 && signal.aborted)
+            if (decoder !== undefined && stepper !== undefined) {
+              // the context's continuous batch: one decode per step with the other sequences' runs
+              const stretch = await stepper.stretch(sequence, newTokens, count, stopAt, signal)
+              if (stretch !== undefined) return stretch
+            }
             if (decoder !== undefined) {
               let input: ReadonlyArray<number> = newTokens
               try {
