@@ -95,7 +95,12 @@ interface Session {
 }
 const plainSession = async (): Promise<Session> => {
   const model = await llama.loadModel({ modelPath: pair.target.path, gpuLayers: 0 })
-  const context = await model.createContext({ contextSize, threads: 1, sequences: 1, flashAttention: ModelPool.defaultFlashAttention(model) })
+  const context = await model.createContext({
+    contextSize,
+    threads: 1,
+    sequences: 1,
+    flashAttention: ModelPool.defaultFlashAttention(model)
+  })
   const sequence = context.getSequence()
   return {
     request: async (text, seed) => {
@@ -155,12 +160,20 @@ for (const pool of pools) await pool.dispose()
 
 // --- 3. report -------------------------------------------------------------------------------
 const perSecond = configs.map((_, index) => produced[index]! / (cpu[index]! / 1000))
-console.log(`\nSampled decoding at temperature ${temperature}, ${shape} target (synthetic weights: timing only), ${tokens} tokens × ${prompts.length} prompts × ${rounds} rounds, threads 1\n`)
-console.log(`per position (CPU ms, median): target greedy step ${targetCosts.greedyMillis.toFixed(2)}, target step with its distribution ${
-  targetCosts.distributionMillis.toFixed(2)
-}; draft greedy step ${draftCosts.greedyMillis.toFixed(2)}, draft step with its distribution ${draftCosts.distributionMillis.toFixed(2)}`)
+console.log(
+  `\nSampled decoding at temperature ${temperature}, ${shape} target (synthetic weights: timing only), ${tokens} tokens × ${prompts.length} prompts × ${rounds} rounds, threads 1\n`
+)
+console.log(
+  `per position (CPU ms, median): target greedy step ${targetCosts.greedyMillis.toFixed(2)}, target step with its distribution ${
+    targetCosts.distributionMillis.toFixed(2)
+  }; draft greedy step ${draftCosts.greedyMillis.toFixed(2)}, draft step with its distribution ${draftCosts.distributionMillis.toFixed(2)}`
+)
 for (const [index, config] of configs.entries()) {
-  console.log(`${config.name.padEnd(48)} ${produced[index]} tokens  ${perSecond[index]!.toFixed(1)} tok/CPU-s  ${(perSecond[index]! / perSecond[0]!).toFixed(3)}x`)
+  console.log(
+    `${config.name.padEnd(48)} ${produced[index]} tokens  ${perSecond[index]!.toFixed(1)} tok/CPU-s  ${
+      (perSecond[index]! / perSecond[0]!).toFixed(3)
+    }x`
+  )
 }
 // Sampled speculation per cycle of γ drafts: γ draft steps with q, one target pass over γ + 1
 // positions with p at each; at best every draft is accepted (γ + 1 tokens per cycle).
@@ -168,9 +181,11 @@ const distributionExtra = targetCosts.distributionMillis - targetCosts.greedyMil
 const bound = (gamma: number) =>
   ((gamma + 1) * targetCosts.greedyMillis) /
   (gamma * draftCosts.distributionMillis + targetCosts.greedyMillis + (gamma + 1) * Math.max(0, distributionExtra))
-console.log(`\nupper bound (every draft accepted; verification as cheap as one step; + the measured cost of each distribution): γ=2 ${bound(2).toFixed(2)}x, γ=4 ${
-  bound(4).toFixed(2)
-}x`)
+console.log(
+  `\nupper bound (every draft accepted; verification as cheap as one step; + the measured cost of each distribution): γ=2 ${
+    bound(2).toFixed(2)
+  }x, γ=4 ${bound(4).toFixed(2)}x`
+)
 console.log(JSON.stringify({
   bench: "speculative-sampled",
   shape,
