@@ -5,8 +5,10 @@
  * distribution of the target (p) and of the draft (q); this measures what one costs through
  * node-llama-cpp, and what the speculation gains over node-llama-cpp's own sampled generation.
  *
- *   1. per-position costs (CPU ms, medians): a one-token greedy step (`appendGreedy`) and a
- *      one-token step that returns the distribution (`append`), target and draft;
+ *   1. per-position costs (CPU ms, medians): a one-token greedy step (`appendGreedy`), a
+ *      one-token step that returns all logits as a distribution (`append`), and, with `--top-k`
+ *      (default 40; 0: the whole vocabulary), one that returns the top-k sampler's candidates
+ *      (`appendDistributions`, the layer's path), target and draft;
  *   2. generation, interleaved request by request: node-llama-cpp's `sequence.evaluate` at
  *      `temperature` (plain sampled decoding), and Hasten's speculative layer with the draft
  *      model (adaptive γ, the default, and γ = 2) at the same temperature;
@@ -31,6 +33,8 @@ const shape = (option("shape") ?? "110M") as SyntheticModel.ShapeName
 const tokens = Number(option("tokens") ?? 64)
 const rounds = Number(option("rounds") ?? 2)
 const temperature = Number(option("temperature") ?? 0.8)
+/** Top-k of every request, both sides (0: the whole vocabulary). */
+const topK = Number(option("top-k") ?? 40)
 const contextSize = 1024
 const prompts = ["Once upon a time", "Lily went to the park with her mom.", "Tom had a big red ball. One day,"]
 
@@ -67,6 +71,7 @@ const stepCosts = async (layer: Layer.Layer<TokenModel.TokenModel, LlmError.LlmE
     const extended = sequence as TokenModel.TokenSequence & Drafter.SequenceExtensions
     const greedy: Array<number> = []
     const distribution: Array<number> = []
+    const candidates: Array<number> = []
     for (let repeat = 0; repeat < repeats; repeat++) {
       const token = 1000 + ((repeat * 37) % 20000)
       let start = cpuNow()
@@ -77,8 +82,19 @@ const stepCosts = async (layer: Layer.Layer<TokenModel.TokenModel, LlmError.LlmE
       yield* sequence.append([token])
       distribution.push(cpuNow() - start)
       yield* sequence.truncate(base)
+      if (topK > 0) {
+        start = cpuNow()
+        yield* extended.appendDistributions!([token], 0, { temperature, topK })
+        candidates.push(cpuNow() - start)
+        yield* sequence.truncate(base)
+      }
     }
-    return { greedyMillis: median(greedy), distributionMillis: median(distribution) }
+    return {
+      greedyMillis: median(greedy),
+      distributionMillis: median(distribution),
+      // what a sampled step costs on the path the layer takes
+      sampledMillis: topK > 0 ? median(candidates) : median(distribution)
+    }
   })))
   await runtime.dispose()
   return result
@@ -91,6 +107,8 @@ const draftCosts = await stepCosts(draftLayer, 60)
 // --- 2. generation ---------------------------------------------------------------------------
 interface Session {
   readonly request: (prompt: string, seed: number) => Promise<number>
+  /** Drafted and accepted tokens, target passes (Hasten's sessions). */
+  readonly stats?: { drafted: number; accepted: number; evaluations: number }
   readonly close: () => Promise<void>
 }
 const plainSession = async (): Promise<Session> => {
@@ -107,7 +125,7 @@ const plainSession = async (): Promise<Session> => {
       await sequence.clearHistory()
       const prompt = [model.tokens.bos!, ...model.tokenize(text, false)] as Array<Token>
       let count = 0
-      for await (const _ of sequence.evaluate(prompt, { temperature, seed, yieldEogToken: true })) {
+      for await (const _ of sequence.evaluate(prompt, { temperature, topK, topP: 1, minP: 0, seed, yieldEogToken: true })) {
         if (++count >= tokens) break
       }
       return count
@@ -126,18 +144,32 @@ const hastenSession = async (gamma: number | "adaptive"): Promise<Session> => {
     )
   )
   const llm = await runtime.runPromise(Effect.service(Llm.Llm))
+  const stats = { drafted: 0, accepted: 0, evaluations: 0 }
   return {
+    stats,
     request: async (prompt, seed) => {
       const completion = await runtime.runPromise(
-        llm.complete(CompletionRequest.makeUnsafe({ model: "target", messages: [], prompt, temperature, seed, maxTokens: tokens }))
+        llm.complete(CompletionRequest.makeUnsafe({
+          model: "target",
+          messages: [],
+          prompt,
+          temperature,
+          ...(topK > 0 ? { topK } : {}),
+          seed,
+          maxTokens: tokens
+        }))
       )
+      const facts = completion.facts!.speculative as Speculative.RequestStats
+      stats.drafted += facts.draftTokens
+      stats.accepted += facts.acceptedTokens
+      stats.evaluations += facts.targetEvaluations
       return (completion.metadata!["tokens"] as ReadonlyArray<number>).length
     },
     close: () => runtime.dispose()
   }
 }
 const configs: Array<{ readonly name: string; readonly open: () => Promise<Session> }> = [
-  { name: `node-llama-cpp sampled (temperature ${temperature})`, open: plainSession },
+  { name: `node-llama-cpp sampled (temperature ${temperature}, top-k ${topK || "off"})`, open: plainSession },
   { name: "hasten speculative, draft model, adaptive γ", open: () => hastenSession("adaptive") },
   { name: "hasten speculative, draft model, γ = 2", open: () => hastenSession(2) }
 ]
@@ -146,6 +178,7 @@ for (const config of configs) sessions.push(await config.open())
 const cpu = configs.map(() => 0)
 const produced = configs.map(() => 0)
 for (const session of sessions) await session.request(prompts[0]!, 1) // warm-up
+for (const session of sessions) if (session.stats !== undefined) Object.assign(session.stats, { drafted: 0, accepted: 0, evaluations: 0 })
 for (let round = 0; round < rounds; round++) {
   for (const [p, prompt] of prompts.entries()) {
     for (const [index, session] of sessions.entries()) {
@@ -164,23 +197,34 @@ console.log(
   `\nSampled decoding at temperature ${temperature}, ${shape} target (synthetic weights: timing only), ${tokens} tokens × ${prompts.length} prompts × ${rounds} rounds, threads 1\n`
 )
 console.log(
-  `per position (CPU ms, median): target greedy step ${targetCosts.greedyMillis.toFixed(2)}, target step with its distribution ${
+  `per position (CPU ms, median): target greedy step ${targetCosts.greedyMillis.toFixed(2)}, with all logits ${
     targetCosts.distributionMillis.toFixed(2)
-  }; draft greedy step ${draftCosts.greedyMillis.toFixed(2)}, draft step with its distribution ${draftCosts.distributionMillis.toFixed(2)}`
+  }, with the top-k sampler's candidates ${topK > 0 ? targetCosts.sampledMillis.toFixed(2) : "-"}; draft greedy step ${
+    draftCosts.greedyMillis.toFixed(2)
+  }, with all logits ${draftCosts.distributionMillis.toFixed(2)}, with the candidates ${
+    topK > 0 ? draftCosts.sampledMillis.toFixed(2) : "-"
+  }`
 )
 for (const [index, config] of configs.entries()) {
+  const stats = sessions[index]!.stats
   console.log(
-    `${config.name.padEnd(48)} ${produced[index]} tokens  ${perSecond[index]!.toFixed(1)} tok/CPU-s  ${
+    `${config.name.padEnd(56)} ${produced[index]} tokens  ${perSecond[index]!.toFixed(1)} tok/CPU-s  ${
       (perSecond[index]! / perSecond[0]!).toFixed(3)
-    }x`
+    }x${
+      stats === undefined
+        ? ""
+        : `  acceptance ${(stats.accepted / Math.max(1, stats.drafted)).toFixed(2)}, ${
+          (produced[index]! / Math.max(1, stats.evaluations)).toFixed(2)
+        } tokens per target pass`
+    }`
   )
 }
 // Sampled speculation per cycle of γ drafts: γ draft steps with q, one target pass over γ + 1
 // positions with p at each; at best every draft is accepted (γ + 1 tokens per cycle).
-const distributionExtra = targetCosts.distributionMillis - targetCosts.greedyMillis
+const distributionExtra = targetCosts.sampledMillis - targetCosts.greedyMillis
 const bound = (gamma: number) =>
   ((gamma + 1) * targetCosts.greedyMillis) /
-  (gamma * draftCosts.distributionMillis + targetCosts.greedyMillis + (gamma + 1) * Math.max(0, distributionExtra))
+  (gamma * draftCosts.sampledMillis + targetCosts.greedyMillis + (gamma + 1) * Math.max(0, distributionExtra))
 console.log(
   `\nupper bound (every draft accepted; verification as cheap as one step; + the measured cost of each distribution): γ=2 ${
     bound(2).toFixed(2)
@@ -190,11 +234,14 @@ console.log(JSON.stringify({
   bench: "speculative-sampled",
   shape,
   temperature,
+  topK,
   tokens,
   targetGreedyStepMillis: Number(targetCosts.greedyMillis.toFixed(3)),
   targetDistributionStepMillis: Number(targetCosts.distributionMillis.toFixed(3)),
   draftGreedyStepMillis: Number(draftCosts.greedyMillis.toFixed(3)),
   draftDistributionStepMillis: Number(draftCosts.distributionMillis.toFixed(3)),
+  targetSampledStepMillis: Number(targetCosts.sampledMillis.toFixed(3)),
+  draftSampledStepMillis: Number(draftCosts.sampledMillis.toFixed(3)),
   speedupAdaptive: Number((perSecond[1]! / perSecond[0]!).toFixed(3)),
   speedupGamma2: Number((perSecond[2]! / perSecond[0]!).toFixed(3)),
   boundGamma2: Number(bound(2).toFixed(3)),

@@ -83,6 +83,19 @@ export interface SequenceExtensions {
     count: number,
     stopAt?: ReadonlySet<number>
   ) => Effect.Effect<ReadonlyArray<number>, LlmError.LlmError>
+  /**
+   * Like `append` (one forward pass), but returns the next-token distribution only after each
+   * position from `from` on (default 0): `tokens.length - from` of them. With `sampling`, each
+   * is already the sampling distribution for those options (temperature, then the `topK` most
+   * likely tokens, renormalized: what `Sampling.transform` computes), which a backend that
+   * samples natively returns without building every logit (node-llama-cpp: 32,000 logits cost
+   * ~7 ms a position, a top-k sampler's candidates a fraction of a millisecond).
+   */
+  readonly appendDistributions?: (
+    tokens: ReadonlyArray<number>,
+    from?: number,
+    sampling?: Sampling.NativeSampling
+  ) => Effect.Effect<ReadonlyArray<Distribution>, LlmError.LlmError>
 }
 
 /** A sequence with the optional capabilities looked up. @category models @since 0.1.0 */
@@ -107,7 +120,8 @@ export const commonPrefix = (left: ReadonlyArray<number>, right: ReadonlyArray<n
 const syncSequence = Effect.fnUntraced(function*(
   sequence: ExtendedSequence,
   context: ReadonlyArray<number>,
-  greedy: boolean
+  greedy: boolean,
+  native: Sampling.NativeSampling | undefined
 ) {
   const current = sequence.tokens()
   const keep = Math.min(commonPrefix(current, context), context.length - 1)
@@ -116,6 +130,11 @@ const syncSequence = Effect.fnUntraced(function*(
   if (greedy && sequence.appendGreedy !== undefined) {
     const nexts = yield* sequence.appendGreedy(tail, tail.length - 1)
     return { token: nexts[nexts.length - 1]!, distribution: undefined }
+  }
+  if (!greedy && sequence.appendDistributions !== undefined) {
+    // only the last position's distribution: the tail's others are never drafted from
+    const [last] = yield* sequence.appendDistributions(tail, tail.length - 1, native)
+    return { token: undefined, distribution: last! }
   }
   const distributions = yield* sequence.append(tail)
   return { token: undefined, distribution: distributions[distributions.length - 1]! }
@@ -148,9 +167,11 @@ export const model = (draft: TokenModel.TokenModelService): Drafter => ({
         end: noop,
         draft: Effect.fnUntraced(function*(request: DraftRequest) {
           const greedy = Sampling.isGreedy(request.sampling)
+          // sampling the backend applies itself: its distributions come transformed
+          const native = greedy || sequence.appendDistributions === undefined ? undefined : Sampling.native(request.sampling)
           const tokens: Array<number> = []
           const proposals: Array<Distribution> = []
-          let step = yield* syncSequence(sequence, request.context, greedy)
+          let step = yield* syncSequence(sequence, request.context, greedy, native)
           for (let i = 0; i < request.maximum; i++) {
             let token: number
             if (step.distribution === undefined) {
@@ -158,7 +179,7 @@ export const model = (draft: TokenModel.TokenModelService): Drafter => ({
             } else if (greedy) {
               token = Sampling.argmax(step.distribution)
             } else {
-              const q = Sampling.transform(step.distribution, request.sampling)
+              const q = native !== undefined ? step.distribution : Sampling.transform(step.distribution, request.sampling)
               proposals.push(q)
               token = Sampling.sample(q, request.random)
             }
@@ -167,7 +188,10 @@ export const model = (draft: TokenModel.TokenModelService): Drafter => ({
             if (step.distribution === undefined) {
               step = { token: (yield* sequence.appendGreedy!([token]))[0]!, distribution: undefined }
             } else {
-              step = { token: undefined, distribution: (yield* sequence.append([token]))[0]! }
+              const next = sequence.appendDistributions !== undefined
+                ? yield* sequence.appendDistributions([token], 0, native)
+                : yield* sequence.append([token])
+              step = { token: undefined, distribution: next[0]! }
             }
           }
           return greedy ? { tokens } : { tokens, proposals }

@@ -21,6 +21,27 @@ export interface SamplingOptions {
   readonly topP?: number | undefined
 }
 
+/**
+ * Sampling a backend may apply itself (`SequenceExtensions.appendDistributions`): a
+ * temperature, then the `topK` most likely tokens. @category models @since 0.2.0
+ */
+export interface NativeSampling {
+  readonly temperature: number
+  readonly topK: number
+}
+
+/**
+ * The part of `options` a backend may apply natively and return as distributions already
+ * transformed: temperature and top-k, when no top-p applies (its candidates depend on the
+ * order the transforms run in); `undefined` otherwise (greedy, no top-k, or top-p < 1).
+ * @category utils @since 0.2.0
+ */
+export const native = (options: SamplingOptions): NativeSampling | undefined =>
+  options.temperature > 0 && options.topK !== undefined && Number.isInteger(options.topK) && options.topK > 0 &&
+    (options.topP === undefined || options.topP >= 1)
+    ? { temperature: options.temperature, topK: options.topK }
+    : undefined
+
 /** Whether `options` is greedy decoding. @category predicates @since 0.1.0 */
 export const isGreedy = (options: SamplingOptions): boolean => options.temperature <= 0
 

@@ -327,6 +327,7 @@ export const make = <E = never, R = never>(
         topP: request.topP
       }
       const greedy = Sampling.isGreedy(sampling)
+      const native = Sampling.native(sampling)
       const random = Sampling.prng(((request.seed ?? options.seed ?? 0) ^ Math.imul(request.trial ?? 0, 0x9e3779b1)) >>> 0)
       // the prompt as the target's own Llm renders it (chat template, BOS, the template's stop
       // strings) when the backend says; else the request's text, tokenized
@@ -459,10 +460,19 @@ export const make = <E = never, R = never>(
             while (accepted < drafts.length && argmaxes[accepted] === drafts[accepted]) accepted++
             next = argmaxes[accepted]!
           } else {
-            const all = yield* sequence.append(evaluated)
-            const distributions = offset === 0 ? all : all.slice(offset)
+            let targets: ReadonlyArray<TokenModel.Distribution>
+            if (!greedy && sequence.appendDistributions !== undefined) {
+              // the positions before `offset` need no distribution; with top-k sampling the
+              // backend returns each already transformed (its candidates only)
+              const distributions = yield* sequence.appendDistributions(evaluated, offset, native)
+              targets = native !== undefined ? distributions : distributions.map((p) => Sampling.transform(p, sampling))
+            } else {
+              const all = yield* sequence.append(evaluated)
+              const distributions = offset === 0 ? all : all.slice(offset)
+              targets = greedy ? distributions : distributions.map((p) => Sampling.transform(p, sampling))
+            }
             const verdict = Sampling.verify({
-              targets: greedy ? distributions : distributions.map((p) => Sampling.transform(p, sampling)),
+              targets,
               drafts,
               proposals: draft.proposals,
               greedy,

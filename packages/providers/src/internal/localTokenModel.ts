@@ -37,6 +37,16 @@ const softmax = (logits: ReadonlyMap<number, number>, size: number): Float32Arra
   return out
 }
 
+/** A sparse distribution (token → probability, from the native sampler chain) as a dense one, renormalized. */
+const densify = (probabilities: ReadonlyMap<number, number>, size: number): Float32Array => {
+  const out = new Float32Array(size)
+  let sum = 0
+  for (const value of probabilities.values()) sum += value
+  if (!(sum > 0)) return out
+  for (const [token, value] of probabilities) out[token] = value / sum
+  return out
+}
+
 /**
  * The `TokenModel` over a loaded model. With `stepper` (the base context's continuous batch)
  * and the greedy decoder (`fastGreedy`), `generateGreedy` runs in that batch, one step with
@@ -270,6 +280,41 @@ export const make = (
             }
             return distributions
           }))
+        // Sampled speculative decoding's path (`appendDistributions` in @hasten/speculative):
+        // distributions only from `from` on (a prompt's positions need none), and with
+        // `sampling` (temperature, then top-k) applied by llama.cpp's own sampler chain, which
+        // returns only the kept candidates' probabilities: all 32,000 logits cost ~7 ms a
+        // position through node-llama-cpp (a 64,000-number array, then a Map), top-40 ~0.05 ms.
+        const appendDistributions = (
+          newTokens: ReadonlyArray<number>,
+          from = 0,
+          sampling?: { readonly temperature: number; readonly topK: number }
+        ): Effect.Effect<ReadonlyArray<TokenModel.Distribution>, LlmError.LlmError> => {
+          if (newTokens.length === 0) return Effect.succeed([])
+          if (!Number.isInteger(from) || from < 0 || from >= newTokens.length) {
+            return Effect.fail(invalid(`appendDistributions: from must be an integer in 0..${newTokens.length - 1}, got ${from}`))
+          }
+          if (sampling !== undefined && !(sampling.temperature > 0 && Number.isInteger(sampling.topK) && sampling.topK > 0)) {
+            return Effect.fail(invalid(`appendDistributions: sampling needs a temperature > 0 and a positive integer topK`))
+          }
+          const next = sampling === undefined
+            ? withLogits
+            : {
+              generateNext: { probabilities: true, options: { temperature: sampling.temperature, topK: sampling.topK, topP: 1, minP: 0 } }
+            }
+          return lock.withPermits(1)(Effect.gen(function*() {
+            const results = yield* controlled(newTokens, (token, index) => (index < from ? token : [token, next]))
+            const distributions: Array<TokenModel.Distribution> = []
+            for (let i = from; i < newTokens.length; i++) {
+              const values = sampling === undefined ? results[i]?.next.logits : results[i]?.next.probabilities
+              if (values === undefined) {
+                return yield* LlmError.make(provider, new LlmError.BadResponse({ description: `no distribution for position ${i}` }))
+              }
+              distributions.push(sampling === undefined ? softmax(values, vocabularySize) : densify(values, vocabularySize))
+            }
+            return distributions
+          }))
+        }
         // The greedy fast path speculative decoding looks for (`appendGreedy` in
         // @hasten/speculative): one forward pass like `append`, but llama.cpp's own greedy
         // sampler picks each next token natively, so no logits cross into JavaScript and no
@@ -311,9 +356,11 @@ export const make = (
           // The run stops short of a full context: node-llama-cpp keeps one position free and
           // would shift the context (drop its start) to evaluate more, behind `tokens`' back.
           // At most `contextSize - 1` tokens are evaluated; too long an input fails in `evaluate`.
-          return lock.withPermits(1)(Effect.suspend(() =>
-            runGreedy(newTokens, Math.max(1, Math.min(count, sequence.contextSize - tokens.length - newTokens.length)), stopAt)
-          ))
+          return lock.withPermits(1)(
+            Effect.suspend(() =>
+              runGreedy(newTokens, Math.max(1, Math.min(count, sequence.contextSize - tokens.length - newTokens.length)), stopAt)
+            )
+          )
         }
         const truncate = (length: number) =>
           lock.withPermits(1)(Effect.gen(function*() {
@@ -331,13 +378,14 @@ export const make = (
         const result: TokenModel.TokenSequence & {
           readonly appendGreedy: typeof appendGreedy
           readonly generateGreedy: typeof generateGreedy
+          readonly appendDistributions: typeof appendDistributions
         } = {
           // a live read-only view (no copy per decoding step); it changes as the sequence does
-          tokens: () =>
-            tokens,
+          tokens: () => tokens,
           append,
           appendGreedy,
           generateGreedy,
+          appendDistributions,
           truncate
         }
         return result
