@@ -89,12 +89,16 @@ export interface SequenceExtensions {
    * is already the sampling distribution for those options (temperature, then the `topK` most
    * likely tokens, renormalized: what `Sampling.transform` computes), which a backend that
    * samples natively returns without building every logit (node-llama-cpp: 32,000 logits cost
-   * ~7 ms a position, a top-k sampler's candidates a fraction of a millisecond).
+   * ~7 ms a position, a top-k sampler's candidates a fraction of a millisecond). With `into`
+   * (one array of the vocabulary's size per returned position), the distributions are written
+   * there and those arrays returned: a caller that reuses them allocates nothing per step
+   * (32,000-value arrays per position otherwise keep the garbage collector busy).
    */
   readonly appendDistributions?: (
     tokens: ReadonlyArray<number>,
     from?: number,
-    sampling?: Sampling.NativeSampling
+    sampling?: Sampling.NativeSampling,
+    into?: ReadonlyArray<Float32Array>
   ) => Effect.Effect<ReadonlyArray<Distribution>, LlmError.LlmError>
 }
 
@@ -121,7 +125,8 @@ const syncSequence = Effect.fnUntraced(function*(
   sequence: ExtendedSequence,
   context: ReadonlyArray<number>,
   greedy: boolean,
-  native: Sampling.NativeSampling | undefined
+  native: Sampling.NativeSampling | undefined,
+  into: Float32Array | undefined
 ) {
   const current = sequence.tokens()
   const keep = Math.min(commonPrefix(current, context), context.length - 1)
@@ -133,7 +138,7 @@ const syncSequence = Effect.fnUntraced(function*(
   }
   if (!greedy && sequence.appendDistributions !== undefined) {
     // only the last position's distribution: the tail's others are never drafted from
-    const [last] = yield* sequence.appendDistributions(tail, tail.length - 1, native)
+    const [last] = yield* sequence.appendDistributions(tail, tail.length - 1, native, into === undefined ? undefined : [into])
     return { token: undefined, distribution: last! }
   }
   const distributions = yield* sequence.append(tail)
@@ -162,6 +167,13 @@ export const model = (draft: TokenModel.TokenModelService): Drafter => ({
         })
       }
       const sequence: ExtendedSequence = yield* Effect.orDie(draft.sequence())
+      // one distribution array per draft position, reused from draft to draft: a draft's
+      // proposals live until its verification, before the next draft writes them again
+      const buffers: Array<Float32Array> = []
+      const buffer = (index: number): Float32Array => {
+        while (buffers.length <= index) buffers.push(new Float32Array(draft.vocabularySize))
+        return buffers[index]!
+      }
       return {
         begin: noop,
         end: noop,
@@ -171,7 +183,8 @@ export const model = (draft: TokenModel.TokenModelService): Drafter => ({
           const native = greedy || sequence.appendDistributions === undefined ? undefined : Sampling.native(request.sampling)
           const tokens: Array<number> = []
           const proposals: Array<Distribution> = []
-          let step = yield* syncSequence(sequence, request.context, greedy, native)
+          const reuse = !greedy && sequence.appendDistributions !== undefined
+          let step = yield* syncSequence(sequence, request.context, greedy, native, reuse ? buffer(0) : undefined)
           for (let i = 0; i < request.maximum; i++) {
             let token: number
             if (step.distribution === undefined) {
@@ -189,7 +202,7 @@ export const model = (draft: TokenModel.TokenModelService): Drafter => ({
               step = { token: (yield* sequence.appendGreedy!([token]))[0]!, distribution: undefined }
             } else {
               const next = sequence.appendDistributions !== undefined
-                ? yield* sequence.appendDistributions([token], 0, native)
+                ? yield* sequence.appendDistributions([token], 0, native, [buffer(i + 1)])
                 : yield* sequence.append([token])
               step = { token: undefined, distribution: next[0]! }
             }

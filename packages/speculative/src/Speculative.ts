@@ -328,6 +328,8 @@ export const make = <E = never, R = never>(
       }
       const greedy = Sampling.isGreedy(sampling)
       const native = Sampling.native(sampling)
+      // the target's distribution arrays, reused from step to step (read before the next step)
+      const targetBuffers: Array<Float32Array> = []
       const random = Sampling.prng(((request.seed ?? options.seed ?? 0) ^ Math.imul(request.trial ?? 0, 0x9e3779b1)) >>> 0)
       // the prompt as the target's own Llm renders it (chat template, BOS, the template's stop
       // strings) when the backend says; else the request's text, tokenized
@@ -464,7 +466,13 @@ export const make = <E = never, R = never>(
             if (!greedy && sequence.appendDistributions !== undefined) {
               // the positions before `offset` need no distribution; with top-k sampling the
               // backend returns each already transformed (its candidates only)
-              const distributions = yield* sequence.appendDistributions(evaluated, offset, native)
+              while (targetBuffers.length < evaluated.length - offset) targetBuffers.push(new Float32Array(target.vocabularySize))
+              const distributions = yield* sequence.appendDistributions(
+                evaluated,
+                offset,
+                native,
+                targetBuffers.length === evaluated.length - offset ? targetBuffers : targetBuffers.slice(0, evaluated.length - offset)
+              )
               targets = native !== undefined ? distributions : distributions.map((p) => Sampling.transform(p, sampling))
             } else {
               const all = yield* sequence.append(evaluated)

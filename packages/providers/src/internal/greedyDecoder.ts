@@ -38,7 +38,9 @@ interface SequenceInternals {
     logitDataMapper: (batchLogitIndex: number, tokenIndex: number) => unknown,
     afterBatchAction?: () => Promise<unknown> | void
   ): Promise<Array<unknown>>
-  _resolveSamplerConfig(options: { readonly temperature: number }): object
+  _resolveSamplerConfig(
+    options: { readonly temperature: number; readonly topK?: number; readonly topP?: number; readonly minP?: number }
+  ): object
   readonly _tokenMeter: unknown
   readonly _contextShift: { readonly size: unknown; readonly strategy: unknown } | undefined
   readonly model: { readonly _model?: unknown; readonly _llama?: { readonly _bindings?: { readonly AddonSampler?: unknown } } }
@@ -56,13 +58,24 @@ export interface GreedyDecoder {
    * no token.
    */
   readonly decode: (tokens: ReadonlyArray<number>, from: number) => Promise<Array<number>>
+  /**
+   * Evaluates `tokens` in one forward pass and returns, after each position from `from` on,
+   * the candidates llama.cpp's sampler chain keeps for `sampling` (temperature, then the
+   * `topK` most likely) with their probabilities, as flat `[token, probability, …]` pairs:
+   * sampled speculative decoding's distributions, without all the logits.
+   */
+  readonly candidates: (
+    tokens: ReadonlyArray<number>,
+    from: number,
+    sampling: { readonly temperature: number; readonly topK: number }
+  ) => Promise<Array<ArrayLike<number>>>
   /** Frees the native samplers. */
   readonly dispose: () => void
 }
 
 /** A box, not a promise: node-llama-cpp chains a batch's promise-returning mappers one after another. */
-interface Pending {
-  readonly token: Promise<number>
+interface Pending<A = number> {
+  readonly token: Promise<A>
 }
 
 /**
@@ -75,7 +88,12 @@ export const make = (sequence: LlamaContextSequence): GreedyDecoder | undefined 
   const native = internals.model?._model
   const Sampler = internals.model?._llama?._bindings?.AddonSampler as (new(model: unknown) => NativeSampler) | undefined
   const context = internals.context?._ctx as
-    | { sampleToken: (batchLogitIndex: number, sampler: NativeSampler) => Promise<number> }
+    | {
+      sampleToken: {
+        (batchLogitIndex: number, sampler: NativeSampler): Promise<number>
+        (batchLogitIndex: number, sampler: NativeSampler, probabilities: true, confidence: false): Promise<[number, ArrayLike<number>?]>
+      }
+    }
     | undefined
   const contextShift = internals._contextShift
   if (
@@ -102,7 +120,55 @@ export const make = (sequence: LlamaContextSequence): GreedyDecoder | undefined 
     }
     return samplers[index]!
   }
+  /** Persistent samplers per sampling configuration (`temperature:topK`), one per batch position. */
+  const candidateSamplers = new Map<string, Array<NativeSampler>>()
+  const candidateSampler = (sampling: { readonly temperature: number; readonly topK: number }, index: number): NativeSampler => {
+    const key = `${sampling.temperature}:${sampling.topK}`
+    let list = candidateSamplers.get(key)
+    if (list === undefined) {
+      // a few configurations at most in practice; drop the oldest beyond 8
+      if (candidateSamplers.size >= 8) {
+        const [oldest, samplersOf] = candidateSamplers.entries().next().value!
+        for (const each of samplersOf) each.dispose()
+        candidateSamplers.delete(oldest)
+      }
+      list = []
+      candidateSamplers.set(key, list)
+    }
+    while (list.length <= index) {
+      const created = new Sampler(native)
+      created.applyConfig(internals._resolveSamplerConfig({ temperature: sampling.temperature, topK: sampling.topK, topP: 1, minP: 0 }))
+      list.push(created)
+    }
+    return list[index]!
+  }
   return {
+    candidates: async (tokens, from, sampling) => {
+      if (disposed) throw new Error("the decoder is disposed")
+      const logits = tokens.map((_, i) => i >= from)
+      const started: Array<Promise<[number, ArrayLike<number>?]>> = []
+      const results = await internals._decodeTokens(
+        tokens as Array<number>,
+        logits,
+        DEFAULT_PRIORITY,
+        internals._tokenMeter,
+        shift,
+        (batchLogitIndex, tokenIndex): Pending<[number, ArrayLike<number>?]> => {
+          const token = context.sampleToken(batchLogitIndex, candidateSampler(sampling, tokenIndex - from), true, false)
+          started.push(token)
+          return { token }
+        },
+        () => Promise.allSettled(started)
+      )
+      const out: Array<ArrayLike<number>> = []
+      for (let i = from; i < tokens.length; i++) {
+        const pending = results[i] as Pending<[number, ArrayLike<number>?]> | undefined
+        const pairs = pending === undefined ? undefined : (await pending.token)[1]
+        if (pairs === undefined) throw new Error(`no candidates for position ${i}`)
+        out.push(pairs)
+      }
+      return out
+    },
     decode: async (tokens, from) => {
       if (disposed) throw new Error("the greedy decoder is disposed")
       const logits = tokens.map((_, i) => i >= from)
@@ -135,6 +201,8 @@ export const make = (sequence: LlamaContextSequence): GreedyDecoder | undefined 
       disposed = true
       for (const each of samplers) each.dispose()
       samplers.length = 0
+      for (const list of candidateSamplers.values()) for (const each of list) each.dispose()
+      candidateSamplers.clear()
     }
   }
 }

@@ -22,8 +22,8 @@ const withLogits = { generateNext: { logits: true } } as const
 /** Greedy next-token generation for `controlledEvaluate` (temperature 0: llama.cpp's greedy sampler). */
 const greedyNext = { generateNext: { token: true, options: { temperature: 0 } } } as const
 
-const softmax = (logits: ReadonlyMap<number, number>, size: number): Float32Array => {
-  const out = new Float32Array(size)
+const softmax = (logits: ReadonlyMap<number, number>, size: number, into?: Float32Array): Float32Array => {
+  const out = into ?? new Float32Array(size)
   let max = -Infinity
   for (const value of logits.values()) if (value > max) max = value
   let sum = 0
@@ -38,12 +38,22 @@ const softmax = (logits: ReadonlyMap<number, number>, size: number): Float32Arra
 }
 
 /** A sparse distribution (token → probability, from the native sampler chain) as a dense one, renormalized. */
-const densify = (probabilities: ReadonlyMap<number, number>, size: number): Float32Array => {
-  const out = new Float32Array(size)
+const densify = (probabilities: ReadonlyMap<number, number>, size: number, into?: Float32Array): Float32Array => {
+  const out = into?.fill(0) ?? new Float32Array(size)
   let sum = 0
   for (const value of probabilities.values()) sum += value
   if (!(sum > 0)) return out
   for (const [token, value] of probabilities) out[token] = value / sum
+  return out
+}
+
+/** Flat `[token, probability, …]` pairs (the native sampler chain's candidates) as a dense distribution, renormalized. */
+const densifyPairs = (pairs: ArrayLike<number>, size: number, into?: Float32Array): Float32Array => {
+  const out = into?.fill(0) ?? new Float32Array(size)
+  let sum = 0
+  for (let i = 1; i < pairs.length; i += 2) sum += pairs[i]!
+  if (!(sum > 0)) return out
+  for (let i = 1; i < pairs.length; i += 2) out[pairs[i - 1]!] = pairs[i]! / sum
   return out
 }
 
@@ -288,7 +298,8 @@ export const make = (
         const appendDistributions = (
           newTokens: ReadonlyArray<number>,
           from = 0,
-          sampling?: { readonly temperature: number; readonly topK: number }
+          sampling?: { readonly temperature: number; readonly topK: number },
+          into?: ReadonlyArray<Float32Array>
         ): Effect.Effect<ReadonlyArray<TokenModel.Distribution>, LlmError.LlmError> => {
           if (newTokens.length === 0) return Effect.succeed([])
           if (!Number.isInteger(from) || from < 0 || from >= newTokens.length) {
@@ -297,11 +308,23 @@ export const make = (
           if (sampling !== undefined && !(sampling.temperature > 0 && Number.isInteger(sampling.topK) && sampling.topK > 0)) {
             return Effect.fail(invalid(`appendDistributions: sampling needs a temperature > 0 and a positive integer topK`))
           }
+          if (into !== undefined && (into.length < newTokens.length - from || into.some((each) => each.length !== vocabularySize))) {
+            return Effect.fail(invalid(`appendDistributions: into needs ${newTokens.length - from} arrays of ${vocabularySize} values`))
+          }
           const next = sampling === undefined
             ? withLogits
             : {
               generateNext: { probabilities: true, options: { temperature: sampling.temperature, topK: sampling.topK, topP: 1, minP: 0 } }
             }
+          if (sampling !== undefined && decoder !== undefined) {
+            // persistent samplers, every position's sampling started at once (greedyDecoder.ts)
+            return lock.withPermits(1)(Effect.suspend(() =>
+              Effect.map(
+                evaluate(newTokens, () => decoder.candidates(newTokens, from, sampling)),
+                (all) => all.map((pairs, i) => densifyPairs(pairs, vocabularySize, into?.[i]))
+              )
+            ))
+          }
           return lock.withPermits(1)(Effect.gen(function*() {
             const results = yield* controlled(newTokens, (token, index) => (index < from ? token : [token, next]))
             const distributions: Array<TokenModel.Distribution> = []
@@ -310,7 +333,8 @@ export const make = (
               if (values === undefined) {
                 return yield* LlmError.make(provider, new LlmError.BadResponse({ description: `no distribution for position ${i}` }))
               }
-              distributions.push(sampling === undefined ? softmax(values, vocabularySize) : densify(values, vocabularySize))
+              const out = into?.[i - from]
+              distributions.push(sampling === undefined ? softmax(values, vocabularySize, out) : densify(values, vocabularySize, out))
             }
             return distributions
           }))
