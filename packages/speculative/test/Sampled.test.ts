@@ -48,8 +48,11 @@ for (const file of ["stories260K.gguf", "TinyStories-656K-Q8_0.gguf"]) {
           const raw = yield* sequence.appendDistributions!(rest, 2)
           assert.strictEqual(raw.length, rest.length - 2)
           yield* sequence.truncate(base)
-          const sampled = yield* sequence.appendDistributions!(rest, 2, sampling)
+          const into = Array.from({ length: rest.length - 2 }, () => new Float32Array(model.vocabularySize).fill(1))
+          const sampled = yield* sequence.appendDistributions!(rest, 2, sampling, into)
           assert.strictEqual(sampled.length, rest.length - 2)
+          // written into the caller's arrays (cleared first), nothing allocated
+          for (const [i, distribution] of sampled.entries()) assert.strictEqual(distribution, into[i])
           assert.deepStrictEqual(sequence.tokens(), prompt)
           for (const [i, distribution] of sampled.entries()) {
             const expected = Sampling.transform(full[i + 2]!, sampling)
