@@ -171,7 +171,8 @@ const hastenSession = async (gamma: number | "adaptive"): Promise<Session> => {
 const configs: Array<{ readonly name: string; readonly open: () => Promise<Session> }> = [
   { name: `node-llama-cpp sampled (temperature ${temperature}, top-k ${topK || "off"})`, open: plainSession },
   { name: "hasten speculative, draft model, adaptive γ", open: () => hastenSession("adaptive") },
-  { name: "hasten speculative, draft model, γ = 2", open: () => hastenSession(2) }
+  { name: "hasten speculative, draft model, γ = 2", open: () => hastenSession(2) },
+  { name: "hasten speculative, draft model, γ = 4", open: () => hastenSession(4) }
 ]
 const sessions: Array<Session> = []
 for (const config of configs) sessions.push(await config.open())
@@ -244,6 +245,8 @@ console.log(JSON.stringify({
   draftSampledStepMillis: Number(draftCosts.sampledMillis.toFixed(3)),
   speedupAdaptive: Number((perSecond[1]! / perSecond[0]!).toFixed(3)),
   speedupGamma2: Number((perSecond[2]! / perSecond[0]!).toFixed(3)),
+  speedupGamma4: Number((perSecond[3]! / perSecond[0]!).toFixed(3)),
+  acceptanceAdaptive: Number((sessions[1]!.stats!.accepted / Math.max(1, sessions[1]!.stats!.drafted)).toFixed(3)),
   boundGamma2: Number(bound(2).toFixed(3)),
   boundGamma4: Number(bound(4).toFixed(3))
 }))
