@@ -74,7 +74,7 @@ export interface GreedyDecoder {
 }
 
 /** A box, not a promise: node-llama-cpp chains a batch's promise-returning mappers one after another. */
-interface Pending<A = number> {
+interface Pending<A> {
   readonly token: Promise<A>
 }
 
@@ -142,61 +142,61 @@ export const make = (sequence: LlamaContextSequence): GreedyDecoder | undefined 
     }
     return list[index]!
   }
+  /**
+   * One forward pass over `tokens`, every position from `from` on sampled at once by `sample`
+   * (its position in the batch's outputs), each result read by `read` (`undefined`: none).
+   */
+  const pass = async <A, B>(
+    tokens: ReadonlyArray<number>,
+    from: number,
+    sample: (batchLogitIndex: number, position: number) => Promise<A>,
+    read: (result: A) => B | undefined,
+    what: string
+  ): Promise<Array<B>> => {
+    if (disposed) throw new Error("the decoder is disposed")
+    const logits = tokens.map((_, i) => i >= from)
+    const started: Array<Promise<A>> = []
+    const results = await internals._decodeTokens(
+      tokens as Array<number>,
+      logits,
+      DEFAULT_PRIORITY,
+      internals._tokenMeter,
+      shift,
+      (batchLogitIndex, tokenIndex): Pending<A> => {
+        const token = sample(batchLogitIndex, tokenIndex - from)
+        started.push(token)
+        return { token }
+      },
+      // the batch is done only when its positions are sampled: nothing may decode over their
+      // logits before (settled, not all: a failure is the caller's, not the context's dispatch)
+      () => Promise.allSettled(started)
+    )
+    const out: Array<B> = []
+    for (let i = from; i < tokens.length; i++) {
+      const pending = results[i] as Pending<A> | undefined
+      const value = pending === undefined ? undefined : read(await pending.token)
+      if (value === undefined) throw new Error(`no ${what} for position ${i}`)
+      out.push(value)
+    }
+    return out
+  }
   return {
-    candidates: async (tokens, from, sampling) => {
-      if (disposed) throw new Error("the decoder is disposed")
-      const logits = tokens.map((_, i) => i >= from)
-      const started: Array<Promise<[number, ArrayLike<number>?]>> = []
-      const results = await internals._decodeTokens(
-        tokens as Array<number>,
-        logits,
-        DEFAULT_PRIORITY,
-        internals._tokenMeter,
-        shift,
-        (batchLogitIndex, tokenIndex): Pending<[number, ArrayLike<number>?]> => {
-          const token = context.sampleToken(batchLogitIndex, candidateSampler(sampling, tokenIndex - from), true, false)
-          started.push(token)
-          return { token }
-        },
-        () => Promise.allSettled(started)
-      )
-      const out: Array<ArrayLike<number>> = []
-      for (let i = from; i < tokens.length; i++) {
-        const pending = results[i] as Pending<[number, ArrayLike<number>?]> | undefined
-        const pairs = pending === undefined ? undefined : (await pending.token)[1]
-        if (pairs === undefined) throw new Error(`no candidates for position ${i}`)
-        out.push(pairs)
-      }
-      return out
-    },
-    decode: async (tokens, from) => {
-      if (disposed) throw new Error("the greedy decoder is disposed")
-      const logits = tokens.map((_, i) => i >= from)
-      const started: Array<Promise<number>> = []
-      const results = await internals._decodeTokens(
-        tokens as Array<number>,
-        logits,
-        DEFAULT_PRIORITY,
-        internals._tokenMeter,
-        shift,
-        (batchLogitIndex, tokenIndex): Pending => {
-          const token = context.sampleToken(batchLogitIndex, sampler(tokenIndex - from))
-          started.push(token)
-          return { token }
-        },
-        // the batch is done only when its positions are sampled: nothing may decode over their
-        // logits before (settled, not all: a failure is the caller's, not the context's dispatch)
-        () => Promise.allSettled(started)
-      )
-      const out: Array<number> = []
-      for (let i = from; i < tokens.length; i++) {
-        const pending = results[i] as Pending | undefined
-        const token = pending === undefined ? undefined : await pending.token
-        if (token === undefined || token === -1) throw new Error(`no greedy token for position ${i}`)
-        out.push(token)
-      }
-      return out
-    },
+    candidates: (tokens, from, sampling) =>
+      pass(
+        tokens,
+        from,
+        (batchLogitIndex, position) => context.sampleToken(batchLogitIndex, candidateSampler(sampling, position), true, false),
+        (result) => result[1],
+        "candidates"
+      ),
+    decode: (tokens, from) =>
+      pass(
+        tokens,
+        from,
+        (batchLogitIndex, position) => context.sampleToken(batchLogitIndex, sampler(position)),
+        (token) => (token === -1 ? undefined : token),
+        "greedy token"
+      ),
     dispose: () => {
       disposed = true
       for (const each of samplers) each.dispose()
