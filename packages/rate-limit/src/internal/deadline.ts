@@ -29,6 +29,8 @@ export interface DeadlinePolicy {
 /** One key's latency samples and its current per-token deadline factor. */
 export class LatencyTracker {
   private readonly samples = new Float64Array(CAPACITY)
+  /** The largest samples, descending (recompute's scratch: k ≤ ⌈CAPACITY / 100⌉ + 1). */
+  private readonly top = new Float64Array(Math.ceil(CAPACITY / 100) + 1)
   private count = 0
   private next = 0
   private sinceRecompute = 0
@@ -65,10 +67,24 @@ export class LatencyTracker {
 
   private recompute(): void {
     this.sinceRecompute = 0
-    // a typed array sorts numerically, natively, without a comparator call per comparison
-    const sorted = this.samples.slice(0, this.count).sort()
-    const p99 = sorted[Math.min(sorted.length - 1, Math.ceil(0.99 * sorted.length) - 1)]!
-    this.factor = this.policy.multiple * p99
+    const n = this.count
+    // the p99 (index ⌈0.99 n⌉ − 1 of the sorted samples) is the k-th largest sample, k ≤ 3 for
+    // the 256 kept: one pass keeping the k largest instead of sorting them all (a sort every 8
+    // calls was ~15% of the limiter's per-call CPU on the fast path)
+    const k = n - Math.min(n - 1, Math.ceil(0.99 * n) - 1)
+    const top = this.top
+    top.fill(-Infinity, 0, k)
+    for (let i = 0; i < n; i++) {
+      const value = this.samples[i]!
+      if (value <= top[k - 1]!) continue
+      let j = k - 1
+      while (j > 0 && top[j - 1]! < value) {
+        top[j] = top[j - 1]!
+        j--
+      }
+      top[j] = value
+    }
+    this.factor = this.policy.multiple * top[k - 1]!
   }
 }
 
