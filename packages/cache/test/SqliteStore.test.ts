@@ -6,6 +6,7 @@ import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { DatabaseSync } from "node:sqlite"
 import { fileURLToPath } from "node:url"
 import { SqliteDatabase } from "../src/internal/sqlite.js"
 import { conformance } from "./CacheStoreConformance.js"
@@ -58,11 +59,14 @@ describe("SqliteStore write-behind", () => {
       assert.strictEqual((yield* store.get("a"))?.value, JSON.stringify({ key: "a" }))
       assert.isUndefined(onDisk(path, "a"), "queued, not committed yet")
       yield* TestClock.adjust("1 millis")
+      // the commit runs on the writer thread: wait for it (`stats` waits for the thread)
+      yield* store.stats
       assert.strictEqual(onDisk(path, "a"), JSON.stringify({ key: "a" }))
       assert.strictEqual(onDisk(path, "b"), JSON.stringify({ key: "b" }), "committed with the first")
       yield* store.set(entry("c"))
       assert.isUndefined(onDisk(path, "c"))
       yield* TestClock.adjust("5 millis")
+      yield* store.stats
       assert.strictEqual(onDisk(path, "c"), JSON.stringify({ key: "c" }))
     }).pipe(Effect.scoped))
 
@@ -86,6 +90,38 @@ describe("SqliteStore write-behind", () => {
       assert.strictEqual(code, 0)
       assert.strictEqual(onDisk(path, "exit-0"), JSON.stringify({ index: 0 }))
       assert.strictEqual(onDisk(path, "exit-49"), JSON.stringify({ index: 49 }))
+    }).pipe(Effect.scoped))
+
+  it.live("commits run on a writer thread: a write lock held by another connection does not stall this thread", () =>
+    Effect.gen(function*() {
+      const path = join(yield* tempDir, "cache.db")
+      const store = yield* SqliteStore.make({ path, busyTimeoutMillis: 2_000 })
+      yield* store.set(entry("first"))
+      yield* store.stats
+      // another process (here: another connection) holds the write lock
+      const other = new DatabaseSync(path)
+      other.exec("BEGIN IMMEDIATE")
+      yield* store.set(entry("while-locked"))
+      // the commit is attempted while the lock is held; it waits for the lock on the writer
+      // thread, so this thread gets to release the lock. Committed on this thread instead, the
+      // commit would hold this thread in SQLite's busy wait until the timeout and then fail.
+      yield* Effect.sleep("100 millis")
+      other.exec("COMMIT")
+      other.close()
+      yield* store.stats
+      assert.strictEqual(onDisk(path, "while-locked"), JSON.stringify({ key: "while-locked" }))
+      // no failed background commit to report
+      yield* store.set(entry("after"))
+    }).pipe(Effect.scoped))
+
+  it.live("without the writer thread, commits run on this thread", () =>
+    Effect.gen(function*() {
+      const path = join(yield* tempDir, "cache.db")
+      const store = yield* SqliteStore.make({ path, commitThread: false })
+      yield* store.set(entry("here"))
+      yield* Effect.sleep("20 millis")
+      // committed by the timer on this thread: visible without waiting for a thread
+      assert.strictEqual(onDisk(path, "here"), JSON.stringify({ key: "here" }))
     }).pipe(Effect.scoped))
 
   it.live("operations over many rows see queued entries: stats, prune, delete", () =>
