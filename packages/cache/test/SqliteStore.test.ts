@@ -33,6 +33,17 @@ conformance(
   })
 )
 
+conformance(
+  "sqlite, committing on a writer thread",
+  Effect.gen(function*() {
+    const dir = yield* Effect.acquireRelease(
+      Effect.sync(() => mkdtempSync(join(tmpdir(), "hasten-cache-conformance-"))),
+      (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+    )
+    return yield* SqliteStore.make({ path: join(dir, "cache.db"), commitThread: true })
+  })
+)
+
 const tempDir = Effect.acquireRelease(
   Effect.sync(() => mkdtempSync(join(tmpdir(), "hasten-cache-behind-"))),
   (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
@@ -59,14 +70,11 @@ describe("SqliteStore write-behind", () => {
       assert.strictEqual((yield* store.get("a"))?.value, JSON.stringify({ key: "a" }))
       assert.isUndefined(onDisk(path, "a"), "queued, not committed yet")
       yield* TestClock.adjust("1 millis")
-      // the commit runs on the writer thread: wait for it (`stats` waits for the thread)
-      yield* store.stats
       assert.strictEqual(onDisk(path, "a"), JSON.stringify({ key: "a" }))
       assert.strictEqual(onDisk(path, "b"), JSON.stringify({ key: "b" }), "committed with the first")
       yield* store.set(entry("c"))
       assert.isUndefined(onDisk(path, "c"))
       yield* TestClock.adjust("5 millis")
-      yield* store.stats
       assert.strictEqual(onDisk(path, "c"), JSON.stringify({ key: "c" }))
     }).pipe(Effect.scoped))
 
@@ -95,7 +103,7 @@ describe("SqliteStore write-behind", () => {
   it.live("commits run on a writer thread: a write lock held by another connection does not stall this thread", () =>
     Effect.gen(function*() {
       const path = join(yield* tempDir, "cache.db")
-      const store = yield* SqliteStore.make({ path, busyTimeoutMillis: 2_000 })
+      const store = yield* SqliteStore.make({ path, busyTimeoutMillis: 2_000, commitThread: true })
       yield* store.set(entry("first"))
       yield* store.stats
       // another process (here: another connection) holds the write lock
@@ -114,10 +122,10 @@ describe("SqliteStore write-behind", () => {
       yield* store.set(entry("after"))
     }).pipe(Effect.scoped))
 
-  it.live("without the writer thread, commits run on this thread", () =>
+  it.live("by default, commits run on this thread", () =>
     Effect.gen(function*() {
       const path = join(yield* tempDir, "cache.db")
-      const store = yield* SqliteStore.make({ path, commitThread: false })
+      const store = yield* SqliteStore.make({ path })
       yield* store.set(entry("here"))
       yield* Effect.sleep("20 millis")
       // committed by the timer on this thread: visible without waiting for a thread
