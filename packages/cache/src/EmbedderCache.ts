@@ -13,7 +13,7 @@ import { embeddingKey } from "./CacheKey.js"
 import { decodePayload, encodePayload } from "./CachePayload.js"
 import { CacheStore, type CacheStoreService } from "./CacheStore.js"
 import { metricsFor } from "./internal/metrics.js"
-import { type Flight, singleFlight } from "./internal/singleFlight.js"
+import { makeFlights, singleFlight } from "./internal/singleFlight.js"
 import { makeGuard } from "./internal/storeGuard.js"
 import { withStore } from "./internal/withStore.js"
 
@@ -26,13 +26,12 @@ export const make = Effect.fnUntraced(function*(inner: Embedder.EmbedderService,
   const invalid = validateSettings(settings)
   if (invalid !== undefined) return yield* Effect.die(invalid)
   if (settings.enabled === false) return inner
-  const scope = yield* Effect.scope
   const namespace = settings.namespace ?? "default"
   const version = settings.version ?? 1
   const ttlMillis = settings.ttl === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(settings.ttl))
   const guard = makeGuard(store, settings.onStoreError ?? "bypass")
   const metrics = metricsFor(store.name)
-  const flights = new Map<string, Flight<Embedder.Embeddings>>()
+  const flights = yield* makeFlights<Embedder.Embeddings>()
 
   const embed = (texts: ReadonlyArray<string>, options?: Embedder.EmbedOptions): Effect.Effect<Embedder.Embeddings, LlmError.LlmError> =>
     Effect.gen(function*() {
@@ -66,7 +65,6 @@ export const make = Effect.fnUntraced(function*(inner: Embedder.EmbedderService,
       const missingTexts = [...missing.values()]
       const upstream = yield* singleFlight(
         flights,
-        scope,
         createHash("sha256").update(missingKeys.join(",")).digest("hex"),
         inner.embed(missingTexts, options),
         (result) =>

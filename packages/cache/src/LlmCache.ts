@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import { Completion, type CompletionRequest, Llm, type LlmError, RequestKey } from "@hasten/core"
-import { Clock, type Config, Duration, Effect, Layer, Metric, Stream } from "effect"
+import { Clock, type Config, type Context, Duration, Effect, Layer, Metric, Stream } from "effect"
 import { LRUCache } from "lru-cache"
 import { config, type Options, type Settings } from "./CacheConfig.js"
 import { validateSettings } from "./CacheError.js"
@@ -14,7 +14,7 @@ import { completionKey } from "./CacheKey.js"
 import { decodePayload, encodePayload, type Payload } from "./CachePayload.js"
 import { CacheStore, type CacheStoreService, type Entry } from "./CacheStore.js"
 import { metricsFor } from "./internal/metrics.js"
-import { type Flight, singleFlight } from "./internal/singleFlight.js"
+import { makeFlights, singleFlight } from "./internal/singleFlight.js"
 import { makeGuard } from "./internal/storeGuard.js"
 import { type StreamFlight, streamFlight } from "./internal/streamFlight.js"
 import { withStore } from "./internal/withStore.js"
@@ -52,7 +52,7 @@ export const make = Effect.fnUntraced(function*(inner: Llm.LlmService, store: Ca
     misses: missesMetric,
     skipped: skippedMetric
   } = metricsFor(store.name)
-  const completions = new Map<string, Flight<Completion.Completion>>()
+  const completions = yield* makeFlights<Completion.Completion>()
   const streams = new Map<string, StreamFlight<Completion.CompletionChunk>>()
   // Decoded entries by key, reused while the stored text is unchanged: a hit still reads
   // the store every time, but identical text is validated and decoded only once.
@@ -88,7 +88,12 @@ export const make = Effect.fnUntraced(function*(inner: Llm.LlmService, store: Ca
   /** The decoded entry under `key`, or `undefined` on a miss (absent, corrupt, or store down under `bypass`). */
   const lookup = (key: string): Effect.Effect<Decoded | undefined, LlmError.LlmError> =>
     Effect.flatMap(guard(store.get(key), undefined), (entry) => {
-      if (entry === undefined) return Effect.as(Metric.update(missesMetric, 1), undefined)
+      if (entry === undefined) {
+        return Effect.contextWith((context: Context.Context<never>) => {
+          missesMetric.updateUnsafe(1, context)
+          return Effect.succeed(undefined)
+        })
+      }
       const decoded = decodeEntry(entry)
       if (decoded === undefined) {
         return Effect.as(
@@ -124,10 +129,11 @@ export const make = Effect.fnUntraced(function*(inner: Llm.LlmService, store: Ca
         }
         return guard(store.set(entry), 0).pipe(
           Effect.flatMap((evicted) =>
-            Effect.all([
-              Metric.update(bytesWrittenMetric, Buffer.byteLength(value)),
-              evicted > 0 ? Metric.update(evictionsMetric, evicted) : Effect.void
-            ], { discard: true })
+            Effect.contextWith((context: Context.Context<never>) => {
+              bytesWrittenMetric.updateUnsafe(Buffer.byteLength(value), context)
+              if (evicted > 0) evictionsMetric.updateUnsafe(evicted, context)
+              return Effect.void
+            })
           ),
           Effect.catch(() => Effect.void)
         )
@@ -151,7 +157,6 @@ export const make = Effect.fnUntraced(function*(inner: Llm.LlmService, store: Ca
       if (hit?.chunks !== undefined) return foldChunks(request, hit.chunks)
       return singleFlight(
         completions,
-        scope,
         key,
         inner.complete(request),
         (completion) => write(key, { _tag: "completion", completion })

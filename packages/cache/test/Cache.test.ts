@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cache, CachePayload, CacheStore, MemoryStore } from "@hasten/cache"
 import { Completion, CompletionRequest, Embedder, Llm, RateLimitPolicy, RequestKey } from "@hasten/core"
-import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Logger, Metric, Stream } from "effect"
+import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Logger, Metric, Schema, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -609,6 +609,26 @@ describe("configuration", () => {
 })
 
 describe("CachePayload", () => {
+  it("a completion is stored as its schema encodes it, every optional field included (the direct JSON path)", () => {
+    const completion = new Completion.Completion({
+      text: "t",
+      finishReason: "length",
+      usage: { inputTokens: 1, outputTokens: 2, cachedInputTokens: 1 },
+      model: "m",
+      provider: "p",
+      timing: { start: 0, firstToken: 1, end: 2 },
+      rateLimit: { limitRequests: 10, remainingRequests: 9, resetRequestsMillis: 5, retryAfterMillis: 3 },
+      cached: false,
+      facts: { ...upstreamFacts, batchSize: 8 },
+      logprobs: [{ token: "t", logprob: -0.5, bytes: [116], topLogprobs: [{ token: "t", logprob: -0.5, bytes: [116] }] }],
+      metadata: { nested: { list: [1, "two", null] } }
+    })
+    const viaSchema = JSON.stringify(Schema.encodeSync(CachePayload.Payload)({ _tag: "completion", completion }))
+    assert.strictEqual(CachePayload.encodePayload({ _tag: "completion", completion }), viaSchema)
+    const back = CachePayload.decodePayload(viaSchema)
+    assert.deepStrictEqual(back?._tag === "completion" ? { ...back.completion } : undefined, { ...completion })
+  })
+
   it("facts round-trip through the stored JSON text of a completion and of a stream", () => {
     const completion = new Completion.Completion({
       text: "t",

@@ -6,6 +6,7 @@ import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { DatabaseSync } from "node:sqlite"
 import { fileURLToPath } from "node:url"
 import { SqliteDatabase } from "../src/internal/sqlite.js"
 import { conformance } from "./CacheStoreConformance.js"
@@ -29,6 +30,17 @@ conformance(
       (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
     )
     return yield* SqliteStore.make({ path: join(dir, "cache.db"), writeBehind: false })
+  })
+)
+
+conformance(
+  "sqlite, committing on a writer thread",
+  Effect.gen(function*() {
+    const dir = yield* Effect.acquireRelease(
+      Effect.sync(() => mkdtempSync(join(tmpdir(), "hasten-cache-conformance-"))),
+      (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+    )
+    return yield* SqliteStore.make({ path: join(dir, "cache.db"), commitThread: true })
   })
 )
 
@@ -86,6 +98,38 @@ describe("SqliteStore write-behind", () => {
       assert.strictEqual(code, 0)
       assert.strictEqual(onDisk(path, "exit-0"), JSON.stringify({ index: 0 }))
       assert.strictEqual(onDisk(path, "exit-49"), JSON.stringify({ index: 49 }))
+    }).pipe(Effect.scoped))
+
+  it.live("commits run on a writer thread: a write lock held by another connection does not stall this thread", () =>
+    Effect.gen(function*() {
+      const path = join(yield* tempDir, "cache.db")
+      const store = yield* SqliteStore.make({ path, busyTimeoutMillis: 2_000, commitThread: true })
+      yield* store.set(entry("first"))
+      yield* store.stats
+      // another process (here: another connection) holds the write lock
+      const other = new DatabaseSync(path)
+      other.exec("BEGIN IMMEDIATE")
+      yield* store.set(entry("while-locked"))
+      // the commit is attempted while the lock is held; it waits for the lock on the writer
+      // thread, so this thread gets to release the lock. Committed on this thread instead, the
+      // commit would hold this thread in SQLite's busy wait until the timeout and then fail.
+      yield* Effect.sleep("100 millis")
+      other.exec("COMMIT")
+      other.close()
+      yield* store.stats
+      assert.strictEqual(onDisk(path, "while-locked"), JSON.stringify({ key: "while-locked" }))
+      // no failed background commit to report
+      yield* store.set(entry("after"))
+    }).pipe(Effect.scoped))
+
+  it.live("by default, commits run on this thread", () =>
+    Effect.gen(function*() {
+      const path = join(yield* tempDir, "cache.db")
+      const store = yield* SqliteStore.make({ path })
+      yield* store.set(entry("here"))
+      yield* Effect.sleep("20 millis")
+      // committed by the timer on this thread: visible without waiting for a thread
+      assert.strictEqual(onDisk(path, "here"), JSON.stringify({ key: "here" }))
     }).pipe(Effect.scoped))
 
   it.live("operations over many rows see queued entries: stats, prune, delete", () =>

@@ -50,6 +50,35 @@ const header = (headers: HeaderSource, name: string): string | undefined => {
   return typeof value === "string" ? value : value[0]
 }
 
+/**
+ * The source as a `get` lookup, made once per parse: a plain record (Node's headers) is read
+ * by key, and a name it lacks is looked up in an index of its keys in lower case, built on the
+ * first miss (a response without rate-limit headers misses every name: once per name this
+ * listed and lower-cased all its keys).
+ */
+const lookup = (headers: HeaderSource): { get(name: string): string | null | undefined } => {
+  if (typeof (headers as { get?: unknown }).get === "function") return headers as { get(name: string): string | null | undefined }
+  const record = headers as Readonly<Record<string, string | ReadonlyArray<string> | undefined>>
+  let lower: Map<string, string> | undefined
+  return {
+    get: (name) => {
+      let value = record[name]
+      if (value === undefined) {
+        if (lower === undefined) {
+          lower = new Map()
+          for (const key of Object.keys(record)) {
+            const folded = key.toLowerCase()
+            if (!lower.has(folded)) lower.set(folded, key)
+          }
+        }
+        const key = lower.get(name.toLowerCase())
+        value = key === undefined ? undefined : record[key]
+      }
+      return value === undefined ? undefined : typeof value === "string" ? value : value[0]
+    }
+  }
+}
+
 const unitMillis: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 
 /**
@@ -77,7 +106,8 @@ export const parseDurationMillis = (text: string): number | undefined => {
  * preferring the millisecond header. `now` is epoch milliseconds (for the date form).
  * @category parsers @since 0.1.0
  */
-export const parseRetryAfterMillis = (headers: HeaderSource, now: number): number | undefined => {
+export const parseRetryAfterMillis = (source: HeaderSource, now: number): number | undefined => {
+  const headers = lookup(source)
   const millis = header(headers, "retry-after-ms")
   if (millis !== undefined) {
     const value = Number(millis)
@@ -115,7 +145,8 @@ const set = <K extends keyof RateLimitInfo>(info: RateLimitInfo, key: K, value: 
  * retry-after headers. Returns `undefined` when none is present.
  * @category parsers @since 0.1.0
  */
-export const parseOpenAi = (headers: HeaderSource, now: number): RateLimitInfo | undefined => {
+export const parseOpenAi = (source: HeaderSource, now: number): RateLimitInfo | undefined => {
+  const headers = lookup(source)
   const info: RateLimitInfo = {}
   set(info, "limitRequests", numberHeader(headers, "x-ratelimit-limit-requests"))
   set(info, "remainingRequests", numberHeader(headers, "x-ratelimit-remaining-requests"))
@@ -134,7 +165,8 @@ export const parseOpenAi = (headers: HeaderSource, now: number): RateLimitInfo |
  * (reset is an RFC 3339 instant) and `retry-after`. Returns `undefined` when none is present.
  * @category parsers @since 0.1.0
  */
-export const parseAnthropic = (headers: HeaderSource, now: number): RateLimitInfo | undefined => {
+export const parseAnthropic = (source: HeaderSource, now: number): RateLimitInfo | undefined => {
+  const headers = lookup(source)
   const info: RateLimitInfo = {}
   const p = "anthropic-ratelimit-"
   set(info, "limitRequests", numberHeader(headers, `${p}requests-limit`))
@@ -157,9 +189,11 @@ export const parseAnthropic = (headers: HeaderSource, now: number): RateLimitInf
  * Parses whichever family of headers is present (OpenAI's, Anthropic's, or only retry-after).
  * @category parsers @since 0.1.0
  */
-export const parse = (headers: HeaderSource, now: number): RateLimitInfo | undefined =>
-  header(headers, "anthropic-ratelimit-requests-limit") !== undefined ||
-    header(headers, "anthropic-ratelimit-tokens-limit") !== undefined ||
-    header(headers, "anthropic-ratelimit-input-tokens-limit") !== undefined
+export const parse = (source: HeaderSource, now: number): RateLimitInfo | undefined => {
+  const headers = lookup(source)
+  return header(headers, "anthropic-ratelimit-requests-limit") !== undefined ||
+      header(headers, "anthropic-ratelimit-tokens-limit") !== undefined ||
+      header(headers, "anthropic-ratelimit-input-tokens-limit") !== undefined
     ? parseAnthropic(headers, now)
     : parseOpenAi(headers, now)
+}

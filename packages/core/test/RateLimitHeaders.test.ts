@@ -64,6 +64,16 @@ describe("RateLimitHeaders", () => {
     })
   })
 
+  it("reads a plain record whatever the case of its keys, and the first of repeated values", () => {
+    const info = RateLimitHeaders.parse({
+      "Content-Type": "application/json",
+      "X-RateLimit-Limit-Requests": "500",
+      "x-ratelimit-remaining-requests": ["499", "1"],
+      "Retry-After-Ms": "250"
+    }, now)
+    assert.deepStrictEqual(info, { limitRequests: 500, remainingRequests: 499, retryAfterMillis: 250 })
+  })
+
   it("returns undefined when no rate-limit header is present", () => {
     assert.isUndefined(RateLimitHeaders.parse({ "content-type": "application/json" }, now))
   })

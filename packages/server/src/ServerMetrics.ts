@@ -33,6 +33,12 @@ interface Histogram {
   count: number
 }
 
+interface Series {
+  readonly labels: string
+  readonly statusKeys: Map<number, string>
+  histogram: Histogram | undefined
+}
+
 /**
  * The server's counters; one instance per server.
  * @category metrics @since 0.1.0
@@ -51,15 +57,29 @@ export class ServerMetrics {
   /** Models configured. */
   modelsTotal = 0
 
+  // The label strings of each route and model (and status), built once: a request's counters
+  // are then updated by keys that exist already (no escaping, no new string to hash).
+  private readonly series = new Map<string, Map<string, Series>>()
+  private readonly tokenKeys = new Map<string, { readonly input: string; readonly output: string }>()
+
   /** Counts one answered request and its latency. */
   record(route: string, model: string, status: number, seconds: number): void {
-    const key = `route="${route}",model="${escapeLabel(model)}",status="${status}"`
+    let byModel = this.series.get(route)
+    if (byModel === undefined) this.series.set(route, byModel = new Map())
+    let series = byModel.get(model)
+    if (series === undefined) {
+      const labels = `route="${route}",model="${escapeLabel(model)}"`
+      series = { labels, statusKeys: new Map(), histogram: undefined }
+      byModel.set(model, series)
+    }
+    let key = series.statusKeys.get(status)
+    if (key === undefined) series.statusKeys.set(status, key = `${series.labels},status="${status}"`)
     this.requests.set(key, (this.requests.get(key) ?? 0) + 1)
-    const histogramKey = `route="${route}",model="${escapeLabel(model)}"`
-    let histogram = this.durations.get(histogramKey)
+    let histogram = series.histogram
     if (histogram === undefined) {
       histogram = { counts: Array.from({ length: latencyBuckets.length }, () => 0), sum: 0, count: 0 }
-      this.durations.set(histogramKey, histogram)
+      series.histogram = histogram
+      this.durations.set(series.labels, histogram)
     }
     for (let index = 0; index < latencyBuckets.length; index++) {
       if (seconds <= latencyBuckets[index]!) {
@@ -73,11 +93,14 @@ export class ServerMetrics {
 
   /** Adds tokens used by a model. */
   addTokens(model: string, input: number, output: number): void {
-    const label = escapeLabel(model)
-    const inputKey = `model="${label}",type="input"`
-    const outputKey = `model="${label}",type="output"`
-    this.tokens.set(inputKey, (this.tokens.get(inputKey) ?? 0) + input)
-    this.tokens.set(outputKey, (this.tokens.get(outputKey) ?? 0) + output)
+    let keys = this.tokenKeys.get(model)
+    if (keys === undefined) {
+      const label = escapeLabel(model)
+      keys = { input: `model="${label}",type="input"`, output: `model="${label}",type="output"` }
+      this.tokenKeys.set(model, keys)
+    }
+    this.tokens.set(keys.input, (this.tokens.get(keys.input) ?? 0) + input)
+    this.tokens.set(keys.output, (this.tokens.get(keys.output) ?? 0) + output)
   }
 
   /** Counts a request refused before it ran (`queue_full`, `unauthorized`, `draining`, `loading`). */

@@ -248,7 +248,7 @@ describe("Gateway: a repeated request body", () => {
 })
 
 describe("Gateway: upstream failures, as a client sees them", () => {
-  it.effect("429 keeps its retry-after, 5xx is 502, a refused key is 502 with the secret scrubbed, a bad body is 502", () =>
+  it.effect("429 keeps its retry-after, 5xx is 502, a refused key is 502 with the secret scrubbed, a bad or mistyped body is 502", () =>
     Effect.gen(function*() {
       const replies: Array<{ status: number; body: unknown; headers?: Record<string, string> }> = [
         {
@@ -264,6 +264,11 @@ describe("Gateway: upstream failures, as a client sees them", () => {
           }
         },
         { status: 200, body: { nothing: true } },
+        // a completion whose fields have the wrong types: a 502, not a crash of the answer's handler
+        {
+          status: 200,
+          body: { choices: [{ message: { content: 42 }, finish_reason: "stop" }], usage: { prompt_tokens: "3", completion_tokens: 1 } }
+        },
         {
           status: 400,
           body: {
@@ -315,6 +320,9 @@ describe("Gateway: upstream failures, as a client sees them", () => {
       assert.notInclude(refused.text, "sk-upstream-secret")
       const bad = yield* http(server, "/v1/chat/completions", { body })
       assert.strictEqual(bad.status, 502)
+      const mistyped = yield* http(server, "/v1/chat/completions", { body })
+      assert.strictEqual(mistyped.status, 502)
+      assert.include(mistyped.text, "unexpected field types")
       const long = yield* http(server, "/v1/chat/completions", { body })
       assert.strictEqual(long.status, 400)
       assert.strictEqual(long.json.error.code, "context_length_exceeded")

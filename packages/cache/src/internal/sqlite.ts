@@ -36,6 +36,11 @@ CREATE TABLE IF NOT EXISTS hasten_cache (
 CREATE INDEX IF NOT EXISTS hasten_cache_namespace_created ON hasten_cache (namespace, created_at);
 `
 
+/** Inserts or replaces one row: key, namespace, value, bytes, created_at, expires_at. */
+export const upsertSql = "INSERT INTO hasten_cache (key, namespace, value, bytes, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?) " +
+  "ON CONFLICT (key) DO UPDATE SET namespace = excluded.namespace, value = excluded.value, bytes = excluded.bytes, " +
+  "created_at = excluded.created_at, expires_at = excluded.expires_at"
+
 /** A cache table in one SQLite file, shared safely by several processes (WAL + busy timeout). */
 export class SqliteDatabase {
   readonly path: string
@@ -59,11 +64,7 @@ export class SqliteDatabase {
     // Rows come back as arrays: no per-row property names to build on the hot path.
     this.#get = this.#db.prepare("SELECT namespace, value, created_at, expires_at FROM hasten_cache WHERE key = ?")
     this.#get.setReturnArrays(true)
-    this.#set = this.#db.prepare(
-      "INSERT INTO hasten_cache (key, namespace, value, bytes, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?) " +
-        "ON CONFLICT (key) DO UPDATE SET namespace = excluded.namespace, value = excluded.value, bytes = excluded.bytes, " +
-        "created_at = excluded.created_at, expires_at = excluded.expires_at"
-    )
+    this.#set = this.#db.prepare(upsertSql)
     this.#delete = this.#db.prepare("DELETE FROM hasten_cache WHERE key = ?")
     this.#pruneAll = this.#db.prepare("DELETE FROM hasten_cache WHERE created_at <= ? OR (expires_at IS NOT NULL AND expires_at <= ?)")
     // Expired rows go whatever their namespace, as `CacheStore.prune` promises.
