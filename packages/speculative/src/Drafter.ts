@@ -143,11 +143,23 @@ export const model = (draft: TokenModel.TokenModelService): Drafter => ({
         })
       }
       const sequence: ExtendedSequence = yield* Effect.orDie(draft.sequence())
+      const draftEnds: ReadonlySet<number> = new Set(draft.endTokens)
       return {
         begin: noop,
         end: noop,
         draft: Effect.fnUntraced(function*(request: DraftRequest) {
           const greedy = Sampling.isGreedy(request.sampling)
+          if (greedy && sequence.generateGreedy !== undefined && request.maximum > 0) {
+            // Greedy drafting is plain greedy decoding of the draft model: the catch-up on the
+            // accepted context and all γ steps run in ONE call, the backend's own decoding loop
+            // (no Effect step, lock or round trip per drafted token). As in the loop below, the
+            // last draft (and an end token) is returned but not evaluated.
+            const current = sequence.tokens()
+            const keep = Math.min(commonPrefix(current, request.context), request.context.length - 1)
+            if (current.length > keep) yield* sequence.truncate(keep)
+            const tokens = yield* sequence.generateGreedy(request.context.slice(keep), request.maximum, draftEnds)
+            return { tokens }
+          }
           const tokens: Array<number> = []
           const proposals: Array<Distribution> = []
           let step = yield* syncSequence(sequence, request.context, greedy)
