@@ -243,6 +243,27 @@ for (const [c, config] of configs.entries()) {
       } ms`
     )
   }
+  // the share of forward passes (evaluations and greedy runs of target and draft) in the
+  // configuration's CPU time, and the factor over lean greedy were nothing else paid
+  const passes = (who: string) =>
+    [...config.ledger.cpu].filter(([label]) => label.startsWith(`${who}.`) && !label.includes("truncate")).reduce(
+      (sum, [, ms]) => sum + ms,
+      0
+    )
+  if (c >= 2 && labels.length > 0) {
+    const target = passes("target")
+    const draft = passes("draft")
+    const lean = configs[1]!
+    console.log(
+      `  forward passes: target ${(target / requests).toFixed(1)} + draft ${(draft / requests).toFixed(1)} CPU ms/req = ${
+        ((100 * (target + draft)) / config.cpu).toFixed(1)
+      }% of the total; rollback + the rest ${
+        ((100 * (config.cpu - target - draft)) / config.cpu).toFixed(1)
+      }%. Speculation factor over lean greedy ${
+        (lean.cpu / lean.tokens / (config.cpu / config.tokens)).toFixed(3)
+      }; were the forward passes all it paid: ${(lean.cpu / lean.tokens / ((target + draft) / config.tokens)).toFixed(3)}`
+    )
+  }
 }
 /** As the bench's `verifyCosts`: median CPU ms of appendGreedy(k) then truncate, interleaved over k, after the first prompt. */
 const isolated = async (path: string, lengths: ReadonlyArray<number>, repeats: number) => {
