@@ -7,6 +7,8 @@
  *
  *   pnpm bench:cycle [--shape=110M] [--gamma=4,adaptive] [--rounds=2] [--tokens=128] [--ab]
  * (`--ab`: each γ also with the draft model drafting one `appendGreedy` call per token)
+ *   pnpm bench:cycle --passes [--repeats=6]
+ * (only the target's forward passes of 1, 2, 3, 5, 9 tokens, flash attention on and off, taking turns)
  *
  * Prints, per configuration, CPU milliseconds per request split into: target appendGreedy by
  * batch length, target truncate, draft appendGreedy, draft truncate, generateGreedy, and the
@@ -16,7 +18,7 @@ import { CompletionRequest, Llm, TokenModel } from "@hasten/core"
 import { Local, ModelPool } from "@hasten/providers/local"
 import { Drafter, Speculative } from "@hasten/speculative"
 import { SyntheticModel } from "@hasten/testkit"
-import { Effect, Layer, ManagedRuntime } from "effect"
+import { Context, Effect, Layer, ManagedRuntime } from "effect"
 import { getLlama, type LlamaContextSequence, LlamaLogLevel, type LlamaModel, type Token } from "node-llama-cpp"
 
 const option = (name: string): string | undefined => process.argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3)
@@ -173,6 +175,67 @@ const hasten = async (gamma: number | "adaptive", stepwise = false): Promise<Con
     close: () => runtime.dispose()
   }
   return config
+}
+
+/**
+ * `--passes`: the CPU cost of the target's forward passes alone, with flash attention on (the
+ * default at this size) and off: consecutive passes of k tokens (k = 1: steps of a greedy loop,
+ * as plain decoding runs them; k > 1: passes as verification runs them, each keeping one token),
+ * the two contexts taking turns. Then exits.
+ */
+if (process.argv.includes("--passes")) {
+  const lengths = [1, 2, 3, 5, 9]
+  const runtime = ManagedRuntime.make(ModelPool.layer({ idleTimeToLive: "1 hour" }))
+  const lines = await runtime.runPromise(Effect.scoped(Effect.gen(function*() {
+    const sequences: Array<TokenModel.TokenSequence & Drafter.SequenceExtensions> = []
+    for (const flash of [true, false]) {
+      const built = yield* Layer.build(
+        Local.layerWithPool({ model: pair.target.path, contextSize, sequences: 1, threads: 1, flashAttention: flash })
+      )
+      sequences.push((yield* Context.get(built, TokenModel.TokenModel).sequence()) as TokenModel.TokenSequence & Drafter.SequenceExtensions)
+    }
+    const samples = sequences.map(() => new Map<number, Array<number>>())
+    const prefix = Array.from({ length: 64 }, (_, j) => 1000 + ((j * 37) % 20000))
+    for (let repeat = 0; repeat < Number(option("repeats") ?? 6); repeat++) {
+      for (const k of lengths) {
+        for (const [f, sequence] of sequences.entries()) {
+          yield* sequence.truncate(0)
+          yield* sequence.appendGreedy!(prefix, prefix.length - 1)
+          const start = cpu()
+          if (k === 1) {
+            yield* sequence.generateGreedy!([5000], 24)
+          } else {
+            for (let pass = 0; pass < 24; pass++) {
+              const length = sequence.tokens().length
+              yield* sequence.appendGreedy!(Array.from({ length: k }, (_, j) => 5000 + pass * 7 + j))
+              yield* sequence.truncate(length + 1)
+            }
+          }
+          const list = samples[f]!.get(k) ?? []
+          list.push((cpu() - start) / 24)
+          samples[f]!.set(k, list)
+        }
+      }
+    }
+    const median = (list: Array<number>) => list.sort((x, y) => x - y)[list.length >> 1]!
+    return ["on", "off"].map((flash, f) => {
+      const one = median(samples[f]!.get(1)!)
+      return `flash ${flash}: ${
+        lengths.map((k) => {
+          const ms = median(samples[f]!.get(k)!)
+          return `${k} token${k > 1 ? "s" : ""} ${ms.toFixed(2)} (${(ms / one).toFixed(2)}x)`
+        }).join(", ")
+      }`
+    })
+  })))
+  console.log(
+    `${shape} target, CPU ms per pass after 64 tokens (k = 1: a greedy loop step; k > 1: consecutive passes, each keeping one token; median), load ${
+      (await import("node:os")).loadavg().map((l) => l.toFixed(2)).join(" ")
+    }`
+  )
+  for (const line of lines) console.log(line)
+  await runtime.dispose()
+  process.exit(0)
 }
 
 const target = await llama.loadModel({ modelPath: pair.target.path, gpuLayers: 0 })
