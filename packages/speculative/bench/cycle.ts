@@ -8,7 +8,7 @@
  *   pnpm bench:cycle [--shape=110M] [--gamma=4,adaptive] [--rounds=2] [--tokens=128] [--ab]
  * (`--ab`: each γ also with the draft model drafting one `appendGreedy` call per token)
  *   pnpm bench:cycle --passes [--repeats=6]
- * (only the target's forward passes of 1, 2, 3, 5, 9 tokens, flash attention on and off, taking turns)
+ * (only the target's forward passes of 1, 2, 3, 5, 9 tokens, and of 2 and 5 with the last output only, flash attention on and off, taking turns)
  *
  * Prints, per configuration, CPU milliseconds per request split into: target appendGreedy by
  * batch length, target truncate, draft appendGreedy, draft truncate, generateGreedy, and the
@@ -185,6 +185,8 @@ const hasten = async (gamma: number | "adaptive", stepwise = false): Promise<Con
  */
 if (process.argv.includes("--passes")) {
   const lengths = [1, 2, 3, 5, 9]
+  /** Passes with the greedy token of every position (verification), and of the last one only. */
+  const kinds = [...lengths.map((k) => [k, 0] as const), [2, 1] as const, [5, 4] as const]
   const runtime = ManagedRuntime.make(ModelPool.layer({ idleTimeToLive: "1 hour" }))
   const lines = await runtime.runPromise(Effect.scoped(Effect.gen(function*() {
     const sequences: Array<TokenModel.TokenSequence & Drafter.SequenceExtensions> = []
@@ -194,10 +196,10 @@ if (process.argv.includes("--passes")) {
       )
       sequences.push((yield* Context.get(built, TokenModel.TokenModel).sequence()) as TokenModel.TokenSequence & Drafter.SequenceExtensions)
     }
-    const samples = sequences.map(() => new Map<number, Array<number>>())
+    const samples = sequences.map(() => new Map<string, Array<number>>())
     const prefix = Array.from({ length: 64 }, (_, j) => 1000 + ((j * 37) % 20000))
     for (let repeat = 0; repeat < Number(option("repeats") ?? 6); repeat++) {
-      for (const k of lengths) {
+      for (const [k, from] of kinds) {
         for (const [f, sequence] of sequences.entries()) {
           yield* sequence.truncate(0)
           yield* sequence.appendGreedy!(prefix, prefix.length - 1)
@@ -207,23 +209,24 @@ if (process.argv.includes("--passes")) {
           } else {
             for (let pass = 0; pass < 24; pass++) {
               const length = sequence.tokens().length
-              yield* sequence.appendGreedy!(Array.from({ length: k }, (_, j) => 5000 + pass * 7 + j))
+              yield* sequence.appendGreedy!(Array.from({ length: k }, (_, j) => 5000 + pass * 7 + j), from)
               yield* sequence.truncate(length + 1)
             }
           }
-          const list = samples[f]!.get(k) ?? []
+          const key = `${k}/${from}`
+          const list = samples[f]!.get(key) ?? []
           list.push((cpu() - start) / 24)
-          samples[f]!.set(k, list)
+          samples[f]!.set(key, list)
         }
       }
     }
     const median = (list: Array<number>) => list.sort((x, y) => x - y)[list.length >> 1]!
     return ["on", "off"].map((flash, f) => {
-      const one = median(samples[f]!.get(1)!)
+      const one = median(samples[f]!.get("1/0")!)
       return `flash ${flash}: ${
-        lengths.map((k) => {
-          const ms = median(samples[f]!.get(k)!)
-          return `${k} token${k > 1 ? "s" : ""} ${ms.toFixed(2)} (${(ms / one).toFixed(2)}x)`
+        kinds.map(([k, from]) => {
+          const ms = median(samples[f]!.get(`${k}/${from}`)!)
+          return `${k} token${k > 1 ? "s" : ""}${from > 0 ? " (last output only)" : ""} ${ms.toFixed(2)} (${(ms / one).toFixed(2)}x)`
         }).join(", ")
       }`
     })
