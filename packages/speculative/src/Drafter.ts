@@ -174,6 +174,7 @@ export const model = (draft: TokenModel.TokenModelService): Drafter => ({
         while (buffers.length <= index) buffers.push(new Float32Array(draft.vocabularySize))
         return buffers[index]!
       }
+      const draftEnds: ReadonlySet<number> = new Set(draft.endTokens)
       return {
         begin: noop,
         end: noop,
@@ -181,6 +182,17 @@ export const model = (draft: TokenModel.TokenModelService): Drafter => ({
           const greedy = Sampling.isGreedy(request.sampling)
           // sampling the backend applies itself: its distributions come transformed
           const native = greedy || sequence.appendDistributions === undefined ? undefined : Sampling.native(request.sampling)
+          if (greedy && sequence.generateGreedy !== undefined && request.maximum > 0) {
+            // Greedy drafting is plain greedy decoding of the draft model: the catch-up on the
+            // accepted context and all γ steps run in ONE call, the backend's own decoding loop
+            // (no Effect step, lock or round trip per drafted token). As in the loop below, the
+            // last draft (and an end token) is returned but not evaluated.
+            const current = sequence.tokens()
+            const keep = Math.min(commonPrefix(current, request.context), request.context.length - 1)
+            if (current.length > keep) yield* sequence.truncate(keep)
+            const tokens = yield* sequence.generateGreedy(request.context.slice(keep), request.maximum, draftEnds)
+            return { tokens }
+          }
           const tokens: Array<number> = []
           const proposals: Array<Distribution> = []
           const reuse = !greedy && sequence.appendDistributions !== undefined

@@ -424,6 +424,45 @@ describe("edges", () => {
       assert.strictEqual(statsOf(completion).targetEvaluations, 1)
     }))
 
+  it.effect("a greedy draft model drafts each step in one run of its own decoding loop (generateGreedy), identical output", () =>
+    Effect.gen(function*() {
+      const next = (context: ReadonlyArray<number>) => {
+        const a = context[context.length - 1] ?? 0
+        const b = context[context.length - 2] ?? 0
+        return Array.from({ length: 8 }, (_, t) => (t === (a * 3 + b + 1) % 8 ? 0.6 : 0.4 / 7))
+      }
+      const model = Synthetic.make({ alphabet: "abcdefgh", next, extensions: true })
+      // right after most tokens, wrong after some: rejections and bonus steps both happen
+      const draft = Synthetic.make({
+        alphabet: "abcdefgh",
+        name: "draft",
+        extensions: true,
+        next: (
+          context
+        ) => (context[context.length - 1] === 2 ? Array.from({ length: 8 }, (_, t) => (t === 7 ? 0.9 : 0.1 / 7)) : next(context))
+      })
+      yield* Effect.gen(function*() {
+        const llm = yield* Llm.Llm
+        let steps = 0
+        let drafted = 0
+        let rejections = 0
+        let bonus = 0
+        for (const prompt of ["abc", "hgfabcabc", "ddddd"]) {
+          const completion = yield* llm.complete(request(prompt, { maxTokens: 40 }))
+          assert.deepStrictEqual(tokensOf(completion), yield* greedyReference(model, yield* model.tokenize(prompt), 40), prompt)
+          steps += statsOf(completion).speculativeSteps
+          drafted += statsOf(completion).draftTokens
+          rejections += statsOf(completion).rejectionSteps
+          bonus += statsOf(completion).bonusSteps
+        }
+        assert.isAbove(rejections, 0)
+        assert.isAbove(bonus, 0)
+        // one run per speculative step; each evaluates its catch-up tail, then every draft but the last
+        assert.strictEqual(draft.counters.runs, steps)
+        assert.strictEqual(draft.counters.appendCalls, drafted)
+      }).pipe(provide(model, Speculative.layer({ drafter: Drafter.model(draft), gamma: 4 })))
+    }))
+
   it.effect("rejected positions are rolled back, not re-evaluated; a shared prefix is reused across calls", () =>
     Effect.gen(function*() {
       const model = Synthetic.make({
