@@ -20,6 +20,7 @@ import { Drafter, Speculative } from "@hasten/speculative"
 import { SyntheticModel } from "@hasten/testkit"
 import { Context, Effect, Layer, ManagedRuntime } from "effect"
 import { getLlama, type LlamaContextSequence, LlamaLogLevel, type LlamaModel, type Token } from "node-llama-cpp"
+import { atPrompt, cpuMillis, storyPrompts } from "./support.js"
 
 const option = (name: string): string | undefined => process.argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3)
 const shape = (option("shape") ?? "110M") as SyntheticModel.ShapeName
@@ -28,19 +29,9 @@ const gammas: Array<number | "adaptive"> = gammaOption.split(",").map((g) => (g 
 const rounds = Number(option("rounds") ?? 2)
 const maxTokens = Number(option("tokens") ?? 128)
 const contextSize = 1024
-const prompts = [
-  "Once upon a time",
-  "Lily went to the park with her mom.",
-  "Tom had a big red ball. One day,",
-  "The little bird was sad because",
-  "Ben and Mia wanted to build a house.",
-  "There was a small cat named Kitty."
-]
+const prompts = storyPrompts
 
-const cpu = () => {
-  const usage = process.cpuUsage()
-  return (usage.user + usage.system) / 1000
-}
+const cpu = cpuMillis
 
 /** Accumulated CPU and wall milliseconds and calls, by label. */
 class Ledger {
@@ -332,37 +323,30 @@ for (const [c, config] of configs.entries()) {
   }
 }
 /** As the bench's `verifyCosts`: median CPU ms of appendGreedy(k) then truncate, interleaved over k, after the first prompt. */
-const isolated = async (path: string, lengths: ReadonlyArray<number>, repeats: number) => {
-  const runtime = ManagedRuntime.make(await tokenModel(path, "isolated"))
-  const costs = await runtime.runPromise(Effect.scoped(Effect.gen(function*() {
-    const model = yield* TokenModel.TokenModel
-    const sequence = (yield* model.sequence()) as TokenModel.TokenSequence & Drafter.SequenceExtensions
-    yield* sequence.append(yield* model.tokenize(prompts[0]!, { addBos: true }))
-    const base = sequence.tokens().length
-    const samples = new Map<number, Array<number>>(lengths.map((k) => [k, []]))
-    for (let repeat = 0; repeat < repeats; repeat++) {
-      for (const k of lengths) {
-        const tokens = Array.from({ length: k }, (_, j) => 1000 + ((repeat * 31 + j * 7) % 20000))
+const isolated = async (path: string, lengths: ReadonlyArray<number>, repeats: number) =>
+  atPrompt(await tokenModel(path, "isolated"), (sequence, base) =>
+    Effect.gen(function*() {
+      const samples = new Map<number, Array<number>>(lengths.map((k) => [k, []]))
+      for (let repeat = 0; repeat < repeats; repeat++) {
+        for (const k of lengths) {
+          const tokens = Array.from({ length: k }, (_, j) => 1000 + ((repeat * 31 + j * 7) % 20000))
+          const start = cpu()
+          yield* sequence.appendGreedy!(tokens)
+          samples.get(k)!.push(cpu() - start)
+          yield* sequence.truncate(base)
+        }
+      }
+      // a greedy loop of 64 steps, per step
+      const loop: Array<number> = []
+      for (let repeat = 0; repeat < 5; repeat++) {
         const start = cpu()
-        yield* sequence.appendGreedy!(tokens)
-        samples.get(k)!.push(cpu() - start)
+        yield* sequence.generateGreedy!([1234], 64)
+        loop.push((cpu() - start) / 64)
         yield* sequence.truncate(base)
       }
-    }
-    // a greedy loop of 64 steps, per step
-    const loop: Array<number> = []
-    for (let repeat = 0; repeat < 5; repeat++) {
-      const start = cpu()
-      yield* sequence.generateGreedy!([1234], 64)
-      loop.push((cpu() - start) / 64)
-      yield* sequence.truncate(base)
-    }
-    const median = (list: Array<number>) => list.sort((a, b) => a - b)[list.length >> 1]!
-    return { ...Object.fromEntries([...samples].map(([k, list]) => [k, median(list)])), loop: median(loop) }
-  })))
-  await runtime.dispose()
-  return costs
-}
+      const median = (list: Array<number>) => list.sort((a, b) => a - b)[list.length >> 1]!
+      return { ...Object.fromEntries([...samples].map(([k, list]) => [k, median(list)])), loop: median(loop) } as Record<string, number>
+    }))
 const targetCosts = await isolated(pair.target.path, [1, 3, 5, 9], 30)
 const draftCosts = await isolated(pair.draft.path, [1], 60)
 console.log(

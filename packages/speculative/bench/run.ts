@@ -51,6 +51,7 @@ import {
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { type ConcurrencyResult, concurrencySection } from "./concurrency.js"
+import { atPrompt, storyPrompts as sharedStoryPrompts } from "./support.js"
 
 const quick = process.argv.includes("--quick")
 const option = (name: string): string | undefined => {
@@ -91,14 +92,7 @@ const modelsDir = (): string => {
   }
 }
 
-const storyPrompts = [
-  "Once upon a time",
-  "Lily went to the park with her mom.",
-  "Tom had a big red ball. One day,",
-  "The little bird was sad because",
-  "Ben and Mia wanted to build a house.",
-  "There was a small cat named Kitty."
-].slice(0, quick ? 3 : 6)
+const storyPrompts = sharedStoryPrompts.slice(0, quick ? 3 : 6)
 
 /**
  * Distinct story openings for the paired free-text guard, one per request: repeating a prompt
@@ -588,37 +582,29 @@ interface DraftModelResult {
 const draftResults: Array<DraftModelResult> = []
 
 /** CPU cost of one target pass over k tokens (greedy: `appendGreedy`), then truncate, interleaved over k. */
-const verifyCosts = async (
+const verifyCosts = (
   target: Layer.Layer<TokenModel.TokenModel, LlmError.LlmError>,
   lengths: ReadonlyArray<number>,
   repeats: number
-): Promise<Record<number, number>> => {
-  const runtime = ManagedRuntime.make(target)
-  const costs = await runtime.runPromise(Effect.scoped(Effect.gen(function*() {
-    const model = yield* TokenModel.TokenModel
-    const sequence = yield* model.sequence()
-    yield* sequence.append(yield* model.tokenize(storyPrompts[0]!, { addBos: true }))
-    const base = sequence.tokens().length
-    const extended = sequence as TokenModel.TokenSequence & Drafter.SequenceExtensions
-    const samples = new Map<number, Array<number>>(lengths.map((k) => [k, []]))
-    const random = seeded(17)
-    for (let repeat = 0; repeat < repeats; repeat++) {
-      for (const index of shuffled(lengths.length, random)) {
-        const k = lengths[index]!
-        const tokens = Array.from({ length: k }, (_, j) => 1000 + ((repeat * 31 + j * 7) % 20000))
-        const start = cpuNow()
-        // greedy verification's own call where the backend has it (Local.layer does)
-        if (extended.appendGreedy !== undefined) yield* extended.appendGreedy(tokens)
-        else yield* sequence.append(tokens)
-        samples.get(k)!.push((cpuNow() - start) * 1000)
-        yield* sequence.truncate(base)
+): Promise<Record<number, number>> =>
+  atPrompt(target, (extended, base) =>
+    Effect.gen(function*() {
+      const samples = new Map<number, Array<number>>(lengths.map((k) => [k, []]))
+      const random = seeded(17)
+      for (let repeat = 0; repeat < repeats; repeat++) {
+        for (const index of shuffled(lengths.length, random)) {
+          const k = lengths[index]!
+          const tokens = Array.from({ length: k }, (_, j) => 1000 + ((repeat * 31 + j * 7) % 20000))
+          const start = cpuNow()
+          // greedy verification's own call where the backend has it (Local.layer does)
+          if (extended.appendGreedy !== undefined) yield* extended.appendGreedy(tokens)
+          else yield* extended.append(tokens)
+          samples.get(k)!.push((cpuNow() - start) * 1000)
+          yield* extended.truncate(base)
+        }
       }
-    }
-    return Object.fromEntries([...samples].map(([k, list]) => [k, median(list)]))
-  })))
-  await runtime.dispose()
-  return costs
-}
+      return Object.fromEntries([...samples].map(([k, list]) => [k, median(list)]))
+    }))
 
 for (const shape of draftModelSection ? draftShapes : []) {
   const pair = await SyntheticModel.pair({ target: shape as SyntheticModel.ShapeName })

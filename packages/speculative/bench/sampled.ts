@@ -23,6 +23,7 @@ import { Drafter, Speculative } from "@hasten/speculative"
 import { SyntheticModel } from "@hasten/testkit"
 import { Effect, Layer, ManagedRuntime } from "effect"
 import { getLlama, type Token } from "node-llama-cpp"
+import { atPrompt, cpuMillis, storyPrompts } from "./support.js"
 
 const option = (name: string): string | undefined => {
   const index = process.argv.indexOf(`--${name}`)
@@ -36,12 +37,9 @@ const temperature = Number(option("temperature") ?? 0.8)
 /** Top-k of every request, both sides (0: the whole vocabulary). */
 const topK = Number(option("top-k") ?? 40)
 const contextSize = 1024
-const prompts = ["Once upon a time", "Lily went to the park with her mom.", "Tom had a big red ball. One day,"]
+const prompts = storyPrompts.slice(0, 3)
 
-const cpuNow = () => {
-  const usage = process.cpuUsage()
-  return (usage.user + usage.system) / 1e3
-}
+const cpuNow = cpuMillis
 const median = (values: ReadonlyArray<number>) => {
   const sorted = [...values].sort((a, b) => a - b)
   return sorted[Math.floor(sorted.length / 2)]!
@@ -61,44 +59,36 @@ const tokenModel = async (path: string): Promise<Layer.Layer<TokenModel.TokenMod
 }
 
 // --- 1. per-position costs -------------------------------------------------------------------
-const stepCosts = async (layer: Layer.Layer<TokenModel.TokenModel, LlmError.LlmError>, repeats: number) => {
-  const runtime = ManagedRuntime.make(layer)
-  const result = await runtime.runPromise(Effect.scoped(Effect.gen(function*() {
-    const model = yield* TokenModel.TokenModel
-    const sequence = yield* model.sequence()
-    yield* sequence.append(yield* model.tokenize(prompts[0]!, { addBos: true }))
-    const base = sequence.tokens().length
-    const extended = sequence as TokenModel.TokenSequence & Drafter.SequenceExtensions
-    const greedy: Array<number> = []
-    const distribution: Array<number> = []
-    const candidates: Array<number> = []
-    for (let repeat = 0; repeat < repeats; repeat++) {
-      const token = 1000 + ((repeat * 37) % 20000)
-      let start = cpuNow()
-      yield* extended.appendGreedy!([token])
-      greedy.push(cpuNow() - start)
-      yield* sequence.truncate(base)
-      start = cpuNow()
-      yield* sequence.append([token])
-      distribution.push(cpuNow() - start)
-      yield* sequence.truncate(base)
-      if (topK > 0) {
+const stepCosts = (layer: Layer.Layer<TokenModel.TokenModel, LlmError.LlmError>, repeats: number) =>
+  atPrompt(layer, (extended, base) =>
+    Effect.gen(function*() {
+      const greedy: Array<number> = []
+      const distribution: Array<number> = []
+      const candidates: Array<number> = []
+      for (let repeat = 0; repeat < repeats; repeat++) {
+        const token = 1000 + ((repeat * 37) % 20000)
+        let start = cpuNow()
+        yield* extended.appendGreedy!([token])
+        greedy.push(cpuNow() - start)
+        yield* extended.truncate(base)
         start = cpuNow()
-        yield* extended.appendDistributions!([token], 0, { temperature, topK })
-        candidates.push(cpuNow() - start)
-        yield* sequence.truncate(base)
+        yield* extended.append([token])
+        distribution.push(cpuNow() - start)
+        yield* extended.truncate(base)
+        if (topK > 0) {
+          start = cpuNow()
+          yield* extended.appendDistributions!([token], 0, { temperature, topK })
+          candidates.push(cpuNow() - start)
+          yield* extended.truncate(base)
+        }
       }
-    }
-    return {
-      greedyMillis: median(greedy),
-      distributionMillis: median(distribution),
-      // what a sampled step costs on the path the layer takes
-      sampledMillis: topK > 0 ? median(candidates) : median(distribution)
-    }
-  })))
-  await runtime.dispose()
-  return result
-}
+      return {
+        greedyMillis: median(greedy),
+        distributionMillis: median(distribution),
+        // what a sampled step costs on the path the layer takes
+        sampledMillis: topK > 0 ? median(candidates) : median(distribution)
+      }
+    }))
 const targetLayer = await tokenModel(pair.target.path)
 const draftLayer = await tokenModel(pair.draft.path)
 const targetCosts = await stepCosts(targetLayer, 30)

@@ -1,0 +1,49 @@
+/**
+ * What the speculative benches share: the story openings they prompt with, and a sequence of a
+ * TokenModel opened on the first of them, to time single operations on.
+ */
+import type { LlmError } from "@hasten/core"
+import { TokenModel } from "@hasten/core"
+import { Effect, type Layer, ManagedRuntime } from "effect"
+import type { SequenceExtensions } from "../src/Drafter.js"
+
+/** Story openings (TinyStories style); the synthetic models' text is meaningless, only lengths matter. */
+export const storyPrompts: ReadonlyArray<string> = [
+  "Once upon a time",
+  "Lily went to the park with her mom.",
+  "Tom had a big red ball. One day,",
+  "The little bird was sad because",
+  "Ben and Mia wanted to build a house.",
+  "There was a small cat named Kitty."
+]
+
+/** CPU milliseconds of this process (every thread) so far. */
+export const cpuMillis = (): number => {
+  const usage = process.cpuUsage()
+  return (usage.user + usage.system) / 1e3
+}
+
+/**
+ * Runs `body` on a sequence of the layer's TokenModel that holds the first story prompt;
+ * `base` is its length (truncate back to it between timed operations).
+ */
+export const atPrompt = async <A>(
+  layer: Layer.Layer<TokenModel.TokenModel, LlmError.LlmError>,
+  body: (
+    sequence: TokenModel.TokenSequence & SequenceExtensions,
+    base: number,
+    model: TokenModel.TokenModelService
+  ) => Effect.Effect<A, LlmError.LlmError>
+): Promise<A> => {
+  const runtime = ManagedRuntime.make(layer)
+  try {
+    return await runtime.runPromise(Effect.scoped(Effect.gen(function*() {
+      const model = yield* TokenModel.TokenModel
+      const sequence = yield* model.sequence()
+      yield* sequence.append(yield* model.tokenize(storyPrompts[0]!, { addBos: true }))
+      return yield* body(sequence, sequence.tokens().length, model)
+    })))
+  } finally {
+    await runtime.dispose()
+  }
+}
