@@ -9,7 +9,7 @@ import { Clock, Effect, Fiber, Layer } from "effect"
 import { CircuitBreaker, RateLimiter } from "effect/persistence"
 import { TestClock } from "effect/testing"
 import { Estimator, RateLimit } from "../src/index.js"
-import { type Fake, makeFake, request } from "./support.js"
+import { type Fake, makeFake, rateLimited, request } from "./support.js"
 
 /** 4000 requests/s with the default 1% catch-up: a bucket of 41, leases of 1 + 10 calls. */
 const options: RateLimit.Options = {
@@ -116,5 +116,27 @@ describe("fast path", () => {
       yield* TestClock.adjust("10 seconds")
       assert.strictEqual(yield* burst(fake, 60), 41)
     }).pipe(Effect.provide(counted(fake).layer))
+  })
+})
+
+describe("fast path after a 429", () => {
+  it.effect("a key the store paces after a 429 takes the full admission until the store has forgotten it", () => {
+    const fake = makeFake([{ error: rateLimited("requests", 1_000) }, {}])
+    const { calls, layer } = counted(fake)
+    return Effect.gen(function*() {
+      const first = yield* Effect.exit(Llm.complete(request("a", 10)))
+      assert.isTrue(first._tag === "Failure")
+      // past the cooldown: every call consumes its windows from the store (the full admission)
+      yield* TestClock.adjust("2 seconds")
+      const before = calls.tokenBucket
+      for (let index = 0; index < 5; index++) yield* Llm.complete(request(`b${index}`, 10))
+      assert.strictEqual(calls.tokenBucket - before, 5)
+      // the store's adaptive state expires without calls: the key is fast again
+      yield* TestClock.adjust("10 minutes")
+      const after = calls.tokenBucket
+      for (let index = 0; index < 10; index++) yield* Llm.complete(request(`c${index}`, 10))
+      // one full admission that finds the state gone, then one lease for the other nine
+      assert.strictEqual(calls.tokenBucket - after, 2)
+    }).pipe(Effect.provide(layer))
   })
 })

@@ -165,6 +165,9 @@ export const make = (deps: {
           fallbackLimit: requestWindow.limit,
           fallbackWindow: Duration.millis(requestWindow.windowMillis)
         })
+        // the store has forgotten the key's 429s (its adaptive state expired): the fast path may
+        // take the key's calls again (fast.ts)
+        if (adaptive?.phase === "inactive" && fleet === undefined) state.adaptiveFed = false
         if (adaptive !== undefined && Duration.isPositive(adaptive.delay)) {
           yield* waitFor(Duration.toMillis(adaptive.delay), `adaptive_${adaptive.phase}`)
         }

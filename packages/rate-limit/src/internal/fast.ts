@@ -11,7 +11,7 @@
  *   share its windows and adaptive state), once the key's first call has set it up (policy,
  *   documented limits, the cautious start's probe), with no header hold, no call queued for
  *   the windows, a closed circuit with no failure counted, a free concurrency slot, and no
- *   429 ever fed to the store's adaptive cooldown for the key.
+ *   429 the store's adaptive cooldown still remembers for the key (its state expired: fast again).
  * - **Budgets through leases.** Each window of the key keeps a small prepaid balance: a
  *   renewal takes the call's cost plus a quarter of the bucket's spare room (its catch-up
  *   capacity) from the store in ONE consume that fails rather than waits; later calls spend

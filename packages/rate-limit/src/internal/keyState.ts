@@ -64,7 +64,10 @@ export interface KeyState {
   readonly latency: LatencyTracker | undefined
   /** Calls queued for or waiting in the window admission (the fast path does not overtake them). */
   admitting: number
-  /** Whether a 429 was fed to the store's adaptive cooldown for this key (its calls then take the full admission). */
+  /**
+   * Whether a 429 was fed to the store's adaptive cooldown for this key: its calls then take
+   * the full admission until the store's adaptive state for the key has expired.
+   */
   adaptiveFed: boolean
 }
 
