@@ -5,6 +5,7 @@ import { LlamaCompletion } from "node-llama-cpp"
 import * as NodePath from "node:path"
 import * as NodeUrl from "node:url"
 import * as BatchOrder from "../src/internal/batchOrder.js"
+import { recordBatches } from "./local-batch-recorder.js"
 
 describe("node-llama-cpp's batches in sequence order", () => {
   it.effect("a pooled context's dispatcher adds concurrent sequences in id order, whatever order they queued in", () =>
@@ -15,20 +16,7 @@ describe("node-llama-cpp's batches in sequence order", () => {
       const slots = yield* Effect.forEach(Array.from({ length: 4 }), () => ModelPool.acquireSlot(pooled))
       const ids = slots.map((slot) => (slot.sequence as unknown as { _sequenceId: number })._sequenceId)
       // record the sequence ids of every batch node-llama-cpp's dispatcher builds
-      const internals = pooled.context as unknown as { _ctx: Record<string, unknown> }
-      const native = internals._ctx
-      const batches: Array<Array<number>> = []
-      internals._ctx = new Proxy(native, {
-        get: (target, key) => {
-          const member = Reflect.get(target, key) as unknown
-          if (typeof member !== "function") return member
-          if (key === "initBatch") batches.push([])
-          return (...args: Array<unknown>) => {
-            if (key === "addToBatch") batches.at(-1)!.push(args[0] as number)
-            return (member as (...args: Array<unknown>) => unknown).apply(target, args)
-          }
-        }
-      })
+      const { batches, restore } = recordBatches(pooled.context)
       // sampled generations (node-llama-cpp's own path), started in descending id order
       const order = slots.map((slot, i) => ({ slot, id: ids[i]! })).sort((a, b) => b.id - a.id)
       const texts = yield* Effect.promise(() =>
@@ -39,9 +27,7 @@ describe("node-llama-cpp's batches in sequence order", () => {
             seed: 7
           })
         ))
-      ).pipe(Effect.ensuring(Effect.sync(() => {
-        internals._ctx = native
-      })))
+      ).pipe(Effect.ensuring(Effect.sync(restore)))
       assert.strictEqual(texts.length, 4)
       assert.isAtLeast(batches.length, 8)
       for (const batch of batches) assert.deepStrictEqual(batch, batch.toSorted((a, b) => a - b))

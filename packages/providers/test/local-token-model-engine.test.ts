@@ -5,6 +5,7 @@ import { Context, Effect, Layer } from "effect"
 import * as LifecycleUtils from "lifecycle-utils"
 import { getLlama, LlamaLogLevel } from "node-llama-cpp"
 import * as BatchStepper from "../src/internal/batchStepper.js"
+import { recordBatches } from "./local-batch-recorder.js"
 
 const CONTEXT = 256
 
@@ -173,21 +174,8 @@ describe("the batching engine's batch order", () => {
         (created) => Effect.promise(() => created.dispose())
       )
       const sequences = Array.from({ length: 4 }, () => context.getSequence())
-      const internals = context as unknown as { _ctx: Record<string, unknown> }
-      const native = internals._ctx
       // record the sequence ids of every batch the stepper builds (a stand-in over the native context)
-      const batches: Array<Array<number>> = []
-      internals._ctx = new Proxy(native, {
-        get: (target, key) => {
-          const member = Reflect.get(target, key) as unknown
-          if (typeof member !== "function") return member
-          if (key === "initBatch") batches.push([])
-          return (...args: Array<unknown>) => {
-            if (key === "addToBatch") batches.at(-1)!.push(args[0] as number)
-            return (member as (...args: Array<unknown>) => unknown).apply(target, args)
-          }
-        }
-      })
+      const { batches, restore } = recordBatches(context)
       const stepper = BatchStepper.make(context, LifecycleUtils)!
       const prompt = model.tokenize("Once upon a time")
       // the sequences join in descending id order
@@ -197,7 +185,7 @@ describe("the batching engine's batch order", () => {
         )
       )
       stepper.dispose()
-      internals._ctx = native
+      restore()
       for (const run of runs) assert.deepStrictEqual(run, runs[0])
       assert.isAtLeast(batches.length, 8)
       for (const batch of batches) assert.deepStrictEqual(batch, batch.toSorted((a, b) => a - b))

@@ -51,7 +51,7 @@ import {
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { type ConcurrencyResult, concurrencySection } from "./concurrency.js"
-import { atPrompt, storyPrompts as sharedStoryPrompts } from "./support.js"
+import { atPrompt, storyPrompts as sharedStoryPrompts, tokenModels } from "./support.js"
 
 const quick = process.argv.includes("--quick")
 const option = (name: string): string | undefined => {
@@ -610,16 +610,7 @@ for (const shape of draftModelSection ? draftShapes : []) {
   const pair = await SyntheticModel.pair({ target: shape as SyntheticModel.ShapeName })
   const target = await llama.loadModel({ modelPath: pair.target.path, gpuLayers: 0 })
   const draft = await llama.loadModel({ modelPath: pair.draft.path, gpuLayers: 0 })
-  const pools: Array<ManagedRuntime.ManagedRuntime<ModelPool.ModelPool, never>> = []
-  const localTokenModel = async (path: string) => {
-    const poolRuntime = ManagedRuntime.make(ModelPool.layer({ idleTimeToLive: "1 hour" }))
-    pools.push(poolRuntime)
-    const pool = Layer.succeed(ModelPool.ModelPool, await poolRuntime.runPromise(Effect.service(ModelPool.ModelPool)))
-    return Layer.effect(TokenModel.TokenModel, Effect.service(TokenModel.TokenModel)).pipe(
-      Layer.provide(Local.layerWithPool({ model: path, contextSize, sequences: 1, threads: 1 })),
-      Layer.provide(pool)
-    )
-  }
+  const { tokenModel: localTokenModel, dispose: disposePools } = tokenModels(contextSize)
   type Config = { readonly name: string; readonly family: Row["family"]; readonly open: () => Promise<Session> }
   const none = async () => ({ predictor: undefined, dispose: async () => {} })
   const draftPredictor = (options: ConstructorParameters<typeof DraftSequenceTokenPredictor>[1]) => async () => {
@@ -705,7 +696,7 @@ for (const shape of draftModelSection ? draftShapes : []) {
     identicalStable,
     firstAcceptance: withFirst.length > 0 ? withFirst.reduce((a, b) => a + b, 0) / withFirst.length : undefined
   })
-  for (const pool of pools) await pool.dispose()
+  await disposePools()
   await draft.dispose()
   await target.dispose()
 }

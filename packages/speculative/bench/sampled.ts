@@ -18,12 +18,12 @@
  * A table, then ONE JSON line.
  */
 import { CompletionRequest, Llm, type LlmError, TokenModel } from "@hasten/core"
-import { Local, ModelPool } from "@hasten/providers/local"
+import { ModelPool } from "@hasten/providers/local"
 import { Drafter, Speculative } from "@hasten/speculative"
 import { SyntheticModel } from "@hasten/testkit"
 import { Effect, Layer, ManagedRuntime } from "effect"
 import { getLlama, type Token } from "node-llama-cpp"
-import { atPrompt, cpuMillis, storyPrompts } from "./support.js"
+import { atPrompt, cpuMillis, storyPrompts, tokenModels } from "./support.js"
 
 const option = (name: string): string | undefined => {
   const index = process.argv.indexOf(`--${name}`)
@@ -47,16 +47,7 @@ const median = (values: ReadonlyArray<number>) => {
 
 const pair = await SyntheticModel.pair({ target: shape })
 const llama = await getLlama({ gpu: false })
-const pools: Array<ManagedRuntime.ManagedRuntime<ModelPool.ModelPool, never>> = []
-const tokenModel = async (path: string): Promise<Layer.Layer<TokenModel.TokenModel, LlmError.LlmError>> => {
-  const poolRuntime = ManagedRuntime.make(ModelPool.layer({ idleTimeToLive: "1 hour" }))
-  pools.push(poolRuntime)
-  const pool = Layer.succeed(ModelPool.ModelPool, await poolRuntime.runPromise(Effect.service(ModelPool.ModelPool)))
-  return Layer.effect(TokenModel.TokenModel, Effect.service(TokenModel.TokenModel)).pipe(
-    Layer.provide(Local.layerWithPool({ model: path, contextSize, sequences: 1, threads: 1 })),
-    Layer.provide(pool)
-  )
-}
+const { tokenModel, dispose: disposePools } = tokenModels(contextSize)
 
 // --- 1. per-position costs -------------------------------------------------------------------
 const stepCosts = (layer: Layer.Layer<TokenModel.TokenModel, LlmError.LlmError>, repeats: number) =>
@@ -180,7 +171,7 @@ for (let round = 0; round < rounds; round++) {
   }
 }
 for (const session of sessions) await session.close()
-for (const pool of pools) await pool.dispose()
+await disposePools()
 
 // --- 3. report -------------------------------------------------------------------------------
 const perSecond = configs.map((_, index) => produced[index]! / (cpu[index]! / 1000))

@@ -4,7 +4,8 @@
  */
 import type { LlmError } from "@hasten/core"
 import { TokenModel } from "@hasten/core"
-import { Effect, type Layer, ManagedRuntime } from "effect"
+import { Local, ModelPool } from "@hasten/providers/local"
+import { Effect, type Layer, Layer as LayerModule, ManagedRuntime } from "effect"
 import type { SequenceExtensions } from "../src/Drafter.js"
 
 /** Story openings (TinyStories style); the synthetic models' text is meaningless, only lengths matter. */
@@ -45,5 +46,27 @@ export const atPrompt = async <A>(
     })))
   } finally {
     await runtime.dispose()
+  }
+}
+
+/**
+ * `Local.layer` TokenModels of model files, each on its own model pool (one sequence, one
+ * thread, `contextSize`), as the benches time them; `dispose` closes every pool made.
+ */
+export const tokenModels = (contextSize: number) => {
+  const pools: Array<ManagedRuntime.ManagedRuntime<ModelPool.ModelPool, never>> = []
+  return {
+    tokenModel: async (path: string): Promise<Layer.Layer<TokenModel.TokenModel, LlmError.LlmError>> => {
+      const poolRuntime = ManagedRuntime.make(ModelPool.layer({ idleTimeToLive: "1 hour" }))
+      pools.push(poolRuntime)
+      const pool = LayerModule.succeed(ModelPool.ModelPool, await poolRuntime.runPromise(Effect.service(ModelPool.ModelPool)))
+      return LayerModule.effect(TokenModel.TokenModel, Effect.service(TokenModel.TokenModel)).pipe(
+        LayerModule.provide(Local.layerWithPool({ model: path, contextSize, sequences: 1, threads: 1 })),
+        LayerModule.provide(pool)
+      )
+    },
+    dispose: async () => {
+      for (const pool of pools) await pool.dispose()
+    }
   }
 }
