@@ -302,8 +302,6 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options, local = f
           return Effect.onExit(run, (exit) =>
             Exit.isSuccess(exit)
               ? settleFast(call.key, provider, ticket.value, clock.currentTimeMillisUnsafe(), call.observe?.(exit.value))
-              : Exit.hasInterrupts(exit) && Option.isNone(Cause.findErrorOption(exit.cause))
-              ? failed(state, call.key, provider, input, output, ticket.value.charged, undefined, undefined)
               : failed(
                 state,
                 call.key,

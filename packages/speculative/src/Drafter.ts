@@ -90,8 +90,8 @@ export interface SequenceExtensions {
    * likely tokens, renormalized: what `Sampling.transform` computes), which a backend that
    * samples natively returns without building every logit (node-llama-cpp: 32,000 logits cost
    * ~7 ms a position, a top-k sampler's candidates a fraction of a millisecond). With `into`
-   * (one array of the vocabulary's size per returned position), the distributions are written
-   * there and those arrays returned: a caller that reuses them allocates nothing per step
+   * (arrays of the vocabulary's size, at least one per returned position; the first ones are
+   * used), the distributions are written there and those arrays returned: a caller that reuses them allocates nothing per step
    * (32,000-value arrays per position otherwise keep the garbage collector busy).
    */
   readonly appendDistributions?: (

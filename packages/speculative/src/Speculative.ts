@@ -471,7 +471,7 @@ export const make = <E = never, R = never>(
                 evaluated,
                 offset,
                 native,
-                targetBuffers.length === evaluated.length - offset ? targetBuffers : targetBuffers.slice(0, evaluated.length - offset)
+                targetBuffers
               )
               targets = native !== undefined ? distributions : distributions.map((p) => Sampling.transform(p, sampling))
             } else {

@@ -309,7 +309,9 @@ export const make = (
             return Effect.fail(invalid(`appendDistributions: sampling needs a temperature > 0 and a positive integer topK`))
           }
           if (into !== undefined && (into.length < newTokens.length - from || into.some((each) => each.length !== vocabularySize))) {
-            return Effect.fail(invalid(`appendDistributions: into needs ${newTokens.length - from} arrays of ${vocabularySize} values`))
+            return Effect.fail(
+              invalid(`appendDistributions: into needs at least ${newTokens.length - from} arrays of ${vocabularySize} values`)
+            )
           }
           const next = sampling === undefined
             ? withLogits
