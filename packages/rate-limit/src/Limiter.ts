@@ -5,13 +5,13 @@
  * @since 0.1.0
  */
 import { LlmError, type RateLimitHeaders, type RateLimitPolicy } from "@hasten/core"
-import { Cause, Clock, Context, Duration, Effect, Exit, Layer, Metric, Option, Random } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Exit, Fiber, Layer, Metric, Option, Random } from "effect"
 import { CircuitBreaker, RateLimiter } from "effect/persistence"
 import type * as Scope from "effect/Scope"
 import * as Admit from "./internal/admit.js"
 import * as Aimd from "./internal/aimd.js"
 import * as Breaker from "./internal/breaker.js"
-import { DeadlineWheel } from "./internal/deadline.js"
+import { DeadlineWheel, type Watch as DeadlineWatch } from "./internal/deadline.js"
 import * as Events from "./internal/events.js"
 import * as Fast from "./internal/fast.js"
 import * as Fleet from "./internal/fleet.js"
@@ -69,6 +69,18 @@ export interface LimiterService {
   readonly options: Resolved
   /** Runs a call under its key's budgets with the retry schedule. */
   readonly execute: <A, E, R>(call: Call<A, E, R>) => Effect.Effect<Outcome<A>, E | LlmError.LlmError, R>
+  /**
+   * `lobby(key)(execute(call))` — a whole call, lobby included — with the fewest effects its
+   * key allows (a key far from its budgets takes it in one synchronous step). `call` may be
+   * an effect that prices the call (an estimate of its prompt): it runs inside the lobby.
+   * Optional for other implementations: callers fall back to the lobby and `execute`.
+   */
+  readonly run?:
+    | (<A, E, R, E2 = never, R2 = never>(
+      key: string,
+      call: Call<A, E, R> | Effect.Effect<Call<A, E, R>, E2, R2>
+    ) => Effect.Effect<Outcome<A>, E | E2 | LlmError.LlmError, R | R2>)
+    | undefined
   /**
    * Takes a concurrency slot (held until the scope closes) and waits for the budgets of
    * one attempt, without retrying; settle it with `succeed` or `fail` (streams use this).
@@ -301,7 +313,7 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options, local = f
             : deadlines.run(call.effect, deadline, (millis) => timeoutError(provider, millis))
           return Effect.onExit(run, (exit) =>
             Exit.isSuccess(exit)
-              ? settleFast(call.key, provider, ticket.value, clock.currentTimeMillisUnsafe(), call.observe?.(exit.value))
+              ? settleFastNow(call.key, provider, ticket.value, clock.currentTimeMillisUnsafe(), call.observe?.(exit.value)) ?? Effect.void
               : failed(
                 state,
                 call.key,
@@ -314,27 +326,34 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options, local = f
               ))
         }
       )
-      return Effect.flatMap(
-        state.semaphore.withPermitsIfAvailable(1)(admitted),
-        (result): Effect.Effect<A, E | LlmError.LlmError, R> =>
-          Option.isSome(result) && result.value !== FULL ? Effect.succeed(result.value as A) : fallback
-      )
+      // the concurrency slot only if it is free at once (no waiting on the fast path)
+      return Effect.uninterruptibleMask((restore) => {
+        if (!state.slots.tryTake()) return restore(fallback)
+        return Effect.flatMap(
+          Effect.ensuring(restore(admitted), Effect.sync(state.slots.release)),
+          (result): Effect.Effect<A, E | LlmError.LlmError, R> => result !== FULL ? Effect.succeed(result as A) : restore(fallback)
+        )
+      })
     })
 
-  /** A fast attempt's success: the full path's settlement, with reconciliation through the leases. */
-  const settleFast = (
+  /**
+   * A fast attempt's success: the full path's settlement, with reconciliation through the
+   * leases, applied now; the effect left to run (an overrun charged to the store, a learnt
+   * budget's event or a hold, a raised limit), or `undefined` when nothing is left.
+   */
+  const settleFastNow = (
     key: string,
     provider: string,
     ticket: Fast.FastTicket,
     end: number,
     observed: ReturnType<NonNullable<Call<unknown, unknown, unknown>["observe"]>> | undefined
-  ): Effect.Effect<void> => {
+  ): Effect.Effect<void> | undefined => {
     const { state, input, output } = ticket
     const usage = observed?.usage
     const latency = end - ticket.start
     state.latency?.record(latency, usage?.outputTokens ?? output)
     const accounting = options.tokenAccounting ?? (state.policy?.tokenAccounting === "reconciled" ? "usage" : "reserved")
-    let overrun: Effect.Effect<void, LlmError.LlmError> = Effect.void
+    let rest: Effect.Effect<void, LlmError.LlmError> | undefined
     if (usage !== undefined && accounting === "usage") {
       for (const window of ticket.charged) {
         if (window.unit === "request") continue
@@ -342,27 +361,45 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options, local = f
         if (delta === 0) continue
         const unpaid = fast!.settle(state, window, -delta)
         if (unpaid > 0) {
-          overrun = Effect.andThen(
-            overrun,
-            Effect.mapError(windows.consume(window, key, unpaid, false, "delay"), Windows.storeError(provider))
-          )
+          const charge = Effect.mapError(windows.consume(window, key, unpaid, false, "delay"), Windows.storeError(provider))
+          rest = rest === undefined ? charge : Effect.andThen(rest, charge)
         }
       }
     }
     aimd.observe(state, latency)
-    return Effect.andThen(
-      overrun,
-      Effect.andThen(
-        observed?.rateLimit === undefined ? Effect.void : headers.learn(state, observed.rateLimit, key, { input, output }),
-        aimd.increase(key, state)
-      )
-    ).pipe(Effect.catch(() => Effect.void))
+    const learnt = observed?.rateLimit === undefined ? undefined : headers.learnNow(state, observed.rateLimit, key, { input, output })
+    if (learnt !== undefined) rest = rest === undefined ? learnt : Effect.andThen(rest, learnt)
+    const raised = aimd.increaseNow(key, state)
+    if (raised !== undefined) rest = rest === undefined ? raised : Effect.andThen(rest, raised)
+    return rest === undefined ? undefined : Effect.catch(rest, () => Effect.void)
   }
 
-  const execute = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Outcome<A>, E | LlmError.LlmError, R> =>
+  /** Runs an attempt's outcome through the circuit breaker, for an attempt that ran without it (its key was clean). */
+  const recordOutcome = <A, E>(key: string, provider: string, exit: Exit.Exit<A, E>): Effect.Effect<void> => {
+    if (breaker === undefined) return Effect.void
+    const outcome = Breaker.classify(exit)
+    if (outcome._tag === "Ignored" || (outcome._tag === "Success" && clean.has(key))) return Effect.void
+    // a failure; or a success while another call's failure made the key unclean (a success resets the count)
+    clean.delete(key)
+    return Effect.ignore(throughBreaker(key, provider, exit))
+  }
+
+  const throughBreaker = <B, E2, R2>(key: string, provider: string, effect: Effect.Effect<B, E2, R2>) =>
+    breaker!.execute(effect, { key, classify: Breaker.classify }).pipe(
+      Effect.mapError((error) => error instanceof CircuitBreaker.CircuitBreakerError ? Breaker.breakerError(provider, key)(error) : error)
+    )
+
+  /**
+   * A call under its key's budgets with the retry schedule; `previous`: its first attempt
+   * already ran (on the lean path, `run`) and failed with this error, which the schedule sees first.
+   */
+  const executeFrom = <A, E, R>(
+    call: Call<A, E, R>,
+    previous: { readonly error: E | LlmError.LlmError } | undefined
+  ): Effect.Effect<Outcome<A>, E | LlmError.LlmError, R> =>
     Effect.gen(function*() {
       const provider = call.provider ?? call.key
-      let attempts = 0
+      let attempts = previous === undefined ? 0 : 1
       let waitMillis = 0
       let backoffMillis = 0
       let timeouts = 0
@@ -382,31 +419,23 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options, local = f
             )
           )
       }))
-      const throughBreaker = <B, E2, R2>(effect: Effect.Effect<B, E2, R2>) =>
-        breaker!.execute(effect, { key: call.key, classify: Breaker.classify }).pipe(
-          Effect.mapError((error) =>
-            error instanceof CircuitBreaker.CircuitBreakerError ? Breaker.breakerError(provider, call.key)(error) : error
-          )
-        )
       // A key whose circuit is closed with no failure counted (`clean`) runs the attempt
       // without the breaker's admit/record round; an outcome that counts is then recorded
       // through the breaker, with the same effect on its state as going through it.
       const guard = (attempt: Effect.Effect<A, E | LlmError.LlmError, R>) =>
         breaker === undefined ? attempt : Effect.suspend(() => {
           if (!clean.has(call.key)) {
-            return Effect.tap(throughBreaker(attempt), () => Effect.sync(() => clean.add(call.key)))
+            return Effect.tap(throughBreaker(call.key, provider, attempt), () => Effect.sync(() => clean.add(call.key)))
           }
-          return Effect.onExit(attempt, (exit) => {
-            const outcome = Breaker.classify(exit)
-            if (outcome._tag === "Ignored" || (outcome._tag === "Success" && clean.has(call.key))) return Effect.void
-            // a failure; or a success while another call's failure made the key unclean (a success resets the count)
-            clean.delete(call.key)
-            return Effect.ignore(throughBreaker(exit))
-          })
+          return Effect.onExit(attempt, (exit) => recordOutcome(call.key, provider, exit))
         })
       const guarded = guard(attempt)
       // the first attempt may take the fast path; retries take the full one
-      const first = fast === undefined ? guarded : guard(fastAttempt(call, provider, () => attempts++, attempt))
+      const first = previous !== undefined
+        ? Effect.fail(previous.error)
+        : fast === undefined
+        ? guarded
+        : guard(fastAttempt(call, provider, () => attempts++, attempt))
       const onBackoff = (backoff: Backoff) =>
         Effect.gen(function*() {
           const millis = Duration.toMillis(backoff.delay)
@@ -455,9 +484,114 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options, local = f
       return { value, attempts, waitMillis, backoffMillis, timeouts, http429 }
     })
 
+  const execute = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Outcome<A>, E | LlmError.LlmError, R> => executeFrom(call, undefined)
+
+  /**
+   * A whole call (lobby, budgets, retries): `call`, or an effect that prices it (an estimate
+   * of its prompt), run in the key's lobby. A key on the fast path takes the lean path: the
+   * lobby place is taken at once (before the pricing, as the lobby promises), then the
+   * concurrency slot and the leases in one synchronous step, the attempt runs on its own
+   * fiber under the deadline wheel, and the settlement is synchronous unless it has something
+   * to wait for — a few effects per call instead of a few dozen. A failed attempt is settled
+   * and counted as the full path's, then goes on to the retry schedule (still in the lobby);
+   * a call the lean path cannot take at once goes through the lobby and `execute`.
+   */
+  const run = <A, E, R, E2 = never, R2 = never>(
+    key: string,
+    call: Call<A, E, R> | Effect.Effect<Call<A, E, R>, E2, R2>
+  ): Effect.Effect<Outcome<A>, E | E2 | LlmError.LlmError, R | R2> =>
+    Effect.withFiber((fiber) => {
+      const state = fast === undefined ? undefined : known(key)
+      if (state === undefined || !state.lobby.tryTake()) {
+        return lobby(key)(Effect.isEffect(call) ? Effect.flatMap(call, (priced) => execute(priced)) : execute(call))
+      }
+      if (!Effect.isEffect(call)) return attemptInLobby(fiber, state, call)
+      return Effect.flatMap(
+        Effect.onExit(call, (exit) => Exit.isFailure(exit) ? Effect.sync(state.lobby.release) : Effect.void),
+        (priced) => attemptInLobby(fiber, state, priced)
+      )
+    })
+
+  /** `run` with the key's lobby place taken: the lean attempt if the fast path admits it now, else `execute`. */
+  const attemptInLobby = <A, E, R>(
+    fiber: Fiber.Fiber<unknown, unknown>,
+    state: KeyStates.KeyState,
+    call: Call<A, E, R>
+  ): Effect.Effect<Outcome<A>, E | LlmError.LlmError, R> => {
+    const full = () => Effect.ensuring(execute(call), Effect.sync(state.lobby.release))
+    // a key's first call that brings its provider's policy takes the full path
+    if (state.policy === undefined && call.policy !== undefined) return full()
+    if (!state.slots.tryTake()) return full()
+    const clock = fiber.getRef(Clock.Clock)
+    const start = clock.currentTimeMillisUnsafe()
+    const input = call.inputTokens ?? 0
+    const output = call.outputTokens ?? 0
+    const ticket = fast!.take(call.key, state, start, input, output)
+    if (ticket === undefined) {
+      state.slots.release()
+      return full()
+    }
+    totals.attempts++
+    const provider = call.provider ?? call.key
+    const onTimeout = (millis: number) => timeoutError(provider, millis)
+    const refund = (error: unknown) =>
+      failed(
+        state,
+        call.key,
+        provider,
+        input,
+        output,
+        ticket.charged,
+        state.requestWindow === undefined ? undefined : INACTIVE,
+        error
+      )
+    const watch = deadlines.start(
+      call.effect as Effect.Effect<A, E>,
+      fiber.context as Context.Context<never>,
+      start,
+      Admit.deadlineOf(options, state, output)
+    )
+    const finish = (exit: Exit.Exit<A, E>): Effect.Effect<Outcome<A>, E | LlmError.LlmError, R> => {
+      const ended = deadlines.end(watch, exit, onTimeout)
+      state.slots.release()
+      if (Exit.isSuccess(ended)) {
+        state.lobby.release()
+        const outcome: Outcome<A> = { value: ended.value, attempts: 1, waitMillis: 0, backoffMillis: 0, timeouts: 0, http429: 0 }
+        let rest = settleFastNow(call.key, provider, ticket, clock.currentTimeMillisUnsafe(), call.observe?.(ended.value))
+        // another call's failure made the key unclean meanwhile: this success resets the breaker's count
+        if (breaker !== undefined && !clean.has(call.key)) {
+          const recorded = recordOutcome(call.key, provider, ended)
+          rest = rest === undefined ? recorded : Effect.andThen(rest, recorded)
+        }
+        return rest === undefined ? Exit.succeed(outcome) : Effect.as(Effect.uninterruptible(rest), outcome)
+      }
+      // the full path's settlement and the breaker's count, then the retry schedule, still in the lobby
+      const error = Cause.findErrorOption(ended.cause)
+      const settled = Effect.uninterruptible(Effect.andThen(refund(Option.getOrUndefined(error)), recordOutcome(call.key, provider, ended)))
+      return Effect.ensuring(
+        Effect.andThen(settled, Option.isSome(error) ? executeFrom(call, { error: error.value }) : Exit.failCause(ended.cause)),
+        Effect.sync(state.lobby.release)
+      )
+    }
+    const done = watch.fiber.pollUnsafe()
+    if (done !== undefined) return finish(done)
+    return Effect.callback<Outcome<A>, E | LlmError.LlmError, R>((resume) => {
+      const off = watch.fiber.addObserver((exit) => resume(finish(exit)))
+      // the caller is interrupted: the attempt is interrupted, its places given back and its budgets refunded
+      return Effect.suspend(() => {
+        off()
+        deadlines.forget(watch as DeadlineWatch)
+        state.slots.release()
+        state.lobby.release()
+        return Effect.andThen(Fiber.interrupt(watch.fiber), refund(undefined))
+      })
+    })
+  }
+
   return Limiter.of({
     options,
     execute,
+    run,
     admit,
     lobby,
     enterLobby,
@@ -515,5 +649,11 @@ export const layerLimiter = (options: Options = {}): Layer.Layer<Limiter> =>
 export const wrap = <A, E, R>(effect: Effect.Effect<A, E, R>, cost: Cost): Effect.Effect<A, E | LlmError.LlmError, R | Limiter> =>
   Effect.flatMap(
     Effect.service(Limiter),
-    (limiter) => limiter.lobby(cost.key)(Effect.map(limiter.execute({ ...cost, effect }), (outcome) => outcome.value))
+    (limiter) =>
+      Effect.map(
+        limiter.run !== undefined
+          ? limiter.run(cost.key, { ...cost, effect })
+          : limiter.lobby(cost.key)(limiter.execute({ ...cost, effect })),
+        (outcome) => outcome.value
+      )
   )

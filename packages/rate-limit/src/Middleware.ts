@@ -8,7 +8,7 @@ import { Cause, Context, Duration, Effect, Exit, Layer, Option, Redacted, Stream
 import * as Tracer from "effect/Tracer"
 import { createHash } from "node:crypto"
 import * as Estimator from "./Estimator.js"
-import { type Cost, layerLimiter, Limiter, type LimiterService, type Outcome } from "./Limiter.js"
+import { type Call, type Cost, layerLimiter, Limiter, type LimiterService, type Outcome } from "./Limiter.js"
 import type { Options } from "./Options.js"
 
 // Hashed once per key object or string: a SHA-256 per call was 4% of a call's CPU.
@@ -102,13 +102,21 @@ export const wrapLlm = (inner: Llm.LlmService, limiter: LimiterService, options:
       ...(outcome.timeouts > 0 ? { timeouts: outcome.timeouts } : {}),
       ...(outcome.http429 > 0 ? { http429: outcome.http429 } : {})
     })
-  const run = (request: CompletionRequest.CompletionRequest, key: string) =>
-    Effect.flatMap(costOf(request, key), (cost) =>
-      limiter.execute({
-        ...cost,
-        effect: inner.complete(request),
-        observe: (completion) => ({ usage: completion.usage, rateLimit: completion.rateLimit })
-      }))
+  const observe = (completion: Completion.Completion) => ({ usage: completion.usage, rateLimit: completion.rateLimit })
+  // the whole call, lobby included (`Limiter.run`: the lean path for keys far from their budgets)
+  const run = (request: CompletionRequest.CompletionRequest, key: string) => {
+    const call = (cost: Cost): Call<Completion.Completion, LlmError.LlmError, never> => ({
+      ...cost,
+      effect: inner.complete(request),
+      observe
+    })
+    // no token budget can apply to the key: the cost is known without an estimate
+    const priced = limiter.needsInputTokens?.(key, policy) === false
+      ? call({ key, provider: inner.name, inputTokens: 0, outputTokens: request.maxTokens ?? defaultMaxTokens, policy })
+      : Effect.map(costOf(request, key), call)
+    if (limiter.run !== undefined) return limiter.run(key, priced)
+    return limiter.lobby(key)(Effect.isEffect(priced) ? Effect.flatMap(priced, limiter.execute) : limiter.execute(priced))
+  }
   // With a tracer that exports spans (OTLP, DevTools): one `RateLimit.complete` span per call
   // with its key and wait; with Effect's native in-memory tracer nobody reads them, so none is
   // opened (as perf-logger's `spans: "auto"`).
@@ -121,11 +129,9 @@ export const wrapLlm = (inner: Llm.LlmService, limiter: LimiterService, options:
   const complete = (request: CompletionRequest.CompletionRequest) =>
     Effect.contextWith((context: Context.Context<never>) => {
       const key = keyOf(options, inner.name, request)
-      return limiter.lobby(key)(
-        Context.get(context, Tracer.Tracer) === Tracer.nativeTracer
-          ? Effect.map(run(request, key), facts)
-          : Effect.withSpan(traced(request, key), "RateLimit.complete", { captureStackTrace: false })
-      )
+      return Context.get(context, Tracer.Tracer) === Tracer.nativeTracer
+        ? Effect.map(run(request, key), facts)
+        : Effect.withSpan(traced(request, key), "RateLimit.complete", { captureStackTrace: false })
     })
 
   // A stream is budgeted like a call and holds its concurrency slot until it ends; it is

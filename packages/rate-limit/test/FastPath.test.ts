@@ -4,7 +4,7 @@
  * than the store's buckets alone would.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Llm } from "@hasten/core"
+import { Llm, LlmError } from "@hasten/core"
 import { Clock, Effect, Fiber, Layer } from "effect"
 import { CircuitBreaker, RateLimiter } from "effect/persistence"
 import { TestClock } from "effect/testing"
@@ -138,5 +138,58 @@ describe("fast path after a 429", () => {
       // one full admission that finds the state gone, then one lease for the other nine
       assert.strictEqual(calls.tokenBucket - after, 2)
     }).pipe(Effect.provide(layer))
+  })
+})
+
+describe("lean path (`Limiter.run`: a fast-path key's whole call in a few effects)", () => {
+  it.effect("a call interrupted in flight gives its lobby place and concurrency slot back", () => {
+    const fake = makeFake([{}, { latencyMillis: 1_000 }, {}])
+    return Effect.gen(function*() {
+      // the first call renews the lease; the second is admitted from it and runs 1 s
+      yield* Llm.complete(request("a", 10))
+      const second = yield* Effect.forkChild(Llm.complete(request("b", 10)))
+      yield* TestClock.adjust(0)
+      assert.strictEqual(fake.inFlight, 1)
+      yield* Fiber.interrupt(second)
+      assert.strictEqual(fake.inFlight, 0)
+      // its slot (the only one) is free again: the next call starts at once
+      const third = yield* Effect.forkChild(Llm.complete(request("c", 10)))
+      yield* TestClock.adjust(0)
+      assert.strictEqual(fake.starts.length, 3)
+      assert.strictEqual((yield* Fiber.join(third)).text, "ok")
+      const limiter = yield* RateLimit.Limiter
+      assert.strictEqual(limiter.totals().attempts, 3)
+    }).pipe(Effect.provide(counted(fake, true, { maxConcurrency: 1 }).layer))
+  })
+
+  it.effect("a failed attempt goes on to the retry schedule, and a hung one is cut at its deadline and retried", () => {
+    const fake = makeFake([{}, { error: new LlmError.ServerError({ status: 500, description: "boom" }) }, {}, {
+      latencyMillis: 1_000_000
+    }, {}])
+    return Effect.gen(function*() {
+      yield* Llm.complete(request("a", 10))
+      const failedOnce = yield* Effect.forkChild(Llm.complete(request("b", 10)))
+      yield* TestClock.adjust("1 second")
+      const retried = yield* Fiber.join(failedOnce)
+      assert.strictEqual(retried.facts?.retries, 1)
+      assert.strictEqual(fake.starts.length, 3)
+      const hung = yield* Effect.forkChild(Llm.complete(request("c", 10)))
+      yield* TestClock.adjust("10 seconds")
+      const cut = yield* Fiber.join(hung)
+      assert.strictEqual(cut.text, "ok")
+      assert.strictEqual(cut.facts?.timeouts, 1)
+      assert.strictEqual(cut.facts?.retries, 1)
+      // the hung attempt was interrupted, not left running
+      assert.strictEqual(fake.inFlight, 0)
+      const limiter = yield* RateLimit.Limiter
+      assert.deepStrictEqual(
+        { attempts: limiter.totals().attempts, retries: limiter.totals().retries, timeouts: limiter.totals().timeouts },
+        { attempts: 5, retries: 2, timeouts: 1 }
+      )
+    }).pipe(
+      Effect.provide(
+        counted(fake, true, { retriesEnabled: true, retryBaseMillis: 100, retryCapMillis: 100, requestTimeoutMillis: 5_000 }).layer
+      )
+    )
   })
 })

@@ -39,4 +39,31 @@ describe("Gate", () => {
       yield* Effect.yieldNow
       assert.isDefined(next.pollUnsafe())
     }))
+
+  it.effect("resizes as AIMD moves the limit: growing lets waiters in at once, shrinking takes effect as permits come back", () =>
+    Effect.gen(function*() {
+      const gate = new Gate(2)
+      assert.isTrue(gate.tryTake())
+      assert.isTrue(gate.tryTake())
+      assert.isFalse(gate.tryTake())
+      const waiters = yield* Effect.forEach([1, 2], () => Effect.forkChild(gate.take))
+      yield* Effect.yieldNow
+      gate.resize(3)
+      yield* Effect.yieldNow
+      // one more permit: the oldest waiter is in, the other still waits
+      assert.isDefined(waiters[0]!.pollUnsafe())
+      assert.isUndefined(waiters[1]!.pollUnsafe())
+      // 3 taken; down to 1: two releases go nowhere, the third lets the waiter in
+      gate.resize(1)
+      gate.release()
+      gate.release()
+      yield* Effect.yieldNow
+      assert.isUndefined(waiters[1]!.pollUnsafe())
+      gate.release()
+      yield* Effect.yieldNow
+      assert.isDefined(waiters[1]!.pollUnsafe())
+      assert.isFalse(gate.tryTake())
+      gate.release()
+      assert.isTrue(gate.tryTake())
+    }))
 })

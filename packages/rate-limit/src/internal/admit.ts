@@ -145,7 +145,7 @@ export const make = (deps: {
         }
       }
       const start = yield* Clock.currentTimeMillis
-      yield* state.semaphore.takeScoped(1)
+      yield* state.slots.takeScoped
       return yield* Effect.gen(function*() {
         const begin = yield* Clock.currentTimeMillis
         let reason = "none"

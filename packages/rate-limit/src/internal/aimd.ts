@@ -29,17 +29,19 @@ export const make = (
       state.successes = 0
       if (limit === state.limit) return
       state.limit = limit
-      yield* state.semaphore.resize(limit)
+      state.slots.resize(limit)
       yield* Metric.update(Metric.withAttributes(concurrencyLimit, { key }), limit)
     })
 
-  const increase = (key: string, state: KeyState) =>
-    Effect.suspend(() => {
-      if (!options.adaptiveConcurrency || state.limit >= state.maxLimit) return Effect.void
-      state.successes++
-      if (state.successes < state.limit) return Effect.void
-      return resize(key, state, Math.min(state.maxLimit, state.slowStart ? state.limit * 2 : state.limit + 1))
-    })
+  /** Counts a success now; the effect that raises the limit when a window of successes is complete, else `undefined`. */
+  const increaseNow = (key: string, state: KeyState): Effect.Effect<void> | undefined => {
+    if (!options.adaptiveConcurrency || state.limit >= state.maxLimit) return undefined
+    state.successes++
+    if (state.successes < state.limit) return undefined
+    return resize(key, state, Math.min(state.maxLimit, state.slowStart ? state.limit * 2 : state.limit + 1))
+  }
+
+  const increase = (key: string, state: KeyState) => Effect.suspend(() => increaseNow(key, state) ?? Effect.void)
 
   /** Records a success's latency and, once the provider has stated its limits, moves the ceiling with it. */
   const observe = (state: KeyState, latencyMillis: number) => {
@@ -73,5 +75,5 @@ export const make = (
       if (!fromFleet && shared !== undefined) yield* shared(key, factor, reason)
     })
 
-  return { increase, decrease, observe }
+  return { increase, increaseNow, decrease, observe }
 }

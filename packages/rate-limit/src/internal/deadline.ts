@@ -9,7 +9,7 @@
  * The deadlines are enforced by one {@link DeadlineWheel} per limiter: a single sleeping
  * fiber for every attempt in flight instead of a race and a timer per attempt.
  */
-import { Cause, Clock, Duration, Effect, Exit, Fiber } from "effect"
+import { Cause, Clock, type Context, Duration, Effect, Exit, Fiber } from "effect"
 
 /** The first-token allowance, in output tokens: a call's fixed cost is about as much as this many tokens. */
 const ALLOWANCE_TOKENS = 16
@@ -88,9 +88,11 @@ export class LatencyTracker {
   }
 }
 
+const NO_DEADLINE = () => Infinity
+
 /** One attempt the wheel watches. */
-interface Watch {
-  readonly fiber: Fiber.Fiber<unknown, unknown>
+export interface Watch<A = unknown, E = unknown> {
+  readonly fiber: Fiber.Fiber<A, E>
   readonly start: number
   readonly deadlineMillis: () => number
   /** The deadline it was cut at; `undefined` while it runs. */
@@ -108,7 +110,7 @@ interface Watch {
  * calls costs one timer per `recheckMillis`, not one per call.
  */
 export class DeadlineWheel {
-  private readonly watches = new Set<Watch>()
+  private readonly watches = new Set<Watch<unknown, unknown>>()
   /** When the sleeping wheel wakes (epoch millis); `Infinity` when it is not running. */
   private wakeAt = Infinity
   private wheel: Fiber.Fiber<void> | undefined = undefined
@@ -134,35 +136,22 @@ export class DeadlineWheel {
     return this.watches.size
   }
 
-  /** Runs `effect` cut at its deadline (read again while it runs): a timeout fails with `onTimeout(deadline)`. */
-  run<A, E, R, E2>(
-    effect: Effect.Effect<A, E, R>,
-    deadlineMillis: () => number,
-    onTimeout: (millis: number) => E2
-  ): Effect.Effect<A, E | E2, R> {
-    return Clock.clockWith((clock) =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(Effect.forkChild(effect, { startImmediately: true }), (fiber) => {
-          const watch = this.watch(fiber, clock.currentTimeMillisUnsafe(), deadlineMillis)
-          return restore(Fiber.await(fiber)).pipe(
-            Effect.onInterrupt(() => Fiber.interrupt(fiber)),
-            Effect.ensuring(Effect.sync(() => this.watches.delete(watch))),
-            Effect.flatMap((exit): Effect.Effect<A, E | E2> =>
-              watch.expiredAt !== undefined && Exit.isFailure(exit) && Cause.hasInterrupts(exit.cause)
-                ? Effect.fail(onTimeout(watch.expiredAt))
-                : exit
-            )
-          )
-        })
-      )
-    )
-  }
-
-  private watch(fiber: Fiber.Fiber<unknown, unknown>, start: number, deadlineMillis: () => number): Watch {
-    const watch: Watch = { fiber, start, deadlineMillis, expiredAt: undefined }
-    if (fiber.pollUnsafe() !== undefined) return watch
-    this.watches.add(watch)
-    const due = start + Math.min(deadlineMillis(), this.recheckMillis)
+  /**
+   * Starts `effect` on a fiber of its own (at once, in `context`) under the deadline
+   * `deadlineMillis` (read again while it runs; `undefined`: none), counted from `now`. Call
+   * `end` (or `forget`) with the returned watch once the fiber is done (or abandoned).
+   */
+  start<A, E>(
+    effect: Effect.Effect<A, E>,
+    context: Context.Context<never>,
+    now: number,
+    deadlineMillis: (() => number) | undefined
+  ): Watch<A, E> {
+    const fiber = Effect.runForkWith(context)(effect)
+    const watch: Watch<A, E> = { fiber, start: now, deadlineMillis: deadlineMillis ?? NO_DEADLINE, expiredAt: undefined }
+    if (deadlineMillis === undefined || fiber.pollUnsafe() !== undefined) return watch
+    this.watches.add(watch as Watch<unknown, unknown>)
+    const due = now + Math.min(deadlineMillis(), this.recheckMillis)
     if (this.wheel === undefined || due < this.wakeAt) {
       // not running, or sleeping past this attempt's first check: (re)start it
       if (this.wheel !== undefined) this.wheel.interruptUnsafe()
@@ -172,11 +161,54 @@ export class DeadlineWheel {
     return watch
   }
 
+  /** Stops watching an attempt; its exit, with a cut attempt's interruption turned into `onTimeout`'s failure. */
+  end<A, E, E2>(watch: Watch<A, E>, exit: Exit.Exit<A, E>, onTimeout: (millis: number) => E2): Exit.Exit<A, E | E2> {
+    this.watches.delete(watch as Watch<unknown, unknown>)
+    return watch.expiredAt !== undefined && Exit.isFailure(exit) && Cause.hasInterrupts(exit.cause)
+      ? Exit.fail(onTimeout(watch.expiredAt))
+      : exit
+  }
+
+  /** Stops watching an attempt that is abandoned (its caller was interrupted). */
+  forget(watch: Watch<unknown, unknown>): void {
+    this.watches.delete(watch)
+  }
+
+  /**
+   * Runs `effect` cut at its deadline (read again while it runs): a timeout fails with
+   * `onTimeout(deadline)`. The attempt's fiber is started, watched and awaited in one step (no
+   * child-fiber bookkeeping, no race); interrupting the caller interrupts it.
+   */
+  run<A, E, R, E2>(
+    effect: Effect.Effect<A, E, R>,
+    deadlineMillis: () => number,
+    onTimeout: (millis: number) => E2
+  ): Effect.Effect<A, E | E2, R> {
+    return Effect.withFiber((caller) => {
+      const watch = this.start(
+        effect as Effect.Effect<A, E>,
+        caller.context as Context.Context<never>,
+        caller.getRef(Clock.Clock).currentTimeMillisUnsafe(),
+        deadlineMillis
+      )
+      const done = watch.fiber.pollUnsafe()
+      if (done !== undefined) return this.end(watch, done, onTimeout)
+      return Effect.callback<A, E | E2>((resume) => {
+        const off = watch.fiber.addObserver((exit) => resume(this.end(watch, exit, onTimeout)))
+        return Effect.suspend(() => {
+          off()
+          this.forget(watch as Watch<unknown, unknown>)
+          return Fiber.interrupt(watch.fiber)
+        })
+      })
+    })
+  }
+
   /** The wheel: cut what is due, sleep until the next deadline (at most `recheckMillis`), again. */
   private readonly turn: Effect.Effect<void> = Effect.suspend(() =>
     Effect.flatMap(Clock.currentTimeMillis, (now) => {
       let next = Infinity
-      const due: Array<Watch> = []
+      const due: Array<Watch<unknown, unknown>> = []
       for (const watch of this.watches) {
         const limit = watch.deadlineMillis()
         if (now - watch.start >= limit) {

@@ -153,6 +153,16 @@ export const make = (deps: {
   }
 
   /**
+   * Admits a call on the fast path without any store call: its ticket with the budgets taken
+   * from the leases, or `undefined` when it is not eligible or a lease needs renewing (the
+   * full attempt's `admit` renews it).
+   */
+  const take = (key: string, state: KeyState, now: number, input: number, output: number): FastTicket | undefined => {
+    const decision = decide(key, state, now, input, output)
+    return decision?._tag === "Admitted" ? decision.ticket : undefined
+  }
+
+  /**
    * Gives `units` back to a window's lease after a call (its usage below the reserve, or a
    * refund on failure), capped at the lease's size; what does not fit is dropped.
    * Returns the units the lease could not absorb when `units` is negative (an overrun).
@@ -169,5 +179,5 @@ export const make = (deps: {
     return -units - take
   }
 
-  return { admit, settle }
+  return { admit, take, settle }
 }

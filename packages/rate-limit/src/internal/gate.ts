@@ -9,14 +9,37 @@
  * @internal
  */
 import { Deferred, Effect, Exit } from "effect"
+import type * as Scope from "effect/Scope"
 
 export class Gate {
+  /** Permits not taken; negative after a resize below what is taken. */
   private free: number
+  private permits: number
   /** Waiters in arrival order (a `Set` iterates in insertion order). */
   private readonly waiters = new Set<Deferred.Deferred<void>>()
 
   constructor(permits: number) {
     this.free = permits
+    this.permits = permits
+  }
+
+  /** Takes a permit now if one is free and nobody waits; whether it did (release it with `release`). */
+  tryTake(): boolean {
+    if (this.free > 0 && this.waiters.size === 0) {
+      this.free--
+      return true
+    }
+    return false
+  }
+
+  /** Changes the number of permits: a larger number lets waiters in at once, a smaller one takes effect as permits come back. */
+  resize(permits: number): void {
+    this.free += permits - this.permits
+    this.permits = permits
+    while (this.free > 0 && this.waiters.size > 0) {
+      this.free--
+      this.handOver()
+    }
   }
 
   /** Waiters not yet let in. */
@@ -41,14 +64,24 @@ export class Gate {
 
   /** Gives a permit back: to the oldest waiter if there is one. */
   readonly release = (): void => {
-    const first = this.waiters.values().next()
-    if (first.done === true) {
+    if (this.waiters.size === 0 || this.free < 0) {
       this.free++
       return
     }
-    this.waiters.delete(first.value)
-    Deferred.doneUnsafe(first.value, Exit.void)
+    this.handOver()
   }
+
+  /** Gives a permit straight to the oldest waiter. */
+  private handOver(): void {
+    const first = this.waiters.values().next().value!
+    this.waiters.delete(first)
+    Deferred.doneUnsafe(first, Exit.void)
+  }
+
+  /** Takes a permit (waiting in FIFO order) until the scope closes. */
+  readonly takeScoped: Effect.Effect<void, never, Scope.Scope> = Effect.uninterruptibleMask((restore) =>
+    Effect.andThen(restore(this.take), Effect.addFinalizer(() => Effect.sync(this.release)))
+  )
 
   /** Runs `effect` holding a permit; the permit is given back however it ends. */
   readonly with = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>

@@ -74,16 +74,6 @@ export const make = (options: Resolved, event: Event, shared?: (key: string, hol
     )
   }
 
-  /** Makes the limits a response states the key's budgets. */
-  const learnBudgets = (state: KeyState, info: RateLimitHeaders.RateLimitInfo, key: string) =>
-    Effect.suspend(() => {
-      const windowMillis = state.policy?.headerWindowMillis
-      if (windowMillis === undefined) return Effect.void
-      const stated = statedWindows(info, windowMillis)
-      if (stated.length === 0 || known(state, stated)) return Effect.void
-      return adopt(state, stated, key, "learnt")
-    })
-
   /**
    * Before any response has stated a budget: the limits the provider documents (its
    * policy's `documentedLimits`) replace the assumed defaults.
@@ -99,33 +89,52 @@ export const make = (options: Resolved, event: Event, shared?: (key: string, hol
       return stated.length === 0 ? Effect.void : adopt(state, stated, key, "documented")
     })
 
+  /**
+   * What a response's headers change, applied now: new budgets are adopted at once; the
+   * effect returned logs them and sets a hold for a spent budget. `undefined` when the
+   * headers change nothing (the hot path: most responses restate known limits with room left).
+   */
+  const learnNow = (
+    state: KeyState,
+    info: RateLimitHeaders.RateLimitInfo | undefined,
+    key: string,
+    cost: { readonly input: number; readonly output: number }
+  ): Effect.Effect<void> | undefined => {
+    if (!options.learnFromHeaders || info === undefined) return undefined
+    let budgets: Effect.Effect<void> | undefined
+    const windowMillis = state.policy?.headerWindowMillis
+    if (windowMillis !== undefined) {
+      const stated = statedWindows(info, windowMillis)
+      if (stated.length > 0 && !known(state, stated)) budgets = adopt(state, stated, key, "learnt")
+    }
+    let hold: [string, number] | undefined
+    const spent = (name: string, remaining: number | undefined, reset: number | undefined, limit: number | undefined, units: number) => {
+      if (remaining === undefined || remaining > 0 || reset === undefined || reset <= 0) return
+      const millis = limit !== undefined && limit > 0 ? Math.min(reset, (reset * Math.max(1, units)) / limit) : reset
+      if (hold === undefined || millis > hold[1]) hold = [name, millis]
+    }
+    spent("requests", info.remainingRequests, info.resetRequestsMillis, info.limitRequests, 1)
+    spent("tokens", info.remainingTokens, info.resetTokensMillis, info.limitTokens, cost.input + cost.output)
+    spent("input_tokens", info.remainingInputTokens, info.resetInputTokensMillis, info.limitInputTokens, cost.input)
+    spent("output_tokens", info.remainingOutputTokens, info.resetOutputTokensMillis, info.limitOutputTokens, cost.output)
+    if (hold === undefined) return budgets
+    const [name, millis] = hold
+    const held = Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      if (now + millis <= state.holdUntil) return Effect.void
+      state.holdUntil = now + millis
+      const logged = event(`hold=${seconds(millis)}`, { event: "rate_limit.hold", key, hold_seconds: seconds(millis), budget: name })
+      return shared === undefined ? logged : Effect.andThen(logged, shared(key, millis))
+    })
+    return budgets === undefined ? held : Effect.andThen(budgets, held)
+  }
+
+  /** Learns from a response's headers: its stated budgets, and a hold for a spent one. */
   const learn = (
     state: KeyState,
     info: RateLimitHeaders.RateLimitInfo | undefined,
     key: string,
     cost: { readonly input: number; readonly output: number }
-  ) =>
-    Effect.gen(function*() {
-      if (!options.learnFromHeaders || info === undefined) return
-      yield* learnBudgets(state, info, key)
-      const holds: Array<[string, number]> = []
-      const spent = (name: string, remaining: number | undefined, reset: number | undefined, limit: number | undefined, units: number) => {
-        if (remaining === undefined || remaining > 0 || reset === undefined || reset <= 0) return
-        holds.push([name, limit !== undefined && limit > 0 ? Math.min(reset, (reset * Math.max(1, units)) / limit) : reset])
-      }
-      spent("requests", info.remainingRequests, info.resetRequestsMillis, info.limitRequests, 1)
-      spent("tokens", info.remainingTokens, info.resetTokensMillis, info.limitTokens, cost.input + cost.output)
-      spent("input_tokens", info.remainingInputTokens, info.resetInputTokensMillis, info.limitInputTokens, cost.input)
-      spent("output_tokens", info.remainingOutputTokens, info.resetOutputTokensMillis, info.limitOutputTokens, cost.output)
-      if (holds.length === 0) return
-      const [name, millis] = holds.reduce((a, b) => (b[1] > a[1] ? b : a))
-      const now = yield* Clock.currentTimeMillis
-      if (now + millis > state.holdUntil) {
-        state.holdUntil = now + millis
-        yield* event(`hold=${seconds(millis)}`, { event: "rate_limit.hold", key, hold_seconds: seconds(millis), budget: name })
-        if (shared !== undefined) yield* shared(key, millis)
-      }
-    })
+  ): Effect.Effect<void> => Effect.suspend(() => learnNow(state, info, key, cost) ?? Effect.void)
 
-  return { learn, documented }
+  return { learn, learnNow, documented }
 }

@@ -1,6 +1,6 @@
 /**
  * The state of each budget key, created on its first call: the lobby, the concurrency
- * and admission semaphores, the AIMD limit and the header hold.
+ * slots and the admission semaphore, the AIMD limit and the header hold.
  * @internal
  */
 import type { RateLimitPolicy } from "@hasten/core"
@@ -21,10 +21,11 @@ export interface KeyState {
    * and the semaphores behind it never hold more than a few waiters (see `Gate`).
    */
   readonly lobby: Gate
-  readonly semaphore: Semaphore.Semaphore
+  /** The key's concurrency slots (FIFO; resized by AIMD). */
+  readonly slots: Gate
   /** One fiber at a time waits for the key's windows (FIFO, no thundering herd). */
   readonly admission: Semaphore.Semaphore
-  /** AIMD concurrency limit: the semaphore's permits. */
+  /** AIMD concurrency limit: the slots' permits. */
   limit: number
   /** Successes since the limit last changed (a window of `limit` successes adds one). */
   successes: number
@@ -85,7 +86,7 @@ export const make = (options: Resolved, onNew?: (key: string, state: KeyState) =
     if (state === undefined) {
       state = {
         lobby: new Gate(lobbySize),
-        semaphore: Semaphore.makeUnsafe(options.maxConcurrency),
+        slots: new Gate(options.maxConcurrency),
         admission: Semaphore.makeUnsafe(1),
         limit: options.maxConcurrency,
         successes: 0,
