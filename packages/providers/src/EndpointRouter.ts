@@ -125,7 +125,7 @@ export const make = Effect.fnUntraced(function*(options: {
 
   function track(state: State, inner: Llm.LlmService, model: string | undefined): Llm.LlmService {
     const rewrite = (request: CompletionRequest.CompletionRequest) =>
-      model === undefined || model === request.model ? request : new CompletionRequest.CompletionRequest({ ...request, model })
+      model === undefined || model === request.model ? request : CompletionRequest.build({ ...request, model })
     const onFailure = (error: LlmError.LlmError) =>
       Effect.flatMap(Remote.now, (now) =>
         Effect.sync(() => {

@@ -609,9 +609,7 @@ export const make = Effect.fnUntraced(function*<R>(options: Options<R>) {
     if (loaded instanceof HttpError) return exchange.error(loaded)
     let request: CompletionRequest.CompletionRequest
     try {
-      request = new CompletionRequest.CompletionRequest(
-        entry.id === model ? call.request : { ...call.request, model: entry.id }
-      )
+      request = CompletionRequest.build(entry.id === model ? call.request : { ...call.request, model: entry.id })
     } catch (error) {
       return exchange.error(badRequest(error instanceof Error ? error.message : String(error)))
     }
