@@ -526,13 +526,42 @@ export const makeLimiter = Effect.fnUntraced(function*(input: Options, local = f
     const start = clock.currentTimeMillisUnsafe()
     const input = call.inputTokens ?? 0
     const output = call.outputTokens ?? 0
+    const provider = call.provider ?? call.key
     const ticket = fast!.take(call.key, state, start, input, output)
-    if (ticket === undefined) {
+    if (ticket !== undefined) return leanAttempt(fiber, state, call, ticket, clock)
+    // a lease to renew: one store call (refused rather than waited for), then the lean attempt;
+    // the full path if it is refused or the key is not eligible
+    const refused = () => {
       state.slots.release()
       return full()
     }
+    return fast!.admit(call.key, state, start, input, output, provider).pipe(
+      Effect.onInterrupt(() =>
+        Effect.sync(() => {
+          state.slots.release()
+          state.lobby.release()
+        })
+      ),
+      // a store error: the full admission meets it under the retry schedule
+      Effect.matchEffect({
+        onFailure: refused,
+        onSuccess: (renewed) => Option.isSome(renewed) ? leanAttempt(fiber, state, call, renewed.value, clock) : refused()
+      })
+    )
+  }
+
+  /** The lean attempt of `run`, its lobby place, concurrency slot and budgets (`ticket`) taken. */
+  const leanAttempt = <A, E, R>(
+    fiber: Fiber.Fiber<unknown, unknown>,
+    state: KeyStates.KeyState,
+    call: Call<A, E, R>,
+    ticket: Fast.FastTicket,
+    clock: Clock.Clock
+  ): Effect.Effect<Outcome<A>, E | LlmError.LlmError, R> => {
     totals.attempts++
     const provider = call.provider ?? call.key
+    const start = ticket.start
+    const { input, output } = ticket
     const onTimeout = (millis: number) => timeoutError(provider, millis)
     const refund = (error: unknown) =>
       failed(
