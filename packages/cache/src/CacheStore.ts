@@ -46,10 +46,25 @@ export class CacheStoreError extends Schema.TaggedError<CacheStoreError>()("Cach
 export interface CacheStoreService {
   /** `memory`, `sqlite`, `redis`, or `memory+sqlite` for a tier. */
   readonly name: string
-  /** The live entry under `key`; expired entries are misses. */
-  readonly get: (key: string) => Effect.Effect<Entry | undefined, CacheStoreError>
-  /** Inserts or replaces an entry; succeeds with how many entries the size bound evicted. */
-  readonly set: (entry: Entry) => Effect.Effect<number, CacheStoreError>
+  /**
+   * The live entry under `key`; expired entries are misses. A store that never waits (memory,
+   * SQLite) may give the function a synchronous form, `get.now(key, now)` (epoch millis; throws
+   * a `CacheStoreError` where `get` would fail), which the cache middleware's hot path uses. It
+   * belongs to this very function: a wrapper that replaces `get` drops it.
+   */
+  readonly get: {
+    (key: string): Effect.Effect<Entry | undefined, CacheStoreError>
+    readonly now?: ((key: string, now: number) => Entry | undefined) | undefined
+  }
+  /**
+   * Inserts or replaces an entry; succeeds with how many entries the size bound evicted. A
+   * store that never waits (memory, SQLite's write-behind queue) may give it a synchronous
+   * form, `set.now(entry)` (throws a `CacheStoreError` where `set` would fail).
+   */
+  readonly set: {
+    (entry: Entry): Effect.Effect<number, CacheStoreError>
+    readonly now?: ((entry: Entry) => number) | undefined
+  }
   /** Removes one entry; whether it was there. */
   readonly delete: (key: string) => Effect.Effect<boolean, CacheStoreError>
   /** Removes entries by namespace and age, and every expired entry whatever its namespace; succeeds with how many. */
@@ -58,6 +73,13 @@ export interface CacheStoreService {
   readonly clear: Effect.Effect<void, CacheStoreError>
   readonly stats: Effect.Effect<Stats, CacheStoreError>
 }
+
+/**
+ * Attaches synchronous forms to a store's `get` and `set` (see {@link CacheStoreService}).
+ * @category constructors @since 0.4.0
+ */
+export const withNow = <F extends (...args: ReadonlyArray<never>) => unknown, N>(f: F, now: N): F & { readonly now: N } =>
+  Object.assign(f, { now })
 
 /**
  * The cache store the `Cache` middleware reads and writes. Provide it once and use it

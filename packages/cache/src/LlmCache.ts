@@ -25,6 +25,9 @@ interface Decoded {
   readonly bytes: number
 }
 
+/** `hitNow`'s answer when the lookup must take the store's effect (no synchronous read, an error, a corrupt entry). */
+const SLOW: unique symbol = Symbol("SLOW")
+
 const markCompletion = (completion: Completion.Completion): Completion.Completion =>
   new Completion.Completion({ ...completion, cached: true })
 
@@ -112,7 +115,62 @@ export const make = Effect.fnUntraced(function*(inner: Llm.LlmService, store: Ca
       })
     })
 
+  // Stores that answer at once (memory, SQLite) are read and written without effects on the
+  // hot path; a store error there goes through the effect path, which applies the error policy.
+  const getNow = store.get.now
+  const setNow = store.set.now
+  const hitNow = (key: string, now: number, context: Context.Context<never>): Decoded | undefined | typeof SLOW => {
+    if (getNow === undefined || guard.degraded()) return SLOW
+    let entry: Entry | undefined
+    try {
+      entry = getNow(key, now)
+    } catch {
+      return SLOW
+    }
+    if (entry === undefined) {
+      missesMetric.updateUnsafe(1, context)
+      return undefined
+    }
+    const decoded = decodeEntry(entry)
+    if (decoded === undefined) return SLOW
+    hitsMetric.updateUnsafe(1, context)
+    bytesReadMetric.updateUnsafe(decoded.bytes, context)
+    return decoded
+  }
+
   const write = (key: string, payload: Payload): Effect.Effect<void> =>
+    setNow !== undefined && !guard.degraded()
+      ? Effect.withFiber((fiber) => {
+        const value = encodePayload(payload)
+        if (value === undefined) return Effect.logWarning(`cache: entry ${key} cannot be encoded as JSON; not stored`)
+        const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+        const entry: Entry = { key, namespace, value, createdAt: now, ...(ttlMillis !== undefined ? { expiresAt: now + ttlMillis } : {}) }
+        let evicted: number
+        try {
+          evicted = setNow(entry)
+        } catch {
+          return writeEntry(entry)
+        }
+        bytesWrittenMetric.updateUnsafe(Buffer.byteLength(value), fiber.context)
+        if (evicted > 0) evictionsMetric.updateUnsafe(evicted, fiber.context)
+        return Effect.void
+      })
+      : writeSlow(key, payload)
+
+  /** Stores an entry through the store's effect, under the error policy. */
+  const writeEntry = (entry: Entry): Effect.Effect<void> =>
+    guard(store.set(entry), 0).pipe(
+      Effect.flatMap((evicted) =>
+        Effect.contextWith((context: Context.Context<never>) => {
+          bytesWrittenMetric.updateUnsafe(Buffer.byteLength(entry.value), context)
+          if (evicted > 0) evictionsMetric.updateUnsafe(evicted, context)
+          return Effect.void
+        })
+      ),
+      Effect.catch(() => Effect.void)
+    )
+
+  const writeSlow = (key: string, payload: Payload): Effect.Effect<void> =>
     Effect.suspend(() => {
       const value = encodePayload(payload)
       if (value === undefined) {
@@ -120,23 +178,13 @@ export const make = Effect.fnUntraced(function*(inner: Llm.LlmService, store: Ca
       }
       return Clock.clockWith((clock) => {
         const now = clock.currentTimeMillisUnsafe()
-        const entry: Entry = {
+        return writeEntry({
           key,
           namespace,
           value,
           createdAt: now,
           ...(ttlMillis !== undefined ? { expiresAt: now + ttlMillis } : {})
-        }
-        return guard(store.set(entry), 0).pipe(
-          Effect.flatMap((evicted) =>
-            Effect.contextWith((context: Context.Context<never>) => {
-              bytesWrittenMetric.updateUnsafe(Buffer.byteLength(value), context)
-              if (evicted > 0) evictionsMetric.updateUnsafe(evicted, context)
-              return Effect.void
-            })
-          ),
-          Effect.catch(() => Effect.void)
-        )
+        })
       })
     })
 
@@ -152,7 +200,7 @@ export const make = Effect.fnUntraced(function*(inner: Llm.LlmService, store: Ca
   const complete = (request: CompletionRequest.CompletionRequest): Effect.Effect<Completion.Completion, LlmError.LlmError> => {
     if (!cacheable(request)) return Effect.andThen(Metric.update(skippedMetric, 1), inner.complete(request))
     const key = keyOf(request)
-    return Effect.flatMap(lookup(key), (hit) => {
+    const answer = (hit: Decoded | undefined): Effect.Effect<Completion.Completion, LlmError.LlmError> => {
       if (hit?.completion !== undefined) return Effect.succeed(hit.completion)
       if (hit?.chunks !== undefined) return foldChunks(request, hit.chunks)
       return singleFlight(
@@ -161,6 +209,11 @@ export const make = Effect.fnUntraced(function*(inner: Llm.LlmService, store: Ca
         inner.complete(request),
         (completion) => write(key, { _tag: "completion", completion })
       )
+    }
+    if (getNow === undefined) return Effect.flatMap(lookup(key), answer)
+    return Effect.withFiber((fiber) => {
+      const hit = hitNow(key, fiber.getRef(Clock.Clock).currentTimeMillisUnsafe(), fiber.context)
+      return hit === SLOW ? Effect.flatMap(lookup(key), answer) : answer(hit)
     })
   }
 

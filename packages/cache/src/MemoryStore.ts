@@ -6,7 +6,7 @@
  */
 import { Clock, Effect, Layer } from "effect"
 import { LRUCache } from "lru-cache"
-import { CacheStore, type CacheStoreService, type Entry, isExpired, pruneCutoff } from "./CacheStore.js"
+import { CacheStore, type CacheStoreService, type Entry, isExpired, pruneCutoff, withNow } from "./CacheStore.js"
 
 /** Bounds of the memory store. @category models @since 0.1.0 */
 export interface Options {
@@ -32,27 +32,25 @@ export const makeUnsafe = (options: Options = {}): CacheStoreService => {
       if (reason === "evict") evictions++
     }
   })
+  const getNow = (key: string, now: number): Entry | undefined => {
+    const entry = lru.get(key)
+    if (entry === undefined) return undefined
+    if (isExpired(entry, now)) {
+      lru.delete(key)
+      return undefined
+    }
+    return entry
+  }
+  const setNow = (entry: Entry): number => {
+    const before = evictions
+    if (entrySize(entry) > lru.maxSize) return 0
+    lru.set(entry.key, entry)
+    return evictions - before
+  }
   return {
     name: "memory",
-    get: (key) =>
-      Clock.clockWith((clock) =>
-        Effect.sync(() => {
-          const entry = lru.get(key)
-          if (entry === undefined) return undefined
-          if (isExpired(entry, clock.currentTimeMillisUnsafe())) {
-            lru.delete(key)
-            return undefined
-          }
-          return entry
-        })
-      ),
-    set: (entry) =>
-      Effect.sync(() => {
-        const before = evictions
-        if (entrySize(entry) > lru.maxSize) return 0
-        lru.set(entry.key, entry)
-        return evictions - before
-      }),
+    get: withNow((key: string) => Clock.clockWith((clock) => Effect.sync(() => getNow(key, clock.currentTimeMillisUnsafe()))), getNow),
+    set: withNow((entry: Entry) => Effect.sync(() => setNow(entry)), setNow),
     delete: (key) => Effect.sync(() => lru.delete(key)),
     prune: (options) =>
       Clock.clockWith((clock) =>

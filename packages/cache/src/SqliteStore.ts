@@ -13,7 +13,7 @@
  * @since 0.1.0
  */
 import { Clock, Duration, Effect, type Fiber, Layer } from "effect"
-import { CacheStore, CacheStoreError, type CacheStoreService, type Entry, isExpired, pruneCutoff } from "./CacheStore.js"
+import { CacheStore, CacheStoreError, type CacheStoreService, type Entry, isExpired, pruneCutoff, withNow } from "./CacheStore.js"
 import { SqliteDatabase } from "./internal/sqlite.js"
 import { SqliteWriter, type WireRow } from "./internal/sqliteWriter.js"
 
@@ -192,34 +192,57 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         return f()
       })
     )
+  /** The live row under `key` at `now`: the queue's, the writer thread's, then the file's. */
+  const getNow = (key: string, now: number): Entry | undefined => {
+    let row: Entry | undefined = pending.get(key) ?? (inFlight.size > 0 ? inFlight.get(key) : undefined)
+    if (row === undefined) {
+      try {
+        row = db.get(key)
+      } catch (error) {
+        throw storeError("get", error)
+      }
+    }
+    return row === undefined || isExpired(row, now) ? undefined : row
+  }
+  /** Queues a row (write-behind); reports a background commit's failure once. */
+  const queue = (entry: Entry): number => {
+    if (failed !== undefined) {
+      const error = failed
+      failed = undefined
+      throw storeError("set", error)
+    }
+    pending.set(entry.key, entry)
+    flushSoon()
+    return 0
+  }
   const store: CacheStoreService = {
     name: "sqlite",
-    // The hot path: no `Effect.try`, one clock read, one object per row.
-    get: (key) =>
-      Clock.clockWith((clock) => {
-        let row: Entry | undefined = pending.get(key) ?? (inFlight.size > 0 ? inFlight.get(key) : undefined)
-        if (row === undefined) {
+    get: withNow(
+      (key: string) =>
+        Clock.clockWith((clock) => {
           try {
-            row = db.get(key)
+            return Effect.succeed(getNow(key, clock.currentTimeMillisUnsafe()))
           } catch (error) {
-            return Effect.fail(storeError("get", error))
+            return Effect.fail(error as CacheStoreError)
           }
-        }
-        return Effect.succeed(row === undefined || isExpired(row, clock.currentTimeMillisUnsafe()) ? undefined : row)
-      }),
-    set: (entry) =>
-      writeBehind
-        ? Effect.suspend(() => {
-          if (failed !== undefined) {
-            const error = failed
-            failed = undefined
-            return Effect.fail(storeError("set", error))
-          }
-          pending.set(entry.key, entry)
-          flushSoon()
-          return Effect.succeed(0)
-        })
-        : attempt("set", () => {
+        }),
+      getNow
+    ),
+    // a commit per `set` (writeBehind: false) waits for the file's lock: no synchronous form then
+    set: writeBehind
+      ? withNow(
+        (entry: Entry) =>
+          Effect.suspend(() => {
+            try {
+              return Effect.succeed(queue(entry))
+            } catch (error) {
+              return Effect.fail(error as CacheStoreError)
+            }
+          }),
+        queue
+      )
+      : (entry: Entry) =>
+        attempt("set", () => {
           db.set(entry)
           return 0
         }),

@@ -518,6 +518,41 @@ describe("store errors", () => {
     }))
 })
 
+describe("synchronous store access", () => {
+  it.effect("reads and writes a store through `get.now` and `set.now`, without their effects; a wrapper that replaces them drops the forms", () =>
+    Effect.gen(function*() {
+      const fake = makeCounting()
+      const inner = MemoryStore.makeUnsafe()
+      const effectsUsed: Array<string> = []
+      const syncOnly: CacheStore.CacheStoreService = {
+        ...inner,
+        get: CacheStore.withNow((key: string) => {
+          effectsUsed.push(`get ${key}`)
+          return inner.get(key)
+        }, inner.get.now!),
+        set: CacheStore.withNow((entry: CacheStore.Entry) => {
+          effectsUsed.push(`set ${entry.key}`)
+          return inner.set(entry)
+        }, inner.set.now!)
+      }
+      yield* Effect.gen(function*() {
+        const llm = yield* Llm.Llm
+        assert.notStrictEqual((yield* llm.complete(deterministic("a"))).cached, true)
+        assert.isTrue((yield* llm.complete(deterministic("a"))).cached)
+      }).pipe(
+        Effect.provide(
+          Cache.layerFromStore().pipe(Layer.provide(Layer.succeed(CacheStore.CacheStore, syncOnly)), Layer.provide(fake.layer))
+        )
+      )
+      assert.deepStrictEqual(effectsUsed, [])
+      assert.strictEqual(fake.completeCalls, 1)
+      // a spread that replaces `get` and `set` leaves no synchronous form behind
+      const wrapped: CacheStore.CacheStoreService = { ...inner, get: (key) => inner.get(key), set: (entry) => inner.set(entry) }
+      assert.isUndefined(wrapped.get.now)
+      assert.isUndefined(wrapped.set.now)
+    }))
+})
+
 describe("embedder", () => {
   it.effect("caches per text and sends only the misses upstream", () =>
     Effect.gen(function*() {

@@ -18,7 +18,7 @@ export const makeGuard = (store: CacheStoreService, onStoreError: OnStoreError) 
     degraded = false
     return Effect.logInfo(`cache store ${store.name} is reachable again`)
   })
-  return <A>(operation: Effect.Effect<A, CacheStoreError>, fallback: A): Effect.Effect<A, LlmError.LlmError> =>
+  const guard = <A>(operation: Effect.Effect<A, CacheStoreError>, fallback: A): Effect.Effect<A, LlmError.LlmError> =>
     (degraded ? Effect.tap(operation, () => recovered) : operation).pipe(
       Effect.catch((error) =>
         Effect.andThen(
@@ -36,4 +36,7 @@ export const makeGuard = (store: CacheStoreService, onStoreError: OnStoreError) 
         )
       )
     )
+  /** Whether the store is failing now (its operations then go through `guard`, which notices the recovery). */
+  guard.degraded = (): boolean => degraded
+  return guard
 }
