@@ -310,17 +310,27 @@ export class AdaptiveGamma {
 
   /**
    * Expected tokens of a step with γ drafts, for γ = 0..limit: 1 + α₁ + α₁α₂ + … (the
-   * accepted drafts and the token the target adds), from the acceptance learned so far.
+   * accepted drafts and the token the target adds), from the acceptance learned so far;
+   * with `optimism`, each αᵢ raised by that many standard errors (few samples: a wide bound).
    */
-  expected(limit: number): Float64Array {
+  expected(limit: number, optimism = 0): Float64Array {
     const out = new Float64Array(limit + 1)
     let reach = 1
     out[0] = 1
     for (let k = 1; k <= limit; k++) {
-      reach *= this.alpha[Math.min(k, this.alpha.length) - 1]!
+      const i = Math.min(k, this.alpha.length) - 1
+      const alpha = this.alpha[i]!
+      // an upper confidence bound: the estimate plus `optimism` standard errors of its samples
+      const bound = optimism > 0 ? alpha + optimism * Math.sqrt((alpha * (1 - alpha) + 0.01) / Math.max(1, this.seen[i]!)) : alpha
+      reach *= Math.min(1, bound)
       out[k] = out[k - 1]! + reach
     }
     return out
+  }
+
+  /** Steps whose first draft was verified so far: how much the acceptance estimates rest on. */
+  get acceptanceSamples(): number {
+    return this.seen[0] ?? 0
   }
 
   snapshot(): { readonly alpha: ReadonlyArray<number> } {

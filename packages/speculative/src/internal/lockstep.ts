@@ -20,11 +20,9 @@ export interface Decision {
 }
 
 /** Measured speculative steps of one γ needed before their cost replaces the modelled one. */
-const MIN_STEP_SAMPLES = 2
+const MIN_STEP_SAMPLES = 1
 /** While speculating, a plain run this often (steps) keeps the cost of a plain step measured. */
 const EXPLORE_EVERY = 32
-/** Plain tokens per request of an exploring run. */
-const EXPLORE_RUN = 4
 /** A probe: this many speculative steps in a row (the first carries the drafter's catch-up). */
 const PROBE_STEPS = 2
 const PROBE_GAMMA = 2
@@ -32,6 +30,15 @@ const PROBE_GAMMA = 2
 const NEIGHBOUR_EVERY = 8
 /** Speculate only when its expected rate beats plain decoding's by this factor. */
 const MARGIN = 1.05
+/**
+ * Verified first drafts (over the step's requests) before the acceptance estimates decide
+ * alone. Until then a step decides on an upper confidence bound of each acceptance rate
+ * (`WARM_OPTIMISM` standard errors above it): speculation that could still pay is tried and
+ * so measured, one that could not even then stops at once (a decision on the estimates of a
+ * step or two is a coin toss near break-even).
+ */
+const MIN_ACCEPTANCE_SAMPLES = 16
+const WARM_OPTIMISM = 2
 /** Prior drafting cost per drafted token of a draft model, in plain steps (as `AdaptiveGamma`'s). */
 const PRIOR_DRAFT = 0.25
 
@@ -132,7 +139,9 @@ export class LockstepGamma {
     if (limit <= 0) return { gamma: 0, run: this.options.maxRun }
     if (this.sincePlain >= EXPLORE_EVERY || (!this.plain[size]!.known && this.sincePlain >= 2)) {
       this.sincePlain = 0
-      return { gamma: 0, run: EXPLORE_RUN }
+      // as long as a plain run of an off period: a short run costs more per token (each step's
+      // own overhead), so it would make plain decoding look dearer than it is
+      return { gamma: 0, run: this.options.maxRun }
     }
     if (this.probeLeft > 0) {
       this.probeLeft--
@@ -251,9 +260,11 @@ export class Lockstep {
     const cohort = Array.from(this.waiting.keys())
     const size = cohort.length
     const limit = Math.min(Math.max(0, Math.floor(this.options.stepTokenBudget / size) - 1), this.options.maxGamma)
+    const samples = cohort.reduce((sum, member) => sum + member.controller.acceptanceSamples, 0)
+    const optimism = samples < MIN_ACCEPTANCE_SAMPLES ? WARM_OPTIMISM : 0
     const expected = new Float64Array(limit + 1)
     for (const member of cohort) {
-      const own = member.controller.expected(limit)
+      const own = member.controller.expected(limit, optimism)
       for (let g = 0; g <= limit; g++) expected[g]! += own[g]!
     }
     const choice = this.gamma.choose(size, limit, expected)
