@@ -87,7 +87,7 @@ export class LockstepGamma {
    * alone (verification 0.15 and a draft model's drafting 0.25 of a plain step per draft)
    * while none is measured.
    */
-  costs(size: number, limit: number): { readonly plain: number; readonly steps: Float64Array } {
+  costs(size: number, limit: number): Float64Array {
     const plain = this.plain[size]!
     const unit = plain.known && plain.value > 0 ? plain.value : undefined
     const priorMarginal = PRIOR_SLOPE + (this.options.kind === "model" ? PRIOR_DRAFT : 0)
@@ -111,13 +111,14 @@ export class LockstepGamma {
         steps[g] = Math.max(cost(nearest) + marginal * (g - nearest), 1)
       }
     }
-    return { plain: 1, steps }
+    return steps
   }
 
   /** The γ with the most expected tokens per unit of cost; 0 unless it beats a plain step clearly. */
   best(size: number, limit: number, expected: Float64Array): number {
-    const { plain, steps } = this.costs(size, limit)
-    const plainRate = expected[0]! / plain
+    const steps = this.costs(size, limit)
+    // a plain step: one token per request, at unit cost
+    const plainRate = expected[0]!
     let bestGamma = 0
     let bestRate = 0
     for (let g = 1; g <= limit; g++) {
