@@ -5,7 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { CompletionRequest, Llm, TokenModel } from "@hasten/core"
-import { Effect, Fiber, Layer } from "effect"
+import { Effect, Fiber, Layer, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import type { SequenceExtensions } from "../src/Drafter.js"
 import * as Drafter from "../src/Drafter.js"
@@ -249,6 +249,26 @@ describe("verification in lockstep", () => {
       assert.isBelow(dear, 0.2, `dear verification: speculative share ${dear}`)
       assert.isAbove(cheap, 0.6, `cheap verification: speculative share ${cheap}`)
     }))
+
+  it.effect("streams and sampled requests decode in lockstep too (short plain runs; plain steps one by one)", () => {
+    const { model, log, layer } = recording(30)
+    return Effect.gen(function*() {
+      const llm = yield* Llm.Llm
+      const [streamed, sampled, greedy] = yield* Effect.all([
+        Stream.runCollect(llm.stream(request("abc", 30))).pipe(Effect.map((chunks) => chunks.map((chunk) => chunk.text).join(""))),
+        llm.complete(
+          CompletionRequest.makeUnsafe({ model: "synthetic", messages: [], prompt: "ddddd", temperature: 1, seed: 7, maxTokens: 30 })
+        ),
+        llm.complete(request("hgfabcabc", 30))
+      ], { concurrency: "unbounded" })
+      assert.strictEqual(streamed, yield* greedyReference(model, "abc", 30))
+      assert.strictEqual(greedy.text, yield* greedyReference(model, "hgfabcabc", 30))
+      assert.strictEqual(sampled.usage.outputTokens, 30)
+      // the sampled request evaluates through `append`, which the recorder does not log: the steps
+      // are not checked call by call here, only that the three decoded together
+      assert.isTrue(log.some((entry) => entry.type === "step" && entry.step.size === 3))
+    }).pipe(Effect.provide(layer({ sequences: 3 })))
+  })
 
   it.effect("lockstep: false leaves each request its own γ (no lockstep step)", () => {
     const { model, log, layer } = recording(30)
