@@ -16,7 +16,10 @@
  *   - both, no back-off: lockstep with an unbounded step budget;
  *   - with `fixedGammas`: both with that fixed γ for every request (a reference point: every
  *     verification has the same length, nothing adapts).
- * Throughput is output tokens per wall second for the k requests together.
+ * Throughput is output tokens per wall second for the k requests together. With `warm`, each
+ * layer first decodes one untimed round of k other requests (other prompts, the same length):
+ * the steady state of a long-lived layer, whose adaptive state has learned, rather than a
+ * fresh layer's first requests.
  */
 import { CompletionRequest, Llm, type LlmError, TokenModel } from "@hasten/core"
 import { Local, ModelPool } from "@hasten/providers/local"
@@ -62,6 +65,7 @@ export const concurrencySection = async (options: {
   readonly rounds: number
   readonly prompts: ReadonlyArray<string>
   readonly fixedGammas?: ReadonlyArray<number> | undefined
+  readonly warm?: boolean | undefined
 }): Promise<Array<ConcurrencyResult>> => {
   const pair = await SyntheticModel.pair({ target: options.shape })
   const poolRuntime = ManagedRuntime.make(ModelPool.layer({ idleTimeToLive: "1 hour" }))
@@ -115,6 +119,22 @@ export const concurrencySection = async (options: {
         await runtime.runPromise(
           llm.complete(CompletionRequest.makeUnsafe({ model: "t", messages: [], prompt: "Hi", temperature: 0, maxTokens: 2 }))
         )
+        if (options.warm === true) {
+          await runtime.runPromise(Effect.forEach(
+            prompts,
+            (prompt) =>
+              llm.complete(
+                CompletionRequest.makeUnsafe({
+                  model: "t",
+                  messages: [],
+                  prompt: `Warm: ${prompt}`,
+                  temperature: 0,
+                  maxTokens: options.tokens
+                })
+              ),
+            { concurrency: "unbounded" }
+          ))
+        }
         const start = performance.now()
         const completions = await runtime.runPromise(Effect.forEach(
           prompts,

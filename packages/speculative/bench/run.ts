@@ -30,7 +30,8 @@
  * on the `--concurrency-shape` pair (default `42M`; `--quick`: `15M`), `--concurrency-tokens`
  * per request (default 64), `--concurrency-rounds` interleaved rounds (default 2): batching
  * alone, speculation alone, plain decoding alone, both (lockstep γ), both with per-request γ,
- * and both without the back-off (`--concurrency-fixed 2,3`: also both with that fixed γ).
+ * and both without the back-off (`--concurrency-fixed 2,3`: also both with that fixed γ;
+ * `--concurrency-warm`: each layer first decodes one untimed round of k requests).
  * The last line is one JSON object.
  */
 import { CompletionRequest, Llm, LlmError, TokenModel } from "@hasten/core"
@@ -916,9 +917,20 @@ if (concurrencyLevels.length > 0) {
   const tokens = Number(option("concurrency-tokens") ?? (quick ? 16 : 64))
   const rounds = Number(option("concurrency-rounds") ?? (quick ? 1 : 2))
   const fixedGammas = option("concurrency-fixed")?.split(",").map(Number).filter((g) => Number.isInteger(g) && g >= 0)
-  concurrency = await concurrencySection({ shape, concurrencies: concurrencyLevels, tokens, rounds, prompts: storyPrompts, fixedGammas })
+  const warm = process.argv.includes("--concurrency-warm")
+  concurrency = await concurrencySection({
+    shape,
+    concurrencies: concurrencyLevels,
+    tokens,
+    rounds,
+    prompts: storyPrompts,
+    fixedGammas,
+    warm
+  })
   console.log(
-    `\nBatching and speculation together (${shape} pair, synthetic weights: timing only), ${tokens} tokens per request, greedy, output tokens per wall second of all k requests:\n`
+    `\nBatching and speculation together (${shape} pair, synthetic weights: timing only), ${tokens} tokens per request, greedy, ${
+      warm ? "after one untimed round of k requests per layer (steady state)" : "fresh layers"
+    }, output tokens per wall second of all k requests:\n`
   )
   for (const result of concurrency) {
     console.log(
