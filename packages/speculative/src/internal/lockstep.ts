@@ -23,6 +23,12 @@ export interface Decision {
 const MIN_STEP_SAMPLES = 1
 /** While speculating, a plain run this often (steps) keeps the cost of a plain step measured. */
 const EXPLORE_EVERY = 32
+/**
+ * An exploring plain run starts with one this short: the first plain run after speculative
+ * steps carries the switch's one-off costs (at 42M, 4 requests: a 16-token run 100 ms against
+ * 81 ms in an off period), so it is not timed, and the run after it is.
+ */
+const SWITCH_RUN = 4
 /** A probe: this many speculative steps in a row (the first carries the drafter's catch-up). */
 const PROBE_STEPS = 2
 const PROBE_GAMMA = 2
@@ -69,6 +75,7 @@ export class LockstepGamma {
   private probeLeft = 0
   private afterProbe = false
   private sincePlain = 0
+  private exploreFollowUp = false
   private speculativeSteps = 0
   private neighbourUp = true
   constructor(private readonly options: LockstepOptions) {
@@ -138,11 +145,16 @@ export class LockstepGamma {
    */
   choose(size: number, limit: number, expected: Float64Array): { readonly gamma: number; readonly run: number } {
     if (limit <= 0) return { gamma: 0, run: this.options.maxRun }
-    if (this.sincePlain >= EXPLORE_EVERY || (!this.plain[size]!.known && this.sincePlain >= 2)) {
-      this.sincePlain = 0
+    if (this.exploreFollowUp) {
       // as long as a plain run of an off period: a short run costs more per token (each step's
       // own overhead), so it would make plain decoding look dearer than it is
+      this.exploreFollowUp = false
       return { gamma: 0, run: this.options.maxRun }
+    }
+    if (this.sincePlain >= EXPLORE_EVERY || (!this.plain[size]!.known && this.sincePlain >= 2)) {
+      this.sincePlain = 0
+      this.exploreFollowUp = true
+      return { gamma: 0, run: SWITCH_RUN }
     }
     if (this.probeLeft > 0) {
       this.probeLeft--
@@ -199,7 +211,7 @@ export interface Member {
 
 /** A released step, for tests. @internal */
 export interface StepInfo extends Decision {
-  /** Whether its cost will be recorded (the same requests, none on its first step, no drafter catch-up). */
+  /** Whether its cost will be recorded (the same requests as the step before, of the same kind; none on its first step). */
   readonly measurable: boolean
 }
 
@@ -274,9 +286,9 @@ export class Lockstep {
       ? 0
       : cohort.reduce((longest, member) => Math.max(longest, Math.min(choice.run, member.remaining, member.runLimit)), 1)
     const decision: Decision = { gamma: choice.gamma, run, size }
-    // a speculative step right after a plain run carries the drafters' catch-up
-    const measurable = !cohort.some((member) => member.first) &&
-      (decision.gamma === 0 || (same && open.decision.gamma > 0))
+    // a step right after a switch carries its one-off costs: a speculative step the drafters'
+    // catch-up, a plain run the switch to the backend's own loop
+    const measurable = !cohort.some((member) => member.first) && same && (open.decision.gamma > 0) === (decision.gamma > 0)
     this.open = { version: this.version, decision, start: t, measurable }
     this.options.onStep?.({ ...decision, measurable })
     const deferreds = Array.from(this.waiting.values())
