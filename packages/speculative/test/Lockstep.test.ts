@@ -5,7 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { CompletionRequest, Llm, TokenModel } from "@hasten/core"
-import { Effect, Fiber, Layer, Stream } from "effect"
+import { Effect, Exit, Fiber, Layer, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import type { SequenceExtensions } from "../src/Drafter.js"
 import * as Drafter from "../src/Drafter.js"
@@ -54,7 +54,11 @@ interface Costs {
  * by prompt length; a request starts on a fresh or truncated sequence), and the steps the
  * lockstep releases, in one log. With `costs`, each call advances the TestClock by its cost.
  */
-const recording = (maxTokens: number | ((promptLength: number) => number), costs?: Costs) => {
+const recording = (
+  maxTokens: number | ((promptLength: number) => number),
+  costs?: Costs,
+  onStep?: (step: StepInfo) => void
+) => {
   const limit = (promptLength: number) => (typeof maxTokens === "number" ? maxTokens : maxTokens(promptLength))
   const model = target()
   const log: Array<Entry> = []
@@ -102,7 +106,10 @@ const recording = (maxTokens: number | ((promptLength: number) => number), costs
       drafter: Drafter.model(draftModel()),
       costClock: "wall",
       ...options,
-      onLockstep: (step) => log.push({ type: "step", step })
+      onLockstep: (step) => {
+        log.push({ type: "step", step })
+        onStep?.(step)
+      }
     }).pipe(Layer.provide(Layer.succeed(TokenModel.TokenModel, wrapped)))
   return { model, log, layer }
 }
@@ -189,19 +196,23 @@ describe("verification in lockstep", () => {
   })
 
   it.effect("a request interrupted while the others decode leaves the step: they finish, and later requests run", () => {
-    const { model, log, layer } = recording(40)
+    // the third step the two take together interrupts the second (from inside the step's release)
+    let victim: Fiber.Fiber<unknown, unknown> | undefined
+    let together = 0
+    const { model, log, layer } = recording(60, undefined, (step) => {
+      if (step.size === 2 && ++together === 3) victim!.interruptUnsafe()
+    })
     return Effect.gen(function*() {
       const llm = yield* Llm.Llm
-      const kept = yield* Effect.forkChild(llm.complete(request("abc", 40)))
-      const interrupted = yield* Effect.forkChild(llm.complete(request("ddddd", 40)))
-      // interrupt once the two have taken a few steps together
-      while (log.filter((entry) => entry.type === "step" && entry.step.size === 2).length < 3) yield* Effect.yieldNow
-      yield* Fiber.interrupt(interrupted)
-      assert.strictEqual((yield* Fiber.join(kept)).text, yield* greedyReference(model, "abc", 40))
-      const after = yield* Effect.forEach(["gfe", "hgfabcabc"], (prompt) => llm.complete(request(prompt, 40)), { concurrency: "unbounded" })
-      assert.strictEqual(after[0]!.text, yield* greedyReference(model, "gfe", 40))
-      assert.strictEqual(after[1]!.text, yield* greedyReference(model, "hgfabcabc", 40))
+      const kept = yield* Effect.forkChild(llm.complete(request("abc", 60)))
+      victim = yield* Effect.forkChild(llm.complete(request("ddddd", 60)))
+      assert.strictEqual((yield* Fiber.join(kept)).text, yield* greedyReference(model, "abc", 60))
+      assert.isTrue(Exit.hasInterrupts(yield* Fiber.await(victim)))
       assert.isTrue(log.some((entry) => entry.type === "step" && entry.step.size === 1), "the kept request went on alone")
+      const after = yield* Effect.forEach(["gfe", "hgfabcabc"], (prompt) => llm.complete(request(prompt, 60)), { concurrency: "unbounded" })
+      assert.strictEqual(after[0]!.text, yield* greedyReference(model, "gfe", 60))
+      assert.strictEqual(after[1]!.text, yield* greedyReference(model, "hgfabcabc", 60))
+      checkLockstep(log.slice(log.findLastIndex((entry) => entry.type === "step" && entry.step.size === 1) + 1))
     }).pipe(Effect.provide(layer({ sequences: 2 })))
   })
 
