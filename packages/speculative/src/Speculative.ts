@@ -475,8 +475,8 @@ export const make = <E = never, R = never>(
               : controller.choose(Math.min(remaining - 1, concurrencyCap), head.length - 1)
           }
           // The clock is read only for steps whose cost the controller will use: every step with
-          // drafts, and a sample of the plain ones; none with a fixed γ (each read of the CPU clock
-          // is a system call).
+          // drafts, and a sample of the plain ones; none with a fixed γ or in lockstep (each read
+          // of the CPU clock is a system call).
           if (gamma === 0 && greedy && sequence.generateGreedy !== undefined) {
             // A plain stretch: the backend's own decoding loop runs it, no round trip per token.
             // Its length is what the controller would choose step by step (plain steps up to the
@@ -506,8 +506,9 @@ export const make = <E = never, R = never>(
             head = [out[out.length - 1]!]
             continue
           }
-          // in lockstep the step is timed as a whole, by the lockstep
+          // a lockstep plain run without the fast path: its further steps follow without joining
           if (lockstep !== undefined && gamma === 0 && owed === 0 && run > 1) owed = run - 1
+          // in lockstep the lockstep times whole steps of all the requests
           const timed = fixedGamma === undefined && lockstep === undefined && controller.wantsTiming(gamma)
           const t0 = timed ? now() : 0
           const draft = gamma > 0
