@@ -293,7 +293,7 @@ export const make = <E = never, R = never>(
         session: yield* options.drafter.make(target),
         sequence: yield* target.sequence(),
         controller,
-        member: { controller, remaining: 0, first: true, runLimit: 1 }
+        member: { controller, remaining: 0, first: true, runLimit: Infinity }
       })
     }
     /** Several requests with adaptive γ: one γ per step for all of them (their controllers give acceptance only). */
@@ -462,10 +462,10 @@ export const make = <E = never, R = never>(
             } else {
               member.remaining = remaining
               member.first = head.length > 1
-              member.runLimit = shortRuns ? Math.min(remaining, PLAIN_RUN_SHORT) : remaining
+              member.runLimit = shortRuns ? PLAIN_RUN_SHORT : Infinity
               const decision = yield* lockstep.join(member, now)
               gamma = Math.min(decision.gamma, remaining - 1)
-              run = Math.max(1, Math.min(decision.run, member.runLimit))
+              run = Math.max(1, Math.min(decision.run, remaining))
             }
           } else {
             gamma = fixedGamma !== undefined

@@ -261,24 +261,38 @@ describe("verification in lockstep", () => {
       assert.isAbove(cheap, 0.6, `cheap verification: speculative share ${cheap}`)
     }))
 
-  it.effect("streams and sampled requests decode in lockstep too (short plain runs; plain steps one by one)", () => {
+  it.effect("a stream's short runs set the step's plain run: the requests with it run no longer, none idles", () => {
+    const { model, log, layer } = recording(40)
+    return Effect.gen(function*() {
+      const llm = yield* Llm.Llm
+      const [streamed, greedy] = yield* Effect.all([
+        Stream.runCollect(llm.stream(request("abc", 40))).pipe(Effect.map((chunks) => chunks.map((chunk) => chunk.text).join(""))),
+        llm.complete(request("hgfabcabc", 40))
+      ], { concurrency: "unbounded" })
+      assert.strictEqual(streamed, yield* greedyReference(model, "abc", 40))
+      assert.strictEqual(greedy.text, yield* greedyReference(model, "hgfabcabc", 40))
+      const plain = checkLockstep(log).filter((step) => step.size === 2 && step.gamma === 0)
+      assert.isAbove(plain.length, 0)
+      assert.isTrue(plain.every((step) => step.run <= 8), plain.map((step) => step.run).join(", "))
+    }).pipe(Effect.provide(layer({ sequences: 2 })))
+  })
+
+  it.effect("a sampled request decodes in lockstep with greedy ones (its plain run one step at a time)", () => {
     const { model, log, layer } = recording(30)
     return Effect.gen(function*() {
       const llm = yield* Llm.Llm
-      const [streamed, sampled, greedy] = yield* Effect.all([
-        Stream.runCollect(llm.stream(request("abc", 30))).pipe(Effect.map((chunks) => chunks.map((chunk) => chunk.text).join(""))),
+      const [sampled, greedy] = yield* Effect.all([
         llm.complete(
           CompletionRequest.makeUnsafe({ model: "synthetic", messages: [], prompt: "ddddd", temperature: 1, seed: 7, maxTokens: 30 })
         ),
         llm.complete(request("hgfabcabc", 30))
       ], { concurrency: "unbounded" })
-      assert.strictEqual(streamed, yield* greedyReference(model, "abc", 30))
       assert.strictEqual(greedy.text, yield* greedyReference(model, "hgfabcabc", 30))
       assert.strictEqual(sampled.usage.outputTokens, 30)
-      // the sampled request evaluates through `append`, which the recorder does not log: the steps
-      // are not checked call by call here, only that the three decoded together
-      assert.isTrue(log.some((entry) => entry.type === "step" && entry.step.size === 3))
-    }).pipe(Effect.provide(layer({ sequences: 3 })))
+      // the sampled request evaluates through `append`, which the recorder does not log: the
+      // steps are not checked call by call here, only that the two decoded together
+      assert.isTrue(log.some((entry) => entry.type === "step" && entry.step.size === 2 && entry.step.gamma === 0))
+    }).pipe(Effect.provide(layer({ sequences: 2 })))
   })
 
   it.effect("lockstep: false leaves each request its own γ (no lockstep step)", () => {

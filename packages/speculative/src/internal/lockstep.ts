@@ -209,7 +209,7 @@ export interface Member {
   remaining: number
   /** Whether its next step also evaluates prompt tokens (that step's time is not a decode step's). */
   first: boolean
-  /** Longest plain run it takes (short for streams and stop sequences). */
+  /** Longest plain run it takes: short for streams and stop sequences, else unbounded. */
   runLimit: number
 }
 
@@ -285,10 +285,17 @@ export class Lockstep {
       for (let g = 0; g <= limit; g++) expected[g]! += own[g]!
     }
     const choice = this.gamma.choose(size, limit, expected)
-    // a plain run is as long as its longest request's
-    const run = choice.gamma > 0
-      ? 0
-      : cohort.reduce((longest, member) => Math.max(longest, Math.min(choice.run, member.remaining, member.runLimit)), 1)
+    // a plain run: as short as the shortest a request takes (a stream's), so that no request
+    // idles at the barrier while the others run on; no longer than any request needs (one that
+    // finishes sooner leaves, which holds no one up)
+    const run = choice.gamma > 0 ? 0 : Math.max(
+      1,
+      Math.min(
+        choice.run,
+        cohort.reduce((shortest, member) => Math.min(shortest, member.runLimit), Infinity),
+        cohort.reduce((longest, member) => Math.max(longest, member.remaining), 1)
+      )
+    )
     const decision: Decision = { gamma: choice.gamma, run, size }
     // a step right after a switch carries its one-off costs: a speculative step the drafters'
     // catch-up, a plain run the switch to the backend's own loop
