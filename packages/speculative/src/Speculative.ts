@@ -29,8 +29,9 @@ export interface Options<E = never, R = never> {
   readonly maxTokens?: number | undefined
   /**
    * Requests decoded at once (default 1), each on its own target sequence with its own
-   * drafter session and adaptive γ; their evaluations batch in the target's context. The
-   * target (and a draft model) must offer that many sequences (`Local.layer({ sequences })`).
+   * drafter session; their evaluations batch in the target's context, and with adaptive γ
+   * they decode in lockstep (see `lockstep`). The target (and a draft model) must offer that
+   * many sequences (`Local.layer({ sequences })`).
    */
   readonly sequences?: number | undefined
   /**
@@ -262,7 +263,9 @@ const validate = (options: Options<any, any>): Effect.Effect<void, SpeculativeEr
 /**
  * Builds the speculative `Llm` and its run statistics over the `TokenModel` in context.
  * `sequences` target sequences (default 1) are kept for the layer's lifetime, so calls that
- * share a prompt prefix reuse their KV state; that many requests are decoded at once.
+ * share a prompt prefix reuse their KV state; that many requests are decoded at once — with
+ * adaptive γ in lockstep, one γ per step for all of them, chosen from their acceptance and the
+ * measured cost of a batched step (`lockstep`).
  * @category constructors @since 0.1.0
  */
 export const make = <E = never, R = never>(
