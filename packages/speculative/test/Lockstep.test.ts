@@ -4,7 +4,7 @@
  * from the TestClock, advanced by the target as it evaluates (no timed assertion).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { CompletionRequest, Llm, TokenModel } from "@hasten/core"
+import { CompletionRequest, Llm, LlmError, TokenModel } from "@hasten/core"
 import { Effect, Exit, Fiber, Layer, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import type { SequenceExtensions } from "../src/Drafter.js"
@@ -57,7 +57,9 @@ interface Costs {
 const recording = (
   maxTokens: number | ((promptLength: number) => number),
   costs?: Costs,
-  onStep?: (step: StepInfo) => void
+  onStep?: (step: StepInfo) => void,
+  /** The request with this prompt length fails at its second evaluation (mid-way, in a step). */
+  failing?: number
 ) => {
   const limit = (promptLength: number) => (typeof maxTokens === "number" ? maxTokens : maxTokens(promptLength))
   const model = target()
@@ -72,6 +74,15 @@ const recording = (
         const sequence = inner as TokenModel.TokenSequence & SequenceExtensions
         /** Prompt length of the request on this sequence: its first evaluation is the prompt's tail plus drafts. */
         let promptLength: number | undefined
+        let evaluations = 0
+        /** Fails the `failing` request's second evaluation, after letting the others reach the next step. */
+        const fault = () =>
+          promptLength === failing && ++evaluations === 2
+            ? Effect.andThen(
+              Effect.yieldNow,
+              Effect.fail(LlmError.make("synthetic", new LlmError.BadResponse({ description: "injected fault" })))
+            )
+            : Effect.void
         /** Output so far: the sequence holds the prompt and every output token but the last. */
         const remaining = (from: number) => {
           if (promptLength === undefined || sequence.tokens().length < promptLength) {
@@ -90,12 +101,18 @@ const recording = (
           appendGreedy: (tokens, from = 0) =>
             Effect.suspend(() => {
               log.push({ type: "verify", sequence: id, drafts: tokens.length - 1 - from, remaining: remaining(from) })
-              return Effect.tap(sequence.appendGreedy!(tokens, from), () => advance(costs?.verify(tokens.length - from) ?? 0))
+              return Effect.andThen(
+                fault(),
+                Effect.tap(sequence.appendGreedy!(tokens, from), () => advance(costs?.verify(tokens.length - from) ?? 0))
+              )
             }),
           generateGreedy: (tokens, count, stopAt) =>
             Effect.suspend(() => {
               log.push({ type: "run", sequence: id, count, remaining: remaining(tokens.length - 1) })
-              return Effect.tap(sequence.generateGreedy!(tokens, count, stopAt), (out) => advance((costs?.plainToken ?? 0) * out.length))
+              return Effect.andThen(
+                fault(),
+                Effect.tap(sequence.generateGreedy!(tokens, count, stopAt), (out) => advance((costs?.plainToken ?? 0) * out.length))
+              )
             })
         }
         return recorded
@@ -213,6 +230,22 @@ describe("verification in lockstep", () => {
       assert.strictEqual(after[0]!.text, yield* greedyReference(model, "gfe", 60))
       assert.strictEqual(after[1]!.text, yield* greedyReference(model, "hgfabcabc", 60))
       checkLockstep(log.slice(log.findLastIndex((entry) => entry.type === "step" && entry.step.size === 1) + 1))
+    }).pipe(Effect.provide(layer({ sequences: 2 })))
+  })
+
+  it.effect("a request that fails mid-way leaves the step: the others decode on", () => {
+    // the request with the 5-token prompt fails at its second evaluation, in a step with the other
+    const { model, log, layer } = recording(30, undefined, undefined, 5)
+    return Effect.gen(function*() {
+      const llm = yield* Llm.Llm
+      const [failed, kept] = yield* Effect.all([
+        Effect.flip(llm.complete(request("ddddd", 30))),
+        llm.complete(request("hgfabcabc", 30))
+      ], { concurrency: "unbounded" })
+      assert.match(failed.message, /injected fault/)
+      assert.strictEqual(kept.text, yield* greedyReference(model, "hgfabcabc", 30))
+      assert.isTrue(log.some((entry) => entry.type === "step" && entry.step.size === 2), "the two took a step together")
+      assert.isTrue(log.some((entry) => entry.type === "step" && entry.step.size === 1), "then the kept one went on alone")
     }).pipe(Effect.provide(layer({ sequences: 2 })))
   })
 
