@@ -9,10 +9,17 @@
  *   - speculation alone: the draft model with adaptive γ, one sequence (requests in turn);
  *   - plain alone: the speculative layer at γ = 0, one sequence (requests in turn): what
  *     speculation alone is measured against (its own factor at this shape);
- *   - both: `sequences: k`, the draft model (k draft sequences), adaptive γ, default
- *     `stepTokenBudget` (16: γ ≤ 16 / k − 1, so γ → 0 at 16 requests);
- *   - both, no back-off: the same with an unbounded step budget.
- * Throughput is output tokens per wall second for the k requests together.
+ *   - both: `sequences: k`, the draft model (k draft sequences), adaptive γ in lockstep (the
+ *     default: one γ per step for the k requests), default `stepTokenBudget` (16: γ ≤ 16 / k − 1,
+ *     so γ → 0 at 16 requests);
+ *   - both, per-request γ: the same with `lockstep: false` (each request its own adaptive γ);
+ *   - both, no back-off: lockstep with an unbounded step budget;
+ *   - with `fixedGammas`: both with that fixed γ for every request (a reference point: every
+ *     verification has the same length, nothing adapts).
+ * Throughput is output tokens per wall second for the k requests together. With `warm`, each
+ * layer first decodes one untimed round of k other requests (other prompts, the same length):
+ * the steady state of a long-lived layer, whose adaptive state has learned, rather than a
+ * fresh layer's first requests.
  */
 import { CompletionRequest, Llm, type LlmError, TokenModel } from "@hasten/core"
 import { Local, ModelPool } from "@hasten/providers/local"
@@ -36,12 +43,18 @@ export interface ConcurrencyResult {
   readonly combinedOverBestSingle: number
   /** both / both without back-off. */
   readonly backoffGain: number
+  /** both (lockstep) / both with per-request γ. */
+  readonly lockstepGain: number
   /** speculation alone / plain alone (one sequence each): speculation's own factor at this shape. */
   readonly speculationAloneFactor: number
   /** Requests whose text equals batching alone's. */
   readonly identical: Record<string, string>
-  /** Mean γ of the combined configuration's speculative steps, and its share of speculative steps. */
+  /** Mean γ of the combined configuration's speculative steps. */
   readonly combinedMeanGamma: number
+  /** Share of the combined configuration's target evaluations that verified drafts. */
+  readonly combinedSpeculativeShare: number
+  /** Mean γ of the per-request configuration's speculative steps. */
+  readonly perRequestMeanGamma: number
 }
 
 /** Runs the section: `concurrencies` levels on `shape`, `tokens` per request, `rounds` interleaved rounds. */
@@ -51,6 +64,8 @@ export const concurrencySection = async (options: {
   readonly tokens: number
   readonly rounds: number
   readonly prompts: ReadonlyArray<string>
+  readonly fixedGammas?: ReadonlyArray<number> | undefined
+  readonly warm?: boolean | undefined
 }): Promise<Array<ConcurrencyResult>> => {
   const pair = await SyntheticModel.pair({ target: options.shape })
   const poolRuntime = ManagedRuntime.make(ModelPool.layer({ idleTimeToLive: "1 hour" }))
@@ -79,7 +94,12 @@ export const concurrencySection = async (options: {
     { name: "speculation alone", layer: () => speculative(1, {}, true) },
     { name: "plain alone", layer: () => speculative(1, { gamma: 0 }, false) },
     { name: "both", layer: (k) => speculative(k, {}, true) },
-    { name: "both, no back-off", layer: (k) => speculative(k, { stepTokenBudget: 1_000_000 }, true) }
+    { name: "both, per-request γ", layer: (k) => speculative(k, { lockstep: false }, true) },
+    { name: "both, no back-off", layer: (k) => speculative(k, { stepTokenBudget: 1_000_000 }, true) },
+    ...(options.fixedGammas ?? []).map((gamma): Config => ({
+      name: `both, γ=${gamma} for all`,
+      layer: (k) => speculative(k, { gamma }, true)
+    }))
   ]
   const results: Array<ConcurrencyResult> = []
   for (const k of options.concurrencies) {
@@ -87,7 +107,8 @@ export const concurrencySection = async (options: {
     const wall = configs.map(() => 0)
     const tokens = configs.map(() => 0)
     const outputs = configs.map(() => [] as Array<string>)
-    const gammas = { sum: 0, steps: 0 }
+    const gammas = { sum: 0, steps: 0, evaluations: 0 }
+    const perRequestGammas = { sum: 0, steps: 0 }
     for (let round = 0; round < options.rounds; round++) {
       // a new order each round: no configuration keeps one place
       const order = configs.map((_, i) => (i + round) % configs.length)
@@ -98,6 +119,22 @@ export const concurrencySection = async (options: {
         await runtime.runPromise(
           llm.complete(CompletionRequest.makeUnsafe({ model: "t", messages: [], prompt: "Hi", temperature: 0, maxTokens: 2 }))
         )
+        if (options.warm === true) {
+          await runtime.runPromise(Effect.forEach(
+            prompts,
+            (prompt) =>
+              llm.complete(
+                CompletionRequest.makeUnsafe({
+                  model: "t",
+                  messages: [],
+                  prompt: `Warm: ${prompt}`,
+                  temperature: 0,
+                  maxTokens: options.tokens
+                })
+              ),
+            { concurrency: "unbounded" }
+          ))
+        }
         const start = performance.now()
         const completions = await runtime.runPromise(Effect.forEach(
           prompts,
@@ -113,6 +150,11 @@ export const concurrencySection = async (options: {
           if (configs[c]!.name === "both" && stats !== undefined) {
             gammas.sum += stats.meanGamma * stats.speculativeSteps
             gammas.steps += stats.speculativeSteps
+            gammas.evaluations += stats.speculativeSteps + stats.plainSteps
+          }
+          if (configs[c]!.name === "both, per-request γ" && stats !== undefined) {
+            perRequestGammas.sum += stats.meanGamma * stats.speculativeSteps
+            perRequestGammas.steps += stats.speculativeSteps
           }
         }
         await runtime.dispose()
@@ -127,11 +169,14 @@ export const concurrencySection = async (options: {
         (rate("both") / Math.max(rate("batching alone"), rate("batching alone, γ=0 layer"), rate("speculation alone"))) * 1000
       ) / 1000,
       backoffGain: Math.round((rate("both") / rate("both, no back-off")) * 1000) / 1000,
+      lockstepGain: Math.round((rate("both") / rate("both, per-request γ")) * 1000) / 1000,
       speculationAloneFactor: Math.round((rate("speculation alone") / rate("plain alone")) * 1000) / 1000,
       identical: Object.fromEntries(
         configs.map((config, c) => [config.name, `${outputs[c]!.filter((output, i) => output === outputs[0]![i]).length}/${k}`])
       ),
-      combinedMeanGamma: gammas.steps === 0 ? 0 : Math.round((gammas.sum / gammas.steps) * 100) / 100
+      combinedMeanGamma: gammas.steps === 0 ? 0 : Math.round((gammas.sum / gammas.steps) * 100) / 100,
+      combinedSpeculativeShare: gammas.evaluations === 0 ? 0 : Math.round((gammas.steps / gammas.evaluations) * 1000) / 1000,
+      perRequestMeanGamma: perRequestGammas.steps === 0 ? 0 : Math.round((perRequestGammas.sum / perRequestGammas.steps) * 100) / 100
     })
   }
   await poolRuntime.dispose()

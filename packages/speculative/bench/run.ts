@@ -29,7 +29,9 @@
  * only it, `--no-concurrency` skips it): 4 and 16 concurrent requests (`--concurrency 4,16`)
  * on the `--concurrency-shape` pair (default `42M`; `--quick`: `15M`), `--concurrency-tokens`
  * per request (default 64), `--concurrency-rounds` interleaved rounds (default 2): batching
- * alone, speculation alone, plain decoding alone, both, and both without the back-off.
+ * alone, speculation alone, plain decoding alone, both (lockstep γ), both with per-request γ,
+ * and both without the back-off (`--concurrency-fixed 2,3`: also both with that fixed γ;
+ * `--concurrency-warm`: each layer first decodes one untimed round of k requests).
  * The last line is one JSON object.
  */
 import { CompletionRequest, Llm, LlmError, TokenModel } from "@hasten/core"
@@ -914,15 +916,27 @@ if (concurrencyLevels.length > 0) {
   const shape = (option("concurrency-shape") ?? (quick ? "15M" : "42M")) as SyntheticModel.ShapeName
   const tokens = Number(option("concurrency-tokens") ?? (quick ? 16 : 64))
   const rounds = Number(option("concurrency-rounds") ?? (quick ? 1 : 2))
-  concurrency = await concurrencySection({ shape, concurrencies: concurrencyLevels, tokens, rounds, prompts: storyPrompts })
+  const fixedGammas = option("concurrency-fixed")?.split(",").map(Number).filter((g) => Number.isInteger(g) && g >= 0)
+  const warm = process.argv.includes("--concurrency-warm")
+  concurrency = await concurrencySection({
+    shape,
+    concurrencies: concurrencyLevels,
+    tokens,
+    rounds,
+    prompts: storyPrompts,
+    fixedGammas,
+    warm
+  })
   console.log(
-    `\nBatching and speculation together (${shape} pair, synthetic weights: timing only), ${tokens} tokens per request, greedy, output tokens per wall second of all k requests:\n`
+    `\nBatching and speculation together (${shape} pair, synthetic weights: timing only), ${tokens} tokens per request, greedy, ${
+      warm ? "after one untimed round of k requests per layer (steady state)" : "fresh layers"
+    }, output tokens per wall second of all k requests:\n`
   )
   for (const result of concurrency) {
     console.log(
       `k=${result.concurrency}: ${
         Object.entries(result.tokPerS).map(([name, rate]) => `${name} ${rate}`).join(", ")
-      }; both / best single ${result.combinedOverBestSingle}x, back-off ${result.backoffGain}x, speculation alone / plain alone ${result.speculationAloneFactor}x, mean γ when both ${result.combinedMeanGamma}; identical to batching alone ${
+      }; both / best single ${result.combinedOverBestSingle}x, lockstep / per-request γ ${result.lockstepGain}x, back-off ${result.backoffGain}x, speculation alone / plain alone ${result.speculationAloneFactor}x, mean γ when both ${result.combinedMeanGamma} (speculative share of evaluations ${result.combinedSpeculativeShare}; per-request ${result.perRequestMeanGamma}); identical to batching alone ${
         JSON.stringify(result.identical)
       }`
     )

@@ -11,6 +11,7 @@ import type * as Scope from "effect/Scope"
 import type { Drafter, DraftSession, ExtendedSequence } from "./Drafter.js"
 import { commonPrefix } from "./Drafter.js"
 import { AdaptiveGamma } from "./internal/adaptive.js"
+import { Lockstep, LockstepGamma, type Member, type StepInfo } from "./internal/lockstep.js"
 import * as Sampling from "./Sampling.js"
 import { InvalidOptions, SpeculativeError } from "./SpeculativeError.js"
 
@@ -28,8 +29,9 @@ export interface Options<E = never, R = never> {
   readonly maxTokens?: number | undefined
   /**
    * Requests decoded at once (default 1), each on its own target sequence with its own
-   * drafter session and adaptive γ; their evaluations batch in the target's context. The
-   * target (and a draft model) must offer that many sequences (`Local.layer({ sequences })`).
+   * drafter session; their evaluations batch in the target's context, and with adaptive γ
+   * they decode in lockstep (see `lockstep`). The target (and a draft model) must offer that
+   * many sequences (`Local.layer({ sequences })`).
    */
   readonly sequences?: number | undefined
   /**
@@ -38,6 +40,14 @@ export interface Options<E = never, R = never> {
    * (γ → 0) once batching already fills the step (default 16). A fixed γ is used as given.
    */
   readonly stepTokenBudget?: number | undefined
+  /**
+   * With `sequences` > 1 and adaptive γ (default true): verification in lockstep. The requests
+   * decoding at once take one γ per step, so their verifications have equal lengths and run
+   * as one batched forward pass, and their plain runs have equal lengths; the γ (0 included)
+   * is chosen from their acceptance and the measured cost of a batched step. `false`: each
+   * request chooses its own γ (within the step budget) and decodes on its own.
+   */
+  readonly lockstep?: boolean | undefined
   /** Temperature when the request has none (default 0.8; 0 is greedy). */
   readonly temperature?: number | undefined
   /** Seed when the request has none (default 0): sampling is reproducible. */
@@ -52,6 +62,8 @@ export interface Options<E = never, R = never> {
   readonly costClock?: "cpu" | "wall" | undefined
   /** Replaces the acceptance rule; only to show that tests catch a wrong one. @internal */
   readonly acceptanceRule?: Sampling.AcceptanceRule | undefined
+  /** Observes each lockstep step as it starts; for tests. @internal */
+  readonly onLockstep?: ((step: StepInfo) => void) | undefined
 }
 
 /**
@@ -206,10 +218,14 @@ interface Slot {
   readonly session: DraftSession
   readonly sequence: ExtendedSequence
   readonly controller: AdaptiveGamma
+  /** Its place in the lockstep, when the layer decodes in lockstep. */
+  readonly member: Member
 }
 
 /** Longest plain run for streams (chunk granularity) and requests with stop sequences (overshoot). */
 const PLAIN_RUN_SHORT = 8
+/** In lockstep, the longest plain run of a step: a request that arrives meanwhile waits for it. */
+const LOCKSTEP_RUN = 16
 
 const cpuNanos = (): number => {
   const usage = process.cpuUsage()
@@ -247,7 +263,9 @@ const validate = (options: Options<any, any>): Effect.Effect<void, SpeculativeEr
 /**
  * Builds the speculative `Llm` and its run statistics over the `TokenModel` in context.
  * `sequences` target sequences (default 1) are kept for the layer's lifetime, so calls that
- * share a prompt prefix reuse their KV state; that many requests are decoded at once.
+ * share a prompt prefix reuse their KV state; that many requests are decoded at once — with
+ * adaptive γ in lockstep, one γ per step for all of them, chosen from their acceptance and the
+ * measured cost of a batched step (`lockstep`).
  * @category constructors @since 0.1.0
  */
 export const make = <E = never, R = never>(
@@ -265,19 +283,35 @@ export const make = <E = never, R = never>(
     const fixedGamma = options.gamma === undefined || options.gamma === "adaptive" ? undefined : options.gamma
     const maxGamma = fixedGamma ?? options.maxGamma ?? 12
     const stepTokenBudget = options.stepTokenBudget ?? 16
+    const sequences = options.sequences ?? 1
     /** One per concurrent request: a target sequence, a drafter session, an adaptive γ. */
     const slots: Array<Slot> = []
-    for (let i = 0; i < (options.sequences ?? 1); i++) {
+    for (let i = 0; i < sequences; i++) {
+      const controller = new AdaptiveGamma({
+        maxGamma: Math.max(1, maxGamma),
+        probeInterval: options.probeInterval ?? 16,
+        kind: options.drafter.kind
+      })
       slots.push({
         session: yield* options.drafter.make(target),
         sequence: yield* target.sequence(),
-        controller: new AdaptiveGamma({
-          maxGamma: Math.max(1, maxGamma),
-          probeInterval: options.probeInterval ?? 16,
-          kind: options.drafter.kind
-        })
+        controller,
+        member: { controller, remaining: 0, first: true, runLimit: Infinity }
       })
     }
+    /** Several requests with adaptive γ: one γ per step for all of them (their controllers give acceptance only). */
+    const lockstep = sequences > 1 && fixedGamma === undefined && options.lockstep !== false
+      ? new Lockstep(
+        new LockstepGamma({
+          maxGamma: Math.max(1, maxGamma),
+          probeInterval: options.probeInterval ?? 16,
+          maxRun: LOCKSTEP_RUN,
+          kind: options.drafter.kind,
+          sequences
+        }),
+        { stepTokenBudget, maxGamma: Math.max(1, maxGamma), onStep: options.onLockstep }
+      )
+      : undefined
     const free = slots.slice()
     const semaphore = yield* Semaphore.make(slots.length)
     /** Requests decoding now: γ's cap under concurrency. */
@@ -287,13 +321,17 @@ export const make = <E = never, R = never>(
       semaphore.withPermit(Effect.acquireUseRelease(
         Effect.sync(() => {
           decoding++
-          return free.pop()!
+          const slot = free.pop()!
+          slot.member.first = true
+          lockstep?.enter(slot.member)
+          return slot
         }),
         // requests started together all count before the first chooses its γ
         (slot) => Effect.andThen(Effect.yieldNow, use(slot)),
         (slot) =>
           Effect.sync(() => {
             decoding--
+            lockstep?.leave(slot.member)
             free.push(slot)
           })
       ))
@@ -306,7 +344,7 @@ export const make = <E = never, R = never>(
       request: CompletionRequest.CompletionRequest,
       onText?: (delta: string) => void
     ) {
-      const { session, sequence, controller } = slot
+      const { session, sequence, controller, member } = slot
       const unsupported = unsupportedFields(request)
       if (unsupported.length > 0) {
         return yield* LlmError.make(
@@ -408,28 +446,55 @@ export const make = <E = never, R = never>(
         yield* session.begin(prompt)
         controller.reset()
         let done = false
+        const shortRuns = onText !== undefined || stops.length > 0
+        /** In lockstep: plain single steps still owed to the current step's plain run (no fast path). */
+        let owed = 0
         while (!done) {
           const remaining = maxTokens - output.length
           // the first step also evaluates the prompt's uncached tail, which a longer draft shares
           // with k requests decoding, their steps batch: keep a step within the token budget
           const concurrencyCap = Math.max(0, Math.floor(stepTokenBudget / decoding) - 1)
           const backedOff = fixedGamma === undefined && concurrencyCap === 0
-          const gamma = fixedGamma !== undefined
-            ? Math.min(fixedGamma, remaining - 1)
-            : backedOff
-            ? 0
-            : controller.choose(Math.min(remaining - 1, concurrencyCap), head.length - 1)
+          let gamma: number
+          /** In lockstep, the plain run of this step (γ = 0). */
+          let run = 0
+          if (lockstep !== undefined) {
+            if (owed > 0) {
+              owed--
+              gamma = 0
+            } else {
+              member.remaining = remaining
+              member.first = head.length > 1
+              member.runLimit = shortRuns ? PLAIN_RUN_SHORT : Infinity
+              const decision = yield* lockstep.join(member, now)
+              gamma = Math.min(decision.gamma, remaining - 1)
+              run = Math.max(1, Math.min(decision.run, remaining))
+            }
+          } else {
+            gamma = fixedGamma !== undefined
+              ? Math.min(fixedGamma, remaining - 1)
+              : backedOff
+              ? 0
+              : controller.choose(Math.min(remaining - 1, concurrencyCap), head.length - 1)
+          }
           // The clock is read only for steps whose cost the controller will use: every step with
-          // drafts, and a sample of the plain ones; none with a fixed γ (each read of the CPU clock
-          // is a system call).
+          // drafts, and a sample of the plain ones; none with a fixed γ or in lockstep (each read
+          // of the CPU clock is a system call).
           if (gamma === 0 && greedy && sequence.generateGreedy !== undefined) {
             // A plain stretch: the backend's own decoding loop runs it, no round trip per token.
             // Its length is what the controller would choose step by step (plain steps up to the
             // next probe); streams and stop sequences take short runs (granularity, overshoot).
-            const limit = onText !== undefined || stops.length > 0 ? Math.min(remaining, PLAIN_RUN_SHORT) : remaining
+            const limit = shortRuns ? Math.min(remaining, PLAIN_RUN_SHORT) : remaining
             // backed off under concurrency: plain runs of a few tokens, then look again
-            const count = fixedGamma !== undefined ? limit : backedOff ? Math.min(limit, PLAIN_RUN_SHORT) : controller.plainRun(limit)
-            const t0 = fixedGamma === undefined ? now() : 0
+            const count = lockstep !== undefined
+              ? run
+              : fixedGamma !== undefined
+              ? limit
+              : backedOff
+              ? Math.min(limit, PLAIN_RUN_SHORT)
+              : controller.plainRun(limit)
+            const timedRun = fixedGamma === undefined && lockstep === undefined
+            const t0 = timedRun ? now() : 0
             const out = yield* sequence.generateGreedy(head, count, endTokens)
             if (out.length === 0) {
               return yield* LlmError.make(
@@ -437,14 +502,17 @@ export const make = <E = never, R = never>(
                 new LlmError.BadResponse({ description: `${target.name}: generateGreedy decoded no token` })
               )
             }
-            if (fixedGamma === undefined) controller.recordPlainRun(out.length, head.length > 1 ? 0 : now() - t0)
+            if (fixedGamma === undefined) controller.recordPlainRun(out.length, head.length > 1 || !timedRun ? 0 : now() - t0)
             tally.targetEvaluations += out.length
             tally.plainSteps += out.length
             done = yield* emit(out)
             head = [out[out.length - 1]!]
             continue
           }
-          const timed = fixedGamma === undefined && controller.wantsTiming(gamma)
+          // a lockstep plain run without the fast path: its further steps follow without joining
+          if (lockstep !== undefined && gamma === 0 && owed === 0 && run > 1) owed = run - 1
+          // in lockstep the lockstep times whole steps of all the requests
+          const timed = fixedGamma === undefined && lockstep === undefined && controller.wantsTiming(gamma)
           const t0 = timed ? now() : 0
           const draft = gamma > 0
             ? yield* session.draft({ context, promptLength: prompt.length, maximum: gamma, sampling, random })

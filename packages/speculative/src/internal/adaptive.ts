@@ -5,7 +5,7 @@
  */
 
 /** An exponential moving average that starts as a plain mean. */
-class Average {
+export class Average {
   private count = 0
   value = 0
   constructor(private readonly minimumRate: number) {}
@@ -22,9 +22,9 @@ class Average {
 }
 
 /** Prior cost of verifying m tokens, in units of one plain step: what batched evaluation costs on CPU. */
-const PRIOR_SLOPE = 0.15
+export const PRIOR_SLOPE = 0.15
 /** An extra verified token is never assumed cheaper than this fraction of a plain step. */
-const MINIMUM_SLOPE = 0.05
+export const MINIMUM_SLOPE = 0.05
 /** In-step draft timings needed before a draft model's cost may stop probes. */
 const MIN_DRAFT_SAMPLES = 4
 /** Time one plain step in this many once their cost is known. */
@@ -306,6 +306,31 @@ export class AdaptiveGamma {
       const rate = Math.max(1 / this.seen[i]!, 0.05)
       this.alpha[i] = this.alpha[i]! + rate * (hit - this.alpha[i]!)
     }
+  }
+
+  /**
+   * Expected tokens of a step with γ drafts, for γ = 0..limit: 1 + α₁ + α₁α₂ + … (the
+   * accepted drafts and the token the target adds), from the acceptance learned so far;
+   * with `optimism`, each αᵢ raised by that many standard errors (few samples: a wide bound).
+   */
+  expected(limit: number, optimism = 0): Float64Array {
+    const out = new Float64Array(limit + 1)
+    let reach = 1
+    out[0] = 1
+    for (let k = 1; k <= limit; k++) {
+      const i = Math.min(k, this.alpha.length) - 1
+      const alpha = this.alpha[i]!
+      // an upper confidence bound: the estimate plus `optimism` standard errors of its samples
+      const bound = optimism > 0 ? alpha + optimism * Math.sqrt((alpha * (1 - alpha) + 0.01) / Math.max(1, this.seen[i]!)) : alpha
+      reach *= Math.min(1, bound)
+      out[k] = out[k - 1]! + reach
+    }
+    return out
+  }
+
+  /** Steps whose first draft was verified so far: how much the acceptance estimates rest on. */
+  get acceptanceSamples(): number {
+    return this.seen[0] ?? 0
   }
 
   snapshot(): { readonly alpha: ReadonlyArray<number> } {
