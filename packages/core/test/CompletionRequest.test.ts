@@ -61,24 +61,28 @@ const agree = (input: Record<string, unknown>) => {
   const label = JSON.stringify(input)
   if (expected.error !== undefined) {
     assert.strictEqual(actual.error, expected.error, label)
-    return
+    return "error"
   }
   assert.isDefined(actual.request, label)
   assert.instanceOf(actual.request, CompletionRequest.CompletionRequest)
   assert.isTrue(Equal.equals(actual.request, expected.request), label)
   assert.strictEqual(JSON.stringify(actual.request), JSON.stringify(expected.request), label)
   assert.deepStrictEqual(Object.keys(actual.request!), Object.keys(expected.request!), label)
+  return "request"
 }
 
 describe("CompletionRequest.build", () => {
   it("agrees with the constructor on every value of every field", () => {
     const base = { model: "m", messages: [{ role: "user", content: "hi" }] }
+    const outcomes: Array<string> = []
     for (const [field, candidates] of Object.entries(values)) {
-      for (const value of candidates) agree({ ...base, [field]: value })
-      agree({ ...base, [field]: undefined })
+      for (const value of candidates) outcomes.push(agree({ ...base, [field]: value }))
+      outcomes.push(agree({ ...base, [field]: undefined }))
     }
-    agree({ ...base, unknownField: 1 })
-    agree({ model: "m" })
+    outcomes.push(agree({ ...base, unknownField: 1 }), agree({ model: "m" }))
+    // both kinds were compared
+    assert.include(outcomes, "error")
+    assert.include(outcomes, "request")
   })
 
   it("agrees on 3000 random combinations of fields", () => {
@@ -92,6 +96,7 @@ describe("CompletionRequest.build", () => {
     }
     const pick = <A>(items: ReadonlyArray<A>): A => items[Math.floor(random() * items.length)]!
     const entries = Object.entries(values)
+    const outcomes: Array<string> = []
     for (let index = 0; index < 3000; index++) {
       const input: Record<string, unknown> = {}
       for (const [field, candidates] of entries) {
@@ -99,8 +104,10 @@ describe("CompletionRequest.build", () => {
         const chance = field === "model" || field === "messages" ? 0.97 : 0.25
         if (random() < chance) input[field] = random() < 0.7 ? candidates[0] : pick(candidates)
       }
-      agree(input)
+      outcomes.push(agree(input))
     }
+    assert.isAbove(outcomes.filter((outcome) => outcome === "request").length, 300)
+    assert.isAbove(outcomes.filter((outcome) => outcome === "error").length, 300)
   })
 
   it("copies the input's messages and stop list, as decoding does", () => {
