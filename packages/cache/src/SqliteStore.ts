@@ -4,7 +4,7 @@
  * write the same file at once. Built on `node:sqlite` (Node 24), no native addon.
  *
  * Writes are write-behind by default: `set` queues the entry (reads of this store see it at
- * once) and the queue is committed `lingerMillis` (5 ms, read through `Clock`) after its
+ * once) and the queue is committed `lingerMillis` (20 ms, read through `Clock`) after its
  * first entry, everything queued by then in one transaction, so a cache miss answers before
  * its entry is on disk, the commit stays off the next request's path, and a burst of misses
  * costs one commit. Closing the store (its scope, the layer's release) and the process's
@@ -28,7 +28,13 @@ export interface Options {
    * `set` commits before it succeeds.
    */
   readonly writeBehind?: boolean | undefined
-  /** How long a queued write waits for others to share its commit (default 5 ms). */
+  /**
+   * How long a queued write waits for others to share its commit (default 20 ms). Longer
+   * batches cost less per entry (the WAL pages, the checkpoint's fsync) and fewer commits land
+   * on requests in flight: behind `hasten-serve`, 25 ms instead of 5 took 15–48 µs off the p50
+   * of a request with cache, rate limit and perf logs (three interleaved runs); a crash loses
+   * at most this window of entries.
+   */
   readonly lingerMillis?: number | undefined
   /**
    * Commit the queue on a worker thread with its own connection (default `false`; a file
@@ -160,7 +166,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       wake()
     })
   }
-  const linger = Duration.millis(Math.max(0, options.lingerMillis ?? 5))
+  const linger = Duration.millis(Math.max(0, options.lingerMillis ?? 20))
   const runFork = Effect.runForkWith(yield* Effect.context<never>())
   let timer: Fiber.Fiber<void> | undefined
   const commitQueued = Effect.sync(() => {

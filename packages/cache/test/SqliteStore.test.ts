@@ -65,7 +65,7 @@ describe("SqliteStore write-behind", () => {
       const path = join(yield* tempDir, "cache.db")
       const store = yield* SqliteStore.make({ path })
       yield* store.set(entry("a"))
-      yield* TestClock.adjust("4 millis")
+      yield* TestClock.adjust("19 millis")
       yield* store.set(entry("b"))
       assert.strictEqual((yield* store.get("a"))?.value, JSON.stringify({ key: "a" }))
       assert.isUndefined(onDisk(path, "a"), "queued, not committed yet")
@@ -74,7 +74,7 @@ describe("SqliteStore write-behind", () => {
       assert.strictEqual(onDisk(path, "b"), JSON.stringify({ key: "b" }), "committed with the first")
       yield* store.set(entry("c"))
       assert.isUndefined(onDisk(path, "c"))
-      yield* TestClock.adjust("5 millis")
+      yield* TestClock.adjust("20 millis")
       assert.strictEqual(onDisk(path, "c"), JSON.stringify({ key: "c" }))
     }).pipe(Effect.scoped))
 
