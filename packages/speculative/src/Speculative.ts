@@ -224,6 +224,12 @@ interface Slot {
 
 /** Longest plain run for streams (chunk granularity) and requests with stop sequences (overshoot). */
 const PLAIN_RUN_SHORT = 8
+/**
+ * Backed off by the step budget: a plain run this long, then look again (a request leaving may
+ * lift the cap). Longer runs keep the batching engine's steps full (each re-entry desynchronises
+ * the k requests for a step).
+ */
+const BACKED_OFF_RUN = 32
 /** In lockstep, the longest plain run of a step: a request that arrives meanwhile waits for it. */
 const LOCKSTEP_RUN = 16
 
@@ -458,7 +464,9 @@ export const make = <E = never, R = never>(
           let gamma: number
           /** In lockstep, the plain run of this step (γ = 0). */
           let run = 0
-          if (lockstep !== undefined) {
+          // backed off by the step budget, there is no γ to share: each request runs its own
+          // plain stretches on the batching engine (as without lockstep) until requests leave
+          if (lockstep !== undefined && !backedOff) {
             if (owed > 0) {
               owed--
               gamma = 0
@@ -486,12 +494,12 @@ export const make = <E = never, R = never>(
             // next probe); streams and stop sequences take short runs (granularity, overshoot).
             const limit = shortRuns ? Math.min(remaining, PLAIN_RUN_SHORT) : remaining
             // backed off under concurrency: plain runs of a few tokens, then look again
-            const count = lockstep !== undefined
+            const count = lockstep !== undefined && !backedOff
               ? run
               : fixedGamma !== undefined
               ? limit
               : backedOff
-              ? Math.min(limit, PLAIN_RUN_SHORT)
+              ? Math.min(limit, BACKED_OFF_RUN)
               : controller.plainRun(limit)
             const timedRun = fixedGamma === undefined && lockstep === undefined
             const t0 = timedRun ? now() : 0
