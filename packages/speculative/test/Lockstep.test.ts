@@ -18,13 +18,7 @@ const target = () =>
   Synthetic.make({
     alphabet: "abcdefgh",
     extensions: true,
-    next: (context) => {
-      const a = context[context.length - 1] ?? 0
-      const b = context[context.length - 2] ?? 0
-      const weights = Array.from({ length: 8 }, (_, token) => 1 + ((token * 7 + a * 3 + b * 5) % 11) + (token === (a + 1) % 8 ? 6 : 0))
-      const total = weights.reduce((x, y) => x + y, 0)
-      return weights.map((weight) => weight / total)
-    }
+    next: Synthetic.lastTwo
   })
 /** Always drafts the full γ (no end token): every verification's length is γ + 1. */
 const draftModel = () =>

@@ -53,13 +53,7 @@ describe("greedy equality (synthetic)", () => {
     Synthetic.make({
       alphabet: "abcdefgh",
       extensions,
-      next: (context) => {
-        const a = context[context.length - 1] ?? 0
-        const b = context[context.length - 2] ?? 0
-        const weights = Array.from({ length: 8 }, (_, token) => 1 + ((token * 7 + a * 3 + b * 5) % 11) + (token === (a + 1) % 8 ? 6 : 0))
-        const total = weights.reduce((x, y) => x + y, 0)
-        return weights.map((weight) => weight / total)
-      }
+      next: Synthetic.lastTwo
     })
   const draftModel = Synthetic.make({
     alphabet: "abcdefgh",

@@ -105,3 +105,15 @@ export const make = (options: SyntheticOptions): Synthetic => {
 
 /** A Markov chain on the last token: rows[last][next]. */
 export const chain = (rows: ReadonlyArray<ReadonlyArray<number>>) => (context: ReadonlyArray<number>) => rows[context[context.length - 1]!]!
+
+/**
+ * The next-token rule of a context-dependent target: the next token depends on the last two,
+ * so a draft model's drafts are sometimes wrong. Over the 8-letter alphabet `abcdefgh`.
+ */
+export const lastTwo = (context: ReadonlyArray<number>): Array<number> => {
+  const a = context[context.length - 1] ?? 0
+  const b = context[context.length - 2] ?? 0
+  const weights = Array.from({ length: 8 }, (_, token) => 1 + ((token * 7 + a * 3 + b * 5) % 11) + (token === (a + 1) % 8 ? 6 : 0))
+  const total = weights.reduce((x, y) => x + y, 0)
+  return weights.map((weight) => weight / total)
+}
