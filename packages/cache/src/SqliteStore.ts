@@ -9,7 +9,7 @@
  * its entry is on disk, the commit stays off the next request's path, and a burst of misses
  * costs one commit. Closing the store (its scope, the layer's release) and the process's
  * `exit` event write what is queued; a crash (`kill -9`, power loss) loses at most the
- * entries of the last few milliseconds. `writeBehind: false` commits in `set`.
+ * entries of the last `lingerMillis` (20 ms). `writeBehind: false` commits in `set`.
  * @since 0.1.0
  */
 import { Clock, Duration, Effect, type Fiber, Layer } from "effect"
