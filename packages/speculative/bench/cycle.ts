@@ -5,7 +5,8 @@
  * seconds of this process, all threads; and wall), beside plain greedy decoding with
  * node-llama-cpp alone and Hasten's lean greedy (γ = 0), interleaved request by request.
  *
- *   pnpm bench:cycle [--shape=110M] [--gamma=4,adaptive] [--rounds=2] [--tokens=128] [--ab]
+ *   pnpm bench:cycle [--shape=110M|1024x24] [--gamma=4,adaptive] [--rounds=2] [--tokens=128] [--ab]
+ * (`--shape`: a name in `SyntheticModel.shapes` or `<embedding>x<layers>`, see `parseShape`)
  * (`--ab`: each γ also with the draft model drafting one `appendGreedy` call per token)
  *   pnpm bench:cycle --passes [--repeats=6]
  * (only the target's forward passes of 1, 2, 3, 5, 9 tokens, and of 2 and 5 with the last output only, flash attention on and off, taking turns)
@@ -20,10 +21,10 @@ import { Drafter, Speculative } from "@hasten/speculative"
 import { SyntheticModel } from "@hasten/testkit"
 import { Context, Effect, Layer, ManagedRuntime } from "effect"
 import { getLlama, type LlamaContextSequence, LlamaLogLevel, type LlamaModel, type Token } from "node-llama-cpp"
-import { atPrompt, cpuMillis, storyPrompts } from "./support.js"
+import { atPrompt, cpuMillis, parseShape, storyPrompts } from "./support.js"
 
 const option = (name: string): string | undefined => process.argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3)
-const shape = (option("shape") ?? "110M") as SyntheticModel.ShapeName
+const shape = option("shape") ?? "110M"
 const gammaOption = option("gamma") ?? "4"
 const gammas: Array<number | "adaptive"> = gammaOption.split(",").map((g) => (g === "adaptive" ? "adaptive" : Number(g)))
 const rounds = Number(option("rounds") ?? 2)
@@ -88,7 +89,7 @@ const wrap = (who: string, model: TokenModel.TokenModelService, hideGenerate = f
 })
 
 const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error })
-const pair = await SyntheticModel.pair({ target: shape })
+const pair = await SyntheticModel.pair({ target: parseShape(shape) })
 const pools: Array<ManagedRuntime.ManagedRuntime<ModelPool.ModelPool, never>> = []
 const tokenModel = async (path: string, who: string, hideGenerate = false) => {
   const poolRuntime = ManagedRuntime.make(ModelPool.layer({ idleTimeToLive: "1 hour" }))

@@ -18,7 +18,8 @@
  * Hasten's γ=0 and each adaptive configuration on 48 distinct openings.
  *
  * Then, at real sizes (`--draft-model` runs only this section, `--no-draft-model` skips it):
- * a synthetic target of each of `--shapes` (default `110M`; `--quick`: `15M`) and its
+ * a synthetic target of each of `--shapes` (default `110M`; `--quick`: `15M`; besides the named
+ * shapes, `<embedding>x<layers>` such as `1024x24`: heads of width 64, llama2.c's feed-forward) and its
  * synthetic draft (`SyntheticModel.pair`, @hasten/testkit: random weights of real shapes, so
  * timing only), a fixed `--tokens` (default 128) per request: node-llama-cpp plain greedy,
  * Hasten γ=0 (lean greedy), Hasten with `Drafter.model` over the draft at γ 2, 4, 8 and
@@ -53,7 +54,7 @@ import {
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { type ConcurrencyResult, concurrencySection } from "./concurrency.js"
-import { atPrompt, storyPrompts as sharedStoryPrompts, tokenModels } from "./support.js"
+import { atPrompt, parseShape, storyPrompts as sharedStoryPrompts, tokenModels } from "./support.js"
 
 const quick = process.argv.includes("--quick")
 const option = (name: string): string | undefined => {
@@ -75,6 +76,15 @@ const onlyWorkload = option("workload")
 const onlyConfig = option("config")
 const rounds = Number(option("rounds") ?? (quick ? 1 : 3))
 const contextSize = 1024
+/** `--shapes 110M,1024x24`: named shapes or custom `<embedding>x<layers>` ones (`parseShape`), checked before anything runs. */
+const draftShapes = (option("shapes") ?? (quick ? "15M" : "110M")).split(",").filter((shape) => shape.length > 0)
+  .map((name) => {
+    try {
+      return { name, shape: parseShape(name) }
+    } catch (error) {
+      throw new Error(`--shapes: ${(error as Error).message}`, { cause: error })
+    }
+  })
 
 // ---------------------------------------------------------------------------------------
 // fixtures
@@ -549,12 +559,6 @@ for (const file of onlyDraftModel ? [] : quick && option("model") === undefined 
 // at real sizes: a synthetic draft/target pair (random weights of real shapes: timing only)
 // ---------------------------------------------------------------------------------------
 
-const draftShapes = (option("shapes") ?? (quick ? "15M" : "110M")).split(",").filter((shape) => shape.length > 0)
-for (const shape of draftShapes) {
-  if (!(shape in SyntheticModel.shapes)) {
-    throw new Error(`--shapes: unknown shape ${shape} (${Object.keys(SyntheticModel.shapes).join(", ")})`)
-  }
-}
 /** Output tokens per request: fixed (the synthetic models never emit an end token; lengths are checked). */
 const draftTokens = Number(option("tokens") ?? (quick ? 32 : 128))
 /** The draft lengths whose verification is timed: γ + 1 tokens in one target pass. */
@@ -608,8 +612,8 @@ const verifyCosts = (
       return Object.fromEntries([...samples].map(([k, list]) => [k, median(list)]))
     }))
 
-for (const shape of draftModelSection ? draftShapes : []) {
-  const pair = await SyntheticModel.pair({ target: shape as SyntheticModel.ShapeName })
+for (const { name: shape, shape: targetShape } of draftModelSection ? draftShapes : []) {
+  const pair = await SyntheticModel.pair({ target: targetShape })
   const target = await llama.loadModel({ modelPath: pair.target.path, gpuLayers: 0 })
   const draft = await llama.loadModel({ modelPath: pair.draft.path, gpuLayers: 0 })
   const { tokenModel: localTokenModel, dispose: disposePools } = tokenModels(contextSize)

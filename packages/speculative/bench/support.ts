@@ -5,6 +5,7 @@
 import type { LlmError } from "@hasten/core"
 import { TokenModel } from "@hasten/core"
 import { Local, ModelPool } from "@hasten/providers/local"
+import { SyntheticModel } from "@hasten/testkit"
 import { Effect, type Layer, Layer as LayerModule, ManagedRuntime } from "effect"
 import type { SequenceExtensions } from "../src/Drafter.js"
 
@@ -17,6 +18,28 @@ export const storyPrompts: ReadonlyArray<string> = [
   "Ben and Mia wanted to build a house.",
   "There was a small cat named Kitty."
 ]
+
+/**
+ * A target shape from the command line: a name in `SyntheticModel.shapes` (`110M`), or a custom
+ * llama shape `<embedding>x<layers>` (`1024x24`) with heads of width 64 (`embedding / 64`) and
+ * llama2.c's feed-forward width (`2/3 · 4 · embedding`, rounded up to a multiple of 32), the
+ * rule the named shapes follow. Throws on anything else.
+ */
+export const parseShape = (text: string): SyntheticModel.ShapeName | SyntheticModel.Shape => {
+  if (text in SyntheticModel.shapes) return text as SyntheticModel.ShapeName
+  const match = /^(\d+)x(\d+)$/.exec(text)
+  const embedding = Number(match?.[1])
+  const layers = Number(match?.[2])
+  if (match === null || embedding < 64 || embedding % 64 !== 0 || layers < 1) {
+    throw new Error(
+      `shape "${text}": expected one of ${
+        Object.keys(SyntheticModel.shapes).join(", ")
+      } or <embedding>x<layers> with the embedding a multiple of 64 and at least 1 layer (e.g. 1024x24)`
+    )
+  }
+  const feedForward = Math.ceil(Math.floor((2 * 4 * embedding) / 3) / 32) * 32
+  return { embedding, layers, heads: embedding / 64, feedForward }
+}
 
 /** CPU milliseconds of this process (every thread) so far. */
 export const cpuMillis = (): number => {
