@@ -25,7 +25,7 @@ interface Decoded {
   readonly bytes: number
 }
 
-/** `hitNow`'s answer when the lookup must take the store's effect (no synchronous read, an error, a corrupt entry). */
+/** A lookup not answered synchronously: it takes the store's effect (no synchronous read, an error, a corrupt entry). */
 const SLOW: unique symbol = Symbol("SLOW")
 
 const markCompletion = (completion: Completion.Completion): Completion.Completion =>
@@ -88,45 +88,12 @@ export const make = Effect.fnUntraced(function*(inner: Llm.LlmService, store: Ca
     return decoded
   }
 
-  /** The decoded entry under `key`, or `undefined` on a miss (absent, corrupt, or store down under `bypass`). */
-  const lookup = (key: string): Effect.Effect<Decoded | undefined, LlmError.LlmError> =>
-    Effect.flatMap(guard(store.get(key), undefined), (entry) => {
-      if (entry === undefined) {
-        return Effect.contextWith((context: Context.Context<never>) => {
-          missesMetric.updateUnsafe(1, context)
-          return Effect.succeed(undefined)
-        })
-      }
-      const decoded = decodeEntry(entry)
-      if (decoded === undefined) {
-        return Effect.as(
-          Effect.andThen(
-            Effect.all([Metric.update(corruptMetric, 1), Metric.update(missesMetric, 1)], { discard: true }),
-            Effect.logWarning(`cache store ${store.name}: entry ${key} is corrupt; treating it as a miss and overwriting it`)
-          ),
-          undefined
-        )
-      }
-      // Both hit counters in one step: this is the hot path.
-      return Effect.contextWith((context) => {
-        hitsMetric.updateUnsafe(1, context)
-        bytesReadMetric.updateUnsafe(decoded.bytes, context)
-        return Effect.succeed(decoded)
-      })
-    })
-
-  // Stores that answer at once (memory, SQLite) are read and written without effects on the
-  // hot path; a store error there goes through the effect path, which applies the error policy.
-  const getNow = store.get.now
-  const setNow = store.set.now
-  const hitNow = (key: string, now: number, context: Context.Context<never>): Decoded | undefined | typeof SLOW => {
-    if (getNow === undefined || guard.degraded()) return SLOW
-    let entry: Entry | undefined
-    try {
-      entry = getNow(key, now)
-    } catch {
-      return SLOW
-    }
+  /**
+   * A lookup's answer, counted: `undefined` for a miss, the decoded entry for a hit (its
+   * bytes counted too), `SLOW` for an entry that does not decode (left to `lookup`, which
+   * reports it).
+   */
+  const counted = (entry: Entry | undefined, context: Context.Context<never>): Decoded | undefined | typeof SLOW => {
     if (entry === undefined) {
       missesMetric.updateUnsafe(1, context)
       return undefined
@@ -138,54 +105,67 @@ export const make = Effect.fnUntraced(function*(inner: Llm.LlmService, store: Ca
     return decoded
   }
 
+  /** The decoded entry under `key`, or `undefined` on a miss (absent, corrupt, or store down under `bypass`). */
+  const lookup = (key: string): Effect.Effect<Decoded | undefined, LlmError.LlmError> =>
+    Effect.flatMap(guard(store.get(key), undefined), (entry) =>
+      Effect.contextWith((context: Context.Context<never>) => {
+        const answer = counted(entry, context)
+        if (answer !== SLOW) return Effect.succeed(answer)
+        return Effect.as(
+          Effect.andThen(
+            Effect.all([Metric.update(corruptMetric, 1), Metric.update(missesMetric, 1)], { discard: true }),
+            Effect.logWarning(`cache store ${store.name}: entry ${key} is corrupt; treating it as a miss and overwriting it`)
+          ),
+          undefined
+        )
+      }))
+
+  // Stores that answer at once (memory, SQLite) are read and written without effects on the
+  // hot path; a store error or a corrupt entry there goes through the effect path, which
+  // applies the error policy and reports it.
+  const getNow = store.get.now
+  const setNow = store.set.now
+  const hitNow = (key: string, now: number, context: Context.Context<never>): Decoded | undefined | typeof SLOW => {
+    if (getNow === undefined || guard.degraded()) return SLOW
+    let entry: Entry | undefined
+    try {
+      entry = getNow(key, now)
+    } catch {
+      return SLOW
+    }
+    return counted(entry, context)
+  }
+
+  /** Counts a stored entry's bytes and what its store evicted for it. */
+  const stored = (entry: Entry, evicted: number, context: Context.Context<never>): void => {
+    bytesWrittenMetric.updateUnsafe(Buffer.byteLength(entry.value), context)
+    if (evicted > 0) evictionsMetric.updateUnsafe(evicted, context)
+  }
+
+  /** Encodes and stores an entry: through the store's synchronous `set` when it has one, else (or when it throws) its effect, under the error policy. */
   const write = (key: string, payload: Payload): Effect.Effect<void> =>
-    setNow !== undefined && !guard.degraded()
-      ? Effect.withFiber((fiber) => {
-        const value = encodePayload(payload)
-        if (value === undefined) return Effect.logWarning(`cache: entry ${key} cannot be encoded as JSON; not stored`)
-        const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-        const entry: Entry = { key, namespace, value, createdAt: now, ...(ttlMillis !== undefined ? { expiresAt: now + ttlMillis } : {}) }
-        let evicted: number
-        try {
-          evicted = setNow(entry)
-        } catch {
-          return writeEntry(entry)
-        }
-        bytesWrittenMetric.updateUnsafe(Buffer.byteLength(value), fiber.context)
-        if (evicted > 0) evictionsMetric.updateUnsafe(evicted, fiber.context)
-        return Effect.void
-      })
-      : writeSlow(key, payload)
-
-  /** Stores an entry through the store's effect, under the error policy. */
-  const writeEntry = (entry: Entry): Effect.Effect<void> =>
-    guard(store.set(entry), 0).pipe(
-      Effect.flatMap((evicted) =>
-        Effect.contextWith((context: Context.Context<never>) => {
-          bytesWrittenMetric.updateUnsafe(Buffer.byteLength(entry.value), context)
-          if (evicted > 0) evictionsMetric.updateUnsafe(evicted, context)
-          return Effect.void
-        })
-      ),
-      Effect.catch(() => Effect.void)
-    )
-
-  const writeSlow = (key: string, payload: Payload): Effect.Effect<void> =>
-    Effect.suspend(() => {
+    Effect.withFiber((fiber) => {
       const value = encodePayload(payload)
-      if (value === undefined) {
-        return Effect.logWarning(`cache: entry ${key} cannot be encoded as JSON; not stored`)
+      if (value === undefined) return Effect.logWarning(`cache: entry ${key} cannot be encoded as JSON; not stored`)
+      const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+      const entry: Entry = { key, namespace, value, createdAt: now, ...(ttlMillis !== undefined ? { expiresAt: now + ttlMillis } : {}) }
+      if (setNow !== undefined && !guard.degraded()) {
+        try {
+          stored(entry, setNow(entry), fiber.context)
+          return Effect.void
+        } catch {
+          // the store's effect meets the error again, under the error policy
+        }
       }
-      return Clock.clockWith((clock) => {
-        const now = clock.currentTimeMillisUnsafe()
-        return writeEntry({
-          key,
-          namespace,
-          value,
-          createdAt: now,
-          ...(ttlMillis !== undefined ? { expiresAt: now + ttlMillis } : {})
-        })
-      })
+      return guard(store.set(entry), 0).pipe(
+        Effect.flatMap((evicted) =>
+          Effect.contextWith((context: Context.Context<never>) => {
+            stored(entry, evicted, context)
+            return Effect.void
+          })
+        ),
+        Effect.catch(() => Effect.void)
+      )
     })
 
   const foldChunks = (

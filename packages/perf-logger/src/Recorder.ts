@@ -350,6 +350,17 @@ export const layerMemory = (
   )
 
 /**
+ * `HASTEN_PERF_FLUSH` as a flush mode: `group` (the 10 ms group commit), `buffered` (100 ms)
+ * or `event`; `fallback` when it is not set.
+ * @category configuration @since 0.4.0
+ */
+export const flushConfig = (fallback: "group" | "event" | "buffered" = "group"): Config.Config<FlushMode> =>
+  Config.Literals(["group", "event", "buffered"], "HASTEN_PERF_FLUSH").pipe(
+    Config.withDefault(fallback),
+    Config.map((mode): FlushMode => mode === "buffered" ? bufferedFlush : mode === "event" ? "event" : groupFlush)
+  )
+
+/**
  * Like {@link layer}, reading the environment: `HASTEN_PERF_DIR` (default
  * `performance_logs`), `HASTEN_PERF_RUN_ID`, `HASTEN_PERF_FLUSH` (`group`, the default 10 ms
  * group commit; `buffered`, 100 ms; or `event`), `HASTEN_PERF_CONSOLE` and
@@ -363,7 +374,7 @@ export const layerConfig = (options: Options = {}): Layer.Layer<PerfLogger, Conf
       Config.all({
         dir: Config.String("HASTEN_PERF_DIR").pipe(Config.withDefault("performance_logs")),
         runId: Config.option(Config.String("HASTEN_PERF_RUN_ID")),
-        flush: Config.Literals(["group", "event", "buffered"], "HASTEN_PERF_FLUSH").pipe(Config.withDefault("group" as const)),
+        flush: flushConfig(),
         console: Config.Boolean("HASTEN_PERF_CONSOLE").pipe(Config.withDefault(true)),
         report: Config.Boolean("HASTEN_PERF_REPORT").pipe(Config.withDefault(true)),
         spans: Config.Literals(["auto", "true", "false"], "HASTEN_PERF_SPANS").pipe(Config.withDefault("auto" as const))
@@ -372,7 +383,7 @@ export const layerConfig = (options: Options = {}): Layer.Layer<PerfLogger, Conf
         layer({
           dir: config.dir,
           ...(Option.isSome(config.runId) ? { runId: config.runId.value } : {}),
-          flush: config.flush === "buffered" ? bufferedFlush : config.flush === "event" ? "event" : groupFlush,
+          flush: config.flush,
           console: config.console,
           report: config.report,
           spans: config.spans === "auto" ? "auto" : config.spans === "true",

@@ -6,27 +6,11 @@ import { Effect, Fiber, Layer, Stream } from "effect"
 import * as LifecycleUtils from "lifecycle-utils"
 import { getLlama, LlamaCompletion, type LLamaContextualRepeatPenalty, LlamaLogLevel, type LlamaModel, type Token } from "node-llama-cpp"
 import * as BatchStepper from "../src/internal/batchStepper.js"
+import { storyOpenings } from "./local-prompts.js"
 
 const CONTEXT = 256
 
-const prompts = [
-  "Once upon a time",
-  "The little dog",
-  "Lily and Tom went to the park",
-  "One day, a big bird",
-  "Tim had a red ball",
-  "The sun was hot",
-  "Sara liked to sing",
-  "There was a tree",
-  "Mom said",
-  "The cat was sad because",
-  "Ben saw a fish",
-  "In the garden",
-  "A boy named Sam",
-  "The girl smiled",
-  "It was a rainy day",
-  "They played all day"
-]
+const prompts = storyOpenings
 
 /** 16 greedy requests: stop sequences, `maxTokens`, and some that run to an end token. */
 const requests = (model: string) =>

@@ -6,19 +6,11 @@ import * as LifecycleUtils from "lifecycle-utils"
 import { getLlama, LlamaLogLevel } from "node-llama-cpp"
 import * as BatchStepper from "../src/internal/batchStepper.js"
 import { recordBatches } from "./local-batch-recorder.js"
+import { storyOpenings } from "./local-prompts.js"
 
 const CONTEXT = 256
 
-const prompts = [
-  "Once upon a time",
-  "The little dog",
-  "Lily and Tom went to the park",
-  "One day, a big bird",
-  "Tim had a red ball",
-  "The sun was hot",
-  "Sara liked to sing",
-  "There was a tree"
-]
+const prompts = storyOpenings.slice(0, 8)
 
 /** A TokenModel sequence with the greedy fast paths `Local` gives it. */
 type GreedySequence = TokenModel.TokenSequence & {

@@ -82,17 +82,18 @@ export const wrapLlm = (inner: Llm.LlmService, limiter: LimiterService, options:
   const estimator = options.estimator ?? Estimator.safe
   const policy = inner.rateLimitPolicy
   const defaultMaxTokens = limiter.options.defaultMaxTokens ?? policy?.defaultMaxTokens ?? 256
-  // no token budget can apply to the key: no prompt estimate (a tokenizer pass) is needed
-  const estimate = (request: CompletionRequest.CompletionRequest, key: string) =>
-    limiter.needsInputTokens?.(key, policy) === false ? Effect.succeed(0) : estimator(request)
-  const costOf = (request: CompletionRequest.CompletionRequest, key: string) =>
-    Effect.map(estimate(request, key), (inputTokens): Cost => ({
-      key,
-      provider: inner.name,
-      inputTokens,
-      outputTokens: request.maxTokens ?? defaultMaxTokens,
-      policy
-    }))
+  const costWith = (request: CompletionRequest.CompletionRequest, key: string, inputTokens: number): Cost => ({
+    key,
+    provider: inner.name,
+    inputTokens,
+    outputTokens: request.maxTokens ?? defaultMaxTokens,
+    policy
+  })
+  /** The call's cost: with no token budget that can apply to the key, no prompt estimate (a tokenizer pass). */
+  const costOf = (request: CompletionRequest.CompletionRequest, key: string): Cost | Effect.Effect<Cost, LlmError.LlmError> =>
+    limiter.needsInputTokens?.(key, policy) === false
+      ? costWith(request, key, 0)
+      : Effect.map(estimator(request), (inputTokens) => costWith(request, key, inputTokens))
 
   const facts = (outcome: Outcome<Completion.Completion>): Completion.Completion =>
     Completion.withFacts(outcome.value, {
@@ -110,10 +111,8 @@ export const wrapLlm = (inner: Llm.LlmService, limiter: LimiterService, options:
       effect: inner.complete(request),
       observe
     })
-    // no token budget can apply to the key: the cost is known without an estimate
-    const priced = limiter.needsInputTokens?.(key, policy) === false
-      ? call({ key, provider: inner.name, inputTokens: 0, outputTokens: request.maxTokens ?? defaultMaxTokens, policy })
-      : Effect.map(costOf(request, key), call)
+    const cost = costOf(request, key)
+    const priced = Effect.isEffect(cost) ? Effect.map(cost, call) : call(cost)
     if (limiter.run !== undefined) return limiter.run(key, priced)
     return limiter.lobby(key)(Effect.isEffect(priced) ? Effect.flatMap(priced, limiter.execute) : limiter.execute(priced))
   }
@@ -140,7 +139,8 @@ export const wrapLlm = (inner: Llm.LlmService, limiter: LimiterService, options:
     Stream.unwrap(Effect.gen(function*() {
       const key = keyOf(options, inner.name, request)
       yield* limiter.enterLobby(key)
-      const cost = yield* costOf(request, key)
+      const priced = costOf(request, key)
+      const cost = Effect.isEffect(priced) ? yield* priced : priced
       const admission = yield* limiter.admit(cost)
       let usage: Completion.Usage | undefined
       let rateLimit: RateLimitHeaders.RateLimitInfo | undefined

@@ -248,10 +248,7 @@ export interface Listening {
  * exit and a crash with an exception still write everything. `HASTEN_PERF_FLUSH` (`group`,
  * `event`, `buffered`) chooses another.
  */
-const perfFlush = Config.Literals(["group", "event", "buffered"], "HASTEN_PERF_FLUSH").pipe(
-  Config.withDefault("buffered" as const),
-  Config.map((mode) => mode === "group" ? PerfLogger.groupFlush : mode === "event" ? "event" as const : PerfLogger.bufferedFlush)
-)
+const perfFlush = PerfLogger.flushConfig("buffered")
 
 /**
  * The gateway of a plan as a layer: the server over {@link servedModels}, with a perf-logger
